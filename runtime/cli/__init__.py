@@ -1,0 +1,49 @@
+"""The ``llm386`` command line: one subcommand module per area, registered in COMMAND_MODULES."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from runtime.errors import Llm386Error
+
+from .common import Output, to_json_text
+
+COMMAND_MODULES = [
+    "runtime.cli.store_cmds",
+    "runtime.cli.models_cmds",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="llm386", description="Inspect and drive an llm386 context store."
+    )
+    parser.add_argument("--store", help="store folder (default: $LLM386_STORE or ./.llm386/store)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; print its output; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        out: Output = args.func(args)
+    except Llm386Error as exc:
+        print(f"llm386: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llm386: interrupted", file=sys.stderr)
+        return 130
+    as_json = args.json or getattr(args, "json_after", False)
+    text = to_json_text(out.data) if as_json else out.text
+    if text:
+        print(text)
+    return 0

@@ -1,0 +1,69 @@
+"""What every CLI command shares: its output type, opening the store, and printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.lmdbstore import LmdbStore
+
+DEFAULT_HOME = ".llm386"
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a command prints: ``text`` for people, ``data`` (JSON-able) for ``--json``."""
+
+    text: str
+    data: object = None
+
+
+def default_store_path() -> Path:
+    """Return the store path: $LLM386_STORE, else $LLM386_HOME/store, else ./.llm386/store."""
+    if os.environ.get("LLM386_STORE"):
+        return Path(os.environ["LLM386_STORE"])
+    return Path(os.environ.get("LLM386_HOME") or DEFAULT_HOME) / "store"
+
+
+def store_path_from(args: argparse.Namespace) -> Path:
+    return Path(args.store) if getattr(args, "store", None) else default_store_path()
+
+
+def open_store_from(args: argparse.Namespace, *, create: bool = False) -> LmdbStore:
+    """Open the store named by ``--store`` (or the default); only ``init`` and writers create."""
+    return LmdbStore(store_path_from(args), create=create)
+
+
+def to_json_text(data: object) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Return a plain aligned text table."""
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def preview(text: str, width: int = 60) -> str:
+    """Return ``text`` on one line, cut to ``width`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, func: object, help: str
+) -> argparse.ArgumentParser:
+    """Add a subcommand that also accepts ``--json`` after its name."""
+    parser = sub.add_parser(name, help=help, description=help)
+    parser.add_argument(
+        "--json", dest="json_after", action="store_true", help="print JSON for scripts"
+    )
+    parser.set_defaults(func=func)
+    return parser

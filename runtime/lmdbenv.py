@@ -1,0 +1,174 @@
+"""The one place that opens LMDB environments: a per-process cache and safe write transactions.
+
+Invariants:
+- One open ``lmdb.Environment`` per real path per process (py-lmdb forbids opening it twice).
+- Every write goes through :func:`write`, which retries once per doubling when the map is full
+  (growing it up to ``MAX_MAP_SIZE``) and adopts a map grown by another process. A failed write
+  leaves nothing behind: LMDB aborts the whole transaction.
+- A path that exists but is not an LMDB environment is refused with ``StoreNotAStore`` rather
+  than overwritten.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias, TypeVar
+
+import lmdb
+
+from .errors import StoreError, StoreFull, StoreNotAStore, StoreReadOnly
+
+T = TypeVar("T")
+
+# py-lmdb's stubs type every read as bytes | memoryview although buffers=False (our only mode)
+# always yields bytes; transactions and database handles are typed loosely here instead of
+# casting at every read.
+Txn: TypeAlias = Any
+DbHandle: TypeAlias = Any
+
+INITIAL_MAP_SIZE = 64 * 1024 * 1024
+MAX_MAP_SIZE = 1 << 40  # 1 TiB of address space; only what is written takes disk
+MAX_DBS = 64
+MARKER = "LLM386_STORE"
+
+_lock = threading.RLock()
+_envs: dict[str, Env] = {}
+
+
+@dataclass
+class Env:
+    """An open environment, its named databases, and how it was opened."""
+
+    path: str
+    env: lmdb.Environment
+    readonly: bool
+    dbs: dict[bytes, DbHandle]
+    lock: threading.RLock
+
+    def db(self, name: bytes, *, dupsort: bool = False) -> DbHandle:
+        """Return the named database, creating it (in its own transaction) if writable."""
+        with self.lock:
+            handle = self.dbs.get(name)
+            if handle is None:
+                if self.readonly:
+                    try:
+                        handle = self.env.open_db(name, create=False, dupsort=dupsort)
+                    except lmdb.NotFoundError:
+                        raise StoreError(
+                            f"{self.path} has no {name.decode()} table yet; open it writable "
+                            "once (any llm386 write command does) to create it"
+                        ) from None
+                else:
+                    handle = write(
+                        self, lambda txn: self.env.open_db(name, txn=txn, dupsort=dupsort)
+                    )
+                self.dbs[name] = handle
+            return handle
+
+
+def _check_path(path: Path, create: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise StoreNotAStore(f"{path} is a file, not a store folder; pass a folder path")
+    if path.is_dir():
+        names = set(os.listdir(path))
+        if names and "data.mdb" not in names:
+            raise StoreNotAStore(
+                f"{path} is a folder with other files in it but no store; choose an empty or "
+                "new folder, or the folder an llm386 store was created in"
+            )
+        if not names and not create:
+            raise StoreNotAStore(f"{path} holds no store; create one with `llm386 init {path}`")
+    elif not create:
+        raise StoreNotAStore(f"no store at {path}; create one with `llm386 init {path}`")
+
+
+def open_env(path: str | os.PathLike[str], *, readonly: bool = False, create: bool = True) -> Env:
+    """Return the process-wide environment for ``path``, opening it on first use."""
+    p = Path(path).expanduser().resolve()
+    key = str(p)
+    with _lock:
+        cached = _envs.get(key)
+        if cached is not None:
+            if cached.readonly and not readonly:
+                raise StoreReadOnly(f"{key} is already open read-only in this process")
+            return cached
+        _check_path(p, create and not readonly)
+        if not readonly:
+            p.mkdir(parents=True, exist_ok=True)
+        try:
+            env = lmdb.open(
+                key,
+                map_size=INITIAL_MAP_SIZE,
+                max_dbs=MAX_DBS,
+                readonly=readonly,
+                subdir=True,
+                create=not readonly,
+                lock=True,
+                max_readers=256,
+                max_spare_txns=4,
+            )
+        except lmdb.InvalidError:
+            raise StoreNotAStore(f"{key} holds a data.mdb that is not an LMDB store") from None
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open store at {key}: {exc}") from None
+        # Another process may have grown the map beyond our initial size: adopt it.
+        env.set_mapsize(0)
+        opened = Env(key, env, readonly, {}, threading.RLock())
+        _envs[key] = opened
+        return opened
+
+
+def close_env(path: str | os.PathLike[str]) -> None:
+    """Close and forget the cached environment for ``path`` (tests and repair use this)."""
+    key = str(Path(path).expanduser().resolve())
+    with _lock:
+        opened = _envs.pop(key, None)
+        if opened is not None:
+            opened.env.close()
+
+
+def _grow(opened: Env) -> None:
+    current = opened.env.info()["map_size"]
+    if current >= MAX_MAP_SIZE:
+        raise StoreFull(f"the store at {opened.path} reached its {MAX_MAP_SIZE} byte map limit")
+    opened.env.set_mapsize(min(current * 2, MAX_MAP_SIZE))
+
+
+def write(opened: Env, fn: Callable[[Txn], T]) -> T:
+    """Run ``fn`` in one write transaction, growing the map and retrying when it is full."""
+    if opened.readonly:
+        raise StoreReadOnly(f"{opened.path} is open read-only; open it writable to change it")
+    with opened.lock:
+        while True:
+            try:
+                with opened.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                _grow(opened)
+            except lmdb.MapResizedError:
+                opened.env.set_mapsize(0)
+            except lmdb.DiskError as exc:
+                raise StoreFull(
+                    f"the disk under {opened.path} is full: {exc}; free space and retry"
+                ) from None
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise StoreFull(
+                        f"the disk under {opened.path} is full; free space and retry"
+                    ) from None
+                raise
+
+
+def read(opened: Env, fn: Callable[[Txn], T]) -> T:
+    """Run ``fn`` in a read transaction (readers never block the writer)."""
+    while True:
+        try:
+            with opened.env.begin(write=False, buffers=False) as txn:
+                return fn(txn)
+        except lmdb.MapResizedError:
+            opened.env.set_mapsize(0)
