@@ -1,0 +1,76 @@
+"""Model profile commands: ``llm386 models`` lists every profile, ``llm386 models NAME`` shows one."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from runtime.config import Config, find_config, load_config
+from runtime.profiles import ModelProfile
+
+from .common import Output, add_command, table
+
+ESTIMATE_NOTE = (
+    "estimate: the model's own tokenizer is not public, so token counts use the listed "
+    "tokenizer and are estimates; the safety margin is the headroom for their error"
+)
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    """Load ``--config`` if given, else ./llm386.toml if present, else the defaults."""
+    path = Path(args.config) if getattr(args, "config", None) else find_config(Path.cwd())
+    return load_config(path)
+
+
+def cmd_models(args: argparse.Namespace) -> Output:
+    config = config_from(args)
+    if args.name:
+        return _one(config.profile(args.name), config)
+    profiles = config.profiles()
+    rows = [_row(profile) for profile in profiles]
+    headers = ["name", "provider", "context", "reserved", "margin", "input budget", "tokenizer", ""]
+    text = table(rows, headers)
+    if any(profile.tokens_estimated for profile in profiles):
+        text += f"\n\n{ESTIMATE_NOTE}"
+    return Output(_with_warnings(text, config), [profile.to_json() for profile in profiles])
+
+
+def _row(profile: ModelProfile) -> list[str]:
+    return [
+        profile.name,
+        profile.provider,
+        f"{profile.max_context_tokens:,}",
+        f"{profile.reserved_output_tokens:,}",
+        f"{profile.safety_margin_tokens:,}",
+        f"{profile.input_budget:,}",
+        profile.tokenizer,
+        "estimate" if profile.tokens_estimated else "",
+    ]
+
+
+def _one(profile: ModelProfile, config: Config) -> Output:
+    data = profile.to_json()
+    width = max(len(key) for key in data)
+    lines = [f"{key.ljust(width)}  {_show(value)}" for key, value in data.items()]
+    if profile.tokens_estimated:
+        lines.append(f"\n{ESTIMATE_NOTE}")
+    return Output(_with_warnings("\n".join(lines), config), data)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _with_warnings(text: str, config: Config) -> str:
+    return "\n".join([text, *(f"warning: {warning}" for warning in config.warnings)])
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``models``."""
+    parser = add_command(sub, "models", cmd_models, "list model profiles, or show one")
+    parser.add_argument("name", nargs="?", help="a model name (provider/ prefix and dated ok)")
+    parser.add_argument("--config", help="llm386.toml to read (default: ./llm386.toml if present)")
