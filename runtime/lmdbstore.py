@@ -62,6 +62,7 @@ from .storecodec import (
     decode_block,
     decode_entry_ref,
     edge_key,
+    encode_entry,
     entry_key,
     json_load,
     member_key,
@@ -238,9 +239,8 @@ class LmdbStore(BlockStore):
     ) -> Entry:
         seq = info["n"]
         info["n"] = seq + 1
-        record: dict[str, object] = {"i": block.id, "k": block.kind.value, "p": priority}
-        record.update(c=created, v=prov.to_json(), z=block.size)
-        txn.put(entry_key(session, seq), canonical_json(record), db=self._entries)
+        record = encode_entry(block.id, block.kind, priority, created, block.size, prov)
+        txn.put(entry_key(session, seq), record, db=self._entries)
         txn.put(member_key(block.id, session, seq), b"", db=self._members)
         return Entry(session, seq, block, priority, created, prov)
 

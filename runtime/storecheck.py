@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .blocks import BlockKind, canonical_json, content_hash
 from .lmdbenv import Txn
 from .store import Problem, RepairReport, VerifyReport
-from .storecodec import BYTE_EDGE, json_load, split_entry_key, split_member_key
+from .storecodec import BYTE_EDGE, entry_block_id, json_load, split_entry_key, split_member_key
 
 if TYPE_CHECKING:
     from .lmdbstore import LmdbStore
@@ -43,7 +43,7 @@ def _entry_problems(txn: Txn, store: LmdbStore) -> tuple[int, list[Problem]]:
         for key, raw in cur:
             count += 1
             session, seq = split_entry_key(key)
-            bid = json_load(raw)["i"]
+            bid = entry_block_id(raw)
             if txn.get(bytes.fromhex(bid), db=store._blocks) is None:
                 problems.append(Problem("dangling-entry", f"{session}#{seq}"))
             elif txn.get(bytes.fromhex(bid) + key, db=store._members) is None:
@@ -51,7 +51,7 @@ def _entry_problems(txn: Txn, store: LmdbStore) -> tuple[int, list[Problem]]:
     with txn.cursor(db=store._members) as cur:
         for key in cur.iternext(keys=True, values=False):
             raw = txn.get(key[32:], db=store._entries)
-            if raw is None or json_load(raw)["i"] != key[:32].hex():
+            if raw is None or entry_block_id(raw) != key[:32].hex():
                 session, seq = split_member_key(key)
                 problems.append(Problem("orphan-member", f"{key[:32].hex()}@{session}#{seq}"))
     return count, problems
@@ -133,7 +133,7 @@ def _fix_dangling_entry(store: LmdbStore, txn: Txn, detail: str) -> None:
     key = entry_key(session, seq)
     raw = txn.get(key, db=store._entries)
     if raw is not None:
-        txn.delete(bytes.fromhex(json_load(raw)["i"]) + key, db=store._members)
+        txn.delete(bytes.fromhex(entry_block_id(raw)) + key, db=store._members)
         txn.delete(key, db=store._entries)
     _recount(store, txn, session)
 
@@ -143,7 +143,7 @@ def _fix_missing_member(store: LmdbStore, txn: Txn, detail: str) -> None:
 
     session, seq = _entry_parts(detail)
     key = entry_key(session, seq)
-    bid = json_load(txn.get(key, db=store._entries))["i"]
+    bid = entry_block_id(txn.get(key, db=store._entries))
     txn.put(bytes.fromhex(bid) + key, b"", db=store._members)
 
 

@@ -7,9 +7,10 @@ edges by kind then other end. Records are canonical JSON, so equal state is equa
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
-from .blocks import Block, BlockKind, EdgeKind, EntryRef, Provenance
+from .blocks import Block, BlockKind, EdgeKind, EntryRef, Provenance, canonical_json
 from .errors import StoreCorrupted
 
 EDGE_BYTE: dict[EdgeKind, int] = {
@@ -20,6 +21,12 @@ EDGE_BYTE: dict[EdgeKind, int] = {
     EdgeKind.TOOL_INVOCATION: 5,
 }
 BYTE_EDGE: dict[int, EdgeKind] = {v: k for k, v in EDGE_BYTE.items()}
+# Entry records are read by the hundred thousand when a long session is paged, so their fixed
+# part is packed (id, kind, priority, created_at, size); provenance follows as JSON only when set.
+_ENTRY = struct.Struct(">32sBdqI")
+KINDS: tuple[BlockKind, ...] = tuple(BlockKind)
+KIND_BYTE: dict[BlockKind, int] = {k: i for i, k in enumerate(KINDS)}
+_NO_PROVENANCE = Provenance()
 
 
 def json_load(raw: bytes) -> Any:
@@ -68,7 +75,25 @@ def decode_block(block_id: str, raw: bytes | None) -> Block:
     return Block(BlockKind(rec["k"]), rec["b"], block_id, rec["p"], rec["c"], prov)
 
 
+def encode_entry(
+    block_id: str, kind: BlockKind, priority: float, created: int, size: int, prov: Provenance
+) -> bytes:
+    head = _ENTRY.pack(bytes.fromhex(block_id), KIND_BYTE[kind], priority, created, size)
+    return head if prov == _NO_PROVENANCE else head + canonical_json(prov.to_json())
+
+
+def entry_block_id(raw: bytes) -> str:
+    """Return the block id an entry record points at, without decoding the rest."""
+    return raw[:32].hex()
+
+
 def decode_entry_ref(session: str, seq: int, raw: bytes) -> EntryRef:
-    rec = json_load(raw)
-    prov = Provenance.from_json(rec.get("v") or {})
-    return EntryRef(session, seq, rec["i"], BlockKind(rec["k"]), rec["p"], rec["c"], prov, rec["z"])
+    if len(raw) < _ENTRY.size:
+        raise StoreCorrupted(f"entry {session}#{seq} is truncated; run `llm386 repair`")
+    bid, kind, priority, created, size = _ENTRY.unpack_from(raw)
+    prov = (
+        Provenance.from_json(json_load(raw[_ENTRY.size :]))
+        if len(raw) > _ENTRY.size
+        else _NO_PROVENANCE
+    )
+    return EntryRef(session, seq, bid.hex(), KINDS[kind], priority, created, prov, size)

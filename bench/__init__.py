@@ -1,0 +1,1 @@
+"""Benchmarks: each bench_*.py module has main(out_dir) and writes JSON results."""

@@ -1,0 +1,44 @@
+"""Helpers shared by the benchmarks: timing, percentiles, writing results."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (0-100) by nearest rank."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def time_calls(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
+    """Call ``fn`` ``repeat`` times; return p50/p99/mean in milliseconds."""
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return {
+        "p50_ms": round(percentile(samples, 50), 4),
+        "p99_ms": round(percentile(samples, 99), 4),
+        "mean_ms": round(statistics.fmean(samples), 4),
+        "runs": repeat,
+    }
+
+
+def write_result(out_dir: Path, name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Write ``result`` with machine facts to out_dir/name.json and return it."""
+    result = {**result, "machine": {"python": platform.python_version(), "cpu": platform.machine()}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return result

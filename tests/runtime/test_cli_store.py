@@ -1,0 +1,78 @@
+"""The llm386 store commands, as a user types them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.cli import main
+
+
+@pytest.fixture
+def run(tmp_path, capsys):
+    store = str(tmp_path / "store")
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = main(["--store", store, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+def test_put_show_and_list_a_session(run):
+    code, out, _ = run(
+        "put", "--session", "s1", "--kind", "fact", "--label", "pinned", "Paris is in France"
+    )
+    assert code == 0
+    block_id = out.split()[0]
+    code, out, _ = run("show", block_id[:10])
+    assert "Paris is in France" in out and "kind: fact" in out
+    code, out, _ = run("session", "s1", "--json")
+    data = json.loads(out)
+    assert data[0]["provenance"]["labels"] == ["pinned"] and data[0]["seq"] == 0
+    code, out, _ = run("sessions")
+    assert "s1" in out
+
+
+def test_edges_delete_purge_verify_repair(run):
+    a = run("put", "--session", "s", "--kind", "fact", "a")[1].split()[0]
+    b = run("put", "--session", "s", "--kind", "fact", "b")[1].split()[0]
+    assert run("add-edge", a, "supports", b)[1].strip() == "edge added"
+    assert run("add-edge", a, "supports", b)[1].strip() == "edge already present"
+    assert json.loads(run("edges", b, "--json")[1])["in"][0]["from"] == a
+    assert run("verify")[0] == 0
+    assert run("delete", a)[0] == 0
+    assert "1 entries" in run("purge", "s")[1]
+    assert "0 fixed" in run("repair")[1]
+
+
+def test_errors_are_one_line_and_exit_non_zero(run):
+    run("put", "--session", "s", "--kind", "fact", "x")
+    code, out, err = run("show", "abcdef0123")
+    assert code == 2 and out == ""
+    assert err.startswith("llm386: error: no block") and err.count("\n") == 1
+    code, _, err = run("purge", "nope")
+    assert code == 2 and "no session" in err
+
+
+def test_invalid_utf8_file_is_refused(run, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok \xc3\x28 not utf-8")
+    code, _, err = run("put", "--session", "s", "--kind", "document-chunk", "--file", str(bad))
+    assert code == 2 and "not valid UTF-8" in err
+
+
+def test_opening_a_missing_store_says_how_to_create_one(tmp_path, capsys):
+    code = main(["--store", str(tmp_path / "none"), "sessions"])
+    assert code == 2 and "llm386 init" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).with_name("llm386")
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
+    assert "verify" in result.stdout and "purge" in result.stdout
