@@ -1,0 +1,392 @@
+"""Importing OpenAI-format transcripts as sessions of blocks with one traced turn per model call.
+
+Owns: turning checked transcripts (``runtime.transcripts``) into blocks, edges and trace records,
+and writing them idempotently; the shipped tau-bench demo data (``load_demo_sessions``).
+
+Invariants:
+- Every assistant message is one turn whose input was every message before it. Its request bytes
+  are the canonical JSON of the OpenAI chat request the model received,
+  ``{"model", "messages": [...all before], "tools": [...]}``, so its prompt hash is the hash of
+  what that model saw. The plan lists every block of that input as selected, reason
+  ``required`` (the original agent sent its full history; nothing was paged).
+- Blocks follow CONVENTIONS.md: tool definitions become ``tool-schema`` blocks (Anthropic shape),
+  then each message in order; tool calls link to their results with ``tool-invocation`` edges.
+- All files are read and checked, and every session compared with what the store already holds,
+  before anything is written. Re-importing the same file adds nothing; a session that already
+  holds different content is refused, never merged.
+- Token counts use ``o200k_base`` (GPT-4o's tokenizer) and are block counts: message framing and
+  the tools encoding OpenAI adds are not in them, so they are labelled estimates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .blocks import (
+    BlockKind,
+    Edge,
+    EdgeKind,
+    NewBlock,
+    Provenance,
+    ToolCall,
+    ToolResult,
+    canonical_json,
+    check_body,
+    check_session,
+    content_hash,
+)
+from .errors import InvalidInput, MalformedFile, UnknownModel
+from .store import BlockStore
+from .tokenizers import get_tokenizer
+from .tracer import (
+    Flag,
+    Provider,
+    StoredTrace,
+    TokenizerInfo,
+    TraceOrigin,
+    TraceRecord,
+    TraceStore,
+    new_call_id,
+    now_ms,
+    prompt_hash,
+)
+from .transcripts import ToolDefinition, Transcript, read_tools, read_transcripts
+
+TOKENIZER = "o200k_base"
+DEFAULT_MODEL = "gpt-4o"
+DEMO_DIR = Path(__file__).parent / "data" / "tau_bench_airline"
+DEMO_SOURCE = "tau-bench-airline"
+DEMO_LICENSE = "MIT (sierra-research/tau-bench, Copyright (c) 2024 Sierra)"
+SECTION_OF_KIND = {BlockKind.SYSTEM: "system", BlockKind.TOOL_SCHEMA: "tools"}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One assistant message: its turn number, where its input ends, and the exact request."""
+
+    number: int
+    upto: int  # blocks (and entries) before this message
+    end: int  # blocks up to and including this message's own blocks
+    request: bytes = field(repr=False)
+    response: Mapping[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class PreparedSession:
+    """A transcript converted and checked, ready to write."""
+
+    session: str
+    blocks: tuple[NewBlock, ...]
+    block_ids: tuple[str, ...]
+    edges: tuple[Edge, ...]
+    turns: tuple[Turn, ...]
+    meta: Mapping[str, Any] = field(hash=False)
+    write_blocks: bool = True
+    new_turns: tuple[int, ...] = ()  # indexes into ``turns`` not yet recorded
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    sessions: tuple[str, ...]
+    sessions_written: int
+    turns_recorded: int
+    turns_skipped: int
+    blocks: int
+    failing: int
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["sessions"] = list(self.sessions)
+        return data
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    source: str = "openai-transcript"
+    prefix: str = "transcript"
+    model: str = DEFAULT_MODEL
+    license: str | None = None
+    flag_failing: bool = True
+
+
+def session_id(t: Transcript, prefix: str) -> str:
+    """Return the session id for a transcript: explicit, else from task and trial, else index."""
+    if t.session:
+        return check_session(t.session)
+    if t.task_id is not None and t.trial is not None:
+        return check_session(f"{prefix}-task{t.task_id:03d}-trial{t.trial}")
+    return check_session(f"{prefix}-{t.index:04d}")
+
+
+def _tool_call_body(call: Mapping[str, Any]) -> str:
+    fn = call["function"]
+    try:
+        arguments: Any = json.loads(fn["arguments"])
+    except json.JSONDecodeError:
+        arguments = fn["arguments"]  # not JSON: kept exactly as the model wrote it
+    return ToolCall(call["id"], fn["name"], arguments).body()
+
+
+class _Builder:
+    """Accumulates one session's blocks, edges and turns in put order."""
+
+    def __init__(self, source: Provenance, max_bytes: int, tools: Sequence[ToolDefinition]):
+        self.source, self.max_bytes = source, max_bytes
+        self.blocks: list[NewBlock] = []
+        self.ids: list[str] = []
+        self.edges: list[Edge] = []
+        self.call_block: dict[str, str] = {}
+        for tool in tools:
+            self.add(BlockKind.TOOL_SCHEMA, canonical_json(tool.anthropic()).decode())
+
+    def add(self, kind: BlockKind, body: str) -> str:
+        body = check_body(body, max_bytes=self.max_bytes)
+        self.blocks.append(NewBlock(kind, body, provenance=self.source))
+        self.ids.append(content_hash(kind, body))
+        return self.ids[-1]
+
+    def message(self, message: Mapping[str, Any]) -> None:
+        role, content = message["role"], message.get("content")
+        if role == "assistant":
+            self._assistant(message)
+        elif role == "tool":
+            result_id = self.add(
+                BlockKind.TOOL_RESULT, ToolResult(message["tool_call_id"], content or "").body()
+            )
+            call_id = self.call_block[message["tool_call_id"]]
+            self.edges.append(Edge(call_id, EdgeKind.TOOL_INVOCATION, result_id))
+        elif content:  # an empty system or user message has nothing to store
+            self.add(BlockKind.SYSTEM if role == "system" else BlockKind.USER_MESSAGE, content)
+
+    def _assistant(self, message: Mapping[str, Any]) -> None:
+        content = message.get("content")
+        text_id = self.add(BlockKind.ASSISTANT_MESSAGE, content) if content else None
+        for call in message.get("tool_calls") or ():
+            self.call_block[call["id"]] = call_block = self.add(
+                BlockKind.TOOL_CALL, _tool_call_body(call)
+            )
+            if text_id is not None:
+                self.edges.append(Edge(call_block, EdgeKind.PARENT, text_id))
+
+
+def prepare(
+    t: Transcript, tools: Sequence[ToolDefinition], opts: ImportOptions, max_bytes: int
+) -> PreparedSession:
+    """Convert one transcript to blocks, edges and per-turn requests (no store access)."""
+    session = session_id(t, opts.prefix)
+    model = t.model or opts.model
+    openai_tools = [dict(tool.openai) for tool in tools]
+    builder = _Builder(Provenance(f"import:{opts.source}"), max_bytes, tools)
+    turns: list[Turn] = []
+    for i, message in enumerate(t.messages):
+        before = len(builder.blocks)
+        builder.message(message)
+        if message["role"] == "assistant":
+            request = {"model": model, "messages": list(t.messages[:i])}
+            if openai_tools:
+                request["tools"] = openai_tools
+            turn = Turn(
+                len(turns) + 1, before, len(builder.blocks), canonical_json(request), message
+            )
+            turns.append(turn)
+    meta = _meta(t, session, model, opts)
+    return PreparedSession(session, tuple(builder.blocks), tuple(builder.ids),
+                           tuple(builder.edges), tuple(turns), meta)  # fmt: skip
+
+
+def _meta(t: Transcript, session: str, model: str, opts: ImportOptions) -> dict[str, Any]:
+    first_user = next((m.get("content") for m in t.messages if m["role"] == "user"), "") or ""
+    label = f"task {t.task_id} trial {t.trial}" if t.task_id is not None else session
+    meta: dict[str, Any] = {
+        "model": model,
+        "source": opts.source,
+        "title": f"{label}: {' '.join(first_user.split())[:80]}",
+    }
+    if t.reward is not None:
+        meta |= {"reward": t.reward, "failing": t.reward == 0}
+    for key, value in (("task_id", t.task_id), ("trial", t.trial), ("license", opts.license)):
+        if value is not None:
+            meta[key] = value
+    if t.info:
+        meta["info"] = dict(t.info)
+    return meta
+
+
+# -- checking against the store, then writing ------------------------------------------------
+
+
+def _conflict(session: str, what: str) -> InvalidInput:
+    return InvalidInput(
+        f"session {session!r} already holds {what} than this file; nothing was imported. "
+        f"Purge it (`llm386 purge --session {session} --yes`) or import under another --prefix"
+    )
+
+
+def reconcile(store: BlockStore, traces: TraceStore, p: PreparedSession) -> PreparedSession:
+    """Return ``p`` marked with what is still missing from the store; refuse a conflict."""
+    held = [ref.id for ref in store.entry_refs(p.session)]  # type: ignore[attr-defined]
+    if held and held != list(p.block_ids):
+        raise _conflict(p.session, "different blocks")
+    recorded = dict(traces.turns(p.session))
+    if set(recorded) - {t.number for t in p.turns}:
+        raise _conflict(p.session, "more turns")
+    old = dict(zip(recorded, traces.get_many(list(recorded.values())), strict=True))
+    for turn in p.turns:
+        if turn.number in old and old[turn.number].prompt_hash != prompt_hash(turn.request):
+            raise _conflict(p.session, f"a different turn {turn.number}")
+    new_turns = tuple(i for i, t in enumerate(p.turns) if t.number not in old)
+    return replace(p, write_blocks=not held, new_turns=new_turns)
+
+
+def _plan(p: PreparedSession, turn: Turn, seqs: Sequence[int], tokens: Sequence[int]) -> dict:
+    selected, used = [], {"system": 0, "tools": 0, "recent": 0}
+    for i in range(turn.upto):
+        kind = BlockKind.parse(p.blocks[i].kind)
+        section = SECTION_OF_KIND.get(kind, "recent")
+        used[section] += tokens[i]
+        selected.append({"block_id": p.block_ids[i], "seq": seqs[i], "kind": kind.value,
+                         "section": section, "reason": "required", "score": 1.0, "scores": {},
+                         "tokens": tokens[i]})  # fmt: skip
+    sections = [{"section": s, "allocated": None, "used": n} for s, n in used.items()]
+    note = "imported full history: the original agent sent every earlier message; nothing was paged"
+    return {"selected": selected, "omitted": [], "sections": sections,
+            "tokens": sum(used.values()), "note": note}  # fmt: skip
+
+
+def _record(
+    p: PreparedSession, turn: Turn, seqs: Sequence[int], tokens: Sequence[int]
+) -> StoredTrace:
+    model = str(p.meta["model"])
+    response = canonical_json(turn.response)
+    upto_seq = seqs[turn.upto] if turn.upto < len(seqs) else (seqs[-1] + 1 if seqs else 0)
+    tok = get_tokenizer(TOKENIZER)
+    record = TraceRecord(
+        call_id=new_call_id(), session=p.session, turn=turn.number, started_at=now_ms(),
+        provider=Provider.OPENAI, model=model, prompt_hash=prompt_hash(turn.request),
+        request_size=len(turn.request), origin=TraceOrigin.IMPORT, runtime_version=__version__,
+        tokenizer=TokenizerInfo(tok.name, tok.version), profile=_profile(model),
+        config={"importer": {"history": "full", "source": p.meta["source"]}},
+        upto_seq=upto_seq, plan=_plan(p, turn, seqs, tokens),
+        estimated_input_tokens=sum(tokens[: turn.upto]), response=dict(turn.response),
+        response_hash=prompt_hash(response), estimated_output_tokens=sum(tokens[turn.upto : turn.end]),
+    )  # fmt: skip
+    return StoredTrace(record, turn.request, response)
+
+
+def _profile(model: str) -> dict[str, Any]:
+    from .profiles import get_profile
+
+    try:
+        return dict(get_profile(model).to_json())
+    except UnknownModel:
+        return {}  # an unknown model is still importable; there is just no profile to show
+
+
+def write_blocks(store: BlockStore, p: PreparedSession) -> list[int]:
+    """Put what ``reconcile`` found missing and the session meta; return the blocks' seqs."""
+    if p.write_blocks:
+        seqs = [e.seq for e in store.put_many(p.session, p.blocks, p.edges)]
+    else:
+        seqs = [ref.seq for ref in store.entry_refs(p.session)]  # type: ignore[attr-defined]
+    store.set_session_meta(p.session, **p.meta)
+    return seqs
+
+
+def new_records(
+    store: BlockStore, p: PreparedSession, seqs: Sequence[int], opts: ImportOptions
+) -> list[StoredTrace]:
+    """Return the records of the turns not yet recorded; a failing run's last turn is flagged."""
+    tokens = store.token_counts(list(p.block_ids), TOKENIZER)
+    items = [_record(p, p.turns[i], seqs, tokens) for i in p.new_turns]
+    last = p.turns[-1].number if p.turns else None
+    if opts.flag_failing and p.meta.get("failing") and items and items[-1].record.turn == last:
+        note = f"imported with reward {p.meta.get('reward')}: the agent failed this task"
+        items[-1] = replace(items[-1], flag=Flag(note, now_ms()))
+    return items
+
+
+def import_transcripts(
+    store: BlockStore,
+    traces: TraceStore,
+    data: bytes,
+    *,
+    name: str = "input",
+    tools: Sequence[ToolDefinition] = (),
+    options: ImportOptions = ImportOptions(),  # noqa: B008 - frozen, so sharing is safe
+) -> ImportReport:
+    """Import every session of a transcript file; check all of it before writing any of it."""
+    prepared = [_prepare_at(t, tools, options, store.max_block_bytes, name)
+                for t in read_transcripts(data, name)]  # fmt: skip
+    _check_unique(prepared, name)
+    planned = [reconcile(store, traces, p) for p in prepared]
+    seqs = [write_blocks(store, p) for p in planned]
+    items = [new_records(store, p, s, options) for p, s in zip(planned, seqs, strict=True)]
+    traces.record_many([item for session_items in items for item in session_items])
+    recorded = [len(session_items) for session_items in items]
+    return ImportReport(
+        sessions=tuple(p.session for p in planned),
+        sessions_written=sum(p.write_blocks for p in planned),
+        turns_recorded=sum(recorded),
+        turns_skipped=sum(len(p.turns) for p in planned) - sum(recorded),
+        blocks=sum(len(p.blocks) for p in planned if p.write_blocks),
+        failing=sum(bool(p.meta.get("failing")) for p in planned),
+    )
+
+
+def _prepare_at(
+    t: Transcript, tools: Sequence[ToolDefinition], opts: ImportOptions, max_bytes: int, name: str
+) -> PreparedSession:
+    try:
+        return prepare(t, tools, opts, max_bytes)
+    except (InvalidInput, KeyError) as exc:
+        reason = str(exc) if isinstance(exc, InvalidInput) else f"missing {exc}"
+        raise MalformedFile(f"{name} line {t.line}: session item {t.index}: {reason}") from None
+
+
+def _check_unique(prepared: Sequence[PreparedSession], name: str) -> None:
+    seen: dict[str, int] = {}
+    for index, p in enumerate(prepared):
+        if p.session in seen:
+            raise MalformedFile(
+                f"{name}: session items {seen[p.session]} and {index} are both {p.session!r}; "
+                "give each session a distinct task_id/trial or session id"
+            )
+        seen[p.session] = index
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def import_file(
+    store: BlockStore,
+    traces: TraceStore,
+    path: str | Path,
+    *,
+    tools_path: str | Path | None = None,
+    options: ImportOptions = ImportOptions(),  # noqa: B008 - frozen, so sharing is safe
+) -> ImportReport:
+    """Import a transcript file; tools come from ``tools_path`` or a tools.json beside it."""
+    path = Path(path)
+    beside = path.parent / "tools.json"
+    tools_file = Path(tools_path) if tools_path else (beside if beside.is_file() else None)
+    tools = read_tools(_read_file(tools_file), tools_file.name) if tools_file else []
+    return import_transcripts(store, traces, _read_file(path), name=path.name, tools=tools,
+                              options=options)  # fmt: skip
+
+
+def load_demo_sessions(store: BlockStore, traces: TraceStore) -> ImportReport:
+    """Import the shipped tau-bench airline sessions (120 GPT-4o runs); safe to call again."""
+    options = ImportOptions(
+        source=DEMO_SOURCE, prefix="tau-airline", model=DEFAULT_MODEL, license=DEMO_LICENSE
+    )
+    return import_file(store, traces, DEMO_DIR / "sessions.json",
+                       tools_path=DEMO_DIR / "tools.json", options=options)  # fmt: skip

@@ -1,0 +1,450 @@
+"""The LMDB implementation of ``TraceStore``, in the block store's own environment.
+
+Layout (named databases; ``cid`` is the 25-byte ASCII call id, ``h`` the 32 raw hash bytes):
+
+    trace_meta       b"schema" -> b"1"; b"totals" -> JSON {calls, error, flagged, ...}
+    traces           cid -> canonical JSON record (TraceRecord.stored_json)
+    trace_by_session session 0x00 turn(4 BE) cid -> b""
+    trace_by_time    started_at(8 BE) cid -> b""
+    trace_by_status  status 0x00 cid -> b""          status in ok | error | flagged
+    trace_by_hash    h cid -> b""
+    trace_requests   h -> codec byte + bytes          once per prompt hash
+    trace_responses  cid -> codec byte + bytes
+    trace_flags      cid -> JSON {note, flagged_at}
+    trace_sessions   session -> JSON SessionTraceStats
+
+Invariants: a record, its index rows, its bytes and the session and global aggregates change in
+one write transaction; request bytes are deleted only when no record still names their hash;
+listing reads one index and stops after ``offset + limit`` matches, so a filtered page never
+scans the whole store. Bytes are zlib-compressed when that saves space (request histories
+repeat a lot); the stored hash is always of the uncompressed bytes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, cast
+
+import lmdb
+
+from . import lmdbenv
+from .blocks import canonical_json, check_session
+from .errors import InvalidInput, StoreCorrupted, TraceNotFound
+from .storecodec import json_load
+from .tracer import (
+    CALL_ID_LEN,
+    Flag,
+    SessionTraceStats,
+    StoredTrace,
+    TraceOrigin,
+    TraceRecord,
+    TraceStatus,
+    TraceStore,
+    check_call_id,
+    check_hash,
+    check_record,
+    now_ms,
+    prompt_hash,
+    with_read_state,
+)
+
+FLAGGED = "flagged"
+_RAW, _ZLIB = b"\x00", b"\x01"
+_TOTALS = b"totals"
+
+
+def pack_bytes(data: bytes) -> bytes:
+    """Return the stored form of ``data``: compressed when that is smaller."""
+    packed = zlib.compress(data, 1)  # level 1: 3.8x on request histories, twice as fast as 6
+    return _ZLIB + packed if len(packed) < len(data) else _RAW + data
+
+
+def unpack_bytes(stored: bytes) -> bytes:
+    tag, body = stored[:1], stored[1:]
+    if tag == _RAW:
+        return body
+    if tag == _ZLIB:
+        try:
+            return zlib.decompress(body)
+        except zlib.error:
+            raise StoreCorrupted(
+                "stored trace bytes do not decompress; run `llm386 verify`"
+            ) from None
+    raise StoreCorrupted(f"stored trace bytes have unknown codec {tag!r}; run `llm386 verify`")
+
+
+def _session_key(session: str, turn: int, cid: str) -> bytes:
+    return session.encode() + b"\x00" + turn.to_bytes(4, "big") + cid.encode()
+
+
+def _status_key(status: str, cid: str) -> bytes:
+    return status.encode() + b"\x00" + cid.encode()
+
+
+def _successor(prefix: bytes) -> bytes | None:
+    """Return the smallest key greater than every key starting with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class LmdbTraceStore(TraceStore):
+    """Trace records in the LMDB environment of a block store."""
+
+    def __init__(self, store_or_path: Any) -> None:
+        if isinstance(store_or_path, str | Path):
+            from .lmdbstore import LmdbStore
+
+            store_or_path = LmdbStore(store_or_path)  # checks the folder is an llm386 store
+        self.env: lmdbenv.Env = store_or_path.env
+        db = self.env.db
+        self._meta, self._traces = db(b"trace_meta"), db(b"traces")
+        self._by_session, self._by_time = db(b"trace_by_session"), db(b"trace_by_time")
+        self._by_status, self._by_hash = db(b"trace_by_status"), db(b"trace_by_hash")
+        self._requests, self._responses = db(b"trace_requests"), db(b"trace_responses")
+        self._flags, self._sessions = db(b"trace_flags"), db(b"trace_sessions")
+        if not self.env.readonly:
+            lmdbenv.write(self.env, lambda txn: txn.put(b"schema", b"1", db=self._meta))
+
+    # -- writes -------------------------------------------------------------------------
+    def record(self, record: TraceRecord, request: bytes, response: bytes | None = None) -> None:
+        self.record_many([StoredTrace(record, request, response)])
+
+    def record_many(self, items: Sequence[StoredTrace]) -> None:
+        for item in items:
+            check_record(item.record, item.request)
+        lmdbenv.write(self.env, lambda txn: self._record_all_txn(txn, items))
+
+    def _record_all_txn(self, txn: lmdb.Transaction, items: Sequence[StoredTrace]) -> None:
+        for item in items:
+            self._record_txn(txn, item)
+
+    def _record_txn(self, txn: lmdb.Transaction, item: StoredTrace) -> None:
+        rec, cid = item.record, item.record.call_id
+        if not txn.put(cid.encode(), rec.encode(), db=self._traces, overwrite=False):
+            raise InvalidInput(f"trace {cid} is already recorded; records never change")
+        digest = bytes.fromhex(rec.prompt_hash)
+        if not self._request_intact(txn, digest, rec.prompt_hash):
+            txn.put(digest, pack_bytes(item.request), db=self._requests)
+        if item.response is not None:
+            txn.put(cid.encode(), pack_bytes(item.response), db=self._responses)
+        for key, db in self._index_rows(rec):
+            txn.put(key, b"", db=db)
+        self._bump(txn, rec, +1, flagged=False)
+        if item.flag is not None:
+            self._flag_txn(txn, replace(rec, flag=None), item.flag)
+
+    def _request_intact(self, txn: lmdb.Transaction, digest: bytes, expected: str) -> bool:
+        stored = _get(txn, digest, db=self._requests)
+        if stored is None:
+            return False
+        try:
+            return prompt_hash(unpack_bytes(stored)) == expected
+        except StoreCorrupted:
+            return False  # a damaged copy is replaced by the good bytes being recorded
+
+    def _index_rows(self, rec: TraceRecord) -> list[tuple[bytes, Any]]:
+        cid = rec.call_id
+        return [
+            (_session_key(rec.session, rec.turn, cid), self._by_session),
+            (rec.started_at.to_bytes(8, "big") + cid.encode(), self._by_time),
+            (_status_key(rec.status.value, cid), self._by_status),
+            (bytes.fromhex(rec.prompt_hash) + cid.encode(), self._by_hash),
+        ]
+
+    def _bump(self, txn: lmdb.Transaction, rec: TraceRecord, sign: int, *, flagged: bool) -> None:
+        """Add (sign +1) or take away (-1) one record in its session's and the global counts."""
+        stats = self._stats_txn(txn, rec.session)
+        first = stats.first_at if stats.first_at is not None else rec.started_at
+        last = stats.last_at if stats.last_at is not None else rec.started_at
+        usage = rec.usage
+        tokens_in = usage.total_input_tokens if usage else rec.estimated_input_tokens or 0
+        tokens_out = usage.output_tokens if usage else rec.estimated_output_tokens or 0
+        stats = replace(
+            stats,
+            calls=stats.calls + sign,
+            turns=stats.turns + sign * (rec.origin is not TraceOrigin.REPLAY),
+            errors=stats.errors + sign * (rec.status is TraceStatus.ERROR),
+            flagged=stats.flagged + sign * flagged,
+            input_tokens=stats.input_tokens + sign * tokens_in,
+            output_tokens=stats.output_tokens + sign * tokens_out,
+            first_at=min(first, rec.started_at) if sign > 0 else stats.first_at,
+            last_at=max(last, rec.started_at) if sign > 0 else stats.last_at,
+        )
+        self._put_stats(txn, stats)
+        self._bump_totals(txn, calls=sign, error=sign * (rec.status is TraceStatus.ERROR))
+
+    def _put_stats(self, txn: lmdb.Transaction, stats: SessionTraceStats) -> None:
+        key = stats.session.encode()
+        if stats.calls <= 0:
+            txn.delete(key, db=self._sessions)
+            return
+        data = stats.to_json()
+        del data["session"], data["total_tokens"]
+        txn.put(key, canonical_json(data), db=self._sessions)
+
+    def _bump_totals(self, txn: lmdb.Transaction, **deltas: int) -> None:
+        totals = self._totals_txn(txn)
+        for name, delta in deltas.items():
+            totals[name] = totals.get(name, 0) + delta
+        txn.put(_TOTALS, canonical_json(totals), db=self._meta)
+
+    def _totals_txn(self, txn: lmdb.Transaction) -> dict[str, int]:
+        raw = _get(txn, _TOTALS, db=self._meta)
+        return {} if raw is None else dict(json_load(raw))
+
+    def flag(self, call_id: str, note: str = "") -> TraceRecord:
+        if not isinstance(note, str):
+            raise InvalidInput("a flag note must be text")
+        flag = Flag(note, now_ms())
+
+        return lmdbenv.write(
+            self.env, lambda txn: self._flag_txn(txn, self._get_txn(txn, call_id), flag)
+        )
+
+    def _flag_txn(self, txn: lmdb.Transaction, rec: TraceRecord, flag: Flag) -> TraceRecord:
+        if rec.flag is None:
+            txn.put(_status_key(FLAGGED, rec.call_id), b"", db=self._by_status)
+            self._add_flag_count(txn, rec.session, +1)
+        txn.put(rec.call_id.encode(), canonical_json(flag.__dict__), db=self._flags)
+        return replace(rec, flag=flag)
+
+    def unflag(self, call_id: str) -> TraceRecord:
+        def clear(txn: lmdb.Transaction) -> TraceRecord:
+            rec = self._get_txn(txn, call_id)
+            if rec.flag is not None:
+                txn.delete(_status_key(FLAGGED, rec.call_id), db=self._by_status)
+                txn.delete(rec.call_id.encode(), db=self._flags)
+                self._add_flag_count(txn, rec.session, -1)
+            return replace(rec, flag=None)
+
+        return lmdbenv.write(self.env, clear)
+
+    def _add_flag_count(self, txn: lmdb.Transaction, session: str, delta: int) -> None:
+        stats = self._stats_txn(txn, session)
+        self._put_stats(txn, replace(stats, flagged=stats.flagged + delta))
+        self._bump_totals(txn, flagged=delta)
+
+    def delete_session(self, session: str) -> int:
+        check_session(session)
+
+        def delete(txn: lmdb.Transaction) -> int:
+            cids = [
+                key[-CALL_ID_LEN:].decode()
+                for key in _keys(txn, self._by_session, session.encode() + b"\x00")
+            ]
+            for cid in cids:
+                self._delete_txn(txn, cid)
+            return len(cids)
+
+        return lmdbenv.write(self.env, delete)
+
+    def _delete_txn(self, txn: lmdb.Transaction, cid: str) -> None:
+        rec = self._get_txn(txn, cid)
+        key = cid.encode()
+        for row, db in self._index_rows(rec):
+            txn.delete(row, db=db)
+        if rec.flag is not None:
+            txn.delete(_status_key(FLAGGED, cid), db=self._by_status)
+            txn.delete(key, db=self._flags)
+            self._bump_totals(txn, flagged=-1)
+        for db in (self._traces, self._responses):
+            txn.delete(key, db=db)
+        digest = bytes.fromhex(rec.prompt_hash)
+        if not _keys(txn, self._by_hash, digest, limit=1):
+            txn.delete(digest, db=self._requests)
+        self._bump(txn, rec, -1, flagged=rec.flag is not None)
+
+    # -- reads --------------------------------------------------------------------------
+    def _read(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
+        return lmdbenv.read(self.env, fn)
+
+    def get(self, call_id: str) -> TraceRecord:
+        return self._read(lambda txn: self._get_txn(txn, call_id))
+
+    def _get_txn(self, txn: lmdb.Transaction, call_id: str) -> TraceRecord:
+        cid = self._resolve_txn(txn, check_call_id(call_id))
+        return self._load_txn(txn, cid)
+
+    def _resolve_txn(self, txn: lmdb.Transaction, prefix: str) -> str:
+        if len(prefix) == CALL_ID_LEN:
+            if _get(txn, prefix.encode(), db=self._traces) is None:
+                raise TraceNotFound(f"no trace {prefix}; `llm386 traces` lists them")
+            return prefix
+        found = _keys(txn, self._traces, prefix.encode(), limit=2)
+        if not found:
+            raise TraceNotFound(f"no trace with id {prefix}; `llm386 traces` lists them")
+        if len(found) > 1:
+            raise InvalidInput(f"trace id prefix {prefix} is ambiguous; give more characters")
+        return found[0].decode()
+
+    def _load_txn(self, txn: lmdb.Transaction, cid: str) -> TraceRecord:
+        raw = _get(txn, cid.encode(), db=self._traces)
+        if raw is None:
+            raise StoreCorrupted(f"trace {cid} is indexed but missing; run `llm386 verify`")
+        rec = TraceRecord.decode(raw)
+        flag_raw = _get(txn, cid.encode(), db=self._flags)
+        flag = None if flag_raw is None else Flag(**json_load(flag_raw))
+        stored = _get(txn, bytes.fromhex(rec.prompt_hash), db=self._requests)
+        return with_read_state(rec, flag, None if stored is None else _safe_unpack(stored))
+
+    def get_many(self, call_ids: Sequence[str]) -> list[TraceRecord]:
+        """Return several records (full ids or unique prefixes) read in one transaction."""
+        return self._read(lambda txn: [self._get_txn(txn, cid) for cid in call_ids])
+
+    def _pick_index(
+        self, session: str | None, status: TraceStatus | None, flagged: bool | None,
+        prompt_hash: str | None,
+    ) -> tuple[Any, bytes]:  # fmt: skip
+        """Return the narrowest index for these filters and the key prefix to read in it."""
+        if prompt_hash is not None:
+            return self._by_hash, bytes.fromhex(check_hash(prompt_hash))
+        if session is not None:
+            return self._by_session, check_session(session).encode() + b"\x00"
+        if flagged:
+            return self._by_status, FLAGGED.encode() + b"\x00"
+        if status is not None:
+            return self._by_status, status.value.encode() + b"\x00"
+        return self._by_time, b""
+
+    def count(
+        self,
+        *,
+        session: str | None = None,
+        status: TraceStatus | str | None = None,
+        flagged: bool | None = None,
+    ) -> int:
+        want = TraceStatus(status) if status is not None else None
+        if session is not None and want is None:
+            stats = self.session_stats([session])[0]
+            return _count_of(stats.calls, stats.flagged, flagged)
+        if session is None and (want is None or flagged is None):
+            totals = self._read(self._totals_txn)
+            calls, errors = totals.get("calls", 0), totals.get("error", 0)
+            if want is not None:
+                return errors if want is TraceStatus.ERROR else calls - errors
+            return _count_of(calls, totals.get("flagged", 0), flagged)
+        # Two filters at once: read the narrower index (a session, or the flagged set).
+        return len(self.list(session=session, status=want, flagged=flagged, limit=None))
+
+    def request_bytes(self, prompt_hash: str) -> bytes | None:
+        digest = bytes.fromhex(check_hash(prompt_hash))
+        stored = self._read(lambda txn: _get(txn, digest, db=self._requests))
+        return None if stored is None else unpack_bytes(stored)
+
+    def response_bytes(self, call_id: str) -> bytes | None:
+        cid = check_call_id(call_id, full=True)
+        stored = self._read(lambda txn: _get(txn, cid.encode(), db=self._responses))
+        return None if stored is None else unpack_bytes(stored)
+
+    def stored_trace(self, call_id: str) -> StoredTrace:
+        """Return a record with its request and response bytes (what export writes)."""
+        rec = self.get(call_id)
+        request = self.request_bytes(rec.prompt_hash)
+        if request is None:
+            raise StoreCorrupted(f"trace {rec.call_id} has no stored request; run `llm386 verify`")
+        return StoredTrace(rec, request, self.response_bytes(rec.call_id))
+
+    def session_stats(self, sessions: Sequence[str]) -> list[SessionTraceStats]:
+        return self._read(lambda txn: [self._stats_txn(txn, s) for s in sessions])
+
+    def _stats_txn(self, txn: lmdb.Transaction, session: str) -> SessionTraceStats:
+        raw = _get(txn, session.encode(), db=self._sessions)
+        if raw is None:
+            return SessionTraceStats(session)
+        return SessionTraceStats(session, **json_load(raw))
+
+    def turns(self, session: str) -> list[tuple[int, str]]:
+        """Return (turn, call id) of every record of a session, in turn order (index only)."""
+        prefix = check_session(session).encode() + b"\x00"
+
+        def load(txn: lmdb.Transaction) -> list[tuple[int, str]]:
+            keys = _keys(txn, self._by_session, prefix)
+            return [(int.from_bytes(k[len(prefix) : len(prefix) + 4], "big"),
+                     k[-CALL_ID_LEN:].decode()) for k in keys]  # fmt: skip
+
+        return self._read(load)
+
+    # `list` comes last: below it, the name would shadow the builtin in annotations.
+    def list(
+        self,
+        *,
+        session: str | None = None,
+        status: TraceStatus | str | None = None,
+        flagged: bool | None = None,
+        prompt_hash: str | None = None,
+        offset: int = 0,
+        limit: int | None = 50,
+        newest_first: bool = True,
+    ) -> list[TraceRecord]:
+        want = TraceStatus(status) if status is not None else None
+        db, prefix = self._pick_index(session, want, flagged, prompt_hash)
+
+        def keep(rec: TraceRecord) -> bool:
+            return (
+                (session is None or rec.session == session)
+                and (want is None or rec.status is want)
+                and (flagged is None or rec.flagged == flagged)
+            )
+
+        def load(txn: lmdb.Transaction) -> list[TraceRecord]:
+            out: list[TraceRecord] = []
+            skipped = 0
+            for key in _iter_keys(txn, db, prefix, reverse=newest_first):
+                rec = self._load_txn(txn, key[-CALL_ID_LEN:].decode())
+                if not keep(rec):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                out.append(rec)
+                if limit is not None and len(out) >= limit:
+                    break
+            return out
+
+        return self._read(load)
+
+
+def _keys(txn: lmdb.Transaction, db: Any, prefix: bytes, limit: int | None = None) -> list[bytes]:
+    out: list[bytes] = []
+    for key in _iter_keys(txn, db, prefix, reverse=False):
+        out.append(key)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _iter_keys(txn: lmdb.Transaction, db: Any, prefix: bytes, *, reverse: bool) -> Iterator[bytes]:
+    with txn.cursor(db=db) as cur:
+        if not reverse:
+            ok = cur.set_range(prefix)
+            while ok and (key := cast(bytes, cur.key())).startswith(prefix):
+                yield key
+                ok = cur.next()
+            return
+        upper = _successor(prefix)
+        ok = cur.prev() if upper is not None and cur.set_range(upper) else cur.last()
+        while ok and (key := cast(bytes, cur.key())).startswith(prefix):
+            yield key
+            ok = cur.prev()
+
+
+def _get(txn: lmdb.Transaction, key: bytes, *, db: Any) -> bytes | None:
+    return cast("bytes | None", txn.get(key, db=db))
+
+
+def _safe_unpack(stored: bytes) -> bytes | None:
+    try:
+        return unpack_bytes(stored)
+    except StoreCorrupted:
+        return None  # shows as not replay-complete rather than failing the whole read
+
+
+def _count_of(calls: int, flagged_count: int, flagged: bool | None) -> int:
+    if flagged is None:
+        return calls
+    return flagged_count if flagged else calls - flagged_count
