@@ -1,0 +1,1 @@
+"""The llm386web Django project."""

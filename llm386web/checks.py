@@ -1,0 +1,77 @@
+"""System checks: misconfiguration is reported at start-up with an id and a hint.
+
+llm386.E001  the store cannot be opened
+llm386.E002  LLM386_HOME is not a writable folder
+llm386.E003  settings.LLM386 has keys the app does not know
+llm386.E004  settings.LLM386["CONFIG_PATH"] names a file that does not exist
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, register
+
+from runtime.errors import Llm386Error
+
+from . import store_access
+from .conf import KNOWN_KEYS, unknown_keys, web_config
+
+
+@register("llm386")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report unknown LLM386 keys and a missing configuration file."""
+    problems: list[CheckMessage] = []
+    unknown = unknown_keys()
+    if unknown:
+        problems.append(
+            Error(
+                f"settings.LLM386 has unknown keys: {', '.join(unknown)}",
+                hint=f"Use only: {', '.join(KNOWN_KEYS)}.",
+                id="llm386.E003",
+            )
+        )
+    config = web_config().CONFIG_PATH
+    if config is not None and not config.is_file():
+        problems.append(
+            Error(
+                f"the configuration file {config} does not exist",
+                hint="Create it, or remove CONFIG_PATH from settings.LLM386 (or unset LLM386_CONFIG).",
+                id="llm386.E004",
+            )
+        )
+    return problems
+
+
+@register("llm386")
+def check_home(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report an LLM386_HOME that is missing, not a folder, or not writable."""
+    home = web_config().HOME
+    if home.is_dir() and os.access(home, os.W_OK | os.X_OK):
+        return []
+    return [
+        Error(
+            f"LLM386_HOME ({home}) is not a writable folder",
+            hint="Create it and make it writable, or set LLM386_HOME to a writable folder "
+            "(the Makefile uses <repo>/var).",
+            id="llm386.E002",
+        )
+    ]
+
+
+@register("llm386")
+def check_store(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report a store path that cannot be opened, with the runtime's reason."""
+    try:
+        store_access.get_store()
+    except Llm386Error as exc:
+        return [
+            Error(
+                f"the llm386 store at {web_config().STORE_PATH} cannot be opened: {exc}",
+                hint="Set LLM386_STORE (or LLM386['STORE_PATH']) to a store folder or to a new, "
+                "empty folder; `llm386 --store PATH verify` checks an existing store.",
+                id="llm386.E001",
+            )
+        ]
+    return []

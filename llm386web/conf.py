@@ -1,0 +1,69 @@
+"""The web app's configuration: the ``LLM386`` settings dict merged over defaults.
+
+Read through :func:`web_config` at use time (not import time) so ``override_settings`` in tests
+and a changed environment both take effect. Unknown keys are reported by the system check
+``llm386.E003`` rather than ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from .home import REPO_DIR, home_dir
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """Everything the web app needs from the runtime's world, as plain values."""
+
+    HOME: Path
+    STORE_PATH: Path
+    CONFIG_PATH: Path | None
+    ANTHROPIC_BASE_URL: str
+    ANTHROPIC_TIMEOUT_S: float
+    OFFLINE_MODEL: str
+    TOKENIZER: str
+    PAGE_SIZE: int
+    MAX_PAGE_SIZE: int
+
+
+KNOWN_KEYS = tuple(f.name for f in fields(WebConfig))
+
+
+def defaults() -> dict[str, Any]:
+    """Return the default values, derived from the environment."""
+    home = home_dir()
+    config = Path(os.environ.get("LLM386_CONFIG") or REPO_DIR / "llm386.toml")
+    return {
+        "HOME": home,
+        "STORE_PATH": Path(os.environ.get("LLM386_STORE") or home / "store"),
+        "CONFIG_PATH": config if config.is_file() else None,
+        "ANTHROPIC_BASE_URL": os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+        "ANTHROPIC_TIMEOUT_S": 60.0,
+        "OFFLINE_MODEL": "offline",
+        # Token counts on session and block pages until model profiles pick one per session.
+        "TOKENIZER": "cl100k_base",
+        "PAGE_SIZE": 50,
+        "MAX_PAGE_SIZE": 500,
+    }
+
+
+def unknown_keys() -> list[str]:
+    """Return keys of settings.LLM386 that the app does not know, sorted."""
+    return sorted(set(getattr(settings, "LLM386", {})) - set(KNOWN_KEYS))
+
+
+def web_config() -> WebConfig:
+    """Return settings.LLM386 merged over :func:`defaults`, with paths resolved."""
+    merged = {**defaults(), **getattr(settings, "LLM386", {})}
+    values = {key: merged[key] for key in KNOWN_KEYS}
+    for key in ("HOME", "STORE_PATH"):
+        values[key] = Path(values[key]).expanduser().resolve()
+    if values["CONFIG_PATH"] is not None:
+        values["CONFIG_PATH"] = Path(values["CONFIG_PATH"]).expanduser().resolve()
+    return WebConfig(**values)

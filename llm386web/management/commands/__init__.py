@@ -1,0 +1,1 @@
+"""llm386_demo, and runserver serving static files without DEBUG."""

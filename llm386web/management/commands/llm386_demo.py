@@ -1,0 +1,90 @@
+"""`manage.py llm386_demo`: make the app usable at once: a local user, demo data, login help.
+
+Idempotent: run it before every `runserver` (``make run`` does). The user "admin" gets the
+password from $LLM386_PASSWORD, or one generated on the first run and kept in
+$LLM386_HOME/admin_password (mode 0600), so the printed login always works.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+
+from llm386web.conf import web_config
+from llm386web.home import read_or_create_secret
+from llm386web.store_access import get_store
+from runtime.store import BlockStore
+
+USERNAME = "admin"
+
+
+def load_demo_data(store: BlockStore, out: Callable[[str], None] = print) -> None:
+    """Load the demo sessions into ``store`` unless already there, reporting progress to ``out``."""
+    out(
+        "No demo importer exists yet, so no demo data was loaded. The store at "
+        f"{web_config().STORE_PATH} holds {store.session_count()} session(s)."
+    )
+
+
+class Command(BaseCommand):
+    help = "Create the local user if needed, load the demo data, and print how to log in."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000", help="URL to print")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        password, source = self._password()
+        note = self._ensure_user(password)
+        self._restrict_database()
+        load_demo_data(get_store(), out=self.stdout.write)
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS("llm386 is ready. Log in with:"))
+        self.stdout.write(f"  URL:       {options['url']}")
+        self.stdout.write(f"  Username:  {USERNAME}")
+        self.stdout.write(f"  Password:  {password}   ({source})")
+        if note:
+            self.stdout.write(self.style.WARNING(note))
+
+    def _password(self) -> tuple[str, str]:
+        from_env = os.environ.get("LLM386_PASSWORD")
+        if from_env:
+            return from_env, "from LLM386_PASSWORD"
+        path = web_config().HOME / "admin_password"
+        return read_or_create_secret(path, nbytes=12), f"kept in {path}"
+
+    def _restrict_database(self) -> None:
+        """Make the login database (password hashes, sessions) readable by its owner only."""
+        name = settings.DATABASES["default"]["NAME"]
+        if isinstance(name, str | os.PathLike) and os.path.isfile(name):
+            os.chmod(name, 0o600)
+
+    def _ensure_user(self, password: str) -> str:
+        """Create the user, or align its password; return a note when the password differs."""
+        users = get_user_model()
+        try:
+            user = users.objects.filter(username=USERNAME).first()
+        except DatabaseError as exc:
+            raise CommandError(
+                f"the user database is not ready ({exc}); run `python manage.py migrate` first"
+            ) from None
+        if user is None:
+            users.objects.create_superuser(USERNAME, email="", password=password)
+            return ""
+        if user.check_password(password):
+            return ""
+        if os.environ.get("LLM386_PASSWORD"):
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            return ""
+        # Someone changed it on purpose (manage.py changepassword): keep theirs.
+        return (
+            f"The password of {USERNAME!r} was changed after it was generated, so the one above "
+            "does not work: use yours, set LLM386_PASSWORD, or run "
+            f"`python manage.py changepassword {USERNAME}`."
+        )

@@ -1,0 +1,40 @@
+"""The only place the web app opens the runtime's store.
+
+One store handle per store path per process, shared by every request thread (LMDB readers do
+not block each other or the writer). A failed open is not cached: fix the path or the files and
+the next request tries again. Tests point settings at a temporary store and call
+:func:`reset_stores` between runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from runtime import open_store
+from runtime.store import BlockStore
+
+from .conf import web_config
+
+_lock = threading.Lock()
+_stores: dict[Path, BlockStore] = {}
+
+
+def get_store() -> BlockStore:
+    """Return the process-wide store at LLM386["STORE_PATH"], opening it on first use."""
+    path = web_config().STORE_PATH
+    with _lock:
+        store = _stores.get(path)
+        if store is None:
+            store = open_store(path)  # raises StoreError subclasses with a message saying why
+            _stores[path] = store
+        return store
+
+
+def reset_stores() -> None:
+    """Close and forget every open store (tests, and after a store is replaced on disk)."""
+    with _lock:
+        stores = list(_stores.values())
+        _stores.clear()
+    for store in stores:
+        store.close()

@@ -1,0 +1,1 @@
+"""Template tags and filters for llm386web (loaded as a builtin)."""

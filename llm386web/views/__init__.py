@@ -1,0 +1,1 @@
+"""Function views, one module per page area; errors.py renders every error page."""

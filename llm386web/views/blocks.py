@@ -1,0 +1,86 @@
+"""Block page: content, kind, hash, edges in and out, and the sessions holding it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_GET
+
+from llm386web.conf import web_config
+from llm386web.store_access import get_store
+from runtime.blocks import Block, Edge
+from runtime.errors import InvalidBlock
+
+from .common import Page, page_from, render_page
+
+# Bodies longer than this render cut, with a link to the whole text and the raw bytes.
+PREVIEW_CHARS = 100_000
+MAX_EDGES_SHOWN = 500
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A session holding the block at entry ``seq``."""
+
+    session: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    edge: Edge
+    block: Block
+
+
+def _block(block_id: str) -> Block:
+    try:
+        return get_store().get(block_id)
+    except InvalidBlock as exc:
+        raise Http404(f"Block {block_id!r} not found: {exc}") from None
+
+
+def _neighbours(edges: list[Edge], other_end: str) -> list[Neighbour]:
+    shown = edges[:MAX_EDGES_SHOWN]
+    ids = [getattr(edge, other_end) for edge in shown]
+    return [Neighbour(e, b) for e, b in zip(shown, get_store().get_many(ids), strict=True)]
+
+
+@require_GET
+def block_detail(request: HttpRequest, block_id: str) -> HttpResponse:
+    """Show one block; a unique id prefix redirects to the full-id permalink."""
+    block = _block(block_id)
+    if block.id != block_id:
+        return redirect("block", block_id=block.id)
+    store = get_store()
+    edges_out, edges_in = store.edges_from(block.id), store.edges_to(block.id)
+    holders = store.memberships(block.id)
+    page: Page = page_from(request, len(holders))
+    full = request.GET.get("full") == "1"
+    context = {
+        "blk": block,
+        "body": block.body if full else block.body[:PREVIEW_CHARS],
+        "body_cut": not full and len(block.body) > PREVIEW_CHARS,
+        "tokens": store.token_counts([block.id], web_config().TOKENIZER)[0],
+        "tokenizer": web_config().TOKENIZER,
+        "edges_out": _neighbours(edges_out, "dst"),
+        "edges_in": _neighbours(edges_in, "src"),
+        "edges_out_total": len(edges_out),
+        "edges_in_total": len(edges_in),
+        "max_edges": MAX_EDGES_SHOWN,
+        "page": page,
+        "holders": [
+            Holder(session, seq) for session, seq in holders[page.offset : page.offset + page.limit]
+        ],
+    }
+    return render_page(request, "blocks/detail.html", "holders-table", context)
+
+
+@require_GET
+def block_raw(request: HttpRequest, block_id: str) -> HttpResponse:
+    """Return the block body's exact bytes as UTF-8 text."""
+    block = _block(block_id)
+    response = HttpResponse(block.body.encode("utf-8"), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'inline; filename="{block.id}.txt"'
+    return response

@@ -1,0 +1,128 @@
+"""Helpers every view shares: page-or-fragment rendering and offset pagination."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import BadRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+from django.utils.http import urlencode
+
+from llm386web.conf import web_config
+
+
+def is_fragment(request: HttpRequest) -> bool:
+    """Return whether to answer with a fragment: an htmx request that is not a history restore."""
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def render_page(
+    request: HttpRequest, template: str, fragment: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    """Render ``template``, or only its partial ``fragment`` for an htmx request."""
+    name = f"{template}#{fragment}" if is_fragment(request) else template
+    response = render(request, name, context, status=status)
+    # The same URL answers with a page or a fragment: caches must key on HX-Request.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@dataclass(frozen=True)
+class Page:
+    """One window [offset, offset+limit) over ``total`` ordered items; links change ``offset``."""
+
+    offset: int
+    limit: int
+    total: int
+    param = "offset"
+
+    @property
+    def first(self) -> int:
+        return min(self.offset + 1, self.total)
+
+    @property
+    def last(self) -> int:
+        return min(self.offset + self.limit, self.total)
+
+    @property
+    def range_text(self) -> str:
+        return f"{self.first}–{self.last} of {self.total}"
+
+    @property
+    def first_value(self) -> int | None:
+        return 0 if self.offset > 0 else None
+
+    @property
+    def prev_value(self) -> int | None:
+        return max(self.offset - self.limit, 0) if self.offset > 0 else None
+
+    @property
+    def next_value(self) -> int | None:
+        return self.offset + self.limit if self.offset + self.limit < self.total else None
+
+    @property
+    def last_value(self) -> int | None:
+        last = max((self.total - 1) // self.limit * self.limit, 0)
+        return last if self.next_value is not None else None
+
+
+@dataclass(frozen=True)
+class SeqPage:
+    """A window of a session's entries by seq (seqs have gaps after deletes); links change ``start``."""
+
+    start: int
+    limit: int
+    total: int
+    shown: tuple[int, int] | None  # first and last seq on this page
+    prev_value: int | None
+    next_value: int | None
+    last_value: int | None
+    param = "start"
+
+    @property
+    def first_value(self) -> int | None:
+        return 0 if self.prev_value is not None else None
+
+    @property
+    def range_text(self) -> str:
+        if self.shown is None:
+            return f"none of {self.total}"
+        return f"seq {self.shown[0]}–{self.shown[1]} of {self.total} entries"
+
+
+def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    raw = request.GET.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name}={raw!r} is not a whole number from {low} to {high}")
+    return int(raw)
+
+
+def limit_from(request: HttpRequest) -> int:
+    """Return the page size the query string asks for (``limit``), checked."""
+    config = web_config()
+    return _int_param(request, "limit", config.PAGE_SIZE, 1, config.MAX_PAGE_SIZE)
+
+
+def page_from(request: HttpRequest, total: int) -> Page:
+    """Return the offset page the query string asks for (``offset``, ``limit``), checked."""
+    return Page(
+        offset=_int_param(request, "offset", 0, 0, 10**12), limit=limit_from(request), total=total
+    )
+
+
+def start_from(request: HttpRequest) -> int:
+    """Return the first seq the query string asks for (``start``), checked."""
+    return _int_param(request, "start", 0, 0, 2**63 - 1)
+
+
+def page_query(request: HttpRequest, param: str, value: int) -> str:
+    """Return the current query string with ``param`` set to ``value`` (for page links)."""
+    params = request.GET.copy()
+    params[param] = str(value)
+    return "?" + urlencode(sorted(params.items()))

@@ -1,0 +1,83 @@
+"""Fixtures for the web tests: a real LMDB store in tmp_path that the app is pointed at."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from llm386web import store_access
+from runtime import BlockStore, EdgeKind, NewBlock
+from runtime.blocks import BlockKind
+
+HOSTILE_BODIES = (
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    '<a href="javascript:alert(1)">click me</a>',
+)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # PBKDF2's deliberate slowness buys nothing in tests; login still checks a real hash.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def web_home(settings: Any, tmp_path: Path) -> Path:
+    """Point the app at a fresh LLM386 home and store under tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    settings.LLM386 = {"HOME": str(home), "STORE_PATH": str(home / "store")}
+    return home
+
+
+@pytest.fixture
+def store(web_home: Path) -> Iterator[BlockStore]:
+    """The store the app serves, opened through the app's own store_access."""
+    store_access.reset_stores()
+    yield store_access.get_store()
+    store_access.reset_stores()
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("tester", password="correct horse battery")
+
+
+@pytest.fixture
+def logged_in(client: Client, user: Any, store: BlockStore) -> Client:
+    client.force_login(user)
+    return client
+
+
+def _put_session(store: BlockStore, session: str, bodies: list[str], **meta: Any) -> list[str]:
+    """Put a conversation of user/assistant turns; return the block ids in order."""
+    kinds = (BlockKind.USER_MESSAGE, BlockKind.ASSISTANT_MESSAGE)
+    blocks = [
+        NewBlock(kinds[i % 2], body, created_at=1_700_000_000_000 + i)
+        for i, body in enumerate(bodies)
+    ]
+    ids = [entry.id for entry in store.put_many(session, blocks)]
+    for child, parent in zip(ids[1:], ids, strict=False):
+        store.add_edge(child, EdgeKind.PARENT, parent)
+    if meta:
+        store.set_session_meta(session, **meta)
+    return ids
+
+
+@pytest.fixture
+def put_session(store: BlockStore) -> Callable[..., list[str]]:
+    """Return put(session, bodies, **meta) -> block ids, writing to the app's store."""
+    return lambda session, bodies, **meta: _put_session(store, session, bodies, **meta)
+
+
+@pytest.fixture
+def hostile(store: BlockStore) -> list[str]:
+    """A session whose block bodies and meta carry script-injection attempts."""
+    return _put_session(
+        store, "hostile-1", list(HOSTILE_BODIES), model="<script>alert(2)</script>", reward=0
+    )

@@ -1,0 +1,72 @@
+"""Block page: content, hash, edges both ways, sessions holding it; prefixes; raw bytes; search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from runtime import BlockStore, NewBlock
+from runtime.blocks import BlockKind
+
+pytestmark = pytest.mark.django_db
+
+
+def test_block_page_shows_body_hash_kind_and_holders(logged_in: Client, put_session: Any) -> None:
+    ids = put_session("a", ["shared question", "answer a"])
+    put_session("b", ["shared question", "answer b"])
+    html = logged_in.get(f"/blocks/{ids[0]}/").content.decode()
+    assert "shared question" in html
+    assert ids[0] in html
+    assert "user-message" in html
+    assert 'href="/sessions/a/?start=0#seq-0"' in html
+    assert 'href="/sessions/b/?start=0#seq-0"' in html
+
+
+def test_block_page_links_edges_in_and_out(logged_in: Client, put_session: Any) -> None:
+    ids = put_session("a", ["first", "second", "third"])
+    html = logged_in.get(f"/blocks/{ids[1]}/").content.decode()
+    out_part, in_part = html.split("Edges in")
+    assert f'href="/blocks/{ids[0]}/"' in out_part.split("Edges out")[1]
+    assert f'href="/blocks/{ids[2]}/"' in in_part.split("Sessions holding it")[0]
+    assert "parent" in out_part
+
+
+def test_a_unique_prefix_redirects_to_the_full_id(logged_in: Client, put_session: Any) -> None:
+    ids = put_session("a", ["only block"])
+    response = logged_in.get(f"/blocks/{ids[0][:10]}/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/blocks/{ids[0]}/"
+
+
+def test_raw_returns_the_exact_stored_bytes(logged_in: Client, store: BlockStore) -> None:
+    body = "line one\r\n\ttabbed — ünïcode 🚀\n<b>not html</b>"
+    entry = store.put("raw", NewBlock(BlockKind.DOCUMENT_CHUNK, body))
+    response = logged_in.get(f"/blocks/{entry.id}/raw")
+    assert response.content == body.encode("utf-8")
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_long_bodies_render_cut_with_a_link_to_all_of_it(
+    logged_in: Client, store: BlockStore
+) -> None:
+    body = "x" * 100_000 + "THE-END"
+    entry = store.put("big", NewBlock(BlockKind.DOCUMENT_CHUNK, body))
+    cut = logged_in.get(f"/blocks/{entry.id}/").content.decode()
+    assert "THE-END" not in cut
+    assert 'href="?full=1"' in cut
+    assert "THE-END" in logged_in.get(f"/blocks/{entry.id}/?full=1").content.decode()
+
+
+def test_search_jumps_to_a_session_or_block(logged_in: Client, put_session: Any) -> None:
+    ids = put_session("findme", ["needle"])
+    assert logged_in.get("/search/?q=findme")["Location"] == "/sessions/findme/"
+    assert logged_in.get(f"/search/?q={ids[0][:8]}")["Location"] == f"/blocks/{ids[0]}/"
+
+
+def test_search_without_a_match_says_why(logged_in: Client) -> None:
+    html = logged_in.get("/search/?q=zzz").content.decode()
+    assert "No match for" in html
+    assert "no session &#x27;zzz&#x27;" in html
+    assert "expected 4-64 hex characters" in html

@@ -1,0 +1,55 @@
+"""System checks report misconfiguration at start-up with an id and a hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core import checks
+
+from llm386web import store_access
+
+
+def _llm386_ids() -> list[str]:
+    return [m.id for m in checks.run_checks(tags=["llm386"]) if m.id]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stores() -> Any:
+    store_access.reset_stores()
+    yield
+    store_access.reset_stores()
+
+
+def test_a_healthy_setup_passes_every_check(web_home: Path) -> None:
+    assert _llm386_ids() == []
+
+
+def test_a_store_path_that_is_a_file_is_error_e001(web_home: Path, settings: Any) -> None:
+    bad = web_home / "file"
+    bad.write_text("x")
+    settings.LLM386 = {**settings.LLM386, "STORE_PATH": str(bad)}
+    [message] = checks.run_checks(tags=["llm386"])
+    assert message.id == "llm386.E001"
+    assert "is a file, not a store folder" in message.msg
+    assert "LLM386_STORE" in message.hint
+
+
+def test_a_home_that_is_not_a_folder_is_error_e002(web_home: Path, settings: Any) -> None:
+    home_file = web_home / "home-file"
+    home_file.write_text("x")
+    settings.LLM386 = {**settings.LLM386, "HOME": str(home_file)}
+    assert _llm386_ids() == ["llm386.E002"]
+
+
+def test_unknown_settings_keys_are_error_e003(web_home: Path, settings: Any) -> None:
+    settings.LLM386 = {**settings.LLM386, "STORE_PATHH": "/tmp/x"}
+    [message] = [m for m in checks.run_checks(tags=["llm386"]) if m.id == "llm386.E003"]
+    assert "STORE_PATHH" in message.msg
+    assert "STORE_PATH" in message.hint
+
+
+def test_a_missing_config_file_is_error_e004(web_home: Path, settings: Any) -> None:
+    settings.LLM386 = {**settings.LLM386, "CONFIG_PATH": str(web_home / "missing.toml")}
+    assert _llm386_ids() == ["llm386.E004"]

@@ -1,0 +1,62 @@
+"""Everything from the store is untrusted: it renders as text, never as markup."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+RAW = (
+    b"<script>alert(1)</script>",
+    b"<img src=x onerror=alert(1)>",
+    b'<a href="javascript:alert(1)">',
+    b"<script>alert(2)</script>",
+)
+ESCAPED = (
+    b"&lt;script&gt;alert(1)&lt;/script&gt;",
+    b"&lt;img src=x onerror=alert(1)&gt;",
+    b"&lt;a href=&quot;javascript:alert(1)&quot;&gt;",
+)
+
+
+def _assert_inert(html: bytes) -> None:
+    for raw in RAW:
+        assert raw not in html
+    assert b'href="javascript' not in html
+    assert b"onerror=alert(1)>" not in html
+
+
+def test_session_page_escapes_hostile_bodies(logged_in: Client, hostile: list[str]) -> None:
+    html = logged_in.get("/sessions/hostile-1/").content
+    _assert_inert(html)
+    for escaped in ESCAPED:
+        assert escaped in html
+
+
+def test_sessions_list_escapes_hostile_meta(logged_in: Client, hostile: list[str]) -> None:
+    html = logged_in.get("/sessions/").content
+    _assert_inert(html)
+    assert b"&lt;script&gt;alert(2)&lt;/script&gt;" in html
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_block_page_escapes_hostile_body_and_neighbours(
+    logged_in: Client, hostile: list[str], index: int
+) -> None:
+    html = logged_in.get(f"/blocks/{hostile[index]}/").content
+    _assert_inert(html)
+    assert ESCAPED[index] in html
+
+
+def test_session_meta_details_escape_values(logged_in: Client, hostile: list[str]) -> None:
+    html = logged_in.get("/sessions/hostile-1/").content
+    assert b"&lt;script&gt;alert(2)&lt;/script&gt;" in html
+    _assert_inert(html)
+
+
+def test_raw_body_is_served_as_plain_text_not_html(logged_in: Client, hostile: list[str]) -> None:
+    response = logged_in.get(f"/blocks/{hostile[0]}/raw")
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response.content == RAW[0]
