@@ -1,0 +1,220 @@
+"""What a model call returns: the raw response bytes, their parsed message, usage and attempts.
+
+Owns: ``Usage``, ``Attempt``, ``ContentBlock``, ``ToolUse``, ``ModelResponse``, and the checks
+every client runs on request bytes before sending them (``check_request``).
+
+Invariants:
+- ``ModelResponse.body`` is the response body byte for byte as it arrived; everything else on
+  the response is derived from it (or, for attempts and timings, measured around it).
+- ``ModelResponse.sent_sha256`` is the SHA-256 of the bytes the HTTP layer sent (for the offline
+  model, of the bytes it was given); clients make sure it equals the request's hash.
+- Anthropic usage counts ADD UP: ``input_tokens`` excludes cached tokens, so the whole prompt is
+  ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens``
+  (``Usage.total_input_tokens``).
+- Nothing here holds or prints an API key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.errors import InvalidInput, ModelCallFailed, ReplayMismatch
+
+MALFORMED = "malformed-response"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts the API reported; see the module docstring for how they add up."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+    @property
+    def total_input_tokens(self) -> int:
+        """Every prompt token: uncached input plus cache reads plus cache writes."""
+        return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+
+    @classmethod
+    def from_json(cls, value: object) -> Usage:
+        """Read the API's ``usage`` object; absent cache counts (and JSON null) count as 0."""
+        if not isinstance(value, Mapping):
+            raise _malformed(f"usage is {type(value).__name__}, not an object")
+        return cls(*(_count(value, name) for name in _USAGE_FIELDS))
+
+
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+
+
+def _count(usage: Mapping[str, object], name: str) -> int:
+    value = usage.get(name) or 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _malformed(f"usage.{name} is {value!r}, not a count")
+    return value
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP attempt of a call: how it ended and how long we waited before the next one.
+
+    ``status`` is the HTTP status (None when no response arrived); ``error_type`` is None on
+    success, else the API's error type (``rate_limit_error``...) or one of ``timeout``,
+    ``connection``, ``malformed-response``, ``byte-mismatch``.
+    """
+
+    number: int
+    status: int | None
+    error_type: str | None
+    message: str
+    latency_ms: float
+    wait_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """A tool call the model asked for."""
+
+    id: str
+    name: str
+    input: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ContentBlock:
+    """One block of the reply's ``content``; fields a block type does not have stay empty."""
+
+    type: str
+    text: str = ""
+    id: str = ""
+    name: str = ""
+    input: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, value: object) -> ContentBlock:
+        if not isinstance(value, Mapping) or not isinstance(value.get("type"), str):
+            raise _malformed(f"a content block is {value!r:.80}, not an object with a type")
+        tool_input = value.get("input", {})
+        return cls(
+            type=value["type"],
+            text=_str(value, "text"),
+            id=_str(value, "id"),
+            name=_str(value, "name"),
+            input=tool_input if isinstance(tool_input, Mapping) else {},
+        )
+
+
+def _str(block: Mapping[str, object], name: str) -> str:
+    value = block.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    """A model's reply: raw body bytes plus typed views of the parsed message."""
+
+    body: bytes = field(repr=False)
+    data: Mapping[str, Any] = field(repr=False, compare=False)
+    id: str
+    model: str
+    stop_reason: str | None
+    content: tuple[ContentBlock, ...] = field(repr=False)
+    usage: Usage
+    latency_ms: float
+    attempts: tuple[Attempt, ...]
+    sent_sha256: str
+
+    @classmethod
+    def from_body(
+        cls, body: bytes, *, latency_ms: float, attempts: tuple[Attempt, ...], sent_sha256: str
+    ) -> ModelResponse:
+        """Parse a Messages API response body, or raise ModelCallFailed (malformed-response)."""
+        data = parse_message(body)
+        return cls(
+            body=body,
+            data=data,
+            id=str(data.get("id", "")),
+            model=str(data.get("model", "")),
+            stop_reason=data.get("stop_reason"),
+            content=tuple(ContentBlock.from_json(block) for block in data["content"]),
+            usage=Usage.from_json(data.get("usage")),
+            latency_ms=latency_ms,
+            attempts=attempts,
+            sent_sha256=sent_sha256,
+        )
+
+    @property
+    def text(self) -> str:
+        """The reply's text blocks joined with blank lines (empty if it only calls tools)."""
+        return "\n\n".join(block.text for block in self.content if block.type == "text")
+
+    @property
+    def tool_uses(self) -> tuple[ToolUse, ...]:
+        return tuple(
+            ToolUse(block.id, block.name, block.input)
+            for block in self.content
+            if block.type == "tool_use"
+        )
+
+    @property
+    def body_sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+def parse_message(body: bytes) -> dict[str, Any]:
+    """Return the message object in ``body``, or raise ModelCallFailed (malformed-response)."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _malformed(f"the body is not JSON ({exc}); first bytes {body[:60]!r}") from exc
+    if not isinstance(data, dict) or data.get("type") != "message":
+        raise _malformed(f"the body is not a message object; first bytes {body[:60]!r}")
+    if not isinstance(data.get("content"), list):
+        raise _malformed("the message has no content list")
+    return data
+
+
+def _malformed(detail: str) -> ModelCallFailed:
+    return ModelCallFailed(
+        f"the API answered with a malformed response: {detail}; retry, and if it persists "
+        "check ANTHROPIC_BASE_URL points at the Anthropic Messages API",
+        error_type=MALFORMED,
+        status=200,
+    )
+
+
+def check_request(request_bytes: bytes, expected_sha256: str | None) -> str:
+    """Return the SHA-256 of ``request_bytes``; raise ReplayMismatch if it is not the expected."""
+    actual = hashlib.sha256(request_bytes).hexdigest()
+    if expected_sha256 is not None and actual != expected_sha256.lower():
+        raise ReplayMismatch(
+            f"the request bytes hash to {actual}, not the recorded {expected_sha256}; nothing "
+            "was sent: the stored request is damaged, run `llm386 verify` on the store"
+        )
+    return actual
+
+
+def parse_request(request_bytes: bytes) -> dict[str, Any]:
+    """Return the Messages request object in ``request_bytes`` or raise InvalidInput."""
+    try:
+        request = json.loads(request_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(
+            f"the request bytes are not JSON ({exc}): send the bytes the packer rendered"
+        ) from exc
+    if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
+        raise InvalidInput(
+            "the request is not a Messages API object with a messages list: "
+            "send the bytes the packer rendered"
+        )
+    return request
