@@ -20,9 +20,13 @@ from .blocks import (
     canonical_json,
     content_hash,
 )
+from .config import Config, load_config
 from .errors import Llm386Error
 from .lmdbstore import LmdbStore
+from .models import AnthropicAdapter, ModelResponse, OfflineModel, get_model_client
+from .profiles import ModelProfile, get_profile, list_profiles
 from .store import BlockStore
+from .tokenizers import get_tokenizer
 
 __version__ = "0.1.0"
 
@@ -33,16 +37,21 @@ def open_store(path: str | Path, **options: Any) -> LmdbStore:
 
 
 __all__ = [
+    "AnthropicAdapter",
     "Block",
     "BlockKind",
     "BlockStore",
+    "Config",
     "Edge",
     "EdgeKind",
     "Entry",
     "EntryRef",
     "Llm386Error",
     "LmdbStore",
+    "ModelProfile",
+    "ModelResponse",
     "NewBlock",
+    "OfflineModel",
     "Provenance",
     "SessionInfo",
     "ToolCall",
@@ -50,5 +59,10 @@ __all__ = [
     "__version__",
     "canonical_json",
     "content_hash",
+    "get_model_client",
+    "get_profile",
+    "get_tokenizer",
+    "list_profiles",
+    "load_config",
     "open_store",
 ]
