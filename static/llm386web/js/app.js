@@ -28,10 +28,9 @@
     if (!xhr.responseText) return fallback;
     const doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
     const node = doc.querySelector(ERROR_SELECTOR);
-    const heading = doc.querySelector("h1");
+    const title = doc.querySelector("[data-error-title]");
     if (!node) return fallback;
-    const title = heading ? heading.textContent.replace(/\s+/g, " ").trim() + ": " : "";
-    return title + node.textContent.trim();
+    return (title ? title.textContent.trim() + " (" + xhr.status + "): " : "") + node.textContent.trim();
   }
 
   document.addEventListener("htmx:responseError", function (event) {
