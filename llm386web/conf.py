@@ -14,6 +14,8 @@ from typing import Any
 
 from django.conf import settings
 
+from runtime.models.offline import OFFLINE_MODEL_NAME
+
 from .home import REPO_DIR, home_dir
 
 
@@ -45,7 +47,7 @@ def defaults() -> dict[str, Any]:
         "CONFIG_PATH": config if config.is_file() else None,
         "ANTHROPIC_BASE_URL": os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
         "ANTHROPIC_TIMEOUT_S": 60.0,
-        "OFFLINE_MODEL": "offline",
+        "OFFLINE_MODEL": OFFLINE_MODEL_NAME,
         # Token counts on session and block pages until model profiles pick one per session.
         "TOKENIZER": "cl100k_base",
         "PAGE_SIZE": 50,

@@ -46,3 +46,11 @@ def test_defaults_are_safe() -> None:
     assert django_settings.ALLOWED_HOSTS[:2] == ["127.0.0.1", "localhost"]
     assert "django.contrib.auth.middleware.LoginRequiredMiddleware" in django_settings.MIDDLEWARE
     assert Runserver.default_addr == "127.0.0.1"
+
+
+def test_runserver_serves_static_files_without_debug(settings: Any) -> None:
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+    settings.DEBUG = False
+    handler = Runserver().get_handler(use_static_handler=True, insecure_serving=False)
+    assert isinstance(handler, StaticFilesHandler)

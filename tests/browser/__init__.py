@@ -1,0 +1,1 @@
+"""Playwright journeys in headless Chromium."""

@@ -1,0 +1,1 @@
+"""pytest-django view tests for llm386web."""
