@@ -28,7 +28,7 @@ from .requestview import (
     view_request,
 )
 from .textdiff import TextDiff, diff_views
-from .tracer import TraceRecord, TraceStore
+from .tracer import TraceRecord, TraceStore, json_ready
 
 SECTION_ORDER = (
     "system", "task", "state", "plan", "retrieved", "tools", "recent", "background", "slack"
@@ -136,6 +136,19 @@ class TraceDiff:
     cache: CacheComparison
     view_a: RequestView
     view_b: RequestView
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the diff as JSON-ready data (the parsed requests left out)."""
+        plan = json_ready(self.plan) | {"token_delta": self.plan.token_delta}
+        return {
+            "a": self.a.call_id,
+            "b": self.b.call_id,
+            "summary": self.plan.summary(),
+            "plan": plan,
+            "text": json_ready(self.text),
+            "cache": json_ready(self.cache),
+            "estimated_input_delta": self.estimated_input_delta,
+        }
 
     @property
     def estimated_input_delta(self) -> int | None:

@@ -172,7 +172,7 @@ class TraceRecord:
     def to_json(self) -> dict[str, Any]:
         """Return every field as JSON-ready data, including the read-time flag and replay check."""
         data = self.stored_json()
-        data["flag"] = None if self.flag is None else _plain(self.flag)
+        data["flag"] = None if self.flag is None else json_ready(self.flag)
         data["replay_complete"] = self.replay_complete
         return data
 
@@ -180,7 +180,7 @@ class TraceRecord:
         """Return the fields a store keeps (no flag, no replay check), with the schema version."""
         data: dict[str, Any] = {"schema": TRACE_SCHEMA}
         for name in _STORED_FIELDS:
-            data[name] = _plain(getattr(self, name))
+            data[name] = json_ready(getattr(self, name))
         return data
 
     def encode(self) -> bytes:
@@ -217,14 +217,14 @@ _REQUIRED = (
 _OPTIONAL = tuple(name for name in _STORED_FIELDS if name not in _REQUIRED)
 
 
-def _plain(value: Any) -> Any:
-    """Return ``value`` as JSON-ready data (enums by value, dataclasses as dicts)."""
+def json_ready(value: Any) -> Any:
+    """Return ``value`` as JSON-ready data (enums by value, dataclasses as dicts, tuples as lists)."""
     if isinstance(value, Enum):
         return value.value
     if hasattr(value, "__dataclass_fields__"):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
+        return {name: json_ready(getattr(value, name)) for name in value.__dataclass_fields__}
     if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
+        return [json_ready(item) for item in value]
     return value  # mappings (plan, profile, response...) are JSON already; the encoder checks
 
 
@@ -351,7 +351,7 @@ class SessionTraceStats:
         return self.input_tokens + self.output_tokens
 
     def to_json(self) -> dict[str, Any]:
-        return _plain(self) | {"total_tokens": self.total_tokens}
+        return json_ready(self) | {"total_tokens": self.total_tokens}
 
 
 @dataclass(frozen=True)
