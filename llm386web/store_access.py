@@ -12,12 +12,17 @@ import threading
 from pathlib import Path
 
 from runtime import open_store
+from runtime.indexview import index_for
+from runtime.lmdbtraces import LmdbTraceStore
+from runtime.sessionlist import forget_tables
 from runtime.store import BlockStore
+from runtime.tracer import TraceStore
 
 from .conf import web_config
 
 _lock = threading.Lock()
 _stores: dict[Path, BlockStore] = {}
+_traces: dict[Path, TraceStore] = {}
 
 
 def get_store() -> BlockStore:
@@ -27,8 +32,22 @@ def get_store() -> BlockStore:
         store = _stores.get(path)
         if store is None:
             store = open_store(path)  # raises StoreError subclasses with a message saying why
+            # Keep the pager's term index in step with what this process writes (text search
+            # in the sessions list reads it).
+            index_for(store)
             _stores[path] = store
         return store
+
+
+def get_traces() -> TraceStore:
+    """Return the trace store kept in the same environment as :func:`get_store`'s store."""
+    store = get_store()
+    path = web_config().STORE_PATH
+    with _lock:
+        traces = _traces.get(path)
+        if traces is None:
+            traces = _traces[path] = LmdbTraceStore(store)
+        return traces
 
 
 def reset_stores() -> None:
@@ -36,5 +55,7 @@ def reset_stores() -> None:
     with _lock:
         stores = list(_stores.values())
         _stores.clear()
+        _traces.clear()
+    forget_tables()
     for store in stores:
         store.close()

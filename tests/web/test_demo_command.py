@@ -17,13 +17,15 @@ from llm386web import store_access
 pytestmark = pytest.mark.django_db
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, password: str | None = None) -> str:
+def _run(
+    monkeypatch: pytest.MonkeyPatch, password: str | None = None, *, data: bool = False
+) -> str:
     if password is None:
         monkeypatch.delenv("LLM386_PASSWORD", raising=False)
     else:
         monkeypatch.setenv("LLM386_PASSWORD", password)
     out = io.StringIO()
-    call_command("llm386_demo", stdout=out)
+    call_command("llm386_demo", *(() if data else ("--no-data",)), stdout=out)
     store_access.reset_stores()
     return out.getvalue()
 
@@ -74,5 +76,25 @@ def test_a_password_changed_by_hand_is_kept_and_flagged(
     assert authenticate(username="admin", password="my-own-password-1") is not None
 
 
-def test_demo_says_no_importer_exists_yet(web_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert "No demo importer exists yet" in _run(monkeypatch)
+def test_demo_loads_the_tau_bench_sessions_once(
+    web_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _run(monkeypatch, data=True)
+    assert "tau-bench airline: 120 session(s) and 1698 turn(s) imported" in first
+    second = _run(monkeypatch, data=True)
+    assert "all 120 sessions already loaded" in second
+    store = store_access.get_store()
+    traces = store_access.get_traces()
+    assert store.session_count() == 120
+    assert traces.count() == 1698  # the second run recorded nothing twice
+    assert traces.count(flagged=True) == 84  # each failed run's last turn is flagged
+    store_access.reset_stores()
+
+
+def test_without_data_the_store_stays_empty(
+    web_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = _run(monkeypatch)
+    assert "tau-bench" not in output
+    assert store_access.get_store().session_count() == 0
+    store_access.reset_stores()

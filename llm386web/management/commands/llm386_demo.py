@@ -8,6 +8,7 @@ $LLM386_HOME/admin_password (mode 0600), so the printed login always works.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,18 +19,40 @@ from django.db import DatabaseError
 
 from llm386web.conf import web_config
 from llm386web.home import read_or_create_secret
-from llm386web.store_access import get_store
+from llm386web.store_access import get_store, get_traces
+from runtime.importer import DEMO_LICENSE, load_demo_sessions
 from runtime.store import BlockStore
+from runtime.tracer import TraceStore
 
 USERNAME = "admin"
 
 
-def load_demo_data(store: BlockStore, out: Callable[[str], None] = print) -> None:
-    """Load the demo sessions into ``store`` unless already there, reporting progress to ``out``."""
-    out(
-        "No demo importer exists yet, so no demo data was loaded. The store at "
-        f"{web_config().STORE_PATH} holds {store.session_count()} session(s)."
+def load_tau_bench(store: BlockStore, traces: TraceStore) -> str:
+    """Import the shipped tau-bench airline runs (idempotent); return a one-line summary."""
+    report = load_demo_sessions(store, traces)
+    if not report.turns_recorded and not report.sessions_written:
+        return f"tau-bench airline: all {len(report.sessions)} sessions already loaded."
+    return (
+        f"tau-bench airline: {report.sessions_written} session(s) and {report.turns_recorded} "
+        f"turn(s) imported ({report.failing} of {len(report.sessions)} runs failed their task; "
+        f"data {DEMO_LICENSE})."
     )
+
+
+# The demo loaders `make demo` runs, in order. Each takes (store, traces), must be safe to run
+# again (it adds only what is missing) and returns a one-line summary. SAMPLE-AGENT HOOK: the
+# sample agent's offline conversations are appended here when runtime ships their loader.
+DEMO_LOADERS: list[Callable[[BlockStore, TraceStore], str]] = [load_tau_bench]
+
+
+def load_demo_data(store: BlockStore, out: Callable[[str], None] = print) -> None:
+    """Run every demo loader on ``store``, reporting each one's summary and time to ``out``."""
+    traces = get_traces()
+    for loader in DEMO_LOADERS:
+        started = time.monotonic()
+        summary = loader(store, traces)
+        out(f"{summary} ({time.monotonic() - started:.1f} s)")
+    out(f"The store at {web_config().STORE_PATH} holds {store.session_count()} session(s).")
 
 
 class Command(BaseCommand):
@@ -37,12 +60,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="URL to print")
+        parser.add_argument(
+            "--no-data", action="store_true", help="only set up the login; load no demo data"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         password, source = self._password()
         note = self._ensure_user(password)
         self._restrict_database()
-        load_demo_data(get_store(), out=self.stdout.write)
+        if not options["no_data"]:
+            load_demo_data(get_store(), out=self.stdout.write)
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS("llm386 is ready. Log in with:"))
         self.stdout.write(f"  URL:       {options['url']}")
