@@ -116,7 +116,7 @@ class LmdbTraceStore(TraceStore):
 
     def record_many(self, items: Sequence[StoredTrace]) -> None:
         for item in items:
-            check_record(item.record, item.request)
+            check_record(item.record, item.request, item.response)
         lmdbenv.write(self.env, lambda txn: self._record_all_txn(txn, items))
 
     def _record_all_txn(self, txn: lmdb.Transaction, items: Sequence[StoredTrace]) -> None:

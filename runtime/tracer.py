@@ -254,8 +254,8 @@ def prompt_hash(request: bytes) -> str:
     return hashlib.sha256(request).hexdigest()
 
 
-def check_record(record: TraceRecord, request: bytes) -> None:
-    """Raise InvalidInput unless ``record`` is well formed and ``request`` hashes to its hash."""
+def check_record(record: TraceRecord, request: bytes, response: bytes | None = None) -> None:
+    """Raise InvalidInput unless ``record`` is well formed and its bytes hash to its hashes."""
     check_call_id(record.call_id, full=True)
     check_session(record.session)
     if record.turn < 1:
@@ -266,6 +266,10 @@ def check_record(record: TraceRecord, request: bytes) -> None:
             f"trace {record.call_id} says prompt hash {record.prompt_hash[:12]} over "
             f"{record.request_size} bytes, but the request bytes hash to {actual[:12]} over "
             f"{len(request)}; build the record with TraceRecord fields from prompt_hash(request)"
+        )
+    if response is not None and record.response_hash not in (None, prompt_hash(response)):
+        raise InvalidInput(
+            f"trace {record.call_id}: the response bytes do not hash to its response_hash"
         )
     if (record.status is TraceStatus.ERROR) != (record.error is not None):
         raise InvalidInput(

@@ -1,0 +1,99 @@
+"""The llm386 trace commands, as a user types them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from runtime.cli import main
+from runtime.importer import DEMO_DIR
+
+SESSIONS = json.loads((DEMO_DIR / "sessions.json").read_bytes())
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Two tau-bench sessions (one failing) as JSON Lines with tools.json beside them."""
+    picked = [s for s in SESSIONS if s["task_id"] == 0][:1] + [
+        s for s in SESSIONS if s["reward"] == 1
+    ][:1]
+    (tmp_path / "runs.jsonl").write_text("\n".join(json.dumps(s) for s in picked))
+    (tmp_path / "tools.json").write_bytes((DEMO_DIR / "tools.json").read_bytes())
+    return tmp_path
+
+
+@pytest.fixture
+def run(tmp_path, capsys):
+    store = str(tmp_path / "store")
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = main(["--store", store, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+def _ids(run, *args) -> list[str]:
+    return [r["call_id"] for r in json.loads(run("traces", "--json", *args)[1])]
+
+
+def test_import_list_show_diff_and_flag(run, files):
+    code, out, _ = run("import", str(files / "runs.jsonl"), "--prefix", "tau")
+    assert code == 0 and "imported 2 sessions" in out and "1 failing" in out
+    assert "0 turns recorded" in run("import", str(files / "runs.jsonl"), "--prefix", "tau")[1]
+    session = "tau-task000-trial0"
+    ids = _ids(run, "--session", session, "--oldest-first", "--limit", "100")
+    assert len(ids) == sum(m["role"] == "assistant" for m in SESSIONS[0]["traj"])
+    code, out, _ = run("trace", ids[0][:18])
+    assert code == 0 and "turn 1" in out and "replay-complete" in out and "o200k_base" in out
+    code, out, _ = run("diff", ids[3], ids[4])
+    assert code == 0 and "blocks: +" in out and "cache: no-breakpoint" in out and "\n+ " in out
+    data = json.loads(run("diff", ids[3], ids[4], "--json")[1])
+    assert data["a"] == ids[3] and data["text"]["added"] > 0
+    assert _ids(run, "--status", "flagged") == [ids[-1]]  # the failing run's last turn
+    assert "flagged as failing: wrong fare" in run("flag", ids[0], "--note", "wrong fare")[1]
+    assert set(_ids(run, "--status", "flagged")) == {ids[0], ids[-1]}
+    assert "unflagged" in run("flag", ids[0], "--clear")[1]
+    assert _ids(run, "--status", "ok", "--limit", "1000") and not _ids(run, "--status", "error")
+
+
+def test_trace_request_prints_the_exact_stored_bytes(tmp_path, files, capsysbinary):
+    store = str(tmp_path / "store")
+    main(["--store", store, "import", str(files / "runs.jsonl")])
+    capsysbinary.readouterr()
+    main(["--store", store, "--json", "traces", "--limit", "1"])
+    record = json.loads(capsysbinary.readouterr().out)[0]
+    assert main(["--store", store, "trace", record["call_id"], "--request"]) == 0
+    out = capsysbinary.readouterr().out
+    assert hashlib.sha256(out[:-1]).hexdigest() == record["prompt_hash"]
+
+
+def test_export_and_import_session_round_trip(run, files, tmp_path):
+    run("import", str(files / "runs.jsonl"), "--prefix", "tau")
+    target = tmp_path / "out.jsonl"
+    code, out, _ = run("export", "tau-task000-trial0", str(target))
+    assert code == 0 and "sha256" in out
+    code, _, err = run("import-session", str(target))
+    assert code == 2 and "already exists" in err
+    code, out, _ = run("import-session", str(target), "--as", "copy")
+    assert code == 0 and "verified and imported copy" in out
+    assert len(_ids(run, "--session", "copy", "--limit", "100")) == len(
+        _ids(run, "--session", "tau-task000-trial0", "--limit", "100")
+    )
+
+
+def test_errors_are_one_line_with_what_to_do(run, files, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"traj": [{"role": "user"}]}]')
+    code, _, err = run("import", str(bad))
+    assert code == 2 and err.startswith("llm386: error: bad.json line 1: session item 0, message 0")
+    run("import", str(files / "runs.jsonl"))
+    code, _, err = run("trace", "0000000000000")
+    assert code == 2 and "no trace with id" in err
+    code, _, err = run("diff", "zz", "yy")
+    assert code == 2 and "is not a call id" in err
+    code, _, err = run("traces", "--hash", "abc")
+    assert code == 2 and "not a SHA-256" in err
