@@ -28,12 +28,13 @@ from runtime.requestview import view_request
 from runtime.tokenizers import get_tokenizer
 
 TARGET_TOKENS = 200_000
-WORDS = tuple(
+VOCABULARY = (
     "reservation flight passenger baggage cabin economy business refund policy change cancel "
     "airport date time customer agent booking payment certificate gift card credit insurance "
     "seat upgrade delay membership gold silver regular origin destination round trip one way "
-    "the a to of and for with on is are was you your we our please confirm details number".split(" ")
+    "the a to of and for with on is are was you your we our please confirm details number"
 )
+WORDS = VOCABULARY.split()
 
 
 def _text(rng: random.Random, words: int) -> str:
