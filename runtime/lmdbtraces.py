@@ -33,6 +33,7 @@ import lmdb
 from . import lmdbenv
 from .blocks import canonical_json, check_session
 from .errors import InvalidInput, StoreCorrupted, TraceNotFound
+from .store import RepairReport, VerifyReport
 from .storecodec import json_load
 from .tracer import (
     CALL_ID_LEN,
@@ -368,6 +369,16 @@ class LmdbTraceStore(TraceStore):
                      k[-CALL_ID_LEN:].decode()) for k in keys]  # fmt: skip
 
         return self._read(load)
+
+    def verify(self) -> VerifyReport:
+        from .tracecheck import check_traces
+
+        return self._read(lambda txn: check_traces(txn, self))
+
+    def repair(self) -> RepairReport:
+        from .tracecheck import repair_traces
+
+        return lmdbenv.write(self.env, lambda txn: repair_traces(txn, self))
 
     # `list` comes last: below it, the name would shadow the builtin in annotations.
     def list(

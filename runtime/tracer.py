@@ -39,6 +39,7 @@ from typing import Any
 
 from .blocks import canonical_json, check_session
 from .errors import InvalidInput, StoreCorrupted
+from .store import RepairReport, VerifyReport
 from .storecodec import json_load
 
 TRACE_SCHEMA = 1
@@ -428,6 +429,17 @@ class TraceStore(abc.ABC):
     @abc.abstractmethod
     def delete_session(self, session: str) -> int:
         """Delete every record of a session (and bytes no other record uses); return how many."""
+
+    @abc.abstractmethod
+    def verify(self) -> VerifyReport:
+        """Re-hash every stored request and check every index and count; change nothing.
+
+        The report's ``entries`` counts records and ``blocks`` counts stored requests.
+        """
+
+    @abc.abstractmethod
+    def repair(self) -> RepairReport:
+        """Rebuild indexes and counts from the records; drop request bytes no record uses."""
 
     # `list` comes last: below it, the name would shadow the builtin in annotations.
     @abc.abstractmethod

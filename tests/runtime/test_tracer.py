@@ -365,3 +365,41 @@ def test_flag_is_a_value_with_note_and_time(traces):
     traces.record_many([StoredTrace(record, req("a"), None, Flag("bad", 123))])
     assert traces.get(record.call_id).flag == Flag("bad", 123)
     assert traces.count(flagged=True) == 1
+
+
+def test_verify_finds_damage_and_repair_rebuilds_what_can_be_rebuilt(env):
+    store, traces = env
+    items = _fill(traces)
+    traces.flag(items[0].call_id, "x")
+    assert traces.verify().ok
+    db = store.env.db
+
+    def damage(txn):
+        txn.delete(
+            b"s2\x00" + (1).to_bytes(4, "big") + items[2].call_id.encode(),
+            db=db(b"trace_by_session"),
+        )
+        txn.put(b"ok\x00" + b"9" * 25, b"", db=db(b"trace_by_status"))
+        txn.put(
+            bytes.fromhex(items[1].prompt_hash), pack_bytes(b"changed"), db=db(b"trace_requests")
+        )
+        txn.put(b"\x00" * 32, pack_bytes(b"nobody uses me"), db=db(b"trace_requests"))
+        txn.put(b"s1", canonical_json({"calls": 99}), db=db(b"trace_sessions"))
+
+    lmdbenv.write(store.env, damage)
+    codes = sorted({p.code for p in traces.verify().problems})
+    assert codes == [
+        "count-mismatch",
+        "index-dangling",
+        "index-missing",
+        "request-damaged",
+        "request-orphan",
+    ]
+    assert traces.list(session="s2", limit=None)[0].call_id == items[4].call_id  # turn 1 lost
+    report = traces.repair()
+    assert [p.code for p in report.unfixable] == ["request-damaged"]
+    after = traces.verify()
+    assert [p.code for p in after.problems] == ["request-damaged"] and after.entries == 6
+    assert [r.turn for r in traces.list(session="s2", newest_first=False, limit=None)] == [1, 2]
+    assert traces.session_stats(["s1"])[0].calls == 4 and traces.count(flagged=True) == 1
+    assert not traces.get(items[1].call_id).replay_complete

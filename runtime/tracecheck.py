@@ -1,0 +1,193 @@
+"""Verify and repair for the LMDB trace store: re-hash every request, check every index.
+
+Verify reads everything in one read transaction and changes nothing. Repair runs in one write
+transaction: it rebuilds every index row and aggregate from the records (the records and the
+request bytes are the truth; everything else is derived) and drops request bytes no record
+uses. A record whose stored request is missing or no longer hashes to its prompt hash cannot be
+repaired (the true bytes are unknown): it is reported, stays listed, and reads as not
+replay-complete.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from .blocks import canonical_json
+from .lmdbenv import Txn
+from .store import Problem, RepairReport, VerifyReport
+from .tracer import SessionTraceStats, TraceRecord, TraceStatus, prompt_hash
+
+if TYPE_CHECKING:
+    from .lmdbtraces import LmdbTraceStore
+
+
+def _records(txn: Txn, traces: LmdbTraceStore) -> tuple[dict[str, TraceRecord], list[Problem]]:
+    records: dict[str, TraceRecord] = {}
+    problems: list[Problem] = []
+    with txn.cursor(db=traces._traces) as cur:
+        for key, raw in cur:
+            try:
+                records[key.decode()] = TraceRecord.decode(raw)
+            except Exception:  # noqa: BLE001 - any decoding failure is the damage we report
+                problems.append(Problem("trace-unreadable", key.decode(errors="replace"), False))
+    return records, problems
+
+
+def _request_problems(
+    txn: Txn, traces: LmdbTraceStore, records: dict[str, TraceRecord]
+) -> list[Problem]:
+    from .lmdbtraces import unpack_bytes
+
+    problems: list[Problem] = []
+    used = {r.prompt_hash for r in records.values()}
+    checked: dict[str, bool] = {}
+    for cid, rec in sorted(records.items()):
+        if rec.prompt_hash not in checked:
+            stored = txn.get(bytes.fromhex(rec.prompt_hash), db=traces._requests)
+            try:
+                checked[rec.prompt_hash] = (
+                    stored is not None and prompt_hash(unpack_bytes(stored)) == rec.prompt_hash
+                )
+            except Exception:  # noqa: BLE001 - undecodable bytes are a mismatch
+                checked[rec.prompt_hash] = False
+        if not checked[rec.prompt_hash]:
+            problems.append(
+                Problem(
+                    "request-damaged",
+                    f"trace {cid}: stored request missing or not hashing to {rec.prompt_hash[:12]}",
+                    False,
+                )
+            )
+    with txn.cursor(db=traces._requests) as cur:
+        for key in cur.iternext(keys=True, values=False):
+            if key.hex() not in used:
+                problems.append(
+                    Problem("request-orphan", f"request {key.hex()[:12]} is used by no trace")
+                )
+    return problems
+
+
+def _expected_rows(
+    traces: LmdbTraceStore, records: dict[str, TraceRecord], flagged: set[str]
+) -> dict[Any, set[bytes]]:
+    from .lmdbtraces import FLAGGED, _status_key
+
+    rows: dict[Any, set[bytes]] = {}
+    for cid, rec in records.items():
+        for key, db in traces._index_rows(rec):
+            rows.setdefault(db, set()).add(key)
+        if cid in flagged:
+            rows.setdefault(traces._by_status, set()).add(_status_key(FLAGGED, cid))
+    return rows
+
+
+def _index_problems(
+    txn: Txn, traces: LmdbTraceStore, records: dict[str, TraceRecord], flagged: set[str]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    expected = _expected_rows(traces, records, flagged)
+    for name, db in _index_dbs(traces):
+        with txn.cursor(db=db) as cur:
+            actual = set(cur.iternext(keys=True, values=False))
+        want = expected.get(db, set())
+        problems += [Problem("index-missing", f"{name}: {k!r}") for k in sorted(want - actual)]
+        problems += [Problem("index-dangling", f"{name}: {k!r}") for k in sorted(actual - want)]
+    problems += [
+        Problem("flag-dangling", f"flag of missing trace {cid}")
+        for cid in sorted(flagged - set(records))
+    ]
+    return problems
+
+
+def _index_dbs(traces: LmdbTraceStore) -> list[tuple[str, Any]]:
+    return [("trace_by_session", traces._by_session), ("trace_by_time", traces._by_time),
+            ("trace_by_status", traces._by_status), ("trace_by_hash", traces._by_hash)]  # fmt: skip
+
+
+def _flagged(txn: Txn, traces: LmdbTraceStore) -> set[str]:
+    with txn.cursor(db=traces._flags) as cur:
+        return {key.decode() for key in cur.iternext(keys=True, values=False)}
+
+
+def _stats(records: dict[str, TraceRecord], flagged: set[str]) -> dict[str, SessionTraceStats]:
+    """Recompute every session's aggregates from the records themselves."""
+    out: dict[str, SessionTraceStats] = {}
+    for cid in sorted(records):
+        rec = records[cid]
+        s = out.get(rec.session, SessionTraceStats(rec.session))
+        usage = rec.usage
+        out[rec.session] = SessionTraceStats(
+            rec.session, s.calls + 1, s.turns + (rec.origin.value != "replay"),
+            s.errors + (rec.status is TraceStatus.ERROR), s.flagged + (cid in flagged),
+            s.input_tokens + (usage.total_input_tokens if usage else rec.estimated_input_tokens or 0),
+            s.output_tokens + (usage.output_tokens if usage else rec.estimated_output_tokens or 0),
+            min(s.first_at or rec.started_at, rec.started_at), max(s.last_at or rec.started_at, rec.started_at),
+        )  # fmt: skip
+    return out
+
+
+def _stats_problems(
+    txn: Txn, traces: LmdbTraceStore, records: dict[str, TraceRecord], flagged: set[str]
+) -> list[Problem]:
+    expected = _stats(records, flagged)
+    problems = []
+    with txn.cursor(db=traces._sessions) as cur:
+        stored = {key.decode() for key in cur.iternext(keys=True, values=False)}
+    for session in sorted(set(expected) | stored):
+        have = traces._stats_txn(txn, session)
+        want = expected.get(session, SessionTraceStats(session))
+        if (have.calls, have.errors, have.flagged) != (want.calls, want.errors, want.flagged):
+            problems.append(
+                Problem(
+                    "count-mismatch",
+                    f"session {session}: stored {have.calls} calls, {have.errors} errors, {have.flagged} flagged; records say {want.calls}, {want.errors}, {want.flagged}",
+                )
+            )
+    return problems
+
+
+def check_traces(txn: Txn, traces: LmdbTraceStore) -> VerifyReport:
+    """Return every problem in the trace store (read-only)."""
+    records, problems = _records(txn, traces)
+    flagged = _flagged(txn, traces)
+    problems += _request_problems(txn, traces, records)
+    problems += _index_problems(txn, traces, records, flagged)
+    problems += _stats_problems(txn, traces, records, flagged)
+    requests = txn.stat(traces._requests)["entries"]
+    return VerifyReport(blocks=requests, entries=len(records), edges=0, problems=tuple(problems))
+
+
+def repair_traces(txn: Txn, traces: LmdbTraceStore) -> RepairReport:
+    """Rebuild indexes and aggregates from the records; drop unused request bytes."""
+    report = check_traces(txn, traces)
+    records, _ = _records(txn, traces)
+    flagged = _flagged(txn, traces) & set(records)
+    for _, db in _index_dbs(traces):
+        txn.drop(db, delete=False)
+    for db, keys in _expected_rows(traces, records, flagged).items():
+        for key in sorted(keys):
+            txn.put(key, b"", db=db)
+    _drop_orphans(txn, traces, records)
+    txn.drop(traces._sessions, delete=False)
+    totals = Counter[str]()
+    for stats in _stats(records, flagged).values():
+        traces._put_stats(txn, stats)
+        totals.update(calls=stats.calls, error=stats.errors, flagged=stats.flagged)
+    txn.put(b"totals", canonical_json(dict(sorted(totals.items()))), db=traces._meta)
+    fixed = tuple(p for p in report.problems if p.repairable)
+    return RepairReport(
+        fixed=fixed, unfixable=tuple(p for p in report.problems if not p.repairable)
+    )
+
+
+def _drop_orphans(txn: Txn, traces: LmdbTraceStore, records: dict[str, TraceRecord]) -> None:
+    used = {bytes.fromhex(r.prompt_hash) for r in records.values()}
+    with txn.cursor(db=traces._requests) as cur:
+        orphans = [k for k in cur.iternext(keys=True, values=False) if k not in used]
+    for key in orphans:
+        txn.delete(key, db=traces._requests)
+    with txn.cursor(db=traces._flags) as cur:
+        stale = [k for k in cur.iternext(keys=True, values=False) if k.decode() not in records]
+    for key in stale:
+        txn.delete(key, db=traces._flags)
