@@ -300,17 +300,20 @@ class LmdbTraceStore(TraceStore):
     def _pick_index(
         self, session: str | None, status: TraceStatus | None, flagged: bool | None,
         prompt_hash: str | None,
-    ) -> tuple[Any, bytes]:  # fmt: skip
-        """Return the narrowest index for these filters and the key prefix to read in it."""
+    ) -> tuple[Any, bytes, bool]:  # fmt: skip
+        """Return the narrowest index for these filters, the key prefix to read in it, and
+        whether its keys alone decide a match (then skipped rows need not be loaded)."""
         if prompt_hash is not None:
-            return self._by_hash, bytes.fromhex(check_hash(prompt_hash))
+            exact = session is None and status is None and flagged is None
+            return self._by_hash, bytes.fromhex(check_hash(prompt_hash)), exact
         if session is not None:
-            return self._by_session, check_session(session).encode() + b"\x00"
+            prefix = check_session(session).encode() + b"\x00"
+            return self._by_session, prefix, status is None and flagged is None
         if flagged:
-            return self._by_status, FLAGGED.encode() + b"\x00"
+            return self._by_status, FLAGGED.encode() + b"\x00", status is None
         if status is not None:
-            return self._by_status, status.value.encode() + b"\x00"
-        return self._by_time, b""
+            return self._by_status, status.value.encode() + b"\x00", flagged is None
+        return self._by_time, b"", flagged is None
 
     def count(
         self,
@@ -393,7 +396,7 @@ class LmdbTraceStore(TraceStore):
         newest_first: bool = True,
     ) -> list[TraceRecord]:
         want = TraceStatus(status) if status is not None else None
-        db, prefix = self._pick_index(session, want, flagged, prompt_hash)
+        db, prefix, exact = self._pick_index(session, want, flagged, prompt_hash)
 
         def keep(rec: TraceRecord) -> bool:
             return (
@@ -406,6 +409,9 @@ class LmdbTraceStore(TraceStore):
             out: list[TraceRecord] = []
             skipped = 0
             for key in _iter_keys(txn, db, prefix, reverse=newest_first):
+                if exact and skipped < offset:
+                    skipped += 1
+                    continue
                 rec = self._load_txn(txn, key[-CALL_ID_LEN:].decode())
                 if not keep(rec):
                     continue

@@ -228,6 +228,10 @@ def test_list_pages_with_offset_and_limit(traces):
     items = _fill(traces)
     pages = [traces.list(offset=o, limit=2) for o in (0, 2, 4)]
     assert [r.call_id for page in pages for r in page] == [r.call_id for r in reversed(items)]
+    traces.flag(items[4].call_id)
+    for filters in ({"flagged": False}, {"session": "s1", "status": "ok"}, {"status": "ok"}):
+        everything = [r.call_id for r in traces.list(limit=None, **filters)]
+        assert [r.call_id for r in traces.list(offset=1, limit=2, **filters)] == everything[1:3]
 
 
 def test_listing_one_session_never_reads_another_sessions_records(env):
