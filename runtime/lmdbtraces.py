@@ -53,6 +53,7 @@ from .tracer import (
 )
 
 FLAGGED = "flagged"
+SCHEMA = b"1"
 _RAW, _ZLIB = b"\x00", b"\x01"
 _TOTALS = b"totals"
 
@@ -108,8 +109,14 @@ class LmdbTraceStore(TraceStore):
         self._by_status, self._by_hash = db(b"trace_by_status"), db(b"trace_by_hash")
         self._requests, self._responses = db(b"trace_requests"), db(b"trace_responses")
         self._flags, self._sessions = db(b"trace_flags"), db(b"trace_sessions")
-        if not self.env.readonly:
-            lmdbenv.write(self.env, lambda txn: txn.put(b"schema", b"1", db=self._meta))
+        schema = self._read(lambda txn: _get(txn, b"schema", db=self._meta))
+        if schema is None and not self.env.readonly:
+            lmdbenv.write(self.env, lambda txn: txn.put(b"schema", SCHEMA, db=self._meta))
+        elif schema not in (None, SCHEMA):
+            raise StoreCorrupted(
+                f"the traces in {self.env.path} use layout {schema!r}; this llm386 reads {SCHEMA!r}: "
+                "upgrade llm386"
+            )
 
     # -- writes -------------------------------------------------------------------------
     def record(self, record: TraceRecord, request: bytes, response: bytes | None = None) -> None:

@@ -407,3 +407,25 @@ def test_verify_finds_damage_and_repair_rebuilds_what_can_be_rebuilt(env):
     assert [r.turn for r in traces.list(session="s2", newest_first=False, limit=None)] == [1, 2]
     assert traces.session_stats(["s1"])[0].calls == 4 and traces.count(flagged=True) == 1
     assert not traces.get(items[1].call_id).replay_complete
+
+
+def test_a_read_only_store_can_be_read_but_not_written(tmp_path):
+    store = LmdbStore(tmp_path / "s")
+    record = make(request=req("a"))
+    LmdbTraceStore(store).record(record, req("a"))
+    store.close()
+    readonly = LmdbStore(tmp_path / "s", readonly=True)
+    traces = LmdbTraceStore(readonly)
+    assert traces.get(record.call_id).replay_complete
+    from runtime.errors import StoreReadOnly
+
+    with pytest.raises(StoreReadOnly):
+        traces.flag(record.call_id, "x")
+    readonly.close()
+
+
+def test_a_trace_layout_from_another_version_is_refused(env, tmp_path):
+    store, _ = env
+    lmdbenv.write(store.env, lambda txn: txn.put(b"schema", b"2", db=store.env.db(b"trace_meta")))
+    with pytest.raises(StoreCorrupted, match="layout b'2'"):
+        LmdbTraceStore(store)
