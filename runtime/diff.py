@@ -47,6 +47,7 @@ class PlanItem:
     tokens: int = 0
     kind: str = ""
     scores: tuple[tuple[str, float], ...] = ()  # per retriever, sorted by name
+    via: str | None = None  # the block that brought it in (or made it redundant), if any
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ def plan_items(plan: Mapping[str, Any], key: str) -> list[PlanItem]:
                 tokens=int(item.get("tokens") or 0),
                 kind=str(item.get("kind") or ""),
                 scores=tuple(sorted((str(k), float(v)) for k, v in scores.items())),
+                via=str(item["via"]) if item.get("via") else None,
             )
         )
     return out

@@ -243,6 +243,13 @@ def reconcile(store: BlockStore, traces: TraceStore, p: PreparedSession) -> Prep
     return replace(p, write_blocks=not held, new_turns=new_turns)
 
 
+def _upto_seq(turn: Turn, seqs: Sequence[int]) -> int:
+    """Return the seq bound of a turn's input: entries with a smaller seq came before it."""
+    if turn.upto < len(seqs):
+        return seqs[turn.upto]
+    return seqs[-1] + 1 if seqs else 0
+
+
 def _plan(p: PreparedSession, turn: Turn, seqs: Sequence[int], tokens: Sequence[int]) -> dict:
     selected, used = [], {"system": 0, "tools": 0, "recent": 0}
     for i in range(turn.upto):
@@ -254,7 +261,8 @@ def _plan(p: PreparedSession, turn: Turn, seqs: Sequence[int], tokens: Sequence[
                          "tokens": tokens[i]})  # fmt: skip
     sections = [{"section": s, "allocated": None, "used": n} for s, n in used.items()]
     note = "imported full history: the original agent sent every earlier message; nothing was paged"
-    return {"selected": selected, "omitted": [], "sections": sections,
+    return {"version": 1, "session": p.session, "task": "", "upto": _upto_seq(turn, seqs),
+            "selected": selected, "omitted": [], "sections": sections,
             "tokens": sum(used.values()), "note": note}  # fmt: skip
 
 
@@ -263,7 +271,7 @@ def _record(
 ) -> StoredTrace:
     model = str(p.meta["model"])
     response = canonical_json(turn.response)
-    upto_seq = seqs[turn.upto] if turn.upto < len(seqs) else (seqs[-1] + 1 if seqs else 0)
+    upto_seq = _upto_seq(turn, seqs)
     tok = get_tokenizer(TOKENIZER)
     record = TraceRecord(
         call_id=new_call_id(), session=p.session, turn=turn.number, started_at=now_ms(),

@@ -28,12 +28,13 @@ def item(block_id, section="recent", reason="high-relevance", score=0.5, tokens=
 def test_plan_diff_reports_added_removed_kept_and_reason_and_score_changes():
     a = {"selected": [item("a"), item("b", reason="recency"), item("c", score=0.2)],
          "omitted": [item("d", reason="budget")]}  # fmt: skip
-    b = {"selected": [item("a"), item("b", reason="pinned"), item("c", score=0.9), item("d", tokens=7)],
+    b = {"selected": [item("a"), item("b", reason="pinned"), item("c", score=0.9), item("d", tokens=7, via="b")],
          "omitted": [item("c2", reason="budget")]}  # fmt: skip
     b["selected"].pop(0)
     b["omitted"].append(item("a", reason="budget"))
     d = diff_plans(a, b)
     assert [c.block_id for c in d.added] == ["d"] and d.added[0].omitted_a.reason == "budget"
+    assert d.added[0].b.via == "b" and d.kept[0].b.via is None
     assert [c.block_id for c in d.removed] == ["a"] and d.removed[0].omitted_b.reason == "budget"
     assert [(c.block_id, c.reason_changed, c.score_changed) for c in d.kept] == [
         ("b", True, False), ("c", False, True)]  # fmt: skip

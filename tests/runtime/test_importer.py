@@ -90,6 +90,7 @@ def test_each_plan_selects_every_earlier_block_as_required_with_o200k_counts(dem
         assert [s["seq"] for s in selected] == [e.seq for e in entries if e.seq < record.upto_seq]
         assert [s["block_id"] for s in selected] == [e.id for e in entries[: len(selected)]]
         assert {s["reason"] for s in selected} == {"required"} and record.plan["omitted"] == []
+        assert record.plan["upto"] == record.upto_seq and record.plan["session"] == session
         counts = store.token_counts([s["block_id"] for s in selected], "o200k_base")
         assert [s["tokens"] for s in selected] == counts
         assert record.estimated_input_tokens == sum(counts) == record.plan["tokens"]
