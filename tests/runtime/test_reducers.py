@@ -170,7 +170,7 @@ def test_json_events_report_invalid_output_with_its_position_and_never_guess(out
 def test_reducers_are_pure(state, text):
     for reducer in (AppendOutputReducer(),):
         assert reducer.reduce(state, text) == reducer.reduce(state, text)
-    envelope = json.dumps({"events": [{"kind": "fact", "body": text or "x"}], "state": "s"})
+    envelope = json.dumps({"events": [{"kind": "fact", "body": text + "x"}], "state": "s"})
     assert JsonEventsReducer().reduce(state, envelope) == JsonEventsReducer().reduce(
         state, envelope
     )
