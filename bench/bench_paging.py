@@ -1,0 +1,482 @@
+"""Paging benchmark: replay recorded agent sessions under four context policies, no model calls.
+
+Every assistant message of every session is one model call whose input is every message before
+it plus the tool definitions. Each policy packs that input under a token budget:
+
+- ``full``: the whole history.
+- ``last-8-user-turns``: tool definitions, system, and the history from the 8th-last user message.
+- ``age-based``: the Pichay paper's policy: tool results at least 4 user turns old and over 500
+  bytes become placeholders (errors never); no dedup, no schema stubs, no budget, no pinning.
+- ``ours``: ``runtime.paging``: the same age rule plus duplicate placeholders, stubs for tools not
+  called yet, pressure eviction to fit the budget, and fault-driven pinning with refault backoff.
+
+For each policy: cumulative input tokens and the reduction against full history, peak tokens,
+budget violations, estimated input cost with and without prompt caching, the reference miss rate
+as issue 6 defines it (soft: a placeholder was present; hard: it was not), faults, and the
+SHA-256 of every packed request, compared with fresh processes run with other hash seeds.
+
+Replay caveat: the recorded model saw the full history. A model that saw a paged prompt might
+have acted differently; the miss rates bound what paging hid, they do not predict live faults.
+In ``ours`` a soft miss is simulated as what demand paging does live: the model calls ``recall``
+for the placeholder's block, the turn is sent again with the block paged in (charged in full to
+the cumulative tokens as a fault round trip), and the block stays pinned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.paging_replay import (
+    IdentRule,
+    MissTally,
+    RefIndex,
+    Replay,
+    Residency,
+    load_replays,
+    output_calls,
+    render_request,
+    residency,
+)
+from runtime.accounting import (
+    RequestItem,
+    TokenCategory,
+    TokenCounter,
+    TurnAccounting,
+    account_turn,
+    categorize,
+    common_prefix_tokens,
+    estimate_cost,
+    get_price,
+    request_items,
+)
+from runtime.blocks import BlockKind, Entry, ToolCall
+from runtime.errors import BudgetTooSmall
+from runtime.eviction import (
+    PAPER_CONFIG,
+    EvictionConfig,
+    EvictionPlan,
+    PagedItem,
+    StubScope,
+    paged_view,
+    plan_eviction,
+)
+from runtime.faults import FaultKind, PagingState, detect_faults
+from runtime.history import AgeFrom
+from runtime.paging import PagedTurn, finish_turn, page_turn
+from runtime.tokenizers import get_tokenizer
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tau-bench-airline"
+TOKENIZER = "o200k_base"
+DEFAULT_BUDGET = 8_000
+LAST_N_USER_TURNS = 8
+PRICED = ("claude-sonnet-4-5", "gpt-4o")
+POLICIES = ("full", "last-8-user-turns", "age-based", "ours")
+# Variants of ours, each changing one thing, reported beside the four policies.
+VARIANTS: tuple[tuple[str, EvictionConfig, bool], ...] = (
+    ("ours, schemas stubbed until used", EvictionConfig(stub_schemas=StubScope.UNUSED), True),
+    ("ours, ages from creation (FIFO)", EvictionConfig(age_from=AgeFrom.CREATED), True),
+    ("ours, no simulated recall", EvictionConfig(), False),
+)
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    """What every policy sees for one model call."""
+
+    session: str
+    model: str
+    turn: int
+    entries: tuple[Entry, ...]
+    calls: tuple[ToolCall, ...]  # the recorded answer's tool calls
+    categories: dict[int, TokenCategory]
+    full: tuple[RequestItem, ...]
+    previous_full: tuple[RequestItem, ...]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request a policy sent: its tokens, tokens a cache could serve, and its hash."""
+
+    tokens: int
+    cached: int
+    sha256: str
+    fault_round_trip: bool = False
+
+
+@dataclass
+class Outcome:
+    items: tuple[PagedItem, ...]
+    request: tuple[RequestItem, ...]
+    accounting: TurnAccounting
+    plan: EvictionPlan
+    paged: PagedTurn | None = None
+    over_budget: bool = False
+
+
+@dataclass
+class Stats:
+    """Everything measured for one policy over all sessions."""
+
+    requests: list[Request] = field(default_factory=list)
+    turns: int = 0
+    violations: int = 0
+    categories: dict[str, list[int]] = field(default_factory=dict)
+    misses: MissTally = field(default_factory=MissTally)
+    numeric: MissTally = field(default_factory=MissTally)
+    faults: dict[str, int] = field(default_factory=lambda: {k.value: 0 for k in FaultKind})
+    refaults: int = 0
+    evicted: set[tuple[str, str]] = field(default_factory=set)
+    faulted: set[tuple[str, str]] = field(default_factory=set)
+
+    def add_accounting(self, a: TurnAccounting) -> None:
+        for c in a.categories:
+            pair = self.categories.setdefault(c.category.value, [0, 0])
+            pair[0] += c.full
+            pair[1] += c.packed
+
+
+class Simple:
+    """A policy that picks entries and a plan per turn and never learns from faults."""
+
+    def __init__(self, name: str, select: Callable[[Sequence[Entry]], tuple[Any, EvictionPlan]]):
+        self.name, self.select = name, select
+        self.previous: tuple[RequestItem, ...] = ()
+
+    def begin(self) -> None:
+        self.previous = ()
+
+    def pack(self, t: TurnInput, count: TokenCounter) -> Outcome:
+        subset, plan = self.select(t.entries)
+        request = request_items(subset, plan, t.categories, count)
+        acct = account_turn(
+            t.turn, t.full, request, previous_full=t.previous_full, previous_packed=self.previous
+        )
+        self.previous = request
+        return Outcome(paged_view(subset, plan), request, acct, plan)
+
+    def answer(self, t: TurnInput, out: Outcome, soft: Sequence[str], s: Stats) -> list[Request]:
+        # Faults are counted (the recorded model re-ran a call whose result was paged out) but
+        # nothing is pinned: the paper's age policy has no memory of them.
+        for f in detect_faults(out.plan, t.calls, turn=t.turn, user_turn=0):
+            s.faults[f.kind.value] += 1
+            s.faulted.add((t.session, f.block_id))
+        return []
+
+
+def _last_user_turns(n: int) -> Callable[[Sequence[Entry]], tuple[Any, EvictionPlan]]:
+    def select(entries: Sequence[Entry]) -> tuple[Any, EvictionPlan]:
+        users = [i for i, e in enumerate(entries) if e.kind is BlockKind.USER_MESSAGE]
+        start = users[-n] if len(users) >= n else 0
+        fixed = (BlockKind.TOOL_SCHEMA, BlockKind.SYSTEM)
+        kept = [e for i, e in enumerate(entries) if i >= start or e.kind in fixed]
+        return kept, EvictionPlan()
+
+    return select
+
+
+class Ours:
+    """runtime.paging under a budget, with fault-driven pinning and simulated recalls."""
+
+    def __init__(
+        self,
+        name: str,
+        config: EvictionConfig,
+        budget: int,
+        count: TokenCounter,
+        *,
+        recall_misses: bool = True,
+    ):
+        self.name = name
+        self.config, self.budget, self.count = config, budget, count
+        self.recall_misses = recall_misses
+        self.state = PagingState()
+        self.previous: PagedTurn | None = None
+
+    def begin(self) -> None:
+        self.state, self.previous = PagingState(), None
+
+    def _page(self, t: TurnInput, count: TokenCounter) -> tuple[PagedTurn, bool]:
+        args = (t.entries, self.config, self.state, count)
+        try:
+            return page_turn(*args, turn=t.turn, budget=self.budget, previous=self.previous), False
+        except BudgetTooSmall:
+            return page_turn(*args, turn=t.turn, previous=self.previous), True
+
+    def pack(self, t: TurnInput, count: TokenCounter) -> Outcome:
+        paged, over = self._page(t, count)
+        return Outcome(paged.items, paged.request, paged.accounting, paged.plan, paged, over)
+
+    def answer(self, t: TurnInput, out: Outcome, soft: Sequence[str], s: Stats) -> list[Request]:
+        assert out.paged is not None
+        recalls = tuple(
+            ToolCall(f"recall-{t.turn}-{i}", "recall", {"block_id": bid[:12]})
+            for i, bid in enumerate(soft if self.recall_misses else ())
+        )
+        paged, self.state = finish_turn(out.paged, (*recalls, *t.calls), self.state)
+        out.accounting = paged.accounting
+        for f in paged.faults:
+            s.faults[f.kind.value] += 1
+            s.refaults += f.refault
+            s.faulted.add((t.session, f.block_id))
+        self.previous = paged
+        if not any(f.kind is FaultKind.RECALL for f in paged.faults):
+            return []
+        return [self._round_trip(t, paged, recalls, s)]
+
+    def _round_trip(
+        self, t: TurnInput, paged: PagedTurn, recalls: Sequence[ToolCall], s: Stats
+    ) -> Request:
+        """Send the turn again with the recalled blocks paged in (pinned): the fault's cost."""
+        count = self.count
+        again, over = self._page(t, count)
+        s.violations += over or again.tokens > self.budget
+        tokens = again.tokens + sum(count(c.body()) for c in recalls)
+        cached = common_prefix_tokens(paged.request, again.request)
+        digest = _sha(render_request(t.model, again.items, again.plan.offers_recall))
+        self.previous = again
+        return Request(tokens, cached, digest, fault_round_trip=True)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_policies(budget: int, count: TokenCounter) -> list[Any]:
+    """Return the four policies, in report order, then the variants of ours."""
+    policies: list[Any] = [
+        Simple("full", lambda entries: (entries, EvictionPlan())),
+        Simple("last-8-user-turns", _last_user_turns(LAST_N_USER_TURNS)),
+        Simple("age-based", lambda entries: (entries, plan_eviction(entries, PAPER_CONFIG, count))),
+        Ours("ours", EvictionConfig(), budget, count),
+    ]
+    for name, config, recall_misses in VARIANTS:
+        policies.append(Ours(name, config, budget, count, recall_misses=recall_misses))
+    return policies
+
+
+def _soft_blocks(refs: Sequence[tuple[str, tuple[int, ...]]], res: dict, out: Outcome, s: Stats):  # noqa: ANN202
+    """Tally the references of one turn; return the blocks one recall per soft miss would ask for."""
+    wanted: dict[str, None] = {}
+    for _token, seqs in refs:
+        if s.misses.add([res.get(q, Residency.ABSENT) for q in seqs]) is Residency.PLACEHOLDER:
+            latest = max(q for q in seqs if res.get(q) is Residency.PLACEHOLDER)
+            ev = out.plan.get(latest)
+            if ev is not None:
+                wanted.setdefault(ev.block_id, None)
+    return list(wanted)
+
+
+def replay_session(
+    rep: Replay, policies: Sequence[Any], stats: dict[str, Stats], budget: int,
+    count: TokenCounter,
+) -> None:  # fmt: skip
+    """Replay one session turn by turn under every policy."""
+    index, numeric = RefIndex(IdentRule.ISSUE), RefIndex(IdentRule.NUMERIC)
+    for p in policies:
+        p.begin()
+    previous_full: tuple[RequestItem, ...] = ()
+    for turn in rep.turns:
+        entries, output = rep.entries[: turn.upto], rep.entries[turn.upto : turn.end]
+        index.extend(entries)
+        numeric.extend(entries)
+        users = [e.seq for e in entries if e.kind is BlockKind.USER_MESSAGE]
+        latest_user = users[-1] if users else -1
+        cats = categorize(entries, plan_eviction(entries, EvictionConfig(), count))
+        full = request_items(entries, EvictionPlan(), cats, count)
+        t = TurnInput(rep.session, rep.model, turn.number, entries, output_calls(output), cats,
+                      full, previous_full)  # fmt: skip
+        refs = index.references(output, latest_user)
+        numeric_refs = numeric.references(output, latest_user)
+        for p in policies:
+            _one_turn(p, t, refs, numeric_refs, stats[p.name], budget, count)
+        previous_full = full
+
+
+def _one_turn(p: Any, t: TurnInput, refs: Any, numeric_refs: Any, s: Stats, budget: int,
+              count: TokenCounter) -> None:  # fmt: skip
+    out = p.pack(t, count)
+    res = residency(out.items)
+    soft = _soft_blocks(refs, res, out, s)
+    for _token, seqs in numeric_refs:
+        s.numeric.add([res.get(q, Residency.ABSENT) for q in seqs])
+    digest = _sha(render_request(t.model, out.items, out.plan.offers_recall))
+    extra = p.answer(t, out, soft, s)
+    s.turns += 1
+    s.violations += out.over_budget or out.accounting.packed_tokens > budget
+    s.requests.append(Request(out.accounting.packed_tokens, out.accounting.cached_packed, digest))
+    s.requests.extend(extra)
+    s.add_accounting(out.accounting)
+    s.evicted.update((t.session, e.block_id) for e in out.plan.evictions)
+
+
+def run(sessions: Path, tools: Path, budget: int) -> tuple[dict[str, Stats], list[Replay]]:
+    """Replay every session under every policy; return the stats per policy."""
+    count = TokenCounter(get_tokenizer(TOKENIZER))
+    replays = load_replays(sessions, tools)
+    policies = make_policies(budget, count)
+    stats = {p.name: Stats() for p in policies}
+    for rep in replays:
+        replay_session(rep, policies, stats, budget, count)
+    return stats, replays
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+def summarize(name: str, s: Stats, full_tokens: int) -> dict[str, Any]:
+    """Return one policy's figures as JSON-ready data."""
+    tokens = sum(r.tokens for r in s.requests)
+    round_trips = [r for r in s.requests if r.fault_round_trip]
+    costs = {
+        model: estimate_cost([(r.tokens, r.cached) for r in s.requests], get_price(model)).to_json()
+        for model in PRICED
+    }
+    return {
+        "policy": name,
+        "turns": s.turns,
+        "requests": len(s.requests),
+        "cumulative_input_tokens": tokens,
+        "reduction_vs_full": round(1 - tokens / full_tokens, 6) if full_tokens else 0.0,
+        "fault_round_trip_tokens": sum(r.tokens for r in round_trips),
+        "fault_round_trips": len(round_trips),
+        "peak_tokens": max((r.tokens for r in s.requests), default=0),
+        "budget_violations": s.violations,
+        "estimated_input_cost_usd": costs,
+        "miss_rate": s.misses.to_json(),
+        "miss_rate_numeric_tokens": s.numeric.to_json(),
+        "faults": dict(s.faults),
+        "refaults": s.refaults,
+        "evicted_blocks": len(s.evicted),
+        "faulted_blocks": len(s.faulted),
+        "per_page_fault_rate": _rate(len(s.faulted & s.evicted), len(s.evicted)),
+        "tokens_by_category": {
+            k: {"full": v[0], "packed": v[1]} for k, v in sorted(s.categories.items())
+        },
+    }
+
+
+def hashes(stats: dict[str, Stats]) -> dict[str, list[str]]:
+    """Return the SHA-256 of every packed request, per policy, in replay order."""
+    return {name: [r.sha256 for r in s.requests] for name, s in stats.items()}
+
+
+def fresh_process_hashes(sessions: Path, tools: Path, budget: int, seed: int) -> dict[str, Any]:
+    """Run the replay in a fresh interpreter with PYTHONHASHSEED=seed; return its hashes."""
+    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+    cmd = [sys.executable, "-m", "bench.bench_paging", "--hashes-only",
+           "--sessions", str(sessions), "--tools", str(tools), "--budget", str(budget)]  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def compare_hashes(ours: dict[str, list[str]], runs: Sequence[dict[str, list[str]]]) -> dict:
+    """Return, per policy, how many request hashes every run reproduced exactly."""
+    out: dict[str, Any] = {}
+    for name, mine in ours.items():
+        same = sum(
+            1 for i, h in enumerate(mine) if all(len(r[name]) > i and r[name][i] == h for r in runs)
+        )
+        lengths_match = all(len(r[name]) == len(mine) for r in runs)
+        out[name] = {"requests": len(mine), "identical": same, "lengths_match": lengths_match,
+                     "identical_rate": _rate(same, len(mine)) if lengths_match else 0.0}  # fmt: skip
+    return out
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def targets(ours: dict[str, Any], age: dict[str, Any], determinism: dict[str, Any]) -> dict:
+    """Return each target of issue 6 with the measured value and whether it is met."""
+    rate = determinism["ours"]["identical_rate"]
+    return {
+        "reduction_at_least_40pct": {"value": ours["reduction_vs_full"],
+                                     "met": ours["reduction_vs_full"] >= 0.40},
+        "hard_miss_rate_at_most_1pct": {"value": ours["miss_rate"]["hard_miss_rate"],
+                                        "met": ours["miss_rate"]["hard_miss_rate"] <= 0.01},
+        "miss_rate_below_age_based": {
+            "value": ours["miss_rate"]["miss_rate"], "age_based": age["miss_rate"]["miss_rate"],
+            "met": ours["miss_rate"]["miss_rate"] < age["miss_rate"]["miss_rate"]},
+        "zero_budget_violations": {"value": ours["budget_violations"],
+                                   "met": ours["budget_violations"] == 0},
+        "identical_hashes_100pct": {"value": rate, "met": rate == 1.0},
+    }  # fmt: skip
+
+
+def measure(sessions: Path, tools: Path, budget: int, *, fresh_runs: int = 2) -> dict[str, Any]:
+    """Run the benchmark and the fresh-process hash check; return the full result."""
+    start = time.perf_counter()
+    stats, replays = run(sessions, tools, budget)
+    seconds = round(time.perf_counter() - start, 1)
+    full_tokens = sum(r.tokens for r in stats["full"].requests)
+    summaries = {name: summarize(name, s, full_tokens) for name, s in stats.items()}
+    policies = {name: summaries[name] for name in POLICIES}
+    variants = {name: v for name, v in summaries.items() if name not in POLICIES}
+    mine = hashes(stats)
+    runs = [
+        fresh_process_hashes(sessions, tools, budget, seed) for seed in range(1, fresh_runs + 1)
+    ]
+    determinism = compare_hashes(mine, runs)
+    tokenizer = get_tokenizer(TOKENIZER)
+    return {
+        "dataset": {"sessions": str(sessions), "sessions_sha256": _file_sha(sessions),
+                    "tools": str(tools), "tools_sha256": _file_sha(tools),
+                    "session_count": len(replays)},
+        "tokenizer": tokenizer.version,
+        "budget": budget,
+        "ours_config": EvictionConfig().to_json(),
+        "age_based_config": PAPER_CONFIG.to_json(),
+        "ours_implementation": "runtime.paging (own eviction + dedup + schema stubs + pinning); "
+        "requests rendered by bench.paging_replay.render_request, not yet runtime.packer",
+        "policies": policies,
+        "variants": variants,
+        "variant_configs": {name: c.to_json() for name, c, _ in VARIANTS},
+        "determinism": {"fresh_processes": fresh_runs, "pythonhashseeds": list(range(1, fresh_runs + 1)),
+                        "per_policy": determinism},
+        "targets": targets(policies["ours"], policies["age-based"], determinism),
+        "replay_seconds": seconds,
+    }  # fmt: skip
+
+
+def main(out_dir: Path, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the paging benchmark and write ``paging.json`` under ``out_dir``."""
+    args = parse_args(argv if argv is not None else [])
+    result = measure(args.sessions, args.tools, args.budget)
+    result["machine"] = {"python": platform.python_version(), "cpu": platform.machine()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2, sort_keys=True) + "\n"
+    (out_dir / "paging.json").write_text(text, encoding="utf-8")
+    print(text)
+    return result
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_paging", description=__doc__)
+    parser.add_argument("--sessions", type=Path, default=DATA / "sessions.json")
+    parser.add_argument("--tools", type=Path, default=DATA / "tools.json")
+    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--hashes-only", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(list(argv))
+
+
+if __name__ == "__main__":
+    cli = parse_args(sys.argv[1:])
+    if cli.hashes_only:
+        stats, _ = run(cli.sessions, cli.tools, cli.budget)
+        json.dump(hashes(stats), sys.stdout)
+    else:
+        main(cli.out, sys.argv[1:])
