@@ -1,0 +1,359 @@
+"""Retrievers: each scores a session's blocks for a task; the pager merges them by weight.
+
+Owns: the ``Retriever`` protocol for user code, the built-ins (recency, BM25, lexical,
+embedding, pinned) that read the session index, the neighbour spread, and ``merge``.
+
+Invariants:
+- A retriever proposes at most ``query.limit`` candidates (its best, ties broken by newer seq)
+  and can score any candidate another retriever proposed, so every candidate gets a score from
+  every retriever in the stack (0 when it has nothing to say).
+- Scores are normalised per retriever over the candidate pool by dividing by the pool's best
+  score ("max normalisation"): each retriever's best candidate scores 1, zero stays zero, and a
+  retriever returning [0, 100] weighs exactly as much as one returning [0, 1]. The merged score
+  is the weighted mean of the normalised scores, so it lies in [0, 1].
+- A user retriever is added to the stack (``PageRequest.extra_retrievers``); it never replaces
+  the built-ins. It returns (block id, score >= 0) pairs; a block outside the session is a
+  "global fact" candidate. A negative, infinite or NaN score is an error naming the retriever.
+- Built-in scores: recency decays with age in seqs (half-life: 2^(-age/h); linear: 1 - age/span,
+  newest = 1); BM25 is rank_bm25's Okapi score divided by the session's best (``runtime.bm25``);
+  lexical is the Jaccard overlap of query and block term sets; embedding is the cosine similarity
+  clamped at 0; pinned is 1 for pinned blocks.
+- Neighbours: relevance spreads along the session, because evidence clusters (an answer follows
+  its question). A candidate's neighbour score is ``sum_k kernel[k] * (R(seq-k-1) + R(seq+k+1))``
+  where R is the merged relevance of the other relevance retrievers (0 outside the pool).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .bm25 import K1, B, Postings, score_postings
+from .config import RecencyMode, RetrieverSettings
+from .embeddings import Embedder, HashingEmbedder, vector_cache
+from .errors import InvalidInput
+from .indexview import Snapshot
+
+EMPTY = np.zeros(0, dtype=np.int64)
+NEIGHBOUR_KERNEL = (0.5, 0.5, 0.25, 0.25)
+
+
+@dataclass(frozen=True)
+class RetrievalQuery:
+    """What a retriever sees: the store, the session as of ``upto``, the task and its terms."""
+
+    store: Any
+    session: str
+    task: str
+    terms: tuple[str, ...]
+    snapshot: Snapshot
+    limit: int
+
+    @property
+    def upto(self) -> int:
+        return self.snapshot.upto
+
+    @cached_property
+    def postings(self) -> list[Postings]:
+        return self.snapshot.postings(self.terms)
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """A user-written retriever: ``name`` and ``retrieve`` returning (block id, score) pairs."""
+
+    name: str
+
+    def retrieve(self, query: RetrievalQuery) -> Sequence[tuple[str, float]]: ...
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of some seqs (int64) of the session."""
+
+    seqs: np.ndarray
+    values: np.ndarray
+
+    def best(self, limit: int) -> Scores:
+        """Return the ``limit`` highest positive scores, ties to the newer seq."""
+        keep = self.values > 0
+        seqs, values = self.seqs[keep], self.values[keep]
+        order = np.lexsort((-seqs, -values))[:limit]
+        return Scores(seqs[order], values[order])
+
+
+class Ranking:
+    """One retriever's answer to one query: its proposals and a scorer for any seq."""
+
+    def __init__(self, top: Scores, scorer: Any = None, outside: Sequence[Any] = ()) -> None:
+        self.top = top
+        self._scorer = scorer
+        self.outside = tuple(outside)  # (block id, score) for blocks not in the session
+
+    def score(self, seqs: np.ndarray) -> np.ndarray:
+        if self._scorer is not None:
+            return np.asarray(self._scorer(seqs), dtype=np.float64)
+        return lookup(self.top, seqs)
+
+
+def lookup(scores: Scores, seqs: np.ndarray) -> np.ndarray:
+    """Return the score of each of ``seqs`` in ``scores`` (0 where absent)."""
+    if scores.seqs.shape[0] == 0 or seqs.shape[0] == 0:
+        return np.zeros(seqs.shape[0], dtype=np.float64)
+    order = np.argsort(scores.seqs, kind="stable")
+    sorted_seqs = scores.seqs[order]
+    at = np.clip(np.searchsorted(sorted_seqs, seqs), 0, sorted_seqs.shape[0] - 1)
+    found = sorted_seqs[at] == seqs
+    return np.where(found, scores.values[order][at], 0.0)
+
+
+class IndexedRetriever:
+    """A built-in retriever reading the session index."""
+
+    name = ""
+    relevance = True
+
+    def rank(self, query: RetrievalQuery) -> Ranking:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+@dataclass(frozen=True)
+class RecencyRetriever(IndexedRetriever):
+    mode: RecencyMode = RecencyMode.HALF_LIFE
+    half_life: float = 20.0
+    name = "recency"
+    relevance = False
+
+    def rank(self, query: RetrievalQuery) -> Ranking:
+        present = query.snapshot.present()
+        if present.shape[0] == 0:
+            return Ranking(Scores(EMPTY, np.zeros(0)))
+        newest, oldest = int(present[-1]), int(present[0])
+
+        def score(seqs: np.ndarray) -> np.ndarray:
+            age = (newest - seqs).astype(np.float64)
+            if self.mode is RecencyMode.LINEAR:
+                return 1.0 - age / max(newest - oldest, 1)
+            return np.power(0.5, age / self.half_life)
+
+        tail = present[-query.limit :][::-1].astype(np.int64)
+        return Ranking(Scores(tail, score(tail)), score)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "mode": self.mode.value, "half_life": self.half_life}
+
+
+@dataclass(frozen=True)
+class Bm25Retriever(IndexedRetriever):
+    k1: float = K1
+    b: float = B
+    name = "bm25"
+
+    def rank(self, query: RetrievalQuery) -> Ranking:
+        snap, postings = query.snapshot, query.postings
+        floor = snap.idf_floor(postings)
+        dlen = snap.records["dlen"]
+        seqs, raw = score_postings(snap.stats, postings, dlen, floor, k1=self.k1, b=self.b)
+        values = np.maximum(raw, 0.0)
+        best = float(values.max()) if values.shape[0] else 0.0
+        scores = Scores(seqs.astype(np.int64), values / best if best > 0 else values)
+        return Ranking(scores.best(query.limit), lambda s: lookup(scores, s))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "k1": self.k1, "b": self.b}
+
+
+@dataclass(frozen=True)
+class LexicalRetriever(IndexedRetriever):
+    name = "lexical"
+
+    def rank(self, query: RetrievalQuery) -> Ranking:
+        found = [p.seqs for p in query.postings if p.df]
+        if not found:
+            return Ranking(Scores(EMPTY, np.zeros(0)))
+        seqs, shared = np.unique(np.concatenate(found), return_counts=True)
+        distinct = query.snapshot.records["uniq"][seqs].astype(np.float64)
+        union = len(query.terms) + distinct - shared
+        scores = Scores(seqs.astype(np.int64), shared / union)
+        return Ranking(scores.best(query.limit), lambda s: lookup(scores, s))
+
+
+@dataclass(frozen=True)
+class EmbeddingRetriever(IndexedRetriever):
+    """Cosine similarity to the task; scans the whole session up to ``exhaustive_limit`` blocks,
+    beyond which it only scores what the other retrievers proposed."""
+
+    embedder: Embedder = field(default_factory=HashingEmbedder)
+    exhaustive_limit: int = 4096
+    name = "embedding"
+
+    def rank(self, query: RetrievalQuery) -> Ranking:
+        if not query.task.strip():
+            return Ranking(Scores(EMPTY, np.zeros(0)))
+        target = self.embedder.embed(query.task).astype(np.float32)
+        snap = query.snapshot
+
+        def score(seqs: np.ndarray) -> np.ndarray:
+            if seqs.shape[0] == 0:
+                return np.zeros(0)
+            matrix = self._matrix(query, seqs)
+            return np.maximum(matrix[seqs] @ target, 0.0).astype(np.float64)
+
+        present = snap.present()
+        if present.shape[0] > self.exhaustive_limit:
+            return Ranking(Scores(EMPTY, np.zeros(0)), score)
+        every = present.astype(np.int64)
+        return Ranking(Scores(every, score(every)).best(query.limit), score)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "embedder": self.embedder.key}
+
+    def _matrix(self, query: RetrievalQuery, seqs: np.ndarray) -> np.ndarray:
+        """Return the session's vector table (rows by seq) with ``seqs`` filled in."""
+        snap = query.snapshot
+        key, size = f"vectors:{self.embedder.key}", snap.cache.records.shape[0]
+        with snap.reader.lock:
+            held = snap.cache.extras.get(key)
+            if held is None or held[0].shape[0] < size:
+                grown = (
+                    np.zeros((size, self.embedder.dimensions), np.float32),
+                    np.zeros(size, bool),
+                )
+                if held is not None:
+                    grown[0][: held[0].shape[0]], grown[1][: held[1].shape[0]] = held
+                held = snap.cache.extras[key] = grown
+        matrix, have = held
+        missing = seqs[~have[seqs]]
+        if missing.shape[0]:
+            ids = [snap.block_id(int(s)) for s in missing]
+            found = vector_cache(snap.reader.env).vectors(self.embedder, ids, _bodies(query))
+            matrix[missing] = np.stack(found)
+            have[missing] = True
+        return matrix
+
+
+@dataclass(frozen=True)
+class PinnedRetriever(IndexedRetriever):
+    """Blocks labelled "pinned" in their provenance, plus ``ids`` (full block ids)."""
+
+    ids: tuple[str, ...] = ()
+    name = "pinned"
+    relevance = False
+
+    def rank(self, query: RetrievalQuery) -> Ranking:
+        seqs = [int(s) for s in query.snapshot.pinned()]
+        seqs += [seq for bid in self.ids for seq in seqs_of(query, bid)]
+        unique = np.unique(np.array(seqs, dtype=np.int64))
+        return Ranking(Scores(unique, np.ones(unique.shape[0])))
+
+
+@dataclass(frozen=True)
+class Weighted:
+    """A retriever and its weight in the merge."""
+
+    retriever: Any  # IndexedRetriever or a user Retriever
+    weight: float
+
+    @property
+    def name(self) -> str:
+        return str(self.retriever.name)
+
+    @property
+    def relevance(self) -> bool:
+        return bool(getattr(self.retriever, "relevance", True))
+
+    def describe(self) -> dict[str, Any]:
+        describe = getattr(self.retriever, "describe", None)
+        about = describe() if callable(describe) else {"name": self.name, "custom": True}
+        return {**about, "weight": self.weight}
+
+
+def default_stack(settings: RetrieverSettings | None = None) -> tuple[Weighted, ...]:
+    """Return the built-in retrievers with the weights and options of ``settings``."""
+    s = settings or RetrieverSettings()
+    return (
+        Weighted(RecencyRetriever(s.recency.mode, s.recency.half_life), s.recency.weight),
+        Weighted(Bm25Retriever(s.bm25.k1, s.bm25.b), s.bm25.weight),
+        Weighted(LexicalRetriever(), s.lexical.weight),
+        Weighted(EmbeddingRetriever(HashingEmbedder(s.embedding.dimensions)), s.embedding.weight),
+        Weighted(PinnedRetriever(), s.pinned.weight),
+    )
+
+
+def run_retriever(weighted: Weighted, query: RetrievalQuery) -> Ranking:
+    """Return the ranking of one retriever (built-in or user) for ``query``."""
+    retriever = weighted.retriever
+    if isinstance(retriever, IndexedRetriever):
+        return retriever.rank(query)
+    if not isinstance(retriever, Retriever):
+        raise InvalidInput(
+            f"{retriever!r} is not a retriever: give it a `name` and a "
+            "`retrieve(query) -> [(block_id, score), ...]` method"
+        )
+    return _listed(weighted.name, retriever.retrieve(query), query)
+
+
+def _listed(name: str, pairs: Sequence[tuple[str, float]], query: RetrievalQuery) -> Ranking:
+    inside: dict[int, float] = {}
+    outside: dict[str, float] = {}
+    for block_id, raw in pairs:
+        value = float(raw)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidInput(
+                f"retriever {name!r} gave block {str(block_id)[:12]} the score {raw!r}; "
+                "return finite scores >= 0 (the pager normalises them)"
+            )
+        seqs = seqs_of(query, str(block_id))
+        for seq in seqs:
+            inside[seq] = max(value, inside.get(seq, 0.0))
+        if not seqs:
+            full = query.store.resolve(str(block_id))
+            outside[full] = max(value, outside.get(full, 0.0))
+    ordered = sorted(inside)
+    scores = Scores(np.array(ordered, dtype=np.int64), np.array([inside[s] for s in ordered]))
+    return Ranking(scores.best(query.limit), None, sorted(outside.items()))
+
+
+def seqs_of(query: RetrievalQuery, block_id: str) -> list[int]:
+    """Return the seqs at which ``block_id`` sits in the query's snapshot."""
+    if len(block_id) != 64:
+        block_id = query.store.resolve(block_id)
+    found = [seq for session, seq in query.store.memberships(block_id) if session == query.session]
+    return [seq for seq in found if query.snapshot.has(seq)]
+
+
+def _bodies(query: RetrievalQuery) -> Any:
+    def bodies(ids: Sequence[str]) -> list[str]:
+        return [block.body for block in query.store.get_many(list(ids))]
+
+    return bodies
+
+
+def normalise(values: np.ndarray) -> np.ndarray:
+    """Divide by the largest value (max normalisation); all zeros stay zeros."""
+    best = float(values.max()) if values.shape[0] else 0.0
+    return values / best if best > 0 else np.zeros(values.shape[0])
+
+
+def spread(seqs: np.ndarray, relevance: np.ndarray, kernel: Sequence[float]) -> np.ndarray:
+    """Return each seq's neighbour score from the relevance of the seqs around it.
+
+    ``seqs`` must be ascending; a neighbour that is not among them counts as 0.
+    """
+    out = np.zeros(seqs.shape[0], dtype=np.float64)
+    if seqs.shape[0] == 0:
+        return out
+    last = seqs.shape[0] - 1
+    for k, weight in enumerate(kernel, start=1):
+        for offset in (-k, k):
+            at = np.clip(np.searchsorted(seqs, seqs + offset), 0, last)
+            out += weight * np.where(seqs[at] == seqs + offset, relevance[at], 0.0)
+    return out
