@@ -1,16 +1,28 @@
-"""URL map: sessions, blocks, login/logout. Every page requires login (LoginRequiredMiddleware)."""
+"""URL map. Every page requires login (LoginRequiredMiddleware); every id in a URL is a permalink."""
 
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import blocks, errors, search, sessions
+from .views import blocks, compare, errors, search, sessions, turns
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
     path("sessions/", sessions.session_list, name="sessions"),
     path("sessions/<str:session_id>/", sessions.session_detail, name="session"),
+    path("sessions/<str:session_id>/blocks/", sessions.session_blocks, name="session-blocks"),
+    path("sessions/<str:session_id>/turns/<int:turn>/", sessions.session_turn, name="session-turn"),
+    path("traces/<str:call_id>/", turns.turn_detail, name="turn"),
+    path("traces/<str:call_id>/sections/<str:section>/", turns.turn_section, name="turn-section"),
+    path("traces/<str:call_id>/omitted/", turns.turn_omitted, name="turn-omitted"),
+    path("traces/<str:call_id>/messages/", turns.turn_messages, name="turn-messages"),
+    path("traces/<str:call_id>/json/", turns.turn_json, name="turn-json"),
+    path("traces/<str:call_id>/request", turns.turn_request_raw, name="turn-request-raw"),
+    path("traces/<str:call_id>/response", turns.turn_response_raw, name="turn-response-raw"),
+    path("traces/<str:call_id>/flag", turns.turn_flag, name="turn-flag"),
+    path("traces/<str:call_id>/compare/", compare.compare_previous, name="compare-previous"),
+    path("compare/<str:a>/<str:b>/", compare.compare, name="compare"),
     path("blocks/<str:block_id>/", blocks.block_detail, name="block"),
     path("blocks/<str:block_id>/raw", blocks.block_raw, name="block-raw"),
     path("search/", search.search, name="search"),

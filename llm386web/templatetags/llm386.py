@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from django import template
+from django.utils.http import urlencode
 
 from llm386web.views.common import page_query
 from runtime.blocks import SHORT_ID_LEN
@@ -51,3 +52,70 @@ def get_item(mapping: Any, key: str) -> Any:
 def page_url(context: template.Context, param: str, value: int) -> str:
     """Return the current URL's query string with ``param`` set to ``value``."""
     return page_query(context["request"], param, value)
+
+
+@register.simple_tag(takes_context=True)
+def sort_url(context: template.Context, key: str) -> str:
+    """Return the query string sorting by ``key``: descending first, then toggling."""
+    request = context["request"]
+    params = request.GET.copy()
+    same = params.get("sort", "activity") == key
+    params["dir"] = "asc" if same and params.get("dir", "desc") == "desc" else "desc"
+    params["sort"] = key
+    params.pop("offset", None)  # a new order starts at the first page
+    return "?" + urlencode(sorted(params.items()))
+
+
+@register.simple_tag(takes_context=True)
+def sort_state(context: template.Context, key: str) -> str:
+    """Return "ascending"/"descending" for the column the list is sorted by, else "none"."""
+    params = context["request"].GET
+    if params.get("sort", "activity") != key:
+        return "none"
+    return "ascending" if params.get("dir", "desc") == "asc" else "descending"
+
+
+@register.filter
+def thousands(value: Any) -> str:
+    """Format a whole number with thousands separators ("—" for None)."""
+    if value is None:
+        return "—"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+@register.filter
+def percent(value: Any, digits: int = 0) -> str:
+    """Format a fraction as a percentage."""
+    if value is None:
+        return "—"
+    return f"{float(value) * 100:.{int(digits)}f}%"
+
+
+@register.filter
+def usd(value: Any) -> str:
+    """Format a dollar amount with enough digits for fractions of a cent."""
+    if value is None:
+        return "—"
+    amount = float(value)
+    return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"
+
+
+@register.filter
+def ms(value: Any) -> str:
+    """Format a latency in milliseconds ("—" when unknown)."""
+    if value is None:
+        return "—"
+    amount = float(value)
+    return f"{amount / 1000:.2f} s" if amount >= 1000 else f"{amount:.0f} ms"
+
+
+@register.filter
+def bar_width(value: Any, whole: Any) -> str:
+    """Return ``value`` over ``whole`` as an SVG width in a 0-100 viewBox (capped at 100)."""
+    try:
+        share = float(value) / float(whole)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return "0"
+    return f"{max(0.0, min(share, 1.0)) * 100:.2f}"

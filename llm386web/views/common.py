@@ -126,3 +126,26 @@ def page_query(request: HttpRequest, param: str, value: int) -> str:
     params = request.GET.copy()
     params[param] = str(value)
     return "?" + urlencode(sorted(params.items()))
+
+
+def choice_param(
+    request: HttpRequest, name: str, choices: tuple[str, ...], default: str = ""
+) -> str:
+    """Return the query parameter ``name`` if it is one of ``choices`` (or empty: ``default``)."""
+    raw = request.GET.get(name, "")
+    if raw == "":
+        return default
+    if raw not in choices:
+        raise BadRequest(f"{name}={raw!r} is not one of: {', '.join(choices)}")
+    return raw
+
+
+def yes_no_param(request: HttpRequest, name: str) -> bool | None:
+    """Return True for ``yes``, False for ``no``, None when the parameter is absent or empty."""
+    value = choice_param(request, name, ("yes", "no"))
+    return None if value == "" else value == "yes"
+
+
+def offset_from(request: HttpRequest, name: str = "offset") -> int:
+    """Return a non-negative offset from the query string (``name``), checked."""
+    return _int_param(request, name, 0, 0, 10**12)

@@ -1,54 +1,63 @@
-"""Sessions list and session page: one window of rows per request, never the whole index."""
+"""Sessions list, session timeline and a session's blocks: one window per request, never a scan."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.views.decorators.http import require_GET
 
+from llm386web.charts import stacked_bars
 from llm386web.conf import web_config
-from llm386web.store_access import get_store
+from llm386web.store_access import get_store, get_traces
 from runtime.blocks import Entry, SessionInfo
 from runtime.errors import InvalidSession
+from runtime.sessionlist import SessionQuery, SessionStatus, SortKey, query_sessions, summarize
+from runtime.timeline import group_turns, session_timeline
 
-from .common import SeqPage, limit_from, page_from, render_page, start_from
+from .common import (
+    Page,
+    SeqPage,
+    choice_param,
+    limit_from,
+    offset_from,
+    render_page,
+    start_from,
+    yes_no_param,
+)
 
-
-@dataclass(frozen=True)
-class SessionRow:
-    """A session summary with the meta fields the list shows pulled out."""
-
-    info: SessionInfo
-    model: str
-    turns: object
-    reward: object
-    failing: bool
-
-    @classmethod
-    def of(cls, info: SessionInfo) -> SessionRow:
-        meta = info.meta
-        reward = meta.get("reward")
-        # An imported run that scored 0 failed its task even if nobody flagged it.
-        failing = meta.get("failing") is True or (
-            isinstance(reward, int | float) and not isinstance(reward, bool) and reward == 0
-        )
-        return cls(info, str(meta.get("model") or ""), meta.get("turns"), reward, failing)
+SORTS = tuple(k.value for k in SortKey)
+STATUSES = tuple(s.value for s in SessionStatus)
 
 
-@dataclass(frozen=True)
-class EntryRow:
-    entry: Entry
-    tokens: int
+def session_query(request: HttpRequest) -> SessionQuery:
+    """Read the sessions list's filters, sort and page from the query string (400 if bad)."""
+    status = choice_param(request, "status", STATUSES)
+    return SessionQuery(
+        text=request.GET.get("q", "")[:500],
+        model=request.GET.get("model", ""),
+        status=SessionStatus(status) if status else None,
+        failing=yes_no_param(request, "failing"),
+        faults=yes_no_param(request, "faults"),
+        sort=SortKey(choice_param(request, "sort", SORTS, SortKey.ACTIVITY.value)),
+        descending=choice_param(request, "dir", ("asc", "desc"), "desc") == "desc",
+        offset=offset_from(request),
+        limit=limit_from(request),
+    )
 
 
 @require_GET
 def session_list(request: HttpRequest) -> HttpResponse:
-    """List sessions in id order, one page at a time."""
-    store = get_store()
-    page = page_from(request, store.session_count())
-    rows = [SessionRow.of(info) for info in store.sessions(page.offset, page.limit)]
-    context = {"page": page, "rows": rows}
+    """List sessions with their figures; search, filter, sort and page them."""
+    query = session_query(request)
+    result = query_sessions(get_store(), get_traces(), query)
+    context = {
+        "filters": query,
+        "result": result,
+        "page": Page(query.offset, query.limit, result.total),
+        "filtered": request.GET.urlencode() != "",
+    }
     return render_page(request, "sessions/list.html", "sessions-table", context)
 
 
@@ -57,6 +66,41 @@ def _session_info(session_id: str) -> SessionInfo:
         return get_store().session_info(session_id)
     except InvalidSession as exc:
         raise Http404(f"There is no session {session_id!r}: {exc}") from None
+
+
+@require_GET
+def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Show a session's turns in order with their figures and a chart of input tokens."""
+    info = _session_info(session_id)  # SessionNotFound becomes a 404 in the middleware
+    traces = get_traces()
+    timeline = session_timeline(
+        traces, session_id, offset=offset_from(request), limit=limit_from(request)
+    )
+    context = {
+        "info": info,
+        "summary": summarize(info, traces.session_stats([session_id])[0]),
+        "timeline": timeline,
+        "chart": stacked_bars(timeline),
+        "page": Page(timeline.offset, timeline.limit, timeline.turns),
+    }
+    return render_page(request, "sessions/detail.html", "turns-table", context)
+
+
+@require_GET
+def session_turn(request: HttpRequest, session_id: str, turn: int) -> HttpResponse:
+    """Redirect a session's turn number to the permalink of its (original) record."""
+    groups = dict(group_turns(get_traces().turns(session_id)))
+    if turn not in groups:
+        raise Http404(f"Session {session_id!r} has no turn {turn}.")
+    records = get_traces().get_many(groups[turn])
+    head = next((r for r in records if r.origin.value != "replay"), records[0])
+    return redirect("turn", call_id=head.call_id)
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    entry: Entry
+    tokens: int
 
 
 def _seq_page(session: str, start: int, limit: int, total: int) -> tuple[SeqPage, list[Entry]]:
@@ -79,12 +123,13 @@ def _seq_page(session: str, start: int, limit: int, total: int) -> tuple[SeqPage
 
 
 @require_GET
-def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
+def session_blocks(request: HttpRequest, session_id: str) -> HttpResponse:
     """Show a session's entries in seq order, one page at a time, with token counts."""
-    info = _session_info(session_id)  # SessionNotFound becomes a 404 in the middleware
+    info = _session_info(session_id)
     page, entries = _seq_page(session_id, start_from(request), limit_from(request), info.count)
     tokenizer = web_config().TOKENIZER
     counts = get_store().token_counts([e.id for e in entries], tokenizer)
     rows = [EntryRow(e, n) for e, n in zip(entries, counts, strict=True)]
-    context = {"session": SessionRow.of(info), "page": page, "rows": rows, "tokenizer": tokenizer}
-    return render_page(request, "sessions/detail.html", "entries-table", context)
+    summary = summarize(info, get_traces().session_stats([session_id])[0])
+    context = {"info": info, "summary": summary, "page": page, "rows": rows, "tokenizer": tokenizer}
+    return render_page(request, "sessions/blocks.html", "entries-table", context)

@@ -12,6 +12,9 @@ from django.test import Client
 from llm386web import store_access
 from runtime import BlockStore, EdgeKind, NewBlock
 from runtime.blocks import BlockKind
+from runtime.tracer import TraceStore
+
+from .tracefactory import Session, write_session
 
 HOSTILE_BODIES = (
     "<script>alert(1)</script>",
@@ -81,3 +84,15 @@ def hostile(store: BlockStore) -> list[str]:
     return _put_session(
         store, "hostile-1", list(HOSTILE_BODIES), model="<script>alert(2)</script>", reward=0
     )
+
+
+@pytest.fixture
+def traces(store: BlockStore) -> TraceStore:
+    """The trace store the app serves (same LMDB environment as ``store``)."""
+    return store_access.get_traces()
+
+
+@pytest.fixture
+def traced(store: BlockStore, traces: TraceStore) -> Callable[..., Session]:
+    """Return write(name, bodies, **options) -> Session: blocks plus one traced turn per reply."""
+    return lambda name, bodies, **options: write_session(store, traces, name, bodies, **options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -12,6 +14,11 @@ RAW = (
     b"<img src=x onerror=alert(1)>",
     b'<a href="javascript:alert(1)">',
     b"<script>alert(2)</script>",
+)
+HOSTILE = (
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    '<a href="javascript:alert(1)">x</a>',
 )
 ESCAPED = (
     b"&lt;script&gt;alert(1)&lt;/script&gt;",
@@ -27,8 +34,8 @@ def _assert_inert(html: bytes) -> None:
     assert b"onerror=alert(1)>" not in html
 
 
-def test_session_page_escapes_hostile_bodies(logged_in: Client, hostile: list[str]) -> None:
-    html = logged_in.get("/sessions/hostile-1/").content
+def test_session_blocks_page_escapes_hostile_bodies(logged_in: Client, hostile: list[str]) -> None:
+    html = logged_in.get("/sessions/hostile-1/blocks/").content
     _assert_inert(html)
     for escaped in ESCAPED:
         assert escaped in html
@@ -49,10 +56,37 @@ def test_block_page_escapes_hostile_body_and_neighbours(
     assert ESCAPED[index] in html
 
 
-def test_session_meta_details_escape_values(logged_in: Client, hostile: list[str]) -> None:
-    html = logged_in.get("/sessions/hostile-1/").content
+@pytest.mark.parametrize("tab", ["", "blocks/"])
+def test_session_meta_details_escape_values(
+    logged_in: Client, hostile: list[str], tab: str
+) -> None:
+    html = logged_in.get(f"/sessions/hostile-1/{tab}").content
     assert b"&lt;script&gt;alert(2)&lt;/script&gt;" in html
     _assert_inert(html)
+
+
+def _hostile_turns(traced: Any) -> Any:
+    bodies = ["<script>alert(1)</script> system", *(f"{b} #{i}" for i, b in enumerate(HOSTILE * 2))]
+    return traced("hostile-2", bodies, meta={"title": "<script>alert(2)</script>"})
+
+
+def test_turn_pages_and_fragments_escape_hostile_content(logged_in: Client, traced: Any) -> None:
+    s = _hostile_turns(traced)
+    cid = s.call_ids[-1]
+    for url in ("/sessions/hostile-2/", f"/traces/{cid}/", f"/traces/{cid}/sections/recent/",
+                f"/traces/{cid}/messages/", f"/traces/{cid}/json/",
+                f"/compare/{s.call_ids[0]}/{cid}/", "/sessions/?q=alert"):  # fmt: skip
+        html = logged_in.get(url).content
+        _assert_inert(html)
+        assert b"alert(" in html and b"&lt;" in html, url  # shown, as text
+
+
+def test_raw_request_bytes_are_plain_text(logged_in: Client, traced: Any) -> None:
+    s = _hostile_turns(traced)
+    response = logged_in.get(f"/traces/{s.call_ids[0]}/request")
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert b"<script>alert(1)</script>" in response.content  # exact bytes, never rendered
 
 
 def test_raw_body_is_served_as_plain_text_not_html(logged_in: Client, hostile: list[str]) -> None:

@@ -1,7 +1,8 @@
-"""Sessions list and session page: paging windows, fragments for htmx, links that work without JS."""
+"""Sessions list: figures per session, search, filters, sort and paging; fragments for htmx."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -9,19 +10,27 @@ import pytest
 from django.test import Client
 
 from runtime import BlockStore
+from runtime.faults import META_KEY
+
+from .tracefactory import conversation
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HX-Request": "true"}
 
 
-def _session_links(html: bytes) -> list[str]:
-    return re.findall(r'<td class="id"><a href="/sessions/([^/]+)/">', html.decode())
+def _session_links(html: bytes | str) -> list[str]:
+    text = html.decode() if isinstance(html, bytes) else html
+    return re.findall(r'<td class="id"><a href="/sessions/([^/]+)/">', text)
 
 
 def _next_link(html: bytes) -> str | None:
     found = re.search(r'<a href="([^"]+)"[^>]*rel="next"', html.decode())
     return found.group(1).replace("&amp;", "&") if found else None
+
+
+def _row(html: str, session: str) -> str:
+    return html[html.index(f"/sessions/{session}/") :].split("</tr>")[0]
 
 
 def test_empty_store_says_how_to_get_sessions(logged_in: Client) -> None:
@@ -30,18 +39,101 @@ def test_empty_store_says_how_to_get_sessions(logged_in: Client) -> None:
     assert b"The store has no sessions yet" in response.content
 
 
-def test_list_shows_each_session_with_count_and_meta(logged_in: Client, put_session: Any) -> None:
-    put_session("tau-7", ["a", "b", "c"], model="gpt-4o", reward=0, turns=2)
-    put_session("chat-1", ["hello"], model="claude-sonnet-4", reward=1)
+def test_list_shows_model_turns_tokens_errors_flags_and_activity(
+    logged_in: Client, traced: Any, put_session: Any, store: BlockStore
+) -> None:
+    traced("agent-1", conversation(3), errors=[2], flagged=[3], meta={"reward": 0})
+    put_session("notes", ["just a block"], model="gpt-4o")
     html = logged_in.get("/sessions/").content.decode()
-    assert _session_links(html.encode()) == ["chat-1", "tau-7"]
-    tau_row = html[html.index("/sessions/tau-7/") :].split("</tr>")[0]
-    assert "gpt-4o" in tau_row
-    assert "failing" in tau_row
-    assert '<td class="num">3</td>' in tau_row
-    assert '<td class="num">2</td>' in tau_row
-    chat_row = html[html.index("/sessions/chat-1/") :].split("</tr>")[0]
-    assert "failing" not in chat_row
+    row = _row(html, "agent-1")
+    assert "claude-sonnet-4-5" in row
+    assert '<td class="num">3</td>' in row  # turns
+    # tokens: provider usage for the ok turns (1 and 3) + estimates for the errored turn 2
+    ok_in = (100 + 20) + (300 + 160 + 20)
+    total = ok_in + 180 + (11 + 13) + 11
+    assert f">{total:,}</td>" in row
+    assert 'badge-fail">1</span>' in row  # one error
+    assert "failing" in row and "1 flagged" in row
+    # last activity: the later of the last put (meta was set just now) and the last call
+    updated = dt.datetime.fromtimestamp(store.session_info("agent-1").updated_at / 1000, dt.UTC)
+    assert f'<time datetime="{updated.isoformat()}' in row
+    notes = _row(html, "notes")
+    assert "gpt-4o" in notes and "failing" not in notes
+
+
+def test_filters_by_model_status_failing_and_faults(
+    logged_in: Client, traced: Any, put_session: Any, store: BlockStore
+) -> None:
+    traced("ok-run", conversation(2))
+    traced("broken-run", conversation(2), errors=[1])
+    traced("flagged-run", conversation(2), flagged=[2])
+    put_session("gpt-run", ["x"], model="gpt-4o", failing=True)
+    store.set_session_meta("ok-run", **{META_KEY: {"version": 1, "faults": [{"block_id": "ab"}]}})
+
+    def names(query: str) -> list[str]:
+        return sorted(_session_links(logged_in.get("/sessions/?" + query).content))
+
+    assert names("model=gpt-4o") == ["gpt-run"]
+    assert names("status=error") == ["broken-run"]
+    assert names("status=untraced") == ["gpt-run"]
+    assert names("failing=yes") == ["flagged-run", "gpt-run"]
+    assert names("failing=no") == ["broken-run", "ok-run"]
+    assert names("faults=yes") == ["ok-run"]
+    assert names("faults=no&status=ok") == ["flagged-run"]
+
+
+def test_search_by_id_by_words_in_blocks_and_by_prompt_hash(
+    logged_in: Client, traced: Any, traces: Any
+) -> None:
+    traced("alpha-7", conversation(1))
+    traced("beta", conversation(1, prefix="zebra crossing"))
+    traced("gamma", conversation(2))
+
+    def names(q: str) -> list[str]:
+        return sorted(_session_links(logged_in.get("/sessions/", {"q": q}).content))
+
+    assert names("ALPHA") == ["alpha-7"]
+    assert names("zebras") == ["beta"]  # words, stemmed like the pager's index
+    assert names("zebra refunds") == ["beta"]  # every word must be in the session
+    assert names("nothing-like-this") == []
+    gamma_turn_2 = traces.list(session="gamma", limit=None, newest_first=False)[1]
+    html = logged_in.get("/sessions/", {"q": gamma_turn_2.prompt_hash}).content
+    assert _session_links(html) == ["gamma"]
+    assert b"matched as a prompt hash" in html
+
+
+def test_search_finds_words_in_sessions_written_without_the_index_hook(
+    logged_in: Client, tmp_path: Any, web_home: Any
+) -> None:
+    from llm386web import store_access
+    from runtime import NewBlock, open_store
+    from runtime.blocks import BlockKind
+
+    store_access.reset_stores()  # another writer: a handle without the index hook
+    other = open_store(web_home / "store")
+    other.put_many("cli-run", [NewBlock(BlockKind.USER_MESSAGE, "where is my luggage")])
+    html = logged_in.get("/sessions/", {"q": "luggage"}).content
+    assert _session_links(html) == ["cli-run"]
+
+
+def test_sort_by_tokens_both_ways_with_ties_broken_by_id(logged_in: Client, traced: Any) -> None:
+    for name, turns in [("b", 1), ("a", 1), ("c", 3), ("d", 2)]:
+        traced(name, conversation(turns))
+    desc = _session_links(logged_in.get("/sessions/?sort=tokens&dir=desc").content)
+    asc = _session_links(logged_in.get("/sessions/?sort=tokens&dir=asc").content)
+    assert desc == ["c", "d", "a", "b"]
+    assert asc == ["a", "b", "d", "c"]
+
+
+def test_sort_header_toggles_direction_and_keeps_filters(logged_in: Client, traced: Any) -> None:
+    traced("x", conversation(1))
+    html = logged_in.get("/sessions/?sort=turns&dir=desc&model=claude-sonnet-4-5").content.decode()
+    header = re.search(
+        r'<th scope="col" class="num" aria-sort="descending"><a href="([^"]+)"', html
+    )
+    assert header is not None
+    link = header.group(1).replace("&amp;", "&")
+    assert "dir=asc" in link and "sort=turns" in link and "model=claude-sonnet-4-5" in link
 
 
 def test_walking_next_links_visits_every_session_once_in_order(
@@ -51,7 +143,7 @@ def test_walking_next_links_visits_every_session_once_in_order(
     for name in reversed(names):
         put_session(name, [f"body of {name}"])
     seen: list[str] = []
-    url: str | None = "/sessions/?limit=3"
+    url: str | None = "/sessions/?limit=3&sort=session&dir=asc"
     while url:
         response = logged_in.get(url if url.startswith("/") else "/sessions/" + url)
         seen += _session_links(response.content)
@@ -59,18 +151,38 @@ def test_walking_next_links_visits_every_session_once_in_order(
     assert seen == names
 
 
+def test_a_write_shows_up_on_the_next_request(logged_in: Client, traced: Any, traces: Any) -> None:
+    s = traced("live", conversation(2))
+    assert "flagged" not in _row(logged_in.get("/sessions/").content.decode(), "live")
+    traces.flag(s.call_ids[0], "bad")
+    assert "1 flagged" in _row(logged_in.get("/sessions/").content.decode(), "live")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["status=bogus", "sort=bogus", "dir=up", "failing=maybe", "faults=1", "offset=-1", "limit=0",
+     "limit=100000", "offset=abc"],
+)  # fmt: skip
+def test_bad_list_parameters_are_a_400_that_says_why(logged_in: Client, query: str) -> None:
+    response = logged_in.get("/sessions/?" + query)
+    assert response.status_code == 400
+    assert query.split("=")[0].encode() in response.content
+
+
 def test_htmx_request_gets_only_the_sessions_table_fragment(
     logged_in: Client, put_session: Any
 ) -> None:
     for i in range(4):
         put_session(f"s{i}", ["x"])
-    response = logged_in.get("/sessions/?limit=2&offset=2", headers=HX)
+    response = logged_in.get("/sessions/?limit=2&offset=2&sort=session&dir=asc", headers=HX)
     html = response.content.decode()
     assert response.status_code == 200
     assert html.lstrip().startswith('<section id="sessions-table"')
     assert "<html" not in html
-    assert _session_links(response.content) == ["s2", "s3"]
+    assert _session_links(html) == ["s2", "s3"]
     assert "HX-Request" in response["Vary"]
+    # the order the fragment was asked for rides along with the filter form
+    assert 'form="session-filters" name="sort" value="session"' in html
 
 
 def test_history_restore_gets_the_whole_page(logged_in: Client, put_session: Any) -> None:
@@ -79,10 +191,11 @@ def test_history_restore_gets_the_whole_page(logged_in: Client, put_session: Any
     assert b"<html" in logged_in.get("/sessions/", headers=headers).content
 
 
-def test_every_htmx_link_also_has_an_href(logged_in: Client, put_session: Any) -> None:
+def test_every_htmx_link_also_has_an_href(logged_in: Client, traced: Any) -> None:
     for i in range(5):
-        put_session(f"s{i}", ["x", "y", "z"])
-    for url in ("/sessions/?limit=2&offset=2", "/sessions/s1/?limit=1&start=1"):
+        traced(f"s{i}", conversation(3))
+    for url in ("/sessions/?limit=2&offset=2", "/sessions/s1/?limit=1&offset=1",
+                "/sessions/s1/blocks/?limit=1&start=1"):  # fmt: skip
         html = logged_in.get(url).content.decode()
         tags = re.findall(r"<a [^>]*hx-get[^>]*>", html)
         assert tags, url
@@ -90,46 +203,3 @@ def test_every_htmx_link_also_has_an_href(logged_in: Client, put_session: Any) -
             href = re.search(r'href="([^"]+)"', tag)
             hx_get = re.search(r'hx-get="([^"]+)"', tag)
             assert href and hx_get and href.group(1) == hx_get.group(1)
-
-
-def test_session_page_lists_entries_with_block_links_and_tokens(
-    logged_in: Client, put_session: Any
-) -> None:
-    ids = put_session("chat", ["What is the capital of France?", "Paris."], model="m1")
-    html = logged_in.get("/sessions/chat/").content.decode()
-    for block_id in ids:
-        assert f'href="/blocks/{block_id}/"' in html
-        assert f">{block_id[:12]}</a>" in html
-    assert "What is the capital of France?" in html
-    assert "user-message" in html and "assistant-message" in html
-    assert '<td class="num">2</td>' in html  # "Paris." is 2 cl100k tokens
-
-
-def test_session_pages_skip_deleted_entries_without_repeating(
-    logged_in: Client, put_session: Any, store: BlockStore
-) -> None:
-    ids = put_session("gappy", [f"message {i}" for i in range(7)])
-    store.delete_block(ids[2])
-    store.delete_block(ids[3])
-    seen: list[str] = []
-    url: str | None = "/sessions/gappy/?limit=2"
-    while url:
-        html = logged_in.get(url if url.startswith("/") else "/sessions/gappy/" + url).content
-        seen += re.findall(r'<tr id="seq-(\d+)">', html.decode())
-        url = _next_link(html)
-    assert seen == ["0", "1", "4", "5", "6"]
-
-
-def test_session_page_previous_link_goes_back_one_page(logged_in: Client, put_session: Any) -> None:
-    put_session("long", [f"m{i}" for i in range(6)])
-    html = logged_in.get("/sessions/long/?limit=2&start=4").content.decode()
-    prev = re.search(r'<a href="([^"]+)"[^>]*rel="prev"', html)
-    assert prev is not None
-    assert "start=2" in prev.group(1)
-
-
-def test_session_page_fragment_for_htmx(logged_in: Client, put_session: Any) -> None:
-    put_session("frag", ["a", "b", "c"])
-    html = logged_in.get("/sessions/frag/?limit=1&start=1", headers=HX).content.decode()
-    assert html.lstrip().startswith('<section id="entries-table"')
-    assert re.findall(r'<tr id="seq-(\d+)">', html) == ["1"]

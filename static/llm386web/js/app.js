@@ -47,4 +47,46 @@
     const meta = document.querySelector('meta[name="csrf-token"]');
     if (meta) event.detail.headers["X-CSRFToken"] = meta.content;
   });
+
+  // Copy buttons: <button data-copy="element-id"> copies that element's text.
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    // http://127.0.0.1 is a secure context, but a LAN address is not: fall back to a selection.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "visually-hidden";
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    return ok ? Promise.resolve() : Promise.reject(new Error("copy refused"));
+  }
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("button[data-copy]");
+    if (!button) return;
+    const source = document.getElementById(button.dataset.copy);
+    if (!source) return;
+    copyText(source.textContent.trim()).then(function () {
+      button.textContent = "Copied";
+      button.classList.add("copied");
+      setTimeout(function () { button.textContent = "Copy"; button.classList.remove("copied"); }, 1500);
+    }, function () {
+      flash("The browser did not allow copying; select the hash and copy it by hand.", "warning");
+    });
+  });
+
+  // Keyboard: j / k follow the links marked data-key="j" / "k" (next / previous turn or pair),
+  // unless the user is typing in a field or holding a modifier.
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+    if (event.key !== "j" && event.key !== "k") return;
+    const target = event.target;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable]")) return;
+    const link = document.querySelector('a[data-key="' + event.key + '"]');
+    if (!link) return;
+    event.preventDefault();
+    window.location.assign(link.href);
+  });
 })();

@@ -1,0 +1,80 @@
+"""Geometry of the small server-rendered SVG charts (no JavaScript, no inline styles).
+
+The template draws rects from these numbers; colours come from CSS classes per section, so the
+Content-Security-Policy needs no 'unsafe-inline'. Coordinates are in the SVG's viewBox units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime.timeline import SessionTimeline
+
+WIDTH = 800.0
+HEIGHT = 140.0
+GAP = 0.2  # share of each slot left empty between bars
+MARK = 4.0  # height of the failing/error marker under a bar
+
+
+@dataclass(frozen=True)
+class Segment:
+    section: str
+    y: float
+    height: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Bar:
+    turn: int
+    call_id: str
+    x: float
+    width: float
+    total: int
+    segments: tuple[Segment, ...]
+    failing: bool
+    errored: bool
+
+    @property
+    def title(self) -> str:
+        parts = ", ".join(f"{s.section} {s.tokens:,}" for s in self.segments)
+        flags = (" — failing" if self.failing else "") + (" — error" if self.errored else "")
+        return f"Turn {self.turn}: {self.total:,} tokens ({parts}){flags}"
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: float
+    height: float
+    plot_height: float
+    bars: tuple[Bar, ...]
+    max_total: int
+    sections: tuple[str, ...]
+
+
+def _round(value: float) -> float:
+    return round(value, 2)
+
+
+def stacked_bars(timeline: SessionTimeline) -> Chart:
+    """Return one bar per turn of the page, its sections stacked bottom-up in canonical order."""
+    totals = [sum(s.used for s in row.sections) for row in timeline.rows]
+    top = max(totals, default=0) or 1
+    plot = HEIGHT - MARK - 2
+    slot = WIDTH / max(len(timeline.rows), 1)
+    bars = []
+    for row, total in zip(timeline.rows, totals, strict=True):
+        y = plot
+        segments = []
+        for section in row.sections:
+            h = plot * section.used / top
+            y -= h
+            segments.append(Segment(section.section, _round(y), _round(h), section.used))
+        x = len(bars) * slot + slot * GAP / 2
+        bars.append(
+            Bar(row.turn, row.call_id, _round(x), _round(slot * (1 - GAP)), total,
+                tuple(segments), row.flagged, row.errored)
+        )  # fmt: skip
+    return Chart(
+        WIDTH, HEIGHT, _round(plot + 1), tuple(bars), max(totals, default=0), timeline.sections
+    )

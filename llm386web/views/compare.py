@@ -1,0 +1,53 @@
+"""Compare page: any two turns side by side (default: a turn and the one before it)."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_GET
+
+from llm386web.store_access import get_store, get_traces
+from runtime.compareview import previous_turn, side_by_side, turn_pairs
+from runtime.diff import diff_stored
+from runtime.tracer import CALL_ID_LEN, check_call_id
+from runtime.turnview import blocks_by_id
+
+from .common import render_page
+
+# Block changes listed before a "show all" link (every one is one click away, never hidden).
+SHOWN_CHANGES = 100
+
+
+@require_GET
+def compare_previous(request: HttpRequest, call_id: str) -> HttpResponse:
+    """Redirect to the comparison of a turn with the turn before it."""
+    rec = get_traces().get(call_id)
+    before = previous_turn(get_traces(), rec)
+    if before is None:
+        raise Http404(
+            f"Turn {rec.turn} is the first turn of {rec.session}: there is no turn before it."
+        )
+    return redirect("compare", a=before, b=rec.call_id)
+
+
+@require_GET
+def compare(request: HttpRequest, a: str, b: str) -> HttpResponse:
+    """Show blocks that entered, left or changed reason, section deltas, the text diff and the
+    first divergent byte against the cached prefix."""
+    if (check_call_id(a), check_call_id(b)) != (a, b) or len(a) + len(b) != 2 * CALL_ID_LEN:
+        ra, rb = get_traces().get_many([a, b])
+        return redirect("compare", a=ra.call_id, b=rb.call_id)
+    diff = diff_stored(get_traces(), a, b)
+    show_all = request.GET.get("all") == "1"
+    limit = None if show_all else SHOWN_CHANGES
+    changed = [c for c in diff.plan.kept if c.reason_changed]
+    lists = {"added": diff.plan.added[:limit], "removed": diff.plan.removed[:limit],
+             "changed": changed[:limit]}  # fmt: skip
+    ids = [c.block_id for rows in lists.values() for c in rows]
+    context = {
+        "diff": diff, "a": diff.a, "b": diff.b, "lists": lists, "changed_total": len(changed),
+        "blocks": blocks_by_id(get_store(), ids), "hunks": side_by_side(diff.text, diff.view_a, diff.view_b),
+        "pairs": turn_pairs(get_traces(), diff.a, diff.b), "show_all": show_all,
+        "shown_limit": SHOWN_CHANGES,
+    }  # fmt: skip
+    return render_page(request, "compare/detail.html", "compare-body", context)

@@ -1,0 +1,171 @@
+"""Turn page: one model call as the model saw it, with its parts loaded on demand.
+
+The page itself is light whatever the turn's size: section figures, the call's figures and
+links. A section's blocks, the omitted candidates, the request's messages and its pretty JSON
+are separate URLs, each a page of its own without JavaScript and a fragment for htmx.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_GET, require_POST
+
+from llm386web.store_access import get_store, get_traces
+from runtime.chatview import read_request, read_response
+from runtime.errors import StoreCorrupted
+from runtime.tracer import CALL_ID_LEN, TraceRecord, check_call_id
+from runtime.turnview import entry_page, plan_entries, section_views, turn_view, with_blocks
+
+from .common import is_fragment, limit_from, offset_from, render_page
+
+MAX_NOTE_CHARS = 2000
+
+
+def _record(call_id: str) -> TraceRecord:
+    return get_traces().get(call_id)  # TraceNotFound / bad id become 404 / 400 in the middleware
+
+
+def _full_id_or_redirect(call_id: str, name: str, **kwargs: str) -> HttpResponse | None:
+    """Redirect a unique prefix to the full-id permalink of the page ``name``."""
+    if check_call_id(call_id) == call_id and len(call_id) == CALL_ID_LEN:
+        return None
+    return redirect(name, call_id=_record(call_id).call_id, **kwargs)
+
+
+@require_GET
+def turn_detail(request: HttpRequest, call_id: str) -> HttpResponse:
+    """Show one call: sections and their budgets, figures, hash, flag, errors, response."""
+    moved = _full_id_or_redirect(call_id, "turn")
+    if moved is not None:
+        return moved
+    return render_page(request, "turns/detail.html", "flag-form", _turn_context(call_id))
+
+
+def _turn_context(call_id: str) -> dict[str, object]:
+    view = turn_view(get_traces(), call_id)
+    return {"view": view, "rec": view.record, "s": view.summary,
+            "response": read_response(view.record.response)}  # fmt: skip
+
+
+def _request_bytes(rec: TraceRecord) -> bytes:
+    raw = get_traces().request_bytes(rec.prompt_hash)
+    if raw is None:
+        raise StoreCorrupted(
+            f"trace {rec.call_id} has no stored request bytes; run `llm386 verify`"
+        )
+    return raw
+
+
+@require_GET
+def turn_section(request: HttpRequest, call_id: str, section: str) -> HttpResponse:
+    """One page of a section's packed blocks, with kind, tokens, reason and scores."""
+    rec = _record(call_id)
+    names = {v.section for v in section_views(rec.plan, plan_entries(rec.plan, selected=True), ())}
+    if section not in names:
+        raise Http404(
+            f"Turn {rec.turn} of {rec.session} packed nothing into a {section!r} section."
+        )
+    page = entry_page(rec.plan, selected=True, section=section, offset=offset_from(request),
+                      limit=limit_from(request))  # fmt: skip
+    rows = with_blocks(get_store(), page.entries)
+    context = {"rec": rec, "section": section, "page": page, "rows": rows, "omitted": False,
+               "target": f"section-{section}"}  # fmt: skip
+    return render_page(request, "turns/entries.html", "entries-list", context)
+
+
+@require_GET
+def turn_omitted(request: HttpRequest, call_id: str) -> HttpResponse:
+    """One page of the candidates the pager left out, with the reason for each."""
+    rec = _record(call_id)
+    page = entry_page(rec.plan, selected=False, section=None, offset=offset_from(request),
+                      limit=limit_from(request))  # fmt: skip
+    rows = with_blocks(get_store(), page.entries)
+    context = {"rec": rec, "section": None, "page": page, "rows": rows, "omitted": True,
+               "target": "omitted"}  # fmt: skip
+    return render_page(request, "turns/entries.html", "entries-list", context)
+
+
+@require_GET
+def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
+    """One page of the request read as chat: parameters, system, tools, then messages."""
+    rec = _record(call_id)
+    chat = read_request(_request_bytes(rec))
+    offset, limit = offset_from(request), limit_from(request)
+    shown = chat.messages[offset : offset + limit]
+    total = len(chat.messages)
+    context = {
+        "rec": rec,
+        "chat": chat,
+        "messages": shown,
+        "range_text": f"messages {offset + 1}–{offset + len(shown)} of {total}"
+        if shown
+        else f"{total} messages",
+        "offset": offset,
+        "limit": limit,
+        "next_offset": offset + limit if offset + limit < len(chat.messages) else None,
+        "prev_offset": max(offset - limit, 0) if offset else None,
+    }
+    return render_page(request, "turns/messages.html", "messages-list", context)
+
+
+@require_GET
+def turn_json(request: HttpRequest, call_id: str) -> HttpResponse:
+    """The request pretty-printed as JSON (keys in stored order), or as text if not JSON."""
+    rec = _record(call_id)
+    raw = _request_bytes(rec)
+    try:
+        pretty = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        pretty = raw.decode("utf-8", "replace")
+    context = {"rec": rec, "pretty": pretty, "size": len(raw)}
+    return render_page(request, "turns/json.html", "request-json", context)
+
+
+def _raw(data: bytes, filename: str, download: bool) -> HttpResponse:
+    response = HttpResponse(data, content_type="text/plain; charset=utf-8")
+    disposition = "attachment" if download else "inline"
+    response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+    return response
+
+
+@require_GET
+def turn_request_raw(request: HttpRequest, call_id: str) -> HttpResponse:
+    """The exact request bytes that were sent (their SHA-256 is the prompt hash)."""
+    rec = _record(call_id)
+    return _raw(_request_bytes(rec), f"{rec.call_id}-request.json", "download" in request.GET)
+
+
+@require_GET
+def turn_response_raw(request: HttpRequest, call_id: str) -> HttpResponse:
+    """The exact response bytes that came back."""
+    rec = _record(call_id)
+    body = get_traces().response_bytes(rec.call_id)
+    if body is None:
+        raise Http404(f"Turn {rec.turn} of {rec.session} got no response body.")
+    return _raw(body, f"{rec.call_id}-response.json", "download" in request.GET)
+
+
+@require_POST
+def turn_flag(request: HttpRequest, call_id: str) -> HttpResponse:
+    """Flag the turn as failing with a note (or clear the flag); answer with the flag form."""
+    rec = _record(call_id)
+    note = request.POST.get("note", "").strip()
+    action = request.POST.get("action", "flag")
+    error = ""
+    if action not in ("flag", "unflag"):
+        error = f"Unknown action {action!r}: use flag or unflag."
+    elif len(note) > MAX_NOTE_CHARS:
+        error = f"The note is {len(note)} characters; keep it under {MAX_NOTE_CHARS}."
+    elif action == "flag":
+        rec = get_traces().flag(rec.call_id, note)
+    else:
+        rec = get_traces().unflag(rec.call_id)
+    context = _turn_context(rec.call_id) | {"error": error, "note": note if error else ""}
+    if error:
+        return render_page(request, "turns/detail.html", "flag-form", context, status=422)
+    if not is_fragment(request):
+        return redirect("turn", call_id=rec.call_id)
+    return render_page(request, "turns/detail.html", "flag-form", context)

@@ -1,0 +1,154 @@
+"""Two turns side by side: the text diff laid out in two columns, grouped by request section.
+
+Owns: ``side_by_side`` (a ``TextDiff`` -> rows of left/right lines with their changed
+characters split out) and ``turn_pair`` (the default pair for a turn, and the pairs before and
+after it, for keyboard navigation).
+
+Invariants:
+- Pure layout of the runtime diff: every line of every hunk appears exactly once, on its side,
+  in order; a removed run and the added run after it share rows (line k beside line k), and
+  the shorter side is padded with empty cells, never with invented text.
+- Highlight segments cover each line exactly: joined, they give the line's text back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .requestview import RequestView
+from .textdiff import DiffLine, Hunk, LineOp, TextDiff
+from .timeline import group_turns
+from .tracer import TraceOrigin, TraceRecord, TraceStore
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One side of a row: a line number (1-based, None for padding), its op and segments."""
+
+    number: int | None
+    op: str  # same | removed | added | empty
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True)
+class Row:
+    left: Cell
+    right: Cell
+
+
+@dataclass(frozen=True)
+class SideHunk:
+    label: str  # the request unit of the hunk's first change, e.g. "messages[12] user"
+    section: str  # params | tools | system | messages | text
+    rows: tuple[Row, ...]
+
+
+EMPTY = Cell(None, "empty", ())
+
+
+def segments(text: str, spans: Sequence[tuple[int, int]]) -> tuple[Segment, ...]:
+    """Split ``text`` into unchanged and changed pieces at ``spans`` (sorted, disjoint)."""
+    out: list[Segment] = []
+    at = 0
+    for start, end in spans:
+        if start > at:
+            out.append(Segment(text[at:start], False))
+        out.append(Segment(text[start:end], True))
+        at = end
+    if at < len(text) or not out:
+        out.append(Segment(text[at:], False))
+    return tuple(out)
+
+
+def _cell(line: DiffLine, number: int | None) -> Cell:
+    return Cell(None if number is None else number + 1, line.op.value,
+                segments(line.text, line.spans))  # fmt: skip
+
+
+def _rows(lines: Sequence[DiffLine]) -> list[Row]:
+    rows: list[Row] = []
+    i = 0
+    while i < len(lines):
+        if lines[i].op is LineOp.SAME:
+            rows.append(Row(_cell(lines[i], lines[i].a), _cell(lines[i], lines[i].b)))
+            i += 1
+            continue
+        removed, added = [], []
+        while i < len(lines) and lines[i].op is LineOp.REMOVED:
+            removed.append(lines[i])
+            i += 1
+        while i < len(lines) and lines[i].op is LineOp.ADDED:
+            added.append(lines[i])
+            i += 1
+        for k in range(max(len(removed), len(added))):
+            left = _cell(removed[k], removed[k].a) if k < len(removed) else EMPTY
+            right = _cell(added[k], added[k].b) if k < len(added) else EMPTY
+            rows.append(Row(left, right))
+    return rows
+
+
+def _section(hunk: Hunk, view_a: RequestView, view_b: RequestView) -> str:
+    first = next((line for line in hunk.lines if line.op is not LineOp.SAME), None)
+    if first is not None and first.b is not None:
+        unit = view_b.unit_at(first.b)
+    else:
+        unit = view_a.unit_at(
+            first.a if first is not None and first.a is not None else hunk.a_start
+        )
+    return unit.section if unit else ""
+
+
+def side_by_side(text: TextDiff, view_a: RequestView, view_b: RequestView) -> tuple[SideHunk, ...]:
+    """Return the diff's hunks as two-column rows, each labelled with its request section."""
+    return tuple(SideHunk(h.label, _section(h, view_a, view_b), tuple(_rows(h.lines)))
+                 for h in text.hunks)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TurnPairs:
+    """The turns around a compared pair: what j (next) and k (previous) move to."""
+
+    previous: tuple[str, str] | None
+    next: tuple[str, str] | None
+
+
+def _heads(traces: TraceStore, session: str) -> list[str]:
+    """Return the call id of each turn of ``session`` (its first non-replay record), in order."""
+    groups = group_turns(traces.turns(session))
+    multi = [cid for _, cids in groups if len(cids) > 1 for cid in cids]
+    origin = {r.call_id: r.origin for r in traces.get_many(multi)}
+    heads = []
+    for _, cids in groups:
+        originals = [c for c in cids if origin.get(c) is not TraceOrigin.REPLAY]
+        heads.append((originals or cids)[0])
+    return heads
+
+
+def turn_pairs(traces: TraceStore, a: TraceRecord, b: TraceRecord) -> TurnPairs:
+    """Return the adjacent pairs before and after (a, b) when both are turns of one session."""
+    if a.session != b.session:
+        return TurnPairs(None, None)
+    heads = _heads(traces, a.session)
+    if a.call_id not in heads or b.call_id not in heads:
+        return TurnPairs(None, None)
+    i, j = heads.index(a.call_id), heads.index(b.call_id)
+    previous = (heads[i - 1], heads[i]) if i > 0 else None
+    following = (heads[j], heads[j + 1]) if j + 1 < len(heads) else None
+    return TurnPairs(previous, following)
+
+
+def previous_turn(traces: TraceStore, rec: TraceRecord) -> str | None:
+    """Return the call id of the turn before ``rec``'s turn, if there is one."""
+    heads = _heads(traces, rec.session)
+    at = heads.index(rec.call_id) if rec.call_id in heads else None
+    if at is None:  # a replay: compare it with the turn it replayed's predecessor
+        turns = [t for t, _ in group_turns(traces.turns(rec.session))]
+        at = turns.index(rec.turn)
+    return heads[at - 1] if at else None
