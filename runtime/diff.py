@@ -27,12 +27,11 @@ from .requestview import (
     cached_prefix_bytes,
     view_request,
 )
+from .sections import Section
 from .textdiff import TextDiff, diff_views
 from .tracer import TraceRecord, TraceStore, json_ready
 
-SECTION_ORDER = (
-    "system", "task", "state", "plan", "retrieved", "tools", "recent", "background", "slack"
-)  # fmt: skip
+SECTION_ORDER = tuple(section.value for section in Section)  # the canonical render order
 
 
 @dataclass(frozen=True)

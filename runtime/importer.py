@@ -41,6 +41,7 @@ from .blocks import (
     content_hash,
 )
 from .errors import InvalidInput, MalformedFile, UnknownModel
+from .sections import Section, section_of
 from .store import BlockStore
 from .tokenizers import get_tokenizer
 from .tracer import (
@@ -62,7 +63,6 @@ DEFAULT_MODEL = "gpt-4o"
 DEMO_DIR = Path(__file__).parent / "data" / "tau_bench_airline"
 DEMO_SOURCE = "tau-bench-airline"
 DEMO_LICENSE = "MIT (sierra-research/tau-bench, Copyright (c) 2024 Sierra)"
-SECTION_OF_KIND = {BlockKind.SYSTEM: "system", BlockKind.TOOL_SCHEMA: "tools"}
 
 
 @dataclass(frozen=True)
@@ -251,15 +251,16 @@ def _upto_seq(turn: Turn, seqs: Sequence[int]) -> int:
 
 
 def _plan(p: PreparedSession, turn: Turn, seqs: Sequence[int], tokens: Sequence[int]) -> dict:
-    selected, used = [], {"system": 0, "tools": 0, "recent": 0}
+    selected, used = [], dict.fromkeys((Section.SYSTEM, Section.TOOLS, Section.RECENT), 0)
     for i in range(turn.upto):
         kind = BlockKind.parse(p.blocks[i].kind)
-        section = SECTION_OF_KIND.get(kind, "recent")
-        used[section] += tokens[i]
+        section = section_of(kind)
+        used[section] = used.get(section, 0) + tokens[i]
         selected.append({"block_id": p.block_ids[i], "seq": seqs[i], "kind": kind.value,
-                         "section": section, "reason": "required", "score": 1.0, "scores": {},
+                         "section": section.value, "reason": "required", "score": 1.0, "scores": {},
                          "tokens": tokens[i]})  # fmt: skip
-    sections = [{"section": s, "allocated": None, "used": n} for s, n in used.items()]
+    ranked = sorted(used, key=lambda s: s.rank)
+    sections = [{"section": s.value, "allocated": None, "used": used[s]} for s in ranked]
     note = "imported full history: the original agent sent every earlier message; nothing was paged"
     return {"version": 1, "session": p.session, "task": "", "upto": _upto_seq(turn, seqs),
             "selected": selected, "omitted": [], "sections": sections,
