@@ -206,10 +206,12 @@ class Ours:
     def begin(self) -> None:
         self.state, self.previous = PagingState(), None
 
-    def _page(self, t: TurnInput, count: TokenCounter) -> tuple[PagedTurn, bool]:
+    def _page(self, t: TurnInput, count: TokenCounter, reserve: int = 0) -> tuple[PagedTurn, bool]:
+        """Page the turn under the budget less ``reserve``; if it cannot fit, page it unbounded."""
         args = (t.entries, self.config, self.state, count)
+        budget = self.budget - reserve
         try:
-            return page_turn(*args, turn=t.turn, budget=self.budget, previous=self.previous), False
+            return page_turn(*args, turn=t.turn, budget=budget, previous=self.previous), False
         except BudgetTooSmall:
             return page_turn(*args, turn=t.turn, previous=self.previous), True
 
@@ -239,9 +241,10 @@ class Ours:
     ) -> Request:
         """Send the turn again with the recalled blocks paged in (pinned): the fault's cost."""
         count = self.count
-        again, over = self._page(t, count)
-        s.violations += over or again.tokens > self.budget
-        tokens = again.tokens + sum(count(c.body()) for c in recalls)
+        calls = sum(count(c.body()) for c in recalls)  # the recall tool_use blocks, sent too
+        again, over = self._page(t, count, reserve=calls)
+        tokens = again.tokens + calls
+        s.violations += over or tokens > self.budget
         cached = common_prefix_tokens(paged.request, again.request)
         digest = _sha(render_request(t.model, again.items, again.plan.offers_recall))
         self.previous = again
@@ -317,7 +320,10 @@ def _one_turn(p: Any, t: TurnInput, refs: Any, numeric_refs: Any, s: Stats, budg
     s.requests.append(Request(out.accounting.packed_tokens, out.accounting.cached_packed, digest))
     s.requests.extend(extra)
     s.add_accounting(out.accounting)
-    s.evicted.update((t.session, e.block_id) for e in out.plan.evictions)
+    # Pageable blocks only: a schema stub is not content the model reads back.
+    s.evicted.update(
+        (t.session, e.block_id) for e in out.plan.evictions if e.kind is not BlockKind.TOOL_SCHEMA
+    )
 
 
 def run(sessions: Path, tools: Path, budget: int) -> tuple[dict[str, Stats], list[Replay]]:
@@ -358,12 +364,29 @@ def summarize(name: str, s: Stats, full_tokens: int) -> dict[str, Any]:
         "miss_rate_numeric_tokens": s.numeric.to_json(),
         "faults": dict(s.faults),
         "refaults": s.refaults,
-        "evicted_blocks": len(s.evicted),
+        "evicted_blocks": len(s.evicted),  # tool results and messages, not schema stubs
         "faulted_blocks": len(s.faulted),
         "per_page_fault_rate": _rate(len(s.faulted & s.evicted), len(s.evicted)),
         "tokens_by_category": {
             k: {"full": v[0], "packed": v[1]} for k, v in sorted(s.categories.items())
         },
+    }
+
+
+WASTE = ("unused-tool-schemas", "stale-tool-results", "duplicates")
+
+
+def composition(full: Stats) -> dict[str, Any]:
+    """Return what full history is made of, and the most that deleting all waste could save."""
+    total = sum(v[0] for v in full.categories.values())
+    shares = {k: _rate(v[0], total) for k, v in sorted(full.categories.items())}
+    waste = sum(full.categories.get(k, [0, 0])[0] for k in WASTE)
+    return {
+        "full_history_tokens": total,
+        "share_by_category": shares,
+        "waste_share": _rate(waste, total),
+        "note": "waste = unused tool schemas + stale tool results + duplicates (ours' rules); "
+        "deleting all of it outright, with no placeholder or stub, saves at most waste_share",
     }
 
 
@@ -447,6 +470,7 @@ def measure(sessions: Path, tools: Path, budget: int, *, fresh_runs: int = 2) ->
         "determinism": {"fresh_processes": fresh_runs, "pythonhashseeds": list(range(1, fresh_runs + 1)),
                         "per_policy": determinism},
         "targets": targets(policies["ours"], policies["age-based"], determinism),
+        "full_history_composition": composition(stats["full"]),
         "replay_seconds": seconds,
     }  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping, Sequence
 
 from runtime.accounting import TokenCounter
@@ -130,3 +131,22 @@ def pairing_ok(bodies: Sequence[tuple[BlockKind, str]]) -> bool:
     calls = [json.loads(b)["id"] for k, b in bodies if k is BlockKind.TOOL_CALL]
     results = [json.loads(b)["tool_use_id"] for k, b in bodies if k is BlockKind.TOOL_RESULT]
     return sorted(calls) == sorted(results) and len(set(results)) == len(results)
+
+
+def random_session(seed: int) -> SessionBuilder:
+    """Return a varied session (sizes, errors, repeats) that ``seed`` determines."""
+    rnd = random.Random(seed)
+    b = SessionBuilder()
+    b.schema(LOOKUP_SCHEMA)
+    b.schema(BOOK_SCHEMA)
+    b.system()
+    for turn in range(rnd.randint(1, 8)):
+        b.user(f"turn {turn}: please look at R{turn}Y " + "words " * rnd.randint(1, 80))
+        for _ in range(rnd.randint(0, 3)):
+            tag = f"R{rnd.randint(0, 4)}Y"
+            call = b.call("get_reservation_details", {"reservation_id": tag})
+            size = rnd.choice([100, 600, 1500, 4000])
+            b.result(call, big_result(tag, size), is_error=rnd.random() < 0.1)
+        if rnd.random() < 0.7:
+            b.assistant(f"About R{rnd.randint(0, 8)}Y: " + "detail " * rnd.randint(1, 60))
+    return b

@@ -26,10 +26,10 @@ from runtime.placeholders import StubStyle, signature
 from tests.runtime.paging_builder import (
     BOOK_SCHEMA,
     COUNT,
-    LOOKUP_SCHEMA,
     SessionBuilder,
     big_result,
     pairing_ok,
+    random_session,
     standard,
 )
 
@@ -235,28 +235,10 @@ def test_budget_too_small_says_how_much_was_needed():
         plan_eviction(b.entries, EvictionConfig(), COUNT, budget=50)
 
 
-def _random_session(seed: int) -> SessionBuilder:
-    rnd = random.Random(seed)
-    b = SessionBuilder()
-    b.schema(LOOKUP_SCHEMA)
-    b.schema(BOOK_SCHEMA)
-    b.system()
-    for turn in range(rnd.randint(1, 8)):
-        b.user(f"turn {turn}: please look at R{turn}Y " + "words " * rnd.randint(1, 80))
-        for _ in range(rnd.randint(0, 3)):
-            tag = f"R{rnd.randint(0, 4)}Y"
-            call = b.call("get_reservation_details", {"reservation_id": tag})
-            size = rnd.choice([100, 600, 1500, 4000])
-            b.result(call, big_result(tag, size), is_error=rnd.random() < 0.1)
-        if rnd.random() < 0.7:
-            b.assistant(f"About R{rnd.randint(0, 8)}Y: " + "detail " * rnd.randint(1, 60))
-    return b
-
-
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), budget=st.integers(300, 6000))
 def test_a_plan_fits_the_budget_or_raises_and_always_keeps_pairing(seed, budget):
-    b = _random_session(seed)
+    b = random_session(seed)
     try:
         plan = plan_eviction(b.entries, EvictionConfig(), COUNT, budget=budget)
     except BudgetTooSmall:
@@ -272,7 +254,7 @@ def test_a_plan_fits_the_budget_or_raises_and_always_keeps_pairing(seed, budget)
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_the_plan_does_not_depend_on_the_order_entries_are_given_in(seed):
-    b = _random_session(seed)
+    b = random_session(seed)
     shuffled = list(b.entries)
     random.Random(seed).shuffle(shuffled)
 
