@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "runtime.cli.store_cmds",
     "runtime.cli.models_cmds",
     "runtime.cli.trace_cmds",
+    "runtime.cli.agent_cmds",
 ]
 
 
@@ -46,5 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = args.json or getattr(args, "json_after", False)
     text = to_json_text(out.data) if as_json else out.text
     if text:
-        print(text)
+        try:
+            print(text)
+        except BrokenPipeError:  # `llm386 ... | head` closed the pipe: not an error
+            sys.stderr.close()
     return 0

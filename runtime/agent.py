@@ -1,0 +1,285 @@
+"""The sample agent: a chatbot with a calculator and a user-profile lookup, whose only memory is
+the store.
+
+Owns: ``Agent`` (one user message in, one reply out), ``AgentReply``, the agent's system prompt,
+and ``create_demo_conversations`` (the offline demo sessions the web's demo command loads).
+
+How a message is handled, one model call per turn:
+1. the message is put as a user-message block;
+2. the pager pages the session as it was before that block, with the message as the task, and
+   the packer renders the Anthropic request bytes and their hash;
+3. the client sends them and the call is traced (plan, bytes, hash, response or error);
+4. the tool-use reducer turns the response into assistant-message and tool-call blocks; each
+   tool call is run and its tool-result block put with a tool-invocation edge;
+5. while the model asks for tools (at most ``max_tool_rounds`` rounds) it is called again: the
+   whole session is paged with no new task and the user message required, so the request ends
+   with the tool results.
+
+Invariants:
+- No conversation is held in the process: an ``Agent`` keeps only handles and settings, so a
+  conversation resumes after a restart with the same store.
+- Deterministic: the same store contents and message give the same request bytes; nothing from
+  the clock or the process reaches a prompt.
+- The system prompt and tool schemas are put once per session (checked by block membership).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .blocks import BlockKind, NewBlock, Provenance, ToolCall, ToolResult, canonical_json
+from .config import Config
+from .errors import ModelCallFailed, SessionNotFound
+from .models import ModelClient, OfflineModel
+from .models.offline import OFFLINE_MODEL_NAME
+from .packer import pack
+from .pager import PageRequest, page
+from .profiles import ModelProfile, get_profile
+from .reducers import ToolUseReducer, block_id
+from .replay import CallBasis, CallOutcome, provider_of, send_traced
+from .sampletools import TOOL_DEFINITIONS, ToolRunner
+from .store import BlockStore
+from .tracer import Provider, TokenizerInfo, TraceStore
+
+AGENT_NAME = "llm386-sample-agent"
+DEFAULT_MODEL = "claude-sonnet-4-6"
+MAX_TOOL_ROUNDS = 5
+SOURCE = "sample-agent"
+SYSTEM_PROMPT = (
+    "You are the llm386 sample agent, a concise assistant. Use the calculator tool for any "
+    "arithmetic and the lookup_user_profile tool to answer questions about a user (ids look "
+    "like u-1001). Answer in one or two sentences."
+)
+
+ToolHook = Callable[[ToolCall, ToolResult], None]
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """One tool call the model asked for and what the tool returned."""
+
+    call: ToolCall
+    result: ToolResult
+
+    def to_json(self) -> dict[str, Any]:
+        return {"call": self.call.__dict__, "result": self.result.__dict__}
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    """What one user message led to: the final text, the model calls and the tools run."""
+
+    session: str
+    text: str
+    call_ids: tuple[str, ...]
+    tools: tuple[ToolRun, ...] = ()
+    stop: str = "end_turn"  # end_turn | tool-round-limit | error
+    error: ModelCallFailed | None = field(default=None, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session": self.session, "text": self.text, "call_ids": list(self.call_ids),
+            "tools": [t.to_json() for t in self.tools], "stop": self.stop,
+            "error": None if self.error is None else {"type": self.error.error_type,
+                                                      "status": self.error.status,
+                                                      "message": str(self.error)},
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """What to ask the pager for one model call of a message."""
+
+    task: str
+    upto: int | None
+    required: tuple[str, ...]
+    round: int
+
+
+class Agent:
+    """The sample agent over one session of a store (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: BlockStore,
+        traces: TraceStore,
+        client: ModelClient,
+        *,
+        session: str,
+        profile: ModelProfile | str = DEFAULT_MODEL,
+        config: Config | None = None,
+        max_tool_rounds: int = MAX_TOOL_ROUNDS,
+        on_tool: ToolHook | None = None,
+    ) -> None:
+        self.store, self.traces, self.client = store, traces, client
+        self.session = session
+        self.config = config or Config.default()
+        self.profile = get_profile(profile, self.config) if isinstance(profile, str) else profile
+        self.max_tool_rounds = max_tool_rounds
+        self.on_tool = on_tool
+        self.runner = ToolRunner()
+        self.reducer = ToolUseReducer()
+
+    @property
+    def offline(self) -> bool:
+        return provider_of(self.client) is Provider.OFFLINE
+
+    def say(self, message: str) -> AgentReply:
+        """Handle one user message: store it, call the model (and tools), return the reply."""
+        self.ensure_setup()
+        entry = self.store.put(
+            self.session, NewBlock(BlockKind.USER_MESSAGE, message, provenance=Provenance("user"))
+        )
+        turn = _Turn(message, entry.seq, (), 1)
+        call_ids: list[str] = []
+        runs: list[ToolRun] = []
+        while True:
+            outcome = self._call(turn)
+            call_ids.append(outcome.record.call_id)
+            if outcome.failure is not None:
+                return AgentReply(self.session, "", tuple(call_ids), tuple(runs), "error",
+                                  outcome.failure)  # fmt: skip
+            assert outcome.response is not None
+            new_runs = self._reduce(outcome)
+            runs += new_runs
+            if not new_runs:
+                return AgentReply(self.session, outcome.response.text, tuple(call_ids), tuple(runs))
+            if turn.round >= self.max_tool_rounds:
+                note = f"(stopped: the model still wanted tools after {turn.round} tool rounds)"
+                return AgentReply(self.session, note, tuple(call_ids), tuple(runs),
+                                  "tool-round-limit")  # fmt: skip
+            turn = _Turn("", None, (entry.id,), turn.round + 1)
+
+    def ensure_setup(self) -> None:
+        """Put the system prompt and tool schemas in the session unless it already holds them."""
+        try:
+            self.store.session_info(self.session)
+            new = False
+        except SessionNotFound:
+            new = True
+        missing = [b for b in setup_blocks() if not self._holds(b)]
+        if missing:
+            self.store.put_many(self.session, missing)
+        if new:  # an existing session keeps its own title, source and model
+            model = OFFLINE_MODEL_NAME if self.offline else self.profile.name
+            self.store.set_session_meta(
+                self.session, source=SOURCE, profile=self.profile.name, model=model,
+                title=f"sample agent chat ({model})",
+            )  # fmt: skip
+
+    def _holds(self, block: NewBlock) -> bool:
+        bid = block_id(block)
+        if not self.store.has(bid):
+            return False
+        return any(sid == self.session for sid, _ in self.store.memberships(bid))
+
+    def _call(self, turn: _Turn) -> CallOutcome:
+        request = PageRequest.from_config(
+            self.config, self.session, turn.task, self.profile, upto=turn.upto,
+            required=turn.required,
+        )  # fmt: skip
+        plan = page(self.store, request)
+        packed = pack(self.store, plan)
+        agent = {"name": AGENT_NAME, "round": turn.round, "max_tool_rounds": self.max_tool_rounds}
+        basis = CallBasis(
+            session=self.session, turn=self._next_turn(), profile=self.profile.to_json(),
+            config={"pager": dict(plan.settings), "agent": agent}, task=plan.task,
+            upto_seq=plan.upto, plan=plan.to_json(),
+            tokenizer=TokenizerInfo(self.profile.tokenizer, plan.tokenizer_version),
+            estimated_input_tokens=packed.input_tokens,
+        )  # fmt: skip
+        return send_traced(self.traces, self.client, packed.body, basis)
+
+    def _next_turn(self) -> int:
+        turns = self.traces.turns(self.session)
+        return max((turn for turn, _ in turns), default=0) + 1
+
+    def _reduce(self, outcome: CallOutcome) -> list[ToolRun]:
+        """Put the reply's blocks; run its tool calls and put their results. Return the runs."""
+        assert outcome.response is not None
+        data = outcome.response.data
+        reduction = self.reducer.reduce(None, data)
+        if reduction.blocks:
+            self.store.put_many(self.session, reduction.blocks, reduction.edges)
+        calls = self.reducer.calls(data)
+        if not calls:
+            return []
+        results = [self.runner.run(c.call_id, c.name, c.input) for c in calls]
+        answered = self.reducer.results(calls, results)
+        self.store.put_many(self.session, answered.blocks, answered.edges)
+        runs = [ToolRun(c, r) for c, r in zip(calls, results, strict=True)]
+        for run in runs:
+            if self.on_tool is not None:
+                self.on_tool(run.call, run.result)
+        return runs
+
+
+def setup_blocks() -> list[NewBlock]:
+    """Return the blocks every sample-agent session starts with: system prompt, tool schemas."""
+    source = Provenance(AGENT_NAME)
+    blocks = [NewBlock(BlockKind.SYSTEM, SYSTEM_PROMPT, provenance=source)]
+    blocks += [NewBlock(BlockKind.TOOL_SCHEMA, canonical_json(t).decode(), provenance=source)
+               for t in TOOL_DEFINITIONS]  # fmt: skip
+    return blocks
+
+
+# -- demo conversations ------------------------------------------------------------------------
+
+DEMO_CONVERSATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("demo-agent-arithmetic", "Sample agent: arithmetic with the calculator",
+     ("What is 1234 * 56?", "And what is 69104 / 8?")),
+    ("demo-agent-profile", "Sample agent: a user-profile lookup",
+     ("Show me the profile of user u-1001.",)),
+    ("demo-agent-chat", "Sample agent: a multi-turn chat",
+     ("Hello! What can you do?", "Please compute 17 + 25 for me.",
+      "Thanks. Who is user u-1003?", "Summarise what we talked about.")),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What ``create_demo_conversations`` did."""
+
+    sessions: tuple[str, ...]
+    created: tuple[str, ...]
+    model_calls: int
+
+    def summary(self) -> str:
+        if not self.created:
+            return f"sample agent: all {len(self.sessions)} demo conversations already loaded."
+        return (
+            f"sample agent: {len(self.created)} demo conversation(s) created with the offline "
+            f"model ({self.model_calls} traced model calls)."
+        )
+
+
+def create_demo_conversations(
+    store: BlockStore,
+    traces: TraceStore,
+    *,
+    profile: ModelProfile | str = DEFAULT_MODEL,
+    conversations: Sequence[tuple[str, str, Sequence[str]]] = DEMO_CONVERSATIONS,
+) -> DemoReport:
+    """Create the demo sessions with the offline model; a session already traced is skipped."""
+    created, calls = [], 0
+    for session, title, messages in conversations:
+        if traces.count(session=session):
+            continue
+        agent = Agent(store, traces, OfflineModel(), session=session, profile=profile)
+        agent.ensure_setup()
+        store.set_session_meta(session, title=title)
+        for message in messages:
+            calls += len(agent.say(message).call_ids)
+        created.append(session)
+    return DemoReport(tuple(c[0] for c in conversations), tuple(created), calls)
+
+
+def load_demo_conversations(store: BlockStore, traces: TraceStore) -> str:
+    """Create the demo conversations (idempotent); return a one-line summary for `make demo`."""
+    return create_demo_conversations(store, traces).summary()
