@@ -10,6 +10,8 @@ from pathlib import Path
 from runtime.blocks import BlockKind, EdgeKind, NewBlock, Provenance
 from runtime.errors import InvalidInput
 from runtime.lmdbstore import LmdbStore
+from runtime.lmdbtraces import LmdbTraceStore
+from runtime.store import RepairReport, VerifyReport
 
 from .common import Output, add_command, open_store_from, preview, store_path_from, table
 
@@ -98,17 +100,25 @@ def cmd_delete(args: argparse.Namespace) -> Output:
 
 
 def cmd_purge(args: argparse.Namespace) -> Output:
-    report = open_store_from(args).purge_session(args.session)
+    store = open_store_from(args)
+    report = store.purge_session(args.session)
+    traces = LmdbTraceStore(store).delete_session(args.session)
     text = (
         f"purged {report.session}: {report.entries_removed} entries, "
-        f"{report.blocks_deleted} blocks deleted, {report.blocks_kept} kept (used elsewhere)"
+        f"{report.blocks_deleted} blocks deleted, {report.blocks_kept} kept (used elsewhere), "
+        f"{traces} trace records"
     )
-    return Output(text, report.__dict__)
+    return Output(text, {**report.__dict__, "traces_deleted": traces})
 
 
 def cmd_verify(args: argparse.Namespace) -> Output:
-    report = open_store_from(args).verify()
+    store = open_store_from(args)
+    blocks, traces = store.verify(), LmdbTraceStore(store).verify()
+    report = VerifyReport(
+        blocks.blocks, blocks.entries, blocks.edges, blocks.problems + traces.problems
+    )
     lines = [f"{report.blocks} blocks, {report.entries} entries, {report.edges} edges"]
+    lines.append(f"{traces.entries} trace records, {traces.blocks} stored requests")
     lines += [
         f"{p.code}: {p.detail}{'' if p.repairable else ' (not repairable)'}"
         for p in report.problems
@@ -125,7 +135,9 @@ def cmd_verify(args: argparse.Namespace) -> Output:
 
 
 def cmd_repair(args: argparse.Namespace) -> Output:
-    report = open_store_from(args).repair()
+    store = open_store_from(args)
+    blocks, traces = store.repair(), LmdbTraceStore(store).repair()
+    report = RepairReport(blocks.fixed + traces.fixed, blocks.unfixable + traces.unfixable)
     lines = [f"fixed {p.code}: {p.detail}" for p in report.fixed]
     lines += [f"cannot fix {p.code}: {p.detail}" for p in report.unfixable]
     lines.append(f"{len(report.fixed)} fixed, {len(report.unfixable)} left")

@@ -76,3 +76,27 @@ def test_console_script_is_installed():
     exe = Path(sys.executable).with_name("llm386")
     result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
     assert "verify" in result.stdout and "purge" in result.stdout
+
+
+def test_purge_removes_the_sessions_traces_too(run, tmp_path):
+    transcript = [
+        {
+            "task_id": 1,
+            "trial": 0,
+            "reward": 0.0,
+            "info": {},
+            "traj": [
+                {"role": "system", "content": "You are an airline agent."},
+                {"role": "user", "content": "Cancel reservation ZX123"},
+                {"role": "assistant", "content": "Done."},
+            ],
+        }
+    ]
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(transcript))
+    assert run("import", str(path))[0] == 0
+    session = json.loads(run("sessions", "--json")[1])[0]["session"]
+    assert json.loads(run("traces", "--session", session, "--json")[1])
+    assert "1 trace records" in run("purge", session)[1]
+    assert json.loads(run("traces", "--session", session, "--json")[1]) == []
+    assert run("verify")[0] == 0
