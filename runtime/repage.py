@@ -24,7 +24,7 @@ from . import __version__
 from .config import BudgetFractions, Config, RecencyMode
 from .diff import first_divergence
 from .embeddings import HashingEmbedder
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .packer import PackedRequest, pack
 from .pager import PageOptions, PageRequest, page
 from .plan import PagePlan, profile_from_json
@@ -91,8 +91,14 @@ def repage(
     original = traces.get(call_id)
     chosen = _profile(original, profile, config)
     request = page_request_for(original, chosen, config)
-    plan = page(store, request)
-    packed = pack(store, plan)
+    try:
+        plan = page(store, request)
+        packed = pack(store, plan)
+    except NotFound as exc:
+        raise type(exc)(
+            f"cannot re-page trace {original.call_id}: the store no longer holds what that turn "
+            f"saw ({exc}); blocks were deleted or the session purged since it was recorded"
+        ) from None
     recorded = traces.request_bytes(original.prompt_hash) or b""
     same = chosen.to_json() == dict(original.profile)
     matches = packed.prompt_hash == original.prompt_hash

@@ -118,7 +118,8 @@ def send_traced(
     latency = response.latency_ms if response else round((time.perf_counter() - clock) * 1000, 3)
     record = _record(client, request, basis, origin, parent, started, latency, response, failure)
     traces.record(record, request, response.body if response else None)
-    return CallOutcome(record, response, failure)
+    # Read back, so the record carries the store's own replay check.
+    return CallOutcome(traces.get(record.call_id), response, failure)
 
 
 def _record(
