@@ -59,7 +59,7 @@ def _stem(word: str) -> str:
 
 def _shorten(term: str) -> str:
     digest = hashlib.blake2b(term.encode("utf-8"), digest_size=6).hexdigest()
-    return f"{term[:20]}~{digest}"
+    return f"{term[: MAX_TERM_CHARS - len(digest) - 1]}~{digest}"
 
 
 def terms(text: str) -> list[str]:

@@ -174,6 +174,6 @@ def vector_cache(env: lmdbenv.Env) -> VectorCache:
     """Return the process-wide vector cache of ``env``."""
     with _caches_lock:
         cache = _caches.get(env.path)
-        if cache is None:
+        if cache is None or cache.env is not env:
             cache = _caches[env.path] = VectorCache(env)
         return cache

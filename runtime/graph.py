@@ -10,7 +10,9 @@ Invariants:
 - When a block sits at several seqs, an edge resolves to the one nearest before the block that
   follows it (a parent precedes its child), else the first after it.
 - Tool partners come from the index's pair column (same call id); a tool block without one
-  falls back to ``tool-invocation`` edges, which bind both ways. No partner means unpaired.
+  falls back to ``tool-invocation`` edges, which bind both ways. No partner means unpaired,
+  except for a tool block that is not CONVENTIONS.md JSON: the packer sends it as plain text,
+  which the API accepts alone, so it needs no partner.
 - Edge lists are read sorted and cut to ``dependency_fanout`` per edge kind, so the walk is
   bounded and deterministic. Edges are read only for rows the index flags as having them,
   straight from the store's edge and membership tables (``runtime.storecodec`` layouts).
@@ -31,7 +33,14 @@ from .rendering import CostCache
 from .sections import DEFAULT_SECTION as SECTION
 from .sections import section_of
 from .selection import TIER_SCORED, Item
-from .sessionindex import ABSENT, FLAG_DEPENDS, FLAG_SUMMARISED, FLAG_TOOL_EDGE, KIND_CODES
+from .sessionindex import (
+    ABSENT,
+    FLAG_DEPENDS,
+    FLAG_PLAIN_TOOL,
+    FLAG_SUMMARISED,
+    FLAG_TOOL_EDGE,
+    KIND_CODES,
+)
 from .storecodec import EDGE_BYTE
 from .tokenizers import Tokenizer
 
@@ -44,7 +53,7 @@ def cost_cache(env: Any) -> CostCache:
     """Return the process-wide cost cache of an environment."""
     with _lock:
         cache = _cost_caches.get(env.path)
-        if cache is None:
+        if cache is None or cache.env is not env:
             cache = _cost_caches[env.path] = CostCache(env)
         return cache
 
@@ -146,6 +155,8 @@ class SessionGraph:
                 out.append(partner)
             else:
                 out.append(self._partner_by_edges(seq, kind) if partner < 0 else -1)
+                if out[-1] == -1 and self._flagged(seq, FLAG_PLAIN_TOOL):
+                    out[-1] = None
         return out
 
     def make_outside(self, key: int, block_id: str, score: float, tier: int) -> Item:
@@ -185,7 +196,8 @@ class SessionGraph:
         pair = int(self.snapshot.records["pair"][seq]) - 1
         if pair >= 0:
             return pair if self.snapshot.has(pair) else -1
-        return self._partner_by_edges(seq, kind)
+        found = self._partner_by_edges(seq, kind)
+        return None if found == -1 and self._flagged(seq, FLAG_PLAIN_TOOL) else found
 
     def _partner_by_edges(self, seq: int, kind: BlockKind) -> int:
         if not self._flagged(seq, FLAG_TOOL_EDGE):

@@ -56,9 +56,9 @@ def index_for(store: Any) -> SessionIndex:
     """Return the index of ``store``'s environment, attaching its hook to ``store`` once."""
     with _lock:
         index = _attached.get(store)
-        if index is None:
+        if index is None or index.env is not store.env:
             index = _indexes.get(store.env.path)
-            if index is None:
+            if index is None or index.env is not store.env:  # a closed and reopened env
                 index = _indexes[store.env.path] = SessionIndex(store.env)
             store.add_hook(index)
             _attached[store] = index

@@ -55,6 +55,7 @@ FLAG_PINNED = 1
 FLAG_DEPENDS = 2  # the block has parent or supports edges out
 FLAG_SUMMARISED = 4  # some block has a derived-from edge to it
 FLAG_TOOL_EDGE = 8  # the block has a tool-invocation edge (either way)
+FLAG_PLAIN_TOOL = 16  # a tool block whose body is not CONVENTIONS.md JSON: it is sent as text
 _OUT, _IN = b"edges_out", b"edges_in"
 _PARENT, _DERIVED, _SUPPORTS, _TOOL = b"\x01", b"\x02", b"\x03", b"\x05"
 PINNED_LABEL = "pinned"
@@ -216,7 +217,7 @@ class SessionIndex:
             raw = bytes.fromhex(entry.id)
             record = _record(entry, doc)
             rows.set(entry.seq, record)
-            rows.get(entry.seq)["flags"] |= self._edge_flags(txn, raw)
+            rows.get(entry.seq)["flags"] |= self._edge_flags(txn, raw) | _plain_tool(entry)
             self._pair(txn, rows, entry)
         rows.save()
         for entry in entries:  # a new summary flags the blocks it was derived from
@@ -428,6 +429,11 @@ class _Rows:
         for number in sorted(self.chunks):
             key = col_key(self.session, number)
             self.txn.put(key, self.chunks[number].tobytes(), db=db)
+
+
+def _plain_tool(entry: Entry) -> int:
+    tool = entry.kind in (BlockKind.TOOL_CALL, BlockKind.TOOL_RESULT)
+    return FLAG_PLAIN_TOOL if tool and _call_id(entry) is None else 0
 
 
 def _call_id(entry: Entry) -> bytes | None:

@@ -1,0 +1,179 @@
+"""BM25 over the persisted session index, with rank_bm25 as the oracle."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rank_bm25 import BM25Okapi
+
+from runtime import LmdbStore, NewBlock, lmdbenv
+from runtime.bm25 import MAX_TERM_CHARS, query_terms, raw_idf, score_postings, terms
+from runtime.errors import StoreError
+from runtime.indexview import index_for, reader_for
+
+WORDS = ["flight", "refund", "seat", "bag", "cancel", "gold", "paris", "the", "zz9", "mia_li"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LmdbStore(tmp_path / "store")
+    index_for(s)
+    yield s
+    s.close()
+
+
+def ours(store, session, query, upto=None):
+    """Scores of every document as of ``upto``, as a dense array by seq (0 for misses)."""
+    snap = reader_for(store).snapshot(store, session, upto)
+    postings = snap.postings(query)
+    seqs, scores = score_postings(
+        snap.stats, postings, snap.records["dlen"], snap.idf_floor(postings)
+    )
+    dense = np.zeros(snap.upto)
+    dense[seqs] = scores
+    return dense
+
+
+def oracle(texts, query):
+    corpus = [terms(t) for t in texts]
+    if not any(corpus):  # rank_bm25 divides by its empty vocabulary; every score is 0
+        return np.zeros(len(texts))
+    return BM25Okapi(corpus, k1=1.2, b=0.75).get_scores(query)
+
+
+def has_negative_idf(texts, query):
+    docs = [set(terms(t)) for t in texts]
+    return any(raw_idf(len(docs), sum(q in d for d in docs)) < 0 for q in query)
+
+
+def test_terms_lowercase_drop_stop_words_and_stem():
+    assert terms("The Flights were CANCELLED and painting is fun") == [
+        "flight", "cancell", "paint", "fun"
+    ]  # fmt: skip
+
+
+def test_terms_keep_identifiers_and_numbers_exactly():
+    assert terms("user mia_li_3668 paid 2024-05-20 on HAT136") == [
+        "user", "mia_li_3668", "paid", "2024", "05", "20", "hat136"
+    ]  # fmt: skip
+
+
+def test_long_terms_are_shortened_to_a_stable_digest():
+    word = "x" * 200
+    (term,) = terms(word)
+    assert len(term) <= MAX_TERM_CHARS and term == terms(word.upper())[0]
+    assert terms("y" * 200) != [term]
+
+
+def test_query_terms_are_distinct_in_first_occurrence_order():
+    assert query_terms("refund refund the seat, refund") == ["refund", "seat"]
+
+
+corpora = st.lists(
+    st.lists(st.sampled_from(WORDS), min_size=0, max_size=12).map(" ".join),
+    min_size=1,
+    max_size=40,
+)
+queries = st.lists(st.sampled_from(WORDS + ["absent"]), min_size=1, max_size=4).map(" ".join)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=corpora, query=queries, cut=st.integers(min_value=0, max_value=40))
+def test_scores_equal_rank_bm25_for_the_whole_session_and_any_prefix(
+    tmp_path_factory, texts, query, cut
+):
+    store = LmdbStore(tmp_path_factory.mktemp("bm25") / "store")
+    index_for(store)
+    try:
+        # Empty texts are not blocks; a lone stop word is a block with no terms.
+        bodies = [t or "the" for t in texts]
+        for start in range(0, len(bodies), 7):
+            store.put_many("s", [NewBlock("fact", b) for b in bodies[start : start + 7]])
+        q = query_terms(query)
+        upto = min(cut, len(bodies))
+        for prefix, limit in ((bodies, None), (bodies[:upto], upto)):
+            if not prefix:
+                continue
+            got, want = ours(store, "s", q, limit), oracle(prefix, q)
+            if has_negative_idf(prefix, q):
+                assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+            else:
+                assert np.array_equal(got, want)  # bit for bit
+    finally:
+        store.close()
+
+
+def test_a_term_in_most_documents_gets_rank_bm25s_epsilon_floor(store):
+    texts = ["flight refund", "flight seat", "flight bag", "gold paris"]
+    for text in texts:
+        store.put("s", NewBlock("fact", text))
+    q = ["flight", "seat"]
+    assert raw_idf(4, 3) < 0
+    assert np.allclose(ours(store, "s", q), oracle(texts, q), rtol=1e-12)
+
+
+def test_deleting_and_purging_keep_scores_equal_to_rank_bm25(store):
+    texts = [f"flight {w} refund {w}" for w in WORDS] + ["seat seat gold"]
+    entries = store.put_many("s", [NewBlock("fact", t) for t in texts])
+    store.put("other", NewBlock("fact", texts[0]))
+    store.delete_block(entries[2].id)
+    kept = [t for i, t in enumerate(texts) if i != 2]
+    q = ["seat", "refund"]
+    assert has_negative_idf(kept, q)  # "refund" is in most documents: the epsilon floor applies
+    got = ours(store, "s", q)
+    assert np.allclose(np.delete(got, 2), oracle(kept, q), rtol=1e-12) and got[2] == 0
+    got = ours(store, "s", ["seat"])
+    assert np.array_equal(np.delete(got, 2), oracle(kept, ["seat"]))
+    store.purge_session("s")
+    assert math.isclose(ours(store, "other", ["flight"])[0], oracle([texts[0]], ["flight"])[0])
+
+
+def test_an_index_behind_the_store_catches_up_before_it_is_read(tmp_path):
+    plain = LmdbStore(tmp_path / "store")  # no hook: writes the index never saw
+    texts = ["cancel flight", "refund seat", "gold paris"]
+    plain.put_many("s", [NewBlock("fact", t) for t in texts[:2]])
+    indexed = LmdbStore(tmp_path / "store")
+    index_for(indexed)
+    assert np.array_equal(ours(indexed, "s", ["seat"]), oracle(texts[:2], ["seat"]))
+    plain.put("s", NewBlock("fact", texts[2]))  # an append it missed
+    assert np.array_equal(ours(indexed, "s", ["gold"]), oracle(texts, ["gold"]))
+    plain.delete_block(plain.entries("s")[0].id)  # a removal it missed: rebuilt
+    got = ours(indexed, "s", ["seat"])
+    assert got[0] == 0 and np.array_equal(got[1:], oracle(texts[1:], ["seat"]))
+    indexed.close()
+
+
+def test_the_index_is_persisted_and_reused_not_rebuilt(tmp_path):
+    path = tmp_path / "store"
+    store = LmdbStore(path)
+    index_for(store)
+    store.put_many("s", [NewBlock("fact", f"refund {i}") for i in range(50)])
+    meta = reader_for(store).snapshot(store, "s").meta
+    store.close()
+    again = LmdbStore(path)
+    assert reader_for(again).snapshot(again, "s").meta == meta  # same generation: not rebuilt
+    db = again.env.db(b"ix_post")
+    postings = lmdbenv.read(again.env, lambda txn: txn.stat(db)["entries"])
+    again.close()
+    assert postings >= 50
+
+
+def test_a_read_only_store_with_a_stale_index_says_how_to_fix_it(tmp_path):
+    path = tmp_path / "store"
+    writer = LmdbStore(path)
+    index_for(writer)
+    writer.put("s", NewBlock("fact", "first"))
+    reader_for(writer).snapshot(writer, "s")
+    other = LmdbStore(path)  # a second handle without the hook
+    other.put("s", NewBlock("fact", "second"))
+    writer.close()
+    readonly = LmdbStore(path, readonly=True)
+    with pytest.raises(StoreError, match="open the store writable once"):
+        reader_for(readonly).snapshot(readonly, "s")
+    readonly.close()

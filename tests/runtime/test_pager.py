@@ -1,0 +1,270 @@
+"""The pager: sections and budgets, selection rules, edges, reasons, and the plan it returns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from runtime import LmdbStore, NewBlock
+from runtime.blocks import BlockKind, Edge, EdgeKind, canonical_json
+from runtime.config import BudgetFractions
+from runtime.errors import BudgetTooSmall, SessionNotFound
+from runtime.indexview import index_for
+from runtime.pager import PageOptions, PageRequest, page
+from runtime.plan import OmissionReason, PagePlan, SelectionReason
+from runtime.sections import DEFAULT_SECTION, Section, allocate
+from tests.runtime.pager_support import Session, profile
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LmdbStore(tmp_path / "store")
+    index_for(s)
+    yield s
+    s.close()
+
+
+def reasons(plan):
+    out = {s.candidate.block_id: s.reason for s in plan.selected}
+    out.update({o.candidate.block_id: o.reason for o in plan.omitted})
+    return out
+
+
+def chat(store, name="s", turns=20, size=30):
+    session = Session(store, name)
+    session.system("You are a careful airline agent.")
+    session.tool_schema()
+    for i in range(turns):
+        session.user(f"turn {i}: " + "please check my booking " * size)
+        session.assistant(f"reply {i}: " + "certainly " * size)
+    return session
+
+
+def test_sections_are_in_the_canonical_order():
+    assert [s.value for s in Section] == [
+        "system", "task", "state", "plan", "retrieved", "tools", "recent", "background", "slack"
+    ]  # fmt: skip
+
+
+def test_every_block_kind_has_a_section_and_none_maps_to_task_or_slack():
+    assert set(DEFAULT_SECTION) == set(BlockKind)
+    assert not {Section.TASK, Section.SLACK} & set(DEFAULT_SECTION.values())
+    assert DEFAULT_SECTION[BlockKind.TOOL_RESULT] is Section.RECENT
+    assert DEFAULT_SECTION[BlockKind.TOOL_SCHEMA] is Section.TOOLS
+
+
+def test_default_fractions_allocate_floor_shares_of_the_variable_budget():
+    allocation = allocate(BudgetFractions(), 111_360)
+    assert dict(allocation.tokens) == {
+        Section.STATE: 11_136, Section.PLAN: 5_568, Section.RECENT: 22_272,
+        Section.RETRIEVED: 44_544, Section.TOOLS: 16_704, Section.BACKGROUND: 5_568,
+        Section.SLACK: 5_568,
+    }  # fmt: skip
+
+
+def test_fractions_summing_over_one_are_scaled_down():
+    loud = BudgetFractions(state=1.0, plan=1.0, recent=0.0, retrieved=0.0, tools=0.0,
+                           background=0.0, slack=0.0)  # fmt: skip
+    allocation = allocate(loud, 1000)
+    assert allocation.of(Section.STATE) == allocation.of(Section.PLAN) == 500
+
+
+def test_planned_tokens_never_exceed_the_input_budget_and_slack_stays_empty(store):
+    chat(store)
+    plan = page(store, PageRequest("s", "check my booking", profile(1500)))
+    assert plan.tokens <= plan.budget == 1500
+    slack = plan.usage(Section.SLACK)
+    assert slack.used == 0 and slack.allocated > 0
+    assert plan.tokens <= plan.budget - slack.allocated
+
+
+def test_required_blocks_come_first_even_when_they_score_nothing(store):
+    chat(store)
+    old = store.entries("s")[2].id  # the first user turn
+    plan = page(store, PageRequest("s", "zzz", profile(900), required=(old,)))
+    assert reasons(plan)[old] is SelectionReason.REQUIRED
+
+
+def test_required_blocks_that_do_not_fit_say_by_how_much(store):
+    chat(store, size=200)
+    everything = tuple(e.id for e in store.entries("s"))
+    with pytest.raises(BudgetTooSmall, match=r"\d+ tokens too many"):
+        page(store, PageRequest("s", "task", profile(2000), required=everything))
+
+
+def test_a_tool_call_never_travels_without_its_result(store):
+    session = Session(store, "s")
+    session.system("sys")
+    for i in range(15):
+        session.user(f"look up user {i}")
+        session.tool_turn("get_user", {"user_id": f"u{i}"}, "x" * (40 * (i % 4 + 1)))
+    plan = page(store, PageRequest("s", "user 7", profile(900)))
+    chosen = {s.candidate.block_id for s in plan.selected}
+    for call, result in _pairs(store, "s"):
+        assert (call in chosen) == (result in chosen)
+    assert any(s.reason is SelectionReason.TOOL_PAIR for s in plan.selected)
+
+
+def _pairs(store, session):
+    calls = [e.id for e in store.entries(session) if e.kind is BlockKind.TOOL_CALL]
+    return [(c, store.edges_from(c, EdgeKind.TOOL_INVOCATION)[0].dst) for c in calls]
+
+
+def test_a_tool_call_whose_result_is_not_in_the_session_yet_is_unpaired(store):
+    session = Session(store, "s")
+    session.user("hello")
+    call, result = session.tool_turn("get_user", {"user_id": "u1"}, "found")
+    upto = [e.seq for e in store.entries("s") if e.id == result][0]
+    plan = page(store, PageRequest("s", "user", profile(5000), upto=upto))
+    assert reasons(plan)[call] is OmissionReason.UNPAIRED
+    assert result not in reasons(plan)  # not in the session as of upto
+
+
+def test_a_selected_tool_call_pulls_in_the_assistant_text_of_its_turn(store):
+    session = Session(store, "s")
+    session.user("filler " * 50)
+    call, _ = session.tool_turn("get_user", {"user_id": "zeta9"}, "zeta9 is gold",
+                                said="Let me look that up for you.")  # fmt: skip
+    for i in range(10):
+        session.user(f"unrelated {i} " * 30)
+    said = store.edges_from(call, EdgeKind.PARENT)[0].dst
+    options = PageOptions(neighbour_weight=0.0)
+    plan = page(store, PageRequest("s", "zeta9", profile(700), options=options))
+    got = reasons(plan)
+    assert got[call] in (SelectionReason.RELEVANCE, SelectionReason.TOOL_PAIR)
+    assert got[said] is SelectionReason.DEPENDENCY
+    assert {s.via for s in plan.selected if s.reason is SelectionReason.DEPENDENCY} == {call}
+
+
+def test_edges_are_not_followed_when_turned_off(store):
+    session = Session(store, "s")
+    call, _ = session.tool_turn("get_user", {"user_id": "zeta9"}, "zeta9 is gold", said="Hmm.")
+    for i in range(5):
+        session.user(f"unrelated {i} " * 30)
+    options = PageOptions(follow_edges=False, neighbour_weight=0.0)
+    plan = page(store, PageRequest("s", "zeta9", profile(5000), options=options))
+    assert SelectionReason.DEPENDENCY not in {s.reason for s in plan.selected}
+
+
+def test_a_summary_replaces_the_blocks_it_was_derived_from_under_pressure(store):
+    long_facts = [f"fact {i}: " + "detail " * 120 for i in range(3)]
+    ids = [e.id for e in store.put_many("s", [NewBlock("fact", t) for t in long_facts])]
+    summary = "summary: three detailed facts about details"
+    store.put_many(
+        "s",
+        [NewBlock("summary", summary)],
+        [Edge(_summary_id(summary), EdgeKind.DERIVED_FROM, i) for i in ids],
+    )
+    plan = page(store, PageRequest("s", "detail", profile(400)))
+    got = reasons(plan)
+    assert got[_summary_id(summary)] in (
+        SelectionReason.SUMMARY_SUBSTITUTE,
+        SelectionReason.RELEVANCE,
+    )
+    replaced = [i for i in ids if got[i] is OmissionReason.REPLACED_BY_SUMMARY]
+    assert replaced and all(
+        o.via == _summary_id(summary) for o in plan.omitted if o.candidate.block_id in replaced
+    )
+
+
+def _summary_id(text):
+    from runtime.blocks import content_hash
+
+    return content_hash(BlockKind.SUMMARY, text)
+
+
+def test_the_same_fact_twice_is_packed_once_but_repeated_user_turns_are_kept(store):
+    store.put_many("s", [NewBlock("fact", "the gate is B12")] * 2)
+    store.put_many("s", [NewBlock("user-message", "yes")] * 2)
+    plan = page(store, PageRequest("s", "gate", profile(5000)))
+    kinds = Counter(s.candidate.kind for s in plan.selected)
+    assert kinds[BlockKind.FACT] == 1 and kinds[BlockKind.USER_MESSAGE] == 2
+    (dup,) = [o for o in plan.omitted if o.reason is OmissionReason.DUPLICATE]
+    assert dup.via == dup.candidate.block_id and dup.candidate.seq == 0  # the newer one is kept
+
+
+def test_candidates_under_the_threshold_are_omitted_as_below_threshold(store):
+    chat(store, turns=5, size=2)
+    plan = page(
+        store, PageRequest("s", "booking", profile(50_000), options=PageOptions(threshold=0.99))
+    )
+    assert OmissionReason.BELOW_THRESHOLD in {o.reason for o in plan.omitted}
+    assert all(
+        s.candidate.score >= 0.99 or s.reason is not SelectionReason.RELEVANCE
+        for s in plan.selected
+    )
+
+
+def test_unused_section_budget_flows_to_other_sections_unless_turned_off(store):
+    chat(store)
+    flowing = page(store, PageRequest("s", "booking", profile(3000)))
+    recent = flowing.usage(Section.RECENT)
+    assert recent.used > recent.allocated  # borrowed what Retrieved and the others left
+    fixed = page(
+        store, PageRequest("s", "booking", profile(3000), options=PageOptions(flow_unused=False))
+    )
+    recent = fixed.usage(Section.RECENT)
+    assert recent.used <= recent.allocated
+    assert OmissionReason.SECTION_BUDGET in {o.reason for o in fixed.omitted}
+
+
+def test_system_prompts_and_tool_schemas_are_standing_content(store):
+    session = chat(store, turns=2)
+    plan = page(store, PageRequest("s", "anything", profile(5000)))
+    standing = {s.candidate.kind for s in plan.selected if s.reason is SelectionReason.STANDING}
+    assert standing == {BlockKind.SYSTEM, BlockKind.TOOL_SCHEMA}
+    assert session.ids["system"] in {s.candidate.block_id for s in plan.selected}
+
+
+def test_recent_turns_are_chosen_for_recency_and_matching_ones_for_relevance(store):
+    session = Session(store, "s")
+    session.user("my passport number is ZX-778")
+    for i in range(40):
+        session.user(f"small talk {i}")
+    plan = page(store, PageRequest("s", "passport ZX-778", profile(5000)))
+    got = {s.candidate.seq: s.reason for s in plan.selected}
+    assert got[0] is SelectionReason.RELEVANCE
+    assert got[40] is SelectionReason.RECENCY
+
+
+def test_every_candidate_is_accounted_for_exactly_once_in_a_total_order(store):
+    chat(store, turns=30)
+    plan = page(store, PageRequest("s", "booking 7", profile(2500)))
+    keys = [(d.candidate.block_id, d.candidate.seq) for d in (*plan.selected, *plan.omitted)]
+    assert len(keys) == len(set(keys))
+    assert len(plan.selected) > 0 and len(plan.omitted) > 0
+    ranks = [s.candidate.section.rank for s in plan.selected]
+    assert ranks == sorted(ranks)
+
+
+def test_paging_as_of_upto_equals_paging_a_store_that_stopped_there(tmp_path):
+    full, cut = LmdbStore(tmp_path / "full"), LmdbStore(tmp_path / "cut")
+    for s in (full, cut):
+        index_for(s)
+    chat(full, turns=20)
+    upto = 25
+    cut.put_many("s", [NewBlock(e.kind, e.body) for e in full.entries("s")[:upto]])
+    request = PageRequest("s", "booking 3", profile(2000))
+    then = page(full, replace(request, upto=upto))
+    assert then.upto == upto
+    assert then.to_json() == page(cut, request).to_json()
+    full.close()
+    cut.close()
+
+
+def test_the_plan_round_trips_through_json(store):
+    chat(store, turns=8)
+    plan = page(store, PageRequest("s", "booking", profile(1500)))
+    data = plan.to_json()
+    canonical_json(data)  # JSON-able as it is
+    assert PagePlan.from_json(data) == plan
+    assert {"block_id", "seq", "section", "reason", "score", "scores", "tokens"} <= set(
+        data["selected"][0]
+    )
+
+
+def test_paging_a_session_that_does_not_exist_says_so(store):
+    with pytest.raises(SessionNotFound):
+        page(store, PageRequest("nope", "task", profile(1000)))
