@@ -227,8 +227,7 @@ def test_agent_turns_are_a_function_of_the_session_and_repage_exactly(stores, me
         agent = Agent(store, traces, OfflineModel(), session=session)
         for message in messages:
             agent.say(message)
-    one, two = ([r for r in traces.list(session=s, limit=None, newest_first=False)]
-                for s in sessions)  # fmt: skip
+    one, two = (traces.list(session=s, limit=None, newest_first=False) for s in sessions)
     assert [r.prompt_hash for r in one] == [r.prompt_hash for r in two]
     for record in one:
         assert repage(store, traces, record.call_id).hash_matches
