@@ -14,6 +14,7 @@ from .common import Output, to_json_text
 COMMAND_MODULES = [
     "runtime.cli.store_cmds",
     "runtime.cli.models_cmds",
+    "runtime.cli.page_cmds",
     "runtime.cli.trace_cmds",
     "runtime.cli.agent_cmds",
 ]
