@@ -10,11 +10,12 @@ from typing import Any
 from runtime.agent import DEFAULT_MODEL, Agent, AgentReply
 from runtime.blocks import ToolCall, ToolResult, canonical_json
 from runtime.config import Config
-from runtime.errors import ModelCallFailed, ReplayMismatch
+from runtime.errors import ModelCallFailed, ReplayMismatch, UnknownModel
 from runtime.lmdbstore import LmdbStore
 from runtime.lmdbtraces import LmdbTraceStore
 from runtime.models import AnthropicAdapter, ModelClient, OfflineModel, api_key_available
 from runtime.models.offline import OFFLINE_MODEL_NAME
+from runtime.profiles import ANTHROPIC
 from runtime.repage import RepageResult, repage
 from runtime.replay import ReplayResult, replay
 from runtime.textdiff import LineOp
@@ -55,8 +56,14 @@ def _chat_client(args: argparse.Namespace, config: Config) -> tuple[ModelClient,
         return OfflineModel(), (
             f"offline model {OFFLINE_MODEL_NAME} ({why}): its replies are canned, not Claude's"
         )
+    profile = config.profile(args.model)
+    if profile.provider != ANTHROPIC:
+        raise UnknownModel(
+            f"{profile.name} is a {profile.provider} model and llm386 calls Anthropic models "
+            "only: pick a claude-* model, or add --offline to page for it with the offline model"
+        )
     client = anthropic_client(config)
-    return client, f"Anthropic API at {client.base_url} (model {args.model})"
+    return client, f"Anthropic API at {client.base_url} (model {profile.name})"
 
 
 def cmd_chat(args: argparse.Namespace) -> Output:

@@ -273,3 +273,10 @@ def test_chat_cli_uses_anthropic_when_a_key_is_set(tmp_path, capsys, monkeypatch
     assert "assistant: Hi from the API." in out and "error: the API rejected" in out
     assert json.loads(model_server.requests[0].body)["model"] == "claude-opus-4-6"
     assert KEY not in out
+
+
+def test_chat_cli_refuses_a_non_anthropic_model_for_the_real_api(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n"))
+    code = main(["--store", str(tmp_path / "store"), "chat", "--model", "gpt-4o"])
+    assert code == 2 and "--offline" in capsys.readouterr().err
