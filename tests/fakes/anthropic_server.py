@@ -208,6 +208,8 @@ def default_reply(request: RecordedRequest) -> Reply:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Without this, a reused keep-alive connection stalls ~40 ms per call on delayed ACKs.
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
