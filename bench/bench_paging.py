@@ -7,8 +7,13 @@ it plus the tool definitions. Each policy packs that input under a token budget:
 - ``last-8-user-turns``: tool definitions, system, and the history from the 8th-last user message.
 - ``age-based``: the Pichay paper's policy: tool results at least 4 user turns old and over 500
   bytes become placeholders (errors never); no dedup, no schema stubs, no budget, no pinning.
-- ``ours``: ``runtime.paging``: the same age rule plus duplicate placeholders, stubs for tools not
-  called yet, pressure eviction to fit the budget, and fault-driven pinning with refault backoff.
+- ``ours``: ``runtime.paging`` applied to the full history: the age rule counted from a result's
+  last use, duplicate placeholders, compact stubs for tool schemas, pressure eviction to fit the
+  budget, and fault-driven pinning with refault backoff. Its requests are rendered by
+  ``bench.paging_replay.render_request``: ``runtime.packer`` takes no placeholder bodies yet.
+
+Also reported: variants of ours (one setting changed each) and ``runtime pager`` (the runtime
+pager and packer as they are, no demand paging: real selection, real request bytes).
 
 For each policy: cumulative input tokens and the reduction against full history, peak tokens,
 budget violations, estimated input cost with and without prompt caching, the reference miss rate
@@ -31,15 +36,25 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.paging_policies import (
+    Ours,
+    Outcome,
+    Request,
+    RuntimePager,
+    Simple,
+    Stats,
+    TurnInput,
+    last_user_turns,
+    sha256_hex,
+)
 from bench.paging_replay import (
     IdentRule,
-    MissTally,
     RefIndex,
     Replay,
     Residency,
@@ -48,32 +63,21 @@ from bench.paging_replay import (
     render_request,
     residency,
 )
+from runtime import open_store
 from runtime.accounting import (
     RequestItem,
-    TokenCategory,
     TokenCounter,
-    TurnAccounting,
-    account_turn,
     categorize,
-    common_prefix_tokens,
     estimate_cost,
     get_price,
     request_items,
 )
-from runtime.blocks import BlockKind, Entry, ToolCall
-from runtime.errors import BudgetTooSmall
-from runtime.eviction import (
-    PAPER_CONFIG,
-    EvictionConfig,
-    EvictionPlan,
-    PagedItem,
-    StubScope,
-    paged_view,
-    plan_eviction,
-)
-from runtime.faults import FaultKind, PagingState, detect_faults
+from runtime.blocks import BlockKind
+from runtime.eviction import PAPER_CONFIG, EvictionConfig, EvictionPlan, StubScope, plan_eviction
 from runtime.history import AgeFrom
-from runtime.paging import PagedTurn, finish_turn, page_turn
+from runtime.importer import write_blocks
+from runtime.indexview import index_for
+from runtime.profiles import get_profile
 from runtime.tokenizers import get_tokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tau-bench-airline"
@@ -81,7 +85,9 @@ TOKENIZER = "o200k_base"
 DEFAULT_BUDGET = 8_000
 LAST_N_USER_TURNS = 8
 PRICED = ("claude-sonnet-4-5", "gpt-4o")
+PAGER_PROFILE = "gpt-4o"  # the model of the recorded sessions
 POLICIES = ("full", "last-8-user-turns", "age-based", "ours")
+RUNTIME_PAGER = "runtime pager (no demand paging yet)"
 # Variants of ours, each changing one thing, reported beside the four policies.
 VARIANTS: tuple[tuple[str, EvictionConfig, bool], ...] = (
     ("ours, schemas stubbed until used", EvictionConfig(stub_schemas=StubScope.UNUSED), True),
@@ -90,181 +96,17 @@ VARIANTS: tuple[tuple[str, EvictionConfig, bool], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class TurnInput:
-    """What every policy sees for one model call."""
-
-    session: str
-    model: str
-    turn: int
-    entries: tuple[Entry, ...]
-    calls: tuple[ToolCall, ...]  # the recorded answer's tool calls
-    categories: dict[int, TokenCategory]
-    full: tuple[RequestItem, ...]
-    previous_full: tuple[RequestItem, ...]
-
-
-@dataclass(frozen=True)
-class Request:
-    """One request a policy sent: its tokens, tokens a cache could serve, and its hash."""
-
-    tokens: int
-    cached: int
-    sha256: str
-    fault_round_trip: bool = False
-
-
-@dataclass
-class Outcome:
-    items: tuple[PagedItem, ...]
-    request: tuple[RequestItem, ...]
-    accounting: TurnAccounting
-    plan: EvictionPlan
-    paged: PagedTurn | None = None
-    over_budget: bool = False
-
-
-@dataclass
-class Stats:
-    """Everything measured for one policy over all sessions."""
-
-    requests: list[Request] = field(default_factory=list)
-    turns: int = 0
-    violations: int = 0
-    categories: dict[str, list[int]] = field(default_factory=dict)
-    misses: MissTally = field(default_factory=MissTally)
-    numeric: MissTally = field(default_factory=MissTally)
-    faults: dict[str, int] = field(default_factory=lambda: {k.value: 0 for k in FaultKind})
-    refaults: int = 0
-    evicted: set[tuple[str, str]] = field(default_factory=set)
-    faulted: set[tuple[str, str]] = field(default_factory=set)
-
-    def add_accounting(self, a: TurnAccounting) -> None:
-        for c in a.categories:
-            pair = self.categories.setdefault(c.category.value, [0, 0])
-            pair[0] += c.full
-            pair[1] += c.packed
-
-
-class Simple:
-    """A policy that picks entries and a plan per turn and never learns from faults."""
-
-    def __init__(self, name: str, select: Callable[[Sequence[Entry]], tuple[Any, EvictionPlan]]):
-        self.name, self.select = name, select
-        self.previous: tuple[RequestItem, ...] = ()
-
-    def begin(self) -> None:
-        self.previous = ()
-
-    def pack(self, t: TurnInput, count: TokenCounter) -> Outcome:
-        subset, plan = self.select(t.entries)
-        request = request_items(subset, plan, t.categories, count)
-        acct = account_turn(
-            t.turn, t.full, request, previous_full=t.previous_full, previous_packed=self.previous
-        )
-        self.previous = request
-        return Outcome(paged_view(subset, plan), request, acct, plan)
-
-    def answer(self, t: TurnInput, out: Outcome, soft: Sequence[str], s: Stats) -> list[Request]:
-        # Faults are counted (the recorded model re-ran a call whose result was paged out) but
-        # nothing is pinned: the paper's age policy has no memory of them.
-        for f in detect_faults(out.plan, t.calls, turn=t.turn, user_turn=0):
-            s.faults[f.kind.value] += 1
-            s.faulted.add((t.session, f.block_id))
-        return []
-
-
-def _last_user_turns(n: int) -> Callable[[Sequence[Entry]], tuple[Any, EvictionPlan]]:
-    def select(entries: Sequence[Entry]) -> tuple[Any, EvictionPlan]:
-        users = [i for i, e in enumerate(entries) if e.kind is BlockKind.USER_MESSAGE]
-        start = users[-n] if len(users) >= n else 0
-        fixed = (BlockKind.TOOL_SCHEMA, BlockKind.SYSTEM)
-        kept = [e for i, e in enumerate(entries) if i >= start or e.kind in fixed]
-        return kept, EvictionPlan()
-
-    return select
-
-
-class Ours:
-    """runtime.paging under a budget, with fault-driven pinning and simulated recalls."""
-
-    def __init__(
-        self,
-        name: str,
-        config: EvictionConfig,
-        budget: int,
-        count: TokenCounter,
-        *,
-        recall_misses: bool = True,
-    ):
-        self.name = name
-        self.config, self.budget, self.count = config, budget, count
-        self.recall_misses = recall_misses
-        self.state = PagingState()
-        self.previous: PagedTurn | None = None
-
-    def begin(self) -> None:
-        self.state, self.previous = PagingState(), None
-
-    def _page(self, t: TurnInput, count: TokenCounter, reserve: int = 0) -> tuple[PagedTurn, bool]:
-        """Page the turn under the budget less ``reserve``; if it cannot fit, page it unbounded."""
-        args = (t.entries, self.config, self.state, count)
-        budget = self.budget - reserve
-        try:
-            return page_turn(*args, turn=t.turn, budget=budget, previous=self.previous), False
-        except BudgetTooSmall:
-            return page_turn(*args, turn=t.turn, previous=self.previous), True
-
-    def pack(self, t: TurnInput, count: TokenCounter) -> Outcome:
-        paged, over = self._page(t, count)
-        return Outcome(paged.items, paged.request, paged.accounting, paged.plan, paged, over)
-
-    def answer(self, t: TurnInput, out: Outcome, soft: Sequence[str], s: Stats) -> list[Request]:
-        assert out.paged is not None
-        recalls = tuple(
-            ToolCall(f"recall-{t.turn}-{i}", "recall", {"block_id": bid[:12]})
-            for i, bid in enumerate(soft if self.recall_misses else ())
-        )
-        paged, self.state = finish_turn(out.paged, (*recalls, *t.calls), self.state)
-        out.accounting = paged.accounting
-        for f in paged.faults:
-            s.faults[f.kind.value] += 1
-            s.refaults += f.refault
-            s.faulted.add((t.session, f.block_id))
-        self.previous = paged
-        if not any(f.kind is FaultKind.RECALL for f in paged.faults):
-            return []
-        return [self._round_trip(t, paged, recalls, s)]
-
-    def _round_trip(
-        self, t: TurnInput, paged: PagedTurn, recalls: Sequence[ToolCall], s: Stats
-    ) -> Request:
-        """Send the turn again with the recalled blocks paged in (pinned): the fault's cost."""
-        count = self.count
-        calls = sum(count(c.body()) for c in recalls)  # the recall tool_use blocks, sent too
-        again, over = self._page(t, count, reserve=calls)
-        tokens = again.tokens + calls
-        s.violations += over or tokens > self.budget
-        cached = common_prefix_tokens(paged.request, again.request)
-        digest = _sha(render_request(t.model, again.items, again.plan.offers_recall))
-        self.previous = again
-        return Request(tokens, cached, digest, fault_round_trip=True)
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def make_policies(budget: int, count: TokenCounter) -> list[Any]:
-    """Return the four policies, in report order, then the variants of ours."""
+def make_policies(budget: int, count: TokenCounter, store: Any) -> list[Any]:
+    """Return the four policies, in report order, then the variants and the runtime pager."""
     policies: list[Any] = [
         Simple("full", lambda entries: (entries, EvictionPlan())),
-        Simple("last-8-user-turns", _last_user_turns(LAST_N_USER_TURNS)),
+        Simple("last-8-user-turns", last_user_turns(LAST_N_USER_TURNS)),
         Simple("age-based", lambda entries: (entries, plan_eviction(entries, PAPER_CONFIG, count))),
         Ours("ours", EvictionConfig(), budget, count),
     ]
     for name, config, recall_misses in VARIANTS:
         policies.append(Ours(name, config, budget, count, recall_misses=recall_misses))
+    policies.append(RuntimePager(RUNTIME_PAGER, store, get_profile(PAGER_PROFILE), budget))
     return policies
 
 
@@ -313,11 +155,15 @@ def _one_turn(p: Any, t: TurnInput, refs: Any, numeric_refs: Any, s: Stats, budg
     soft = _soft_blocks(refs, res, out, s)
     for _token, seqs in numeric_refs:
         s.numeric.add([res.get(q, Residency.ABSENT) for q in seqs])
-    digest = _sha(render_request(t.model, out.items, out.plan.offers_recall))
+    digest = out.sha256 or sha256_hex(render_request(t.model, out.items, out.plan.offers_recall))
+    if out.packer_tokens is not None:
+        s.packer_tokens.append(out.packer_tokens)
     extra = p.answer(t, out, soft, s)
     s.turns += 1
     s.violations += out.over_budget or out.accounting.packed_tokens > budget
-    s.requests.append(Request(out.accounting.packed_tokens, out.accounting.cached_packed, digest))
+    where = f"{t.session}#{t.turn}"
+    acct = out.accounting
+    s.requests.append(Request(acct.packed_tokens, acct.cached_packed, digest, False, where))
     s.requests.extend(extra)
     s.add_accounting(out.accounting)
     # Pageable blocks only: a schema stub is not content the model reads back.
@@ -330,11 +176,26 @@ def run(sessions: Path, tools: Path, budget: int) -> tuple[dict[str, Stats], lis
     """Replay every session under every policy; return the stats per policy."""
     count = TokenCounter(get_tokenizer(TOKENIZER))
     replays = load_replays(sessions, tools)
-    policies = make_policies(budget, count)
-    stats = {p.name: Stats() for p in policies}
-    for rep in replays:
-        replay_session(rep, policies, stats, budget, count)
+    with tempfile.TemporaryDirectory(prefix="llm386-bench-paging-") as tmp:
+        store = open_store(Path(tmp) / "store")  # for the runtime pager, which reads a store
+        try:
+            index_for(store)  # the pager's index follows the writes, as in a live store
+            for rep in replays:
+                write_blocks(store, rep.prepared)
+            policies = make_policies(budget, count, store)
+            stats = {p.name: Stats() for p in policies}
+            for rep in replays:
+                replay_session(rep, policies, stats, budget, count)
+        finally:
+            store.close()
     return stats, replays
+
+
+def _packer(s: Stats) -> dict[str, int] | None:
+    """Return the runtime packer's own counts (message framing included), when it packed."""
+    if not s.packer_tokens:
+        return None
+    return {"cumulative": sum(s.packer_tokens), "peak": max(s.packer_tokens)}
 
 
 def _rate(part: int, whole: int) -> float:
@@ -359,6 +220,7 @@ def summarize(name: str, s: Stats, full_tokens: int) -> dict[str, Any]:
         "fault_round_trips": len(round_trips),
         "peak_tokens": max((r.tokens for r in s.requests), default=0),
         "budget_violations": s.violations,
+        "packer_chat_tokens": _packer(s),
         "estimated_input_cost_usd": costs,
         "miss_rate": s.misses.to_json(),
         "miss_rate_numeric_tokens": s.numeric.to_json(),
@@ -391,8 +253,8 @@ def composition(full: Stats) -> dict[str, Any]:
 
 
 def hashes(stats: dict[str, Stats]) -> dict[str, list[str]]:
-    """Return the SHA-256 of every packed request, per policy, in replay order."""
-    return {name: [r.sha256 for r in s.requests] for name, s in stats.items()}
+    """Return "session#turn sha256" of every packed request, per policy, in replay order."""
+    return {name: [f"{r.where} {r.sha256}" for r in s.requests] for name, s in stats.items()}
 
 
 def fresh_process_hashes(sessions: Path, tools: Path, budget: int, seed: int) -> dict[str, Any]:
@@ -406,15 +268,19 @@ def fresh_process_hashes(sessions: Path, tools: Path, budget: int, seed: int) ->
 
 
 def compare_hashes(ours: dict[str, list[str]], runs: Sequence[dict[str, list[str]]]) -> dict:
-    """Return, per policy, how many request hashes every run reproduced exactly."""
+    """Return, per policy, how many request hashes every run reproduced, and where they differ."""
     out: dict[str, Any] = {}
     for name, mine in ours.items():
-        same = sum(
-            1 for i, h in enumerate(mine) if all(len(r[name]) > i and r[name][i] == h for r in runs)
-        )
+        differ = [
+            h.split()[0]
+            for i, h in enumerate(mine)
+            if not all(len(r[name]) > i and r[name][i] == h for r in runs)
+        ]
         lengths_match = all(len(r[name]) == len(mine) for r in runs)
+        same = len(mine) - len(differ)
         out[name] = {"requests": len(mine), "identical": same, "lengths_match": lengths_match,
-                     "identical_rate": _rate(same, len(mine)) if lengths_match else 0.0}  # fmt: skip
+                     "identical_rate": _rate(same, len(mine)) if lengths_match else 0.0,
+                     "first_differences": differ[:10]}  # fmt: skip
     return out
 
 
@@ -448,6 +314,7 @@ def measure(sessions: Path, tools: Path, budget: int, *, fresh_runs: int = 2) ->
     summaries = {name: summarize(name, s, full_tokens) for name, s in stats.items()}
     policies = {name: summaries[name] for name in POLICIES}
     variants = {name: v for name, v in summaries.items() if name not in POLICIES}
+    # The runtime pager sends the latest user message as the closing task: counted like a block.
     mine = hashes(stats)
     runs = [
         fresh_process_hashes(sessions, tools, budget, seed) for seed in range(1, fresh_runs + 1)
@@ -462,8 +329,10 @@ def measure(sessions: Path, tools: Path, budget: int, *, fresh_runs: int = 2) ->
         "budget": budget,
         "ours_config": EvictionConfig().to_json(),
         "age_based_config": PAPER_CONFIG.to_json(),
-        "ours_implementation": "runtime.paging (own eviction + dedup + schema stubs + pinning); "
-        "requests rendered by bench.paging_replay.render_request, not yet runtime.packer",
+        "ours_implementation": "runtime.paging (eviction + dedup + schema stubs + pinning) over "
+        "the full history; requests rendered by bench.paging_replay.render_request, because "
+        "runtime.packer takes no placeholder bodies yet. The runtime pager row is "
+        "runtime.pager + runtime.packer unchanged (no demand paging).",
         "policies": policies,
         "variants": variants,
         "variant_configs": {name: c.to_json() for name, c, _ in VARIANTS},

@@ -33,7 +33,7 @@ from runtime.blocks import (
 )
 from runtime.eviction import PagedItem
 from runtime.history import parse_result
-from runtime.importer import ImportOptions, Turn, prepare
+from runtime.importer import ImportOptions, PreparedSession, Turn, prepare
 from runtime.placeholders import RECALL_TOOL
 from runtime.store import DEFAULT_MAX_BLOCK_BYTES
 from runtime.transcripts import read_tools, read_transcripts
@@ -52,6 +52,7 @@ class Replay:
     model: str
     entries: tuple[Entry, ...]
     turns: tuple[Turn, ...]
+    prepared: PreparedSession  # what the importer would write, for store-backed policies
 
 
 def load_replays(sessions: Path, tools: Path) -> list[Replay]:
@@ -63,7 +64,7 @@ def load_replays(sessions: Path, tools: Path) -> list[Replay]:
     for t in transcripts:
         p = prepare(t, defs, opts, DEFAULT_MAX_BLOCK_BYTES)
         entries = tuple(_entry(p.session, seq, nb.kind, nb.body) for seq, nb in enumerate(p.blocks))
-        replays.append(Replay(p.session, str(p.meta.get("model", "")), entries, p.turns))
+        replays.append(Replay(p.session, str(p.meta.get("model", "")), entries, p.turns, p))
     return replays
 
 

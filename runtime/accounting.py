@@ -24,9 +24,10 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from .blocks import BlockKind, Entry
-from .errors import UnknownModel
+from .errors import InvalidInput, UnknownModel
 from .eviction import Counter, EvictionPlan, EvictionReason
 from .history import History, schema_name
 from .placeholders import recall_tool_json
@@ -142,6 +143,10 @@ class CategoryTokens:
     def to_json(self) -> dict[str, object]:
         return {"category": self.category.value, "full": self.full, "packed": self.packed}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CategoryTokens:
+        return cls(TokenCategory(data["category"]), int(data["full"]), int(data["packed"]))
+
 
 def _sum_categories(
     full: Sequence[RequestItem], packed: Sequence[RequestItem]
@@ -191,6 +196,19 @@ class TurnAccounting:
             "cached_full": self.cached_full,
             "cached_packed": self.cached_packed,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TurnAccounting:
+        """Read ``to_json`` data back (as a trace's paging slot holds it)."""
+        try:
+            return cls(
+                int(data["turn"]),
+                tuple(CategoryTokens.from_json(c) for c in data["categories"]),
+                int(data["evictions"]), int(data.get("faults", 0)), int(data.get("refaults", 0)),
+                int(data.get("cached_full", 0)), int(data.get("cached_packed", 0)),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"turn accounting data is not valid ({exc})") from None
 
 
 def account_turn(

@@ -14,6 +14,7 @@ from runtime.accounting import (
     RequestItem,
     SessionAccounting,
     TokenCategory,
+    TurnAccounting,
     categorize,
     common_prefix_tokens,
     estimate_cost,
@@ -21,7 +22,7 @@ from runtime.accounting import (
     request_items,
 )
 from runtime.blocks import BlockKind, canonical_json
-from runtime.errors import BudgetTooSmall, UnknownModel
+from runtime.errors import BudgetTooSmall, InvalidInput, UnknownModel
 from runtime.eviction import EvictionConfig, EvictionPlan, StubScope, plan_eviction
 from runtime.faults import PagingState
 from runtime.paging import page_turn
@@ -114,6 +115,15 @@ def test_session_accounting_adds_turns_and_measures_the_reduction():
     assert total.peak_full == second.accounting.full_tokens
     assert isinstance(total.packed_cost, CostEstimate)
     assert json.loads(canonical_json(total.to_json()))["turns"] == 2
+
+
+def test_turn_accounting_reads_back_from_its_json():
+    b, _ = standard(turns_after=5)
+    acct = page_turn(b.entries, EvictionConfig(), PagingState(), COUNT, turn=4).accounting
+    data = json.loads(canonical_json(acct.to_json()))
+    assert TurnAccounting.from_json(data) == acct
+    with pytest.raises(InvalidInput, match="not valid"):
+        TurnAccounting.from_json({"turn": 1})
 
 
 def test_prices_are_labelled_and_an_unknown_model_is_refused():
