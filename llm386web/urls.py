@@ -25,6 +25,7 @@ urlpatterns = [
     path("compare/<str:a>/<str:b>/", compare.compare, name="compare"),
     path("blocks/<str:block_id>/", blocks.block_detail, name="block"),
     path("blocks/<str:block_id>/raw", blocks.block_raw, name="block-raw"),
+    path("blocks/<str:block_id>/turns/", blocks.block_turns, name="block-turns"),
     path("search/", search.search, name="search"),
     path(
         "login/",

@@ -1,7 +1,8 @@
 """Two turns side by side: the text diff laid out in two columns, grouped by request section.
 
 Owns: ``side_by_side`` (a ``TextDiff`` -> rows of left/right lines with their changed
-characters split out) and ``turn_pair`` (the default pair for a turn, and the pairs before and
+characters split out), ``CompareView`` (what the compare page shows of a ``TraceDiff``) and
+``turn_pairs`` / ``previous_turn`` (the default pair for a turn, and the pairs before and
 after it, for keyboard navigation).
 
 Invariants:
@@ -14,12 +15,14 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .diff import BlockChange, CacheComparison, SectionDelta, TraceDiff
 from .requestview import RequestView
 from .textdiff import DiffLine, Hunk, LineOp, TextDiff
 from .timeline import group_turns
 from .tracer import TraceOrigin, TraceRecord, TraceStore
+from .turnview import without_plan
 
 
 @dataclass(frozen=True)
@@ -152,3 +155,48 @@ def previous_turn(traces: TraceStore, rec: TraceRecord) -> str | None:
         turns = [t for t, _ in group_turns(traces.turns(rec.session))]
         at = turns.index(rec.turn)
     return heads[at - 1] if at else None
+
+
+@dataclass(frozen=True)
+class CompareView:
+    """What the compare page shows: figures, a window of each change list, and the hunks.
+
+    Built from a ``TraceDiff`` and holding none of its bulk (the parsed requests, the plans),
+    so a page keeps only what it renders.
+    """
+
+    a: TraceRecord  # without its plan
+    b: TraceRecord
+    summary: str
+    tokens_a: int
+    tokens_b: int
+    sections: tuple[SectionDelta, ...]
+    cache: CacheComparison
+    text: TextDiff
+    added: tuple[BlockChange, ...]
+    removed: tuple[BlockChange, ...]
+    changed: tuple[BlockChange, ...]  # kept blocks whose reason changed
+    added_total: int
+    removed_total: int
+    changed_total: int
+    hunks: tuple[SideHunk, ...]
+
+    @property
+    def cut(self) -> bool:
+        """Whether some change list shows only its first entries."""
+        shown = len(self.added) + len(self.removed) + len(self.changed)
+        return shown < self.added_total + self.removed_total + self.changed_total
+
+
+def compare_view(diff: TraceDiff, limit: int | None) -> CompareView:
+    """Return the page's view of ``diff``, each change list cut to ``limit`` (None: all)."""
+    changed = [c for c in diff.plan.kept if c.reason_changed]
+    return CompareView(
+        a=without_plan(diff.a), b=without_plan(diff.b), summary=diff.plan.summary(),
+        tokens_a=diff.plan.tokens_a, tokens_b=diff.plan.tokens_b, sections=diff.plan.sections,
+        cache=diff.cache, text=replace(diff.text, hunks=()),
+        added=diff.plan.added[:limit], removed=diff.plan.removed[:limit],
+        changed=tuple(changed[:limit]), added_total=len(diff.plan.added),
+        removed_total=len(diff.plan.removed), changed_total=len(changed),
+        hunks=side_by_side(diff.text, diff.view_a, diff.view_b),
+    )  # fmt: skip

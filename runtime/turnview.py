@@ -16,7 +16,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .accounting import Price, get_price
@@ -172,9 +172,17 @@ def input_cost(summary: TurnSummary, model: str) -> CostView | None:
     return CostView(usd, price, not summary.input_estimated)
 
 
+def without_plan(rec: TraceRecord) -> TraceRecord:
+    """Return ``rec`` with its plan (and nothing else) left out: what a page header needs.
+
+    A 5,000-block plan is megabytes of dicts; pages keep only the window they show.
+    """
+    return replace(rec, plan={})
+
+
 @dataclass(frozen=True)
 class TurnView:
-    record: TraceRecord
+    record: TraceRecord  # without its plan (see ``without_plan``); the plan is summarized below
     summary: TurnSummary
     sections: tuple[SectionView, ...]
     selected: int
@@ -183,16 +191,12 @@ class TurnView:
     next: str | None
     replays: tuple[TurnSummary, ...]  # records replaying this one, oldest first
     cost: CostView | None
+    note: str  # the plan's own note, if it has one
 
     @property
     def used_total(self) -> int:
         """Tokens used by every section (the plan's local count of the whole input)."""
         return sum(s.used for s in self.sections)
-
-    @property
-    def note(self) -> str:
-        note = self.record.plan.get("note")
-        return note if isinstance(note, str) else ""
 
 
 def _head_ids(traces: TraceStore, groups: Sequence[tuple[int, list[str]]]) -> list[str]:
@@ -233,10 +237,12 @@ def turn_view(traces: TraceStore, call_id: str) -> TurnView:
     previous, following = neighbours(traces, rec)
     chosen = plan_entries(rec.plan, selected=True)
     left = plan_entries(rec.plan, selected=False)
+    note = rec.plan.get("note")
     return TurnView(
-        record=rec, summary=summary, sections=section_views(rec.plan, chosen, left),
+        record=without_plan(rec), summary=summary, sections=section_views(rec.plan, chosen, left),
         selected=len(chosen), omitted=len(left), previous=previous, next=following,
         replays=replays_of(traces, rec), cost=input_cost(summary, rec.model),
+        note=note if isinstance(note, str) else "",
     )  # fmt: skip
 
 

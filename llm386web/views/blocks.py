@@ -9,11 +9,12 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_GET
 
 from llm386web.conf import web_config
-from llm386web.store_access import get_store
+from llm386web.store_access import get_store, get_traces
 from runtime.blocks import Block, Edge
+from runtime.blockuses import block_uses
 from runtime.errors import InvalidBlock
 
-from .common import Page, page_from, render_page
+from .common import Page, limit_from, offset_from, page_from, render_page
 
 # Bodies longer than this render cut, with a link to the whole text and the raw bytes.
 PREVIEW_CHARS = 100_000
@@ -73,8 +74,20 @@ def block_detail(request: HttpRequest, block_id: str) -> HttpResponse:
         "holders": [
             Holder(session, seq) for session, seq in holders[page.offset : page.offset + page.limit]
         ],
+        "uses": block_uses(store, get_traces(), block.id, limit=web_config().PAGE_SIZE),
     }
     return render_page(request, "blocks/detail.html", "holders-table", context)
+
+
+@require_GET
+def block_turns(request: HttpRequest, block_id: str) -> HttpResponse:
+    """One page of the turns that packed or omitted a block, with the reason each time."""
+    block = _block(block_id)
+    if block.id != block_id:
+        return redirect("block-turns", block_id=block.id)
+    uses = block_uses(get_store(), get_traces(), block.id, offset=offset_from(request),
+                      limit=limit_from(request))  # fmt: skip
+    return render_page(request, "blocks/turns.html", "uses-table", {"blk": block, "uses": uses})
 
 
 @require_GET

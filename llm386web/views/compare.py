@@ -7,12 +7,12 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_GET
 
 from llm386web.store_access import get_store, get_traces
-from runtime.compareview import previous_turn, side_by_side, turn_pairs
+from runtime.compareview import compare_view, previous_turn, turn_pairs
 from runtime.diff import diff_stored
 from runtime.tracer import CALL_ID_LEN, check_call_id
 from runtime.turnview import blocks_by_id
 
-from .common import render_page
+from .common import gc_paused, render_page
 
 # Block changes listed before a "show all" link (every one is one click away, never hidden).
 SHOWN_CHANGES = 100
@@ -31,6 +31,7 @@ def compare_previous(request: HttpRequest, call_id: str) -> HttpResponse:
 
 
 @require_GET
+@gc_paused
 def compare(request: HttpRequest, a: str, b: str) -> HttpResponse:
     """Show blocks that entered, left or changed reason, section deltas, the text diff and the
     first divergent byte against the cached prefix."""
@@ -39,14 +40,10 @@ def compare(request: HttpRequest, a: str, b: str) -> HttpResponse:
         return redirect("compare", a=ra.call_id, b=rb.call_id)
     diff = diff_stored(get_traces(), a, b)
     show_all = request.GET.get("all") == "1"
-    limit = None if show_all else SHOWN_CHANGES
-    changed = [c for c in diff.plan.kept if c.reason_changed]
-    lists = {"added": diff.plan.added[:limit], "removed": diff.plan.removed[:limit],
-             "changed": changed[:limit]}  # fmt: skip
-    ids = [c.block_id for rows in lists.values() for c in rows]
+    view = compare_view(diff, None if show_all else SHOWN_CHANGES)
+    ids = [c.block_id for rows in (view.added, view.removed, view.changed) for c in rows]
     context = {
-        "diff": diff, "a": diff.a, "b": diff.b, "lists": lists, "changed_total": len(changed),
-        "blocks": blocks_by_id(get_store(), ids), "hunks": side_by_side(diff.text, diff.view_a, diff.view_b),
+        "cv": view, "a": view.a, "b": view.b, "blocks": blocks_by_id(get_store(), ids),
         "pairs": turn_pairs(get_traces(), diff.a, diff.b), "show_all": show_all,
         "shown_limit": SHOWN_CHANGES,
     }  # fmt: skip

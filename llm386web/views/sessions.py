@@ -20,6 +20,7 @@ from .common import (
     Page,
     SeqPage,
     choice_param,
+    gc_paused,
     limit_from,
     offset_from,
     render_page,
@@ -48,6 +49,7 @@ def session_query(request: HttpRequest) -> SessionQuery:
 
 
 @require_GET
+@gc_paused
 def session_list(request: HttpRequest) -> HttpResponse:
     """List sessions with their figures; search, filter, sort and page them."""
     query = session_query(request)
@@ -69,6 +71,7 @@ def _session_info(session_id: str) -> SessionInfo:
 
 
 @require_GET
+@gc_paused
 def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     """Show a session's turns in order with their figures and a chart of input tokens."""
     info = _session_info(session_id)  # SessionNotFound becomes a 404 in the middleware

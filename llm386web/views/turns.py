@@ -8,6 +8,7 @@ are separate URLs, each a page of its own without JavaScript and a fragment for 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -17,9 +18,9 @@ from llm386web.store_access import get_store, get_traces
 from runtime.chatview import read_request, read_response
 from runtime.errors import StoreCorrupted
 from runtime.tracer import CALL_ID_LEN, TraceRecord, check_call_id
-from runtime.turnview import entry_page, plan_entries, section_views, turn_view, with_blocks
+from runtime.turnview import entry_page, turn_view, with_blocks, without_plan
 
-from .common import is_fragment, limit_from, offset_from, render_page
+from .common import gc_paused, is_fragment, limit_from, offset_from, render_page
 
 MAX_NOTE_CHARS = 2000
 
@@ -36,6 +37,7 @@ def _full_id_or_redirect(call_id: str, name: str, **kwargs: str) -> HttpResponse
 
 
 @require_GET
+@gc_paused
 def turn_detail(request: HttpRequest, call_id: str) -> HttpResponse:
     """Show one call: sections and their budgets, figures, hash, flag, errors, response."""
     moved = _full_id_or_redirect(call_id, "turn")
@@ -60,35 +62,37 @@ def _request_bytes(rec: TraceRecord) -> bytes:
 
 
 @require_GET
+@gc_paused
 def turn_section(request: HttpRequest, call_id: str, section: str) -> HttpResponse:
     """One page of a section's packed blocks, with kind, tokens, reason and scores."""
     rec = _record(call_id)
-    names = {v.section for v in section_views(rec.plan, plan_entries(rec.plan, selected=True), ())}
-    if section not in names:
+    page = entry_page(rec.plan, selected=True, section=section, offset=offset_from(request),
+                      limit=limit_from(request))  # fmt: skip
+    if not page.total:
         raise Http404(
             f"Turn {rec.turn} of {rec.session} packed nothing into a {section!r} section."
         )
-    page = entry_page(rec.plan, selected=True, section=section, offset=offset_from(request),
-                      limit=limit_from(request))  # fmt: skip
     rows = with_blocks(get_store(), page.entries)
-    context = {"rec": rec, "section": section, "page": page, "rows": rows, "omitted": False,
+    context = {"rec": without_plan(rec), "section": section, "page": page, "rows": rows, "omitted": False,
                "target": f"section-{section}"}  # fmt: skip
     return render_page(request, "turns/entries.html", "entries-list", context)
 
 
 @require_GET
+@gc_paused
 def turn_omitted(request: HttpRequest, call_id: str) -> HttpResponse:
     """One page of the candidates the pager left out, with the reason for each."""
     rec = _record(call_id)
     page = entry_page(rec.plan, selected=False, section=None, offset=offset_from(request),
                       limit=limit_from(request))  # fmt: skip
     rows = with_blocks(get_store(), page.entries)
-    context = {"rec": rec, "section": None, "page": page, "rows": rows, "omitted": True,
+    context = {"rec": without_plan(rec), "section": None, "page": page, "rows": rows, "omitted": True,
                "target": "omitted"}  # fmt: skip
     return render_page(request, "turns/entries.html", "entries-list", context)
 
 
 @require_GET
+@gc_paused
 def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
     """One page of the request read as chat: parameters, system, tools, then messages."""
     rec = _record(call_id)
@@ -97,8 +101,8 @@ def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
     shown = chat.messages[offset : offset + limit]
     total = len(chat.messages)
     context = {
-        "rec": rec,
-        "chat": chat,
+        "rec": without_plan(rec),
+        "chat": replace(chat, messages=()),  # the page's messages only (see gc_paused)
         "messages": shown,
         "range_text": f"messages {offset + 1}–{offset + len(shown)} of {total}"
         if shown
@@ -112,6 +116,7 @@ def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
 
 
 @require_GET
+@gc_paused
 def turn_json(request: HttpRequest, call_id: str) -> HttpResponse:
     """The request pretty-printed as JSON (keys in stored order), or as text if not JSON."""
     rec = _record(call_id)
@@ -120,7 +125,7 @@ def turn_json(request: HttpRequest, call_id: str) -> HttpResponse:
         pretty = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
     except (UnicodeDecodeError, json.JSONDecodeError):
         pretty = raw.decode("utf-8", "replace")
-    context = {"rec": rec, "pretty": pretty, "size": len(raw)}
+    context = {"rec": without_plan(rec), "pretty": pretty, "size": len(raw)}
     return render_page(request, "turns/json.html", "request-json", context)
 
 
@@ -149,6 +154,7 @@ def turn_response_raw(request: HttpRequest, call_id: str) -> HttpResponse:
 
 
 @require_POST
+@gc_paused
 def turn_flag(request: HttpRequest, call_id: str) -> HttpResponse:
     """Flag the turn as failing with a note (or clear the flag); answer with the flag form."""
     rec = _record(call_id)

@@ -8,7 +8,9 @@ import pytest
 from django.test import Client
 
 from runtime import BlockStore, NewBlock
-from runtime.blocks import BlockKind
+from runtime.blocks import BlockKind, content_hash
+
+from .tracefactory import conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +22,8 @@ def test_block_page_shows_body_hash_kind_and_holders(logged_in: Client, put_sess
     assert "shared question" in html
     assert ids[0] in html
     assert "user-message" in html
-    assert 'href="/sessions/a/?start=0#seq-0"' in html
-    assert 'href="/sessions/b/?start=0#seq-0"' in html
+    assert 'href="/sessions/a/blocks/?start=0#seq-0"' in html
+    assert 'href="/sessions/b/blocks/?start=0#seq-0"' in html
 
 
 def test_block_page_links_edges_in_and_out(logged_in: Client, put_session: Any) -> None:
@@ -70,3 +72,44 @@ def test_search_without_a_match_says_why(logged_in: Client) -> None:
     assert "No match for" in html
     assert "no session &#x27;zzz&#x27;" in html
     assert "expected 4-64 hex characters" in html
+
+
+def test_block_page_lists_every_turn_that_packed_or_omitted_it(
+    logged_in: Client, traced: Any
+) -> None:
+    s = traced("run", conversation(3), omit_fact="an unused fact")
+    first_message = s.block_ids[1]
+    html = logged_in.get(f"/blocks/{first_message}/").content.decode()
+    section = html[html.index("Turns that packed or omitted it") :]
+    assert 'class="count">3</span>' in section
+    for cid in s.call_ids:
+        assert f'href="/traces/{cid}/"' in section
+    assert section.count('badge-ok">packed') == 3 and "recent-window" in section
+    fact = content_hash(BlockKind.FACT, "an unused fact")  # every turn left it out
+    html = logged_in.get(f"/blocks/{fact}/").content.decode()
+    assert html.count('badge-flag">omitted') == 3 and "over-budget" in html
+
+
+def test_block_turns_page_and_fragment_page_through_uses(logged_in: Client, traced: Any) -> None:
+    s = traced("run", conversation(5))
+    url = f"/blocks/{s.block_ids[0]}/turns/?limit=2&offset=2"
+    page = logged_in.get(url).content.decode()
+    assert "<html" in page and page.count('href="/traces/') == 2
+    assert f'href="/traces/{s.call_ids[2]}/"' in page and 'rel="next"' in page
+    fragment = logged_in.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert fragment.lstrip().startswith('<section id="uses-table"')
+
+
+def test_new_and_deleted_turns_show_up_on_the_block_page(
+    logged_in: Client, traced: Any, traces: Any
+) -> None:
+    s = traced("run", conversation(2))
+    block = s.block_ids[0]  # the system prompt, packed by every turn of every session
+    assert 'class="count">2</span>' in logged_in.get(f"/blocks/{block}/").content.decode()
+    traced("run2", conversation(3))  # shares the system prompt block
+    html = logged_in.get(f"/blocks/{block}/").content.decode()
+    assert 'Turns that packed or omitted it <span class="count">5</span>' in html
+    traces.delete_session("run")
+    html = logged_in.get(f"/blocks/{block}/").content.decode()
+    assert 'Turns that packed or omitted it <span class="count">3</span>' in html
+    assert "/sessions/run/" not in html.split("Sessions holding it")[0].split("Turns that")[1]

@@ -20,6 +20,7 @@ from django.db import DatabaseError
 from llm386web.conf import web_config
 from llm386web.home import read_or_create_secret
 from llm386web.store_access import get_store, get_traces
+from runtime.blockuses import sync as sync_block_uses
 from runtime.importer import DEMO_LICENSE, load_demo_sessions
 from runtime.store import BlockStore
 from runtime.tracer import TraceStore
@@ -52,6 +53,9 @@ def load_demo_data(store: BlockStore, out: Callable[[str], None] = print) -> Non
         started = time.monotonic()
         summary = loader(store, traces)
         out(f"{summary} ({time.monotonic() - started:.1f} s)")
+    started = time.monotonic()
+    sync_block_uses(store, traces)  # so the first block page need not index every turn
+    out(f"Indexed which turns used each block ({time.monotonic() - started:.1f} s).")
     out(f"The store at {web_config().STORE_PATH} holds {store.session_count()} session(s).")
 
 
