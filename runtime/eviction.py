@@ -223,7 +223,7 @@ def _result_eviction(
     s: History, entry: Entry, result: ToolResult, reason: EvictionReason,
     config: EvictionConfig, count: Counter, original: str = "",
 ) -> Eviction | None:  # fmt: skip
-    call = s.calls.get(result.call_id)
+    call = s.call_for(entry.seq)
     size = size_text(_content_bytes(result), count(result.content))
     short = entry.block.short_id
     if reason is EvictionReason.DUPLICATE:
@@ -247,7 +247,7 @@ def _groups(s: History, config: EvictionConfig) -> list[list[tuple[Entry, ToolRe
         result = parse_result(entry)
         if result is None or result.is_error:
             continue
-        call = s.calls.get(result.call_id)
+        call = s.call_for(entry.seq)
         big = _content_bytes(result) > config.min_bytes
         if config.dedup and big and call is not None:
             groups.setdefault((call.name, result.content), []).append((entry, result))

@@ -94,7 +94,8 @@ class History:
     """What the policy needs to know about the entries of one request, computed once."""
 
     entries: tuple[Entry, ...]
-    calls: Mapping[str, ToolCall]  # tool_use id -> call
+    calls: Mapping[int, ToolCall]  # seq of a tool-call entry -> its call
+    answers: Mapping[int, int]  # seq of a tool result -> seq of the call it answers
     used_tools: frozenset[str]
     latest_user_seq: int  # -1 when there is no user message
     protected_from: int  # the trailing tool results (the last call's answers) start here
@@ -102,10 +103,18 @@ class History:
     @classmethod
     def of(cls, entries: Sequence[Entry]) -> History:
         ordered = tuple(sorted(entries, key=lambda e: e.seq))
-        calls = {c.call_id: c for e in ordered if (c := parse_call(e)) is not None}
+        calls = {e.seq: c for e in ordered if (c := parse_call(e)) is not None}
         users = [e.seq for e in ordered if e.kind is BlockKind.USER_MESSAGE]
         used = frozenset(c.name for c in calls.values())
-        return cls(ordered, calls, used, users[-1] if users else -1, _trailing_results(ordered))
+        return cls(
+            ordered, calls, _answers(ordered, calls), used, users[-1] if users else -1,
+            _trailing_results(ordered),
+        )  # fmt: skip
+
+    def call_for(self, result_seq: int) -> ToolCall | None:
+        """Return the call a tool result answers (None when no earlier call has its id)."""
+        seq = self.answers.get(result_seq)
+        return None if seq is None else self.calls[seq]
 
     def user_turn(self) -> int:
         """Return how many user messages the request holds (the current user turn number)."""
@@ -143,6 +152,19 @@ class History:
         if since is AgeFrom.CREATED:
             return {e.seq: ages[e.seq] for e in self.entries if parse_result(e) is not None}
         return {seq: ages[used] for seq, used in self.last_use().items()}
+
+
+def _answers(entries: Sequence[Entry], calls: Mapping[int, ToolCall]) -> dict[int, int]:
+    # Recorded agents reuse tool_use ids within a session (36 of the 120 tau-bench sessions
+    # do), so a result answers the latest earlier call with its id, not any call with it.
+    latest: dict[str, int] = {}
+    out: dict[int, int] = {}
+    for e in entries:
+        if e.seq in calls:
+            latest[calls[e.seq].call_id] = e.seq
+        elif (result := parse_result(e)) is not None and result.call_id in latest:
+            out[e.seq] = latest[result.call_id]
+    return out
 
 
 def _trailing_results(entries: Sequence[Entry]) -> int:

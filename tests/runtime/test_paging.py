@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.blocks import BlockKind, parse_tool_result
+from runtime.blocks import BlockKind, ToolCall, parse_tool_result
 from runtime.errors import BudgetTooSmall, ConfigError
 from runtime.eviction import (
     PAPER_CONFIG,
@@ -190,6 +190,22 @@ def test_placeholder_is_one_line_with_id_size_and_the_call_it_answers():
     assert "recall(" in line
     paper = plan_eviction(b.entries, PAPER_CONFIG, COUNT).get(result.seq).placeholder
     assert "Re-run the tool call" in paper and "recall" not in paper
+
+
+def test_a_reused_tool_use_id_is_matched_to_the_latest_call_before_the_result():
+    # Recorded agents reuse ids: tau-bench has the same call id for two different calls.
+    b = SessionBuilder()
+    b.user("who am I")
+    first = ToolCall("call_same", "get_user_details", {"user_id": "mia_li_3668"})
+    b.add(BlockKind.TOOL_CALL, first.body())
+    details = b.result(first, big_result("mia_li_3668"))
+    second = ToolCall("call_same", "calculate", {"expression": "152 + 103"})
+    b.add(BlockKind.TOOL_CALL, second.body())
+    b.result(second, "255.0")
+    b.users(5)
+    ev = plan_eviction(b.entries, EvictionConfig(), COUNT).get(details.seq)
+    assert 'get_user_details(user_id="mia_li_3668")' in ev.placeholder
+    assert ev.call_key == '["get_user_details",{"user_id":"mia_li_3668"}]'
 
 
 def test_placeholder_reads_the_same_in_every_later_request():
