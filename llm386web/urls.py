@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import blocks, compare, errors, search, sessions, turns
+from .views import blocks, compare, errors, replay, search, sessions, turns
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
@@ -21,6 +21,8 @@ urlpatterns = [
     path("traces/<str:call_id>/request", turns.turn_request_raw, name="turn-request-raw"),
     path("traces/<str:call_id>/response", turns.turn_response_raw, name="turn-response-raw"),
     path("traces/<str:call_id>/flag", turns.turn_flag, name="turn-flag"),
+    path("traces/<str:call_id>/replay", replay.turn_replay, name="turn-replay"),
+    path("traces/<str:call_id>/repage", replay.turn_repage, name="turn-repage"),
     path("traces/<str:call_id>/compare/", compare.compare_previous, name="compare-previous"),
     path("compare/<str:a>/<str:b>/", compare.compare, name="compare"),
     path("blocks/<str:block_id>/", blocks.block_detail, name="block"),

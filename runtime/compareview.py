@@ -75,7 +75,8 @@ def _cell(line: DiffLine, number: int | None) -> Cell:
                 segments(line.text, line.spans))  # fmt: skip
 
 
-def _rows(lines: Sequence[DiffLine]) -> list[Row]:
+def diff_rows(lines: Sequence[DiffLine]) -> list[Row]:
+    """Return diff lines as two-column rows (removed beside added, same on both sides)."""
     rows: list[Row] = []
     i = 0
     while i < len(lines):
@@ -110,7 +111,7 @@ def _section(hunk: Hunk, view_a: RequestView, view_b: RequestView) -> str:
 
 def side_by_side(text: TextDiff, view_a: RequestView, view_b: RequestView) -> tuple[SideHunk, ...]:
     """Return the diff's hunks as two-column rows, each labelled with its request section."""
-    return tuple(SideHunk(h.label, _section(h, view_a, view_b), tuple(_rows(h.lines)))
+    return tuple(SideHunk(h.label, _section(h, view_a, view_b), tuple(diff_rows(h.lines)))
                  for h in text.hunks)  # fmt: skip
 
 

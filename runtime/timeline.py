@@ -21,6 +21,7 @@ from typing import Any
 
 from .diff import SECTION_ORDER
 from .errors import InvalidInput
+from .replay import derived_kind
 from .tracer import TraceError, TraceOrigin, TraceRecord, TraceStatus, TraceStore
 
 
@@ -57,6 +58,7 @@ class TurnSummary:
     error: TraceError | None
     stop_reason: str | None
     sections: tuple[SectionTokens, ...]
+    kind: str  # live | import | replay | repage (recorded, not sent): replay.derived_kind
     replays: int = 0  # records that replayed this turn
 
     @property
@@ -114,7 +116,7 @@ def summarize_record(rec: TraceRecord, replays: int = 0) -> TurnSummary:
         cache_creation_tokens=usage.cache_creation_input_tokens if usage else 0,
         estimated_input_tokens=rec.estimated_input_tokens, flagged=rec.flag is not None,
         flag_note=rec.flag.note if rec.flag else "", error=rec.error, stop_reason=rec.stop_reason,
-        sections=section_tokens(rec.plan), replays=replays,
+        sections=section_tokens(rec.plan), kind=derived_kind(rec), replays=replays,
     )  # fmt: skip
 
 

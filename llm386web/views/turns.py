@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
+from llm386web.clients import anthropic_available
 from llm386web.store_access import get_store, get_traces
 from runtime.chatview import read_request, read_response
 from runtime.errors import StoreCorrupted
@@ -23,6 +24,8 @@ from runtime.turnview import entry_page, turn_view, with_blocks, without_plan
 from .common import gc_paused, is_fragment, limit_from, offset_from, render_page
 
 MAX_NOTE_CHARS = 2000
+# Models an imported (OpenAI-format) turn can be re-paged for, to be replayed.
+REPAGE_PROFILES = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-6")
 
 
 def _record(call_id: str) -> TraceRecord:
@@ -43,13 +46,15 @@ def turn_detail(request: HttpRequest, call_id: str) -> HttpResponse:
     moved = _full_id_or_redirect(call_id, "turn")
     if moved is not None:
         return moved
-    return render_page(request, "turns/detail.html", "flag-form", _turn_context(call_id))
+    return render_page(request, "turns/detail.html", "flag-form", turn_context(call_id))
 
 
-def _turn_context(call_id: str) -> dict[str, object]:
+def turn_context(call_id: str) -> dict[str, object]:
+    """Return what the turn page renders (the replay views add their outcome to it)."""
     view = turn_view(get_traces(), call_id)
     return {"view": view, "rec": view.record, "s": view.summary,
-            "response": read_response(view.record.response)}  # fmt: skip
+            "response": read_response(view.record.response),
+            "anthropic_available": anthropic_available(), "repage_profiles": REPAGE_PROFILES}  # fmt: skip
 
 
 def _request_bytes(rec: TraceRecord) -> bytes:
@@ -169,7 +174,7 @@ def turn_flag(request: HttpRequest, call_id: str) -> HttpResponse:
         rec = get_traces().flag(rec.call_id, note)
     else:
         rec = get_traces().unflag(rec.call_id)
-    context = _turn_context(rec.call_id) | {"error": error, "note": note if error else ""}
+    context = turn_context(rec.call_id) | {"error": error, "note": note if error else ""}
     if error:
         return render_page(request, "turns/detail.html", "flag-form", context, status=422)
     if not is_fragment(request):

@@ -76,17 +76,23 @@ def test_a_password_changed_by_hand_is_kept_and_flagged(
     assert authenticate(username="admin", password="my-own-password-1") is not None
 
 
-def test_demo_loads_the_tau_bench_sessions_once(
+def test_demo_loads_tau_bench_and_the_sample_agent_once(
     web_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = _run(monkeypatch, data=True)
     assert "tau-bench airline: 120 session(s) and 1698 turn(s) imported" in first
-    second = _run(monkeypatch, data=True)
-    assert "all 120 sessions already loaded" in second
+    assert "sample agent: 3 demo conversation(s) created with the offline model" in first
     store = store_access.get_store()
     traces = store_access.get_traces()
-    assert store.session_count() == 120
-    assert traces.count() == 1698  # the second run recorded nothing twice
+    sessions, calls = store.session_count(), traces.count()
+    store_access.reset_stores()
+    second = _run(monkeypatch, data=True)
+    assert "all 120 sessions already loaded" in second
+    assert "all 3 demo conversations already loaded" in second
+    store = store_access.get_store()
+    traces = store_access.get_traces()
+    assert (store.session_count(), traces.count()) == (sessions, calls) == (123, calls)
+    assert calls > 1698  # the sample agent's turns are traced too, once
     assert traces.count(flagged=True) == 84  # each failed run's last turn is flagged
     store_access.reset_stores()
 

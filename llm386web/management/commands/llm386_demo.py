@@ -20,6 +20,7 @@ from django.db import DatabaseError
 from llm386web.conf import web_config
 from llm386web.home import read_or_create_secret
 from llm386web.store_access import get_store, get_traces
+from runtime.agent import load_demo_conversations
 from runtime.blockuses import sync as sync_block_uses
 from runtime.importer import DEMO_LICENSE, load_demo_sessions
 from runtime.store import BlockStore
@@ -41,9 +42,12 @@ def load_tau_bench(store: BlockStore, traces: TraceStore) -> str:
 
 
 # The demo loaders `make demo` runs, in order. Each takes (store, traces), must be safe to run
-# again (it adds only what is missing) and returns a one-line summary. SAMPLE-AGENT HOOK: the
-# sample agent's offline conversations are appended here when runtime ships their loader.
-DEMO_LOADERS: list[Callable[[BlockStore, TraceStore], str]] = [load_tau_bench]
+# again (it adds only what is missing) and returns a one-line summary: the imported tau-bench
+# runs, then the sample agent's conversations with the offline model (replayable offline).
+DEMO_LOADERS: list[Callable[[BlockStore, TraceStore], str]] = [
+    load_tau_bench,
+    load_demo_conversations,
+]
 
 
 def load_demo_data(store: BlockStore, out: Callable[[str], None] = print) -> None:

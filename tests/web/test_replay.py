@@ -1,0 +1,143 @@
+"""Replay from the turn page: exact bytes over real HTTP, the byte-identity verdict, the output
+diff, history, errors in the page, no key, imported turns (refused, re-paged), CSRF."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from runtime.agent import create_demo_conversations
+from runtime.importer import import_file
+from tests.fakes.anthropic_server import AnthropicServer, error_reply, text_reply
+
+from .tracefactory import conversation
+
+pytestmark = pytest.mark.django_db
+
+HX = {"HX-Request": "true"}
+KEY = "sk-test-not-a-real-key"
+
+
+@pytest.fixture
+def api(settings: Any, web_home: Path, model_server: AnthropicServer, monkeypatch: Any) -> Any:
+    """Point the app's Anthropic client at the loopback server, with a key in the environment."""
+    settings.LLM386 = {**settings.LLM386, "ANTHROPIC_BASE_URL": model_server.base_url,
+                       "ANTHROPIC_TIMEOUT_S": 5.0}  # fmt: skip
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    return model_server
+
+
+@pytest.fixture
+def no_key(monkeypatch: Any) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+
+
+def test_replay_sends_the_exact_bytes_and_says_they_match(
+    logged_in: Client, traced: Any, traces: Any, api: AnthropicServer
+) -> None:
+    s = traced("run", conversation(2))
+    api.enqueue(text_reply("a new answer"))
+    response = logged_in.post(
+        f"/traces/{s.call_ids[1]}/replay", {"target": "anthropic"}, headers=HX
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<section id="replay"')
+    stored = traces.request_bytes(traces.get(s.call_ids[1]).prompt_hash)
+    assert [r.body for r in api.requests] == [stored]
+    assert api.requests[0].carries_api_key(KEY)
+    assert 'data-byte-identity="identical"' in html
+    # the new output beside the original ("message 3: an answer"), changed words marked
+    assert '<td class="code op-added"><mark>a new</mark> answer</td>' in html
+    assert '<td class="code op-removed"><mark>message 3: an</mark> answer</td>' in html
+    new = [r for r in traces.list(session="run", limit=None) if r.parent_call_id == s.call_ids[1]]
+    assert len(new) == 1 and f'href="/traces/{new[0].call_id}/"' in html  # in the history
+    assert KEY not in html
+
+
+def test_replay_with_the_offline_model_needs_no_key(
+    logged_in: Client, store: Any, traces: Any, no_key: None
+) -> None:
+    report = create_demo_conversations(store, traces)
+    session = report.sessions[0]
+    first = traces.list(session=session, limit=1, newest_first=False)[0]
+    page = logged_in.get(f"/traces/{first.call_id}/").content.decode()
+    assert "No Anthropic API key is set on the server" in page
+    assert re.search(r'value="anthropic"[^>]*disabled', page)
+    html = logged_in.post(f"/traces/{first.call_id}/replay", {"target": "offline"}).content.decode()
+    assert 'data-byte-identity="identical"' in html
+    assert "same as the original" in html and "response bytes identical" in html
+    assert "<html" in html  # without htmx: the whole turn page with the outcome in it
+
+
+def test_without_a_key_the_api_is_refused_with_a_422_that_says_why(
+    logged_in: Client, traced: Any, traces: Any, no_key: None
+) -> None:
+    s = traced("run", conversation(1))
+    response = logged_in.post(
+        f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"}, headers=HX
+    )
+    assert response.status_code == 422
+    assert b"No Anthropic API key is set on the server" in response.content
+    assert traces.count(session="run") == 1  # nothing was recorded
+
+
+def test_a_model_error_shows_in_the_page_and_is_recorded(
+    logged_in: Client, traced: Any, traces: Any, api: AnthropicServer
+) -> None:
+    s = traced("run", conversation(1))
+    api.enqueue(*[error_reply(400, "prompt is too long")] * 3)
+    response = logged_in.post(
+        f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"}, headers=HX
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "invalid_request_error" in html and "HTTP 400" in html and "prompt is too long" in html
+    assert 'data-byte-identity="identical"' in html  # the bytes went out; the API refused them
+    errored = [r for r in traces.list(session="run", limit=None) if r.parent_call_id]
+    assert len(errored) == 1 and errored[0].error is not None
+
+
+def test_an_imported_turn_is_refused_and_can_be_re_paged(
+    logged_in: Client, store: Any, traces: Any
+) -> None:
+    from runtime.importer import DEMO_DIR, ImportOptions
+
+    import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
+                options=ImportOptions(prefix="tau"))  # fmt: skip
+    rec = traces.list(session="tau-task000-trial0", limit=None, newest_first=False)[2]
+    page = logged_in.get(f"/traces/{rec.call_id}/").content.decode()
+    assert "Re-page and record" in page and "Replay with the Anthropic API" not in page
+    refused = logged_in.post(f"/traces/{rec.call_id}/replay", {"target": "offline"}, headers=HX)
+    assert refused.status_code == 422 and b"OpenAI-format request" in refused.content
+    moved = logged_in.post(f"/traces/{rec.call_id}/repage", {"profile": "claude-sonnet-4-6"})
+    assert moved.status_code == 302
+    new_page = logged_in.get(moved["Location"]).content.decode()
+    assert "Re-paged for claude-sonnet-4-6" in new_page and "never sent" in new_page
+    assert "Replay with the offline model" in new_page
+    original = logged_in.get(f"/traces/{rec.call_id}/").content.decode()
+    assert "re-page, not sent" in original  # in the original's history
+
+
+@pytest.mark.parametrize(("path", "data"), [("replay", {"target": "elsewhere"}), ("replay", {}),
+                                            ("repage", {"profile": "gpt-4o"})])  # fmt: skip
+def test_bad_replay_and_repage_posts_are_422(
+    logged_in: Client, traced: Any, path: str, data: dict[str, str]
+) -> None:
+    s = traced("run", conversation(1))
+    response = logged_in.post(f"/traces/{s.call_ids[0]}/{path}", data, headers=HX)
+    assert response.status_code == 422
+    assert b"error-box" in response.content
+
+
+def test_replay_needs_post_and_csrf(user: Any, store: Any, traced: Any, traces: Any) -> None:
+    s = traced("run", conversation(1))
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.get(f"/traces/{s.call_ids[0]}/replay").status_code == 405
+    assert client.post(f"/traces/{s.call_ids[0]}/replay", {"target": "offline"}).status_code == 403
+    assert traces.count(session="run") == 1
