@@ -113,3 +113,13 @@ def test_new_and_deleted_turns_show_up_on_the_block_page(
     html = logged_in.get(f"/blocks/{block}/").content.decode()
     assert 'Turns that packed or omitted it <span class="count">3</span>' in html
     assert "/sessions/run/" not in html.split("Sessions holding it")[0].split("Turns that")[1]
+
+
+def test_search_jumps_to_a_turn_or_to_the_sessions_that_sent_a_prompt(
+    logged_in: Client, traced: Any, traces: Any
+) -> None:
+    s = traced("run", conversation(2))
+    call = s.call_ids[1]
+    assert logged_in.get(f"/search/?q={call[:20]}")["Location"] == f"/traces/{call}/"
+    digest = traces.get(call).prompt_hash
+    assert logged_in.get(f"/search/?q={digest.upper()}")["Location"] == f"/sessions/?q={digest}"
