@@ -29,7 +29,7 @@ chromium:
 
 demo: setup
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py llm386_demo
+	$(BIN)/python manage.py llm386_demo --url http://$(HOST):$(PORT)
 
 run: demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)

@@ -1,4 +1,3 @@
-# ruff: noqa: TID251 - this benchmark drives the web app, so it imports Django and llm386web
 # (pyproject's per-file ignore names bench/web_*.py; run_all only runs bench_*.py modules).
 """Web server time on big data, through Django's test client (no network, no browser).
 
