@@ -1,4 +1,3 @@
-# (pyproject's per-file ignore names bench/web_*.py; run_all only runs bench_*.py modules).
 """Web server time on big data, through Django's test client (no network, no browser).
 
 Targets (issue 5): the turn page of a 5,000-block turn in 300 ms, the compare page of two
