@@ -16,7 +16,8 @@ Invariants:
 - Documents that contain no query term score 0 and are not returned (rank_bm25 gives them 0).
 - ``terms`` is deterministic and pure: lower-cased ``\\w+`` words, English stop words dropped,
   a light suffix stemmer (so "painting" meets "painted"), and very long words shortened to a
-  prefix plus a digest so every term fits an LMDB key.
+  prefix plus a digest so every term fits an LMDB key. Changing it changes every index: bump
+  ``sessionindex.INDEX_VERSION`` (old indexes are then rebuilt on first read).
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ EPSILON = 0.25
 MAX_TERM_CHARS = 32
 
 _WORD = re.compile(r"\w+")
-_SUFFIXES = ("ing", "edly", "ed", "es", "s", "ly")
+# (suffix, replacement), first match wins: a light English stemmer in the spirit of Porter's
+# step 1-2 rules, enough to meet "painting" with "painted" and "studies" with "study".
+_SUFFIXES = (
+    ("ational", "ate"), ("tional", "tion"), ("ization", "ize"), ("iveness", "ive"),
+    ("fulness", "ful"), ("ousness", "ous"), ("ies", "y"), ("ied", "y"), ("ying", "y"),
+    ("ing", ""), ("edly", ""), ("ed", ""), ("ness", ""), ("ment", ""), ("ful", ""), ("ly", ""),
+    ("es", ""), ("s", ""),
+)  # fmt: skip
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
     being below between both but by can cannot could did do does doing don down during each few
@@ -51,9 +59,14 @@ STOPWORDS = frozenset(
 def _stem(word: str) -> str:
     if not word.isalpha():
         return word  # identifiers, numbers and codes are kept exactly
-    for suffix in _SUFFIXES:
+    for suffix, replacement in _SUFFIXES:
         if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
+            word = word[: -len(suffix)] + replacement
+            break
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+        word = word[:-1]  # running -> runn -> run
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]  # move, moved, moving -> mov
     return word
 
 

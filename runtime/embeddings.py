@@ -53,7 +53,7 @@ class Embedder(Protocol):
 class HashingEmbedder:
     """Hashed character n-gram and word features in a fixed number of dimensions."""
 
-    version = 1
+    version = 2  # follows bm25.terms
 
     def __init__(self, dimensions: int = 256) -> None:
         if dimensions < 8:

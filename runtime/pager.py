@@ -68,7 +68,7 @@ class PageOptions:
     flow_unused: bool = True
     dedupe: bool = True
     neighbour_kernel: tuple[float, ...] = NEIGHBOUR_KERNEL
-    neighbour_weight: float = 1.0
+    neighbour_weight: float = 3.75
     limit: int = 512  # candidates each retriever may propose
     render: RenderMode = RenderMode.BOTH
 

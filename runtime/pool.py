@@ -148,7 +148,10 @@ def _score(
     relevant = np.array([w.relevance for w in active], dtype=bool)
     if neighbours.active:
         relevance = _weighted(rows, weights, relevant, seqs.shape[0])
-        rows.append(normalise(spread(seqs, relevance, neighbours.kernel)))
+        # Scaled by its largest possible value (every neighbour fully relevant), not by the pool's
+        # best, so the spread keeps the scale of the relevance it spreads.
+        reach = 2 * sum(neighbours.kernel)
+        rows.append(spread(seqs, relevance, neighbours.kernel) / reach)
         outside_rows.append(np.zeros(len(outside_ids)))
         weights.append(neighbours.weight)
         names.append(NEIGHBOURS)

@@ -34,8 +34,10 @@ from .sections import Section
 from .tokenizers import Tokenizer
 
 RENDER_VERSION = 1
-MESSAGE_OVERHEAD = 4  # role and turn markers around one message
-TEXT_BLOCK_OVERHEAD = 2
+# Framing per message: OpenAI documents 3 tokens (<|start|>role ... <|end|>); Anthropic publishes
+# no figure, so the same is assumed, plus 1 per content block for the separator between blocks.
+MESSAGE_OVERHEAD = 3
+TEXT_BLOCK_OVERHEAD = 1
 TOOL_BLOCK_OVERHEAD = 6  # type, id and name framing of a tool_use / tool_result block
 TOOL_DEF_OVERHEAD = 6
 # Anthropic adds a tool-use system prompt when ``tools`` is sent: 346 tokens for tool_choice

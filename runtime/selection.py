@@ -22,7 +22,8 @@ The rules, in order:
 6. A selected block pulls in its parent and supports targets (depth and fan-out bounded) as
    dependencies, against the optional limit; a pulled tool block brings its partner.
 7. A block that does not fit may be replaced by a summary derived from it (a ``derived-from``
-   edge from the summary): the summary is selected once, each block it covers is omitted as
+   edge from the summary): the summary is selected once (even if it scored under the threshold
+   on its own: the blocks it stands for justify it), each block it covers is omitted as
    ``replaced-by-summary``.
 8. The same block (same kind and body) twice in a session is packed once; the others are
    ``duplicate``. Conversation turns are exempt: a user saying "yes" twice said it twice.
@@ -296,7 +297,9 @@ class Selector:
                 self._omit(unit, OmissionReason.REPLACED_BY_SUMMARY, summary.block_id)
                 return True
             stand_in = _Unit([summary])
-            if done is None and self._fits(stand_in):
+            # The blocks it stands for justify it: a summary too weak on its own still serves.
+            open_ = done is None or done.reason is OmissionReason.BELOW_THRESHOLD
+            if open_ and self._fits(stand_in):
                 self._select(stand_in, SelectionReason.SUMMARY_SUBSTITUTE, item.block_id)
                 self._omit(unit, OmissionReason.REPLACED_BY_SUMMARY, summary.block_id)
                 return True

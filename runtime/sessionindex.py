@@ -9,7 +9,8 @@ Layout (named databases; ``S`` is the session id, ``S0`` is ``S`` + 0x00):
     ix_meta   S                      -> version, flags, next_seq, n_docs, total_len, gen, rgen
     ix_cols   S0 chunk(4 BE)         -> RECORD[1024]: kind, flags, distinct terms, length,
                                         priority, block id; one row per seq (kind 255 = absent)
-    ix_terms  S0 term                -> document frequency (u32)
+    ix_terms  S0 term                -> document frequency (u32); a term starting with 0x01 is a
+                                        field term: a word of the entry's provenance source
     ix_post   S0 term 0x00 chunk(4)  -> POSTING[<=512]: (seq, term frequency), seq ascending
     ix_hist   S0 df(4 BE)            -> how many terms have that document frequency (u32)
     ix_calls  S0 (b"c"|b"r") call id -> seq of the tool call / tool result with that call id
@@ -23,6 +24,8 @@ Invariants:
 - A tool call and its result (same call id, as CONVENTIONS.md writes them) point at each other
   through their rows' ``pair`` column (partner seq + 1; 0 = no partner yet), so the pager pairs
   them without reading edges.
+- Field terms (``SOURCE_PREFIX`` + a word of the provenance source) share the postings tables
+  but never the BM25 statistics: no document length, no histogram entry.
 - Row flags say which blocks have edges the pager follows (dependencies, summaries, tool
   edges), read from the store's edge tables when a row is written and updated by ``on_edges``
   when an edge is added later, so a page reads edges only for flagged blocks.
@@ -47,7 +50,7 @@ from .bm25 import terms
 from .errors import InvalidBlock
 from .lmdbenv import Env, Txn
 
-INDEX_VERSION = 1
+INDEX_VERSION = 3
 COL_CHUNK = 1024
 POST_CHUNK = 512
 ABSENT = 255
@@ -57,6 +60,7 @@ FLAG_SUMMARISED = 4  # some block has a derived-from edge to it
 FLAG_TOOL_EDGE = 8  # the block has a tool-invocation edge (either way)
 FLAG_PLAIN_TOOL = 16  # a tool block whose body is not CONVENTIONS.md JSON: it is sent as text
 _OUT, _IN = b"edges_out", b"edges_in"
+SOURCE_PREFIX = "\x01"
 _PARENT, _DERIVED, _SUPPORTS, _TOOL = b"\x01", b"\x02", b"\x03", b"\x05"
 PINNED_LABEL = "pinned"
 KIND_CODES: tuple[BlockKind, ...] = tuple(BlockKind)
@@ -131,6 +135,7 @@ class _Doc:
     seq: int
     tf: Counter[str]
     length: int
+    fields: tuple[str, ...] = ()  # field terms: postings only, outside BM25's corpus
 
 
 class SessionIndex:
@@ -265,7 +270,7 @@ class SessionIndex:
     def _append_postings(self, txn: Txn, session: str, docs: Sequence[_Doc]) -> None:
         new: dict[str, list[tuple[int, int]]] = {}
         for doc in docs:
-            for term, tf in doc.tf.items():
+            for term, tf in (*doc.tf.items(), *((f, 1) for f in doc.fields)):
                 new.setdefault(term, []).append((doc.seq, tf))
         for term in sorted(new):
             df = self._df(txn, session, term)
@@ -307,7 +312,7 @@ class SessionIndex:
     def _remove_postings(self, txn: Txn, session: str, docs: Sequence[_Doc]) -> None:
         gone: dict[str, list[int]] = {}
         for doc in docs:
-            for term in doc.tf:
+            for term in (*doc.tf, *doc.fields):
                 gone.setdefault(term, []).append(doc.seq)
         for term in sorted(gone):
             df = self._df(txn, session, term)
@@ -334,8 +339,9 @@ class SessionIndex:
             txn.put(term_key(session, term), new.to_bytes(4, "little"), db=self.dbs[b"ix_terms"])
         else:
             txn.delete(term_key(session, term), db=self.dbs[b"ix_terms"])
-        self._bump_hist(txn, session, old, -1)
-        self._bump_hist(txn, session, new, +1)
+        if not term.startswith(SOURCE_PREFIX):
+            self._bump_hist(txn, session, old, -1)
+            self._bump_hist(txn, session, new, +1)
 
     def _bump_hist(self, txn: Txn, session: str, df: int, delta: int) -> None:
         if df == 0:
@@ -476,7 +482,8 @@ def _delete_prefix(txn: Txn, db: Any, start: bytes) -> None:
 
 def _doc(entry: Entry) -> _Doc:
     words = terms(entry.body)
-    return _Doc(entry.seq, Counter(words), len(words))
+    fields = tuple(sorted({SOURCE_PREFIX + t for t in terms(entry.provenance.source)}))
+    return _Doc(entry.seq, Counter(words), len(words), fields)
 
 
 def _record(entry: Entry, doc: _Doc) -> tuple[Any, ...]:

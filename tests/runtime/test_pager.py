@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from runtime import LmdbStore, NewBlock
-from runtime.blocks import BlockKind, Edge, EdgeKind, canonical_json
+from runtime.blocks import BlockKind, Edge, EdgeKind, canonical_json, content_hash
 from runtime.config import BudgetFractions
 from runtime.errors import BudgetTooSmall, SessionNotFound
 from runtime.indexview import index_for
@@ -159,19 +159,31 @@ def test_a_summary_replaces_the_blocks_it_was_derived_from_under_pressure(store)
     )
     plan = page(store, PageRequest("s", "detail", profile(400)))
     got = reasons(plan)
-    assert got[_summary_id(summary)] in (
-        SelectionReason.SUMMARY_SUBSTITUTE,
-        SelectionReason.RELEVANCE,
-    )
+    assert got[_summary_id(summary)] in {s.reason for s in plan.selected}
     replaced = [i for i in ids if got[i] is OmissionReason.REPLACED_BY_SUMMARY]
-    assert replaced and all(
-        o.via == _summary_id(summary) for o in plan.omitted if o.candidate.block_id in replaced
-    )
+    assert replaced
+    vias = {o.via for o in plan.omitted if o.candidate.block_id in replaced}
+    assert vias == {_summary_id(summary)}
+
+
+def test_a_summary_that_would_not_be_chosen_alone_is_substituted_for_what_does_not_fit(store):
+    digest = "gist: three earlier items"  # shares no term with the task
+    notes = [f"note {i}: " + "detail " * 150 for i in range(3)]
+    note_ids = [content_hash(BlockKind.FACT, n) for n in notes]
+    edges = [Edge(_summary_id(digest), EdgeKind.DERIVED_FROM, i) for i in note_ids]
+    blocks = [NewBlock("fact", n) for n in notes]
+    store.put_many("s", [*blocks, NewBlock("summary", digest, priority=0.0)], edges)
+    for i in range(30):
+        store.put("s", NewBlock("user-message", f"chatter {i}"))
+    # On its own the summary scores under the threshold; only the notes it stands for qualify.
+    options = PageOptions(neighbour_weight=0.0, threshold=0.3)
+    plan = page(store, PageRequest("s", "detail note", profile(500), options=options))
+    got = reasons(plan)
+    assert got[_summary_id(digest)] is SelectionReason.SUMMARY_SUBSTITUTE
+    assert OmissionReason.REPLACED_BY_SUMMARY in {got[i] for i in note_ids}
 
 
 def _summary_id(text):
-    from runtime.blocks import content_hash
-
     return content_hash(BlockKind.SUMMARY, text)
 
 

@@ -114,6 +114,29 @@ def test_hashing_embedder_vectors_are_unit_length_and_the_same_in_every_process(
     assert outputs == {vector.tobytes().hex()}
 
 
+def test_source_scores_blocks_whose_source_the_task_names(store):
+    said = [("Caroline", "I went to a support group"), ("Melanie", "I painted a sunrise")]
+    for speaker, text in said:
+        store.put("s", NewBlock("user-message", text, provenance=Provenance(speaker)))
+    got = scores_of(
+        page(store, PageRequest("s", "What did Melanie do?", BIG, retrievers=only("source")))
+    )
+    melanie, caroline = (e.id for e in store.entries("s")[::-1])
+    assert got[melanie]["source"] == 1.0 and caroline not in got
+
+
+def test_source_words_do_not_change_bm25_statistics(store):
+    store.put("s", NewBlock("fact", "refund policy", provenance=Provenance("refund desk")))
+    store.put("s", NewBlock("fact", "seat map"))
+    got = scores_of(page(store, PageRequest("s", "refund", BIG, retrievers=only("bm25"))))
+    plain = LmdbStore(store.path.parent / "plain")
+    index_for(plain)
+    plain.put_many("s", [NewBlock("fact", "refund policy"), NewBlock("fact", "seat map")])
+    again = scores_of(page(plain, PageRequest("s", "refund", BIG, retrievers=only("bm25"))))
+    plain.close()
+    assert got == again
+
+
 def test_pinned_label_makes_a_block_pinned(store):
     store.put("s", NewBlock("fact", "keep me", provenance=Provenance(labels=("pinned",))))
     facts(store, ["other"])
@@ -129,7 +152,7 @@ def test_a_user_retriever_adds_to_the_stack_and_the_defaults_still_score(store):
     plan = page(store, PageRequest("s", "beta", BIG, extra_retrievers=extra))
     got = scores_of(plan)
     defaults = {w.name for w in default_stack() if w.weight > 0}  # weight 0 turns one off
-    assert defaults == {"bm25", "embedding", "pinned", "recency"}
+    assert defaults == {"bm25", "embedding", "pinned", "recency", "source"}
     assert set(got[ids[0]]) == defaults | {"mine", "neighbours"}
     assert got[ids[0]]["mine"] == 1.0  # 7.0 normalised: the retriever's best scores 1
     assert got[ids[1]]["bm25"] == 1.0
