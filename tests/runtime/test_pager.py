@@ -280,3 +280,16 @@ def test_the_plan_round_trips_through_json(store):
 def test_paging_a_session_that_does_not_exist_says_so(store):
     with pytest.raises(SessionNotFound):
         page(store, PageRequest("nope", "task", profile(1000)))
+
+
+def test_a_reused_call_id_pairs_each_result_with_its_own_call(store):
+    session = Session(store, "s")
+    first = session.tool_turn("get_user", {"user_id": "u1"}, "Mia")
+    session.calls = 0  # the next call reuses the id, as GPT-4o did in tau-bench
+    second = session.tool_turn("calculate", {"expression": "1+1"}, "2")
+    plan = page(store, PageRequest("s", "", profile(20_000)))
+    partner = {
+        s.candidate.block_id: s.via for s in plan.selected if s.reason is SelectionReason.TOOL_PAIR
+    }
+    for call, result in (first, second):
+        assert partner.get(result) == call or partner.get(call) == result
