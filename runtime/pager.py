@@ -107,6 +107,9 @@ class PageRequest:
     ) -> PageRequest:
         """Return a request using ``config``'s retriever weights and section budgets."""
         stack = default_stack(config.retrievers)
+        neighbours = getattr(config.retrievers, "neighbours", None)
+        if neighbours is not None and "options" not in kw:
+            kw["options"] = PageOptions(neighbour_weight=neighbours.weight)
         return cls(session, task, profile, retrievers=stack, budgets=config.budgets, **kw)
 
     @property
