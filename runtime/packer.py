@@ -249,13 +249,12 @@ class Conversation:
     def __init__(self, blocks: Sequence[Block]) -> None:
         self.blocks = blocks
         self.out: list[dict[str, Any]] = []
-        self.pending: dict[str, dict[str, Any]] = {}  # call id -> its tool_result block
-        self.placed: set[str] = set()  # call ids whose result is already in a message
-        self.results = _results_by_call(blocks)
+        self.pending: dict[str, dict[str, Any]] = {}  # sent call id -> its tool_result block
+        self.pairs = ToolPairs.of(blocks)
 
     def messages(self, task: str) -> list[dict[str, Any]]:
-        for block in self.blocks:
-            self._place(block)
+        for index, block in enumerate(self.blocks):
+            self._place(index, block)
         self._flush()
         if self.out and self.out[0]["role"] == "assistant":
             self.out.insert(0, _message("user", [_text(OMITTED_OPENING)]))
@@ -263,25 +262,25 @@ class Conversation:
             self._add("user", _text(task))
         return self.out
 
-    def _place(self, block: Block) -> None:
+    def _place(self, index: int, block: Block) -> None:
         call = _parsed_call(block)
         if call is not None:
             if self.pending and not self._in_assistant_turn():
                 self._flush()
+            sent = call["id"] = self.pairs.sent_ids[index]
             self._add("assistant", call)
-            result = self.results.get(call["id"])
-            if result is not None:
-                self.pending[call["id"]] = result
+            answer = self.pairs.result_of.get(index)
+            if answer is not None:
+                self.pending[sent] = {**self.pairs.results[answer], "tool_use_id": sent}
             return
-        result = _parsed_result(block) if block.kind is BlockKind.TOOL_RESULT else None
-        if result is not None and result["tool_use_id"] in self.placed:
-            return  # already sent right after its call
-        if result is not None and result["tool_use_id"] in self.pending:
-            self._add("user", self.pending.pop(result["tool_use_id"]))
-            self.placed.add(result["tool_use_id"])
+        caller = self.pairs.call_of.get(index)
+        if caller is not None:
+            sent = self.pairs.sent_ids[caller]
+            if sent in self.pending:  # else it was already sent right after its call
+                self._add("user", self.pending.pop(sent))
             return
-        # Plain text, or a tool block the API cannot take as such (not JSON, or a result whose
-        # call is not JSON): sent as the text the string render shows.
+        # Plain text, or a tool block the API cannot take as such (not JSON, or a result with
+        # no call before it): sent as the text the string render shows.
         self._flush()
         assistant = block.kind in (BlockKind.ASSISTANT_MESSAGE, BlockKind.TOOL_CALL)
         self._add("assistant" if assistant else "user", _text(display_text(block.kind, block.body)))
@@ -292,7 +291,6 @@ class Conversation:
     def _flush(self) -> None:
         for ident in list(self.pending):
             self._add("user", self.pending.pop(ident))
-            self.placed.add(ident)
 
     def _add(self, role: str, content: dict[str, Any]) -> None:
         if not self.out or self.out[-1]["role"] != role:
@@ -304,6 +302,59 @@ class Conversation:
             blocks.insert(at, content)
         else:
             blocks.append(content)
+
+
+@dataclass(frozen=True)
+class ToolPairs:
+    """Which call each tool result answers, by position, and the id each call is sent with.
+
+    A result answers the latest earlier call with its id that is still unanswered (models reuse
+    ids: GPT-4o did in 36 of 120 tau-bench sessions). The API rejects two tool_use blocks with
+    one id, so the n-th call sent with an id is renamed ``<id>~n`` in both its tool_use and its
+    tool_result (the first suffix no other call uses): deterministic, and only in the request.
+    """
+
+    sent_ids: Mapping[int, str]  # call position -> id sent
+    result_of: Mapping[int, int]  # call position -> position of its result
+    call_of: Mapping[int, int]  # result position -> position of its call
+    results: Mapping[int, dict[str, Any]]  # result position -> its tool_result block
+
+    @classmethod
+    def of(cls, blocks: Sequence[Block]) -> ToolPairs:
+        calls: dict[int, str] = {}
+        results: dict[int, dict[str, Any]] = {}
+        result_of: dict[int, int] = {}
+        open_calls: dict[str, list[int]] = {}
+        for index, block in enumerate(blocks):
+            call = _parsed_call(block)
+            if call is not None:
+                calls[index] = call["id"]
+                open_calls.setdefault(call["id"], []).append(index)
+                continue
+            result = _parsed_result(block) if block.kind is BlockKind.TOOL_RESULT else None
+            waiting = open_calls.get(result["tool_use_id"], []) if result is not None else []
+            if result is not None and waiting:
+                result_of[waiting.pop()] = index
+                results[index] = result
+        call_of = {r: c for c, r in result_of.items()}
+        return cls(_unique_ids(calls), result_of, call_of, results)
+
+
+def _unique_ids(calls: Mapping[int, str]) -> dict[int, str]:
+    taken = set(calls.values())
+    seen: dict[str, int] = {}
+    out: dict[int, str] = {}
+    for index in sorted(calls):
+        ident = calls[index]
+        n = seen[ident] = seen.get(ident, 0) + 1
+        if n > 1:
+            while f"{ident}~{n}" in taken:
+                n += 1
+            seen[ident] = n
+            taken.add(f"{ident}~{n}")
+            ident = f"{ident}~{n}"
+        out[index] = ident
+    return out
 
 
 def _message(role: str, content: list[dict[str, Any]]) -> dict[str, Any]:
@@ -336,16 +387,6 @@ def _parsed_result(block: Block) -> dict[str, Any] | None:
     }
     if result.is_error:
         out["is_error"] = True
-    return out
-
-
-def _results_by_call(blocks: Sequence[Block]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for block in blocks:
-        if block.kind is BlockKind.TOOL_RESULT:
-            result = _parsed_result(block)
-            if result is not None:
-                out.setdefault(result["tool_use_id"], result)
     return out
 
 
