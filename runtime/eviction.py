@@ -363,6 +363,20 @@ def _pressure_eviction(
     )  # fmt: skip
 
 
+def pressure_placeholder(
+    s: History, entry: Entry, config: EvictionConfig, count: Counter
+) -> Eviction | None:
+    """Return the placeholder an entry gets under budget pressure, or None when it may not have
+    one (not a user/assistant message or a non-error tool result) or it would not be smaller."""
+    if entry.kind is BlockKind.TOOL_RESULT:
+        result = parse_result(entry)
+        if result is None or result.is_error:
+            return None
+    elif entry.kind not in _CONVERSATION:
+        return None
+    return _pressure_eviction(s, entry, config, count)
+
+
 def fit_budget(
     s: History, plan: EvictionPlan, config: EvictionConfig, count: Counter, pins: Pins,
     budget: int,

@@ -19,6 +19,11 @@ Invariants:
   user message, opened by a user message when the first turn kept is the assistant's, and
   closed by a user message carrying the task; ``max_tokens`` = the profile's output reserve.
 - Block ids, scores and hashes never reach the model: only bodies, labels and headers do.
+  (Demand paging is the one exception, on purpose: a placeholder names the short id of the block
+  it stands for, so the model can page it back in with ``recall``.)
+- A selection with a ``stand_in`` (``runtime.demand``) is rendered from the stand-in's body in
+  both renders and costed from it; an evicted tool result stays a tool_result for its call. When
+  the plan offers recall, ``placeholders.RECALL_TOOL`` is the last tool (and a ``## Tools`` unit).
 """
 
 from __future__ import annotations
@@ -26,17 +31,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .blocks import Block, BlockKind, canonical_json, parse_tool_call, parse_tool_result
 from .errors import InvalidBlock, InvalidInput
 from .graph import cost_cache
+from .placeholders import recall_tool_json
 from .plan import PagePlan
 from .rendering import (
     OMITTED_OPENING,
     SYSTEM_SIDE,
     RenderMode,
+    block_costs,
     display_text,
     frame_costs,
     header_costs,
@@ -110,7 +117,7 @@ class PackedRequest:
 
 @dataclass(frozen=True)
 class _Placed:
-    """A selected block with its body, in render order."""
+    """A selected block as sent (its body, or its stand-in's), in render order."""
 
     block: Block
     section: Section
@@ -149,10 +156,23 @@ def _placed(store: Any, plan: PagePlan) -> list[_Placed]:
     costs = cost_cache(store.env).costs(
         tokenizer, ids, [b.kind for b in blocks], lambda _ids: [b.body for b in blocks]
     )
-    return [
-        _Placed(block, s.candidate.section, c.string, c.chat)
-        for block, s, c in zip(blocks, plan.selected, costs, strict=True)
-    ]
+    out = []
+    for block, s, c in zip(blocks, plan.selected, costs, strict=True):
+        string, chat = c.string, c.chat
+        if s.stand_in is not None:
+            # Only what is sent changes: the block keeps its id for the plan, never the prompt.
+            block = replace(block, body=s.stand_in.body)
+            string, chat = block_costs(tokenizer, block.kind, block.body)
+        out.append(_Placed(block, s.candidate.section, string, chat))
+    if plan.recall:
+        out.append(_recall_placed(tokenizer))
+    return out
+
+
+def _recall_placed(tokenizer: Any) -> _Placed:
+    body = recall_tool_json().decode()
+    block = Block(BlockKind.TOOL_SCHEMA, body, "recall")
+    return _Placed(block, Section.TOOLS, *block_costs(tokenizer, BlockKind.TOOL_SCHEMA, body))
 
 
 def _section_tokens(plan: PagePlan, placed: Sequence[_Placed]) -> tuple[SectionTokens, ...]:

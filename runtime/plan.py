@@ -23,6 +23,12 @@ Reasons a block is selected:
     tool-pair           the tool call or result that must travel with a selected partner
     summary-substitute  a summary packed in place of blocks it was derived from
     global-fact         a block from outside the session, found by a retriever
+    room-freed          demand paging: packed in full in room that placeholders freed
+    placeholder         demand paging: it did not fit in full, so a one-line placeholder
+                        stands for it (``stand_in``) rather than dropping it
+A selected block may carry a ``stand_in`` (demand paging, ``runtime.demand``): the body packed
+instead of its own (a placeholder, a duplicate note, a tool-schema stub), why, and what the
+block costs in full; the candidate's ``tokens`` are then the stand-in's.
 Reasons a block is omitted:
     section-budget      its section was full (and unused budget could not flow to it)
     global-budget       the prompt was full (every section's unused budget included)
@@ -59,6 +65,8 @@ class SelectionReason(StrEnum):
     TOOL_PAIR = "tool-pair"
     SUMMARY_SUBSTITUTE = "summary-substitute"
     GLOBAL_FACT = "global-fact"
+    ROOM_FREED = "room-freed"
+    PLACEHOLDER = "placeholder"
 
 
 class OmissionReason(StrEnum):
@@ -111,15 +119,40 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class StandIn:
+    """What is packed instead of a block's body, and why (an ``eviction.EvictionReason``)."""
+
+    reason: str  # stale | duplicate | unused-schema | pressure
+    body: str  # the body sent: a tool result keeps its tool_use_id, a stub is a tool definition
+    text: str  # the one line the model reads (the placeholder or the stub's note)
+    full_tokens: int  # what the block costs in full, under the plan's render mode
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason, "body": self.body, "text": self.text,
+            "full_tokens": self.full_tokens,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StandIn:
+        return cls(str(data["reason"]), str(data["body"]), str(data["text"]),
+                   int(data["full_tokens"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Selection:
     """A candidate that is packed; ``via`` names the block that brought it in, if any."""
 
     candidate: Candidate
     reason: SelectionReason
     via: str | None = None
+    stand_in: StandIn | None = None  # packed as a placeholder or stub (demand paging)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.candidate.to_json(), "reason": self.reason.value, "via": self.via}
+        data = {**self.candidate.to_json(), "reason": self.reason.value, "via": self.via}
+        if self.stand_in is not None:  # absent otherwise, so plans without paging keep their JSON
+            data["stand_in"] = self.stand_in.to_json()
+        return data
 
 
 @dataclass(frozen=True)
@@ -172,6 +205,12 @@ class PagePlan:
     budget: int  # the profile's input budget
     tokens: int  # planned prompt tokens under ``render``: framing, headers and blocks
     settings: Mapping[str, Any]  # the retriever stack, budgets and options (JSON-ready)
+    recall: bool = False  # demand paging: the request offers the recall tool
+
+    @property
+    def stand_ins(self) -> tuple[Selection, ...]:
+        """Return the selections packed as placeholders or stubs."""
+        return tuple(s for s in self.selected if s.stand_in is not None)
 
     @property
     def selected_ids(self) -> tuple[str, ...]:
@@ -186,7 +225,7 @@ class PagePlan:
 
     def to_json(self) -> dict[str, Any]:
         """Return the plan as JSON-ready data (the shape the tracer stores)."""
-        return {
+        data = {
             "version": PLAN_VERSION,
             "session": self.session,
             "task": self.task,
@@ -202,6 +241,9 @@ class PagePlan:
             "tokens": self.tokens,
             "settings": dict(self.settings),
         }
+        if self.recall:  # absent otherwise, so plans without paging keep their JSON
+            data["recall"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PagePlan:
@@ -219,6 +261,7 @@ class PagePlan:
             budget=int(data["budget"]),
             tokens=int(data["tokens"]),
             settings=dict(data["settings"]),
+            recall=bool(data.get("recall", False)),
         )
 
 
@@ -229,8 +272,9 @@ def profile_from_json(data: Mapping[str, Any]) -> ModelProfile:
 
 
 def _selection(data: Mapping[str, Any]) -> Selection:
-    via = data.get("via")
-    return Selection(Candidate.from_json(data), SelectionReason(data["reason"]), via)
+    via, stand_in = data.get("via"), data.get("stand_in")
+    found = None if stand_in is None else StandIn.from_json(stand_in)
+    return Selection(Candidate.from_json(data), SelectionReason(data["reason"]), via, found)
 
 
 def _omission(data: Mapping[str, Any]) -> Omission:

@@ -10,6 +10,8 @@ Invariants:
 - A re-page never sends anything. With ``record=True`` it stores the new request as a trace
   whose parent is the original (same session and turn), marked as re-paged and not yet sent,
   so it can be replayed: that is how a turn moves to another model without new prompt logic.
+- A plan made with demand paging records the option (policy, fault pins) in its settings; the
+  re-page applies the same option, so later faults never change an earlier turn's request.
 - Records whose plan carries no pager settings (imports: the original agent sent its full
   history) are re-paged with the given configuration's retrievers and budgets, or the defaults.
 """
@@ -22,6 +24,7 @@ from typing import Any
 
 from . import __version__
 from .config import BudgetFractions, Config, RecencyMode
+from .demand import page_with_paging, recorded_paging
 from .diff import first_divergence
 from .embeddings import HashingEmbedder
 from .errors import InvalidInput, NotFound
@@ -36,6 +39,7 @@ from .retrievers import (
     LexicalRetriever,
     PinnedRetriever,
     RecencyRetriever,
+    SourceRetriever,
     Weighted,
 )
 from .store import BlockStore
@@ -92,7 +96,8 @@ def repage(
     chosen = _profile(original, profile, config)
     request = page_request_for(original, chosen, config)
     try:
-        plan = page(store, request)
+        paging = recorded_paging(original.plan.get("settings") or {})
+        plan = page(store, request) if paging is None else page_with_paging(store, request, paging)
         packed = pack(store, plan)
     except NotFound as exc:
         raise type(exc)(
@@ -169,6 +174,8 @@ def _retriever(d: Mapping[str, Any], call_id: str) -> Any:
         return LexicalRetriever()
     if name == "pinned":
         return PinnedRetriever()
+    if name == "source":
+        return SourceRetriever()
     if name == "embedding":
         return EmbeddingRetriever(_embedder(str(d["embedder"]), call_id))
     raise InvalidInput(
