@@ -152,20 +152,39 @@ def score_postings(
 
     ``postings`` are in query order; ``doc_length[seq]`` is each document's term count.
     """
-    nonempty = [p for p in postings if p.df]
-    if not nonempty or stats.n_docs == 0:
-        return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.float64)
-    seqs = np.unique(np.concatenate([p.seqs for p in nonempty]))
-    scores = np.zeros(seqs.shape[0], dtype=np.float64)
+    dense = dense_scores(stats, postings, doc_length, floor, k1=k1, b=b)
+    found = np.zeros(dense.shape[0], dtype=bool)
+    for p in postings:
+        found[p.seqs] = True
+    seqs = np.flatnonzero(found)
+    return seqs.astype(np.uint32), dense[seqs]
+
+
+def dense_scores(
+    stats: CorpusStats,
+    postings: Sequence[Postings],
+    doc_length: np.ndarray,
+    floor: float | None,
+    *,
+    k1: float = K1,
+    b: float = B,
+) -> np.ndarray:
+    """Return every document's score, indexed by seq (``len(doc_length)`` long)."""
+    scores = np.zeros(doc_length.shape[0], dtype=np.float64)
+    if stats.n_docs == 0:
+        return scores
     avgdl = stats.avgdl
-    for p in nonempty:
-        at = np.searchsorted(seqs, p.seqs)
+    for p in postings:
+        if not p.df:
+            continue
         tf = p.tfs.astype(np.float64)
         dl = doc_length[p.seqs].astype(np.float64)
         idf = term_idf(stats, p.df, floor)
-        # rank_bm25's expression, operation for operation, so the floats come out identical.
-        scores[at] += idf * (tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)))
-    return seqs, scores
+        # rank_bm25's expression, operation for operation, added term by term in query order
+        # as it does, so the floats come out identical. A term lists a document once, so the
+        # fancy-indexed += adds exactly once per document.
+        scores[p.seqs] += idf * (tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)))
+    return scores
 
 
 def needs_floor(stats: CorpusStats, postings: Sequence[Postings]) -> bool:

@@ -223,6 +223,10 @@ class SessionGraph:
                     out.append(self.item(seq))
         return out
 
+    def summarised(self, item: Item) -> bool:
+        """Return whether some block was derived from ``item`` (it may have a summary)."""
+        return item.seq is not None and self._flagged(item.seq, FLAG_SUMMARISED)
+
     def summaries(self, item: Item) -> list[Item]:
         """Return in-session blocks derived from ``item``, newest first."""
         if item.seq is None or not self._flagged(item.seq, FLAG_SUMMARISED):

@@ -69,7 +69,7 @@ class PageOptions:
     dedupe: bool = True
     neighbour_kernel: tuple[float, ...] = NEIGHBOUR_KERNEL
     neighbour_weight: float = 3.75
-    limit: int = 512  # candidates each retriever may propose
+    limit: int = 512  # most candidates each retriever may propose (see candidate_limit)
     render: RenderMode = RenderMode.BOTH
 
     def to_json(self) -> dict[str, Any]:
@@ -148,9 +148,8 @@ def page(store: Any, request: PageRequest) -> PagePlan:
     snapshot = reader_for(store).snapshot(store, request.session, request.upto)
     tokenizer = get_tokenizer(request.profile.tokenizer)
     terms = tuple(query_terms(request.task))
-    query = RetrievalQuery(
-        store, request.session, request.task, terms, snapshot, request.options.limit
-    )
+    limit = candidate_limit(request.options.limit, request.profile.input_budget, snapshot)
+    query = RetrievalQuery(store, request.session, request.task, terms, snapshot, limit)
     graph = SessionGraph(store, snapshot, tokenizer, request.options)
     ctx = _Context(request, store, snapshot, tokenizer, graph)
     tiers = _tiers(ctx, query)
@@ -160,6 +159,18 @@ def page(store: Any, request: PageRequest) -> PagePlan:
     items = _items(ctx, pool, tiers) + _outside_items(ctx, pool)
     outcome = run_selection(items, _limits(ctx), graph)
     return _plan(ctx, pool, {i.key: i for i in items} | graph.made, outcome)
+
+
+def candidate_limit(cap: int, budget: int, snapshot: Snapshot) -> int:
+    """Return how many candidates each retriever proposes: ``cap``, or fewer for small budgets.
+
+    Proposing many times more blocks than the budget can hold only costs time, so the limit is
+    four budgets' worth of blocks of the session's average size (estimated from its term counts:
+    about 1.5 tokens per term plus framing), never under 64.
+    """
+    stats = snapshot.stats
+    average = 1.5 * stats.total_length / max(stats.n_docs, 1) + 8
+    return max(64, min(cap, int(4 * budget / average)))
 
 
 def _check(request: PageRequest) -> None:

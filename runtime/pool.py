@@ -10,6 +10,9 @@ Invariants:
 - Only bounded work per retriever: each proposes at most ``limit`` seqs; a 100,000-block session
   is never scanned block by block (recency reads the tail, BM25 and lexical read postings, the
   embedding retriever only scans sessions below its exhaustive limit).
+- The pool handed to selection is the fixed seqs (required, pinned, standing), the ``limit``
+  best by merged score (ties to the newer seq), and the tool partners of those: selection works
+  in merged-score order, so what is cut could only have been packed with a larger ``limit``.
 - Scores are those of ``runtime.retrievers``: normalised per retriever over the pool (blocks
   from outside the session included), merged as a weighted mean, so every merged score is in
   [0, 1] and every candidate has a score from every retriever in the stack.
@@ -80,14 +83,30 @@ def build_pool(
     neighbours: Spread,
     fixed: np.ndarray,
 ) -> Pool:
-    """Run ``stack`` and score the union of its proposals with the ``fixed`` seqs."""
+    """Run ``stack``, score the union of its proposals with the ``fixed`` seqs, keep the best."""
     active = [w for w in stack if w.weight > 0]
     rankings = [run_retriever(w, query) for w in active]
     seqs = _union([fixed, *(r.top.seqs for r in rankings)])
     if neighbours.active:
         seqs = _with_neighbours(query, seqs, active, rankings, len(neighbours.kernel))
     seqs = _with_partners(query, seqs)
-    return _score(seqs, active, rankings, neighbours)
+    return _best(query, _score(seqs, active, rankings, neighbours), fixed)
+
+
+def _best(query: RetrievalQuery, pool: Pool, fixed: np.ndarray) -> Pool:
+    """Keep the ``fixed`` seqs, the ``limit`` best by merged score, and their tool partners."""
+    if pool.seqs.shape[0] <= query.limit + fixed.shape[0]:
+        return pool
+    order = np.lexsort((-pool.seqs, -pool.merged))[: query.limit]
+    keep = np.zeros(pool.seqs.shape[0], dtype=bool)
+    keep[order] = True
+    keep |= np.isin(pool.seqs, fixed)
+    partners = query.snapshot.records["pair"][pool.seqs[keep]].astype(np.int64) - 1
+    keep |= np.isin(pool.seqs, partners[partners >= 0])
+    return Pool(
+        pool.seqs[keep], pool.names, pool.normalised[:, keep], pool.merged[keep],
+        pool.recency_led[keep], pool.outside,
+    )  # fmt: skip
 
 
 def _union(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -115,7 +134,8 @@ def _with_neighbours(
 ) -> np.ndarray:
     relevance = _relevance(seqs, active, rankings)
     hits = seqs[relevance > 0]
-    order = np.lexsort((-hits, -relevance[relevance > 0]))[: query.limit]
+    # The spread matters around the strongest hits; a quarter of the limit bounds the growth.
+    order = np.lexsort((-hits, -relevance[relevance > 0]))[: max(16, query.limit // 4)]
     offsets = np.concatenate([np.arange(-reach, 0), np.arange(1, reach + 1)])
     near = (hits[order][:, None] + offsets[None, :]).ravel()
     near = near[(near >= 0) & (near < query.upto)]

@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,7 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .bm25 import K1, B, Postings, score_postings
+from .bm25 import K1, B, Postings, dense_scores
 from .config import RecencyMode, RetrieverSettings
 from .embeddings import Embedder, HashingEmbedder, vector_cache
 from .errors import InvalidInput
@@ -88,6 +89,11 @@ class Scores:
         """Return the ``limit`` highest positive scores, ties to the newer seq."""
         keep = self.values > 0
         seqs, values = self.seqs[keep], self.values[keep]
+        if values.shape[0] > limit:
+            # Partition first (linear), then sort only the survivors and every tie at the cut,
+            # so the result is the same total order as a full sort.
+            cut = values[np.argpartition(-values, limit - 1)[limit - 1]]
+            seqs, values = seqs[values >= cut], values[values >= cut]
         order = np.lexsort((-seqs, -values))[:limit]
         return Scores(seqs[order], values[order])
 
@@ -98,23 +104,31 @@ class Ranking:
     def __init__(self, top: Scores, scorer: Any = None, outside: Sequence[Any] = ()) -> None:
         self.top = top
         self._scorer = scorer
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.outside = tuple(outside)  # (block id, score) for blocks not in the session
 
     def score(self, seqs: np.ndarray) -> np.ndarray:
         if self._scorer is not None:
             return np.asarray(self._scorer(seqs), dtype=np.float64)
-        return lookup(self.top, seqs)
+        if self._sorted is None:
+            order = np.argsort(self.top.seqs, kind="stable")
+            self._sorted = (self.top.seqs[order], self.top.values[order])
+        return lookup(*self._sorted, seqs)
 
 
-def lookup(scores: Scores, seqs: np.ndarray) -> np.ndarray:
-    """Return the score of each of ``seqs`` in ``scores`` (0 where absent)."""
-    if scores.seqs.shape[0] == 0 or seqs.shape[0] == 0:
+def lookup(sorted_seqs: np.ndarray, values: np.ndarray, seqs: np.ndarray) -> np.ndarray:
+    """Return the value of each of ``seqs`` (0 where absent); ``sorted_seqs`` ascending."""
+    if sorted_seqs.shape[0] == 0 or seqs.shape[0] == 0:
         return np.zeros(seqs.shape[0], dtype=np.float64)
-    order = np.argsort(scores.seqs, kind="stable")
-    sorted_seqs = scores.seqs[order]
     at = np.clip(np.searchsorted(sorted_seqs, seqs), 0, sorted_seqs.shape[0] - 1)
-    found = sorted_seqs[at] == seqs
-    return np.where(found, scores.values[order][at], 0.0)
+    return np.where(sorted_seqs[at] == seqs, values[at], 0.0)
+
+
+def _dense_ranking(dense: np.ndarray, limit: int) -> Ranking:
+    """Rank from scores of every seq (0 = no score): best ``limit``, and O(1) lookups."""
+    seqs = np.flatnonzero(dense > 0)
+    top = Scores(seqs.astype(np.int64), dense[seqs]).best(limit)
+    return Ranking(top, lambda s: dense[s])
 
 
 class IndexedRetriever:
@@ -166,11 +180,10 @@ class Bm25Retriever(IndexedRetriever):
         snap, postings = query.snapshot, query.postings
         floor = snap.idf_floor(postings)
         dlen = snap.records["dlen"]
-        seqs, raw = score_postings(snap.stats, postings, dlen, floor, k1=self.k1, b=self.b)
+        raw = dense_scores(snap.stats, postings, dlen, floor, k1=self.k1, b=self.b)
         values = np.maximum(raw, 0.0)
         best = float(values.max()) if values.shape[0] else 0.0
-        scores = Scores(seqs.astype(np.int64), values / best if best > 0 else values)
-        return Ranking(scores.best(query.limit), lambda s: lookup(scores, s))
+        return _dense_ranking(values / best if best > 0 else values, query.limit)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "k1": self.k1, "b": self.b}
@@ -181,14 +194,12 @@ class LexicalRetriever(IndexedRetriever):
     name = "lexical"
 
     def rank(self, query: RetrievalQuery) -> Ranking:
-        found = [p.seqs for p in query.postings if p.df]
-        if not found:
-            return Ranking(Scores(EMPTY, np.zeros(0)))
-        seqs, shared = np.unique(np.concatenate(found), return_counts=True)
-        distinct = query.snapshot.records["uniq"][seqs].astype(np.float64)
-        union = len(query.terms) + distinct - shared
-        scores = Scores(seqs.astype(np.int64), shared / union)
-        return Ranking(scores.best(query.limit), lambda s: lookup(scores, s))
+        shared = np.zeros(query.upto, dtype=np.float64)
+        for p in query.postings:
+            shared[p.seqs] += 1.0
+        distinct = query.snapshot.records["uniq"].astype(np.float64)
+        union = np.maximum(len(query.terms) + distinct - shared, 1.0)
+        return _dense_ranking(shared / union, query.limit)
 
 
 @dataclass(frozen=True)
@@ -209,8 +220,7 @@ class EmbeddingRetriever(IndexedRetriever):
         def score(seqs: np.ndarray) -> np.ndarray:
             if seqs.shape[0] == 0:
                 return np.zeros(0)
-            matrix = self._matrix(query, seqs)
-            return np.maximum(matrix[seqs] @ target, 0.0).astype(np.float64)
+            return np.maximum(self._matrix(query, seqs) @ target, 0.0).astype(np.float64)
 
         present = snap.present()
         if present.shape[0] > self.exhaustive_limit:
@@ -222,27 +232,56 @@ class EmbeddingRetriever(IndexedRetriever):
         return {"name": self.name, "embedder": self.embedder.key}
 
     def _matrix(self, query: RetrievalQuery, seqs: np.ndarray) -> np.ndarray:
-        """Return the session's vector table (rows by seq) with ``seqs`` filled in."""
+        """Return the vectors of ``seqs`` (one row each), from the session's vector table."""
         snap = query.snapshot
-        key, size = f"vectors:{self.embedder.key}", snap.cache.records.shape[0]
+        key = f"vectors:{self.embedder.key}"
         with snap.reader.lock:
-            held = snap.cache.extras.get(key)
-            if held is None or held[0].shape[0] < size:
-                grown = (
-                    np.zeros((size, self.embedder.dimensions), np.float32),
-                    np.zeros(size, bool),
-                )
-                if held is not None:
-                    grown[0][: held[0].shape[0]], grown[1][: held[1].shape[0]] = held
-                held = snap.cache.extras[key] = grown
-        matrix, have = held
-        missing = seqs[~have[seqs]]
+            table = snap.cache.extras.get(key)
+            if table is None:
+                table = snap.cache.extras[key] = VectorTable(self.embedder.dimensions)
+        missing = table.missing(seqs)
         if missing.shape[0]:
             ids = [snap.block_id(int(s)) for s in missing]
             found = vector_cache(snap.reader.env).vectors(self.embedder, ids, _bodies(query))
-            matrix[missing] = np.stack(found)
-            have[missing] = True
-        return matrix
+            table.add(missing, np.stack(found))
+        return table.rows(seqs)
+
+
+class VectorTable:
+    """Vectors of the seqs of one session seen so far: a row index by seq into a growing matrix
+    (only seqs that were candidates take memory, not the whole session)."""
+
+    def __init__(self, dimensions: int) -> None:
+        self.lock = threading.Lock()
+        self.row = np.full(0, -1, dtype=np.int64)
+        self.matrix = np.zeros((0, dimensions), dtype=np.float32)
+        self.used = 0
+
+    def missing(self, seqs: np.ndarray) -> np.ndarray:
+        with self.lock:
+            if seqs.shape[0] and int(seqs.max()) >= self.row.shape[0]:
+                grown = np.full(max(int(seqs.max()) + 1, 2 * self.row.shape[0]), -1, np.int64)
+                grown[: self.row.shape[0]] = self.row
+                self.row = grown
+            return np.unique(seqs[self.row[seqs] < 0])
+
+    def add(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
+        with self.lock:
+            keep = self.row[seqs] < 0  # another thread may have added some meanwhile
+            seqs, vectors = seqs[keep], vectors[keep]
+            need = self.used + seqs.shape[0]
+            if need > self.matrix.shape[0]:
+                size = max(need, 2 * self.matrix.shape[0])
+                grown = np.zeros((size, self.matrix.shape[1]), np.float32)
+                grown[: self.used] = self.matrix[: self.used]
+                self.matrix = grown
+            self.matrix[self.used : need] = vectors
+            self.row[seqs] = np.arange(self.used, need)
+            self.used = need
+
+    def rows(self, seqs: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return self.matrix[self.row[seqs]]
 
 
 @dataclass(frozen=True)
@@ -256,13 +295,10 @@ class SourceRetriever(IndexedRetriever):
     relevance = False
 
     def rank(self, query: RetrievalQuery) -> Ranking:
-        fields = query.snapshot.postings([SOURCE_PREFIX + t for t in query.terms])
-        found = [p.seqs for p in fields if p.df]
-        if not found:
-            return Ranking(Scores(EMPTY, np.zeros(0)))
-        seqs, named = np.unique(np.concatenate(found), return_counts=True)
-        scores = Scores(seqs.astype(np.int64), named.astype(np.float64))
-        return Ranking(scores.best(query.limit), lambda s: lookup(scores, s))
+        named = np.zeros(query.upto, dtype=np.float64)
+        for p in query.snapshot.postings([SOURCE_PREFIX + t for t in query.terms]):
+            named[p.seqs] += 1.0
+        return _dense_ranking(named, query.limit)
 
 
 @dataclass(frozen=True)

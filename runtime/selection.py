@@ -72,6 +72,8 @@ class Expander(Protocol):
 
     def summaries(self, item: Item) -> list[Item]: ...
 
+    def summarised(self, item: Item) -> bool: ...
+
     def item(self, key: int) -> Item: ...
 
 
@@ -155,7 +157,11 @@ class Selector:
         self.allocated = {s: self.allocation.of(s) for s in Section}
         self.optional_limit = self.limits.input_budget - self.allocation.slack
         pending = [u for u in self._units(ordered) if not self._first_pass(u)]
-        for unit in pending:
+        cheapest, summarised = self._suffixes(pending)
+        for n, unit in enumerate(pending):
+            if cheapest[n] > self.optional_limit - self.total and not summarised[n]:
+                self._omit_rest(pending[n:])  # nothing left can fit or be summarised
+                break
             self._second_pass(unit)
         for key in sorted(self.items):  # dependencies that were tried and did not fit
             if key not in self.decided:
@@ -244,6 +250,25 @@ class Selector:
         else:
             return False
         return True
+
+    def _suffixes(self, units: Sequence[_Unit]) -> tuple[list[int], list[bool]]:
+        """Return, from each position on, the cheapest unit cost and whether any may have a
+        summary (unit costs leave out headers, so they bound the real cost from below)."""
+        cheapest, summarised = [0] * len(units), [False] * len(units)
+        low, any_summary = 1 << 62, False
+        for n in range(len(units) - 1, -1, -1):
+            low = min(low, units[n].cost)
+            any_summary = any_summary or self.expander.summarised(units[n].lead)
+            cheapest[n], summarised[n] = low, any_summary
+        return cheapest, summarised
+
+    def _omit_rest(self, rest: Sequence[_Unit]) -> None:
+        reason = OmissionReason.GLOBAL_BUDGET
+        if not self.limits.flow_unused:
+            reason = OmissionReason.SECTION_BUDGET
+        for unit in rest:
+            if not self._is_decided(unit):
+                self._omit(unit, reason)
 
     def _second_pass(self, unit: _Unit) -> None:
         if self._is_decided(unit):

@@ -293,3 +293,33 @@ def test_a_reused_call_id_pairs_each_result_with_its_own_call(store):
     }
     for call, result in (first, second):
         assert partner.get(result) == call or partner.get(call) == result
+
+
+def test_the_pool_keeps_the_best_candidates_plus_fixed_blocks_and_tool_partners(store):
+    session = Session(store, "s")
+    session.system("sys")
+    old = session.user("remember: the locker code is 4417")
+    for i in range(150):
+        session.user(f"filler message number {i} about nothing")
+        session.tool_turn("lookup", {"n": i}, f"result {i}")
+    options = PageOptions(limit=64)
+    plan = page(
+        store, PageRequest("s", "locker code", profile(100_000), required=(old,), options=options)
+    )
+    decided = [d.candidate for d in (*plan.selected, *plan.omitted)]
+    assert len(decided) < 64 + 8  # the best 64, the fixed blocks and the partners of those
+    assert reasons(plan)[old] is SelectionReason.REQUIRED
+    kinds = Counter(c.kind for c in decided)
+    assert kinds[BlockKind.TOOL_CALL] == kinds[BlockKind.TOOL_RESULT]  # never half a pair
+
+
+def test_small_budgets_propose_fewer_candidates():
+    from runtime.pager import candidate_limit
+
+    class Snap:
+        class stats:
+            total_length, n_docs = 20_000, 1_000
+
+    assert candidate_limit(512, 200_000, Snap) == 512
+    assert 64 <= candidate_limit(512, 4_000, Snap) < 512
+    assert candidate_limit(512, 100, Snap) == 64

@@ -1,0 +1,247 @@
+"""Pager and packer latency at 1,000 / 10,000 / 100,000 blocks, and BM25 against rank_bm25.
+
+Input: the recorded tau-bench airline sessions (``--sessions``, ``--tools``; default
+../shared/data/tau-bench-airline). One long session is grown from their messages in order: the
+system prompt and the 14 tool schemas once, then every user, assistant, tool-call and tool-result
+message with CONVENTIONS.md edges, cycling through the 120 recordings. Copies after the first get
+a short suffix (and new tool call ids) so the store does not merge them: block sizes stay those
+of real traffic. Tasks are real user messages.
+
+Figures: page, pack and page + pack p50/p99 (warm: after one page in the process), the first page
+after opening the store (cold), and BM25 top-10 over the session against rank_bm25.BM25Okapi on
+the same terms (scores are checked equal). Targets (issue 3): 1,000 blocks page <= 1.4 ms;
+100,000 blocks page + pack p50 <= 10 ms; BM25 >= 20x faster than rank_bm25.
+
+Run: ``python -m bench.bench_pager [--sizes 1000,10000,100000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rank_bm25 import BM25Okapi
+
+from bench.common import time_calls, write_result
+from bench.taudata import TAU_SESSIONS, TAU_TOOLS, tau_sessions
+from runtime import LmdbStore, lmdbenv
+from runtime.blocks import (
+    BlockKind,
+    Edge,
+    NewBlock,
+    ToolCall,
+    ToolResult,
+    content_hash,
+    parse_tool_call,
+    parse_tool_result,
+)
+from runtime.bm25 import query_terms, score_postings, terms
+from runtime.indexview import index_for, reader_for
+from runtime.packer import pack
+from runtime.pager import PageRequest, page
+from runtime.profiles import get_profile
+
+SIZES = (1_000, 10_000, 100_000)
+SESSION = "bench"
+BATCH = 2_000
+REPEAT = {1_000: 200, 10_000: 100, 100_000: 60}
+
+
+def grow(sessions_path: Path, tools_path: Path, size: int) -> tuple[list[NewBlock], list[Edge]]:
+    """Return ``size`` blocks (and their edges) of one long session made of real messages."""
+    recorded = tau_sessions(sessions_path, tools_path)
+    first = recorded[0]
+    head = [b for b in first.blocks if b.kind in (BlockKind.SYSTEM, BlockKind.TOOL_SCHEMA)]
+    blocks, edges, copy = list(head), [], 0
+    while len(blocks) < size:
+        for session in recorded:
+            body = [
+                b for b in session.blocks if b.kind not in (BlockKind.SYSTEM, BlockKind.TOOL_SCHEMA)
+            ]
+            made, renamed = _copy(body, session.edges, copy)
+            blocks += made
+            edges += renamed
+            if len(blocks) >= size:
+                break
+        copy += 1
+    kept = {content_hash(BlockKind.parse(b.kind), str(b.body)) for b in blocks[:size]}
+    return blocks[:size], [e for e in edges if e.src in kept and e.dst in kept]
+
+
+def _copy(blocks: Sequence[NewBlock], edges: Sequence[Edge], copy: int) -> tuple[list, list]:
+    if copy == 0:
+        return list(blocks), list(edges)
+    old_to_new, out = {}, []
+    for block in blocks:
+        kind, body = BlockKind.parse(block.kind), str(block.body)
+        new = _variant(kind, body, copy)
+        old_to_new[content_hash(kind, body)] = content_hash(kind, new)
+        out.append(NewBlock(kind, new))
+    moved = [Edge(old_to_new[e.src], e.kind, old_to_new[e.dst]) for e in edges]
+    return out, moved
+
+
+def _variant(kind: BlockKind, body: str, copy: int) -> str:
+    if kind is BlockKind.TOOL_CALL:
+        call = parse_tool_call(body)
+        return ToolCall(f"{call.call_id}_{copy}", call.name, call.input).body()
+    if kind is BlockKind.TOOL_RESULT:
+        result = parse_tool_result(body)
+        return ToolResult(f"{result.call_id}_{copy}", result.content, result.is_error).body()
+    return f"{body} ({copy})"
+
+
+def build(path: Path, blocks: Sequence[NewBlock], edges: Sequence[Edge]) -> tuple[LmdbStore, float]:
+    """Write the session in batches (edges with the batch holding their later end)."""
+    store = LmdbStore(path)
+    index_for(store)
+    position = {content_hash(BlockKind.parse(b.kind), str(b.body)): i for i, b in enumerate(blocks)}
+    by_batch: dict[int, list[Edge]] = {}
+    for edge in edges:
+        later = max(position[edge.src], position[edge.dst])
+        by_batch.setdefault(later // BATCH, []).append(edge)
+    started = time.perf_counter()
+    for n, start in enumerate(range(0, len(blocks), BATCH)):
+        store.put_many(SESSION, blocks[start : start + BATCH], by_batch.get(n, []))
+    return store, time.perf_counter() - started
+
+
+def tasks(blocks: Sequence[NewBlock], count: int = 40) -> list[str]:
+    users = [str(b.body) for b in blocks if b.kind == BlockKind.USER_MESSAGE]
+    step = max(1, len(users) // count)
+    return [u[:300] for u in users[::step][:count]]
+
+
+def profile_with_budget(budget: int) -> Any:
+    base = get_profile("claude-sonnet-4-6")
+    return replace(base, name=base.name, max_context_tokens=budget + 8_192 + 4_096)
+
+
+def latency(store: LmdbStore, profile: Any, questions: Sequence[str], repeat: int) -> dict:
+    cycle = iter(range(10**9))
+
+    def one_page() -> Any:
+        return page(store, PageRequest(SESSION, questions[next(cycle) % len(questions)], profile))
+
+    # Warm up: page every task once, so token counts and vectors of their candidates are cached
+    # (the steady state of an agent or a web server; the cold first page is measured apart).
+    plans = [page(store, PageRequest(SESSION, q, profile)) for q in questions]
+    plan = plans[0]
+    packed = iter(range(10**9))
+    result = {
+        "page": time_calls(one_page, repeat),
+        "pack": time_calls(lambda: pack(store, plans[next(packed) % len(plans)]), repeat),
+        "page_and_pack": time_calls(lambda: pack(store, one_page()), repeat),
+        "selected": len(plan.selected),
+        "omitted": len(plan.omitted),
+        "planned_tokens": plan.tokens,
+        "input_budget": profile.input_budget,
+    }
+    return result
+
+
+def cold_page(path: Path, profile: Any, question: str) -> float:
+    """Time the first page after the store is opened again (index caches empty)."""
+    lmdbenv.close_env(path)
+    store = LmdbStore(path)
+    started = time.perf_counter()
+    page(store, PageRequest(SESSION, question, profile))
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def bm25_against_rank_bm25(
+    store: LmdbStore, blocks: Sequence[NewBlock], questions: Sequence[str]
+) -> dict:
+    corpus = [terms(str(b.body)) for b in blocks]
+    started = time.perf_counter()
+    oracle = BM25Okapi(corpus, k1=1.2, b=0.75)
+    build_s = time.perf_counter() - started
+    reader, queries = reader_for(store), [query_terms(q) for q in questions[:10]]
+
+    def ours(query: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        snap = reader.snapshot(store, SESSION)
+        postings = snap.postings(query)
+        seqs, scores = score_postings(
+            snap.stats, postings, snap.records["dlen"], snap.idf_floor(postings)
+        )
+        top = np.argsort(-scores, kind="stable")[:10]
+        return seqs[top], scores[top]
+
+    def theirs(query: list[str]) -> np.ndarray:
+        scores = oracle.get_scores(query)
+        return np.argsort(-scores, kind="stable")[:10]
+
+    worst = 0.0
+    for query in queries:
+        seqs, scores = ours(query)
+        want = oracle.get_scores(query)
+        worst = max(
+            worst,
+            float(np.max(np.abs(want[seqs] - scores) / np.maximum(np.abs(want[seqs]), 1e-300))),
+        )
+        assert list(theirs(query)[: len(seqs)]) == list(seqs) or np.allclose(
+            np.sort(want)[::-1][: len(seqs)], scores
+        )
+    n = iter(range(10**9))
+    mine = time_calls(lambda: ours(queries[next(n) % len(queries)]), 50)
+    m = iter(range(10**9))
+    rank = time_calls(lambda: theirs(queries[next(m) % len(queries)]), 10)
+    return {
+        "ours": mine,
+        "rank_bm25": rank,
+        "speedup_p50": round(rank["p50_ms"] / mine["p50_ms"], 1),
+        "rank_bm25_build_s": round(build_s, 2),
+        "max_relative_score_difference": worst,
+        "queries": len(queries),
+    }
+
+
+def run_size(size: int, sessions: Path, tools: Path, folder: Path) -> dict:
+    blocks, edges = grow(sessions, tools, size)
+    path = folder / f"store-{size}"
+    store, build_s = build(path, blocks, edges)
+    questions = tasks(blocks)
+    row: dict[str, Any] = {"blocks": size, "edges": len(edges), "build_s": round(build_s, 2)}
+    for label, profile in (("claude-sonnet-4-6", get_profile("claude-sonnet-4-6")),
+                           ("16k", profile_with_budget(16_000))):  # fmt: skip
+        row[label] = latency(store, profile, questions, REPEAT.get(size, 50))
+        row[label]["cold_first_page_ms"] = cold_page(path, profile, questions[0])
+        store = LmdbStore(path)
+    row["bm25_top10"] = bm25_against_rank_bm25(store, blocks, questions)
+    store.close()
+    gc.collect()
+    return row
+
+
+def main(out_dir: Path | None = None, sessions: Path = TAU_SESSIONS, tools: Path = TAU_TOOLS,
+         sizes: Sequence[int] = SIZES) -> dict:  # fmt: skip
+    """Run every size and write bench/results/pager.json (or under ``out_dir``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [run_size(size, sessions, tools, Path(tmp)) for size in sizes]
+    result = {
+        "benchmark": "page and pack latency; BM25 top-10 against rank_bm25",
+        "data": str(sessions),
+        "targets": {"page_1k_p50_ms": 1.4, "page_and_pack_100k_p50_ms": 10.0, "bm25_speedup": 20},
+        "sizes": rows,
+    }
+    return write_result(
+        Path(out_dir) if out_dir else Path(__file__).parent / "results", "pager", result
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", default=str(TAU_SESSIONS))
+    parser.add_argument("--tools", default=str(TAU_TOOLS))
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--out", help="results folder (default bench/results)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    main(Path(args.out) if args.out else None, Path(args.sessions), Path(args.tools), sizes)
