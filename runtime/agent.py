@@ -15,6 +15,16 @@ How a message is handled, one model call per turn:
    whole session is paged with no new task and the user message required, so the request ends
    with the tool results.
 
+Demand paging (``paging``, on by default; ``paging=None`` turns it off): each call is paged with
+``runtime.demand`` under the session's fault pins (stored in the session meta ``paging``), so
+stale tool results, duplicates and tool schemas go out as placeholders and stubs and the request
+offers ``recall``. A ``recall`` call is answered with the paged-out block's content instead of
+running a tool; a recall, or a repeat of a call whose result was paged out, is a page fault: it
+is recorded in the session's paging state (refaults marked, backoff applied), the block is
+pinned for the rest of the session, and the fault is written on the trace of the request that
+serves it (the next call's ``paging.faults``). Each record's ``paging`` slot holds the turn's
+evictions and accounting (``paging.PagedTurn.to_json``).
+
 Invariants:
 - No conversation is held in the process: an ``Agent`` keeps only handles and settings, so a
   conversation resumes after a restart with the same store.
@@ -26,16 +36,22 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .blocks import BlockKind, NewBlock, Provenance, ToolCall, ToolResult, canonical_json
 from .config import Config
-from .errors import ModelCallFailed, SessionNotFound
+from .demand import DemandPaging, page_with_paging, paged_turn, session_entries
+from .errors import BlockNotFound, InvalidInput, ModelCallFailed, SessionNotFound
+from .eviction import EvictionConfig, EvictionPlan
+from .faults import PageFault, load_state, recall_content, save_state
 from .models import ModelClient, OfflineModel
 from .models.offline import OFFLINE_MODEL_NAME
 from .packer import pack
 from .pager import PageRequest, page
+from .paging import PagedTurn, finish_turn
+from .placeholders import RECALL_TOOL_NAME, StubStyle
+from .plan import PagePlan
 from .profiles import ModelProfile, get_profile
 from .reducers import ToolUseReducer, block_id
 from .replay import CallBasis, CallOutcome, provider_of, send_traced
@@ -52,6 +68,10 @@ SYSTEM_PROMPT = (
     "arithmetic and the lookup_user_profile tool to answer questions about a user (ids look "
     "like u-1001). Answer in one or two sentences."
 )
+
+# Stubs keep each tool's JSON input schema (without descriptions), so a client that fills inputs
+# from the schema (the offline model) can still call a stubbed tool.
+AGENT_PAGING = EvictionConfig(stub_style=StubStyle.SIGNATURE)
 
 ToolHook = Callable[[ToolCall, ToolResult], None]
 
@@ -93,6 +113,15 @@ class AgentReply:
 
 
 @dataclass(frozen=True)
+class _Paged:
+    """What one demand-paged call needs after its answer: the turn and the request it saw."""
+
+    turn: PagedTurn
+    evictions: EvictionPlan
+    entries: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class _Turn:
     """What to ask the pager for one model call of a message."""
 
@@ -116,6 +145,8 @@ class Agent:
         config: Config | None = None,
         max_tool_rounds: int = MAX_TOOL_ROUNDS,
         on_tool: ToolHook | None = None,
+        paging: EvictionConfig | None = AGENT_PAGING,
+        runner: ToolRunner | None = None,
     ) -> None:
         self.store, self.traces, self.client = store, traces, client
         self.session = session
@@ -123,8 +154,11 @@ class Agent:
         self.profile = get_profile(profile, self.config) if isinstance(profile, str) else profile
         self.max_tool_rounds = max_tool_rounds
         self.on_tool = on_tool
-        self.runner = ToolRunner()
+        self.runner = runner or ToolRunner()
         self.reducer = ToolUseReducer()
+        self.paging = paging
+        self._last: _Paged | None = None  # the previous call's paging (cache prefix, faults)
+        self._served: tuple[PageFault, ...] = ()  # faults the next request serves
 
     @property
     def offline(self) -> bool:
@@ -184,17 +218,41 @@ class Agent:
             self.config, self.session, turn.task, self.profile, upto=turn.upto,
             required=turn.required,
         )  # fmt: skip
-        plan = page(self.store, request)
+        number = self._next_turn()
+        plan, paged = self._page(request, number)
         packed = pack(self.store, plan)
-        agent = {"name": AGENT_NAME, "round": turn.round, "max_tool_rounds": self.max_tool_rounds}
+        agent = {"name": AGENT_NAME, "round": turn.round, "max_tool_rounds": self.max_tool_rounds,
+                 "paging": self.paging is not None}  # fmt: skip
         basis = CallBasis(
-            session=self.session, turn=self._next_turn(), profile=self.profile.to_json(),
+            session=self.session, turn=number, profile=self.profile.to_json(),
             config={"pager": dict(plan.settings), "agent": agent}, task=plan.task,
             upto_seq=plan.upto, plan=plan.to_json(),
             tokenizer=TokenizerInfo(self.profile.tokenizer, plan.tokenizer_version),
             estimated_input_tokens=packed.input_tokens,
+            paging={} if paged is None else paged.turn.to_json(),
         )  # fmt: skip
+        self._last = paged
         return send_traced(self.traces, self.client, packed.body, basis)
+
+    def _page(self, request: PageRequest, number: int) -> tuple[PagePlan, _Paged | None]:
+        """Page with demand paging under the session's fault pins (or plainly when it is off)."""
+        if self.paging is None:
+            return page(self.store, request), None
+        state = load_state(self.store, self.session)
+        entries = self.store.entries(self.session)
+        upto = request.upto if request.upto is not None else len(entries) and entries[-1].seq + 1
+        user_turn = sum(1 for e in entries if e.seq < upto and e.kind is BlockKind.USER_MESSAGE)
+        option = DemandPaging.from_state(state, user_turn, self.paging)
+        plan = page_with_paging(self.store, request, option)
+        seen = tuple(session_entries(self.store, plan))
+        previous = self._last.turn if self._last is not None else None
+        turn = paged_turn(plan, seen, turn=number, previous=previous)
+        if self._served:  # the faults found in the previous answer: this request serves them
+            refaults = sum(1 for f in self._served if f.refault)
+            accounting = replace(turn.accounting, faults=len(self._served), refaults=refaults)
+            turn = replace(turn, faults=self._served, accounting=accounting)
+            self._served = ()
+        return plan, _Paged(turn, turn.plan, seen)
 
     def _next_turn(self) -> int:
         turns = self.traces.turns(self.session)
@@ -210,7 +268,8 @@ class Agent:
         calls = self.reducer.calls(data)
         if not calls:
             return []
-        results = [self.runner.run(c.call_id, c.name, c.input) for c in calls]
+        self._fault(calls)
+        results = [self._run(c) for c in calls]
         answered = self.reducer.results(calls, results)
         self.store.put_many(self.session, answered.blocks, answered.edges)
         runs = [ToolRun(c, r) for c, r in zip(calls, results, strict=True)]
@@ -218,6 +277,29 @@ class Agent:
             if self.on_tool is not None:
                 self.on_tool(run.call, run.result)
         return runs
+
+    def _run(self, call: ToolCall) -> ToolResult:
+        """Run one tool call; a ``recall`` pages the block back in from the request it saw."""
+        paged = self._last
+        if call.name != RECALL_TOOL_NAME or paged is None or not paged.evictions.offers_recall:
+            return self.runner.run(call.call_id, call.name, call.input)
+        target = call.input.get("block_id") if isinstance(call.input, dict) else None
+        try:
+            content = recall_content(paged.entries, paged.evictions, str(target or ""))
+        except (BlockNotFound, InvalidInput) as exc:
+            return ToolResult(call.call_id, str(exc), True)
+        return ToolResult(call.call_id, content, False)
+
+    def _fault(self, calls: Sequence[ToolCall]) -> None:
+        """Record the page faults among ``calls`` (pins, refaults, backoff) in the session."""
+        paged = self._last
+        if paged is None or self.paging is None:
+            return
+        state = load_state(self.store, self.session)
+        found, new_state = finish_turn(paged.turn, calls, state)
+        if found.faults:
+            save_state(self.store, self.session, new_state)
+        self._served = found.faults
 
 
 def setup_blocks() -> list[NewBlock]:

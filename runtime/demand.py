@@ -14,6 +14,7 @@ Invariants:
   reads it back, so those re-page exactly too, whatever faults came later.
 - Deterministic: the pager's plan, ``eviction.plan_eviction`` (pure) and total orders (plan
   order for full re-adds, seq descending for placeholders).
+- Never bigger: stand-ins are used only when they save more than the recall tool costs.
 - The budget holds: the plan's tokens only fall when a block becomes its stand-in; blocks are
   added back (in full, or as a placeholder) only while the total stays within the input budget
   minus Slack, with the recall tool (and the Tools header, if it opens the section) charged.
@@ -146,14 +147,16 @@ class _Builder:
         self.limit = plan.budget - slack
 
     def build(self) -> PagePlan:
-        for s in self.plan.selected:
-            paged = self._stand_in(s)
-            self._charge(s.candidate.section, paged.candidate.tokens - s.candidate.tokens)
-            self.selected[_key(paged)] = paged
+        paged = [self._stand_in(s) for s in self.plan.selected]
+        saved = sum(s.candidate.tokens - p.candidate.tokens for s, p in zip(
+            self.plan.selected, paged, strict=True))  # fmt: skip
+        if self.paging.config.recall and saved <= self._recall_cost():
+            paged = list(self.plan.selected)  # paging out would cost more than it saves
+        for s, p in zip(self.plan.selected, paged, strict=True):
+            self._charge(s.candidate.section, p.candidate.tokens - s.candidate.tokens)
+            self.selected[_key(p)] = p
         if self._offers_recall():
             self._charge(Section.TOOLS, self._recall_cost())
-        if self.total > self.plan.budget:  # stubs saved less than the recall tool costs
-            return self.plan
         omitted = list(self.plan.omitted)
         if self.paging.placeholders:
             omitted = self._add_back(omitted)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
@@ -70,13 +70,14 @@ class CallBasis:
     plan: Mapping[str, Any]
     tokenizer: TokenizerInfo | None
     estimated_input_tokens: int | None
+    paging: Mapping[str, Any] = field(default_factory=dict)  # demand paging (runtime.demand)
 
     @classmethod
     def of_record(cls, record: TraceRecord, config: Mapping[str, Any]) -> CallBasis:
         """Return the basis of ``record`` (for a replay of it) with ``config`` instead of its."""
         return cls(
             record.session, record.turn, record.profile, config, record.task, record.upto_seq,
-            record.plan, record.tokenizer, record.estimated_input_tokens,
+            record.plan, record.tokenizer, record.estimated_input_tokens, dict(record.paging),
         )  # fmt: skip
 
 
@@ -135,7 +136,7 @@ def _record(
         status=TraceStatus.OK if failure is None else TraceStatus.ERROR, origin=origin,
         parent_call_id=parent, latency_ms=latency, runtime_version=__version__,
         tokenizer=basis.tokenizer, profile=basis.profile, config=basis.config, task=basis.task,
-        upto_seq=basis.upto_seq, plan=basis.plan,
+        upto_seq=basis.upto_seq, plan=basis.plan, paging=basis.paging,
         estimated_input_tokens=basis.estimated_input_tokens,
         response=dict(response.data) if response else None,
         response_hash=response.body_sha256 if response else None,
