@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
+from . import lmdbenv
 from .blocks import Block, BlockKind, canonical_json, parse_tool_call, parse_tool_result
-from .errors import InvalidBlock, InvalidInput
+from .errors import BlockNotFound, InvalidBlock, InvalidInput
 from .graph import cost_cache
 from .placeholders import recall_tool_json
 from .plan import PagePlan
@@ -52,6 +55,7 @@ from .rendering import (
     task_text,
 )
 from .sections import Section
+from .storecodec import decode_block
 from .tokenizers import get_tokenizer
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -90,7 +94,21 @@ class PackedRequest:
     tokenizer: str
     sections: tuple[SectionTokens, ...]
     text_spans: tuple[Span, ...]
-    body_spans: tuple[Span, ...]
+    system_owners: tuple[Section, ...] = field(default=(), repr=False, compare=False)
+
+    @cached_property
+    def body_spans(self) -> tuple[Span, ...]:
+        """Return where each section lies in ``body`` (worked out on first use)."""
+        body, spans = _serialise(self.request, self.system_owners, self.has_task)
+        if body != self.body:  # the piecewise bytes must be canonical_json's, else spans lie
+            raise AssertionError("section spans were computed over different bytes")
+        return spans
+
+    @property
+    def has_task(self) -> bool:
+        return bool(self._task)
+
+    _task: str = field(default="", repr=False, compare=False)
 
     @property
     def input_tokens(self) -> int:
@@ -130,7 +148,8 @@ def pack(store: Any, plan: PagePlan) -> PackedRequest:
     placed = _placed(store, plan)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     text, text_spans = _render_text(plan.task, placed)
-    request, body, body_spans = _render_request(plan, placed)
+    request, owners = _render_request(plan, placed)
+    body = canonical_json(request)
     sections = _section_tokens(plan, placed)
     frame_string, frame_chat = frame_costs(tokenizer, plan.task)
     return PackedRequest(
@@ -145,13 +164,14 @@ def pack(store: Any, plan: PagePlan) -> PackedRequest:
         tokenizer=plan.profile.tokenizer,
         sections=sections,
         text_spans=text_spans,
-        body_spans=body_spans,
+        system_owners=owners,
+        _task=plan.task,
     )
 
 
 def _placed(store: Any, plan: PagePlan) -> list[_Placed]:
     ids = [s.candidate.block_id for s in plan.selected]
-    blocks = store.get_many(ids)
+    blocks = _bodies.get_many(store, ids)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     costs = cost_cache(store.env).costs(
         tokenizer, ids, [b.kind for b in blocks], lambda _ids: [b.body for b in blocks]
@@ -167,6 +187,38 @@ def _placed(store: Any, plan: PagePlan) -> list[_Placed]:
     if plan.recall:
         out.append(_recall_placed(tokenizer))
     return out
+
+
+class BodyCache:
+    """Blocks by id in process memory: a block's body never changes for its id (its content
+    hash), so decoding it once is enough. Each read still checks the store holds the block, so a
+    deleted block is never rendered from memory."""
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.lock = threading.Lock()
+        self.capacity = capacity
+        self.blocks: dict[str, Block] = {}
+
+    def get_many(self, store: Any, ids: Sequence[str]) -> list[Block]:
+        db = store.env.db(b"blocks")
+        raws = lmdbenv.read(store.env, lambda txn: [txn.get(bytes.fromhex(i), db=db) for i in ids])
+        out = []
+        with self.lock:
+            if len(self.blocks) > self.capacity:
+                self.blocks.clear()
+            for block_id, raw in zip(ids, raws, strict=True):
+                if raw is None:
+                    raise BlockNotFound(
+                        f"block {block_id[:12]} of the plan is no longer stored; page again"
+                    )
+                block = self.blocks.get(block_id)
+                if block is None:
+                    block = self.blocks[block_id] = decode_block(block_id, raw)
+                out.append(block)
+        return out
+
+
+_bodies = BodyCache()
 
 
 def _recall_placed(tokenizer: Any) -> _Placed:
@@ -216,7 +268,7 @@ def _render_text(task: str, placed: Sequence[_Placed]) -> tuple[str, tuple[Span,
 # -- the chat render -----------------------------------------------------------------------
 def _render_request(
     plan: PagePlan, placed: Sequence[_Placed]
-) -> tuple[dict[str, Any], bytes, tuple[Span, ...]]:
+) -> tuple[dict[str, Any], tuple[Section, ...]]:
     by_section = {s: [p.block for p in placed if p.section is s] for s in Section}
     caching = plan.profile.supports_prompt_caching
     tools = [_tool_definition(b) for b in by_section[Section.TOOLS]]
@@ -246,8 +298,7 @@ def _render_request(
         request["system"] = system
     if tools:
         request["tools"] = tools
-    body, spans = _serialise(request, owners, bool(plan.task))
-    return request, body, spans
+    return request, tuple(owners)
 
 
 def _tool_definition(block: Block) -> dict[str, Any]:

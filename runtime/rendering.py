@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -98,8 +99,10 @@ def task_text(task: str) -> str:
     return f"## Task\n\n{task}\n\n"
 
 
+@lru_cache(maxsize=65_536)
 def display_text(kind: BlockKind, body: str) -> str:
-    """Return a block's text as the string render shows it (tool JSON unwrapped)."""
+    """Return a block's text as the string render shows it (tool JSON unwrapped; memoised: it
+    is a pure function of immutable arguments, and packing re-renders the same blocks)."""
     try:
         if kind is BlockKind.TOOL_CALL:
             call = parse_tool_call(body)

@@ -122,6 +122,11 @@ class _Unit:
     def __init__(self, items: list[Item]) -> None:
         self.items = items
         self.lead = items[0]
+        self.section: Section | None
+        if len(items) == 1:  # most units: skip the general bookkeeping
+            self.cost, self.section = self.lead.cost, self.lead.section
+            self.sections = [self.lead.section]
+            return
         self.cost = sum(i.cost for i in items)
         self.sections = sorted({i.section for i in items}, key=lambda s: s.rank)
         self.section = self.sections[0] if len(self.sections) == 1 else None
@@ -192,9 +197,13 @@ class Selector:
         return units
 
     def _cost(self, unit: _Unit) -> int:
+        if unit.section is not None:
+            return unit.cost + (0 if unit.section in self.used else self.headers[unit.section])
         return unit.cost + sum(self.headers[s] for s in unit.sections if s not in self.used)
 
     def _is_decided(self, unit: _Unit) -> bool:
+        if len(unit.items) == 1:
+            return unit.lead.key in self.decided
         return any(i.key in self.decided for i in unit.items)
 
     # -- rules 1 and 2 ------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 from runtime import LmdbStore, NewBlock
 from runtime.blocks import BlockKind, canonical_json
-from runtime.errors import InvalidInput
+from runtime.errors import BlockNotFound, InvalidInput
 from runtime.indexview import index_for
 from runtime.packer import pack
 from runtime.pager import PageRequest, page
@@ -217,3 +217,12 @@ def test_tool_schemas_are_sent_as_parsed_definitions(store):
     session.user("hi")
     with pytest.raises(Exception, match="tool definition with a name"):
         packed(store, task="hello")
+
+
+def test_a_block_deleted_after_paging_is_never_rendered_from_memory(store):
+    agent(store)
+    plan, first = packed(store)
+    gone = next(s.candidate.block_id for s in plan.selected if s.candidate.kind is BlockKind.FACT)
+    store.delete_block(gone)
+    with pytest.raises(BlockNotFound, match="no longer stored"):
+        pack(store, plan)
