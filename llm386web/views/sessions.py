@@ -13,8 +13,10 @@ from llm386web.conf import web_config
 from llm386web.store_access import get_store, get_traces
 from runtime.blocks import Entry, SessionInfo
 from runtime.errors import InvalidSession
+from runtime.pagingview import SessionPaging, session_paging
 from runtime.sessionlist import SessionQuery, SessionStatus, SortKey, query_sessions, summarize
 from runtime.timeline import group_turns, session_timeline
+from runtime.tracer import TraceStore
 
 from .common import (
     Page,
@@ -85,8 +87,14 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
         "timeline": timeline,
         "chart": stacked_bars(timeline),
         "page": Page(timeline.offset, timeline.limit, timeline.turns),
+        "paging": _paging(info, traces),
     }
     return render_page(request, "sessions/detail.html", "turns-table", context)
+
+
+def _paging(info: SessionInfo, traces: TraceStore) -> SessionPaging | None:
+    records = traces.list(session=info.session, limit=None)
+    return session_paging(info.session, records, str(info.meta.get("model", "")))
 
 
 @require_GET
