@@ -4,8 +4,11 @@
   the last N user turns, the paper's age-based eviction.
 - ``Ours``: ``runtime.paging`` under the budget with fault-driven pinning; a soft miss is
   simulated as a recall fault and charged as one more request.
-- ``RuntimePager``: ``runtime.pager`` + ``runtime.packer`` exactly as they are, with no demand
-  paging yet (they take no placeholder bodies): real selection, real request bytes and hash.
+- ``RuntimePager``: ``runtime.pager`` + ``runtime.packer`` without demand paging: real
+  selection, real request bytes and hash.
+- ``RuntimeDemand``: the same with ``runtime.demand`` (placeholders, stubs, recall, fault pins):
+  the real pager + packer path of the sample agent; a soft miss is simulated as a recall fault
+  and charged as one more request, as in ``Ours``.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from runtime.accounting import (
     request_items,
 )
 from runtime.blocks import BlockKind, Entry, ToolCall
+from runtime.demand import DemandPaging, page_with_paging, paged_turn
 from runtime.errors import BudgetTooSmall
 from runtime.eviction import EvictionConfig, EvictionPlan, PagedItem, paged_view
 from runtime.faults import FaultKind, PagingState, detect_faults
+from runtime.history import History
 from runtime.packer import pack
 from runtime.pager import PageRequest, page
 from runtime.paging import PagedTurn, finish_turn, page_turn
@@ -245,3 +250,65 @@ class RuntimePager:
 
     def answer(self, t: TurnInput, out: Outcome, soft: Sequence[str], s: Stats) -> list[Request]:
         return []
+
+
+class RuntimeDemand(RuntimePager):
+    """The runtime pager and packer with demand paging: what the sample agent sends."""
+
+    def __init__(self, name: str, store: Any, profile: ModelProfile, budget: int,
+                 config: EvictionConfig, count: TokenCounter):  # fmt: skip
+        super().__init__(name, store, profile, budget)
+        self.config, self.count, self.budget = config, count, budget
+        self.state = PagingState()
+
+    def begin(self) -> None:
+        super().begin()
+        self.state = PagingState()
+
+    def _outcome(self, t: TurnInput, count: TokenCounter, previous: tuple) -> Outcome:
+        request = self._request(t)
+        user_turn = History.of(t.entries).user_turn()
+        option = DemandPaging.from_state(self.state, user_turn, self.config)
+        plan = page_with_paging(self.store, request, option)
+        packed = pack(self.store, plan)
+        seen = [e for e in t.entries if e.seq < plan.upto]
+        evictions = paged_turn(plan, seen, turn=t.turn).plan
+        chosen = {s.candidate.seq for s in plan.selected}
+        task_seq = request.upto if request.task else None
+        subset = [e for e in t.entries if e.seq in chosen or e.seq == task_seq]
+        items = request_items(subset, evictions, t.categories, count)
+        acct = account_turn(
+            t.turn, t.full, items, previous_full=t.previous_full, previous_packed=previous
+        )
+        paged = PagedTurn(t.turn, user_turn, self.config, option.pinned, evictions,
+                          paged_view(subset, evictions), items, t.full, acct)  # fmt: skip
+        return Outcome(paged.items, items, acct, evictions, paged, sha256=packed.prompt_hash,
+                       packer_tokens=packed.chat_tokens)  # fmt: skip
+
+    def pack(self, t: TurnInput, count: TokenCounter) -> Outcome:
+        out = self._outcome(t, count, self.previous)
+        self.previous = out.request
+        return out
+
+    def answer(self, t: TurnInput, out: Outcome, soft: Sequence[str], s: Stats) -> list[Request]:
+        assert out.paged is not None
+        recalls = tuple(
+            ToolCall(f"recall-{t.turn}-{i}", "recall", {"block_id": bid[:12]})
+            for i, bid in enumerate(soft)
+        )
+        paged, self.state = finish_turn(out.paged, (*recalls, *t.calls), self.state)
+        out.accounting = paged.accounting
+        for f in paged.faults:
+            s.faults[f.kind.value] += 1
+            s.refaults += f.refault
+            s.faulted.add((t.session, f.block_id))
+        if not any(f.kind is FaultKind.RECALL for f in paged.faults):
+            return []
+        # The turn again with the recalled blocks pinned: the fault's cost, real bytes.
+        again = self._outcome(t, self.count, out.request)
+        calls = sum(self.count(c.body()) for c in recalls)
+        tokens = again.accounting.packed_tokens + calls
+        s.violations += tokens > self.budget
+        self.previous = again.request
+        cached = again.accounting.cached_packed
+        return [Request(tokens, cached, again.sha256, True, f"{t.session}#{t.turn}")]
