@@ -84,7 +84,7 @@ class BudgetFractions:
 class RecencySettings:
     """Recency retriever: score by age; ``half_life`` and linear span are counted in entries."""
 
-    weight: float = _setting(1.0, _NONNEG)
+    weight: float = _setting(0.25, _NONNEG)
     mode: RecencyMode = RecencyMode.HALF_LIFE
     half_life: float = _setting(20.0, _POSITIVE)
 
@@ -109,8 +109,22 @@ class LexicalSettings:
 class EmbeddingSettings:
     """Local hashed-embedding retriever with vectors of ``dimensions`` components."""
 
-    weight: float = _setting(0.5, _NONNEG)
+    weight: float = _setting(0.25, _NONNEG)
     dimensions: int = _setting(256, _POSITIVE)
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Source retriever: blocks whose provenance source (a speaker, a tool) the task names."""
+
+    weight: float = _setting(0.3, _NONNEG)
+
+
+@dataclass(frozen=True)
+class NeighbourSettings:
+    """Neighbour spread: a block near a relevant block in the session shares its relevance."""
+
+    weight: float = _setting(3.75, _NONNEG)
 
 
 @dataclass(frozen=True)
@@ -128,6 +142,8 @@ class RetrieverSettings:
     bm25: Bm25Settings = field(default_factory=Bm25Settings)
     lexical: LexicalSettings = field(default_factory=LexicalSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    source: SourceSettings = field(default_factory=SourceSettings)
+    neighbours: NeighbourSettings = field(default_factory=NeighbourSettings)
     pinned: PinnedSettings = field(default_factory=PinnedSettings)
 
 

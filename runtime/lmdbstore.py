@@ -106,6 +106,12 @@ class LmdbStore(BlockStore):
         self.env = lmdbenv.open_env(path, readonly=readonly, create=create)
         self._hooks: list[StoreHook] = []
         self._init_layout(readonly)
+        if not readonly:
+            # The pager's per-session index (catalog, BM25 postings) is kept in step with every
+            # write from the start, so no writer can leave it behind.
+            from .indexview import index_for
+
+            index_for(self)
 
     # -- layout -------------------------------------------------------------------------
     def _init_layout(self, readonly: bool) -> None:
@@ -246,7 +252,7 @@ class LmdbStore(BlockStore):
 
     def add_edge(self, src: str, kind: EdgeKind | str, dst: str) -> bool:
         edge = Edge(self.resolve(src), EdgeKind.parse(kind), self.resolve(dst))
-        return lmdbenv.write(self.env, lambda txn: self._add_edge_txn(txn, edge))
+        return lmdbenv.write(self.env, lambda txn: self._add_edges_txn(txn, [edge]) == 1)
 
     def add_edges(self, edges: Iterable[Edge]) -> int:
         """Add several edges in one write; return how many were new."""
@@ -254,9 +260,16 @@ class LmdbStore(BlockStore):
             Edge(check_block_id(e.src), EdgeKind.parse(e.kind), check_block_id(e.dst))
             for e in edges
         ]
-        return lmdbenv.write(
-            self.env, lambda txn: sum(self._add_edge_txn(txn, e) for e in edge_list)
-        )
+        return lmdbenv.write(self.env, lambda txn: self._add_edges_txn(txn, edge_list))
+
+    def _add_edges_txn(self, txn: Txn, edges: list[Edge]) -> int:
+        new = [edge for edge in edges if self._add_edge_txn(txn, edge)]
+        for hook in self._hooks:
+            # Hooks that index edges (the session index) see edges added after their blocks.
+            on_edges = getattr(hook, "on_edges", None)
+            if on_edges is not None and new:
+                on_edges(txn, new)
+        return len(new)
 
     def _add_edge_txn(self, txn: Txn, edge: Edge) -> bool:
         if edge.src == edge.dst:

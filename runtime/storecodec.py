@@ -32,7 +32,8 @@ _NO_PROVENANCE = Provenance()
 def json_load(raw: bytes) -> Any:
     """Decode a stored record, naming corruption as such."""
     try:
-        return json.loads(raw)
+        # Records are always UTF-8: decoding first skips json's encoding detection.
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise StoreCorrupted(
             f"a stored record is not valid JSON ({exc}); run `llm386 verify`"

@@ -42,9 +42,10 @@ def test_no_file_gives_the_documented_defaults():
         ("slack", 0.05),
     )
     r = config.retrievers
-    assert (r.recency.weight, r.recency.mode, r.recency.half_life) == (1.0, "half-life", 20.0)
+    assert (r.recency.weight, r.recency.mode, r.recency.half_life) == (0.25, "half-life", 20.0)
     assert (r.bm25.weight, r.bm25.k1, r.bm25.b) == (1.0, 1.2, 0.75)
-    assert (r.lexical.weight, r.embedding.weight, r.embedding.dimensions) == (0.0, 0.5, 256)
+    assert (r.lexical.weight, r.embedding.weight, r.embedding.dimensions) == (0.0, 0.25, 256)
+    assert (r.source.weight, r.neighbours.weight) == (0.3, 3.75)
     assert r.pinned.weight == 1.0
     assert config.store.path is None
     assert config.store.max_block_bytes == DEFAULT_MAX_BLOCK_BYTES == 16 * 1024 * 1024
@@ -120,7 +121,7 @@ def test_unknown_keys_and_sections_become_warnings_with_lines(tmp_path):
         "retrievers, store",
         "unknown key retrievers.bm25.k3 in llm386.toml (line 4); known: b, k1, weight",
         "unknown section retrievers.magic in llm386.toml (line 6); known: bm25, embedding, "
-        "lexical, pinned, recency",
+        "lexical, neighbours, pinned, recency, source",
         'unknown key models."gpt-4.1".context in llm386.toml (line 9); known: '
         "max_context_tokens, provider, reserved_output_tokens, safety_margin_tokens, "
         "supports_prompt_caching, supports_system_role, supports_tools, supports_vision, "

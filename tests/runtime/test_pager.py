@@ -323,3 +323,18 @@ def test_small_budgets_propose_fewer_candidates():
     assert candidate_limit(512, 200_000, Snap) == 512
     assert 64 <= candidate_limit(512, 4_000, Snap) < 512
     assert candidate_limit(512, 100, Snap) == 64
+
+
+def test_an_edge_added_after_its_blocks_were_indexed_is_followed(tmp_path):
+    store = LmdbStore(tmp_path / "late")  # the index hook is attached by the store itself
+    session = Session(store, "s")
+    evidence = store.put("s", NewBlock("fact", "the fare class is Z")).id
+    for i in range(10):
+        session.user(f"unrelated {i} " * 30)
+    claim = store.put("s", NewBlock("assistant-message", "zeta9 may rebook for free")).id
+    options = PageOptions(neighbour_weight=0.0, threshold=0.99)
+    request = PageRequest("s", "zeta9", profile(700), required=(claim,), options=options)
+    assert reasons(page(store, request))[evidence] is not SelectionReason.DEPENDENCY
+    store.add_edge(claim, "supports", evidence)
+    assert reasons(page(store, request))[evidence] is SelectionReason.DEPENDENCY
+    store.close()
