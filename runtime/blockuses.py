@@ -8,14 +8,17 @@ Layout (``bid`` is the block id's 32 raw bytes, ``cid`` the 25-byte ASCII call i
     uses_by_block  bid cid -> canonical JSON {"s": session, "t": turn, "o": origin,
                               "u": [[selected 0|1, section, reason, score|null], ...]}
     uses_calls     cid     -> b""           every record indexed so far
+    uses_meta      b"generation" -> JSON TraceGeneration the index was last brought up to
 
 Invariants:
 - Trace records never change (only their flag, which is not indexed), so a record indexed once
   stays right; the index can only lag (records added since) or hold too much (records deleted).
-- ``sync`` compares the number of indexed records with the trace store's own count: new records
-  are indexed from the newest end (the common case: one agent or replay appends), anything else
-  (deletions, records imported with old times) rebuilds the index session by session, so no
-  request ever decodes every record at once.
+- ``sync`` compares the trace store's write generation with the one the index last saw (never
+  record counts: a delete then as many adds leaves the count unchanged). Only adds since: new
+  records are indexed from the newest end (the common case: one agent or replay appends), then
+  session by session if some are still missing (records imported with old times). Any delete
+  or repair since, or no generation seen yet: the index is dropped and rebuilt session by
+  session, so no request ever decodes every record at once.
 - A plan that lists a block twice (a repeated message) keeps both occurrences, in plan order.
 """
 
@@ -28,10 +31,10 @@ from typing import Any
 from . import lmdbenv
 from .blocks import canonical_json
 from .storecodec import json_load
-from .tracer import CALL_ID_LEN, TraceOrigin, TraceRecord, TraceStore
+from .tracer import CALL_ID_LEN, TraceGeneration, TraceOrigin, TraceRecord, TraceStore
 from .turnview import plan_entries
 
-_USES, _CALLS = b"uses_by_block", b"uses_calls"
+_USES, _CALLS, _META = b"uses_by_block", b"uses_calls", b"uses_meta"
 _NEWEST_FIRST_MAX = 1000  # a gap larger than this is closed by a session-by-session sweep
 
 
@@ -134,28 +137,44 @@ def _sweep(env: lmdbenv.Env, store: Any, traces: TraceStore) -> None:
         offset += batch
 
 
+def _seen(env: lmdbenv.Env) -> TraceGeneration | None:
+    meta = env.db(_META)  # opened outside the transaction: opening may itself write
+    raw = lmdbenv.read(env, lambda txn: txn.get(b"generation", db=meta))
+    return None if raw is None else TraceGeneration(**json_load(raw))
+
+
+def _mark(env: lmdbenv.Env, gen: TraceGeneration) -> None:
+    meta, value = env.db(_META), canonical_json(gen.__dict__)
+    lmdbenv.write(env, lambda txn: txn.put(b"generation", value, db=meta))
+
+
+def _only_added(seen: TraceGeneration | None, now: TraceGeneration) -> bool:
+    return (
+        seen is not None
+        and (seen.deleted, seen.repairs) == (now.deleted, now.repairs)
+        and seen.added <= now.added
+    )
+
+
 def sync(store: Any, traces: TraceStore) -> None:
     """Bring the index up to date with the trace store (a no-op when it already is)."""
     env = store.env
     if env.readonly:
         return  # nothing can be written; pages show what was indexed
+    now, seen = traces.generation(), _seen(env)  # read first: a write meanwhile shows next time
+    if seen == now:
+        return
+    if not _only_added(seen, now):
+        _drop(env)
     total, done = traces.count(), _indexed_count(env)
-    if done > total:  # records were deleted: start again
-        _drop(env)
-        done = 0
-    if done == total and (not total or _is_indexed(env, [traces.list(limit=1)[0].call_id])[0]):
-        return  # the newest record is indexed too, so it is not a delete-then-add of as many
-    if done == total:  # as many records as indexed, but not the same ones
-        _drop(env)
-        done = 0
-    if total - done <= _NEWEST_FIRST_MAX:
+    if done < total and total - done <= _NEWEST_FIRST_MAX:
         newest = traces.list(limit=total - done)
         fresh = [r for r, ok in zip(newest, _is_indexed(env, [r.call_id for r in newest]), strict=True)
                  if not ok]  # fmt: skip
         _index(env, fresh)
-        if _indexed_count(env) == total:
-            return
-    _sweep(env, store, traces)
+    if _indexed_count(env) != total:
+        _sweep(env, store, traces)
+    _mark(env, now)
 
 
 def block_uses(store: Any, traces: TraceStore, block_id: str, *, offset: int = 0,

@@ -2,7 +2,8 @@
 
 Layout (named databases; ``cid`` is the 25-byte ASCII call id, ``h`` the 32 raw hash bytes):
 
-    trace_meta       b"schema" -> b"1"; b"totals" -> JSON {calls, error, flagged, ...}
+    trace_meta       b"schema" -> b"1"; b"totals" -> JSON {calls, error, flagged, ...};
+                     b"generation" -> JSON {added, deleted, repairs, writes} (TraceGeneration)
     traces           cid -> canonical JSON record (TraceRecord.stored_json)
     trace_by_session session 0x00 turn(4 BE) cid -> b""
     trace_by_time    started_at(8 BE) cid -> b""
@@ -40,6 +41,7 @@ from .tracer import (
     Flag,
     SessionTraceStats,
     StoredTrace,
+    TraceGeneration,
     TraceOrigin,
     TraceRecord,
     TraceStatus,
@@ -55,7 +57,7 @@ from .tracer import (
 FLAGGED = "flagged"
 SCHEMA = b"1"
 _RAW, _ZLIB = b"\x00", b"\x01"
-_TOTALS = b"totals"
+_TOTALS, _GENERATION = b"totals", b"generation"
 
 
 def pack_bytes(data: bytes) -> bytes:
@@ -130,6 +132,20 @@ class LmdbTraceStore(TraceStore):
     def _record_all_txn(self, txn: lmdb.Transaction, items: Sequence[StoredTrace]) -> None:
         for item in items:
             self._record_txn(txn, item)
+        if items:
+            self._bump_generation(txn, added=len(items))
+
+    def _bump_generation(
+        self, txn: lmdb.Transaction, *, added: int = 0, deleted: int = 0, repairs: int = 0
+    ) -> None:
+        # In the caller's write transaction, so a reader never sees data without its generation.
+        g = self._generation_txn(txn)
+        g = TraceGeneration(g.added + added, g.deleted + deleted, g.repairs + repairs, g.writes + 1)
+        txn.put(_GENERATION, canonical_json(g.__dict__), db=self._meta)
+
+    def _generation_txn(self, txn: lmdb.Transaction) -> TraceGeneration:
+        raw = _get(txn, _GENERATION, db=self._meta)
+        return TraceGeneration() if raw is None else TraceGeneration(**json_load(raw))
 
     def _record_txn(self, txn: lmdb.Transaction, item: StoredTrace) -> None:
         rec, cid = item.record, item.record.call_id
@@ -210,9 +226,11 @@ class LmdbTraceStore(TraceStore):
             raise InvalidInput("a flag note must be text")
         flag = Flag(note, now_ms())
 
-        return lmdbenv.write(
-            self.env, lambda txn: self._flag_txn(txn, self._get_txn(txn, call_id), flag)
-        )
+        def mark(txn: lmdb.Transaction) -> TraceRecord:
+            self._bump_generation(txn)
+            return self._flag_txn(txn, self._get_txn(txn, call_id), flag)
+
+        return lmdbenv.write(self.env, mark)
 
     def _flag_txn(self, txn: lmdb.Transaction, rec: TraceRecord, flag: Flag) -> TraceRecord:
         if rec.flag is None:
@@ -228,6 +246,7 @@ class LmdbTraceStore(TraceStore):
                 txn.delete(_status_key(FLAGGED, rec.call_id), db=self._by_status)
                 txn.delete(rec.call_id.encode(), db=self._flags)
                 self._add_flag_count(txn, rec.session, -1)
+                self._bump_generation(txn)
             return replace(rec, flag=None)
 
         return lmdbenv.write(self.env, clear)
@@ -247,6 +266,8 @@ class LmdbTraceStore(TraceStore):
             ]
             for cid in cids:
                 self._delete_txn(txn, cid)
+            if cids:
+                self._bump_generation(txn, deleted=len(cids))
             return len(cids)
 
         return lmdbenv.write(self.env, delete)
@@ -342,6 +363,9 @@ class LmdbTraceStore(TraceStore):
         # Two filters at once: read the narrower index (a session, or the flagged set).
         return len(self.list(session=session, status=want, flagged=flagged, limit=None))
 
+    def generation(self) -> TraceGeneration:
+        return cast(TraceGeneration, self._read(self._generation_txn))
+
     def request_bytes(self, prompt_hash: str) -> bytes | None:
         digest = bytes.fromhex(check_hash(prompt_hash))
         stored = self._read(lambda txn: _get(txn, digest, db=self._requests))
@@ -388,7 +412,11 @@ class LmdbTraceStore(TraceStore):
     def repair(self) -> RepairReport:
         from .tracecheck import repair_traces
 
-        return lmdbenv.write(self.env, lambda txn: repair_traces(txn, self))
+        def repair(txn: lmdb.Transaction) -> RepairReport:
+            self._bump_generation(txn, repairs=1)
+            return repair_traces(txn, self)
+
+        return lmdbenv.write(self.env, repair)
 
     # `list` comes last: below it, the name would shadow the builtin in annotations.
     def list(

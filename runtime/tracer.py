@@ -369,6 +369,21 @@ class StoredTrace:
     flag: Flag | None = None  # recorded with the record, as if flagged right after
 
 
+@dataclass(frozen=True)
+class TraceGeneration:
+    """How many writes a trace store has taken, bumped in the same transaction as each write.
+
+    A derived index that remembers the generation it last saw can tell appends (only ``added``
+    moved) from anything it cannot follow by appending (``deleted`` or ``repairs`` moved):
+    comparing record counts cannot, since a delete followed by as many adds leaves the count unchanged.
+    """
+
+    added: int = 0  # records ever stored
+    deleted: int = 0  # records ever deleted
+    repairs: int = 0  # repairs, which may drop or restore records' index rows
+    writes: int = 0  # write transactions that changed something (flags included)
+
+
 class TraceStore(abc.ABC):
     """Durable trace records with indexes by session, time, status, flag and prompt hash."""
 
@@ -436,6 +451,10 @@ class TraceStore(abc.ABC):
 
         The report's ``entries`` counts records and ``blocks`` counts stored requests.
         """
+
+    @abc.abstractmethod
+    def generation(self) -> TraceGeneration:
+        """Return the write counters (all zero for a store written before they existed)."""
 
     @abc.abstractmethod
     def repair(self) -> RepairReport:

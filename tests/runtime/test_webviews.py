@@ -194,3 +194,31 @@ def test_block_uses_follow_added_deleted_and_swapped_records(tmp_path: Path) -> 
     sync(store, traces)
     assert block_uses(store, traces, ids[0]).records == 0
     assert block_uses(store, traces, ids[2]).records == 1
+
+
+def test_block_uses_rebuild_after_a_delete_then_more_adds_than_were_deleted(
+    tmp_path: Path,
+) -> None:
+    store, traces = _stores(tmp_path)
+    ids = [e.id for e in store.put_many("a", [NewBlock(BlockKind.USER_MESSAGE, f"m{i}")
+                                              for i in range(3)])]  # fmt: skip
+    traces.record_many([_record("a", t, ids[:1]) for t in (1, 2)])
+    sync(store, traces)
+    traces.delete_session("a")
+    store.put_many("b", [NewBlock(BlockKind.USER_MESSAGE, "m1")])
+    traces.record_many([_record("b", t, ids[1:2]) for t in (1, 2, 3)])
+    sync(store, traces)
+    assert block_uses(store, traces, ids[0]).records == 0
+    assert [u.turn for u in block_uses(store, traces, ids[1]).uses] == [1, 2, 3]
+
+
+def test_trace_generation_counts_adds_and_deletes_in_the_write(tmp_path: Path) -> None:
+    store, traces = _stores(tmp_path)
+    first = traces.generation()
+    records = [_record("a", t, []) for t in (1, 2)]
+    traces.record_many(records)
+    traces.flag(records[0].record.call_id)
+    traces.delete_session("a")
+    last = traces.generation()
+    assert (first.added, first.deleted) == (0, 0)
+    assert (last.added, last.deleted) == (2, 2) and last.writes == first.writes + 3
