@@ -22,6 +22,7 @@ from typing import Any
 from .accounting import Price, get_price
 from .blocks import Block
 from .errors import BlockNotFound, InvalidBlock, InvalidInput, UnknownModel
+from .sections import Section
 from .store import BlockStore
 from .timeline import TurnSummary, group_turns, section_rank, section_tokens, summarize_record
 from .tracer import TraceOrigin, TraceRecord, TraceStore
@@ -74,6 +75,9 @@ def plan_entries(plan: Mapping[str, Any], *, selected: bool) -> list[PlanEntry]:
     ]
 
 
+SECTION_NAMES = frozenset(s.value for s in Section)  # names safe in URLs, ids and selectors
+
+
 @dataclass(frozen=True)
 class SectionView:
     """A section of one turn: its budget, what it used, and how many blocks were in and out."""
@@ -89,6 +93,11 @@ class SectionView:
     def fill(self) -> float | None:
         """Used over allocated (may exceed 1 for a required section), None without a budget."""
         return self.used / self.allocated if self.allocated else None
+
+    @property
+    def known(self) -> bool:
+        """Whether the name is a ``Section``: only then may it go into a URL, id or selector."""
+        return self.section in SECTION_NAMES
 
 
 def section_views(

@@ -20,7 +20,7 @@ from runtime.chatview import read_request, read_response
 from runtime.errors import StoreCorrupted
 from runtime.pagingview import turn_paging
 from runtime.tracer import CALL_ID_LEN, TraceRecord, check_call_id
-from runtime.turnview import entry_page, turn_view, with_blocks, without_plan
+from runtime.turnview import SECTION_NAMES, entry_page, turn_view, with_blocks, without_plan
 
 from .common import gc_paused, is_fragment, limit_from, offset_from, render_page
 
@@ -73,6 +73,8 @@ def _request_bytes(rec: TraceRecord) -> bytes:
 def turn_section(request: HttpRequest, call_id: str, section: str) -> HttpResponse:
     """One page of a section's packed blocks, with kind, tokens, reason and scores."""
     rec = _record(call_id)
+    if section not in SECTION_NAMES:  # the name goes into an htmx selector: Section values only
+        raise Http404(f"{section!r} is not a section; the turn page links the sections it has.")
     page = entry_page(rec.plan, selected=True, section=section, offset=offset_from(request),
                       limit=limit_from(request))  # fmt: skip
     if not page.total:

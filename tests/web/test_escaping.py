@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from django.test import Client
+
+from runtime.tracer import StoredTrace, TraceRecord, new_call_id
+
+from .tracefactory import conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +99,33 @@ def test_raw_body_is_served_as_plain_text_not_html(logged_in: Client, hostile: l
     assert response["Content-Type"] == "text/plain; charset=utf-8"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response.content == RAW[0]
+
+
+def _with_plan_sections(traced: Any, traces: Any, names: list[str]) -> str:
+    """Record a copy of a turn whose plan names the given sections; return its call id."""
+    s = traced("odd-sections", conversation(2))
+    stored = traces.stored_trace(s.call_ids[-1])
+    block = s.block_ids[0]
+    plan = {"selected": [{"block_id": block, "section": n, "reason": "r", "tokens": 1} for n in names],
+            "omitted": [], "sections": [{"section": n, "allocated": 10, "used": 1} for n in names]}  # fmt: skip
+    record = TraceRecord.from_json(
+        stored.record.to_json() | {"call_id": new_call_id(), "turn": 3, "plan": plan}
+    )
+    traces.record_many([StoredTrace(record, stored.request, stored.response)])
+    return record.call_id
+
+
+def test_stored_section_names_never_reach_htmx_selectors_or_urls(
+    logged_in: Client, traced: Any, traces: Any
+) -> None:
+    cid = _with_plan_sections(traced, traces, ["x,#main", "a/b", "recent"])
+    html = logged_in.get(f"/traces/{cid}/").content.decode()
+    hx = re.findall(r'hx-(?:target|indicator)="([^"]*)"', html)
+    ids = re.findall(r'\sid="([^"]*)"', html)
+    assert hx and not any("main" in v or "/" in v or "," in v for v in hx)
+    assert not any("," in v or "/" in v for v in ids)
+    assert 'href=""' not in html and "x,#main" in html and "a/b" in html  # shown as text
+    assert (
+        f'hx-get="/traces/{cid}/sections/recent/"' in html and 'hx-target="#section-recent"' in html
+    )
+    assert logged_in.get(f"/traces/{cid}/sections/x,%23main/").status_code == 404
