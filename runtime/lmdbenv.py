@@ -5,6 +5,9 @@ Invariants:
 - Every write goes through :func:`write`, which retries once per doubling when the map is full
   (growing it up to ``MAX_MAP_SIZE``) and adopts a map grown by another process. A failed write
   leaves nothing behind: LMDB aborts the whole transaction.
+- Resizing the map (``set_mapsize``) invalidates every open transaction of the process, so it
+  only happens while no other thread has a transaction open: transactions hold a
+  :class:`ResizeLock` shared, resizing holds it exclusively.
 - A path that exists but is not an LMDB environment is refused with ``StoreNotAStore`` rather
   than overwritten.
 """
@@ -14,8 +17,9 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
@@ -40,6 +44,51 @@ _lock = threading.RLock()
 _envs: dict[str, Env] = {}
 
 
+class ResizeLock:
+    """Many transactions at once, or one map resize with no transaction of another thread open."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._resizing = False
+        self._mine = threading.local()
+
+    def _held_here(self) -> int:
+        return getattr(self._mine, "count", 0)
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing and not self._held_here():
+                self._cond.wait()
+            self._active += 1
+        self._mine.count = self._held_here() + 1
+        try:
+            yield
+        finally:
+            self._mine.count -= 1
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        # A thread may resize while it holds a transaction of its own further up its stack
+        # (a write nested in a read); only other threads' transactions are waited for.
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._active - self._held_here():
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
 @dataclass
 class Env:
     """An open environment, its named databases, and how it was opened."""
@@ -49,6 +98,12 @@ class Env:
     readonly: bool
     dbs: dict[bytes, DbHandle]
     lock: threading.RLock
+    resize: ResizeLock = field(default_factory=ResizeLock)
+
+    def adopt_map_size(self) -> None:
+        """Take up a map size another process has grown the environment to."""
+        with self.resize.exclusive():
+            self.env.set_mapsize(0)
 
     def db(self, name: bytes, *, dupsort: bool = False) -> DbHandle:
         """Return the named database, creating it (in its own transaction) if writable."""
@@ -133,42 +188,44 @@ def close_env(path: str | os.PathLike[str]) -> None:
 
 
 def _grow(opened: Env) -> None:
-    current = opened.env.info()["map_size"]
-    if current >= MAX_MAP_SIZE:
-        raise StoreFull(f"the store at {opened.path} reached its {MAX_MAP_SIZE} byte map limit")
-    opened.env.set_mapsize(min(current * 2, MAX_MAP_SIZE))
+    with opened.resize.exclusive():
+        current = opened.env.info()["map_size"]
+        if current >= MAX_MAP_SIZE:
+            raise StoreFull(f"the store at {opened.path} reached its {MAX_MAP_SIZE} byte map limit")
+        opened.env.set_mapsize(min(current * 2, MAX_MAP_SIZE))
 
 
 def write(opened: Env, fn: Callable[[Txn], T]) -> T:
     """Run ``fn`` in one write transaction, growing the map and retrying when it is full."""
     if opened.readonly:
         raise StoreReadOnly(f"{opened.path} is open read-only; open it writable to change it")
-    with opened.lock:
-        while True:
-            try:
-                with opened.env.begin(write=True) as txn:
-                    return fn(txn)
-            except lmdb.MapFullError:
-                _grow(opened)
-            except lmdb.MapResizedError:
-                opened.env.set_mapsize(0)
-            except lmdb.DiskError as exc:
+    while True:
+        try:
+            # Growing happens outside ``opened.lock``: a reader thread that needs the lock (to
+            # open a table) must be able to finish, or the resize would wait for it forever.
+            with opened.lock, opened.resize.shared(), opened.env.begin(write=True) as txn:
+                return fn(txn)
+        except lmdb.MapFullError:
+            _grow(opened)
+        except lmdb.MapResizedError:
+            opened.adopt_map_size()
+        except lmdb.DiskError as exc:
+            raise StoreFull(
+                f"the disk under {opened.path} is full: {exc}; free space and retry"
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
                 raise StoreFull(
-                    f"the disk under {opened.path} is full: {exc}; free space and retry"
+                    f"the disk under {opened.path} is full; free space and retry"
                 ) from None
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise StoreFull(
-                        f"the disk under {opened.path} is full; free space and retry"
-                    ) from None
-                raise
+            raise
 
 
 def read(opened: Env, fn: Callable[[Txn], T]) -> T:
     """Run ``fn`` in a read transaction (readers never block the writer)."""
     while True:
         try:
-            with opened.env.begin(write=False, buffers=False) as txn:
+            with opened.resize.shared(), opened.env.begin(write=False, buffers=False) as txn:
                 return fn(txn)
         except lmdb.MapResizedError:
-            opened.env.set_mapsize(0)
+            opened.adopt_map_size()

@@ -7,10 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
-from runtime import LmdbStore, NewBlock
+from runtime import LmdbStore, NewBlock, lmdbenv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,13 +65,14 @@ READER = textwrap.dedent(
     """
     import sys, time
     from runtime import LmdbStore
+    from runtime.errors import SessionNotFound
     store = LmdbStore(sys.argv[1])
     deadline = time.monotonic() + 60
     seen = 0
     while seen < 200 and time.monotonic() < deadline:
         try:
             seen = store.session_info("live").count
-        except Exception:
+        except SessionNotFound:
             seen = 0
         time.sleep(0.01)
     print(seen, flush=True)
@@ -88,3 +90,58 @@ def test_a_reader_process_sees_a_writer_process_grow_the_store(tmp_path):
         writer_store.put("live", NewBlock("document-chunk", f"{i} " + "z" * 200_000))
     out, _ = reader.communicate(timeout=120)
     assert int(out.strip()) == 200
+
+
+def _pause_then_get(txn, store):
+    time.sleep(0.001)
+    return txn.get(b"x", db=store._blocks)
+
+
+def _read_in_threads(store, until, errors):
+    def loop():
+        while not until.is_set():
+            try:
+                store.sessions()
+                # Use the transaction after each pause: an invalidated one fails on use.
+                lmdbenv.read(
+                    store.env, lambda txn: [_pause_then_get(txn, store) for _ in range(20)]
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
+                errors.append(repr(exc))
+                return
+
+    threads = [threading.Thread(target=loop) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_reader_threads_survive_another_process_growing_the_map(tmp_path):
+    path = tmp_path / "store"
+    store = LmdbStore(path, tokenizers=())
+    store.put("s", NewBlock("fact", "hello"))
+    until, errors = threading.Event(), []
+    threads = _read_in_threads(store, until, errors)
+    try:
+        grower = _spawn(GROWER, str(path))
+        grower.communicate(timeout=180)
+        for _ in range(50):  # adopting the new size must not break the reader threads
+            store.session_count()
+            time.sleep(0.01)
+    finally:
+        until.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert store.env.env.info()["map_size"] > lmdbenv.INITIAL_MAP_SIZE
+
+
+GROWER = textwrap.dedent(
+    """
+    import sys
+    from runtime import LmdbStore, NewBlock
+    store = LmdbStore(sys.argv[1], tokenizers=())
+    for i in range(90):  # ~90 MB: past the 64 MiB initial map
+        store.put("there", NewBlock("document-chunk", f"{i} " + "y" * 1_000_000))
+    """
+)
