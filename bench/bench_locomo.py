@@ -140,7 +140,9 @@ def main(
     """Run the benchmark over every ``*.json`` in ``data_dir`` and write locomo.json."""
     files = sorted(Path(data_dir).glob("*.json"))
     if not files:
-        raise SystemExit(f"no LoCoMo *.json files in {data_dir}")
+        # The data is not shipped (benchmarks only); `make bench` on a clone without it goes on.
+        print(f"skipped: no LoCoMo *.json files in {data_dir}; pass a folder of that format")
+        return {"skipped": f"no LoCoMo data in {data_dir}"}
     options = options or PageOptions()
     runs = {"defaults": recall_of(files, options, RetrieverSettings())}
     if recommended_settings() != RetrieverSettings():

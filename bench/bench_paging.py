@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.common import tau_bench_dir
 from bench.paging_policies import (
     Ours,
     Outcome,
@@ -81,7 +82,7 @@ from runtime.indexview import index_for
 from runtime.profiles import get_profile
 from runtime.tokenizers import get_tokenizer
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tau-bench-airline"
+DATA = tau_bench_dir()
 TOKENIZER = "o200k_base"
 DEFAULT_BUDGET = 8_000
 LAST_N_USER_TURNS = 8

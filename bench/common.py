@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import Any
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHIPPED_TAU = Path(__file__).resolve().parents[1] / "runtime" / "data" / "tau_bench_airline"
+
+
+def tau_bench_dir() -> Path:
+    """Return ../shared/data/tau-bench-airline when present, else the copy the project ships."""
+    shared = SHARED / "tau-bench-airline"
+    return shared if (shared / "sessions.json").exists() else SHIPPED_TAU
 
 
 def percentile(values: list[float], q: float) -> float:

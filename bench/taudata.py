@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.common import SHARED, tau_bench_dir
 from runtime.blocks import BlockKind, Edge, EdgeKind, NewBlock, ToolCall, ToolResult, content_hash
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TAU_SESSIONS = DATA / "tau-bench-airline" / "sessions.json"
-TAU_TOOLS = DATA / "tau-bench-airline" / "tools.json"
-LOCOMO = DATA / "locomo"
+TAU_SESSIONS = tau_bench_dir() / "sessions.json"
+TAU_TOOLS = tau_bench_dir() / "tools.json"
+LOCOMO = SHARED / "locomo"  # not shipped: pass a folder of the same format to bench_locomo
 
 
 @dataclass(frozen=True)
