@@ -11,7 +11,9 @@ Invariants:
   hook on the httpx2 client hashes what is about to be sent and aborts the send, before any
   byte leaves, if that hash is not the request's: ``ModelCallFailed(error_type="byte-mismatch")``.
 - The API key comes from the ``api_key`` argument or ``ANTHROPIC_API_KEY`` only. It appears in
-  no message, repr or returned object; server text quoted in errors is scrubbed of it.
+  no message, repr or returned object; server text quoted in errors is scrubbed of it, and of
+  any cut copy of it (a run of 8+ characters that begins the key), before it is shortened.
+  A base URL is only ever shown without its ``user:password@`` part.
 - Retries are ours (the SDK's ``max_retries`` is 0) so each attempt is recorded: 429, 5xx,
   timeouts and connection errors are retried after a deterministic backoff (``retry-after``
   honoured, capped); other statuses fail at once.
@@ -24,10 +26,11 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anthropic
 import httpx2
@@ -42,6 +45,8 @@ BYTE_MISMATCH = "byte-mismatch"
 MISSING_KEY = "missing-key"
 TIMEOUT = "timeout"
 CONNECTION = "connection"
+MAX_QUOTED_CHARS = 200  # of a non-JSON error body quoted in a message
+MIN_SECRET_PREFIX = 8  # a cut copy of a secret shorter than this is not masked
 
 
 def api_key_available(api_key: str | None = None) -> bool:
@@ -108,7 +113,10 @@ class AnthropicAdapter:
 
     @property
     def base_url(self) -> str:
-        """Where requests go: the argument, else the SDK's ANTHROPIC_BASE_URL or default."""
+        """Where requests go, without credentials: the argument, else ANTHROPIC_BASE_URL or default."""
+        return _public_url(self._target_url())
+
+    def _target_url(self) -> str:
         if self._sdk is not None:
             return str(self._sdk.base_url)
         return self._base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
@@ -201,7 +209,7 @@ class AnthropicAdapter:
 
     def _status_outcome(self, number: int, reply: httpx2.Response, latency_ms: float) -> _Outcome:
         status = reply.status_code
-        error_type, detail = _error_detail(reply)
+        error_type, detail = _error_detail(reply, self._scrub)
         message = self._scrub(f"{status} {error_type}: {detail}")
         failure = ModelCallFailed(message, error_type=error_type, status=status)
         retryable = status == 429 or status >= 500
@@ -229,7 +237,7 @@ class AnthropicAdapter:
 
     def _final(self, failure: ModelCallFailed, attempts: tuple[Attempt, ...]) -> ModelCallFailed:
         advice = _advice(failure.error_type, failure.status, len(attempts), self)
-        message = f"{advice} ({failure})"
+        message = self._scrub(f"{advice} ({failure})")
         return ModelCallFailed(
             message, error_type=failure.error_type, status=failure.status, attempts=attempts
         )
@@ -260,8 +268,48 @@ class AnthropicAdapter:
         return min(self.backoff_seconds * 2 ** (number - 1), self.max_backoff_seconds)
 
     def _scrub(self, text: str) -> str:
-        """Remove the API key from text quoted from elsewhere (a server could echo it)."""
-        return text.replace(self._api_key, "[api key]") if self._api_key else text
+        """Remove the API key and base URL credentials from text quoted from elsewhere.
+
+        A server or gateway could echo them, whole or cut short; cut copies are masked too.
+        """
+        if self._api_key:
+            text = _mask(text, self._api_key, "[api key]")
+        for secret in _url_secrets(self._target_url()):
+            text = _mask(text, secret, "[credentials]")
+        return text
+
+
+def _mask(text: str, secret: str, label: str) -> str:
+    """Replace ``secret`` in ``text``, and every run of 8+ characters that begins it."""
+    text = text.replace(secret, label)
+    if len(secret) < MIN_SECRET_PREFIX:
+        return text
+    head, kept, start = secret[:MIN_SECRET_PREFIX], [], 0
+    found = text.find(head)
+    while found >= 0:
+        end = found + len(os.path.commonprefix([text[found : found + len(secret)], secret]))
+        kept += [text[start:found], label]
+        start, found = end, text.find(head, end)
+    return "".join(kept) + text[start:]
+
+
+def _url_secrets(url: str) -> Iterator[str]:
+    """Yield the ``user:password`` part of ``url`` and its password, as written and decoded."""
+    userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    # Longest first, so the whole user:password goes before its password alone.
+    for secret in (userinfo, unquote(userinfo), password, unquote(password)):
+        if secret:
+            yield secret
+
+
+def _public_url(url: str) -> str:
+    """Return ``url`` with any ``user:password@`` replaced, so that a message can name it."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"[credentials]@{host}"))
 
 
 def _advice(error_type: str, status: int | None, tries: int, adapter: AnthropicAdapter) -> str:
@@ -308,13 +356,18 @@ def _status_advice(status: int, tries: int) -> str:
     return f"the API rejected the request with {status}: fix the request; retrying will not help"
 
 
-def _error_detail(reply: httpx2.Response) -> tuple[str, str]:
-    """Return (error type, message) from an error body of the API's shape, else its raw text."""
+def _error_detail(reply: httpx2.Response, scrub: Callable[[str], str]) -> tuple[str, str]:
+    """Return (error type, message) from an error body of the API's shape, else its raw text.
+
+    Raw text is scrubbed whole before it is shortened: a key cut in two by the shortening
+    would no longer match the key.
+    """
     try:
         error = json.loads(reply.content).get("error", {})
         return str(error["type"]), str(error.get("message", ""))
     except (ValueError, AttributeError, KeyError, TypeError):
-        return f"http-{reply.status_code}", reply.content[:200].decode("utf-8", "replace")
+        text = scrub(reply.content.decode("utf-8", "replace"))
+        return f"http-{reply.status_code}", text[:MAX_QUOTED_CHARS]
 
 
 def _retry_after(reply: httpx2.Response) -> float | None:
