@@ -223,7 +223,7 @@ def _meta(t: Transcript, session: str, model: str, opts: ImportOptions) -> dict[
 def _conflict(session: str, what: str) -> InvalidInput:
     return InvalidInput(
         f"session {session!r} already holds {what} than this file; nothing was imported. "
-        f"Purge it (`llm386 purge --session {session} --yes`) or import under another --prefix"
+        f"Purge it (`llm386 purge {session}`) or import under another --prefix"
     )
 
 
@@ -232,10 +232,12 @@ def reconcile(store: BlockStore, traces: TraceStore, p: PreparedSession) -> Prep
     held = [ref.id for ref in store.entry_refs(p.session)]  # type: ignore[attr-defined]
     if held and held != list(p.block_ids):
         raise _conflict(p.session, "different blocks")
-    recorded = dict(traces.turns(p.session))
-    if set(recorded) - {t.number for t in p.turns}:
+    # Replays and re-pages of imported turns share their turn numbers; only the imported
+    # records themselves are compared with the file.
+    records = traces.get_many([call_id for _, call_id in traces.turns(p.session)])
+    old = {r.turn: r for r in records if r.origin is TraceOrigin.IMPORT}
+    if set(old) - {t.number for t in p.turns}:
         raise _conflict(p.session, "more turns")
-    old = dict(zip(recorded, traces.get_many(list(recorded.values())), strict=True))
     for turn in p.turns:
         if turn.number in old and old[turn.number].prompt_hash != prompt_hash(turn.request):
             raise _conflict(p.session, f"a different turn {turn.number}")

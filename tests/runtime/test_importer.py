@@ -316,3 +316,27 @@ def test_a_tool_call_whose_arguments_are_not_json_keeps_them_as_written(env):
         prompt_hash(canonical_json({"model": "gpt-4o", "messages": [USER]}))
         == traces.list()[0].prompt_hash
     )
+
+
+def test_reimporting_after_a_recorded_repage_of_an_imported_turn_adds_nothing(env):
+    from runtime.profiles import get_profile
+    from runtime.repage import repage
+
+    store, traces = env
+    one = [
+        {
+            "session": "s",
+            "traj": [
+                {"role": "system", "content": "You are an airline agent."},
+                {"role": "user", "content": "Cancel reservation ZX123"},
+                {"role": "assistant", "content": "Done."},
+            ],
+        }
+    ]
+    raw = json.dumps(one).encode()
+    import_transcripts(store, traces, raw)
+    ((turn, call_id),) = traces.turns("s")
+    repage(store, traces, call_id, profile=get_profile("claude-sonnet-4-6"), record=True)
+    assert traces.count() == 2  # the re-page record shares the imported turn's number
+    report = import_transcripts(store, traces, raw)  # `make run` does this every time
+    assert report.turns_recorded == 0 and traces.count() == 2
