@@ -66,6 +66,7 @@ class ChatRequest:
     system: tuple[Part, ...]
     tools: tuple[ToolDef, ...]
     messages: tuple[ChatMessage, ...]
+    note: str = ""  # why the bytes are shown as text, when they are
 
 
 def compact(value: Any) -> str:
@@ -77,14 +78,24 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+NOT_AN_OBJECT = "The request bytes are not a JSON object; here they are as text."
+TOO_DEEP = "The request JSON is nested too deeply to read as chat; here it is as text."
+
+
 def read_request(raw: bytes) -> ChatRequest:
-    """Return the chat reading of request bytes."""
+    """Return the chat reading of request bytes (as text, with a note, when there is none)."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        data = None
-    if not isinstance(data, dict):
-        return ChatRequest(False, raw.decode("utf-8", "replace"), (), (), (), ())
+        if isinstance(data, dict):
+            return _read_object(data)
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
+        pass
+    except RecursionError:  # stored bytes are untrusted: arrays 100,000 deep must not be a 500
+        return ChatRequest(False, raw.decode("utf-8", "replace"), (), (), (), (), TOO_DEEP)
+    return ChatRequest(False, raw.decode("utf-8", "replace"), (), (), (), (), NOT_AN_OBJECT)
+
+
+def _read_object(data: dict[str, Any]) -> ChatRequest:
     params = tuple(
         (k, compact(v)) for k, v in data.items() if k not in ("tools", "system", "messages")
     )

@@ -55,7 +55,7 @@ def parse_request(raw: bytes) -> Any:
     """Return the JSON object in ``raw``, or None if it is not one."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # untrusted: may nest 100,000 deep
         return None
     return data if isinstance(data, dict) else None
 
@@ -64,10 +64,13 @@ def view_request(raw: bytes, data: Any = None) -> RequestView:
     """Return the sectioned text view of request bytes (``data``: their parse, if known)."""
     data = parse_request(raw) if data is None else data
     builder = _ViewBuilder()
+    if data is not None:
+        try:
+            _view_object(builder, data)
+        except RecursionError:  # parsed, but too deep to re-encode here: show the text instead
+            builder, data = _ViewBuilder(), None
     if data is None:
         builder.unit("request", "text", raw.decode("utf-8", "replace").split("\n"))
-    else:
-        _view_object(builder, data)
     return RequestView(tuple(builder.lines), tuple(builder.units), data)
 
 

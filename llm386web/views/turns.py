@@ -130,11 +130,17 @@ def turn_json(request: HttpRequest, call_id: str) -> HttpResponse:
     """The request pretty-printed as JSON (keys in stored order), or as text if not JSON."""
     rec = _record(call_id)
     raw = _request_bytes(rec)
+    note = ""
     try:
         pretty = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
         pretty = raw.decode("utf-8", "replace")
-    context = {"rec": without_plan(rec), "pretty": pretty, "size": len(raw)}
+    except RecursionError:  # stored bytes are untrusted: deep nesting must not be a 500
+        pretty, note = (
+            raw.decode("utf-8", "replace"),
+            "The JSON is nested too deeply to pretty-print; here it is as text.",
+        )
+    context = {"rec": without_plan(rec), "pretty": pretty, "size": len(raw), "note": note}
     return render_page(request, "turns/json.html", "request-json", context)
 
 

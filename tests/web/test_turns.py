@@ -243,3 +243,25 @@ def test_a_bad_flag_post_is_a_422_with_the_form_again(
     assert odd.status_code == 422 and b"Unknown action" in odd.content
     assert not traces.get(s.call_ids[0]).flagged
     assert logged_in.get(url).status_code == 405
+
+
+@pytest.mark.parametrize("depth", [100_000, 950])
+def test_deeply_nested_request_shows_as_text_on_the_json_and_chat_pages(
+    logged_in: Client, traced: Any, traces: Any, depth: int
+) -> None:
+    s = traced("run", conversation(1))
+    stored = traces.stored_trace(s.call_ids[0])
+    nested = b"[" * depth + b"]" * depth
+    request = b'{"messages":[{"role":"user","content":' + nested + b"}]}"
+    record = Record.from_json(
+        stored.record.to_json() | {"call_id": new_call_id(), "turn": 2, "request_size": len(request),
+                                   "prompt_hash": hashlib.sha256(request).hexdigest()}
+    )  # fmt: skip
+    traces.record_many([StoredTrace(record, request)])
+    for page in ("json", "messages"):
+        response = logged_in.get(f"/traces/{record.call_id}/{page}/", headers=HX)
+        assert response.status_code == 200, page
+        html = response.content.decode()
+        assert "nested too deeply" in html and "[[[[" in html, page
+    assert logged_in.get(f"/traces/{record.call_id}/").status_code == 200
+    assert logged_in.get(f"/compare/{s.call_ids[0]}/{record.call_id}/").status_code == 200
