@@ -243,7 +243,7 @@ def forget_tables() -> None:
 
 _SORT_VALUE: dict[SortKey, Callable[[SessionSummary], Any]] = {
     SortKey.ACTIVITY: lambda r: r.last_activity,
-    SortKey.SESSION: lambda r: "",
+    SortKey.SESSION: lambda r: r.session,
     SortKey.MODEL: lambda r: r.model,
     SortKey.TURNS: lambda r: r.turns,
     SortKey.TOKENS: lambda r: r.total_tokens,

@@ -222,3 +222,12 @@ def test_trace_generation_counts_adds_and_deletes_in_the_write(tmp_path: Path) -
     last = traces.generation()
     assert (first.added, first.deleted) == (0, 0)
     assert (last.added, last.deleted) == (2, 2) and last.writes == first.writes + 3
+
+
+def test_sessions_sort_by_id_descending_and_ascending(tmp_path: Path) -> None:
+    store, traces = _stores(tmp_path)
+    for name in ("b", "d", "a", "c"):
+        store.put_many(name, [NewBlock(BlockKind.USER_MESSAGE, name)])
+    for descending, expected in ((True, ["d", "c", "b", "a"]), (False, ["a", "b", "c", "d"])):
+        q = SessionQuery(sort=SortKey.SESSION, descending=descending)
+        assert [r.session for r in query_sessions(store, traces, q).rows] == expected

@@ -125,6 +125,15 @@ def test_sort_by_tokens_both_ways_with_ties_broken_by_id(logged_in: Client, trac
     assert asc == ["a", "b", "d", "c"]
 
 
+def test_sort_by_session_id_goes_both_ways(logged_in: Client, put_session: Any) -> None:
+    for name in ["b", "d", "a", "c"]:
+        put_session(name, [f"body of {name}"])
+    desc = _session_links(logged_in.get("/sessions/?sort=session&dir=desc").content)
+    asc = _session_links(logged_in.get("/sessions/?sort=session&dir=asc").content)
+    assert desc == ["d", "c", "b", "a"]
+    assert asc == ["a", "b", "c", "d"]
+
+
 def test_sort_header_toggles_direction_and_keeps_filters(logged_in: Client, traced: Any) -> None:
     traced("x", conversation(1))
     html = logged_in.get("/sessions/?sort=turns&dir=desc&model=claude-sonnet-4-5").content.decode()
