@@ -38,6 +38,7 @@ from typing import Any
 
 from . import lmdbenv
 from .blocks import Block, BlockKind, canonical_json, parse_tool_call, parse_tool_result
+from .collector import collector_paused
 from .errors import BlockNotFound, InvalidBlock, InvalidInput
 from .graph import cost_cache
 from .placeholders import recall_tool_json
@@ -145,6 +146,11 @@ class _Placed:
 
 def pack(store: Any, plan: PagePlan) -> PackedRequest:
     """Render ``plan`` from ``store`` both ways and hash the request bytes."""
+    with collector_paused():
+        return _pack(store, plan)
+
+
+def _pack(store: Any, plan: PagePlan) -> PackedRequest:
     placed = _placed(store, plan)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     text, text_spans = _render_text(plan.task, placed)
@@ -321,6 +327,7 @@ class Conversation:
         self.blocks = blocks
         self.out: list[dict[str, Any]] = []
         self.pending: dict[str, dict[str, Any]] = {}  # sent call id -> its tool_result block
+        self.results_in_last = 0  # tool_result blocks (all leading) in the last message
         self.pairs = ToolPairs.of(blocks)
 
     def messages(self, task: str) -> list[dict[str, Any]]:
@@ -366,11 +373,13 @@ class Conversation:
     def _add(self, role: str, content: dict[str, Any]) -> None:
         if not self.out or self.out[-1]["role"] != role:
             self.out.append(_message(role, []))
+            self.results_in_last = 0
         blocks = self.out[-1]["content"]
         if content["type"] == "tool_result":
-            # The API wants tool results first in a user message.
-            at = sum(1 for b in blocks if b["type"] == "tool_result")
-            blocks.insert(at, content)
+            # The API wants tool results first in a user message. Counted as they go in, since
+            # rescanning a long merged user message per result is quadratic.
+            blocks.insert(self.results_in_last, content)
+            self.results_in_last += 1
         else:
             blocks.append(content)
 

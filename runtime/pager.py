@@ -26,6 +26,7 @@ import numpy as np
 
 from .blocks import BlockKind
 from .bm25 import query_terms
+from .collector import collector_paused
 from .config import BudgetFractions, Config
 from .errors import InvalidInput
 from .graph import SessionGraph
@@ -144,6 +145,11 @@ class _Context:
 
 def page(store: Any, request: PageRequest) -> PagePlan:
     """Return the plan of what ``request.profile`` should see of the session for the task."""
+    with collector_paused():
+        return _page(store, request)
+
+
+def _page(store: Any, request: PageRequest) -> PagePlan:
     _check(request)
     snapshot = reader_for(store).snapshot(store, request.session, request.upto)
     tokenizer = get_tokenizer(request.profile.tokenizer)
