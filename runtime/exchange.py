@@ -12,8 +12,10 @@ canonical JSON with a ``type``, in this order:
 
 Invariants:
 - Import re-derives every hash (the file digest, each block id, each request and response
-  hash against the record) and checks every reference and count before writing anything; any
-  mismatch rejects the whole file with its line number.
+  hash against the record) and checks every reference, count and trace record before writing
+  anything; any mismatch rejects the whole file with its line number. The write itself is one
+  transaction (blocks, entries, edges, meta and traces share the LMDB environment), so a
+  refused or failed import leaves the store exactly as it was.
 - Import never merges: the session (or a call id) must not exist yet. ``as_session`` imports a
   copy under another name, with fresh call ids (parent links remapped).
 - Edges to blocks outside the session cannot travel and are left out (the export counts them).
@@ -30,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, lmdbenv
 from .blocks import (
     Block,
     BlockKind,
@@ -43,13 +45,16 @@ from .blocks import (
     check_session,
     content_hash,
 )
-from .errors import InvalidInput, Llm386Error, MalformedFile, SessionNotFound
+from .errors import InvalidInput, Llm386Error, MalformedFile, NotFound, SessionNotFound
+from .lmdbstore import LmdbStore
+from .lmdbtraces import LmdbTraceStore
 from .store import BlockStore
 from .tracer import (
     Flag,
     StoredTrace,
     TraceRecord,
     TraceStore,
+    check_record,
     new_call_id,
     prompt_hash,
 )
@@ -334,17 +339,22 @@ def import_session(
     name: str = "input",
     as_session: str | None = None,
 ) -> ExchangeReport:
-    """Verify an export file completely, then write its session (refusing to merge)."""
+    """Verify an export file completely, then write its session in one transaction.
+
+    Refuses to merge: the session and every call id must be new here. Nothing is written
+    unless everything is.
+    """
     parsed = parse_export(data, name)
     session = check_session(as_session or parsed.header["session"])
-    items = _renamed(parsed.traces, session) if as_session else parsed.traces
-    _refuse_existing(store, traces, session, items)
+    renamed = _renamed(parsed.traces, session) if as_session else parsed.traces
     entries = sorted(parsed.entries, key=lambda pair: int(pair[1]["seq"]))
+    # A new session numbers its entries from 0 in file order; upto_seq follows.
+    new_seq = {int(e["seq"]): i for i, (_, e) in enumerate(entries)}
+    items = [_reseq(item, new_seq) for item in renamed]
+    _check_traces(items)
+    _refuse_existing(store, traces, session, items)
     blocks = [_new_block(parsed.blocks[e["block"]], e) for _, e in entries]
-    written = store.put_many(session, blocks, parsed.edges)
-    new_seq = {int(e["seq"]): w.seq for (_, e), w in zip(entries, written, strict=True)}
-    store.set_session_meta(session, **parsed.header["meta"])
-    traces.record_many([_reseq(item, new_seq) for item in items])
+    _write_session(store, traces, session, blocks, parsed.edges, parsed.header["meta"], items)
     digest = hashlib.sha256(data[: data.rstrip(b"\n").rfind(b"\n") + 1]).hexdigest()
     return ExchangeReport(
         session, len(parsed.blocks), len(entries), len(parsed.edges), len(items), 0, digest
@@ -354,6 +364,46 @@ def import_session(
 def _new_block(block: tuple[BlockKind, str], entry: Mapping[str, Any]) -> NewBlock:
     prov = Provenance.from_json(entry.get("provenance") or {})
     return NewBlock(block[0], block[1], float(entry["priority"]), prov, int(entry["created_at"]))
+
+
+def _check_traces(items: Sequence[StoredTrace]) -> None:
+    """Refuse the file unless every trace would be recorded: well formed, each call id once."""
+    seen: set[str] = set()
+    for item in items:
+        cid = item.record.call_id
+        try:
+            check_record(item.record, item.request, item.response)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{exc}; nothing was imported") from None
+        if cid in seen:
+            raise InvalidInput(f"trace {cid} appears twice in the file; nothing was imported")
+        seen.add(cid)
+
+
+def _write_session(
+    store: BlockStore, traces: TraceStore, session: str, blocks: Sequence[NewBlock],
+    edges: Sequence[Edge], meta: Mapping[str, Any], items: Sequence[StoredTrace],
+) -> None:  # fmt: skip
+    """Write blocks, entries, edges, meta and traces in one transaction of the shared env."""
+    if not (
+        isinstance(store, LmdbStore)
+        and isinstance(traces, LmdbTraceStore)
+        and store.env is traces.env
+    ):
+        raise InvalidInput("import needs the trace store of the same LMDB store (one transaction)")
+    prepared = store.prepare_put(session, blocks, edges)
+    canonical_json(dict(meta))  # refuses what is not JSON-able before the write
+
+    def write(txn: lmdbenv.Txn) -> None:
+        if store.has_session_txn(txn, session):  # made by another writer since the check
+            raise InvalidInput(
+                f"session {session!r} appeared while importing; nothing was imported"
+            )
+        store.put_txn(txn, prepared)
+        store.set_session_meta_txn(txn, session, dict(meta))
+        traces.record_many_txn(txn, items)
+
+    lmdbenv.write(store.env, write)
 
 
 def _refuse_existing(
@@ -369,8 +419,8 @@ def _refuse_existing(
     for item in items:
         try:
             traces.get(item.record.call_id)
-        except Llm386Error:
-            continue
+        except NotFound:
+            continue  # only a missing trace is free; a damaged one is an error to see
         raise InvalidInput(
             f"trace {item.record.call_id} already exists here; import a copy with --as NEW_NAME"
         )

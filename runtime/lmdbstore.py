@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,6 +89,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+Checked = tuple[BlockKind, str, float, Provenance, int]
+
+
+@dataclass(frozen=True)
+class PreparedPut:
+    """A ``put_many`` checked and token-counted, ready to write in any write transaction."""
+
+    session: str
+    checked: list[Checked]
+    counts: dict[str, list[int]]
+    edges: list[Edge]
+
+
 class LmdbStore(BlockStore):
     """A block store in one LMDB environment on disk."""
 
@@ -154,7 +168,7 @@ class LmdbStore(BlockStore):
         self._hooks.append(hook)
 
     # -- writes -------------------------------------------------------------------------
-    def _checked(self, block: NewBlock) -> tuple[BlockKind, str, float, Provenance, int]:
+    def _checked(self, block: NewBlock) -> Checked:
         kind = BlockKind.parse(block.kind)
         body = check_body(block.body, max_bytes=self.max_block_bytes)
         priority = check_priority(block.priority)
@@ -169,6 +183,13 @@ class LmdbStore(BlockStore):
     def put_many(
         self, session: str, blocks: Sequence[NewBlock], edges: Iterable[Edge] = ()
     ) -> list[Entry]:
+        prepared = self.prepare_put(session, blocks, edges)
+        return lmdbenv.write(self.env, lambda txn: self.put_txn(txn, prepared))
+
+    def prepare_put(
+        self, session: str, blocks: Sequence[NewBlock], edges: Iterable[Edge] = ()
+    ) -> PreparedPut:
+        """Check a ``put_many`` and count its tokens, writing nothing (raises what it would)."""
         check_session(session)
         checked = [self._checked(b) for b in blocks]  # all checks before any write
         edge_list = [
@@ -176,9 +197,12 @@ class LmdbStore(BlockStore):
             for e in edges
         ]
         counts = self._count_tokens([body for _, body, *_ in checked])
-        return lmdbenv.write(
-            self.env, lambda txn: self._put_txn(txn, session, checked, counts, edge_list)
-        )
+        return PreparedPut(session, checked, counts, edge_list)
+
+    def put_txn(self, txn: Txn, prepared: PreparedPut) -> list[Entry]:
+        """Write a prepared ``put_many`` in the caller's write transaction (with its hooks)."""
+        p = prepared
+        return self._put_txn(txn, p.session, p.checked, p.counts, p.edges)
 
     def _count_tokens(self, bodies: list[str]) -> dict[str, list[int]]:
         from .tokenizers import get_tokenizer
@@ -189,7 +213,7 @@ class LmdbStore(BlockStore):
         self,
         txn: Txn,
         session: str,
-        checked: list[tuple[BlockKind, str, float, Provenance, int]],
+        checked: list[Checked],
         counts: dict[str, list[int]],
         edges: list[Edge],
     ) -> list[Entry]:
@@ -285,14 +309,18 @@ class LmdbStore(BlockStore):
     def set_session_meta(self, session: str, **meta: Any) -> SessionInfo:
         check_session(session)
         canonical_json(meta)  # refuses what is not JSON-able before the write
+        return lmdbenv.write(self.env, lambda txn: self.set_session_meta_txn(txn, session, meta))
 
-        def update(txn: Txn) -> SessionInfo:
-            info = self._session_record(txn, session)
-            info["m"] = {**info["m"], **meta}
-            txn.put(session.encode(), canonical_json(info), db=self._sessions)
-            return _session_info(session, info)
+    def set_session_meta_txn(self, txn: Txn, session: str, meta: dict[str, Any]) -> SessionInfo:
+        """Merge ``meta`` (checked by the caller) into a session's, in the caller's transaction."""
+        info = self._session_record(txn, session)
+        info["m"] = {**info["m"], **meta}
+        txn.put(session.encode(), canonical_json(info), db=self._sessions)
+        return _session_info(session, info)
 
-        return lmdbenv.write(self.env, update)
+    def has_session_txn(self, txn: Txn, session: str) -> bool:
+        """Whether ``session`` exists, seen from the caller's transaction."""
+        return txn.get(session.encode(), db=self._sessions) is not None
 
     def delete_block(self, block_id: str) -> None:
         bid = self.resolve(block_id)

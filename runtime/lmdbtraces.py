@@ -127,9 +127,10 @@ class LmdbTraceStore(TraceStore):
     def record_many(self, items: Sequence[StoredTrace]) -> None:
         for item in items:
             check_record(item.record, item.request, item.response)
-        lmdbenv.write(self.env, lambda txn: self._record_all_txn(txn, items))
+        lmdbenv.write(self.env, lambda txn: self.record_many_txn(txn, items))
 
-    def _record_all_txn(self, txn: lmdb.Transaction, items: Sequence[StoredTrace]) -> None:
+    def record_many_txn(self, txn: lmdb.Transaction, items: Sequence[StoredTrace]) -> None:
+        """Record ``items`` in the caller's write transaction; the caller ran check_record."""
         for item in items:
             self._record_txn(txn, item)
         if items:
