@@ -23,12 +23,23 @@ from .blocks import (
 from .config import Config, load_config
 from .errors import Llm386Error
 from .lmdbstore import LmdbStore
-from .models import AnthropicAdapter, ModelResponse, OfflineModel, get_model_client
 from .profiles import ModelProfile, get_profile, list_profiles
 from .store import BlockStore
 from .tokenizers import get_tokenizer
 
 __version__ = "0.1.0"
+
+# The model clients pull in the anthropic SDK (about a second to import); load them on first
+# use so `llm386 --help` and the store commands start fast.
+_LAZY = {"AnthropicAdapter", "ModelResponse", "OfflineModel", "get_model_client"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
 
 
 def open_store(path: str | Path, **options: Any) -> LmdbStore:

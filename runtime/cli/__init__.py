@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm386", description="Inspect and drive an llm386 context store."
     )
-    parser.add_argument("--store", help="store folder (default: $LLM386_STORE or ./.llm386/store)")
+    parser.add_argument(
+        "--store",
+        help="store folder (default: $LLM386_STORE, else $LLM386_HOME/store, else ./var/store: the store make run fills)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:

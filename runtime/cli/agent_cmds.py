@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.agent import DEFAULT_MODEL, Agent, AgentReply
 from runtime.blocks import ToolCall, ToolResult, canonical_json
@@ -13,13 +13,16 @@ from runtime.config import Config
 from runtime.errors import ModelCallFailed, ReplayMismatch, UnknownModel
 from runtime.lmdbstore import LmdbStore
 from runtime.lmdbtraces import LmdbTraceStore
-from runtime.models import AnthropicAdapter, ModelClient, OfflineModel, api_key_available
+from runtime.models import ModelClient, OfflineModel
 from runtime.models.offline import OFFLINE_MODEL_NAME
 from runtime.profiles import ANTHROPIC
 from runtime.repage import RepageResult, repage
 from runtime.replay import ReplayResult, replay
 from runtime.textdiff import LineOp
 from runtime.tracer import Provider, TraceRecord
+
+if TYPE_CHECKING:
+    from runtime.models.anthropic_adapter import AnthropicAdapter
 
 from .common import Output, add_command, open_store_from, preview, to_json_text
 from .models_cmds import config_from
@@ -33,6 +36,8 @@ def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[LmdbStore,
 
 
 def anthropic_client(config: Config) -> AnthropicAdapter:
+    from runtime.models.anthropic_adapter import AnthropicAdapter  # imports the SDK: on demand
+
     """Return the Anthropic adapter with the config's settings; ANTHROPIC_BASE_URL wins."""
     settings = config.anthropic
     base_url = None if os.environ.get("ANTHROPIC_BASE_URL") else settings.base_url
@@ -51,6 +56,8 @@ def _emit(args: argparse.Namespace, out: Output) -> None:
 
 
 def _chat_client(args: argparse.Namespace, config: Config) -> tuple[ModelClient, str]:
+    from runtime.models.anthropic_adapter import api_key_available
+
     if args.offline or not api_key_available():
         why = "--offline" if args.offline else "ANTHROPIC_API_KEY is not set"
         return OfflineModel(), (

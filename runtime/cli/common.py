@@ -10,7 +10,8 @@ from pathlib import Path
 
 from runtime.lmdbstore import LmdbStore
 
-DEFAULT_HOME = ".llm386"
+# The same home the web app and `make run` use (<repo>/var), so the CLI sees the demo store.
+DEFAULT_HOME = "var"
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Output:
 
 
 def default_store_path() -> Path:
-    """Return the store path: $LLM386_STORE, else $LLM386_HOME/store, else ./.llm386/store."""
+    """Return the store path: $LLM386_STORE, else $LLM386_HOME/store, else ./var/store."""
     if os.environ.get("LLM386_STORE"):
         return Path(os.environ["LLM386_STORE"])
     return Path(os.environ.get("LLM386_HOME") or DEFAULT_HOME) / "store"

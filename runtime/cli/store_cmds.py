@@ -150,7 +150,9 @@ def cmd_repair(args: argparse.Namespace) -> Output:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "init", cmd_init, "create a store (or check an existing one)")
-    p.add_argument("path", nargs="?", help="store folder (default: --store or ./.llm386/store)")
+    p.add_argument(
+        "path", nargs="?", help="store folder (default: --store or $LLM386_HOME/store, ./var/store)"
+    )
     p = add_command(sub, "put", cmd_put, "store a block and append it to a session")
     p.add_argument("--session", required=True)
     p.add_argument("--kind", required=True, choices=[k.value for k in BlockKind])

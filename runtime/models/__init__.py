@@ -19,9 +19,21 @@ from typing import Any, Protocol
 from runtime.errors import UnknownModel
 from runtime.profiles import ANTHROPIC, ModelProfile, get_profile
 
-from .anthropic_adapter import API_KEY_ENV, AnthropicAdapter, api_key_available
 from .offline import OFFLINE_MODEL_NAME, OfflineModel
 from .response import Attempt, ContentBlock, ModelResponse, ToolUse, Usage
+
+# The Anthropic adapter imports the SDK (about a second); it loads on first use so commands
+# that never call a model start fast.
+_ADAPTER_NAMES = {"API_KEY_ENV", "AnthropicAdapter", "api_key_available"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ADAPTER_NAMES:
+        from . import anthropic_adapter
+
+        return getattr(anthropic_adapter, name)
+    raise AttributeError(f"module 'runtime.models' has no attribute {name!r}")
+
 
 __all__ = [
     "API_KEY_ENV",
@@ -66,4 +78,6 @@ def get_model_client(
             f"no model adapter for {profile.name} (provider {profile.provider}): llm386 calls "
             f"Anthropic models only; pick a claude-* profile or use {OFFLINE_MODEL_NAME}"
         )
+    from .anthropic_adapter import AnthropicAdapter
+
     return AnthropicAdapter(**settings)
