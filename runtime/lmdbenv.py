@@ -142,6 +142,21 @@ def _check_path(path: Path, create: bool) -> None:
         raise StoreNotAStore(f"no store at {path}; create one with `llm386 init {path}`")
 
 
+def _make_store_dir(path: Path) -> None:
+    """Create a missing store folder readable by its owner only: traces hold whole prompts.
+
+    An existing folder keeps the permissions its owner gave it.
+    """
+    if path.is_dir():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return  # another process created it first
+    path.chmod(0o700)  # mkdir's mode is narrowed by the umask, never widened; be exact
+
+
 def open_env(path: str | os.PathLike[str], *, readonly: bool = False, create: bool = True) -> Env:
     """Return the process-wide environment for ``path``, opening it on first use."""
     p = Path(path).expanduser().resolve()
@@ -154,7 +169,7 @@ def open_env(path: str | os.PathLike[str], *, readonly: bool = False, create: bo
             return cached
         _check_path(p, create and not readonly)
         if not readonly:
-            p.mkdir(parents=True, exist_ok=True)
+            _make_store_dir(p)
         try:
             env = lmdb.open(
                 key,
