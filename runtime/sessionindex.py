@@ -329,10 +329,19 @@ class SessionIndex:
             self._set_df(txn, session, term, df, len(kept))
 
     def drop(self, txn: Txn, session: str) -> None:
-        """Delete everything indexed for ``session``."""
-        txn.delete(session.encode(), db=self.dbs[b"ix_meta"])
+        """Delete everything indexed for ``session``, leaving a header whose generations grow.
+
+        Generations never go back: a purged session refilled to the same length must not look
+        unchanged to a reader that cached the old rows (it would page purged content).
+        """
+        key, meta_db = session.encode(), self.dbs[b"ix_meta"]
+        old = Meta.decode(txn.get(key, db=meta_db))
         for name in DB_NAMES[1:]:
             _delete_prefix(txn, self.dbs[name], prefix(session))
+        if old is None:
+            txn.delete(key, db=meta_db)
+        else:
+            txn.put(key, Meta(gen=old.gen + 1, rgen=old.rgen + 1).encode(), db=meta_db)
 
     # -- postings and document frequencies ----------------------------------------------
     def _df(self, txn: Txn, session: str, term: str) -> int:

@@ -338,3 +338,17 @@ def test_an_edge_added_after_its_blocks_were_indexed_is_followed(tmp_path):
     store.add_edge(claim, "supports", evidence)
     assert reasons(page(store, request))[evidence] is SelectionReason.DEPENDENCY
     store.close()
+
+
+def test_a_purged_and_refilled_session_is_never_paged_from_a_stale_cache(tmp_path):
+    store = LmdbStore(tmp_path / "refill")
+    store.put("keep", NewBlock("user-message", "The launch code is 1111"))
+    store.put("s", NewBlock("user-message", "The launch code is 1111"))
+    request = PageRequest("s", "what is the launch code", profile(5000))
+    before = [store.get(s.candidate.block_id).body for s in page(store, request).selected]
+    assert before == ["The launch code is 1111"]
+    store.purge_session("s")
+    store.put("s", NewBlock("user-message", "The launch code is 9999"))
+    after = [store.get(s.candidate.block_id).body for s in page(store, request).selected]
+    assert after == ["The launch code is 9999"]
+    store.close()
