@@ -155,12 +155,17 @@ class Selector:
     # -- entry point --------------------------------------------------------------------
     def run(self) -> Outcome:
         ordered = sorted(self.items.values(), key=order_key)
-        self._take_required([i for i in ordered if i.tier == TIER_REQUIRED])
+        required = self._take_required([i for i in ordered if i.tier == TIER_REQUIRED])
         self._take_system([i for i in ordered if i.section is Section.SYSTEM])
         variable = self.limits.input_budget - self.total
         self.allocation = self.limits.fractions(variable)
         self.allocated = {s: self.allocation.of(s) for s in Section}
         self.optional_limit = self.limits.input_budget - self.allocation.slack
+        # Dependencies of required blocks are optional: they come after the system blocks
+        # and within the optional limit, so they can never push out a system prompt.
+        for unit in required:
+            for item in unit.items:
+                self._pull_dependencies(item, self.limits.dependency_depth)
         pending = [u for u in self._units(ordered) if not self._first_pass(u)]
         cheapest, summarised = self._suffixes(pending)
         for n, unit in enumerate(pending):
@@ -207,7 +212,8 @@ class Selector:
         return any(i.key in self.decided for i in unit.items)
 
     # -- rules 1 and 2 ------------------------------------------------------------------
-    def _take_required(self, required: Sequence[Item]) -> None:
+    def _take_required(self, required: Sequence[Item]) -> list[_Unit]:
+        taken: list[_Unit] = []
         for item in required:
             if item.key in self.decided:
                 continue
@@ -218,7 +224,8 @@ class Selector:
                     "partner is not in the session; the API rejects one without the other. "
                     "Require both, or page a later turn"
                 )
-            self._select(unit, SelectionReason.REQUIRED)
+            self._select(unit, SelectionReason.REQUIRED, depth=0)
+            taken.append(unit)
         if self.total > self.limits.input_budget:
             over = self.total - self.limits.input_budget
             raise BudgetTooSmall(
@@ -226,6 +233,7 @@ class Selector:
                 f"is {self.limits.input_budget}: {over} tokens too many. Require fewer blocks, "
                 "shorten the task, or use a model with a larger context"
             )
+        return taken
 
     def _take_system(self, system: Sequence[Item]) -> None:
         for item in system:

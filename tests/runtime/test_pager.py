@@ -352,3 +352,15 @@ def test_a_purged_and_refilled_session_is_never_paged_from_a_stale_cache(tmp_pat
     after = [store.get(s.candidate.block_id).body for s in page(store, request).selected]
     assert after == ["The launch code is 9999"]
     store.close()
+
+
+def test_a_dependency_of_a_required_block_never_pushes_out_the_system_prompt(store):
+    system = store.put("s", NewBlock("system", "You are a careful airline agent. " * 6)).id
+    long_reply = store.put("s", NewBlock("assistant-message", "details " * 740)).id
+    question = store.put("s", NewBlock("user-message", "and what about my bags?")).id
+    store.add_edge(question, "parent", long_reply)
+    request = PageRequest("s", "bags", profile(800), required=(question,))
+    got = reasons(page(store, request))
+    assert got[system] is SelectionReason.STANDING
+    assert got[question] is SelectionReason.REQUIRED
+    assert got[long_reply] is not SelectionReason.DEPENDENCY
