@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("llm386: interrupted", file=sys.stderr)
         return 130
     as_json = args.json or getattr(args, "json_after", False)
+    if out.raw is not None and not as_json:
+        sys.stdout.buffer.write(out.raw)  # byte for byte: hashing stdout gives the prompt hash
+        sys.stdout.buffer.flush()
+        return 0
     text = to_json_text(out.data) if as_json else out.text
     if text:
         try:

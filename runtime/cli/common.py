@@ -20,6 +20,7 @@ class Output:
 
     text: str
     data: object = None
+    raw: bytes | None = None  # exact bytes for stdout (no newline added), e.g. a request body
 
 
 def default_store_path() -> Path:

@@ -104,7 +104,7 @@ def cmd_pack(args: argparse.Namespace) -> Output:
         # stdout carries the exact request bytes (pipe-able); the hash goes to stderr.
         if not (args.json or getattr(args, "json_after", False)):
             print(f"prompt hash {out.prompt_hash}", file=sys.stderr)
-        return Output(out.body.decode("utf-8"), data)
+        return Output(out.body.decode("utf-8"), data, raw=out.body)
     footer = (
         f"prompt hash {out.prompt_hash}  (text sha256 {out.text_hash}, {out.text_tokens:,} tokens)"
     )

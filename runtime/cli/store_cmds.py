@@ -62,6 +62,10 @@ def cmd_sessions(args: argparse.Namespace) -> Output:
         [i.session, str(i.count), _when(i.updated_at), str(i.meta.get("model", ""))] for i in infos
     ]
     text = table(rows, ["session", "blocks", "updated (UTC)", "model"]) if rows else "no sessions"
+    total = store.session_count()
+    if args.offset + len(infos) < total:
+        shown = f"{args.offset + 1}-{args.offset + len(infos)}"
+        text += f"\n({shown} of {total} sessions; --offset {args.offset + len(infos)} for more)"
     return Output(text, [i.to_json() for i in infos])
 
 

@@ -69,6 +69,8 @@ def cmd_traces(args: argparse.Namespace) -> Output:
         "replayable",
     ]
     text = table(rows, headers) if rows else "no traces"
+    if args.limit is not None and len(records) == args.limit:
+        text += f"\n(first {len(records)} from offset {args.offset}; --offset or --limit for more)"
     return Output(text, [r.to_json() for r in records])
 
 

@@ -100,3 +100,11 @@ def test_purge_removes_the_sessions_traces_too(run, tmp_path):
     assert "1 trace records" in run("purge", session)[1]
     assert json.loads(run("traces", "--session", session, "--json")[1]) == []
     assert run("verify")[0] == 0
+
+
+def test_sessions_say_when_more_are_left(run):
+    for i in range(3):
+        run("put", "--session", f"s{i}", "--kind", "fact", f"fact {i}")
+    out = run("sessions", "--limit", "2")[1]
+    assert "(1-2 of 3 sessions; --offset 2 for more)" in out
+    assert "more" not in run("sessions", "--offset", "2")[1]

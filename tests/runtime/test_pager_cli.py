@@ -59,7 +59,7 @@ def test_pack_prints_the_sectioned_prompt_and_its_hash(session):
 def test_pack_chat_prints_the_exact_request_bytes_whose_hash_goes_to_stderr(session, tmp_path):
     code, out, err = session("pack", *ARGS, "--chat", "--out", str(tmp_path / "req.json"))
     body = (tmp_path / "req.json").read_bytes()
-    assert code == 0 and out == body.decode() + "\n"
+    assert code == 0 and out == body.decode()  # byte for byte: no newline added
     assert err.strip() == f"prompt hash {hashlib.sha256(body).hexdigest()}"
     assert json.loads(body)["messages"][-1]["content"][-1]["text"] == "Which gate?"
 
