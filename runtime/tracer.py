@@ -44,6 +44,9 @@ from .storecodec import json_load
 
 TRACE_SCHEMA = 1
 CALL_ID_LEN = 25
+# 13-digit ms timestamp + 4-hex per-process counter: distinct for every call one process makes
+# (the first 12 characters are shared by every call in the same ~100 s).
+SHORT_CALL_ID_LEN = 17
 _CALL_ID_RE = re.compile(r"^\d{13}[0-9a-f]{12}$")
 _CALL_PREFIX_RE = re.compile(r"^[0-9a-f]{4,25}$")
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -325,6 +328,11 @@ _call_ids = _CallIds()
 def new_call_id() -> str:
     """Return a new unique call id that sorts after every id this process made before."""
     return _call_ids.next()
+
+
+def short_call_id(call_id: str) -> str:
+    """Return the display prefix of a call id: timestamp and counter, unique in practice."""
+    return call_id[:SHORT_CALL_ID_LEN]
 
 
 def now_ms() -> int:

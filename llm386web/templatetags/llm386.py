@@ -15,6 +15,7 @@ from django.utils.http import urlencode
 
 from llm386web.views.common import page_query
 from runtime.blocks import SHORT_ID_LEN
+from runtime.tracer import short_call_id as _short_call_id
 
 register = template.Library()
 
@@ -33,6 +34,12 @@ def ms_datetime(value: Any) -> dt.datetime | None:
 def short_id(value: Any) -> str:
     """Return the first characters of a hash id (enough to be unique in practice)."""
     return str(value)[:SHORT_ID_LEN]
+
+
+@register.filter
+def short_call_id(value: Any) -> str:
+    """Return the shown prefix of a call id (timestamp + counter), which `llm386 trace` accepts."""
+    return _short_call_id(str(value))
 
 
 @register.filter

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from django.test import Client
 
+from llm386web.templatetags.llm386 import short_call_id
 from runtime import BlockStore, NewBlock
 from runtime.blocks import BlockKind, content_hash
+from runtime.tracer import _CallIds
 
 from .tracefactory import conversation
 
@@ -123,3 +126,22 @@ def test_search_jumps_to_a_turn_or_to_the_sessions_that_sent_a_prompt(
     assert logged_in.get(f"/search/?q={call[:20]}")["Location"] == f"/traces/{call}/"
     digest = traces.get(call).prompt_hash
     assert logged_in.get(f"/search/?q={digest.upper()}")["Location"] == f"/sessions/?q={digest}"
+
+
+def test_calls_made_in_the_same_millisecond_get_distinct_short_ids() -> None:
+    ids = _CallIds()
+    first, second = ids.next(now_ms=1_795_355_862_000), ids.next(now_ms=1_795_355_862_000)
+    assert first[:12] == second[:12]  # why twelve characters were not enough
+    assert short_call_id(first) != short_call_id(second)
+    assert first.startswith(short_call_id(first)) and second.startswith(short_call_id(second))
+
+
+def test_block_page_shows_each_turn_by_a_distinct_short_call_id(
+    logged_in: Client, traced: Any
+) -> None:
+    s = traced("run", conversation(4))
+    html = logged_in.get(f"/blocks/{s.block_ids[0]}/").content.decode()
+    shown = re.findall(r'href="/traces/(\w+)/" title="\1">(\w+)</a>', html)
+    assert sorted(cid for cid, _ in shown) == sorted(s.call_ids)
+    assert len({short for _, short in shown}) == 4
+    assert all(cid.startswith(short) and len(short) > 12 for cid, short in shown)
