@@ -41,7 +41,9 @@ def test_the_turn_page_shows_tokens_by_category_savings_and_faults(
     page = text(logged_in.get(f"/traces/{record.call_id}/").content)
     acct = record.paging["accounting"]
     assert "Demand paging" in page and "Full history Packed Saved" in page
-    assert f"Total {acct['full_tokens']} {acct['packed_tokens']} {acct['saved_tokens']}" in page
+    full, packed, saved = acct["full_tokens"], acct["packed_tokens"], acct["saved_tokens"]
+    share = f"{saved / full * 100:.1f}%"
+    assert f"Total {full:,} {packed:,} {saved:,} ({share})" in page
     assert "Page faults served 1" in page and "fault repeat" in page
 
 
@@ -54,7 +56,9 @@ def test_the_session_page_shows_cumulative_tokens_against_full_history_and_cost(
     packed = sum(r.paging["accounting"]["packed_tokens"] for r in records)
     page = text(logged_in.get("/sessions/paged/").content)
     assert f"Demand paging over {len(records)} turns" in page
-    assert f"Cumulative input tokens {full} {packed} (saved {full - packed})" in page
+    share = f"{(1 - packed / full) * 100:.1f}%"
+    assert f"Cumulative input tokens {full:,} {packed:,} (saved {full - packed:,}, {share})" in page
+    assert f"Reduction {share} of full history" in page and "0.000" not in page
     assert "Estimated cost, no caching" in page and "Estimated cost, prompt caching" in page
 
 
@@ -63,3 +67,15 @@ def test_a_session_without_demand_paging_shows_no_paging_table(
 ) -> None:
     Agent(store, traces, OfflineModel(), session="plain", paging=None).say("Hello")
     assert "Demand paging" not in logged_in.get("/sessions/plain/").content.decode()
+
+
+def test_paging_figures_use_thousands_separators_and_percentages(
+    logged_in: Client, store: Any, traces: Any
+) -> None:
+    chat(store, traces)
+    html = logged_in.get("/sessions/paged/").content.decode()
+    figures = html[html.index('<table class="figures">') : html.index("</table>")]
+    numbers = re.findall(r'<td class="num">([^<]*)</td>', figures)
+    big = [n for n in numbers if re.fullmatch(r"[\d,]+", n) and len(n.replace(",", "")) > 3]
+    assert big and all("," in n for n in big)
+    assert re.search(r"Reduction \d+\.\d%", text(html.encode()))
