@@ -21,7 +21,7 @@ from typing import Any
 
 from .diff import SECTION_ORDER
 from .errors import InvalidInput
-from .replay import derived_kind
+from .replay import REPAGE_KEY, derived_kind
 from .tracer import TraceError, TraceOrigin, TraceRecord, TraceStatus, TraceStore
 
 
@@ -59,7 +59,8 @@ class TurnSummary:
     stop_reason: str | None
     sections: tuple[SectionTokens, ...]
     kind: str  # live | import | replay | repage (recorded, not sent): replay.derived_kind
-    replays: int = 0  # records that replayed this turn
+    replays: int = 0  # records that replayed this turn (sent again; re-pages not counted)
+    repages: int = 0  # records re-paging this turn for another model, recorded but not sent
 
     @property
     def failing(self) -> bool:
@@ -101,7 +102,7 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def summarize_record(rec: TraceRecord, replays: int = 0) -> TurnSummary:
+def summarize_record(rec: TraceRecord, replays: int = 0, repages: int = 0) -> TurnSummary:
     """Return the timeline row of one record."""
     usage = rec.usage
     return TurnSummary(
@@ -117,6 +118,7 @@ def summarize_record(rec: TraceRecord, replays: int = 0) -> TurnSummary:
         estimated_input_tokens=rec.estimated_input_tokens, flagged=rec.flag is not None,
         flag_note=rec.flag.note if rec.flag else "", error=rec.error, stop_reason=rec.stop_reason,
         sections=section_tokens(rec.plan), kind=derived_kind(rec), replays=replays,
+        repages=repages,
     )  # fmt: skip
 
 
@@ -142,11 +144,12 @@ def group_turns(pairs: Sequence[tuple[int, str]]) -> list[tuple[int, list[str]]]
     return [(turn, sorted(groups[turn])) for turn in sorted(groups)]
 
 
-def _head(records: Sequence[TraceRecord]) -> tuple[TraceRecord, int]:
-    """Return the record that is the turn (the first non-replay) and how many replay it."""
+def _head(records: Sequence[TraceRecord]) -> tuple[TraceRecord, int, int]:
+    """Return the record that is the turn (the first non-replay), its replays and re-pages."""
     originals = [r for r in records if r.origin is not TraceOrigin.REPLAY]
     head = originals[0] if originals else records[0]
-    return head, sum(1 for r in records if r.origin is TraceOrigin.REPLAY)
+    kinds = [derived_kind(r) for r in records if r.origin is TraceOrigin.REPLAY]
+    return head, kinds.count(TraceOrigin.REPLAY.value), kinds.count(REPAGE_KEY)
 
 
 def session_timeline(

@@ -203,6 +203,11 @@ class TurnView:
     note: str  # the plan's own note, if it has one
 
     @property
+    def replay_count(self) -> int:
+        """Records that sent this turn again (re-pages are recorded, not sent: not counted)."""
+        return sum(1 for r in self.replays if r.kind != "repage")
+
+    @property
     def used_total(self) -> int:
         """Tokens used by every section (the plan's local count of the whole input)."""
         return sum(s.used for s in self.sections)

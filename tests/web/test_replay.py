@@ -120,7 +120,25 @@ def test_an_imported_turn_is_refused_and_can_be_re_paged(
     assert "Re-paged for claude-sonnet-4-6" in new_page and "never sent" in new_page
     assert "Replay with the offline model" in new_page
     original = logged_in.get(f"/traces/{rec.call_id}/").content.decode()
-    assert "re-page, not sent" in original  # in the original's history
+    assert "re-page (not sent)" in original  # in the original's history
+
+
+def test_a_re_page_shows_as_not_sent_and_is_not_counted_as_a_replay(
+    logged_in: Client, store: Any, traces: Any
+) -> None:
+    from runtime.importer import DEMO_DIR, ImportOptions
+
+    import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
+                options=ImportOptions(prefix="tau"))  # fmt: skip
+    rec = traces.list(session="tau-task000-trial0", limit=None, newest_first=False)[2]
+    moved = logged_in.post(f"/traces/{rec.call_id}/repage", {"profile": "claude-sonnet-4-6"})
+    heading = logged_in.get(moved["Location"]).content.decode().split("</h1>")[0]
+    assert "re-page (not sent)" in heading and "for claude-sonnet-4-6" in heading
+    assert 'badge-ok">ok' not in heading and 'badge-info">replay' not in heading
+    original = logged_in.get(f"/traces/{rec.call_id}/").content.decode()
+    assert 'href="#replay">Replay</a>' in original  # no "(1)": nothing was sent again
+    timeline = logged_in.get("/sessions/tau-task000-trial0/").content.decode()
+    assert "1 re-page (not sent)" in timeline and "replays of this turn" not in timeline
 
 
 @pytest.mark.parametrize(("path", "data"), [("replay", {"target": "elsewhere"}), ("replay", {}),
