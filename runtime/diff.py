@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -29,7 +29,7 @@ from .requestview import (
 )
 from .sections import Section
 from .textdiff import TextDiff, diff_views
-from .tracer import TraceRecord, TraceStore, json_ready
+from .tracer import Provider, TraceRecord, TraceStore, json_ready
 
 SECTION_ORDER = tuple(section.value for section in Section)  # the canonical render order
 
@@ -104,6 +104,9 @@ class CacheVerdict(StrEnum):
     PREFIX_KEPT = "prefix-kept"  # changes only after A's last breakpoint: B can read the cache
     PREFIX_CHANGED = "prefix-changed"  # a change before the breakpoint: the cache misses there
     NO_BREAKPOINT = "no-breakpoint"  # A marks no cache_control breakpoint
+    # OpenAI caches request prefixes of 1,024+ tokens by itself, with no markers: what B can
+    # reuse is the prefix up to the first differing byte (set by diff_traces, which knows it)
+    AUTOMATIC_PREFIX = "automatic-prefix"
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,11 @@ class CacheComparison:
     first_divergent_unit: str | None  # e.g. "system[0]", "messages[3].content[1]"
     breakpoint_unit: str | None  # A's last breakpoint, same naming
     units_kept: int  # units in cache order equal in both before the first difference
+
+    @property
+    def shared_prefix_bytes(self) -> int:
+        """Bytes A and B share from the start: what an automatic prefix cache could reuse."""
+        return self.size_a if self.first_divergent_byte is None else self.first_divergent_byte
 
     @property
     def diverges_before_breakpoint_bytes(self) -> bool | None:
@@ -345,6 +353,8 @@ def diff_traces(
 ) -> TraceDiff:  # fmt: skip
     """Return the full diff of two records given their stored request bytes."""
     text, cache, view_a, view_b = diff_requests(raw_a, raw_b, context=context, max_lines=max_lines)
+    if a.provider == Provider.OPENAI and cache.verdict is CacheVerdict.NO_BREAKPOINT:
+        cache = replace(cache, verdict=CacheVerdict.AUTOMATIC_PREFIX)
     return TraceDiff(a, b, diff_plans(a.plan, b.plan), text, cache, view_a, view_b)
 
 

@@ -140,8 +140,12 @@ def _diff_text(d: TraceDiff) -> str:
     lines.append(
         f"cache: {cache.verdict.value}; first different byte "
         f"{cache.first_divergent_byte if cache.first_divergent_byte is not None else '-'} "
-        f"(in {cache.first_divergent_unit or '-'}), cached prefix {cache.cached_prefix_bytes or '-'} "
-        f"bytes up to {cache.breakpoint_unit or '-'}"
+        f"(in {cache.first_divergent_unit or '-'}), "
+        + (
+            f"cached prefix {cache.cached_prefix_bytes} bytes up to {cache.breakpoint_unit}"
+            if cache.cached_prefix_bytes is not None
+            else "no cache breakpoint"
+        )  # fmt: skip
     )
     lines.append(f"text: +{d.text.added} -{d.text.removed} lines")
     for hunk in d.text.hunks:

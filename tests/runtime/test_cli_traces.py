@@ -50,7 +50,8 @@ def test_import_list_show_diff_and_flag(run, files):
     code, out, _ = run("trace", ids[0][:18])
     assert code == 0 and "turn 1" in out and "replay-complete" in out and "o200k_base" in out
     code, out, _ = run("diff", ids[3], ids[4])
-    assert code == 0 and "blocks: +" in out and "cache: no-breakpoint" in out and "\n+ " in out
+    assert code == 0 and "blocks: +" in out and "cache: automatic-prefix" in out and "\n+ " in out
+    assert "no cache breakpoint" in out and "bytes up to -" not in out  # OpenAI: no markers
     data = json.loads(run("diff", ids[3], ids[4], "--json")[1])
     assert data["a"] == ids[3] and data["text"]["added"] > 0
     assert _ids(run, "--status", "flagged") == [ids[-1]]  # the failing run's last turn

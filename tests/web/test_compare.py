@@ -116,3 +116,18 @@ def test_side_by_side_accounts_for_every_diff_line_once() -> None:
     expected_right = [line.b + 1 for h in diff.hunks for line in h.lines if line.b is not None]
     assert lefts == expected_left and rights == expected_right
     assert re.match(r"messages", hunks[0].section)
+
+
+def test_openai_turns_report_the_shared_prefix_an_automatic_cache_could_reuse(
+    logged_in: Client, store: Any, traces: Any
+) -> None:
+    from runtime.importer import DEMO_DIR, ImportOptions, import_file
+
+    import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
+                options=ImportOptions(prefix="tau"))  # fmt: skip
+    a, b = traces.list(session="tau-task000-trial0", limit=None, newest_first=False)[2:4]
+    html = logged_in.get(f"/compare/{a.call_id}/{b.call_id}/").content.decode()
+    assert "automatic-prefix" in html and "nothing of it was cached" not in html
+    raw_a, raw_b = traces.request_bytes(a.prompt_hash), traces.request_bytes(b.prompt_hash)
+    shared = next(i for i, (x, y) in enumerate(zip(raw_a, raw_b, strict=False)) if x != y)
+    assert f"the first {shared:,} bytes, up to the first difference" in html
