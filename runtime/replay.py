@@ -34,7 +34,6 @@ from .models import ModelClient, ModelResponse
 from .models.offline import OFFLINE_MODEL_NAME
 from .textdiff import DiffLine, LineOp, char_spans, line_opcodes
 from .tracer import (
-    AttemptRecord,
     Provider,
     TokenizerInfo,
     TokenUsage,
@@ -143,7 +142,7 @@ def _record(
         usage=TokenUsage(**response.usage.__dict__) if response else None,
         stop_reason=response.stop_reason if response else None,
         error=None if failure is None else TraceError(failure.error_type, str(failure), failure.status),
-        attempts=tuple(AttemptRecord(**a.__dict__) for a in attempts),
+        attempts=tuple(attempts),
     )  # fmt: skip
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from .blocks import canonical_json, check_session
 from .errors import InvalidInput, StoreCorrupted
+from .models.response import Attempt as AttemptRecord  # one type for an HTTP attempt
 from .store import RepairReport, VerifyReport
 from .storecodec import json_load
 
@@ -93,18 +94,6 @@ class TokenUsage:
     @property
     def total_input_tokens(self) -> int:
         return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    """One HTTP attempt of a call (status None: no response arrived)."""
-
-    number: int
-    status: int | None
-    error_type: str | None
-    message: str
-    latency_ms: float
-    wait_ms: float = 0.0
 
 
 @dataclass(frozen=True)
