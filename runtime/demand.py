@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .accounting import TokenCounter, account_turn, categorize, request_items
+from .accounting import TokenCounter, categorize
 from .blocks import BlockKind, Entry
 from .eviction import (
     Eviction,
@@ -41,14 +41,13 @@ from .eviction import (
     EvictionReason,
     History,
     Pins,
-    paged_view,
     plan_eviction,
     pressure_placeholder,
 )
 from .faults import PagingState
 from .history import call_key, schema_name
 from .pager import PageRequest, page
-from .paging import PagedTurn, waste_config
+from .paging import PagedTurn, assemble_turn, waste_config
 from .placeholders import StubStyle, recall_tool_json
 from .plan import (
     Omission,
@@ -336,17 +335,8 @@ def paged_turn(
     cats = categorize(entries, waste)
     chosen = {s.candidate.seq for s in plan.selected if s.candidate.seq is not None}
     packed_entries = [e for e in entries if e.seq in chosen]
-    packed = request_items(packed_entries, evictions, cats, count)
-    full = request_items(entries, EvictionPlan(), cats, count)
-    accounting = account_turn(
-        turn, full, packed,
-        previous_full=previous.full if previous else (),
-        previous_packed=previous.request if previous else (),
-    )  # fmt: skip
-    return PagedTurn(
-        turn, history.user_turn(), paging.config, paging.pinned, evictions,
-        paged_view(packed_entries, evictions), packed, full, accounting,
-    )  # fmt: skip
+    head = (turn, history.user_turn(), paging.config, paging.pinned)
+    return assemble_turn(head, evictions, packed_entries, entries, cats, count, previous)
 
 
 def _with_call_keys(plan: EvictionPlan, history: History) -> EvictionPlan:

@@ -19,7 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .accounting import RequestItem, TurnAccounting, account_turn, categorize, request_items
+from .accounting import (
+    RequestItem,
+    TokenCategory,
+    TurnAccounting,
+    account_turn,
+    categorize,
+    request_items,
+)
 from .blocks import Entry, ToolCall
 from .eviction import (
     Counter,
@@ -90,17 +97,31 @@ def page_turn(
         entries, waste, count, pins
     )  # fmt: skip
     cats = categorize(entries, waste_plan)
-    packed = request_items(entries, plan, cats, count)
+    head = (turn, user_turn, config, tuple(sorted(pins.pinned)))
+    return assemble_turn(head, plan, entries, entries, cats, count, previous)
+
+
+def assemble_turn(
+    head: tuple[int, int, EvictionConfig, tuple[str, ...]],
+    plan: EvictionPlan,
+    packed_entries: Sequence[Entry],
+    entries: Sequence[Entry],
+    cats: dict[int, TokenCategory],
+    count: Counter,
+    previous: PagedTurn | None,
+) -> PagedTurn:
+    """Return the PagedTurn for a decided plan: its request items against full history, and
+    the turn's accounting. ``head`` is (turn, user turn, config, pinned block ids)."""
+    turn = head[0]
+    packed = request_items(packed_entries, plan, cats, count)
     full = request_items(entries, EvictionPlan(), cats, count)
     accounting = account_turn(
         turn, full, packed,
         previous_full=previous.full if previous else (),
         previous_packed=previous.request if previous else (),
     )  # fmt: skip
-    return PagedTurn(
-        turn, user_turn, config, tuple(sorted(pins.pinned)), plan, paged_view(entries, plan),
-        packed, full, accounting,
-    )  # fmt: skip
+    view = paged_view(packed_entries, plan)
+    return PagedTurn(*head, plan, view, packed, full, accounting)
 
 
 def finish_turn(
