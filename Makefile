@@ -7,14 +7,25 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export LLM386_HOME ?= $(CURDIR)/var
 
-.PHONY: run test bench lint typecheck pytest setup chromium demo clean
+LOCK   := requirements.lock
+TOOLS  := .venv-tools
+# One resolution for every install: the lock pins each package, direct and transitive, with hashes.
+UV_COMPILE = $(TOOLS)/bin/uv pip compile pyproject.toml requirements/build.in --extra dev \
+	--generate-hashes --universal --python-version 3.11 --quiet
+
+.PHONY: run test bench lint typecheck pytest setup chromium demo clean lock check-upgrades \
+	check-lowest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Install from the lock and nothing else: --require-hashes refuses any file whose hash the lock
+# does not list, and --no-deps stops pip from resolving anything the lock does not name.
+$(STAMP): $(BIN)/python $(LOCK) pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		--no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -49,5 +60,24 @@ test: lint typecheck pytest
 bench: setup
 	$(BIN)/python -m bench.run_all
 
+# The locking tool, itself installed from a hashed lock.
+$(TOOLS)/bin/uv: requirements/tools.lock
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/tools.lock
+
+# Re-resolve within pyproject's bounds and rewrite the lock (keeps current pins where allowed;
+# `make lock UPGRADE=--upgrade` or `UPGRADE="--upgrade-package anthropic"` moves them).
+lock: $(TOOLS)/bin/uv
+	$(UV_COMPILE) $(UPGRADE) -o $(LOCK)
+	@echo "Wrote $(LOCK); run make test, then commit it with pyproject.toml."
+
+# Drift check, not part of `make test`: the newest versions the bounds allow, in a throwaway venv.
+check-upgrades: $(TOOLS)/bin/uv
+	bash .ci/check-resolution newest
+
+# Lower-bound check: the oldest versions pyproject's direct dependencies allow.
+check-lowest: $(TOOLS)/bin/uv
+	bash .ci/check-resolution lowest-direct
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
