@@ -23,11 +23,15 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version as _distribution_version
 from pathlib import Path
 
 import tiktoken
 
 from .errors import TokenizerError
+
+# tiktoken only gained ``__version__`` in later releases; the installed distribution always knows.
+_TIKTOKEN_RELEASE = _distribution_version("tiktoken")
 
 DATA_DIR = Path(__file__).parent / "data" / "tiktoken"
 SUMS_FILE = "SHA256SUMS"
@@ -94,7 +98,7 @@ class Tokenizer:
     @property
     def version(self) -> str:
         """Return "tiktoken-<release>/<encoding>/<first 12 hex of the rank file's SHA-256>"."""
-        return f"tiktoken-{tiktoken.__version__}/{self.name}/{self.sha256[:12]}"
+        return f"tiktoken-{_TIKTOKEN_RELEASE}/{self.name}/{self.sha256[:12]}"
 
     def encode(self, text: str) -> list[int]:
         """Return the token ids of ``text``, treating special-token text as ordinary text."""
