@@ -3,6 +3,7 @@ import json
 import re
 import typing
 from datetime import datetime
+from pathlib import Path
 
 import anthropic
 import anthropic._data
@@ -74,7 +75,10 @@ def test_input_budget_is_within_zero_and_context(context, reserved, margin):
     assert budget == context - reserved - margin or budget == 0
 
 
-def test_the_lifecycle_table_was_checked_against_the_installed_sdk():
+def test_the_lifecycle_table_was_checked_against_the_pinned_and_installed_sdk():
+    lock = (Path(__file__).resolve().parents[2] / "requirements.lock").read_text()
+    pinned = re.search(r"^anthropic==(\S+)", lock, re.M)
+    assert pinned is not None and pinned[1] == CHECKED_SDK
     assert anthropic.__version__ == CHECKED_SDK, (
         f"anthropic {anthropic.__version__} is installed but runtime.lifecycle was checked "
         f"against {CHECKED_SDK}: compare the two SDKs' anthropic.types.Model and "
