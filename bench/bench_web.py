@@ -102,7 +102,7 @@ def _big_session(store: Any, traces: Any) -> tuple[str, str, str]:
         e.id
         for e in store.put_many("big", [NewBlock(k, b) for k, b in zip(kinds, bodies, strict=True)])
     ]
-    store.set_session_meta("big", model="claude-sonnet-4-5", title="5,000-block turn")
+    store.set_session_meta("big", model="claude-sonnet-4-6", title="5,000-block turn")
     first = _turn(traces, ids, kinds, bodies, 1, BIG_BLOCKS)
     second = _turn(traces, ids, kinds, bodies, 2, BIG_BLOCKS + 2)
     return first, second, ids[0]
@@ -142,7 +142,7 @@ def _turn(
     messages = [{"role": "user" if k.value == "user-message" else "assistant",
                  "content": [{"type": "text", "text": bodies[i]}]}
                 for i, k in ((i, kinds[i]) for i in packed) if k.value.endswith("message")]  # fmt: skip
-    request = canonical_json({"model": "claude-sonnet-4-5", "max_tokens": 4096,
+    request = canonical_json({"model": "claude-sonnet-4-6", "max_tokens": 4096,
                               "system": bodies[0], "messages": messages})  # fmt: skip
     sections: dict[str, int] = {}
     for entry in selected:
@@ -153,7 +153,7 @@ def _turn(
     response = canonical_json({"content": [{"type": "text", "text": "ok"}], "role": "assistant"})
     record = TraceRecord(
         call_id=new_call_id(), session="big", turn=turn, started_at=1_760_000_000_000 + turn,
-        provider=Provider.ANTHROPIC, model="claude-sonnet-4-5", prompt_hash=prompt_hash(request),
+        provider=Provider.ANTHROPIC, model="claude-sonnet-4-6", prompt_hash=prompt_hash(request),
         request_size=len(request), latency_ms=900.0, plan=plan,
         estimated_input_tokens=plan["tokens"], usage=TokenUsage(2_000, 10, 195_000, 3_000),
         response={"content": [{"type": "text", "text": "ok"}]}, response_hash=prompt_hash(response),
@@ -183,7 +183,7 @@ def _many_sessions(store: Any, traces: Any) -> str:
         words = _text(rng, 12)
         store.put_many(name, [NewBlock(BlockKind.USER_MESSAGE, f"{name} {words}"),
                               NewBlock(BlockKind.ASSISTANT_MESSAGE, _text(rng, 20))])  # fmt: skip
-        store.set_session_meta(name, model=("gpt-4o", "claude-sonnet-4-5")[i % 2],
+        store.set_session_meta(name, model=("gpt-4o", "claude-sonnet-4-6")[i % 2],
                                failing=i % 10 == 0, title=words[:60])  # fmt: skip
         for turn in range(1, 2 + i % 2):
             request = canonical_json({"messages": [{"role": "user", "content": words}], "n": turn})

@@ -31,6 +31,8 @@ Invariants:
 - Deterministic: the same store contents and message give the same request bytes; nothing from
   the clock or the process reaches a prompt.
 - The system prompt and tool schemas are put once per session (checked by block membership).
+- The agent never runs for a retired model (ModelRetired at construction, before any call);
+  for a deprecated one ``warnings`` holds the line the CLI shows.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .demand import DemandPaging, page_with_paging, paged_turn, session_entries
 from .errors import BlockNotFound, InvalidInput, ModelCallFailed, SessionNotFound
 from .eviction import EvictionConfig, EvictionPlan
 from .faults import PageFault, load_state, recall_content, save_state
+from .lifecycle import check_callable
 from .models import ModelClient, OfflineModel
 from .models.offline import OFFLINE_MODEL_NAME
 from .packer import pack
@@ -152,6 +155,12 @@ class Agent:
         self.session = session
         self.config = config or Config.default()
         self.profile = get_profile(profile, self.config) if isinstance(profile, str) else profile
+        warning = check_callable(
+            self.profile.name,
+            action=f"run the agent for {self.profile.name}",
+            instead="`llm386 chat --model {replacement}`",
+        )
+        self.warnings: tuple[str, ...] = (warning,) if warning else ()
         self.max_tool_rounds = max_tool_rounds
         self.on_tool = on_tool
         self.runner = runner or ToolRunner()

@@ -11,6 +11,7 @@ exception silently; callers (the CLI, the web app) catch ``Llm386Error`` and sho
     │   ├── InvalidSession           empty or malformed session id
     │   ├── ConfigError              llm386.toml unreadable or wrong
     │   ├── UnknownModel             no profile by that name
+    │   ├── ModelRetired             the model is retired: nothing is sent for it
     │   ├── MalformedFile            an import file that cannot be read (with line and reason)
     │   └── ReducerError             model output a reducer cannot turn into blocks
     ├── NotFound
@@ -66,6 +67,15 @@ class ConfigError(InvalidInput):
 
 class UnknownModel(InvalidInput):
     """No model profile has that name."""
+
+
+class ModelRetired(InvalidInput):
+    """The model is retired (runtime.lifecycle); nothing was sent. ``replacement`` names its successor."""
+
+    def __init__(self, message: str, model: str, replacement: str | None):
+        super().__init__(message)
+        self.model = model
+        self.replacement = replacement
 
 
 class MalformedFile(InvalidInput):

@@ -9,8 +9,10 @@ Invariants:
 - Claude has no public tokenizer, so Claude counts are ``cl100k_base`` estimates:
   ``tokens_estimated`` is True and every place that shows such a count labels it an estimate.
   Their safety margin (4,096) is the headroom for that estimate's error.
-- The built-in table is data in this module (Claude names copied from
-  ``typing.get_args(anthropic.types.Model)``, anthropic 2.12.0); the SDK is not imported here.
+- The built-in table is data in this module (Claude names from
+  ``typing.get_args(anthropic.types.Model)``: those of anthropic 2.16.0, the pinned version,
+  plus the ones earlier versions named, which keep a profile so old traces resolve); the SDK is
+  not imported here. Whether a model may still be called is ``runtime.lifecycle``'s table.
 - Lookups and listings are deterministic: listings sort by name; config overrides replace a
   built-in of the same name and never mutate the table.
 """
@@ -85,8 +87,9 @@ class HasModelOverrides(Protocol):
     def models(self) -> tuple[ModelProfile, ...]: ...
 
 
-# From typing.get_args(anthropic.types.Model) in anthropic 2.12.0, dated snapshots left out
-# (they resolve to their family). No public Claude context figures differ, so all use 200k.
+# From typing.get_args(anthropic.types.Model) in anthropic 2.16.0, dated snapshots left out
+# (they resolve to their family), plus claude-sonnet-4-5, which 2.12.0 named and 2.16.0 dropped
+# (retired: see runtime.lifecycle). No public Claude context figures differ, so all use 200k.
 CLAUDE_MODELS: tuple[str, ...] = (
     "claude-fable-5",
     "claude-fable-5-1",
@@ -190,11 +193,17 @@ def lookup_profile(name: str, table: Mapping[str, ModelProfile]) -> ModelProfile
     """Return ``table[name]``, or its family's profile renamed if ``name`` is a dated snapshot."""
     if name in table:
         return table[name]
-    snapshot = _SNAPSHOT_RE.match(name)
-    if snapshot and snapshot["family"] in table:
+    family = snapshot_family(name)
+    if family is not None and family in table:
         # A snapshot keeps its own name so requests and traces say exactly which model ran.
-        return replace(table[snapshot["family"]], name=name)
+        return replace(table[family], name=name)
     return None
+
+
+def snapshot_family(name: str) -> str | None:
+    """Return the family of a dated snapshot (``claude-haiku-4-5-20251001``), else None."""
+    snapshot = _SNAPSHOT_RE.match(name)
+    return snapshot["family"] if snapshot else None
 
 
 def _unknown_message(name: str, table: Mapping[str, ModelProfile]) -> str:

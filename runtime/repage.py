@@ -14,6 +14,9 @@ Invariants:
   re-page applies the same option, so later faults never change an earlier turn's request.
 - Records whose plan carries no pager settings (imports: the original agent sent its full
   history) are re-paged with the given configuration's retrievers and budgets, or the defaults.
+- Nothing is re-paged for a retired model (runtime.lifecycle): naming one, or recording a
+  re-page for one, raises ModelRetired before the store is read. Re-paging a retired turn for
+  its recorded profile without recording only checks that it still rebuilds, with a warning.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from .config import BudgetFractions, Config, RecencyMode
 from .demand import page_with_paging, recorded_paging
 from .diff import first_divergence
 from .embeddings import HashingEmbedder
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, ModelRetired, NotFound
+from .lifecycle import check_callable
 from .packer import PackedRequest, pack
 from .pager import PageOptions, PageRequest, page
 from .plan import PagePlan, profile_from_json
@@ -67,6 +71,7 @@ class RepageResult:
     first_divergent_byte: int | None
     explanation: str
     record: TraceRecord | None = None  # the re-paged request, when recorded
+    warnings: tuple[str, ...] = ()  # e.g. the model is deprecated (runtime.lifecycle)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +84,7 @@ class RepageResult:
             "selected": len(self.plan.selected), "omitted": len(self.plan.omitted),
             "tokens": self.plan.tokens, "budget": self.plan.budget,
             "recorded_call_id": None if self.record is None else self.record.call_id,
+            "warnings": list(self.warnings),
         }  # fmt: skip
 
 
@@ -94,6 +100,7 @@ def repage(
     """Rebuild a recorded turn's request (for ``profile``, else the recorded one) and compare."""
     original = traces.get(call_id)
     chosen = _profile(original, profile, config)
+    warnings = _lifecycle_warnings(original, chosen, checking=profile is None and not record)
     request = page_request_for(original, chosen, config)
     try:
         paging = recorded_paging(original.plan.get("settings") or {})
@@ -108,12 +115,31 @@ def repage(
     same = chosen.to_json() == dict(original.profile)
     matches = packed.prompt_hash == original.prompt_hash
     at = None if matches else first_divergence(recorded, packed.body)
-    result = RepageResult(
-        original, chosen, plan, packed, same, matches, at, _explain(original, chosen, same, at)
-    )
+    why = _explain(original, chosen, same, at)
+    result = RepageResult(original, chosen, plan, packed, same, matches, at, why, None, warnings)
     if record:
         result = _recorded(traces, result)
     return result
+
+
+def _lifecycle_warnings(
+    original: TraceRecord, chosen: ModelProfile, *, checking: bool
+) -> tuple[str, ...]:
+    """Raise ModelRetired for a retired target unless the re-page only checks the recorded turn."""
+    instead = f"`llm386 repage {original.call_id} --model {{replacement}} --record`"
+    try:
+        warning = check_callable(
+            chosen.name, action=f"re-page trace {original.call_id} for it", instead=instead
+        )
+    except ModelRetired as exc:
+        if not checking:
+            raise
+        move = f"; to move the turn on, run {instead.format(replacement=exc.replacement)}"
+        warning = (
+            f"model {chosen.name} is retired: this re-page only checks that the recorded "
+            f"request still rebuilds" + (move if exc.replacement else "")
+        )
+    return (warning,) if warning else ()
 
 
 def _profile(

@@ -14,6 +14,9 @@ Invariants:
   the original's session and turn. The original record is never changed.
 - OpenAI-format requests (imported transcripts) are never sent to Anthropic: they are refused
   with ``NotReplayable``, which names the re-page that turns them into an Anthropic request.
+- A record whose model is retired (runtime.lifecycle) is refused with ``ModelRetired``, to any
+  client, before anything is sent or recorded; the message names the re-page for the
+  replacement. A deprecated model's warning is on ``ReplayResult.warnings``.
 - Output diffs compare what the model said (text, and tool calls by name and input; tool-use
   ids differ from call to call and are left out), line by line.
 """
@@ -23,13 +26,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import __version__
 from .accounting import Price, get_price
 from .blocks import canonical_json
 from .errors import InvalidInput, ModelCallFailed, ReplayMismatch, UnknownModel
+from .lifecycle import check_callable
 from .models import ModelClient, ModelResponse
 from .models.offline import OFFLINE_MODEL_NAME
 from .textdiff import DiffLine, LineOp, char_spans, line_opcodes
@@ -206,6 +210,7 @@ class ReplayResult:
     response_identical: bool
     input_cost_usd: float | None
     price: Price | None
+    warnings: tuple[str, ...] = ()  # e.g. the model is deprecated (runtime.lifecycle)
 
     @property
     def ok(self) -> bool:
@@ -228,7 +233,7 @@ class ReplayResult:
             "usage": None if self.usage is None else self.usage.__dict__,
             "input_cost_usd": self.input_cost_usd,
             "price": None if self.price is None else self.price.to_json(),
-            "record": self.record.to_json(),
+            "record": self.record.to_json(), "warnings": list(self.warnings),
         }  # fmt: skip
 
 
@@ -236,6 +241,12 @@ def replay(traces: TraceStore, call_id: str, client: ModelClient) -> ReplayResul
     """Re-send a record's stored request unchanged through ``client`` and record the outcome."""
     original = traces.get(call_id)
     check_replayable(original)
+    warning = check_callable(
+        original.model,
+        action=f"replay trace {original.call_id}",
+        instead=f"re-page the turn for it with `llm386 repage {original.call_id} --model "
+        "{replacement} --record`, then replay the new record",
+    )
     request = stored_request(traces, original)
     config = {k: v for k, v in original.config.items() if k not in (REPLAY_KEY, REPAGE_KEY)}
     config[REPLAY_KEY] = {"of": original.call_id, "client": provider_of(client).value}
@@ -243,7 +254,8 @@ def replay(traces: TraceStore, call_id: str, client: ModelClient) -> ReplayResul
     outcome = send_traced(
         traces, client, request, basis, origin=TraceOrigin.REPLAY, parent=original.call_id
     )
-    return _result(original, _compared_with(traces, original), outcome)
+    result = _result(original, _compared_with(traces, original), outcome)
+    return replace(result, warnings=(warning,)) if warning else result
 
 
 def _compared_with(traces: TraceStore, original: TraceRecord) -> TraceRecord:

@@ -3,8 +3,8 @@
 Replay re-sends the turn's stored request bytes unchanged (runtime.replay) to the Anthropic API
 or the offline model; the result shows whether the bytes sent hash to the recorded prompt
 hash, the new output beside the original, and the replay history. A model error is recorded
-by the runtime and shown here; a refusal (an OpenAI-format import, damaged bytes) is shown
-with what to do instead. Re-page rebuilds an imported turn as an Anthropic request, recorded
+by the runtime and shown here; a refusal (an OpenAI-format import, damaged bytes, a retired
+model) is shown with what to do instead, and a deprecated model's warning beside the result. Re-page rebuilds an imported turn as an Anthropic request, recorded
 but not sent, so it can then be replayed.
 """
 
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from llm386web.clients import Target, anthropic_available, model_client
 from llm386web.store_access import get_store, get_traces
-from runtime.errors import Llm386Error, ReplayMismatch
+from runtime.errors import Llm386Error, ModelRetired, ReplayMismatch
 from runtime.repage import repage
 from runtime.replay import NotReplayable, replay
 from runtime.replayview import replay_view
@@ -46,16 +46,22 @@ def turn_replay(request: HttpRequest, call_id: str) -> HttpResponse:
     """Replay the turn, then show the outcome in the replay section (422 when refused)."""
     rec = get_traces().get(call_id)
     target, problem = _target(request)
-    result = None
+    result, warnings = None, ()
     if target is not None:
         client = model_client(target)
         try:
-            result = replay_view(replay(get_traces(), rec.call_id, client))
-        except (NotReplayable, ReplayMismatch) as exc:
+            replayed = replay(get_traces(), rec.call_id, client)
+        except (NotReplayable, ReplayMismatch, ModelRetired) as exc:
             problem = str(exc)
+        else:
+            result, warnings = replay_view(replayed), replayed.warnings
         finally:
             client.close()
-    context = turn_context(rec.call_id) | {"replayed": result, "replay_problem": problem}
+    context = turn_context(rec.call_id) | {
+        "replayed": result,
+        "replay_problem": problem,
+        "replay_warnings": warnings,
+    }
     return render_page(
         request, "turns/detail.html", "replay", context, status=422 if problem else 200
     )
@@ -75,6 +81,8 @@ def turn_repage(request: HttpRequest, call_id: str) -> HttpResponse:
             problem = str(exc)
         else:
             assert result.record is not None
+            for warning in result.warnings:
+                messages.warning(request, warning)
             messages.success(
                 request, f"Re-paged for {profile}, recorded, not sent. {result.explanation}"
             )

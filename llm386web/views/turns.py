@@ -18,6 +18,7 @@ from llm386web.clients import anthropic_available
 from llm386web.store_access import get_store, get_traces
 from runtime.chatview import read_request, read_response
 from runtime.errors import StoreCorrupted
+from runtime.lifecycle import ModelStatus, lifecycle_of
 from runtime.pagingview import turn_paging
 from runtime.tracer import CALL_ID_LEN, TraceRecord, check_call_id
 from runtime.turnview import SECTION_NAMES, entry_page, turn_view, with_blocks, without_plan
@@ -25,7 +26,8 @@ from runtime.turnview import SECTION_NAMES, entry_page, turn_view, with_blocks, 
 from .common import gc_paused, is_fragment, limit_from, offset_from, render_page
 
 MAX_NOTE_CHARS = 2000
-# Models an imported (OpenAI-format) turn can be re-paged for, to be replayed.
+# Models an imported (OpenAI-format) turn, or one whose model is retired, can be re-paged for, to
+# be replayed. Current models only (tests/web check it against runtime.lifecycle).
 REPAGE_PROFILES = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-6")
 
 
@@ -56,7 +58,15 @@ def turn_context(call_id: str) -> dict[str, object]:
     return {"view": view, "rec": view.record, "s": view.summary,
             "response": read_response(view.record.response),
             "anthropic_available": anthropic_available(), "repage_profiles": REPAGE_PROFILES,
-            "paging": turn_paging(view.record.paging)}  # fmt: skip
+            "paging": turn_paging(view.record.paging)} | _model_status(view.record)  # fmt: skip
+
+
+def _model_status(rec: TraceRecord) -> dict[str, object]:
+    """Return the turn's model lifecycle for the page: retired turns are re-paged, not replayed."""
+    lifecycle = lifecycle_of(rec.model)
+    return {"model_lifecycle": lifecycle,
+            "model_retired": lifecycle.status is ModelStatus.RETIRED,
+            "model_deprecated": lifecycle.status is ModelStatus.DEPRECATED}  # fmt: skip
 
 
 def _request_bytes(rec: TraceRecord) -> bytes:

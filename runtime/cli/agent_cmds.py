@@ -24,7 +24,7 @@ from runtime.tracer import Provider, TraceRecord
 if TYPE_CHECKING:
     from runtime.models.anthropic_adapter import AnthropicAdapter
 
-from .common import Output, add_command, open_store_from, preview, to_json_text
+from .common import Output, add_command, open_store_from, preview, to_json_text, warn
 from .models_cmds import config_from
 
 QUIT = "/quit"
@@ -82,6 +82,7 @@ def cmd_chat(args: argparse.Namespace) -> Output:
     on_tool = None if quiet else _print_tool
     agent = Agent(store, traces, client, session=args.session, profile=args.model,
                   config=config, max_tool_rounds=args.max_tool_rounds, on_tool=on_tool)  # fmt: skip
+    warn(agent.warnings)
     say(f"llm386 chat: session {args.session}, {label}. Type {QUIT} or end input to stop.")
     replies: list[AgentReply] = []
     try:
@@ -136,6 +137,7 @@ def cmd_replay(args: argparse.Namespace) -> Output:
         result = replay(traces, original.call_id, client)
     finally:
         client.close()
+    warn(result.warnings)
     out = Output(_replay_text(result), result.to_json())
     if result.record.error is not None:
         _emit(args, out)
@@ -192,6 +194,7 @@ def cmd_repage(args: argparse.Namespace) -> Output:
     config = config_from(args)
     store, traces = _open(args)
     result = repage(store, traces, args.id, profile=args.model, config=config, record=args.record)
+    warn(result.warnings)
     out = Output(_repage_text(result), result.to_json())
     if not result.hash_matches and result.same_profile and _ours(result.original):
         _emit(args, out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,12 @@ def store_path_from(args: argparse.Namespace) -> Path:
 def open_store_from(args: argparse.Namespace, *, create: bool = False) -> LmdbStore:
     """Open the store named by ``--store`` (or the default); only ``init`` and writers create."""
     return LmdbStore(store_path_from(args), create=create)
+
+
+def warn(warnings: Iterable[str]) -> None:
+    """Print each warning on stderr as ``llm386: warning: ...`` (stdout stays the output)."""
+    for warning in warnings:
+        print(f"llm386: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def to_json_text(data: object) -> str:

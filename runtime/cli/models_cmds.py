@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from runtime.config import Config, find_config, load_config
+from runtime.lifecycle import ModelStatus, lifecycle_of
 from runtime.profiles import ModelProfile
 
 from .common import Output, add_command, table
@@ -13,6 +14,11 @@ from .common import Output, add_command, table
 ESTIMATE_NOTE = (
     "estimate: the model's own tokenizer is not public, so token counts use the listed "
     "tokenizer and are estimates; the safety margin is the headroom for their error"
+)
+
+RETIRED_NOTE = (
+    "retired: the API no longer serves the model; its profile stays so old traces display, but "
+    "chat, replay and repage refuse it and name the replacement (-> NAME)"
 )
 
 
@@ -28,11 +34,19 @@ def cmd_models(args: argparse.Namespace) -> Output:
         return _one(config.profile(args.name), config)
     profiles = config.profiles()
     rows = [_row(profile) for profile in profiles]
-    headers = ["name", "provider", "context", "reserved", "margin", "input budget", "tokenizer", ""]
+    headers = ["name", "provider", "context", "reserved", "margin", "input budget", "tokenizer",
+               "", "status"]  # fmt: skip
     text = table(rows, headers)
     if any(profile.tokens_estimated for profile in profiles):
         text += f"\n\n{ESTIMATE_NOTE}"
-    return Output(_with_warnings(text, config), [profile.to_json() for profile in profiles])
+    if any(lifecycle_of(p.name).status is ModelStatus.RETIRED for p in profiles):
+        text += f"\n{RETIRED_NOTE}"
+    return Output(_with_warnings(text, config), [_json(profile) for profile in profiles])
+
+
+def _json(profile: ModelProfile) -> dict[str, object]:
+    """Return the profile's fields, its input budget and its lifecycle, keys sorted."""
+    return dict(sorted({**profile.to_json(), **lifecycle_of(profile.name).to_json()}.items()))
 
 
 def _row(profile: ModelProfile) -> list[str]:
@@ -45,19 +59,24 @@ def _row(profile: ModelProfile) -> list[str]:
         f"{profile.input_budget:,}",
         profile.tokenizer,
         "estimate" if profile.tokens_estimated else "",
+        lifecycle_of(profile.name).summary(),
     ]
 
 
 def _one(profile: ModelProfile, config: Config) -> Output:
-    data = profile.to_json()
+    data = _json(profile)
     width = max(len(key) for key in data)
     lines = [f"{key.ljust(width)}  {_show(value)}" for key, value in data.items()]
     if profile.tokens_estimated:
         lines.append(f"\n{ESTIMATE_NOTE}")
+    if lifecycle_of(profile.name).status is ModelStatus.RETIRED:
+        lines.append(RETIRED_NOTE)
     return Output(_with_warnings("\n".join(lines), config), data)
 
 
 def _show(value: object) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from runtime.errors import UnknownModel
+from runtime.lifecycle import check_callable
 from runtime.profiles import ANTHROPIC, ModelProfile, get_profile
 
 from .offline import OFFLINE_MODEL_NAME, OfflineModel
@@ -68,6 +69,7 @@ def get_model_client(
 
     ``settings`` are AnthropicAdapter's keyword arguments (api_key, base_url, timeout,
     max_retries, backoff_seconds, max_backoff_seconds); the offline model ignores them.
+    Raises ModelRetired for a retired model (see runtime.lifecycle).
     """
     name = profile_or_name if isinstance(profile_or_name, str) else profile_or_name.name
     if offline or name == OFFLINE_MODEL_NAME:
@@ -78,6 +80,7 @@ def get_model_client(
             f"no model adapter for {profile.name} (provider {profile.provider}): llm386 calls "
             f"Anthropic models only; pick a claude-* profile or use {OFFLINE_MODEL_NAME}"
         )
+    check_callable(profile.name, action=f"make a model client for {profile.name}")
     from .anthropic_adapter import AnthropicAdapter
 
     return AnthropicAdapter(**settings)

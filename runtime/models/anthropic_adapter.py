@@ -17,6 +17,8 @@ Invariants:
 - Retries are ours (the SDK's ``max_retries`` is 0) so each attempt is recorded: 429, 5xx,
   timeouts and connection errors are retried after a deterministic backoff (``retry-after``
   honoured, capped); other statuses fail at once.
+- A request naming a retired model (runtime.lifecycle) raises ModelRetired before the SDK
+  client is even made: nothing is sent for a model the API no longer serves.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import anthropic
 import httpx2
 
 from runtime.errors import ModelCallFailed
+from runtime.lifecycle import check_callable
 
 from .response import Attempt, ModelResponse, check_request, parse_request
 
@@ -125,10 +128,13 @@ class AnthropicAdapter:
         """Send ``request_bytes`` unchanged to POST /v1/messages and return the reply.
 
         Raises ReplayMismatch (nothing sent) if the bytes do not hash to ``expected_sha256``,
-        InvalidInput if they are not a Messages request, ModelCallFailed for every API failure.
+        InvalidInput if they are not a Messages request, ModelRetired (nothing sent) if they
+        name a retired model, ModelCallFailed for every API failure.
         """
         request_sha = check_request(request_bytes, expected_sha256)
-        parse_request(request_bytes)
+        model = parse_request(request_bytes).get("model")
+        if isinstance(model, str):
+            check_callable(model, action="send the request")
         sdk = self._client()
         attempts: list[Attempt] = []
         started = time.perf_counter()

@@ -22,7 +22,7 @@ KEY = "sk-ant-api03-S3CR3T" + "x7Kq2vLm9PzR4tWb8NcYd1HgFj6" * 3 + "-AA"
 PASSWORD = "gw-pass-Hunter2-0xDEADBEEF"
 REQUEST = canonical_json(
     {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-4-6",
         "max_tokens": 64,
         "messages": [{"role": "user", "content": "hi"}],
     }

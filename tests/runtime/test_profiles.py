@@ -2,7 +2,11 @@ import dataclasses
 import json
 import re
 import typing
+from datetime import datetime
+from pathlib import Path
 
+import anthropic
+import anthropic._data
 import anthropic.types
 import pytest
 from hypothesis import given
@@ -11,7 +15,9 @@ from hypothesis import strategies as st
 from runtime.cli import main
 from runtime.config import Config
 from runtime.errors import UnknownModel
+from runtime.lifecycle import LIFECYCLES, ModelStatus, lifecycle_of
 from runtime.profiles import (
+    ANTHROPIC,
     BUILTIN_PROFILES,
     ModelProfile,
     get_profile,
@@ -23,11 +29,28 @@ REQUIRED_CLAUDE = (
     "claude-opus-4-7",
     "claude-opus-4-8",
     "claude-opus-5",
-    "claude-sonnet-4-5",
     "claude-sonnet-4-6",
     "claude-sonnet-5",
     "claude-haiku-4-5",
 )
+# The SDK version the lifecycle table (runtime.lifecycle) was last checked against: the one the
+# lock pins. A newer SDK (make check-upgrades) fails here until the table is checked again.
+CHECKED_SDK = "2.16.0"
+
+
+def _sdk_claude_names() -> list[str]:
+    """Return the model names the installed (pinned) SDK's ``anthropic.types.Model`` lists."""
+    return list(typing.get_args(typing.get_args(anthropic.types.Model)[0]))
+
+
+def _undated(names: list[str]) -> list[str]:
+    return [n for n in names if not re.search(r"-\d{8}$", n)]
+
+
+def _sdk_date(text: str) -> str:
+    """Return "June 30th, 2026" (the SDK's deprecation table) as "2026-06-30"."""
+    plain = re.sub(r"(\d+)(st|nd|rd|th)", r"\1", text)
+    return datetime.strptime(plain, "%B %d, %Y").date().isoformat()
 
 
 def _profile(context: int, reserved: int, margin: int) -> ModelProfile:
@@ -52,13 +75,64 @@ def test_input_budget_is_within_zero_and_context(context, reserved, margin):
     assert budget == context - reserved - margin or budget == 0
 
 
+def test_the_lifecycle_table_was_checked_against_the_pinned_and_installed_sdk():
+    lock = (Path(__file__).resolve().parents[2] / "requirements.lock").read_text()
+    pinned = re.search(r"^anthropic==(\S+)", lock, re.M)
+    assert pinned is not None and pinned[1] == CHECKED_SDK
+    assert anthropic.__version__ == CHECKED_SDK, (
+        f"anthropic {anthropic.__version__} is installed but runtime.lifecycle was checked "
+        f"against {CHECKED_SDK}: compare the two SDKs' anthropic.types.Model and "
+        "_data.DEPRECATED_MODELS, update LIFECYCLES and CLAUDE_MODELS, then CHECKED_SDK"
+    )
+
+
 def test_every_claude_model_the_sdk_names_has_a_profile():
-    names = list(typing.get_args(typing.get_args(anthropic.types.Model)[0]))
-    undated = [n for n in names if not re.search(r"-\d{8}$", n)]
+    names = _sdk_claude_names()
+    undated = _undated(names)
     missing = [n for n in undated if n not in BUILTIN_PROFILES]
     assert set(REQUIRED_CLAUDE) <= set(undated)
     assert missing == []
     assert all(get_profile(n).provider == "anthropic" for n in names)
+
+
+def test_every_builtin_claude_profile_the_sdk_no_longer_names_is_retired():
+    named = set(_undated(_sdk_claude_names()))
+    dropped = sorted(
+        p.name for p in BUILTIN_PROFILES.values() if p.provider == ANTHROPIC and p.name not in named
+    )
+    assert "claude-sonnet-4-5" in dropped
+    for name in dropped:
+        lifecycle = lifecycle_of(name)
+        assert lifecycle.status is ModelStatus.RETIRED, name
+        assert lifecycle.end_of_life and lifecycle.source, name
+
+
+def test_the_sdks_deprecated_models_are_deprecated_with_its_end_of_life_date():
+    for name, when in anthropic._data.DEPRECATED_MODELS.items():
+        lifecycle = lifecycle_of(name)
+        assert lifecycle.status in (ModelStatus.DEPRECATED, ModelStatus.RETIRED), name
+        assert lifecycle.end_of_life == _sdk_date(when), name
+
+
+def test_every_model_the_lifecycle_table_names_has_a_profile_and_a_current_replacement():
+    for name, lifecycle in LIFECYCLES.items():
+        assert name in BUILTIN_PROFILES
+        assert lifecycle.status is not ModelStatus.CURRENT
+        assert lifecycle.replacement in BUILTIN_PROFILES
+        assert lifecycle_of(lifecycle.replacement).status is ModelStatus.CURRENT
+        assert (
+            lifecycle.end_of_life
+            == datetime.fromisoformat(lifecycle.end_of_life).date().isoformat()
+        )
+
+
+def test_a_retired_model_keeps_its_profile_and_its_snapshots_and_prefix_are_retired_too():
+    assert get_profile("claude-sonnet-4-5").input_budget == 187_712
+    assert lifecycle_of("claude-sonnet-4-5").replacement == "claude-sonnet-4-6"
+    for name in ("claude-sonnet-4-5-20250929", "anthropic/claude-sonnet-4-5"):
+        assert lifecycle_of(name).status is ModelStatus.RETIRED
+    assert lifecycle_of("claude-sonnet-4-6-20260101").status is ModelStatus.CURRENT
+    assert lifecycle_of("my-local-model").status is ModelStatus.CURRENT
 
 
 @pytest.mark.parametrize("name", REQUIRED_CLAUDE)
@@ -169,9 +243,37 @@ def test_cli_models_lists_every_profile_and_marks_estimates(capsys, monkeypatch,
     lines = capsys.readouterr().out.splitlines()
     claude = next(line for line in lines if line.startswith("claude-opus-5 "))
     gpt = next(line for line in lines if line.startswith("gpt-4o "))
-    assert "187,712" in claude and claude.rstrip().endswith("estimate")
-    assert "111,360" in gpt and not gpt.rstrip().endswith("estimate")
+    assert "187,712" in claude and claude.split()[-2:] == ["estimate", "current"]
+    assert "111,360" in gpt and gpt.split()[-2:] == ["o200k_base", "current"]
     assert any(line.startswith("estimate: ") for line in lines)
+
+
+def test_cli_models_shows_each_models_status_and_replacement(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    retired = next(line for line in lines if line.startswith("claude-sonnet-4-5 "))
+    deprecated = next(line for line in lines if line.startswith("claude-opus-4-5 "))
+    assert retired.endswith("retired 2026-11-30 -> claude-sonnet-4-6")
+    assert deprecated.endswith("deprecated end of life 2027-01-22 -> claude-opus-4-6")
+    assert any(line.startswith("retired: ") for line in lines)
+
+
+def test_cli_models_json_and_one_model_include_the_lifecycle(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["claude-sonnet-4-6"]["status"] == "current"
+    assert rows["claude-sonnet-4-6"]["replacement"] is None
+    assert (rows["claude-sonnet-4-5"]["status"], rows["claude-sonnet-4-5"]["end_of_life"]) == (
+        "retired",
+        "2026-11-30",
+    )
+    assert main(["models", "claude-sonnet-4-5-20250929"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^status +retired$", text, re.M)
+    assert re.search(r"^replacement +claude-sonnet-4-6$", text, re.M)
+    assert "anthropic 2.16.0 no longer names it" in text
 
 
 def test_cli_models_json_lists_profiles_in_name_order(capsys, monkeypatch, tmp_path):

@@ -3,6 +3,7 @@ diff, history, errors in the page, no key, imported turns (refused, re-paged), C
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,13 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from llm386web.views.turns import REPAGE_PROFILES
 from runtime.agent import create_demo_conversations
 from runtime.importer import import_file
+from runtime.lifecycle import ModelStatus, lifecycle_of
 from tests.fakes.anthropic_server import AnthropicServer, error_reply, text_reply
 
+from . import tracefactory
 from .tracefactory import conversation
 
 pytestmark = pytest.mark.django_db
@@ -159,3 +163,67 @@ def test_replay_needs_post_and_csrf(user: Any, store: Any, traced: Any, traces: 
     assert client.get(f"/traces/{s.call_ids[0]}/replay").status_code == 405
     assert client.post(f"/traces/{s.call_ids[0]}/replay", {"target": "offline"}).status_code == 403
     assert traces.count(session="run") == 1
+
+
+@pytest.fixture
+def retired_model(monkeypatch: Any) -> str:
+    """Turns written from here on were sent to claude-sonnet-4-5 (retired 2026-11-30)."""
+    monkeypatch.setattr(tracefactory, "MODEL", "claude-sonnet-4-5")
+    return "claude-sonnet-4-5"
+
+
+def test_a_retired_turn_offers_the_repage_for_its_replacement_instead_of_replay(
+    logged_in: Client, traced: Any, retired_model: str, api: AnthropicServer
+) -> None:
+    s = traced("old", conversation(1))
+    page = logged_in.get(f"/traces/{s.call_ids[0]}/").content.decode()
+    assert f"sent to {retired_model}, which was retired on 2026-11-30" in page
+    assert '<option value="claude-sonnet-4-6" selected>' in page
+    assert 'value="anthropic"' not in page  # no replay buttons
+
+
+def test_replaying_a_retired_turn_is_a_422_naming_the_repage_and_nothing_is_sent(
+    logged_in: Client, traced: Any, traces: Any, retired_model: str, api: AnthropicServer
+) -> None:
+    s = traced("old", conversation(1))
+    for target in ("anthropic", "offline"):
+        response = logged_in.post(f"/traces/{s.call_ids[0]}/replay", {"target": target}, headers=HX)
+        html = response.content.decode()
+        assert response.status_code == 422 and 'role="alert"' in html
+        assert f"llm386 repage {s.call_ids[0]} --model claude-sonnet-4-6 --record" in html
+    assert api.requests == [] and traces.count(session="old") == 1
+
+
+def test_a_retired_turn_repaged_for_its_replacement_replays_there(
+    logged_in: Client, traced: Any, traces: Any, retired_model: str, api: AnthropicServer
+) -> None:
+    s = traced("old", conversation(1))
+    moved = logged_in.post(f"/traces/{s.call_ids[0]}/repage", {"profile": "claude-sonnet-4-6"})
+    assert moved.status_code == 302
+    new_id = moved.headers["Location"].strip("/").split("/")[-1]
+    api.enqueue(text_reply("answered by the replacement"))
+    response = logged_in.post(f"/traces/{new_id}/replay", {"target": "anthropic"}, headers=HX)
+    assert response.status_code == 200
+    assert [json.loads(r.body)["model"] for r in api.requests] == ["claude-sonnet-4-6"]
+
+
+def test_a_deprecated_turn_replays_with_the_warning_on_the_page(
+    logged_in: Client, traced: Any, monkeypatch: Any, api: AnthropicServer
+) -> None:
+    monkeypatch.setattr(tracefactory, "MODEL", "claude-opus-4-5")
+    s = traced("dep", conversation(1))
+    page = logged_in.get(f"/traces/{s.call_ids[0]}/").content.decode()
+    assert "claude-opus-4-5 is deprecated (end of life 2027-01-22)" in page
+    api.enqueue(text_reply("still answering"))
+    response = logged_in.post(
+        f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"}, headers=HX
+    )
+    html = response.content.decode()
+    assert response.status_code == 200 and len(api.requests) == 1
+    assert 'class="flash flash-warning"' in html and "model claude-opus-4-5 is deprecated" in html
+
+
+def test_the_models_offered_for_a_repage_are_current() -> None:
+    assert REPAGE_PROFILES
+    for name in REPAGE_PROFILES:
+        assert lifecycle_of(name).status is ModelStatus.CURRENT, name

@@ -46,7 +46,7 @@ def test_list_shows_model_turns_tokens_errors_flags_and_activity(
     put_session("notes", ["just a block"], model="gpt-4o")
     html = logged_in.get("/sessions/").content.decode()
     row = _row(html, "agent-1")
-    assert "claude-sonnet-4-5" in row
+    assert "claude-sonnet-4-6" in row
     assert '<td class="num">3</td>' in row  # turns
     # tokens: provider usage for the ok turns (1 and 3) + estimates for the errored turn 2
     ok_in = (100 + 20) + (300 + 160 + 20)
@@ -136,13 +136,13 @@ def test_sort_by_session_id_goes_both_ways(logged_in: Client, put_session: Any) 
 
 def test_sort_header_toggles_direction_and_keeps_filters(logged_in: Client, traced: Any) -> None:
     traced("x", conversation(1))
-    html = logged_in.get("/sessions/?sort=turns&dir=desc&model=claude-sonnet-4-5").content.decode()
+    html = logged_in.get("/sessions/?sort=turns&dir=desc&model=claude-sonnet-4-6").content.decode()
     header = re.search(
         r'<th scope="col" class="num" aria-sort="descending"><a href="([^"]+)"', html
     )
     assert header is not None
     link = header.group(1).replace("&amp;", "&")
-    assert "dir=asc" in link and "sort=turns" in link and "model=claude-sonnet-4-5" in link
+    assert "dir=asc" in link and "sort=turns" in link and "model=claude-sonnet-4-6" in link
 
 
 def test_walking_next_links_visits_every_session_once_in_order(

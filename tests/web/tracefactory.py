@@ -28,7 +28,7 @@ from runtime.tracer import (
     prompt_hash,
 )
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 T0 = 1_760_000_000_000
 
 
