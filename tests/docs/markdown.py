@@ -11,7 +11,8 @@ The conventions the README (and every docs/*.md) follows, so that none of it can
 - ``<!-- figures FILE.json path=shown ... [FILE2.json path=shown ...] -->`` right after a
   paragraph or table names where its benchmark figures come from: each ``shown`` must appear
   in that text as written and equal the value at ``path`` in bench/results/FILE.json to the
-  decimals shown. ``path`` is dotted keys with ``[n]`` list indexes: ``sizes[2].blocks``.
+  decimals shown (``0.57%`` is the fraction 0.0057). ``path`` is dotted keys with ``[n]`` list
+  indexes: ``sizes[2].blocks``.
 """
 
 from __future__ import annotations
@@ -236,7 +237,9 @@ def quoted(shown: str, text: str) -> bool:
 
 
 def equals_shown(value: float, shown: str) -> bool:
-    """Whether ``value`` rounds to ``shown`` (e.g. "1,698", "7.4") at its decimals."""
+    """Whether ``value`` rounds to ``shown`` ("1,698", "7.4"; "0.57%" for 0.0057) at its decimals."""
     digits = shown.replace(",", "")
+    if digits.endswith("%"):
+        value, digits = value * 100, digits[:-1]
     decimals = len(digits.partition(".")[2])
     return abs(value - float(digits)) <= 0.5 * 10**-decimals + 1e-9
