@@ -6,9 +6,9 @@ The conventions the README (and every docs/*.md) follows, so that none of it can
   and ```python blocks are run by tests/docs/test_samples.py against the demo store; any other
   language (```text, ```toml) is shown, not run. Unlabelled fences and indented code blocks are
   refused, so no command can hide from the tests.
-- ``<!-- readme-test: skip (reason) -->`` on the line before a runnable block keeps it from
+- ``<!-- readme-test: skip (reason) -->``, on its own line before a runnable block, keeps it from
   running (it starts a server, needs the network or an API key); the reason is reported.
-- ``<!-- figures FILE.json path=shown ... [FILE2.json path=shown ...] -->`` right after a
+- ``<!-- figures FILE.json path=shown ... [FILE2.json ...] -->``, starting a line right after a
   paragraph or table names where its benchmark figures come from: each ``shown`` must appear
   in that text as written and equal the value at ``path`` in bench/results/FILE.json to the
   decimals shown (``0.57%`` is the fraction 0.0057). ``path`` is dotted keys with ``[n]`` list
@@ -26,7 +26,7 @@ SHELL = frozenset({"sh", "bash", "shell", "console"})
 PYTHON = frozenset({"python", "py", "python3"})
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)")
-_MARKER = re.compile(r"<!--\s*readme-test:(.*?)-->")
+_MARKER = re.compile(r"^\s*<!--\s*readme-test:(.*?)-->")  # on a line of its own, not in `code`
 _SKIP = re.compile(r"^\s*skip\s*\((.+)\)\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s")
 
@@ -100,7 +100,7 @@ def parse(path: Path) -> Parsed:
             skip = None
             i = end + 1
             continue
-        marker = _MARKER.search(line)
+        marker = _MARKER.match(line)
         if marker:
             skip = _read_marker(path, i + 1, marker.group(1), skip, problems)
         elif line.strip() and skip:
@@ -175,7 +175,7 @@ def shell_script(code: str) -> str:
 
 # Benchmark figures -------------------------------------------------------------------------
 
-_FIGURES = re.compile(r"<!--\s*figures\s(.*?)-->", re.DOTALL)
+_FIGURES = re.compile(r"^<!--\s*figures\s(.*?)-->", re.DOTALL | re.MULTILINE)
 _PATH = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 

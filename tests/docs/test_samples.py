@@ -12,9 +12,13 @@ samples run in a fresh interpreter. No sample sees an API key, so none reaches t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,7 +30,13 @@ RUNNABLE = [s for s in SAMPLES if s.runnable]
 TIMEOUT_S = 300
 # What a sample may inherit from the test process: nothing that points at another store or
 # config, and no key (a sample that needs one is marked skip).
-_DROPPED = ("LLM386_STORE", "LLM386_CONFIG", "LLM386_PASSWORD", "ANTHROPIC_API_KEY")
+_DROPPED = (
+    "LLM386_STORE",
+    "LLM386_CONFIG",
+    "LLM386_PASSWORD",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+)
 
 
 def _environment(checkout: Path, bin_dir: Path) -> dict[str, str]:
@@ -36,7 +46,6 @@ def _environment(checkout: Path, bin_dir: Path) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(bin_dir), python_bin, env.get("PATH", "")])
     env["PYTHONPATH"] = str(REPO)
     env["LLM386_HOME"] = str(checkout / "var")
-    env["PYTHONHASHSEED"] = "0"
     return env
 
 
@@ -63,27 +72,37 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     )
 
 
+@dataclass(frozen=True)
+class Demo:
+    checkout: Path  # pristine: var/ holds the demo; copied, never run in
+    bin_dir: Path  # the llm386 shim
+    printed: str  # what `manage.py llm386_demo` printed
+
+
 @pytest.fixture(scope="session")
-def demo_checkout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Load the demo once, as `make run` does; return (pristine checkout, bin dir)."""
-    base = tmp_path_factory.mktemp("readme-demo")
-    checkout, bin_dir = base / "checkout", base / "bin"
-    (checkout / "var").mkdir(parents=True)
-    _llm386_shim(bin_dir)
-    env = _environment(checkout, bin_dir)
-    for step in (["migrate", "--noinput"], ["llm386_demo"]):
-        done = _run([sys.executable, str(REPO / "manage.py"), *step], REPO, env)
-        assert done.returncode == 0, f"manage.py {step[0]} failed:\n{done.stdout}{done.stderr}"
-    return checkout, bin_dir
+def demo() -> Iterator[Demo]:
+    """Load the demo once, as `make run` does (migrate, then llm386_demo)."""
+    with tempfile.TemporaryDirectory(prefix="readme-demo-") as base:
+        checkout, bin_dir = Path(base) / "checkout", Path(base) / "bin"
+        (checkout / "var").mkdir(parents=True)
+        _llm386_shim(bin_dir)
+        env = _environment(checkout, bin_dir)
+        for step in (["migrate", "--noinput"], ["llm386_demo"]):
+            done = _run([sys.executable, str(REPO / "manage.py"), *step], REPO, env)
+            assert done.returncode == 0, f"manage.py {step[0]} failed:\n{done.stdout}{done.stderr}"
+        yield Demo(checkout, bin_dir, done.stdout)
 
 
 @pytest.fixture
-def sandbox(demo_checkout: tuple[Path, Path], tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A private copy of the demo checkout and the environment to run a sample in it."""
-    pristine, bin_dir = demo_checkout
-    checkout = tmp_path / "checkout"
-    shutil.copytree(pristine, checkout)
-    return checkout, _environment(checkout, bin_dir)
+def sandbox(demo: Demo) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A private copy of the demo checkout and the environment to run a sample in it.
+
+    Removed after the test (not kept in pytest's tmp_path): each copy holds a 70 MB store.
+    """
+    with tempfile.TemporaryDirectory(prefix="readme-sample-") as base:
+        checkout = Path(base) / "checkout"
+        shutil.copytree(demo.checkout, checkout)
+        yield checkout, _environment(checkout, demo.bin_dir)
 
 
 def test_every_code_sample_is_fenced_labelled_and_marked_correctly() -> None:
@@ -127,3 +146,18 @@ def test_sample_runs_against_the_demo_store(
         f"{sample.name} exited {done.returncode}\n--- sample ---\n{sample.code}"
         f"--- stdout ---\n{done.stdout[-4000:]}\n--- stderr ---\n{done.stderr[-4000:]}"
     )
+
+
+def _normalised(printed: str, checkout: Path | None = None) -> str:
+    """Return demo output without what differs between runs: timings, paths, the password."""
+    if checkout is not None:
+        printed = printed.replace(str(checkout), "<repo>")
+    printed = re.sub(r"\(\d+(\.\d+)? s\)", "(… s)", printed)
+    return re.sub(r"(Password:\s+)\S+", r"\1<generated>", printed).strip()
+
+
+@pytest.mark.slow
+def test_the_readme_shows_what_loading_the_demo_prints(demo: Demo) -> None:
+    shown = [s.code for s in SAMPLES if "llm386 is ready." in s.code]
+    assert len(shown) == 1, "one sample shows what `make run` prints"
+    assert _normalised(shown[0]) == _normalised(demo.printed, demo.checkout)
