@@ -1,0 +1,1 @@
+"""Tests that keep the README and docs/ true: every sample runs, every figure is bench's."""
