@@ -32,6 +32,9 @@ class WebConfig:
     TOKENIZER: str
     PAGE_SIZE: int
     MAX_PAGE_SIZE: int
+    LOGIN_FAILURES_ALLOWED: int
+    LOGIN_LOCKOUT_S: float
+    LOGIN_MAX_LOCKOUT_S: float
 
 
 KNOWN_KEYS = tuple(f.name for f in fields(WebConfig))
@@ -52,6 +55,11 @@ def defaults() -> dict[str, Any]:
         "TOKENIZER": "cl100k_base",
         "PAGE_SIZE": 50,
         "MAX_PAGE_SIZE": 500,
+        # Failed log-ins per user name and per client address before a lockout; each further
+        # failure doubles the lockout, up to the maximum (see llm386web.throttle).
+        "LOGIN_FAILURES_ALLOWED": 5,
+        "LOGIN_LOCKOUT_S": 30.0,
+        "LOGIN_MAX_LOCKOUT_S": 3600.0,
     }
 
 

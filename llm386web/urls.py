@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import blocks, compare, errors, replay, search, sessions, turns
+from .views import blocks, compare, errors, login, replay, search, sessions, turns
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
@@ -29,11 +29,7 @@ urlpatterns = [
     path("blocks/<str:block_id>/raw", blocks.block_raw, name="block-raw"),
     path("blocks/<str:block_id>/turns/", blocks.block_turns, name="block-turns"),
     path("search/", search.search, name="search"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("login/", login.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 
