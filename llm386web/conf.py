@@ -28,6 +28,9 @@ class WebConfig:
     CONFIG_PATH: Path | None
     ANTHROPIC_BASE_URL: str
     ANTHROPIC_TIMEOUT_S: float
+    ANTHROPIC_CONNECT_TIMEOUT_S: float
+    REPLAY_TIMEOUT_S: float
+    REPLAY_SHOW_PROGRESS_AFTER_S: float
     OFFLINE_MODEL: str
     TOKENIZER: str
     PAGE_SIZE: int
@@ -50,6 +53,12 @@ def defaults() -> dict[str, Any]:
         "CONFIG_PATH": config if config.is_file() else None,
         "ANTHROPIC_BASE_URL": os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
         "ANTHROPIC_TIMEOUT_S": 60.0,
+        # A web replay waits at most REPLAY_TIMEOUT_S for the model, retries included, and
+        # at most ANTHROPIC_CONNECT_TIMEOUT_S to connect (llm386web.replayjobs).
+        "ANTHROPIC_CONNECT_TIMEOUT_S": 5.0,
+        "REPLAY_TIMEOUT_S": 60.0,
+        # An htmx replay answers with its result if it has one by then, else with progress.
+        "REPLAY_SHOW_PROGRESS_AFTER_S": 1.0,
         "OFFLINE_MODEL": OFFLINE_MODEL_NAME,
         # Token counts on session and block pages until model profiles pick one per session.
         "TOKENIZER": "cl100k_base",
