@@ -186,12 +186,10 @@ def _not_writable(exc: lmdb.Error) -> bool:
 
 
 def _nobody_can_write(p: Path) -> bool:
-    """Whether no writer can be at work in ``p``: the folder is read-only to us and data.mdb is
-    writable by no one (a read-only mount, or permissions taken away from everybody)."""
-    data = p / "data.mdb"
-    return not os.access(p, os.W_OK) and (
-        not os.access(data, os.W_OK) or data.stat().st_mode & 0o222 == 0
-    )
+    """Whether no writer can start in ``p``: the folder is read-only to us and data.mdb has no
+    write permission for anyone (its owner included: a data.mdb only we may not write could
+    still be written by its owner)."""
+    return not os.access(p, os.W_OK) and (p / "data.mdb").stat().st_mode & 0o222 == 0
 
 
 def _open_readonly_fallback(p: Path, key: str, refused: lmdb.Error) -> lmdb.Environment:
@@ -201,7 +199,9 @@ def _open_readonly_fallback(p: Path, key: str, refused: lmdb.Error) -> lmdb.Envi
     safe. On a read-only file system LMDB itself goes on without the lock file (no one can
     write there). If only the lock file is out of reach (EACCES) we open without locking only
     when no writer can exist: without a reader slot a concurrent writer could reuse the pages
-    being read, so otherwise the open is refused with what to do.
+    being read, so otherwise the open is refused with what to do. (A writer that opened the
+    store before its permissions were taken away could still be at work; nothing on disk shows
+    it, which is why write permission for anyone at all is enough to refuse.)
     """
     if not (p / "data.mdb").is_file():
         raise StoreReadOnly(
