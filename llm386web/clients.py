@@ -2,7 +2,8 @@
 
 The API key is read by the adapter from the server's ANTHROPIC_API_KEY environment variable; it
 is never taken from a request, put in a context, or shown on a page. The base URL and timeout
-come from settings.LLM386 (ANTHROPIC_BASE_URL, ANTHROPIC_TIMEOUT_S).
+come from settings.LLM386 (ANTHROPIC_BASE_URL, ANTHROPIC_TIMEOUT_S per attempt,
+ANTHROPIC_CONNECT_TIMEOUT_S, REPLAY_TIMEOUT_S for all attempts of a call together).
 """
 
 from __future__ import annotations
@@ -29,4 +30,9 @@ def model_client(target: Target) -> ModelClient:
     if target is Target.OFFLINE:
         return OfflineModel()
     config = web_config()
-    return AnthropicAdapter(base_url=config.ANTHROPIC_BASE_URL, timeout=config.ANTHROPIC_TIMEOUT_S)
+    return AnthropicAdapter(
+        base_url=config.ANTHROPIC_BASE_URL,
+        timeout=config.ANTHROPIC_TIMEOUT_S,
+        connect_timeout=config.ANTHROPIC_CONNECT_TIMEOUT_S,
+        total_timeout=config.REPLAY_TIMEOUT_S,
+    )

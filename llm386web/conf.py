@@ -28,10 +28,16 @@ class WebConfig:
     CONFIG_PATH: Path | None
     ANTHROPIC_BASE_URL: str
     ANTHROPIC_TIMEOUT_S: float
+    ANTHROPIC_CONNECT_TIMEOUT_S: float
+    REPLAY_TIMEOUT_S: float
+    REPLAY_SHOW_PROGRESS_AFTER_S: float
     OFFLINE_MODEL: str
     TOKENIZER: str
     PAGE_SIZE: int
     MAX_PAGE_SIZE: int
+    LOGIN_FAILURES_ALLOWED: int
+    LOGIN_LOCKOUT_S: float
+    LOGIN_MAX_LOCKOUT_S: float
 
 
 KNOWN_KEYS = tuple(f.name for f in fields(WebConfig))
@@ -47,11 +53,22 @@ def defaults() -> dict[str, Any]:
         "CONFIG_PATH": config if config.is_file() else None,
         "ANTHROPIC_BASE_URL": os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
         "ANTHROPIC_TIMEOUT_S": 60.0,
+        # A web replay waits at most REPLAY_TIMEOUT_S for the model, retries included, and
+        # at most ANTHROPIC_CONNECT_TIMEOUT_S to connect (llm386web.replayjobs).
+        "ANTHROPIC_CONNECT_TIMEOUT_S": 5.0,
+        "REPLAY_TIMEOUT_S": 60.0,
+        # An htmx replay answers with its result if it has one by then, else with progress.
+        "REPLAY_SHOW_PROGRESS_AFTER_S": 1.0,
         "OFFLINE_MODEL": OFFLINE_MODEL_NAME,
         # Token counts on session and block pages until model profiles pick one per session.
         "TOKENIZER": "cl100k_base",
         "PAGE_SIZE": 50,
         "MAX_PAGE_SIZE": 500,
+        # Failed log-ins per user name and per client address before a lockout; each further
+        # failure doubles the lockout, up to the maximum (see llm386web.throttle).
+        "LOGIN_FAILURES_ALLOWED": 5,
+        "LOGIN_LOCKOUT_S": 30.0,
+        "LOGIN_MAX_LOCKOUT_S": 3600.0,
     }
 
 

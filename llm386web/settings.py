@@ -96,6 +96,9 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Failed log-in counts (llm386web.throttle). Per process, which runserver is.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -125,11 +128,29 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Strict"
 CSRF_FAILURE_VIEW = "llm386web.views.errors.csrf_failure"
 
+# Unhandled exceptions (django.request) go to stderr with their traceback whatever DEBUG is:
+# Django's default sends them only to mail_admins when DEBUG is off. Secrets are masked.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"llm386web": {"handlers": ["console"], "level": "INFO"}},
+    "formatters": {
+        "scrubbed": {
+            "()": "llm386web.logs.ScrubbingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        }
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": "scrubbed",
+        }
+    },
+    "loggers": {
+        "llm386web": {"handlers": ["console"], "level": "INFO"},
+        # Not propagated: Django's own "django" console handler would print it twice under DEBUG.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }
 
 # The web app's own settings, merged over llm386web.conf.defaults(); see that module.

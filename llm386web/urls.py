@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import blocks, compare, errors, replay, search, sessions, turns
+from .views import blocks, compare, errors, login, replay, search, sessions, turns
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
@@ -22,6 +22,8 @@ urlpatterns = [
     path("traces/<str:call_id>/response", turns.turn_response_raw, name="turn-response-raw"),
     path("traces/<str:call_id>/flag", turns.turn_flag, name="turn-flag"),
     path("traces/<str:call_id>/replay", replay.turn_replay, name="turn-replay"),
+    path("replays/<str:job_id>/", replay.replay_job, name="replay-job"),
+    path("replays/<str:job_id>/cancel", replay.replay_job_cancel, name="replay-job-cancel"),
     path("traces/<str:call_id>/repage", replay.turn_repage, name="turn-repage"),
     path("traces/<str:call_id>/compare/", compare.compare_previous, name="compare-previous"),
     path("compare/<str:a>/<str:b>/", compare.compare, name="compare"),
@@ -29,11 +31,7 @@ urlpatterns = [
     path("blocks/<str:block_id>/raw", blocks.block_raw, name="block-raw"),
     path("blocks/<str:block_id>/turns/", blocks.block_turns, name="block-turns"),
     path("search/", search.search, name="search"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("login/", login.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 

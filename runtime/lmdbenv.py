@@ -99,6 +99,9 @@ class Env:
     dbs: dict[bytes, DbHandle]
     lock: threading.RLock
     resize: ResizeLock = field(default_factory=ResizeLock)
+    # Opened read-only because writing was refused (not asked for): writers get it too, and
+    # their writes raise StoreReadOnly saying why.
+    write_refused: bool = False
 
     def adopt_map_size(self) -> None:
         """Take up a map size another process has grown the environment to."""
@@ -157,38 +160,97 @@ def _make_store_dir(path: Path) -> None:
     path.chmod(0o700)  # mkdir's mode is narrowed by the umask, never widened; be exact
 
 
+def _lmdb_open(key: str, *, readonly: bool, lock: bool = True) -> lmdb.Environment:
+    try:
+        return lmdb.open(
+            key,
+            map_size=INITIAL_MAP_SIZE,
+            max_dbs=MAX_DBS,
+            readonly=readonly,
+            subdir=True,
+            create=not readonly,
+            lock=lock,
+            max_readers=256,
+            max_spare_txns=4,
+        )
+    except lmdb.InvalidError:
+        raise StoreNotAStore(f"{key} holds a data.mdb that is not an LMDB store") from None
+
+
+def _not_writable(exc: lmdb.Error) -> bool:
+    """Whether an open failed because the files or their file system refuse writes."""
+    # py-lmdb maps EACCES to ReadonlyError and leaves EROFS a plain Error with strerror's text.
+    return isinstance(exc, lmdb.ReadonlyError) or str(exc).endswith(
+        (os.strerror(errno.EROFS), os.strerror(errno.EACCES))
+    )
+
+
+def _nobody_can_write(p: Path) -> bool:
+    """Whether no writer can start in ``p``: the folder is read-only to us and data.mdb has no
+    write permission for anyone (its owner included: a data.mdb only we may not write could
+    still be written by its owner)."""
+    return not os.access(p, os.W_OK) and (p / "data.mdb").stat().st_mode & 0o222 == 0
+
+
+def _open_readonly_fallback(p: Path, key: str, refused: lmdb.Error) -> lmdb.Environment:
+    """Open read-only a store we may not write (``refused`` says why), for read-only commands.
+
+    With the lock file usable, readers register in it as usual and a writer elsewhere stays
+    safe. On a read-only file system LMDB itself goes on without the lock file (no one can
+    write there). If only the lock file is out of reach (EACCES) we open without locking only
+    when no writer can exist: without a reader slot a concurrent writer could reuse the pages
+    being read, so otherwise the open is refused with what to do. (A writer that opened the
+    store before its permissions were taken away could still be at work; nothing on disk shows
+    it, which is why write permission for anyone at all is enough to refuse.)
+    """
+    if not (p / "data.mdb").is_file():
+        raise StoreReadOnly(
+            f"cannot create a store at {key}: {refused}; choose a folder you can write to"
+        )
+    try:
+        try:
+            return _lmdb_open(key, readonly=True)
+        except lmdb.Error as exc:
+            if not _not_writable(exc):
+                raise
+            if not _nobody_can_write(p):
+                raise StoreReadOnly(
+                    f"cannot open the store at {key} even read-only: its lock file lock.mdb is "
+                    "not writable for you and someone else may be writing the store; make "
+                    "lock.mdb writable for you, or copy the store folder and read the copy"
+                ) from None
+            return _lmdb_open(key, readonly=True, lock=False)
+    except lmdb.Error as exc:
+        raise StoreError(f"cannot open store at {key} read-only: {exc}") from None
+
+
 def open_env(path: str | os.PathLike[str], *, readonly: bool = False, create: bool = True) -> Env:
-    """Return the process-wide environment for ``path``, opening it on first use."""
+    """Return the process-wide environment for ``path``, opening it on first use.
+
+    A store that cannot be opened for writing (read-only files or file system) is opened
+    read-only instead when it exists: reads work and every write raises ``StoreReadOnly``.
+    """
     p = Path(path).expanduser().resolve()
     key = str(p)
     with _lock:
         cached = _envs.get(key)
         if cached is not None:
-            if cached.readonly and not readonly:
+            if cached.readonly and not readonly and not cached.write_refused:
                 raise StoreReadOnly(f"{key} is already open read-only in this process")
             return cached
         _check_path(p, create and not readonly)
         if not readonly:
             _make_store_dir(p)
+        refused = False
         try:
-            env = lmdb.open(
-                key,
-                map_size=INITIAL_MAP_SIZE,
-                max_dbs=MAX_DBS,
-                readonly=readonly,
-                subdir=True,
-                create=not readonly,
-                lock=True,
-                max_readers=256,
-                max_spare_txns=4,
-            )
-        except lmdb.InvalidError:
-            raise StoreNotAStore(f"{key} holds a data.mdb that is not an LMDB store") from None
+            env = _lmdb_open(key, readonly=readonly)
         except lmdb.Error as exc:
-            raise StoreError(f"cannot open store at {key}: {exc}") from None
+            if readonly or not _not_writable(exc):
+                raise StoreError(f"cannot open store at {key}: {exc}") from None
+            env, readonly, refused = _open_readonly_fallback(p, key, exc), True, True
         # Another process may have grown the map beyond our initial size: adopt it.
         env.set_mapsize(0)
-        opened = Env(key, env, readonly, {}, threading.RLock())
+        opened = Env(key, env, readonly, {}, threading.RLock(), write_refused=refused)
         _envs[key] = opened
         return opened
 
@@ -213,7 +275,11 @@ def _grow(opened: Env) -> None:
 def write(opened: Env, fn: Callable[[Txn], T]) -> T:
     """Run ``fn`` in one write transaction, growing the map and retrying when it is full."""
     if opened.readonly:
-        raise StoreReadOnly(f"{opened.path} is open read-only; open it writable to change it")
+        raise StoreReadOnly(
+            f"the store at {opened.path} is read-only (opened read-only, or its files or file "
+            "system refuse writes); this command changes it: make the store writable for you, "
+            "or run it on a writable copy"
+        )
     while True:
         try:
             # Growing happens outside ``opened.lock``: a reader thread that needs the lock (to

@@ -118,6 +118,7 @@ class LmdbStore(BlockStore):
         self.max_block_bytes = max_block_bytes
         self.tokenizers = tuple(tokenizers)
         self.env = lmdbenv.open_env(path, readonly=readonly, create=create)
+        readonly = self.env.readonly  # a store whose files refuse writes opens read-only
         self._hooks: list[StoreHook] = []
         self._init_layout(readonly)
         if not readonly:

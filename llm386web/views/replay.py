@@ -6,23 +6,28 @@ hash, the new output beside the original, and the replay history. A model error 
 by the runtime and shown here; a refusal (an OpenAI-format import, damaged bytes, a retired
 model) is shown with what to do instead, and a deprecated model's warning beside the result. Re-page rebuilds an imported turn as an Anthropic request, recorded
 but not sent, so it can then be replayed.
+
+A replay runs in a worker thread (llm386web.replayjobs). Without JavaScript the POST waits for
+it (at most REPLAY_TIMEOUT_S); with htmx it answers with the result if the model answered
+within REPLAY_SHOW_PROGRESS_AFTER_S, else with a progress fragment that polls the job and has
+a Cancel button.
 """
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
+from llm386web import replayjobs
 from llm386web.clients import Target, anthropic_available, model_client
+from llm386web.conf import web_config
 from llm386web.store_access import get_store, get_traces
-from runtime.errors import Llm386Error, ModelRetired, ReplayMismatch
+from runtime.errors import Llm386Error
 from runtime.repage import repage
-from runtime.replay import NotReplayable, replay
-from runtime.replayview import replay_view
 
-from .common import gc_paused, render_page
+from .common import gc_paused, is_fragment, render_page
 from .turns import REPAGE_PROFILES, turn_context
 
 
@@ -43,28 +48,52 @@ def _target(request: HttpRequest) -> tuple[Target | None, str]:
 @require_POST
 @gc_paused
 def turn_replay(request: HttpRequest, call_id: str) -> HttpResponse:
-    """Replay the turn, then show the outcome in the replay section (422 when refused)."""
+    """Start replaying the turn; show the outcome, or its progress (422 when refused)."""
     rec = get_traces().get(call_id)
     target, problem = _target(request)
-    result, warnings = None, ()
-    if target is not None:
-        client = model_client(target)
-        try:
-            replayed = replay(get_traces(), rec.call_id, client)
-        except (NotReplayable, ReplayMismatch, ModelRetired) as exc:
-            problem = str(exc)
-        else:
-            result, warnings = replay_view(replayed), replayed.warnings
-        finally:
-            client.close()
-    context = turn_context(rec.call_id) | {
-        "replayed": result,
-        "replay_problem": problem,
-        "replay_warnings": warnings,
+    if target is None:
+        context = turn_context(rec.call_id) | {"replay_problem": problem}
+        return render_page(request, "turns/detail.html", "replay", context, status=422)
+    config = web_config()
+    job = replayjobs.start(get_traces(), rec.call_id, model_client(target), config.REPLAY_TIMEOUT_S)
+    if is_fragment(request):
+        job.done.wait(config.REPLAY_SHOW_PROGRESS_AFTER_S)
+    else:
+        replayjobs.wait(job)
+    return _job_section(request, job)
+
+
+@require_GET
+def replay_job(request: HttpRequest, job_id: str) -> HttpResponse:
+    """Show a replay's progress, or its outcome once it is done (the page polls this)."""
+    return _job_section(request, _job(job_id))
+
+
+@require_POST
+def replay_job_cancel(request: HttpRequest, job_id: str) -> HttpResponse:
+    """Stop waiting for a replay; it is recorded as cancelled."""
+    job = _job(job_id)
+    replayjobs.cancel(job)
+    return _job_section(request, job)
+
+
+def _job(job_id: str) -> replayjobs.ReplayJob:
+    job = replayjobs.get(job_id)
+    if job is None:
+        raise Http404(f"There is no replay {job_id} running or recently finished on this server.")
+    return job
+
+
+def _job_section(request: HttpRequest, job: replayjobs.ReplayJob) -> HttpResponse:
+    running = job.running
+    context = turn_context(job.call_id) | {
+        "job": job if running else None,
+        "replayed": None if running else job.result,
+        "replay_problem": "" if running else job.problem,
+        "replay_warnings": () if running else job.warnings,
     }
-    return render_page(
-        request, "turns/detail.html", "replay", context, status=422 if problem else 200
-    )
+    status = 422 if job.problem and not job.cancel_reason and not running else 200
+    return render_page(request, "turns/detail.html", "replay", context, status=status)
 
 
 @require_POST

@@ -76,7 +76,9 @@ class _Outcome:
 class AnthropicAdapter:
     """Send packed Messages API requests to Anthropic through the official SDK.
 
-    ``timeout`` (seconds) bounds each attempt; ``max_retries`` counts attempts after the first.
+    ``timeout`` (seconds) bounds each attempt, ``connect_timeout`` (default: ``timeout``) its
+    connection, ``total_timeout`` (default: none) all attempts and waits together: no retry
+    starts that could not finish within it. ``max_retries`` counts attempts after the first.
     A retry waits ``retry-after`` when the API sends it, else ``backoff_seconds * 2**(n-1)``;
     either is capped at ``max_backoff_seconds``. ``middleware`` is handed to the SDK (for
     logging, say); one that changes the request body is refused by the byte check.
@@ -94,7 +96,11 @@ class AnthropicAdapter:
         backoff_seconds: float = 0.5,
         max_backoff_seconds: float = 8.0,
         middleware: Sequence[Any] = (),
+        connect_timeout: float | None = None,
+        total_timeout: float | None = None,
     ) -> None:
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
+        self.total_timeout = total_timeout
         self._api_key = api_key or os.environ.get(API_KEY_ENV) or None
         self._base_url = base_url
         self.timeout = timeout
@@ -139,17 +145,35 @@ class AnthropicAdapter:
         attempts: list[Attempt] = []
         started = time.perf_counter()
         for number in range(1, self.max_retries + 2):
-            outcome = self._attempt(sdk, number, request_bytes, request_sha)
+            timeout = self._attempt_timeout(started)
+            outcome = self._attempt(sdk, number, request_bytes, request_sha, timeout)
             if outcome.failure is None:
                 attempts.append(outcome.attempt)
                 return self._response(outcome, tuple(attempts), started)
-            if not outcome.retryable or number > self.max_retries:
+            wait = self._wait_seconds(number, outcome.retry_after)
+            if (
+                not outcome.retryable
+                or number > self.max_retries
+                or self._out_of_time(started, wait)
+            ):
                 attempts.append(outcome.attempt)
                 raise self._final(outcome.failure, tuple(attempts))
-            wait = self._wait_seconds(number, outcome.retry_after)
             attempts.append(_with_wait(outcome.attempt, wait))
             time.sleep(wait)
         raise AssertionError("unreachable: the loop returns or raises on its last attempt")
+
+    def _out_of_time(self, started: float, wait: float) -> bool:
+        """Whether no time of ``total_timeout`` would be left after waiting ``wait``."""
+        if self.total_timeout is None:
+            return False
+        return time.perf_counter() - started + wait >= self.total_timeout
+
+    def _attempt_timeout(self, started: float) -> float:
+        """Return this attempt's timeout: ``timeout``, cut to what ``total_timeout`` leaves."""
+        if self.total_timeout is None:
+            return self.timeout
+        left = self.total_timeout - (time.perf_counter() - started)
+        return max(min(self.timeout, left), 0.001)
 
     def close(self) -> None:
         """Close the HTTP connections; the adapter opens new ones if used again."""
@@ -177,7 +201,7 @@ class AnthropicAdapter:
             )
         with self._lock:
             if self._sdk is None:
-                timeout = httpx2.Timeout(self.timeout)
+                timeout = httpx2.Timeout(self.timeout, connect=self.connect_timeout)
                 self._http = httpx2.Client(
                     timeout=timeout, event_hooks={"request": [self._on_request]}
                 )
@@ -199,13 +223,25 @@ class AnthropicAdapter:
             raise _BytesAltered(sent)
 
     def _attempt(
-        self, sdk: anthropic.Anthropic, number: int, request_bytes: bytes, request_sha: str
+        self,
+        sdk: anthropic.Anthropic,
+        number: int,
+        request_bytes: bytes,
+        request_sha: str,
+        timeout: float,
     ) -> _Outcome:
         self._local.expected_sha256 = request_sha
         self._local.sent_sha256 = ""
+        self._local.timeout = timeout
         started = time.perf_counter()
+        limits = httpx2.Timeout(timeout, connect=min(self.connect_timeout, timeout))
         try:
-            reply = sdk.post(MESSAGES_PATH, cast_to=httpx2.Response, content=request_bytes)
+            reply = sdk.post(
+                MESSAGES_PATH,
+                cast_to=httpx2.Response,
+                content=request_bytes,
+                options={"timeout": limits},
+            )
         except anthropic.APIStatusError as exc:
             return self._status_outcome(number, exc.response, _ms_since(started))
         except anthropic.APIConnectionError as exc:
@@ -233,7 +269,7 @@ class AnthropicAdapter:
             detail = f"the HTTP layer was about to send bytes hashing to {sent}, not {request_sha}"
         elif isinstance(exc, anthropic.APITimeoutError):
             kind, retryable = TIMEOUT, True
-            detail = f"{type(exc.__cause__ or exc).__name__} after {self.timeout:g}s"
+            detail = f"{type(exc.__cause__ or exc).__name__} after {self._local.timeout:.3g}s"
         else:
             kind, retryable = CONNECTION, True
             detail = self._scrub(f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from llm386web import store_access
@@ -27,6 +28,14 @@ HOSTILE_BODIES = (
 def _fast_password_hashing(settings: Any) -> None:
     # PBKDF2's deliberate slowness buys nothing in tests; login still checks a real hash.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    # The cache holds failed log-in counts: one test's failures must not lock out the next.
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
