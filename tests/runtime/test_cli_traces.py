@@ -7,8 +7,11 @@ import json
 
 import pytest
 
+from runtime import LmdbStore, NewBlock
 from runtime.cli import main
 from runtime.importer import DEMO_DIR
+from runtime.lmdbtraces import LmdbTraceStore
+from runtime.tracer import Provider, TraceRecord, new_call_id, prompt_hash
 
 SESSIONS = json.loads((DEMO_DIR / "sessions.json").read_bytes())
 
@@ -34,6 +37,14 @@ def run(tmp_path, capsys):
         return code, out, err
 
     return _run
+
+
+def make_record(store, request: bytes, session: str = "s", turn: int = 1) -> TraceRecord:
+    """A trace record of one offline call in ``session`` that sent ``request``."""
+    store.put(session, NewBlock("user-message", f"turn {turn}"))
+    cid = new_call_id()
+    return TraceRecord(cid, session, turn, int(cid[:13]), Provider.OFFLINE, "offline",
+                       prompt_hash(request), len(request), upto_seq=1)  # fmt: skip
 
 
 def _ids(run, *args) -> list[str]:
@@ -69,7 +80,34 @@ def test_trace_request_prints_the_exact_stored_bytes(tmp_path, files, capsysbina
     record = json.loads(capsysbinary.readouterr().out)[0]
     assert main(["--store", store, "trace", record["call_id"], "--request"]) == 0
     out = capsysbinary.readouterr().out
-    assert hashlib.sha256(out[:-1]).hexdigest() == record["prompt_hash"]
+    assert hashlib.sha256(out).hexdigest() == record["prompt_hash"]  # no newline added
+    assert not out.endswith(b"\n")
+
+
+def test_trace_response_prints_the_stored_response_bytes_unchanged(tmp_path, capsysbinary):
+    store = LmdbStore(tmp_path / "store")
+    traces = LmdbTraceStore(store)
+    request, response = b'{"messages":[]}', b'{"id":"msg_1","content":[]}'  # no final newline
+    record = make_record(store, request)
+    traces.record(record, request, response)
+    call = record.call_id
+    assert main(["--store", str(store.path), "trace", call, "--response"]) == 0
+    assert capsysbinary.readouterr().out == response
+    assert main(["--store", str(store.path), "trace", call, "--request"]) == 0
+    assert hashlib.sha256(capsysbinary.readouterr().out).hexdigest() == record.prompt_hash
+    assert main(["--store", str(store.path), "--json", "trace", call, "--response"]) == 0
+    data = json.loads(capsysbinary.readouterr().out)
+    assert data["sha256"] == hashlib.sha256(response).hexdigest() and data["size"] == len(response)
+
+
+def test_trace_response_that_was_never_stored_is_an_error_not_output(tmp_path, capsysbinary):
+    store = LmdbStore(tmp_path / "store")
+    request = b'{"messages":[]}'
+    record = make_record(store, request)
+    LmdbTraceStore(store).record(record, request)
+    assert main(["--store", str(store.path), "trace", record.call_id, "--response"]) == 2
+    captured = capsysbinary.readouterr()
+    assert captured.out == b"" and b"no response was stored" in captured.err
 
 
 def test_export_and_import_session_round_trip(run, files, tmp_path):
