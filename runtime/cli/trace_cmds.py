@@ -217,7 +217,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "traces", cmd_traces, "list trace records, newest first")
     p.add_argument("--session")
     p.add_argument("--status", choices=[s.value for s in TraceStatus] + [FLAGGED])
-    p.add_argument("--hash", help="only records with this prompt hash")
+    p.add_argument("--hash", help="only records with this prompt hash (or a unique 8+ prefix)")
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--oldest-first", action="store_true", help="turn order for a session")

@@ -135,4 +135,25 @@ def test_errors_are_one_line_with_what_to_do(run, files, tmp_path):
     code, _, err = run("diff", "zz", "yy")
     assert code == 2 and "is not a call id" in err
     code, _, err = run("traces", "--hash", "abc")
-    assert code == 2 and "not a SHA-256" in err
+    assert code == 2 and "too short: give at least 8 hex characters" in err
+    code, _, err = run("traces", "--hash", "xyz12345")
+    assert code == 2 and "is not a prompt hash" in err
+
+
+# Two requests whose prompt hashes share their first 8 hex characters (351ff2e6).
+TWINS = (b'{"messages":[],"n":26350}', b'{"messages":[],"n":57230}')
+
+
+def test_traces_hash_takes_a_unique_prefix_and_lists_an_ambiguous_ones_candidates(tmp_path, run):
+    store = LmdbStore(tmp_path / "store")
+    traces = LmdbTraceStore(store)
+    records = [make_record(store, r, turn=n) for n, r in enumerate(TWINS, start=1)]
+    for record, request in zip(records, TWINS, strict=True):
+        traces.record(record, request)
+    first, second = sorted(r.prompt_hash for r in records)
+    wanted = next(r for r in records if r.prompt_hash == second)
+    code, out, _ = run("traces", "--hash", second[:12])  # as the listing shows it
+    assert code == 0 and wanted.call_id in out and out.count("\n") == 2  # header and one row
+    code, out, err = run("traces", "--hash", first[:8])
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"matches 2 hashes: {first[:12]}, {second[:12]}; give more characters" in err
