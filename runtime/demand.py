@@ -22,13 +22,16 @@ Invariants:
   a tool result for its call (only its content is the placeholder); calls are never evicted.
 - Pinned-by-fault blocks are pinned in the page request (so the pager takes them first) and
   never replaced by a placeholder. Error results never become placeholders.
+- Content is sent at least once: a duplicate's stand-in (which points to an earlier copy) is
+  used only while that copy is in the plan; a copy whose original the pager left out goes in
+  full.
 - Every candidate stays in the plan exactly once: a block added back moves from ``omitted`` to
   ``selected`` (reason ``room-freed`` or ``placeholder``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -140,6 +143,7 @@ class _Builder:
         self.entries = {e.seq: e for e in history.entries}
         self.calls = {call: result for result, call in history.answers.items()}
         self.selected: dict[tuple[int, str], Selection] = {}
+        self.planned = frozenset(s.candidate.block_id for s in plan.selected)
         self.used = {u.section: u.used for u in plan.sections}
         self.total = plan.tokens
         slack = plan.usage(Section.SLACK).allocated or 0
@@ -167,7 +171,14 @@ class _Builder:
         ev = self.evictions.get(c.seq) if c.seq is not None else None
         if ev is None or c.block_id != ev.block_id:
             return s
+        if not self._original_sent(ev, self.planned):
+            return s  # the pager left the original out: this copy is the only one sent
         return self._stand_in_for(s, ev)
+
+    @staticmethod
+    def _original_sent(ev: Eviction, sent: Collection[str]) -> bool:
+        """Whether a duplicate's original is in the request (always true for other stand-ins)."""
+        return ev.reason is not EvictionReason.DUPLICATE or ev.original_id in sent
 
     def _cost(self, kind: BlockKind, body: str) -> int:
         return self.plan.render.pick(*block_costs(self.tokenizer, kind, body))
@@ -232,6 +243,8 @@ class _Builder:
         c = o.candidate
         entry = self.entries.get(c.seq) if c.seq is not None else None
         ev: Eviction | None = self.evictions.get(c.seq) if c.seq is not None else None
+        if ev is not None and not self._original_sent(ev, self._sent()):
+            ev = None
         if placeholder and entry is not None and c.block_id not in self.paging.pinned:
             config = self.paging.config
             ev = ev or pressure_placeholder(self.history, entry, config, self.tokenizer.count)
@@ -239,6 +252,9 @@ class _Builder:
             return None  # it has no placeholder: a placeholder unit cannot carry it
         plain = Selection(c, SelectionReason.ROOM_FREED)
         return plain if ev is None else self._stand_in_for(plain, ev)
+
+    def _sent(self) -> frozenset[str]:
+        return frozenset(s.candidate.block_id for s in self.selected.values())
 
     def _stand_in_for(self, s: Selection, ev: Eviction) -> Selection:
         c = s.candidate

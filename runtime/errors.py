@@ -13,6 +13,7 @@ exception silently; callers (the CLI, the web app) catch ``Llm386Error`` and sho
     │   ├── UnknownModel             no profile by that name
     │   ├── ModelRetired             the model is retired: nothing is sent for it
     │   ├── MalformedFile            an import file that cannot be read (with line and reason)
+    │   ├── AmbiguousPrefix          a shortened id or hash that matches several (lists them)
     │   └── ReducerError             model output a reducer cannot turn into blocks
     ├── NotFound
     │   ├── BlockNotFound
@@ -84,6 +85,14 @@ class MalformedFile(InvalidInput):
 
 class ReducerError(InvalidInput):
     """A reducer cannot turn the model output into blocks."""
+
+
+class AmbiguousPrefix(InvalidInput):
+    """A shortened id or hash matches more than one; ``candidates`` holds (some of) them."""
+
+    def __init__(self, message: str, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates
 
 
 class NotFound(Llm386Error):

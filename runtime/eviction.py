@@ -16,6 +16,8 @@ Invariants:
 - A placeholder depends only on the block (and the call it answers), never on the turn: once
   evicted, a block reads the same in every later request, which keeps the prompt prefix stable.
 - A block is only replaced when the replacement costs fewer tokens than the original.
+- Content is sent once: a later identical tool output is a duplicate placeholder, and so is a
+  ``recall`` result while the block it recalled (pinned by that fault) is sent in full.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
-from .blocks import BlockKind, Entry, ToolResult
-from .errors import BudgetTooSmall, ConfigError
+from .blocks import BlockKind, Entry, ToolResult, check_block_id
+from .errors import BudgetTooSmall, ConfigError, InvalidInput
 from .history import AgeFrom, AgeUnit, History, call_key, parse_result, schema_name
 from .placeholders import (
+    RECALL_TOOL_NAME,
     StubStyle,
     duplicate_placeholder,
     message_placeholder,
@@ -282,6 +285,51 @@ def _result_evictions(
                     yield ev
 
 
+def _recalled(s: History, entry: Entry, result: ToolResult) -> Entry | None:
+    """Return the entry a ``recall`` result copied, when it is in ``s`` with that content."""
+    call = s.call_for(entry.seq)
+    if call is None or call.name != RECALL_TOOL_NAME or not isinstance(call.input, dict):
+        return None
+    target = call.input.get("block_id")
+    if not isinstance(target, str):
+        return None
+    try:
+        prefix = check_block_id(target)
+    except InvalidInput:
+        return None
+    found = [e for e in s.entries if e.seq < entry.seq and e.id.startswith(prefix)]
+    if not found or len({e.id for e in found}) != 1:
+        return None
+    original = parse_result(found[-1])
+    content = found[-1].body if original is None else original.content
+    return found[-1] if content == result.content else None
+
+
+def _recall_evictions(
+    s: History, done: Sequence[Eviction], config: EvictionConfig, pins: Pins, count: Counter
+) -> Iterator[Eviction]:
+    """Replace each recall result by a pointer while the block it recalled is sent in full.
+
+    A recall pins its block, so from the request that serves it the block goes in full at its
+    own place; the recall result is then a second copy of the same content in every later
+    request. The copy, not the pinned original, becomes the placeholder: the original is what
+    pins protect, and it keeps its place (and the prompt prefix up to it) in every request.
+    """
+    evicted = {e.seq for e in done}
+    for entry in s.entries:
+        result = parse_result(entry)
+        if result is None or result.is_error or entry.seq in evicted or entry.id in pins.pinned:
+            continue
+        original = _recalled(s, entry, result)
+        if original is None or original.seq in evicted:
+            continue
+        ev = _result_eviction(
+            s, entry, result, EvictionReason.DUPLICATE, config, count, original.id
+        )
+        if ev is not None:
+            yield ev
+
+
 def _schema_evictions(
     s: History, config: EvictionConfig, pins: Pins, count: Counter
 ) -> Iterator[Eviction]:
@@ -318,6 +366,7 @@ def plan_eviction(
     s = History.of(entries)
     pins = pins or Pins()
     found = [*_schema_evictions(s, config, pins, count), *_result_evictions(s, config, pins, count)]
+    found += _recall_evictions(s, found, config, pins, count)
     plan = _plan(found, config)
     return plan if budget is None else fit_budget(s, plan, config, count, pins, budget)
 

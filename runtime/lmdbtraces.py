@@ -33,7 +33,7 @@ import lmdb
 
 from . import lmdbenv
 from .blocks import canonical_json, check_session
-from .errors import InvalidInput, StoreCorrupted, TraceNotFound
+from .errors import AmbiguousPrefix, InvalidInput, StoreCorrupted, TraceNotFound
 from .store import RepairReport, VerifyReport
 from .storecodec import json_load
 from .tracer import (
@@ -48,6 +48,7 @@ from .tracer import (
     TraceStore,
     check_call_id,
     check_hash,
+    check_hash_prefix,
     check_record,
     now_ms,
     prompt_hash,
@@ -58,6 +59,7 @@ FLAGGED = "flagged"
 SCHEMA = b"1"
 _RAW, _ZLIB = b"\x00", b"\x01"
 _TOTALS, _GENERATION = b"totals", b"generation"
+_CANDIDATES = 5  # hashes an ambiguous prefix error lists
 
 
 def pack_bytes(data: bytes) -> bytes:
@@ -372,6 +374,39 @@ class LmdbTraceStore(TraceStore):
         stored = self._read(lambda txn: _get(txn, digest, db=self._requests))
         return None if stored is None else unpack_bytes(stored)
 
+    def resolve_prompt_hash(self, prefix: str) -> str:
+        full = self._full_hash(prefix)
+        if not full:
+            raise TraceNotFound(
+                f"no trace sent a prompt whose hash starts with {check_hash_prefix(prefix)}; "
+                "`llm386 traces` lists the hashes"
+            )
+        return full
+
+    def _full_hash(self, prompt_hash: str) -> str:
+        """Return the recorded hash a hash or unique prefix names ("" when none matches)."""
+        wanted = check_hash_prefix(prompt_hash)
+        found = self._read(lambda txn: self._hashes_txn(txn, wanted, _CANDIDATES + 1))
+        if len(found) > 1:
+            raise _ambiguous(wanted, found)
+        return found[0] if found else ""
+
+    def _hashes_txn(self, txn: lmdb.Transaction, prefix: str, limit: int) -> list[str]:
+        """Return up to ``limit`` distinct recorded prompt hashes starting with ``prefix``."""
+        if len(prefix) == 64:
+            return [prefix] if _keys(txn, self._by_hash, bytes.fromhex(prefix), 1) else []
+        found: list[str] = []
+        with txn.cursor(db=self._by_hash) as cur:
+            ok = cur.set_range(bytes.fromhex(prefix.ljust(64, "0")))
+            while ok and len(found) < limit:
+                digest = cast(bytes, cur.key())[:32]
+                if not digest.hex().startswith(prefix):
+                    break
+                found.append(digest.hex())
+                after = _successor(digest)  # skip the other calls that sent this hash
+                ok = after is not None and cur.set_range(after)
+        return found
+
     def response_bytes(self, call_id: str) -> bytes | None:
         cid = check_call_id(call_id, full=True)
         stored = self._read(lambda txn: _get(txn, cid.encode(), db=self._responses))
@@ -432,7 +467,10 @@ class LmdbTraceStore(TraceStore):
         newest_first: bool = True,
     ) -> list[TraceRecord]:
         want = TraceStatus(status) if status is not None else None
-        db, prefix, exact = self._pick_index(session, want, flagged, prompt_hash)
+        full = None if prompt_hash is None else self._full_hash(prompt_hash)
+        if full == "":
+            return []  # no record sent a hash with that prefix
+        db, prefix, exact = self._pick_index(session, want, flagged, full)
 
         def keep(rec: TraceRecord) -> bool:
             return (
@@ -460,6 +498,25 @@ class LmdbTraceStore(TraceStore):
             return out
 
         return self._read(load)
+
+
+def _ambiguous(prefix: str, found: Sequence[str]) -> AmbiguousPrefix:
+    shown = found[:_CANDIDATES]
+    width = _distinct_width(shown)
+    listed = ", ".join(h[:width] for h in shown) + (", ..." if len(found) > len(shown) else "")
+    return AmbiguousPrefix(
+        f"prompt hash prefix {prefix} matches {'more than ' if len(found) > len(shown) else ''}"
+        f"{len(shown)} hashes: {listed}; give more characters",
+        tuple(shown),
+    )
+
+
+def _distinct_width(hashes: Sequence[str]) -> int:
+    """Return the shortest length (at least 12) at which ``hashes`` are all different."""
+    width = 12
+    while width < 64 and len({h[:width] for h in hashes}) < len(hashes):
+        width += 4
+    return min(width, 64)
 
 
 def _keys(txn: lmdb.Transaction, db: Any, prefix: bytes, limit: int | None = None) -> list[bytes]:

@@ -7,9 +7,9 @@ score with its per-retriever breakdown.
 Invariants:
 - The pool is built from seqs, so it never lists a block of the session twice at the same seq;
   the same block at two seqs is two candidates (duplicates are decided by selection).
-- Only bounded work per retriever: each proposes at most ``limit`` seqs; a 100,000-block session
-  is never scanned block by block (recency reads the tail, BM25 and lexical read postings, the
-  embedding retriever only scans sessions below its exhaustive limit).
+- Each retriever proposes at most ``limit`` seqs. Recency reads the tail, BM25 and lexical read
+  postings; the embedding retriever is an exact scan of the session's cached vectors (one
+  matrix-vector product), at every session size.
 - The pool handed to selection is the fixed seqs (required, pinned, standing), the ``limit``
   best by merged score (ties to the newer seq), and the tool partners of those: selection works
   in merged-score order, so what is cut could only have been packed with a larger ``limit``.

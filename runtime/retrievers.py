@@ -204,35 +204,34 @@ class LexicalRetriever(IndexedRetriever):
 
 @dataclass(frozen=True)
 class EmbeddingRetriever(IndexedRetriever):
-    """Cosine similarity to the task; scans the whole session up to ``exhaustive_limit`` blocks,
-    beyond which it only scores what the other retrievers proposed."""
+    """Cosine similarity to the task, by an exact scan of every block of the session.
+
+    The scan has no size cut-off: a retriever that stopped proposing past some session size
+    would silently lose the newest evidence. Vectors are embedded once per block and cached
+    (``runtime.embeddings``), so a scan after the first costs one matrix-vector product.
+    """
 
     embedder: Embedder = field(default_factory=HashingEmbedder)
-    exhaustive_limit: int = 4096
     name = "embedding"
 
     def rank(self, query: RetrievalQuery) -> Ranking:
         if not query.task.strip():
             return Ranking(Scores(EMPTY, np.zeros(0)))
         target = self.embedder.embed(query.task).astype(np.float32)
-        snap = query.snapshot
 
         def score(seqs: np.ndarray) -> np.ndarray:
             if seqs.shape[0] == 0:
                 return np.zeros(0)
-            return np.maximum(self._matrix(query, seqs) @ target, 0.0).astype(np.float64)
+            return np.maximum(self._table(query, seqs).scores(seqs, target), 0.0)
 
-        present = snap.present()
-        if present.shape[0] > self.exhaustive_limit:
-            return Ranking(Scores(EMPTY, np.zeros(0)), score)
-        every = present.astype(np.int64)
+        every = query.snapshot.present().astype(np.int64)
         return Ranking(Scores(every, score(every)).best(query.limit), score)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "embedder": self.embedder.key}
 
-    def _matrix(self, query: RetrievalQuery, seqs: np.ndarray) -> np.ndarray:
-        """Return the vectors of ``seqs`` (one row each), from the session's vector table."""
+    def _table(self, query: RetrievalQuery, seqs: np.ndarray) -> VectorTable:
+        """Return the session's vector table, holding the vectors of at least ``seqs``."""
         snap = query.snapshot
         key = f"vectors:{self.embedder.key}"
         with snap.reader.lock:
@@ -244,7 +243,7 @@ class EmbeddingRetriever(IndexedRetriever):
             ids = [snap.block_id(int(s)) for s in missing]
             found = vector_cache(snap.reader.env).vectors(self.embedder, ids, _bodies(query))
             table.add(missing, np.stack(found))
-        return table.rows(seqs)
+        return table
 
 
 class VectorTable:
@@ -279,9 +278,14 @@ class VectorTable:
             self.row[seqs] = np.arange(self.used, need)
             self.used = need
 
-    def rows(self, seqs: np.ndarray) -> np.ndarray:
+    def scores(self, seqs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Return the dot product of each of ``seqs``' vectors with ``target`` (float64)."""
         with self.lock:
-            return self.matrix[self.row[seqs]]
+            rows = self.row[seqs]
+            if rows.shape[0] * 4 < self.used:
+                return (self.matrix[rows] @ target).astype(np.float64)
+            # Most of the table: one product over it beats copying the rows out first.
+            return (self.matrix[: self.used] @ target).astype(np.float64)[rows]
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,12 @@ from typing import Any
 from . import lmdbenv
 from .blocks import SessionInfo
 from .bm25 import query_terms
-from .errors import InvalidInput, SessionNotFound
+from .errors import AmbiguousPrefix, InvalidInput, NotFound, SessionNotFound
 from .indexview import index_for, reader_for
 from .sessionindex import term_key
 from .tracer import SessionTraceStats, TraceStore
 
-_HASH_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_HASH_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")  # a prompt hash or a prefix of 8+ of it
 MAX_QUERY_CHARS = 500
 
 
@@ -267,28 +267,42 @@ def query_sessions(store: Any, traces: TraceStore, q: SessionQuery) -> SessionPa
     rows = [row for row in table.rows if _keep(row, q)]
     # (a comprehension over 10,000 rows takes about 2 ms; no index per filter is needed)
     text = q.text.strip()
-    hash_match = bool(_HASH_RE.match(text))
+    digest = _prompt_hash(traces, text)
     if text:
-        rows = _search(store, traces, rows, text, hash_match)
+        rows = _search(store, traces, rows, text, digest)
     value = _SORT_VALUE[q.sort]
     # Two stable sorts give a total order: the column (either way), then session id ascending.
     rows.sort(key=lambda r: r.session)
     rows.sort(key=value, reverse=q.descending)
     window = tuple(rows[q.offset : q.offset + q.limit])
-    return SessionPage(window, len(rows), len(table.rows), table.models, hash_match)
+    return SessionPage(window, len(rows), len(table.rows), table.models, bool(digest))
+
+
+def _prompt_hash(traces: TraceStore, text: str) -> str:
+    """Return the recorded prompt hash ``text`` names (all of it or a unique 8+ prefix), or "".
+
+    Hex text that names no single hash is searched as words only: the search view, not this
+    filter, explains an ambiguous prefix.
+    """
+    if not _HASH_RE.match(text):
+        return ""
+    try:
+        return traces.resolve_prompt_hash(text)
+    except (AmbiguousPrefix, NotFound):
+        return ""
 
 
 def _search(
-    store: Any, traces: TraceStore, rows: list[SessionSummary], text: str, hash_match: bool
+    store: Any, traces: TraceStore, rows: list[SessionSummary], text: str, digest: str
 ) -> list[SessionSummary]:
-    """Keep rows whose id or title contains ``text``, whose blocks hold all its words, or (for
-    a 64-hex text) whose turns sent a request with that prompt hash."""
+    """Keep rows whose id or title contains ``text``, whose blocks hold all its words, or (when
+    ``text`` names the prompt hash ``digest``) whose turns sent a request with that hash."""
     needle = text.lower()
     hits = {
         row.session for row in rows if needle in row.session.lower() or needle in row.title.lower()
     }
-    if hash_match:
-        hits |= {rec.session for rec in traces.list(prompt_hash=needle, limit=None)}
+    if digest:
+        hits |= {rec.session for rec in traces.list(prompt_hash=digest, limit=None)}
     words = query_terms(text)
     if words:
         rest = [row for row in rows if row.session not in hits]

@@ -51,6 +51,10 @@ SHORT_CALL_ID_LEN = 17
 _CALL_ID_RE = re.compile(r"^\d{13}[0-9a-f]{12}$")
 _CALL_PREFIX_RE = re.compile(r"^[0-9a-f]{4,25}$")
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+# A prompt hash may be shortened to a unique prefix of this many hex characters or more (pages
+# show 12); fewer would match too many hashes to be worth a lookup.
+MIN_HASH_PREFIX = 8
+_HASH_PREFIX_RE = re.compile(r"^[0-9a-f]{1,64}$")
 
 
 class TraceStatus(StrEnum):
@@ -289,6 +293,21 @@ def check_hash(value: str) -> str:
     return digest
 
 
+def check_hash_prefix(value: str) -> str:
+    """Return a lower-case prompt hash or prefix of it (8 to 64 hex characters), or raise."""
+    prefix = value.strip().lower() if isinstance(value, str) else ""
+    if not _HASH_PREFIX_RE.match(prefix):
+        raise InvalidInput(
+            f"{value!r} is not a prompt hash: expected {MIN_HASH_PREFIX}-64 hex characters"
+        )
+    if len(prefix) < MIN_HASH_PREFIX:
+        raise InvalidInput(
+            f"prompt hash prefix {prefix!r} is too short: give at least {MIN_HASH_PREFIX} "
+            "hex characters (pages show 12)"
+        )
+    return prefix
+
+
 class _CallIds:
     """Monotonic within a process: a later call never gets a smaller id, even if the clock steps."""
 
@@ -421,6 +440,14 @@ class TraceStore(abc.ABC):
     @abc.abstractmethod
     def request_bytes(self, prompt_hash: str) -> bytes | None:
         """Return the stored request bytes for a prompt hash exactly as stored (unchecked)."""
+
+    @abc.abstractmethod
+    def resolve_prompt_hash(self, prefix: str) -> str:
+        """Return the one recorded prompt hash starting with ``prefix`` (8 to 64 hex characters).
+
+        Raises ``TraceNotFound`` when no record sent such a hash and ``AmbiguousPrefix`` (listing
+        the candidates) when several did.
+        """
 
     @abc.abstractmethod
     def response_bytes(self, call_id: str) -> bytes | None:

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import BlockNotFound, InvalidBlock, InvalidInput, InvalidSession, NotFound
 
-_HASH = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"^[0-9a-f]+$")
 
 
 @require_GET
@@ -20,7 +20,7 @@ def search(request: HttpRequest) -> HttpResponse:
     """Redirect to what ``q`` names; otherwise say why nothing matched.
 
     Tried in order: a session id, a block id or unique prefix, a call id or unique prefix, and
-    a 64-hex prompt hash (the sessions list, searched for it).
+    a prompt hash or unique prefix of 8+ hex characters (the sessions list, searched for it).
     """
     query = request.GET.get("q", "").strip()
     if not query:
@@ -40,6 +40,10 @@ def search(request: HttpRequest) -> HttpResponse:
         return redirect("turn", call_id=get_traces().get(query).call_id)
     except (NotFound, InvalidInput) as exc:
         reasons.append(str(exc))
-    if _HASH.match(query.lower()):
-        return redirect(f"/sessions/?{urlencode({'q': query.lower()})}")
+    if _HEX.match(query.lower()):
+        try:
+            digest = get_traces().resolve_prompt_hash(query)
+            return redirect(f"/sessions/?{urlencode({'q': digest})}")
+        except (NotFound, InvalidInput) as exc:  # none, several (listed), or too short
+            reasons.append(str(exc))
     return render(request, "search/results.html", {"query": query, "reasons": reasons})

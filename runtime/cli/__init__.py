@@ -49,14 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("llm386: interrupted", file=sys.stderr)
         return 130
     as_json = args.json or getattr(args, "json_after", False)
-    if out.raw is not None and not as_json:
-        sys.stdout.buffer.write(out.raw)  # byte for byte: hashing stdout gives the prompt hash
-        sys.stdout.buffer.flush()
-        return 0
     text = to_json_text(out.data) if as_json else out.text
-    if text:
-        try:
+    try:
+        if out.raw is not None and not as_json:
+            sys.stdout.flush()  # anything printed before must not land after the bytes
+            sys.stdout.buffer.write(out.raw)  # byte for byte: hashing stdout gives the prompt hash
+            sys.stdout.buffer.flush()
+        elif text:
             print(text)
-        except BrokenPipeError:  # `llm386 ... | head` closed the pipe: not an error
-            sys.stderr.close()
+    except BrokenPipeError:  # `llm386 ... | head` closed the pipe: not an error
+        sys.stderr.close()
     return 0

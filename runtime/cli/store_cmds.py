@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runtime.blocks import BlockKind, EdgeKind, NewBlock, Provenance
+from runtime.blocks import Block, BlockKind, Edge, EdgeKind, Entry, NewBlock, Provenance
 from runtime.errors import InvalidInput
 from runtime.lmdbstore import LmdbStore
 from runtime.lmdbtraces import LmdbTraceStore
@@ -44,15 +44,54 @@ def cmd_put(args: argparse.Namespace) -> Output:
     return Output(f"{entry.id}  {entry.session}#{entry.seq}", entry.to_json())
 
 
+SHOW_LIMIT = 20  # sessions and edges listed in text; --json lists all
+
+
 def cmd_show(args: argparse.Namespace) -> Output:
     store = open_store_from(args)
     block = store.get(args.id)
+    entries = [store.entry(session, seq) for session, seq in store.memberships(block.id)]
+    edges_out, edges_in = store.edges_from(block.id), store.edges_to(block.id)
     data = block.to_json()
-    data["memberships"] = [{"session": s, "seq": q} for s, q in store.memberships(block.id)]
-    data["edges_out"] = [e.to_json() for e in store.edges_from(block.id)]
-    data["edges_in"] = [e.to_json() for e in store.edges_to(block.id)]
-    head = f"{block.id}\nkind: {block.kind.value}  priority: {block.priority}  created: {_when(block.created_at)}"
-    return Output(f"{head}\n\n{block.body}", data)
+    data["labels"] = _labels(block, entries)
+    data["memberships"] = [{"session": e.session, "seq": e.seq, "priority": e.priority,
+                            "labels": list(e.provenance.labels)} for e in entries]  # fmt: skip
+    data["edges_out"] = [e.to_json() for e in edges_out]
+    data["edges_in"] = [e.to_json() for e in edges_in]
+    return Output(_show_text(block, entries, edges_out, edges_in), data)
+
+
+def _labels(block: Block, entries: list[Entry]) -> list[str]:
+    """Return the labels of the block and of every entry of it, sorted, each once."""
+    return sorted({*block.provenance.labels, *(x for e in entries for x in e.provenance.labels)})
+
+
+def _show_text(block: Block, entries: list[Entry], out: list[Edge], inc: list[Edge]) -> str:
+    prov = block.provenance
+    lines = [
+        block.id,
+        f"kind: {block.kind.value}  priority: {block.priority}  created: {_when(block.created_at)}",
+        f"source: {prov.source or '-'}  labels: {', '.join(_labels(block, entries)) or '-'}",
+    ]
+    if prov.parents:
+        lines.append("parents: " + ", ".join(p[:12] for p in prov.parents))
+    lines.append(f"sessions ({len(entries)}):")
+    lines += [f"  {e.session} #{e.seq}" + _entry_labels(e) for e in entries[:SHOW_LIMIT]]
+    lines += _more(len(entries))
+    lines.append(f"edges ({len(out)} out, {len(inc)} in):")
+    rows = [f"  -> {e.kind.value} {e.dst[:12]}" for e in out]
+    rows += [f"  <- {e.kind.value} {e.src[:12]}" for e in inc]
+    lines += rows[:SHOW_LIMIT] + _more(len(rows)) if rows else ["  none"]
+    return "\n".join(lines) + "\n\n" + block.body
+
+
+def _entry_labels(entry: Entry) -> str:
+    labels = entry.provenance.labels
+    return f"  labels: {', '.join(labels)}" if labels else ""
+
+
+def _more(count: int) -> list[str]:
+    return [f"  ... {count - SHOW_LIMIT} more (--json lists all)"] if count > SHOW_LIMIT else []
 
 
 def cmd_sessions(args: argparse.Namespace) -> Output:
@@ -166,7 +205,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", action="append", help="label, e.g. pinned (repeatable)")
     p.add_argument("--file", help="read the body from this file")
     p.add_argument("text", nargs="?", help="the body; '-' or nothing reads standard input")
-    p = add_command(sub, "show", cmd_show, "show a block with its edges and sessions")
+    p = add_command(
+        sub, "show", cmd_show, "show a block with its labels, sessions and edges (in and out)"
+    )
     p.add_argument("id")
     p = add_command(sub, "sessions", cmd_sessions, "list sessions")
     p.add_argument("--offset", type=int, default=0)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 from runtime.diff import TraceDiff, diff_stored
+from runtime.errors import NotFound
 from runtime.exchange import export_session, import_session, read_file
 from runtime.importer import ImportOptions, import_file
 from runtime.lmdbstore import LmdbStore
@@ -111,14 +112,26 @@ def cmd_trace(args: argparse.Namespace) -> Output:
     _, traces = _open(args)
     record = traces.get(args.id)
     if args.request or args.response:
-        raw = (traces.request_bytes(record.prompt_hash) if args.request
-               else traces.response_bytes(record.call_id))  # fmt: skip
-        if raw is None:
-            return Output("(not stored)", None)
-        sys.stdout.buffer.write(raw + b"\n")  # the exact bytes, not re-encoded
-        sys.stdout.flush()
-        return Output("", None)
+        return _trace_bytes(traces, record, "request" if args.request else "response")
     return Output(_trace_text(record), record.to_json())
+
+
+def _trace_bytes(traces: LmdbTraceStore, record: TraceRecord, part: str) -> Output:
+    """Return the stored request or response bytes as they are: stdout gets no newline added,
+    so ``llm386 trace ID --request | sha256sum`` prints the prompt hash."""
+    if part == "request":
+        raw = traces.request_bytes(record.prompt_hash)
+        missing = "its request bytes are not stored (not replay-complete); run `llm386 verify`"
+    else:
+        raw = traces.response_bytes(record.call_id)
+        missing = (
+            "no response was stored (the call failed or none came back); see `llm386 trace ID`"
+        )
+    if raw is None:
+        raise NotFound(f"trace {record.call_id}: {missing}")
+    data = {"call_id": record.call_id, "part": part, "size": len(raw),
+            "sha256": hashlib.sha256(raw).hexdigest(), "body": raw.decode("utf-8", "replace")}  # fmt: skip
+    return Output("", data, raw=raw)
 
 
 def _line_text(line: DiffLine) -> str:
@@ -204,14 +217,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "traces", cmd_traces, "list trace records, newest first")
     p.add_argument("--session")
     p.add_argument("--status", choices=[s.value for s in TraceStatus] + [FLAGGED])
-    p.add_argument("--hash", help="only records with this prompt hash")
+    p.add_argument("--hash", help="only records with this prompt hash (or a unique 8+ prefix)")
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--oldest-first", action="store_true", help="turn order for a session")
     p = add_command(sub, "trace", cmd_trace, "show one trace record (id or unique prefix)")
     p.add_argument("id")
-    p.add_argument("--request", action="store_true", help="print the exact stored request bytes")
-    p.add_argument("--response", action="store_true", help="print the raw response bytes")
+    part = p.add_mutually_exclusive_group()
+    part.add_argument(
+        "--request",
+        action="store_true",
+        help="print the exact stored request bytes (no newline: they hash to the prompt hash)",
+    )
+    part.add_argument("--response", action="store_true",
+                      help="print the raw response bytes exactly as they came back")  # fmt: skip
     p = add_command(sub, "diff", cmd_diff, "compare two trace records: blocks, tokens, text, cache")
     p.add_argument("a", metavar="ID_A")
     p.add_argument("b", metavar="ID_B")

@@ -1,7 +1,8 @@
 """Demand paging in the sample agent, over real HTTP to the loopback Messages API.
 
 A tool result goes stale, is sent as a placeholder, the model calls ``recall`` for it: the block
-is paged back in, the fault is recorded on the trace and in the session, and the block stays
+is paged back in (at its own place; the recall's result then points to it, so the content is
+sent once), the fault is recorded on the trace and in the session, and the block stays
 pinned (sent in full) for the rest of the session. Every record re-pages to its own hash.
 """
 
@@ -90,7 +91,9 @@ def test_a_recall_pages_the_block_back_in_records_the_fault_and_pins_it(stores, 
     assert paged_out.startswith(f"[Paged out: block {entry.block.short_id}")
     assert RECALL_TOOL_NAME in [t["name"] for t in json.loads(sent[3])["tools"]]
     assert reply.tools[0].result.content == content and not reply.tools[0].result.is_error
-    assert results_of(sent[4])["toolu_2"] == content  # paged back in
+    served_request = results_of(sent[4])
+    assert served_request["toolu_1"] == content  # paged back in, at its own place
+    assert served_request["toolu_2"].startswith("[Duplicate:")  # the recall's copy: a pointer
     served = traces.get(reply.call_ids[1]).paging
     assert [(f["kind"], f["block_id"]) for f in served["faults"]] == [("recall", entry.id)]
     assert served["accounting"]["faults"] == 1 and served["accounting"]["refaults"] == 0
@@ -141,3 +144,36 @@ def test_without_paging_the_agent_packs_nothing_out(stores):
     record = traces.get(reply.call_ids[0])
     assert record.paging == {} and "paging" not in record.plan["settings"]
     assert repage(store, traces, record.call_id).hash_matches
+
+
+def test_after_a_recall_the_recalled_content_is_sent_once_in_every_later_request(
+    stores, model_server
+):
+    store, traces = stores
+    model_server.enqueue(
+        tool_use_reply("toolu_1", "lookup_user_profile", {"user_id": "u-1002"}),
+        text_reply("Alan Turing is a silver member."),
+        text_reply("You are welcome."),
+    )
+    with AnthropicAdapter(api_key=KEY, base_url=model_server.base_url) as client:
+        agent = Agent(store, traces, client, session="once", profile="claude-haiku-4-5",
+                      paging=CONFIG, runner=LongProfiles())  # fmt: skip
+        agent.say("Who is user u-1002?")
+        agent.say("Thanks!")
+        entry, content = profile_result(store, "once")
+        model_server.enqueue(
+            tool_use_reply("toolu_2", RECALL_TOOL_NAME, {"block_id": entry.block.short_id}),
+            text_reply("The home airport is MAN."),
+            *(text_reply(f"Reply {n}.") for n in range(4)),
+        )
+        agent.say("What was the home airport again?")
+        for message in ("Which seat on HAT007?", "And on HAT012?", "Fine.", "Bye!"):
+            agent.say(message)
+    sent = [r.body for r in model_server.requests]
+    assert results_of(sent[3])["toolu_1"].startswith("[Paged out:")  # the request that faulted
+    encoded = json.dumps(content)[1:-1].encode()  # as it sits inside the JSON request
+    assert len(sent) == 9
+    for n, body in enumerate(sent[4:], start=4):  # the one serving the recall, and every later
+        assert body.count(encoded) == 1, (
+            f"request {n} holds the recalled content {body.count(encoded)} times"
+        )

@@ -39,6 +39,29 @@ def test_put_show_and_list_a_session(run):
     assert "s1" in out
 
 
+def test_show_lists_the_blocks_labels_sessions_and_edges(run):
+    put = ("put", "--kind", "fact", "--label", "pinned", "--label", "refunds")
+    block = run(*put, "--session", "s1", "Paris is in France")[1].split()[0]
+    run("put", "--session", "s2", "--kind", "fact", "--label", "travel", "Paris is in France")
+    later = run("put", "--session", "s1", "--kind", "fact", "France is in Europe")[1].split()[0]
+    earlier = run("put", "--session", "s1", "--kind", "fact", "Lyon is in France")[1].split()[0]
+    run("add-edge", block, "supports", later)
+    run("add-edge", earlier, "parent", block)
+    code, out, _ = run("show", block[:10])
+    assert code == 0
+    assert "labels: pinned, refunds, travel" in out
+    assert "sessions (2):\n  s1 #0  labels: pinned, refunds\n  s2 #0  labels: travel\n" in out
+    assert f"edges (1 out, 1 in):\n  -> supports {later[:12]}\n  <- parent {earlier[:12]}\n" in out
+    assert out.rstrip("\n").endswith("\n\nParis is in France")
+    data = json.loads(run("show", block, "--json")[1])
+    assert data["labels"] == ["pinned", "refunds", "travel"]
+    assert [(m["session"], m["seq"], m["labels"]) for m in data["memberships"]] == [
+        ("s1", 0, ["pinned", "refunds"]), ("s2", 0, ["travel"])
+    ]  # fmt: skip
+    assert data["edges_out"] == [{"from": block, "kind": "supports", "to": later}]
+    assert data["edges_in"] == [{"from": earlier, "kind": "parent", "to": block}]
+
+
 def test_edges_delete_purge_verify_repair(run):
     a = run("put", "--session", "s", "--kind", "fact", "a")[1].split()[0]
     b = run("put", "--session", "s", "--kind", "fact", "b")[1].split()[0]

@@ -7,8 +7,11 @@ import json
 
 import pytest
 
+from runtime import LmdbStore, NewBlock
 from runtime.cli import main
 from runtime.importer import DEMO_DIR
+from runtime.lmdbtraces import LmdbTraceStore
+from runtime.tracer import Provider, TraceRecord, new_call_id, prompt_hash
 
 SESSIONS = json.loads((DEMO_DIR / "sessions.json").read_bytes())
 
@@ -34,6 +37,14 @@ def run(tmp_path, capsys):
         return code, out, err
 
     return _run
+
+
+def make_record(store, request: bytes, session: str = "s", turn: int = 1) -> TraceRecord:
+    """A trace record of one offline call in ``session`` that sent ``request``."""
+    store.put(session, NewBlock("user-message", f"turn {turn}"))
+    cid = new_call_id()
+    return TraceRecord(cid, session, turn, int(cid[:13]), Provider.OFFLINE, "offline",
+                       prompt_hash(request), len(request), upto_seq=1)  # fmt: skip
 
 
 def _ids(run, *args) -> list[str]:
@@ -69,7 +80,34 @@ def test_trace_request_prints_the_exact_stored_bytes(tmp_path, files, capsysbina
     record = json.loads(capsysbinary.readouterr().out)[0]
     assert main(["--store", store, "trace", record["call_id"], "--request"]) == 0
     out = capsysbinary.readouterr().out
-    assert hashlib.sha256(out[:-1]).hexdigest() == record["prompt_hash"]
+    assert hashlib.sha256(out).hexdigest() == record["prompt_hash"]  # no newline added
+    assert not out.endswith(b"\n")
+
+
+def test_trace_response_prints_the_stored_response_bytes_unchanged(tmp_path, capsysbinary):
+    store = LmdbStore(tmp_path / "store")
+    traces = LmdbTraceStore(store)
+    request, response = b'{"messages":[]}', b'{"id":"msg_1","content":[]}'  # no final newline
+    record = make_record(store, request)
+    traces.record(record, request, response)
+    call = record.call_id
+    assert main(["--store", str(store.path), "trace", call, "--response"]) == 0
+    assert capsysbinary.readouterr().out == response
+    assert main(["--store", str(store.path), "trace", call, "--request"]) == 0
+    assert hashlib.sha256(capsysbinary.readouterr().out).hexdigest() == record.prompt_hash
+    assert main(["--store", str(store.path), "--json", "trace", call, "--response"]) == 0
+    data = json.loads(capsysbinary.readouterr().out)
+    assert data["sha256"] == hashlib.sha256(response).hexdigest() and data["size"] == len(response)
+
+
+def test_trace_response_that_was_never_stored_is_an_error_not_output(tmp_path, capsysbinary):
+    store = LmdbStore(tmp_path / "store")
+    request = b'{"messages":[]}'
+    record = make_record(store, request)
+    LmdbTraceStore(store).record(record, request)
+    assert main(["--store", str(store.path), "trace", record.call_id, "--response"]) == 2
+    captured = capsysbinary.readouterr()
+    assert captured.out == b"" and b"no response was stored" in captured.err
 
 
 def test_export_and_import_session_round_trip(run, files, tmp_path):
@@ -97,4 +135,25 @@ def test_errors_are_one_line_with_what_to_do(run, files, tmp_path):
     code, _, err = run("diff", "zz", "yy")
     assert code == 2 and "is not a call id" in err
     code, _, err = run("traces", "--hash", "abc")
-    assert code == 2 and "not a SHA-256" in err
+    assert code == 2 and "too short: give at least 8 hex characters" in err
+    code, _, err = run("traces", "--hash", "xyz12345")
+    assert code == 2 and "is not a prompt hash" in err
+
+
+# Two requests whose prompt hashes share their first 8 hex characters (351ff2e6).
+TWINS = (b'{"messages":[],"n":26350}', b'{"messages":[],"n":57230}')
+
+
+def test_traces_hash_takes_a_unique_prefix_and_lists_an_ambiguous_ones_candidates(tmp_path, run):
+    store = LmdbStore(tmp_path / "store")
+    traces = LmdbTraceStore(store)
+    records = [make_record(store, r, turn=n) for n, r in enumerate(TWINS, start=1)]
+    for record, request in zip(records, TWINS, strict=True):
+        traces.record(record, request)
+    first, second = sorted(r.prompt_hash for r in records)
+    wanted = next(r for r in records if r.prompt_hash == second)
+    code, out, _ = run("traces", "--hash", second[:12])  # as the listing shows it
+    assert code == 0 and wanted.call_id in out and out.count("\n") == 2  # header and one row
+    code, out, err = run("traces", "--hash", first[:8])
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"matches 2 hashes: {first[:12]}, {second[:12]}; give more characters" in err

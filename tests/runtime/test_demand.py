@@ -246,3 +246,26 @@ def check_stand_ins(store, plan, plain, pinned):
             sent = parse_tool_result(s.stand_in.body)
             assert not original.is_error and sent.call_id == original.call_id
     assert plan.recall == bool(plan.stand_ins)
+
+
+def test_a_duplicate_whose_original_the_pager_left_out_is_sent_in_full(store):
+    session = Session(store, "s")
+    session.system("You are an airline agent.")
+    session.tool_schema(TOOL)
+    session.user("Find flights to SEA.")
+    _, first = session.tool_turn("get_user", {"user_id": "mia"}, BIG)
+    for i in range(6):
+        session.user(f"Question {i}: " + "what are the baggage rules on this route? " * 20)
+        session.assistant(f"Answer {i}: " + "two bags are free in economy on that route. " * 20)
+    session.user("Again please.")
+    _, second = session.tool_turn("get_user", {"user_id": "mia"}, BIG)
+    session.user("And the last question?")
+    encoded = json.dumps(BIG)[1:-1].encode()
+    for paging in (DemandPaging(), DemandPaging(placeholders=False)):
+        plan, out = paged(store, budget=3000, paging=paging)
+        chosen = {s.candidate.block_id: s for s in plan.selected}
+        assert first not in chosen and chosen[second].stand_in is None  # the only copy sent
+        assert out.body.count(encoded) == 1
+    plan, out = paged(store)  # room for both: the later copy points to the first
+    assert {s.candidate.block_id: s for s in plan.selected}[second].stand_in.reason == "duplicate"
+    assert out.body.count(encoded) == 1

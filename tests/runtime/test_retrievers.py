@@ -11,13 +11,21 @@ import numpy as np
 import pytest
 
 from runtime import LmdbStore, NewBlock, Provenance
+from runtime.bm25 import query_terms
 from runtime.config import RecencyMode, RetrieverSettings
 from runtime.embeddings import HashingEmbedder
 from runtime.errors import InvalidInput
-from runtime.indexview import index_for
+from runtime.indexview import index_for, reader_for
 from runtime.pager import PageOptions, PageRequest, page
 from runtime.plan import SelectionReason
-from runtime.retrievers import RecencyRetriever, Weighted, default_stack, spread
+from runtime.retrievers import (
+    EmbeddingRetriever,
+    RecencyRetriever,
+    RetrievalQuery,
+    Weighted,
+    default_stack,
+    spread,
+)
 from tests.runtime.pager_support import Session, profile
 
 BIG = profile(20_000)
@@ -203,3 +211,26 @@ def test_neighbours_spread_relevance_to_adjacent_seqs_only():
     seqs = np.array([3, 4, 5, 9])
     got = spread(seqs, np.array([0.0, 1.0, 0.0, 0.0]), (0.5, 0.25))
     assert got.tolist() == [0.5, 0.0, 0.5, 0.0]
+
+
+def _embedding_top(store, session, task, limit=256):
+    snapshot = reader_for(store).snapshot(store, session)
+    query = RetrievalQuery(store, session, task, tuple(query_terms(task)), snapshot, limit)
+    return EmbeddingRetriever().rank(query).top
+
+
+@pytest.mark.parametrize("size", [4_000, 5_000])
+def test_embedding_retriever_proposes_its_full_limit_at_any_session_size(store, size):
+    words = ("invoice", "harbour", "violin", "glacier", "pepper", "satellite", "orchard", "ledger")
+    filler = [
+        f"note {i}: {words[i % 8]} {words[(i * 3) % 8]} {words[(i * 5 + 1) % 8]}"
+        for i in range(size)
+    ]
+    planted_at = 4_500 if size > 4_500 else size - 10
+    filler[planted_at] = "the lighthouse keeper paints seagulls at dawn"
+    ids = facts(store, filler)
+    top = _embedding_top(store, "s", "which lighthouse keeper paints seagulls?")
+    assert top.seqs.shape[0] == 256  # its limit, whatever the session size
+    assert int(top.seqs[0]) == planted_at and store.entries("s")[planted_at].id == ids[planted_at]
+    again = _embedding_top(store, "s", "which lighthouse keeper paints seagulls?")
+    assert top.seqs.tolist() == again.seqs.tolist()  # deterministic, ties broken by newer seq

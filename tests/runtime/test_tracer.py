@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from runtime import LmdbStore, lmdbenv
 from runtime.blocks import canonical_json
-from runtime.errors import InvalidInput, StoreCorrupted, StoreNotAStore, TraceNotFound
+from runtime.errors import (
+    AmbiguousPrefix,
+    InvalidInput,
+    StoreCorrupted,
+    StoreNotAStore,
+    TraceNotFound,
+)
 from runtime.lmdbtraces import LmdbTraceStore, pack_bytes, unpack_bytes
 from runtime.tracer import (
     AttemptRecord,
@@ -429,3 +435,44 @@ def test_a_trace_layout_from_another_version_is_refused(env, tmp_path):
     lmdbenv.write(store.env, lambda txn: txn.put(b"schema", b"2", db=store.env.db(b"trace_meta")))
     with pytest.raises(StoreCorrupted, match="layout b'2'"):
         LmdbTraceStore(store)
+
+
+# Two requests whose prompt hashes share their first 8 hex characters (351ff2e6), found by
+# counting n up from 0; they differ at the 9th.
+TWINS = (b'{"messages":[],"n":26350}', b'{"messages":[],"n":57230}')
+
+
+def test_a_prompt_hash_is_found_by_any_unique_prefix_of_eight_or_more(traces):
+    a, b = (make(request=r) for r in TWINS)
+    other = make(request=req("other"))
+    traces.record_many([StoredTrace(a, TWINS[0]), StoredTrace(b, TWINS[1]),
+                        StoredTrace(other, req("other"))])  # fmt: skip
+    assert a.prompt_hash[:8] == b.prompt_hash[:8] and a.prompt_hash[8] != b.prompt_hash[8]
+    for prefix in (other.prompt_hash[:8], other.prompt_hash[:12].upper(), other.prompt_hash):
+        assert traces.resolve_prompt_hash(prefix) == other.prompt_hash
+        assert [r.call_id for r in traces.list(prompt_hash=prefix)] == [other.call_id]
+    assert traces.resolve_prompt_hash(a.prompt_hash[:9]) == a.prompt_hash
+    assert traces.list(prompt_hash="0123456789ab") == []
+    with pytest.raises(TraceNotFound, match="no trace sent a prompt whose hash starts with"):
+        traces.resolve_prompt_hash("0123456789ab")
+
+
+def test_an_ambiguous_prompt_hash_prefix_lists_its_candidates(traces):
+    traces.record_many([StoredTrace(make(request=r), r) for r in TWINS])
+    first, second = sorted(prompt_hash(r) for r in TWINS)
+    for lookup in (traces.resolve_prompt_hash, lambda p: traces.list(prompt_hash=p)):
+        with pytest.raises(AmbiguousPrefix) as caught:
+            lookup(first[:8])
+        assert caught.value.candidates == (first, second)
+        message = str(caught.value)
+        assert f"matches 2 hashes: {first[:12]}, {second[:12]}; give more characters" in message
+
+
+def test_a_prompt_hash_prefix_under_eight_characters_is_refused(traces):
+    record = make()
+    traces.record(record, b'{"messages":[]}')
+    for short in (record.prompt_hash[:4], record.prompt_hash[:7]):
+        with pytest.raises(InvalidInput, match="too short: give at least 8 hex characters"):
+            traces.resolve_prompt_hash(short)
+    with pytest.raises(InvalidInput, match="expected 8-64 hex characters"):
+        traces.list(prompt_hash="not-a-hash")

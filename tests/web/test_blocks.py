@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from django.test import Client
 from llm386web.templatetags.llm386 import short_call_id
 from runtime import BlockStore, NewBlock
 from runtime.blocks import BlockKind, content_hash
-from runtime.tracer import _CallIds
+from runtime.tracer import _CallIds, new_call_id, prompt_hash
 
 from .tracefactory import conversation
 
@@ -126,6 +127,34 @@ def test_search_jumps_to_a_turn_or_to_the_sessions_that_sent_a_prompt(
     assert logged_in.get(f"/search/?q={call[:20]}")["Location"] == f"/traces/{call}/"
     digest = traces.get(call).prompt_hash
     assert logged_in.get(f"/search/?q={digest.upper()}")["Location"] == f"/sessions/?q={digest}"
+
+
+# Two requests whose prompt hashes share their first 8 hex characters (351ff2e6).
+TWINS = (b'{"messages":[],"n":26350}', b'{"messages":[],"n":57230}')
+
+
+def test_search_takes_a_prompt_hash_prefix_and_explains_an_ambiguous_or_short_one(
+    logged_in: Client, traced: Any, traces: Any
+) -> None:
+    s = traced("run", conversation(2))
+    digest = traces.get(s.call_ids[1]).prompt_hash
+    shown = logged_in.get(f"/search/?q={digest[:12]}")  # the 12 characters pages show
+    assert shown["Location"] == f"/sessions/?q={digest}"
+    assert logged_in.get(f"/search/?q={digest[:8].upper()}")["Location"] == f"/sessions/?q={digest}"
+    html = logged_in.get("/sessions/", {"q": digest[:12]}).content.decode()
+    assert '<a href="/sessions/run/">' in html and "matched as a prompt hash" in html
+    first = traces.get(s.call_ids[0])
+    for n, request in enumerate(TWINS, start=3):
+        record = replace(first, call_id=new_call_id(), turn=n, prompt_hash=prompt_hash(request),
+                         request_size=len(request))  # fmt: skip
+        traces.record(record, request)
+    a, b = sorted(prompt_hash(r) for r in TWINS)
+    page = logged_in.get(f"/search/?q={a[:8]}")
+    assert page.status_code == 200
+    assert f"matches 2 hashes: {a[:12]}, {b[:12]}; give more characters" in page.content.decode()
+    assert logged_in.get(f"/search/?q={b[:9]}")["Location"] == f"/sessions/?q={b}"
+    short = logged_in.get(f"/search/?q={digest[:6]}").content.decode()
+    assert "too short: give at least 8 hex characters" in short
 
 
 def test_calls_made_in_the_same_millisecond_get_distinct_short_ids() -> None:
