@@ -122,7 +122,7 @@ def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
     context = {
         "rec": without_plan(rec),
         "chat": replace(chat, messages=()),  # the page's messages only (see gc_paused)
-        "messages": shown,
+        "page_messages": shown,
         "range_text": f"messages {offset + 1}–{offset + len(shown)} of {total}"
         if shown
         else f"{total} messages",

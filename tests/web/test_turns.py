@@ -265,3 +265,22 @@ def test_deeply_nested_request_shows_as_text_on_the_json_and_chat_pages(
         assert "nested too deeply" in html and "[[[[" in html, page
     assert logged_in.get(f"/traces/{record.call_id}/").status_code == 200
     assert logged_in.get(f"/compare/{s.call_ids[0]}/{record.call_id}/").status_code == 200
+
+
+def test_messages_full_page_shows_chat_not_reprs_in_the_flash_area(
+    logged_in: Client, traced: Any
+) -> None:
+    s = traced("run", conversation(3))
+    page = logged_in.get(f"/traces/{s.call_ids[2]}/messages/").content.decode()
+    assert "ChatMessage(" not in page
+    assert '<p class="flash' not in page  # nothing was flashed
+    assert page.count('class="message role-user"') == 3
+
+
+def test_no_view_context_shadows_a_context_processor_name(rf: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from llm386web.views.common import render_page
+
+    with pytest.raises(ImproperlyConfigured, match="messages"):
+        render_page(rf.get("/"), "turns/messages.html", "messages-list", {"messages": ()})
