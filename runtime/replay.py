@@ -38,6 +38,8 @@ from .models import ModelClient, ModelResponse
 from .models.offline import OFFLINE_MODEL_NAME
 from .textdiff import DiffLine, LineOp, char_spans, line_opcodes
 from .tracer import (
+    REPAGE_KEY,
+    Delivery,
     Provider,
     TokenizerInfo,
     TokenUsage,
@@ -46,13 +48,13 @@ from .tracer import (
     TraceRecord,
     TraceStatus,
     TraceStore,
+    delivery,
     new_call_id,
     now_ms,
     prompt_hash,
 )
 
 REPLAY_KEY = "replay"  # record.config key describing a replay
-REPAGE_KEY = "repage"  # record.config key of a re-paged request (recorded, not sent)
 _MTOK = 1_000_000
 
 
@@ -411,6 +413,6 @@ def replays_of(traces: TraceStore, call_id: str) -> list[TraceRecord]:
 
 def derived_kind(record: TraceRecord) -> str:
     """Return how a record came to be: live, import, replay, or repage (recorded, not sent)."""
-    if REPAGE_KEY in record.config and record.response is None and record.error is None:
+    if delivery(record) is Delivery.NOT_SENT:
         return REPAGE_KEY
     return record.origin.value
