@@ -33,6 +33,7 @@ from . import __version__
 from .accounting import Price, get_price
 from .blocks import canonical_json
 from .errors import InvalidInput, ModelCallFailed, ReplayMismatch, UnknownModel
+from .fidelity import replay_capability
 from .lifecycle import check_callable
 from .models import ModelClient, ModelResponse
 from .models.offline import OFFLINE_MODEL_NAME
@@ -269,8 +270,12 @@ def _compared_with(traces: TraceStore, original: TraceRecord) -> TraceRecord:
 
 
 def check_replayable(record: TraceRecord) -> None:
-    """Raise NotReplayable unless ``record`` holds a Messages API request llm386 can send."""
-    if record.provider is Provider.OPENAI:
+    """Raise NotReplayable unless ``record`` holds a Messages API request llm386 can send.
+
+    The same answer as the turn page's badge (``runtime.fidelity``); damaged bytes are
+    refused by ``stored_request``, which re-hashes them.
+    """
+    if not replay_capability(record).sendable:
         raise NotReplayable(
             f"trace {record.call_id} is an OpenAI-format request ({record.model}, imported), "
             "which cannot be sent to Anthropic byte for byte. Re-page it for an Anthropic "
