@@ -16,6 +16,7 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from llm386web.clients import Target, anthropic_available, model_client
+from llm386web.conf import runtime_config
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import Llm386Error, ModelRetired, ReplayMismatch
 from runtime.repage import repage
@@ -76,7 +77,8 @@ def turn_repage(request: HttpRequest, call_id: str) -> HttpResponse:
         problem = f"Pick a model to re-page for: {', '.join(REPAGE_PROFILES)} (got {profile!r})."
     else:
         try:
-            result = repage(get_store(), get_traces(), rec.call_id, profile=profile, record=True)
+            result = repage(get_store(), get_traces(), rec.call_id, profile=profile,
+                            config=runtime_config(), record=True)  # fmt: skip
         except Llm386Error as exc:
             problem = str(exc)
         else:
