@@ -322,8 +322,8 @@ def test_replay_history_says_not_sent_with_the_reason_never_identical(
     html = logged_in.get(f"/traces/{s.call_ids[0]}/").content.decode()
     rows = html[html.index('class="data replays"') :].split("</table>")[0].split("<tr")[2:]
     sent, unsent = rows
-    assert 'data-byte-identity="identical"' in sent
+    assert 'data-replay-bytes="identical"' in sent
     assert failed.call_id[:12] in unsent
-    assert 'data-byte-identity="not-sent"' in unsent and "identical" not in unsent
+    assert 'data-replay-bytes="not-sent"' in unsent and "identical" not in unsent
     assert "failed before sending: no API key: set ANTHROPIC_API_KEY" in unsent
     assert failed.error.message.startswith("no API key")
