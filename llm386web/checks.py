@@ -3,7 +3,9 @@
 llm386.E001  the store cannot be opened
 llm386.E002  LLM386_HOME is not a writable folder
 llm386.E003  settings.LLM386 has keys the app does not know
-llm386.E004  settings.LLM386["CONFIG_PATH"] names a file that does not exist
+llm386.E004  the configured llm386.toml (CONFIG_PATH or LLM386_CONFIG) does not exist
+llm386.E005  the configured llm386.toml cannot be read or has a wrong value
+llm386.W001  the configured llm386.toml has keys llm386 does not understand
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
-from runtime.errors import Llm386Error
+from runtime.errors import ConfigError, Llm386Error
 
 from . import store_access
-from .conf import KNOWN_KEYS, unknown_keys, web_config
+from .conf import KNOWN_KEYS, runtime_config, unknown_keys, web_config
 
 
 @register("llm386")
@@ -41,7 +43,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="llm386.E004",
             )
         )
+    elif config is not None:
+        problems += _config_problems()
     return problems
+
+
+def _config_problems() -> list[CheckMessage]:
+    """Load llm386.toml as replays will, and report what is wrong with it."""
+    try:
+        loaded = runtime_config()
+    except ConfigError as exc:
+        return [Error(str(exc), hint="Fix the file; `llm386 models --config PATH` reads it the same way.",
+                      id="llm386.E005")]  # fmt: skip
+    return [Warning(line, hint="Remove or correct the key.", id="llm386.W001")
+            for line in loaded.warnings]  # fmt: skip
 
 
 @register("llm386")

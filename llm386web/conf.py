@@ -3,6 +3,12 @@
 Read through :func:`web_config` at use time (not import time) so ``override_settings`` in tests
 and a changed environment both take effect. Unknown keys are reported by the system check
 ``llm386.E003`` rather than ignored.
+
+The runtime's own configuration is the same ``llm386.toml`` the CLI reads, found the same way
+(``runtime.config.config_location``: ``CONFIG_PATH``, else ``$LLM386_CONFIG``, else the repo's
+``llm386.toml`` if present) and loaded by :func:`runtime_config`. Its ``[anthropic]`` settings
+and ``[models]`` tables apply to web replays and re-pages as they do to the CLI's; the
+``ANTHROPIC_*`` keys here, when set, override the file for this app only.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
+from runtime.config import Config, config_location, load_config
 from runtime.models.offline import OFFLINE_MODEL_NAME
 
 from .home import REPO_DIR, home_dir
@@ -26,8 +33,8 @@ class WebConfig:
     HOME: Path
     STORE_PATH: Path
     CONFIG_PATH: Path | None
-    ANTHROPIC_BASE_URL: str
-    ANTHROPIC_TIMEOUT_S: float
+    ANTHROPIC_BASE_URL: str | None  # None: $ANTHROPIC_BASE_URL, else llm386.toml's base_url
+    ANTHROPIC_TIMEOUT_S: float | None  # None: llm386.toml's [anthropic] timeout_seconds
     ANTHROPIC_CONNECT_TIMEOUT_S: float
     REPLAY_TIMEOUT_S: float
     REPLAY_SHOW_PROGRESS_AFTER_S: float
@@ -46,13 +53,12 @@ KNOWN_KEYS = tuple(f.name for f in fields(WebConfig))
 def defaults() -> dict[str, Any]:
     """Return the default values, derived from the environment."""
     home = home_dir()
-    config = Path(os.environ.get("LLM386_CONFIG") or REPO_DIR / "llm386.toml")
     return {
         "HOME": home,
         "STORE_PATH": Path(os.environ.get("LLM386_STORE") or home / "store"),
-        "CONFIG_PATH": config if config.is_file() else None,
-        "ANTHROPIC_BASE_URL": os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
-        "ANTHROPIC_TIMEOUT_S": 60.0,
+        "CONFIG_PATH": config_location(None, REPO_DIR, os.environ),
+        "ANTHROPIC_BASE_URL": None,
+        "ANTHROPIC_TIMEOUT_S": None,
         # A web replay waits at most REPLAY_TIMEOUT_S for the model, retries included, and
         # at most ANTHROPIC_CONNECT_TIMEOUT_S to connect (llm386web.replayjobs).
         "ANTHROPIC_CONNECT_TIMEOUT_S": 5.0,
@@ -86,3 +92,11 @@ def web_config() -> WebConfig:
     if values["CONFIG_PATH"] is not None:
         values["CONFIG_PATH"] = Path(values["CONFIG_PATH"]).expanduser().resolve()
     return WebConfig(**values)
+
+
+def runtime_config() -> Config:
+    """Return the runtime configuration (llm386.toml) the app runs with, read now.
+
+    Raises ConfigError (a 400 on a page; ``llm386.E005`` at start-up) if the file is wrong.
+    """
+    return load_config(web_config().CONFIG_PATH)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from .cacheread import CacheReadCheck, check_cache_read
 from .diff import BlockChange, CacheComparison, SectionDelta, TraceDiff
 from .requestview import RequestView
 from .textdiff import DiffLine, Hunk, LineOp, TextDiff
@@ -173,6 +174,7 @@ class CompareView:
     tokens_b: int
     sections: tuple[SectionDelta, ...]
     cache: CacheComparison
+    cache_read: CacheReadCheck  # the cache verdict beside B's reported cache reads
     text: TextDiff
     added: tuple[BlockChange, ...]
     removed: tuple[BlockChange, ...]
@@ -195,7 +197,8 @@ def compare_view(diff: TraceDiff, limit: int | None) -> CompareView:
     return CompareView(
         a=without_plan(diff.a), b=without_plan(diff.b), summary=diff.plan.summary(),
         tokens_a=diff.plan.tokens_a, tokens_b=diff.plan.tokens_b, sections=diff.plan.sections,
-        cache=diff.cache, text=replace(diff.text, hunks=()),
+        cache=diff.cache, cache_read=check_cache_read(diff.cache, diff.a, diff.b),
+        text=replace(diff.text, hunks=()),
         added=diff.plan.added[:limit], removed=diff.plan.removed[:limit],
         changed=tuple(changed[:limit]), added_total=len(diff.plan.added),
         removed_total=len(diff.plan.removed), changed_total=len(changed),

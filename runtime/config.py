@@ -13,6 +13,10 @@ Invariants:
   (without echoing the value); keys belong in ``ANTHROPIC_API_KEY``.
 - Unknown sections and keys are not ignored silently: each becomes a line in ``Config.warnings``.
 - A relative ``[store] path`` is relative to the directory holding the file.
+- One story for the CLI and the web app: both find the file with ``config_location`` (an
+  explicit path, else ``$LLM386_CONFIG``, else ``llm386.toml`` in the caller's directory) and
+  make their Anthropic client from ``anthropic_client_options`` (``ANTHROPIC_BASE_URL`` in the
+  environment wins over the file's ``[anthropic] base_url``, as it does for the SDK itself).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from .profiles import (
 from .tokenizers import KNOWN_TOKENIZERS
 
 CONFIG_FILENAME = "llm386.toml"
+CONFIG_ENV = "LLM386_CONFIG"
+BASE_URL_ENV = "ANTHROPIC_BASE_URL"
 DEFAULT_MAX_BLOCK_BYTES = 16 * 1024 * 1024
 _FORBIDDEN_KEYS = ("api_key", "apikey")
 
@@ -213,6 +219,30 @@ def find_config(directory: Path) -> Path | None:
     """Return ``directory/llm386.toml`` if it exists, else None."""
     candidate = directory / CONFIG_FILENAME
     return candidate if candidate.is_file() else None
+
+
+def config_location(
+    explicit: str | Path | None, directory: Path, environ: Mapping[str, str]
+) -> Path | None:
+    """Return the file to read: ``explicit``, else $LLM386_CONFIG, else ``directory``'s
+    llm386.toml if present (None: the defaults). A named file that is missing is returned
+    as named, so that loading it says so instead of quietly using the defaults."""
+    named = explicit or environ.get(CONFIG_ENV)
+    return Path(named).expanduser() if named else find_config(directory)
+
+
+def anthropic_client_options(config: Config, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return the Anthropic adapter's keyword arguments from ``config``.
+
+    ``base_url`` is None when ANTHROPIC_BASE_URL is set: the SDK reads it, and it wins over
+    the file's ``[anthropic] base_url``.
+    """
+    settings = config.anthropic
+    return {
+        "base_url": None if environ.get(BASE_URL_ENV) else settings.base_url,
+        "timeout": settings.timeout_seconds,
+        "max_retries": settings.max_retries,
+    }
 
 
 def load_config(path: Path | None) -> Config:

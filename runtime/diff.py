@@ -7,14 +7,18 @@ Invariants:
 - Pure functions of the two records and their stored request bytes; nothing is written.
 - Block lists keep plan order (the pager's order is deterministic), so equal inputs give equal
   diffs. A block the plan lists twice (a repeated message) is compared per occurrence.
-- The cache verdict uses the order the provider's cache reads a request in (model, tools,
-  system, messages), not JSON key order; the raw first divergent byte is reported beside it.
+- The cache verdict and its byte offsets use the order the provider's cache reads a request
+  in (model, tools, system, messages), not the stored JSON's sorted-key order: offsets count
+  the canonical JSON of each cache unit in that order, so "prefix kept" and "the divergence is
+  before the breakpoint" can never both be said. The raw first divergent byte of the stored
+  bytes is reported beside them (the context excerpts are taken around it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -22,9 +26,9 @@ from typing import Any
 
 from .errors import StoreCorrupted
 from .requestview import (
+    CacheUnit,
     RequestView,
     cache_units,
-    cached_prefix_bytes,
     view_request,
 )
 from .sections import Section
@@ -114,25 +118,34 @@ class CacheComparison:
     verdict: CacheVerdict
     size_a: int
     size_b: int
-    first_divergent_byte: int | None  # None when identical
+    first_divergent_byte: int | None  # in the stored bytes (sorted keys); None when identical
     context_a: str  # up to 40 bytes either side of it, decoded leniently
     context_b: str
-    cached_prefix_bytes: int | None  # A's bytes up to its last cache_control marker
+    cached_prefix_bytes: int | None  # cache order: A's bytes to the end of its last breakpoint
     first_divergent_unit: str | None  # e.g. "system[0]", "messages[3].content[1]"
     breakpoint_unit: str | None  # A's last breakpoint, same naming
     units_kept: int  # units in cache order equal in both before the first difference
+    # Cache order (each unit's canonical JSON, model, tools, system, messages): the first
+    # byte that differs; None when identical or when the bytes are not a JSON request.
+    cache_divergent_byte: int | None = None
+    cache_size_a: int = 0  # A's bytes in cache order
+    breakpoint_index: int | None = None  # A's last breakpoint unit, in cache order
 
     @property
     def shared_prefix_bytes(self) -> int:
         """Bytes A and B share from the start: what an automatic prefix cache could reuse."""
-        return self.size_a if self.first_divergent_byte is None else self.first_divergent_byte
+        if self.cache_divergent_byte is not None:
+            return self.cache_divergent_byte
+        if self.first_divergent_byte is None:
+            return self.cache_size_a or self.size_a
+        return self.first_divergent_byte
 
     @property
-    def diverges_before_breakpoint_bytes(self) -> bool | None:
-        """Whether the raw divergence lies before A's last marker (JSON order, not cache order)."""
-        if self.first_divergent_byte is None or self.cached_prefix_bytes is None:
+    def diverges_before_breakpoint(self) -> bool | None:
+        """Whether B first differs inside A's cached prefix (cache order: the verdict's own)."""
+        if self.first_divergent_byte is None or self.breakpoint_index is None:
             return None
-        return self.first_divergent_byte < self.cached_prefix_bytes
+        return self.units_kept <= self.breakpoint_index
 
 
 @dataclass(frozen=True)
@@ -292,6 +305,30 @@ def _context(raw: bytes, at: int) -> str:
     return raw[max(0, at - 40) : at + 40].decode("utf-8", "replace")
 
 
+def _unit_bytes(unit: CacheUnit) -> bytes:
+    # canonical_json refuses NaN; stored requests are untrusted and json.loads accepts it.
+    return json.dumps(unit.value, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")  # fmt: skip
+
+
+def cache_offsets(
+    units_a: Sequence[CacheUnit], units_b: Sequence[CacheUnit], kept: int, last: int | None
+) -> tuple[int | None, int | None, int]:
+    """Return, in cache order, the first byte where B differs from A (None if no unit
+    differs), the end of A's last breakpoint unit (None without one) and A's size."""
+    sizes = [len(_unit_bytes(u)) for u in units_a]
+    starts = [0]
+    for size in sizes:
+        starts.append(starts[-1] + size)
+    at = None
+    if kept < max(len(units_a), len(units_b)):
+        a = _unit_bytes(units_a[kept]) if kept < len(units_a) else b""
+        b = _unit_bytes(units_b[kept]) if kept < len(units_b) else b""
+        within = first_divergence(a, b)
+        at = starts[kept] + (within if within is not None else 0)
+    return at, None if last is None else starts[last + 1], starts[-1]
+
+
 def compare_cache(raw_a: bytes, raw_b: bytes, data_a: Any, data_b: Any) -> CacheComparison:
     """Return where B first differs from A, and whether that keeps A's cached prefix."""
     at = first_divergence(raw_a, raw_b)
@@ -310,13 +347,16 @@ def compare_cache(raw_a: bytes, raw_b: bytes, data_a: Any, data_b: Any) -> Cache
     differs = (
         units_a[kept] if kept < len(units_a) else (units_b[kept] if kept < len(units_b) else None)
     )
+    cache_at, prefix, cache_size = cache_offsets(units_a, units_b, kept, last)
     return CacheComparison(
         verdict=verdict, size_a=len(raw_a), size_b=len(raw_b), first_divergent_byte=at,
         context_a=_context(raw_a, at) if at is not None else "",
         context_b=_context(raw_b, at) if at is not None else "",
-        cached_prefix_bytes=cached_prefix_bytes(raw_a),
+        cached_prefix_bytes=prefix,
         first_divergent_unit=differs.path if differs and at is not None else None,
         breakpoint_unit=units_a[last].path if last is not None else None, units_kept=kept,
+        cache_divergent_byte=cache_at if at is not None else None, cache_size_a=cache_size,
+        breakpoint_index=last,
     )  # fmt: skip
 
 

@@ -12,7 +12,8 @@ Layout (named databases; ``cid`` is the 25-byte ASCII call id, ``h`` the 32 raw 
     trace_requests   h -> codec byte + bytes          once per prompt hash
     trace_responses  cid -> codec byte + bytes
     trace_flags      cid -> JSON {note, flagged_at}
-    trace_sessions   session -> JSON SessionTraceStats
+    trace_sessions   session -> JSON SessionTraceStats (without "repages": an older store's
+                     figures, which counted unsent calls' tokens; recounted on read)
 
 Invariants: a record, its index rows, its bytes and the session and global aggregates change in
 one write transaction; request bytes are deleted only when no record still names their hash;
@@ -42,7 +43,6 @@ from .tracer import (
     SessionTraceStats,
     StoredTrace,
     TraceGeneration,
-    TraceOrigin,
     TraceRecord,
     TraceStatus,
     TraceStore,
@@ -60,6 +60,9 @@ SCHEMA = b"1"
 _RAW, _ZLIB = b"\x00", b"\x01"
 _TOTALS, _GENERATION = b"totals", b"generation"
 _CANDIDATES = 5  # hashes an ambiguous prefix error lists
+# The field session aggregates gained when their token totals stopped counting re-pages and
+# failed calls; stored aggregates without it are counted again from the records on read.
+_STATS_SINCE = "repages"
 
 
 def pack_bytes(data: bytes) -> bytes:
@@ -152,6 +155,7 @@ class LmdbTraceStore(TraceStore):
 
     def _record_txn(self, txn: lmdb.Transaction, item: StoredTrace) -> None:
         rec, cid = item.record, item.record.call_id
+        self._upgrade_stats_txn(txn, rec.session)
         if not txn.put(cid.encode(), rec.encode(), db=self._traces, overwrite=False):
             raise InvalidInput(f"trace {cid} is already recorded; records never change")
         digest = bytes.fromhex(rec.prompt_hash)
@@ -185,23 +189,7 @@ class LmdbTraceStore(TraceStore):
 
     def _bump(self, txn: lmdb.Transaction, rec: TraceRecord, sign: int, *, flagged: bool) -> None:
         """Add (sign +1) or take away (-1) one record in its session's and the global counts."""
-        stats = self._stats_txn(txn, rec.session)
-        first = stats.first_at if stats.first_at is not None else rec.started_at
-        last = stats.last_at if stats.last_at is not None else rec.started_at
-        usage = rec.usage
-        tokens_in = usage.total_input_tokens if usage else rec.estimated_input_tokens or 0
-        tokens_out = usage.output_tokens if usage else rec.estimated_output_tokens or 0
-        stats = replace(
-            stats,
-            calls=stats.calls + sign,
-            turns=stats.turns + sign * (rec.origin is not TraceOrigin.REPLAY),
-            errors=stats.errors + sign * (rec.status is TraceStatus.ERROR),
-            flagged=stats.flagged + sign * flagged,
-            input_tokens=stats.input_tokens + sign * tokens_in,
-            output_tokens=stats.output_tokens + sign * tokens_out,
-            first_at=min(first, rec.started_at) if sign > 0 else stats.first_at,
-            last_at=max(last, rec.started_at) if sign > 0 else stats.last_at,
-        )
+        stats = self._stats_txn(txn, rec.session).counting(rec, sign, flagged=flagged)
         self._put_stats(txn, stats)
         self._bump_totals(txn, calls=sign, error=sign * (rec.status is TraceStatus.ERROR))
 
@@ -236,6 +224,7 @@ class LmdbTraceStore(TraceStore):
         return lmdbenv.write(self.env, mark)
 
     def _flag_txn(self, txn: lmdb.Transaction, rec: TraceRecord, flag: Flag) -> TraceRecord:
+        self._upgrade_stats_txn(txn, rec.session)
         if rec.flag is None:
             txn.put(_status_key(FLAGGED, rec.call_id), b"", db=self._by_status)
             self._add_flag_count(txn, rec.session, +1)
@@ -245,6 +234,7 @@ class LmdbTraceStore(TraceStore):
     def unflag(self, call_id: str) -> TraceRecord:
         def clear(txn: lmdb.Transaction) -> TraceRecord:
             rec = self._get_txn(txn, call_id)
+            self._upgrade_stats_txn(txn, rec.session)
             if rec.flag is not None:
                 txn.delete(_status_key(FLAGGED, rec.call_id), db=self._by_status)
                 txn.delete(rec.call_id.encode(), db=self._flags)
@@ -277,6 +267,7 @@ class LmdbTraceStore(TraceStore):
 
     def _delete_txn(self, txn: lmdb.Transaction, cid: str) -> None:
         rec = self._get_txn(txn, cid)
+        self._upgrade_stats_txn(txn, rec.session)
         key = cid.encode()
         for row, db in self._index_rows(rec):
             txn.delete(row, db=db)
@@ -424,10 +415,37 @@ class LmdbTraceStore(TraceStore):
         return self._read(lambda txn: [self._stats_txn(txn, s) for s in sessions])
 
     def _stats_txn(self, txn: lmdb.Transaction, session: str) -> SessionTraceStats:
+        stats, current = self.stored_stats_txn(txn, session)
+        if not current:
+            # Written before token totals left out re-pages and failed calls: count again
+            # from the records (the next write or `llm386 repair` stores the new figures).
+            return self._recount_txn(txn, session)
+        return stats
+
+    def stored_stats_txn(
+        self, txn: lmdb.Transaction, session: str
+    ) -> tuple[SessionTraceStats, bool]:
+        """Return a session's aggregates as stored, and whether they are in the current form
+        (an older store's token totals counted re-pages and failed calls too)."""
         raw = _get(txn, session.encode(), db=self._sessions)
         if raw is None:
-            return SessionTraceStats(session)
-        return SessionTraceStats(session, **json_load(raw))
+            return SessionTraceStats(session), True
+        data = json_load(raw)
+        return SessionTraceStats(session, **data), _STATS_SINCE in data
+
+    def _upgrade_stats_txn(self, txn: lmdb.Transaction, session: str) -> None:
+        """Store an older store's aggregates of ``session`` recounted, before a write changes
+        the records they are counted from (a recount after would count the change twice)."""
+        if not self.stored_stats_txn(txn, session)[1]:
+            self._put_stats(txn, self._recount_txn(txn, session))
+
+    def _recount_txn(self, txn: lmdb.Transaction, session: str) -> SessionTraceStats:
+        """Return a session's aggregates counted from its records (not the stored ones)."""
+        stats = SessionTraceStats(session)
+        for key in _keys(txn, self._by_session, session.encode() + b"\x00"):
+            rec = self._load_txn(txn, key[-CALL_ID_LEN:].decode())
+            stats = stats.counting(rec, flagged=rec.flag is not None)
+        return stats
 
     def turns(self, session: str) -> list[tuple[int, str]]:
         """Return (turn, call id) of every record of a session, in turn order (index only)."""

@@ -33,11 +33,14 @@ from . import __version__
 from .accounting import Price, get_price
 from .blocks import canonical_json
 from .errors import InvalidInput, ModelCallFailed, ReplayMismatch, UnknownModel
+from .fidelity import replay_capability
 from .lifecycle import check_callable
 from .models import ModelClient, ModelResponse
 from .models.offline import OFFLINE_MODEL_NAME
 from .textdiff import DiffLine, LineOp, char_spans, line_opcodes
 from .tracer import (
+    REPAGE_KEY,
+    Delivery,
     Provider,
     TokenizerInfo,
     TokenUsage,
@@ -46,13 +49,13 @@ from .tracer import (
     TraceRecord,
     TraceStatus,
     TraceStore,
+    delivery,
     new_call_id,
     now_ms,
     prompt_hash,
 )
 
 REPLAY_KEY = "replay"  # record.config key describing a replay
-REPAGE_KEY = "repage"  # record.config key of a re-paged request (recorded, not sent)
 _MTOK = 1_000_000
 
 
@@ -267,8 +270,12 @@ def _compared_with(traces: TraceStore, original: TraceRecord) -> TraceRecord:
 
 
 def check_replayable(record: TraceRecord) -> None:
-    """Raise NotReplayable unless ``record`` holds a Messages API request llm386 can send."""
-    if record.provider is Provider.OPENAI:
+    """Raise NotReplayable unless ``record`` holds a Messages API request llm386 can send.
+
+    The same answer as the turn page's badge (``runtime.fidelity``); damaged bytes are
+    refused by ``stored_request``, which re-hashes them.
+    """
+    if not replay_capability(record).sendable:
         raise NotReplayable(
             f"trace {record.call_id} is an OpenAI-format request ({record.model}, imported), "
             "which cannot be sent to Anthropic byte for byte. Re-page it for an Anthropic "
@@ -411,6 +418,6 @@ def replays_of(traces: TraceStore, call_id: str) -> list[TraceRecord]:
 
 def derived_kind(record: TraceRecord) -> str:
     """Return how a record came to be: live, import, replay, or repage (recorded, not sent)."""
-    if REPAGE_KEY in record.config and record.response is None and record.error is None:
+    if delivery(record) is Delivery.NOT_SENT:
         return REPAGE_KEY
     return record.origin.value

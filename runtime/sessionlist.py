@@ -68,12 +68,13 @@ class SessionSummary:
     updated_at: int
     turns: int
     calls: int
-    errors: int
+    errors: int  # failed attempts (their tokens are not in the totals)
+    repages: int  # re-pages recorded, not sent (their tokens are not in the totals)
     flagged: int  # turns a user (or the importer) marked failing
     failing: bool  # the session's own mark (meta "failing", or a reward of 0)
     reward: float | None
     faults: int  # page faults recorded in the session's paging state
-    input_tokens: int
+    input_tokens: int  # answered calls only
     output_tokens: int
     last_activity: int  # ms: the later of the last block put and the last model call
 
@@ -107,7 +108,7 @@ def summarize(info: SessionInfo, stats: SessionTraceStats) -> SessionSummary:
         session=info.session, model=str(meta.get("model") or ""), title=str(meta.get("title") or ""),
         source=str(meta.get("source") or ""), entries=info.count, created_at=info.created_at,
         updated_at=info.updated_at, turns=stats.turns, calls=stats.calls, errors=stats.errors,
-        flagged=stats.flagged, failing=meta.get("failing") is True or reward == 0.0, reward=reward,
+        repages=stats.repages, flagged=stats.flagged, failing=meta.get("failing") is True or reward == 0.0, reward=reward,
         faults=len(faults) if isinstance(faults, list) else 0, input_tokens=stats.input_tokens,
         output_tokens=stats.output_tokens, last_activity=last,
     )  # fmt: skip

@@ -59,8 +59,10 @@ class TurnSummary:
     stop_reason: str | None
     sections: tuple[SectionTokens, ...]
     kind: str  # live | import | replay | repage (recorded, not sent): replay.derived_kind
+    attempts: int = 0  # HTTP attempts made (0: nothing reached the HTTP layer)
     replays: int = 0  # records that replayed this turn (sent again; re-pages not counted)
     repages: int = 0  # records re-paging this turn for another model, recorded but not sent
+    replay_errors: int = 0  # replays of this turn that failed (listed under it, not in its row)
 
     @property
     def failing(self) -> bool:
@@ -69,6 +71,21 @@ class TurnSummary:
     @property
     def errored(self) -> bool:
         return self.status is TraceStatus.ERROR
+
+    @property
+    def sent(self) -> bool:
+        """Whether the request reached the HTTP layer: a re-page never does, nor a call that
+        failed before its first attempt (no API key, say)."""
+        return self.kind != REPAGE_KEY and not (self.errored and self.attempts == 0)
+
+    @property
+    def not_sent_reason(self) -> str:
+        """Why nothing was sent ("" when something was)."""
+        if self.kind == REPAGE_KEY:
+            return f"re-paged for {self.model}: recorded so it can be replayed, never sent"
+        if not self.sent and self.error is not None:
+            return f"failed before sending: {self.error.message}"
+        return ""
 
 
 def section_tokens(plan: Mapping[str, Any]) -> tuple[SectionTokens, ...]:
@@ -102,7 +119,9 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def summarize_record(rec: TraceRecord, replays: int = 0, repages: int = 0) -> TurnSummary:
+def summarize_record(
+    rec: TraceRecord, replays: int = 0, repages: int = 0, replay_errors: int = 0
+) -> TurnSummary:
     """Return the timeline row of one record."""
     usage = rec.usage
     return TurnSummary(
@@ -117,8 +136,8 @@ def summarize_record(rec: TraceRecord, replays: int = 0, repages: int = 0) -> Tu
         cache_creation_tokens=usage.cache_creation_input_tokens if usage else 0,
         estimated_input_tokens=rec.estimated_input_tokens, flagged=rec.flag is not None,
         flag_note=rec.flag.note if rec.flag else "", error=rec.error, stop_reason=rec.stop_reason,
-        sections=section_tokens(rec.plan), kind=derived_kind(rec), replays=replays,
-        repages=repages,
+        sections=section_tokens(rec.plan), kind=derived_kind(rec), attempts=len(rec.attempts),
+        replays=replays, repages=repages, replay_errors=replay_errors,
     )  # fmt: skip
 
 
@@ -144,12 +163,15 @@ def group_turns(pairs: Sequence[tuple[int, str]]) -> list[tuple[int, list[str]]]
     return [(turn, sorted(groups[turn])) for turn in sorted(groups)]
 
 
-def _head(records: Sequence[TraceRecord]) -> tuple[TraceRecord, int, int]:
-    """Return the record that is the turn (the first non-replay), its replays and re-pages."""
+def _head(records: Sequence[TraceRecord]) -> tuple[TraceRecord, int, int, int]:
+    """Return the record that is the turn (the first non-replay), its replays, its re-pages
+    and how many of its replays failed."""
     originals = [r for r in records if r.origin is not TraceOrigin.REPLAY]
     head = originals[0] if originals else records[0]
-    kinds = [derived_kind(r) for r in records if r.origin is TraceOrigin.REPLAY]
-    return head, kinds.count(TraceOrigin.REPLAY.value), kinds.count(REPAGE_KEY)
+    others = [r for r in records if r.origin is TraceOrigin.REPLAY and r is not head]
+    kinds = [derived_kind(r) for r in others]
+    failed = sum(1 for r in others if r.status is TraceStatus.ERROR)
+    return head, kinds.count(TraceOrigin.REPLAY.value), kinds.count(REPAGE_KEY), failed
 
 
 def session_timeline(

@@ -25,7 +25,7 @@ from .errors import BlockNotFound, InvalidBlock, InvalidInput, UnknownModel
 from .sections import Section
 from .store import BlockStore
 from .timeline import TurnSummary, group_turns, section_rank, section_tokens, summarize_record
-from .tracer import TraceOrigin, TraceRecord, TraceStore
+from .tracer import REPAGE_KEY, TraceOrigin, TraceRecord, TraceStore
 
 MTOK = 1_000_000
 
@@ -166,7 +166,13 @@ class CostView:
 
 
 def input_cost(summary: TurnSummary, model: str) -> CostView | None:
-    """Price the call's input tokens, cache reads and writes at the model's list price."""
+    """Price the call's input tokens, cache reads and writes at the model's list price.
+
+    None for a call that was not answered (a re-page, never sent; a failed call, which
+    reported no usage): pricing its local estimate would show a cost nobody paid.
+    """
+    if summary.errored or summary.kind == REPAGE_KEY:
+        return None
     try:
         price = get_price(model)
     except UnknownModel:

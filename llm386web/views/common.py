@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import BadRequest
+from django.core.exceptions import BadRequest, ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
@@ -23,10 +23,21 @@ def is_fragment(request: HttpRequest) -> bool:
     return bool(htmx) and not htmx.history_restore_request
 
 
+# Names the context processors set (settings.TEMPLATES): a view's context must not hide them,
+# or base.html's flash area iterates the view's value instead of the messages framework.
+PROCESSOR_NAMES = ("csrf_token", "messages", "perms", "request", "user")
+
+
 def render_page(
     request: HttpRequest, template: str, fragment: str, context: dict[str, Any], status: int = 200
 ) -> HttpResponse:
     """Render ``template``, or only its partial ``fragment`` for an htmx request."""
+    shadowed = [key for key in PROCESSOR_NAMES if key in context]
+    if shadowed:
+        raise ImproperlyConfigured(
+            f"the context for {template} sets {', '.join(shadowed)}, which the context "
+            "processors set; rename the view's context variable"
+        )
     name = f"{template}#{fragment}" if is_fragment(request) else template
     response = render(request, name, context, status=status)
     # The same URL answers with a page or a fragment: caches must key on HX-Request.

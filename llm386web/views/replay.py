@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from llm386web import replayjobs
 from llm386web.clients import Target, anthropic_available, model_client
-from llm386web.conf import web_config
+from llm386web.conf import runtime_config, web_config
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import Llm386Error
 from runtime.repage import repage
@@ -105,7 +105,8 @@ def turn_repage(request: HttpRequest, call_id: str) -> HttpResponse:
         problem = f"Pick a model to re-page for: {', '.join(REPAGE_PROFILES)} (got {profile!r})."
     else:
         try:
-            result = repage(get_store(), get_traces(), rec.call_id, profile=profile, record=True)
+            result = repage(get_store(), get_traces(), rec.call_id, profile=profile,
+                            config=runtime_config(), record=True)  # fmt: skip
         except Llm386Error as exc:
             problem = str(exc)
         else:

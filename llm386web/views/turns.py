@@ -18,6 +18,7 @@ from llm386web.clients import anthropic_available
 from llm386web.store_access import get_store, get_traces
 from runtime.chatview import read_request, read_response
 from runtime.errors import StoreCorrupted
+from runtime.fidelity import replay_capability
 from runtime.lifecycle import ModelStatus, lifecycle_of
 from runtime.pagingview import turn_paging
 from runtime.tracer import CALL_ID_LEN, TraceRecord, check_call_id
@@ -57,6 +58,7 @@ def turn_context(call_id: str) -> dict[str, object]:
     view = turn_view(get_traces(), call_id)
     return {"view": view, "rec": view.record, "s": view.summary,
             "response": read_response(view.record.response),
+            "capability": replay_capability(view.record),
             "anthropic_available": anthropic_available(), "repage_profiles": REPAGE_PROFILES,
             "paging": turn_paging(view.record.paging)} | _model_status(view.record)  # fmt: skip
 
@@ -122,7 +124,7 @@ def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
     context = {
         "rec": without_plan(rec),
         "chat": replace(chat, messages=()),  # the page's messages only (see gc_paused)
-        "messages": shown,
+        "page_messages": shown,
         "range_text": f"messages {offset + 1}–{offset + len(shown)} of {total}"
         if shown
         else f"{total} messages",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.agent import DEFAULT_MODEL, Agent, AgentReply
 from runtime.blocks import ToolCall, ToolResult, canonical_json
-from runtime.config import Config
+from runtime.config import Config, anthropic_client_options
 from runtime.errors import ModelCallFailed, ReplayMismatch, UnknownModel
 from runtime.lmdbstore import LmdbStore
 from runtime.lmdbtraces import LmdbTraceStore
@@ -39,11 +39,7 @@ def anthropic_client(config: Config) -> AnthropicAdapter:
     from runtime.models.anthropic_adapter import AnthropicAdapter  # imports the SDK: on demand
 
     """Return the Anthropic adapter with the config's settings; ANTHROPIC_BASE_URL wins."""
-    settings = config.anthropic
-    base_url = None if os.environ.get("ANTHROPIC_BASE_URL") else settings.base_url
-    return AnthropicAdapter(
-        base_url=base_url, timeout=settings.timeout_seconds, max_retries=settings.max_retries
-    )
+    return AnthropicAdapter(**anthropic_client_options(config, os.environ))
 
 
 def _emit(args: argparse.Namespace, out: Output) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from runtime.config import Config, find_config, load_config
+from runtime.config import Config, config_location, load_config
 from runtime.lifecycle import ModelStatus, lifecycle_of
 from runtime.profiles import ModelProfile
 
@@ -23,9 +24,8 @@ RETIRED_NOTE = (
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    """Load ``--config`` if given, else ./llm386.toml if present, else the defaults."""
-    path = Path(args.config) if getattr(args, "config", None) else find_config(Path.cwd())
-    return load_config(path)
+    """Load ``--config``, else $LLM386_CONFIG, else ./llm386.toml if present, else defaults."""
+    return load_config(config_location(getattr(args, "config", None), Path.cwd(), os.environ))
 
 
 def cmd_models(args: argparse.Namespace) -> Output:

@@ -117,8 +117,48 @@ def test_a_timestamp_in_the_system_prompt_breaks_the_cache_and_is_highlighted_in
     at = cache.first_divergent_byte
     assert a[:at] == b[:at] and a[at] != b[at]
     # In canonical JSON "system" sorts after "messages", so by raw byte position the change
-    # comes after the marker; the verdict follows the cache's own order and still says miss.
-    assert cache.diverges_before_breakpoint_bytes is False
+    # comes after the marker; in cache order it is inside the cached prefix, as the verdict says.
+    assert at > cached_prefix_bytes(a)
+    assert cache.diverges_before_breakpoint is True
+    assert cache.cache_divergent_byte < cache.cached_prefix_bytes
+
+
+def test_a_new_message_after_a_system_breakpoint_keeps_the_prefix_by_every_measure():
+    # The breakpoint is on the system prompt; B only adds a message. Sorted JSON puts
+    # "messages" before "system", so the stored bytes differ before A's marker, yet the cache
+    # (tools, system, messages) keeps everything up to the breakpoint.
+    a = request(messages=CONVERSATION)
+    b = request(messages=[*CONVERSATION, ("assistant", "Booked.")])
+    _, cache, _, _ = diff_requests(a, b)
+    assert cache.first_divergent_byte < cached_prefix_bytes(a)  # the stored order's view
+    assert cache.verdict is CacheVerdict.PREFIX_KEPT and cache.breakpoint_unit == "system[0]"
+    assert cache.diverges_before_breakpoint is False
+    assert cache.cache_divergent_byte >= cache.cached_prefix_bytes
+
+
+TEXTS = st.text(alphabet="ab ", max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    system=st.tuples(TEXTS, TEXTS),
+    turns=st.tuples(
+        st.lists(TEXTS, min_size=1, max_size=4), st.lists(TEXTS, min_size=1, max_size=4)
+    ),
+    marks=st.tuples(st.none() | st.integers(0, 3), st.none() | st.integers(0, 3)),
+)
+def test_the_cache_box_never_says_prefix_kept_and_divergence_inside_at_once(system, turns, marks):
+    raws = []
+    for text, msgs, mark in zip(system, turns, marks, strict=True):
+        roles = [("user" if i % 2 == 0 else "assistant", m) for i, m in enumerate(msgs)]
+        raws.append(request(text, roles, breakpoint_at=mark))
+    _, cache, _, _ = diff_requests(*raws)
+    if cache.verdict is CacheVerdict.IDENTICAL:
+        return
+    kept = cache.verdict is CacheVerdict.PREFIX_KEPT
+    assert cache.diverges_before_breakpoint is (not kept)
+    if cache.cache_divergent_byte is not None:
+        assert (cache.cache_divergent_byte >= cache.cached_prefix_bytes) is kept
 
 
 def test_a_sliding_window_aligns_by_message_not_by_position():

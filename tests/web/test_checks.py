@@ -53,3 +53,22 @@ def test_unknown_settings_keys_are_error_e003(web_home: Path, settings: Any) -> 
 def test_a_missing_config_file_is_error_e004(web_home: Path, settings: Any) -> None:
     settings.LLM386 = {**settings.LLM386, "CONFIG_PATH": str(web_home / "missing.toml")}
     assert _llm386_ids() == ["llm386.E004"]
+
+
+def test_a_wrong_config_file_is_error_e005_and_unknown_keys_w001(
+    web_home: Path, settings: Any, monkeypatch: Any
+) -> None:
+    bad = web_home / "llm386.toml"
+    bad.write_text('[anthropic]\nbase_url = "ftp://nowhere"\n')
+    monkeypatch.setenv("LLM386_CONFIG", str(bad))  # found the way the CLI finds it
+    [message] = [m for m in checks.run_checks(tags=["llm386"]) if m.id.startswith("llm386.")]
+    assert message.id == "llm386.E005" and "anthropic.base_url" in message.msg
+    bad.write_text('[anthropic]\nbase_urll = "http://127.0.0.1:1"\n')
+    assert _llm386_ids() == ["llm386.W001"]
+
+
+def test_llm386_config_naming_a_missing_file_is_e004_not_ignored(
+    web_home: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("LLM386_CONFIG", str(web_home / "nope.toml"))
+    assert _llm386_ids() == ["llm386.E004"]

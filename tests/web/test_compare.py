@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
 from django.test import Client
 
+from runtime.blocks import canonical_json
 from runtime.compareview import segments, side_by_side
-from runtime.requestview import view_request
+from runtime.requestview import cache_units, view_request
 from runtime.textdiff import diff_views
 
 from .tracefactory import anthropic_request, conversation
@@ -41,6 +43,10 @@ def test_compare_shows_entered_blocks_section_deltas_and_cache_verdict(
     assert 'delta up">+' in recent
     # each request ends with a cache breakpoint on its last message; B appends after it
     assert "prefix-kept" in html and "First divergent byte" in html
+    assert "B first differs after it" in html and "the divergence is inside it" not in html
+    # turn 2 cached 80 + 20 tokens (factory usage); turn 3 reported reading 160 of them
+    box = html[html.index('class="cache-read') :].split("</p>")[0]
+    assert "provider agrees" in box and "prefix of 100 tokens" in box and "160 cache-read" in box
 
 
 def test_side_by_side_diff_marks_changed_characters(logged_in: Client, traced: Any) -> None:
@@ -128,6 +134,11 @@ def test_openai_turns_report_the_shared_prefix_an_automatic_cache_could_reuse(
     a, b = traces.list(session="tau-task000-trial0", limit=None, newest_first=False)[2:4]
     html = logged_in.get(f"/compare/{a.call_id}/{b.call_id}/").content.decode()
     assert "automatic-prefix" in html and "nothing of it was cached" not in html
-    raw_a, raw_b = traces.request_bytes(a.prompt_hash), traces.request_bytes(b.prompt_hash)
-    shared = next(i for i, (x, y) in enumerate(zip(raw_a, raw_b, strict=False)) if x != y)
+    # in cache order: model, tools, then the messages, each unit's canonical JSON in turn
+    in_order = [
+        b"".join(canonical_json(u.value) for u in cache_units(json.loads(traces.request_bytes(r.prompt_hash))))
+        for r in (a, b)
+    ]  # fmt: skip
+    shared = next((i for i, (x, y) in enumerate(zip(*in_order, strict=False)) if x != y),
+                  min(map(len, in_order)))  # fmt: skip
     assert f"the first {shared:,} bytes, up to the first difference" in html

@@ -227,3 +227,37 @@ def test_the_models_offered_for_a_repage_are_current() -> None:
     assert REPAGE_PROFILES
     for name in REPAGE_PROFILES:
         assert lifecycle_of(name).status is ModelStatus.CURRENT, name
+
+
+def test_a_web_replay_goes_to_the_base_url_set_in_llm386_toml(
+    logged_in: Client, traced: Any, traces: Any, web_home: Path, model_server: AnthropicServer,
+    monkeypatch: Any,
+) -> None:  # fmt: skip
+    # The same file and the same lookup as the CLI: LLM386_CONFIG names llm386.toml, whose
+    # [anthropic] base_url is the loopback server; nothing in settings.LLM386 names it.
+    config = web_home / "llm386.toml"
+    config.write_text(f'[anthropic]\nbase_url = "{model_server.base_url}"\ntimeout_seconds = 5\n')
+    monkeypatch.setenv("LLM386_CONFIG", str(config))
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    s = traced("run", conversation(2))
+    model_server.enqueue(text_reply("from the configured server"))
+    response = logged_in.post(
+        f"/traces/{s.call_ids[1]}/replay", {"target": "anthropic"}, headers=HX
+    )
+    assert response.status_code == 200, response.content.decode()[:500]
+    stored = traces.request_bytes(traces.get(s.call_ids[1]).prompt_hash)
+    assert [r.body for r in model_server.requests] == [stored]
+    assert 'data-byte-identity="identical"' in response.content.decode()
+
+
+def test_a_wrong_llm386_toml_makes_a_replay_a_400_that_names_the_key(
+    logged_in: Client, traced: Any, web_home: Path, monkeypatch: Any
+) -> None:
+    config = web_home / "llm386.toml"
+    config.write_text("[anthropic]\ntimeout_seconds = -1\n")
+    monkeypatch.setenv("LLM386_CONFIG", str(config))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    s = traced("run", conversation(1))
+    response = logged_in.post(f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"})
+    assert response.status_code == 400 and b"anthropic.timeout_seconds" in response.content

@@ -48,10 +48,10 @@ def test_list_shows_model_turns_tokens_errors_flags_and_activity(
     row = _row(html, "agent-1")
     assert "claude-sonnet-4-6" in row
     assert '<td class="num">3</td>' in row  # turns
-    # tokens: provider usage for the ok turns (1 and 3) + estimates for the errored turn 2
+    # tokens: provider usage for the ok turns (1 and 3); the errored turn 2 is counted apart
     ok_in = (100 + 20) + (300 + 160 + 20)
-    total = ok_in + 180 + (11 + 13) + 11
-    assert f">{total:,}</td>" in row
+    total = ok_in + (11 + 13)
+    assert f">{total:,}<" in row and "failed attempts: 1" in row
     assert 'badge-fail">1</span>' in row  # one error
     assert "failing" in row and "1 flagged" in row
     # last activity: the later of the last put (meta was set just now) and the last call
@@ -212,3 +212,31 @@ def test_every_htmx_link_also_has_an_href(logged_in: Client, traced: Any) -> Non
             href = re.search(r'href="([^"]+)"', tag)
             hx_get = re.search(r'hx-get="([^"]+)"', tag)
             assert href and hx_get and href.group(1) == hx_get.group(1)
+
+
+def test_session_totals_count_what_was_sent_and_show_the_rest_apart(
+    logged_in: Client, traced: Any, traces: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.models import AnthropicAdapter
+    from runtime.replay import replay
+
+    from .tracefactory import record_repage
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    s = traced("run", conversation(2))
+    sent = traces.session_stats(["run"])[0]
+    repaged = record_repage(traces, s.call_ids[1])
+    failed = replay(traces, repaged, AnthropicAdapter(base_url="http://127.0.0.1:9")).record
+    assert failed.status.value == "error" and not failed.attempts  # no key: nothing was sent
+    page = logged_in.get("/sessions/run/").content.decode()
+    assert (
+        f'<dd title="calls that were answered; re-pages and failed attempts are counted apart">{sent.input_tokens:,}</dd>'
+        in page
+    )
+    assert "1 (not sent)" in page and 'class="failed-attempts"' in page
+    row = _row(logged_in.get("/").content.decode(), "run")
+    assert f">{sent.total_tokens:,}<" in row
+    assert "re-pages: 1 (not sent)" in row and "failed attempts: 1" in row
+    for call_id in (repaged, failed.call_id):  # neither was charged for
+        turn = logged_in.get(f"/traces/{call_id}/").content.decode()
+        assert "list price" not in turn and "$" not in turn.split("Input cost")[1].split("</dd>")[0]

@@ -265,3 +265,65 @@ def test_deeply_nested_request_shows_as_text_on_the_json_and_chat_pages(
         assert "nested too deeply" in html and "[[[[" in html, page
     assert logged_in.get(f"/traces/{record.call_id}/").status_code == 200
     assert logged_in.get(f"/compare/{s.call_ids[0]}/{record.call_id}/").status_code == 200
+
+
+def test_messages_full_page_shows_chat_not_reprs_in_the_flash_area(
+    logged_in: Client, traced: Any
+) -> None:
+    s = traced("run", conversation(3))
+    page = logged_in.get(f"/traces/{s.call_ids[2]}/messages/").content.decode()
+    assert "ChatMessage(" not in page
+    assert '<p class="flash' not in page  # nothing was flashed
+    assert page.count('class="message role-user"') == 3
+
+
+def test_no_view_context_shadows_a_context_processor_name(rf: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from llm386web.views.common import render_page
+
+    with pytest.raises(ImproperlyConfigured, match="messages"):
+        render_page(rf.get("/"), "turns/messages.html", "messages-list", {"messages": ()})
+
+
+def _replay_without_key(traces: Any, call_id: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from runtime.models import AnthropicAdapter
+    from runtime.replay import replay
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    return replay(traces, call_id, AnthropicAdapter(base_url="http://127.0.0.1:9")).record
+
+
+def test_turn_row_shows_the_error_of_a_failed_replay(
+    logged_in: Client, traced: Any, traces: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.models import OfflineModel
+    from runtime.replay import replay
+
+    s = traced("run", conversation(2))
+    replay(traces, s.call_ids[0], OfflineModel())
+    _replay_without_key(traces, s.call_ids[0], monkeypatch)
+    html = logged_in.get("/sessions/run/").content.decode()
+    assert "1 error" in html  # the session's badge
+    first, second = (html[html.index(f'<tr id="turn-{n}"') :].split("</tr>")[0] for n in (1, 2))
+    assert "2 replays" in first and "replay failed" in first and 'class="errored' not in second
+    assert "replay failed" not in second
+
+
+def test_replay_history_says_not_sent_with_the_reason_never_identical(
+    logged_in: Client, traced: Any, traces: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.models import OfflineModel
+    from runtime.replay import replay
+
+    s = traced("run", conversation(1))
+    replay(traces, s.call_ids[0], OfflineModel())
+    failed = _replay_without_key(traces, s.call_ids[0], monkeypatch)
+    html = logged_in.get(f"/traces/{s.call_ids[0]}/").content.decode()
+    rows = html[html.index('class="data replays"') :].split("</table>")[0].split("<tr")[2:]
+    sent, unsent = rows
+    assert 'data-replay-bytes="identical"' in sent
+    assert failed.call_id[:12] in unsent
+    assert 'data-replay-bytes="not-sent"' in unsent and "identical" not in unsent
+    assert "failed before sending: no API key: set ANTHROPIC_API_KEY" in unsent
+    assert failed.error.message.startswith("no API key")

@@ -161,3 +161,19 @@ def conversation(n_turns: int, prefix: str = "message") -> list[str]:
         f"{prefix} {i}: {'question about refunds' if i % 2 == 0 else 'an answer'}"
         for i in range(2 * n_turns + 1)
     ]
+
+
+def record_repage(traces: TraceStore, call_id: str, estimated_input_tokens: int = 7659) -> str:
+    """Record a re-page of ``call_id`` as ``llm386 repage --record`` does: not sent, no answer."""
+    from runtime.replay import REPAGE_KEY
+
+    stored = traces.stored_trace(call_id)
+    data = stored.record.to_json() | {
+        "call_id": new_call_id(), "origin": TraceOrigin.REPLAY.value, "parent_call_id": call_id,
+        "config": {REPAGE_KEY: {"of": call_id, "profile": "claude-sonnet-4-6", "sent": False}},
+        "estimated_input_tokens": estimated_input_tokens, "response": None, "response_hash": None,
+        "usage": None, "stop_reason": None, "latency_ms": None,
+    }  # fmt: skip
+    record = TraceRecord.from_json(data)
+    traces.record(record, stored.request)
+    return record.call_id

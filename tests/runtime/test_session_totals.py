@@ -1,0 +1,128 @@
+"""Session token totals count calls that were answered; re-pages and failed calls apart."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime import LmdbStore, lmdbenv
+from runtime.blocks import canonical_json
+from runtime.lmdbtraces import LmdbTraceStore
+from runtime.tracer import (
+    REPAGE_KEY,
+    Delivery,
+    Provider,
+    StoredTrace,
+    TokenUsage,
+    TraceError,
+    TraceOrigin,
+    TraceRecord,
+    TraceStatus,
+    delivery,
+    new_call_id,
+    prompt_hash,
+)
+
+REQUEST = canonical_json({"messages": [{"role": "user", "content": "hi"}], "model": "m"})
+
+
+def _record(**fields: object) -> TraceRecord:
+    call_id = new_call_id()
+    base = {"call_id": call_id, "session": "s1", "turn": 1, "started_at": int(call_id[:13]),
+            "provider": Provider.ANTHROPIC, "model": "claude-haiku-4-5",
+            "prompt_hash": prompt_hash(REQUEST), "request_size": len(REQUEST)}  # fmt: skip
+    return TraceRecord(**(base | fields))  # type: ignore[arg-type]
+
+
+def _answered() -> TraceRecord:
+    return _record(usage=TokenUsage(100, 20), response={"content": []}, estimated_input_tokens=90)
+
+
+def _repage(parent: str) -> TraceRecord:
+    return _record(origin=TraceOrigin.REPLAY, parent_call_id=parent, estimated_input_tokens=7659,
+                   config={REPAGE_KEY: {"of": parent, "sent": False}})  # fmt: skip
+
+
+def _failed(parent: str) -> TraceRecord:
+    return _record(origin=TraceOrigin.REPLAY, parent_call_id=parent, status=TraceStatus.ERROR,
+                   error=TraceError("authentication_error", "no key"), estimated_input_tokens=754)  # fmt: skip
+
+
+@pytest.fixture
+def traces(tmp_path):
+    store = LmdbStore(tmp_path / "store")
+    yield LmdbTraceStore(store)
+    store.close()
+
+
+def _three(traces: LmdbTraceStore) -> list[TraceRecord]:
+    first = _answered()
+    items = [first, _repage(first.call_id), _failed(first.call_id)]
+    traces.record_many([StoredTrace(r, REQUEST) for r in items])
+    return items
+
+
+def test_delivery_tells_answered_failed_and_never_sent_apart() -> None:
+    first = _answered()
+    assert [delivery(r) for r in (first, _repage(first.call_id), _failed(first.call_id))] == [
+        Delivery.ANSWERED, Delivery.NOT_SENT, Delivery.FAILED,
+    ]  # fmt: skip
+
+
+def test_session_tokens_leave_out_repages_and_failed_calls(traces: LmdbTraceStore) -> None:
+    _three(traces)
+    stats = traces.session_stats(["s1"])[0]
+    assert (stats.calls, stats.turns, stats.repages, stats.errors) == (3, 1, 1, 1)
+    assert (stats.input_tokens, stats.output_tokens) == (100, 20)
+    assert traces.verify().ok
+
+
+def test_deleting_a_session_takes_every_count_back_to_zero(traces: LmdbTraceStore) -> None:
+    _three(traces)
+    traces.delete_session("s1")
+    assert traces.session_stats(["s1"])[0].calls == 0
+
+
+def _store_old_totals(traces: LmdbTraceStore) -> None:
+    """Write s1's aggregates as a store made before this change did: every call's tokens."""
+    old = {"calls": 3, "turns": 1, "errors": 1, "flagged": 0, "input_tokens": 100 + 7659 + 754,
+           "output_tokens": 20, "first_at": 0, "last_at": 0}  # fmt: skip
+    lmdbenv.write(traces.env, lambda txn: txn.put(b"s1", canonical_json(old), db=traces._sessions))
+
+
+def test_a_store_with_old_totals_shows_the_sent_figures(traces: LmdbTraceStore) -> None:
+    _three(traces)
+    _store_old_totals(traces)
+    stats = traces.session_stats(["s1"])[0]
+    assert (stats.input_tokens, stats.repages, stats.errors) == (100, 1, 1)
+    assert traces.verify().ok  # the old figures are readable, not damage
+
+
+def test_writing_to_a_session_with_old_totals_counts_each_record_once(
+    traces: LmdbTraceStore,
+) -> None:
+    items = _three(traces)
+    _store_old_totals(traces)
+    traces.record(_answered(), REQUEST)
+    traces.flag(items[0].call_id, "wrong")
+    traces.unflag(items[0].call_id)
+    stats = traces.session_stats(["s1"])[0]
+    assert (stats.calls, stats.input_tokens, stats.flagged, stats.repages) == (4, 200, 0, 1)
+    assert traces.verify().ok
+
+
+def test_repair_rewrites_old_totals_in_the_current_form(traces: LmdbTraceStore) -> None:
+    _three(traces)
+    _store_old_totals(traces)
+    traces.repair()
+    stats, current = lmdbenv.read(traces.env, lambda txn: traces.stored_stats_txn(txn, "s1"))
+    assert current and stats.input_tokens == 100
+
+
+def test_verify_finds_token_totals_that_disagree_with_the_records(traces: LmdbTraceStore) -> None:
+    _three(traces)
+    wrong = {"calls": 3, "turns": 1, "errors": 1, "flagged": 0, "repages": 1,
+             "input_tokens": 5, "output_tokens": 20, "first_at": 0, "last_at": 0}  # fmt: skip
+    lmdbenv.write(
+        traces.env, lambda txn: txn.put(b"s1", canonical_json(wrong), db=traces._sessions)
+    )
+    assert [p.code for p in traces.verify().problems] == ["count-mismatch"]
