@@ -11,7 +11,7 @@ Invariants:
   agent turn with its reply and paging state) commit together or not at all. A retry after
   growing the map re-runs the outermost function, so it must not have effects outside the store.
   LMDB serialises writers across processes, so a read-modify-write inside one write
-  transaction cannot lose another process's update.
+  transaction cannot lose another process's update. Reads nested in a read share its snapshot.
 - Resizing the map (``set_mapsize``) invalidates every open transaction of the process, so it
   only happens while no other thread has a transaction open: transactions hold a
   :class:`ResizeLock` shared, resizing holds it exclusively.
@@ -281,14 +281,19 @@ def _refused(opened: Env, exc: lmdb.Error) -> StoreError:
 def read(opened: Env, fn: Callable[[Txn], T]) -> T:
     """Run ``fn`` in a read transaction (readers never block the writer).
 
-    Inside a write of this thread, ``fn`` reads that transaction (and sees its writes).
+    Inside a write of this thread, ``fn`` reads that transaction (and sees its writes); inside
+    a read, it reads the same snapshot, so checks made of several reads agree with each other.
     """
-    ambient = opened.current_write()
+    ambient = opened.current_write() or getattr(opened.local, "read_txn", None)
     if ambient is not None:
         return fn(ambient)
     while True:
         try:
             with opened.resize.shared(), opened.env.begin(write=False, buffers=False) as txn:
-                return fn(txn)
+                opened.local.read_txn = txn
+                try:
+                    return fn(txn)
+                finally:
+                    opened.local.read_txn = None
         except lmdb.MapResizedError:
             opened.adopt_map_size()
