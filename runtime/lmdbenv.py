@@ -183,17 +183,7 @@ def open_env(path: str | os.PathLike[str], *, readonly: bool = False, create: bo
         if not readonly:
             _make_store_dir(p)
         try:
-            env = lmdb.open(
-                key,
-                map_size=INITIAL_MAP_SIZE,
-                max_dbs=MAX_DBS,
-                readonly=readonly,
-                subdir=True,
-                create=not readonly,
-                lock=True,
-                max_readers=256,
-                max_spare_txns=4,
-            )
+            env = _open(key, readonly)
         except lmdb.InvalidError:
             raise StoreNotAStore(f"{key} holds a data.mdb that is not an LMDB store") from None
         except lmdb.Error as exc:
@@ -203,6 +193,30 @@ def open_env(path: str | os.PathLike[str], *, readonly: bool = False, create: bo
         opened = Env(key, env, readonly, {}, threading.RLock())
         _envs[key] = opened
         return opened
+
+
+def _open(key: str, readonly: bool) -> lmdb.Environment:
+    """Open the environment; retry while another process grows the map under the opening."""
+    for _ in range(7):
+        try:
+            return _open_once(key, readonly)
+        except lmdb.MapResizedError:
+            continue  # opening again adopts the new size
+    return _open_once(key, readonly)
+
+
+def _open_once(key: str, readonly: bool) -> lmdb.Environment:
+    return lmdb.open(
+        key,
+        map_size=INITIAL_MAP_SIZE,
+        max_dbs=MAX_DBS,
+        readonly=readonly,
+        subdir=True,
+        create=not readonly,
+        lock=True,
+        max_readers=256,
+        max_spare_txns=4,
+    )
 
 
 def close_env(path: str | os.PathLike[str]) -> None:
