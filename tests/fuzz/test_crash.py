@@ -57,21 +57,23 @@ def test_sigkill_during_mixed_writes_loses_nothing_acknowledged(tmp_path):
         return spawn(role, path, f"{role}{spawned}", logs)
 
     workers = [start(role) for role in ROLES]
-    summary: dict[str, int] = {}
-    while kills < KILLS:
-        i = rng.randrange(len(workers))
-        wait_ready(workers[i])
-        time.sleep(rng.uniform(0.05, 0.8))  # a random moment of its write loop
-        _kill(workers[i], acks)
-        kills += 1
-        workers[i] = start(workers[i].role)
-        if LONG and kills % CHECK_EVERY == 0:
-            for w in workers:
+    try:
+        while kills < KILLS:
+            i = rng.randrange(len(workers))
+            wait_ready(workers[i])
+            time.sleep(rng.uniform(0.05, 0.8))  # a random moment of its write loop
+            _kill(workers[i], acks)
+            kills += 1
+            workers[i] = start(workers[i].role)
+            if LONG and kills % CHECK_EVERY == 0:
+                for w in workers:
+                    _kill(w, acks)
+                _check(path, acks, kills)
+                workers = [start(role) for role in ROLES]
+    finally:  # never leave a writer running, whatever failed
+        for w in workers:
+            if w.proc.returncode is None:
                 _kill(w, acks)
-            summary = _check(path, acks, kills)
-            workers = [start(role) for role in ROLES]
-    for w in workers:
-        _kill(w, acks)
     summary = _check(path, acks, kills)
     assert acks.imports and acks.turns and acks.faults and acks.purged
     if report := os.environ.get("LLM386_CRASH_REPORT"):
