@@ -8,9 +8,13 @@ How a message is handled, one model call per turn:
 1. the message is put as a user-message block;
 2. the pager pages the session as it was before that block, with the message as the task, and
    the packer renders the Anthropic request bytes and their hash;
-3. the client sends them and the call is traced (plan, bytes, hash, response or error);
-4. the tool-use reducer turns the response into assistant-message and tool-call blocks; each
-   tool call is run and its tool-result block put with a tool-invocation edge;
+3. the client sends them;
+4. the tool-use reducer turns the response into assistant-message and tool-call blocks and each
+   tool call is run; then ONE write transaction numbers the turn, records the trace (plan,
+   bytes, hash, response or error), puts the reply blocks and the tool-result blocks with their
+   tool-invocation edges, and records the turn's page faults in the paging state. A crash
+   leaves either the whole turn or none of it, and two agents on one session never share a
+   turn number or lose each other's faults (LMDB serialises the writes);
 5. while the model asks for tools (at most ``max_tool_rounds`` rounds) it is called again: the
    whole session is paged with no new task and the user message required, so the request ends
    with the tool results.
@@ -44,7 +48,7 @@ from typing import Any
 from .blocks import BlockKind, NewBlock, Provenance, ToolCall, ToolResult, canonical_json
 from .config import Config
 from .demand import DemandPaging, page_with_paging, paged_turn, session_entries
-from .errors import BlockNotFound, InvalidInput, ModelCallFailed, SessionNotFound
+from .errors import BlockNotFound, InvalidInput, ModelCallFailed, ReducerError, SessionNotFound
 from .eviction import EvictionConfig, EvictionPlan
 from .faults import PageFault, load_state, recall_content, save_state
 from .lifecycle import check_callable
@@ -56,8 +60,8 @@ from .paging import PagedTurn, finish_turn
 from .placeholders import RECALL_TOOL_NAME, StubStyle
 from .plan import PagePlan
 from .profiles import ModelProfile, get_profile
-from .reducers import ToolUseReducer, block_id
-from .replay import CallBasis, CallOutcome, provider_of, send_traced
+from .reducers import Reduction, ToolUseReducer, block_id
+from .replay import CallBasis, CallOutcome, SentCall, provider_of, record_sent, send_call
 from .sampletools import TOOL_DEFINITIONS, ToolRunner
 from .store import BlockStore
 from .tracer import Provider, TokenizerInfo, TraceStore
@@ -125,6 +129,17 @@ class _Paged:
 
 
 @dataclass(frozen=True)
+class _Answer:
+    """What a reply leads to, before it is written: its blocks, tool calls and their results."""
+
+    reply: Reduction
+    calls: tuple[ToolCall, ...]
+    results: Reduction
+    runs: tuple[ToolRun, ...]
+    error: ReducerError | None = None  # the reply did not reduce: raised after it is recorded
+
+
+@dataclass(frozen=True)
 class _Turn:
     """What to ask the pager for one model call of a message."""
 
@@ -183,14 +198,16 @@ class Agent:
         call_ids: list[str] = []
         runs: list[ToolRun] = []
         while True:
-            outcome = self._call(turn)
+            outcome, new_runs = self._call(turn)
             call_ids.append(outcome.record.call_id)
             if outcome.failure is not None:
                 return AgentReply(self.session, "", tuple(call_ids), tuple(runs), "error",
                                   outcome.failure)  # fmt: skip
             assert outcome.response is not None
-            new_runs = self._reduce(outcome)
             runs += new_runs
+            for run in new_runs:
+                if self.on_tool is not None:
+                    self.on_tool(run.call, run.result)
             if not new_runs:
                 return AgentReply(self.session, outcome.response.text, tuple(call_ids), tuple(runs))
             if turn.round >= self.max_tool_rounds:
@@ -201,6 +218,9 @@ class Agent:
 
     def ensure_setup(self) -> None:
         """Put the system prompt and tool schemas in the session unless it already holds them."""
+        self.store.atomic(self._setup)  # checked and written at once: two agents set up once
+
+    def _setup(self) -> None:
         try:
             self.store.session_info(self.session)
             new = False
@@ -222,7 +242,8 @@ class Agent:
             return False
         return any(sid == self.session for sid, _ in self.store.memberships(bid))
 
-    def _call(self, turn: _Turn) -> CallOutcome:
+    def _call(self, turn: _Turn) -> tuple[CallOutcome, list[ToolRun]]:
+        """Page, send, and commit the call with everything its answer leads to (one write)."""
         request = PageRequest.from_config(
             self.config, self.session, turn.task, self.profile, upto=turn.upto,
             required=turn.required,
@@ -241,7 +262,42 @@ class Agent:
             paging={} if paged is None else paged.turn.to_json(),
         )  # fmt: skip
         self._last = paged
-        return send_traced(self.traces, self.client, packed.body, basis)
+        sent = send_call(self.client, packed.body, basis)
+        answer = self._answer(sent)
+        committed = self.store.atomic(lambda: self._commit(sent, answer))
+        if answer is not None and answer.error is not None:
+            raise answer.error  # recorded first: every send is traced
+        return committed
+
+    def _answer(self, sent: SentCall) -> _Answer | None:
+        """Turn the reply into blocks and run its tools (nothing is written yet)."""
+        if sent.response is None:
+            return None
+        data = sent.response.data
+        try:
+            reduction = self.reducer.reduce(None, data)
+            calls = self.reducer.calls(data)
+        except ReducerError as exc:
+            return _Answer(Reduction(), (), Reduction(), (), error=exc)
+        results = [self._run(c) for c in calls]
+        answered = self.reducer.results(calls, results) if calls else Reduction()
+        runs = tuple(ToolRun(c, r) for c, r in zip(calls, results, strict=True))
+        return _Answer(reduction, tuple(calls), answered, runs)
+
+    def _commit(self, sent: SentCall, answer: _Answer | None) -> tuple[CallOutcome, list[ToolRun]]:
+        """In one write: number the turn, record it, put the reply and tool results, and
+        record its page faults in the session's paging state (read and written here)."""
+        sent = sent.numbered(self._next_turn())
+        outcome = record_sent(self.traces, sent)
+        if answer is None or answer.error is not None:
+            return outcome, []
+        if answer.reply.blocks:
+            self.store.put_many(self.session, answer.reply.blocks, answer.reply.edges)
+        if not answer.calls:
+            return outcome, []
+        self._fault(answer.calls, sent.record.turn)
+        self.store.put_many(self.session, answer.results.blocks, answer.results.edges)
+        return outcome, list(answer.runs)
 
     def _page(self, request: PageRequest, number: int) -> tuple[PagePlan, _Paged | None]:
         """Page with demand paging under the session's fault pins (or plainly when it is off)."""
@@ -267,26 +323,6 @@ class Agent:
         turns = self.traces.turns(self.session)
         return max((turn for turn, _ in turns), default=0) + 1
 
-    def _reduce(self, outcome: CallOutcome) -> list[ToolRun]:
-        """Put the reply's blocks; run its tool calls and put their results. Return the runs."""
-        assert outcome.response is not None
-        data = outcome.response.data
-        reduction = self.reducer.reduce(None, data)
-        if reduction.blocks:
-            self.store.put_many(self.session, reduction.blocks, reduction.edges)
-        calls = self.reducer.calls(data)
-        if not calls:
-            return []
-        self._fault(calls)
-        results = [self._run(c) for c in calls]
-        answered = self.reducer.results(calls, results)
-        self.store.put_many(self.session, answered.blocks, answered.edges)
-        runs = [ToolRun(c, r) for c, r in zip(calls, results, strict=True)]
-        for run in runs:
-            if self.on_tool is not None:
-                self.on_tool(run.call, run.result)
-        return runs
-
     def _run(self, call: ToolCall) -> ToolResult:
         """Run one tool call; a ``recall`` pages the block back in from the request it saw."""
         paged = self._last
@@ -299,13 +335,17 @@ class Agent:
             return ToolResult(call.call_id, str(exc), True)
         return ToolResult(call.call_id, content, False)
 
-    def _fault(self, calls: Sequence[ToolCall]) -> None:
-        """Record the page faults among ``calls`` (pins, refaults, backoff) in the session."""
+    def _fault(self, calls: Sequence[ToolCall], number: int) -> None:
+        """Record the page faults among ``calls`` (pins, refaults, backoff) in the session.
+
+        Runs inside the turn's write transaction, so the state read here is the latest and no
+        other writer's faults are lost.
+        """
         paged = self._last
         if paged is None or self.paging is None:
             return
         state = load_state(self.store, self.session)
-        found, new_state = finish_turn(paged.turn, calls, state)
+        found, new_state = finish_turn(replace(paged.turn, turn=number), calls, state)
         if found.faults:
             save_state(self.store, self.session, new_state)
         self._served = found.faults

@@ -23,6 +23,7 @@ exception silently; callers (the CLI, the web app) catch ``Llm386Error`` and sho
     │   ├── StoreNotAStore           the path holds something that is not a store
     │   ├── StoreCorrupted           verify found damage
     │   ├── StoreFull                the disk (not the map) is full
+    │   ├── StoreWriteFailed         the disk refused a commit (I/O error, quota, size limit)
     │   └── StoreReadOnly            a write on a store opened read-only
     ├── TokenizerError               BPE file missing or its checksum wrong
     ├── BudgetTooSmall               required content does not fit the budget
@@ -125,6 +126,10 @@ class StoreCorrupted(StoreError):
 
 class StoreFull(StoreError):
     """The disk under the store is full."""
+
+
+class StoreWriteFailed(StoreError):
+    """The disk refused a write (an I/O error, a quota or file size limit); nothing was stored."""
 
 
 class StoreReadOnly(StoreError):

@@ -18,9 +18,9 @@ Invariants:
   is pinned for good.
 - The state is stored under the session meta key ``paging`` as canonical JSON (faults in
   recorded order). Session meta is written in the same LMDB transaction as the session record
-  and removed with it by ``purge_session``; the web reads it with ``session_info``. Two processes
-  recording faults for one session at the same moment would race (last write wins): one agent
-  loop drives a session at a time.
+  and removed with it by ``purge_session``; the web reads it with ``session_info``. Recording
+  faults reads and writes the state in one write transaction (``BlockStore.atomic``), so two
+  processes recording faults for one session at once lose none of them.
 """
 
 from __future__ import annotations
@@ -222,8 +222,12 @@ def save_state(store: BlockStore, session: str, state: PagingState) -> None:
 def record_faults(
     store: BlockStore, session: str, faults: Sequence[PageFault], config: EvictionConfig
 ) -> PagingState:
-    """Append ``faults`` to the session's stored state and return the new state."""
-    state = load_state(store, session).record(faults, config)
-    if faults:
-        save_state(store, session, state)
-    return state
+    """Append ``faults`` to the session's stored state and return the new state (one write)."""
+
+    def update() -> PagingState:
+        state = load_state(store, session).record(faults, config)
+        if faults:
+            save_state(store, session, state)
+        return state
+
+    return store.atomic(update)

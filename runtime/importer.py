@@ -11,9 +11,11 @@ Invariants:
   ``required`` (the original agent sent its full history; nothing was paged).
 - Blocks follow CONVENTIONS.md: tool definitions become ``tool-schema`` blocks (Anthropic shape),
   then each message in order; tool calls link to their results with ``tool-invocation`` edges.
-- All files are read and checked, and every session compared with what the store already holds,
-  before anything is written. Re-importing the same file adds nothing; a session that already
-  holds different content is refused, never merged.
+- All files are read and checked before anything is written; then one write transaction
+  compares every session with what the store holds and writes what is missing, so an import
+  lands whole or not at all, and two imports of one file at once add it once. Re-importing the
+  same file adds nothing and leaves existing sessions' meta alone; a session that already holds
+  different content is refused, never merged.
 - Token counts use ``o200k_base`` (GPT-4o's tokenizer) and are block counts: message framing and
   the tools encoding OpenAI adds are not in them, so they are labelled estimates.
 """
@@ -299,11 +301,14 @@ def _profile(model: str) -> dict[str, Any]:
 
 
 def write_blocks(store: BlockStore, p: PreparedSession) -> list[int]:
-    """Put what ``reconcile`` found missing and the session meta; return the blocks' seqs."""
-    if p.write_blocks:
-        seqs = [e.seq for e in store.put_many(p.session, p.blocks, p.edges)]
-    else:
-        seqs = [ref.seq for ref in store.entry_refs(p.session)]  # type: ignore[attr-defined]
+    """Put what ``reconcile`` found missing; return the blocks' seqs.
+
+    A new session gets the file's meta; an existing one keeps its own (labels, reward or notes
+    changed since the first import are the user's, and re-importing adds nothing).
+    """
+    if not p.write_blocks:
+        return [ref.seq for ref in store.entry_refs(p.session)]  # type: ignore[attr-defined]
+    seqs = [e.seq for e in store.put_many(p.session, p.blocks, p.edges)]
     store.set_session_meta(p.session, **p.meta)
     return seqs
 
@@ -334,11 +339,10 @@ def import_transcripts(
     prepared = [_prepare_at(t, tools, options, store.max_block_bytes, name)
                 for t in read_transcripts(data, name)]  # fmt: skip
     _check_unique(prepared, name)
-    planned = [reconcile(store, traces, p) for p in prepared]
-    seqs = [write_blocks(store, p) for p in planned]
-    items = [new_records(store, p, s, options) for p, s in zip(planned, seqs, strict=True)]
-    traces.record_many([item for session_items in items for item in session_items])
-    recorded = [len(session_items) for session_items in items]
+    # One write transaction: the comparison with the store is made where the writes are, so a
+    # concurrent import of the same file finds this one's sessions (and adds nothing), and a
+    # crash or a refusal anywhere leaves the store as it was.
+    planned, recorded = store.atomic(lambda: _write_all(store, traces, prepared, options))
     return ImportReport(
         sessions=tuple(p.session for p in planned),
         sessions_written=sum(p.write_blocks for p in planned),
@@ -347,6 +351,19 @@ def import_transcripts(
         blocks=sum(len(p.blocks) for p in planned if p.write_blocks),
         failing=sum(bool(p.meta.get("failing")) for p in planned),
     )
+
+
+def _write_all(
+    store: BlockStore, traces: TraceStore, prepared: Sequence[PreparedSession], opts: ImportOptions
+) -> tuple[list[PreparedSession], list[int]]:
+    """Compare every session with the store, then write what is missing (in the caller's write)."""
+    planned = [reconcile(store, traces, p) for p in prepared]
+    recorded = []
+    for p in planned:
+        items = new_records(store, p, write_blocks(store, p), opts)
+        traces.record_many(items)
+        recorded.append(len(items))
+    return planned, recorded
 
 
 def _prepare_at(

@@ -4,7 +4,14 @@ Invariants:
 - One open ``lmdb.Environment`` per real path per process (py-lmdb forbids opening it twice).
 - Every write goes through :func:`write`, which retries once per doubling when the map is full
   (growing it up to ``MAX_MAP_SIZE``) and adopts a map grown by another process. A failed write
-  leaves nothing behind: LMDB aborts the whole transaction.
+  leaves nothing behind: LMDB aborts the whole transaction. A commit the disk refuses (full, or
+  an I/O error) becomes ``StoreFull`` / ``StoreWriteFailed``, never a raw ``lmdb.Error``.
+- Writes nest: a :func:`write` or :func:`read` called while this thread already runs a write
+  transaction of the same environment joins it, so several store calls (a whole import, an
+  agent turn with its reply and paging state) commit together or not at all. A retry after
+  growing the map re-runs the outermost function, so it must not have effects outside the store.
+  LMDB serialises writers across processes, so a read-modify-write inside one write
+  transaction cannot lose another process's update. Reads nested in a read share its snapshot.
 - Resizing the map (``set_mapsize``) invalidates every open transaction of the process, so it
   only happens while no other thread has a transaction open: transactions hold a
   :class:`ResizeLock` shared, resizing holds it exclusively.
@@ -25,7 +32,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import lmdb
 
-from .errors import StoreError, StoreFull, StoreNotAStore, StoreReadOnly
+from .errors import StoreError, StoreFull, StoreNotAStore, StoreReadOnly, StoreWriteFailed
 
 T = TypeVar("T")
 
@@ -102,6 +109,11 @@ class Env:
     # Opened read-only because writing was refused (not asked for): writers get it too, and
     # their writes raise StoreReadOnly saying why.
     write_refused: bool = False
+    local: threading.local = field(default_factory=threading.local)
+
+    def current_write(self) -> Txn | None:
+        """Return this thread's open write transaction of this environment, if any."""
+        return getattr(self.local, "txn", None)
 
     def adopt_map_size(self) -> None:
         """Take up a map size another process has grown the environment to."""
@@ -243,7 +255,7 @@ def open_env(path: str | os.PathLike[str], *, readonly: bool = False, create: bo
             _make_store_dir(p)
         refused = False
         try:
-            env = _lmdb_open(key, readonly=readonly)
+            env = _open(key, readonly)
         except lmdb.Error as exc:
             if readonly or not _not_writable(exc):
                 raise StoreError(f"cannot open store at {key}: {exc}") from None
@@ -253,6 +265,16 @@ def open_env(path: str | os.PathLike[str], *, readonly: bool = False, create: bo
         opened = Env(key, env, readonly, {}, threading.RLock(), write_refused=refused)
         _envs[key] = opened
         return opened
+
+
+def _open(key: str, readonly: bool) -> lmdb.Environment:
+    """Open the environment; retry while another process grows the map under the opening."""
+    for _ in range(7):
+        try:
+            return _lmdb_open(key, readonly=readonly)
+        except lmdb.MapResizedError:
+            continue  # opening again adopts the new size
+    return _lmdb_open(key, readonly=readonly)
 
 
 def close_env(path: str | os.PathLike[str]) -> None:
@@ -273,19 +295,29 @@ def _grow(opened: Env) -> None:
 
 
 def write(opened: Env, fn: Callable[[Txn], T]) -> T:
-    """Run ``fn`` in one write transaction, growing the map and retrying when it is full."""
+    """Run ``fn`` in one write transaction, growing the map and retrying when it is full.
+
+    Called inside another write of this thread, ``fn`` joins that transaction instead.
+    """
     if opened.readonly:
         raise StoreReadOnly(
             f"the store at {opened.path} is read-only (opened read-only, or its files or file "
             "system refuse writes); this command changes it: make the store writable for you, "
             "or run it on a writable copy"
         )
+    ambient = opened.current_write()
+    if ambient is not None:
+        return fn(ambient)
     while True:
         try:
             # Growing happens outside ``opened.lock``: a reader thread that needs the lock (to
             # open a table) must be able to finish, or the resize would wait for it forever.
             with opened.lock, opened.resize.shared(), opened.env.begin(write=True) as txn:
-                return fn(txn)
+                opened.local.txn = txn
+                try:
+                    return fn(txn)
+                finally:
+                    opened.local.txn = None
         except lmdb.MapFullError:
             _grow(opened)
         except lmdb.MapResizedError:
@@ -300,13 +332,44 @@ def write(opened: Env, fn: Callable[[Txn], T]) -> T:
                     f"the disk under {opened.path} is full; free space and retry"
                 ) from None
             raise
+        except lmdb.Error as exc:
+            raise _refused(opened, exc) from None
+
+
+def _refused(opened: Env, exc: lmdb.Error) -> StoreError:
+    """Say why LMDB refused a write; LMDB reports a full disk at commit as an I/O error."""
+    try:
+        stat = os.statvfs(opened.path)
+        free = stat.f_bavail * stat.f_frsize
+    except OSError:
+        free = -1
+    if 0 <= free < 1024 * 1024:
+        return StoreFull(
+            f"the disk under {opened.path} is full ({free} bytes free; LMDB said: {exc}); "
+            "nothing of this write was stored: free space and retry"
+        )
+    return StoreWriteFailed(
+        f"writing the store at {opened.path} failed ({exc}); nothing of this write was stored: "
+        "check the disk (space, quota, file size limit, health) and retry"
+    )
 
 
 def read(opened: Env, fn: Callable[[Txn], T]) -> T:
-    """Run ``fn`` in a read transaction (readers never block the writer)."""
+    """Run ``fn`` in a read transaction (readers never block the writer).
+
+    Inside a write of this thread, ``fn`` reads that transaction (and sees its writes); inside
+    a read, it reads the same snapshot, so checks made of several reads agree with each other.
+    """
+    ambient = opened.current_write() or getattr(opened.local, "read_txn", None)
+    if ambient is not None:
+        return fn(ambient)
     while True:
         try:
             with opened.resize.shared(), opened.env.begin(write=False, buffers=False) as txn:
-                return fn(txn)
+                opened.local.read_txn = txn
+                try:
+                    return fn(txn)
+                finally:
+                    opened.local.read_txn = None
         except lmdb.MapResizedError:
             opened.adopt_map_size()

@@ -19,10 +19,10 @@ grow, even after deletes; hooks run inside the same transaction as the change th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import lmdbenv
 from .blocks import (
@@ -74,6 +74,7 @@ from .storecodec import (
 )
 
 SCHEMA_VERSION = b"1"
+T = TypeVar("T")
 DEFAULT_TOKENIZERS = ("cl100k_base", "o200k_base")
 
 
@@ -177,6 +178,9 @@ class LmdbStore(BlockStore):
             check_block_id(parent)
         created = _now_ms() if block.created_at is None else int(block.created_at)
         return kind, body, priority, block.provenance, created
+
+    def atomic(self, fn: Callable[[], T]) -> T:
+        return lmdbenv.write(self.env, lambda txn: fn())
 
     def put(self, session: str, block: NewBlock) -> Entry:
         return self.put_many(session, [block])[0]

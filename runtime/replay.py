@@ -100,6 +100,22 @@ class CallOutcome:
         return self.failure is None
 
 
+@dataclass(frozen=True)
+class SentCall:
+    """A call that was sent and its record, not yet written to the trace store."""
+
+    record: TraceRecord
+    request: bytes = field(repr=False)
+    response: ModelResponse | None
+    failure: ModelCallFailed | None
+
+    def numbered(self, turn: int) -> SentCall:
+        """Return this call as turn ``turn`` of its session (its paging says the same)."""
+        rec = self.record
+        paging = {**rec.paging, "turn": turn} if "turn" in rec.paging else rec.paging
+        return replace(self, record=replace(rec, turn=turn, paging=paging))
+
+
 def send_traced(
     traces: TraceStore,
     client: ModelClient,
@@ -114,6 +130,19 @@ def send_traced(
     Raises ReplayMismatch (nothing sent, nothing recorded) only when the client refuses the
     bytes before sending; every ModelCallFailed is recorded and returned, not raised.
     """
+    return record_sent(traces, send_call(client, request, basis, origin=origin, parent=parent))
+
+
+def send_call(
+    client: ModelClient,
+    request: bytes,
+    basis: CallBasis,
+    *,
+    origin: TraceOrigin = TraceOrigin.LIVE,
+    parent: str | None = None,
+) -> SentCall:
+    """Send ``request`` and return the call's record unwritten, so the caller can write it in
+    the same transaction as what the answer leads to (the agent's reply blocks)."""
     digest = prompt_hash(request)
     started, clock = now_ms(), time.perf_counter()
     response: ModelResponse | None = None
@@ -124,9 +153,13 @@ def send_traced(
         failure = exc
     latency = response.latency_ms if response else round((time.perf_counter() - clock) * 1000, 3)
     record = _record(client, request, basis, origin, parent, started, latency, response, failure)
-    traces.record(record, request, response.body if response else None)
-    # Read back, so the record carries the store's own replay check.
-    return CallOutcome(traces.get(record.call_id), response, failure)
+    return SentCall(record, request, response, failure)
+
+
+def record_sent(traces: TraceStore, sent: SentCall) -> CallOutcome:
+    """Write a sent call's record and bytes; return it read back with the store's replay check."""
+    traces.record(sent.record, sent.request, sent.response.body if sent.response else None)
+    return CallOutcome(traces.get(sent.record.call_id), sent.response, sent.failure)
 
 
 def _record(

@@ -5,6 +5,9 @@ Invariants a backend must keep:
 - A session is an ordered list of entries numbered 0, 1, 2 ... in put order; an entry carries
   the per-session priority, time and provenance of that put.
 - Every ``put``/``put_many`` is one atomic write: all of it lands or none of it does.
+  ``atomic(fn)`` makes every store call inside ``fn`` (and every call of a trace store sharing
+  the backend) one atomic write, serialised against every other writer, so a read-modify-write
+  inside it cannot lose another writer's update.
 - Edges are a set: re-adding one is a no-op. Deleting a block removes every edge, entry and
   index row that touches it. Purging a session keeps blocks other sessions still hold.
 - Listing order is total and deterministic (sessions by id, entries by seq, edges by
@@ -14,13 +17,14 @@ Invariants a backend must keep:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .blocks import Block, Edge, EdgeKind, Entry, NewBlock, SessionInfo
 
 DEFAULT_MAX_BLOCK_BYTES = 16 * 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,14 @@ class BlockStore(abc.ABC):
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
 
     # -- writes -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def atomic(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` as one write: its store and trace calls all land or none do.
+
+        ``fn`` may be run again (after the backend grows its storage), so it must have no
+        effect outside the store.
+        """
+
     @abc.abstractmethod
     def put(self, session: str, block: NewBlock) -> Entry:
         """Store ``block`` (once per content) and append it to ``session``."""

@@ -11,6 +11,8 @@ from runtime.blocks import Block, BlockKind, Edge, EdgeKind, Entry, NewBlock, Pr
 from runtime.errors import InvalidInput
 from runtime.lmdbstore import LmdbStore
 from runtime.lmdbtraces import LmdbTraceStore
+from runtime.purge import purge_session
+from runtime.sessioncheck import check_sessions, repair_sessions
 from runtime.store import RepairReport, VerifyReport
 
 from .common import Output, add_command, open_store_from, preview, store_path_from, table
@@ -144,8 +146,7 @@ def cmd_delete(args: argparse.Namespace) -> Output:
 
 def cmd_purge(args: argparse.Namespace) -> Output:
     store = open_store_from(args)
-    report = store.purge_session(args.session)
-    traces = LmdbTraceStore(store).delete_session(args.session)
+    report, traces = purge_session(store, LmdbTraceStore(store), args.session)
     text = (
         f"purged {report.session}: {report.entries_removed} entries, "
         f"{report.blocks_deleted} blocks deleted, {report.blocks_kept} kept (used elsewhere), "
@@ -156,9 +157,11 @@ def cmd_purge(args: argparse.Namespace) -> Output:
 
 def cmd_verify(args: argparse.Namespace) -> Output:
     store = open_store_from(args)
-    blocks, traces = store.verify(), LmdbTraceStore(store).verify()
+    trace_store = LmdbTraceStore(store)
+    blocks, traces = store.verify(), trace_store.verify()
+    sessions = tuple(check_sessions(store, trace_store))
     report = VerifyReport(
-        blocks.blocks, blocks.entries, blocks.edges, blocks.problems + traces.problems
+        blocks.blocks, blocks.entries, blocks.edges, blocks.problems + traces.problems + sessions
     )
     lines = [f"{report.blocks} blocks, {report.entries} entries, {report.edges} edges"]
     lines.append(f"{traces.entries} trace records, {traces.blocks} stored requests")
@@ -179,8 +182,16 @@ def cmd_verify(args: argparse.Namespace) -> Output:
 
 def cmd_repair(args: argparse.Namespace) -> Output:
     store = open_store_from(args)
-    blocks, traces = store.repair(), LmdbTraceStore(store).repair()
-    report = RepairReport(blocks.fixed + traces.fixed, blocks.unfixable + traces.unfixable)
+    trace_store = LmdbTraceStore(store)
+
+    def repair() -> RepairReport:  # one write: a crash mid-repair leaves the store as it was
+        blocks, traces = store.repair(), trace_store.repair()
+        sessions = tuple(repair_sessions(store, trace_store))
+        return RepairReport(
+            blocks.fixed + traces.fixed + sessions, blocks.unfixable + traces.unfixable
+        )
+
+    report = store.atomic(repair)
     lines = [f"fixed {p.code}: {p.detail}" for p in report.fixed]
     lines += [f"cannot fix {p.code}: {p.detail}" for p in report.unfixable]
     lines.append(f"{len(report.fixed)} fixed, {len(report.unfixable)} left")

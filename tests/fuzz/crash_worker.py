@@ -1,0 +1,88 @@
+"""A writer process for the crash and race tests: it loops on one kind of write and prints an
+acknowledgement line only after each write has committed.
+
+    python -m tests.fuzz.crash_worker ROLE STORE NAME [COUNT]
+
+ROLE is import (a new transcript file each time; every third time the shared one, so imports of
+one file race), agent (the offline sample agent on the shared session), fault (page faults in the
+shared fault session) or purge (import a session, then purge it). COUNT stops after that many
+writes; without it the worker runs until it is killed. Ack lines: ``ready``, ``import SESSION``,
+``turn CALL_ID``, ``fault BLOCK_ID``, ``purged SESSION``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+
+from runtime import LmdbStore, NewBlock
+from runtime.agent import Agent
+from runtime.errors import SessionNotFound
+from runtime.eviction import EvictionConfig
+from runtime.faults import FaultKind, PageFault, record_faults
+from runtime.importer import ImportOptions, import_transcripts
+from runtime.lmdbtraces import LmdbTraceStore
+from runtime.models import OfflineModel
+from runtime.purge import purge_session
+from tests.runtime.atomic_support import transcript_file
+
+AGENT_SESSION = "agent-shared"
+FAULT_SESSION = "faults-shared"
+SHARED_TASK = 999
+MESSAGES = ("What is 1234 * 56?", "Show me the profile of user u-1001.", "Hello!")
+
+
+def _ack(line: str) -> None:
+    print(line, flush=True)
+
+
+def _task(name: str, i: int) -> int:
+    return int(hashlib.sha256(f"{name}/{i}".encode()).hexdigest()[:6], 16) % 900_000 + 1000
+
+
+def run(role: str, store: LmdbStore, traces: LmdbTraceStore, name: str, i: int) -> None:
+    if role == "import":
+        task = SHARED_TASK if i % 3 == 0 else _task(name, i)
+        report = import_transcripts(store, traces, transcript_file(task))
+        _ack(f"import {report.sessions[0]}")
+    elif role == "agent":
+        agent = Agent(store, traces, OfflineModel(), session=AGENT_SESSION)
+        for cid in agent.say(MESSAGES[i % len(MESSAGES)]).call_ids:
+            _ack(f"turn {cid}")
+    elif role == "fault":
+        block = hashlib.sha256(f"{name}/{i}".encode()).hexdigest()
+        fault = PageFault(FaultKind.RECALL, block, turn=i + 1, user_turn=1)
+        record_faults(store, FAULT_SESSION, [fault], EvictionConfig())
+        _ack(f"fault {block}")
+    elif role == "purge":
+        options = ImportOptions(prefix=f"purge-{name}-{i}")
+        [session] = import_transcripts(store, traces, transcript_file(1), options=options).sessions
+        purge_session(store, traces, session)
+        _ack(f"purged {session}")
+    else:
+        raise SystemExit(f"unknown role {role!r}")
+
+
+def main(argv: list[str]) -> None:
+    role, path, name = argv[:3]
+    count = int(argv[3]) if len(argv) > 3 else None
+    store = LmdbStore(path)
+    traces = LmdbTraceStore(store)
+    if role == "fault":
+        store.atomic(lambda: _fault_session(store))
+    _ack("ready")
+    i = 0
+    while count is None or i < count:
+        run(role, store, traces, name, i)
+        i += 1
+
+
+def _fault_session(store: LmdbStore) -> None:
+    try:
+        store.session_info(FAULT_SESSION)
+    except SessionNotFound:
+        store.put(FAULT_SESSION, NewBlock("user-message", "faults live here"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
