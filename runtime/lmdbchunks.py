@@ -6,7 +6,10 @@ Layout (named databases; ``c`` a chunk's SHA-256, ``n`` a node's digest, both 32
                     h -> codec byte + bytes      a whole request (format 1, still read)
     trace_nodes     n -> c c c ...               a run of chunks (about 64)
     trace_chunks    c -> codec byte + bytes      one chunk (about 10 KiB), zlib when smaller
-    trace_refs      n or c -> count (8 BE)       requests naming a node; nodes naming a chunk
+    trace_refs      n or c -> count (8 BE)       rows naming a node; nodes naming a chunk
+    traces          cid -> b"\x02" + n n n ...  a large record (an imported turn's plan lists
+                                                 every earlier block, so consecutive records
+                                                 share most of their bytes); small ones whole
 
 Invariants: a chunk or node exists exactly while its count is positive, and counts change in
 the caller's write transaction together with the request rows that name them, so deleting the
@@ -20,8 +23,8 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .errors import StoreCorrupted
 from .lmdbenv import DbHandle, Env, Txn
@@ -99,20 +102,24 @@ def _put_node(txn: Txn, t: ChunkTables, children: bytes, data: dict[bytes, bytes
 
 def put_request(txn: Txn, t: ChunkTables, requests: DbHandle, parts: RequestParts) -> None:
     """Store a request as nodes of chunks under its prompt hash, replacing any row there."""
-    key = bytes.fromhex(parts.prompt_hash)
-    old = txn.get(key, db=requests)
+    put_chunked(txn, t, requests, bytes.fromhex(parts.prompt_hash), parts)
+
+
+def put_chunked(txn: Txn, t: ChunkTables, db: DbHandle, key: bytes, parts: RequestParts) -> None:
+    """Store ``parts`` as a row of node digests under ``key`` in ``db``, replacing any row."""
+    old = txn.get(key, db=db)
     data = {c.digest: c.data for c in parts.chunks}
     groups = group_digests([c.digest for c in parts.chunks])
     nodes = [_put_node(txn, t, children, data) for children in groups]
-    txn.put(key, CHUNKED + b"".join(nodes), db=requests)
+    txn.put(key, CHUNKED + b"".join(nodes), db=db)
     if old is not None:
-        release_request(txn, t, old)  # after the puts: chunks both rows share stay alive
+        release_row(txn, t, old)  # after the puts: chunks both rows share stay alive
 
 
-def release_request(txn: Txn, t: ChunkTables, stored: bytes) -> None:
-    """Count one use fewer of every node a request row names, deleting what nobody uses."""
+def release_row(txn: Txn, t: ChunkTables, stored: bytes) -> None:
+    """Count one use fewer of every node a row names, deleting what nobody uses."""
     if stored[:1] != CHUNKED:
-        return  # a whole request (format 1) names no chunks
+        return  # a whole request (format 1) or record names no chunks
     for node in split_digests(stored[1:]):
         if _add_ref(txn, t, node, -1) > 0:
             continue
@@ -125,19 +132,21 @@ def release_request(txn: Txn, t: ChunkTables, stored: bytes) -> None:
 
 def load_request(txn: Txn, t: ChunkTables | None, stored: bytes, expected: str) -> bytes:
     """Return a request row's bytes; raise StoreCorrupted unless they hash to ``expected``."""
-    if stored[:1] == CHUNKED:
-        if t is None:
-            raise StoreCorrupted("a request names chunks but the store has no chunk tables")
-        nodes = split_digests(stored[1:])
-        data = b"".join(_chunk(txn, t, c) for n in nodes for c in _node(txn, t, n))
-    else:
-        data = unpack_bytes(stored)
+    data = load_chunked(txn, t, stored) if stored[:1] == CHUNKED else unpack_bytes(stored)
     if prompt_hash(data) != expected:
         raise StoreCorrupted(
             f"the stored request {expected[:12]} no longer hashes to its prompt hash; "
             "run `llm386 verify`"
         )
     return data
+
+
+def load_chunked(txn: Txn, t: ChunkTables | None, stored: bytes) -> bytes:
+    """Return the bytes of a row of node digests (raise StoreCorrupted if a piece is missing)."""
+    if t is None:
+        raise StoreCorrupted("a row names chunks but the store has no chunk tables")
+    nodes = split_digests(stored[1:])
+    return b"".join(_chunk(txn, t, c) for n in nodes for c in _node(txn, t, n))
 
 
 def _node(txn: Txn, t: ChunkTables, node: bytes) -> list[bytes]:
@@ -157,21 +166,22 @@ def _chunk(txn: Txn, t: ChunkTables, digest: bytes) -> bytes:
 # -- verify and repair --------------------------------------------------------------------------
 
 
-def expected_refs(txn: Txn, t: ChunkTables, requests: DbHandle) -> Counter[bytes]:
-    """Return the count every node and chunk should have, from the request rows that exist."""
+def expected_refs(txn: Txn, t: ChunkTables, rows: Sequence[DbHandle]) -> Counter[bytes]:
+    """Return the count every node and chunk should have, from the rows that exist."""
     refs: Counter[bytes] = Counter()
-    with txn.cursor(db=requests) as cur:
-        for stored in cur.iternext(keys=False, values=True):
-            if stored[:1] == CHUNKED:
-                refs.update(split_digests(stored[1:]))
+    for db in rows:
+        with txn.cursor(db=db) as cur:
+            for stored in cur.iternext(keys=False, values=True):
+                if stored[:1] == CHUNKED:
+                    refs.update(split_digests(stored[1:]))
     for node in sorted(k for k in refs if txn.get(k, db=t.nodes) is not None):
         refs.update(split_digests(txn.get(node, db=t.nodes)))
     return refs
 
 
-def chunk_problems(txn: Txn, t: ChunkTables, requests: DbHandle) -> list[tuple[str, str]]:
-    """Return (kind, detail) of every count that differs from the requests' and every orphan."""
-    want = expected_refs(txn, t, requests)
+def chunk_problems(txn: Txn, t: ChunkTables, rows: Sequence[DbHandle]) -> list[tuple[str, str]]:
+    """Return (kind, detail) of every count that differs from the rows' and every orphan."""
+    want = expected_refs(txn, t, rows)
     problems: list[tuple[str, str]] = []
     for name, db in (("node", t.nodes), ("chunk", t.chunks)):
         with txn.cursor(db=db) as cur:
@@ -190,9 +200,9 @@ def chunk_problems(txn: Txn, t: ChunkTables, requests: DbHandle) -> list[tuple[s
     return problems
 
 
-def rebuild_refs(txn: Txn, t: ChunkTables, requests: DbHandle) -> None:
-    """Recompute every count from the request rows and delete nodes and chunks nobody uses."""
-    want = expected_refs(txn, t, requests)
+def rebuild_refs(txn: Txn, t: ChunkTables, rows: Sequence[DbHandle]) -> None:
+    """Recompute every count from the rows and delete nodes and chunks nobody uses."""
+    want = expected_refs(txn, t, rows)
     for db in (t.nodes, t.chunks):
         with txn.cursor(db=db) as cur:
             unused = [k for k in cur.iternext(keys=True, values=False) if not want[k]]
@@ -201,8 +211,3 @@ def rebuild_refs(txn: Txn, t: ChunkTables, requests: DbHandle) -> None:
     txn.drop(t.refs, delete=False)
     for key in sorted(k for k, v in want.items() if v):
         txn.put(key, want[key].to_bytes(8, "big"), db=t.refs)
-
-
-def stats(txn: Txn, t: ChunkTables) -> dict[str, Any]:
-    """Return how many nodes and chunks are stored (for reports)."""
-    return {"nodes": txn.stat(t.nodes)["entries"], "chunks": txn.stat(t.chunks)["entries"]}

@@ -4,7 +4,8 @@ Layout (named databases; ``cid`` is the 25-byte ASCII call id, ``h`` the 32 raw 
 
     trace_meta       b"schema" -> b"2"; b"totals" -> JSON {calls, error, flagged, ...};
                      b"generation" -> JSON {added, deleted, repairs, writes} (TraceGeneration)
-    traces           cid -> canonical JSON record (TraceRecord.stored_json)
+    traces           cid -> canonical JSON record (TraceRecord.stored_json), or its chunks
+                     when large (``runtime.lmdbchunks``)
     trace_by_session session 0x00 turn(4 BE) cid -> b""
     trace_by_time    started_at(8 BE) cid -> b""
     trace_by_status  status 0x00 cid -> b""          status in ok | error | flagged
@@ -39,11 +40,14 @@ from . import lmdbenv
 from .blocks import canonical_json, check_session
 from .errors import InvalidInput, StoreCorrupted, StoreError, TraceNotFound
 from .lmdbchunks import (
+    CHUNKED,
     ChunkTables,
+    load_chunked,
     load_request,
     pack_bytes,
+    put_chunked,
     put_request,
-    release_request,
+    release_row,
     unpack_bytes,
 )
 from .requestchunks import request_parts
@@ -70,6 +74,7 @@ FLAGGED = "flagged"
 SCHEMA = b"2"
 READABLE_SCHEMAS = (b"1", SCHEMA)  # 1: whole requests only, still read
 _TOTALS, _GENERATION = b"totals", b"generation"
+CHUNK_RECORDS_FROM = 16 * 1024  # bytes of record JSON from which it is stored as chunks
 
 
 def _session_key(session: str, turn: int, cid: str) -> bytes:
@@ -118,6 +123,17 @@ class LmdbTraceStore(TraceStore):
             return ChunkTables.open(self.env)
         except StoreError:
             return None  # a read-only store never written by schema 2 has no chunks to read
+
+    @property
+    def chunked_rows(self) -> tuple[Any, ...]:
+        """The tables whose rows may name chunks (what chunk counts are derived from)."""
+        return (self._requests, self._traces)
+
+    def decode_record(self, txn: lmdb.Transaction, raw: bytes) -> TraceRecord:
+        """Return the record a ``traces`` row holds, whole or as chunks."""
+        return TraceRecord.decode(
+            load_chunked(txn, self._chunks, raw) if raw[:1] == CHUNKED else raw
+        )
 
     @property
     def chunks(self) -> ChunkTables:
@@ -183,8 +199,13 @@ class LmdbTraceStore(TraceStore):
 
     def _record_txn(self, txn: lmdb.Transaction, item: ChunkedTrace) -> None:
         rec, cid = item.record, item.record.call_id
-        if not txn.put(cid.encode(), rec.encode(), db=self._traces, overwrite=False):
+        if _get(txn, cid.encode(), db=self._traces) is not None:
             raise InvalidInput(f"trace {cid} is already recorded; records never change")
+        encoded = rec.encode()
+        if len(encoded) < CHUNK_RECORDS_FROM:
+            txn.put(cid.encode(), encoded, db=self._traces)
+        else:  # an imported turn lists every earlier block: most of it is the last turn's
+            put_chunked(txn, self.chunks, self._traces, cid.encode(), request_parts(encoded))
         if not self._request_intact(txn, rec.prompt_hash):
             put_request(txn, self.chunks, self._requests, item.request)
         if item.response is not None:
@@ -318,13 +339,16 @@ class LmdbTraceStore(TraceStore):
             txn.delete(_status_key(FLAGGED, cid), db=self._by_status)
             txn.delete(key, db=self._flags)
             self._bump_totals(txn, flagged=-1)
+        stored = _get(txn, key, db=self._traces)
+        if stored is not None and stored[:1] == CHUNKED:
+            release_row(txn, self.chunks, stored)
         for db in (self._traces, self._responses):
             txn.delete(key, db=db)
         digest = bytes.fromhex(rec.prompt_hash)
         if not _keys(txn, self._by_hash, digest, limit=1):
             stored = _get(txn, digest, db=self._requests)
             if stored is not None:
-                release_request(txn, self.chunks, stored)
+                release_row(txn, self.chunks, stored)
                 txn.delete(digest, db=self._requests)
         self._bump(txn, rec, -1, flagged=rec.flag is not None)
 
@@ -355,7 +379,7 @@ class LmdbTraceStore(TraceStore):
         raw = _get(txn, cid.encode(), db=self._traces)
         if raw is None:
             raise StoreCorrupted(f"trace {cid} is indexed but missing; run `llm386 verify`")
-        rec = TraceRecord.decode(raw)
+        rec = self.decode_record(txn, raw)
         flag_raw = _get(txn, cid.encode(), db=self._flags)
         flag = None if flag_raw is None else Flag(**json_load(flag_raw))
         return replace(rec, flag=flag, replay_complete=self._request_intact(txn, rec.prompt_hash))

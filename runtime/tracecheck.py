@@ -32,7 +32,7 @@ def _records(txn: Txn, traces: LmdbTraceStore) -> tuple[dict[str, TraceRecord], 
     with txn.cursor(db=traces._traces) as cur:
         for key, raw in cur:
             try:
-                records[key.decode()] = TraceRecord.decode(raw)
+                records[key.decode()] = traces.decode_record(txn, raw)
             except Exception:  # noqa: BLE001 - any decoding failure is the damage we report
                 problems.append(Problem("trace-unreadable", key.decode(errors="replace"), False))
     return records, problems
@@ -63,7 +63,7 @@ def _request_problems(
                 )
     if traces._chunks is not None:
         problems += [Problem(code, detail) for code, detail in
-                     chunk_problems(txn, traces._chunks, traces._requests)]  # fmt: skip
+                     chunk_problems(txn, traces._chunks, traces.chunked_rows)]  # fmt: skip
     return problems
 
 
@@ -198,7 +198,7 @@ def _drop_orphans(txn: Txn, traces: LmdbTraceStore, records: dict[str, TraceReco
     for key in orphans:
         txn.delete(key, db=traces._requests)
     if traces._chunks is not None:
-        rebuild_refs(txn, traces._chunks, traces._requests)
+        rebuild_refs(txn, traces._chunks, traces.chunked_rows)
     with txn.cursor(db=traces._flags) as cur:
         stale = [k for k in cur.iternext(keys=True, values=False) if k.decode() not in records]
     for key in stale:
