@@ -46,7 +46,7 @@ from .blocks import (
     content_hash,
 )
 from .errors import InvalidInput, MalformedFile, UnknownModel
-from .requestchunks import ChunkStream, RequestParts
+from .requestchunks import ChunkStream, HashStream, RequestParts
 from .sections import Section, section_of
 from .store import BlockStore
 from .tokenizers import get_tokenizer
@@ -149,12 +149,15 @@ class _Requests:
     commas + ``],"model":...,"tools":[...]}``; the part after the messages is the same for
     every turn."""
 
-    def __init__(self, model: str, tools: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(
+        self, model: str, tools: Sequence[Mapping[str, Any]], *, chunked: bool = True
+    ) -> None:
         rest: dict[str, Any] = {"model": model}
         if tools:
             rest["tools"] = list(tools)
         self.suffix = b"]," + canonical_json(rest)[1:]
-        self.stream = ChunkStream()
+        self.chunks = ChunkStream() if chunked else None
+        self.stream = self.chunks or HashStream()
         self.stream.append(b'{"messages":[')
         self.count = 0
 
@@ -167,7 +170,9 @@ class _Requests:
         return self.stream.digest_with(self.suffix)
 
     def parts(self) -> RequestParts:
-        return self.stream.parts_with(self.suffix)
+        if self.chunks is None:
+            raise TypeError("these requests were built for their hashes only")
+        return self.chunks.parts_with(self.suffix)
 
 
 class _Builder:
@@ -220,7 +225,7 @@ def prepare(
     model = t.model or opts.model
     openai_tools = [dict(tool.openai) for tool in tools]
     builder = _Builder(Provenance(f"import:{opts.source}"), max_bytes, tools)
-    requests = _Requests(model, openai_tools)
+    requests = _Requests(model, openai_tools, chunked=False)  # hashes now, chunks when writing
     turns: list[Turn] = []
     for i, message in enumerate(t.messages):
         before = len(builder.blocks)

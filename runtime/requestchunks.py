@@ -102,19 +102,35 @@ def _next_cut(buf: bytearray, scanned: int) -> tuple[int | None, int]:
     return None, pos
 
 
-class ChunkStream:
-    """Bytes appended in pieces, cut into chunks as they come; see the module invariants."""
+class HashStream:
+    """Bytes appended in pieces, of which only the SHA-256 and size are kept."""
 
     def __init__(self) -> None:
-        self._done: list[Chunk] = []
-        self._pending = bytearray()
-        self._scanned = 0
         self._sha = hashlib.sha256()
         self._size = 0
 
     def append(self, data: bytes) -> None:
         self._sha.update(data)
         self._size += len(data)
+
+    def digest_with(self, suffix: bytes) -> tuple[str, int]:
+        """Return the SHA-256 (hex) and size of the bytes so far followed by ``suffix``."""
+        sha = self._sha.copy()
+        sha.update(suffix)
+        return sha.hexdigest(), self._size + len(suffix)
+
+
+class ChunkStream(HashStream):
+    """Bytes appended in pieces, cut into chunks as they come; see the module invariants."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._done: list[Chunk] = []
+        self._pending = bytearray()
+        self._scanned = 0
+
+    def append(self, data: bytes) -> None:
+        super().append(data)
         self._pending += data
         while True:
             cut, self._scanned = _next_cut(self._pending, self._scanned)
@@ -122,12 +138,6 @@ class ChunkStream:
                 return
             self._done.append(Chunk.of(bytes(self._pending[:cut])))
             del self._pending[:cut]
-
-    def digest_with(self, suffix: bytes) -> tuple[str, int]:
-        """Return the SHA-256 (hex) and size of the bytes so far followed by ``suffix``."""
-        sha = self._sha.copy()
-        sha.update(suffix)
-        return sha.hexdigest(), self._size + len(suffix)
 
     def parts_with(self, suffix: bytes) -> RequestParts:
         """Return the bytes so far followed by ``suffix`` as chunks (the stream is unchanged)."""

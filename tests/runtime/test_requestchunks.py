@@ -119,12 +119,15 @@ def test_each_incremental_request_is_byte_identical_to_the_canonical_json_of_its
 ):
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"b": 1, "a": [2]}}}]
     requests = _Requests(model, tools if with_tools else [])
+    hashes_only = _Requests(model, tools if with_tools else [], chunked=False)
     for i in range(len(messages) + 1):
         whole: dict = {"model": model, "messages": messages[:i]}
         if with_tools:
             whole["tools"] = tools
         expected = canonical_json(whole)
         assert requests.parts().join() == expected
-        assert requests.digest() == (hashlib.sha256(expected).hexdigest(), len(expected))
+        digest = (hashlib.sha256(expected).hexdigest(), len(expected))
+        assert requests.digest() == hashes_only.digest() == digest
         if i < len(messages):
             requests.add(messages[i])
+            hashes_only.add(messages[i])
