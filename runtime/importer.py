@@ -9,6 +9,11 @@ Invariants:
   ``{"model", "messages": [...all before], "tools": [...]}``, so its prompt hash is the hash of
   what that model saw. The plan lists every block of that input as selected, reason
   ``required`` (the original agent sent its full history; nothing was paged).
+- Requests are never built whole: the canonical JSON of ``messages[:i]`` is the one of
+  ``messages[:i-1]`` plus a comma and message ``i-1``, so ``_Requests`` appends each message
+  once to a chunk stream and gives each turn its hash (when preparing) or its chunks (when
+  writing). Records are built and written one turn at a time inside one write, so an import's
+  memory grows with the session's size, not with its square.
 - Blocks follow CONVENTIONS.md: tool definitions become ``tool-schema`` blocks (Anthropic shape),
   then each message in order; tool calls link to their results with ``tool-invocation`` edges.
 - All files are read and checked before anything is written; then one write transaction
@@ -23,8 +28,9 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +49,14 @@ from .blocks import (
     content_hash,
 )
 from .errors import InvalidInput, MalformedFile, UnknownModel
+from .requestchunks import ChunkStream, HashStream, RequestParts
 from .sections import Section, section_of
 from .store import BlockStore
 from .tokenizers import get_tokenizer
 from .tracer import (
+    ChunkedTrace,
     Flag,
     Provider,
-    StoredTrace,
     TokenizerInfo,
     TraceOrigin,
     TraceRecord,
@@ -69,13 +76,15 @@ DEMO_LICENSE = "MIT (sierra-research/tau-bench, Copyright (c) 2024 Sierra)"
 
 @dataclass(frozen=True)
 class Turn:
-    """One assistant message: its turn number, where its input ends, and the exact request."""
+    """One assistant message: its turn number, where its input ends, and its request's hash."""
 
     number: int
     upto: int  # blocks (and entries) before this message
     end: int  # blocks up to and including this message's own blocks
-    request: bytes = field(repr=False)
+    prompt_hash: str
+    request_size: int
     response: Mapping[str, Any] = field(hash=False)
+    index: int = 0  # of the message in the transcript
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,8 @@ class PreparedSession:
     meta: Mapping[str, Any] = field(hash=False)
     write_blocks: bool = True
     new_turns: tuple[int, ...] = ()  # indexes into ``turns`` not yet recorded
+    messages: Sequence[Mapping[str, Any]] = field(default=(), hash=False, repr=False)
+    openai_tools: Sequence[Mapping[str, Any]] = field(default=(), hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,39 @@ def _tool_call_body(call: Mapping[str, Any]) -> str:
     except json.JSONDecodeError:
         arguments = fn["arguments"]  # not JSON: kept exactly as the model wrote it
     return ToolCall(call["id"], fn["name"], arguments).body()
+
+
+class _Requests:
+    """The requests of one session's turns, built by appending each message once.
+
+    Canonical JSON sorts keys, so a request is ``{"messages":[`` + the messages joined by
+    commas + ``],"model":...,"tools":[...]}``; the part after the messages is the same for
+    every turn."""
+
+    def __init__(
+        self, model: str, tools: Sequence[Mapping[str, Any]], *, chunked: bool = True
+    ) -> None:
+        rest: dict[str, Any] = {"model": model}
+        if tools:
+            rest["tools"] = list(tools)
+        self.suffix = b"]," + canonical_json(rest)[1:]
+        self.chunks = ChunkStream() if chunked else None
+        self.stream = self.chunks or HashStream()
+        self.stream.append(b'{"messages":[')
+        self.count = 0
+
+    def add(self, message: Mapping[str, Any]) -> None:
+        self.stream.append((b"," if self.count else b"") + canonical_json(message))
+        self.count += 1
+
+    def digest(self) -> tuple[str, int]:
+        """Return the prompt hash and size of the request of every message added so far."""
+        return self.stream.digest_with(self.suffix)
+
+    def parts(self) -> RequestParts:
+        if self.chunks is None:
+            raise TypeError("these requests were built for their hashes only")
+        return self.chunks.parts_with(self.suffix)
 
 
 class _Builder:
@@ -184,21 +228,21 @@ def prepare(
     model = t.model or opts.model
     openai_tools = [dict(tool.openai) for tool in tools]
     builder = _Builder(Provenance(f"import:{opts.source}"), max_bytes, tools)
+    requests = _Requests(model, openai_tools, chunked=False)  # hashes now, chunks when writing
     turns: list[Turn] = []
     for i, message in enumerate(t.messages):
         before = len(builder.blocks)
         builder.message(message)
         if message["role"] == "assistant":
-            request = {"model": model, "messages": list(t.messages[:i])}
-            if openai_tools:
-                request["tools"] = openai_tools
-            turn = Turn(
-                len(turns) + 1, before, len(builder.blocks), canonical_json(request), message
+            digest, size = requests.digest()
+            turns.append(
+                Turn(len(turns) + 1, before, len(builder.blocks), digest, size, message, i)
             )
-            turns.append(turn)
+        requests.add(message)
     meta = _meta(t, session, model, opts)
     return PreparedSession(session, tuple(builder.blocks), tuple(builder.ids),
-                           tuple(builder.edges), tuple(turns), meta)  # fmt: skip
+                           tuple(builder.edges), tuple(turns), meta, messages=t.messages,
+                           openai_tools=openai_tools)  # fmt: skip
 
 
 def _meta(t: Transcript, session: str, model: str, opts: ImportOptions) -> dict[str, Any]:
@@ -241,7 +285,7 @@ def reconcile(store: BlockStore, traces: TraceStore, p: PreparedSession) -> Prep
     if set(old) - {t.number for t in p.turns}:
         raise _conflict(p.session, "more turns")
     for turn in p.turns:
-        if turn.number in old and old[turn.number].prompt_hash != prompt_hash(turn.request):
+        if turn.number in old and old[turn.number].prompt_hash != turn.prompt_hash:
             raise _conflict(p.session, f"a different turn {turn.number}")
     new_turns = tuple(i for i, t in enumerate(p.turns) if t.number not in old)
     return replace(p, write_blocks=not held, new_turns=new_turns)
@@ -272,23 +316,24 @@ def _plan(p: PreparedSession, turn: Turn, seqs: Sequence[int], tokens: Sequence[
 
 
 def _record(
-    p: PreparedSession, turn: Turn, seqs: Sequence[int], tokens: Sequence[int]
-) -> StoredTrace:
+    p: PreparedSession, turn: Turn, request: RequestParts, seqs: Sequence[int],
+    tokens: Sequence[int],
+) -> ChunkedTrace:  # fmt: skip
     model = str(p.meta["model"])
     response = canonical_json(turn.response)
     upto_seq = _upto_seq(turn, seqs)
     tok = get_tokenizer(TOKENIZER)
     record = TraceRecord(
         call_id=new_call_id(), session=p.session, turn=turn.number, started_at=now_ms(),
-        provider=Provider.OPENAI, model=model, prompt_hash=prompt_hash(turn.request),
-        request_size=len(turn.request), origin=TraceOrigin.IMPORT, runtime_version=__version__,
+        provider=Provider.OPENAI, model=model, prompt_hash=request.prompt_hash,
+        request_size=request.size, origin=TraceOrigin.IMPORT, runtime_version=__version__,
         tokenizer=TokenizerInfo(tok.name, tok.version), profile=_profile(model),
         config={"importer": {"history": "full", "source": p.meta["source"]}},
         upto_seq=upto_seq, plan=_plan(p, turn, seqs, tokens),
         estimated_input_tokens=sum(tokens[: turn.upto]), response=dict(turn.response),
         response_hash=prompt_hash(response), estimated_output_tokens=sum(tokens[turn.upto : turn.end]),
     )  # fmt: skip
-    return StoredTrace(record, turn.request, response)
+    return ChunkedTrace(record, request, response)
 
 
 def _profile(model: str) -> dict[str, Any]:
@@ -313,17 +358,40 @@ def write_blocks(store: BlockStore, p: PreparedSession) -> list[int]:
     return seqs
 
 
+def turn_requests(p: PreparedSession, wanted: Sequence[int]) -> Iterator[tuple[Turn, RequestParts]]:
+    """Yield the turns at indexes ``wanted`` (ascending) with their requests as chunks."""
+    requests = _Requests(str(p.meta["model"]), p.openai_tools)
+    pending = iter(wanted)
+    target = next(pending, None)
+    for i, message in enumerate(p.messages):
+        if target is None:
+            return
+        turn = p.turns[target]
+        if turn.index == i:
+            parts = requests.parts()
+            if parts.prompt_hash != turn.prompt_hash:  # the same messages give the same bytes
+                raise InvalidInput(f"{p.session} turn {turn.number} changed while importing")
+            yield turn, parts
+            target = next(pending, None)
+        requests.add(message)
+
+
 def new_records(
-    store: BlockStore, p: PreparedSession, seqs: Sequence[int], opts: ImportOptions
-) -> list[StoredTrace]:
-    """Return the records of the turns not yet recorded; a failing run's last turn is flagged."""
-    tokens = store.token_counts(list(p.block_ids), TOKENIZER)
-    items = [_record(p, p.turns[i], seqs, tokens) for i in p.new_turns]
+    p: PreparedSession, seqs: Sequence[int], tokens: Sequence[int], opts: ImportOptions
+) -> Iterator[ChunkedTrace]:
+    """Yield the records of the turns not yet recorded; a failing run's last turn is flagged.
+
+    One record at a time: each holds its turn's plan and request, so holding them all would
+    grow with the square of the session's length. ``tokens`` are the blocks' counts
+    (``store.token_counts``), taken before the write: counting may write the cache."""
     last = p.turns[-1].number if p.turns else None
-    if opts.flag_failing and p.meta.get("failing") and items and items[-1].record.turn == last:
-        note = f"imported with reward {p.meta.get('reward')}: the agent failed this task"
-        items[-1] = replace(items[-1], flag=Flag(note, now_ms()))
-    return items
+    flag_last = opts.flag_failing and bool(p.meta.get("failing"))
+    for turn, request in turn_requests(p, p.new_turns):
+        item = _record(p, turn, request, seqs, tokens)
+        if flag_last and turn.number == last:
+            note = f"imported with reward {p.meta.get('reward')}: the agent failed this task"
+            item = replace(item, flag=Flag(note, now_ms()))
+        yield item
 
 
 def import_transcripts(
@@ -346,8 +414,8 @@ def import_transcripts(
     return ImportReport(
         sessions=tuple(p.session for p in planned),
         sessions_written=sum(p.write_blocks for p in planned),
-        turns_recorded=sum(recorded),
-        turns_skipped=sum(len(p.turns) for p in planned) - sum(recorded),
+        turns_recorded=recorded,
+        turns_skipped=sum(len(p.turns) for p in planned) - recorded,
         blocks=sum(len(p.blocks) for p in planned if p.write_blocks),
         failing=sum(bool(p.meta.get("failing")) for p in planned),
     )
@@ -355,14 +423,17 @@ def import_transcripts(
 
 def _write_all(
     store: BlockStore, traces: TraceStore, prepared: Sequence[PreparedSession], opts: ImportOptions
-) -> tuple[list[PreparedSession], list[int]]:
-    """Compare every session with the store, then write what is missing (in the caller's write)."""
+) -> tuple[list[PreparedSession], int]:
+    """Compare every session with the store, then write what is missing (in the caller's write).
+
+    Records are streamed one turn at a time (``new_records``): holding every turn's request
+    would grow with the square of a session's length."""
     planned = [reconcile(store, traces, p) for p in prepared]
-    recorded = []
+    recorded = 0
     for p in planned:
-        items = new_records(store, p, write_blocks(store, p), opts)
-        traces.record_many(items)
-        recorded.append(len(items))
+        seqs = write_blocks(store, p)
+        tokens = store.token_counts(list(p.block_ids), TOKENIZER)
+        recorded += traces.record_stream(partial(new_records, p, seqs, tokens, opts))
     return planned, recorded
 
 

@@ -2,14 +2,15 @@
 
 Layout (named databases; ``cid`` is the 25-byte ASCII call id, ``h`` the 32 raw hash bytes):
 
-    trace_meta       b"schema" -> b"1"; b"totals" -> JSON {calls, error, flagged, ...};
+    trace_meta       b"schema" -> b"2"; b"totals" -> JSON {calls, error, flagged, ...};
                      b"generation" -> JSON {added, deleted, repairs, writes} (TraceGeneration)
-    traces           cid -> canonical JSON record (TraceRecord.stored_json)
+    traces           cid -> canonical JSON record (TraceRecord.stored_json), or its chunks
+                     when large (``runtime.lmdbchunks``)
     trace_by_session session 0x00 turn(4 BE) cid -> b""
     trace_by_time    started_at(8 BE) cid -> b""
     trace_by_status  status 0x00 cid -> b""          status in ok | error | flagged
     trace_by_hash    h cid -> b""
-    trace_requests   h -> codec byte + bytes          once per prompt hash
+    trace_requests   h -> the request's chunk nodes   once per prompt hash (runtime.lmdbchunks)
     trace_responses  cid -> codec byte + bytes
     trace_flags      cid -> JSON {note, flagged_at}
     trace_sessions   session -> JSON SessionTraceStats (without "repages": an older store's
@@ -18,14 +19,18 @@ Layout (named databases; ``cid`` is the 25-byte ASCII call id, ``h`` the 32 raw 
 Invariants: a record, its index rows, its bytes and the session and global aggregates change in
 one write transaction; request bytes are deleted only when no record still names their hash;
 listing reads one index and stops after ``offset + limit`` matches, so a filtered page never
-scans the whole store. Bytes are zlib-compressed when that saves space (request histories
-repeat a lot); the stored hash is always of the uncompressed bytes.
+scans the whole store. Requests are stored as content-defined chunks shared by every request
+that contains them (a session's turns repeat all earlier messages), so storage grows with new
+content; responses are zlib-compressed when that saves space. Stored hashes are always of the
+whole uncompressed bytes.
+
+Schema 2 writes requests as chunks; schema 1 stores (whole requests) are read as they are and
+marked 2 when first opened writable, since from then on new requests are written as chunks.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -34,11 +39,24 @@ import lmdb
 
 from . import lmdbenv
 from .blocks import canonical_json, check_session
-from .errors import AmbiguousPrefix, InvalidInput, StoreCorrupted, TraceNotFound
+from .errors import AmbiguousPrefix, InvalidInput, StoreCorrupted, StoreError, TraceNotFound
+from .lmdbchunks import (
+    CHUNKED,
+    ChunkTables,
+    load_chunked,
+    load_request,
+    pack_bytes,
+    put_chunked,
+    put_request,
+    release_row,
+    unpack_bytes,
+)
+from .requestchunks import request_parts
 from .store import RepairReport, VerifyReport
 from .storecodec import json_load
 from .tracer import (
     CALL_ID_LEN,
+    ChunkedTrace,
     Flag,
     SessionTraceStats,
     StoredTrace,
@@ -51,38 +69,18 @@ from .tracer import (
     check_hash_prefix,
     check_record,
     now_ms,
-    prompt_hash,
-    with_read_state,
 )
 
 FLAGGED = "flagged"
-SCHEMA = b"1"
-_RAW, _ZLIB = b"\x00", b"\x01"
+SCHEMA = b"2"
+READABLE_SCHEMAS = (b"1", SCHEMA)  # 1: whole requests only, still read
 _TOTALS, _GENERATION = b"totals", b"generation"
 _CANDIDATES = 5  # hashes an ambiguous prefix error lists
 # The field session aggregates gained when their token totals stopped counting re-pages and
 # failed calls; stored aggregates without it are counted again from the records on read.
 _STATS_SINCE = "repages"
 
-
-def pack_bytes(data: bytes) -> bytes:
-    """Return the stored form of ``data``: compressed when that is smaller."""
-    packed = zlib.compress(data, 1)  # level 1: 3.8x on request histories, twice as fast as 6
-    return _ZLIB + packed if len(packed) < len(data) else _RAW + data
-
-
-def unpack_bytes(stored: bytes) -> bytes:
-    tag, body = stored[:1], stored[1:]
-    if tag == _RAW:
-        return body
-    if tag == _ZLIB:
-        try:
-            return zlib.decompress(body)
-        except zlib.error:
-            raise StoreCorrupted(
-                "stored trace bytes do not decompress; run `llm386 verify`"
-            ) from None
-    raise StoreCorrupted(f"stored trace bytes have unknown codec {tag!r}; run `llm386 verify`")
+CHUNK_RECORDS_FROM = 16 * 1024  # bytes of record JSON from which it is stored as chunks
 
 
 def _session_key(session: str, turn: int, cid: str) -> bytes:
@@ -117,13 +115,39 @@ class LmdbTraceStore(TraceStore):
         self._requests, self._responses = db(b"trace_requests"), db(b"trace_responses")
         self._flags, self._sessions = db(b"trace_flags"), db(b"trace_sessions")
         schema = self._read(lambda txn: _get(txn, b"schema", db=self._meta))
-        if schema is None and not self.env.readonly:
-            lmdbenv.write(self.env, lambda txn: txn.put(b"schema", SCHEMA, db=self._meta))
-        elif schema not in (None, SCHEMA):
+        if schema not in (None, *READABLE_SCHEMAS):
             raise StoreCorrupted(
-                f"the traces in {self.env.path} use layout {schema!r}; this llm386 reads {SCHEMA!r}: "
-                "upgrade llm386"
+                f"the traces in {self.env.path} use layout {schema!r}; this llm386 reads "
+                f"{b' and '.join(READABLE_SCHEMAS)!r}: upgrade llm386"
             )
+        self._chunks = self._open_chunks()
+        if schema != SCHEMA and not self.env.readonly:
+            lmdbenv.write(self.env, lambda txn: txn.put(b"schema", SCHEMA, db=self._meta))
+
+    def _open_chunks(self) -> ChunkTables | None:
+        try:
+            return ChunkTables.open(self.env)
+        except StoreError:
+            return None  # a read-only store never written by schema 2 has no chunks to read
+
+    @property
+    def chunked_rows(self) -> tuple[Any, ...]:
+        """The tables whose rows may name chunks (what chunk counts are derived from)."""
+        return (self._requests, self._traces)
+
+    def decode_record(self, txn: lmdb.Transaction, raw: bytes) -> TraceRecord:
+        """Return the record a ``traces`` row holds, whole or as chunks."""
+        return TraceRecord.decode(
+            load_chunked(txn, self._chunks, raw) if raw[:1] == CHUNKED else raw
+        )
+
+    @property
+    def chunks(self) -> ChunkTables:
+        if self._chunks is None:
+            raise StoreCorrupted(
+                f"{self.env.path} names request chunks but has no chunk tables; run `llm386 verify`"
+            )
+        return self._chunks
 
     # -- writes -------------------------------------------------------------------------
     def record(self, record: TraceRecord, request: bytes, response: bytes | None = None) -> None:
@@ -136,10 +160,36 @@ class LmdbTraceStore(TraceStore):
 
     def record_many_txn(self, txn: lmdb.Transaction, items: Sequence[StoredTrace]) -> None:
         """Record ``items`` in the caller's write transaction; the caller ran check_record."""
+        chunked = (
+            ChunkedTrace(i.record, request_parts(i.request), i.response, i.flag) for i in items
+        )
+        self.record_chunked_txn(txn, chunked)
+
+    def record_stream(self, items: Callable[[], Iterable[ChunkedTrace]]) -> int:
+        """Record what ``items()`` yields in one write, one at a time; return how many.
+
+        ``items`` is called again if the write is retried (the map grew), so it must give the
+        same items each time; none of them is held after it is written."""
+        return cast(int, lmdbenv.write(self.env, lambda txn: self.record_stream_txn(txn, items())))
+
+    def record_stream_txn(self, txn: lmdb.Transaction, items: Iterable[ChunkedTrace]) -> int:
+        """Check and record ``items`` in the caller's write transaction; return how many."""
+
+        def checked() -> Iterator[ChunkedTrace]:
+            for item in items:
+                check_record(item.record, item.request, item.response)
+                yield item
+
+        return self.record_chunked_txn(txn, checked())
+
+    def record_chunked_txn(self, txn: lmdb.Transaction, items: Iterable[ChunkedTrace]) -> int:
+        count = 0
         for item in items:
             self._record_txn(txn, item)
-        if items:
-            self._bump_generation(txn, added=len(items))
+            count += 1
+        if count:
+            self._bump_generation(txn, added=count)
+        return count
 
     def _bump_generation(
         self, txn: lmdb.Transaction, *, added: int = 0, deleted: int = 0, repairs: int = 0
@@ -153,14 +203,18 @@ class LmdbTraceStore(TraceStore):
         raw = _get(txn, _GENERATION, db=self._meta)
         return TraceGeneration() if raw is None else TraceGeneration(**json_load(raw))
 
-    def _record_txn(self, txn: lmdb.Transaction, item: StoredTrace) -> None:
+    def _record_txn(self, txn: lmdb.Transaction, item: ChunkedTrace) -> None:
         rec, cid = item.record, item.record.call_id
         self._upgrade_stats_txn(txn, rec.session)
-        if not txn.put(cid.encode(), rec.encode(), db=self._traces, overwrite=False):
+        if _get(txn, cid.encode(), db=self._traces) is not None:
             raise InvalidInput(f"trace {cid} is already recorded; records never change")
-        digest = bytes.fromhex(rec.prompt_hash)
-        if not self._request_intact(txn, digest, rec.prompt_hash):
-            txn.put(digest, pack_bytes(item.request), db=self._requests)
+        encoded = rec.encode()
+        if len(encoded) < CHUNK_RECORDS_FROM:
+            txn.put(cid.encode(), encoded, db=self._traces)
+        else:  # an imported turn lists every earlier block: most of it is the last turn's
+            put_chunked(txn, self.chunks, self._traces, cid.encode(), request_parts(encoded))
+        if not self._request_intact(txn, rec.prompt_hash):
+            put_request(txn, self.chunks, self._requests, item.request)
         if item.response is not None:
             txn.put(cid.encode(), pack_bytes(item.response), db=self._responses)
         for key, db in self._index_rows(rec):
@@ -169,14 +223,18 @@ class LmdbTraceStore(TraceStore):
         if item.flag is not None:
             self._flag_txn(txn, replace(rec, flag=None), item.flag)
 
-    def _request_intact(self, txn: lmdb.Transaction, digest: bytes, expected: str) -> bool:
-        stored = _get(txn, digest, db=self._requests)
+    def _request_intact(self, txn: lmdb.Transaction, expected: str) -> bool:
+        return self._request_txn(txn, expected) is not None
+
+    def _request_txn(self, txn: lmdb.Transaction, expected: str) -> bytes | None:
+        """Return the stored request hashing to ``expected``, or None if missing or damaged."""
+        stored = _get(txn, bytes.fromhex(expected), db=self._requests)
         if stored is None:
-            return False
+            return None
         try:
-            return prompt_hash(unpack_bytes(stored)) == expected
+            return load_request(txn, self._chunks, stored, expected)
         except StoreCorrupted:
-            return False  # a damaged copy is replaced by the good bytes being recorded
+            return None  # a damaged copy reads as not replay-complete; a new record replaces it
 
     def _index_rows(self, rec: TraceRecord) -> list[tuple[bytes, Any]]:
         cid = rec.call_id
@@ -275,11 +333,17 @@ class LmdbTraceStore(TraceStore):
             txn.delete(_status_key(FLAGGED, cid), db=self._by_status)
             txn.delete(key, db=self._flags)
             self._bump_totals(txn, flagged=-1)
+        stored = _get(txn, key, db=self._traces)
+        if stored is not None and stored[:1] == CHUNKED:
+            release_row(txn, self.chunks, stored)
         for db in (self._traces, self._responses):
             txn.delete(key, db=db)
         digest = bytes.fromhex(rec.prompt_hash)
         if not _keys(txn, self._by_hash, digest, limit=1):
-            txn.delete(digest, db=self._requests)
+            stored = _get(txn, digest, db=self._requests)
+            if stored is not None:
+                release_row(txn, self.chunks, stored)
+                txn.delete(digest, db=self._requests)
         self._bump(txn, rec, -1, flagged=rec.flag is not None)
 
     # -- reads --------------------------------------------------------------------------
@@ -309,11 +373,10 @@ class LmdbTraceStore(TraceStore):
         raw = _get(txn, cid.encode(), db=self._traces)
         if raw is None:
             raise StoreCorrupted(f"trace {cid} is indexed but missing; run `llm386 verify`")
-        rec = TraceRecord.decode(raw)
+        rec = self.decode_record(txn, raw)
         flag_raw = _get(txn, cid.encode(), db=self._flags)
         flag = None if flag_raw is None else Flag(**json_load(flag_raw))
-        stored = _get(txn, bytes.fromhex(rec.prompt_hash), db=self._requests)
-        return with_read_state(rec, flag, None if stored is None else _safe_unpack(stored))
+        return replace(rec, flag=flag, replay_complete=self._request_intact(txn, rec.prompt_hash))
 
     def get_many(self, call_ids: Sequence[str]) -> list[TraceRecord]:
         """Return several records (full ids or unique prefixes) read in one transaction."""
@@ -361,9 +424,14 @@ class LmdbTraceStore(TraceStore):
         return cast(TraceGeneration, self._read(self._generation_txn))
 
     def request_bytes(self, prompt_hash: str) -> bytes | None:
+        """Return the request bytes with this hash; raise StoreCorrupted if they are damaged."""
         digest = bytes.fromhex(check_hash(prompt_hash))
-        stored = self._read(lambda txn: _get(txn, digest, db=self._requests))
-        return None if stored is None else unpack_bytes(stored)
+
+        def load(txn: lmdb.Transaction) -> bytes | None:
+            stored = _get(txn, digest, db=self._requests)
+            return None if stored is None else load_request(txn, self._chunks, stored, prompt_hash)
+
+        return cast("bytes | None", self._read(load))
 
     def resolve_prompt_hash(self, prefix: str) -> str:
         full = self._full_hash(prefix)
@@ -563,13 +631,6 @@ def _iter_keys(txn: lmdb.Transaction, db: Any, prefix: bytes, *, reverse: bool) 
 
 def _get(txn: lmdb.Transaction, key: bytes, *, db: Any) -> bytes | None:
     return cast("bytes | None", txn.get(key, db=db))
-
-
-def _safe_unpack(stored: bytes) -> bytes | None:
-    try:
-        return unpack_bytes(stored)
-    except StoreCorrupted:
-        return None  # shows as not replay-complete rather than failing the whole read
 
 
 def _count_of(calls: int, flagged_count: int, flagged: bool | None) -> int:

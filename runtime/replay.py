@@ -32,7 +32,7 @@ from typing import Any
 from . import __version__
 from .accounting import Price, get_price
 from .blocks import canonical_json
-from .errors import InvalidInput, ModelCallFailed, ReplayMismatch, UnknownModel
+from .errors import InvalidInput, ModelCallFailed, ReplayMismatch, StoreCorrupted, UnknownModel
 from .fidelity import replay_capability
 from .lifecycle import check_callable
 from .models import ModelClient, ModelResponse
@@ -319,7 +319,12 @@ def check_replayable(record: TraceRecord) -> None:
 
 def stored_request(traces: TraceStore, record: TraceRecord) -> bytes:
     """Return the record's stored request bytes, or raise ReplayMismatch if they are damaged."""
-    request = traces.request_bytes(record.prompt_hash)
+    try:
+        request = traces.request_bytes(record.prompt_hash)
+    except StoreCorrupted as exc:
+        raise ReplayMismatch(
+            f"refused to replay trace {record.call_id}: {exc}. Nothing was sent or recorded"
+        ) from None
     if request is None:
         raise ReplayMismatch(
             f"trace {record.call_id} has no stored request bytes, so nothing was sent; "

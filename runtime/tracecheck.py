@@ -1,9 +1,12 @@
 """Verify and repair for the LMDB trace store: re-hash every request, check every index.
 
+Every request is rebuilt from its chunks and re-hashed; the chunk counts are recomputed from the
+request rows and compared with the stored ones.
+
 Verify reads everything in one read transaction and changes nothing. Repair runs in one write
 transaction: it rebuilds every index row and aggregate from the records (the records and the
 request bytes are the truth; everything else is derived) and drops request bytes no record
-uses. A record whose stored request is missing or no longer hashes to its prompt hash cannot be
+uses, then recomputes the chunk counts and drops chunks no request uses. A record whose stored request is missing or no longer hashes to its prompt hash cannot be
 repaired (the true bytes are unknown): it is reported, stays listed, and reads as not
 replay-complete.
 """
@@ -14,9 +17,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from .blocks import canonical_json
+from .lmdbchunks import chunk_problems, load_request, rebuild_refs
 from .lmdbenv import Txn
 from .store import Problem, RepairReport, VerifyReport
-from .tracer import SessionTraceStats, TraceRecord, prompt_hash
+from .tracer import SessionTraceStats, TraceRecord
 
 if TYPE_CHECKING:
     from .lmdbtraces import LmdbTraceStore
@@ -28,7 +32,7 @@ def _records(txn: Txn, traces: LmdbTraceStore) -> tuple[dict[str, TraceRecord], 
     with txn.cursor(db=traces._traces) as cur:
         for key, raw in cur:
             try:
-                records[key.decode()] = TraceRecord.decode(raw)
+                records[key.decode()] = traces.decode_record(txn, raw)
             except Exception:  # noqa: BLE001 - any decoding failure is the damage we report
                 problems.append(Problem("trace-unreadable", key.decode(errors="replace"), False))
     return records, problems
@@ -37,20 +41,12 @@ def _records(txn: Txn, traces: LmdbTraceStore) -> tuple[dict[str, TraceRecord], 
 def _request_problems(
     txn: Txn, traces: LmdbTraceStore, records: dict[str, TraceRecord]
 ) -> list[Problem]:
-    from .lmdbtraces import unpack_bytes
-
     problems: list[Problem] = []
     used = {r.prompt_hash for r in records.values()}
     checked: dict[str, bool] = {}
     for cid, rec in sorted(records.items()):
         if rec.prompt_hash not in checked:
-            stored = txn.get(bytes.fromhex(rec.prompt_hash), db=traces._requests)
-            try:
-                checked[rec.prompt_hash] = (
-                    stored is not None and prompt_hash(unpack_bytes(stored)) == rec.prompt_hash
-                )
-            except Exception:  # noqa: BLE001 - undecodable bytes are a mismatch
-                checked[rec.prompt_hash] = False
+            checked[rec.prompt_hash] = _request_ok(txn, traces, rec.prompt_hash)
         if not checked[rec.prompt_hash]:
             problems.append(
                 Problem(
@@ -65,7 +61,21 @@ def _request_problems(
                 problems.append(
                     Problem("request-orphan", f"request {key.hex()[:12]} is used by no trace")
                 )
+    if traces._chunks is not None:
+        problems += [Problem(code, detail) for code, detail in
+                     chunk_problems(txn, traces._chunks, traces.chunked_rows)]  # fmt: skip
     return problems
+
+
+def _request_ok(txn: Txn, traces: LmdbTraceStore, expected: str) -> bool:
+    stored = txn.get(bytes.fromhex(expected), db=traces._requests)
+    if stored is None:
+        return False
+    try:
+        load_request(txn, traces._chunks, stored, expected)
+    except Exception:  # noqa: BLE001 - undecodable or missing pieces are a mismatch
+        return False
+    return True
 
 
 def _expected_rows(
@@ -191,6 +201,8 @@ def _drop_orphans(txn: Txn, traces: LmdbTraceStore, records: dict[str, TraceReco
         orphans = [k for k in cur.iternext(keys=True, values=False) if k not in used]
     for key in orphans:
         txn.delete(key, db=traces._requests)
+    if traces._chunks is not None:
+        rebuild_refs(txn, traces._chunks, traces.chunked_rows)
     with txn.cursor(db=traces._flags) as cur:
         stale = [k for k in cur.iternext(keys=True, values=False) if k.decode() not in records]
     for key in stale:

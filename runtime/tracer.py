@@ -32,7 +32,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import Any
@@ -40,6 +40,7 @@ from typing import Any
 from .blocks import canonical_json, check_session
 from .errors import InvalidInput, StoreCorrupted
 from .models.response import Attempt as AttemptRecord  # one type for an HTTP attempt
+from .requestchunks import RequestParts
 from .store import RepairReport, VerifyReport
 from .storecodec import json_load
 
@@ -251,18 +252,25 @@ def prompt_hash(request: bytes) -> str:
     return hashlib.sha256(request).hexdigest()
 
 
-def check_record(record: TraceRecord, request: bytes, response: bytes | None = None) -> None:
-    """Raise InvalidInput unless ``record`` is well formed and its bytes hash to its hashes."""
+def check_record(
+    record: TraceRecord, request: bytes | RequestParts, response: bytes | None = None
+) -> None:
+    """Raise InvalidInput unless ``record`` is well formed and its bytes hash to its hashes.
+
+    Chunked request parts carry the hash and size their builder computed from the bytes."""
     check_call_id(record.call_id, full=True)
     check_session(record.session)
     if record.turn < 1:
         raise InvalidInput(f"turn {record.turn} is not valid; turns are numbered from 1")
-    actual = prompt_hash(request)
-    if record.prompt_hash != actual or record.request_size != len(request):
+    if isinstance(request, RequestParts):
+        actual, size = request.prompt_hash, request.size
+    else:
+        actual, size = prompt_hash(request), len(request)
+    if record.prompt_hash != actual or record.request_size != size:
         raise InvalidInput(
             f"trace {record.call_id} says prompt hash {record.prompt_hash[:12]} over "
             f"{record.request_size} bytes, but the request bytes hash to {actual[:12]} over "
-            f"{len(request)}; build the record with TraceRecord fields from prompt_hash(request)"
+            f"{size}; build the record with TraceRecord fields from prompt_hash(request)"
         )
     if response is not None and record.response_hash not in (None, prompt_hash(response)):
         raise InvalidInput(
@@ -436,6 +444,19 @@ class StoredTrace:
 
 
 @dataclass(frozen=True)
+class ChunkedTrace:
+    """A new record whose request comes as chunks (``runtime.requestchunks``), never whole.
+
+    What a long session's import writes: its requests share almost all their bytes, and
+    building each one whole would cost memory and time growing with the square of its length."""
+
+    record: TraceRecord
+    request: RequestParts
+    response: bytes | None = None
+    flag: Flag | None = None
+
+
+@dataclass(frozen=True)
 class TraceGeneration:
     """How many writes a trace store has taken, bumped in the same transaction as each write.
 
@@ -460,6 +481,14 @@ class TraceStore(abc.ABC):
     @abc.abstractmethod
     def record_many(self, items: Sequence[StoredTrace]) -> None:
         """Store several new records in one atomic write."""
+
+    def record_stream(self, items: Callable[[], Iterable[ChunkedTrace]]) -> int:
+        """Store what ``items()`` yields in one atomic write; return how many were stored.
+
+        A store may call ``items`` again to retry; this default holds them all at once."""
+        batch = [StoredTrace(i.record, i.request.join(), i.response, i.flag) for i in items()]
+        self.record_many(batch)
+        return len(batch)
 
     @abc.abstractmethod
     def get(self, call_id: str) -> TraceRecord:

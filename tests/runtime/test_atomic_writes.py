@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,8 @@ def env(tmp_path):
 class _FailsAfterFirstTrace(LmdbTraceStore):
     """A trace store that fails (like a full disk) once the import's first record is written."""
 
-    def record_many_txn(self, txn, items) -> None:
-        super().record_many_txn(txn, items[:1])
+    def record_chunked_txn(self, txn, items) -> int:
+        super().record_chunked_txn(txn, [next(iter(items))])
         raise StoreFull("the disk filled up (injected)")
 
 
@@ -117,8 +118,9 @@ def test_verify_finds_a_doubled_import_and_repair_keeps_one_copy(env, tmp_path, 
     # Two imports that both compared with the empty store before either wrote (the old race).
     both = [reconcile(store, traces, p), reconcile(store, traces, p)]
     for planned in both:
-        traces.record_many(new_records(store, planned, write_blocks(store, planned),
-                                       ImportOptions()))  # fmt: skip
+        seqs = write_blocks(store, planned)
+        tokens = store.token_counts(list(planned.block_ids), "o200k_base")
+        traces.record_stream(partial(new_records, planned, seqs, tokens, ImportOptions()))
     assert len(store.entry_refs(SESSION)) == 2 * single
     code, out = _verify(tmp_path / "store", capsys)
     assert code == 2 and f"duplicated-import: {SESSION}" in out
