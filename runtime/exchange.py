@@ -26,13 +26,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, lmdbenv
+from . import __version__, limits, lmdbenv
 from .blocks import (
     Block,
     BlockKind,
@@ -58,7 +57,6 @@ from .tracer import (
     new_call_id,
     prompt_hash,
 )
-from .transcripts import decode_text
 
 FORMAT = "llm386-session"
 VERSION = 1
@@ -222,11 +220,10 @@ def _check_digest(reader: _Reader, raw_lines: list[bytes]) -> None:
 
 def _json_line(reader: _Reader, n: int, raw: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(decode_text(raw, reader.name))
-    except MalformedFile as exc:
-        raise reader.fail(n, str(exc).split(": ", 1)[-1]) from None
-    except json.JSONDecodeError as exc:
-        raise reader.fail(n, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+        value = limits.loads(raw, reader.name, line_offset=n - 1)
+    except limits.InputRejected as exc:
+        at = "" if exc.column is None else f" at column {exc.column}"
+        raise reader.fail(n, f"{exc.reason}{at}") from None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise reader.fail(n, 'expected a JSON object with a "type"')
     return value
