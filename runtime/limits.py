@@ -28,10 +28,12 @@ from .errors import MalformedFile
 # A JSON string, a bracket, or a bare word the standard parser accepts but JSON does not.
 # Possessive quantifiers: a string is one match with no backtracking state, however long.
 _JSON_TOKEN = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[\]{}]|NaN|-?Infinity', re.DOTALL)
-_JSON_NUMBER = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?', re.DOTALL)
+_JSON_NUMBER = re.compile(
+    r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?', re.DOTALL
+)
 # TOML strings (all four kinds) and comments hide brackets; what is left is structure.
 _TOML_TOKEN = re.compile(
-    r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*|[\[\]{}]',
+    r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*|[\[\]{}]|[0-9][0-9_]*+',
     re.DOTALL,
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -55,6 +57,7 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+RESPONSE_LIMITS = Limits(max_bytes=64 * 1024 * 1024)
 CONFIG_LIMITS = Limits(max_bytes=1024 * 1024, max_depth=16, max_int_digits=30)
 
 
@@ -109,17 +112,27 @@ def decode(data: bytes | str, source: str, limits: Limits = DEFAULT_LIMITS) -> s
         ) from None
 
 
-def _check_depth(text: str, tokens: re.Pattern[str], source: str, max_depth: int, line_offset: int) -> None:
+def _scan(
+    text: str, tokens: re.Pattern[str], source: str, limits: Limits, line_offset: int
+) -> None:
+    """Check nesting depth (and bare literals) in one pass over ``tokens``, without recursion."""
     depth = 0
     for match in tokens.finditer(text):
         char = match.group()
         if char in _OPENERS:
             depth += 1
-            if depth > max_depth:
+            if depth > limits.max_depth:
                 raise InputRejected(
                     f"{source} {_position(text, match.start(), line_offset)}",
-                    f"nested deeper than {max_depth} levels",
-                    "flatten the data; nothing this deep is a transcript, export or reply",
+                    f"nested deeper than {limits.max_depth} levels",
+                    "flatten the data; nothing this deep is expected here",
+                )
+        elif char[0].isdigit():
+            if len(char.replace("_", "")) > limits.max_int_digits:
+                raise InputRejected(
+                    f"{source} {_position(text, match.start(), line_offset)}",
+                    f"a number of {len(char):,} digits",
+                    f"numbers may have at most {limits.max_int_digits} digits",
                 )
         elif char in "]}":
             depth = max(depth - 1, 0)
@@ -127,7 +140,9 @@ def _check_depth(text: str, tokens: re.Pattern[str], source: str, max_depth: int
             raise _not_a_number(source, text, match.start(), char, line_offset)
 
 
-def _not_a_number(source: str, text: str, offset: int, literal: str, line_offset: int) -> InputRejected:
+def _not_a_number(
+    source: str, text: str, offset: int, literal: str, line_offset: int
+) -> InputRejected:
     return InputRejected(
         f"{source} {_position(text, offset, line_offset)}",
         f"{literal[:40]} is not a JSON number (NaN and Infinity are not allowed)",
@@ -167,7 +182,7 @@ def loads(
     ``line_offset`` is added to reported lines (for one line of a JSON Lines file).
     """
     text = decode(data, source, limits)
-    _check_depth(text, _JSON_TOKEN, source, limits.max_depth, line_offset)
+    _scan(text, _JSON_TOKEN, source, limits, line_offset)
     try:
         value = json.loads(
             text,
@@ -188,7 +203,9 @@ def loads(
     return value
 
 
-def _locate(text: str, source: str, refused: _Refused, limits: Limits, line_offset: int) -> InputRejected:
+def _locate(
+    text: str, source: str, refused: _Refused, limits: Limits, line_offset: int
+) -> InputRejected:
     """Find where the literal a hook refused stands (only on this error path)."""
     offset = 0
     for match in _JSON_NUMBER.finditer(text):
@@ -202,8 +219,13 @@ def _locate(text: str, source: str, refused: _Refused, limits: Limits, line_offs
     return InputRejected(f"{source} {_position(text, offset, line_offset)}", refused.reason, advice)
 
 
-def check_value(value: Any, source: str = "input", limits: Limits = DEFAULT_LIMITS) -> None:
-    """Check parsed outside data (strings, numbers, sizes, depth) without recursing over it."""
+def check_value(
+    value: Any, source: str = "input", limits: Limits = DEFAULT_LIMITS, *, finite: bool = True
+) -> None:
+    """Check parsed outside data (strings, numbers, sizes, depth) without recursing over it.
+
+    ``finite=False`` lets NaN and infinities through, for a caller that reports them itself.
+    """
     for path, item in _walk(value, source, limits):
         if isinstance(item, str):
             _check_string(item, source, path, limits)
@@ -216,7 +238,7 @@ def check_value(value: Any, source: str = "input", limits: Limits = DEFAULT_LIMI
                     f"an integer of about {int(item.bit_length() / 3.32):,} digits",
                     f"integers may have at most {limits.max_int_digits} digits",
                 )
-        elif isinstance(item, float) and not math.isfinite(item):
+        elif isinstance(item, float) and finite and not math.isfinite(item):
             raise InputRejected(
                 f"{source} at {path}", f"{item} is not a finite number", "write a finite number"
             )
@@ -252,7 +274,9 @@ def _walk(value: Any, source: str, limits: Limits) -> Iterator[tuple[str, Any]]:
         path, item, depth = stack.pop()
         if depth > limits.max_depth:
             raise InputRejected(
-                f"{source} at {path}", f"nested deeper than {limits.max_depth} levels", "flatten the data"
+                f"{source} at {path}",
+                f"nested deeper than {limits.max_depth} levels",
+                "flatten the data",
             )
         yield path, item
         if isinstance(item, dict):
@@ -274,4 +298,4 @@ def _child(path: str, key: Any) -> str:
 def check_toml_text(text: str, source: str, limits: Limits = CONFIG_LIMITS) -> None:
     """Check a TOML document's size and nesting before ``tomllib`` (which recurses) reads it."""
     decode(text, source, limits)
-    _check_depth(text, _TOML_TOKEN, source, limits.max_depth, 0)
+    _scan(text, _TOML_TOKEN, source, limits, 0)

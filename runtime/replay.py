@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import __version__
+from . import __version__, limits
 from .accounting import Price, get_price
 from .blocks import canonical_json
-from .errors import InvalidInput, ModelCallFailed, ReplayMismatch, UnknownModel
+from .errors import InvalidInput, Llm386Error, ModelCallFailed, ReplayMismatch, UnknownModel
 from .lifecycle import check_callable
 from .models import ModelClient, ModelResponse
 from .models.offline import OFFLINE_MODEL_NAME
@@ -166,8 +166,8 @@ def model_of(client: ModelClient, request: bytes) -> str:
     if provider_of(client) is Provider.OFFLINE:
         return OFFLINE_MODEL_NAME
     try:
-        model = json.loads(request).get("model")
-    except (ValueError, AttributeError):
+        model = limits.loads(request, "the request").get("model")
+    except (Llm386Error, AttributeError):
         model = None
     return str(model) if model else "unknown"
 
