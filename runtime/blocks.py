@@ -82,11 +82,20 @@ class Provenance:
         return {"source": self.source, "parents": list(self.parents), "labels": list(self.labels)}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> Provenance:
-        parents = data.get("parents") or []
-        labels = data.get("labels") or []
-        assert isinstance(parents, list) and isinstance(labels, list)
-        return cls(str(data.get("source") or ""), tuple(map(str, parents)), tuple(map(str, labels)))
+    def from_json(cls, data: object) -> Provenance:
+        """Read a provenance object; raise InvalidBlock unless its fields have their types."""
+        if not isinstance(data, dict):
+            raise InvalidBlock("provenance must be an object with source, parents and labels")
+        parents, labels = data.get("parents") or [], data.get("labels") or []
+        source = data.get("source") or ""
+        lists = (parents, labels)
+        if not isinstance(source, str) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists
+        ):
+            raise InvalidBlock(
+                "provenance needs a text source and lists of text parents and labels"
+            )
+        return cls(source, tuple(parents), tuple(labels))
 
 
 def content_hash(kind: BlockKind, body: str) -> str:

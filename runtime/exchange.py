@@ -252,7 +252,7 @@ def _take(reader: _Reader, parsed: _Parsed, n: int, item: Mapping[str, Any]) -> 
                 raise InvalidInput("the block's id is not the hash of its kind and body")
             parsed.blocks[item["id"]] = (bkind, body)
         elif kind == "entry":
-            parsed.entries.append((n, item))
+            parsed.entries.append((n, _checked_entry(item)))
         elif kind == "edge":
             parsed.edges.append(
                 Edge(
@@ -292,8 +292,39 @@ def _trace(item: Mapping[str, Any]) -> StoredTrace:
     response = None if item.get("response") is None else _bytes_from(item["response"], "response")
     if response is not None and record.response_hash not in (None, prompt_hash(response)):
         raise InvalidInput("response bytes do not hash to the record's response hash")
-    flag = item.get("flag")
-    return StoredTrace(record, request, response, Flag(**flag) if isinstance(flag, dict) else None)
+    return StoredTrace(record, request, response, _flag(item.get("flag")))
+
+
+def _flag(value: Any) -> Flag | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or sorted(value) != ["flagged_at", "note"]
+        or not isinstance(value["note"], str)
+        or not _is_int(value["flagged_at"])
+    ):
+        raise InvalidInput('the flag must be null or {"note": text, "flagged_at": integer}')
+    return Flag(value["note"], value["flagged_at"])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_entry(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return an entry line after checking the type of every field import reads."""
+    priority = item.get("priority")
+    if not _is_int(item.get("seq")) or item["seq"] < 0:
+        raise InvalidInput('"seq" must be an integer >= 0')
+    if not isinstance(item.get("block"), str):
+        raise InvalidInput('"block" must be a block id')
+    if isinstance(priority, bool) or not isinstance(priority, int | float):
+        raise InvalidInput('"priority" must be a number')
+    if not _is_int(item.get("created_at")) or not 0 <= item["created_at"] < 2**63:
+        raise InvalidInput('"created_at" must be an integer (ms since the epoch)')
+    Provenance.from_json(item.get("provenance") or {})
+    return item
 
 
 def _check_references(reader: _Reader, parsed: _Parsed) -> None:

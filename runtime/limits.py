@@ -2,7 +2,8 @@
 
 Owns: ``Limits`` (size, nesting depth, integer digits, string length, items per container),
 ``DEFAULT_LIMITS``, ``loads`` (safe JSON), ``check_toml_text`` and ``check_value`` (for parsers
-that are not ours), and ``InputRejected``.
+that are not ours), ``check_fields`` (typed records built from outside data), and
+``InputRejected``.
 
 Invariants:
 - Outside data is checked here before anything else touches it, so no later step meets a value
@@ -19,11 +20,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MalformedFile
+from .errors import InvalidInput, MalformedFile
 
 # A JSON string, a bracket, or a bare word the standard parser accepts but JSON does not.
 # Possessive quantifiers: a string is one match with no backtracking state, however long.
@@ -299,3 +302,69 @@ def check_toml_text(text: str, source: str, limits: Limits = CONFIG_LIMITS) -> N
     """Check a TOML document's size and nesting before ``tomllib`` (which recurses) reads it."""
     decode(text, source, limits)
     _scan(text, _TOML_TOKEN, source, limits, 0)
+
+
+# -- typed records from outside --------------------------------------------------------------
+
+INT_RANGE = (-(2**63), 2**63 - 1)  # what the stores' fixed-width keys and codecs hold
+
+
+def check_fields(obj: Any, what: str) -> None:
+    """Raise InvalidInput unless every field of dataclass ``obj`` has its annotated type.
+
+    For records built from outside JSON with ``cls(**data)``: Python checks no annotation, and a
+    wrong type (a list for a count, a string for a time) would only fail later, deep in a store.
+    Integers must also fit in 64 bits.
+    """
+    hints = typing.get_type_hints(type(obj))
+    for name in obj.__dataclass_fields__:
+        value = getattr(obj, name)
+        if not _has_type(value, hints[name]):
+            raise InvalidInput(
+                f"{what}: {name} is {_kind(value)}, expected {_hint_name(hints[name])}"
+            )
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_has_type(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return _is_int(value)
+    if hint is float:
+        return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_has_type(v, args[0]) for v in value)
+    if origin is not None:
+        return isinstance(value, origin)
+    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        if not isinstance(value, hint):
+            return False
+        check_fields(value, hint.__name__)
+        return True
+    return isinstance(value, hint)
+
+
+def _is_int(value: Any) -> bool:
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and INT_RANGE[0] <= value <= INT_RANGE[1]
+    )
+
+
+def _kind(value: Any) -> str:
+    if _is_int(value) or isinstance(value, int | float) and not isinstance(value, bool):
+        text = repr(value)
+        return text if len(text) <= 24 else f"a {len(text)}-character number"
+    return type(value).__name__
+
+
+def _hint_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("collections.abc.", "")

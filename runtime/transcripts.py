@@ -146,7 +146,10 @@ def _reward(where: _Where, item: Mapping[str, Any]) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise where.fail(f'"reward" must be a number, found {_type(value)}')
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise where.fail('"reward" is too large; a reward is a number such as 0 or 1') from None
 
 
 def _check_message(where: _Where, number: int, message: Any) -> None:
