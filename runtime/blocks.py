@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .errors import InvalidBlock, InvalidEdge, InvalidSession
+from .errors import InvalidBlock, InvalidEdge, InvalidSession, NotCanonicalJson
 
 HASH_HEX_LEN = 64
 SHORT_ID_LEN = 12
@@ -286,10 +286,24 @@ class SessionInfo:
 
 
 def canonical_json(value: object) -> bytes:
-    """Return the canonical JSON bytes of ``value``: sorted keys, no spaces, UTF-8."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """Return the canonical JSON bytes of ``value``: sorted keys, no spaces, UTF-8.
+
+    Raises NotCanonicalJson (a ValueError too) for what has no canonical JSON: NaN or Infinity,
+    integers Python will not write (over 4,300 digits), lone surrogates, nesting too deep to
+    encode. Outside data never gets here with those (``runtime.limits`` refuses it at the
+    door), so this names a bug in the caller rather than crashing with a bare traceback.
+    """
+    try:
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        return text.encode("utf-8")
+    except (ValueError, RecursionError, UnicodeEncodeError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+        raise NotCanonicalJson(
+            f"this value has no canonical JSON ({reason}); report it as a bug, with the "
+            "command that led here"
+        ) from None
 
 
 # -- tool calls and results -------------------------------------------------------------------

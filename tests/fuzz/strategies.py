@@ -230,3 +230,36 @@ def export_files(draw: st.DrawFn, lines: list[bytes]) -> bytes:
     else:
         out.append(lines[-1])
     return draw(damaged(b"".join(out)))
+
+
+# -- llm386.toml ------------------------------------------------------------------------------
+
+TOML_SECTIONS = ["budgets", "retrievers.recency", "retrievers.bm25", "retrievers.embedding",
+                 "retrievers.pinned", "store", "anthropic", 'models."claude-haiku-4-5"',
+                 "models.mine", "extras"]  # fmt: skip
+TOML_KEYS = ["state", "plan", "recent", "retrieved", "tools", "weight", "mode", "half_life",
+             "k1", "b", "dimensions", "path", "max_block_bytes", "timeout_seconds", "max_retries",
+             "base_url", "max_context_tokens", "reserved_output_tokens", "provider", "tokenizer",
+             "api_key", "x"]  # fmt: skip
+toml_value = st.one_of(
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats().map(lambda f: {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(str(f), repr(f))),
+    st.sampled_from(["true", "false", '"half-life"', "'linear'", '"http://127.0.0.1:1"', '""',
+                     '"\\ud800"', '"\\u0000"', "1979-05-27T07:32:00Z", "0x7fffffff", "1_000",
+                     "9" * 5000, "[" * 5000 + "]" * 5000, "{a = " * 400 + "1" + "}" * 400,
+                     "[1, [2, [3]]]", "{x = 1}", '"""\n[[[[\n"""']),
+    st.text(max_size=12).map(lambda t: '"' + t.replace("\\", "").replace('"', "") + '"'),
+)  # fmt: skip
+
+
+@st.composite
+def toml_files(draw: st.DrawFn) -> bytes:
+    """An llm386.toml of known (and unknown) sections and keys with hostile values."""
+    lines = []
+    for section in draw(st.lists(st.sampled_from(TOML_SECTIONS), max_size=4)):
+        lines.append(f"[{section}]")
+        for key in draw(st.lists(st.sampled_from(TOML_KEYS), max_size=4, unique=True)):
+            lines.append(f"{key} = {draw(toml_value)}")
+    if draw(st.integers(0, 9)) == 0:
+        lines.append(draw(st.text(max_size=30)))  # a line of anything
+    return draw(damaged("\n".join(lines).encode("utf-8", "surrogatepass")))
