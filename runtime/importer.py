@@ -20,13 +20,12 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, limits
 from .blocks import (
     BlockKind,
     Edge,
@@ -126,9 +125,9 @@ def session_id(t: Transcript, prefix: str) -> str:
 def _tool_call_body(call: Mapping[str, Any]) -> str:
     fn = call["function"]
     try:
-        arguments: Any = json.loads(fn["arguments"])
-    except json.JSONDecodeError:
-        arguments = fn["arguments"]  # not JSON: kept exactly as the model wrote it
+        arguments: Any = limits.loads(fn["arguments"], "arguments")
+    except limits.InputRejected:
+        arguments = fn["arguments"]  # not (safe) JSON: kept exactly as the model wrote it
     return ToolCall(call["id"], fn["name"], arguments).body()
 
 

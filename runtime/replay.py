@@ -23,7 +23,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -371,8 +370,8 @@ def _openai_message_content(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     for call in message.get("tool_calls") or ():
         fn = call.get("function", {})
         try:
-            arguments = json.loads(fn.get("arguments", "{}"))
-        except (TypeError, ValueError):
+            arguments = limits.loads(fn.get("arguments", "{}"), "arguments")
+        except (TypeError, Llm386Error):
             arguments = fn.get("arguments")
         out.append({"type": "tool_use", "name": fn.get("name"), "input": arguments})
     return out

@@ -115,3 +115,23 @@ def test_check_fields_refuses_wrong_types_and_integers_past_64_bits() -> None:
                        (_Row(1, 1.0, 3), "name")]:  # type: ignore[arg-type]  # fmt: skip
         with pytest.raises(InvalidInput, match=f"row: {field} is"):
             limits.check_fields(row, "row")
+
+
+@pytest.mark.parametrize("arguments", ["[" * 5000 + "]" * 5000, '{"x": NaN}', "9" * 5000])
+def test_hostile_tool_call_arguments_are_kept_as_written_not_crashed_on(arguments, tmp_path):
+    from runtime import LmdbStore
+    from runtime.importer import import_transcripts
+    from runtime.lmdbtraces import LmdbTraceStore
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "content": "ok", "tool_call_id": "c1"}]  # fmt: skip
+    store = LmdbStore(tmp_path / "store")
+    try:
+        data = json.dumps([{"session": "s", "messages": messages}]).encode()
+        import_transcripts(store, LmdbTraceStore(store), data, name="t.json")
+        bodies = [e.block.body for e in store.entries("s") if e.block.kind.value == "tool-call"]
+        assert [json.loads(body)["input"] for body in bodies] == [arguments]
+    finally:
+        store.close()
