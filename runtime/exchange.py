@@ -319,7 +319,7 @@ def _checked_entry(item: Mapping[str, Any]) -> Mapping[str, Any]:
         raise InvalidInput('"seq" must be an integer >= 0')
     if not isinstance(item.get("block"), str):
         raise InvalidInput('"block" must be a block id')
-    if isinstance(priority, bool) or not isinstance(priority, int | float):
+    if isinstance(priority, bool) or not isinstance(priority, int | float) or abs(priority) > 1e300:
         raise InvalidInput('"priority" must be a number')
     if not _is_int(item.get("created_at")) or not 0 <= item["created_at"] < 2**63:
         raise InvalidInput('"created_at" must be an integer (ms since the epoch)')
