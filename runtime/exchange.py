@@ -284,6 +284,7 @@ def _trace(item: Mapping[str, Any]) -> StoredTrace:
     if not isinstance(item.get("record"), dict):
         raise InvalidInput("the record is missing")
     record = TraceRecord.from_json(item["record"])
+    limits.check_fields(record, "the record")  # typed before anything sorts or keys on it
     request = _bytes_from(item.get("request"), "request")
     if prompt_hash(request) != record.prompt_hash:
         raise InvalidInput(
