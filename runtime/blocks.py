@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .errors import InvalidBlock, InvalidEdge, InvalidSession
+from .errors import InvalidBlock, InvalidEdge, InvalidSession, NotCanonicalJson
 
 HASH_HEX_LEN = 64
 SHORT_ID_LEN = 12
@@ -82,11 +82,20 @@ class Provenance:
         return {"source": self.source, "parents": list(self.parents), "labels": list(self.labels)}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> Provenance:
-        parents = data.get("parents") or []
-        labels = data.get("labels") or []
-        assert isinstance(parents, list) and isinstance(labels, list)
-        return cls(str(data.get("source") or ""), tuple(map(str, parents)), tuple(map(str, labels)))
+    def from_json(cls, data: object) -> Provenance:
+        """Read a provenance object; raise InvalidBlock unless its fields have their types."""
+        if not isinstance(data, dict):
+            raise InvalidBlock("provenance must be an object with source, parents and labels")
+        parents, labels = data.get("parents") or [], data.get("labels") or []
+        source = data.get("source") or ""
+        lists = (parents, labels)
+        if not isinstance(source, str) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists
+        ):
+            raise InvalidBlock(
+                "provenance needs a text source and lists of text parents and labels"
+            )
+        return cls(source, tuple(parents), tuple(labels))
 
 
 def content_hash(kind: BlockKind, body: str) -> str:
@@ -277,10 +286,24 @@ class SessionInfo:
 
 
 def canonical_json(value: object) -> bytes:
-    """Return the canonical JSON bytes of ``value``: sorted keys, no spaces, UTF-8."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """Return the canonical JSON bytes of ``value``: sorted keys, no spaces, UTF-8.
+
+    Raises NotCanonicalJson (a ValueError too) for what has no canonical JSON: NaN or Infinity,
+    integers Python will not write (over 4,300 digits), lone surrogates, nesting too deep to
+    encode. Outside data never gets here with those (``runtime.limits`` refuses it at the
+    door), so this names a bug in the caller rather than crashing with a bare traceback.
+    """
+    try:
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        return text.encode("utf-8")
+    except (ValueError, RecursionError, UnicodeEncodeError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+        raise NotCanonicalJson(
+            f"this value has no canonical JSON ({reason}); report it as a bug, with the "
+            "command that led here"
+        ) from None
 
 
 # -- tool calls and results -------------------------------------------------------------------

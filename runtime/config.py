@@ -31,6 +31,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
+from . import limits
 from .errors import ConfigError
 from .profiles import (
     ANTHROPIC,
@@ -251,9 +252,13 @@ def load_config(path: Path | None) -> Config:
         return Config.default()
     text = _read_text(path)
     try:
+        limits.check_toml_text(text, str(path))
         document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}; fix that line and retry") from exc
+        limits.check_value(document, str(path), limits.CONFIG_LIMITS, finite=False)
+    except limits.InputRejected as exc:
+        raise ConfigError(str(exc)) from None
+    except ValueError as exc:  # TOMLDecodeError, or an integer Python will not convert
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix that line and retry") from None
     _refuse_api_keys(document, path)
     return _Reader(path, text).config(document)
 

@@ -13,7 +13,9 @@ exception silently; callers (the CLI, the web app) catch ``Llm386Error`` and sho
     │   ├── UnknownModel             no profile by that name
     │   ├── ModelRetired             the model is retired: nothing is sent for it
     │   ├── MalformedFile            an import file that cannot be read (with line and reason)
+    │   │   └── InputRejected        outside data over a limit (runtime.limits), with its place
     │   ├── AmbiguousPrefix          a shortened id or hash that matches several (lists them)
+    │   ├── NotCanonicalJson         a value with no canonical JSON (NaN, huge int); also ValueError
     │   └── ReducerError             model output a reducer cannot turn into blocks
     ├── NotFound
     │   ├── BlockNotFound
@@ -82,6 +84,10 @@ class ModelRetired(InvalidInput):
 
 class MalformedFile(InvalidInput):
     """An input file cannot be parsed; the message names the line and the reason."""
+
+
+class NotCanonicalJson(InvalidInput, ValueError):
+    """A value has no canonical JSON; a ValueError too, as ``json.dumps`` raised before."""
 
 
 class ReducerError(InvalidInput):

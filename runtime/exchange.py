@@ -26,13 +26,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, lmdbenv
+from . import __version__, limits, lmdbenv
 from .blocks import (
     Block,
     BlockKind,
@@ -58,7 +57,6 @@ from .tracer import (
     new_call_id,
     prompt_hash,
 )
-from .transcripts import decode_text
 
 FORMAT = "llm386-session"
 VERSION = 1
@@ -222,11 +220,10 @@ def _check_digest(reader: _Reader, raw_lines: list[bytes]) -> None:
 
 def _json_line(reader: _Reader, n: int, raw: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(decode_text(raw, reader.name))
-    except MalformedFile as exc:
-        raise reader.fail(n, str(exc).split(": ", 1)[-1]) from None
-    except json.JSONDecodeError as exc:
-        raise reader.fail(n, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+        value = limits.loads(raw, reader.name, line_offset=n - 1)
+    except limits.InputRejected as exc:
+        at = "" if exc.column is None else f" at column {exc.column}"
+        raise reader.fail(n, f"{exc.reason}{at}") from None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise reader.fail(n, 'expected a JSON object with a "type"')
     return value
@@ -255,7 +252,7 @@ def _take(reader: _Reader, parsed: _Parsed, n: int, item: Mapping[str, Any]) -> 
                 raise InvalidInput("the block's id is not the hash of its kind and body")
             parsed.blocks[item["id"]] = (bkind, body)
         elif kind == "entry":
-            parsed.entries.append((n, item))
+            parsed.entries.append((n, _checked_entry(item)))
         elif kind == "edge":
             parsed.edges.append(
                 Edge(
@@ -287,6 +284,7 @@ def _trace(item: Mapping[str, Any]) -> StoredTrace:
     if not isinstance(item.get("record"), dict):
         raise InvalidInput("the record is missing")
     record = TraceRecord.from_json(item["record"])
+    limits.check_fields(record, "the record")  # typed before anything sorts or keys on it
     request = _bytes_from(item.get("request"), "request")
     if prompt_hash(request) != record.prompt_hash:
         raise InvalidInput(
@@ -295,8 +293,39 @@ def _trace(item: Mapping[str, Any]) -> StoredTrace:
     response = None if item.get("response") is None else _bytes_from(item["response"], "response")
     if response is not None and record.response_hash not in (None, prompt_hash(response)):
         raise InvalidInput("response bytes do not hash to the record's response hash")
-    flag = item.get("flag")
-    return StoredTrace(record, request, response, Flag(**flag) if isinstance(flag, dict) else None)
+    return StoredTrace(record, request, response, _flag(item.get("flag")))
+
+
+def _flag(value: Any) -> Flag | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or sorted(value) != ["flagged_at", "note"]
+        or not isinstance(value["note"], str)
+        or not _is_int(value["flagged_at"])
+    ):
+        raise InvalidInput('the flag must be null or {"note": text, "flagged_at": integer}')
+    return Flag(value["note"], value["flagged_at"])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_entry(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return an entry line after checking the type of every field import reads."""
+    priority = item.get("priority")
+    if not _is_int(item.get("seq")) or item["seq"] < 0:
+        raise InvalidInput('"seq" must be an integer >= 0')
+    if not isinstance(item.get("block"), str):
+        raise InvalidInput('"block" must be a block id')
+    if isinstance(priority, bool) or not isinstance(priority, int | float) or abs(priority) > 1e300:
+        raise InvalidInput('"priority" must be a number')
+    if not _is_int(item.get("created_at")) or not 0 <= item["created_at"] < 2**63:
+        raise InvalidInput('"created_at" must be an integer (ms since the epoch)')
+    Provenance.from_json(item.get("provenance") or {})
+    return item
 
 
 def _check_references(reader: _Reader, parsed: _Parsed) -> None:

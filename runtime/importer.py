@@ -27,14 +27,13 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, limits
 from .blocks import (
     BlockKind,
     Edge,
@@ -139,9 +138,9 @@ def session_id(t: Transcript, prefix: str) -> str:
 def _tool_call_body(call: Mapping[str, Any]) -> str:
     fn = call["function"]
     try:
-        arguments: Any = json.loads(fn["arguments"])
-    except json.JSONDecodeError:
-        arguments = fn["arguments"]  # not JSON: kept exactly as the model wrote it
+        arguments: Any = limits.loads(fn["arguments"], "arguments")
+    except limits.InputRejected:
+        arguments = fn["arguments"]  # not (safe) JSON: kept exactly as the model wrote it
     return ToolCall(call["id"], fn["name"], arguments).body()
 
 

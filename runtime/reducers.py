@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import limits
 from .blocks import (
     BlockKind,
     Edge,
@@ -173,7 +174,10 @@ def _content_blocks(name: str, output: Any) -> list[Mapping[str, Any]]:
 
 def _parse_json(name: str, text: str) -> Any:
     try:
-        return json.loads(text)
+        json.JSONDecoder().raw_decode(text.strip())  # syntax first, for the message below
+        return limits.loads(text, f"{name}: output")  # then depth, NaN, huge numbers
+    except limits.InputRejected as exc:
+        raise ReducerError(f"{exc}; nothing was stored") from None
     except json.JSONDecodeError as exc:
         raise ReducerError(
             f"{name}: output is not valid JSON: {exc.msg} at line {exc.lineno} column "

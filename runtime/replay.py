@@ -23,16 +23,22 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import __version__
+from . import __version__, limits
 from .accounting import Price, get_price
 from .blocks import canonical_json
-from .errors import InvalidInput, ModelCallFailed, ReplayMismatch, StoreCorrupted, UnknownModel
+from .errors import (
+    InvalidInput,
+    Llm386Error,
+    ModelCallFailed,
+    ReplayMismatch,
+    StoreCorrupted,
+    UnknownModel,
+)
 from .fidelity import replay_capability
 from .lifecycle import check_callable
 from .models import ModelClient, ModelResponse
@@ -202,8 +208,8 @@ def model_of(client: ModelClient, request: bytes) -> str:
     if provider_of(client) is Provider.OFFLINE:
         return OFFLINE_MODEL_NAME
     try:
-        model = json.loads(request).get("model")
-    except (ValueError, AttributeError):
+        model = limits.loads(request, "the request").get("model")
+    except (Llm386Error, AttributeError):
         model = None
     return str(model) if model else "unknown"
 
@@ -416,8 +422,8 @@ def _openai_message_content(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     for call in message.get("tool_calls") or ():
         fn = call.get("function", {})
         try:
-            arguments = json.loads(fn.get("arguments", "{}"))
-        except (TypeError, ValueError):
+            arguments = limits.loads(fn.get("arguments", "{}"), "arguments")
+        except (TypeError, Llm386Error):
             arguments = fn.get("arguments")
         out.append({"type": "tool_use", "name": fn.get("name"), "input": arguments})
     return out

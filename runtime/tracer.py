@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import Any
 
+from . import limits
 from .blocks import canonical_json, check_session
 from .errors import InvalidInput, StoreCorrupted
 from .models.response import Attempt as AttemptRecord  # one type for an HTTP attempt
@@ -258,10 +259,13 @@ def check_record(
     """Raise InvalidInput unless ``record`` is well formed and its bytes hash to its hashes.
 
     Chunked request parts carry the hash and size their builder computed from the bytes."""
+    limits.check_fields(record, "trace record")
     check_call_id(record.call_id, full=True)
     check_session(record.session)
-    if record.turn < 1:
+    if not 1 <= record.turn < 2**32:
         raise InvalidInput(f"turn {record.turn} is not valid; turns are numbered from 1")
+    if not 0 <= record.started_at < 2**63:
+        raise InvalidInput(f"started_at {record.started_at} is not a time in ms since the epoch")
     if isinstance(request, RequestParts):
         actual, size = request.prompt_hash, request.size
     else:

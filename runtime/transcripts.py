@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import limits
 from .errors import MalformedFile
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -40,39 +41,18 @@ class Transcript:
 
 def decode_text(data: bytes, name: str) -> str:
     """Return ``data`` as text, or raise MalformedFile with the line of the first bad byte."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise MalformedFile(
-            f"{name} line {line} column {col}: invalid UTF-8 (byte {exc.start}); "
-            "save the file as UTF-8"
-        ) from None
-
-
-def _json_error(name: str, exc: json.JSONDecodeError, line_offset: int = 0) -> MalformedFile:
-    return MalformedFile(
-        f"{name} line {exc.lineno + line_offset} column {exc.colno}: invalid JSON ({exc.msg})"
-    )
+    return limits.decode(data, name)
 
 
 def read_json(data: bytes, name: str) -> Any:
     """Return the JSON value of a whole file, or raise MalformedFile with line and column."""
-    text = decode_text(data, name)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _json_error(name, exc) from None
+    return limits.loads(data, name)
 
 
 def _items_of_array(text: str, name: str) -> list[tuple[int, Any]]:
     """Parse a JSON array item by item, keeping each item's line (errors keep theirs too)."""
     decoder = json.JSONDecoder()
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _json_error(name, exc) from None
+    value = limits.loads(text, name)  # checked whole; the re-walk below only finds lines
     if not isinstance(value, list):
         raise MalformedFile(f"{name} line 1: expected a JSON array of sessions or JSON Lines")
     items: list[tuple[int, Any]] = []
@@ -98,10 +78,7 @@ def _items_of_lines(text: str, name: str) -> list[tuple[int, Any]]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        try:
-            items.append((number, json.loads(raw)))
-        except json.JSONDecodeError as exc:
-            raise _json_error(name, exc, number - 1) from None
+        items.append((number, limits.loads(raw, name, line_offset=number - 1)))
     return items
 
 
@@ -169,7 +146,10 @@ def _reward(where: _Where, item: Mapping[str, Any]) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise where.fail(f'"reward" must be a number, found {_type(value)}')
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise where.fail('"reward" is too large; a reward is a number such as 0 or 1') from None
 
 
 def _check_message(where: _Where, number: int, message: Any) -> None:

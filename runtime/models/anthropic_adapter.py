@@ -12,7 +12,8 @@ Invariants:
   byte leaves, if that hash is not the request's: ``ModelCallFailed(error_type="byte-mismatch")``.
 - The API key comes from the ``api_key`` argument or ``ANTHROPIC_API_KEY`` only. It appears in
   no message, repr or returned object; server text quoted in errors is scrubbed of it, and of
-  any cut copy of it (a run of 8+ characters that begins the key), before it is shortened.
+  any cut copy of it (a run of 8+ characters from any part of the key), before it is
+  shortened; that holds for the error type as well as the message.
   A base URL is only ever shown without its ``user:password@`` part.
 - Retries are ours (the SDK's ``max_retries`` is 0) so each attempt is recorded: 429, 5xx,
   timeouts and connection errors are retried after a deterministic backoff (``retry-after``
@@ -23,9 +24,10 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +39,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import anthropic
 import httpx2
 
-from runtime.errors import ModelCallFailed
+from runtime import limits
+from runtime.blocks import canonical_json
+from runtime.errors import Llm386Error, ModelCallFailed
 from runtime.lifecycle import check_callable
 
 from .response import Attempt, ModelResponse, check_request, parse_request
@@ -50,6 +54,7 @@ TIMEOUT = "timeout"
 CONNECTION = "connection"
 MAX_QUOTED_CHARS = 200  # of a non-JSON error body quoted in a message
 MIN_SECRET_PREFIX = 8  # a cut copy of a secret shorter than this is not masked
+MAX_ERROR_TYPE_CHARS = 80  # of the API's error type, which names a kind and is never long
 
 
 def api_key_available(api_key: str | None = None) -> bool:
@@ -322,17 +327,32 @@ class AnthropicAdapter:
 
 
 def _mask(text: str, secret: str, label: str) -> str:
-    """Replace ``secret`` in ``text``, and every run of 8+ characters that begins it."""
+    """Replace ``secret`` in ``text``, and every run of 8+ characters cut from any part of it.
+
+    A server may echo the key's head, its tail ("...x7Kq2vLm") or a middle piece; each is a
+    substring of the key at least ``MIN_SECRET_PREFIX`` long, so each is masked.
+    """
     text = text.replace(secret, label)
     if len(secret) < MIN_SECRET_PREFIX:
         return text
-    head, kept, start = secret[:MIN_SECRET_PREFIX], [], 0
-    found = text.find(head)
-    while found >= 0:
-        end = found + len(os.path.commonprefix([text[found : found + len(secret)], secret]))
-        kept += [text[start:found], label]
-        start, found = end, text.find(head, end)
+    pieces = _pieces(secret)
+    kept, start = [], 0
+    for found in pieces.finditer(text):
+        if found.start() < start:
+            continue  # inside a run already masked
+        end = found.end()
+        while end < len(text) and text[found.start() : end + 1] in secret:
+            end += 1
+        kept += [text[start : found.start()], label]
+        start = end
     return "".join(kept) + text[start:]
+
+
+@functools.lru_cache(maxsize=8)
+def _pieces(secret: str) -> re.Pattern[str]:
+    """Match any ``MIN_SECRET_PREFIX`` characters in a row taken from ``secret``."""
+    grams = {secret[i : i + MIN_SECRET_PREFIX] for i in range(len(secret) - MIN_SECRET_PREFIX + 1)}
+    return re.compile("|".join(re.escape(gram) for gram in sorted(grams)))
 
 
 def _url_secrets(url: str) -> Iterator[str]:
@@ -401,15 +421,19 @@ def _status_advice(status: int, tries: int) -> str:
 def _error_detail(reply: httpx2.Response, scrub: Callable[[str], str]) -> tuple[str, str]:
     """Return (error type, message) from an error body of the API's shape, else its raw text.
 
-    Raw text is scrubbed whole before it is shortened: a key cut in two by the shortening
-    would no longer match the key.
+    Both come from the server, so both are scrubbed (a gateway may put the key in either, or
+    nest it deeper in the message). Raw text is scrubbed whole before it is shortened: a key
+    cut in two by the shortening would no longer match the key.
     """
     try:
-        error = json.loads(reply.content).get("error", {})
-        return str(error["type"]), str(error.get("message", ""))
-    except (ValueError, AttributeError, KeyError, TypeError):
+        error = limits.loads(reply.content, "the error body", limits.RESPONSE_LIMITS)["error"]
+        kind, message = error["type"], error.get("message", "")
+    except (Llm386Error, TypeError, KeyError, AttributeError):
         text = scrub(reply.content.decode("utf-8", "replace"))
         return f"http-{reply.status_code}", text[:MAX_QUOTED_CHARS]
+    kind = scrub(kind if isinstance(kind, str) else canonical_json(kind).decode())
+    message = message if isinstance(message, str) else canonical_json(message).decode()
+    return kind[:MAX_ERROR_TYPE_CHARS], scrub(message)
 
 
 def _retry_after(reply: httpx2.Response) -> float | None:

@@ -17,12 +17,13 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime import limits
 from runtime.errors import InvalidInput, ModelCallFailed, ReplayMismatch
+from runtime.limits import InputRejected
 
 MALFORMED = "malformed-response"
 
@@ -174,9 +175,9 @@ class ModelResponse:
 def parse_message(body: bytes) -> dict[str, Any]:
     """Return the message object in ``body``, or raise ModelCallFailed (malformed-response)."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _malformed(f"the body is not JSON ({exc}); first bytes {body[:60]!r}") from exc
+        data = limits.loads(body, "the response body", limits.RESPONSE_LIMITS)
+    except InputRejected as exc:
+        raise _malformed(f"{exc.where}: {exc.reason}; first bytes {body[:60]!r}") from None
     if not isinstance(data, dict) or data.get("type") != "message":
         raise _malformed(f"the body is not a message object; first bytes {body[:60]!r}")
     if not isinstance(data.get("content"), list):
@@ -207,11 +208,11 @@ def check_request(request_bytes: bytes, expected_sha256: str | None) -> str:
 def parse_request(request_bytes: bytes) -> dict[str, Any]:
     """Return the Messages request object in ``request_bytes`` or raise InvalidInput."""
     try:
-        request = json.loads(request_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        request = limits.loads(request_bytes, "the request bytes")
+    except InputRejected as exc:
         raise InvalidInput(
-            f"the request bytes are not JSON ({exc}): send the bytes the packer rendered"
-        ) from exc
+            f"{exc.where}: {exc.reason}: send the bytes the packer rendered"
+        ) from None
     if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
         raise InvalidInput(
             "the request is not a Messages API object with a messages list: "

@@ -52,8 +52,8 @@ def make_adapter(model_server: AnthropicServer) -> Iterator[Callable[..., Anthro
 
 
 def leaks(text: str, secret: str) -> bool:
-    """Whether ``text`` holds any run of 8+ characters that begins ``secret``."""
-    return secret[:8] in text
+    """Whether ``text`` holds any run of 8+ characters from any part of ``secret``."""
+    return any(secret[i : i + 8] in text for i in range(len(secret) - 7))
 
 
 def seen_in(error: ModelCallFailed) -> list[str]:
@@ -130,3 +130,36 @@ def test_base_url_credentials_never_appear_in_messages_or_reprs(make_adapter, mo
     assert "[credentials]@" in str(failures[0])  # the message still says where it tried
     seen = [repr(adapter), adapter.base_url] + [t for f in failures for t in seen_in(f)]
     assert [text for text in seen if leaks(text, PASSWORD) or "gateway:" in text] == []
+
+
+def _error_body(error: object) -> bytes:
+    return canonical_json({"type": "error", "error": error})
+
+
+# What a server may put where: the key in the type, in a nested message, its tail, a middle part.
+ERROR_BODIES = {
+    "type": {"type": f"invalid_key {KEY}", "message": "no"},
+    "type tail": {"type": f"key_…{KEY[-12:]}", "message": "no"},
+    "message tail": {"type": "authentication_error", "message": f"key …{KEY[-9:]} refused"},
+    "message middle": {"type": "authentication_error", "message": f"saw {KEY[20:31]}"},
+    "nested message": {"type": "authentication_error", "message": {"detail": [KEY, KEY[-10:]]}},
+}
+
+
+@pytest.mark.parametrize("where", sorted(ERROR_BODIES))
+def test_no_part_of_the_key_in_any_field_of_an_error_reaches_the_failure_or_the_trace(
+    where, tmp_path, make_adapter, model_server
+):
+    store = open_store(tmp_path / "store")
+    traces = LmdbTraceStore(store)
+    model_server.enqueue(RawReply(401, _error_body(ERROR_BODIES[where])))
+    with pytest.raises(ModelCallFailed) as failure:
+        make_adapter().send(REQUEST, expected_sha256=None)
+    texts = [*seen_in(failure.value), failure.value.error_type]
+    texts += [attempt.error_type or "" for attempt in failure.value.attempts]
+    model_server.enqueue(RawReply(401, _error_body(ERROR_BODIES[where])))
+    reply = Agent(store, traces, make_adapter(), session="leaky").say("hello")
+    record = traces.get(reply.call_ids[-1])
+    texts += [canonical_json(record.to_json()).decode(), repr(record), repr(reply.to_json())]
+    assert failure.value.status == 401 and "[api key]" in str(failure.value)
+    assert [text for text in texts if leaks(text, KEY)] == []

@@ -152,6 +152,14 @@ ERROR_PATHS = {
     "malformed": ([RawReply(200, b"<html>bad gateway</html>")], {}, "malformed-response", 200,
                   "retry", 1),
     "missing key": ([], {"api_key": None}, "missing-key", None, "set ANTHROPIC_API_KEY", 0),
+    "deeply nested": ([RawReply(200, b'{"type":"message","content":[' + b"[" * 100_000
+                       + b"]" * 100_000 + b"]}")], {}, "malformed-response", 200,
+                      "nested deeper than 64 levels", 1),
+    "huge integer": ([RawReply(200, b'{"type":"message","content":[],"usage":{"input_tokens":'
+                      + b"9" * 5000 + b"}}")], {}, "malformed-response", 200, "5,000 digits", 1),
+    "infinite usage": ([RawReply(200, b'{"type":"message","content":[],"usage":'
+                        b'{"input_tokens":1e999}}')], {}, "malformed-response", 200,
+                       "too large for a number", 1),
 }  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from llm386web.views.turns import REPAGE_PROFILES
 from runtime.agent import create_demo_conversations
 from runtime.importer import import_file
 from runtime.lifecycle import ModelStatus, lifecycle_of
-from tests.fakes.anthropic_server import AnthropicServer, error_reply, text_reply
+from tests.fakes.anthropic_server import AnthropicServer, RawReply, error_reply, text_reply
 
 from . import tracefactory
 from .tracefactory import conversation
@@ -104,6 +104,23 @@ def test_a_model_error_shows_in_the_page_and_is_recorded(
     assert 'data-byte-identity="identical"' in html  # the bytes went out; the API refused them
     errored = [r for r in traces.list(session="run", limit=None) if r.parent_call_id]
     assert len(errored) == 1 and errored[0].error is not None
+
+
+def test_a_deeply_nested_reply_is_recorded_as_an_error_with_advice_not_a_500(
+    logged_in: Client, traced: Any, traces: Any, api: AnthropicServer
+) -> None:
+    s = traced("run", conversation(1))
+    api.enqueue(
+        RawReply(200, b'{"type":"message","content":' + b"[" * 50_000 + b"]" * 50_000 + b"}")
+    )
+    response = logged_in.post(
+        f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"}, headers=HX
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "malformed-response" in html and "nested deeper than 64 levels" in html
+    errored = [r for r in traces.list(session="run", limit=None) if r.parent_call_id]
+    assert len(errored) == 1 and errored[0].error.type == "malformed-response"
 
 
 def test_an_imported_turn_is_refused_and_can_be_re_paged(
