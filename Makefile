@@ -79,10 +79,11 @@ check-upgrades: $(TOOLS)/bin/uv
 check-lowest: $(TOOLS)/bin/uv
 	bash .ci/check-resolution lowest-direct
 
-# Long fuzz campaigns (10,000 cases per entry point); crashes land in tests/fuzz/corpus/.
+# Long fuzz campaigns (10,000 cases per entry point; 200 SIGKILLs in the crash test); crashes
+# land in tests/fuzz/corpus/.
 .PHONY: fuzz
 fuzz: setup
-	LLM386_FUZZ=long nice $(BIN)/python -m pytest tests/fuzz -p no:randomly -q
+	LLM386_FUZZ=long LLM386_FUZZ_LONG=1 nice $(BIN)/python -m pytest tests/fuzz -p no:randomly -q
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

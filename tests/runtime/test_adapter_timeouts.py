@@ -10,7 +10,7 @@ from tests.fakes.anthropic_server import AnthropicServer, SlowReply, error_reply
 
 REQUEST = json.dumps(
     {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-4-6",
         "max_tokens": 16,
         "messages": [{"role": "user", "content": "hi"}],
     }
