@@ -14,3 +14,20 @@ def model_server() -> Iterator[AnthropicServer]:
     """A running fake Anthropic Messages API on 127.0.0.1 that records every request."""
     with AnthropicServer(max_lifetime=60.0) as server:
         yield server
+
+
+@pytest.fixture
+def no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Anthropic key, base URL or token from the developer's environment reaches a test."""
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def stores(tmp_path):
+    """A fresh LMDB block store in tmp_path and its trace store."""
+    from runtime import open_store
+    from runtime.lmdbtraces import LmdbTraceStore
+
+    store = open_store(tmp_path / "store")
+    return store, LmdbTraceStore(store)

@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 
-from runtime import lifecycle, open_store
+from runtime import lifecycle
 from runtime.agent import DEFAULT_MODEL, Agent, create_demo_conversations
 from runtime.blocks import canonical_json
 from runtime.cli import main
 from runtime.errors import ModelRetired
 from runtime.lifecycle import ModelStatus, check_callable, lifecycle_of
-from runtime.lmdbtraces import LmdbTraceStore
 from runtime.models import AnthropicAdapter, OfflineModel, get_model_client
 from runtime.pagingview import DEFAULT_PRICE
 from runtime.profiles import get_profile
@@ -35,16 +34,7 @@ KEY = "sk-ant-test-lifecycle-0123456789"
 RETIRED, REPLACEMENT, DEPRECATED = "claude-sonnet-4-5", "claude-sonnet-4-6", "claude-opus-4-5"
 
 
-@pytest.fixture(autouse=True)
-def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def stores(tmp_path):
-    store = open_store(tmp_path / "store")
-    return store, LmdbTraceStore(store)
+pytestmark = pytest.mark.usefixtures("no_anthropic_env")
 
 
 @pytest.fixture
