@@ -33,16 +33,7 @@ KEY = "sk-ant-test-agent-0123456789"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def stores(tmp_path):
-    store = open_store(tmp_path / "store")
-    return store, LmdbTraceStore(store)
+pytestmark = pytest.mark.usefixtures("no_anthropic_env")
 
 
 def _kinds(store, session):

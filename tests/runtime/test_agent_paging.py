@@ -12,12 +12,10 @@ import json
 
 import pytest
 
-from runtime import open_store
 from runtime.agent import Agent
 from runtime.blocks import BlockKind, ToolResult, parse_tool_result
 from runtime.eviction import EvictionConfig
 from runtime.faults import load_state
-from runtime.lmdbtraces import LmdbTraceStore
 from runtime.models import AnthropicAdapter, OfflineModel
 from runtime.placeholders import RECALL_TOOL_NAME, StubStyle
 from runtime.repage import repage
@@ -29,16 +27,7 @@ KEY = "sk-ant-test-agent-paging-0123456789"
 CONFIG = EvictionConfig(max_age=1, min_bytes=10, stub_style=StubStyle.SIGNATURE)
 
 
-@pytest.fixture(autouse=True)
-def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def stores(tmp_path):
-    store = open_store(tmp_path / "store")
-    return store, LmdbTraceStore(store)
+pytestmark = pytest.mark.usefixtures("no_anthropic_env")
 
 
 class LongProfiles(ToolRunner):

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from runtime import lmdbenv, open_store
+from runtime import lmdbenv
 from runtime.agent import Agent
 from runtime.blocks import BlockKind
 from runtime.cli import main
 from runtime.errors import NotFound, ReplayMismatch
 from runtime.importer import DEMO_DIR, ImportOptions, import_file
-from runtime.lmdbtraces import LmdbTraceStore, pack_bytes
+from runtime.lmdbtraces import pack_bytes
 from runtime.models import AnthropicAdapter, OfflineModel
 from runtime.repage import repage
 from runtime.replay import (
@@ -41,16 +41,7 @@ KEY = "sk-ant-test-replay-0123456789"
 SESSION = "replayed"
 
 
-@pytest.fixture(autouse=True)
-def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def stores(tmp_path):
-    store = open_store(tmp_path / "store")
-    return store, LmdbTraceStore(store)
+pytestmark = pytest.mark.usefixtures("no_anthropic_env")
 
 
 @pytest.fixture
