@@ -22,10 +22,10 @@ from typing import Any
 
 from bench.common import time_calls, write_result
 from runtime.blocks import canonical_json
-from runtime.diff import diff_requests
-from runtime.importer import DEMO_DIR
-from runtime.requestview import view_request
+from runtime.inspect.diff import diff_requests
+from runtime.inspect.request import view_request
 from runtime.tokenizers import get_tokenizer
+from runtime.transfer.importer import DEMO_DIR
 
 TARGET_TOKENS = 200_000
 VOCABULARY = (

@@ -33,8 +33,8 @@ def child(transcript: Path, store_dir: Path) -> dict[str, Any]:
     import time
 
     from runtime import LmdbStore
-    from runtime.importer import DEMO_DIR, import_file
-    from runtime.lmdbtraces import LmdbTraceStore
+    from runtime.storage.lmdb.traces import LmdbTraceStore
+    from runtime.transfer.importer import DEMO_DIR, import_file
 
     start = time.perf_counter()
     store = LmdbStore(store_dir)

@@ -29,10 +29,10 @@ from bench.common import write_result
 from bench.taudata import LOCOMO
 from runtime import LmdbStore, NewBlock, Provenance
 from runtime.config import RetrieverSettings
-from runtime.indexview import index_for
-from runtime.pager import PageOptions, PageRequest, page
-from runtime.profiles import get_profile
-from runtime.retrievers import default_stack
+from runtime.indexes.snapshot import index_for
+from runtime.pager.core import PageOptions, PageRequest, page
+from runtime.pager.retrievers import default_stack
+from runtime.profiles.catalog import get_profile
 
 BUDGETS = (2000, 4000, 8000)
 TOKENIZER = "o200k_base"

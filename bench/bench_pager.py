@@ -31,7 +31,7 @@ from rank_bm25 import BM25Okapi
 
 from bench.common import time_calls, write_result
 from bench.taudata import TAU_SESSIONS, TAU_TOOLS, tau_sessions
-from runtime import LmdbStore, lmdbenv
+from runtime import LmdbStore
 from runtime.blocks import (
     BlockKind,
     Edge,
@@ -42,11 +42,12 @@ from runtime.blocks import (
     parse_tool_call,
     parse_tool_result,
 )
-from runtime.bm25 import query_terms, score_postings, terms
-from runtime.indexview import index_for, reader_for
-from runtime.packer import pack
-from runtime.pager import PageRequest, page
-from runtime.profiles import get_profile
+from runtime.indexes.bm25 import query_terms, score_postings, terms
+from runtime.indexes.snapshot import index_for, reader_for
+from runtime.packer.core import pack
+from runtime.pager.core import PageRequest, page
+from runtime.profiles.catalog import get_profile
+from runtime.storage.lmdb import env as lmdbenv
 
 SIZES = (1_000, 10_000, 100_000)
 SESSION = "bench"

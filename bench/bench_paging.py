@@ -7,10 +7,10 @@ it plus the tool definitions. Each policy packs that input under a token budget:
 - ``last-8-user-turns``: tool definitions, system, and the history from the 8th-last user message.
 - ``age-based``: the Pichay paper's policy: tool results at least 4 user turns old and over 500
   bytes become placeholders (errors never); no dedup, no schema stubs, no budget, no pinning.
-- ``ours``: ``runtime.paging`` applied to the full history: the age rule counted from a result's
+- ``ours``: ``runtime.paging.turn`` applied to the full history: the age rule counted from a result's
   last use, duplicate placeholders, compact stubs for tool schemas, pressure eviction to fit the
   budget, and fault-driven pinning with refault backoff. Its requests are rendered by
-  ``bench.paging_replay.render_request``: ``runtime.packer`` takes no placeholder bodies yet.
+  ``bench.paging_replay.render_request``: ``runtime.packer.core`` takes no placeholder bodies yet.
 
 Also reported: variants of ours (one setting changed each) and ``runtime pager`` (the runtime
 pager and packer as they are, no demand paging: real selection, real request bytes).
@@ -66,7 +66,9 @@ from bench.paging_replay import (
     residency,
 )
 from runtime import open_store
-from runtime.accounting import (
+from runtime.blocks import BlockKind
+from runtime.indexes.snapshot import index_for
+from runtime.paging.accounting import (
     RequestItem,
     TokenCounter,
     categorize,
@@ -74,13 +76,17 @@ from runtime.accounting import (
     get_price,
     request_items,
 )
-from runtime.blocks import BlockKind
-from runtime.eviction import PAPER_CONFIG, EvictionConfig, EvictionPlan, StubScope, plan_eviction
-from runtime.history import AgeFrom
-from runtime.importer import write_blocks
-from runtime.indexview import index_for
-from runtime.profiles import get_profile
+from runtime.paging.eviction import (
+    PAPER_CONFIG,
+    EvictionConfig,
+    EvictionPlan,
+    StubScope,
+    plan_eviction,
+)
+from runtime.paging.history import AgeFrom
+from runtime.profiles.catalog import get_profile
 from runtime.tokenizers import get_tokenizer
+from runtime.transfer.importer import write_blocks
 
 DATA = tau_bench_dir()
 TOKENIZER = "o200k_base"
@@ -90,9 +96,11 @@ PRICED = ("claude-sonnet-4-6", "gpt-4o")
 PAGER_PROFILE = "gpt-4o"  # the model of the recorded sessions
 POLICIES = ("full", "last-8-user-turns", "age-based", "ours")
 RUNTIME_PAGER = "runtime pager, demand paging off"
-# Before the pager paged on demand, "ours" was runtime.paging over the full history with the
+# Before the pager paged on demand, "ours" was runtime.paging.turn over the full history with the
 # benchmark's own renderer; it stays as a variant so the two can be compared.
-OURS_OVER_FULL_HISTORY = "ours over full history (runtime.paging, bench renderer; old ours row)"
+OURS_OVER_FULL_HISTORY = (
+    "ours over full history (runtime.paging.turn, bench renderer; old ours row)"
+)
 # Variants of ours, each changing one thing, reported beside the four policies.
 VARIANTS: tuple[tuple[str, EvictionConfig, bool], ...] = (
     ("ours, schemas stubbed until used", EvictionConfig(stub_schemas=StubScope.UNUSED), True),
@@ -335,11 +343,11 @@ def measure(sessions: Path, tools: Path, budget: int, *, fresh_runs: int = 2) ->
         "budget": budget,
         "ours_config": EvictionConfig().to_json(),
         "age_based_config": PAPER_CONFIG.to_json(),
-        "ours_implementation": "runtime.pager + runtime.demand + runtime.packer (the sample "
+        "ours_implementation": "runtime.pager.core + runtime.paging.demand + runtime.packer.core (the sample "
         "agent's path: retrieval and budgeted selection, then stale results, duplicates and "
         "schema stubs as placeholders, placeholders rather than dropped turns under pressure, "
         "fault pins); hashes are the packer's own request bytes. The old ours row "
-        "(runtime.paging over the full history, bench renderer) is kept as a variant.",
+        "(runtime.paging.turn over the full history, bench renderer) is kept as a variant.",
         "policies": policies,
         "variants": variants,
         "variant_configs": {name: c.to_json() for name, c, _ in VARIANTS},

@@ -25,13 +25,13 @@ from typing import Any
 
 from bench.common import percentile, time_calls, write_result
 from runtime import open_store
-from runtime.agent import Agent
-from runtime.importer import load_demo_sessions
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.models import AnthropicAdapter, OfflineModel
-from runtime.repage import repage
-from runtime.replay import replay
-from runtime.tracer import TraceStore
+from runtime.agent.core import Agent
+from runtime.providers import AnthropicAdapter, OfflineModel
+from runtime.replay.repage import repage
+from runtime.replay.resend import replay
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import TraceStore
+from runtime.transfer.importer import load_demo_sessions
 from tests.fakes.anthropic_server import AnthropicServer, text_reply
 
 RUNS = 60

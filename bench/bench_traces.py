@@ -15,9 +15,16 @@ from typing import Any
 from bench.common import time_calls, write_result
 from runtime import LmdbStore
 from runtime.blocks import canonical_json
-from runtime.importer import load_demo_sessions
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.tracer import Provider, StoredTrace, TokenUsage, TraceRecord, new_call_id, prompt_hash
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import (
+    Provider,
+    StoredTrace,
+    TokenUsage,
+    TraceRecord,
+    new_call_id,
+    prompt_hash,
+)
+from runtime.transfer.importer import load_demo_sessions
 
 SESSIONS = 10_000
 

@@ -109,7 +109,7 @@ def _big_session(store: Any, traces: Any) -> tuple[str, str, str]:
 
 
 def _section(kind: Any) -> str:
-    from runtime.sections import section_of
+    from runtime.pager.sections import section_of
 
     return section_of(kind).value
 
@@ -118,7 +118,7 @@ def _turn(
     traces: Any, ids: list[str], kinds: list[Any], bodies: list[str], turn: int, upto: int
 ) -> str:
     from runtime.blocks import canonical_json
-    from runtime.tracer import (
+    from runtime.tracing.records import (
         Provider,
         StoredTrace,
         TokenUsage,
@@ -166,13 +166,13 @@ def _many_sessions(store: Any, traces: Any) -> str:
     """Write SESSIONS small traced sessions; return one prompt hash to search for."""
     from runtime import NewBlock
     from runtime.blocks import BlockKind, canonical_json
-    from runtime.tracer import (
+    from runtime.tracing.records import (
         Provider,
         StoredTrace,
         TokenUsage,
         TraceError,
         TraceRecord,
-        TraceStatus,  # fmt: skip
+        TraceStatus,
         new_call_id,
         prompt_hash,
     )
@@ -228,7 +228,7 @@ def measure(repeat: int = 20) -> dict[str, Any]:
     from django.test import Client
 
     from llm386web.store_access import get_store, get_traces
-    from runtime.sessionlist import forget_tables
+    from runtime.inspect.sessions import forget_tables
 
     store, traces = get_store(), get_traces()
     started = time.perf_counter()

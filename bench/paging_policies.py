@@ -2,11 +2,11 @@
 
 - ``Simple``: picks entries (and an eviction plan) per turn and learns nothing: full history,
   the last N user turns, the paper's age-based eviction.
-- ``Ours``: ``runtime.paging`` under the budget with fault-driven pinning; a soft miss is
+- ``Ours``: ``runtime.paging.turn`` under the budget with fault-driven pinning; a soft miss is
   simulated as a recall fault and charged as one more request.
-- ``RuntimePager``: ``runtime.pager`` + ``runtime.packer`` without demand paging: real
+- ``RuntimePager``: ``runtime.pager.core`` + ``runtime.packer.core`` without demand paging: real
   selection, real request bytes and hash.
-- ``RuntimeDemand``: the same with ``runtime.demand`` (placeholders, stubs, recall, fault pins):
+- ``RuntimeDemand``: the same with ``runtime.paging.demand`` (placeholders, stubs, recall, fault pins):
   the real pager + packer path of the sample agent; a soft miss is simulated as a recall fault
   and charged as one more request, as in ``Ours``.
 """
@@ -19,7 +19,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.paging_replay import MissTally, render_request
-from runtime.accounting import (
+from runtime.blocks import BlockKind, Entry, ToolCall
+from runtime.errors import BudgetTooSmall
+from runtime.packer.core import pack
+from runtime.pager.core import PageRequest, page
+from runtime.paging.accounting import (
     RequestItem,
     TokenCategory,
     TokenCounter,
@@ -28,16 +32,12 @@ from runtime.accounting import (
     common_prefix_tokens,
     request_items,
 )
-from runtime.blocks import BlockKind, Entry, ToolCall
-from runtime.demand import DemandPaging, page_with_paging, paged_turn
-from runtime.errors import BudgetTooSmall
-from runtime.eviction import EvictionConfig, EvictionPlan, PagedItem, paged_view
-from runtime.faults import FaultKind, PagingState, detect_faults
-from runtime.history import History
-from runtime.packer import pack
-from runtime.pager import PageRequest, page
-from runtime.paging import PagedTurn, finish_turn, page_turn
-from runtime.profiles import ModelProfile
+from runtime.paging.demand import DemandPaging, page_with_paging, paged_turn
+from runtime.paging.eviction import EvictionConfig, EvictionPlan, PagedItem, paged_view
+from runtime.paging.faults import FaultKind, PagingState, detect_faults
+from runtime.paging.history import History
+from runtime.paging.turn import PagedTurn, finish_turn, page_turn
+from runtime.profiles.catalog import ModelProfile
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def last_user_turns(n: int) -> Callable[[Sequence[Entry]], tuple[Any, EvictionPl
 
 
 class Ours:
-    """runtime.paging under a budget, with fault-driven pinning and simulated recalls."""
+    """runtime.paging.turn under a budget, with fault-driven pinning and simulated recalls."""
 
     def __init__(
         self,

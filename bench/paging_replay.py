@@ -1,11 +1,11 @@
 """Replay material for the paging benchmark: sessions as entries, request rendering, references.
 
-- Sessions are converted exactly as the importer converts them (``runtime.importer.prepare``):
+- Sessions are converted exactly as the importer converts them (``runtime.transfer.importer.prepare``):
   tool-schema blocks first, then every message; each assistant message is one turn whose input is
   every block before it.
 - ``render_request`` builds the Anthropic Messages request a packed turn would send (tools,
   system, alternating messages; tool_result blocks keep their tool_use_id) as canonical JSON, so
-  its SHA-256 identifies the prompt byte for byte. It stands in for ``runtime.packer`` until the
+  its SHA-256 identifies the prompt byte for byte. It stands in for ``runtime.packer.core`` until the
   benchmark is switched to it.
 - References follow the issue's definition: identifier-like tokens of each assistant message
   and tool call that already appeared in an earlier message of the session other than the latest
@@ -31,12 +31,12 @@ from runtime.blocks import (
     content_hash,
     parse_tool_call,
 )
-from runtime.eviction import PagedItem
-from runtime.history import parse_result
-from runtime.importer import ImportOptions, PreparedSession, Turn, prepare
-from runtime.placeholders import RECALL_TOOL
-from runtime.store import DEFAULT_MAX_BLOCK_BYTES
-from runtime.transcripts import read_tools, read_transcripts
+from runtime.paging.eviction import PagedItem
+from runtime.paging.history import parse_result
+from runtime.paging.placeholders import RECALL_TOOL
+from runtime.storage.interface import DEFAULT_MAX_BLOCK_BYTES
+from runtime.transfer.importer import ImportOptions, PreparedSession, Turn, prepare
+from runtime.transfer.transcripts import read_tools, read_transcripts
 
 # Words joined by - . : / stay one token: "2024-05-20", "15:00:00", "234.50", "mia_li_3668".
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_]+(?:[-.:/][A-Za-z0-9_]+)*")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.timeline import SessionTimeline
+from runtime.inspect.timeline import SessionTimeline
 
 WIDTH = 800.0
 HEIGHT = 140.0

@@ -14,7 +14,7 @@ import os
 from enum import StrEnum
 
 from runtime.config import anthropic_client_options
-from runtime.models import AnthropicAdapter, ModelClient, OfflineModel, api_key_available
+from runtime.providers import AnthropicAdapter, ModelClient, OfflineModel, api_key_available
 
 from .conf import runtime_config, web_config
 

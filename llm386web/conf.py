@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from runtime.config import Config, config_location, load_config
-from runtime.models.offline import OFFLINE_MODEL_NAME
+from runtime.providers.offline.model import OFFLINE_MODEL_NAME
 
 from .home import REPO_DIR, home_dir
 

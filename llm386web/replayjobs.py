@@ -3,7 +3,7 @@
 A replay POST starts a :class:`ReplayJob` and answers at once; the page polls the job's status
 fragment ("waiting for the model… N s", with a Cancel button) until it is done. Cancelling, or
 the job running past ``REPLAY_TIMEOUT_S``, ends the wait at once: the page says so, and the
-call is recorded as ``cancelled`` (runtime.replay records every send) with whatever it got
+call is recorded as ``cancelled`` (runtime.replay.resend records every send) with whatever it got
 discarded. The HTTP client is not closed under the call: closing it does not interrupt a
 blocked read (measured: the read still ran to its timeout) and a retry would then fail on a
 closed client instead of being recorded. The worker closes it when the call returns, which the
@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runtime.errors import Llm386Error, ModelCallFailed, ModelRetired, ReplayMismatch
-from runtime.models import Attempt, ModelClient, ModelResponse
-from runtime.replay import NotReplayable, replay
-from runtime.replayview import ReplayView, replay_view
-from runtime.tracer import TraceStore
+from runtime.inspect.replay import ReplayView, replay_view
+from runtime.providers import Attempt, ModelClient, ModelResponse
+from runtime.replay.resend import NotReplayable, replay
+from runtime.tracing.records import TraceStore
 
 CANCELLED = "cancelled"
 KEEP_FINISHED_S = 600.0

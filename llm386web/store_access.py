@@ -12,11 +12,11 @@ import threading
 from pathlib import Path
 
 from runtime import open_store
-from runtime.indexview import index_for
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.sessionlist import forget_tables
-from runtime.store import BlockStore
-from runtime.tracer import TraceStore
+from runtime.indexes.snapshot import index_for
+from runtime.inspect.sessions import forget_tables
+from runtime.storage.interface import BlockStore
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import TraceStore
 
 from .conf import web_config
 

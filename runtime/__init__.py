@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .blocks import (
+from runtime.blocks import (
     Block,
     BlockKind,
     Edge,
@@ -20,12 +20,12 @@ from .blocks import (
     canonical_json,
     content_hash,
 )
-from .config import Config, load_config
-from .errors import Llm386Error
-from .lmdbstore import LmdbStore
-from .profiles import ModelProfile, get_profile, list_profiles
-from .store import BlockStore
-from .tokenizers import get_tokenizer
+from runtime.config import Config, load_config
+from runtime.errors import Llm386Error
+from runtime.profiles.catalog import ModelProfile, get_profile, list_profiles
+from runtime.storage.interface import BlockStore
+from runtime.storage.lmdb.store import LmdbStore
+from runtime.tokenizers import get_tokenizer
 
 __version__ = "0.1.0"
 
@@ -36,7 +36,7 @@ _LAZY = {"AnthropicAdapter", "ModelResponse", "OfflineModel", "get_model_client"
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import models
+        from runtime import providers as models
 
         return getattr(models, name)
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .errors import InvalidBlock, InvalidEdge, InvalidSession, NotCanonicalJson
+from runtime.errors import InvalidBlock, InvalidEdge, InvalidSession, NotCanonicalJson
 
 HASH_HEX_LEN = 64
 SHORT_ID_LEN = 12
@@ -112,7 +112,7 @@ def content_hash(kind: BlockKind, body: str) -> str:
 
 def check_body(body: str | bytes, *, max_bytes: int) -> str:
     """Return ``body`` as str after checking it is non-empty UTF-8 under ``max_bytes``."""
-    from .errors import BlockTooLarge
+    from runtime.errors import BlockTooLarge
 
     if isinstance(body, bytes | bytearray | memoryview):
         try:

@@ -31,9 +31,9 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-from . import limits
-from .errors import ConfigError
-from .profiles import (
+from runtime import limits
+from runtime.errors import ConfigError
+from runtime.profiles.catalog import (
     ANTHROPIC,
     BUILTIN_PROFILES,
     OPENAI,
@@ -42,7 +42,7 @@ from .profiles import (
     list_profiles,
     lookup_profile,
 )
-from .tokenizers import KNOWN_TOKENIZERS
+from runtime.tokenizers import KNOWN_TOKENIZERS
 
 CONFIG_FILENAME = "llm386.toml"
 CONFIG_ENV = "LLM386_CONFIG"

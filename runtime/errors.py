@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .models.response import Attempt
+    from runtime.providers.response import Attempt
 
 
 class Llm386Error(Exception):
@@ -74,7 +74,7 @@ class UnknownModel(InvalidInput):
 
 
 class ModelRetired(InvalidInput):
-    """The model is retired (runtime.lifecycle); nothing was sent. ``replacement`` names its successor."""
+    """The model is retired (runtime.profiles.lifecycle); nothing was sent. ``replacement`` names its successor."""
 
     def __init__(self, message: str, model: str, replacement: str | None):
         super().__init__(message)
@@ -153,7 +153,7 @@ class BudgetTooSmall(Llm386Error):
 class ModelCallFailed(Llm386Error):
     """A model call failed; ``status`` and ``error_type`` say how when known.
 
-    ``attempts`` holds every HTTP attempt made (``runtime.models.Attempt``), empty when the call
+    ``attempts`` holds every HTTP attempt made (``runtime.providers.Attempt``), empty when the call
     failed before sending anything (for example: no API key).
     """
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidInput, MalformedFile
+from runtime.errors import InvalidInput, MalformedFile
 
 # A JSON string, a bracket, or a bare word the standard parser accepts but JSON does not.
 # Possessive quantifiers: a string is one match with no backtracking state, however long.

@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import limits
-from .blocks import (
+from runtime import limits
+from runtime.blocks import (
     BlockKind,
     Edge,
     EdgeKind,
@@ -34,7 +34,7 @@ from .blocks import (
     ToolResult,
     content_hash,
 )
-from .errors import InvalidEdge, ReducerError
+from runtime.errors import InvalidEdge, ReducerError
 
 MODEL_OUTPUT = "model-output"
 EVENT_KINDS = (

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import tiktoken
 
-from .errors import TokenizerError
+from runtime.errors import TokenizerError
 
 # tiktoken only gained ``__version__`` in later releases; the installed distribution always knows.
 _TIKTOKEN_RELEASE = _distribution_version("tiktoken")

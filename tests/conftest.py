@@ -27,7 +27,7 @@ def no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def stores(tmp_path):
     """A fresh LMDB block store in tmp_path and its trace store."""
     from runtime import open_store
-    from runtime.lmdbtraces import LmdbTraceStore
+    from runtime.storage.lmdb.traces import LmdbTraceStore
 
     store = open_store(tmp_path / "store")
     return store, LmdbTraceStore(store)

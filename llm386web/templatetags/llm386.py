@@ -15,7 +15,7 @@ from django.utils.http import urlencode
 
 from llm386web.views.common import page_query
 from runtime.blocks import SHORT_ID_LEN
-from runtime.tracer import short_call_id as _short_call_id
+from runtime.tracing.records import short_call_id as _short_call_id
 
 register = template.Library()
 

@@ -11,8 +11,8 @@ from django.views.decorators.http import require_GET
 from llm386web.conf import web_config
 from llm386web.store_access import get_store, get_traces
 from runtime.blocks import Block, Edge
-from runtime.blockuses import block_uses
 from runtime.errors import InvalidBlock
+from runtime.indexes.blockuses import block_uses
 
 from .common import Page, limit_from, offset_from, page_from, render_page
 

@@ -7,10 +7,10 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_GET
 
 from llm386web.store_access import get_store, get_traces
-from runtime.compareview import compare_view, previous_turn, turn_pairs
-from runtime.diff import diff_stored
-from runtime.tracer import CALL_ID_LEN, check_call_id
-from runtime.turnview import blocks_by_id
+from runtime.inspect.compare import compare_view, previous_turn, turn_pairs
+from runtime.inspect.diff import diff_stored
+from runtime.inspect.turn import blocks_by_id
+from runtime.tracing.records import CALL_ID_LEN, check_call_id
 
 from .common import gc_paused, render_page
 

@@ -1,6 +1,6 @@
 """Replay and re-page a turn from its page (POST with CSRF), answering with the replay section.
 
-Replay re-sends the turn's stored request bytes unchanged (runtime.replay) to the Anthropic API
+Replay re-sends the turn's stored request bytes unchanged (runtime.replay.resend) to the Anthropic API
 or the offline model; the result shows whether the bytes sent hash to the recorded prompt
 hash, the new output beside the original, and the replay history. A model error is recorded
 by the runtime and shown here; a refusal (an OpenAI-format import, damaged bytes, a retired
@@ -25,7 +25,7 @@ from llm386web.clients import Target, anthropic_available, model_client
 from llm386web.conf import runtime_config, web_config
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import Llm386Error
-from runtime.repage import repage
+from runtime.replay.repage import repage
 
 from .common import gc_paused, is_fragment, render_page
 from .turns import REPAGE_PROFILES, turn_context

@@ -13,10 +13,10 @@ from llm386web.conf import web_config
 from llm386web.store_access import get_store, get_traces
 from runtime.blocks import Entry, SessionInfo
 from runtime.errors import InvalidSession
-from runtime.pagingview import SessionPaging, session_paging
-from runtime.sessionlist import SessionQuery, SessionStatus, SortKey, query_sessions, summarize
-from runtime.timeline import group_turns, session_timeline
-from runtime.tracer import TraceStore
+from runtime.inspect.paging import SessionPaging, session_paging
+from runtime.inspect.sessions import SessionQuery, SessionStatus, SortKey, query_sessions, summarize
+from runtime.inspect.timeline import group_turns, session_timeline
+from runtime.tracing.records import TraceStore
 
 from .common import (
     Page,

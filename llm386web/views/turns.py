@@ -16,19 +16,19 @@ from django.views.decorators.http import require_GET, require_POST
 
 from llm386web.clients import anthropic_available
 from llm386web.store_access import get_store, get_traces
-from runtime.chatview import read_request, read_response
 from runtime.errors import StoreCorrupted
-from runtime.fidelity import replay_capability
-from runtime.lifecycle import ModelStatus, lifecycle_of
-from runtime.pagingview import turn_paging
-from runtime.tracer import CALL_ID_LEN, TraceRecord, check_call_id
-from runtime.turnview import SECTION_NAMES, entry_page, turn_view, with_blocks, without_plan
+from runtime.inspect.chat import read_request, read_response
+from runtime.inspect.paging import turn_paging
+from runtime.inspect.turn import SECTION_NAMES, entry_page, turn_view, with_blocks, without_plan
+from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
+from runtime.replay.fidelity import replay_capability
+from runtime.tracing.records import CALL_ID_LEN, TraceRecord, check_call_id
 
 from .common import gc_paused, is_fragment, limit_from, offset_from, render_page
 
 MAX_NOTE_CHARS = 2000
 # Models an imported (OpenAI-format) turn, or one whose model is retired, can be re-paged for, to
-# be replayed. Current models only (tests/web check it against runtime.lifecycle).
+# be replayed. Current models only (tests/web check it against runtime.profiles.lifecycle).
 REPAGE_PROFILES = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-6")
 
 

@@ -7,9 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from runtime.cli.common import Output, to_json_text
 from runtime.errors import Llm386Error
-
-from .common import Output, to_json_text
 
 COMMAND_MODULES = [
     "runtime.cli.store_cmds",

@@ -7,25 +7,25 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from runtime.agent import DEFAULT_MODEL, Agent, AgentReply
+from runtime.agent.core import DEFAULT_MODEL, Agent, AgentReply
 from runtime.blocks import ToolCall, ToolResult, canonical_json
 from runtime.config import Config, anthropic_client_options
 from runtime.errors import ModelCallFailed, ReplayMismatch, UnknownModel
-from runtime.lmdbstore import LmdbStore
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.models import ModelClient, OfflineModel
-from runtime.models.offline import OFFLINE_MODEL_NAME
-from runtime.profiles import ANTHROPIC
-from runtime.repage import RepageResult, repage
-from runtime.replay import ReplayResult, replay
-from runtime.textdiff import LineOp
-from runtime.tracer import Provider, TraceRecord
+from runtime.inspect.textdiff import LineOp
+from runtime.profiles.catalog import ANTHROPIC
+from runtime.providers import ModelClient, OfflineModel
+from runtime.providers.offline.model import OFFLINE_MODEL_NAME
+from runtime.replay.repage import RepageResult, repage
+from runtime.replay.resend import ReplayResult, replay
+from runtime.storage.lmdb.store import LmdbStore
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import Provider, TraceRecord
 
 if TYPE_CHECKING:
-    from runtime.models.anthropic_adapter import AnthropicAdapter
+    from runtime.providers.anthropic.adapter import AnthropicAdapter
 
-from .common import Output, add_command, open_store_from, preview, to_json_text, warn
-from .models_cmds import config_from
+from runtime.cli.common import Output, add_command, open_store_from, preview, to_json_text, warn
+from runtime.cli.models_cmds import config_from
 
 QUIT = "/quit"
 
@@ -36,7 +36,7 @@ def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[LmdbStore,
 
 
 def anthropic_client(config: Config) -> AnthropicAdapter:
-    from runtime.models.anthropic_adapter import AnthropicAdapter  # imports the SDK: on demand
+    from runtime.providers.anthropic.adapter import AnthropicAdapter  # imports the SDK: on demand
 
     """Return the Anthropic adapter with the config's settings; ANTHROPIC_BASE_URL wins."""
     return AnthropicAdapter(**anthropic_client_options(config, os.environ))
@@ -52,7 +52,7 @@ def _emit(args: argparse.Namespace, out: Output) -> None:
 
 
 def _chat_client(args: argparse.Namespace, config: Config) -> tuple[ModelClient, str]:
-    from runtime.models.anthropic_adapter import api_key_available
+    from runtime.providers.anthropic.adapter import api_key_available
 
     if args.offline or not api_key_available():
         why = "--offline" if args.offline else "ANTHROPIC_API_KEY is not set"

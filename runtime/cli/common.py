@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.lmdbstore import LmdbStore
+from runtime.storage.lmdb.store import LmdbStore
 
 # The same home the web app and `make run` use (<repo>/var), so the CLI sees the demo store.
 DEFAULT_HOME = "var"

@@ -6,11 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
+from runtime.cli.common import Output, add_command, table
 from runtime.config import Config, config_location, load_config
-from runtime.lifecycle import ModelStatus, lifecycle_of
-from runtime.profiles import ModelProfile
-
-from .common import Output, add_command, table
+from runtime.profiles.catalog import ModelProfile
+from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
 
 ESTIMATE_NOTE = (
     "estimate: the model's own tokenizer is not public, so token counts use the listed "

@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runtime.cli.common import Output, add_command, open_store_from, preview, table
+from runtime.cli.models_cmds import ESTIMATE_NOTE, config_from
 from runtime.errors import InvalidInput
-from runtime.packer import PackedRequest, pack
-from runtime.pager import PageOptions, PageRequest, page
-from runtime.plan import Omission, PagePlan, Selection
-from runtime.rendering import RenderMode
-
-from .common import Output, add_command, open_store_from, preview, table
-from .models_cmds import ESTIMATE_NOTE, config_from
+from runtime.packer.core import PackedRequest, pack
+from runtime.packer.rendering import RenderMode
+from runtime.pager.core import PageOptions, PageRequest, page
+from runtime.pager.plan import Omission, PagePlan, Selection
 
 
 def _paged(args: argparse.Namespace) -> tuple[Any, PagePlan, PackedRequest]:

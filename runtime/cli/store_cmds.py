@@ -8,14 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runtime.blocks import Block, BlockKind, Edge, EdgeKind, Entry, NewBlock, Provenance
+from runtime.cli.common import Output, add_command, open_store_from, preview, store_path_from, table
 from runtime.errors import InvalidInput
-from runtime.lmdbstore import LmdbStore
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.purge import purge_session
-from runtime.sessioncheck import check_sessions, repair_sessions
-from runtime.store import RepairReport, VerifyReport
-
-from .common import Output, add_command, open_store_from, preview, store_path_from, table
+from runtime.storage.interface import RepairReport, VerifyReport
+from runtime.storage.lmdb.store import LmdbStore
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.purge import purge_session
+from runtime.storage.sessioncheck import check_sessions, repair_sessions
 
 
 def _when(ms: int) -> str:

@@ -7,16 +7,15 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runtime.diff import TraceDiff, diff_stored
+from runtime.cli.common import Output, add_command, open_store_from, table
 from runtime.errors import NotFound
-from runtime.exchange import export_session, import_session, read_file
-from runtime.importer import ImportOptions, import_file
-from runtime.lmdbstore import LmdbStore
-from runtime.lmdbtraces import FLAGGED, LmdbTraceStore
-from runtime.textdiff import DiffLine, LineOp
-from runtime.tracer import TraceRecord, TraceStatus
-
-from .common import Output, add_command, open_store_from, table
+from runtime.inspect.diff import TraceDiff, diff_stored
+from runtime.inspect.textdiff import DiffLine, LineOp
+from runtime.storage.lmdb.store import LmdbStore
+from runtime.storage.lmdb.traces import FLAGGED, LmdbTraceStore
+from runtime.tracing.records import TraceRecord, TraceStatus
+from runtime.transfer.exchange import export_session, import_session, read_file
+from runtime.transfer.importer import ImportOptions, import_file
 
 
 def _when(ms: int) -> str:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime import LmdbStore
-from runtime.faults import load_state
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.sessioncheck import check_sessions, reply_ids
-from runtime.tracer import TraceOrigin
+from runtime.paging.faults import load_state
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.sessioncheck import check_sessions, reply_ids
+from runtime.tracing.records import TraceOrigin
 
 ROOT = Path(__file__).resolve().parents[2]
 TURNS_PER_IMPORT = 5  # atomic_support.transcript: the tool turn, three answers, the goodbye

@@ -16,14 +16,14 @@ import hashlib
 import sys
 
 from runtime import LmdbStore, NewBlock
-from runtime.agent import Agent
+from runtime.agent.core import Agent
 from runtime.errors import SessionNotFound
-from runtime.eviction import EvictionConfig
-from runtime.faults import FaultKind, PageFault, record_faults
-from runtime.importer import ImportOptions, import_transcripts
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.models import OfflineModel
-from runtime.purge import purge_session
+from runtime.paging.eviction import EvictionConfig
+from runtime.paging.faults import FaultKind, PageFault, record_faults
+from runtime.providers import OfflineModel
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.purge import purge_session
+from runtime.transfer.importer import ImportOptions, import_transcripts
 from tests.runtime.atomic_support import transcript_file
 
 AGENT_SESSION = "agent-shared"

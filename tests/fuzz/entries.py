@@ -16,13 +16,13 @@ from pathlib import Path
 from runtime.blocks import canonical_json
 from runtime.cli import main
 from runtime.config import load_config
-from runtime.exchange import import_session, parse_export
-from runtime.importer import ImportOptions, import_transcripts
-from runtime.lmdbstore import LmdbStore
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.models import AnthropicAdapter
-from runtime.replay import CallBasis, send_traced
-from runtime.transcripts import read_transcripts
+from runtime.providers import AnthropicAdapter
+from runtime.replay.resend import CallBasis, send_traced
+from runtime.storage.lmdb.store import LmdbStore
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.transfer.exchange import import_session, parse_export
+from runtime.transfer.importer import ImportOptions, import_transcripts
+from runtime.transfer.transcripts import read_transcripts
 from tests.fakes.anthropic_server import AnthropicServer, RawReply
 from tests.fuzz.stores import good_store
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime import LmdbStore
-from runtime.importer import ImportOptions, import_transcripts
-from runtime.lmdbtraces import LmdbTraceStore
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.transfer.importer import ImportOptions, import_transcripts
 from tests.fuzz.strategies import base_sessions, dump
 
 GOOD_PREFIX = "good"

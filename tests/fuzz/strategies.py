@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from runtime.blocks import BlockKind, content_hash
 from runtime.errors import Llm386Error
-from runtime.tracer import prompt_hash
+from runtime.tracing.records import prompt_hash
 
 
 @dataclass(frozen=True)

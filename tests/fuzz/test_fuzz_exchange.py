@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given
 
-from runtime.exchange import export_lines
+from runtime.transfer.exchange import export_lines
 from tests.fuzz.entries import targets
 from tests.fuzz.harness import FUZZ, run_case
 from tests.fuzz.stores import assert_unchanged, snapshot

@@ -19,8 +19,7 @@ from runtime.blocks import (
     canonical_json,
     content_hash,
 )
-from runtime.profiles import ModelProfile
-from runtime.rendering import (
+from runtime.packer.rendering import (
     MESSAGE_OVERHEAD,
     REQUEST_OVERHEAD,
     TEXT_BLOCK_OVERHEAD,
@@ -28,6 +27,7 @@ from runtime.rendering import (
     TOOL_DEF_OVERHEAD,
     TOOLS_PREAMBLE,
 )
+from runtime.profiles.catalog import ModelProfile
 from runtime.tokenizers import get_tokenizer
 
 TOOL_DEF = {
@@ -123,7 +123,7 @@ class Session:
 
 
 def chat_cost_of_request(request: Mapping[str, Any], tokenizer_name: str) -> int:
-    """Count a request the way runtime.rendering defines chat cost, from the request alone."""
+    """Count a request the way runtime.packer.rendering defines chat cost, from the request alone."""
     count = get_tokenizer(tokenizer_name).count
     total = REQUEST_OVERHEAD
     for tool in request.get("tools", []):

@@ -6,7 +6,6 @@ import json
 import random
 from collections.abc import Mapping, Sequence
 
-from runtime.accounting import TokenCounter
 from runtime.blocks import (
     Block,
     BlockKind,
@@ -17,6 +16,7 @@ from runtime.blocks import (
     canonical_json,
     content_hash,
 )
+from runtime.paging.accounting import TokenCounter
 from runtime.tokenizers import get_tokenizer
 
 COUNT = TokenCounter(get_tokenizer("o200k_base"))

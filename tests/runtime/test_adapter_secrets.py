@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from runtime import open_store
-from runtime.agent import Agent
+from runtime.agent.core import Agent
 from runtime.blocks import canonical_json
 from runtime.errors import ModelCallFailed
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.models import AnthropicAdapter
+from runtime.providers import AnthropicAdapter
+from runtime.storage.lmdb.traces import LmdbTraceStore
 from tests.fakes.anthropic_server import AnthropicServer, DropConnection, RawReply, error_reply
 
 # Shaped like a real key: a shared public head, then the secret part.

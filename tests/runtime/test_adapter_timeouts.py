@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from runtime.errors import ModelCallFailed
-from runtime.models import AnthropicAdapter
+from runtime.providers import AnthropicAdapter
 from tests.fakes.anthropic_server import AnthropicServer, SlowReply, error_reply, text_reply
 
 REQUEST = json.dumps(

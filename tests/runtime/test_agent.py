@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import lmdbenv, open_store
-from runtime.agent import (
+from runtime import open_store
+from runtime.agent.core import (
     DEMO_CONVERSATIONS,
     SYSTEM_PROMPT,
     Agent,
@@ -23,10 +23,11 @@ from runtime.agent import (
 )
 from runtime.blocks import BlockKind, EdgeKind, parse_tool_call, parse_tool_result
 from runtime.cli import main
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.models import AnthropicAdapter, OfflineModel
-from runtime.repage import repage
-from runtime.tracer import Provider, TraceStatus, prompt_hash
+from runtime.providers import AnthropicAdapter, OfflineModel
+from runtime.replay.repage import repage
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import Provider, TraceStatus, prompt_hash
 from tests.fakes.anthropic_server import error_reply, text_reply, tool_use_reply
 
 KEY = "sk-ant-test-agent-0123456789"

@@ -12,14 +12,14 @@ import json
 
 import pytest
 
-from runtime.agent import Agent
+from runtime.agent.core import Agent
+from runtime.agent.tools import ToolRunner
 from runtime.blocks import BlockKind, ToolResult, parse_tool_result
-from runtime.eviction import EvictionConfig
-from runtime.faults import load_state
-from runtime.models import AnthropicAdapter, OfflineModel
-from runtime.placeholders import RECALL_TOOL_NAME, StubStyle
-from runtime.repage import repage
-from runtime.sampletools import ToolRunner
+from runtime.paging.eviction import EvictionConfig
+from runtime.paging.faults import load_state
+from runtime.paging.placeholders import RECALL_TOOL_NAME, StubStyle
+from runtime.providers import AnthropicAdapter, OfflineModel
+from runtime.replay.repage import repage
 from tests.fakes.anthropic_server import text_reply, tool_use_reply
 
 KEY = "sk-ant-test-agent-paging-0123456789"

@@ -17,11 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from runtime import LmdbStore, NewBlock, lmdbenv
-from runtime.agent import Agent
+from runtime import LmdbStore, NewBlock
+from runtime.agent.core import Agent
 from runtime.cli import main
 from runtime.errors import SessionNotFound, StoreFull
-from runtime.importer import (
+from runtime.providers import OfflineModel
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.purge import purge_session
+from runtime.storage.sessioncheck import check_sessions, reply_ids
+from runtime.transfer.importer import (
     ImportOptions,
     import_transcripts,
     new_records,
@@ -29,11 +34,7 @@ from runtime.importer import (
     reconcile,
     write_blocks,
 )
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.models import OfflineModel
-from runtime.purge import purge_session
-from runtime.sessioncheck import check_sessions, reply_ids
-from runtime.transcripts import read_transcripts
+from runtime.transfer.transcripts import read_transcripts
 from tests.runtime.atomic_support import transcript, transcript_file
 
 ROOT = Path(__file__).resolve().parents[2]

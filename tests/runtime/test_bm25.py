@@ -10,10 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
-from runtime import LmdbStore, NewBlock, lmdbenv
-from runtime.bm25 import MAX_TERM_CHARS, query_terms, raw_idf, score_postings, terms
+from runtime import LmdbStore, NewBlock
 from runtime.errors import StoreError
-from runtime.indexview import index_for, reader_for
+from runtime.indexes.bm25 import MAX_TERM_CHARS, query_terms, raw_idf, score_postings, terms
+from runtime.indexes.snapshot import index_for, reader_for
+from runtime.storage.lmdb import env as lmdbenv
 
 WORDS = ["flight", "refund", "seat", "bag", "cancel", "gold", "paris", "the", "zz9", "mia_li"]
 

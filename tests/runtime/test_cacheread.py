@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from runtime.blocks import canonical_json
-from runtime.cacheread import check_cache_read
-from runtime.diff import diff_requests
-from runtime.tracer import Provider, TokenUsage, TraceRecord, new_call_id, prompt_hash
+from runtime.inspect.diff import diff_requests
+from runtime.tracing.cacheread import check_cache_read
+from runtime.tracing.records import Provider, TokenUsage, TraceRecord, new_call_id, prompt_hash
 
 CACHED = {"type": "ephemeral"}
 

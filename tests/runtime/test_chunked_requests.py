@@ -8,14 +8,20 @@ from pathlib import Path
 import pytest
 
 from bench.longsession import long_session
-from runtime import LmdbStore, lmdbenv
+from runtime import LmdbStore
 from runtime.blocks import canonical_json
 from runtime.errors import StoreCorrupted
-from runtime.importer import DEMO_DIR, ImportOptions, import_transcripts, load_demo_sessions
-from runtime.lmdbchunks import release_row
-from runtime.lmdbtraces import LmdbTraceStore, pack_bytes
-from runtime.tracer import Provider, TraceRecord, new_call_id, prompt_hash
-from runtime.transcripts import read_tools
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.chunks import release_row
+from runtime.storage.lmdb.traces import LmdbTraceStore, pack_bytes
+from runtime.tracing.records import Provider, TraceRecord, new_call_id, prompt_hash
+from runtime.transfer.importer import (
+    DEMO_DIR,
+    ImportOptions,
+    import_transcripts,
+    load_demo_sessions,
+)
+from runtime.transfer.transcripts import read_tools
 
 GOLDEN = Path(__file__).parent / "golden" / "demo_prompt_hashes.json"
 TOOLS = read_tools((DEMO_DIR / "tools.json").read_bytes(), "tools.json")

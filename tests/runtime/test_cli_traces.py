@@ -9,9 +9,9 @@ import pytest
 
 from runtime import LmdbStore, NewBlock
 from runtime.cli import main
-from runtime.importer import DEMO_DIR
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.tracer import Provider, TraceRecord, new_call_id, prompt_hash
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import Provider, TraceRecord, new_call_id, prompt_hash
+from runtime.transfer.importer import DEMO_DIR
 
 SESSIONS = json.loads((DEMO_DIR / "sessions.json").read_bytes())
 

@@ -14,7 +14,7 @@ from runtime.config import (
     load_config,
 )
 from runtime.errors import ConfigError, UnknownModel
-from runtime.profiles import get_profile
+from runtime.profiles.catalog import get_profile
 
 SECTIONS = ("state", "plan", "recent", "retrieved", "tools", "background", "slack")
 

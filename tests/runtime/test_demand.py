@@ -11,15 +11,15 @@ from hypothesis import strategies as st
 
 from runtime import LmdbStore, NewBlock
 from runtime.blocks import BlockKind, parse_tool_result
-from runtime.demand import DemandPaging, page_with_paging, paged_turn, session_entries
 from runtime.errors import BudgetTooSmall
-from runtime.eviction import EvictionConfig, StubScope
-from runtime.indexview import index_for
-from runtime.packer import pack
-from runtime.pager import PageOptions, PageRequest, page
-from runtime.placeholders import RECALL_TOOL_NAME
-from runtime.plan import PagePlan, SelectionReason
-from runtime.rendering import RenderMode
+from runtime.indexes.snapshot import index_for
+from runtime.packer.core import pack
+from runtime.packer.rendering import RenderMode
+from runtime.pager.core import PageOptions, PageRequest, page
+from runtime.pager.plan import PagePlan, SelectionReason
+from runtime.paging.demand import DemandPaging, page_with_paging, paged_turn, session_entries
+from runtime.paging.eviction import EvictionConfig, StubScope
+from runtime.paging.placeholders import RECALL_TOOL_NAME
 from tests.runtime.pager_support import Session, assert_valid_anthropic_conversation, profile
 from tests.runtime.test_pager_properties import bodies, check_packed, check_plan, steps
 

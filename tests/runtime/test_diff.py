@@ -8,14 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import LmdbStore, lmdbenv
+from runtime import LmdbStore
 from runtime.blocks import canonical_json
-from runtime.diff import CacheVerdict, diff_plans, diff_requests, diff_stored, first_divergence
 from runtime.errors import StoreCorrupted
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.requestview import cache_units, cached_prefix_bytes, view_request
-from runtime.textdiff import LineOp, aligned_opcodes, char_spans, diff_views
-from runtime.tracer import Provider, StoredTrace, TraceRecord, new_call_id, prompt_hash
+from runtime.inspect.diff import (
+    CacheVerdict,
+    diff_plans,
+    diff_requests,
+    diff_stored,
+    first_divergence,
+)
+from runtime.inspect.request import cache_units, cached_prefix_bytes, view_request
+from runtime.inspect.textdiff import LineOp, aligned_opcodes, char_spans, diff_views
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import Provider, StoredTrace, TraceRecord, new_call_id, prompt_hash
 
 EPHEMERAL = {"type": "ephemeral"}
 

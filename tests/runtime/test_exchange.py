@@ -11,9 +11,16 @@ import pytest
 from runtime import LmdbStore
 from runtime.blocks import BlockKind, Edge, EdgeKind, NewBlock, Provenance, canonical_json
 from runtime.errors import InvalidInput, MalformedFile
-from runtime.exchange import export_lines, export_session, import_session, read_file
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.tracer import Flag, Provider, StoredTrace, TraceRecord, new_call_id, prompt_hash
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import (
+    Flag,
+    Provider,
+    StoredTrace,
+    TraceRecord,
+    new_call_id,
+    prompt_hash,
+)
+from runtime.transfer.exchange import export_lines, export_session, import_session, read_file
 
 
 def _open(path):

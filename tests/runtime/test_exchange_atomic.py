@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from runtime import LmdbStore, lmdbenv
+from runtime import LmdbStore
 from runtime.blocks import NewBlock, canonical_json
 from runtime.errors import InvalidInput, StoreCorrupted, StoreFull
-from runtime.exchange import export_lines, import_session
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.tracer import Provider, StoredTrace, TraceRecord, new_call_id, prompt_hash
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import Provider, StoredTrace, TraceRecord, new_call_id, prompt_hash
+from runtime.transfer.exchange import export_lines, import_session
 
 SESSION = "trip-1"
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from runtime.agent import create_demo_conversations
+from runtime.agent.core import create_demo_conversations
 from runtime.blocks import BlockKind
-from runtime.importer import load_demo_sessions
-from runtime.lmdbstore import LmdbStore
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.packer import pack
-from runtime.pager import PageRequest, page
-from runtime.profiles import get_profile
+from runtime.packer.core import pack
+from runtime.pager.core import PageRequest, page
+from runtime.profiles.catalog import get_profile
+from runtime.storage.lmdb.store import LmdbStore
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.transfer.importer import load_demo_sessions
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "request_hashes.json"
 BUDGETS = (6_000, 16_000)

@@ -18,16 +18,16 @@ from runtime.blocks import (
     parse_tool_call,
 )
 from runtime.errors import InvalidInput, MalformedFile
-from runtime.importer import (
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import Provider, TraceOrigin, prompt_hash
+from runtime.transfer.importer import (
     DEMO_DIR,
     ImportOptions,
     import_file,
     import_transcripts,
     load_demo_sessions,
 )
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.tracer import Provider, TraceOrigin, prompt_hash
-from runtime.transcripts import read_tools
+from runtime.transfer.transcripts import read_tools
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tau-bench-airline"
 SESSIONS = json.loads((DEMO_DIR / "sessions.json").read_bytes())
@@ -207,7 +207,7 @@ def _error(data: bytes | str, name: str = "f.json") -> str:
 
 
 def import_transcripts_into_nothing(raw: bytes, name: str) -> None:
-    from runtime.transcripts import read_transcripts
+    from runtime.transfer.transcripts import read_transcripts
 
     read_transcripts(raw, name)
 
@@ -319,8 +319,8 @@ def test_a_tool_call_whose_arguments_are_not_json_keeps_them_as_written(env):
 
 
 def test_reimporting_after_a_recorded_repage_of_an_imported_turn_adds_nothing(env):
-    from runtime.profiles import get_profile
-    from runtime.repage import repage
+    from runtime.profiles.catalog import get_profile
+    from runtime.replay.repage import repage
 
     store, traces = env
     one = [

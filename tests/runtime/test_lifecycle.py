@@ -15,18 +15,18 @@ from typing import Any
 
 import pytest
 
-from runtime import lifecycle
-from runtime.agent import DEFAULT_MODEL, Agent, create_demo_conversations
+from runtime.agent.core import DEFAULT_MODEL, Agent, create_demo_conversations
 from runtime.blocks import canonical_json
 from runtime.cli import main
 from runtime.errors import ModelRetired
-from runtime.lifecycle import ModelStatus, check_callable, lifecycle_of
-from runtime.models import AnthropicAdapter, OfflineModel, get_model_client
-from runtime.pagingview import DEFAULT_PRICE
-from runtime.profiles import get_profile
-from runtime.repage import repage
-from runtime.replay import replay, replays_of
-from runtime.tracer import TraceRecord
+from runtime.inspect.paging import DEFAULT_PRICE
+from runtime.profiles import lifecycle
+from runtime.profiles.catalog import get_profile
+from runtime.profiles.lifecycle import ModelStatus, check_callable, lifecycle_of
+from runtime.providers import AnthropicAdapter, OfflineModel, get_model_client
+from runtime.replay.repage import repage
+from runtime.replay.resend import replay, replays_of
+from runtime.tracing.records import TraceRecord
 from tests.fakes import anthropic_server
 from tests.fakes.anthropic_server import AnthropicServer, text_reply
 

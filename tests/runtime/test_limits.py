@@ -13,7 +13,7 @@ from runtime.blocks import Provenance, canonical_json
 from runtime.cli import main
 from runtime.errors import InvalidBlock, InvalidInput, Llm386Error, NotCanonicalJson
 from runtime.limits import InputRejected, Limits
-from runtime.transcripts import read_transcripts
+from runtime.transfer.transcripts import read_transcripts
 
 HOSTILE = {
     "deep array": ("[" * 1_000_000 + "]" * 1_000_000, "line 1 column 65", "nested deeper than 64"),
@@ -120,8 +120,8 @@ def test_check_fields_refuses_wrong_types_and_integers_past_64_bits() -> None:
 @pytest.mark.parametrize("arguments", ["[" * 5000 + "]" * 5000, '{"x": NaN}', "9" * 5000])
 def test_hostile_tool_call_arguments_are_kept_as_written_not_crashed_on(arguments, tmp_path):
     from runtime import LmdbStore
-    from runtime.importer import import_transcripts
-    from runtime.lmdbtraces import LmdbTraceStore
+    from runtime.storage.lmdb.traces import LmdbTraceStore
+    from runtime.transfer.importer import import_transcripts
 
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
     messages = [{"role": "user", "content": "hi"},

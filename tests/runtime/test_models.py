@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from runtime.blocks import canonical_json
 from runtime.errors import InvalidInput, ModelCallFailed, ReplayMismatch, UnknownModel
-from runtime.models import (
+from runtime.profiles.catalog import get_profile
+from runtime.providers import (
     OFFLINE_MODEL_NAME,
     AnthropicAdapter,
     OfflineModel,
@@ -24,7 +25,6 @@ from runtime.models import (
     api_key_available,
     get_model_client,
 )
-from runtime.profiles import get_profile
 from runtime.tokenizers import get_tokenizer
 from tests.fakes.anthropic_server import (
     AnthropicServer,

@@ -14,11 +14,11 @@ import pytest
 from runtime import LmdbStore, NewBlock
 from runtime.blocks import BlockKind, canonical_json
 from runtime.errors import BlockNotFound, InvalidInput
-from runtime.indexview import index_for
-from runtime.packer import pack
-from runtime.pager import PageRequest, page
-from runtime.rendering import OMITTED_OPENING
-from runtime.sections import Section
+from runtime.indexes.snapshot import index_for
+from runtime.packer.core import pack
+from runtime.packer.rendering import OMITTED_OPENING
+from runtime.pager.core import PageRequest, page
+from runtime.pager.sections import Section
 from runtime.tokenizers import get_tokenizer
 from tests.runtime.pager_support import (
     Session,
@@ -192,8 +192,8 @@ def test_the_same_store_and_request_give_the_same_bytes_in_fresh_processes(store
     script = textwrap.dedent(
         f"""
         from runtime import LmdbStore
-        from runtime.packer import pack
-        from runtime.pager import PageRequest, page
+        from runtime.packer.core import pack
+        from runtime.pager.core import PageRequest, page
         from tests.runtime.pager_support import profile
         store = LmdbStore({str(tmp_path / "store")!r})
         plan = page(store, PageRequest("s", "what tier is u3?", profile(3000)))

@@ -14,11 +14,11 @@ import pytest
 
 from runtime import LmdbStore
 from runtime.blocks import BlockKind, parse_tool_call, parse_tool_result
-from runtime.importer import load_demo_sessions
-from runtime.indexview import index_for
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.packer import pack
-from runtime.pager import PageRequest, page
+from runtime.indexes.snapshot import index_for
+from runtime.packer.core import pack
+from runtime.pager.core import PageRequest, page
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.transfer.importer import load_demo_sessions
 from tests.runtime.pager_support import Session, assert_valid_anthropic_conversation, profile
 
 

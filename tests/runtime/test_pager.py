@@ -11,10 +11,10 @@ from runtime import LmdbStore, NewBlock
 from runtime.blocks import BlockKind, Edge, EdgeKind, canonical_json, content_hash
 from runtime.config import BudgetFractions
 from runtime.errors import BudgetTooSmall, SessionNotFound
-from runtime.indexview import index_for
-from runtime.pager import PageOptions, PageRequest, page
-from runtime.plan import OmissionReason, PagePlan, SelectionReason
-from runtime.sections import DEFAULT_SECTION, Section, allocate
+from runtime.indexes.snapshot import index_for
+from runtime.pager.core import PageOptions, PageRequest, page
+from runtime.pager.plan import OmissionReason, PagePlan, SelectionReason
+from runtime.pager.sections import DEFAULT_SECTION, Section, allocate
 from tests.runtime.pager_support import Session, profile
 
 
@@ -314,7 +314,7 @@ def test_the_pool_keeps_the_best_candidates_plus_fixed_blocks_and_tool_partners(
 
 
 def test_small_budgets_propose_fewer_candidates():
-    from runtime.pager import candidate_limit
+    from runtime.pager.core import candidate_limit
 
     class Snap:
         class stats:

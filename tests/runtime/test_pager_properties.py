@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 from runtime import LmdbStore, NewBlock
 from runtime.blocks import BlockKind
 from runtime.errors import BudgetTooSmall
-from runtime.indexview import index_for
-from runtime.packer import pack
-from runtime.pager import PageOptions, PageRequest, page
-from runtime.rendering import RenderMode
+from runtime.indexes.snapshot import index_for
+from runtime.packer.core import pack
+from runtime.packer.rendering import RenderMode
+from runtime.pager.core import PageOptions, PageRequest, page
 from runtime.tokenizers import get_tokenizer
 from tests.runtime.pager_support import (
     Session,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from runtime.blocks import BlockKind, ToolCall, parse_tool_result
 from runtime.errors import BudgetTooSmall, ConfigError
-from runtime.eviction import (
+from runtime.paging.eviction import (
     PAPER_CONFIG,
     EvictionConfig,
     EvictionReason,
@@ -21,8 +21,8 @@ from runtime.eviction import (
     plan_eviction,
     request_tokens,
 )
-from runtime.history import AgeFrom, AgeUnit, History
-from runtime.placeholders import StubStyle, signature
+from runtime.paging.history import AgeFrom, AgeUnit, History
+from runtime.paging.placeholders import StubStyle, signature
 from tests.runtime.paging_builder import (
     BOOK_SCHEMA,
     COUNT,

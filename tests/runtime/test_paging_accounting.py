@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.accounting import (
+from runtime.blocks import BlockKind, canonical_json
+from runtime.errors import BudgetTooSmall, InvalidInput, UnknownModel
+from runtime.paging.accounting import (
     CostEstimate,
     Price,
     RequestItem,
@@ -21,11 +23,9 @@ from runtime.accounting import (
     get_price,
     request_items,
 )
-from runtime.blocks import BlockKind, canonical_json
-from runtime.errors import BudgetTooSmall, InvalidInput, UnknownModel
-from runtime.eviction import EvictionConfig, EvictionPlan, StubScope, plan_eviction
-from runtime.faults import PagingState
-from runtime.paging import page_turn
+from runtime.paging.eviction import EvictionConfig, EvictionPlan, StubScope, plan_eviction
+from runtime.paging.faults import PagingState
+from runtime.paging.turn import page_turn
 from tests.runtime.paging_builder import COUNT, SessionBuilder, big_result, random_session, standard
 
 PRICE = Price("test-model", 2.0, 0.10, 1.25, "test", "2026-01")

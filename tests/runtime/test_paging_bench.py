@@ -14,7 +14,7 @@ from bench.paging_replay import (
     is_identifier,
     render_request,
 )
-from runtime.eviction import EvictionConfig, paged_view, plan_eviction
+from runtime.paging.eviction import EvictionConfig, paged_view, plan_eviction
 from tests.runtime.paging_builder import COUNT, SessionBuilder, big_result, standard
 
 

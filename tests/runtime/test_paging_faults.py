@@ -9,8 +9,8 @@ import pytest
 from runtime import open_store
 from runtime.blocks import NewBlock, ToolCall
 from runtime.errors import BlockNotFound, StoreCorrupted
-from runtime.eviction import EvictionConfig, plan_eviction
-from runtime.faults import (
+from runtime.paging.eviction import EvictionConfig, plan_eviction
+from runtime.paging.faults import (
     FaultKind,
     PageFault,
     PagingState,
@@ -20,9 +20,9 @@ from runtime.faults import (
     record_faults,
     save_state,
 )
-from runtime.history import History
-from runtime.paging import finish_turn, page_turn
-from runtime.placeholders import StubStyle
+from runtime.paging.history import History
+from runtime.paging.placeholders import StubStyle
+from runtime.paging.turn import finish_turn, page_turn
 from tests.runtime.paging_builder import COUNT, big_result, standard
 
 

@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 from runtime.cli import main
 from runtime.config import Config
 from runtime.errors import UnknownModel
-from runtime.lifecycle import LIFECYCLES, ModelStatus, lifecycle_of
-from runtime.profiles import (
+from runtime.profiles.catalog import (
     ANTHROPIC,
     BUILTIN_PROFILES,
     ModelProfile,
     get_profile,
     list_profiles,
 )
+from runtime.profiles.lifecycle import LIFECYCLES, ModelStatus, lifecycle_of
 from runtime.tokenizers import KNOWN_TOKENIZERS
 
 REQUIRED_CLAUDE = (
@@ -33,7 +33,7 @@ REQUIRED_CLAUDE = (
     "claude-sonnet-5",
     "claude-haiku-4-5",
 )
-# The SDK version the lifecycle table (runtime.lifecycle) was last checked against: the one the
+# The SDK version the lifecycle table (runtime.profiles.lifecycle) was last checked against: the one the
 # lock pins. A newer SDK (make check-upgrades) fails here until the table is checked again.
 CHECKED_SDK = "2.16.0"
 
@@ -80,7 +80,7 @@ def test_the_lifecycle_table_was_checked_against_the_pinned_and_installed_sdk():
     pinned = re.search(r"^anthropic==(\S+)", lock, re.M)
     assert pinned is not None and pinned[1] == CHECKED_SDK
     assert anthropic.__version__ == CHECKED_SDK, (
-        f"anthropic {anthropic.__version__} is installed but runtime.lifecycle was checked "
+        f"anthropic {anthropic.__version__} is installed but runtime.profiles.lifecycle was checked "
         f"against {CHECKED_SDK}: compare the two SDKs' anthropic.types.Model and "
         "_data.DEPRECATED_MODELS, update LIFECYCLES and CLAUDE_MODELS, then CHECKED_SDK"
     )

@@ -8,16 +8,14 @@ from typing import Any
 
 import pytest
 
-from runtime import lmdbenv
-from runtime.agent import Agent
+from runtime.agent.core import Agent
 from runtime.blocks import BlockKind
 from runtime.cli import main
 from runtime.errors import NotFound, ReplayMismatch
-from runtime.importer import DEMO_DIR, ImportOptions, import_file
-from runtime.lmdbtraces import pack_bytes
-from runtime.models import AnthropicAdapter, OfflineModel
-from runtime.repage import repage
-from runtime.replay import (
+from runtime.inspect.textdiff import LineOp
+from runtime.providers import AnthropicAdapter, OfflineModel
+from runtime.replay.repage import repage
+from runtime.replay.resend import (
     NotReplayable,
     derived_kind,
     diff_outputs,
@@ -26,8 +24,10 @@ from runtime.replay import (
     replay,
     replays_of,
 )
-from runtime.textdiff import LineOp
-from runtime.tracer import Provider, TokenUsage, TraceOrigin, TraceStatus, prompt_hash
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.traces import pack_bytes
+from runtime.tracing.records import Provider, TokenUsage, TraceOrigin, TraceStatus, prompt_hash
+from runtime.transfer.importer import DEMO_DIR, ImportOptions, import_file
 from tests.fakes.anthropic_server import (
     AnthropicServer,
     RawReply,
@@ -286,7 +286,7 @@ def test_output_diff_keeps_every_line_once():
 
 
 def test_input_cost_adds_cache_reads_and_writes_at_their_multipliers():
-    from runtime.accounting import get_price
+    from runtime.paging.accounting import get_price
 
     price = get_price("claude-haiku-4-5")
     cost = input_cost(TokenUsage(1_000_000, 5, 1_000_000, 1_000_000), price)

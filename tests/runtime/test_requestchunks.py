@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.blocks import canonical_json
-from runtime.importer import _Requests
-from runtime.requestchunks import (
+from runtime.storage.chunking import (
     MAX_CHUNK,
     MAX_GROUP,
     MIN_CHUNK,
@@ -23,6 +22,7 @@ from runtime.requestchunks import (
     group_digests,
     split_digests,
 )
+from runtime.transfer.importer import _Requests
 
 
 def _json_blob(seed: int, records: int) -> bytes:

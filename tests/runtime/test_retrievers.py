@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from runtime import LmdbStore, NewBlock, Provenance
-from runtime.bm25 import query_terms
 from runtime.config import RecencyMode, RetrieverSettings
-from runtime.embeddings import HashingEmbedder
 from runtime.errors import InvalidInput
-from runtime.indexview import index_for, reader_for
-from runtime.pager import PageOptions, PageRequest, page
-from runtime.plan import SelectionReason
-from runtime.retrievers import (
+from runtime.indexes.bm25 import query_terms
+from runtime.indexes.embeddings import HashingEmbedder
+from runtime.indexes.snapshot import index_for, reader_for
+from runtime.pager.core import PageOptions, PageRequest, page
+from runtime.pager.plan import SelectionReason
+from runtime.pager.retrievers import (
     EmbeddingRetriever,
     RecencyRetriever,
     RetrievalQuery,
@@ -106,7 +106,7 @@ def test_hashing_embedder_vectors_are_unit_length_and_the_same_in_every_process(
     vector = HashingEmbedder(64).embed("Tool calls travel with their results")
     assert vector.dtype == np.float32 and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-6)
     code = (
-        "from runtime.embeddings import HashingEmbedder;"
+        "from runtime.indexes.embeddings import HashingEmbedder;"
         "print(HashingEmbedder(64).embed('Tool calls travel with their results').tobytes().hex())"
     )
     outputs = {

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runtime.sampletools import ToolInputError, ToolRunner, calculate, lookup_user_profile
+from runtime.agent.tools import ToolInputError, ToolRunner, calculate, lookup_user_profile
 
 
 @pytest.mark.parametrize(

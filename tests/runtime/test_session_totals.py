@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from runtime import LmdbStore, lmdbenv
+from runtime import LmdbStore
 from runtime.blocks import canonical_json
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.tracer import (
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import (
     REPAGE_KEY,
     Delivery,
     Provider,

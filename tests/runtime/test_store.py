@@ -6,16 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import (
-    BlockKind,
-    Edge,
-    EdgeKind,
-    LmdbStore,
-    NewBlock,
-    Provenance,
-    content_hash,
-    lmdbenv,
-)
+from runtime import BlockKind, Edge, EdgeKind, LmdbStore, NewBlock, Provenance, content_hash
 from runtime.errors import (
     BlockNotFound,
     BlockTooLarge,
@@ -25,6 +16,7 @@ from runtime.errors import (
     SessionNotFound,
     StoreNotAStore,
 )
+from runtime.storage.lmdb import env as lmdbenv
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from runtime import LmdbStore, NewBlock, lmdbenv
+from runtime import LmdbStore, NewBlock
+from runtime.storage.lmdb import env as lmdbenv
 
 ROOT = Path(__file__).resolve().parents[2]
 

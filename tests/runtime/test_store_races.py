@@ -4,7 +4,7 @@ re-checked inside its one LMDB write transaction."""
 from __future__ import annotations
 
 from runtime import LmdbStore
-from runtime.lmdbtraces import LmdbTraceStore
+from runtime.storage.lmdb.traces import LmdbTraceStore
 from tests.fuzz.crash_support import Acks, check, spawn
 
 

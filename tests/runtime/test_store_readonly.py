@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from runtime.cli import main
-from runtime.importer import DEMO_DIR
+from runtime.transfer.importer import DEMO_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = "import sys; from runtime.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import LmdbStore, lmdbenv
+from runtime import LmdbStore
 from runtime.blocks import canonical_json
 from runtime.errors import (
     AmbiguousPrefix,
@@ -18,8 +18,9 @@ from runtime.errors import (
     StoreNotAStore,
     TraceNotFound,
 )
-from runtime.lmdbtraces import LmdbTraceStore, pack_bytes, unpack_bytes
-from runtime.tracer import (
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.traces import LmdbTraceStore, pack_bytes, unpack_bytes
+from runtime.tracing.records import (
     AttemptRecord,
     Flag,
     Provider,

@@ -12,15 +12,16 @@ from hypothesis import strategies as st
 
 from runtime import NewBlock, open_store
 from runtime.blocks import BlockKind, canonical_json
-from runtime.blockuses import block_uses, sync
-from runtime.chatview import PartKind, read_request, read_response
-from runtime.compareview import diff_rows, segments, side_by_side
-from runtime.lmdbtraces import LmdbTraceStore
-from runtime.requestview import view_request
-from runtime.sessionlist import SessionQuery, SortKey, query_sessions, summary_table
-from runtime.textdiff import diff_views, line_opcodes
-from runtime.timeline import section_tokens, session_timeline
-from runtime.tracer import (
+from runtime.indexes.blockuses import block_uses, sync
+from runtime.inspect.chat import PartKind, read_request, read_response
+from runtime.inspect.compare import diff_rows, segments, side_by_side
+from runtime.inspect.request import view_request
+from runtime.inspect.sessions import SessionQuery, SortKey, query_sessions, summary_table
+from runtime.inspect.textdiff import diff_views, line_opcodes
+from runtime.inspect.timeline import section_tokens, session_timeline
+from runtime.inspect.turn import entry_page, plan_entries, section_views
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import (
     Provider,
     StoredTrace,
     TokenUsage,
@@ -29,7 +30,6 @@ from runtime.tracer import (
     new_call_id,
     prompt_hash,
 )
-from runtime.turnview import entry_page, plan_entries, section_views
 
 
 def _record(session: str, turn: int, block_ids: list[str], **extra: object) -> StoredTrace:
@@ -110,7 +110,7 @@ def test_side_by_side_shows_every_line_of_both_requests_once(a: list[str], b: li
 
 
 def test_diff_rows_pair_a_replacement_side_by_side() -> None:
-    from runtime.replay import diff_outputs
+    from runtime.replay.resend import diff_outputs
 
     rows = diff_rows(diff_outputs("one\ntwo", "one\n2\nthree").lines)
     assert [(r.left.op, r.right.op) for r in rows] == [

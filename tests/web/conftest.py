@@ -13,7 +13,7 @@ from django.test import Client
 from llm386web import store_access
 from runtime import BlockStore, EdgeKind, NewBlock
 from runtime.blocks import BlockKind
-from runtime.tracer import TraceStore
+from runtime.tracing.records import TraceStore
 
 from .tracefactory import Session, write_session
 

@@ -12,7 +12,7 @@ from django.test import Client
 from llm386web.templatetags.llm386 import short_call_id
 from runtime import BlockStore, NewBlock
 from runtime.blocks import BlockKind, content_hash
-from runtime.tracer import _CallIds, new_call_id, prompt_hash
+from runtime.tracing.records import _CallIds, new_call_id, prompt_hash
 
 from .tracefactory import conversation
 

@@ -10,9 +10,9 @@ import pytest
 from django.test import Client
 
 from runtime.blocks import canonical_json
-from runtime.compareview import segments, side_by_side
-from runtime.requestview import cache_units, view_request
-from runtime.textdiff import diff_views
+from runtime.inspect.compare import segments, side_by_side
+from runtime.inspect.request import cache_units, view_request
+from runtime.inspect.textdiff import diff_views
 
 from .tracefactory import anthropic_request, conversation
 
@@ -127,7 +127,7 @@ def test_side_by_side_accounts_for_every_diff_line_once() -> None:
 def test_openai_turns_report_the_shared_prefix_an_automatic_cache_could_reuse(
     logged_in: Client, store: Any, traces: Any
 ) -> None:
-    from runtime.importer import DEMO_DIR, ImportOptions, import_file
+    from runtime.transfer.importer import DEMO_DIR, ImportOptions, import_file
 
     import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
                 options=ImportOptions(prefix="tau"))  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from runtime.tracer import StoredTrace, TraceRecord, new_call_id
+from runtime.tracing.records import StoredTrace, TraceRecord, new_call_id
 
 from .tracefactory import conversation
 

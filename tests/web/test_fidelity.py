@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from runtime import lmdbenv
 from runtime.blocks import canonical_json
 from runtime.errors import ModelRetired, ReplayMismatch
-from runtime.fidelity import Fidelity, replay_capability
-from runtime.lmdbtraces import pack_bytes
-from runtime.models import OfflineModel
-from runtime.replay import NotReplayable, replay
-from runtime.tracer import Provider, TraceOrigin, TraceRecord, new_call_id, prompt_hash
+from runtime.providers import OfflineModel
+from runtime.replay.fidelity import Fidelity, replay_capability
+from runtime.replay.resend import NotReplayable, replay
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.traces import pack_bytes
+from runtime.tracing.records import Provider, TraceOrigin, TraceRecord, new_call_id, prompt_hash
 
 pytestmark = pytest.mark.django_db
 

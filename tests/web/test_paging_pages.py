@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from runtime.agent import Agent
-from runtime.eviction import EvictionConfig
-from runtime.models import OfflineModel
-from runtime.placeholders import StubStyle
+from runtime.agent.core import Agent
+from runtime.paging.eviction import EvictionConfig
+from runtime.paging.placeholders import StubStyle
+from runtime.providers import OfflineModel
 from tests.runtime.test_agent_paging import LongProfiles
 
 pytestmark = pytest.mark.django_db

@@ -12,9 +12,9 @@ import pytest
 from django.test import Client
 
 from llm386web.views.turns import REPAGE_PROFILES
-from runtime.agent import create_demo_conversations
-from runtime.importer import import_file
-from runtime.lifecycle import ModelStatus, lifecycle_of
+from runtime.agent.core import create_demo_conversations
+from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
+from runtime.transfer.importer import import_file
 from tests.fakes.anthropic_server import AnthropicServer, RawReply, error_reply, text_reply
 
 from . import tracefactory
@@ -126,7 +126,7 @@ def test_a_deeply_nested_reply_is_recorded_as_an_error_with_advice_not_a_500(
 def test_an_imported_turn_is_refused_and_can_be_re_paged(
     logged_in: Client, store: Any, traces: Any
 ) -> None:
-    from runtime.importer import DEMO_DIR, ImportOptions
+    from runtime.transfer.importer import DEMO_DIR, ImportOptions
 
     import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
                 options=ImportOptions(prefix="tau"))  # fmt: skip
@@ -147,7 +147,7 @@ def test_an_imported_turn_is_refused_and_can_be_re_paged(
 def test_a_re_page_shows_as_not_sent_and_is_not_counted_as_a_replay(
     logged_in: Client, store: Any, traces: Any
 ) -> None:
-    from runtime.importer import DEMO_DIR, ImportOptions
+    from runtime.transfer.importer import DEMO_DIR, ImportOptions
 
     import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
                 options=ImportOptions(prefix="tau"))  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from runtime import BlockStore
-from runtime.faults import META_KEY
+from runtime.paging.faults import META_KEY
 
 from .tracefactory import conversation
 
@@ -217,8 +217,8 @@ def test_every_htmx_link_also_has_an_href(logged_in: Client, traced: Any) -> Non
 def test_session_totals_count_what_was_sent_and_show_the_rest_apart(
     logged_in: Client, traced: Any, traces: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runtime.models import AnthropicAdapter
-    from runtime.replay import replay
+    from runtime.providers import AnthropicAdapter
+    from runtime.replay.resend import replay
 
     from .tracefactory import record_repage
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from runtime.tracer import StoredTrace, TraceOrigin, new_call_id
-from runtime.tracer import TraceRecord as Record
+from runtime.tracing.records import StoredTrace, TraceOrigin, new_call_id
+from runtime.tracing.records import TraceRecord as Record
 
 from .tracefactory import conversation
 
@@ -287,8 +287,8 @@ def test_no_view_context_shadows_a_context_processor_name(rf: Any) -> None:
 
 
 def _replay_without_key(traces: Any, call_id: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from runtime.models import AnthropicAdapter
-    from runtime.replay import replay
+    from runtime.providers import AnthropicAdapter
+    from runtime.replay.resend import replay
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     return replay(traces, call_id, AnthropicAdapter(base_url="http://127.0.0.1:9")).record
@@ -297,8 +297,8 @@ def _replay_without_key(traces: Any, call_id: str, monkeypatch: pytest.MonkeyPat
 def test_turn_row_shows_the_error_of_a_failed_replay(
     logged_in: Client, traced: Any, traces: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runtime.models import OfflineModel
-    from runtime.replay import replay
+    from runtime.providers import OfflineModel
+    from runtime.replay.resend import replay
 
     s = traced("run", conversation(2))
     replay(traces, s.call_ids[0], OfflineModel())
@@ -313,8 +313,8 @@ def test_turn_row_shows_the_error_of_a_failed_replay(
 def test_replay_history_says_not_sent_with_the_reason_never_identical(
     logged_in: Client, traced: Any, traces: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runtime.models import OfflineModel
-    from runtime.replay import replay
+    from runtime.providers import OfflineModel
+    from runtime.replay.resend import replay
 
     s = traced("run", conversation(1))
     replay(traces, s.call_ids[0], OfflineModel())

@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime import BlockStore, NewBlock
 from runtime.blocks import BlockKind, canonical_json
-from runtime.tracer import (
+from runtime.tracing.records import (
     Provider,
     StoredTrace,
     TokenizerInfo,
@@ -132,7 +132,7 @@ def _stored(
     s: Session, n: int, request: bytes, reply: str, upto: int, fact_id: str | None,
     bodies: Sequence[str], started: int, *, error: bool, flagged: bool,
 ) -> StoredTrace:  # fmt: skip
-    from runtime.tracer import Flag
+    from runtime.tracing.records import Flag
 
     response = {"content": [{"type": "text", "text": reply}], "role": "assistant",
                 "stop_reason": "end_turn", "type": "message",
@@ -165,7 +165,7 @@ def conversation(n_turns: int, prefix: str = "message") -> list[str]:
 
 def record_repage(traces: TraceStore, call_id: str, estimated_input_tokens: int = 7659) -> str:
     """Record a re-page of ``call_id`` as ``llm386 repage --record`` does: not sent, no answer."""
-    from runtime.replay import REPAGE_KEY
+    from runtime.replay.resend import REPAGE_KEY
 
     stored = traces.stored_trace(call_id)
     data = stored.record.to_json() | {

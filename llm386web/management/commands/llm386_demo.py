@@ -20,11 +20,11 @@ from django.db import DatabaseError
 from llm386web.conf import web_config
 from llm386web.home import read_or_create_secret
 from llm386web.store_access import get_store, get_traces
-from runtime.agent import load_demo_conversations
-from runtime.blockuses import sync as sync_block_uses
-from runtime.importer import DEMO_LICENSE, load_demo_sessions
-from runtime.store import BlockStore
-from runtime.tracer import TraceStore
+from runtime.agent.core import load_demo_conversations
+from runtime.indexes.blockuses import sync as sync_block_uses
+from runtime.storage.interface import BlockStore
+from runtime.tracing.records import TraceStore
+from runtime.transfer.importer import DEMO_LICENSE, load_demo_sessions
 
 USERNAME = "admin"
 

@@ -30,7 +30,7 @@ def warm_up() -> None:
     """Build the sessions list's summary table now, so the first visitor does not wait for it."""
     from llm386web.store_access import get_store, get_traces
     from runtime.errors import Llm386Error
-    from runtime.sessionlist import summary_table
+    from runtime.inspect.sessions import summary_table
 
     try:
         summary_table(get_store(), get_traces())

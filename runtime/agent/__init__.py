@@ -1,0 +1,1 @@
+"""The sample agent and its tools."""

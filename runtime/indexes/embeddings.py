@@ -1,0 +1,179 @@
+"""Text embeddings for the similarity retriever: a pluggable ``Embedder`` and a local default.
+
+Owns: the ``Embedder`` protocol, ``HashingEmbedder`` (needs no model download), and the vector
+cache: per block id in a process dictionary and, for writable stores, in the ``ix_vec`` LMDB
+database (key: block id, then embedder key), so a block is embedded once per embedder, not once
+per page. The session index hook deletes a block's vectors when the store deletes the block.
+
+Invariants:
+- ``HashingEmbedder`` is a pure function of the text: features are hashed with fixed
+  arithmetic (never Python's salted ``hash()``), so vectors are identical in every process and
+  on every machine. Vectors are float32, L2-normalised (all zeros for text with no features).
+- Features: the UTF-8 byte 3-, 4- and 5-grams of the lower-cased words without stop words
+  (robust to inflection and typos), plus each index term of ``bm25.terms`` at twice the weight;
+  each feature adds +1 or -1 (a hash bit) to one of ``dimensions`` buckets.
+- A cached vector is keyed by ``Embedder.key`` (name, dimensions, version) and the block id, so
+  two embedders never share vectors.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import zlib
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from runtime.indexes.bm25 import STOPWORDS, terms
+from runtime.storage.lmdb import env as lmdbenv
+
+NGRAMS = (3, 4, 5)
+WORD_WEIGHT = 2.0
+_WORD = re.compile(r"\w+")
+_MIX1 = np.uint64(0x9E3779B97F4A7C15)
+_MIX2 = np.uint64(0xBF58476D1CE4E5B9)
+_MAX_CACHED = 200_000
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns text into a fixed-size vector; ``key`` names the vector space for caching."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+    def embed(self, text: str) -> np.ndarray: ...
+
+
+class HashingEmbedder:
+    """Hashed character n-gram and word features in a fixed number of dimensions."""
+
+    version = 2  # follows bm25.terms
+
+    def __init__(self, dimensions: int = 256) -> None:
+        if dimensions < 8:
+            raise ValueError("an embedding needs at least 8 dimensions")
+        self._dimensions = int(dimensions)
+
+    @property
+    def key(self) -> str:
+        return f"hashing-v{self.version}/{self._dimensions}"
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions
+
+    def embed(self, text: str) -> np.ndarray:
+        """Return the unit-length vector of ``text``."""
+        vector = np.zeros(self._dimensions, dtype=np.float64)
+        words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+        self._add_ngrams(vector, (" " + " ".join(words) + " ").encode("utf-8"))
+        for term in terms(text):
+            code = zlib.crc32(b"w\x00" + term.encode("utf-8"))
+            vector[code % self._dimensions] += WORD_WEIGHT if code & 0x10000 else -WORD_WEIGHT
+        norm = float(np.sqrt(vector @ vector))
+        return (vector / norm if norm else vector).astype(np.float32)
+
+    def _add_ngrams(self, vector: np.ndarray, data: bytes) -> None:
+        raw = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
+        for n in NGRAMS:
+            if raw.shape[0] < n:
+                continue
+            count = raw.shape[0] - n + 1
+            code = np.full(count, np.uint64(n), dtype=np.uint64)
+            for j in range(n):
+                code |= raw[j : j + count] << np.uint64(8 * (j + 1))
+            mixed = _mix(code)
+            buckets = (mixed >> np.uint64(33)) % np.uint64(self._dimensions)
+            signs = np.where((mixed >> np.uint64(7)) & np.uint64(1), 1.0, -1.0)
+            vector += np.bincount(buckets.astype(np.int64), signs, self._dimensions)
+
+
+def _mix(code: np.ndarray) -> np.ndarray:
+    # splitmix64's finaliser: array arithmetic wraps modulo 2**64 by design.
+    h = code * _MIX1
+    h ^= h >> np.uint64(31)
+    h *= _MIX2
+    h ^= h >> np.uint64(29)
+    return h
+
+
+class VectorCache:
+    """Block vectors by (embedder key, block id): process memory first, then LMDB."""
+
+    def __init__(self, env: lmdbenv.Env) -> None:
+        self.env = env
+        self.db = env.db(b"ix_vec") if not env.readonly else None
+        self.lock = threading.Lock()
+        self._memory: dict[tuple[str, str], np.ndarray] = {}
+
+    def vectors(self, embedder: Embedder, ids: Sequence[str], bodies: Any) -> list[np.ndarray]:
+        """Return the vector of each block id; ``bodies(ids)`` gives the texts of misses."""
+        key = embedder.key
+        with self.lock:
+            found: list[np.ndarray | None] = [self._memory.get((key, bid)) for bid in ids]
+        missing = [i for i, vec in enumerate(found) if vec is None]
+        if missing:
+            self._fill(embedder, ids, missing, found, bodies)
+        return [vec for vec in found if vec is not None]
+
+    def _fill(
+        self,
+        embedder: Embedder,
+        ids: Sequence[str],
+        missing: list[int],
+        found: list[np.ndarray | None],
+        bodies: Any,
+    ) -> None:
+        suffix = embedder.key.encode()
+        stored = self._load(suffix, [ids[i] for i in missing])
+        fresh = [i for i, raw in zip(missing, stored, strict=True) if raw is None]
+        texts = bodies([ids[i] for i in fresh]) if fresh else []
+        made = {i: embedder.embed(text) for i, text in zip(fresh, texts, strict=True)}
+        for i, raw in zip(missing, stored, strict=True):
+            found[i] = made[i] if raw is None else np.frombuffer(raw, dtype=np.float32)
+        self._save(suffix, [(ids[i], made[i]) for i in fresh])
+        with self.lock:
+            if len(self._memory) > _MAX_CACHED:
+                self._memory.clear()
+            for i in missing:
+                vec = found[i]
+                assert vec is not None
+                self._memory[(embedder.key, ids[i])] = vec
+
+    def _load(self, suffix: bytes, ids: Sequence[str]) -> list[bytes | None]:
+        if self.db is None:
+            return [None] * len(ids)
+        db = self.db
+        return lmdbenv.read(
+            self.env, lambda txn: [txn.get(bytes.fromhex(b) + suffix, db=db) for b in ids]
+        )
+
+    def _save(self, suffix: bytes, pairs: Sequence[tuple[str, np.ndarray]]) -> None:
+        if self.db is None or not pairs:
+            return
+        db = self.db
+
+        def save(txn: Any) -> None:
+            for bid, vec in pairs:
+                txn.put(bytes.fromhex(bid) + suffix, vec.astype(np.float32).tobytes(), db=db)
+
+        lmdbenv.write(self.env, save)
+
+
+_caches: dict[str, VectorCache] = {}
+_caches_lock = threading.Lock()
+
+
+def vector_cache(env: lmdbenv.Env) -> VectorCache:
+    """Return the process-wide vector cache of ``env``."""
+    with _caches_lock:
+        cache = _caches.get(env.path)
+        if cache is None or cache.env is not env:
+            cache = _caches[env.path] = VectorCache(env)
+        return cache

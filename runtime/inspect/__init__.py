@@ -1,0 +1,1 @@
+"""Page models for the web and CLI: turns, diffs, compare, sessions, timelines."""

@@ -1,0 +1,117 @@
+"""What the web shows of demand paging: one turn's accounting, and a session's totals.
+
+Owns: ``TurnPaging`` (tokens by category, full history against packed, saved by eviction,
+evictions, faults and refaults, read from a trace record's ``paging`` slot) and
+``SessionPaging`` (cumulative tokens against the full-history baseline, peaks and estimated
+cost with and without prompt caching, over a session's records).
+
+Invariants:
+- Read-only over stored JSON: a record without a paging slot (imports, paging off) has no
+  ``TurnPaging``; a session with none has no ``SessionPaging``.
+- Replays are left out of the session totals: they re-send a turn, they are not a new one.
+- Counts are the accounting's own: block bodies under the profile's tokenizer, estimates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.errors import InvalidInput, UnknownModel
+from runtime.paging.accounting import PRICES, Price, SessionAccounting, TurnAccounting, get_price
+from runtime.tracing.records import TraceOrigin, TraceRecord
+
+DEFAULT_PRICE = "claude-sonnet-4-6"  # for models without a list price in accounting.PRICES
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    category: str
+    full: int
+    packed: int
+
+    @property
+    def saved(self) -> int:
+        return self.full - self.packed
+
+
+@dataclass(frozen=True)
+class FaultRow:
+    kind: str
+    block_id: str
+    tool_name: str
+    refault: bool
+
+
+@dataclass(frozen=True)
+class TurnPaging:
+    """One turn's demand paging, as the turn page shows it."""
+
+    accounting: TurnAccounting
+    rows: tuple[CategoryRow, ...]
+    faults: tuple[FaultRow, ...]  # the faults this request serves (found in the last answer)
+    pinned: int
+    recall: bool
+
+    @property
+    def saved_share(self) -> float:
+        full = self.accounting.full_tokens
+        return self.accounting.saved_tokens / full if full else 0.0
+
+
+def turn_paging(paging: Mapping[str, Any]) -> TurnPaging | None:
+    """Return a record's paging slot as a view, or None when the turn was not demand-paged."""
+    data = paging.get("accounting")
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        accounting = TurnAccounting.from_json(data)
+    except InvalidInput:
+        return None  # a damaged slot is shown raw by the page, never guessed at
+    rows = tuple(CategoryRow(c.category.value, c.full, c.packed) for c in accounting.categories)
+    faults = tuple(
+        FaultRow(str(f.get("kind", "")), str(f.get("block_id", ""))[:12],
+                 str(f.get("tool_name", "")), bool(f.get("refault")))
+        for f in paging.get("faults", ()) if isinstance(f, Mapping)
+    )  # fmt: skip
+    plan = paging.get("plan")
+    recall = bool(plan.get("recall")) if isinstance(plan, Mapping) else False
+    return TurnPaging(accounting, rows, faults, len(paging.get("pinned", ())), recall)
+
+
+@dataclass(frozen=True)
+class SessionPaging:
+    """A session's demand paging: cumulative against full history, and cost."""
+
+    accounting: SessionAccounting
+    rows: tuple[CategoryRow, ...]
+    price_is_default: bool  # the session's model has no list price; DEFAULT_PRICE is used
+
+    @property
+    def saved(self) -> int:
+        return self.accounting.full_tokens - self.accounting.packed_tokens
+
+
+def session_paging(
+    session: str, records: Sequence[TraceRecord], model: str = ""
+) -> SessionPaging | None:
+    """Return the session's paging totals over its demand-paged records (turn order)."""
+    turns = []
+    for record in sorted(records, key=lambda r: (r.turn, r.started_at, r.call_id)):
+        view = turn_paging(record.paging) if record.origin is not TraceOrigin.REPLAY else None
+        if view is not None:
+            turns.append(view.accounting)
+    if not turns:
+        return None
+    price, default = _price(model)
+    accounting = SessionAccounting.of(session, turns, price)
+    rows = tuple(CategoryRow(c.category.value, c.full, c.packed) for c in accounting.categories)
+    return SessionPaging(accounting, rows, default)
+
+
+def _price(model: str) -> tuple[Price, bool]:
+    try:
+        return get_price(model), False
+    except UnknownModel:
+        return next(p for p in PRICES if p.model == DEFAULT_PRICE), True

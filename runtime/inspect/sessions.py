@@ -1,0 +1,345 @@
+"""The sessions list: one summary row per session, filtered, searched, sorted and paged.
+
+Owns: ``SessionSummary`` (a session's block-store record joined with its trace aggregates and
+paging faults), ``SessionQuery`` and ``SessionPage``, and ``query_sessions``, which answers a
+query from a per-process table of summaries.
+
+Invariants:
+- Every figure comes from aggregates the stores keep (the block store's session records, the
+  trace store's per-session stats); answering a query never reads a trace record, except to
+  look up the sessions holding a prompt hash (through the trace store's hash index).
+- The table is rebuilt whenever the LMDB environment has committed any write since it was built
+  (its last transaction id changed), so a page never shows stale figures; between writes, a
+  query filters and sorts rows already in memory.
+- Sorting uses a total key (the chosen column, then the session id), so pages never overlap
+  or skip a row, whatever the ties.
+- Text search matches whole words (the pager's analyser: lower case, stop words dropped, light
+  stemming) in block bodies, through the pager's per-session term index; a session whose index
+  is behind the store is brought up to date first (the same repair the pager runs).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from runtime.blocks import SessionInfo
+from runtime.errors import AmbiguousPrefix, InvalidInput, NotFound, SessionNotFound
+from runtime.indexes.bm25 import query_terms
+from runtime.indexes.sessionindex import term_key
+from runtime.indexes.snapshot import index_for, reader_for
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.tracing.records import SessionTraceStats, TraceStore
+
+_HASH_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")  # a prompt hash or a prefix of 8+ of it
+MAX_QUERY_CHARS = 500
+
+
+class SessionStatus(StrEnum):
+    OK = "ok"  # traced, no call failed
+    ERROR = "error"  # at least one call ended in an error
+    UNTRACED = "untraced"  # blocks only, no trace records
+
+
+class SortKey(StrEnum):
+    ACTIVITY = "activity"
+    SESSION = "session"
+    MODEL = "model"
+    TURNS = "turns"
+    TOKENS = "tokens"
+    ERRORS = "errors"
+    FLAGS = "flags"
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """What the sessions list shows about one session."""
+
+    session: str
+    model: str
+    title: str
+    source: str
+    entries: int
+    created_at: int
+    updated_at: int
+    turns: int
+    calls: int
+    errors: int  # failed attempts (their tokens are not in the totals)
+    repages: int  # re-pages recorded, not sent (their tokens are not in the totals)
+    flagged: int  # turns a user (or the importer) marked failing
+    failing: bool  # the session's own mark (meta "failing", or a reward of 0)
+    reward: float | None
+    faults: int  # page faults recorded in the session's paging state
+    input_tokens: int  # answered calls only
+    output_tokens: int
+    last_activity: int  # ms: the later of the last block put and the last model call
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def status(self) -> SessionStatus:
+        if self.errors:
+            return SessionStatus.ERROR
+        return SessionStatus.OK if self.calls else SessionStatus.UNTRACED
+
+    @property
+    def is_failing(self) -> bool:
+        """Failing by its own mark or by a flagged turn."""
+        return self.failing or self.flagged > 0
+
+
+def summarize(info: SessionInfo, stats: SessionTraceStats) -> SessionSummary:
+    """Join a session's record and its trace aggregates into one summary."""
+    meta = info.meta
+    reward = meta.get("reward")
+    reward = (
+        float(reward) if isinstance(reward, int | float) and not isinstance(reward, bool) else None
+    )
+    paging = meta.get("paging")
+    faults = paging.get("faults") if isinstance(paging, dict) else None
+    last = max(info.updated_at, stats.last_at or 0)
+    return SessionSummary(
+        session=info.session, model=str(meta.get("model") or ""), title=str(meta.get("title") or ""),
+        source=str(meta.get("source") or ""), entries=info.count, created_at=info.created_at,
+        updated_at=info.updated_at, turns=stats.turns, calls=stats.calls, errors=stats.errors,
+        repages=stats.repages, flagged=stats.flagged, failing=meta.get("failing") is True or reward == 0.0, reward=reward,
+        faults=len(faults) if isinstance(faults, list) else 0, input_tokens=stats.input_tokens,
+        output_tokens=stats.output_tokens, last_activity=last,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SessionQuery:
+    """What the list is asked for; every field has a neutral default."""
+
+    text: str = ""
+    model: str = ""
+    status: SessionStatus | None = None
+    failing: bool | None = None
+    faults: bool | None = None
+    sort: SortKey = SortKey.ACTIVITY
+    descending: bool = True
+    offset: int = 0
+    limit: int = 50
+
+    def __post_init__(self) -> None:
+        if len(self.text) > MAX_QUERY_CHARS:
+            raise InvalidInput(f"the search text is over {MAX_QUERY_CHARS} characters; shorten it")
+        if self.offset < 0 or self.limit < 1:
+            raise InvalidInput("offset must be 0 or more and limit 1 or more")
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    rows: tuple[SessionSummary, ...]
+    total: int  # rows matching the query (all pages)
+    sessions: int  # sessions in the store
+    models: tuple[str, ...]  # every model named by a session, sorted (for the filter)
+    hash_match: bool = False  # the text was a prompt hash and was looked up as one
+
+
+@dataclass(frozen=True)
+class _Row:
+    raw_info: bytes  # the stored bytes the summary was made from, to spot a change cheaply
+    raw_stats: bytes | None
+    summary: SessionSummary
+
+
+@dataclass(frozen=True)
+class _Table:
+    txnid: int
+    rows: tuple[SessionSummary, ...]  # by session id
+    models: tuple[str, ...]
+    by_session: dict[str, _Row]
+
+
+_lock = threading.Lock()
+_tables: dict[str, _Table] = {}
+_BATCH = 2000
+# The two aggregate records a summary is made from: the block store's session record and the
+# trace store's session stats (layouts in runtime.storage.lmdb.store and runtime.storage.lmdb.traces). Only their
+# bytes are read here, to tell which sessions changed; they are decoded by the stores' own API.
+_SESSIONS_DB, _STATS_DB = b"sessions", b"trace_sessions"
+
+
+def _txnid(store: Any) -> int:
+    return int(store.env.env.info()["last_txnid"])
+
+
+def _raw_records(store: Any) -> list[tuple[str, bytes, bytes | None]]:
+    sessions_db, stats_db = store.env.db(_SESSIONS_DB), store.env.db(_STATS_DB)
+
+    def load(txn: Any) -> list[tuple[str, bytes, bytes | None]]:
+        with txn.cursor(db=sessions_db) as cur:
+            return [(key.decode(), raw, txn.get(key, db=stats_db)) for key, raw in cur]
+
+    return lmdbenv.read(store.env, load)
+
+
+def _summaries(
+    store: Any, traces: TraceStore, sessions: Sequence[str]
+) -> dict[str, SessionSummary]:
+    """Summaries of ``sessions`` through the stores' API (all of them in batches, when many)."""
+    if len(sessions) <= _BATCH:
+        infos = [info for s in sessions if (info := _info_or_none(store, s)) is not None]
+    else:
+        infos = [info for start in range(0, store.session_count(), _BATCH)
+                 for info in store.sessions(start, _BATCH)]  # fmt: skip
+    stats = traces.session_stats([info.session for info in infos])
+    return {i.session: summarize(i, s) for i, s in zip(infos, stats, strict=True)}
+
+
+def _info_or_none(store: Any, session: str) -> SessionInfo | None:
+    try:
+        return store.session_info(session)
+    except SessionNotFound:
+        return None  # purged since the raw read
+
+
+def _build(store: Any, traces: TraceStore, txnid: int, old: _Table | None) -> _Table:
+    """Return the table as of now, decoding only sessions whose stored records changed."""
+    raw = _raw_records(store)
+    before = old.by_session if old is not None else {}
+    changed = [s for s, info, stats in raw
+               if (row := before.get(s)) is None or (row.raw_info, row.raw_stats) != (info, stats)]  # fmt: skip
+    changed_set = set(changed)
+    fresh = _summaries(store, traces, changed) if changed else {}
+    by_session: dict[str, _Row] = {}
+    for session, info, stats in raw:
+        summary = fresh.get(session)
+        if summary is not None:
+            by_session[session] = _Row(info, stats, summary)
+        elif session not in fresh and session in before and session not in changed_set:
+            by_session[session] = before[session]
+    rows = tuple(row.summary for row in by_session.values())
+    models = tuple(sorted({row.model for row in rows if row.model}))
+    return _Table(txnid, rows, models, by_session)
+
+
+def summary_table(store: Any, traces: TraceStore) -> _Table:
+    """Return the current table of summaries, refreshed only if the store changed since."""
+    txnid = _txnid(store)  # read before the rows: a write in between only forces a refresh
+    path = store.env.path
+    with _lock:
+        old = _tables.get(path)
+        if old is not None and old.txnid == txnid:
+            return old
+    table = _build(store, traces, txnid, old)
+    with _lock:
+        _tables[path] = table
+    return table
+
+
+def forget_tables() -> None:
+    """Drop every cached table (tests that replace a store on disk)."""
+    with _lock:
+        _tables.clear()
+
+
+_SORT_VALUE: dict[SortKey, Callable[[SessionSummary], Any]] = {
+    SortKey.ACTIVITY: lambda r: r.last_activity,
+    SortKey.SESSION: lambda r: r.session,
+    SortKey.MODEL: lambda r: r.model,
+    SortKey.TURNS: lambda r: r.turns,
+    SortKey.TOKENS: lambda r: r.total_tokens,
+    SortKey.ERRORS: lambda r: r.errors,
+    SortKey.FLAGS: lambda r: (r.is_failing, r.flagged),
+}
+
+
+def _keep(row: SessionSummary, q: SessionQuery) -> bool:
+    return (
+        (not q.model or row.model == q.model)
+        and (q.status is None or row.status is q.status)
+        and (q.failing is None or row.is_failing == q.failing)
+        and (q.faults is None or (row.faults > 0) == q.faults)
+    )
+
+
+def query_sessions(store: Any, traces: TraceStore, q: SessionQuery) -> SessionPage:
+    """Return one page of sessions matching ``q``, and how many match in all."""
+    table = summary_table(store, traces)
+    rows = [row for row in table.rows if _keep(row, q)]
+    # (a comprehension over 10,000 rows takes about 2 ms; no index per filter is needed)
+    text = q.text.strip()
+    digest = _prompt_hash(traces, text)
+    if text:
+        rows = _search(store, traces, rows, text, digest)
+    value = _SORT_VALUE[q.sort]
+    # Two stable sorts give a total order: the column (either way), then session id ascending.
+    rows.sort(key=lambda r: r.session)
+    rows.sort(key=value, reverse=q.descending)
+    window = tuple(rows[q.offset : q.offset + q.limit])
+    return SessionPage(window, len(rows), len(table.rows), table.models, bool(digest))
+
+
+def _prompt_hash(traces: TraceStore, text: str) -> str:
+    """Return the recorded prompt hash ``text`` names (all of it or a unique 8+ prefix), or "".
+
+    Hex text that names no single hash is searched as words only: the search view, not this
+    filter, explains an ambiguous prefix.
+    """
+    if not _HASH_RE.match(text):
+        return ""
+    try:
+        return traces.resolve_prompt_hash(text)
+    except (AmbiguousPrefix, NotFound):
+        return ""
+
+
+def _search(
+    store: Any, traces: TraceStore, rows: list[SessionSummary], text: str, digest: str
+) -> list[SessionSummary]:
+    """Keep rows whose id or title contains ``text``, whose blocks hold all its words, or (when
+    ``text`` names the prompt hash ``digest``) whose turns sent a request with that hash."""
+    needle = text.lower()
+    hits = {
+        row.session for row in rows if needle in row.session.lower() or needle in row.title.lower()
+    }
+    if digest:
+        hits |= {rec.session for rec in traces.list(prompt_hash=digest, limit=None)}
+    words = query_terms(text)
+    if words:
+        rest = [row for row in rows if row.session not in hits]
+        hits |= set(sessions_with_terms(store, rest, words))
+    return [row for row in rows if row.session in hits]
+
+
+def sessions_with_terms(
+    store: Any, rows: Sequence[SessionSummary], words: Sequence[str]
+) -> list[str]:
+    """Return the sessions among ``rows`` whose blocks contain every term in ``words``."""
+    index = index_for(store)
+    behind = _stale_sessions(index, store, rows)
+    reader = reader_for(store)
+    for session in behind:
+        reader.snapshot(store, session)  # repairs the session's index, as the pager would
+    terms_db = index.dbs[b"ix_terms"]
+
+    def scan(txn: Any) -> list[str]:
+        return [row.session for row in rows
+                if all(txn.get(term_key(row.session, w), db=terms_db) is not None for w in words)]  # fmt: skip
+
+    return lmdbenv.read(index.env, scan)
+
+
+def _stale_sessions(index: Any, store: Any, rows: Sequence[SessionSummary]) -> list[str]:
+    """Return sessions whose term index does not hold exactly their current entries."""
+
+    def check(txn: Any) -> list[str]:
+        out = []
+        for row in rows:
+            if not row.entries:
+                continue  # nothing to index, nothing to find
+            meta = index.meta(txn, row.session)
+            if meta is None or meta.stale or meta.n_docs != row.entries:
+                out.append(row.session)
+        return out
+
+    return lmdbenv.read(index.env, check)

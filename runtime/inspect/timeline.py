@@ -1,0 +1,190 @@
+"""A session's timeline: its turns in order, each with status, latency, tokens and sections.
+
+Owns: ``TurnSummary`` (what one model call looks like in a list of calls), ``SessionTimeline``
+(one page of a session's turns, replays grouped under the turn they replayed) and
+``session_timeline``, which builds it from the trace store.
+
+Invariants:
+- Turns are listed by turn number; a turn's first record that is not a replay is the turn, and
+  the records replaying it are counted with it, so paging by turn never splits a turn.
+- Token figures keep their provenance: ``input_tokens`` is the provider's count when the
+  response reported usage, else the local estimate, and ``input_estimated`` says which.
+- Section figures are the plan's own (what the pager counted when it packed), in canonical
+  section order; a plan without section totals is summed from its selected blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.errors import InvalidInput
+from runtime.inspect.diff import SECTION_ORDER
+from runtime.replay.resend import REPAGE_KEY, derived_kind
+from runtime.tracing.records import TraceError, TraceOrigin, TraceRecord, TraceStatus, TraceStore
+
+
+@dataclass(frozen=True)
+class SectionTokens:
+    section: str
+    allocated: int | None
+    used: int
+
+
+@dataclass(frozen=True)
+class TurnSummary:
+    """One model call as a row of a timeline (or the head of a turn page)."""
+
+    call_id: str
+    session: str
+    turn: int
+    origin: TraceOrigin
+    status: TraceStatus
+    started_at: int
+    latency_ms: float | None
+    model: str
+    prompt_hash: str
+    replay_complete: bool
+    input_tokens: int
+    input_estimated: bool
+    output_tokens: int
+    output_estimated: bool
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    estimated_input_tokens: int | None
+    flagged: bool
+    flag_note: str
+    error: TraceError | None
+    stop_reason: str | None
+    sections: tuple[SectionTokens, ...]
+    kind: str  # live | import | replay | repage (recorded, not sent): replay.derived_kind
+    attempts: int = 0  # HTTP attempts made (0: nothing reached the HTTP layer)
+    replays: int = 0  # records that replayed this turn (sent again; re-pages not counted)
+    repages: int = 0  # records re-paging this turn for another model, recorded but not sent
+    replay_errors: int = 0  # replays of this turn that failed (listed under it, not in its row)
+
+    @property
+    def failing(self) -> bool:
+        return self.flagged
+
+    @property
+    def errored(self) -> bool:
+        return self.status is TraceStatus.ERROR
+
+    @property
+    def sent(self) -> bool:
+        """Whether the request reached the HTTP layer: a re-page never does, nor a call that
+        failed before its first attempt (no API key, say)."""
+        return self.kind != REPAGE_KEY and not (self.errored and self.attempts == 0)
+
+    @property
+    def not_sent_reason(self) -> str:
+        """Why nothing was sent ("" when something was)."""
+        if self.kind == REPAGE_KEY:
+            return f"re-paged for {self.model}: recorded so it can be replayed, never sent"
+        if not self.sent and self.error is not None:
+            return f"failed before sending: {self.error.message}"
+        return ""
+
+
+def section_tokens(plan: Mapping[str, Any]) -> tuple[SectionTokens, ...]:
+    """Return the plan's per-section budget and use, in canonical section order."""
+    found: dict[str, SectionTokens] = {}
+    raw = plan.get("sections")
+    for row in raw if isinstance(raw, list) else ():
+        if isinstance(row, Mapping) and row.get("section"):
+            name = str(row["section"])
+            allocated = row.get("allocated")
+            found[name] = SectionTokens(
+                name, allocated if isinstance(allocated, int) else None, _int(row.get("used"))
+            )
+    if not found:
+        for item in plan.get("selected") or ():
+            if isinstance(item, Mapping):
+                name = str(item.get("section") or "")
+                old = found.get(name, SectionTokens(name, None, 0))
+                found[name] = SectionTokens(name, None, old.used + _int(item.get("tokens")))
+    return tuple(sorted(found.values(), key=lambda s: section_rank(s.section)))
+
+
+def section_rank(name: str) -> tuple[int, str]:
+    """Sort key putting sections in canonical order, unknown names after, by name."""
+    if name in SECTION_ORDER:
+        return (SECTION_ORDER.index(name), name)
+    return (len(SECTION_ORDER), name)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def summarize_record(
+    rec: TraceRecord, replays: int = 0, repages: int = 0, replay_errors: int = 0
+) -> TurnSummary:
+    """Return the timeline row of one record."""
+    usage = rec.usage
+    return TurnSummary(
+        call_id=rec.call_id, session=rec.session, turn=rec.turn, origin=rec.origin,
+        status=rec.status, started_at=rec.started_at, latency_ms=rec.latency_ms, model=rec.model,
+        prompt_hash=rec.prompt_hash, replay_complete=rec.replay_complete,
+        input_tokens=usage.total_input_tokens if usage else rec.estimated_input_tokens or 0,
+        input_estimated=usage is None,
+        output_tokens=usage.output_tokens if usage else rec.estimated_output_tokens or 0,
+        output_estimated=usage is None,
+        cache_read_tokens=usage.cache_read_input_tokens if usage else 0,
+        cache_creation_tokens=usage.cache_creation_input_tokens if usage else 0,
+        estimated_input_tokens=rec.estimated_input_tokens, flagged=rec.flag is not None,
+        flag_note=rec.flag.note if rec.flag else "", error=rec.error, stop_reason=rec.stop_reason,
+        sections=section_tokens(rec.plan), kind=derived_kind(rec), attempts=len(rec.attempts),
+        replays=replays, repages=repages, replay_errors=replay_errors,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SessionTimeline:
+    session: str
+    rows: tuple[TurnSummary, ...]
+    turns: int  # distinct turn numbers in the session (all pages)
+    offset: int
+    limit: int
+    sections: tuple[str, ...]  # every section named on this page, canonical order
+
+    @property
+    def max_input(self) -> int:
+        return max((row.input_tokens for row in self.rows), default=0)
+
+
+def group_turns(pairs: Sequence[tuple[int, str]]) -> list[tuple[int, list[str]]]:
+    """Group (turn, call id) pairs by turn number, in turn order, call ids in id order."""
+    groups: dict[int, list[str]] = {}
+    for turn, call_id in pairs:
+        groups.setdefault(turn, []).append(call_id)
+    return [(turn, sorted(groups[turn])) for turn in sorted(groups)]
+
+
+def _head(records: Sequence[TraceRecord]) -> tuple[TraceRecord, int, int, int]:
+    """Return the record that is the turn (the first non-replay), its replays, its re-pages
+    and how many of its replays failed."""
+    originals = [r for r in records if r.origin is not TraceOrigin.REPLAY]
+    head = originals[0] if originals else records[0]
+    others = [r for r in records if r.origin is TraceOrigin.REPLAY and r is not head]
+    kinds = [derived_kind(r) for r in others]
+    failed = sum(1 for r in others if r.status is TraceStatus.ERROR)
+    return head, kinds.count(TraceOrigin.REPLAY.value), kinds.count(REPAGE_KEY), failed
+
+
+def session_timeline(
+    traces: TraceStore, session: str, *, offset: int = 0, limit: int = 50
+) -> SessionTimeline:
+    """Return turns ``offset`` to ``offset + limit`` of ``session`` (by turn number)."""
+    if offset < 0 or limit < 1:
+        raise InvalidInput("offset must be 0 or more and limit 1 or more")
+    groups = group_turns(traces.turns(session))
+    window = groups[offset : offset + limit]
+    ids = [cid for _, cids in window for cid in cids]
+    by_id = {rec.call_id: rec for rec in traces.get_many(ids)}
+    rows = tuple(summarize_record(*_head([by_id[cid] for cid in cids])) for _, cids in window)
+    names = {s.section for row in rows for s in row.sections}
+    sections = tuple(sorted(names, key=section_rank))
+    return SessionTimeline(session, rows, len(groups), offset, limit, sections)

@@ -1,0 +1,1 @@
+"""The packer: renders a page plan as byte-deterministic request bytes."""

@@ -1,0 +1,234 @@
+"""How each piece of a prompt is written and what it costs in tokens, for both renders.
+
+Owns: the text of every unit of the string render (section headers, the task, one unit per
+block), the content of each block in the chat render, their token costs, and the cost cache
+(``ix_units``: block id, tokenizer and render version -> two u32 costs).
+
+Invariants:
+- String render: every unit starts with a letter or ``#`` and ends with ``"\\n\\n"``. With
+  tiktoken's cl100k_base and o200k_base split patterns no pre-token can then cross a unit
+  boundary, so ``count(concatenation) == sum(count(unit))`` exactly (a hypothesis test checks
+  it on adversarial bodies). The pager can therefore plan with per-unit counts and the packer
+  never has to re-count a 200,000-token prompt.
+- Chat render: the cost of a request is *defined* as the sum of its model-visible text pieces
+  (each text block, tool name, tool input JSON, tool ids, tool result content, tool definition
+  JSON), each counted alone, plus fixed per-message and per-block overheads and Anthropic's
+  tool-use preamble when tools are sent. Each overhead is at least the framing tokens a provider
+  adds there, so the figure is an upper bound of what the profile's tokenizer sees; the
+  conversation is charged one message per block, which over-counts when roles repeat.
+- Nothing here writes a block id, score or hash into a prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
+
+from runtime.blocks import BlockKind, canonical_json, parse_tool_call, parse_tool_result
+from runtime.errors import InvalidBlock
+from runtime.pager.sections import Section
+from runtime.storage.lmdb import env as lmdbenv
+from runtime.tokenizers import Tokenizer
+
+RENDER_VERSION = 1
+# Framing per message: OpenAI documents 3 tokens (<|start|>role ... <|end|>); Anthropic publishes
+# no figure, so the same is assumed, plus 1 per content block for the separator between blocks.
+MESSAGE_OVERHEAD = 3
+TEXT_BLOCK_OVERHEAD = 1
+TOOL_BLOCK_OVERHEAD = 6  # type, id and name framing of a tool_use / tool_result block
+TOOL_DEF_OVERHEAD = 6
+# Anthropic adds a tool-use system prompt when ``tools`` is sent: 346 tokens for tool_choice
+# auto/none on current Claude models (docs: "Tool use system prompt token count").
+TOOLS_PREAMBLE = 346
+REQUEST_OVERHEAD = 3
+OMITTED_OPENING = "(earlier conversation omitted)"
+
+LABEL: Mapping[BlockKind, str] = MappingProxyType(
+    {
+        BlockKind.SYSTEM: "system: ",
+        BlockKind.USER_MESSAGE: "user: ",
+        BlockKind.ASSISTANT_MESSAGE: "assistant: ",
+        BlockKind.TOOL_CALL: "tool call: ",
+        BlockKind.TOOL_RESULT: "tool result: ",
+        BlockKind.TOOL_SCHEMA: "tool: ",
+        BlockKind.FACT: "fact: ",
+        BlockKind.SUMMARY: "summary: ",
+        BlockKind.DOCUMENT_CHUNK: "document: ",
+        BlockKind.PLAN: "plan: ",
+        BlockKind.STATE: "state: ",
+        BlockKind.EVENT: "event: ",
+    }
+)
+CONVERSATION_KINDS = frozenset(
+    {
+        BlockKind.USER_MESSAGE,
+        BlockKind.ASSISTANT_MESSAGE,
+        BlockKind.TOOL_CALL,
+        BlockKind.TOOL_RESULT,
+    }
+)
+# Sections sent as one system text block each in the chat render (after the System blocks).
+SYSTEM_SIDE = (Section.STATE, Section.PLAN, Section.RETRIEVED, Section.BACKGROUND)
+
+
+class RenderMode(StrEnum):
+    """Which render a plan must fit: the string, the chat request, or both (the default)."""
+
+    STRING = "string"
+    CHAT = "chat"
+    BOTH = "both"
+
+    def pick(self, string: int, chat: int) -> int:
+        """Return the cost that binds in this mode."""
+        if self is RenderMode.STRING:
+            return string
+        if self is RenderMode.CHAT:
+            return chat
+        return max(string, chat)
+
+
+def header_text(section: Section) -> str:
+    return f"## {section.label}\n\n"
+
+
+def task_text(task: str) -> str:
+    return f"## Task\n\n{task}\n\n"
+
+
+@lru_cache(maxsize=65_536)
+def display_text(kind: BlockKind, body: str) -> str:
+    """Return a block's text as the string render shows it (tool JSON unwrapped; memoised: it
+    is a pure function of immutable arguments, and packing re-renders the same blocks)."""
+    try:
+        if kind is BlockKind.TOOL_CALL:
+            call = parse_tool_call(body)
+            return f"{call.name} {canonical_json(call.input).decode()}"
+        if kind is BlockKind.TOOL_RESULT:
+            result = parse_tool_result(body)
+            return f"(error) {result.content}" if result.is_error else result.content
+    except InvalidBlock:
+        return body  # a hand-made tool block that is not JSON is shown as stored
+    return body
+
+
+def string_unit(kind: BlockKind, body: str) -> str:
+    """Return the unit a block contributes to the string render."""
+    return f"{LABEL[kind]}{display_text(kind, body)}\n\n"
+
+
+def chat_cost(tokenizer: Tokenizer, kind: BlockKind, body: str) -> int:
+    """Return the chat-render cost of one block (see the module invariants)."""
+    count = tokenizer.count
+    if kind in (BlockKind.USER_MESSAGE, BlockKind.ASSISTANT_MESSAGE):
+        return count(body) + TEXT_BLOCK_OVERHEAD + MESSAGE_OVERHEAD
+    if kind in (BlockKind.TOOL_CALL, BlockKind.TOOL_RESULT):
+        try:
+            return _tool_cost(tokenizer, kind, body)
+        except InvalidBlock:  # not the JSON of CONVENTIONS.md: the packer sends it as text
+            return count(display_text(kind, body)) + TEXT_BLOCK_OVERHEAD + MESSAGE_OVERHEAD
+    if kind is BlockKind.SYSTEM:
+        return count(body) + TEXT_BLOCK_OVERHEAD
+    if kind is BlockKind.TOOL_SCHEMA:
+        return count(body) + TOOL_DEF_OVERHEAD
+    return count(string_unit(kind, body))  # inside a system-side section text block
+
+
+def _tool_cost(tokenizer: Tokenizer, kind: BlockKind, body: str) -> int:
+    count = tokenizer.count
+    if kind is BlockKind.TOOL_CALL:
+        call = parse_tool_call(body)
+        pieces = count(call.name) + count(canonical_json(call.input).decode()) + count(call.call_id)
+    else:
+        result = parse_tool_result(body)
+        pieces = count(result.content) + count(result.call_id)
+    return pieces + TOOL_BLOCK_OVERHEAD + MESSAGE_OVERHEAD
+
+
+def block_costs(tokenizer: Tokenizer, kind: BlockKind, body: str) -> tuple[int, int]:
+    """Return (string cost, chat cost) of one block."""
+    return tokenizer.count(string_unit(kind, body)), chat_cost(tokenizer, kind, body)
+
+
+def header_costs(tokenizer: Tokenizer, section: Section) -> tuple[int, int]:
+    """Return (string, chat) cost of opening ``section`` (its header and framing)."""
+    string = tokenizer.count(header_text(section))
+    if section in SYSTEM_SIDE:
+        return string, string + TEXT_BLOCK_OVERHEAD
+    if section is Section.TOOLS:
+        return string, TOOLS_PREAMBLE
+    return string, 0
+
+
+def frame_costs(tokenizer: Tokenizer, task: str) -> tuple[int, int]:
+    """Return (string, chat) cost of what every prompt carries: the task and fixed framing."""
+    string = tokenizer.count(task_text(task)) if task else 0
+    opening = tokenizer.count(OMITTED_OPENING) + TEXT_BLOCK_OVERHEAD + MESSAGE_OVERHEAD
+    task_chat = tokenizer.count(task) + TEXT_BLOCK_OVERHEAD + MESSAGE_OVERHEAD if task else 0
+    return string, REQUEST_OVERHEAD + opening + task_chat
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Token costs of one block under one tokenizer."""
+
+    string: int
+    chat: int
+
+    def pick(self, mode: RenderMode) -> int:
+        return mode.pick(self.string, self.chat)
+
+
+class CostCache:
+    """Block costs per tokenizer: LMDB ``ix_units`` when writable, else computed each time."""
+
+    def __init__(self, env: lmdbenv.Env) -> None:
+        self.env = env
+        self.db = None if env.readonly else env.db(b"ix_units")
+
+    def costs(
+        self, tokenizer: Tokenizer, ids: Sequence[str], kinds: Sequence[BlockKind], bodies: Any
+    ) -> list[Costs]:
+        """Return each block's costs; ``bodies(ids)`` gives the texts of blocks not cached."""
+        suffix = _suffix(tokenizer)
+        stored = self._load(suffix, ids)
+        missing = [i for i, raw in enumerate(stored) if raw is None]
+        texts = bodies([ids[i] for i in missing]) if missing else []
+        made = {
+            i: Costs(*block_costs(tokenizer, kinds[i], text))
+            for i, text in zip(missing, texts, strict=True)
+        }
+        self._save(suffix, [(ids[i], c) for i, c in made.items()])
+        return [made[i] if raw is None else _decode(raw) for i, raw in enumerate(stored)]
+
+    def _load(self, suffix: bytes, ids: Sequence[str]) -> list[bytes | None]:
+        if self.db is None:
+            return [None] * len(ids)
+        db = self.db
+        return lmdbenv.read(
+            self.env, lambda txn: [txn.get(bytes.fromhex(b) + suffix, db=db) for b in ids]
+        )
+
+    def _save(self, suffix: bytes, pairs: Sequence[tuple[str, Costs]]) -> None:
+        if self.db is None or not pairs:
+            return
+        db = self.db
+
+        def save(txn: Any) -> None:
+            for bid, c in pairs:
+                value = c.string.to_bytes(4, "little") + c.chat.to_bytes(4, "little")
+                txn.put(bytes.fromhex(bid) + suffix, value, db=db)
+
+        lmdbenv.write(self.env, save)
+
+
+def _suffix(tokenizer: Tokenizer) -> bytes:
+    # The tokenizer's version names its rank file digest, so a changed file never reuses counts.
+    return f"\x00{tokenizer.version}\x00{RENDER_VERSION}".encode()
+
+
+def _decode(raw: bytes) -> Costs:
+    return Costs(int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:8], "little"))

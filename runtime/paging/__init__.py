@@ -1,0 +1,1 @@
+"""Demand paging: placeholders and stubs, eviction, faults and the turn's accounting."""

@@ -1,0 +1,1 @@
+"""Model profiles: context windows, tokenizers, abilities, and each model's lifecycle."""

@@ -1,0 +1,1 @@
+"""The Anthropic provider: the only package that imports ``anthropic``."""

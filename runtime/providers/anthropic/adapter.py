@@ -1,0 +1,454 @@
+"""The Anthropic Messages API adapter: sends stored request bytes unchanged, retries, reports.
+
+Owns: ``AnthropicAdapter`` -- key lookup, the SDK client and its ``httpx2`` transport, the retry
+loop, and turning every failure into a ``ModelCallFailed`` whose message says what to do.
+
+Invariants:
+- The bytes on the wire are the request bytes given, byte for byte. They go through the SDK's
+  own ``client.post(..., content=...)`` rather than ``messages.create(**params)``, because
+  ``create`` rebuilds the body in its own key order (a request with ``metadata`` comes out in a
+  different order than canonical JSON) and warns on deprecated model names. A ``request`` event
+  hook on the httpx2 client hashes what is about to be sent and aborts the send, before any
+  byte leaves, if that hash is not the request's: ``ModelCallFailed(error_type="byte-mismatch")``.
+- The API key comes from the ``api_key`` argument or ``ANTHROPIC_API_KEY`` only. It appears in
+  no message, repr or returned object; server text quoted in errors is scrubbed of it, and of
+  any cut copy of it (a run of 8+ characters from any part of the key), before it is
+  shortened; that holds for the error type as well as the message.
+  A base URL is only ever shown without its ``user:password@`` part.
+- Retries are ours (the SDK's ``max_retries`` is 0) so each attempt is recorded: 429, 5xx,
+  timeouts and connection errors are retried after a deterministic backoff (``retry-after``
+  honoured, capped); other statuses fail at once.
+- A request naming a retired model (runtime.profiles.lifecycle) raises ModelRetired before the SDK
+  client is even made: nothing is sent for a model the API no longer serves.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import anthropic
+import httpx2
+
+from runtime import limits
+from runtime.blocks import canonical_json
+from runtime.errors import Llm386Error, ModelCallFailed
+from runtime.profiles.lifecycle import check_callable
+from runtime.providers.response import Attempt, ModelResponse, check_request, parse_request
+
+API_KEY_ENV = "ANTHROPIC_API_KEY"
+MESSAGES_PATH = "/v1/messages"
+BYTE_MISMATCH = "byte-mismatch"
+MISSING_KEY = "missing-key"
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+MAX_QUOTED_CHARS = 200  # of a non-JSON error body quoted in a message
+MIN_SECRET_PREFIX = 8  # a cut copy of a secret shorter than this is not masked
+MAX_ERROR_TYPE_CHARS = 80  # of the API's error type, which names a kind and is never long
+
+
+def api_key_available(api_key: str | None = None) -> bool:
+    """Whether a call could authenticate: ``api_key`` given or ``ANTHROPIC_API_KEY`` set."""
+    return bool(api_key or os.environ.get(API_KEY_ENV))
+
+
+class _BytesAltered(Exception):
+    """Raised inside the request hook to stop a send whose bytes are not the request's."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How one attempt ended: a response body, or a failure and whether to try again."""
+
+    attempt: Attempt
+    body: bytes | None = None
+    sent_sha256: str = ""
+    failure: ModelCallFailed | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+
+
+class AnthropicAdapter:
+    """Send packed Messages API requests to Anthropic through the official SDK.
+
+    ``timeout`` (seconds) bounds each attempt, ``connect_timeout`` (default: ``timeout``) its
+    connection, ``total_timeout`` (default: none) all attempts and waits together: no retry
+    starts that could not finish within it. ``max_retries`` counts attempts after the first.
+    A retry waits ``retry-after`` when the API sends it, else ``backoff_seconds * 2**(n-1)``;
+    either is capped at ``max_backoff_seconds``. ``middleware`` is handed to the SDK (for
+    logging, say); one that changes the request body is refused by the byte check.
+    """
+
+    provider = "anthropic"
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        *,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 8.0,
+        middleware: Sequence[Any] = (),
+        connect_timeout: float | None = None,
+        total_timeout: float | None = None,
+    ) -> None:
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
+        self.total_timeout = total_timeout
+        self._api_key = api_key or os.environ.get(API_KEY_ENV) or None
+        self._base_url = base_url
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self._middleware = tuple(middleware)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sdk: anthropic.Anthropic | None = None
+        self._http: httpx2.Client | None = None
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "missing"
+        return (
+            f"AnthropicAdapter(base_url={self.base_url!r}, timeout={self.timeout}, "
+            f"max_retries={self.max_retries}, api_key={key})"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """Where requests go, without credentials: the argument, else ANTHROPIC_BASE_URL or default."""
+        return _public_url(self._target_url())
+
+    def _target_url(self) -> str:
+        if self._sdk is not None:
+            return str(self._sdk.base_url)
+        return self._base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+
+    def send(self, request_bytes: bytes, *, expected_sha256: str | None) -> ModelResponse:
+        """Send ``request_bytes`` unchanged to POST /v1/messages and return the reply.
+
+        Raises ReplayMismatch (nothing sent) if the bytes do not hash to ``expected_sha256``,
+        InvalidInput if they are not a Messages request, ModelRetired (nothing sent) if they
+        name a retired model, ModelCallFailed for every API failure.
+        """
+        request_sha = check_request(request_bytes, expected_sha256)
+        model = parse_request(request_bytes).get("model")
+        if isinstance(model, str):
+            check_callable(model, action="send the request")
+        sdk = self._client()
+        attempts: list[Attempt] = []
+        started = time.perf_counter()
+        for number in range(1, self.max_retries + 2):
+            timeout = self._attempt_timeout(started)
+            outcome = self._attempt(sdk, number, request_bytes, request_sha, timeout)
+            if outcome.failure is None:
+                attempts.append(outcome.attempt)
+                return self._response(outcome, tuple(attempts), started)
+            wait = self._wait_seconds(number, outcome.retry_after)
+            if (
+                not outcome.retryable
+                or number > self.max_retries
+                or self._out_of_time(started, wait)
+            ):
+                attempts.append(outcome.attempt)
+                raise self._final(outcome.failure, tuple(attempts))
+            attempts.append(_with_wait(outcome.attempt, wait))
+            time.sleep(wait)
+        raise AssertionError("unreachable: the loop returns or raises on its last attempt")
+
+    def _out_of_time(self, started: float, wait: float) -> bool:
+        """Whether no time of ``total_timeout`` would be left after waiting ``wait``."""
+        if self.total_timeout is None:
+            return False
+        return time.perf_counter() - started + wait >= self.total_timeout
+
+    def _attempt_timeout(self, started: float) -> float:
+        """Return this attempt's timeout: ``timeout``, cut to what ``total_timeout`` leaves."""
+        if self.total_timeout is None:
+            return self.timeout
+        left = self.total_timeout - (time.perf_counter() - started)
+        return max(min(self.timeout, left), 0.001)
+
+    def close(self) -> None:
+        """Close the HTTP connections; the adapter opens new ones if used again."""
+        with self._lock:
+            sdk, self._sdk, self._http = self._sdk, None, None
+        if sdk is not None:
+            sdk.close()
+
+    def __enter__(self) -> AnthropicAdapter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _client(self) -> anthropic.Anthropic:
+        if not self._api_key:
+            raise ModelCallFailed(
+                "no API key: set ANTHROPIC_API_KEY or use the offline model",
+                error_type=MISSING_KEY,
+            )
+        with self._lock:
+            if self._sdk is None:
+                timeout = httpx2.Timeout(self.timeout, connect=self.connect_timeout)
+                self._http = httpx2.Client(
+                    timeout=timeout, event_hooks={"request": [self._on_request]}
+                )
+                self._sdk = anthropic.Anthropic(
+                    api_key=self._api_key,
+                    base_url=self._base_url,
+                    timeout=timeout,
+                    max_retries=0,
+                    http_client=self._http,
+                    middleware=self._middleware or None,
+                )
+            return self._sdk
+
+    def _on_request(self, request: httpx2.Request) -> None:
+        # Runs after the SDK built the request and before a byte is sent.
+        sent = _sha256(request.read())
+        self._local.sent_sha256 = sent
+        if sent != getattr(self._local, "expected_sha256", None):
+            raise _BytesAltered(sent)
+
+    def _attempt(
+        self,
+        sdk: anthropic.Anthropic,
+        number: int,
+        request_bytes: bytes,
+        request_sha: str,
+        timeout: float,
+    ) -> _Outcome:
+        self._local.expected_sha256 = request_sha
+        self._local.sent_sha256 = ""
+        self._local.timeout = timeout
+        started = time.perf_counter()
+        limits = httpx2.Timeout(timeout, connect=min(self.connect_timeout, timeout))
+        try:
+            reply = sdk.post(
+                MESSAGES_PATH,
+                cast_to=httpx2.Response,
+                content=request_bytes,
+                options={"timeout": limits},
+            )
+        except anthropic.APIStatusError as exc:
+            return self._status_outcome(number, exc.response, _ms_since(started))
+        except anthropic.APIConnectionError as exc:
+            return self._connection_outcome(number, exc, request_sha, _ms_since(started))
+        attempt = Attempt(number, reply.status_code, None, "ok", _ms_since(started))
+        return _Outcome(attempt, body=reply.content, sent_sha256=self._local.sent_sha256)
+
+    def _status_outcome(self, number: int, reply: httpx2.Response, latency_ms: float) -> _Outcome:
+        status = reply.status_code
+        error_type, detail = _error_detail(reply, self._scrub)
+        message = self._scrub(f"{status} {error_type}: {detail}")
+        failure = ModelCallFailed(message, error_type=error_type, status=status)
+        retryable = status == 429 or status >= 500
+        attempt = Attempt(number, status, error_type, message, latency_ms)
+        return _Outcome(
+            attempt, failure=failure, retryable=retryable, retry_after=_retry_after(reply)
+        )
+
+    def _connection_outcome(
+        self, number: int, exc: anthropic.APIConnectionError, request_sha: str, latency_ms: float
+    ) -> _Outcome:
+        sent = self._local.sent_sha256
+        if sent and sent != request_sha:
+            kind, retryable = BYTE_MISMATCH, False
+            detail = f"the HTTP layer was about to send bytes hashing to {sent}, not {request_sha}"
+        elif isinstance(exc, anthropic.APITimeoutError):
+            kind, retryable = TIMEOUT, True
+            detail = f"{type(exc.__cause__ or exc).__name__} after {self._local.timeout:.3g}s"
+        else:
+            kind, retryable = CONNECTION, True
+            detail = self._scrub(f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}")
+        attempt = Attempt(number, None, kind, detail, latency_ms)
+        failure = ModelCallFailed(detail, error_type=kind)
+        return _Outcome(attempt, failure=failure, retryable=retryable)
+
+    def _final(self, failure: ModelCallFailed, attempts: tuple[Attempt, ...]) -> ModelCallFailed:
+        advice = _advice(failure.error_type, failure.status, len(attempts), self)
+        message = self._scrub(f"{advice} ({failure})")
+        return ModelCallFailed(
+            message, error_type=failure.error_type, status=failure.status, attempts=attempts
+        )
+
+    def _response(
+        self, outcome: _Outcome, attempts: tuple[Attempt, ...], started: float
+    ) -> ModelResponse:
+        assert outcome.body is not None
+        try:
+            return ModelResponse.from_body(
+                outcome.body,
+                latency_ms=_ms_since(started),
+                attempts=attempts,
+                sent_sha256=outcome.sent_sha256,
+            )
+        except ModelCallFailed as exc:
+            # Not chained: the inner message quotes the body before the key was scrubbed out.
+            raise ModelCallFailed(
+                self._scrub(str(exc)),
+                error_type=exc.error_type,
+                status=exc.status,
+                attempts=attempts,
+            ) from None
+
+    def _wait_seconds(self, number: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_backoff_seconds)
+        return min(self.backoff_seconds * 2 ** (number - 1), self.max_backoff_seconds)
+
+    def _scrub(self, text: str) -> str:
+        """Remove the API key and base URL credentials from text quoted from elsewhere.
+
+        A server or gateway could echo them, whole or cut short; cut copies are masked too.
+        """
+        if self._api_key:
+            text = _mask(text, self._api_key, "[api key]")
+        for secret in _url_secrets(self._target_url()):
+            text = _mask(text, secret, "[credentials]")
+        return text
+
+
+def _mask(text: str, secret: str, label: str) -> str:
+    """Replace ``secret`` in ``text``, and every run of 8+ characters cut from any part of it.
+
+    A server may echo the key's head, its tail ("...x7Kq2vLm") or a middle piece; each is a
+    substring of the key at least ``MIN_SECRET_PREFIX`` long, so each is masked.
+    """
+    text = text.replace(secret, label)
+    if len(secret) < MIN_SECRET_PREFIX:
+        return text
+    pieces = _pieces(secret)
+    kept, start = [], 0
+    for found in pieces.finditer(text):
+        if found.start() < start:
+            continue  # inside a run already masked
+        end = found.end()
+        while end < len(text) and text[found.start() : end + 1] in secret:
+            end += 1
+        kept += [text[start : found.start()], label]
+        start = end
+    return "".join(kept) + text[start:]
+
+
+@functools.lru_cache(maxsize=8)
+def _pieces(secret: str) -> re.Pattern[str]:
+    """Match any ``MIN_SECRET_PREFIX`` characters in a row taken from ``secret``."""
+    grams = {secret[i : i + MIN_SECRET_PREFIX] for i in range(len(secret) - MIN_SECRET_PREFIX + 1)}
+    return re.compile("|".join(re.escape(gram) for gram in sorted(grams)))
+
+
+def _url_secrets(url: str) -> Iterator[str]:
+    """Yield the ``user:password`` part of ``url`` and its password, as written and decoded."""
+    userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    # Longest first, so the whole user:password goes before its password alone.
+    for secret in (userinfo, unquote(userinfo), password, unquote(password)):
+        if secret:
+            yield secret
+
+
+def _public_url(url: str) -> str:
+    """Return ``url`` with any ``user:password@`` replaced, so that a message can name it."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"[credentials]@{host}"))
+
+
+def _advice(error_type: str, status: int | None, tries: int, adapter: AnthropicAdapter) -> str:
+    """Return what happened and what to do, for a call that ended after ``tries`` attempts."""
+    if error_type == BYTE_MISMATCH:
+        return (
+            "refused to send: the SDK or a middleware altered the request bytes, so nothing was "
+            "sent; remove the middleware, or report this as a bug"
+        )
+    if error_type == TIMEOUT:
+        return (
+            f"no answer within {adapter.timeout:g}s after {_attempts(tries)}: "
+            "raise timeout_seconds or retry"
+        )
+    if error_type == CONNECTION:
+        return (
+            f"could not reach {adapter.base_url} after {_attempts(tries)}: "
+            "check the network and ANTHROPIC_BASE_URL, then retry"
+        )
+    return _status_advice(status or 0, tries)
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
+
+
+def _status_advice(status: int, tries: int) -> str:
+    if status == 401:
+        return "the API key was refused: set ANTHROPIC_API_KEY to a valid key"
+    if status == 403:
+        return "the API key may not do this: check the key's workspace and model access"
+    if status == 404:
+        return (
+            "the API does not know this model or path: check the model name and ANTHROPIC_BASE_URL"
+        )
+    if status == 413:
+        return "the request is too large for the API: lower the token budget and pack again"
+    if status == 429:
+        return f"rate limited after {_attempts(tries)}: wait and replay"
+    if status == 529:
+        return f"the API is overloaded after {_attempts(tries)}: wait and replay"
+    if status >= 500:
+        return f"the API failed with {status} after {_attempts(tries)}: try again later and replay"
+    return f"the API rejected the request with {status}: fix the request; retrying will not help"
+
+
+def _error_detail(reply: httpx2.Response, scrub: Callable[[str], str]) -> tuple[str, str]:
+    """Return (error type, message) from an error body of the API's shape, else its raw text.
+
+    Both come from the server, so both are scrubbed (a gateway may put the key in either, or
+    nest it deeper in the message). Raw text is scrubbed whole before it is shortened: a key
+    cut in two by the shortening would no longer match the key.
+    """
+    try:
+        error = limits.loads(reply.content, "the error body", limits.RESPONSE_LIMITS)["error"]
+        kind, message = error["type"], error.get("message", "")
+    except (Llm386Error, TypeError, KeyError, AttributeError):
+        text = scrub(reply.content.decode("utf-8", "replace"))
+        return f"http-{reply.status_code}", text[:MAX_QUOTED_CHARS]
+    kind = scrub(kind if isinstance(kind, str) else canonical_json(kind).decode())
+    message = message if isinstance(message, str) else canonical_json(message).decode()
+    return kind[:MAX_ERROR_TYPE_CHARS], scrub(message)
+
+
+def _retry_after(reply: httpx2.Response) -> float | None:
+    try:
+        return float(reply.headers.get("retry-after", ""))
+    except ValueError:
+        return None  # absent, or an HTTP date: fall back to our own backoff
+
+
+def _with_wait(attempt: Attempt, wait_seconds: float) -> Attempt:
+    return replace(attempt, wait_ms=round(wait_seconds * 1000, 3))
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,1 @@
+"""The offline provider: a deterministic model that needs no key or network."""

@@ -1,0 +1,1 @@
+"""Storage: the typed interface every backend implements, and the backends behind it."""

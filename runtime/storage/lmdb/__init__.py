@@ -1,0 +1,1 @@
+"""The embedded LMDB backend: the only package that imports ``lmdb``."""

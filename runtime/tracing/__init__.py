@@ -1,0 +1,1 @@
+"""Tracing: trace records of what the model saw and why, and recording model calls."""

@@ -1,0 +1,1 @@
+"""Moving data in and out: transcript import, session export and import."""
