@@ -65,6 +65,7 @@ from runtime.storage.interface import (
     VerifyReport,
 )
 from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.engine import LmdbEngine
 from runtime.storage.lmdb.env import Txn
 
 SCHEMA_VERSION = b"1"
@@ -112,7 +113,8 @@ class LmdbStore(BlockStore):
         self.path = Path(path)
         self.max_block_bytes = max_block_bytes
         self.tokenizers = tuple(tokenizers)
-        self.env = lmdbenv.open_env(path, readonly=readonly, create=create)
+        self.kv = LmdbEngine(path, readonly=readonly, create=create)
+        self.env = self.kv.env
         readonly = self.env.readonly  # a store whose files refuse writes opens read-only
         self._hooks: list[StoreHook] = []
         self._init_layout(readonly)

@@ -1,0 +1,133 @@
+"""The seam under every store: named, ordered tables of bytes, read and written in transactions.
+
+Every backend (LMDB embedded, PostgreSQL for teams) implements only this small interface; the
+block store, the trace store, the derived indexes and the page models are written once on top
+of it, so they behave, and hash, the same on every backend.
+
+Invariants every engine keeps (the contract tests in tests/runtime/storage_contract.py check
+them on each backend):
+- A table is a map from ``bytes`` keys to ``bytes`` values, ordered by unsigned byte
+  comparison of keys (memcmp order; a shorter key sorts before its extensions).
+- :meth:`Engine.write` runs its function in one transaction: every change lands or none does.
+  Writers are serialised against each other, in every process, so a read-modify-write inside
+  one write cannot lose another writer's update. The function may be run again (after the
+  engine grows its storage or retries a conflict), so it must have no effect outside the store.
+- A write or read called while this thread already runs a write of the same engine joins it
+  (and sees its writes); a read inside a read shares its snapshot.
+- :meth:`Engine.read` sees one consistent snapshot; readers never block the writer.
+- Scans are in key order (descending with ``reverse``) and see the transaction's own writes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class Tables(abc.ABC):
+    """One transaction's view of the engine's tables."""
+
+    readonly: bool = False
+
+    @abc.abstractmethod
+    def get(self, table: str, key: bytes) -> bytes | None:
+        """Return the value stored under ``key``, or None."""
+
+    def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Return the values of ``keys`` in the order given (None where absent)."""
+        return [self.get(table, key) for key in keys]
+
+    @abc.abstractmethod
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        """Store ``value`` under ``key``, replacing what was there."""
+
+    def put_many(self, table: str, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Store every (key, value) pair, in order."""
+        for key, value in items:
+            self.put(table, key, value)
+
+    @abc.abstractmethod
+    def delete(self, table: str, key: bytes) -> bool:
+        """Remove ``key``; return whether it was there."""
+
+    @abc.abstractmethod
+    def scan(
+        self,
+        table: str,
+        prefix: bytes = b"",
+        *,
+        lo: bytes | None = None,
+        hi: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (key, value) for keys starting with ``prefix`` and ``lo <= key < hi``, in order."""
+
+    def keys(
+        self,
+        table: str,
+        prefix: bytes = b"",
+        *,
+        lo: bytes | None = None,
+        hi: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[bytes]:
+        """Yield the keys :meth:`scan` would, without their values where the engine can."""
+        for key, _ in self.scan(table, prefix, lo=lo, hi=hi, reverse=reverse, limit=limit):
+            yield key
+
+    def first(self, table: str, prefix: bytes = b"", *, reverse: bool = False) -> bytes | None:
+        """Return the first key with ``prefix`` (the last with ``reverse``), or None."""
+        return next(self.keys(table, prefix, reverse=reverse, limit=1), None)
+
+    @abc.abstractmethod
+    def count(self, table: str) -> int:
+        """Return how many keys the table holds."""
+
+    @abc.abstractmethod
+    def clear(self, table: str) -> None:
+        """Remove every key of the table."""
+
+
+class Engine(abc.ABC):
+    """A storage engine: where the tables live, and how transactions run over them."""
+
+    #: Where the data lives, safe to show (a path, or a URL without its password).
+    location: str
+    readonly: bool = False
+    #: The URL scheme that selects this engine ("lmdb", "postgresql").
+    scheme: str
+
+    @abc.abstractmethod
+    def read(self, fn: Callable[[Tables], T]) -> T:
+        """Run ``fn`` in a read transaction and return its result."""
+
+    @abc.abstractmethod
+    def write(self, fn: Callable[[Tables], T]) -> T:
+        """Run ``fn`` in one write transaction (all or nothing) and return its result."""
+
+    def close(self) -> None:  # noqa: B027 - engines without resources need no close
+        """Release connections or handles held by this engine."""
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """Return the smallest key greater than every key starting with ``prefix`` (None: no bound)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def scan_bounds(
+    prefix: bytes, lo: bytes | None, hi: bytes | None
+) -> tuple[bytes, bytes | None]:
+    """Fold ``prefix`` into the half-open key range [low, high) a scan covers."""
+    low = max(prefix, lo) if lo is not None else prefix
+    end = prefix_end(prefix) if prefix else None
+    if hi is not None:
+        end = hi if end is None else min(end, hi)
+    return low, end

@@ -1,0 +1,111 @@
+"""The LMDB engine: the key-value seam (``runtime.storage.kv``) over one LMDB environment.
+
+Each table is a named LMDB database of the environment, opened on first use. Transactions come
+from ``runtime.storage.lmdb.env``, which owns the per-process environment cache, map growth,
+nesting and the translation of LMDB's errors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar, cast
+
+from runtime.storage.kv import Engine, Tables, scan_bounds
+from runtime.storage.lmdb import env as lmdbenv
+
+T = TypeVar("T")
+
+
+class LmdbTables(Tables):
+    """One LMDB transaction seen as tables."""
+
+    def __init__(self, opened: lmdbenv.Env, txn: Any, *, readonly: bool) -> None:
+        self._env = opened
+        self.txn = txn
+        self.readonly = readonly
+
+    def _db(self, table: str) -> Any:
+        return self._env.db(table.encode())
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        return cast("bytes | None", self.txn.get(key, db=self._db(table)))
+
+    def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        db, get = self._db(table), self.txn.get
+        return [get(key, db=db) for key in keys]
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self._db(table))
+
+    def put_many(self, table: str, items: Sequence[tuple[bytes, bytes]]) -> None:
+        db, put = self._db(table), self.txn.put
+        for key, value in items:
+            put(key, value, db=db)
+
+    def delete(self, table: str, key: bytes) -> bool:
+        return bool(self.txn.delete(key, db=self._db(table)))
+
+    def scan(
+        self,
+        table: str,
+        prefix: bytes = b"",
+        *,
+        lo: bytes | None = None,
+        hi: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        low, high = scan_bounds(prefix, lo, hi)
+        if limit is not None and limit <= 0:
+            return
+        yielded = 0
+        with self.txn.cursor(db=self._db(table)) as cur:
+            if reverse:
+                ok = cur.prev() if high is not None and cur.set_range(high) else cur.last()
+                step = cur.prev
+            else:
+                ok = cur.set_range(low)
+                step = cur.next
+            while ok:
+                key = cast(bytes, cur.key())
+                if key < low or (high is not None and key >= high):
+                    return
+                yield key, cast(bytes, cur.value())
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+                ok = step()
+
+    def count(self, table: str) -> int:
+        return int(self.txn.stat(self._db(table))["entries"])
+
+    def clear(self, table: str) -> None:
+        self.txn.drop(self._db(table), delete=False)
+
+
+class LmdbEngine(Engine):
+    """The tables of one LMDB environment on local disk."""
+
+    scheme = "lmdb"
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, readonly: bool = False, create: bool = True
+    ) -> None:
+        self.env = lmdbenv.open_env(path, readonly=readonly, create=create)
+        self.location = self.env.path
+        self.readonly = self.env.readonly
+
+    def read(self, fn: Callable[[Tables], T]) -> T:
+        write = self.env.current_write()
+        if write is not None:
+            return fn(LmdbTables(self.env, write, readonly=False))
+        return lmdbenv.read(self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=True)))
+
+    def write(self, fn: Callable[[Tables], T]) -> T:
+        return lmdbenv.write(self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=False)))
+
+    def close(self) -> None:
+        # The environment is shared by every handle of this path in the process (py-lmdb
+        # forbids opening it twice): closing it closes it for all of them.
+        lmdbenv.close_env(self.location)
