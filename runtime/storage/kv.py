@@ -122,9 +122,7 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-def scan_bounds(
-    prefix: bytes, lo: bytes | None, hi: bytes | None
-) -> tuple[bytes, bytes | None]:
+def scan_bounds(prefix: bytes, lo: bytes | None, hi: bytes | None) -> tuple[bytes, bytes | None]:
     """Fold ``prefix`` into the half-open key range [low, high) a scan covers."""
     low = max(prefix, lo) if lo is not None else prefix
     end = prefix_end(prefix) if prefix else None
