@@ -41,14 +41,16 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from runtime.blocks import BlockKind, Edge, EdgeKind, Entry, parse_tool_call, parse_tool_result
 from runtime.errors import InvalidBlock
 from runtime.indexes.bm25 import terms
+from runtime.storage.kv import Tables
 from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.lmdb.engine import LmdbTables
 from runtime.storage.lmdb.env import Env, Txn
 
 INDEX_VERSION = 4
@@ -139,6 +141,11 @@ class _Doc:
     fields: tuple[str, ...] = ()  # field terms: postings only, outside BM25's corpus
 
 
+def _txn(t: Tables) -> Txn:
+    # Transitional: the index still works on the LMDB transaction under the tables.
+    return cast(LmdbTables, t).txn
+
+
 class SessionIndex:
     """The store hook: one per LMDB environment (``runtime.indexes.snapshot.index_for`` shares it)."""
 
@@ -148,12 +155,14 @@ class SessionIndex:
         self.dbs: dict[bytes, Any] = {name: env.db(name) for name in names}
 
     # -- hook ---------------------------------------------------------------------------
-    def on_put(self, txn: Txn, entries: list[Entry]) -> None:
+    def on_put(self, t: Tables, entries: list[Entry]) -> None:
+        txn = _txn(t)
         for session, group in _by_session(entries):
             self._add(txn, session, group)
 
-    def on_edges(self, txn: Txn, edges: Sequence[Edge]) -> None:
+    def on_edges(self, t: Tables, edges: Sequence[Edge]) -> None:
         """Flag the rows of both ends of new edges (the store calls this for added edges)."""
+        txn = _txn(t)
         for edge in edges:
             src, dst = bytes.fromhex(edge.src), bytes.fromhex(edge.dst)
             if edge.kind in (EdgeKind.PARENT, EdgeKind.SUPPORTS):
@@ -194,7 +203,8 @@ class SessionIndex:
                 rows.save()
                 self._save_meta(txn, session, replace(meta, gen=meta.gen + 1))
 
-    def on_remove(self, txn: Txn, entries: list[Entry]) -> None:
+    def on_remove(self, t: Tables, entries: list[Entry]) -> None:
+        txn = _txn(t)
         for session, group in _by_session(entries):
             self._remove(txn, session, group)
         for block_id in sorted({e.id for e in entries}):

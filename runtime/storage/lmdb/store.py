@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from runtime.blocks import (
     Block,
@@ -57,6 +57,7 @@ from runtime.storage.codec import (
     split_member_key,
     token_key,
 )
+from runtime.storage.feed import ChangeFeed
 from runtime.storage.interface import (
     DEFAULT_MAX_BLOCK_BYTES,
     BlockStore,
@@ -65,7 +66,7 @@ from runtime.storage.interface import (
     VerifyReport,
 )
 from runtime.storage.lmdb import env as lmdbenv
-from runtime.storage.lmdb.engine import LmdbEngine
+from runtime.storage.lmdb.engine import LmdbEngine, LmdbTables
 from runtime.storage.lmdb.env import Txn
 
 SCHEMA_VERSION = b"1"
@@ -73,12 +74,7 @@ T = TypeVar("T")
 DEFAULT_TOKENIZERS = ("cl100k_base", "o200k_base")
 
 
-class StoreHook(Protocol):
-    """A derived index kept in step with the store, inside the same write transaction."""
-
-    def on_put(self, txn: Txn, entries: list[Entry]) -> None: ...
-
-    def on_remove(self, txn: Txn, entries: list[Entry]) -> None: ...
+StoreHook = ChangeFeed  # the former name
 
 
 def _now_ms() -> int:
@@ -161,6 +157,9 @@ class LmdbStore(BlockStore):
         if marker != lmdbenv.MARKER.encode():
             raise StoreNotAStore(f"{self.path} is not an llm386 store")
 
+    def _tables(self, txn: Txn) -> LmdbTables:
+        return LmdbTables(self.env, txn, readonly=False)
+
     def add_hook(self, hook: StoreHook) -> None:
         """Keep ``hook`` in step with every put and removal from now on."""
         self._hooks.append(hook)
@@ -231,7 +230,7 @@ class LmdbStore(BlockStore):
         for edge in edges:
             self._add_edge_txn(txn, edge)
         for hook in self._hooks:
-            hook.on_put(txn, entries)
+            hook.on_put(self._tables(txn), entries)
         return entries
 
     def _session_record(self, txn: Txn, session: str) -> dict[str, Any]:
@@ -291,9 +290,8 @@ class LmdbStore(BlockStore):
         new = [edge for edge in edges if self._add_edge_txn(txn, edge)]
         for hook in self._hooks:
             # Hooks that index edges (the session index) see edges added after their blocks.
-            on_edges = getattr(hook, "on_edges", None)
-            if on_edges is not None and new:
-                on_edges(txn, new)
+            if new:
+                hook.on_edges(self._tables(txn), new)
         return len(new)
 
     def _add_edge_txn(self, txn: Txn, edge: Edge) -> bool:
@@ -332,7 +330,7 @@ class LmdbStore(BlockStore):
         self._fix_counts(txn, removed)
         self._drop_block(txn, bid)
         for hook in self._hooks:
-            hook.on_remove(txn, removed)
+            hook.on_remove(self._tables(txn), removed)
 
     def _remove_entry(self, txn: Txn, session: str, seq: int) -> Entry:
         entry = self._entry_txn(txn, session, seq)
@@ -389,7 +387,7 @@ class LmdbStore(BlockStore):
                 self._drop_block(txn, bid)
                 deleted += 1
         for hook in self._hooks:
-            hook.on_remove(txn, removed)
+            hook.on_remove(self._tables(txn), removed)
         return PurgeReport(session, len(removed), deleted, kept)
 
     # -- reads --------------------------------------------------------------------------
