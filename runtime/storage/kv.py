@@ -92,6 +92,10 @@ class Tables(abc.ABC):
     def clear(self, table: str) -> None:
         """Remove every key of the table."""
 
+    def table_names(self) -> list[str]:
+        """Return the names of the tables that hold (or have held) keys, sorted."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its tables")
+
 
 class Engine(abc.ABC):
     """A storage engine: where the tables live, and how transactions run over them."""

@@ -83,6 +83,10 @@ class LmdbTables(Tables):
     def clear(self, table: str) -> None:
         self.txn.drop(self._db(table), delete=False)
 
+    def table_names(self) -> list[str]:
+        with self.txn.cursor() as cur:  # LMDB's main database lists the named databases
+            return sorted(cast(bytes, key).decode() for key, _ in cur)
+
 
 class LmdbEngine(Engine):
     """The tables of one LMDB environment on local disk."""
