@@ -47,12 +47,12 @@ def test_bar_mode_redraws_in_place_and_ends_with_a_newline() -> None:
 
 def test_unknown_total_reports_on_a_timer_and_a_failure_says_stopped() -> None:
     out, clock = io.StringIO(), Clock()
-    with pytest.raises(RuntimeError):
-        with Progress("scan", stream=out, mode="lines", clock=clock, line_every_s=5) as p:
-            for _ in range(12):
-                clock.now += 1
-                p.advance()
-            raise RuntimeError("boom")
+    p = Progress("scan", stream=out, mode="lines", clock=clock, line_every_s=5)
+    with pytest.raises(RuntimeError), p:
+        for _ in range(12):
+            clock.now += 1
+            p.advance()
+        raise RuntimeError("boom")
     assert out.getvalue().splitlines() == ["scan: 5", "scan: 10", "scan: stopped, 12 in 12.0s"]
 
 
