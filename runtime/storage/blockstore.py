@@ -284,6 +284,11 @@ class KvBlockStore(BlockStore):
         prefix = check_block_id(block_id)
 
         def load(t: Tables) -> Block:
+            if len(prefix) == 64:  # a full id: one read, no resolving
+                raw = t.get(BLOCKS, bytes.fromhex(prefix))
+                if raw is None:
+                    raise BlockNotFound(f"no block {prefix[:12]}…; check the id or list a session")
+                return decode_block(prefix, raw)
             bid = blockrows.resolve(t, prefix)
             return decode_block(bid, t.get(BLOCKS, bytes.fromhex(bid)))
 

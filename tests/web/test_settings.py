@@ -61,4 +61,4 @@ def test_a_store_url_stays_a_url(settings: Any, tmp_path: Path, monkeypatch: Any
     monkeypatch.setenv("LLM386_STORE", "postgresql://ann@db.example:5432/llm386")
     assert web_config().STORE_PATH == "postgresql://ann@db.example:5432/llm386"
     settings.LLM386 = {"STORE_PATH": f"lmdb://{tmp_path}/s"}
-    assert web_config().STORE_PATH == f"lmdb://{tmp_path}/s"
+    assert f"lmdb://{tmp_path}/s" == web_config().STORE_PATH
