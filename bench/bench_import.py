@@ -32,12 +32,12 @@ def child(transcript: Path, store_dir: Path) -> dict[str, Any]:
     import resource
     import time
 
-    from runtime import LmdbStore
+    from runtime import open_store
     from runtime.storage.lmdb.traces import LmdbTraceStore
     from runtime.transfer.importer import DEMO_DIR, import_file
 
     start = time.perf_counter()
-    store = LmdbStore(store_dir)
+    store = open_store(store_dir)
     traces = LmdbTraceStore(store)
     report = import_file(store, traces, transcript, tools_path=DEMO_DIR / "tools.json")
     seconds = time.perf_counter() - start

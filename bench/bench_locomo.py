@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.common import write_result
 from bench.taudata import LOCOMO
-from runtime import LmdbStore, NewBlock, Provenance
+from runtime import LmdbStore, NewBlock, Provenance, open_store
 from runtime.config import RetrieverSettings
 from runtime.indexes.snapshot import index_for
 from runtime.pager.core import PageOptions, PageRequest, page
@@ -122,7 +122,7 @@ def recommended_settings() -> RetrieverSettings:
 def recall_of(files: Sequence[Path], options: PageOptions, settings: RetrieverSettings) -> dict:
     """Page every question of every file with ``settings``' stack; return recall and details."""
     with tempfile.TemporaryDirectory() as tmp:
-        store = LmdbStore(Path(tmp) / "store")
+        store = open_store(Path(tmp) / "store")
         index_for(store)
         stack = default_stack(settings)
         per_file = [run_file(path, store, BUDGETS, options, stack) for path in files]

@@ -31,7 +31,7 @@ from rank_bm25 import BM25Okapi
 
 from bench.common import time_calls, write_result
 from bench.taudata import TAU_SESSIONS, TAU_TOOLS, tau_sessions
-from runtime import LmdbStore
+from runtime import LmdbStore, open_store
 from runtime.blocks import (
     BlockKind,
     Edge,
@@ -101,7 +101,7 @@ def _variant(kind: BlockKind, body: str, copy: int) -> str:
 
 def build(path: Path, blocks: Sequence[NewBlock], edges: Sequence[Edge]) -> tuple[LmdbStore, float]:
     """Write the session in batches (edges with the batch holding their later end)."""
-    store = LmdbStore(path)
+    store = open_store(path)
     index_for(store)
     position = {content_hash(BlockKind.parse(b.kind), str(b.body)): i for i, b in enumerate(blocks)}
     by_batch: dict[int, list[Edge]] = {}
@@ -151,7 +151,7 @@ def latency(store: LmdbStore, profile: Any, questions: Sequence[str], repeat: in
 def cold_page(path: Path, profile: Any, question: str) -> float:
     """Time the first page after the store is opened again (index caches empty)."""
     lmdbenv.close_env(path)
-    store = LmdbStore(path)
+    store = open_store(path)
     started = time.perf_counter()
     page(store, PageRequest(SESSION, question, profile))
     return round((time.perf_counter() - started) * 1000, 3)
@@ -214,7 +214,7 @@ def run_size(size: int, sessions: Path, tools: Path, folder: Path) -> dict:
                            ("16k", profile_with_budget(16_000))):  # fmt: skip
         row[label] = latency(store, profile, questions, REPEAT.get(size, 50))
         row[label]["cold_first_page_ms"] = cold_page(path, profile, questions[0])
-        store = LmdbStore(path)
+        store = open_store(path)
     row["bm25_top10"] = bm25_against_rank_bm25(store, blocks, questions)
     store.close()
     gc.collect()

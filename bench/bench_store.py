@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import time_calls, write_result
-from runtime import LmdbStore, NewBlock
+from runtime import NewBlock, open_store
 
 BODY = (
     "Customer asked to change flight {i} on 2024-05-{d:02d}; agent checked reservation ZX{i:05d}. "
@@ -28,7 +28,7 @@ def _rate(count: int, seconds: float) -> float:
 
 
 def measure(root: Path, listing_size: int = 100_000) -> dict[str, Any]:
-    store = LmdbStore(root / "store")
+    store = open_store(root / "store")
     singles = _blocks(0, 500)
     start = time.perf_counter()
     for block in singles:

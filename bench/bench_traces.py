@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import time_calls, write_result
-from runtime import LmdbStore
+from runtime import open_store
 from runtime.blocks import canonical_json
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.tracing.records import (
@@ -43,7 +43,7 @@ def _records(session: int) -> list[StoredTrace]:
 
 
 def measure(root: Path) -> dict[str, Any]:
-    store = LmdbStore(root / "store")
+    store = open_store(root / "store")
     traces = LmdbTraceStore(store)
     start = time.perf_counter()
     report = load_demo_sessions(store, traces)

@@ -16,6 +16,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from runtime.errors import ConfigError, Llm386Error
+from runtime.storage.open import safe_location
 
 from . import store_access
 from .conf import KNOWN_KEYS, runtime_config, unknown_keys, web_config
@@ -83,7 +84,7 @@ def check_store(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     except Llm386Error as exc:
         return [
             Error(
-                f"the llm386 store at {web_config().STORE_PATH} cannot be opened: {exc}",
+                f"the llm386 store at {safe_location(web_config().STORE_PATH)} cannot be opened: {exc}",
                 hint="Set LLM386_STORE (or LLM386['STORE_PATH']) to a store folder or to a new, "
                 "empty folder; `llm386 --store PATH verify` checks an existing store.",
                 id="llm386.E001",

@@ -22,6 +22,7 @@ from django.conf import settings
 
 from runtime.config import Config, config_location, load_config
 from runtime.providers.offline.model import OFFLINE_MODEL_NAME
+from runtime.storage.open import is_store_url
 
 from .home import REPO_DIR, home_dir
 
@@ -31,7 +32,7 @@ class WebConfig:
     """Everything the web app needs from the runtime's world, as plain values."""
 
     HOME: Path
-    STORE_PATH: Path
+    STORE_PATH: Path | str  # a store folder, or a store URL (runtime.storage.open_store)
     CONFIG_PATH: Path | None
     ANTHROPIC_BASE_URL: str | None  # None: $ANTHROPIC_BASE_URL, else llm386.toml's base_url
     ANTHROPIC_TIMEOUT_S: float | None  # None: llm386.toml's [anthropic] timeout_seconds
@@ -55,7 +56,7 @@ def defaults() -> dict[str, Any]:
     home = home_dir()
     return {
         "HOME": home,
-        "STORE_PATH": Path(os.environ.get("LLM386_STORE") or home / "store"),
+        "STORE_PATH": os.environ.get("LLM386_STORE") or home / "store",
         "CONFIG_PATH": config_location(None, REPO_DIR, os.environ),
         "ANTHROPIC_BASE_URL": None,
         "ANTHROPIC_TIMEOUT_S": None,
@@ -87,8 +88,9 @@ def web_config() -> WebConfig:
     """Return settings.LLM386 merged over :func:`defaults`, with paths resolved."""
     merged = {**defaults(), **getattr(settings, "LLM386", {})}
     values = {key: merged[key] for key in KNOWN_KEYS}
-    for key in ("HOME", "STORE_PATH"):
-        values[key] = Path(values[key]).expanduser().resolve()
+    values["HOME"] = Path(values["HOME"]).expanduser().resolve()
+    if not is_store_url(os.fspath(values["STORE_PATH"])):
+        values["STORE_PATH"] = Path(values["STORE_PATH"]).expanduser().resolve()
     if values["CONFIG_PATH"] is not None:
         values["CONFIG_PATH"] = Path(values["CONFIG_PATH"]).expanduser().resolve()
     return WebConfig(**values)

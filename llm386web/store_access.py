@@ -21,8 +21,8 @@ from runtime.tracing.records import TraceStore
 from .conf import web_config
 
 _lock = threading.Lock()
-_stores: dict[Path, BlockStore] = {}
-_traces: dict[Path, TraceStore] = {}
+_stores: dict[Path | str, BlockStore] = {}
+_traces: dict[Path | str, TraceStore] = {}
 
 
 def get_store() -> BlockStore:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from runtime.blocks import (
@@ -23,6 +22,7 @@ from runtime.blocks import (
 from runtime.config import Config, load_config
 from runtime.errors import Llm386Error
 from runtime.profiles.catalog import ModelProfile, get_profile, list_profiles
+from runtime.storage import open_store
 from runtime.storage.interface import BlockStore
 from runtime.storage.lmdb.store import LmdbStore
 from runtime.tokenizers import get_tokenizer
@@ -40,11 +40,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(models, name)
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")
-
-
-def open_store(path: str | Path, **options: Any) -> LmdbStore:
-    """Open (creating if needed) the LMDB block store at ``path``."""
-    return LmdbStore(path, **options)
 
 
 __all__ = [

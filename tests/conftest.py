@@ -31,3 +31,33 @@ def stores(tmp_path):
 
     store = open_store(tmp_path / "store")
     return store, LmdbTraceStore(store)
+
+
+# The backends the contract suite (tests/runtime/test_store_contract.py) runs on. A backend
+# other than "lmdb" names a fixture ``<backend>_url`` that yields the URL of a fresh, empty
+# database for one test.
+STORE_BACKENDS = ["lmdb"]
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def backend_store(request, tmp_path):
+    """A fresh block store on each backend of STORE_BACKENDS, opened through open_store."""
+    from runtime.storage import open_store
+
+    if request.param == "lmdb":
+        target = tmp_path / "store"
+    else:
+        target = request.getfixturevalue(f"{request.param}_url")
+    store = open_store(target)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh LMDB block store in tmp_path, opened through open_store (the session index on)."""
+    from runtime import open_store
+
+    s = open_store(tmp_path / "store")
+    yield s
+    s.close()

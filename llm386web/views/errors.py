@@ -15,6 +15,7 @@ from django.utils.cache import patch_vary_headers
 
 from llm386web.conf import web_config
 from runtime.errors import StoreError
+from runtime.storage.open import safe_location
 
 from .common import is_fragment
 
@@ -42,7 +43,7 @@ def store_unavailable(request: HttpRequest, exc: StoreError) -> HttpResponse:
         503,
         "The store is unavailable",
         str(exc),
-        store_path=str(web_config().STORE_PATH),
+        store_path=safe_location(web_config().STORE_PATH),
         store_help=True,
     )
 

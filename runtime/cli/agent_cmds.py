@@ -17,7 +17,7 @@ from runtime.providers import ModelClient, OfflineModel
 from runtime.providers.offline.model import OFFLINE_MODEL_NAME
 from runtime.replay.repage import RepageResult, repage
 from runtime.replay.resend import ReplayResult, replay
-from runtime.storage.lmdb.store import LmdbStore
+from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.tracing.records import Provider, TraceRecord
 
@@ -30,7 +30,7 @@ from runtime.cli.models_cmds import config_from
 QUIT = "/quit"
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[LmdbStore, LmdbTraceStore]:
+def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[KvBlockStore, LmdbTraceStore]:
     store = open_store_from(args, create=create)
     return store, LmdbTraceStore(store)
 

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.storage.lmdb.store import LmdbStore
+from runtime.storage.blockstore import KvBlockStore
+from runtime.storage.open import StoreTarget, is_store_url, open_store
 
 # The same home the web app and `make run` use (<repo>/var), so the CLI sees the demo store.
 DEFAULT_HOME = "var"
@@ -25,20 +26,25 @@ class Output:
     raw: bytes | None = None  # exact bytes for stdout (no newline added), e.g. a request body
 
 
-def default_store_path() -> Path:
-    """Return the store path: $LLM386_STORE, else $LLM386_HOME/store, else ./var/store."""
+def store_target(value: str) -> StoreTarget:
+    """Return a ``--store`` or ``$LLM386_STORE`` value as a store URL, or else a path."""
+    return value if is_store_url(value) else Path(value)
+
+
+def default_store_path() -> StoreTarget:
+    """Return the store: $LLM386_STORE (a path or URL), else $LLM386_HOME/store, else ./var/store."""
     if os.environ.get("LLM386_STORE"):
-        return Path(os.environ["LLM386_STORE"])
+        return store_target(os.environ["LLM386_STORE"])
     return Path(os.environ.get("LLM386_HOME") or DEFAULT_HOME) / "store"
 
 
-def store_path_from(args: argparse.Namespace) -> Path:
-    return Path(args.store) if getattr(args, "store", None) else default_store_path()
+def store_path_from(args: argparse.Namespace) -> StoreTarget:
+    return store_target(args.store) if getattr(args, "store", None) else default_store_path()
 
 
-def open_store_from(args: argparse.Namespace, *, create: bool = False) -> LmdbStore:
+def open_store_from(args: argparse.Namespace, *, create: bool = False) -> KvBlockStore:
     """Open the store named by ``--store`` (or the default); only ``init`` and writers create."""
-    return LmdbStore(store_path_from(args), create=create)
+    return open_store(store_path_from(args), create=create)
 
 
 def warn(warnings: Iterable[str]) -> None:

@@ -8,11 +8,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runtime.blocks import Block, BlockKind, Edge, EdgeKind, Entry, NewBlock, Provenance
-from runtime.cli.common import Output, add_command, open_store_from, preview, store_path_from, table
+from runtime.cli.common import (
+    Output,
+    add_command,
+    open_store_from,
+    preview,
+    store_path_from,
+    store_target,
+    table,
+)
 from runtime.errors import InvalidInput
 from runtime.storage.interface import RepairReport, VerifyReport
-from runtime.storage.lmdb.store import LmdbStore
 from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.open import open_store
 from runtime.storage.purge import purge_session
 from runtime.storage.sessioncheck import check_sessions, repair_sessions
 
@@ -22,9 +30,9 @@ def _when(ms: int) -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> Output:
-    path = Path(args.path) if args.path else store_path_from(args)
-    store = LmdbStore(path, create=True)
-    return Output(f"store ready at {store.path}", {"path": str(store.path)})
+    target = store_target(args.path) if args.path else store_path_from(args)
+    store = open_store(target, create=True)
+    return Output(f"store ready at {store.location}", {"path": store.location})
 
 
 def _read_body(args: argparse.Namespace) -> bytes:

@@ -11,7 +11,7 @@ from runtime.cli.common import Output, add_command, open_store_from, table
 from runtime.errors import NotFound
 from runtime.inspect.diff import TraceDiff, diff_stored
 from runtime.inspect.textdiff import DiffLine, LineOp
-from runtime.storage.lmdb.store import LmdbStore
+from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.lmdb.traces import FLAGGED, LmdbTraceStore
 from runtime.tracing.records import TraceRecord, TraceStatus
 from runtime.transfer.exchange import export_session, import_session, read_file
@@ -22,7 +22,7 @@ def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[LmdbStore, LmdbTraceStore]:
+def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[KvBlockStore, LmdbTraceStore]:
     store = open_store_from(args, create=create)
     return store, LmdbTraceStore(store)
 

@@ -1,4 +1,4 @@
-"""Byte layouts of the LMDB store's keys and records, kept apart so verify can share them.
+"""Byte layouts of the block store's tables, keys and records, kept apart so verify can share them.
 
 Keys sort in the order listings need: a session's entries by seq (8-byte big-endian), a block's
 edges by kind then other end. Records are canonical JSON, so equal state is equal bytes.
@@ -98,3 +98,10 @@ def decode_entry_ref(session: str, seq: int, raw: bytes) -> EntryRef:
         else _NO_PROVENANCE
     )
     return EntryRef(session, seq, bid.hex(), KINDS[kind], priority, created, prov, size)
+
+
+# The block store's tables. The names are those of the LMDB named databases of schema 1; every
+# backend uses the same names, so a store keeps its layout whichever engine holds it.
+META, BLOCKS, ENTRIES, MEMBERS = "meta", "blocks", "entries", "members"
+SESSIONS, EDGES_OUT, EDGES_IN, TOKENS = "sessions", "edges_out", "edges_in", "tokens"
+BLOCK_TABLES = (META, BLOCKS, ENTRIES, MEMBERS, SESSIONS, EDGES_OUT, EDGES_IN, TOKENS)

@@ -117,6 +117,10 @@ class Engine(abc.ABC):
     def close(self) -> None:  # noqa: B027 - engines without resources need no close
         """Release connections or handles held by this engine."""
 
+    def shares_writes_with(self, other: object) -> bool:
+        """Whether ``other``'s writes run inside this engine's ongoing write (one transaction)."""
+        return other is self
+
 
 def prefix_end(prefix: bytes) -> bytes | None:
     """Return the smallest key greater than every key starting with ``prefix`` (None: no bound)."""

@@ -26,10 +26,11 @@ from runtime.blocks import BlockKind, EntryRef
 from runtime.errors import ReducerError
 from runtime.reducers import ToolUseReducer, block_id
 from runtime.storage.interface import Problem
+from runtime.storage.kv import Tables
 from runtime.tracing.records import TraceOrigin, TraceRecord, TraceStatus
 
 if TYPE_CHECKING:
-    from runtime.storage.lmdb.store import LmdbStore
+    from runtime.storage.blockstore import KvBlockStore
     from runtime.storage.lmdb.traces import LmdbTraceStore
 
 _REPLY_KINDS = (BlockKind.ASSISTANT_MESSAGE, BlockKind.TOOL_CALL)
@@ -55,8 +56,8 @@ class _Session:
         )
 
 
-def _sessions(store: LmdbStore, traces: LmdbTraceStore) -> list[_Session]:
-    names = sorted({s.session for s in store.sessions()} | _traced_sessions(traces))
+def _sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[_Session]:
+    names = sorted({s.session for s in store.sessions()} | _traced_sessions(store))
     out = []
     for name in names:
         records = traces.get_many([cid for _, cid in traces.turns(name)])
@@ -64,14 +65,9 @@ def _sessions(store: LmdbStore, traces: LmdbTraceStore) -> list[_Session]:
     return out
 
 
-def _traced_sessions(traces: LmdbTraceStore) -> set[str]:
-    from runtime.storage.lmdb import env as lmdbenv
-
-    def names(txn: lmdbenv.Txn) -> set[str]:
-        with txn.cursor(db=traces._sessions) as cur:
-            return {key.decode() for key in cur.iternext(keys=True, values=False)}
-
-    return lmdbenv.read(traces.env, names)
+def _traced_sessions(store: KvBlockStore) -> set[str]:
+    """Return the sessions the trace store holds records of (its per-session totals table)."""
+    return store.kv.read(lambda t: {key.decode() for key in t.keys("trace_sessions")})
 
 
 def reply_ids(record: TraceRecord) -> list[str]:
@@ -132,20 +128,19 @@ def _turn_missing_after(s: _Session) -> bool:
     return False
 
 
-def check_sessions(store: LmdbStore, traces: LmdbTraceStore) -> list[Problem]:
+def check_sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[Problem]:
     """Return what the block store and trace store disagree on, session by session."""
-    from runtime.storage.lmdb import env as lmdbenv
 
-    def check(_txn: lmdbenv.Txn) -> list[Problem]:
+    def check(_t: Tables) -> list[Problem]:  # one snapshot for every read of both stores
         problems: list[Problem] = []
         for s in _sessions(store, traces):
             problems += _missing_replies(s) + _duplicated(s) + _partial(s)
         return problems
 
-    return lmdbenv.read(store.env, check)
+    return store.kv.read(check)
 
 
-def repair_sessions(store: LmdbStore, traces: LmdbTraceStore) -> list[Problem]:
+def repair_sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[Problem]:
     """Fix what ``check_sessions`` finds, in the caller's write (``store.atomic``)."""
     fixed: list[Problem] = []
     for s in _sessions(store, traces):
@@ -163,30 +158,38 @@ def repair_sessions(store: LmdbStore, traces: LmdbTraceStore) -> list[Problem]:
     return fixed
 
 
-def _put_reply(store: LmdbStore, traces: LmdbTraceStore, s: _Session, problem: Problem) -> None:
+def _put_reply(store: KvBlockStore, traces: LmdbTraceStore, s: _Session, problem: Problem) -> None:
     cid = problem.detail.rsplit("(", 1)[1].split(")", 1)[0]
     record = traces.get(cid)
     reduction = ToolUseReducer().reduce(None, record.response)
     store.put_many(s.name, reduction.blocks, reduction.edges)
 
 
-def _drop_second_copy(store: LmdbStore, traces: LmdbTraceStore, s: _Session) -> None:
+def _drop_second_copy(store: KvBlockStore, traces: LmdbTraceStore, s: _Session) -> None:
     """Keep each turn's first import record and the entries it names; remove the copies."""
     kept: dict[int, TraceRecord] = {}
     for record in s.imported:
         kept.setdefault(record.turn, record)
     extra = [r.call_id for r in s.imported if kept[r.turn] is not r]
-    txn = store.env.current_write()
-    if txn is None:
-        raise RuntimeError("repair_sessions runs inside store.atomic")
-    for cid in extra:
-        traces._delete_txn(txn, cid)
-    traces._bump_generation(txn, deleted=len(extra))
     ids = [e.id for e in s.entries]
     copies = max(sum(1 for r in s.imported if r.turn == t) for t in kept)
     size = len(ids) // copies
-    if size and len(ids) % copies == 0 and ids == ids[:size] * copies:
-        removed = [store._remove_entry(txn, s.name, e.seq) for e in s.entries[size:]]
-        store._fix_counts(txn, removed)
-        for hook in store._hooks:
-            hook.on_remove(txn, removed)
+    seqs = [e.seq for e in s.entries[size:]]
+    copied = bool(size) and len(ids) % copies == 0 and ids == ids[:size] * copies
+
+    def drop(t: Tables) -> None:
+        _delete_traces(traces, extra)
+        if copied:
+            store.remove_entries_txn(t, s.name, seqs)
+
+    store.kv.write(drop)  # joins the caller's write (``store.atomic``)
+
+
+def _delete_traces(traces: LmdbTraceStore, call_ids: list[str]) -> None:
+    """Delete trace records in the current write (the trace store's own transaction API)."""
+    txn = traces.env.current_write()
+    if txn is None:
+        raise RuntimeError("repair_sessions runs inside store.atomic")
+    for cid in call_ids:
+        traces._delete_txn(txn, cid)
+    traces._bump_generation(txn, deleted=len(call_ids))

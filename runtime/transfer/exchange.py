@@ -45,10 +45,9 @@ from runtime.blocks import (
     content_hash,
 )
 from runtime.errors import InvalidInput, Llm386Error, MalformedFile, NotFound, SessionNotFound
+from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.interface import BlockStore
-from runtime.storage.lmdb import env as lmdbenv
-from runtime.storage.lmdb.store import LmdbStore
-from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.kv import Tables
 from runtime.tracing.records import (
     Flag,
     StoredTrace,
@@ -414,26 +413,27 @@ def _write_session(
     store: BlockStore, traces: TraceStore, session: str, blocks: Sequence[NewBlock],
     edges: Sequence[Edge], meta: Mapping[str, Any], items: Sequence[StoredTrace],
 ) -> None:  # fmt: skip
-    """Write blocks, entries, edges, meta and traces in one transaction of the shared env."""
-    if not (
-        isinstance(store, LmdbStore)
-        and isinstance(traces, LmdbTraceStore)
-        and store.env is traces.env
-    ):
-        raise InvalidInput("import needs the trace store of the same LMDB store (one transaction)")
+    """Write blocks, entries, edges, meta and traces in one transaction of the shared engine."""
+    if not (isinstance(store, KvBlockStore) and store.kv.shares_writes_with(_engine(traces))):
+        raise InvalidInput("import needs the trace store of the same store (one transaction)")
     prepared = store.prepare_put(session, blocks, edges)
     canonical_json(dict(meta))  # refuses what is not JSON-able before the write
 
-    def write(txn: lmdbenv.Txn) -> None:
-        if store.has_session_txn(txn, session):  # made by another writer since the check
+    def write(t: Tables) -> None:
+        if store.has_session_txn(t, session):  # made by another writer since the check
             raise InvalidInput(
                 f"session {session!r} appeared while importing; nothing was imported"
             )
-        store.put_txn(txn, prepared)
-        store.set_session_meta_txn(txn, session, dict(meta))
-        traces.record_many_txn(txn, items)
+        store.put_txn(t, prepared)
+        store.set_session_meta_txn(t, session, dict(meta))
+        traces.record_many(items)  # joins this write: the engine is shared
 
-    lmdbenv.write(store.env, write)
+    store.kv.write(write)
+
+
+def _engine(traces: TraceStore) -> object:
+    """Return the engine a trace store writes through (None if it says nothing of one)."""
+    return getattr(traces, "kv", None)
 
 
 def _refuse_existing(

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime import LmdbStore
+from runtime import LmdbStore, open_store
 from runtime.paging.faults import load_state
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.storage.sessioncheck import check_sessions, reply_ids
@@ -85,7 +85,7 @@ class Findings:
 
 def check(path: Path, acks: Acks) -> Findings:
     """Verify the store and look for every acknowledged write in it."""
-    store = LmdbStore(path)
+    store = open_store(path)
     traces = LmdbTraceStore(store)
     problems = [
         p.code + ": " + p.detail for p in store.verify().problems + traces.verify().problems

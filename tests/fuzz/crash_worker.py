@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import sys
 
-from runtime import LmdbStore, NewBlock
+from runtime import LmdbStore, NewBlock, open_store
 from runtime.agent.core import Agent
 from runtime.errors import SessionNotFound
 from runtime.paging.eviction import EvictionConfig
@@ -66,7 +66,7 @@ def run(role: str, store: LmdbStore, traces: LmdbTraceStore, name: str, i: int) 
 def main(argv: list[str]) -> None:
     role, path, name = argv[:3]
     count = int(argv[3]) if len(argv) > 3 else None
-    store = LmdbStore(path)
+    store = open_store(path)
     traces = LmdbTraceStore(store)
     if role == "fault":
         store.atomic(lambda: _fault_session(store))

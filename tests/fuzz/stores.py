@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtime import LmdbStore
+from runtime import LmdbStore, open_store
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.transfer.importer import ImportOptions, import_transcripts
 from tests.fuzz.strategies import base_sessions, dump
@@ -15,7 +15,7 @@ GOOD_PREFIX = "good"
 
 def good_store(path: Path) -> tuple[LmdbStore, LmdbTraceStore, list[str]]:
     """A store with the base sessions imported under the ``good`` prefix; returns their ids."""
-    store = LmdbStore(path)
+    store = open_store(path)
     traces = LmdbTraceStore(store)
     data = dump(base_sessions(GOOD_PREFIX)).encode()
     report = import_transcripts(store, traces, data, name="good.json",

@@ -14,7 +14,7 @@ import random
 import signal
 import time
 
-from runtime import LmdbStore
+from runtime import open_store
 from tests.fuzz.crash_support import Acks, Worker, check, spawn, wait_ready
 
 LONG = os.environ.get("LLM386_FUZZ_LONG") == "1"
@@ -47,7 +47,7 @@ def _check(path, acks: Acks, kills: int) -> dict[str, int]:
 def test_sigkill_during_mixed_writes_loses_nothing_acknowledged(tmp_path):
     path, logs = tmp_path / "store", tmp_path / "logs"
     logs.mkdir()
-    LmdbStore(path).close()
+    open_store(path).close()
     rng = random.Random(18)
     acks, kills, spawned = Acks(), 0, 0
 

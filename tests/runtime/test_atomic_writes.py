@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import LmdbStore, NewBlock
+from runtime import LmdbStore, NewBlock, open_store
 from runtime.agent.core import Agent
 from runtime.cli import main
 from runtime.errors import SessionNotFound, StoreFull
@@ -43,7 +43,7 @@ SESSION = "transcript-task001-trial0"
 
 @pytest.fixture
 def env(tmp_path):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     yield store, LmdbTraceStore(store)
     store.close()
 
@@ -198,7 +198,7 @@ def small_disk(tmp_path):
 
 
 def test_a_disk_that_fills_during_a_commit_is_store_full_and_keeps_every_write_whole(small_disk):
-    store = LmdbStore(small_disk / "store", tokenizers=())
+    store = open_store(small_disk / "store", tokenizers=())
     traces = LmdbTraceStore(store)
     landed = 0
     with pytest.raises(StoreFull, match="disk under .* is full"):
@@ -209,7 +209,7 @@ def test_a_disk_that_fills_during_a_commit_is_store_full_and_keeps_every_write_w
     with pytest.raises(StoreFull):
         import_transcripts(store, traces, json.dumps([transcript(7, turns=200)]).encode())
     lmdbenv.close_env(small_disk / "store")
-    store = LmdbStore(small_disk / "store", tokenizers=(), readonly=True)
+    store = open_store(small_disk / "store", tokenizers=(), readonly=True)
     assert store.verify().ok and store.session_count() == landed
     assert all(info.count == 4 for info in store.sessions())
 
@@ -217,9 +217,9 @@ def test_a_disk_that_fills_during_a_commit_is_store_full_and_keeps_every_write_w
 FSIZE_WRITER = textwrap.dedent(
     """
     import resource, signal, sys
-    from runtime import LmdbStore, NewBlock
+    from runtime import NewBlock, open_store
     from runtime.errors import Llm386Error
-    store = LmdbStore(sys.argv[1], tokenizers=())
+    store = open_store(sys.argv[1], tokenizers=())
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
     try:
@@ -234,13 +234,13 @@ FSIZE_WRITER = textwrap.dedent(
 
 def test_a_commit_the_file_system_refuses_is_a_clean_error_and_writes_nothing(tmp_path):
     path = tmp_path / "store"
-    LmdbStore(path, tokenizers=()).close()
+    open_store(path, tokenizers=()).close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", FSIZE_WRITER, str(path)], env=env,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     *acked, last = out.stdout.splitlines()
     assert last.startswith("StoreWriteFailed") and "nothing of this write was stored" in last
-    store = LmdbStore(path, tokenizers=(), readonly=True)
+    store = open_store(path, tokenizers=(), readonly=True)
     assert store.verify().ok and store.session_count() == len(acked)
     assert all(info.count == 4 for info in store.sessions())

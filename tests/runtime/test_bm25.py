@@ -10,21 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
-from runtime import LmdbStore, NewBlock
+from runtime import LmdbStore, NewBlock, open_store
 from runtime.errors import StoreError
 from runtime.indexes.bm25 import MAX_TERM_CHARS, query_terms, raw_idf, score_postings, terms
 from runtime.indexes.snapshot import index_for, reader_for
 from runtime.storage.lmdb import env as lmdbenv
 
 WORDS = ["flight", "refund", "seat", "bag", "cancel", "gold", "paris", "the", "zz9", "mia_li"]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LmdbStore(tmp_path / "store")
-    index_for(s)
-    yield s
-    s.close()
 
 
 def ours(store, session, query, upto=None):
@@ -89,7 +81,7 @@ queries = st.lists(st.sampled_from(WORDS + ["absent"]), min_size=1, max_size=4).
 def test_scores_equal_rank_bm25_for_the_whole_session_and_any_prefix(
     tmp_path_factory, texts, query, cut
 ):
-    store = LmdbStore(tmp_path_factory.mktemp("bm25") / "store")
+    store = open_store(tmp_path_factory.mktemp("bm25") / "store")
     index_for(store)
     try:
         # Empty texts are not blocks; a lone stop word is a block with no terms.
@@ -136,10 +128,10 @@ def test_deleting_and_purging_keep_scores_equal_to_rank_bm25(store):
 
 
 def test_an_index_behind_the_store_catches_up_before_it_is_read(tmp_path):
-    plain = LmdbStore(tmp_path / "store")  # no hook: writes the index never saw
+    plain = open_store(tmp_path / "store")  # no hook: writes the index never saw
     texts = ["cancel flight", "refund seat", "gold paris"]
     plain.put_many("s", [NewBlock("fact", t) for t in texts[:2]])
-    indexed = LmdbStore(tmp_path / "store")
+    indexed = open_store(tmp_path / "store")
     index_for(indexed)
     assert np.array_equal(ours(indexed, "s", ["seat"]), oracle(texts[:2], ["seat"]))
     plain.put("s", NewBlock("fact", texts[2]))  # an append it missed
@@ -152,12 +144,12 @@ def test_an_index_behind_the_store_catches_up_before_it_is_read(tmp_path):
 
 def test_the_index_is_persisted_and_reused_not_rebuilt(tmp_path):
     path = tmp_path / "store"
-    store = LmdbStore(path)
+    store = open_store(path)
     index_for(store)
     store.put_many("s", [NewBlock("fact", f"refund {i}") for i in range(50)])
     meta = reader_for(store).snapshot(store, "s").meta
     store.close()
-    again = LmdbStore(path)
+    again = open_store(path)
     assert reader_for(again).snapshot(again, "s").meta == meta  # same generation: not rebuilt
     db = again.env.db(b"ix_post")
     postings = lmdbenv.read(again.env, lambda txn: txn.stat(db)["entries"])
@@ -167,15 +159,15 @@ def test_the_index_is_persisted_and_reused_not_rebuilt(tmp_path):
 
 def test_a_read_only_store_with_a_stale_index_says_how_to_fix_it(tmp_path):
     path = tmp_path / "store"
-    writer = LmdbStore(path)
+    writer = open_store(path)
     index_for(writer)
     writer.put("s", NewBlock("fact", "first"))
     reader_for(writer).snapshot(writer, "s")
-    other = LmdbStore(path)
-    other._hooks.clear()  # a writer without the hook, e.g. an older llm386 version
+    other = LmdbStore(path)  # a writer without the hook (not opened by open_store), e.g. an
+    # older llm386 version
     other.put("s", NewBlock("fact", "second"))
     writer.close()
-    readonly = LmdbStore(path, readonly=True)
+    readonly = open_store(path, readonly=True)
     with pytest.raises(StoreError, match="open the store writable once"):
         reader_for(readonly).snapshot(readonly, "s")
     readonly.close()

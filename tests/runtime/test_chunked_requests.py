@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.longsession import long_session
-from runtime import LmdbStore
+from runtime import open_store
 from runtime.blocks import canonical_json
 from runtime.errors import StoreCorrupted
 from runtime.storage.lmdb import env as lmdbenv
@@ -30,7 +30,7 @@ CHUNK_TABLES = (b"trace_chunks", b"trace_nodes", b"trace_refs")
 
 @pytest.fixture
 def env(tmp_path):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     yield store, LmdbTraceStore(store)
     store.close()
 
@@ -157,7 +157,7 @@ def _old_format(store, traces, record: TraceRecord, request: bytes) -> None:
 
 
 def test_a_store_written_with_whole_requests_still_reads_verifies_and_purges(tmp_path):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     traces = LmdbTraceStore(store)
     request = json.dumps([f"message {i}" for i in range(5000)]).encode()
     record = _make(request)
@@ -166,7 +166,7 @@ def test_a_store_written_with_whole_requests_still_reads_verifies_and_purges(tmp
     assert [_rows(store, name) for name in CHUNK_TABLES] == [0, 0, 0]
     store.close()
 
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     traces = LmdbTraceStore(store)  # schema 1 is read, and marked 2 as new writes are chunks
     assert (
         lmdbenv.read(store.env, lambda t: t.get(b"schema", db=store.env.db(b"trace_meta"))) == b"2"
@@ -182,7 +182,7 @@ def test_a_store_written_with_whole_requests_still_reads_verifies_and_purges(tmp
 
 
 def test_a_read_only_store_from_before_chunking_reads_without_chunk_tables(tmp_path):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     traces = LmdbTraceStore(store)
     request = b'{"messages":[]}'
     record = _make(request)
@@ -193,7 +193,7 @@ def test_a_read_only_store_from_before_chunking_reads_without_chunk_tables(tmp_p
     )
     store.close()
     lmdbenv.close_env(tmp_path / "store")
-    readonly = LmdbStore(tmp_path / "store", readonly=True)
+    readonly = open_store(tmp_path / "store", readonly=True)
     traces = LmdbTraceStore(readonly)
     assert traces.request_bytes(record.prompt_hash) == request
     assert traces.get(record.call_id).replay_complete and traces.verify().ok

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from runtime import LmdbStore, NewBlock
+from runtime import NewBlock, open_store
 from runtime.cli import main
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.tracing.records import Provider, TraceRecord, new_call_id, prompt_hash
@@ -85,7 +85,7 @@ def test_trace_request_prints_the_exact_stored_bytes(tmp_path, files, capsysbina
 
 
 def test_trace_response_prints_the_stored_response_bytes_unchanged(tmp_path, capsysbinary):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     traces = LmdbTraceStore(store)
     request, response = b'{"messages":[]}', b'{"id":"msg_1","content":[]}'  # no final newline
     record = make_record(store, request)
@@ -101,7 +101,7 @@ def test_trace_response_prints_the_stored_response_bytes_unchanged(tmp_path, cap
 
 
 def test_trace_response_that_was_never_stored_is_an_error_not_output(tmp_path, capsysbinary):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     request = b'{"messages":[]}'
     record = make_record(store, request)
     LmdbTraceStore(store).record(record, request)
@@ -145,7 +145,7 @@ TWINS = (b'{"messages":[],"n":26350}', b'{"messages":[],"n":57230}')
 
 
 def test_traces_hash_takes_a_unique_prefix_and_lists_an_ambiguous_ones_candidates(tmp_path, run):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     traces = LmdbTraceStore(store)
     records = [make_record(store, r, turn=n) for n, r in enumerate(TWINS, start=1)]
     for record, request in zip(records, TWINS, strict=True):

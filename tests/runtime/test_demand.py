@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from runtime import LmdbStore, NewBlock
+from runtime import NewBlock, open_store
 from runtime.blocks import BlockKind, parse_tool_result
 from runtime.errors import BudgetTooSmall
 from runtime.indexes.snapshot import index_for
@@ -33,14 +32,6 @@ TOOL = {
     "name": "get_user",
 }  # fmt: skip
 BIG = json.dumps([{"flight_number": f"HAT{n:03d}", "price": 100 + n} for n in range(40)])
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LmdbStore(tmp_path / "store")
-    index_for(s)
-    yield s
-    s.close()
 
 
 def long_session(store, name="s", turns=6):
@@ -186,7 +177,7 @@ def test_the_turn_accounting_counts_the_placeholders_and_what_they_saved(store):
 def test_demand_paging_keeps_every_invariant(
     tmp_path_factory, plan_steps, budget, task, mode, pin_first_result, tokenizer
 ):
-    store = LmdbStore(tmp_path_factory.mktemp("demand") / "store")
+    store = open_store(tmp_path_factory.mktemp("demand") / "store")
     index_for(store)
     try:
         build_long(store, plan_steps)

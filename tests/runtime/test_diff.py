@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import LmdbStore
+from runtime import open_store
 from runtime.blocks import canonical_json
 from runtime.errors import StoreCorrupted
 from runtime.inspect.diff import (
@@ -274,7 +274,7 @@ def _record(session, turn, raw, plan):
 
 
 def test_diff_stored_compares_two_records_from_the_store(tmp_path):
-    store = LmdbStore(tmp_path / "s")
+    store = open_store(tmp_path / "s")
     traces = LmdbTraceStore(store)
     a_raw, b_raw = request(messages=CONVERSATION[:1]), request(messages=CONVERSATION)
     a = _record("s", 1, a_raw, {"selected": [item("u1")]})

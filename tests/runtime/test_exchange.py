@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from runtime import LmdbStore
+from runtime import open_store
 from runtime.blocks import BlockKind, Edge, EdgeKind, NewBlock, Provenance, canonical_json
 from runtime.errors import InvalidInput, MalformedFile
 from runtime.storage.lmdb.traces import LmdbTraceStore
@@ -24,7 +24,7 @@ from runtime.transfer.exchange import export_lines, export_session, import_sessi
 
 
 def _open(path):
-    store = LmdbStore(path)
+    store = open_store(path)
     return store, LmdbTraceStore(store)
 
 

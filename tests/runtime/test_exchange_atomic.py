@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from runtime import LmdbStore
+from runtime import LmdbStore, open_store
 from runtime.blocks import NewBlock, canonical_json
 from runtime.errors import InvalidInput, StoreCorrupted, StoreFull
 from runtime.storage.lmdb import env as lmdbenv
@@ -27,7 +27,7 @@ def _record(turn: int, request: bytes) -> TraceRecord:
 @pytest.fixture
 def good(tmp_path) -> bytes:
     """The export file of a session with six entries, an edge and two traces."""
-    store = LmdbStore(tmp_path / "source")
+    store = open_store(tmp_path / "source")
     traces = LmdbTraceStore(store)
     kinds = ["system", "user-message", "assistant-message"] * 2
     entries = store.put_many(SESSION, [NewBlock(k, f"body {i}") for i, k in enumerate(kinds)])
@@ -65,7 +65,7 @@ def _empty(store: LmdbStore, traces: LmdbTraceStore) -> bool:
 
 def test_a_trace_with_turn_zero_writes_nothing_and_the_good_file_imports_after(good, tmp_path):
     bad = _edited(good, lambda items: _last_trace(items).update(turn=0))
-    store = LmdbStore(tmp_path / "target")
+    store = open_store(tmp_path / "target")
     traces = LmdbTraceStore(store)
     with pytest.raises(InvalidInput, match="turn 0 is not valid.*nothing was imported"):
         import_session(store, traces, bad, name="bad.jsonl")
@@ -81,7 +81,7 @@ def test_a_call_id_twice_in_the_file_writes_nothing(good, tmp_path):
         first, last = [item for item in items if item["type"] == "trace"]
         last["record"]["call_id"] = first["record"]["call_id"]
 
-    store = LmdbStore(tmp_path / "target")
+    store = open_store(tmp_path / "target")
     traces = LmdbTraceStore(store)
     with pytest.raises(InvalidInput, match="appears twice in the file; nothing was imported"):
         import_session(store, traces, _edited(good, duplicate))
@@ -99,7 +99,7 @@ class _DiskFullWhileRecordingTraces(LmdbTraceStore):
 
 
 def test_a_failure_while_writing_traces_leaves_no_blocks_behind(good, tmp_path):
-    store = LmdbStore(tmp_path / "target")
+    store = open_store(tmp_path / "target")
     with pytest.raises(StoreFull):
         import_session(store, _DiskFullWhileRecordingTraces(store), good)
     traces = LmdbTraceStore(store)
@@ -109,7 +109,7 @@ def test_a_failure_while_writing_traces_leaves_no_blocks_behind(good, tmp_path):
 
 
 def test_a_damaged_trace_with_the_same_call_id_is_reported_not_treated_as_absent(good, tmp_path):
-    store = LmdbStore(tmp_path / "target")
+    store = open_store(tmp_path / "target")
     traces = LmdbTraceStore(store)
     cid = _last_trace([json.loads(line) for line in good.splitlines()])["call_id"]
     lmdbenv.write(store.env, lambda txn: txn.put(cid.encode(), b"{}", db=store.env.db(b"traces")))

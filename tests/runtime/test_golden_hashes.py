@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from runtime import open_store
 from runtime.agent.core import create_demo_conversations
 from runtime.blocks import BlockKind
 from runtime.packer.core import pack
 from runtime.pager.core import PageRequest, page
 from runtime.profiles.catalog import get_profile
-from runtime.storage.lmdb.store import LmdbStore
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.transfer.importer import load_demo_sessions
 
@@ -37,7 +37,7 @@ EVERY = 5
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    store = LmdbStore(tmp_path_factory.mktemp("golden") / "store")
+    store = open_store(tmp_path_factory.mktemp("golden") / "store")
     traces = LmdbTraceStore(store)
     load_demo_sessions(store, traces)
     create_demo_conversations(store, traces)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import LmdbStore
+from runtime import open_store
 from runtime.blocks import (
     BlockKind,
     EdgeKind,
@@ -37,7 +37,7 @@ TOOLS = json.loads((DEMO_DIR / "tools.json").read_bytes())
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The shipped demo data imported once into a real store (the slowest step, ~5 s)."""
-    store = LmdbStore(tmp_path_factory.mktemp("demo") / "store")
+    store = open_store(tmp_path_factory.mktemp("demo") / "store")
     traces = LmdbTraceStore(store)
     report = load_demo_sessions(store, traces)
     yield store, traces, report
@@ -46,7 +46,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture
 def env(tmp_path):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     yield store, LmdbTraceStore(store)
     store.close()
 

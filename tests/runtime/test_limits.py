@@ -119,7 +119,7 @@ def test_check_fields_refuses_wrong_types_and_integers_past_64_bits() -> None:
 
 @pytest.mark.parametrize("arguments", ["[" * 5000 + "]" * 5000, '{"x": NaN}', "9" * 5000])
 def test_hostile_tool_call_arguments_are_kept_as_written_not_crashed_on(arguments, tmp_path):
-    from runtime import LmdbStore
+    from runtime import open_store
     from runtime.storage.lmdb.traces import LmdbTraceStore
     from runtime.transfer.importer import import_transcripts
 
@@ -127,7 +127,7 @@ def test_hostile_tool_call_arguments_are_kept_as_written_not_crashed_on(argument
     messages = [{"role": "user", "content": "hi"},
                 {"role": "assistant", "content": None, "tool_calls": [call]},
                 {"role": "tool", "content": "ok", "tool_call_id": "c1"}]  # fmt: skip
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     try:
         data = json.dumps([{"session": "s", "messages": messages}]).encode()
         import_transcripts(store, LmdbTraceStore(store), data, name="t.json")

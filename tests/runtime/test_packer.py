@@ -11,10 +11,9 @@ import textwrap
 
 import pytest
 
-from runtime import LmdbStore, NewBlock
+from runtime import NewBlock
 from runtime.blocks import BlockKind, canonical_json
 from runtime.errors import BlockNotFound, InvalidInput
-from runtime.indexes.snapshot import index_for
 from runtime.packer.core import pack
 from runtime.packer.rendering import OMITTED_OPENING
 from runtime.pager.core import PageRequest, page
@@ -26,14 +25,6 @@ from tests.runtime.pager_support import (
     chat_cost_of_request,
     profile,
 )
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LmdbStore(tmp_path / "store")
-    index_for(s)
-    yield s
-    s.close()
 
 
 def agent(store, name="s", turns=6):
@@ -191,11 +182,11 @@ def test_the_same_store_and_request_give_the_same_bytes_in_fresh_processes(store
     store.close()
     script = textwrap.dedent(
         f"""
-        from runtime import LmdbStore
+        from runtime import open_store
         from runtime.packer.core import pack
         from runtime.pager.core import PageRequest, page
         from tests.runtime.pager_support import profile
-        store = LmdbStore({str(tmp_path / "store")!r})
+        store = open_store({str(tmp_path / "store")!r})
         plan = page(store, PageRequest("s", "what tier is u3?", profile(3000)))
         out = pack(store, plan)
         print(out.prompt_hash, out.text_hash)

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from runtime import LmdbStore
+from runtime import open_store
 from runtime.blocks import BlockKind, parse_tool_call, parse_tool_result
 from runtime.indexes.snapshot import index_for
 from runtime.packer.core import pack
@@ -22,17 +22,9 @@ from runtime.transfer.importer import load_demo_sessions
 from tests.runtime.pager_support import Session, assert_valid_anthropic_conversation, profile
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = LmdbStore(tmp_path / "store")
-    index_for(s)
-    yield s
-    s.close()
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    store = LmdbStore(tmp_path_factory.mktemp("demo") / "store")
+    store = open_store(tmp_path_factory.mktemp("demo") / "store")
     index_for(store)
     load_demo_sessions(store, LmdbTraceStore(store))
     yield store

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from runtime import LmdbStore, NewBlock
+from runtime import NewBlock, open_store
 from runtime.blocks import BlockKind, Edge, EdgeKind, canonical_json, content_hash
 from runtime.config import BudgetFractions
 from runtime.errors import BudgetTooSmall, SessionNotFound
@@ -16,14 +16,6 @@ from runtime.pager.core import PageOptions, PageRequest, page
 from runtime.pager.plan import OmissionReason, PagePlan, SelectionReason
 from runtime.pager.sections import DEFAULT_SECTION, Section, allocate
 from tests.runtime.pager_support import Session, profile
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LmdbStore(tmp_path / "store")
-    index_for(s)
-    yield s
-    s.close()
 
 
 def reasons(plan):
@@ -252,7 +244,7 @@ def test_every_candidate_is_accounted_for_exactly_once_in_a_total_order(store):
 
 
 def test_paging_as_of_upto_equals_paging_a_store_that_stopped_there(tmp_path):
-    full, cut = LmdbStore(tmp_path / "full"), LmdbStore(tmp_path / "cut")
+    full, cut = open_store(tmp_path / "full"), open_store(tmp_path / "cut")
     for s in (full, cut):
         index_for(s)
     chat(full, turns=20)
@@ -326,7 +318,7 @@ def test_small_budgets_propose_fewer_candidates():
 
 
 def test_an_edge_added_after_its_blocks_were_indexed_is_followed(tmp_path):
-    store = LmdbStore(tmp_path / "late")  # the index hook is attached by the store itself
+    store = open_store(tmp_path / "late")  # open_store attaches the index hook
     session = Session(store, "s")
     evidence = store.put("s", NewBlock("fact", "the fare class is Z")).id
     for i in range(10):
@@ -341,7 +333,7 @@ def test_an_edge_added_after_its_blocks_were_indexed_is_followed(tmp_path):
 
 
 def test_a_purged_and_refilled_session_is_never_paged_from_a_stale_cache(tmp_path):
-    store = LmdbStore(tmp_path / "refill")
+    store = open_store(tmp_path / "refill")
     store.put("keep", NewBlock("user-message", "The launch code is 1111"))
     store.put("s", NewBlock("user-message", "The launch code is 1111"))
     request = PageRequest("s", "what is the launch code", profile(5000))

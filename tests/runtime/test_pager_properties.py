@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from runtime import LmdbStore, NewBlock
+from runtime import NewBlock, open_store
 from runtime.blocks import BlockKind
 from runtime.errors import BudgetTooSmall
 from runtime.indexes.snapshot import index_for
@@ -69,7 +69,7 @@ def build(store, plan_steps):
 def test_page_and_pack_keep_every_invariant(
     tmp_path_factory, plan_steps, budget, task, mode, cut, tokenizer
 ):
-    store = LmdbStore(tmp_path_factory.mktemp("prop") / "store")
+    store = open_store(tmp_path_factory.mktemp("prop") / "store")
     index_for(store)
     try:
         build(store, plan_steps)

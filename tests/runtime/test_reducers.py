@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime import LmdbStore
 from runtime.blocks import BlockKind, EdgeKind, ToolCall, ToolResult, content_hash
 from runtime.errors import ReducerError
 from runtime.reducers import (
@@ -19,13 +18,6 @@ from runtime.reducers import (
     block_id,
     state_id,
 )
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LmdbStore(tmp_path / "store")
-    yield s
-    s.close()
 
 
 def test_append_output_turns_the_reply_into_one_assistant_message():

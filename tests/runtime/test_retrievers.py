@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from runtime import LmdbStore, NewBlock, Provenance
+from runtime import NewBlock, Provenance, open_store
 from runtime.config import RecencyMode, RetrieverSettings
 from runtime.errors import InvalidInput
 from runtime.indexes.bm25 import query_terms
@@ -29,14 +29,6 @@ from runtime.pager.retrievers import (
 from tests.runtime.pager_support import Session, profile
 
 BIG = profile(20_000)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LmdbStore(tmp_path / "store")
-    index_for(s)
-    yield s
-    s.close()
 
 
 def facts(store, texts, session="s"):
@@ -137,7 +129,7 @@ def test_source_words_do_not_change_bm25_statistics(store):
     store.put("s", NewBlock("fact", "refund policy", provenance=Provenance("refund desk")))
     store.put("s", NewBlock("fact", "seat map"))
     got = scores_of(page(store, PageRequest("s", "refund", BIG, retrievers=only("bm25"))))
-    plain = LmdbStore(store.path.parent / "plain")
+    plain = open_store(store.path.parent / "plain")
     index_for(plain)
     plain.put_many("s", [NewBlock("fact", "refund policy"), NewBlock("fact", "seat map")])
     again = scores_of(page(plain, PageRequest("s", "refund", BIG, retrievers=only("bm25"))))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime import LmdbStore
+from runtime import open_store
 from runtime.blocks import canonical_json
 from runtime.storage.lmdb import env as lmdbenv
 from runtime.storage.lmdb.traces import LmdbTraceStore
@@ -50,7 +50,7 @@ def _failed(parent: str) -> TraceRecord:
 
 @pytest.fixture
 def traces(tmp_path):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     yield LmdbTraceStore(store)
     store.close()
 

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import BlockKind, Edge, EdgeKind, LmdbStore, NewBlock, Provenance, content_hash
+from runtime import (
+    BlockKind,
+    Edge,
+    EdgeKind,
+    NewBlock,
+    Provenance,
+    content_hash,
+    open_store,
+)
 from runtime.errors import (
     BlockNotFound,
     BlockTooLarge,
@@ -17,13 +25,6 @@ from runtime.errors import (
     StoreNotAStore,
 )
 from runtime.storage.lmdb import env as lmdbenv
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LmdbStore(tmp_path / "store")
-    yield s
-    s.close()
 
 
 def test_put_computes_the_content_hash_itself(store):
@@ -149,7 +150,7 @@ def test_bad_blocks_are_refused_and_nothing_is_written(store, block, error, mess
 
 
 def test_blocks_over_the_size_limit_are_refused(tmp_path):
-    store = LmdbStore(tmp_path / "small", max_block_bytes=100)
+    store = open_store(tmp_path / "small", max_block_bytes=100)
     with pytest.raises(BlockTooLarge, match="over the limit of 100"):
         store.put("s", NewBlock("document-chunk", "x" * 101))
     assert store.session_count() == 0
@@ -176,24 +177,24 @@ def test_unknown_edge_kind_and_self_loops_are_refused(store):
 def test_a_path_that_is_not_a_store_is_refused_untouched(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(StoreNotAStore, match="other files"):
-        LmdbStore(tmp_path)
+        open_store(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(StoreNotAStore, match="is a file"):
-        LmdbStore(tmp_path / "notes.txt")
+        open_store(tmp_path / "notes.txt")
     with pytest.raises(StoreNotAStore, match="llm386 init"):
-        LmdbStore(tmp_path / "missing", create=False)
+        open_store(tmp_path / "missing", create=False)
 
 
 def test_a_garbage_data_file_is_refused(tmp_path):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "data.mdb").write_bytes(b"this is not lmdb" * 512)
     with pytest.raises(StoreNotAStore):
-        LmdbStore(tmp_path / "s")
+        open_store(tmp_path / "s")
 
 
 def test_the_map_grows_on_its_own_when_full(tmp_path, monkeypatch):
     monkeypatch.setattr(lmdbenv, "INITIAL_MAP_SIZE", 1024 * 1024)
-    store = LmdbStore(tmp_path / "grow")
+    store = open_store(tmp_path / "grow")
     for i in range(8):
         store.put("s", NewBlock("document-chunk", f"{i} " + "y" * 400_000))
     assert store.env.env.info()["map_size"] > 1024 * 1024
@@ -212,7 +213,7 @@ def test_verify_finds_and_repair_fixes_dangling_rows(store):
     a, b = store.put_many("s", [NewBlock("fact", "a"), NewBlock("fact", "b")])
     store.add_edge(a.id, "parent", b.id)
     # Simulate damage from outside the API: a block row disappears.
-    lmdbenv.write(store.env, lambda txn: txn.delete(bytes.fromhex(b.id), db=store._blocks))
+    store.kv.write(lambda t: t.delete("blocks", bytes.fromhex(b.id)))
     codes = {p.code for p in store.verify().problems}
     assert {"dangling-entry", "dangling-edge"} <= codes
     store.repair()
@@ -223,7 +224,7 @@ def test_verify_finds_and_repair_fixes_dangling_rows(store):
 def test_verify_reports_a_body_that_no_longer_matches_its_hash(store):
     a = store.put("s", NewBlock("fact", "original"))
     forged = b'{"b":"tampered","c":0,"k":"fact","p":0.5,"v":{}}'
-    lmdbenv.write(store.env, lambda txn: txn.put(bytes.fromhex(a.id), forged, db=store._blocks))
+    store.kv.write(lambda t: t.put("blocks", bytes.fromhex(a.id), forged))
     report = store.verify()
     assert [p.code for p in report.problems] == ["hash-mismatch"]
     assert store.repair().unfixable[0].code == "hash-mismatch"
@@ -261,7 +262,7 @@ kinds = st.sampled_from(list(BlockKind))
 )
 @given(st.lists(st.tuples(kinds, st.text(min_size=1, max_size=200), st.floats(0, 1)), max_size=20))
 def test_store_round_trips_whatever_is_put(tmp_path_factory, items):
-    store = LmdbStore(tmp_path_factory.mktemp("rt"))
+    store = open_store(tmp_path_factory.mktemp("rt"))
     if items:
         store.put_many("s", [NewBlock(k, b, p) for k, b, p in items])
     got = store.entries("s") if items else []

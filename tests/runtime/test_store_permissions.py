@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 
-from runtime import LmdbStore
+from runtime import open_store
 
 
 def _mode(path) -> int:
@@ -13,7 +13,7 @@ def _mode(path) -> int:
 
 def test_a_new_store_folder_is_readable_by_its_owner_only(tmp_path):
     path = tmp_path / "not-home" / ".llm386" / "store"
-    LmdbStore(path).close()
+    open_store(path).close()
     assert _mode(path) == 0o700
     assert (path / "data.mdb").exists()
 
@@ -22,5 +22,5 @@ def test_an_existing_empty_folder_keeps_the_permissions_its_owner_gave_it(tmp_pa
     path = tmp_path / "shared"
     path.mkdir(mode=0o750)
     path.chmod(0o750)
-    LmdbStore(path).close()
+    open_store(path).close()
     assert _mode(path) == 0o750

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from runtime import LmdbStore, NewBlock
+from runtime import NewBlock, open_store
 from runtime.storage.lmdb import env as lmdbenv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WRITER = textwrap.dedent(
     """
     import sys
-    from runtime import LmdbStore, NewBlock
-    store = LmdbStore(sys.argv[1])
+    from runtime import NewBlock, open_store
+    store = open_store(sys.argv[1])
     i = 0
     while True:
         if i % 10 == 0:
@@ -43,7 +43,7 @@ def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
 
 def test_sigkilled_writer_loses_no_acknowledged_put(tmp_path):
     path = tmp_path / "store"
-    LmdbStore(path).close()
+    open_store(path).close()
     writer = _spawn(WRITER, str(path))
     assert writer.stdout is not None
     acknowledged = -1
@@ -54,7 +54,7 @@ def test_sigkilled_writer_loses_no_acknowledged_put(tmp_path):
     writer.send_signal(signal.SIGKILL)
     writer.wait()
     writer.stdout.close()
-    store = LmdbStore(path)
+    store = open_store(path)
     assert store.verify().ok
     bodies = {e.body for e in store.entries("crash")}
     for i in range(acknowledged + 1):
@@ -65,9 +65,9 @@ def test_sigkilled_writer_loses_no_acknowledged_put(tmp_path):
 READER = textwrap.dedent(
     """
     import sys, time
-    from runtime import LmdbStore
+    from runtime import open_store
     from runtime.errors import SessionNotFound
-    store = LmdbStore(sys.argv[1])
+    store = open_store(sys.argv[1])
     deadline = time.monotonic() + 60
     seen = 0
     while seen < 200 and time.monotonic() < deadline:
@@ -83,7 +83,7 @@ READER = textwrap.dedent(
 
 def test_a_reader_process_sees_a_writer_process_grow_the_store(tmp_path):
     path = tmp_path / "store"
-    writer_store = LmdbStore(path)
+    writer_store = open_store(path)
     reader = _spawn(READER, str(path))
     time.sleep(0.2)
     for i in range(200):
@@ -93,9 +93,9 @@ def test_a_reader_process_sees_a_writer_process_grow_the_store(tmp_path):
     assert int(out.strip()) == 200
 
 
-def _pause_then_get(txn, store):
+def _pause_then_get(t):
     time.sleep(0.001)
-    return txn.get(b"x", db=store._blocks)
+    return t.get("blocks", b"x")
 
 
 def _read_in_threads(store, until, errors):
@@ -104,9 +104,7 @@ def _read_in_threads(store, until, errors):
             try:
                 store.sessions()
                 # Use the transaction after each pause: an invalidated one fails on use.
-                lmdbenv.read(
-                    store.env, lambda txn: [_pause_then_get(txn, store) for _ in range(20)]
-                )
+                store.kv.read(lambda t: [_pause_then_get(t) for _ in range(20)])
             except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
                 errors.append(repr(exc))
                 return
@@ -119,7 +117,7 @@ def _read_in_threads(store, until, errors):
 
 def test_reader_threads_survive_another_process_growing_the_map(tmp_path):
     path = tmp_path / "store"
-    store = LmdbStore(path, tokenizers=())
+    store = open_store(path, tokenizers=())
     store.put("s", NewBlock("fact", "hello"))
     until, errors = threading.Event(), []
     threads = _read_in_threads(store, until, errors)
@@ -140,8 +138,8 @@ def test_reader_threads_survive_another_process_growing_the_map(tmp_path):
 GROWER = textwrap.dedent(
     """
     import sys
-    from runtime import LmdbStore, NewBlock
-    store = LmdbStore(sys.argv[1], tokenizers=())
+    from runtime import NewBlock, open_store
+    store = open_store(sys.argv[1], tokenizers=())
     for i in range(90):  # ~90 MB: past the 64 MiB initial map
         store.put("there", NewBlock("document-chunk", f"{i} " + "y" * 1_000_000))
     """

@@ -3,7 +3,7 @@ re-checked inside its one LMDB write transaction."""
 
 from __future__ import annotations
 
-from runtime import LmdbStore
+from runtime import open_store
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from tests.fuzz.crash_support import Acks, check, spawn
 
@@ -11,7 +11,7 @@ from tests.fuzz.crash_support import Acks, check, spawn
 def _race(tmp_path, role: str, writers: int, count: int) -> Acks:
     path, logs = tmp_path / "store", tmp_path / "logs"
     logs.mkdir()
-    LmdbStore(path).close()
+    open_store(path).close()
     workers = [spawn(role, path, f"{role}{i}", logs, count) for i in range(writers)]
     acks = Acks()
     for w in workers:
@@ -30,14 +30,14 @@ def test_four_processes_recording_faults_in_one_session_lose_none(tmp_path):
 
 def test_four_agents_on_one_session_never_reuse_a_turn_number(tmp_path):
     acks = _race(tmp_path, "agent", 4, 3)
-    traces = LmdbTraceStore(LmdbStore(tmp_path / "store"))
+    traces = LmdbTraceStore(open_store(tmp_path / "store"))
     numbers = sorted(turn for turn, _ in traces.turns("agent-shared"))
     assert len(acks.turns) == len(numbers) and numbers == list(range(1, len(numbers) + 1))
 
 
 def test_two_imports_of_one_file_at_once_add_it_once(tmp_path):
     acks = _race(tmp_path, "import", 2, 3)  # each worker's 1st write is the shared file
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     traces = LmdbTraceStore(store)
     shared = "transcript-task999-trial0"
     assert shared in acks.imports

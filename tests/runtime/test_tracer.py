@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import LmdbStore
+from runtime import open_store
 from runtime.blocks import canonical_json
 from runtime.errors import (
     AmbiguousPrefix,
@@ -53,7 +53,7 @@ def req(text: str) -> bytes:
 
 @pytest.fixture
 def env(tmp_path):
-    store = LmdbStore(tmp_path / "store")
+    store = open_store(tmp_path / "store")
     yield store, LmdbTraceStore(store)
     store.close()
 
@@ -330,7 +330,7 @@ def test_trace_store_refuses_a_folder_that_is_not_a_store(tmp_path):
 
 
 def test_trace_store_opens_from_a_path_in_the_same_environment(tmp_path):
-    store = LmdbStore(tmp_path / "s")
+    store = open_store(tmp_path / "s")
     record = make(request=req("a"))
     LmdbTraceStore(tmp_path / "s").record(record, req("a"))
     assert LmdbTraceStore(store).get(record.call_id).call_id == record.call_id
@@ -420,11 +420,11 @@ def test_verify_finds_damage_and_repair_rebuilds_what_can_be_rebuilt(env):
 
 
 def test_a_read_only_store_can_be_read_but_not_written(tmp_path):
-    store = LmdbStore(tmp_path / "s")
+    store = open_store(tmp_path / "s")
     record = make(request=req("a"))
     LmdbTraceStore(store).record(record, req("a"))
     store.close()
-    readonly = LmdbStore(tmp_path / "s", readonly=True)
+    readonly = open_store(tmp_path / "s", readonly=True)
     traces = LmdbTraceStore(readonly)
     assert traces.get(record.call_id).replay_complete
     from runtime.errors import StoreReadOnly

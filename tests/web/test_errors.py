@@ -122,3 +122,16 @@ def test_a_bug_gives_the_500_page_without_details(logged_in: Client, settings: A
     assert response.status_code == 500
     assert b"Something went wrong" in response.content
     assert b"secret internal detail" not in response.content
+
+
+def test_a_store_url_that_cannot_be_opened_gives_503_without_its_password(
+    client: Client, user: Any, settings: Any
+) -> None:
+    settings.LLM386 = {**settings.LLM386, "STORE_PATH": "mysql://ann:hunter2@db.example/llm"}
+    store_access.reset_stores()
+    client.force_login(user)
+    response = client.get("/sessions/")
+    assert response.status_code == 503
+    assert b"is not a store scheme" in response.content
+    assert b"ann:***@db.example" in response.content and b"hunter2" not in response.content
+    store_access.reset_stores()

@@ -54,3 +54,11 @@ def test_runserver_serves_static_files_without_debug(settings: Any) -> None:
     settings.DEBUG = False
     handler = Runserver().get_handler(use_static_handler=True, insecure_serving=False)
     assert isinstance(handler, StaticFilesHandler)
+
+
+def test_a_store_url_stays_a_url(settings: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    settings.LLM386 = {}
+    monkeypatch.setenv("LLM386_STORE", "postgresql://ann@db.example:5432/llm386")
+    assert web_config().STORE_PATH == "postgresql://ann@db.example:5432/llm386"
+    settings.LLM386 = {"STORE_PATH": f"lmdb://{tmp_path}/s"}
+    assert f"lmdb://{tmp_path}/s" == web_config().STORE_PATH

@@ -109,6 +109,10 @@ class LmdbEngine(Engine):
     def write(self, fn: Callable[[Tables], T]) -> T:
         return lmdbenv.write(self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=False)))
 
+    def shares_writes_with(self, other: object) -> bool:
+        # Every engine of one path shares the process's one environment, and so its writes.
+        return isinstance(other, LmdbEngine) and other.env is self.env
+
     def close(self) -> None:
         # The environment is shared by every handle of this path in the process (py-lmdb
         # forbids opening it twice): closing it closes it for all of them.

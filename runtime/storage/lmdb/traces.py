@@ -108,6 +108,7 @@ class LmdbTraceStore(TraceStore):
 
             store_or_path = LmdbStore(store_or_path)  # checks the folder is an llm386 store
         self.env: lmdbenv.Env = store_or_path.env
+        self.kv = store_or_path.kv  # the engine whose writes this store's writes join
         db = self.env.db
         self._meta, self._traces = db(b"trace_meta"), db(b"traces")
         self._by_session, self._by_time = db(b"trace_by_session"), db(b"trace_by_time")
