@@ -50,6 +50,16 @@ def replay_targets() -> tuple[ReplayTarget, ...]:
     )
 
 
+def load_clients() -> None:
+    """Import every replay target's client: the Anthropic SDK takes a second or more (measured
+    8 s on a loaded machine) to import, which the first replay would otherwise wait for."""
+    for provider in sending_providers():
+        provider.load_client()
+
+
+load_clients()
+
+
 def replay_target(name: str) -> Provider | None:
     """Return the provider called ``name`` if a replay can go to it, else None."""
     return next((p for p in sending_providers() if p.name == name), None)

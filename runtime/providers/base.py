@@ -76,6 +76,10 @@ class Provider(ABC):
     def client(self, **settings: Any) -> ModelClient:
         """Return a client sending to this provider; raise UnknownModel if it has none."""
 
+    def load_client(self) -> None:
+        """Import what ``client`` needs now (an SDK can take seconds), for a server's startup."""
+        return  # most providers need no import beyond their own module
+
     def client_options(self, config: Config, environ: Mapping[str, str]) -> dict[str, Any]:
         """Return ``client``'s keyword arguments from llm386.toml and the environment."""
         return {}

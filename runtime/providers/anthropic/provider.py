@@ -60,6 +60,9 @@ class AnthropicProvider(Provider):
 
         return AnthropicAdapter(**settings)
 
+    def load_client(self) -> None:
+        import runtime.providers.anthropic.adapter  # noqa: F401 - the import is the point
+
     def client_options(self, config: Config, environ: Mapping[str, str]) -> dict[str, Any]:
         from runtime.config import anthropic_client_options
 
