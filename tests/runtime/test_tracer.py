@@ -266,9 +266,7 @@ def test_flag_and_unflag_keep_counts_in_step(traces):
 
 def test_session_stats_are_kept_with_each_write(traces):
     request = req("u")
-    with_usage = make(
-        "s9", 1, request, usage=Usage(100, 20, 1000, 50), estimated_input_tokens=5
-    )
+    with_usage = make("s9", 1, request, usage=Usage(100, 20, 1000, 50), estimated_input_tokens=5)
     estimated = make("s9", 2, request, estimated_input_tokens=300, estimated_output_tokens=7)
     traces.record_many([StoredTrace(with_usage, request), StoredTrace(estimated, request)])
     stats = traces.session_stats(["s9", "nothing"])
