@@ -75,6 +75,9 @@ class OfflineProvider(Provider):
     def answering_model(self, requested: str) -> str:
         return OFFLINE_MODEL_NAME  # whatever model the request names, this one answers
 
+    def model_of(self, request: bytes) -> str:
+        return OFFLINE_MODEL_NAME  # no need to parse the request to know it
+
     def model_label(self, model: str) -> str:
         return f"offline model {model}"
 
