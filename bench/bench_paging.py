@@ -68,14 +68,7 @@ from bench.paging_replay import (
 from runtime import open_store
 from runtime.blocks import BlockKind
 from runtime.indexes.snapshot import index_for
-from runtime.paging.accounting import (
-    RequestItem,
-    TokenCounter,
-    categorize,
-    estimate_cost,
-    get_price,
-    request_items,
-)
+from runtime.paging.accounting import RequestItem, TokenCounter, categorize, request_items
 from runtime.paging.eviction import (
     PAPER_CONFIG,
     EvictionConfig,
@@ -85,6 +78,7 @@ from runtime.paging.eviction import (
 )
 from runtime.paging.history import AgeFrom
 from runtime.profiles.catalog import get_profile
+from runtime.providers.pricing import estimate_cost, get_price
 from runtime.tokenizers import get_tokenizer
 from runtime.transfer.importer import write_blocks
 

@@ -15,11 +15,11 @@ from typing import Any
 from bench.common import time_calls, write_result
 from runtime import open_store
 from runtime.blocks import canonical_json
+from runtime.providers.usage import Usage
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.tracing.records import (
     Provider,
     StoredTrace,
-    TokenUsage,
     TraceRecord,
     new_call_id,
     prompt_hash,
@@ -37,7 +37,7 @@ def _records(session: int) -> list[StoredTrace]:
         )
         cid = new_call_id()
         record = TraceRecord(cid, f"s{session:05d}", turn, int(cid[:13]), Provider.OFFLINE, "offline",
-                             prompt_hash(request), len(request), usage=TokenUsage(100, 10))  # fmt: skip
+                             prompt_hash(request), len(request), usage=Usage(100, 10))  # fmt: skip
         out.append(StoredTrace(record, request))
     return out
 

@@ -118,10 +118,10 @@ def _turn(
     traces: Any, ids: list[str], kinds: list[Any], bodies: list[str], turn: int, upto: int
 ) -> str:
     from runtime.blocks import canonical_json
+    from runtime.providers.usage import Usage
     from runtime.tracing.records import (
         Provider,
         StoredTrace,
-        TokenUsage,
         TraceRecord,
         new_call_id,
         prompt_hash,
@@ -155,7 +155,7 @@ def _turn(
         call_id=new_call_id(), session="big", turn=turn, started_at=1_760_000_000_000 + turn,
         provider=Provider.ANTHROPIC, model="claude-sonnet-4-6", prompt_hash=prompt_hash(request),
         request_size=len(request), latency_ms=900.0, plan=plan,
-        estimated_input_tokens=plan["tokens"], usage=TokenUsage(2_000, 10, 195_000, 3_000),
+        estimated_input_tokens=plan["tokens"], usage=Usage(2_000, 10, 195_000, 3_000),
         response={"content": [{"type": "text", "text": "ok"}]}, response_hash=prompt_hash(response),
     )  # fmt: skip
     traces.record_many([StoredTrace(record, request, response)])
@@ -166,10 +166,10 @@ def _many_sessions(store: Any, traces: Any) -> str:
     """Write SESSIONS small traced sessions; return one prompt hash to search for."""
     from runtime import NewBlock
     from runtime.blocks import BlockKind, canonical_json
+    from runtime.providers.usage import Usage
     from runtime.tracing.records import (
         Provider,
         StoredTrace,
-        TokenUsage,
         TraceError,
         TraceRecord,
         TraceStatus,
@@ -191,7 +191,7 @@ def _many_sessions(store: Any, traces: Any) -> str:
             items.append(StoredTrace(TraceRecord(
                 call_id=new_call_id(), session=name, turn=turn, started_at=1_760_000_000_000 + i,
                 provider=Provider.ANTHROPIC, model="m", prompt_hash=prompt_hash(request),
-                request_size=len(request), usage=None if error else TokenUsage(100 + i, 20),
+                request_size=len(request), usage=None if error else Usage(100 + i, 20),
                 status=TraceStatus.ERROR if error else TraceStatus.OK,
                 error=TraceError("api_error", "boom", 500) if error else None,
             ), request))  # fmt: skip

@@ -1,44 +1,83 @@
-"""The only place the web app makes model clients: the Anthropic API or the offline model.
+"""The only place the web app makes model clients: through the runtime's provider registry.
 
-The API key is read by the adapter from the server's ANTHROPIC_API_KEY environment variable; it
-is never taken from a request, put in a context, or shown on a page. The base URL, timeout and
-retries come from llm386.toml's ``[anthropic]`` table exactly as for the CLI
-(``runtime.config.anthropic_client_options``: ANTHROPIC_BASE_URL in the environment wins), and
-settings.LLM386's ANTHROPIC_BASE_URL / ANTHROPIC_TIMEOUT_S, when set, win over both.
-ANTHROPIC_CONNECT_TIMEOUT_S and REPLAY_TIMEOUT_S (all attempts of a call together) bound a web replay.
+Replay can go to every provider whose client re-sends stored requests
+(``runtime.providers.sending_providers``: the Anthropic API and the offline model); nothing here
+names one. An API key is read by the provider's client from the server's environment
+(``ANTHROPIC_API_KEY``); it is never taken from a request, put in a context, or shown on a page.
+Base URL, timeout and retries come from llm386.toml exactly as for the CLI
+(``Provider.client_options``: the provider's ``*_BASE_URL`` in the environment wins), and
+settings.LLM386's ``<PREFIX>_BASE_URL`` / ``<PREFIX>_TIMEOUT_S`` (``ANTHROPIC_...``), when set, win
+over both. ``<PREFIX>_CONNECT_TIMEOUT_S`` and REPLAY_TIMEOUT_S (all attempts of a call together)
+bound a web replay.
 """
 
 from __future__ import annotations
 
 import os
-from enum import StrEnum
+from dataclasses import dataclass
+from typing import Any
 
-from runtime.config import anthropic_client_options
-from runtime.providers import AnthropicAdapter, ModelClient, OfflineModel, api_key_available
+from runtime.providers import ModelClient, Provider, sending_providers
 
 from .conf import runtime_config, web_config
 
 
-class Target(StrEnum):
-    ANTHROPIC = "anthropic"
-    OFFLINE = "offline"
+@dataclass(frozen=True)
+class ReplayTarget:
+    """A provider the replay form offers: a button, enabled when it could authenticate."""
+
+    provider: Provider
+    available: bool
+    primary: bool  # the first available target: the form's default button
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    @property
+    def label(self) -> str:
+        return self.provider.label
 
 
-def anthropic_available() -> bool:
-    """Whether the server has an API key to call Anthropic with."""
-    return api_key_available()
+def replay_targets() -> tuple[ReplayTarget, ...]:
+    """Return where a replay can go, in the order the form offers them."""
+    providers = sending_providers()
+    available = [p.available() for p in providers]
+    first = available.index(True) if True in available else -1
+    return tuple(
+        ReplayTarget(p, ok, n == first)
+        for n, (p, ok) in enumerate(zip(providers, available, strict=True))
+    )
 
 
-def model_client(target: Target) -> ModelClient:
-    """Return a client for ``target``; the caller closes it."""
-    if target is Target.OFFLINE:
-        return OfflineModel()
+def load_clients() -> None:
+    """Import every replay target's client: the Anthropic SDK takes a second or more (measured
+    8 s on a loaded machine) to import, which the first replay would otherwise wait for."""
+    for provider in sending_providers():
+        provider.load_client()
+
+
+load_clients()
+
+
+def replay_target(name: str) -> Provider | None:
+    """Return the provider called ``name`` if a replay can go to it, else None."""
+    return next((p for p in sending_providers() if p.name == name), None)
+
+
+def model_client(provider: Provider) -> ModelClient:
+    """Return a client for ``provider`` with the web app's settings; the caller closes it."""
+    options = provider.client_options(runtime_config(), os.environ)
+    options.update(_web_overrides(provider.settings_prefix))
+    options["total_timeout"] = web_config().REPLAY_TIMEOUT_S
+    return provider.client(**options)
+
+
+def _web_overrides(prefix: str) -> dict[str, Any]:
+    """Return the LLM386 settings named for a provider (``ANTHROPIC_BASE_URL``...) that are set."""
+    if not prefix:
+        return {}
     config = web_config()
-    options = anthropic_client_options(runtime_config(), os.environ)
-    if config.ANTHROPIC_BASE_URL is not None:
-        options["base_url"] = config.ANTHROPIC_BASE_URL
-    if config.ANTHROPIC_TIMEOUT_S is not None:
-        options["timeout"] = config.ANTHROPIC_TIMEOUT_S
-    options["connect_timeout"] = config.ANTHROPIC_CONNECT_TIMEOUT_S
-    options["total_timeout"] = config.REPLAY_TIMEOUT_S
-    return AnthropicAdapter(**options)
+    named = {"base_url": "BASE_URL", "timeout": "TIMEOUT_S", "connect_timeout": "CONNECT_TIMEOUT_S"}
+    values = {option: getattr(config, f"{prefix}_{key}", None) for option, key in named.items()}
+    return {option: value for option, value in values.items() if value is not None}

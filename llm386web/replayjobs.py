@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from runtime.errors import Llm386Error, ModelCallFailed, ModelRetired, ReplayMismatch
 from runtime.inspect.replay import ReplayView, replay_view
-from runtime.providers import Attempt, ModelClient, ModelResponse
+from runtime.providers import Attempt, ModelClient, ModelResponse, RawResponse
 from runtime.replay.resend import NotReplayable, replay
 from runtime.tracing.records import TraceStore
 
@@ -77,6 +77,11 @@ class CancellableClient:
             self._raise_if_cancelled(exc.attempts)
             raise
         self._raise_if_cancelled(response.attempts)
+        return response
+
+    def send_raw(self, request_bytes: bytes, *, expected_sha256: str | None) -> RawResponse:
+        response = self.inner.send_raw(request_bytes, expected_sha256=expected_sha256)
+        self._raise_if_cancelled(())
         return response
 
     def _raise_if_cancelled(self, attempts: tuple[Attempt, ...]) -> None:

@@ -21,26 +21,28 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
 from llm386web import replayjobs
-from llm386web.clients import Target, anthropic_available, model_client
+from llm386web.clients import model_client, replay_target, replay_targets
 from llm386web.conf import runtime_config, web_config
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import Llm386Error
+from runtime.providers import Provider
 from runtime.replay.repage import repage
 
 from .common import gc_paused, is_fragment, render_page
 from .turns import REPAGE_PROFILES, turn_context
 
 
-def _target(request: HttpRequest) -> tuple[Target | None, str]:
+def _target(request: HttpRequest) -> tuple[Provider | None, str]:
     raw = request.POST.get("target", "")
-    if raw not in tuple(Target):
-        return None, f"Choose where to send the request: {', '.join(Target)} (got {raw!r})."
-    target = Target(raw)
-    if target is Target.ANTHROPIC and not anthropic_available():
+    target = replay_target(raw)
+    if target is None:
+        names = ", ".join(t.name for t in replay_targets())
+        return None, f"Choose where to send the request: {names} (got {raw!r})."
+    if not target.available():
         return None, (
-            "No Anthropic API key is set on the server (ANTHROPIC_API_KEY), so the request "
-            "cannot go to the API. Replay it with the offline model, or restart the server "
-            "with the key in its environment."
+            f"No {target.credentials_name} is set on the server ({target.credentials_env}), so "
+            f"the request cannot go to {target.label}. Replay it with another target, or "
+            "restart the server with the key in its environment."
         )
     return target, ""
 

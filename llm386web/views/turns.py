@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
-from llm386web.clients import anthropic_available
+from llm386web.clients import replay_targets
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import StoreCorrupted
 from runtime.inspect.chat import read_request, read_response
@@ -59,7 +59,7 @@ def turn_context(call_id: str) -> dict[str, object]:
     return {"view": view, "rec": view.record, "s": view.summary,
             "response": read_response(view.record.response),
             "capability": replay_capability(view.record),
-            "anthropic_available": anthropic_available(), "repage_profiles": REPAGE_PROFILES,
+            "replay_targets": replay_targets(), "repage_profiles": REPAGE_PROFILES,
             "paging": turn_paging(view.record.paging)} | _model_status(view.record)  # fmt: skip
 
 

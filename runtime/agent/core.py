@@ -65,19 +65,11 @@ from runtime.paging.placeholders import RECALL_TOOL_NAME, StubStyle
 from runtime.paging.turn import PagedTurn, finish_turn
 from runtime.profiles.catalog import ModelProfile, get_profile
 from runtime.profiles.lifecycle import check_callable
-from runtime.providers import ModelClient, OfflineModel
-from runtime.providers.offline.model import OFFLINE_MODEL_NAME
+from runtime.providers import ModelClient, OfflineModel, get_provider
 from runtime.reducers import Reduction, ToolUseReducer, block_id
-from runtime.replay.resend import (
-    CallBasis,
-    CallOutcome,
-    SentCall,
-    provider_of,
-    record_sent,
-    send_call,
-)
 from runtime.storage.interface import BlockStore
-from runtime.tracing.records import Provider, TokenizerInfo, TraceStore
+from runtime.tracing.record import CallBasis, CallOutcome, SentCall, record_sent, send_call
+from runtime.tracing.records import TokenizerInfo, TraceStore
 
 AGENT_NAME = "llm386-sample-agent"
 DEFAULT_MODEL = "claude-sonnet-4-6"
@@ -198,8 +190,9 @@ class Agent:
         self._served: tuple[PageFault, ...] = ()  # faults the next request serves
 
     @property
-    def offline(self) -> bool:
-        return provider_of(self.client) is Provider.OFFLINE
+    def answering_model(self) -> str:
+        """The model that answers this agent: the profile's, unless its client stands in."""
+        return get_provider(self.client.provider).answering_model(self.profile.name)
 
     def say(self, message: str) -> AgentReply:
         """Handle one user message: store it, call the model (and tools), return the reply."""
@@ -243,7 +236,7 @@ class Agent:
         if missing:
             self.store.put_many(self.session, missing)
         if new:  # an existing session keeps its own title, source and model
-            model = OFFLINE_MODEL_NAME if self.offline else self.profile.name
+            model = self.answering_model
             self.store.set_session_meta(
                 self.session, source=SOURCE, profile=self.profile.name, model=model,
                 title=f"sample agent chat ({model})",

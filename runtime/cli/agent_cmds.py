@@ -5,27 +5,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runtime.agent.core import DEFAULT_MODEL, Agent, AgentReply
 from runtime.blocks import ToolCall, ToolResult, canonical_json
-from runtime.config import Config, anthropic_client_options
-from runtime.errors import ModelCallFailed, ReplayMismatch, UnknownModel
-from runtime.inspect.textdiff import LineOp
-from runtime.profiles.catalog import ANTHROPIC
-from runtime.providers import ModelClient, OfflineModel
-from runtime.providers.offline.model import OFFLINE_MODEL_NAME
-from runtime.replay.repage import RepageResult, repage
-from runtime.replay.resend import ReplayResult, replay
-from runtime.storage.blockstore import KvBlockStore
-from runtime.storage.lmdb.traces import LmdbTraceStore
-from runtime.tracing.records import Provider, TraceRecord
-
-if TYPE_CHECKING:
-    from runtime.providers.anthropic.adapter import AnthropicAdapter
-
 from runtime.cli.common import Output, add_command, open_store_from, preview, to_json_text, warn
 from runtime.cli.models_cmds import config_from
+from runtime.config import Config
+from runtime.errors import ModelCallFailed, ReplayMismatch, UnknownModel
+from runtime.inspect.textdiff import LineOp
+from runtime.providers import (
+    ModelClient,
+    OfflineModel,
+    Provider,
+    find_provider,
+    get_provider,
+    sending_providers,
+)
+from runtime.providers.offline.model import OFFLINE_MODEL_NAME
+from runtime.replay.repage import RepageResult, repage
+from runtime.replay.resend import ReplayResult, check_replayable, replay
+from runtime.storage.blockstore import KvBlockStore
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.tracing.records import TraceOrigin, TraceRecord
 
 QUIT = "/quit"
 
@@ -35,11 +37,9 @@ def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[KvBlockSto
     return store, LmdbTraceStore(store)
 
 
-def anthropic_client(config: Config) -> AnthropicAdapter:
-    from runtime.providers.anthropic.adapter import AnthropicAdapter  # imports the SDK: on demand
-
-    """Return the Anthropic adapter with the config's settings; ANTHROPIC_BASE_URL wins."""
-    return AnthropicAdapter(**anthropic_client_options(config, os.environ))
+def provider_client(provider: Provider, config: Config) -> ModelClient:
+    """Return ``provider``'s client with the config's settings (the environment wins)."""
+    return provider.client(**provider.client_options(config, os.environ))
 
 
 def _emit(args: argparse.Namespace, out: Output) -> None:
@@ -52,21 +52,32 @@ def _emit(args: argparse.Namespace, out: Output) -> None:
 
 
 def _chat_client(args: argparse.Namespace, config: Config) -> tuple[ModelClient, str]:
-    from runtime.providers.anthropic.adapter import api_key_available
-
-    if args.offline or not api_key_available():
-        why = "--offline" if args.offline else "ANTHROPIC_API_KEY is not set"
-        return OfflineModel(), (
-            f"offline model {OFFLINE_MODEL_NAME} ({why}): its replies are canned, not Claude's"
-        )
+    if args.offline:
+        return _offline_client("--offline")
     profile = config.profile(args.model)
-    if profile.provider != ANTHROPIC:
+    provider = _calling_provider(profile.name, profile.provider)
+    if not provider.available():
+        return _offline_client(f"{provider.credentials_env} is not set")
+    client = provider_client(provider, config)
+    where = getattr(client, "base_url", None)
+    return client, f"{provider.label}{f' at {where}' if where else ''} (model {profile.name})"
+
+
+def _offline_client(why: str) -> tuple[ModelClient, str]:
+    return OfflineModel(), (
+        f"offline model {OFFLINE_MODEL_NAME} ({why}): its replies are canned, not Claude's"
+    )
+
+
+def _calling_provider(model: str, name: str) -> Provider:
+    """Return the provider the agent can call ``model`` through, or raise UnknownModel."""
+    provider = find_provider(name)
+    if provider is None or not provider.takes_packed_requests:
         raise UnknownModel(
-            f"{profile.name} is a {profile.provider} model and llm386 calls Anthropic models "
+            f"{model} is a {name} model and llm386 calls Anthropic models "
             "only: pick a claude-* model, or add --offline to page for it with the offline model"
         )
-    client = anthropic_client(config)
-    return client, f"Anthropic API at {client.base_url} (model {profile.name})"
+    return provider
 
 
 def cmd_chat(args: argparse.Namespace) -> Output:
@@ -120,14 +131,17 @@ def _reply_text(reply: AgentReply) -> str:
 
 
 def _replay_client(args: argparse.Namespace, original: TraceRecord) -> ModelClient:
-    if args.offline or (original.provider is Provider.OFFLINE and not args.anthropic):
-        return OfflineModel()
-    return anthropic_client(config_from(args))
+    """Return the client to re-send ``original`` with: --offline or --anthropic, else the
+    record's own provider (a record whose provider cannot re-send it is refused before)."""
+    chosen = [p for p in sending_providers() if getattr(args, p.name, False)]
+    provider = chosen[0] if chosen else get_provider(original.provider)
+    return provider_client(provider, config_from(args))
 
 
 def cmd_replay(args: argparse.Namespace) -> Output:
     _, traces = _open(args)
     original = traces.get(args.id)
+    check_replayable(original)
     client = _replay_client(args, original)
     try:
         result = replay(traces, original.call_id, client)
@@ -148,7 +162,7 @@ def cmd_replay(args: argparse.Namespace) -> Output:
 
 def _replay_text(r: ReplayResult) -> str:
     rec = r.record
-    who = f"offline model {rec.model}" if rec.provider is Provider.OFFLINE else rec.model
+    who = get_provider(rec.provider).model_label(rec.model)
     matched = {True: "yes", False: "NO", None: "nothing was sent"}[r.bytes_matched]
     lines = [
         f"replayed {r.original.call_id} as {rec.call_id} ({who})",
@@ -203,7 +217,7 @@ def cmd_repage(args: argparse.Namespace) -> Output:
 
 def _ours(record: TraceRecord) -> bool:
     """Whether this runtime packed the record's request (so a re-page must match it)."""
-    return record.provider is not Provider.OPENAI
+    return record.origin is not TraceOrigin.IMPORT
 
 
 def _repage_text(r: RepageResult) -> str:
@@ -243,10 +257,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("id", help="call id or unique prefix")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--offline", action="store_true", help="send to the offline model")
-    how.add_argument(
-        "--anthropic", action="store_true", help="send to Anthropic (even offline ones)"
-    )
+    for provider in sending_providers():  # --anthropic, --offline: whatever the record's was
+        how.add_argument(
+            f"--{provider.name}", action="store_true", help=f"send to {provider.label}"
+        )
     p.add_argument("--config", help="llm386.toml to read (default: ./llm386.toml if present)")
     p = add_command(sub, "repage", cmd_repage, "rebuild a trace's plan and request from the store")
     p.add_argument("id", help="call id or unique prefix")

@@ -28,7 +28,8 @@ from runtime.errors import StoreCorrupted
 from runtime.inspect.request import CacheUnit, RequestView, cache_units, view_request
 from runtime.inspect.textdiff import TextDiff, diff_views
 from runtime.pager.sections import Section
-from runtime.tracing.records import Provider, TraceRecord, TraceStore, json_ready
+from runtime.providers import get_provider
+from runtime.tracing.records import TraceRecord, TraceStore, json_ready
 
 SECTION_ORDER = tuple(section.value for section in Section)  # the canonical render order
 
@@ -388,7 +389,10 @@ def diff_traces(
 ) -> TraceDiff:  # fmt: skip
     """Return the full diff of two records given their stored request bytes."""
     text, cache, view_a, view_b = diff_requests(raw_a, raw_b, context=context, max_lines=max_lines)
-    if a.provider == Provider.OPENAI and cache.verdict is CacheVerdict.NO_BREAKPOINT:
+    if (
+        get_provider(a.provider).caches_automatically
+        and cache.verdict is CacheVerdict.NO_BREAKPOINT
+    ):
         cache = replace(cache, verdict=CacheVerdict.AUTOMATIC_PREFIX)
     return TraceDiff(a, b, diff_plans(a.plan, b.plan), text, cache, view_a, view_b)
 

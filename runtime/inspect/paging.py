@@ -18,11 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.errors import InvalidInput, UnknownModel
-from runtime.paging.accounting import PRICES, Price, SessionAccounting, TurnAccounting, get_price
+from runtime.errors import InvalidInput
+from runtime.paging.accounting import SessionAccounting, TurnAccounting
+from runtime.providers.pricing import Price, find_price, get_price
 from runtime.tracing.records import TraceOrigin, TraceRecord
 
-DEFAULT_PRICE = "claude-sonnet-4-6"  # for models without a list price in accounting.PRICES
+DEFAULT_PRICE = "claude-sonnet-4-6"  # for models without a list price in pricing.PRICES
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,5 @@ def session_paging(
 
 
 def _price(model: str) -> tuple[Price, bool]:
-    try:
-        return get_price(model), False
-    except UnknownModel:
-        return next(p for p in PRICES if p.model == DEFAULT_PRICE), True
+    price = find_price(model)
+    return (price, False) if price is not None else (get_price(DEFAULT_PRICE), True)

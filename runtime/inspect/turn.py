@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runtime.blocks import Block
-from runtime.errors import BlockNotFound, InvalidBlock, InvalidInput, UnknownModel
+from runtime.errors import BlockNotFound, InvalidBlock, InvalidInput
 from runtime.inspect.timeline import (
     TurnSummary,
     group_turns,
@@ -29,11 +29,10 @@ from runtime.inspect.timeline import (
     summarize_record,
 )
 from runtime.pager.sections import Section
-from runtime.paging.accounting import Price, get_price
+from runtime.providers import Usage, get_provider
+from runtime.providers.pricing import Price
 from runtime.storage.interface import BlockStore
 from runtime.tracing.records import REPAGE_KEY, TraceOrigin, TraceRecord, TraceStore
-
-MTOK = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -171,25 +170,21 @@ class CostView:
     from_usage: bool  # priced from the provider's token counts (else from the local estimate)
 
 
-def input_cost(summary: TurnSummary, model: str) -> CostView | None:
-    """Price the call's input tokens, cache reads and writes at the model's list price.
+def input_cost(summary: TurnSummary, record: TraceRecord) -> CostView | None:
+    """Price the call's input tokens, cache reads and writes at its model's list price.
 
     None for a call that was not answered (a re-page, never sent; a failed call, which
     reported no usage): pricing its local estimate would show a cost nobody paid.
     """
     if summary.errored or summary.kind == REPAGE_KEY:
         return None
-    try:
-        price = get_price(model)
-    except UnknownModel:
+    provider = get_provider(record.provider)
+    price = provider.price_of(record.model)
+    read, written = summary.cache_read_tokens, summary.cache_creation_tokens
+    usage = Usage(summary.input_tokens - read - written, 0, read, written)
+    usd = provider.price(usage, record.model)
+    if price is None or usd is None:
         return None
-    per_token = price.input_usd_per_mtok / MTOK
-    plain = summary.input_tokens - summary.cache_read_tokens - summary.cache_creation_tokens
-    usd = per_token * (
-        plain
-        + summary.cache_read_tokens * price.cache_read
-        + summary.cache_creation_tokens * price.cache_write
-    )
     return CostView(usd, price, not summary.input_estimated)
 
 
@@ -267,7 +262,7 @@ def turn_view(traces: TraceStore, call_id: str) -> TurnView:
     return TurnView(
         record=without_plan(rec), summary=summary, sections=section_views(rec.plan, chosen, left),
         selected=len(chosen), omitted=len(left), previous=previous, next=following,
-        replays=replays_of(traces, rec), cost=input_cost(summary, rec.model),
+        replays=replays_of(traces, rec), cost=input_cost(summary, rec),
         note=note if isinstance(note, str) else "",
     )  # fmt: skip
 

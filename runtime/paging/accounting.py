@@ -2,7 +2,8 @@
 
 Owns: ``TokenCategory``, the request item model used for counting and prompt-cache prefixes,
 ``TurnAccounting`` / ``SessionAccounting`` (what the tracer stores in its paging slot and the
-web shows), the price table, and the cost model with and without prompt caching.
+web shows), with the session's cost with and without prompt caching priced by
+``runtime.providers.pricing`` (the one price table).
 
 Invariants:
 - A request's tokens are the sum of its items' tokens: each packed block body (a placeholder or
@@ -27,17 +28,17 @@ from enum import StrEnum
 from typing import Any
 
 from runtime.blocks import BlockKind, Entry
-from runtime.errors import InvalidInput, UnknownModel
+from runtime.errors import InvalidInput
 from runtime.paging.eviction import Counter, EvictionPlan, EvictionReason
 from runtime.paging.history import History, schema_name
 from runtime.paging.placeholders import recall_tool_json
+from runtime.providers.pricing import CostEstimate, Price, estimate_cost
 from runtime.tokenizers import Tokenizer
 
 _RETRIEVED_KINDS = (
     BlockKind.FACT, BlockKind.DOCUMENT_CHUNK, BlockKind.SUMMARY, BlockKind.PLAN, BlockKind.STATE,
     BlockKind.EVENT,
 )  # fmt: skip
-_MTOK = 1_000_000
 
 
 class TokenCategory(StrEnum):
@@ -231,69 +232,6 @@ def account_turn(
         common_prefix_tokens(previous_full, full),
         common_prefix_tokens(previous_packed, packed),
     )
-
-
-# -- prices and cost -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Price:
-    """List input price of a model and its prompt-cache multipliers, with where it came from."""
-
-    model: str
-    input_usd_per_mtok: float
-    cache_read: float  # multiple of the input price paid for a cached token
-    cache_write: float  # multiple paid for a token written to the cache
-    source: str
-    as_of: str
-
-    def to_json(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-_ANTHROPIC = "Anthropic list price, platform.claude.com/docs/en/about-claude/pricing (5m cache)"
-_OPENAI = "OpenAI list price for gpt-4o; cached input 50%, no write premium"
-PRICES: tuple[Price, ...] = (
-    Price("claude-haiku-4-5", 1.00, 0.10, 1.25, _ANTHROPIC, "2026-03"),
-    Price("claude-opus-4-5", 5.00, 0.10, 1.25, _ANTHROPIC, "2026-03"),
-    Price("claude-opus-4-6", 5.00, 0.10, 1.25, _ANTHROPIC, "2026-03"),
-    Price("claude-sonnet-4-5", 3.00, 0.10, 1.25, _ANTHROPIC, "2026-03"),
-    Price("claude-sonnet-4-6", 3.00, 0.10, 1.25, _ANTHROPIC, "2026-03"),
-    Price("gpt-4o", 2.50, 0.50, 1.00, _OPENAI, "2024-08"),
-)
-
-
-def get_price(model: str) -> Price:
-    """Return the price of ``model`` from the table."""
-    for price in PRICES:
-        if price.model == model:
-            return price
-    known = ", ".join(p.model for p in PRICES)
-    raise UnknownModel(f"no price for {model!r}; priced models: {known} (or pass a Price)")
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """Estimated input cost in USD without and with prompt caching."""
-
-    uncached_usd: float
-    cached_usd: float
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "uncached_usd": round(self.uncached_usd, 6),
-            "cached_usd": round(self.cached_usd, 6),
-        }
-
-
-def estimate_cost(turns: Sequence[tuple[int, int]], price: Price) -> CostEstimate:
-    """Return the cost of requests given as (tokens, tokens read from cache) pairs, in order."""
-    per_token = price.input_usd_per_mtok / _MTOK
-    uncached = sum(tokens for tokens, _ in turns) * per_token
-    cached = sum(
-        (read * price.cache_read + (tokens - read) * price.cache_write) for tokens, read in turns
-    )
-    return CostEstimate(uncached, cached * per_token)
 
 
 @dataclass(frozen=True)

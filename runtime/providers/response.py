@@ -1,6 +1,8 @@
 """What a model call returns: the raw response bytes, their parsed message, usage and attempts.
 
-Owns: ``Usage``, ``Attempt``, ``ContentBlock``, ``ToolUse``, ``ModelResponse``, and the checks
+Owns: ``Attempt``, ``ContentBlock``, ``ToolUse``, ``ModelResponse``, ``RawResponse`` (one HTTP
+answer as it arrived), the Messages API body and usage readers (``parse_message``,
+``messages_usage``: the format the Anthropic API and the offline model answer in), and the checks
 every client runs on request bytes before sending them (``check_request``).
 
 Invariants:
@@ -8,9 +10,7 @@ Invariants:
   the response is derived from it (or, for attempts and timings, measured around it).
 - ``ModelResponse.sent_sha256`` is the SHA-256 of the bytes the HTTP layer sent (for the offline
   model, of the bytes it was given); clients make sure it equals the request's hash.
-- Anthropic usage counts ADD UP: ``input_tokens`` excludes cached tokens, so the whole prompt is
-  ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens``
-  (``Usage.total_input_tokens``).
+- Usage counts ADD UP (``runtime.providers.usage``).
 - Nothing here holds or prints an API key.
 """
 
@@ -24,30 +24,9 @@ from typing import Any
 from runtime import limits
 from runtime.errors import InvalidInput, ModelCallFailed, ReplayMismatch
 from runtime.limits import InputRejected
+from runtime.providers.usage import Usage
 
 MALFORMED = "malformed-response"
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token counts the API reported; see the module docstring for how they add up."""
-
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-
-    @property
-    def total_input_tokens(self) -> int:
-        """Every prompt token: uncached input plus cache reads plus cache writes."""
-        return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
-
-    @classmethod
-    def from_json(cls, value: object) -> Usage:
-        """Read the API's ``usage`` object; absent cache counts (and JSON null) count as 0."""
-        if not isinstance(value, Mapping):
-            raise _malformed(f"usage is {type(value).__name__}, not an object")
-        return cls(*(_count(value, name) for name in _USAGE_FIELDS))
 
 
 _USAGE_FIELDS = (
@@ -56,6 +35,13 @@ _USAGE_FIELDS = (
     "cache_read_input_tokens",
     "cache_creation_input_tokens",
 )
+
+
+def messages_usage(value: object) -> Usage:
+    """Read a Messages API ``usage`` object; absent cache counts (and JSON null) count as 0."""
+    if not isinstance(value, Mapping):
+        raise _malformed(f"usage is {type(value).__name__}, not an object")
+    return Usage(*(_count(value, name) for name in _USAGE_FIELDS))
 
 
 def _count(usage: Mapping[str, object], name: str) -> int:
@@ -148,7 +134,7 @@ class ModelResponse:
             model=str(data.get("model", "")),
             stop_reason=data.get("stop_reason"),
             content=tuple(ContentBlock.from_json(block) for block in data["content"]),
-            usage=Usage.from_json(data.get("usage")),
+            usage=messages_usage(data.get("usage")),
             latency_ms=latency_ms,
             attempts=attempts,
             sent_sha256=sent_sha256,
@@ -170,6 +156,42 @@ class ModelResponse:
     @property
     def body_sha256(self) -> str:
         return hashlib.sha256(self.body).hexdigest()
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """One HTTP answer as it arrived: status, headers and body bytes, and the hash of what was
+    sent (what ``ModelClient.send_raw`` returns, whatever the status)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = field(repr=False)
+    sent_sha256: str
+    latency_ms: float
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def header(self, name: str) -> str | None:
+        """Return the first header called ``name`` (any case), or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+
+def messages_response(raw: RawResponse, attempts: tuple[Attempt, ...]) -> ModelResponse:
+    """Parse a Messages API answer (the Anthropic API's, or the offline model's)."""
+    return ModelResponse.from_body(
+        raw.body, latency_ms=raw.latency_ms, attempts=attempts, sent_sha256=raw.sent_sha256
+    )
+
+
+def messages_content(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Return a Messages reply's content blocks (none if it has no content list)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    return [block for block in content if isinstance(block, Mapping)]
 
 
 def parse_message(body: bytes) -> dict[str, Any]:

@@ -7,8 +7,8 @@ then refuses to do.
 
 Invariants:
 - ``replay-complete`` only when the stored bytes hash to the prompt hash (re-checked on every
-  read: ``TraceRecord.replay_complete``) AND they are a request a client llm386 has can send
-  (an Anthropic Messages request: the Anthropic API and the offline model take those).
+  read: ``TraceRecord.replay_complete``) AND the record's provider has a client that re-sends
+  them (``Provider.sends_stored_requests``: the Anthropic API and the offline model do).
 - ``rebuilt``: the bytes are intact, but they are the canonical JSON of an OpenAI chat
   request rebuilt from an imported transcript. They show exactly what that model was given;
   replay refuses them, and a re-page turns them into an Anthropic request that can be sent.
@@ -24,10 +24,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
-from runtime.tracing.records import Provider, TraceRecord
-
-# Providers whose stored requests are Anthropic Messages requests: what our clients send.
-SENDABLE_PROVIDERS = (Provider.ANTHROPIC, Provider.OFFLINE)
+from runtime.providers import get_provider
+from runtime.tracing.records import TraceRecord
 
 
 class Fidelity(StrEnum):
@@ -65,7 +63,7 @@ class ReplayCapability:
     """What replay can do for one record, and how its badge says so."""
 
     fidelity: Fidelity
-    sendable: bool  # an Anthropic Messages request (else only a re-page can be sent)
+    sendable: bool  # its provider's client re-sends it (else only a re-page can be sent)
     retired: bool = False  # it names a retired model (replay refuses; a re-page is offered)
 
     @property
@@ -89,7 +87,7 @@ class ReplayCapability:
 
 def replay_capability(record: TraceRecord) -> ReplayCapability:
     """Return what replay can do for ``record`` (as read from a store: its replay check set)."""
-    sendable = record.provider in SENDABLE_PROVIDERS
+    sendable = get_provider(record.provider).sends_stored_requests
     retired = lifecycle_of(record.model).status is ModelStatus.RETIRED
     if not record.replay_complete:
         fidelity = Fidelity.NOT_REPLAYABLE

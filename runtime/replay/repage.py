@@ -43,8 +43,9 @@ from runtime.pager.retrievers import (
     Weighted,
 )
 from runtime.paging.demand import page_with_paging, recorded_paging
-from runtime.profiles.catalog import ANTHROPIC, ModelProfile, get_profile
+from runtime.profiles.catalog import ModelProfile, get_profile
 from runtime.profiles.lifecycle import check_callable
+from runtime.providers import find_provider, get_provider
 from runtime.replay.resend import REPAGE_KEY
 from runtime.storage.interface import BlockStore
 from runtime.tracing.records import (
@@ -225,11 +226,12 @@ def _explain(original: TraceRecord, profile: ModelProfile, same: bool, at: int |
         return "the rebuilt request is byte-identical to the recorded one (same prompt hash)"
     recorded = original.profile.get("name", original.model)
     moved = "" if same else f"re-paged for {profile.name} instead of the recorded {recorded}; "
-    if original.provider is Provider.OPENAI:
+    if original.origin is TraceOrigin.IMPORT:
         return moved + (
-            f"the recorded request is the OpenAI-format request {original.model} was sent by "
-            "another agent (its full history), while llm386 packs an Anthropic Messages "
-            "request under the pager's budget, so the bytes differ by design"
+            f"the recorded request is the request {original.model} was sent by another agent "
+            f"({get_provider(original.provider).label}'s format, its full history), while "
+            "llm386 packs an Anthropic Messages request under the pager's budget, so the bytes "
+            "differ by design"
         )
     if not same:
         return moved + "a different request is expected"
@@ -244,7 +246,8 @@ def _explain(original: TraceRecord, profile: ModelProfile, same: bool, at: int |
 def _recorded(traces: TraceStore, result: RepageResult) -> RepageResult:
     """Store the re-paged request as a not-yet-sent trace whose parent is the original."""
     profile, original = result.profile, result.original
-    if profile.provider != ANTHROPIC:
+    provider = find_provider(profile.provider)
+    if provider is None or not provider.takes_packed_requests:
         raise InvalidInput(
             f"{profile.name} is not an Anthropic model: llm386 records and sends Anthropic "
             "Messages requests only; re-page for a claude-* model to record it"
@@ -254,7 +257,7 @@ def _recorded(traces: TraceStore, result: RepageResult) -> RepageResult:
               REPAGE_KEY: {"of": original.call_id, "profile": profile.name, "sent": False}}  # fmt: skip
     rec = TraceRecord(
         call_id=new_call_id(), session=original.session, turn=original.turn,
-        started_at=now_ms(), provider=Provider.ANTHROPIC, model=profile.name,
+        started_at=now_ms(), provider=Provider(provider.name), model=profile.name,
         prompt_hash=packed.prompt_hash, request_size=len(packed.body),
         origin=TraceOrigin.REPLAY, parent_call_id=original.call_id,
         runtime_version=__version__,

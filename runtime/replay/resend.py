@@ -1,8 +1,8 @@
 """Replay: re-send a recorded request byte for byte, record what came back, and compare outputs.
 
 Owns: ``replay`` and ``ReplayResult``, ``replays_of`` (a record's replays and re-pages, for the
-history), the output diff of two responses, and ``send_traced``: the one way a model call
-becomes a trace record (the sample agent uses it too).
+history) and the output diff of two responses. Sending and recording is
+``runtime.tracing.record.send_traced``, the one way a model call becomes a trace record.
 
 Invariants:
 - Nothing is sent unless the stored request bytes hash to the recorded prompt hash; a damaged
@@ -12,8 +12,9 @@ Invariants:
 - Every send is recorded, whatever happens: a response, or the error (type, HTTP status, a
   message saying what to do, every attempt) on a NEW record whose parent is the original, in
   the original's session and turn. The original record is never changed.
-- OpenAI-format requests (imported transcripts) are never sent to Anthropic: they are refused
-  with ``NotReplayable``, which names the re-page that turns them into an Anthropic request.
+- A request whose provider has no client that re-sends it (``Provider.sends_stored_requests``:
+  OpenAI-format imports today) is refused with ``NotReplayable``, which names the re-page that
+  turns it into an Anthropic request.
 - A record whose model is retired (runtime.profiles.lifecycle) is refused with ``ModelRetired``, to any
   client, before anything is sent or recorded; the message names the re-page for the
   replacement. A deprecated model's warning is on ``ReplayResult.warnings``.
@@ -23,195 +24,34 @@ Invariants:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from runtime import __version__, limits
 from runtime.blocks import canonical_json
-from runtime.errors import (
-    InvalidInput,
-    Llm386Error,
-    ModelCallFailed,
-    ReplayMismatch,
-    StoreCorrupted,
-    UnknownModel,
-)
+from runtime.errors import InvalidInput, ReplayMismatch, StoreCorrupted
 from runtime.inspect.textdiff import DiffLine, LineOp, char_spans, line_opcodes
-from runtime.paging.accounting import Price, get_price
 from runtime.profiles.lifecycle import check_callable
-from runtime.providers import ModelClient, ModelResponse
-from runtime.providers.offline.model import OFFLINE_MODEL_NAME
+from runtime.providers import ModelClient, Usage, get_provider
+from runtime.providers.pricing import Price
 from runtime.replay.fidelity import replay_capability
+from runtime.tracing.record import CallBasis, CallOutcome, provider_of, send_traced
 from runtime.tracing.records import (
     REPAGE_KEY,
     Delivery,
-    Provider,
-    TokenizerInfo,
-    TokenUsage,
-    TraceError,
     TraceOrigin,
     TraceRecord,
     TraceStatus,
     TraceStore,
     delivery,
-    new_call_id,
-    now_ms,
     prompt_hash,
 )
 
 REPLAY_KEY = "replay"  # record.config key describing a replay
-_MTOK = 1_000_000
 
 
 class NotReplayable(InvalidInput):
     """A record whose request cannot be re-sent as it is (e.g. an OpenAI-format import)."""
-
-
-@dataclass(frozen=True)
-class CallBasis:
-    """What a record says about a request, apart from how the call went."""
-
-    session: str
-    turn: int
-    profile: Mapping[str, Any]
-    config: Mapping[str, Any]
-    task: str
-    upto_seq: int | None
-    plan: Mapping[str, Any]
-    tokenizer: TokenizerInfo | None
-    estimated_input_tokens: int | None
-    paging: Mapping[str, Any] = field(default_factory=dict)  # demand paging (runtime.paging.demand)
-
-    @classmethod
-    def of_record(cls, record: TraceRecord, config: Mapping[str, Any]) -> CallBasis:
-        """Return the basis of ``record`` (for a replay of it) with ``config`` instead of its."""
-        return cls(
-            record.session, record.turn, record.profile, config, record.task, record.upto_seq,
-            record.plan, record.tokenizer, record.estimated_input_tokens, dict(record.paging),
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class CallOutcome:
-    """How a traced call went: the response, or the failure, and when and how long."""
-
-    record: TraceRecord
-    response: ModelResponse | None
-    failure: ModelCallFailed | None
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-
-@dataclass(frozen=True)
-class SentCall:
-    """A call that was sent and its record, not yet written to the trace store."""
-
-    record: TraceRecord
-    request: bytes = field(repr=False)
-    response: ModelResponse | None
-    failure: ModelCallFailed | None
-
-    def numbered(self, turn: int) -> SentCall:
-        """Return this call as turn ``turn`` of its session (its paging says the same)."""
-        rec = self.record
-        paging = {**rec.paging, "turn": turn} if "turn" in rec.paging else rec.paging
-        return replace(self, record=replace(rec, turn=turn, paging=paging))
-
-
-def send_traced(
-    traces: TraceStore,
-    client: ModelClient,
-    request: bytes,
-    basis: CallBasis,
-    *,
-    origin: TraceOrigin = TraceOrigin.LIVE,
-    parent: str | None = None,
-) -> CallOutcome:
-    """Send ``request`` through ``client`` and record the call, whether it worked or not.
-
-    Raises ReplayMismatch (nothing sent, nothing recorded) only when the client refuses the
-    bytes before sending; every ModelCallFailed is recorded and returned, not raised.
-    """
-    return record_sent(traces, send_call(client, request, basis, origin=origin, parent=parent))
-
-
-def send_call(
-    client: ModelClient,
-    request: bytes,
-    basis: CallBasis,
-    *,
-    origin: TraceOrigin = TraceOrigin.LIVE,
-    parent: str | None = None,
-) -> SentCall:
-    """Send ``request`` and return the call's record unwritten, so the caller can write it in
-    the same transaction as what the answer leads to (the agent's reply blocks)."""
-    digest = prompt_hash(request)
-    started, clock = now_ms(), time.perf_counter()
-    response: ModelResponse | None = None
-    failure: ModelCallFailed | None = None
-    try:
-        response = client.send(request, expected_sha256=digest)
-    except ModelCallFailed as exc:
-        failure = exc
-    latency = response.latency_ms if response else round((time.perf_counter() - clock) * 1000, 3)
-    record = _record(client, request, basis, origin, parent, started, latency, response, failure)
-    return SentCall(record, request, response, failure)
-
-
-def record_sent(traces: TraceStore, sent: SentCall) -> CallOutcome:
-    """Write a sent call's record and bytes; return it read back with the store's replay check."""
-    traces.record(sent.record, sent.request, sent.response.body if sent.response else None)
-    return CallOutcome(traces.get(sent.record.call_id), sent.response, sent.failure)
-
-
-def _record(
-    client: ModelClient, request: bytes, basis: CallBasis, origin: TraceOrigin,
-    parent: str | None, started: int, latency: float, response: ModelResponse | None,
-    failure: ModelCallFailed | None,
-) -> TraceRecord:  # fmt: skip
-    attempts = response.attempts if response else (failure.attempts if failure else ())
-    return TraceRecord(
-        call_id=new_call_id(), session=basis.session, turn=basis.turn, started_at=started,
-        provider=provider_of(client), model=model_of(client, request),
-        prompt_hash=prompt_hash(request), request_size=len(request),
-        status=TraceStatus.OK if failure is None else TraceStatus.ERROR, origin=origin,
-        parent_call_id=parent, latency_ms=latency, runtime_version=__version__,
-        tokenizer=basis.tokenizer, profile=basis.profile, config=basis.config, task=basis.task,
-        upto_seq=basis.upto_seq, plan=basis.plan, paging=basis.paging,
-        estimated_input_tokens=basis.estimated_input_tokens,
-        response=dict(response.data) if response else None,
-        response_hash=response.body_sha256 if response else None,
-        usage=TokenUsage(**response.usage.__dict__) if response else None,
-        stop_reason=response.stop_reason if response else None,
-        error=None if failure is None else TraceError(failure.error_type, str(failure), failure.status),
-        attempts=tuple(attempts),
-    )  # fmt: skip
-
-
-def provider_of(client: ModelClient) -> Provider:
-    """Return the trace provider of a model client."""
-    try:
-        return Provider(client.provider)
-    except ValueError:
-        known = ", ".join(p.value for p in Provider)
-        raise InvalidInput(
-            f"model client {client!r} has provider {client.provider!r}; traces know {known}"
-        ) from None
-
-
-def model_of(client: ModelClient, request: bytes) -> str:
-    """Return the model a call went to: the offline model, or the request's ``model``."""
-    if provider_of(client) is Provider.OFFLINE:
-        return OFFLINE_MODEL_NAME
-    try:
-        model = limits.loads(request, "the request").get("model")
-    except (Llm386Error, AttributeError):
-        model = None
-    return str(model) if model else "unknown"
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -259,7 +99,7 @@ class ReplayResult:
         return self.record.status is TraceStatus.OK
 
     @property
-    def usage(self) -> TokenUsage | None:
+    def usage(self) -> Usage | None:
         return self.record.usage
 
     def to_json(self) -> dict[str, Any]:
@@ -350,15 +190,16 @@ def stored_request(traces: TraceStore, record: TraceRecord) -> bytes:
 def _result(original: TraceRecord, compared: TraceRecord, outcome: CallOutcome) -> ReplayResult:
     record, response = outcome.record, outcome.response
     sent = response.sent_sha256 if response else None
-    old_text, new_text = output_text(compared.response), output_text(record.response)
-    price = _price(record)
+    old_text, new_text = output_text(compared), output_text(record)
+    provider = get_provider(record.provider)
+    price = provider.price_of(record.model)
     return ReplayResult(
         original=original, record=record, compared_with=compared, bytes_matched=_bytes_matched(outcome, original),
         sent_sha256=sent, original_text=old_text, new_text=new_text,
         output_diff=diff_outputs(old_text, new_text),
         response_identical=record.response_hash is not None
         and record.response_hash == compared.response_hash,
-        input_cost_usd=input_cost(record.usage, price), price=price,
+        input_cost_usd=provider.price(record.usage, record.model), price=price,
     )  # fmt: skip
 
 
@@ -374,59 +215,19 @@ def _bytes_matched(outcome: CallOutcome, original: TraceRecord) -> bool | None:
     return True if failure.attempts else None
 
 
-def _price(record: TraceRecord) -> Price | None:
-    if record.provider is not Provider.ANTHROPIC:
-        return None
-    try:
-        return get_price(record.model)
-    except UnknownModel:
-        return None
-
-
-def input_cost(usage: TokenUsage | None, price: Price | None) -> float | None:
-    """Return the list-price input cost in USD of reported usage (output is not priced)."""
-    if usage is None or price is None:
-        return None
-    per_token = price.input_usd_per_mtok / _MTOK
-    weighted = (
-        usage.input_tokens
-        + usage.cache_read_input_tokens * price.cache_read
-        + usage.cache_creation_input_tokens * price.cache_write
-    )
-    return round(weighted * per_token, 8)
-
-
-def output_text(response: Mapping[str, Any] | None) -> str:
-    """Return what a response said: its text, and each tool call as ``[tool_use NAME] INPUT``."""
-    if not isinstance(response, Mapping):
+def output_text(record: TraceRecord) -> str:
+    """Return what a record's response said: its text, and each tool call as
+    ``[tool_use NAME] INPUT`` (read by the record's provider, whatever its format)."""
+    if not isinstance(record.response, Mapping):
         return ""
-    content = response.get("content")
-    if not isinstance(content, list):  # an OpenAI assistant message (imported transcripts)
-        content = _openai_message_content(response)
     parts: list[str] = []
-    for block in content:
-        if not isinstance(block, Mapping):
-            continue
+    for block in get_provider(record.provider).content(record.response):
         if block.get("type") == "text":
             parts.append(str(block.get("text", "")))
         elif block.get("type") == "tool_use":
             tool_input = canonical_json(block.get("input", {})).decode()
             parts.append(f"[tool_use {block.get('name')}] {tool_input}")
     return "\n".join(parts)
-
-
-def _openai_message_content(message: Mapping[str, Any]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    if message.get("content"):
-        out.append({"type": "text", "text": message["content"]})
-    for call in message.get("tool_calls") or ():
-        fn = call.get("function", {})
-        try:
-            arguments = limits.loads(fn.get("arguments", "{}"), "arguments")
-        except (TypeError, Llm386Error):
-            arguments = fn.get("arguments")
-        out.append({"type": "tool_use", "name": fn.get("name"), "input": arguments})
-    return out
 
 
 def diff_outputs(a: str, b: str) -> OutputDiff:

@@ -41,6 +41,7 @@ from runtime import limits
 from runtime.blocks import canonical_json, check_session
 from runtime.errors import InvalidInput, StoreCorrupted
 from runtime.providers.response import Attempt as AttemptRecord  # one type for an HTTP attempt
+from runtime.providers.usage import Usage as TokenUsage  # the one usage type
 from runtime.storage.chunking import RequestParts
 from runtime.storage.codec import json_load
 from runtime.storage.interface import RepairReport, VerifyReport
@@ -82,24 +83,6 @@ class TraceOrigin(StrEnum):
 class TokenizerInfo:
     name: str
     version: str
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    """Token counts as the provider reported them; the three input counts ADD UP.
-
-    Anthropic reports them that way. An OpenAI ``prompt_tokens`` that includes
-    ``cached_tokens`` is split on import so the same sum holds for every provider.
-    """
-
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-
-    @property
-    def total_input_tokens(self) -> int:
-        return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
 
 
 @dataclass(frozen=True)

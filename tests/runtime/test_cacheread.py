@@ -6,8 +6,9 @@ import pytest
 
 from runtime.blocks import canonical_json
 from runtime.inspect.diff import diff_requests
+from runtime.providers.usage import Usage
 from runtime.tracing.cacheread import check_cache_read
-from runtime.tracing.records import Provider, TokenUsage, TraceRecord, new_call_id, prompt_hash
+from runtime.tracing.records import Provider, TraceRecord, new_call_id, prompt_hash
 
 CACHED = {"type": "ephemeral"}
 
@@ -20,7 +21,7 @@ def _request(system: str, messages: list[str]) -> bytes:
                            "system": [{"type": "text", "text": system}]})  # fmt: skip
 
 
-def _record(raw: bytes, usage: TokenUsage | None, started_at: int = 1_000) -> TraceRecord:
+def _record(raw: bytes, usage: Usage | None, started_at: int = 1_000) -> TraceRecord:
     return TraceRecord(call_id=new_call_id(), session="s", turn=1, started_at=started_at,
                        provider=Provider.ANTHROPIC, model="claude-haiku-4-5",
                        prompt_hash=prompt_hash(raw), request_size=len(raw), usage=usage)  # fmt: skip
@@ -38,8 +39,8 @@ def test_the_prediction_is_checked_against_the_reported_cache_reads(
     pair: tuple[bytes, bytes], read_b: int, agrees: bool
 ) -> None:
     _, cache, _, _ = diff_requests(*pair)
-    a = _record(pair[0], TokenUsage(5, 9, cache_creation_input_tokens=2048))
-    b = _record(pair[1], TokenUsage(40, 9, cache_read_input_tokens=read_b))
+    a = _record(pair[0], Usage(5, 9, cache_creation_input_tokens=2048))
+    b = _record(pair[1], Usage(40, 9, cache_read_input_tokens=read_b))
     check = check_cache_read(cache, a, b)
     assert (check.prefix_tokens_a, check.reported_read_b, check.agrees) == (2048, read_b, agrees)
     assert f"{read_b:,} cache-read tokens" in check.note and "2,048 tokens" in check.note
@@ -53,7 +54,7 @@ def test_without_usage_nothing_is_judged() -> None:
 
 def test_a_miss_long_after_a_names_an_expired_entry_as_a_possible_cause() -> None:
     _, cache, _, _ = diff_requests(*KEPT)
-    a = _record(KEPT[0], TokenUsage(5, 9, cache_creation_input_tokens=2048), started_at=0)
-    b = _record(KEPT[1], TokenUsage(2100, 9), started_at=10 * 60 * 1000)
+    a = _record(KEPT[0], Usage(5, 9, cache_creation_input_tokens=2048), started_at=0)
+    b = _record(KEPT[1], Usage(2100, 9), started_at=10 * 60 * 1000)
     check = check_cache_read(cache, a, b)
     assert check.agrees is False and "may have expired" in check.note

@@ -11,21 +11,18 @@ from hypothesis import strategies as st
 from runtime.blocks import BlockKind, canonical_json
 from runtime.errors import BudgetTooSmall, InvalidInput, UnknownModel
 from runtime.paging.accounting import (
-    CostEstimate,
-    Price,
     RequestItem,
     SessionAccounting,
     TokenCategory,
     TurnAccounting,
     categorize,
     common_prefix_tokens,
-    estimate_cost,
-    get_price,
     request_items,
 )
 from runtime.paging.eviction import EvictionConfig, EvictionPlan, StubScope, plan_eviction
 from runtime.paging.faults import PagingState
 from runtime.paging.turn import page_turn
+from runtime.providers.pricing import CostEstimate, Price, estimate_cost, get_price
 from tests.runtime.paging_builder import COUNT, SessionBuilder, big_result, random_session, standard
 
 PRICE = Price("test-model", 2.0, 0.10, 1.25, "test", "2026-01")

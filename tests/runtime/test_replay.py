@@ -14,19 +14,20 @@ from runtime.cli import main
 from runtime.errors import NotFound, ReplayMismatch
 from runtime.inspect.textdiff import LineOp
 from runtime.providers import AnthropicAdapter, OfflineModel
+from runtime.providers.pricing import get_price, input_cost
+from runtime.providers.usage import Usage
 from runtime.replay.repage import repage
 from runtime.replay.resend import (
     NotReplayable,
     derived_kind,
     diff_outputs,
-    input_cost,
     output_text,
     replay,
     replays_of,
 )
 from runtime.storage.lmdb import env as lmdbenv
 from runtime.storage.lmdb.traces import pack_bytes
-from runtime.tracing.records import Provider, TokenUsage, TraceOrigin, TraceStatus, prompt_hash
+from runtime.tracing.records import Provider, TraceOrigin, TraceStatus, prompt_hash
 from runtime.transfer.importer import DEMO_DIR, ImportOptions, import_file
 from tests.fakes.anthropic_server import (
     AnthropicServer,
@@ -97,7 +98,7 @@ def test_replay_sends_exactly_the_stored_bytes_and_records_a_child(
     assert (new.session, new.turn, new.parent_call_id) == (SESSION, original.turn, original.call_id)
     assert new.origin is TraceOrigin.REPLAY and new.status is TraceStatus.OK
     assert new.prompt_hash == original.prompt_hash and new.replay_complete
-    assert new.usage == TokenUsage(120, 11, 100, 0) and result.usage == new.usage
+    assert new.usage == Usage(120, 11, 100, 0) and result.usage == new.usage
     assert result.original_text == "6 * 7 is 42." and result.new_text == "6 * 7 = 42 (replayed)"
     assert [line.op for line in result.output_diff.lines] == [LineOp.REMOVED, LineOp.ADDED]
     assert result.output_diff.lines[0].spans  # the changed characters are marked
@@ -271,7 +272,7 @@ def test_an_imported_turn_repages_for_claude_and_the_new_record_replays(
     result = replay(traces, new.call_id, make_adapter())
     assert model_server.requests[-1].body == moved.packed.body and result.bytes_matched
     assert result.compared_with.call_id == imported.call_id
-    assert result.original_text == output_text(imported.response)
+    assert result.original_text == output_text(imported)
     assert [r.call_id for r in replays_of(traces, imported.call_id)] == [new.call_id]
     assert [r.call_id for r in replays_of(traces, new.call_id)] == [result.record.call_id]
 
@@ -286,10 +287,8 @@ def test_output_diff_keeps_every_line_once():
 
 
 def test_input_cost_adds_cache_reads_and_writes_at_their_multipliers():
-    from runtime.paging.accounting import get_price
-
     price = get_price("claude-haiku-4-5")
-    cost = input_cost(TokenUsage(1_000_000, 5, 1_000_000, 1_000_000), price)
+    cost = input_cost(Usage(1_000_000, 5, 1_000_000, 1_000_000), price)
     assert cost == pytest.approx(1.00 + 0.10 + 1.25)
     assert input_cost(None, price) is None
 

@@ -6,6 +6,7 @@ import pytest
 
 from runtime import open_store
 from runtime.blocks import canonical_json
+from runtime.providers.usage import Usage
 from runtime.storage.lmdb import env as lmdbenv
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.tracing.records import (
@@ -13,7 +14,6 @@ from runtime.tracing.records import (
     Delivery,
     Provider,
     StoredTrace,
-    TokenUsage,
     TraceError,
     TraceOrigin,
     TraceRecord,
@@ -35,7 +35,7 @@ def _record(**fields: object) -> TraceRecord:
 
 
 def _answered() -> TraceRecord:
-    return _record(usage=TokenUsage(100, 20), response={"content": []}, estimated_input_tokens=90)
+    return _record(usage=Usage(100, 20), response={"content": []}, estimated_input_tokens=90)
 
 
 def _repage(parent: str) -> TraceRecord:

@@ -18,6 +18,7 @@ from runtime.errors import (
     StoreNotAStore,
     TraceNotFound,
 )
+from runtime.providers.usage import Usage
 from runtime.storage.lmdb import env as lmdbenv
 from runtime.storage.lmdb.traces import LmdbTraceStore, pack_bytes, unpack_bytes
 from runtime.tracing.records import (
@@ -26,7 +27,6 @@ from runtime.tracing.records import (
     Provider,
     StoredTrace,
     TokenizerInfo,
-    TokenUsage,
     TraceError,
     TraceOrigin,
     TraceRecord,
@@ -73,7 +73,7 @@ def test_record_round_trips_every_field(traces):
         config={"budgets": {"recent": 0.2}}, task="book a flight", upto_seq=7,
         plan={"selected": [{"block_id": "ab" * 32, "section": "recent", "tokens": 5}]},
         estimated_input_tokens=42, response={"type": "message"}, response_hash=prompt_hash(b"{}"),
-        estimated_output_tokens=3, usage=TokenUsage(10, 2, 30, 5), stop_reason="end_turn",
+        estimated_output_tokens=3, usage=Usage(10, 2, 30, 5), stop_reason="end_turn",
         error=TraceError("rate_limit_error", "slow down", 429),
         attempts=(AttemptRecord(1, 429, "rate_limit_error", "slow down", 12.5, 1000.0),),
         paging={"faults": 1, "tokens_by_category": {"live": 40}},
@@ -266,9 +266,7 @@ def test_flag_and_unflag_keep_counts_in_step(traces):
 
 def test_session_stats_are_kept_with_each_write(traces):
     request = req("u")
-    with_usage = make(
-        "s9", 1, request, usage=TokenUsage(100, 20, 1000, 50), estimated_input_tokens=5
-    )
+    with_usage = make("s9", 1, request, usage=Usage(100, 20, 1000, 50), estimated_input_tokens=5)
     estimated = make("s9", 2, request, estimated_input_tokens=300, estimated_output_tokens=7)
     traces.record_many([StoredTrace(with_usage, request), StoredTrace(estimated, request)])
     stats = traces.session_stats(["s9", "nothing"])

@@ -20,11 +20,11 @@ from runtime.inspect.sessions import SessionQuery, SortKey, query_sessions, summ
 from runtime.inspect.textdiff import diff_views, line_opcodes
 from runtime.inspect.timeline import section_tokens, session_timeline
 from runtime.inspect.turn import entry_page, plan_entries, section_views
+from runtime.providers.usage import Usage
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.tracing.records import (
     Provider,
     StoredTrace,
-    TokenUsage,
     TraceOrigin,
     TraceRecord,
     new_call_id,
@@ -40,7 +40,7 @@ def _record(session: str, turn: int, block_ids: list[str], **extra: object) -> S
     record = TraceRecord(
         call_id=new_call_id(), session=session, turn=turn, started_at=1_000 + turn,
         provider=Provider.ANTHROPIC, model="m", prompt_hash=prompt_hash(request),
-        request_size=len(request), plan=plan, usage=TokenUsage(10 * turn, 1),
+        request_size=len(request), plan=plan, usage=Usage(10 * turn, 1),
     )  # fmt: skip
     return StoredTrace(replace(record, **extra), request)  # type: ignore[arg-type]
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from runtime import BlockStore, NewBlock
 from runtime.blocks import BlockKind, canonical_json
+from runtime.providers.usage import Usage
 from runtime.tracing.records import (
     Provider,
     StoredTrace,
     TokenizerInfo,
-    TokenUsage,
     TraceError,
     TraceOrigin,
     TraceRecord,
@@ -147,7 +147,7 @@ def _stored(
         upto_seq=upto, plan=_plan(s.block_ids[:upto], list(range(upto)), list(bodies[:upto]), fact_id),
         estimated_input_tokens=90 * n, estimated_output_tokens=9 + n,
         response=None if error else response, response_hash=None if error else prompt_hash(raw_response),
-        usage=None if error else TokenUsage(100 * n, 10 + n, 80 * (n - 1), 20),
+        usage=None if error else Usage(100 * n, 10 + n, 80 * (n - 1), 20),
         stop_reason=None if error else "end_turn",
         error=TraceError("overloaded_error", "Overloaded", 529) if error else None,
     )  # fmt: skip

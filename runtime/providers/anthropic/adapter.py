@@ -1,7 +1,9 @@
 """The Anthropic Messages API adapter: sends stored request bytes unchanged, retries, reports.
 
-Owns: ``AnthropicAdapter`` -- key lookup, the SDK client and its ``httpx2`` transport, the retry
-loop, and turning every failure into a ``ModelCallFailed`` whose message says what to do.
+Owns: ``AnthropicAdapter`` -- the Anthropic provider's client (``runtime.providers.base.ModelClient``):
+key lookup, the SDK client and its ``httpx2`` transport, one raw exchange (``send_raw``), the
+retry loop (``send``), and turning every failure into a ``ModelCallFailed`` whose message says
+what to do. This package is the only place that imports ``anthropic`` and ``httpx2``.
 
 Invariants:
 - The bytes on the wire are the request bytes given, byte for byte. They go through the SDK's
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import re
 import threading
 import time
@@ -43,9 +44,23 @@ from runtime import limits
 from runtime.blocks import canonical_json
 from runtime.errors import Llm386Error, ModelCallFailed
 from runtime.profiles.lifecycle import check_callable
-from runtime.providers.response import Attempt, ModelResponse, check_request, parse_request
+from runtime.providers.anthropic.provider import (
+    API_KEY_ENV,
+    api_key_available,
+    base_url_from_env,
+    key_from_env,
+)
+from runtime.providers.response import (
+    Attempt,
+    ModelResponse,
+    RawResponse,
+    check_request,
+    messages_response,
+    parse_request,
+)
 
-API_KEY_ENV = "ANTHROPIC_API_KEY"
+__all__ = ["API_KEY_ENV", "AnthropicAdapter", "api_key_available"]
+
 MESSAGES_PATH = "/v1/messages"
 BYTE_MISMATCH = "byte-mismatch"
 MISSING_KEY = "missing-key"
@@ -56,22 +71,16 @@ MIN_SECRET_PREFIX = 8  # a cut copy of a secret shorter than this is not masked
 MAX_ERROR_TYPE_CHARS = 80  # of the API's error type, which names a kind and is never long
 
 
-def api_key_available(api_key: str | None = None) -> bool:
-    """Whether a call could authenticate: ``api_key`` given or ``ANTHROPIC_API_KEY`` set."""
-    return bool(api_key or os.environ.get(API_KEY_ENV))
-
-
 class _BytesAltered(Exception):
     """Raised inside the request hook to stop a send whose bytes are not the request's."""
 
 
 @dataclass(frozen=True)
 class _Outcome:
-    """How one attempt ended: a response body, or a failure and whether to try again."""
+    """How one attempt ended: a successful answer, or a failure and whether to try again."""
 
     attempt: Attempt
-    body: bytes | None = None
-    sent_sha256: str = ""
+    raw: RawResponse | None = None
     failure: ModelCallFailed | None = None
     retryable: bool = False
     retry_after: float | None = None
@@ -105,7 +114,7 @@ class AnthropicAdapter:
     ) -> None:
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.total_timeout = total_timeout
-        self._api_key = api_key or os.environ.get(API_KEY_ENV) or None
+        self._api_key = api_key or key_from_env()
         self._base_url = base_url
         self.timeout = timeout
         self.max_retries = max_retries
@@ -132,7 +141,7 @@ class AnthropicAdapter:
     def _target_url(self) -> str:
         if self._sdk is not None:
             return str(self._sdk.base_url)
-        return self._base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+        return self._base_url or base_url_from_env() or "https://api.anthropic.com"
 
     def send(self, request_bytes: bytes, *, expected_sha256: str | None) -> ModelResponse:
         """Send ``request_bytes`` unchanged to POST /v1/messages and return the reply.
@@ -165,6 +174,24 @@ class AnthropicAdapter:
             attempts.append(_with_wait(outcome.attempt, wait))
             time.sleep(wait)
         raise AssertionError("unreachable: the loop returns or raises on its last attempt")
+
+    def send_raw(self, request_bytes: bytes, *, expected_sha256: str | None) -> RawResponse:
+        """Send ``request_bytes`` unchanged to POST /v1/messages once; return the answer as it
+        arrived, whatever its status.
+
+        No retries and no parsing. Raises ReplayMismatch (nothing sent) if the bytes do not hash
+        to ``expected_sha256``, ModelCallFailed if no answer arrived (timeout, connection, the
+        byte check refusing what the SDK was about to send).
+        """
+        request_sha = check_request(request_bytes, expected_sha256)
+        sdk = self._client()
+        started = time.perf_counter()
+        try:
+            return self._post(sdk, request_bytes, request_sha, self._attempt_timeout(started))
+        except anthropic.APIConnectionError as exc:
+            outcome = self._connection_outcome(1, exc, request_sha, _ms_since(started))
+        assert outcome.failure is not None
+        raise self._final(outcome.failure, (outcome.attempt,))
 
     def _out_of_time(self, started: float, wait: float) -> bool:
         """Whether no time of ``total_timeout`` would be left after waiting ``wait``."""
@@ -234,6 +261,20 @@ class AnthropicAdapter:
         request_sha: str,
         timeout: float,
     ) -> _Outcome:
+        started = time.perf_counter()
+        try:
+            raw = self._post(sdk, request_bytes, request_sha, timeout)
+        except anthropic.APIConnectionError as exc:
+            return self._connection_outcome(number, exc, request_sha, _ms_since(started))
+        if not raw.ok:
+            return self._status_outcome(number, raw)
+        attempt = Attempt(number, raw.status, None, "ok", raw.latency_ms)
+        return _Outcome(attempt, raw=raw)
+
+    def _post(
+        self, sdk: anthropic.Anthropic, request_bytes: bytes, request_sha: str, timeout: float
+    ) -> RawResponse:
+        """Make one HTTP exchange; raise anthropic.APIConnectionError if no answer arrived."""
         self._local.expected_sha256 = request_sha
         self._local.sent_sha256 = ""
         self._local.timeout = timeout
@@ -247,19 +288,22 @@ class AnthropicAdapter:
                 options={"timeout": limits},
             )
         except anthropic.APIStatusError as exc:
-            return self._status_outcome(number, exc.response, _ms_since(started))
-        except anthropic.APIConnectionError as exc:
-            return self._connection_outcome(number, exc, request_sha, _ms_since(started))
-        attempt = Attempt(number, reply.status_code, None, "ok", _ms_since(started))
-        return _Outcome(attempt, body=reply.content, sent_sha256=self._local.sent_sha256)
+            reply = exc.response
+        return RawResponse(
+            reply.status_code,
+            tuple(reply.headers.multi_items()),
+            reply.content,
+            self._local.sent_sha256,
+            _ms_since(started),
+        )
 
-    def _status_outcome(self, number: int, reply: httpx2.Response, latency_ms: float) -> _Outcome:
-        status = reply.status_code
+    def _status_outcome(self, number: int, reply: RawResponse) -> _Outcome:
+        status = reply.status
         error_type, detail = _error_detail(reply, self._scrub)
         message = self._scrub(f"{status} {error_type}: {detail}")
         failure = ModelCallFailed(message, error_type=error_type, status=status)
         retryable = status == 429 or status >= 500
-        attempt = Attempt(number, status, error_type, message, latency_ms)
+        attempt = Attempt(number, status, error_type, message, reply.latency_ms)
         return _Outcome(
             attempt, failure=failure, retryable=retryable, retry_after=_retry_after(reply)
         )
@@ -291,14 +335,9 @@ class AnthropicAdapter:
     def _response(
         self, outcome: _Outcome, attempts: tuple[Attempt, ...], started: float
     ) -> ModelResponse:
-        assert outcome.body is not None
+        assert outcome.raw is not None
         try:
-            return ModelResponse.from_body(
-                outcome.body,
-                latency_ms=_ms_since(started),
-                attempts=attempts,
-                sent_sha256=outcome.sent_sha256,
-            )
+            return messages_response(replace(outcome.raw, latency_ms=_ms_since(started)), attempts)
         except ModelCallFailed as exc:
             # Not chained: the inner message quotes the body before the key was scrubbed out.
             raise ModelCallFailed(
@@ -417,7 +456,7 @@ def _status_advice(status: int, tries: int) -> str:
     return f"the API rejected the request with {status}: fix the request; retrying will not help"
 
 
-def _error_detail(reply: httpx2.Response, scrub: Callable[[str], str]) -> tuple[str, str]:
+def _error_detail(reply: RawResponse, scrub: Callable[[str], str]) -> tuple[str, str]:
     """Return (error type, message) from an error body of the API's shape, else its raw text.
 
     Both come from the server, so both are scrubbed (a gateway may put the key in either, or
@@ -425,19 +464,19 @@ def _error_detail(reply: httpx2.Response, scrub: Callable[[str], str]) -> tuple[
     cut in two by the shortening would no longer match the key.
     """
     try:
-        error = limits.loads(reply.content, "the error body", limits.RESPONSE_LIMITS)["error"]
+        error = limits.loads(reply.body, "the error body", limits.RESPONSE_LIMITS)["error"]
         kind, message = error["type"], error.get("message", "")
     except (Llm386Error, TypeError, KeyError, AttributeError):
-        text = scrub(reply.content.decode("utf-8", "replace"))
-        return f"http-{reply.status_code}", text[:MAX_QUOTED_CHARS]
+        text = scrub(reply.body.decode("utf-8", "replace"))
+        return f"http-{reply.status}", text[:MAX_QUOTED_CHARS]
     kind = scrub(kind if isinstance(kind, str) else canonical_json(kind).decode())
     message = message if isinstance(message, str) else canonical_json(message).decode()
     return kind[:MAX_ERROR_TYPE_CHARS], scrub(message)
 
 
-def _retry_after(reply: httpx2.Response) -> float | None:
+def _retry_after(reply: RawResponse) -> float | None:
     try:
-        return float(reply.headers.get("retry-after", ""))
+        return float(reply.header("retry-after") or "")
     except ValueError:
         return None  # absent, or an HTTP date: fall back to our own backoff
 

@@ -1,6 +1,7 @@
 """The offline model: a deterministic stand-in for Claude, used by the demo and tests without a key.
 
-Owns: ``OfflineModel`` and the small rules it answers by.
+Owns: ``OfflineProvider`` (the provider named ``offline``), its client ``OfflineModel``, and the
+small rules it answers by.
 
 Invariants:
 - The response bytes are a function of the request bytes alone: no clock, randomness, network
@@ -20,7 +21,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtime.blocks import canonical_json
-from runtime.providers.response import Attempt, ModelResponse, check_request, parse_request
+from runtime.providers.base import Provider
+from runtime.providers.response import (
+    Attempt,
+    ModelResponse,
+    RawResponse,
+    check_request,
+    messages_content,
+    messages_response,
+    messages_usage,
+    parse_request,
+)
+from runtime.providers.usage import Usage
 from runtime.tokenizers import get_tokenizer
 
 OFFLINE_MODEL_NAME = "llm386-offline"
@@ -38,10 +50,42 @@ _LOOKUP_HINTS = ("profile", "user", "lookup", "account")
 Json = dict[str, Any]
 
 
+class OfflineProvider(Provider):
+    """The offline model as a provider: Messages requests in, Messages replies out, free."""
+
+    name = "offline"
+    label = "the offline model"
+
+    def client(self, **settings: Any) -> OfflineModel:
+        """Return the offline model; it has no settings, so ``settings`` are ignored."""
+        return OfflineModel()
+
+    def parse(self, raw: RawResponse, attempts: tuple[Attempt, ...] = ()) -> ModelResponse:
+        return messages_response(raw, attempts)
+
+    def usage(self, message: Mapping[str, Any]) -> Usage:
+        return messages_usage(message.get("usage"))
+
+    def content(self, message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        return messages_content(message)
+
+    def price(self, usage: Usage | None, model: str) -> float | None:
+        return None  # nothing is paid for the offline model
+
+    def answering_model(self, requested: str) -> str:
+        return OFFLINE_MODEL_NAME  # whatever model the request names, this one answers
+
+    def model_of(self, request: bytes) -> str:
+        return OFFLINE_MODEL_NAME  # no need to parse the request to know it
+
+    def model_label(self, model: str) -> str:
+        return f"offline model {model}"
+
+
 class OfflineModel:
     """Answer Messages requests locally and deterministically; see the module docstring."""
 
-    provider = "offline"
+    provider = OfflineProvider.name
     name = OFFLINE_MODEL_NAME
 
     def __repr__(self) -> str:
@@ -49,6 +93,11 @@ class OfflineModel:
 
     def send(self, request_bytes: bytes, *, expected_sha256: str | None) -> ModelResponse:
         """Answer ``request_bytes``; raise ReplayMismatch if they do not hash to the expected."""
+        raw = self.send_raw(request_bytes, expected_sha256=expected_sha256)
+        return messages_response(raw, (Attempt(1, 200, None, "ok", 0.0),))
+
+    def send_raw(self, request_bytes: bytes, *, expected_sha256: str | None) -> RawResponse:
+        """Answer ``request_bytes`` as the API would: status 200, a JSON Messages reply."""
         digest = check_request(request_bytes, expected_sha256)
         content, stop_reason = reply_content(parse_request(request_bytes), digest)
         message = {
@@ -61,10 +110,8 @@ class OfflineModel:
             "stop_sequence": None,
             "usage": _usage(request_bytes, content),
         }
-        attempt = Attempt(1, 200, None, "ok", 0.0)
-        return ModelResponse.from_body(
-            canonical_json(message), latency_ms=0.0, attempts=(attempt,), sent_sha256=digest
-        )
+        headers = (("content-type", "application/json"),)
+        return RawResponse(200, headers, canonical_json(message), digest, 0.0)
 
     def close(self) -> None:
         """Nothing to release; present so every model client can be closed alike."""

@@ -1,0 +1,1 @@
+"""The OpenAI provider (Chat Completions format): see ``provider``."""
