@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -13,7 +11,7 @@ from runtime.blocks import BlockKind
 from runtime.cli import main
 from runtime.errors import NotFound, ReplayMismatch
 from runtime.inspect.textdiff import LineOp
-from runtime.providers import AnthropicAdapter, OfflineModel
+from runtime.providers import OfflineModel
 from runtime.replay.repage import repage
 from runtime.replay.resend import (
     NotReplayable,
@@ -29,7 +27,6 @@ from runtime.storage.lmdb.traces import pack_bytes
 from runtime.tracing.records import Provider, TokenUsage, TraceOrigin, TraceStatus, prompt_hash
 from runtime.transfer.importer import DEMO_DIR, ImportOptions, import_file
 from tests.fakes.anthropic_server import (
-    AnthropicServer,
     RawReply,
     SlowReply,
     error_reply,
@@ -45,18 +42,8 @@ pytestmark = pytest.mark.usefixtures("no_anthropic_env")
 
 
 @pytest.fixture
-def make_adapter(model_server: AnthropicServer) -> Iterator[Callable[..., AnthropicAdapter]]:
-    made: list[AnthropicAdapter] = []
-
-    def make(**kwargs: Any) -> AnthropicAdapter:
-        options = {"api_key": KEY, "base_url": model_server.base_url, "timeout": 5.0,
-                   "backoff_seconds": 0.001, "max_backoff_seconds": 0.02, **kwargs}  # fmt: skip
-        made.append(AnthropicAdapter(**options))
-        return made[-1]
-
-    yield make
-    for adapter in made:
-        adapter.close()
+def api_key() -> str:
+    return KEY
 
 
 @pytest.fixture
