@@ -69,3 +69,22 @@ def stores(tmp_path):
 
     store = open_store(tmp_path / "store")
     return store, LmdbTraceStore(store)
+
+
+@pytest.fixture
+def run(tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Return run(*args) -> (exit code, stdout, stderr) of ``llm386 --store <tmp store> *args``.
+
+    It runs in tmp_path, so no ./llm386.toml of the developer's is read.
+    """
+    from runtime.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    store = str(tmp_path / "store")
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = main(["--store", store, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run

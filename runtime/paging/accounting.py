@@ -159,8 +159,22 @@ def _sum_categories(
     return tuple(CategoryTokens(c, f, p) for c, (f, p) in sums.items())
 
 
+class _CategorySums:
+    """Full and packed input tokens summed over ``categories`` (a turn's, or a session's)."""
+
+    categories: tuple[CategoryTokens, ...]
+
+    @property
+    def full_tokens(self) -> int:
+        return sum(c.full for c in self.categories)
+
+    @property
+    def packed_tokens(self) -> int:
+        return sum(c.packed for c in self.categories)
+
+
 @dataclass(frozen=True)
-class TurnAccounting:
+class TurnAccounting(_CategorySums):
     """One model call: tokens by category, full history against packed, cache reuse, faults."""
 
     turn: int
@@ -170,14 +184,6 @@ class TurnAccounting:
     refaults: int = 0
     cached_full: int = 0  # prefix tokens shared with the previous full-history request
     cached_packed: int = 0  # prefix tokens shared with the previous packed request
-
-    @property
-    def full_tokens(self) -> int:
-        return sum(c.full for c in self.categories)
-
-    @property
-    def packed_tokens(self) -> int:
-        return sum(c.packed for c in self.categories)
 
     @property
     def saved_tokens(self) -> int:
@@ -297,7 +303,7 @@ def estimate_cost(turns: Sequence[tuple[int, int]], price: Price) -> CostEstimat
 
 
 @dataclass(frozen=True)
-class SessionAccounting:
+class SessionAccounting(_CategorySums):
     """A session's totals: cumulative tokens against full history, peaks, faults, cost."""
 
     session: str
@@ -311,14 +317,6 @@ class SessionAccounting:
     full_cost: CostEstimate
     packed_cost: CostEstimate
     price: Price
-
-    @property
-    def full_tokens(self) -> int:
-        return sum(c.full for c in self.categories)
-
-    @property
-    def packed_tokens(self) -> int:
-        return sum(c.packed for c in self.categories)
 
     @property
     def reduction(self) -> float:

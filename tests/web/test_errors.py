@@ -16,34 +16,24 @@ from llm386web.views import errors
 pytestmark = pytest.mark.django_db
 
 
-def test_unknown_session_gives_404_naming_it(logged_in: Client) -> None:
-    response = logged_in.get("/sessions/no-such-session/")
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("/sessions/no-such-session/", b"no session &#x27;no-such-session&#x27;"),
+        ("/blocks/" + "ab" * 32 + "/", b"no block abababababab"),
+        ("/blocks/not-hex/", b"expected 4-64 hex characters"),
+        ("/sessions/-bad/", b"is not valid"),
+        ("/no/such/page/", b"There is no page at /no/such/page/."),
+    ],
+    ids=["unknown session", "unknown block", "malformed block id", "malformed session id",
+         "unknown url"],
+)  # fmt: skip
+def test_a_missing_or_malformed_thing_gives_a_404_page_saying_what(
+    logged_in: Client, url: str, message: bytes
+) -> None:
+    response = logged_in.get(url)
     assert response.status_code == 404
-    assert b"no session &#x27;no-such-session&#x27;" in response.content
-
-
-def test_unknown_block_gives_404_naming_it(logged_in: Client) -> None:
-    response = logged_in.get("/blocks/" + "ab" * 32 + "/")
-    assert response.status_code == 404
-    assert b"no block abababababab" in response.content
-
-
-def test_malformed_block_id_gives_404_saying_what_ids_look_like(logged_in: Client) -> None:
-    response = logged_in.get("/blocks/not-hex/")
-    assert response.status_code == 404
-    assert b"expected 4-64 hex characters" in response.content
-
-
-def test_malformed_session_id_gives_404(logged_in: Client) -> None:
-    response = logged_in.get("/sessions/-bad/")
-    assert response.status_code == 404
-    assert b"is not valid" in response.content
-
-
-def test_unknown_url_gives_404_naming_the_path(logged_in: Client) -> None:
-    response = logged_in.get("/no/such/page/")
-    assert response.status_code == 404
-    assert b"There is no page at /no/such/page/." in response.content
+    assert message in response.content
     assert b"<html" in response.content
 
 
