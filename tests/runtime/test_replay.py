@@ -8,7 +8,6 @@ import pytest
 
 from runtime.agent.core import Agent
 from runtime.blocks import BlockKind
-from runtime.cli import main
 from runtime.errors import NotFound, ReplayMismatch
 from runtime.inspect.textdiff import LineOp
 from runtime.providers import OfflineModel
@@ -285,14 +284,8 @@ def test_input_cost_adds_cache_reads_and_writes_at_their_multipliers():
 
 
 @pytest.fixture
-def cli(stores, capsys):
-    store, _ = stores
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--store", store.env.path, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
+def cli(stores, run):
+    """Run the CLI on the ``stores`` store (both live at tmp_path/store)."""
     return run
 
 
