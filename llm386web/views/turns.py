@@ -101,7 +101,7 @@ def turn_section(request: HttpRequest, call_id: str, section: str) -> HttpRespon
         raise Http404(
             f"Turn {rec.turn} of {rec.session} packed nothing into a {section!r} section."
         )
-    context = _entries_context(request, rec, page, f"section-{section}") | {"section": section}
+    context = _entries_context(request, rec, page, section)
     return render_page(request, "turns/entries.html", "entries-list", context)
 
 
@@ -112,17 +112,19 @@ def turn_omitted(request: HttpRequest, call_id: str) -> HttpResponse:
     rec = _record(call_id)
     page = entry_page(rec.plan, selected=False, section=None, offset=offset_from(request),
                       limit=limit_from(request))  # fmt: skip
-    context = _entries_context(request, rec, page, "omitted") | {"section": None}
+    context = _entries_context(request, rec, page, None)
     return render_page(request, "turns/entries.html", "entries-list", context)
 
 
 def _entries_context(
-    request: HttpRequest, rec: TraceRecord, page: EntryPage, target: str
+    request: HttpRequest, rec: TraceRecord, page: EntryPage, section: str | None
 ) -> dict[str, object]:
-    """Return what turns/entries.html renders for one window of entries, in element ``target``."""
+    """Return what turns/entries.html renders: a window of a section's entries, or of the
+    omitted ones (``section`` None), in the element the turn page loads it into."""
+    target = "omitted" if section is None else f"section-{section}"
     pagination = by_offset(page.offset, page.limit, page.total)
-    return {"rec": without_plan(rec), "rows": with_blocks(get_store(), page.entries),
-            "omitted": target == "omitted", "target": target,
+    return {"rec": without_plan(rec), "section": section, "omitted": section is None,
+            "rows": with_blocks(get_store(), page.entries), "target": target,
             "pager": pager(request, pagination, f"#{target}", url=request.path)}  # fmt: skip
 
 
