@@ -15,12 +15,11 @@ from __future__ import annotations
 import difflib
 import json
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import time_calls, write_result
+from bench.common import results_dir, time_calls, write_result
 from runtime.blocks import canonical_json
 from runtime.inspect.diff import diff_requests
 from runtime.inspect.request import view_request
@@ -152,4 +151,4 @@ def main(out_dir: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results")
+    main(results_dir())

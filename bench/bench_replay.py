@@ -17,13 +17,12 @@ Re-page: ``repage()`` with the recorded profile (page + pack + compare), warm ca
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import percentile, time_calls, write_result
+from bench.common import percentile, results_dir, time_calls, write_result
 from runtime import open_store
 from runtime.agent.core import Agent
 from runtime.providers import AnthropicAdapter, OfflineModel
@@ -130,4 +129,4 @@ def main(out_dir: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results")
+    main(results_dir())

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import time_calls, write_result
+from bench.common import measure_in_tmp, results_dir, time_calls
 from runtime import NewBlock, open_store
 
 BODY = (
@@ -59,10 +57,8 @@ def measure(root: Path, listing_size: int = 100_000) -> dict[str, Any]:
 
 
 def main(out_dir: Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        result = measure(Path(tmp))
-    return write_result(out_dir, "store", result)
+    return measure_in_tmp(out_dir, "store", measure)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results")
+    main(results_dir())

@@ -6,13 +6,11 @@ list, counts, and the aggregates of a page of 50 sessions, with 20,000 records i
 
 from __future__ import annotations
 
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import time_calls, write_result
+from bench.common import measure_in_tmp, results_dir, time_calls
 from runtime import open_store
 from runtime.blocks import canonical_json
 from runtime.providers.usage import Usage
@@ -77,10 +75,8 @@ def measure(root: Path) -> dict[str, Any]:
 
 
 def main(out_dir: Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        result = measure(Path(tmp))
-    return write_result(out_dir, "traces", result)
+    return measure_in_tmp(out_dir, "traces", measure)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results")
+    main(results_dir())

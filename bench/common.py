@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SHIPPED_TAU = Path(__file__).resolve().parents[1] / "runtime" / "data" / "tau_bench_airline"
+RESULTS = Path(__file__).parent / "results"
 
 
 def tau_bench_dir() -> Path:
@@ -49,3 +52,17 @@ def write_result(out_dir: Path, name: str, result: dict[str, Any]) -> dict[str, 
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))
     return result
+
+
+def results_dir() -> Path:
+    """Return where a benchmark run from the command line writes: its argument, else bench/results."""
+    return Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
+
+
+def measure_in_tmp(
+    out_dir: Path, name: str, measure: Callable[[Path], dict[str, Any]]
+) -> dict[str, Any]:
+    """Run ``measure`` in a fresh temporary folder, removed after; write its result as ``name``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = measure(Path(tmp))
+    return write_result(out_dir, name, result)

@@ -100,6 +100,28 @@ class Stats:
             pair[1] += c.packed
 
 
+def finish_with_recalls(
+    t: TurnInput, out: Outcome, soft: Sequence[str], state: PagingState, s: Stats
+) -> tuple[PagedTurn, PagingState, tuple[ToolCall, ...]]:
+    """Finish ``out``'s turn with the recorded calls and a recall of each of ``soft``.
+
+    Counts the turn's faults into ``s``; returns the finished turn, the new paging state and
+    the recalls made.
+    """
+    assert out.paged is not None
+    recalls = tuple(
+        ToolCall(f"recall-{t.turn}-{i}", "recall", {"block_id": bid[:12]})
+        for i, bid in enumerate(soft)
+    )
+    paged, state = finish_turn(out.paged, (*recalls, *t.calls), state)
+    out.accounting = paged.accounting
+    for f in paged.faults:
+        s.faults[f.kind.value] += 1
+        s.refaults += f.refault
+        s.faulted.add((t.session, f.block_id))
+    return paged, state, recalls
+
+
 class Simple:
     """A policy that picks entries and a plan per turn and never learns from faults."""
 
@@ -174,17 +196,8 @@ class Ours:
         return Outcome(paged.items, paged.request, paged.accounting, paged.plan, paged, over)
 
     def answer(self, t: TurnInput, out: Outcome, soft: Sequence[str], s: Stats) -> list[Request]:
-        assert out.paged is not None
-        recalls = tuple(
-            ToolCall(f"recall-{t.turn}-{i}", "recall", {"block_id": bid[:12]})
-            for i, bid in enumerate(soft if self.recall_misses else ())
-        )
-        paged, self.state = finish_turn(out.paged, (*recalls, *t.calls), self.state)
-        out.accounting = paged.accounting
-        for f in paged.faults:
-            s.faults[f.kind.value] += 1
-            s.refaults += f.refault
-            s.faulted.add((t.session, f.block_id))
+        wanted = soft if self.recall_misses else ()
+        paged, self.state, recalls = finish_with_recalls(t, out, wanted, self.state, s)
         self.previous = paged
         if not any(f.kind is FaultKind.RECALL for f in paged.faults):
             return []
@@ -291,17 +304,7 @@ class RuntimeDemand(RuntimePager):
         return out
 
     def answer(self, t: TurnInput, out: Outcome, soft: Sequence[str], s: Stats) -> list[Request]:
-        assert out.paged is not None
-        recalls = tuple(
-            ToolCall(f"recall-{t.turn}-{i}", "recall", {"block_id": bid[:12]})
-            for i, bid in enumerate(soft)
-        )
-        paged, self.state = finish_turn(out.paged, (*recalls, *t.calls), self.state)
-        out.accounting = paged.accounting
-        for f in paged.faults:
-            s.faults[f.kind.value] += 1
-            s.refaults += f.refault
-            s.faulted.add((t.session, f.block_id))
+        paged, self.state, recalls = finish_with_recalls(t, out, soft, self.state, s)
         if not any(f.kind is FaultKind.RECALL for f in paged.faults):
             return []
         # The turn again with the recalled blocks pinned: the fault's cost, real bytes.

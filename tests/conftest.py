@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from tests.fakes.anthropic_server import AnthropicServer
+
+# Every variable through which the developer's Anthropic set-up could reach the SDK.
+ANTHROPIC_ENV = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_CUSTOM_HEADERS",
+    "ANTHROPIC_PROFILE",
+    "ANTHROPIC_CONFIG_DIR",
+)
 
 
 @pytest.fixture
@@ -18,9 +29,36 @@ def model_server() -> Iterator[AnthropicServer]:
 
 @pytest.fixture
 def no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No Anthropic key, base URL or token from the developer's environment reaches a test."""
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+    """No Anthropic key, base URL, token or header from the developer's environment reaches a test."""
+    for name in ANTHROPIC_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def api_key() -> str:
+    """The key ``make_adapter``'s adapters send; a module checking key handling overrides it."""
+    return "sk-ant-test-0123456789"
+
+
+@pytest.fixture
+def make_adapter(model_server: AnthropicServer, api_key: str) -> Iterator[Callable[..., Any]]:
+    """Return make(**options) -> an AnthropicAdapter on ``model_server``, closed after the test.
+
+    Retries back off for milliseconds, not seconds; ``options`` override any argument.
+    """
+    from runtime.providers import AnthropicAdapter
+
+    made: list[AnthropicAdapter] = []
+
+    def make(**kwargs: Any) -> AnthropicAdapter:
+        options = {"api_key": api_key, "base_url": model_server.base_url, "timeout": 5.0,
+                   "backoff_seconds": 0.001, "max_backoff_seconds": 0.02, **kwargs}  # fmt: skip
+        made.append(AnthropicAdapter(**options))
+        return made[-1]
+
+    yield make
+    for adapter in made:
+        adapter.close()
 
 
 @pytest.fixture
@@ -61,3 +99,22 @@ def store(tmp_path):
     s = open_store(tmp_path / "store")
     yield s
     s.close()
+
+
+@pytest.fixture
+def run(tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Return run(*args) -> (exit code, stdout, stderr) of ``llm386 --store <tmp store> *args``.
+
+    It runs in tmp_path, so no ./llm386.toml of the developer's is read.
+    """
+    from runtime.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    store = str(tmp_path / "store")
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = main(["--store", store, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run

@@ -13,7 +13,6 @@ from typing import Any
 from django import template
 from django.utils.http import urlencode
 
-from llm386web.views.common import page_query
 from runtime.blocks import SHORT_ID_LEN
 from runtime.tracing.records import short_call_id as _short_call_id
 
@@ -53,12 +52,6 @@ def preview(value: Any, length: int = 160) -> str:
 def get_item(mapping: Any, key: str) -> Any:
     """Look up ``key`` in a mapping (for meta keys that are not identifiers)."""
     return mapping.get(key) if hasattr(mapping, "get") else None
-
-
-@register.simple_tag(takes_context=True)
-def page_url(context: template.Context, param: str, value: int) -> str:
-    """Return the current URL's query string with ``param`` set to ``value``."""
-    return page_query(context["request"], param, value)
 
 
 @register.simple_tag(takes_context=True)

@@ -6,15 +6,17 @@ from dataclasses import dataclass
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from llm386web.conf import web_config
 from llm386web.store_access import get_store, get_traces
 from runtime.blocks import Block, Edge
 from runtime.errors import InvalidBlock
-from runtime.indexes.blockuses import block_uses
+from runtime.indexes.blockuses import UsesPage, block_uses
+from runtime.inspect.pagination import by_offset
 
-from .common import Page, limit_from, offset_from, page_from, render_page
+from .common import Pager, limit_from, offset_from, pager, render_page
 
 # Bodies longer than this render cut, with a link to the whole text and the raw bytes.
 PREVIEW_CHARS = 100_000
@@ -57,7 +59,8 @@ def block_detail(request: HttpRequest, block_id: str) -> HttpResponse:
     store = get_store()
     edges_out, edges_in = store.edges_from(block.id), store.edges_to(block.id)
     holders = store.memberships(block.id)
-    page: Page = page_from(request, len(holders))
+    page = by_offset(offset_from(request), limit_from(request), len(holders))
+    uses = block_uses(store, get_traces(), block.id, limit=web_config().PAGE_SIZE)
     full = request.GET.get("full") == "1"
     context = {
         "blk": block,
@@ -70,11 +73,10 @@ def block_detail(request: HttpRequest, block_id: str) -> HttpResponse:
         "edges_out_total": len(edges_out),
         "edges_in_total": len(edges_in),
         "max_edges": MAX_EDGES_SHOWN,
-        "page": page,
-        "holders": [
-            Holder(session, seq) for session, seq in holders[page.offset : page.offset + page.limit]
-        ],
-        "uses": block_uses(store, get_traces(), block.id, limit=web_config().PAGE_SIZE),
+        "pager": pager(request, page, "#holders-table"),
+        "holders": [Holder(s, seq) for s, seq in holders[page.cursor : page.cursor + page.limit]],
+        "uses": uses,
+        "uses_pager": _uses_pager(request, block.id, uses),
     }
     return render_page(request, "blocks/detail.html", "holders-table", context)
 
@@ -87,7 +89,14 @@ def block_turns(request: HttpRequest, block_id: str) -> HttpResponse:
         return redirect("block-turns", block_id=block.id)
     uses = block_uses(get_store(), get_traces(), block.id, offset=offset_from(request),
                       limit=limit_from(request))  # fmt: skip
-    return render_page(request, "blocks/turns.html", "uses-table", {"blk": block, "uses": uses})
+    context = {"blk": block, "uses": uses, "uses_pager": _uses_pager(request, block.id, uses)}
+    return render_page(request, "blocks/turns.html", "uses-table", context)
+
+
+def _uses_pager(request: HttpRequest, block_id: str, uses: UsesPage) -> Pager:
+    """Page the uses at their own URL: the block page embeds their first window."""
+    page = by_offset(uses.offset, uses.limit, uses.records, noun="records ")
+    return pager(request, page, "#uses-table", url=reverse("block-turns", args=[block_id]))
 
 
 @require_GET

@@ -1,4 +1,4 @@
-"""Helpers every view shares: page-or-fragment rendering and offset pagination."""
+"""Helpers every view shares: page-or-fragment rendering, query parameters and pagers."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import BadRequest, ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 
 from llm386web.conf import web_config
+from runtime.inspect.pagination import MAX_SEQ, OFFSET, START, Pagination, query_int
 
 
 def is_fragment(request: HttpRequest) -> bool:
@@ -46,100 +47,57 @@ def render_page(
 
 
 @dataclass(frozen=True)
-class Page:
-    """One window [offset, offset+limit) over ``total`` ordered items; links change ``offset``."""
+class Pager:
+    """A `Pagination` with the URLs of its links, for templates/common/_pagination.html."""
 
-    offset: int
-    limit: int
-    total: int
-    param = "offset"
-
-    @property
-    def first(self) -> int:
-        return min(self.offset + 1, self.total)
-
-    @property
-    def last(self) -> int:
-        return min(self.offset + self.limit, self.total)
-
-    @property
-    def range_text(self) -> str:
-        return f"{self.first}–{self.last} of {self.total}"
-
-    @property
-    def first_value(self) -> int | None:
-        return 0 if self.offset > 0 else None
-
-    @property
-    def prev_value(self) -> int | None:
-        return max(self.offset - self.limit, 0) if self.offset > 0 else None
-
-    @property
-    def next_value(self) -> int | None:
-        return self.offset + self.limit if self.offset + self.limit < self.total else None
-
-    @property
-    def last_value(self) -> int | None:
-        last = max((self.total - 1) // self.limit * self.limit, 0)
-        return last if self.next_value is not None else None
+    page: Pagination
+    target: str  # the DOM id (with #) of the element a link's fragment replaces (outerHTML)
+    push: bool  # a link changes the address bar: the list is the page's own, not embedded
+    first_url: str | None
+    prev_url: str | None
+    next_url: str | None
+    last_url: str | None
 
 
-@dataclass(frozen=True)
-class SeqPage:
-    """A window of a session's entries by seq (seqs have gaps after deletes); links change ``start``."""
+def pager(request: HttpRequest, page: Pagination, target: str, *, url: str | None = None) -> Pager:
+    """Return ``page`` with its links: on this URL keeping its query, or on ``url``.
 
-    start: int
-    limit: int
-    total: int
-    shown: tuple[int, int] | None  # first and last seq on this page
-    prev_value: int | None
-    next_value: int | None
-    last_value: int | None
-    param = "start"
+    A list embedded in another page (a turn's sections, a block's uses) is served by its own
+    URL: pass that as ``url``; its links then carry only the cursor and the page size, and
+    following one leaves the address bar on the page that embeds it.
+    """
+    embedded = url is not None
+    if embedded:
+        params = QueryDict(mutable=True)
+        params["limit"] = str(page.limit)
+    else:
+        params = request.GET.copy()
 
-    @property
-    def first_value(self) -> int | None:
-        return 0 if self.prev_value is not None else None
+    def link(value: int | None) -> str | None:
+        if value is None:
+            return None
+        params[page.param] = str(value)
+        return f"{url or ''}?{urlencode(sorted(params.items()))}"
 
-    @property
-    def range_text(self) -> str:
-        if self.shown is None:
-            return f"none of {self.total}"
-        return f"seq {self.shown[0]}–{self.shown[1]} of {self.total} entries"
-
-
-def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
-    raw = request.GET.get(name, "")
-    if raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name}={raw!r} is not a whole number from {low} to {high}")
-    return int(raw)
+    return Pager(page, target, not embedded, link(page.first), link(page.prev), link(page.next),
+                 link(page.last))  # fmt: skip
 
 
 def limit_from(request: HttpRequest) -> int:
     """Return the page size the query string asks for (``limit``), checked."""
     config = web_config()
-    return _int_param(request, "limit", config.PAGE_SIZE, 1, config.MAX_PAGE_SIZE)
+    raw = request.GET.get("limit")
+    return query_int(raw, "limit", default=config.PAGE_SIZE, low=1, high=config.MAX_PAGE_SIZE)
 
 
-def page_from(request: HttpRequest, total: int) -> Page:
-    """Return the offset page the query string asks for (``offset``, ``limit``), checked."""
-    return Page(
-        offset=_int_param(request, "offset", 0, 0, 10**12), limit=limit_from(request), total=total
-    )
+def offset_from(request: HttpRequest) -> int:
+    """Return the position the query string asks for (``offset``), checked."""
+    return query_int(request.GET.get(OFFSET), OFFSET, default=0)
 
 
 def start_from(request: HttpRequest) -> int:
     """Return the first seq the query string asks for (``start``), checked."""
-    return _int_param(request, "start", 0, 0, 2**63 - 1)
-
-
-def page_query(request: HttpRequest, param: str, value: int) -> str:
-    """Return the current query string with ``param`` set to ``value`` (for page links)."""
-    params = request.GET.copy()
-    params[param] = str(value)
-    return "?" + urlencode(sorted(params.items()))
+    return query_int(request.GET.get(START), START, default=0, high=MAX_SEQ)
 
 
 def choice_param(
@@ -158,11 +116,6 @@ def yes_no_param(request: HttpRequest, name: str) -> bool | None:
     """Return True for ``yes``, False for ``no``, None when the parameter is absent or empty."""
     value = choice_param(request, name, ("yes", "no"))
     return None if value == "" else value == "yes"
-
-
-def offset_from(request: HttpRequest, name: str = "offset") -> int:
-    """Return a non-negative offset from the query string (``name``), checked."""
-    return _int_param(request, name, 0, 0, 10**12)
 
 
 def gc_paused(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -13,18 +13,18 @@ from llm386web.conf import web_config
 from llm386web.store_access import get_store, get_traces
 from runtime.blocks import Entry, SessionInfo
 from runtime.errors import InvalidSession
+from runtime.inspect.pagination import Pagination, by_offset, by_seq
 from runtime.inspect.paging import SessionPaging, session_paging
 from runtime.inspect.sessions import SessionQuery, SessionStatus, SortKey, query_sessions, summarize
 from runtime.inspect.timeline import group_turns, session_timeline
 from runtime.tracing.records import TraceStore
 
 from .common import (
-    Page,
-    SeqPage,
     choice_param,
     gc_paused,
     limit_from,
     offset_from,
+    pager,
     render_page,
     start_from,
     yes_no_param,
@@ -59,7 +59,9 @@ def session_list(request: HttpRequest) -> HttpResponse:
     context = {
         "filters": query,
         "result": result,
-        "page": Page(query.offset, query.limit, result.total),
+        "pager": pager(
+            request, by_offset(query.offset, query.limit, result.total), "#sessions-table"
+        ),
         "filtered": request.GET.urlencode() != "",
     }
     return render_page(request, "sessions/list.html", "sessions-table", context)
@@ -86,7 +88,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
         "summary": summarize(info, traces.session_stats([session_id])[0]),
         "timeline": timeline,
         "chart": stacked_bars(timeline),
-        "page": Page(timeline.offset, timeline.limit, timeline.turns),
+        "pager": pager(request, timeline.pagination, "#turns-table"),
         "paging": _paging(info, traces),
     }
     return render_page(request, "sessions/detail.html", "turns-table", context)
@@ -114,22 +116,19 @@ class EntryRow:
     tokens: int
 
 
-def _seq_page(session: str, start: int, limit: int, total: int) -> tuple[SeqPage, list[Entry]]:
+def _seq_page(session: str, start: int, limit: int, total: int) -> tuple[Pagination, list[Entry]]:
     """Read one page of entries from seq ``start`` plus what the pager needs (keyset, no scans)."""
     store = get_store()
     entries = store.entries(session, start, limit + 1)
     more, entries = len(entries) > limit, entries[:limit]
     before = store.entry_refs(session, start, limit, reverse=True) if start > 0 else []
     tail = store.entry_refs(session, 0, limit, reverse=True) if more else []
-    page = SeqPage(
-        start=start,
-        limit=limit,
-        total=total,
-        shown=(entries[0].seq, entries[-1].seq) if entries else None,
-        prev_value=before[-1].seq if before else None,
-        next_value=entries[-1].seq + 1 if more else None,
-        last_value=tail[-1].seq if tail else None,
-    )
+    page = by_seq(
+        start, limit, total, (entries[0].seq, entries[-1].seq) if entries else None,
+        prev=before[-1].seq if before else None,
+        next=entries[-1].seq + 1 if more else None,
+        last=tail[-1].seq if tail else None,
+    )  # fmt: skip
     return page, entries
 
 
@@ -142,5 +141,6 @@ def session_blocks(request: HttpRequest, session_id: str) -> HttpResponse:
     counts = get_store().token_counts([e.id for e in entries], tokenizer)
     rows = [EntryRow(e, n) for e, n in zip(entries, counts, strict=True)]
     summary = summarize(info, get_traces().session_stats([session_id])[0])
-    context = {"info": info, "summary": summary, "page": page, "rows": rows, "tokenizer": tokenizer}
+    context = {"info": info, "summary": summary, "pager": pager(request, page, "#entries-table"),
+               "rows": rows, "tokenizer": tokenizer}  # fmt: skip
     return render_page(request, "sessions/blocks.html", "entries-table", context)

@@ -18,13 +18,21 @@ from llm386web.clients import replay_targets
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import StoreCorrupted
 from runtime.inspect.chat import read_request, read_response
+from runtime.inspect.pagination import by_offset
 from runtime.inspect.paging import turn_paging
-from runtime.inspect.turn import SECTION_NAMES, entry_page, turn_view, with_blocks, without_plan
+from runtime.inspect.turn import (
+    SECTION_NAMES,
+    EntryPage,
+    entry_page,
+    turn_view,
+    with_blocks,
+    without_plan,
+)
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
 from runtime.replay.fidelity import replay_capability
 from runtime.tracing.records import CALL_ID_LEN, TraceRecord, check_call_id
 
-from .common import gc_paused, is_fragment, limit_from, offset_from, render_page
+from .common import gc_paused, is_fragment, limit_from, offset_from, pager, render_page
 
 MAX_NOTE_CHARS = 2000
 # Models an imported (OpenAI-format) turn, or one whose model is retired, can be re-paged for, to
@@ -93,9 +101,7 @@ def turn_section(request: HttpRequest, call_id: str, section: str) -> HttpRespon
         raise Http404(
             f"Turn {rec.turn} of {rec.session} packed nothing into a {section!r} section."
         )
-    rows = with_blocks(get_store(), page.entries)
-    context = {"rec": without_plan(rec), "section": section, "page": page, "rows": rows, "omitted": False,
-               "target": f"section-{section}"}  # fmt: skip
+    context = _entries_context(request, rec, page, section)
     return render_page(request, "turns/entries.html", "entries-list", context)
 
 
@@ -106,10 +112,20 @@ def turn_omitted(request: HttpRequest, call_id: str) -> HttpResponse:
     rec = _record(call_id)
     page = entry_page(rec.plan, selected=False, section=None, offset=offset_from(request),
                       limit=limit_from(request))  # fmt: skip
-    rows = with_blocks(get_store(), page.entries)
-    context = {"rec": without_plan(rec), "section": None, "page": page, "rows": rows, "omitted": True,
-               "target": "omitted"}  # fmt: skip
+    context = _entries_context(request, rec, page, None)
     return render_page(request, "turns/entries.html", "entries-list", context)
+
+
+def _entries_context(
+    request: HttpRequest, rec: TraceRecord, page: EntryPage, section: str | None
+) -> dict[str, object]:
+    """Return what turns/entries.html renders: a window of a section's entries, or of the
+    omitted ones (``section`` None), in the element the turn page loads it into."""
+    target = "omitted" if section is None else f"section-{section}"
+    pagination = by_offset(page.offset, page.limit, page.total)
+    return {"rec": without_plan(rec), "section": section, "omitted": section is None,
+            "rows": with_blocks(get_store(), page.entries), "target": target,
+            "pager": pager(request, pagination, f"#{target}", url=request.path)}  # fmt: skip
 
 
 @require_GET
@@ -118,20 +134,14 @@ def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
     """One page of the request read as chat: parameters, system, tools, then messages."""
     rec = _record(call_id)
     chat = read_request(_request_bytes(rec))
-    offset, limit = offset_from(request), limit_from(request)
-    shown = chat.messages[offset : offset + limit]
-    total = len(chat.messages)
+    page = by_offset(
+        offset_from(request), limit_from(request), len(chat.messages), noun="messages "
+    )
     context = {
         "rec": without_plan(rec),
         "chat": replace(chat, messages=()),  # the page's messages only (see gc_paused)
-        "page_messages": shown,
-        "range_text": f"messages {offset + 1}–{offset + len(shown)} of {total}"
-        if shown
-        else f"{total} messages",
-        "offset": offset,
-        "limit": limit,
-        "next_offset": offset + limit if offset + limit < len(chat.messages) else None,
-        "prev_offset": max(offset - limit, 0) if offset else None,
+        "page_messages": chat.messages[page.cursor : page.cursor + page.limit],
+        "pager": pager(request, page, "#request-view", url=request.path),
     }
     return render_page(request, "turns/messages.html", "messages-list", context)
 

@@ -18,9 +18,10 @@ from runtime.packer.core import PackedRequest, pack
 from runtime.packer.rendering import RenderMode
 from runtime.pager.core import PageOptions, PageRequest, page
 from runtime.pager.plan import Omission, PagePlan, Selection
+from runtime.storage.interface import BlockStore
 
 
-def _paged(args: argparse.Namespace) -> tuple[Any, PagePlan, PackedRequest]:
+def _paged(args: argparse.Namespace) -> tuple[BlockStore, PagePlan, PackedRequest]:
     config = config_from(args)
     store = open_store_from(args)
     options = PageOptions(
@@ -81,7 +82,7 @@ def _plan_text(plan: PagePlan, out: PackedRequest, *, previews: dict[str, str]) 
     return "\n\n".join(parts)
 
 
-def _previews(store: Any, plan: PagePlan) -> dict[str, str]:
+def _previews(store: BlockStore, plan: PagePlan) -> dict[str, str]:
     chosen = {s.candidate.block_id for s in plan.selected}
     ids = sorted(chosen | {o.candidate.block_id for o in plan.omitted})
     return {b.id: preview(b.body, 40) for b in store.get_many(ids)}

@@ -26,7 +26,7 @@ from typing import Any
 
 from runtime.errors import StoreCorrupted
 from runtime.inspect.request import CacheUnit, RequestView, cache_units, view_request
-from runtime.inspect.textdiff import TextDiff, diff_views
+from runtime.inspect.textdiff import TextDiff, common_prefix, diff_views
 from runtime.pager.sections import Section
 from runtime.providers import get_provider
 from runtime.tracing.records import TraceRecord, TraceStore, json_ready
@@ -287,14 +287,7 @@ def first_divergence(a: bytes, b: bytes) -> int | None:
     step = 1 << 16
     while lo + step <= hi and a[lo : lo + step] == b[lo : lo + step]:
         lo += step  # skip equal 64 KiB chunks, then binary search the one that differs
-    hi = min(hi, lo + step)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return common_prefix(a, b, lo, min(hi, lo + step))
 
 
 def _context(raw: bytes, at: int) -> str:

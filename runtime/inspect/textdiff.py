@@ -19,6 +19,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import AnyStr
 
 from rapidfuzz.distance import Indel
 
@@ -209,9 +210,10 @@ def _op_lines(op: Opcode, a: Sequence[str], b: Sequence[str], limit: int) -> lis
     return removed + added
 
 
-def _common_prefix(x: str, y: str) -> int:
-    """Return the length of the common prefix (binary search on C-level slice compares)."""
-    lo, hi = 0, min(len(x), len(y))
+def common_prefix(x: AnyStr, y: AnyStr, lo: int = 0, hi: int | None = None) -> int:
+    """Return the length of the common prefix of ``x`` and ``y``, known to be ``lo`` or more
+    and ``hi`` or less (a binary search on C-level slice compares)."""
+    hi = min(len(x), len(y)) if hi is None else hi
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if x[lo:mid] == y[lo:mid]:
@@ -223,8 +225,8 @@ def _common_prefix(x: str, y: str) -> int:
 
 def char_spans(x: str, y: str) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
     """Return the changed character ranges of ``x`` and of ``y``."""
-    p = _common_prefix(x, y)
-    s = _common_prefix(x[p:][::-1], y[p:][::-1])
+    p = common_prefix(x, y)
+    s = common_prefix(x[p:][::-1], y[p:][::-1])
     xe, ye = len(x) - s, len(y) - s
     whole = (((p, xe),) if xe > p else ()), (((p, ye),) if ye > p else ())
     if xe - p > SHORT_MIDDLE or ye - p > SHORT_MIDDLE or not (xe - p and ye - p):

@@ -21,6 +21,7 @@ from typing import Any
 
 from runtime.errors import InvalidInput
 from runtime.inspect.diff import SECTION_ORDER
+from runtime.inspect.pagination import Pagination, by_offset
 from runtime.replay.resend import REPAGE_KEY, derived_kind
 from runtime.tracing.records import TraceError, TraceOrigin, TraceRecord, TraceStatus, TraceStore
 
@@ -153,6 +154,10 @@ class SessionTimeline:
     @property
     def max_input(self) -> int:
         return max((row.input_tokens for row in self.rows), default=0)
+
+    @property
+    def pagination(self) -> Pagination:
+        return by_offset(self.offset, self.limit, self.turns, noun="turns ")
 
 
 def group_turns(pairs: Sequence[tuple[int, str]]) -> list[tuple[int, list[str]]]:

@@ -160,8 +160,22 @@ def _sum_categories(
     return tuple(CategoryTokens(c, f, p) for c, (f, p) in sums.items())
 
 
+class _CategorySums:
+    """Full and packed input tokens summed over ``categories`` (a turn's, or a session's)."""
+
+    categories: tuple[CategoryTokens, ...]
+
+    @property
+    def full_tokens(self) -> int:
+        return sum(c.full for c in self.categories)
+
+    @property
+    def packed_tokens(self) -> int:
+        return sum(c.packed for c in self.categories)
+
+
 @dataclass(frozen=True)
-class TurnAccounting:
+class TurnAccounting(_CategorySums):
     """One model call: tokens by category, full history against packed, cache reuse, faults."""
 
     turn: int
@@ -171,14 +185,6 @@ class TurnAccounting:
     refaults: int = 0
     cached_full: int = 0  # prefix tokens shared with the previous full-history request
     cached_packed: int = 0  # prefix tokens shared with the previous packed request
-
-    @property
-    def full_tokens(self) -> int:
-        return sum(c.full for c in self.categories)
-
-    @property
-    def packed_tokens(self) -> int:
-        return sum(c.packed for c in self.categories)
 
     @property
     def saved_tokens(self) -> int:
@@ -235,7 +241,7 @@ def account_turn(
 
 
 @dataclass(frozen=True)
-class SessionAccounting:
+class SessionAccounting(_CategorySums):
     """A session's totals: cumulative tokens against full history, peaks, faults, cost."""
 
     session: str
@@ -249,14 +255,6 @@ class SessionAccounting:
     full_cost: CostEstimate
     packed_cost: CostEstimate
     price: Price
-
-    @property
-    def full_tokens(self) -> int:
-        return sum(c.full for c in self.categories)
-
-    @property
-    def packed_tokens(self) -> int:
-        return sum(c.packed for c in self.categories)
 
     @property
     def reduction(self) -> float:

@@ -65,6 +65,7 @@ from runtime.paging.faults import PagingState
 from runtime.paging.history import call_key, schema_name
 from runtime.paging.placeholders import StubStyle, recall_tool_json
 from runtime.paging.turn import PagedTurn, assemble_turn, waste_config
+from runtime.storage.interface import BlockStore
 from runtime.tokenizers import Tokenizer, get_tokenizer
 
 SETTINGS_KEY = "paging"
@@ -114,7 +115,7 @@ def recorded_paging(settings: Mapping[str, Any]) -> DemandPaging | None:
     return None if not isinstance(data, Mapping) else DemandPaging.from_json(data)
 
 
-def page_with_paging(store: Any, request: PageRequest, paging: DemandPaging) -> PagePlan:
+def page_with_paging(store: BlockStore, request: PageRequest, paging: DemandPaging) -> PagePlan:
     """Return the pager's plan for ``request`` with demand paging applied (see module docs)."""
     pinned = request.pinned + tuple(b for b in paging.pinned if b not in request.pinned)
     plan = page(store, replace(request, pinned=pinned))
@@ -126,7 +127,7 @@ def page_with_paging(store: Any, request: PageRequest, paging: DemandPaging) -> 
     return builder.build()
 
 
-def session_entries(store: Any, plan: PagePlan) -> list[Entry]:
+def session_entries(store: BlockStore, plan: PagePlan) -> list[Entry]:
     """Return the session's entries as the plan saw them (seq < upto)."""
     return [e for e in store.entries(plan.session) if e.seq < plan.upto]
 

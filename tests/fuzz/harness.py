@@ -11,13 +11,19 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis.control import current_build_context
+from hypothesis.strategies import SearchStrategy
 
 from runtime.errors import Llm386Error
+from tests.fuzz.stores import assert_unchanged, snapshot
+
+if TYPE_CHECKING:
+    from tests.fuzz.entries import Targets
 
 CORPUS = Path(__file__).parent / "corpus"
 LONG = os.environ.get("LLM386_FUZZ") == "long"
@@ -65,3 +71,18 @@ def save_crash(entry: str, data: bytes) -> Path:
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.bin"
     path.write_bytes(data)
     return path
+
+
+def fuzz_keeping_sessions(t: Targets, files: SearchStrategy[bytes], entries: Sequence[str]) -> None:
+    """Feed each file ``files`` draws to every one of ``entries``: each refuses it cleanly or
+    takes it, and the sessions the store held before are unchanged at the end."""
+    before = snapshot(t.store, t.traces, t.sessions)
+
+    @FUZZ
+    @given(data=files)
+    def case(data: bytes) -> None:
+        for entry in entries:
+            run_case(entry, data, lambda d, entry=entry: t.run(entry, d))
+
+    case()
+    assert_unchanged(t.store, t.traces, t.sessions, before)

@@ -7,24 +7,14 @@ from hypothesis import given
 
 from runtime.transfer.exchange import export_lines
 from tests.fuzz.entries import targets
-from tests.fuzz.harness import FUZZ, run_case
-from tests.fuzz.stores import assert_unchanged, snapshot
+from tests.fuzz.harness import FUZZ, fuzz_keeping_sessions, run_case
 from tests.fuzz.strategies import export_files
 
 
 def test_fuzzed_exports_never_crash_and_never_change_stored_sessions(tmp_path) -> None:
     with targets(tmp_path) as t:
         lines = export_lines(t.store, t.traces, t.sessions[0])[0]
-        before = snapshot(t.store, t.traces, t.sessions)
-
-        @FUZZ
-        @given(data=export_files(lines))
-        def case(data: bytes) -> None:
-            for entry in ("export-parse", "import-session"):
-                run_case(entry, data, lambda d, entry=entry: t.run(entry, d))
-
-        case()
-        assert_unchanged(t.store, t.traces, t.sessions, before)
+        fuzz_keeping_sessions(t, export_files(lines), ("export-parse", "import-session"))
 
 
 def test_fuzzed_exports_given_to_the_cli_exit_2_with_one_line(tmp_path) -> None:

@@ -4,8 +4,6 @@ reach an error message, an attempt, a repr or a stored trace."""
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -13,9 +11,8 @@ from runtime import open_store
 from runtime.agent.core import Agent
 from runtime.blocks import canonical_json
 from runtime.errors import ModelCallFailed
-from runtime.providers import AnthropicAdapter
 from runtime.storage.lmdb.traces import LmdbTraceStore
-from tests.fakes.anthropic_server import AnthropicServer, DropConnection, RawReply, error_reply
+from tests.fakes.anthropic_server import DropConnection, RawReply, error_reply
 
 # Shaped like a real key: a shared public head, then the secret part.
 KEY = "sk-ant-api03-S3CR3T" + "x7Kq2vLm9PzR4tWb8NcYd1HgFj6" * 3 + "-AA"
@@ -30,25 +27,12 @@ REQUEST = canonical_json(
 ECHO = "Authorization: Bearer "
 
 
-@pytest.fixture(autouse=True)
-def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_anthropic_env")
 
 
 @pytest.fixture
-def make_adapter(model_server: AnthropicServer) -> Iterator[Callable[..., AnthropicAdapter]]:
-    made: list[AnthropicAdapter] = []
-
-    def make(**kwargs: Any) -> AnthropicAdapter:
-        options = {"api_key": KEY, "base_url": model_server.base_url, "timeout": 5.0,
-                   "backoff_seconds": 0.001, "max_backoff_seconds": 0.002, **kwargs}  # fmt: skip
-        made.append(AnthropicAdapter(**options))
-        return made[-1]
-
-    yield make
-    for adapter in made:
-        adapter.close()
+def api_key() -> str:
+    return KEY
 
 
 def leaks(text: str, secret: str) -> bool:

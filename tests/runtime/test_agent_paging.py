@@ -9,12 +9,15 @@ pinned (sent in full) for the rest of the session. Every record re-pages to its 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 from runtime.agent.core import Agent
 from runtime.agent.tools import ToolRunner
-from runtime.blocks import BlockKind, ToolResult, parse_tool_result
+from runtime.blocks import BlockKind, Entry, ToolResult, parse_tool_result
 from runtime.paging.eviction import EvictionConfig
 from runtime.paging.faults import load_state
 from runtime.paging.placeholders import RECALL_TOOL_NAME, StubStyle
@@ -55,7 +58,15 @@ def profile_result(store, session):
     return entry, parse_tool_result(entry.body).content
 
 
-def test_a_recall_pages_the_block_back_in_records_the_fault_and_pins_it(stores, model_server):
+@contextmanager
+def agent_about_to_recall(
+    stores: Any, model_server: Any, session: str, *later: Any
+) -> Iterator[tuple[Agent, Entry, str]]:
+    """Yield an agent that looked a profile up two messages ago, that result's entry and content.
+
+    The model server answers the next message with a recall of the profile's block and the
+    airport, then with ``later``.
+    """
     store, traces = stores
     model_server.enqueue(
         tool_use_reply("toolu_1", "lookup_user_profile", {"user_id": "u-1002"}),
@@ -63,16 +74,23 @@ def test_a_recall_pages_the_block_back_in_records_the_fault_and_pins_it(stores, 
         text_reply("You are welcome."),
     )
     with AnthropicAdapter(api_key=KEY, base_url=model_server.base_url) as client:
-        agent = Agent(store, traces, client, session="p", profile="claude-haiku-4-5",
+        agent = Agent(store, traces, client, session=session, profile="claude-haiku-4-5",
                       paging=CONFIG, runner=LongProfiles())  # fmt: skip
         agent.say("Who is user u-1002?")
         agent.say("Thanks!")
-        entry, content = profile_result(store, "p")
+        entry, content = profile_result(store, session)
         model_server.enqueue(
             tool_use_reply("toolu_2", RECALL_TOOL_NAME, {"block_id": entry.block.short_id}),
             text_reply("The home airport is MAN."),
-            text_reply("Bye."),
+            *later,
         )
+        yield agent, entry, content
+
+
+def test_a_recall_pages_the_block_back_in_records_the_fault_and_pins_it(stores, model_server):
+    store, traces = stores
+    recall = agent_about_to_recall(stores, model_server, "p", text_reply("Bye."))
+    with recall as (agent, entry, content):
         reply = agent.say("What was the home airport again?")
         last = agent.say("Bye!")
     sent = [r.body for r in model_server.requests]
@@ -138,23 +156,8 @@ def test_without_paging_the_agent_packs_nothing_out(stores):
 def test_after_a_recall_the_recalled_content_is_sent_once_in_every_later_request(
     stores, model_server
 ):
-    store, traces = stores
-    model_server.enqueue(
-        tool_use_reply("toolu_1", "lookup_user_profile", {"user_id": "u-1002"}),
-        text_reply("Alan Turing is a silver member."),
-        text_reply("You are welcome."),
-    )
-    with AnthropicAdapter(api_key=KEY, base_url=model_server.base_url) as client:
-        agent = Agent(store, traces, client, session="once", profile="claude-haiku-4-5",
-                      paging=CONFIG, runner=LongProfiles())  # fmt: skip
-        agent.say("Who is user u-1002?")
-        agent.say("Thanks!")
-        entry, content = profile_result(store, "once")
-        model_server.enqueue(
-            tool_use_reply("toolu_2", RECALL_TOOL_NAME, {"block_id": entry.block.short_id}),
-            text_reply("The home airport is MAN."),
-            *(text_reply(f"Reply {n}.") for n in range(4)),
-        )
+    later = [text_reply(f"Reply {n}.") for n in range(4)]
+    with agent_about_to_recall(stores, model_server, "once", *later) as (agent, _, content):
         agent.say("What was the home airport again?")
         for message in ("Which seat on HAT007?", "And on HAT012?", "Fine.", "Bye!"):
             agent.say(message)

@@ -7,21 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from runtime.cli import main
-
-
-@pytest.fixture
-def run(tmp_path, capsys):
-    store = str(tmp_path / "store")
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        code = main(["--store", store, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
 
 
 def test_put_show_and_list_a_session(run):

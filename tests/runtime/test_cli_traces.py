@@ -27,18 +27,6 @@ def files(tmp_path):
     return tmp_path
 
 
-@pytest.fixture
-def run(tmp_path, capsys):
-    store = str(tmp_path / "store")
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        code = main(["--store", store, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
-
-
 def make_record(store, request: bytes, session: str = "s", turn: int = 1) -> TraceRecord:
     """A trace record of one offline call in ``session`` that sent ``request``."""
     store.put(session, NewBlock("user-message", f"turn {turn}"))

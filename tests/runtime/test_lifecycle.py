@@ -17,7 +17,6 @@ import pytest
 
 from runtime.agent.core import DEFAULT_MODEL, Agent, create_demo_conversations
 from runtime.blocks import canonical_json
-from runtime.cli import main
 from runtime.errors import ModelRetired
 from runtime.inspect.paging import DEFAULT_PRICE
 from runtime.profiles import lifecycle
@@ -153,16 +152,10 @@ def test_a_deprecated_model_is_called_with_a_warning(stores, model_server, make_
 
 
 @pytest.fixture
-def cli(stores, capsys, monkeypatch, model_server):
-    store, _ = stores
+def cli(stores, run, monkeypatch, model_server):
+    """Run the CLI on the ``stores`` store (both live at tmp_path/store), sending to the fake."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", model_server.base_url)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--store", store.env.path, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
     return run
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,14 +38,6 @@ from tests.fakes.anthropic_server import (
 
 KEY = "sk-ant-test-Zq9-never-print-me-4711"
 MODEL = "claude-sonnet-5"
-ANTHROPIC_ENV = (
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_CUSTOM_HEADERS",
-    "ANTHROPIC_PROFILE",
-    "ANTHROPIC_CONFIG_DIR",
-)
 
 CALCULATOR = {
     "name": "calculator",
@@ -111,31 +103,12 @@ REQUESTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ANTHROPIC_ENV:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_anthropic_env")
 
 
 @pytest.fixture
-def make_adapter(model_server: AnthropicServer) -> Iterator[Callable[..., AnthropicAdapter]]:
-    made: list[AnthropicAdapter] = []
-
-    def make(**kwargs: Any) -> AnthropicAdapter:
-        options: dict[str, Any] = {
-            "api_key": KEY,
-            "base_url": model_server.base_url,
-            "timeout": 5.0,
-            "backoff_seconds": 0.001,
-            "max_backoff_seconds": 0.05,
-            **kwargs,
-        }
-        made.append(AnthropicAdapter(**options))
-        return made[-1]
-
-    yield make
-    for adapter in made:
-        adapter.close()
+def api_key() -> str:
+    return KEY
 
 
 @pytest.mark.parametrize("name", sorted(REQUESTS))

@@ -7,21 +7,6 @@ import json
 
 import pytest
 
-from runtime.cli import main
-
-
-@pytest.fixture
-def run(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no stray ./llm386.toml
-    store = str(tmp_path / "store")
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        code = main(["--store", store, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
-
 
 @pytest.fixture
 def session(run):

@@ -237,10 +237,14 @@ def test_profiles_are_frozen():
         get_profile("o3").max_context_tokens = 1  # type: ignore[misc]
 
 
-def test_cli_models_lists_every_profile_and_marks_estimates(capsys, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    assert main(["models"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def models_listing(run) -> list[str]:
+    code, out, _ = run("models")
+    assert code == 0
+    return out.splitlines()
+
+
+def test_cli_models_lists_every_profile_and_marks_estimates(run):
+    lines = models_listing(run)
     claude = next(line for line in lines if line.startswith("claude-opus-5 "))
     gpt = next(line for line in lines if line.startswith("gpt-4o "))
     assert "187,712" in claude and claude.split()[-2:] == ["estimate", "current"]
@@ -248,10 +252,8 @@ def test_cli_models_lists_every_profile_and_marks_estimates(capsys, monkeypatch,
     assert any(line.startswith("estimate: ") for line in lines)
 
 
-def test_cli_models_shows_each_models_status_and_replacement(capsys, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    assert main(["models"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_cli_models_shows_each_models_status_and_replacement(run):
+    lines = models_listing(run)
     retired = next(line for line in lines if line.startswith("claude-sonnet-4-5 "))
     deprecated = next(line for line in lines if line.startswith("claude-opus-4-5 "))
     assert retired.endswith("retired 2026-11-30 -> claude-sonnet-4-6")

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from runtime.agent.core import Agent
 from runtime.blocks import BlockKind
-from runtime.cli import main
 from runtime.errors import NotFound, ReplayMismatch
 from runtime.inspect.textdiff import LineOp
-from runtime.providers import AnthropicAdapter, OfflineModel
+from runtime.providers import OfflineModel
 from runtime.providers.pricing import get_price, input_cost
 from runtime.providers.usage import Usage
 from runtime.replay.repage import repage
@@ -30,7 +27,6 @@ from runtime.storage.lmdb.traces import pack_bytes
 from runtime.tracing.records import Provider, TraceOrigin, TraceStatus, prompt_hash
 from runtime.transfer.importer import DEMO_DIR, ImportOptions, import_file
 from tests.fakes.anthropic_server import (
-    AnthropicServer,
     RawReply,
     SlowReply,
     error_reply,
@@ -46,18 +42,8 @@ pytestmark = pytest.mark.usefixtures("no_anthropic_env")
 
 
 @pytest.fixture
-def make_adapter(model_server: AnthropicServer) -> Iterator[Callable[..., AnthropicAdapter]]:
-    made: list[AnthropicAdapter] = []
-
-    def make(**kwargs: Any) -> AnthropicAdapter:
-        options = {"api_key": KEY, "base_url": model_server.base_url, "timeout": 5.0,
-                   "backoff_seconds": 0.001, "max_backoff_seconds": 0.02, **kwargs}  # fmt: skip
-        made.append(AnthropicAdapter(**options))
-        return made[-1]
-
-    yield make
-    for adapter in made:
-        adapter.close()
+def api_key() -> str:
+    return KEY
 
 
 @pytest.fixture
@@ -297,14 +283,8 @@ def test_input_cost_adds_cache_reads_and_writes_at_their_multipliers():
 
 
 @pytest.fixture
-def cli(stores, capsys):
-    store, _ = stores
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--store", store.env.path, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
+def cli(stores, run):
+    """Run the CLI on the ``stores`` store (both live at tmp_path/store)."""
     return run
 
 

@@ -13,7 +13,7 @@ from django.test import Client
 from llm386web import store_access
 from runtime import BlockStore, EdgeKind, NewBlock
 from runtime.blocks import BlockKind
-from runtime.tracing.records import TraceStore
+from runtime.tracing.records import TraceRecord, TraceStore
 
 from .tracefactory import Session, write_session
 
@@ -105,3 +105,14 @@ def traces(store: BlockStore) -> TraceStore:
 def traced(store: BlockStore, traces: TraceStore) -> Callable[..., Session]:
     """Return write(name, bodies, **options) -> Session: blocks plus one traced turn per reply."""
     return lambda name, bodies, **options: write_session(store, traces, name, bodies, **options)
+
+
+@pytest.fixture
+def imported_demo(store: BlockStore, traces: TraceStore) -> list[TraceRecord]:
+    """Import the shipped demo (OpenAI-format tau-bench runs, prefix "tau"); return the
+    records of its first session, tau-task000-trial0, oldest first."""
+    from runtime.transfer.importer import DEMO_DIR, ImportOptions, import_file
+
+    import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
+                options=ImportOptions(prefix="tau"))  # fmt: skip
+    return traces.list(session="tau-task000-trial0", limit=None, newest_first=False)

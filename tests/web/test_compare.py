@@ -13,6 +13,7 @@ from runtime.blocks import canonical_json
 from runtime.inspect.compare import segments, side_by_side
 from runtime.inspect.request import cache_units, view_request
 from runtime.inspect.textdiff import diff_views
+from runtime.tracing.records import TraceRecord
 
 from .tracefactory import anthropic_request, conversation
 
@@ -125,13 +126,9 @@ def test_side_by_side_accounts_for_every_diff_line_once() -> None:
 
 
 def test_openai_turns_report_the_shared_prefix_an_automatic_cache_could_reuse(
-    logged_in: Client, store: Any, traces: Any
+    logged_in: Client, traces: Any, imported_demo: list[TraceRecord]
 ) -> None:
-    from runtime.transfer.importer import DEMO_DIR, ImportOptions, import_file
-
-    import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
-                options=ImportOptions(prefix="tau"))  # fmt: skip
-    a, b = traces.list(session="tau-task000-trial0", limit=None, newest_first=False)[2:4]
+    a, b = imported_demo[2:4]
     html = logged_in.get(f"/compare/{a.call_id}/{b.call_id}/").content.decode()
     assert "automatic-prefix" in html and "nothing of it was cached" not in html
     # in cache order: model, tools, then the messages, each unit's canonical JSON in turn

@@ -16,34 +16,24 @@ from llm386web.views import errors
 pytestmark = pytest.mark.django_db
 
 
-def test_unknown_session_gives_404_naming_it(logged_in: Client) -> None:
-    response = logged_in.get("/sessions/no-such-session/")
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("/sessions/no-such-session/", b"no session &#x27;no-such-session&#x27;"),
+        ("/blocks/" + "ab" * 32 + "/", b"no block abababababab"),
+        ("/blocks/not-hex/", b"expected 4-64 hex characters"),
+        ("/sessions/-bad/", b"is not valid"),
+        ("/no/such/page/", b"There is no page at /no/such/page/."),
+    ],
+    ids=["unknown session", "unknown block", "malformed block id", "malformed session id",
+         "unknown url"],
+)  # fmt: skip
+def test_a_missing_or_malformed_thing_gives_a_404_page_saying_what(
+    logged_in: Client, url: str, message: bytes
+) -> None:
+    response = logged_in.get(url)
     assert response.status_code == 404
-    assert b"no session &#x27;no-such-session&#x27;" in response.content
-
-
-def test_unknown_block_gives_404_naming_it(logged_in: Client) -> None:
-    response = logged_in.get("/blocks/" + "ab" * 32 + "/")
-    assert response.status_code == 404
-    assert b"no block abababababab" in response.content
-
-
-def test_malformed_block_id_gives_404_saying_what_ids_look_like(logged_in: Client) -> None:
-    response = logged_in.get("/blocks/not-hex/")
-    assert response.status_code == 404
-    assert b"expected 4-64 hex characters" in response.content
-
-
-def test_malformed_session_id_gives_404(logged_in: Client) -> None:
-    response = logged_in.get("/sessions/-bad/")
-    assert response.status_code == 404
-    assert b"is not valid" in response.content
-
-
-def test_unknown_url_gives_404_naming_the_path(logged_in: Client) -> None:
-    response = logged_in.get("/no/such/page/")
-    assert response.status_code == 404
-    assert b"There is no page at /no/such/page/." in response.content
+    assert message in response.content
     assert b"<html" in response.content
 
 
@@ -63,14 +53,19 @@ def test_bad_paging_parameters_give_400_saying_which(logged_in: Client, query: s
     assert b"is not a whole number" in response.content
 
 
+def _serve_store_at(client: Client, user: Any, settings: Any, path: Path) -> None:
+    """Point the app at ``path`` as its store (opened afresh on the next request); log in."""
+    settings.LLM386 = {**settings.LLM386, "STORE_PATH": str(path)}
+    store_access.reset_stores()
+    client.force_login(user)
+
+
 def test_a_store_path_that_is_a_file_gives_503_saying_why(
     client: Client, user: Any, web_home: Path, settings: Any
 ) -> None:
     not_a_store = web_home / "notes.txt"
     not_a_store.write_text("my notes")
-    settings.LLM386 = {**settings.LLM386, "STORE_PATH": str(not_a_store)}
-    store_access.reset_stores()
-    client.force_login(user)
+    _serve_store_at(client, user, settings, not_a_store)
     response = client.get("/sessions/")
     assert response.status_code == 503
     assert b"The store is unavailable" in response.content
@@ -85,9 +80,7 @@ def test_a_folder_of_other_files_is_refused_not_overwritten(
     folder = web_home / "photos"
     folder.mkdir()
     (folder / "cat.jpg").write_bytes(b"\xff\xd8")
-    settings.LLM386 = {**settings.LLM386, "STORE_PATH": str(folder)}
-    store_access.reset_stores()
-    client.force_login(user)
+    _serve_store_at(client, user, settings, folder)
     response = client.get("/sessions/no-matter/")
     assert response.status_code == 503
     assert b"other files in it but no store" in response.content
@@ -99,9 +92,7 @@ def test_the_store_is_retried_after_the_path_is_fixed(
 ) -> None:
     target = web_home / "later"
     target.write_text("in the way")
-    settings.LLM386 = {**settings.LLM386, "STORE_PATH": str(target)}
-    store_access.reset_stores()
-    client.force_login(user)
+    _serve_store_at(client, user, settings, target)
     assert client.get("/sessions/").status_code == 503
     target.unlink()
     assert client.get("/sessions/").status_code == 200

@@ -14,7 +14,7 @@ from django.test import Client
 from llm386web.views.turns import REPAGE_PROFILES
 from runtime.agent.core import create_demo_conversations
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
-from runtime.transfer.importer import import_file
+from runtime.tracing.records import TraceRecord
 from tests.fakes.anthropic_server import AnthropicServer, RawReply, error_reply, text_reply
 
 from . import tracefactory
@@ -124,13 +124,9 @@ def test_a_deeply_nested_reply_is_recorded_as_an_error_with_advice_not_a_500(
 
 
 def test_an_imported_turn_is_refused_and_can_be_re_paged(
-    logged_in: Client, store: Any, traces: Any
+    logged_in: Client, imported_demo: list[TraceRecord]
 ) -> None:
-    from runtime.transfer.importer import DEMO_DIR, ImportOptions
-
-    import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
-                options=ImportOptions(prefix="tau"))  # fmt: skip
-    rec = traces.list(session="tau-task000-trial0", limit=None, newest_first=False)[2]
+    rec = imported_demo[2]
     page = logged_in.get(f"/traces/{rec.call_id}/").content.decode()
     assert "Re-page and record" in page and "Replay with the Anthropic API" not in page
     refused = logged_in.post(f"/traces/{rec.call_id}/replay", {"target": "offline"}, headers=HX)
@@ -145,13 +141,9 @@ def test_an_imported_turn_is_refused_and_can_be_re_paged(
 
 
 def test_a_re_page_shows_as_not_sent_and_is_not_counted_as_a_replay(
-    logged_in: Client, store: Any, traces: Any
+    logged_in: Client, imported_demo: list[TraceRecord]
 ) -> None:
-    from runtime.transfer.importer import DEMO_DIR, ImportOptions
-
-    import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
-                options=ImportOptions(prefix="tau"))  # fmt: skip
-    rec = traces.list(session="tau-task000-trial0", limit=None, newest_first=False)[2]
+    rec = imported_demo[2]
     moved = logged_in.post(f"/traces/{rec.call_id}/repage", {"profile": "claude-sonnet-4-6"})
     heading = logged_in.get(moved["Location"]).content.decode().split("</h1>")[0]
     assert "re-page (not sent)" in heading and "for claude-sonnet-4-6" in heading

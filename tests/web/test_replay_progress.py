@@ -55,16 +55,26 @@ def _release(api: AnthropicServer, job_id: str) -> replayjobs.ReplayJob:
     return job
 
 
+def _start_stalled_replay(
+    logged_in: Client, traced: Any, api: AnthropicServer
+) -> tuple[str, str, str]:
+    """Start, over htmx, a replay of a one-turn session the model never answers; return the
+    replayed call id, the job id and the waiting fragment."""
+    s = traced("run", conversation(1))
+    api.enqueue(STALL, STALL, STALL)
+    response = logged_in.post(
+        f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"}, headers=HX
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    return s.call_ids[0], _job_id(page), page
+
+
 def test_a_stalled_replay_shows_progress_and_a_cancel_button(
     logged_in: Client, traced: Any, traces: Any, api: AnthropicServer
 ) -> None:
-    s = traced("run", conversation(1))
-    api.enqueue(STALL, STALL, STALL)
-    html = logged_in.post(f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"}, headers=HX)
-    page = html.content.decode()
-    assert html.status_code == 200
+    _, job_id, page = _start_stalled_replay(logged_in, traced, api)
     assert page.lstrip().startswith('<section id="replay"')
-    job_id = _job_id(page)
     assert "Waiting for the model…" in page and "gives up after 60 s" in page
     assert f'hx-get="/replays/{job_id}/"' in page and 'hx-trigger="every 1s"' in page
     assert f'hx-post="/replays/{job_id}/cancel"' in page and ">Cancel</button>" in page
@@ -76,12 +86,7 @@ def test_a_stalled_replay_shows_progress_and_a_cancel_button(
 def test_cancel_ends_the_wait_and_the_call_is_recorded_as_cancelled(
     logged_in: Client, traced: Any, traces: Any, api: AnthropicServer
 ) -> None:
-    s = traced("run", conversation(1))
-    api.enqueue(STALL, STALL, STALL)
-    page = logged_in.post(
-        f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"}, headers=HX
-    ).content.decode()
-    job_id = _job_id(page)
+    call_id, job_id = _start_stalled_replay(logged_in, traced, api)[:2]
     cancelled = logged_in.post(f"/replays/{job_id}/cancel", headers=HX)
     html = cancelled.content.decode()
     assert cancelled.status_code == 200
@@ -89,7 +94,7 @@ def test_cancel_ends_the_wait_and_the_call_is_recorded_as_cancelled(
     assert "replay-waiting" not in html
     job = _release(api, job_id)
     assert job.result is not None and job.result.errored
-    [record] = _replays(traces, s.call_ids[0])
+    [record] = _replays(traces, call_id)
     assert record.error is not None and record.error.type == "cancelled"
     assert "cancelled from the web page" in record.error.message
     done = logged_in.get(f"/replays/{job_id}/", headers=HX).content.decode()
@@ -101,18 +106,13 @@ def test_a_replay_past_its_timeout_is_given_up(
 ) -> None:
     clock = FakeClock()
     monkeypatch.setattr(replayjobs, "clock", clock)
-    s = traced("run", conversation(1))
-    api.enqueue(STALL, STALL, STALL)
-    page = logged_in.post(
-        f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"}, headers=HX
-    ).content.decode()
-    job_id = _job_id(page)
+    call_id, job_id = _start_stalled_replay(logged_in, traced, api)[:2]
     clock.now += 61
     html = logged_in.get(f"/replays/{job_id}/", headers=HX).content.decode()
     assert "gave up waiting for the model after 60 s" in html
     assert "replay-waiting" not in html
     _release(api, job_id)
-    [record] = _replays(traces, s.call_ids[0])
+    [record] = _replays(traces, call_id)
     assert record.error is not None and record.error.type == "cancelled"
 
 
