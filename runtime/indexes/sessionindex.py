@@ -192,7 +192,7 @@ class SessionIndex:
             if row["kind"] != ABSENT and not row["flags"] & flag:
                 row["flags"] |= flag
                 rows.save()
-                self._save_meta(t, session, replace(meta, gen=meta.gen + 1))
+                self.save_meta(t, session, replace(meta, gen=meta.gen + 1))
 
     def on_remove(self, t: Tables, entries: list[Entry]) -> None:
         for session, group in _by_session(entries):
@@ -208,7 +208,7 @@ class SessionIndex:
     def meta(self, t: Tables, session: str) -> Meta | None:
         return Meta.decode(t.get("ix_meta", session.encode()))
 
-    def _save_meta(self, t: Tables, session: str, meta: Meta) -> None:
+    def save_meta(self, t: Tables, session: str, meta: Meta) -> None:
         t.put("ix_meta", session.encode(), meta.encode())
 
     # -- adding -------------------------------------------------------------------------
@@ -216,7 +216,7 @@ class SessionIndex:
         meta = self.meta(t, session) or Meta()
         if meta.stale or entries[0].seq != meta.next_seq:
             # Writes happened without this hook: leave the repair to ``sync``.
-            self._save_meta(t, session, replace(meta, gen=meta.gen + 1, stale=True))
+            self.save_meta(t, session, replace(meta, gen=meta.gen + 1, stale=True))
             return
         docs = [_doc(entry) for entry in entries]
         rows = _Rows(self, t, session)
@@ -238,7 +238,7 @@ class SessionIndex:
             total_len=meta.total_len + sum(d.length for d in docs),
             gen=meta.gen + 1,
         )
-        self._save_meta(t, session, meta)
+        self.save_meta(t, session, meta)
 
     def _pair(self, t: Tables, rows: _Rows, entry: Entry) -> None:
         # A result answers the latest earlier call with its id, if that call is still
@@ -294,7 +294,7 @@ class SessionIndex:
         if meta is None:
             return
         if meta.stale:
-            self._save_meta(t, session, replace(meta, gen=meta.gen + 1, rgen=meta.rgen + 1))
+            self.save_meta(t, session, replace(meta, gen=meta.gen + 1, rgen=meta.rgen + 1))
             return
         removed = [e for e in entries if e.seq < meta.next_seq]
         if len(removed) >= meta.n_docs:
@@ -314,7 +314,7 @@ class SessionIndex:
             gen=meta.gen + 1,
             rgen=meta.rgen + 1,
         )
-        self._save_meta(t, session, meta)
+        self.save_meta(t, session, meta)
 
     def _remove_postings(self, t: Tables, session: str, docs: Sequence[_Doc]) -> None:
         gone: dict[str, list[int]] = {}
@@ -411,21 +411,21 @@ class SessionIndex:
         old = self.meta(t, session) or Meta()
         self.drop(t, session)
         if entries:
-            self._save_meta(t, session, Meta(next_seq=entries[0].seq))
+            self.save_meta(t, session, Meta(next_seq=entries[0].seq))
             self._add(t, session, entries)
         meta = self.meta(t, session) or Meta()
         # Generations keep growing across a rebuild, so no reader mistakes new for cached.
         gen, rgen = old.gen + meta.gen + 1, old.rgen + 1
-        self._save_meta(t, session, replace(meta, next_seq=next_seq, gen=gen, rgen=rgen))
+        self.save_meta(t, session, replace(meta, next_seq=next_seq, gen=gen, rgen=rgen))
 
     def catch_up(self, t: Tables, session: str, entries: Sequence[Entry], next_seq: int) -> None:
         """Index ``entries`` put after ``meta.next_seq`` without the hook (gaps allowed)."""
         meta = self.meta(t, session) or Meta()
         if entries:
-            self._save_meta(t, session, replace(meta, next_seq=entries[0].seq))
+            self.save_meta(t, session, replace(meta, next_seq=entries[0].seq))
             self._add(t, session, entries)
             meta = self.meta(t, session) or Meta()
-        self._save_meta(t, session, replace(meta, next_seq=next_seq, gen=meta.gen + 1))
+        self.save_meta(t, session, replace(meta, next_seq=next_seq, gen=meta.gen + 1))
 
 
 def changes(t: Tables) -> int:
