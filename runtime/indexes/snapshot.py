@@ -26,15 +26,19 @@ import numpy as np
 
 from runtime.blocks import BlockKind
 from runtime.errors import SessionNotFound, StoreError
+from runtime.indexes import blockuses
 from runtime.indexes.bm25 import EPSILON, CorpusStats, Postings, average_idf, raw_idf, terms
 from runtime.indexes.sessionindex import (
     ABSENT,
+    BLOCK_CACHE_DBS,
     COL_CHUNK,
+    DB_NAMES,
     FLAG_PINNED,
     KIND_CODE,
     POST_CHUNK,
     POSTING,
     RECORD,
+    STATE_DB,
     Meta,
     SessionIndex,
     col_key,
@@ -59,10 +63,24 @@ def index_for(store: Any) -> SessionIndex:
         if index is None:
             index = _indexes.get(store.kv)
             if index is None:
+                _create_tables(store.kv)
                 index = _indexes[store.kv] = SessionIndex()
             store.add_hook(index)
             _attached[store] = index
         return index
+
+
+def _create_tables(kv: Engine) -> None:
+    """Create the derived tables in a write of their own, before any caller's transaction.
+
+    An engine may create a table inside the first transaction that writes it; if that
+    transaction is one of a caller's and fails, the table must not be left half made (LMDB
+    would keep a handle the aborted transaction took back).
+    """
+    if kv.readonly:
+        return
+    names = (*DB_NAMES, *BLOCK_CACHE_DBS, STATE_DB, *blockuses.TABLES)
+    kv.write(lambda t: [t.count(name) for name in names])
 
 
 def reader_for(store: Any) -> IndexReader:
