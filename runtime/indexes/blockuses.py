@@ -1,6 +1,6 @@
 """Which turns packed or left out a block, and why: an index from block id to trace records.
 
-Owns: the LMDB layout below (named databases in the store's environment), keeping it in step
+Owns: the layout below (tables of the store's engine), keeping it in step
 with the trace store (``sync``), and reading a block's uses a page at a time (``block_uses``).
 
 Layout (``bid`` is the block id's 32 raw bytes, ``cid`` the 25-byte ASCII call id)::
@@ -31,7 +31,7 @@ from typing import Any
 from runtime.blocks import canonical_json
 from runtime.inspect.turn import plan_entries
 from runtime.storage.codec import json_load
-from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.kv import Engine, Tables
 from runtime.tracing.records import (
     CALL_ID_LEN,
     TraceGeneration,
@@ -40,7 +40,8 @@ from runtime.tracing.records import (
     TraceStore,
 )
 
-_USES, _CALLS, _META = b"uses_by_block", b"uses_calls", b"uses_meta"
+_USES, _CALLS, _META = "uses_by_block", "uses_calls", "uses_meta"
+TABLES = (_USES, _CALLS, _META)
 _NEWEST_FIRST_MAX = 1000  # a gap larger than this is closed by a session-by-session sweep
 
 
@@ -79,10 +80,6 @@ class UsesPage:
         return f"records {self.offset + 1}–{end} of {self.records}" if end > self.offset else ""
 
 
-def _dbs(env: lmdbenv.Env) -> tuple[Any, Any]:
-    return env.db(_USES), env.db(_CALLS)
-
-
 def _rows(rec: TraceRecord) -> dict[bytes, bytes]:
     """Return the index rows of one record: one per distinct block, occurrences in plan order."""
     uses: dict[str, list[list[Any]]] = {}
@@ -97,61 +94,56 @@ def _rows(rec: TraceRecord) -> dict[bytes, bytes]:
             for bid, u in uses.items()}  # fmt: skip
 
 
-def _index(env: lmdbenv.Env, records: Sequence[TraceRecord]) -> None:
-    uses_db, calls_db = _dbs(env)
-
-    def put(txn: Any) -> None:
+def _index(kv: Engine, records: Sequence[TraceRecord]) -> None:
+    def put(t: Tables) -> None:
         for rec in records:
-            if txn.put(rec.call_id.encode(), b"", db=calls_db, overwrite=False):
-                for key, value in _rows(rec).items():
-                    txn.put(key, value, db=uses_db)
+            cid = rec.call_id.encode()
+            if t.get(_CALLS, cid) is None:
+                t.put(_CALLS, cid, b"")
+                t.put_many(_USES, sorted(_rows(rec).items()))
 
-    lmdbenv.write(env, put)
-
-
-def _indexed_count(env: lmdbenv.Env) -> int:
-    _, calls_db = _dbs(env)
-    return int(lmdbenv.read(env, lambda txn: txn.stat(calls_db)["entries"]))
+    kv.write(put)
 
 
-def _is_indexed(env: lmdbenv.Env, call_ids: Sequence[str]) -> list[bool]:
-    _, calls_db = _dbs(env)
-    return lmdbenv.read(
-        env, lambda txn: [txn.get(c.encode(), db=calls_db) is not None for c in call_ids]
-    )
+def _indexed_count(kv: Engine) -> int:
+    return kv.read(lambda t: t.count(_CALLS))
 
 
-def _drop(env: lmdbenv.Env) -> None:
-    uses_db, calls_db = _dbs(env)
-
-    def clear(txn: Any) -> None:
-        txn.drop(uses_db, delete=False)
-        txn.drop(calls_db, delete=False)
-
-    lmdbenv.write(env, clear)
+def _is_indexed(kv: Engine, call_ids: Sequence[str]) -> list[bool]:
+    keys = [c.encode() for c in call_ids]
+    return [raw is not None for raw in kv.read(lambda t: t.get_many(_CALLS, keys))]
 
 
-def _sweep(env: lmdbenv.Env, store: Any, traces: TraceStore) -> None:
+def drop(kv: Engine) -> None:
+    """Forget everything indexed (``sync`` then rebuilds it from the trace store)."""
+
+    def clear(t: Tables) -> None:
+        for table in TABLES:
+            t.clear(table)
+
+    kv.write(clear)
+
+
+def _sweep(kv: Engine, store: Any, traces: TraceStore) -> None:
     """Index every record not yet indexed, one session at a time."""
     total, offset, batch = store.session_count(), 0, 500
     while offset < total:
         for info in store.sessions(offset, batch):
             ids = [cid for _, cid in traces.turns(info.session)]
-            missing = [c for c, done in zip(ids, _is_indexed(env, ids), strict=True) if not done]
+            missing = [c for c, done in zip(ids, _is_indexed(kv, ids), strict=True) if not done]
             if missing:
-                _index(env, traces.get_many(missing))
+                _index(kv, traces.get_many(missing))
         offset += batch
 
 
-def _seen(env: lmdbenv.Env) -> TraceGeneration | None:
-    meta = env.db(_META)  # opened outside the transaction: opening may itself write
-    raw = lmdbenv.read(env, lambda txn: txn.get(b"generation", db=meta))
+def _seen(kv: Engine) -> TraceGeneration | None:
+    raw = kv.read(lambda t: t.get(_META, b"generation"))
     return None if raw is None else TraceGeneration(**json_load(raw))
 
 
-def _mark(env: lmdbenv.Env, gen: TraceGeneration) -> None:
-    meta, value = env.db(_META), canonical_json(gen.__dict__)
-    lmdbenv.write(env, lambda txn: txn.put(b"generation", value, db=meta))
+def _mark(kv: Engine, gen: TraceGeneration) -> None:
+    value = canonical_json(gen.__dict__)
+    kv.write(lambda t: t.put(_META, b"generation", value))
 
 
 def _only_added(seen: TraceGeneration | None, now: TraceGeneration) -> bool:
@@ -164,45 +156,41 @@ def _only_added(seen: TraceGeneration | None, now: TraceGeneration) -> bool:
 
 def sync(store: Any, traces: TraceStore) -> None:
     """Bring the index up to date with the trace store (a no-op when it already is)."""
-    env = store.env
-    if env.readonly:
+    kv = store.kv
+    if kv.readonly:
         return  # nothing can be written; pages show what was indexed
-    now, seen = traces.generation(), _seen(env)  # read first: a write meanwhile shows next time
+    now, seen = traces.generation(), _seen(kv)  # read first: a write meanwhile shows next time
     if seen == now:
         return
     if not _only_added(seen, now):
-        _drop(env)
-    total, done = traces.count(), _indexed_count(env)
+        drop(kv)
+    total, done = traces.count(), _indexed_count(kv)
     if done < total and total - done <= _NEWEST_FIRST_MAX:
         newest = traces.list(limit=total - done)
-        fresh = [r for r, ok in zip(newest, _is_indexed(env, [r.call_id for r in newest]), strict=True)
+        fresh = [r for r, ok in zip(newest, _is_indexed(kv, [r.call_id for r in newest]), strict=True)
                  if not ok]  # fmt: skip
-        _index(env, fresh)
-    if _indexed_count(env) != total:
-        _sweep(env, store, traces)
-    _mark(env, now)
+        _index(kv, fresh)
+    if _indexed_count(kv) != total:
+        _sweep(kv, store, traces)
+    _mark(kv, now)
 
 
 def block_uses(store: Any, traces: TraceStore, block_id: str, *, offset: int = 0,
                limit: int = 50) -> UsesPage:  # fmt: skip
     """Return the records (oldest first) that packed or omitted ``block_id``, one page of them."""
     sync(store, traces)
-    uses_db, _ = _dbs(store.env)
     prefix = bytes.fromhex(block_id)
 
-    def load(txn: Any) -> tuple[int, list[tuple[bytes, bytes]]]:
-        count, rows = 0, []
-        with txn.cursor(db=uses_db) as cur:
-            ok = cur.set_range(prefix)
-            while ok and (key := cur.key()).startswith(prefix):
-                if offset <= count < offset + limit:
-                    rows.append((key, cur.value()))
-                count += 1
-                ok = cur.next()
-        return count, rows
+    def load(t: Tables) -> tuple[int, list[tuple[bytes, bytes | None]]]:
+        count, window = 0, []
+        for key in t.keys(_USES, prefix):
+            if offset <= count < offset + limit:
+                window.append(key)
+            count += 1
+        return count, list(zip(window, t.get_many(_USES, window), strict=True))
 
-    count, rows = lmdbenv.read(store.env, load)
-    uses = [use for key, raw in rows for use in _decode(key, raw)]
+    count, rows = store.kv.read(load)
+    uses = [use for key, raw in rows if raw is not None for use in _decode(key, raw)]
     return UsesPage(tuple(uses), count, offset, limit)
 
 

@@ -1,8 +1,8 @@
 """Text embeddings for the similarity retriever: a pluggable ``Embedder`` and a local default.
 
 Owns: the ``Embedder`` protocol, ``HashingEmbedder`` (needs no model download), and the vector
-cache: per block id in a process dictionary and, for writable stores, in the ``ix_vec`` LMDB
-database (key: block id, then embedder key), so a block is embedded once per embedder, not once
+cache: per block id in a process dictionary and, for writable stores, in the store's ``ix_vec``
+table (key: block id, then embedder key), so a block is embedded once per embedder, not once
 per page. The session index hook deletes a block's vectors when the store deletes the block.
 
 Invariants:
@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 import zlib
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from runtime.errors import StoreError
 from runtime.indexes.bm25 import STOPWORDS, terms
-from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.kv import Engine, Tables
 
 NGRAMS = (3, 4, 5)
 WORD_WEIGHT = 2.0
@@ -103,14 +105,25 @@ def _mix(code: np.ndarray) -> np.ndarray:
     return h
 
 
-class VectorCache:
-    """Block vectors by (embedder key, block id): process memory first, then LMDB."""
+VECTORS_TABLE = "ix_vec"
 
-    def __init__(self, env: lmdbenv.Env) -> None:
-        self.env = env
-        self.db = env.db(b"ix_vec") if not env.readonly else None
+
+class VectorCache:
+    """Block vectors by (embedder key, block id): process memory first, then the store."""
+
+    def __init__(self, kv: Engine) -> None:
+        # Weak: the cache is kept per engine and must not keep its engine alive.
+        self._kv = weakref.ref(kv)
+        self.stored = not kv.readonly  # a read-only store may not have the table
         self.lock = threading.Lock()
         self._memory: dict[tuple[str, str], np.ndarray] = {}
+
+    @property
+    def kv(self) -> Engine:
+        kv = self._kv()
+        if kv is None:
+            raise StoreError("the store of this vector cache was closed; open it again")
+        return kv
 
     def vectors(self, embedder: Embedder, ids: Sequence[str], bodies: Any) -> list[np.ndarray]:
         """Return the vector of each block id; ``bodies(ids)`` gives the texts of misses."""
@@ -147,33 +160,32 @@ class VectorCache:
                 self._memory[(embedder.key, ids[i])] = vec
 
     def _load(self, suffix: bytes, ids: Sequence[str]) -> list[bytes | None]:
-        if self.db is None:
+        if not self.stored:
             return [None] * len(ids)
-        db = self.db
-        return lmdbenv.read(
-            self.env, lambda txn: [txn.get(bytes.fromhex(b) + suffix, db=db) for b in ids]
-        )
+        keys = [bytes.fromhex(b) + suffix for b in ids]
+        return self.kv.read(lambda t: t.get_many(VECTORS_TABLE, keys))
 
     def _save(self, suffix: bytes, pairs: Sequence[tuple[str, np.ndarray]]) -> None:
-        if self.db is None or not pairs:
+        if not self.stored or not pairs:
             return
-        db = self.db
+        items = [(bytes.fromhex(bid) + suffix, vec.astype(np.float32).tobytes())
+                 for bid, vec in pairs]  # fmt: skip
 
-        def save(txn: Any) -> None:
-            for bid, vec in pairs:
-                txn.put(bytes.fromhex(bid) + suffix, vec.astype(np.float32).tobytes(), db=db)
+        def save(t: Tables) -> None:
+            t.put_many(VECTORS_TABLE, items)
 
-        lmdbenv.write(self.env, save)
+        self.kv.write(save)
 
 
-_caches: dict[str, VectorCache] = {}
+# Per engine, weakly: a store closed and opened again (a new engine) starts a fresh cache.
+_caches: weakref.WeakKeyDictionary[Engine, VectorCache] = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
 
 
-def vector_cache(env: lmdbenv.Env) -> VectorCache:
-    """Return the process-wide vector cache of ``env``."""
+def vector_cache(kv: Engine) -> VectorCache:
+    """Return the process-wide vector cache of a store's engine."""
     with _caches_lock:
-        cache = _caches.get(env.path)
-        if cache is None or cache.env is not env:
-            cache = _caches[env.path] = VectorCache(env)
+        cache = _caches.get(kv)
+        if cache is None:
+            cache = _caches[kv] = VectorCache(kv)
         return cache

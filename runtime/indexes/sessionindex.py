@@ -1,10 +1,12 @@
 """The pager's per-session index, kept by a store hook inside the store's own write transaction.
 
-Owns: the LMDB layout below and its maintenance on put and removal (``SessionIndex.on_put``,
-``on_remove``), plus ``sync``, which repairs an index that missed writes (a process that wrote
-without the hook attached) by catching up or rebuilding.
+Owns: the layout below and its maintenance on put and removal (``SessionIndex.on_put``,
+``on_remove``: a ``runtime.storage.feed.ChangeFeed``, written only on the engine-neutral
+``Tables`` of the store's own transaction), plus the repairs ``runtime.indexes.snapshot`` runs on
+an index that missed writes (a process that wrote without the hook attached): catching up or
+rebuilding. ``llm386 reindex`` (``runtime.indexes.rebuild``) drops and replays it all.
 
-Layout (named databases; ``S`` is the session id, ``S0`` is ``S`` + 0x00):
+Layout (tables of the store's engine; ``S`` is the session id, ``S0`` is ``S`` + 0x00):
 
     ix_meta   S                      -> version, flags, next_seq, n_docs, total_len, gen, rgen
     ix_cols   S0 chunk(4 BE)         -> RECORD[1024]: kind, flags, distinct terms, length,
@@ -14,6 +16,7 @@ Layout (named databases; ``S`` is the session id, ``S0`` is ``S`` + 0x00):
     ix_post   S0 term 0x00 chunk(4)  -> POSTING[<=512]: (seq, term frequency), seq ascending
     ix_hist   S0 df(4 BE)            -> how many terms have that document frequency (u32)
     ix_calls  S0 b"c" call id digest -> seq of the latest tool call with that call id
+    ix_state  b"changes"             -> u64 BE: changes the feed reported, store-wide
 
 Invariants:
 - After every put or removal the hook saw, ``next_seq`` equals the store's next seq for the
@@ -41,17 +44,15 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from runtime.blocks import BlockKind, Edge, EdgeKind, Entry, parse_tool_call, parse_tool_result
 from runtime.errors import InvalidBlock
 from runtime.indexes.bm25 import terms
+from runtime.storage.codec import split_member_key
 from runtime.storage.kv import Tables
-from runtime.storage.lmdb import env as lmdbenv
-from runtime.storage.lmdb.engine import LmdbTables
-from runtime.storage.lmdb.env import Env, Txn
 
 INDEX_VERSION = 4
 COL_CHUNK = 1024
@@ -62,7 +63,7 @@ FLAG_DEPENDS = 2  # the block has parent or supports edges out
 FLAG_SUMMARISED = 4  # some block has a derived-from edge to it
 FLAG_TOOL_EDGE = 8  # the block has a tool-invocation edge (either way)
 FLAG_PLAIN_TOOL = 16  # a tool block whose body is not CONVENTIONS.md JSON: it is sent as text
-_OUT, _IN = b"edges_out", b"edges_in"
+_OUT, _IN = "edges_out", "edges_in"
 SOURCE_PREFIX = "\x01"
 _PARENT, _DERIVED, _SUPPORTS, _TOOL = b"\x01", b"\x02", b"\x03", b"\x05"
 PINNED_LABEL = "pinned"
@@ -75,10 +76,15 @@ RECORD = np.dtype(
 POSTING = np.dtype([("seq", "<u4"), ("tf", "<u4")])
 _META = struct.Struct("<HHQQQQQ")
 _STALE = 1
-DB_NAMES = (b"ix_meta", b"ix_cols", b"ix_terms", b"ix_post", b"ix_hist", b"ix_calls")
+DB_NAMES = ("ix_meta", "ix_cols", "ix_terms", "ix_post", "ix_hist", "ix_calls")
 # Per-block caches kept by other modules (vectors, render costs): keyed by block id first, and
 # deleted here when the store deletes the block, so no derived data outlives its block.
-BLOCK_CACHE_DBS = (b"ix_vec", b"ix_units")
+BLOCK_CACHE_DBS = ("ix_vec", "ix_units")
+# The store-wide change counter (``changes``): bumped by every put, removal or edge the feed
+# reports, so a reader caching something derived from the store can tell, in one read, that
+# nothing changed since. Never reset (``llm386 reindex`` bumps it too).
+STATE_DB = "ix_state"
+CHANGES_KEY = b"changes"
 
 
 @dataclass(frozen=True)
@@ -141,105 +147,90 @@ class _Doc:
     fields: tuple[str, ...] = ()  # field terms: postings only, outside BM25's corpus
 
 
-def _txn(t: Tables) -> Txn:
-    # Transitional: the index still works on the LMDB transaction under the tables.
-    return cast(LmdbTables, t).txn
-
-
 class SessionIndex:
-    """The store hook: one per LMDB environment (``runtime.indexes.snapshot.index_for`` shares it)."""
-
-    def __init__(self, env: Env) -> None:
-        self.env = env
-        names = (*DB_NAMES, *BLOCK_CACHE_DBS, b"blocks", b"members", _OUT, _IN)
-        self.dbs: dict[bytes, Any] = {name: env.db(name) for name in names}
+    """The store hook (a ``ChangeFeed``); ``runtime.indexes.snapshot.index_for`` shares one per
+    engine. It holds no state: every method works on the :class:`Tables` it is given."""
 
     # -- hook ---------------------------------------------------------------------------
     def on_put(self, t: Tables, entries: list[Entry]) -> None:
-        txn = _txn(t)
         for session, group in _by_session(entries):
-            self._add(txn, session, group)
+            self._add(t, session, group)
+        bump_changes(t)
 
     def on_edges(self, t: Tables, edges: Sequence[Edge]) -> None:
         """Flag the rows of both ends of new edges (the store calls this for added edges)."""
-        txn = _txn(t)
         for edge in edges:
             src, dst = bytes.fromhex(edge.src), bytes.fromhex(edge.dst)
             if edge.kind in (EdgeKind.PARENT, EdgeKind.SUPPORTS):
-                self._flag_block(txn, src, FLAG_DEPENDS)
+                self._flag_block(t, src, FLAG_DEPENDS)
             elif edge.kind is EdgeKind.DERIVED_FROM:
-                self._flag_block(txn, dst, FLAG_SUMMARISED)
+                self._flag_block(t, dst, FLAG_SUMMARISED)
             elif edge.kind is EdgeKind.TOOL_INVOCATION:
-                self._flag_block(txn, src, FLAG_TOOL_EDGE)
-                self._flag_block(txn, dst, FLAG_TOOL_EDGE)
+                self._flag_block(t, src, FLAG_TOOL_EDGE)
+                self._flag_block(t, dst, FLAG_TOOL_EDGE)
+        bump_changes(t)
 
-    def _edge_flags(self, txn: Txn, raw: bytes) -> int:
+    def _edge_flags(self, t: Tables, raw: bytes) -> int:
         flags = 0
-        if self._has(txn, _OUT, raw + _PARENT) or self._has(txn, _OUT, raw + _SUPPORTS):
+        if _has(t, _OUT, raw + _PARENT) or _has(t, _OUT, raw + _SUPPORTS):
             flags |= FLAG_DEPENDS
-        if self._has(txn, _IN, raw + _DERIVED):
+        if _has(t, _IN, raw + _DERIVED):
             flags |= FLAG_SUMMARISED
-        if self._has(txn, _OUT, raw + _TOOL) or self._has(txn, _IN, raw + _TOOL):
+        if _has(t, _OUT, raw + _TOOL) or _has(t, _IN, raw + _TOOL):
             flags |= FLAG_TOOL_EDGE
         return flags
 
-    def _has(self, txn: Txn, name: bytes, start: bytes) -> bool:
-        with txn.cursor(db=self.dbs[name]) as cur:
-            return bool(cur.set_range(start)) and cur.key().startswith(start)
-
-    def _flag_block(self, txn: Txn, raw: bytes, flag: int) -> None:
+    def _flag_block(self, t: Tables, raw: bytes, flag: int) -> None:
         # Every indexed row holding this block, in every session (the store's members table).
-        with txn.cursor(db=self.dbs[b"members"]) as cur:
-            held = [key[32:] for key in _keys_from(cur, raw)]
-        for where in held:
-            session, seq = where[:-9].decode(), int.from_bytes(where[-8:], "big")
-            meta = self.meta(txn, session)
+        for key in list(t.keys("members", raw)):
+            session, seq = split_member_key(key)
+            meta = self.meta(t, session)
             if meta is None or meta.stale or seq >= meta.next_seq:
                 continue  # not indexed yet: its flags are read when it is
-            rows = _Rows(self, txn, session)
+            rows = _Rows(self, t, session)
             row = rows.get(seq)
             if row["kind"] != ABSENT and not row["flags"] & flag:
                 row["flags"] |= flag
                 rows.save()
-                self._save_meta(txn, session, replace(meta, gen=meta.gen + 1))
+                self.save_meta(t, session, replace(meta, gen=meta.gen + 1))
 
     def on_remove(self, t: Tables, entries: list[Entry]) -> None:
-        txn = _txn(t)
         for session, group in _by_session(entries):
-            self._remove(txn, session, group)
+            self._remove(t, session, group)
         for block_id in sorted({e.id for e in entries}):
             raw = bytes.fromhex(block_id)
-            if txn.get(raw, db=self.dbs[b"blocks"]) is None:
+            if t.get("blocks", raw) is None:
                 for name in BLOCK_CACHE_DBS:
-                    _delete_prefix(txn, self.dbs[name], raw)
+                    _delete_prefix(t, name, raw)
+        bump_changes(t)
 
     # -- metadata -----------------------------------------------------------------------
-    def meta(self, txn: Txn, session: str) -> Meta | None:
-        return Meta.decode(txn.get(session.encode(), db=self.dbs[b"ix_meta"]))
+    def meta(self, t: Tables, session: str) -> Meta | None:
+        return Meta.decode(t.get("ix_meta", session.encode()))
 
-    def _save_meta(self, txn: Txn, session: str, meta: Meta) -> None:
-        txn.put(session.encode(), meta.encode(), db=self.dbs[b"ix_meta"])
+    def save_meta(self, t: Tables, session: str, meta: Meta) -> None:
+        t.put("ix_meta", session.encode(), meta.encode())
 
     # -- adding -------------------------------------------------------------------------
-    def _add(self, txn: Txn, session: str, entries: Sequence[Entry]) -> None:
-        meta = self.meta(txn, session) or Meta()
+    def _add(self, t: Tables, session: str, entries: Sequence[Entry]) -> None:
+        meta = self.meta(t, session) or Meta()
         if meta.stale or entries[0].seq != meta.next_seq:
             # Writes happened without this hook: leave the repair to ``sync``.
-            self._save_meta(txn, session, replace(meta, gen=meta.gen + 1, stale=True))
+            self.save_meta(t, session, replace(meta, gen=meta.gen + 1, stale=True))
             return
         docs = [_doc(entry) for entry in entries]
-        rows = _Rows(self, txn, session)
+        rows = _Rows(self, t, session)
         for entry, doc in zip(entries, docs, strict=True):
             raw = bytes.fromhex(entry.id)
             record = _record(entry, doc)
             rows.set(entry.seq, record)
-            rows.get(entry.seq)["flags"] |= self._edge_flags(txn, raw) | _plain_tool(entry)
-            self._pair(txn, rows, entry)
+            rows.get(entry.seq)["flags"] |= self._edge_flags(t, raw) | _plain_tool(entry)
+            self._pair(t, rows, entry)
         rows.save()
         for entry in entries:  # a new summary flags the blocks it was derived from
-            for dst in _targets(txn, self.dbs[_OUT], bytes.fromhex(entry.id) + _DERIVED):
-                self._flag_block(txn, dst, FLAG_SUMMARISED)
-        self._append_postings(txn, session, docs)
+            for dst in _targets(t, _OUT, bytes.fromhex(entry.id) + _DERIVED):
+                self._flag_block(t, dst, FLAG_SUMMARISED)
+        self._append_postings(t, session, docs)
         meta = replace(
             meta,
             next_seq=entries[-1].seq + 1,
@@ -247,74 +238,75 @@ class SessionIndex:
             total_len=meta.total_len + sum(d.length for d in docs),
             gen=meta.gen + 1,
         )
-        self._save_meta(txn, session, meta)
+        self.save_meta(t, session, meta)
 
-    def _pair(self, txn: Txn, rows: _Rows, entry: Entry) -> None:
+    def _pair(self, t: Tables, rows: _Rows, entry: Entry) -> None:
         # A result answers the latest earlier call with its id, if that call is still
         # unanswered: models reuse ids (GPT-4o did in 36 of the 120 tau-bench sessions), so a
         # later call must never take an earlier call's result.
         ident = _call_id(entry)
         if ident is None:
             return
-        db, key = self.dbs[b"ix_calls"], prefix(rows.session) + b"c" + ident
+        key = prefix(rows.session) + b"c" + ident
         if entry.kind is BlockKind.TOOL_CALL:
-            txn.put(key, entry.seq.to_bytes(8, "big"), db=db)
+            t.put("ix_calls", key, entry.seq.to_bytes(8, "big"))
             return
-        raw = txn.get(key, db=db)
+        raw = t.get("ix_calls", key)
         if raw is None:
             return
         call = rows.get(int.from_bytes(raw, "big"))
         if call["kind"] != ABSENT and call["pair"] == 0:
             rows.link(entry.seq, int.from_bytes(raw, "big"))
 
-    def _unpair(self, txn: Txn, rows: _Rows, entry: Entry) -> None:
+    def _unpair(self, t: Tables, rows: _Rows, entry: Entry) -> None:
         partner = int(rows.get(entry.seq)["pair"])
         if partner:
             rows.link(partner - 1, None)
         ident = _call_id(entry)
         if ident is not None and entry.kind is BlockKind.TOOL_CALL:
-            key, db = prefix(rows.session) + b"c" + ident, self.dbs[b"ix_calls"]
-            raw = txn.get(key, db=db)
+            key = prefix(rows.session) + b"c" + ident
+            raw = t.get("ix_calls", key)
             if raw is not None and int.from_bytes(raw, "big") == entry.seq:
-                txn.delete(key, db=db)
+                t.delete("ix_calls", key)
 
-    def load_chunk(self, txn: Txn, session: str, number: int) -> np.ndarray:
-        raw = txn.get(col_key(session, number), db=self.dbs[b"ix_cols"])
+    def load_chunk(self, t: Tables, session: str, number: int) -> np.ndarray:
+        raw = t.get("ix_cols", col_key(session, number))
         return empty_chunk() if raw is None else np.frombuffer(raw, dtype=RECORD).copy()
 
-    def _append_postings(self, txn: Txn, session: str, docs: Sequence[_Doc]) -> None:
+    def _append_postings(self, t: Tables, session: str, docs: Sequence[_Doc]) -> None:
         new: dict[str, list[tuple[int, int]]] = {}
         for doc in docs:
             for term, tf in (*doc.tf.items(), *((f, 1) for f in doc.fields)):
                 new.setdefault(term, []).append((doc.seq, tf))
-        for term in sorted(new):
-            df = self._df(txn, session, term)
+        words = sorted(new)
+        dfs = self.dfs(t, session, words)
+        for term, df in zip(words, dfs, strict=True):
             added = np.array(new[term], dtype=POSTING)
             start = df // POST_CHUNK
-            head = self._post_chunk(txn, session, term, start) if df % POST_CHUNK else None
+            head = self._post_chunk(t, session, term, start) if df % POST_CHUNK else None
             tail = added if head is None else np.concatenate([head, added])
-            self._write_postings(txn, session, term, start, tail)
-            self._set_df(txn, session, term, df, df + len(added))
+            self._write_postings(t, session, term, start, tail)
+            self._set_df(t, session, term, df, df + len(added))
 
     # -- removing -----------------------------------------------------------------------
-    def _remove(self, txn: Txn, session: str, entries: Sequence[Entry]) -> None:
-        meta = self.meta(txn, session)
+    def _remove(self, t: Tables, session: str, entries: Sequence[Entry]) -> None:
+        meta = self.meta(t, session)
         if meta is None:
             return
         if meta.stale:
-            self._save_meta(txn, session, replace(meta, gen=meta.gen + 1, rgen=meta.rgen + 1))
+            self.save_meta(t, session, replace(meta, gen=meta.gen + 1, rgen=meta.rgen + 1))
             return
         removed = [e for e in entries if e.seq < meta.next_seq]
         if len(removed) >= meta.n_docs:
-            self.drop(txn, session)  # a purge: nothing of the session is left to index
+            self.drop(t, session)  # a purge: nothing of the session is left to index
             return
         docs = [_doc(entry) for entry in removed]
-        rows = _Rows(self, txn, session)
+        rows = _Rows(self, t, session)
         for entry in removed:
-            self._unpair(txn, rows, entry)
+            self._unpair(t, rows, entry)
             rows.set(entry.seq, empty_chunk()[0])
         rows.save()
-        self._remove_postings(txn, session, docs)
+        self._remove_postings(t, session, docs)
         meta = replace(
             meta,
             n_docs=meta.n_docs - len(docs),
@@ -322,126 +314,142 @@ class SessionIndex:
             gen=meta.gen + 1,
             rgen=meta.rgen + 1,
         )
-        self._save_meta(txn, session, meta)
+        self.save_meta(t, session, meta)
 
-    def _remove_postings(self, txn: Txn, session: str, docs: Sequence[_Doc]) -> None:
+    def _remove_postings(self, t: Tables, session: str, docs: Sequence[_Doc]) -> None:
         gone: dict[str, list[int]] = {}
         for doc in docs:
             for term in (*doc.tf, *doc.fields):
                 gone.setdefault(term, []).append(doc.seq)
         for term in sorted(gone):
-            df = self._df(txn, session, term)
-            old = self.read_postings(txn, session, term, df)
+            df = self._df(t, session, term)
+            old = self.read_postings(t, session, term, df)
             kept = old[~np.isin(old["seq"], np.array(gone[term], dtype=np.uint32))]
             for number in range(df // POST_CHUNK + 1):
-                txn.delete(post_key(session, term, number), db=self.dbs[b"ix_post"])
-            self._write_postings(txn, session, term, 0, kept)
-            self._set_df(txn, session, term, df, len(kept))
+                t.delete("ix_post", post_key(session, term, number))
+            self._write_postings(t, session, term, 0, kept)
+            self._set_df(t, session, term, df, len(kept))
 
-    def drop(self, txn: Txn, session: str) -> None:
+    def drop(self, t: Tables, session: str) -> None:
         """Delete everything indexed for ``session``, leaving a header whose generations grow.
 
         Generations never go back: a purged session refilled to the same length must not look
         unchanged to a reader that cached the old rows (it would page purged content).
         """
-        key, meta_db = session.encode(), self.dbs[b"ix_meta"]
-        old = Meta.decode(txn.get(key, db=meta_db))
+        key = session.encode()
+        old = Meta.decode(t.get("ix_meta", key))
         for name in DB_NAMES[1:]:
-            _delete_prefix(txn, self.dbs[name], prefix(session))
+            _delete_prefix(t, name, prefix(session))
         if old is None:
-            txn.delete(key, db=meta_db)
+            t.delete("ix_meta", key)
         else:
-            txn.put(key, Meta(gen=old.gen + 1, rgen=old.rgen + 1).encode(), db=meta_db)
+            t.put("ix_meta", key, Meta(gen=old.gen + 1, rgen=old.rgen + 1).encode())
 
     # -- postings and document frequencies ----------------------------------------------
-    def _df(self, txn: Txn, session: str, term: str) -> int:
-        raw = txn.get(term_key(session, term), db=self.dbs[b"ix_terms"])
-        return 0 if raw is None else int.from_bytes(raw, "little")
+    def _df(self, t: Tables, session: str, term: str) -> int:
+        return self.dfs(t, session, [term])[0]
 
-    def _set_df(self, txn: Txn, session: str, term: str, old: int, new: int) -> None:
+    def dfs(self, t: Tables, session: str, words: Sequence[str]) -> list[int]:
+        """Return the document frequency of each of ``words`` in ``session`` (0: absent)."""
+        raws = t.get_many("ix_terms", [term_key(session, w) for w in words])
+        return [0 if raw is None else int.from_bytes(raw, "little") for raw in raws]
+
+    def _set_df(self, t: Tables, session: str, term: str, old: int, new: int) -> None:
         if new:
-            txn.put(term_key(session, term), new.to_bytes(4, "little"), db=self.dbs[b"ix_terms"])
+            t.put("ix_terms", term_key(session, term), new.to_bytes(4, "little"))
         else:
-            txn.delete(term_key(session, term), db=self.dbs[b"ix_terms"])
+            t.delete("ix_terms", term_key(session, term))
         if not term.startswith(SOURCE_PREFIX):
-            self._bump_hist(txn, session, old, -1)
-            self._bump_hist(txn, session, new, +1)
+            self._bump_hist(t, session, old, -1)
+            self._bump_hist(t, session, new, +1)
 
-    def _bump_hist(self, txn: Txn, session: str, df: int, delta: int) -> None:
+    def _bump_hist(self, t: Tables, session: str, df: int, delta: int) -> None:
         if df == 0:
             return
-        db, key = self.dbs[b"ix_hist"], hist_key(session, df)
-        raw = txn.get(key, db=db)
+        key = hist_key(session, df)
+        raw = t.get("ix_hist", key)
         count = (0 if raw is None else int.from_bytes(raw, "little")) + delta
         if count > 0:
-            txn.put(key, count.to_bytes(4, "little"), db=db)
+            t.put("ix_hist", key, count.to_bytes(4, "little"))
         else:
-            txn.delete(key, db=db)
+            t.delete("ix_hist", key)
 
-    def _post_chunk(self, txn: Txn, session: str, term: str, number: int) -> np.ndarray:
-        raw = txn.get(post_key(session, term, number), db=self.dbs[b"ix_post"])
+    def _post_chunk(self, t: Tables, session: str, term: str, number: int) -> np.ndarray:
+        raw = t.get("ix_post", post_key(session, term, number))
         return np.zeros(0, dtype=POSTING) if raw is None else np.frombuffer(raw, dtype=POSTING)
 
     def _write_postings(
-        self, txn: Txn, session: str, term: str, start: int, postings: np.ndarray
+        self, t: Tables, session: str, term: str, start: int, postings: np.ndarray
     ) -> None:
-        db = self.dbs[b"ix_post"]
-        for offset in range(0, len(postings), POST_CHUNK):
-            piece = postings[offset : offset + POST_CHUNK]
-            txn.put(post_key(session, term, start + offset // POST_CHUNK), piece.tobytes(), db=db)
+        t.put_many("ix_post", [
+            (post_key(session, term, start + offset // POST_CHUNK),
+             postings[offset : offset + POST_CHUNK].tobytes())
+            for offset in range(0, len(postings), POST_CHUNK)
+        ])  # fmt: skip
 
-    def read_postings(self, txn: Txn, session: str, term: str, df: int, first: int = 0) -> Any:
+    def read_postings(self, t: Tables, session: str, term: str, df: int, first: int = 0) -> Any:
         """Return the postings of ``term`` from chunk ``first`` on (``df`` = their number)."""
+        keys = [post_key(session, term, n) for n in range(first, -(-df // POST_CHUNK))]
         chunks = [
-            self._post_chunk(txn, session, term, n) for n in range(first, -(-df // POST_CHUNK))
+            np.zeros(0, dtype=POSTING) if raw is None else np.frombuffer(raw, dtype=POSTING)
+            for raw in t.get_many("ix_post", keys)
         ]
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=POSTING)
 
-    def histogram(self, txn: Txn, session: str) -> list[tuple[int, int]]:
+    def histogram(self, t: Tables, session: str) -> list[tuple[int, int]]:
         """Return (document frequency, number of terms) pairs for the session, df ascending."""
-        start, out = prefix(session), []
-        with txn.cursor(db=self.dbs[b"ix_hist"]) as cur:
-            if cur.set_range(start):
-                for key, raw in cur:
-                    if not key.startswith(start) or len(key) != len(start) + 4:
-                        break
-                    out.append((int.from_bytes(key[-4:], "big"), int.from_bytes(raw, "little")))
-        return out
+        start = prefix(session)
+        return [
+            (int.from_bytes(key[-4:], "big"), int.from_bytes(raw, "little"))
+            for key, raw in t.scan("ix_hist", start)
+            if len(key) == len(start) + 4
+        ]
 
     # -- repair -------------------------------------------------------------------------
-    def reindex(self, txn: Txn, session: str, entries: Sequence[Entry], next_seq: int) -> None:
+    def reindex(self, t: Tables, session: str, entries: Sequence[Entry], next_seq: int) -> None:
         """Rebuild ``session`` from all of its ``entries``; ``next_seq`` is the store's."""
-        old = self.meta(txn, session) or Meta()
-        self.drop(txn, session)
+        old = self.meta(t, session) or Meta()
+        self.drop(t, session)
         if entries:
-            self._save_meta(txn, session, Meta(next_seq=entries[0].seq))
-            self._add(txn, session, entries)
-        meta = self.meta(txn, session) or Meta()
+            self.save_meta(t, session, Meta(next_seq=entries[0].seq))
+            self._add(t, session, entries)
+        meta = self.meta(t, session) or Meta()
         # Generations keep growing across a rebuild, so no reader mistakes new for cached.
         gen, rgen = old.gen + meta.gen + 1, old.rgen + 1
-        self._save_meta(txn, session, replace(meta, next_seq=next_seq, gen=gen, rgen=rgen))
+        self.save_meta(t, session, replace(meta, next_seq=next_seq, gen=gen, rgen=rgen))
 
-    def catch_up(self, txn: Txn, session: str, entries: Sequence[Entry], next_seq: int) -> None:
+    def catch_up(self, t: Tables, session: str, entries: Sequence[Entry], next_seq: int) -> None:
         """Index ``entries`` put after ``meta.next_seq`` without the hook (gaps allowed)."""
-        meta = self.meta(txn, session) or Meta()
+        meta = self.meta(t, session) or Meta()
         if entries:
-            self._save_meta(txn, session, replace(meta, next_seq=entries[0].seq))
-            self._add(txn, session, entries)
-            meta = self.meta(txn, session) or Meta()
-        self._save_meta(txn, session, replace(meta, next_seq=next_seq, gen=meta.gen + 1))
+            self.save_meta(t, session, replace(meta, next_seq=entries[0].seq))
+            self._add(t, session, entries)
+            meta = self.meta(t, session) or Meta()
+        self.save_meta(t, session, replace(meta, next_seq=next_seq, gen=meta.gen + 1))
+
+
+def changes(t: Tables) -> int:
+    """Return the store-wide change counter (0 before the first change the feed reported)."""
+    raw = t.get(STATE_DB, CHANGES_KEY)
+    return 0 if raw is None else int.from_bytes(raw, "big")
+
+
+def bump_changes(t: Tables) -> None:
+    """Count one more change, in the transaction making it."""
+    t.put(STATE_DB, CHANGES_KEY, (changes(t) + 1).to_bytes(8, "big"))
 
 
 class _Rows:
     """Catalog rows being changed in one transaction, written back chunk by chunk."""
 
-    def __init__(self, index: SessionIndex, txn: Txn, session: str) -> None:
-        self.index, self.txn, self.session = index, txn, session
+    def __init__(self, index: SessionIndex, t: Tables, session: str) -> None:
+        self.index, self.t, self.session = index, t, session
         self.chunks: dict[int, np.ndarray] = {}
 
     def get(self, seq: int) -> Any:
         number, row = divmod(seq, COL_CHUNK)
         if number not in self.chunks:
-            self.chunks[number] = self.index.load_chunk(self.txn, self.session, number)
+            self.chunks[number] = self.index.load_chunk(self.t, self.session, number)
         return self.chunks[number][row]
 
     def set(self, seq: int, record: Any) -> None:
@@ -455,10 +463,10 @@ class _Rows:
             self.get(other)["pair"] = seq + 1
 
     def save(self) -> None:
-        db = self.index.dbs[b"ix_cols"]
-        for number in sorted(self.chunks):
-            key = col_key(self.session, number)
-            self.txn.put(key, self.chunks[number].tobytes(), db=db)
+        self.t.put_many("ix_cols", [
+            (col_key(self.session, number), self.chunks[number].tobytes())
+            for number in sorted(self.chunks)
+        ])  # fmt: skip
 
 
 def _plain_tool(entry: Entry) -> int:
@@ -476,32 +484,21 @@ def _call_id(entry: Entry) -> bytes | None:
             return None
     except InvalidBlock:
         return None  # not CONVENTIONS.md JSON: the pager falls back to tool-invocation edges
-    # A digest keeps any call id (they are model-made and unbounded) inside an LMDB key.
+    # A digest keeps any call id (they are model-made and unbounded) inside a key.
     return hashlib.blake2b(ident.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def _keys_from(cur: Any, start: bytes) -> list[bytes]:
-    keys: list[bytes] = []
-    if cur.set_range(start):
-        for key in cur.iternext(keys=True, values=False):
-            if not key.startswith(start):
-                break
-            keys.append(key)
-    return keys
+def _has(t: Tables, table: str, start: bytes) -> bool:
+    return t.first(table, start) is not None
 
 
-def _targets(txn: Txn, db: Any, start: bytes) -> list[bytes]:
-    with txn.cursor(db=db) as cur:
-        return [key[33:] for key in _keys_from(cur, start)]
+def _targets(t: Tables, table: str, start: bytes) -> list[bytes]:
+    return [key[33:] for key in t.keys(table, start)]
 
 
-def _delete_prefix(txn: Txn, db: Any, start: bytes) -> None:
-    with txn.cursor(db=db) as cur:
-        if not cur.set_range(start):
-            return
-        while cur.key().startswith(start):
-            if not cur.delete():
-                return
+def _delete_prefix(t: Tables, table: str, start: bytes) -> None:
+    for key in list(t.keys(table, start)):  # collected first: no scan sees its own deletes
+        t.delete(table, key)
 
 
 def _doc(entry: Entry) -> _Doc:
@@ -522,8 +519,3 @@ def _by_session(entries: Iterable[Entry]) -> list[tuple[str, list[Entry]]]:
     for entry in entries:
         groups.setdefault(entry.session, []).append(entry)
     return [(s, sorted(groups[s], key=lambda e: e.seq)) for s in sorted(groups)]
-
-
-def write(env: Env, fn: Any) -> Any:
-    """Run ``fn`` in a write transaction of ``env`` (the index's writes outside a store put)."""
-    return lmdbenv.write(env, fn)

@@ -26,52 +26,70 @@ import numpy as np
 
 from runtime.blocks import BlockKind
 from runtime.errors import SessionNotFound, StoreError
+from runtime.indexes import blockuses
 from runtime.indexes.bm25 import EPSILON, CorpusStats, Postings, average_idf, raw_idf, terms
 from runtime.indexes.sessionindex import (
     ABSENT,
+    BLOCK_CACHE_DBS,
     COL_CHUNK,
+    DB_NAMES,
     FLAG_PINNED,
     KIND_CODE,
     POST_CHUNK,
     POSTING,
     RECORD,
+    STATE_DB,
     Meta,
     SessionIndex,
     col_key,
     empty_chunk,
-    term_key,
 )
 from runtime.storage.codec import json_load
-from runtime.storage.lmdb import env as lmdbenv
-from runtime.storage.lmdb.env import Txn
+from runtime.storage.kv import Engine, Tables
 
 _MAX_CACHED_TERMS = 50_000
 _lock = threading.Lock()
-_indexes: dict[str, SessionIndex] = {}
+# Keyed by the store's engine, weakly: a store closed and opened again has a new engine, so it
+# starts with fresh caches, and a dropped store's caches go with it.
+_indexes: weakref.WeakKeyDictionary[Engine, SessionIndex] = weakref.WeakKeyDictionary()
 _attached: weakref.WeakKeyDictionary[Any, SessionIndex] = weakref.WeakKeyDictionary()
-_readers: dict[str, IndexReader] = {}
+_readers: weakref.WeakKeyDictionary[Engine, IndexReader] = weakref.WeakKeyDictionary()
 
 
 def index_for(store: Any) -> SessionIndex:
-    """Return the index of ``store``'s environment, attaching its hook to ``store`` once."""
+    """Return the index of ``store``'s engine, attaching its hook to ``store`` once."""
     with _lock:
         index = _attached.get(store)
-        if index is None or index.env is not store.env:
-            index = _indexes.get(store.env.path)
-            if index is None or index.env is not store.env:  # a closed and reopened env
-                index = _indexes[store.env.path] = SessionIndex(store.env)
+        if index is None:
+            index = _indexes.get(store.kv)
+            if index is None:
+                _create_tables(store.kv)
+                index = _indexes[store.kv] = SessionIndex()
             store.add_hook(index)
             _attached[store] = index
         return index
 
 
+def _create_tables(kv: Engine) -> None:
+    """Create the derived tables in a write of their own, before any caller's transaction.
+
+    An engine may create a table inside the first transaction that writes it; if that
+    transaction is one of a caller's and fails, the table must not be left half made (LMDB
+    would keep a handle the aborted transaction took back).
+    """
+    if kv.readonly:
+        return
+    names = (*DB_NAMES, *BLOCK_CACHE_DBS, STATE_DB, *blockuses.TABLES)
+    kv.write(lambda t: [t.count(name) for name in names])
+
+
 def reader_for(store: Any) -> IndexReader:
-    """Return the process-wide reader (and its caches) for ``store``'s environment."""
+    """Return the process-wide reader (and its caches) for ``store``'s engine."""
     index = index_for(store)
     with _lock:
-        reader = _readers.get(store.env.path)
-        if reader is None or reader.index is not index:
-            reader = _readers[store.env.path] = IndexReader(index)
+        reader = _readers.get(store.kv)
+        if reader is None:
+            reader = _readers[store.kv] = IndexReader(index, store.kv)
         return reader
 
 
@@ -122,7 +140,7 @@ class Snapshot:
 
     def postings(self, query: Sequence[str]) -> list[Postings]:
         """Return each query term's postings restricted to this snapshot, in query order."""
-        return [self.reader.postings(self, term) for term in query]
+        return self.reader.postings_many(self, query)
 
     def idf_floor(self, postings: Sequence[Postings]) -> float | None:
         """Return rank_bm25's epsilon floor if a query term needs it, else None."""
@@ -132,14 +150,23 @@ class Snapshot:
 
 
 class IndexReader:
-    """Snapshots and postings of one environment's index, with the caches behind them."""
+    """Snapshots and postings of one engine's index, with the caches behind them."""
 
-    def __init__(self, index: SessionIndex) -> None:
+    def __init__(self, index: SessionIndex, kv: Engine) -> None:
         self.index = index
-        self.env = index.env
+        # Weak: the reader is cached per engine and must not keep its engine alive.
+        self._kv = weakref.ref(kv)
+        self.readonly = kv.readonly
         self.lock = threading.Lock()
-        self.sessions_db = self.env.db(b"sessions")
         self._cache: dict[str, SessionCache] = {}
+
+    @property
+    def kv(self) -> Engine:
+        """The engine this reader reads (alive while a store of it is)."""
+        kv = self._kv()
+        if kv is None:
+            raise StoreError("the store of this index reader was closed; open it again")
+        return kv
 
     def snapshot(self, store: Any, session: str, upto: int | None = None) -> Snapshot:
         """Return ``session`` as of ``upto`` (default: everything), repairing the index first."""
@@ -152,11 +179,11 @@ class IndexReader:
 
     # -- keeping the index in step with the store ---------------------------------------
     def _synced(self, store: Any, session: str) -> Meta:
-        meta, next_seq, count = lmdbenv.read(self.env, lambda txn: self._state(txn, session))
+        meta, next_seq, count = self.kv.read(lambda t: self._state(t, session))
         if _fresh(meta, next_seq, count):
             assert meta is not None
             return meta
-        if self.env.readonly:
+        if self.readonly:
             raise StoreError(
                 f"the search index of session {session!r} is behind the store (it was written "
                 "by a process without the index hook); open the store writable once, e.g. run "
@@ -165,12 +192,12 @@ class IndexReader:
         self._repair(store, session, meta, next_seq, count)
         return self._synced(store, session)
 
-    def _state(self, txn: Txn, session: str) -> tuple[Meta | None, int, int]:
-        raw = txn.get(session.encode(), db=self.sessions_db)
+    def _state(self, t: Tables, session: str) -> tuple[Meta | None, int, int]:
+        raw = t.get("sessions", session.encode())
         if raw is None:
             raise SessionNotFound(f"no session {session!r}; `llm386 sessions` lists them")
         info = json_load(raw)
-        return self.index.meta(txn, session), int(info["n"]), int(info["count"])
+        return self.index.meta(t, session), int(info["n"]), int(info["count"])
 
     def _repair(
         self, store: Any, session: str, meta: Meta | None, next_seq: int, count: int
@@ -179,16 +206,16 @@ class IndexReader:
         entries = store.entries(session, start)
         appended_only = meta is not None and not meta.stale and meta.n_docs + len(entries) == count
 
-        def fix(txn: Txn) -> None:
-            if self._state(txn, session) != (meta, next_seq, count):
+        def fix(t: Tables) -> None:
+            if self._state(t, session) != (meta, next_seq, count):
                 return  # someone wrote meanwhile; the caller looks again
             if appended_only:
-                self.index.catch_up(txn, session, entries, next_seq)
+                self.index.catch_up(t, session, entries, next_seq)
             else:
                 everything = entries if start == 0 else store.entries(session)
-                self.index.reindex(txn, session, everything, next_seq)
+                self.index.reindex(t, session, everything, next_seq)
 
-        lmdbenv.write(self.env, fix)
+        self.kv.write(fix)
 
     # -- rows ---------------------------------------------------------------------------
     def _refresh(self, session: str, meta: Meta) -> SessionCache:
@@ -212,44 +239,44 @@ class IndexReader:
         return SessionCache(meta, records, cache.postings, None, cache.extras)
 
     def _load_rows(self, session: str, start: int, stop: int) -> np.ndarray:
-        def load(txn: Txn) -> list[bytes | None]:
-            db = self.index.dbs[b"ix_cols"]
-            numbers = range(start // COL_CHUNK, -(-stop // COL_CHUNK))
-            return [txn.get(col_key(session, n), db=db) for n in numbers]
-
+        numbers = range(start // COL_CHUNK, -(-stop // COL_CHUNK))
+        keys = [col_key(session, n) for n in numbers]
+        chunks = self.kv.read(lambda t: t.get_many("ix_cols", keys))
         empty = empty_chunk().tobytes()
-        raw = b"".join(empty if chunk is None else chunk for chunk in lmdbenv.read(self.env, load))
+        raw = b"".join(empty if chunk is None else chunk for chunk in chunks)
         return np.frombuffer(raw, dtype=RECORD)[: max(0, stop - start)]
 
     # -- postings -----------------------------------------------------------------------
     def postings(self, snap: Snapshot, term: str) -> Postings:
         """Return ``term``'s postings restricted to the snapshot."""
-        cache, session = snap.cache, snap.session
-        df = lmdbenv.read(self.env, lambda txn: self._df(txn, session, term))
-        with self.lock:
-            cached = cache.postings.get(term)
-        if cached is None or cached.shape[0] != df:
-            cached = self._load_postings(session, term, df, cached)
-            with self.lock:
-                if len(cache.postings) >= _MAX_CACHED_TERMS:
-                    cache.postings.clear()
-                cache.postings[term] = cached
-        # Cut at upto even for a full snapshot: a writer may have appended since it was taken.
-        cut = int(np.searchsorted(cached["seq"], snap.upto))
-        return Postings(cached["seq"][:cut], cached["tf"][:cut])
+        return self.postings_many(snap, [term])[0]
 
-    def _df(self, txn: Txn, session: str, term: str) -> int:
-        raw = txn.get(term_key(session, term), db=self.index.dbs[b"ix_terms"])
-        return 0 if raw is None else int.from_bytes(raw, "little")
+    def postings_many(self, snap: Snapshot, words: Sequence[str]) -> list[Postings]:
+        """Return each term's postings restricted to the snapshot (document frequencies are
+        read in one batch; only postings that grew since they were cached are read again)."""
+        cache, session = snap.cache, snap.session
+        dfs = self.kv.read(lambda t: self.index.dfs(t, session, words))
+        out = []
+        for term, df in zip(words, dfs, strict=True):
+            with self.lock:
+                cached = cache.postings.get(term)
+            if cached is None or cached.shape[0] != df:
+                cached = self._load_postings(session, term, df, cached)
+                with self.lock:
+                    if len(cache.postings) >= _MAX_CACHED_TERMS:
+                        cache.postings.clear()
+                    cache.postings[term] = cached
+            # Cut at upto even for a full snapshot: a writer may have appended since it was taken.
+            cut = int(np.searchsorted(cached["seq"], snap.upto))
+            out.append(Postings(cached["seq"][:cut], cached["tf"][:cut]))
+        return out
 
     def _load_postings(
         self, session: str, term: str, df: int, cached: np.ndarray | None
     ) -> np.ndarray:
         # Appends only touch the last chunk, so whole chunks already cached are kept.
         keep = 0 if cached is None or cached.shape[0] > df else cached.shape[0] // POST_CHUNK
-        fresh = lmdbenv.read(
-            self.env, lambda txn: self.index.read_postings(txn, session, term, df, keep)
-        )
+        fresh = self.kv.read(lambda t: self.index.read_postings(t, session, term, df, keep))
         if keep == 0:
             return np.ascontiguousarray(fresh, dtype=POSTING)
         assert cached is not None
@@ -262,7 +289,7 @@ class IndexReader:
         with self.lock:
             held = cache.histogram
         if held is None or held[0] != snap.meta.gen:
-            now = lmdbenv.read(self.env, lambda txn: self.index.histogram(txn, snap.session))
+            now = self.kv.read(lambda t: self.index.histogram(t, snap.session))
             held = (snap.meta.gen, now)
             with self.lock:
                 cache.histogram = held
@@ -275,9 +302,8 @@ class IndexReader:
         entries = snap.store.entries(snap.session, snap.upto)
         later = [e for e in entries if e.seq < snap.meta.next_seq]
         words = sorted({t for e in later for t in terms(e.body)})
-        dfs = dict(zip(words, lmdbenv.read(self.env, lambda txn: [
-            self._df(txn, snap.session, word) for word in words
-        ]), strict=True))  # fmt: skip
+        found = self.kv.read(lambda t: self.index.dfs(t, snap.session, words))
+        dfs = dict(zip(words, found, strict=True))
         for entry in reversed(later):
             for term in sorted(set(terms(entry.body))):
                 _move(hist, dfs[term], dfs[term] - 1)

@@ -8,9 +8,10 @@ Invariants:
 - Every figure comes from aggregates the stores keep (the block store's session records, the
   trace store's per-session stats); answering a query never reads a trace record, except to
   look up the sessions holding a prompt hash (through the trace store's hash index).
-- The table is rebuilt whenever the LMDB environment has committed any write since it was built
-  (its last transaction id changed), so a page never shows stale figures; between writes, a
-  query filters and sorts rows already in memory.
+- The table is rebuilt whenever the stores changed since it was built (the block store's change
+  counter, kept by the session index from the change feed, or the trace store's generation
+  moved), so a page never shows stale figures; between writes, a query filters and sorts rows
+  already in memory.
 - Sorting uses a total key (the chosen column, then the session id), so pages never overlap
   or skip a row, whatever the ties.
 - Text search matches whole words (the pager's analyser: lower case, stop words dropped, light
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,10 +32,10 @@ from typing import Any
 from runtime.blocks import SessionInfo
 from runtime.errors import AmbiguousPrefix, InvalidInput, NotFound, SessionNotFound
 from runtime.indexes.bm25 import query_terms
-from runtime.indexes.sessionindex import term_key
+from runtime.indexes.sessionindex import changes, term_key
 from runtime.indexes.snapshot import index_for, reader_for
-from runtime.storage.lmdb import env as lmdbenv
-from runtime.tracing.records import SessionTraceStats, TraceStore
+from runtime.storage.kv import Engine, Tables
+from runtime.tracing.records import SessionTraceStats, TraceGeneration, TraceStore
 
 _HASH_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")  # a prompt hash or a prefix of 8+ of it
 MAX_QUERY_CHARS = 500
@@ -153,33 +155,34 @@ class _Row:
 
 @dataclass(frozen=True)
 class _Table:
-    txnid: int
+    txnid: tuple[int, TraceGeneration]  # the stores' change counters it was built at
     rows: tuple[SessionSummary, ...]  # by session id
     models: tuple[str, ...]
     by_session: dict[str, _Row]
 
 
 _lock = threading.Lock()
-_tables: dict[str, _Table] = {}
+_tables: weakref.WeakKeyDictionary[Engine, _Table] = weakref.WeakKeyDictionary()
 _BATCH = 2000
 # The two aggregate records a summary is made from: the block store's session record and the
 # trace store's session stats (layouts in runtime.storage.lmdb.store and runtime.storage.lmdb.traces). Only their
 # bytes are read here, to tell which sessions changed; they are decoded by the stores' own API.
-_SESSIONS_DB, _STATS_DB = b"sessions", b"trace_sessions"
+_SESSIONS_DB, _STATS_DB = "sessions", "trace_sessions"
 
 
-def _txnid(store: Any) -> int:
-    return int(store.env.env.info()["last_txnid"])
+def _txnid(store: Any, traces: TraceStore) -> tuple[int, TraceGeneration]:
+    # Both counters are bumped in the transaction of each change they count, and each is one
+    # read: the block store's (from the change feed) and the trace store's generation.
+    return store.kv.read(changes), traces.generation()
 
 
 def _raw_records(store: Any) -> list[tuple[str, bytes, bytes | None]]:
-    sessions_db, stats_db = store.env.db(_SESSIONS_DB), store.env.db(_STATS_DB)
+    def load(t: Tables) -> list[tuple[str, bytes, bytes | None]]:
+        rows = list(t.scan(_SESSIONS_DB))
+        stats = t.get_many(_STATS_DB, [key for key, _ in rows])
+        return [(key.decode(), raw, st) for (key, raw), st in zip(rows, stats, strict=True)]
 
-    def load(txn: Any) -> list[tuple[str, bytes, bytes | None]]:
-        with txn.cursor(db=sessions_db) as cur:
-            return [(key.decode(), raw, txn.get(key, db=stats_db)) for key, raw in cur]
-
-    return lmdbenv.read(store.env, load)
+    return store.kv.read(load)
 
 
 def _summaries(
@@ -202,7 +205,9 @@ def _info_or_none(store: Any, session: str) -> SessionInfo | None:
         return None  # purged since the raw read
 
 
-def _build(store: Any, traces: TraceStore, txnid: int, old: _Table | None) -> _Table:
+def _build(
+    store: Any, traces: TraceStore, txnid: tuple[int, TraceGeneration], old: _Table | None
+) -> _Table:
     """Return the table as of now, decoding only sessions whose stored records changed."""
     raw = _raw_records(store)
     before = old.by_session if old is not None else {}
@@ -224,8 +229,8 @@ def _build(store: Any, traces: TraceStore, txnid: int, old: _Table | None) -> _T
 
 def summary_table(store: Any, traces: TraceStore) -> _Table:
     """Return the current table of summaries, refreshed only if the store changed since."""
-    txnid = _txnid(store)  # read before the rows: a write in between only forces a refresh
-    path = store.env.path
+    txnid = _txnid(store, traces)  # read before the rows: a write in between only forces a refresh
+    path = store.kv
     with _lock:
         old = _tables.get(path)
         if old is not None and old.txnid == txnid:
@@ -320,26 +325,25 @@ def sessions_with_terms(
     reader = reader_for(store)
     for session in behind:
         reader.snapshot(store, session)  # repairs the session's index, as the pager would
-    terms_db = index.dbs[b"ix_terms"]
 
-    def scan(txn: Any) -> list[str]:
+    def scan(t: Tables) -> list[str]:
         return [row.session for row in rows
-                if all(txn.get(term_key(row.session, w), db=terms_db) is not None for w in words)]  # fmt: skip
+                if all(t.get("ix_terms", term_key(row.session, w)) is not None for w in words)]  # fmt: skip
 
-    return lmdbenv.read(index.env, scan)
+    return store.kv.read(scan)
 
 
 def _stale_sessions(index: Any, store: Any, rows: Sequence[SessionSummary]) -> list[str]:
     """Return sessions whose term index does not hold exactly their current entries."""
 
-    def check(txn: Any) -> list[str]:
+    def check(t: Tables) -> list[str]:
         out = []
         for row in rows:
             if not row.entries:
                 continue  # nothing to index, nothing to find
-            meta = index.meta(txn, row.session)
+            meta = index.meta(t, row.session)
             if meta is None or meta.stale or meta.n_docs != row.entries:
                 out.append(row.session)
         return out
 
-    return lmdbenv.read(index.env, check)
+    return store.kv.read(check)

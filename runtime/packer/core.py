@@ -56,7 +56,6 @@ from runtime.pager.plan import PagePlan
 from runtime.pager.sections import Section
 from runtime.paging.placeholders import recall_tool_json
 from runtime.storage.codec import decode_block
-from runtime.storage.lmdb import env as lmdbenv
 from runtime.tokenizers import get_tokenizer
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -179,7 +178,7 @@ def _placed(store: Any, plan: PagePlan) -> list[_Placed]:
     ids = [s.candidate.block_id for s in plan.selected]
     blocks = _bodies.get_many(store, ids)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
-    costs = cost_cache(store.env).costs(
+    costs = cost_cache(store.kv).costs(
         tokenizer, ids, [b.kind for b in blocks], lambda _ids: [b.body for b in blocks]
     )
     out = []
@@ -206,8 +205,8 @@ class BodyCache:
         self.blocks: dict[str, Block] = {}
 
     def get_many(self, store: Any, ids: Sequence[str]) -> list[Block]:
-        db = store.env.db(b"blocks")
-        raws = lmdbenv.read(store.env, lambda txn: [txn.get(bytes.fromhex(i), db=db) for i in ids])
+        keys = [bytes.fromhex(i) for i in ids]
+        raws = store.kv.read(lambda t: t.get_many("blocks", keys))
         out = []
         with self.lock:
             if len(self.blocks) > self.capacity:

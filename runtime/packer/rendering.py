@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,9 +30,9 @@ from types import MappingProxyType
 from typing import Any
 
 from runtime.blocks import BlockKind, canonical_json, parse_tool_call, parse_tool_result
-from runtime.errors import InvalidBlock
+from runtime.errors import InvalidBlock, StoreError
 from runtime.pager.sections import Section
-from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.kv import Engine, Tables
 from runtime.tokenizers import Tokenizer
 
 RENDER_VERSION = 1
@@ -182,12 +183,24 @@ class Costs:
         return mode.pick(self.string, self.chat)
 
 
-class CostCache:
-    """Block costs per tokenizer: LMDB ``ix_units`` when writable, else computed each time."""
+COSTS_TABLE = "ix_units"
 
-    def __init__(self, env: lmdbenv.Env) -> None:
-        self.env = env
-        self.db = None if env.readonly else env.db(b"ix_units")
+
+class CostCache:
+    """Block costs per tokenizer: the store's ``ix_units`` table when writable, else computed
+    each time (a read-only store may not have the table)."""
+
+    def __init__(self, kv: Engine) -> None:
+        # Weak: the cache is kept per engine and must not keep its engine alive.
+        self._kv = weakref.ref(kv)
+        self.stored = not kv.readonly
+
+    @property
+    def kv(self) -> Engine:
+        kv = self._kv()
+        if kv is None:
+            raise StoreError("the store of this cost cache was closed; open it again")
+        return kv
 
     def costs(
         self, tokenizer: Tokenizer, ids: Sequence[str], kinds: Sequence[BlockKind], bodies: Any
@@ -205,24 +218,26 @@ class CostCache:
         return [made[i] if raw is None else _decode(raw) for i, raw in enumerate(stored)]
 
     def _load(self, suffix: bytes, ids: Sequence[str]) -> list[bytes | None]:
-        if self.db is None:
+        if not self.stored:
             return [None] * len(ids)
-        db = self.db
-        return lmdbenv.read(
-            self.env, lambda txn: [txn.get(bytes.fromhex(b) + suffix, db=db) for b in ids]
-        )
+        keys = [bytes.fromhex(b) + suffix for b in ids]
+        return self.kv.read(lambda t: t.get_many(COSTS_TABLE, keys))
 
     def _save(self, suffix: bytes, pairs: Sequence[tuple[str, Costs]]) -> None:
-        if self.db is None or not pairs:
+        if not self.stored or not pairs:
             return
-        db = self.db
+        items = [
+            (
+                bytes.fromhex(bid) + suffix,
+                c.string.to_bytes(4, "little") + c.chat.to_bytes(4, "little"),
+            )
+            for bid, c in pairs
+        ]
 
-        def save(txn: Any) -> None:
-            for bid, c in pairs:
-                value = c.string.to_bytes(4, "little") + c.chat.to_bytes(4, "little")
-                txn.put(bytes.fromhex(bid) + suffix, value, db=db)
+        def save(t: Tables) -> None:
+            t.put_many(COSTS_TABLE, items)
 
-        lmdbenv.write(self.env, save)
+        self.kv.write(save)
 
 
 def _suffix(tokenizer: Tokenizer) -> bytes:

@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,21 +41,28 @@ from runtime.packer.rendering import CostCache
 from runtime.pager.sections import DEFAULT_SECTION as SECTION
 from runtime.pager.sections import section_of
 from runtime.pager.selection import TIER_SCORED, Item
-from runtime.storage.codec import EDGE_BYTE
-from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.codec import (
+    EDGE_BYTE,
+    edge_prefix,
+    member_prefix,
+    split_edge_key,
+    split_member_key,
+)
+from runtime.storage.kv import Engine
 from runtime.tokenizers import Tokenizer
 
 TOOL_KINDS = (BlockKind.TOOL_CALL, BlockKind.TOOL_RESULT)
-_cost_caches: dict[str, CostCache] = {}
+# Per engine, weakly: a store closed and opened again (a new engine) starts a fresh cache.
+_cost_caches: weakref.WeakKeyDictionary[Engine, CostCache] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
-def cost_cache(env: Any) -> CostCache:
-    """Return the process-wide cost cache of an environment."""
+def cost_cache(kv: Engine) -> CostCache:
+    """Return the process-wide cost cache of a store's engine."""
     with _lock:
-        cache = _cost_caches.get(env.path)
-        if cache is None or cache.env is not env:
-            cache = _cost_caches[env.path] = CostCache(env)
+        cache = _cost_caches.get(kv)
+        if cache is None:
+            cache = _cost_caches[kv] = CostCache(kv)
         return cache
 
 
@@ -78,7 +86,7 @@ class SessionGraph:
         if missing.shape[0]:
             ids = [self.snapshot.block_id(int(s)) for s in missing]
             kinds = [self.snapshot.kind(int(s)) for s in missing]
-            found = cost_cache(self.snapshot.reader.env).costs(
+            found = cost_cache(self.snapshot.reader.kv).costs(
                 self.tokenizer, ids, kinds, self._bodies
             )
             table[missing] = [(c.string, c.chat) for c in found]
@@ -162,7 +170,7 @@ class SessionGraph:
     def make_outside(self, key: int, block_id: str, score: float, tier: int) -> Item:
         """Return the item of a block from outside the session (never a tool pair)."""
         block = self.store.get(block_id)
-        found = cost_cache(self.snapshot.reader.env).costs(
+        found = cost_cache(self.snapshot.reader.kv).costs(
             self.tokenizer, [block.id], [block.kind], lambda _ids: [block.body]
         )[0]
         partner = -1 if block.kind in TOOL_KINDS else None
@@ -202,7 +210,7 @@ class SessionGraph:
     def _partner_by_edges(self, seq: int, kind: BlockKind) -> int:
         if not self._flagged(seq, FLAG_TOOL_EDGE):
             return -1
-        table = b"edges_out" if kind is BlockKind.TOOL_CALL else b"edges_in"
+        table = "edges_out" if kind is BlockKind.TOOL_CALL else "edges_in"
         others = self._ends(self.snapshot.block_id(seq), table, EdgeKind.TOOL_INVOCATION)
         for other in others:
             found = self._nearest(other, seq, after=kind is BlockKind.TOOL_CALL)
@@ -217,7 +225,7 @@ class SessionGraph:
             return []
         out: list[Item] = []
         for kind in (EdgeKind.PARENT, EdgeKind.SUPPORTS):
-            for dst in self._ends(item.block_id, b"edges_out", kind)[: self.fanout]:
+            for dst in self._ends(item.block_id, "edges_out", kind)[: self.fanout]:
                 seq = self._nearest(dst, item.seq, after=False)
                 if seq is not None and seq != item.seq:
                     out.append(self.item(seq))
@@ -232,7 +240,7 @@ class SessionGraph:
         if item.seq is None or not self._flagged(item.seq, FLAG_SUMMARISED):
             return []
         seqs = []
-        for src in self._ends(item.block_id, b"edges_in", EdgeKind.DERIVED_FROM)[: self.fanout]:
+        for src in self._ends(item.block_id, "edges_in", EdgeKind.DERIVED_FROM)[: self.fanout]:
             found = self._seqs(src)
             if found:
                 seqs.append(found[-1])
@@ -241,31 +249,18 @@ class SessionGraph:
     def _flagged(self, seq: int, flag: int) -> bool:
         return bool(int(self.snapshot.records["flags"][seq]) & flag)
 
-    def _ends(self, block_id: str, table: bytes, kind: EdgeKind) -> list[str]:
+    def _ends(self, block_id: str, table: str, kind: EdgeKind) -> list[str]:
         """Return the other ends of ``block_id``'s edges of ``kind`` in ``table``, sorted."""
-        start = bytes.fromhex(block_id) + bytes([EDGE_BYTE[kind]])
-        return [key[33:].hex() for key in self._keys(table, start)]
+        start = edge_prefix(block_id, EDGE_BYTE[kind])
+        return [split_edge_key(key)[2] for key in self._keys(table, start)]
 
-    def _keys(self, table: bytes, start: bytes) -> list[bytes]:
-        env = self.snapshot.reader.env
-        db = env.db(table)
-
-        def scan(txn: Any) -> list[bytes]:
-            keys = []
-            with txn.cursor(db=db) as cur:
-                if cur.set_range(start):
-                    for key in cur.iternext(keys=True, values=False):
-                        if not key.startswith(start):
-                            break
-                        keys.append(key)
-            return keys
-
-        return lmdbenv.read(env, scan)
+    def _keys(self, table: str, start: bytes) -> list[bytes]:
+        return self.snapshot.reader.kv.read(lambda t: list(t.keys(table, start)))
 
     def _seqs(self, block_id: str) -> list[int]:
         """Return the seqs of ``block_id`` in this snapshot (the store's members table)."""
-        start = bytes.fromhex(block_id) + self.snapshot.session.encode() + b"\x00"
-        seqs = [int.from_bytes(key[-8:], "big") for key in self._keys(b"members", start)]
+        start = member_prefix(block_id, self.snapshot.session)
+        seqs = [split_member_key(key)[1] for key in self._keys("members", start)]
         return [seq for seq in seqs if self.snapshot.has(seq)]
 
     def _nearest(self, block_id: str, seq: int, *, after: bool) -> int | None:

@@ -241,7 +241,7 @@ class EmbeddingRetriever(IndexedRetriever):
         missing = table.missing(seqs)
         if missing.shape[0]:
             ids = [snap.block_id(int(s)) for s in missing]
-            found = vector_cache(snap.reader.env).vectors(self.embedder, ids, _bodies(query))
+            found = vector_cache(snap.reader.kv).vectors(self.embedder, ids, _bodies(query))
             table.add(missing, np.stack(found))
         return table
 

@@ -105,3 +105,20 @@ def decode_entry_ref(session: str, seq: int, raw: bytes) -> EntryRef:
 META, BLOCKS, ENTRIES, MEMBERS = "meta", "blocks", "entries", "members"
 SESSIONS, EDGES_OUT, EDGES_IN, TOKENS = "sessions", "edges_out", "edges_in", "tokens"
 BLOCK_TABLES = (META, BLOCKS, ENTRIES, MEMBERS, SESSIONS, EDGES_OUT, EDGES_IN, TOKENS)
+
+
+def member_prefix(block_id: str, session: str | None = None) -> bytes:
+    """Return the prefix of a block's ``members`` keys (of one session, when given)."""
+    raw = bytes.fromhex(block_id)
+    return raw if session is None else raw + session_prefix(session)
+
+
+def edge_prefix(here: str, kind_byte: int | None = None) -> bytes:
+    """Return the prefix of one end's ``edges_out`` / ``edges_in`` keys (of one kind, if given)."""
+    raw = bytes.fromhex(here)
+    return raw if kind_byte is None else raw + bytes([kind_byte])
+
+
+def split_edge_key(key: bytes) -> tuple[str, EdgeKind, str]:
+    """Return (this end, kind, other end) of an ``edges_out`` or ``edges_in`` key."""
+    return key[:32].hex(), BYTE_EDGE[key[32]], key[33:].hex()

@@ -17,6 +17,14 @@ from runtime.storage.lmdb import env as lmdbenv
 T = TypeVar("T")
 
 
+class _TableNotOpen(Exception):
+    """A read transaction met a table whose handle was opened after it began (LMDB refuses it)."""
+
+    def __init__(self, name: bytes) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 class LmdbTables(Tables):
     """One LMDB transaction seen as tables."""
 
@@ -26,13 +34,26 @@ class LmdbTables(Tables):
         self.readonly = readonly
 
     def _db(self, table: str) -> Any:
-        return self._env.db(table.encode())
+        name = table.encode()
+        handle = self._env.dbs.get(name)
+        if handle is not None or not self.readonly:
+            return handle if handle is not None else self._env.db(name)
+        # A handle opened now (in its own transaction) would be refused by this read
+        # transaction, and LMDB forbids opening one inside it while a writer may open others:
+        # a table absent from this snapshot reads as empty; one that exists is opened outside
+        # any transaction and the read is run again (``LmdbEngine.read``).
+        if self.txn.get(name) is None:  # the main database lists the named ones
+            return None
+        raise _TableNotOpen(name)
 
     def get(self, table: str, key: bytes) -> bytes | None:
-        return cast("bytes | None", self.txn.get(key, db=self._db(table)))
+        db = self._db(table)
+        return None if db is None else cast("bytes | None", self.txn.get(key, db=db))
 
     def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
         db, get = self._db(table), self.txn.get
+        if db is None:
+            return [None] * len(keys)
         return [get(key, db=db) for key in keys]
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
@@ -57,10 +78,11 @@ class LmdbTables(Tables):
         limit: int | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
         low, high = scan_bounds(prefix, lo, hi)
-        if limit is not None and limit <= 0:
+        db = self._db(table)
+        if db is None or (limit is not None and limit <= 0):
             return
         yielded = 0
-        with self.txn.cursor(db=self._db(table)) as cur:
+        with self.txn.cursor(db=db) as cur:
             if reverse:
                 ok = cur.prev() if high is not None and cur.set_range(high) else cur.last()
                 step = cur.prev
@@ -78,7 +100,8 @@ class LmdbTables(Tables):
                 ok = step()
 
     def count(self, table: str) -> int:
-        return int(self.txn.stat(self._db(table))["entries"])
+        db = self._db(table)
+        return 0 if db is None else int(self.txn.stat(db)["entries"])
 
     def clear(self, table: str) -> None:
         self.txn.drop(self._db(table), delete=False)
@@ -104,7 +127,16 @@ class LmdbEngine(Engine):
         write = self.env.current_write()
         if write is not None:
             return fn(LmdbTables(self.env, write, readonly=False))
-        return lmdbenv.read(self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=True)))
+        outermost = getattr(self.env.local, "read_txn", None) is None
+        while True:
+            try:
+                return lmdbenv.read(
+                    self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=True))
+                )
+            except _TableNotOpen as missing:
+                if not outermost:
+                    raise  # the outermost read opens it and runs again, on a new snapshot
+                self.env.db(missing.name)
 
     def write(self, fn: Callable[[Tables], T]) -> T:
         return lmdbenv.write(self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=False)))
