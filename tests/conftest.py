@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from runtime.storage.kv import Engine
 from tests.fakes.anthropic_server import AnthropicServer
+from tests.pg_server import pg_server, pg_url  # noqa: F401 - the real PostgreSQL server fixtures
 
 
 @pytest.fixture
@@ -31,3 +33,18 @@ def stores(tmp_path):
 
     store = open_store(tmp_path / "store")
     return store, LmdbTraceStore(store)
+
+
+@pytest.fixture(params=["lmdb", "postgresql"])
+def kv_engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
+    """A fresh, empty key-value engine of each backend: LMDB in tmp_path, PostgreSQL (pg_url)."""
+    if request.param == "lmdb":
+        from runtime.storage.lmdb.engine import LmdbEngine
+
+        engine: Engine = LmdbEngine(tmp_path / "kv")
+    else:
+        from runtime.storage.postgres.engine import PostgresEngine
+
+        engine = PostgresEngine(request.getfixturevalue("pg_url"))
+    yield engine
+    engine.close()

@@ -26,13 +26,17 @@ class LmdbTables(Tables):
         self.readonly = readonly
 
     def _db(self, table: str) -> Any:
-        return self._env.db(table.encode())
+        """Return the table's handle; None in a read whose snapshot has no such table (empty)."""
+        return self._env.table(table.encode())
 
     def get(self, table: str, key: bytes) -> bytes | None:
-        return cast("bytes | None", self.txn.get(key, db=self._db(table)))
+        db = self._db(table)
+        return None if db is None else cast("bytes | None", self.txn.get(key, db=db))
 
     def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
         db, get = self._db(table), self.txn.get
+        if db is None:
+            return [None] * len(keys)
         return [get(key, db=db) for key in keys]
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
@@ -59,8 +63,10 @@ class LmdbTables(Tables):
         low, high = scan_bounds(prefix, lo, hi)
         if limit is not None and limit <= 0:
             return
-        yielded = 0
-        with self.txn.cursor(db=self._db(table)) as cur:
+        yielded, db = 0, self._db(table)
+        if db is None:
+            return
+        with self.txn.cursor(db=db) as cur:
             if reverse:
                 ok = cur.prev() if high is not None and cur.set_range(high) else cur.last()
                 step = cur.prev
@@ -78,7 +84,8 @@ class LmdbTables(Tables):
                 ok = step()
 
     def count(self, table: str) -> int:
-        return int(self.txn.stat(self._db(table))["entries"])
+        db = self._db(table)
+        return 0 if db is None else int(self.txn.stat(db)["entries"])
 
     def clear(self, table: str) -> None:
         self.txn.drop(self._db(table), delete=False)
