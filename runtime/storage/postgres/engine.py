@@ -89,6 +89,8 @@ class PostgresEngine(Engine):
         }
         if self._password is not None:
             self._connect_args["password"] = self._password
+        if "application_name" not in psycopg.conninfo.conninfo_to_dict(self._conninfo):
+            self._connect_args["application_name"] = "llm386"  # how the server lists us
         self._statement_timeout = statement_timeout
         self._pool_timeout = pool_timeout
         self._pool_size = max(2, pool_size)  # a write nested in a read needs a second connection
@@ -193,10 +195,12 @@ class PostgresEngine(Engine):
             except _Retry as retry:
                 cause = retry.args[0]
                 if isinstance(cause, StoreUnavailable):
-                    # A pooled connection died while idle (a server restart): one fresh try.
+                    # A pooled connection died while idle (a server restart): drop every dead
+                    # one and try once more on a fresh connection.
                     if stale_retried:
                         raise cause from None
                     stale_retried = True
+                    self._pool.check()
                     continue
                 if attempt >= MAX_ATTEMPTS:
                     raise StoreWriteFailed(
