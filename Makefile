@@ -13,8 +13,8 @@ TOOLS  := .venv-tools
 UV_COMPILE = $(TOOLS)/bin/uv pip compile pyproject.toml requirements/build.in --extra dev \
 	--generate-hashes --universal --python-version 3.11 --quiet
 
-.PHONY: run test bench lint typecheck pytest setup chromium demo clean lock check-upgrades \
-	check-lowest
+.PHONY: run test bench lint typecheck pytest setup chromium postgresql demo clean lock \
+	check-upgrades check-lowest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ chromium:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
 	fi
 
+# Debian's PostgreSQL 15 server binaries: the tests start a real server from them (tests/pg_server.py).
+PG_BIN ?= /usr/lib/postgresql/15/bin
+postgresql:
+	@if [ ! -x $(PG_BIN)/initdb ]; then \
+		echo "Installing Debian's PostgreSQL 15 for the PostgreSQL backend tests"; \
+		SUDO=$$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15 \
+			|| { echo "Cannot install postgresql-15: install it (apt-get install postgresql-15) or set PG_BIN"; exit 1; }; \
+	fi
+
 demo: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py llm386_demo --url http://$(HOST):$(PORT)
@@ -52,8 +62,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup chromium
-	$(BIN)/python -m pytest
+# LLM386_REQUIRE_PG=1: the PostgreSQL tests fail, never skip, when the server cannot be started.
+pytest: setup chromium postgresql
+	LLM386_REQUIRE_PG=1 LLM386_PG_BIN=$(PG_BIN) $(BIN)/python -m pytest
 
 test: lint typecheck pytest
 

@@ -26,7 +26,8 @@ exception silently; callers (the CLI, the web app) catch ``Llm386Error`` and sho
     │   ├── StoreCorrupted           verify found damage
     │   ├── StoreFull                the disk (not the map) is full
     │   ├── StoreWriteFailed         the disk refused a commit (I/O error, quota, size limit)
-    │   └── StoreReadOnly            a write on a store opened read-only
+    │   ├── StoreReadOnly            a write on a store opened read-only
+    │   └── StoreUnavailable         the database server is down, unreachable or refused the login
     ├── TokenizerError               BPE file missing or its checksum wrong
     ├── BudgetTooSmall               required content does not fit the budget
     ├── ModelCallFailed              API error, timeout, malformed response, missing key
@@ -140,6 +141,10 @@ class StoreWriteFailed(StoreError):
 
 class StoreReadOnly(StoreError):
     """A write was attempted on a store opened read-only."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's database server cannot be reached, refused the login or dropped the connection."""
 
 
 class TokenizerError(Llm386Error):

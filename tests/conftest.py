@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from runtime.storage.kv import Engine
 from tests.fakes.anthropic_server import AnthropicServer
+from tests.pg_server import pg_server, pg_url  # noqa: F401 - the real PostgreSQL server fixtures
 
 # Every variable through which the developer's Anthropic set-up could reach the SDK.
 ANTHROPIC_ENV = (
@@ -118,3 +120,18 @@ def run(tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
         return code, out, err
 
     return _run
+
+
+@pytest.fixture(params=["lmdb", "postgresql"])
+def kv_engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
+    """A fresh, empty key-value engine of each backend: LMDB in tmp_path, PostgreSQL (pg_url)."""
+    if request.param == "lmdb":
+        from runtime.storage.lmdb.engine import LmdbEngine
+
+        engine: Engine = LmdbEngine(tmp_path / "kv")
+    else:
+        from runtime.storage.postgres.engine import PostgresEngine
+
+        engine = PostgresEngine(request.getfixturevalue("pg_url"))
+    yield engine
+    engine.close()

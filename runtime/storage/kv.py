@@ -8,6 +8,9 @@ Invariants every engine keeps (the contract tests in tests/runtime/storage_contr
 them on each backend):
 - A table is a map from ``bytes`` keys to ``bytes`` values, ordered by unsigned byte
   comparison of keys (memcmp order; a shorter key sorts before its extensions).
+- Keys are 1 to :data:`MAX_KEY_BYTES` bytes (LMDB's limit, kept on every engine so any store
+  can be copied to any other); a put of another key raises an ``Llm386Error`` and its write
+  stores nothing.
 - :meth:`Engine.write` runs its function in one transaction: every change lands or none does.
   Writers are serialised against each other, in every process, so a read-modify-write inside
   one write cannot lose another writer's update. The function may be run again (after the
@@ -25,6 +28,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+
+#: The longest key every engine takes (LMDB's default maximum key size).
+MAX_KEY_BYTES = 511
 
 
 class Tables(abc.ABC):

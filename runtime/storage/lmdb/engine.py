@@ -17,14 +17,6 @@ from runtime.storage.lmdb import env as lmdbenv
 T = TypeVar("T")
 
 
-class _TableNotOpen(Exception):
-    """A read transaction met a table whose handle was opened after it began (LMDB refuses it)."""
-
-    def __init__(self, name: bytes) -> None:
-        super().__init__(name)
-        self.name = name
-
-
 class LmdbTables(Tables):
     """One LMDB transaction seen as tables."""
 
@@ -34,17 +26,8 @@ class LmdbTables(Tables):
         self.readonly = readonly
 
     def _db(self, table: str) -> Any:
-        name = table.encode()
-        handle = self._env.dbs.get(name)
-        if handle is not None or not self.readonly:
-            return handle if handle is not None else self._env.db(name)
-        # A handle opened now (in its own transaction) would be refused by this read
-        # transaction, and LMDB forbids opening one inside it while a writer may open others:
-        # a table absent from this snapshot reads as empty; one that exists is opened outside
-        # any transaction and the read is run again (``LmdbEngine.read``).
-        if self.txn.get(name) is None:  # the main database lists the named ones
-            return None
-        raise _TableNotOpen(name)
+        """Return the table's handle; None in a read whose snapshot has no such table (empty)."""
+        return self._env.table(table.encode())
 
     def get(self, table: str, key: bytes) -> bytes | None:
         db = self._db(table)
@@ -78,10 +61,11 @@ class LmdbTables(Tables):
         limit: int | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
         low, high = scan_bounds(prefix, lo, hi)
-        db = self._db(table)
-        if db is None or (limit is not None and limit <= 0):
+        if limit is not None and limit <= 0:
             return
-        yielded = 0
+        yielded, db = 0, self._db(table)
+        if db is None:
+            return
         with self.txn.cursor(db=db) as cur:
             if reverse:
                 ok = cur.prev() if high is not None and cur.set_range(high) else cur.last()
@@ -104,7 +88,9 @@ class LmdbTables(Tables):
         return 0 if db is None else int(self.txn.stat(db)["entries"])
 
     def clear(self, table: str) -> None:
-        self.txn.drop(self._db(table), delete=False)
+        db = self._db(table)
+        if db is not None:
+            self.txn.drop(db, delete=False)
 
     def table_names(self) -> list[str]:
         with self.txn.cursor() as cur:  # LMDB's main database lists the named databases
@@ -127,16 +113,7 @@ class LmdbEngine(Engine):
         write = self.env.current_write()
         if write is not None:
             return fn(LmdbTables(self.env, write, readonly=False))
-        outermost = getattr(self.env.local, "read_txn", None) is None
-        while True:
-            try:
-                return lmdbenv.read(
-                    self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=True))
-                )
-            except _TableNotOpen as missing:
-                if not outermost:
-                    raise  # the outermost read opens it and runs again, on a new snapshot
-                self.env.db(missing.name)
+        return lmdbenv.read(self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=True)))
 
     def write(self, fn: Callable[[Tables], T]) -> T:
         return lmdbenv.write(self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=False)))

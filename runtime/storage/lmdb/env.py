@@ -97,6 +97,11 @@ class ResizeLock:
 
 
 @dataclass
+class _Outcome:
+    committed: bool = False
+
+
+@dataclass
 class Env:
     """An open environment, its named databases, and how it was opened."""
 
@@ -119,6 +124,48 @@ class Env:
         """Take up a map size another process has grown the environment to."""
         with self.resize.exclusive():
             self.env.set_mapsize(0)
+
+    def table(self, name: bytes) -> DbHandle | None:
+        """Return the named database for this thread's open transaction (None: a read's
+        snapshot has no such table).
+
+        Opened inside that transaction when new: a handle LMDB opens in a transaction is valid
+        in it (one opened in a transaction begun later is not) and, until it commits, only in
+        it; so it is kept for this thread and shared once the transaction commits, and
+        forgotten if it aborts.
+        """
+        handle = self.dbs.get(name)
+        if handle is not None:
+            return handle
+        write_txn = self.current_write()
+        txn = write_txn or getattr(self.local, "read_txn", None)
+        if txn is None:
+            return self.db(name)
+        pending = self.local.pending
+        if name in pending:
+            return pending[name]
+        with self.lock:
+            try:
+                handle = self.env.open_db(name, txn=txn, create=write_txn is not None)
+            except lmdb.NotFoundError:
+                return None
+        pending[name] = handle
+        return handle
+
+    @contextmanager
+    def opening_tables(self) -> Iterator[_Outcome]:
+        """Track the tables a top-level transaction opens: shared once it commits, else dropped."""
+        outer = getattr(self.local, "pending", {})
+        self.local.pending = {}
+        outcome = _Outcome()
+        try:
+            yield outcome
+        finally:
+            pending, self.local.pending = self.local.pending, outer
+            if outcome.committed:
+                with self.lock:
+                    for name, handle in pending.items():
+                        self.dbs.setdefault(name, handle)
 
     def db(self, name: bytes, *, dupsort: bool = False) -> DbHandle:
         """Return the named database, creating it (in its own transaction) if writable."""
@@ -312,12 +359,15 @@ def write(opened: Env, fn: Callable[[Txn], T]) -> T:
         try:
             # Growing happens outside ``opened.lock``: a reader thread that needs the lock (to
             # open a table) must be able to finish, or the resize would wait for it forever.
-            with opened.lock, opened.resize.shared(), opened.env.begin(write=True) as txn:
-                opened.local.txn = txn
-                try:
-                    return fn(txn)
-                finally:
-                    opened.local.txn = None
+            with opened.opening_tables() as outcome:
+                with opened.lock, opened.resize.shared(), opened.env.begin(write=True) as txn:
+                    opened.local.txn = txn
+                    try:
+                        result = fn(txn)
+                    finally:
+                        opened.local.txn = None
+                outcome.committed = True
+            return result
         except lmdb.MapFullError:
             _grow(opened)
         except lmdb.MapResizedError:
@@ -365,11 +415,14 @@ def read(opened: Env, fn: Callable[[Txn], T]) -> T:
         return fn(ambient)
     while True:
         try:
-            with opened.resize.shared(), opened.env.begin(write=False, buffers=False) as txn:
-                opened.local.read_txn = txn
-                try:
-                    return fn(txn)
-                finally:
-                    opened.local.read_txn = None
+            with opened.opening_tables() as outcome:
+                with opened.resize.shared(), opened.env.begin(write=False, buffers=False) as txn:
+                    opened.local.read_txn = txn
+                    try:
+                        result = fn(txn)
+                    finally:
+                        opened.local.read_txn = None
+                outcome.committed = True
+            return result
         except lmdb.MapResizedError:
             opened.adopt_map_size()

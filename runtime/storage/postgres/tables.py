@@ -1,0 +1,247 @@
+"""One PostgreSQL transaction seen as the seam's tables: the SQL of get, put, scan and the rest.
+
+Every table of the seam is a range ``t = <name>`` of ``llm386_kv``; keys and values travel in
+binary (no hex encoding of ``bytea``), and statements are prepared by psycopg after a few uses.
+
+Invariants:
+- Scans never hold a table in memory: they are keyset-paginated (``k > last`` or ``k < last``,
+  ``ORDER BY k``, ``LIMIT`` growing from 64 to 1,024 rows), each page fetched whole before it is
+  yielded, so the caller may read and write the same transaction between rows. Values over
+  64 KiB are left out of the page and fetched one by one when their row is reached, so a page
+  holds at most 64 MiB whatever the values.
+- A driver error inside the transaction is remembered (``failure``) before it is raised: the
+  engine never commits a transaction a statement failed in, even if the caller swallowed it.
+- A Tables is dead once its transaction ends; using it then raises instead of borrowing a
+  connection that the pool may have handed to another thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+
+from runtime.errors import InvalidInput, StoreError, StoreReadOnly
+from runtime.storage.kv import MAX_KEY_BYTES, Tables, scan_bounds
+from runtime.storage.postgres.schema import KV_TABLE
+
+FIRST_PAGE = 64
+MAX_PAGE = 1024
+INLINE_VALUE_BYTES = 64 * 1024
+#: Rows and bytes sent in one INSERT of a put_many.
+PUT_ROWS = 1000
+PUT_BYTES = 8 * 1024 * 1024
+GET_KEYS = 1000
+
+# The distinct table names by a skip scan of the primary key (one index probe per name).
+_NAMES = (
+    f"WITH RECURSIVE names(t) AS (SELECT min(t) FROM {KV_TABLE} UNION ALL "
+    f"SELECT (SELECT min(t) FROM {KV_TABLE} WHERE t > names.t) FROM names "
+    "WHERE names.t IS NOT NULL) SELECT t FROM names WHERE t IS NOT NULL"
+)
+_GET = f"SELECT v FROM {KV_TABLE} WHERE t = %s AND k = %s"
+_GET_MANY = f"SELECT k, v FROM {KV_TABLE} WHERE t = %s AND k = ANY(%s)"
+_PUT = (
+    f"INSERT INTO {KV_TABLE} (t, k, v) VALUES (%s, %s, %s) "
+    "ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v"
+)
+_PUT_MANY = (
+    f"INSERT INTO {KV_TABLE} (t, k, v) SELECT %s, k, v FROM unnest(%s::bytea[], %s::bytea[]) "
+    "AS r(k, v) ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v"
+)
+_DELETE = f"DELETE FROM {KV_TABLE} WHERE t = %s AND k = %s"
+_COUNT = f"SELECT count(*) FROM {KV_TABLE} WHERE t = %s"
+_CLEAR = f"DELETE FROM {KV_TABLE} WHERE t = %s"
+_VALUE = f"CASE WHEN octet_length(v) <= {INLINE_VALUE_BYTES} THEN v END"
+
+
+def _page_sql(*, values: bool, reverse: bool, strict: bool, upper: bool) -> str:
+    """Return the SELECT of one scan page: ``k >= low`` (``k > low`` when ``strict``), ``k < high``."""
+    columns = f"k, {_VALUE}" if values else "k"
+    where = f"t = %s AND k {'>' if strict else '>='} %s" + (" AND k < %s" if upper else "")
+    order = "DESC" if reverse else "ASC"
+    return f"SELECT {columns} FROM {KV_TABLE} WHERE {where} ORDER BY k {order} LIMIT %s"
+
+
+_PAGES = {
+    (values, reverse, strict, upper): _page_sql(
+        values=values, reverse=reverse, strict=strict, upper=upper
+    )
+    for values in (False, True)
+    for reverse in (False, True)
+    for strict in (False, True)
+    for upper in (False, True)
+}
+
+
+def check_key(key: bytes) -> None:
+    """Refuse a key no engine can store (empty, or over MAX_KEY_BYTES)."""
+    if not 0 < len(key) <= MAX_KEY_BYTES:
+        raise InvalidInput(
+            f"a store key must be 1 to {MAX_KEY_BYTES} bytes, not {len(key)}; this is a bug in "
+            "the caller, please report it"
+        )
+
+
+class PgTables(Tables):
+    """The tables as one open transaction on one connection sees them."""
+
+    def __init__(
+        self, conn: psycopg.Connection[Any], *, readonly: bool, translate: Callable[..., StoreError]
+    ) -> None:
+        self.readonly = readonly
+        self._conn = conn
+        self._cur = conn.cursor(binary=True)
+        self._translate = translate
+        self.failure: psycopg.Error | None = None
+        self.open = True
+
+    def _run(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor[Any]:
+        if not self.open:
+            raise StoreError(
+                "a store transaction was used after it ended (a scan kept past its read or "
+                "write?); this is a bug in the caller, please report it"
+            )
+        try:
+            return self._cur.execute(sql, params)
+        except psycopg.Error as exc:
+            self.failure = self.failure or exc
+            raise self._translate(exc) from None
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise StoreReadOnly(
+                "a write was attempted inside a read transaction; run it in Engine.write"
+            )
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        row = self._run(_GET, (table, key)).fetchone()
+        return None if row is None else row[0]
+
+    def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        found: dict[bytes, bytes] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), GET_KEYS):
+            part = unique[start : start + GET_KEYS]
+            found.update(self._run(_GET_MANY, (table, part)).fetchall())
+        return [found.get(key) for key in keys]
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._writable()
+        check_key(key)
+        self._run(_PUT, (table, key, value))
+
+    def put_many(self, table: str, items: Sequence[tuple[bytes, bytes]]) -> None:
+        self._writable()
+        latest = dict(items)  # one INSERT may not touch a key twice: the last value wins
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        size = 0
+        for key, value in latest.items():
+            check_key(key)
+            keys.append(key)
+            values.append(value)
+            size += len(key) + len(value)
+            if len(keys) >= PUT_ROWS or size >= PUT_BYTES:
+                self._run(_PUT_MANY, (table, keys, values))
+                keys, values, size = [], [], 0
+        if keys:
+            self._run(_PUT_MANY, (table, keys, values))
+
+    def delete(self, table: str, key: bytes) -> bool:
+        self._writable()
+        return self._run(_DELETE, (table, key)).rowcount > 0
+
+    def scan(
+        self,
+        table: str,
+        prefix: bytes = b"",
+        *,
+        lo: bytes | None = None,
+        hi: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._pages(table, prefix, lo, hi, reverse, limit, values=True):
+            yield key, value if value is not None else self._big(table, key)
+
+    def keys(
+        self,
+        table: str,
+        prefix: bytes = b"",
+        *,
+        lo: bytes | None = None,
+        hi: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[bytes]:
+        for row in self._pages(table, prefix, lo, hi, reverse, limit, values=False):
+            yield row[0]
+
+    def _big(self, table: str, key: bytes) -> bytes:
+        value = self.get(table, key)
+        if value is None:  # deleted by this transaction between the page and its row
+            raise StoreError(
+                f"the value of a key of table {table} was deleted while a scan of this same "
+                "transaction was reading it; delete after the scan"
+            )
+        return value
+
+    def _pages(
+        self,
+        table: str,
+        prefix: bytes,
+        lo: bytes | None,
+        hi: bytes | None,
+        reverse: bool,
+        limit: int | None,
+        *,
+        values: bool,
+    ) -> Iterator[tuple[Any, ...]]:
+        low, high = scan_bounds(prefix, lo, hi)
+        remaining = limit
+        if (remaining is not None and remaining <= 0) or (high is not None and low >= high):
+            return
+        page, last = FIRST_PAGE, None
+        while True:
+            size = page if remaining is None else min(page, remaining)
+            rows = self._run(*self._page(table, low, high, last, size, reverse, values)).fetchall()
+            yield from rows
+            if len(rows) < size:
+                return
+            if remaining is not None:
+                remaining -= len(rows)
+                if remaining <= 0:
+                    return
+            last, page = rows[-1][0], min(page * 2, MAX_PAGE)
+
+    @staticmethod
+    def _page(
+        table: str,
+        low: bytes,
+        high: bytes | None,
+        last: bytes | None,
+        size: int,
+        reverse: bool,
+        values: bool,
+    ) -> tuple[str, list[Any]]:
+        """Return the statement and parameters of the page after ``last`` (None: the first)."""
+        if reverse:  # pages walk down: the upper bound moves to the last key seen
+            lower, strict, upper = low, False, last if last is not None else high
+        else:  # pages walk up: the lower bound moves past the last key seen
+            lower, strict = (low, False) if last is None else (last, True)
+            upper = high
+        params: list[Any] = [table, lower] + ([] if upper is None else [upper]) + [size]
+        return _PAGES[(values, reverse, strict, upper is not None)], params
+
+    def count(self, table: str) -> int:
+        (count,) = self._run(_COUNT, (table,)).fetchall()[0]
+        return int(count)
+
+    def clear(self, table: str) -> None:
+        self._writable()
+        self._run(_CLEAR, (table,))
+
+    def table_names(self) -> list[str]:
+        return sorted(str(name) for (name,) in self._run(_NAMES, ()).fetchall())
