@@ -26,7 +26,8 @@ exception silently; callers (the CLI, the web app) catch ``Llm386Error`` and sho
     │   ├── StoreCorrupted           verify found damage
     │   ├── StoreFull                the disk (not the map) is full
     │   ├── StoreWriteFailed         the disk refused a commit (I/O error, quota, size limit)
-    │   └── StoreReadOnly            a write on a store opened read-only
+    │   ├── StoreReadOnly            a write on a store opened read-only
+    │   └── StoreOutdated            a read-only store of an older layout (run llm386 migrate)
     ├── TokenizerError               BPE file missing or its checksum wrong
     ├── BudgetTooSmall               required content does not fit the budget
     ├── ModelCallFailed              API error, timeout, malformed response, missing key
@@ -140,6 +141,10 @@ class StoreWriteFailed(StoreError):
 
 class StoreReadOnly(StoreError):
     """A write was attempted on a store opened read-only."""
+
+
+class StoreOutdated(StoreError):
+    """The store's layout is older than this llm386 and it cannot be upgraded where it is."""
 
 
 class TokenizerError(Llm386Error):

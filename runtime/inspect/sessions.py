@@ -33,7 +33,8 @@ from runtime.indexes.bm25 import query_terms
 from runtime.indexes.sessionindex import term_key
 from runtime.indexes.snapshot import index_for, reader_for
 from runtime.storage.lmdb import env as lmdbenv
-from runtime.tracing.records import SessionTraceStats, TraceStore
+from runtime.tracing.aggregates import SessionTraceStats
+from runtime.tracing.records import TraceStore
 
 _HASH_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")  # a prompt hash or a prefix of 8+ of it
 MAX_QUERY_CHARS = 500

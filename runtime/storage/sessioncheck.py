@@ -65,13 +65,9 @@ def _sessions(store: LmdbStore, traces: LmdbTraceStore) -> list[_Session]:
 
 
 def _traced_sessions(traces: LmdbTraceStore) -> set[str]:
-    from runtime.storage.lmdb import env as lmdbenv
+    from runtime.storage.tracestore import SESSIONS
 
-    def names(txn: lmdbenv.Txn) -> set[str]:
-        with txn.cursor(db=traces._sessions) as cur:
-            return {key.decode() for key in cur.iternext(keys=True, values=False)}
-
-    return lmdbenv.read(traces.env, names)
+    return traces.kv.read(lambda t: {key.decode() for key in t.keys(SESSIONS)})
 
 
 def reply_ids(record: TraceRecord) -> list[str]:

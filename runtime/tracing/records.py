@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import limits
 from runtime.blocks import canonical_json, check_session
@@ -44,6 +44,9 @@ from runtime.providers.response import Attempt as AttemptRecord  # one type for 
 from runtime.storage.chunking import RequestParts
 from runtime.storage.codec import json_load
 from runtime.storage.interface import RepairReport, VerifyReport
+
+if TYPE_CHECKING:
+    from runtime.tracing.aggregates import SessionTraceStats
 
 TRACE_SCHEMA = 1
 CALL_ID_LEN = 25
@@ -383,58 +386,6 @@ def delivery(record: TraceRecord) -> Delivery:
     if REPAGE_KEY in record.config and record.response is None:
         return Delivery.NOT_SENT
     return Delivery.ANSWERED
-
-
-@dataclass(frozen=True)
-class SessionTraceStats:
-    """Per-session aggregates, kept up to date in the same write as each record.
-
-    Token totals count answered calls only: a re-page was never sent and a failed call
-    reported no usage, so their local estimates would count tokens nobody processed or paid
-    for. They are counted apart, in ``repages`` and ``errors`` (failed attempts).
-    """
-
-    session: str
-    calls: int = 0
-    turns: int = 0  # records that are not replays
-    errors: int = 0  # failed attempts
-    flagged: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    first_at: int | None = None
-    last_at: int | None = None
-    repages: int = 0  # re-pages recorded, not sent
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    def counting(
-        self, rec: TraceRecord, sign: int = 1, *, flagged: bool = False
-    ) -> SessionTraceStats:
-        """Return these aggregates with ``rec`` added (``sign`` +1) or taken away (-1)."""
-        kind = delivery(rec)
-        answered = sign * (kind is Delivery.ANSWERED)
-        usage = rec.usage
-        tokens_in = usage.total_input_tokens if usage else rec.estimated_input_tokens or 0
-        tokens_out = usage.output_tokens if usage else rec.estimated_output_tokens or 0
-        first = rec.started_at if self.first_at is None else min(self.first_at, rec.started_at)
-        last = rec.started_at if self.last_at is None else max(self.last_at, rec.started_at)
-        return replace(
-            self,
-            calls=self.calls + sign,
-            turns=self.turns + sign * (rec.origin is not TraceOrigin.REPLAY),
-            errors=self.errors + sign * (kind is Delivery.FAILED),
-            flagged=self.flagged + sign * flagged,
-            input_tokens=self.input_tokens + answered * tokens_in,
-            output_tokens=self.output_tokens + answered * tokens_out,
-            first_at=first if sign > 0 else self.first_at,
-            last_at=last if sign > 0 else self.last_at,
-            repages=self.repages + sign * (kind is Delivery.NOT_SENT),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return json_ready(self) | {"total_tokens": self.total_tokens}
 
 
 @dataclass(frozen=True)
