@@ -40,6 +40,7 @@ chromium:
 
 demo: setup
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/llm386 migrate
 	$(BIN)/python manage.py llm386_demo --url http://$(HOST):$(PORT)
 
 run: demo

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.storage.lmdb.store import LmdbStore
+from runtime.storage.migrations import migrate
 
 # The same home the web app and `make run` use (<repo>/var), so the CLI sees the demo store.
 DEFAULT_HOME = "var"
@@ -37,8 +38,13 @@ def store_path_from(args: argparse.Namespace) -> Path:
 
 
 def open_store_from(args: argparse.Namespace, *, create: bool = False) -> LmdbStore:
-    """Open the store named by ``--store`` (or the default); only ``init`` and writers create."""
-    return LmdbStore(store_path_from(args), create=create)
+    """Open the store named by ``--store`` (or the default); only ``init`` and writers create.
+
+    A writable store of an older layout is migrated first (``llm386 migrate`` does only that)."""
+    store = LmdbStore(store_path_from(args), create=create)
+    if not store.kv.readonly:
+        migrate(store.kv)
+    return store
 
 
 def warn(warnings: Iterable[str]) -> None:

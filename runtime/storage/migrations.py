@@ -16,8 +16,9 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from runtime.errors import StoreError, StoreOutdated
 from runtime.storage.kv import Engine, Tables
@@ -42,9 +43,7 @@ def _session_aggregates(t: Tables) -> None:
     rebuild_aggregates(t)
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(2, "session-aggregates", _session_aggregates),
-)
+MIGRATIONS: tuple[Migration, ...] = (Migration(2, "session-aggregates", _session_aggregates),)
 CURRENT_VERSION = MIGRATIONS[-1].version
 
 
@@ -56,7 +55,9 @@ def version_of(t: Tables) -> int:
     try:
         return int(raw.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
-        raise StoreError(f"the store's layout version {raw!r} is not a number; run `llm386 verify`") from None
+        raise StoreError(
+            f"the store's layout version {raw!r} is not a number; run `llm386 verify`"
+        ) from None
 
 
 def current_version(engine: Engine) -> int:
@@ -70,15 +71,20 @@ def current_version(engine: Engine) -> int:
     return version
 
 
-def pending(engine: Engine) -> list[Migration]:
+def pending(engine: Engine, registry: Sequence[Migration] = MIGRATIONS) -> list[Migration]:
     """Return the migrations the store has not had yet, in order."""
     version = current_version(engine)
-    return [m for m in MIGRATIONS if m.version > version]
+    return [m for m in registry if m.version > version]
 
 
-def migrate(engine: Engine, progress: Callable[[Migration], None] | None = None) -> list[str]:
+def migrate(
+    engine: Engine,
+    progress: Callable[[Migration], None] | None = None,
+    *,
+    registry: Sequence[Migration] = MIGRATIONS,
+) -> list[str]:
     """Apply every pending migration, each in its own write; return the names applied."""
-    todo = pending(engine)
+    todo = pending(engine, registry)
     if todo and engine.readonly:
         raise StoreOutdated(
             f"the store at {engine.location} has layout version {todo[0].version - 1} and "
@@ -86,7 +92,7 @@ def migrate(engine: Engine, progress: Callable[[Migration], None] | None = None)
         )
     applied: list[str] = []
     for migration in todo:
-        if engine.write(lambda t, m=migration: _apply(t, m)):
+        if engine.write(partial(_apply, migration=migration)):
             applied.append(migration.name)
             if progress is not None:
                 progress(migration)

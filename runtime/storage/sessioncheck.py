@@ -175,9 +175,7 @@ def _drop_second_copy(store: LmdbStore, traces: LmdbTraceStore, s: _Session) -> 
     txn = store.env.current_write()
     if txn is None:
         raise RuntimeError("repair_sessions runs inside store.atomic")
-    for cid in extra:
-        traces._delete_txn(txn, cid)
-    traces._bump_generation(txn, deleted=len(extra))
+    traces.delete_records(extra)  # joins the caller's write
     ids = [e.id for e in s.entries]
     copies = max(sum(1 for r in s.imported if r.turn == t) for t in kept)
     size = len(ids) // copies

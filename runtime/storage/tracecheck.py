@@ -15,6 +15,7 @@ are unknown): it is reported, stays listed, and its bytes are refused when read.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Mapping
 
@@ -86,10 +87,9 @@ def _request_problems(t: Tables, records: dict[str, TraceRecord]) -> list[Proble
     used = {r.prompt_hash for r in records.values()}
     problems += [Problem("request-orphan", f"request {key.hex()[:12]} is used by no trace")
                  for key in t.keys(REQUESTS) if key.hex() not in used]  # fmt: skip
-    try:
+    # A read-only store written before chunking has no chunk tables, hence no chunks.
+    with contextlib.suppress(StoreError):
         problems += [Problem(code, detail) for code, detail in chunk_problems(t, CHUNKED_ROWS)]
-    except StoreError:
-        pass  # a read-only store written before chunking has no chunk tables, hence no chunks
     return problems
 
 
@@ -157,7 +157,9 @@ def _aggregate_problems(
     raw = t.get(META, TOTALS)
     have_totals = {k: v for k, v in (_json(raw) if raw else {}).items() if v}
     if have_totals != {k: v for k, v in totals.items() if v}:
-        problems.append(Problem("count-mismatch", f"totals: stored {have_totals}, records say {totals}"))
+        problems.append(
+            Problem("count-mismatch", f"totals: stored {have_totals}, records say {totals}")
+        )
     return problems
 
 

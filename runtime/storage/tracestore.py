@@ -29,9 +29,9 @@ answer from aggregates it does not have, saying to run ``llm386 migrate``.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-import zlib
 from typing import Any, TypeVar
 
 from runtime.blocks import canonical_json, check_session
@@ -44,10 +44,10 @@ from runtime.errors import (
     TraceNotFound,
 )
 from runtime.storage import migrations
+from runtime.storage.chunking import DIGEST_SIZE, request_parts, split_digests
 from runtime.storage.codec import json_load
 from runtime.storage.interface import RepairReport, VerifyReport
 from runtime.storage.kv import Engine, Tables, prefix_end
-from runtime.storage.chunking import DIGEST_SIZE, request_parts, split_digests
 from runtime.storage.tracechunks import (
     CHUNKED,
     CHUNKS,
@@ -126,7 +126,9 @@ def unpack_bytes(stored: bytes) -> bytes:
         try:
             return zlib.decompress(body)
         except zlib.error:
-            raise StoreCorrupted("stored trace bytes do not decompress; run `llm386 verify`") from None
+            raise StoreCorrupted(
+                "stored trace bytes do not decompress; run `llm386 verify`"
+            ) from None
     raise StoreCorrupted(f"stored trace bytes have unknown codec {tag!r}; run `llm386 verify`")
 
 
@@ -137,7 +139,9 @@ def load_chunked(t: Tables, stored: bytes) -> bytes:
         children = t.get(NODES, node)
         if children is None or len(children) % DIGEST_SIZE:
             raise StoreCorrupted(f"request node {node.hex()[:12]} is missing; run `llm386 verify`")
-        for digest, chunk in zip(split_digests(children), t.get_many(CHUNKS, list(split_digests(children))), strict=True):
+        for digest, chunk in zip(
+            split_digests(children), t.get_many(CHUNKS, list(split_digests(children))), strict=True
+        ):
             if chunk is None:
                 raise StoreCorrupted(
                     f"request chunk {digest.hex()[:12]} is missing; run `llm386 verify`"
@@ -164,7 +168,11 @@ def decode_row(t: Tables, raw: bytes) -> TraceRecord:
 
 def stored_stats(t: Tables, session: str) -> SessionTraceStats:
     raw = t.get(SESSIONS, session.encode())
-    return SessionTraceStats(session) if raw is None else SessionTraceStats.from_stored(session, json_load(raw))
+    return (
+        SessionTraceStats(session)
+        if raw is None
+        else SessionTraceStats.from_stored(session, json_load(raw))
+    )
 
 
 def put_stats(t: Tables, stats: SessionTraceStats) -> None:
@@ -260,7 +268,9 @@ class KvTraceStore(TraceStore):
             self._bump_generation(t, added=count)
         return count
 
-    def _bump_generation(self, t: Tables, *, added: int = 0, deleted: int = 0, repairs: int = 0) -> None:
+    def _bump_generation(
+        self, t: Tables, *, added: int = 0, deleted: int = 0, repairs: int = 0
+    ) -> None:
         # In the caller's write transaction, so a reader never sees data without its generation.
         g = self._generation_in(t)
         g = TraceGeneration(g.added + added, g.deleted + deleted, g.repairs + repairs, g.writes + 1)
@@ -292,7 +302,9 @@ class KvTraceStore(TraceStore):
 
     def _add_to_aggregates(self, t: Tables, rec: TraceRecord) -> None:
         raw = t.get(TURNS, session_key(rec.session, rec.turn))
-        group = TurnGroup.of(rec) if raw is None else TurnGroup.from_stored(json_load(raw)).adding(rec)
+        group = (
+            TurnGroup.of(rec) if raw is None else TurnGroup.from_stored(json_load(raw)).adding(rec)
+        )
         put_group(t, rec.session, rec.turn, group)
         put_stats(t, stored_stats(t, rec.session).counting(rec, new_turn=raw is None))
         self._bump_totals(t, calls=1, error=int(rec.status is TraceStatus.ERROR))
@@ -369,6 +381,47 @@ class KvTraceStore(TraceStore):
             return len(cids)
 
         return self.kv.write(delete)
+
+    def delete_records(self, call_ids: Sequence[str]) -> int:
+        """Delete single records (repair of duplicate imports); their sessions' aggregates are
+        counted again from the records left. Return how many were deleted."""
+
+        def delete(t: Tables) -> int:
+            sessions = sorted({self._load_in(t, cid).session for cid in call_ids})
+            before = [stored_stats(t, s) for s in sessions]
+            for cid in call_ids:
+                self._delete_in(t, cid)
+            after = [self._recount_in(t, s) for s in sessions]
+            self._bump_totals(
+                t, calls=sum(a.calls - b.calls for a, b in zip(after, before, strict=True)),
+                error=sum(a.errors - b.errors for a, b in zip(after, before, strict=True)),
+                flagged=sum(a.flagged - b.flagged for a, b in zip(after, before, strict=True)),
+            )  # fmt: skip
+            if call_ids:
+                self._bump_generation(t, deleted=len(call_ids))
+            return len(call_ids)
+
+        return self.kv.write(delete)
+
+    def _recount_in(self, t: Tables, session: str) -> SessionTraceStats:
+        """Write a session's aggregates again from its records; return them."""
+        prefix = session_prefix(session)
+        for key in list(t.keys(TURNS, prefix)):
+            t.delete(TURNS, key)
+        stats = SessionTraceStats(session)
+        for key in t.keys(BY_SESSION, prefix):
+            rec = self._load_in(t, key[-CALL_ID_LEN:].decode())
+            turn_key = session_key(session, rec.turn)
+            raw = t.get(TURNS, turn_key)
+            group = (
+                TurnGroup.of(rec)
+                if raw is None
+                else TurnGroup.from_stored(json_load(raw)).adding(rec)
+            )
+            t.put(TURNS, turn_key, canonical_json(group.stored()))
+            stats = stats.counting(rec, flagged=rec.flagged, new_turn=raw is None)
+        put_stats(t, stats)
+        return stats
 
     def _delete_in(self, t: Tables, cid: str) -> bool:
         """Delete one record's rows and bytes (not the aggregates); return whether it was flagged."""
@@ -545,6 +598,12 @@ class KvTraceStore(TraceStore):
 
         return self._aggregates(load)
 
+    def turn_group(self, session: str, turn: int) -> TurnGroup | None:
+        """Return one turn's group (None: the session has no such turn)."""
+        key = session_key(check_session(session), turn)
+        raw = self._aggregates(lambda t: t.get(TURNS, key))
+        return None if raw is None else TurnGroup.from_stored(json_load(raw))
+
     def turn_call_ids(self, session: str, turn: int) -> list[str]:
         """Return the call ids of one turn's records, in call id order (index only)."""
         prefix = session_key(check_session(session), turn)
@@ -617,7 +676,11 @@ def _pick_index(
         exact = session is None and status is None and flagged is None
         return BY_HASH, bytes.fromhex(check_hash(prompt_hash)), exact
     if session is not None:
-        return BY_SESSION, session_prefix(check_session(session)), status is None and flagged is None
+        return (
+            BY_SESSION,
+            session_prefix(check_session(session)),
+            status is None and flagged is None,
+        )
     if flagged:
         return BY_STATUS, FLAGGED.encode() + b"\x00", status is None
     if status is not None:

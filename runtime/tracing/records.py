@@ -8,8 +8,9 @@ Invariants:
 - ``prompt_hash`` is the SHA-256 (hex) of the exact request bytes, and a store refuses a record
   whose request bytes do not hash to it (the reference design stored a constant hash of b"").
   Request bytes are stored once per hash, apart from the records.
-- ``replay_complete`` is never stored: a store sets it on every read by re-hashing the stored
-  bytes, so a damaged or missing request shows as not replayable.
+- ``replay_complete`` is never stored: a store sets it on every read from whether the request
+  bytes are stored. Their hash is checked when they are written, whenever they are read and by
+  ``verify``, so damaged bytes are refused and reported, never returned.
 - A record is immutable once stored. The only thing that changes later is the user's flag
   (failing + note), kept beside the record, never inside it.
 - Call ids sort by creation time: 13 digits of ms since the epoch, a 4-hex per-process counter
@@ -46,7 +47,7 @@ from runtime.storage.codec import json_load
 from runtime.storage.interface import RepairReport, VerifyReport
 
 if TYPE_CHECKING:
-    from runtime.tracing.aggregates import SessionTraceStats
+    from runtime.tracing.aggregates import SessionTraceStats, TurnGroup
 
 TRACE_SCHEMA = 1
 CALL_ID_LEN = 25
@@ -460,6 +461,26 @@ class TraceStore(abc.ABC):
     @abc.abstractmethod
     def turns(self, session: str) -> list[tuple[int, str]]:
         """Return (turn, call id) of every record of a session, in turn order."""
+
+    @abc.abstractmethod
+    def turn_groups(
+        self, session: str, *, offset: int = 0, limit: int | None = 50, reverse: bool = False
+    ) -> list[tuple[int, TurnGroup]]:
+        """Return a page of a session's turns (by turn number) with their aggregates."""
+
+    @abc.abstractmethod
+    def turn_group(self, session: str, turn: int) -> TurnGroup | None:
+        """Return one turn's aggregates (None: the session has no such turn)."""
+
+    @abc.abstractmethod
+    def adjacent_turns(
+        self, session: str, turn: int
+    ) -> tuple[tuple[int, TurnGroup] | None, tuple[int, TurnGroup] | None]:
+        """Return the turns just before and after ``turn`` in its session (or None)."""
+
+    @abc.abstractmethod
+    def turn_call_ids(self, session: str, turn: int) -> list[str]:
+        """Return the call ids of one turn's records, in call id order."""
 
     @abc.abstractmethod
     def count(

@@ -12,8 +12,8 @@ from runtime import LmdbStore
 from runtime.blocks import canonical_json
 from runtime.errors import StoreCorrupted
 from runtime.storage.lmdb import env as lmdbenv
-from runtime.storage.tracechunks import release_row
 from runtime.storage.lmdb.traces import LmdbTraceStore, pack_bytes
+from runtime.storage.tracechunks import release_row
 from runtime.tracing.records import Provider, TraceRecord, new_call_id, prompt_hash
 from runtime.transfer.importer import (
     DEMO_DIR,

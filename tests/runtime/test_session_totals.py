@@ -7,8 +7,8 @@ import pytest
 from runtime import LmdbStore
 from runtime.blocks import canonical_json
 from runtime.storage.kv import Tables
-from runtime.storage.migrations import migrate
 from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.migrations import migrate
 from runtime.tracing.records import (
     REPAGE_KEY,
     Delivery,

@@ -6,14 +6,15 @@ name stays for callers that open it from a path or hand it a raw LMDB transactio
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.errors import StoreError
 from runtime.storage.lmdb import env as lmdbenv
 from runtime.storage.lmdb.engine import LmdbTables
 from runtime.storage.tracechunks import pack_bytes
-from runtime.errors import StoreError
 from runtime.storage.tracestore import FLAGGED, TABLES, KvTraceStore, unpack_bytes
 from runtime.tracing.records import StoredTrace
 
@@ -30,10 +31,8 @@ class LmdbTraceStore(KvTraceStore):
             store_or_path = LmdbStore(store_or_path)  # checks the folder is an llm386 store
         self.env: lmdbenv.Env = store_or_path.env
         for name in TABLES:  # opened before any transaction that reads them (LMDB's rule)
-            try:
+            with contextlib.suppress(StoreError):  # read-only, no such table: reading says so
                 self.env.db(name.encode())
-            except StoreError:
-                pass  # a read-only store without the table: reading it says so
         super().__init__(store_or_path)
 
     def record_many_txn(self, txn: lmdbenv.Txn, items: Sequence[StoredTrace]) -> None:
