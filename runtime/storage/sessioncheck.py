@@ -183,4 +183,4 @@ def _drop_second_copy(store: LmdbStore, traces: LmdbTraceStore, s: _Session) -> 
         removed = [store._remove_entry(txn, s.name, e.seq) for e in s.entries[size:]]
         store._fix_counts(txn, removed)
         for hook in store._hooks:
-            hook.on_remove(txn, removed)
+            hook.on_remove(store._tables(txn), removed)
