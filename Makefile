@@ -50,6 +50,7 @@ postgresql:
 
 demo: setup
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/llm386 migrate
 	$(BIN)/python manage.py llm386_demo --url http://$(HOST):$(PORT)
 
 run: demo

@@ -16,6 +16,7 @@ from runtime.indexes.snapshot import index_for
 from runtime.inspect.sessions import forget_tables
 from runtime.storage.interface import BlockStore
 from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.migrations import migrate
 from runtime.tracing.records import TraceStore
 
 from .conf import web_config
@@ -32,6 +33,8 @@ def get_store() -> BlockStore:
         store = _stores.get(path)
         if store is None:
             store = open_store(path)  # raises StoreError subclasses with a message saying why
+            if not store.kv.readonly:
+                migrate(store.kv)  # a store of an older layout is upgraded in place
             # Keep the pager's term index in step with what this process writes (text search
             # in the sessions list reads it).
             index_for(store)

@@ -27,7 +27,8 @@ exception silently; callers (the CLI, the web app) catch ``Llm386Error`` and sho
     │   ├── StoreFull                the disk (not the map) is full
     │   ├── StoreWriteFailed         the disk refused a commit (I/O error, quota, size limit)
     │   ├── StoreReadOnly            a write on a store opened read-only
-    │   └── StoreUnavailable         the database server is down, unreachable or refused the login
+    │   ├── StoreUnavailable         the database server is down, unreachable or refused the login
+    │   └── StoreOutdated            a read-only store of an older layout (run llm386 migrate)
     ├── TokenizerError               BPE file missing or its checksum wrong
     ├── BudgetTooSmall               required content does not fit the budget
     ├── ModelCallFailed              API error, timeout, malformed response, missing key
@@ -145,6 +146,10 @@ class StoreReadOnly(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store's database server cannot be reached, refused the login or dropped the connection."""
+
+
+class StoreOutdated(StoreError):
+    """The store's layout is older than this llm386 and it cannot be upgraded where it is."""
 
 
 class TokenizerError(Llm386Error):

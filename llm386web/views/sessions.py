@@ -14,10 +14,9 @@ from llm386web.store_access import get_store, get_traces
 from runtime.blocks import Entry, SessionInfo
 from runtime.errors import InvalidSession
 from runtime.inspect.pagination import Pagination, by_offset, by_seq
-from runtime.inspect.paging import SessionPaging, session_paging
+from runtime.inspect.paging import paging_from_totals
 from runtime.inspect.sessions import SessionQuery, SessionStatus, SortKey, query_sessions, summarize
-from runtime.inspect.timeline import group_turns, session_timeline
-from runtime.tracing.records import TraceStore
+from runtime.inspect.timeline import session_timeline
 
 from .common import (
     choice_param,
@@ -80,34 +79,28 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     """Show a session's turns in order with their figures and a chart of input tokens."""
     info = _session_info(session_id)  # SessionNotFound becomes a 404 in the middleware
     traces = get_traces()
+    stats = traces.session_stats([session_id])[0]
     timeline = session_timeline(
         traces, session_id, offset=offset_from(request), limit=limit_from(request)
     )
     context = {
         "info": info,
-        "summary": summarize(info, traces.session_stats([session_id])[0]),
+        "summary": summarize(info, stats),
         "timeline": timeline,
         "chart": stacked_bars(timeline),
         "pager": pager(request, timeline.pagination, "#turns-table"),
-        "paging": _paging(info, traces),
+        "paging": paging_from_totals(session_id, stats.paging, str(info.meta.get("model", ""))),
     }
     return render_page(request, "sessions/detail.html", "turns-table", context)
-
-
-def _paging(info: SessionInfo, traces: TraceStore) -> SessionPaging | None:
-    records = traces.list(session=info.session, limit=None)
-    return session_paging(info.session, records, str(info.meta.get("model", "")))
 
 
 @require_GET
 def session_turn(request: HttpRequest, session_id: str, turn: int) -> HttpResponse:
     """Redirect a session's turn number to the permalink of its (original) record."""
-    groups = dict(group_turns(get_traces().turns(session_id)))
-    if turn not in groups:
+    group = get_traces().turn_group(session_id, turn)
+    if group is None:
         raise Http404(f"Session {session_id!r} has no turn {turn}.")
-    records = get_traces().get_many(groups[turn])
-    head = next((r for r in records if r.origin.value != "replay"), records[0])
-    return redirect("turn", call_id=head.call_id)
+    return redirect("turn", call_id=group.head)
 
 
 @dataclass(frozen=True)

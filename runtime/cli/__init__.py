@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "runtime.cli.trace_cmds",
     "runtime.cli.agent_cmds",
     "runtime.cli.index_cmds",
+    "runtime.cli.migrate_cmds",
 ]
 
 

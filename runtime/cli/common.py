@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.storage.blockstore import KvBlockStore
+from runtime.storage.migrations import migrate
 from runtime.storage.open import StoreTarget, is_store_url, open_store
 
 # The same home the web app and `make run` use (<repo>/var), so the CLI sees the demo store.
@@ -43,8 +44,13 @@ def store_path_from(args: argparse.Namespace) -> StoreTarget:
 
 
 def open_store_from(args: argparse.Namespace, *, create: bool = False) -> KvBlockStore:
-    """Open the store named by ``--store`` (or the default); only ``init`` and writers create."""
-    return open_store(store_path_from(args), create=create)
+    """Open the store named by ``--store`` (or the default); only ``init`` and writers create.
+
+    A writable store of an older layout is migrated first (``llm386 migrate`` does only that)."""
+    store = open_store(store_path_from(args), create=create)
+    if not store.kv.readonly:
+        migrate(store.kv)
+    return store
 
 
 def warn(warnings: Iterable[str]) -> None:

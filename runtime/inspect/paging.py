@@ -19,8 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import InvalidInput
-from runtime.paging.accounting import SessionAccounting, TurnAccounting
-from runtime.providers.pricing import Price, find_price, get_price
+from runtime.paging.accounting import (
+    CategoryTokens,
+    SessionAccounting,
+    TokenCategory,
+    TurnAccounting,
+)
+from runtime.providers.pricing import Price, estimate_cost, find_price, get_price
+from runtime.tracing.aggregates import PagingTotals
 from runtime.tracing.records import TraceOrigin, TraceRecord
 
 DEFAULT_PRICE = "claude-sonnet-4-6"  # for models without a list price in pricing.PRICES
@@ -107,6 +113,27 @@ def session_paging(
         return None
     price, default = _price(model)
     accounting = SessionAccounting.of(session, turns, price)
+    rows = tuple(CategoryRow(c.category.value, c.full, c.packed) for c in accounting.categories)
+    return SessionPaging(accounting, rows, default)
+
+
+def paging_from_totals(
+    session: str, totals: PagingTotals | None, model: str = ""
+) -> SessionPaging | None:
+    """Return the session's paging totals from its maintained aggregates (no record is read)."""
+    if totals is None or not totals.turns:
+        return None
+    price, default = _price(model)
+    sums = {name: (full, packed) for name, full, packed in totals.categories}
+    categories = tuple(CategoryTokens(c, *sums.get(c.value, (0, 0))) for c in TokenCategory)
+    full = sum(f for f, _ in sums.values())
+    packed = sum(p for _, p in sums.values())
+    accounting = SessionAccounting(
+        session, totals.turns, categories, totals.peak_full, totals.peak_packed,
+        totals.evictions, totals.faults, totals.refaults,
+        estimate_cost([(full, totals.cached_full)], price),
+        estimate_cost([(packed, totals.cached_packed)], price), price,
+    )  # fmt: skip
     rows = tuple(CategoryRow(c.category.value, c.full, c.packed) for c in accounting.categories)
     return SessionPaging(accounting, rows, default)
 

@@ -35,7 +35,8 @@ from runtime.indexes.bm25 import query_terms
 from runtime.indexes.sessionindex import changes, term_key
 from runtime.indexes.snapshot import index_for, reader_for
 from runtime.storage.kv import Engine, Tables
-from runtime.tracing.records import SessionTraceStats, TraceGeneration, TraceStore
+from runtime.tracing.aggregates import SessionTraceStats
+from runtime.tracing.records import TraceGeneration, TraceStore
 
 _HASH_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")  # a prompt hash or a prefix of 8+ of it
 MAX_QUERY_CHARS = 500

@@ -168,28 +168,20 @@ def group_turns(pairs: Sequence[tuple[int, str]]) -> list[tuple[int, list[str]]]
     return [(turn, sorted(groups[turn])) for turn in sorted(groups)]
 
 
-def _head(records: Sequence[TraceRecord]) -> tuple[TraceRecord, int, int, int]:
-    """Return the record that is the turn (the first non-replay), its replays, its re-pages
-    and how many of its replays failed."""
-    originals = [r for r in records if r.origin is not TraceOrigin.REPLAY]
-    head = originals[0] if originals else records[0]
-    others = [r for r in records if r.origin is TraceOrigin.REPLAY and r is not head]
-    kinds = [derived_kind(r) for r in others]
-    failed = sum(1 for r in others if r.status is TraceStatus.ERROR)
-    return head, kinds.count(TraceOrigin.REPLAY.value), kinds.count(REPAGE_KEY), failed
-
-
 def session_timeline(
     traces: TraceStore, session: str, *, offset: int = 0, limit: int = 50
 ) -> SessionTimeline:
-    """Return turns ``offset`` to ``offset + limit`` of ``session`` (by turn number)."""
+    """Return turns ``offset`` to ``offset + limit`` of ``session`` (by turn number).
+
+    Reads the session's aggregates, one page of its turn table and the page's head records:
+    never the rest of the session."""
     if offset < 0 or limit < 1:
         raise InvalidInput("offset must be 0 or more and limit 1 or more")
-    groups = group_turns(traces.turns(session))
-    window = groups[offset : offset + limit]
-    ids = [cid for _, cids in window for cid in cids]
-    by_id = {rec.call_id: rec for rec in traces.get_many(ids)}
-    rows = tuple(summarize_record(*_head([by_id[cid] for cid in cids])) for _, cids in window)
+    total = traces.session_stats([session])[0].turn_numbers
+    groups = [g for _, g in traces.turn_groups(session, offset=offset, limit=limit)]
+    heads = traces.get_many([g.head for g in groups])
+    rows = tuple(summarize_record(rec, g.replays, g.repages, g.replay_errors)
+                 for rec, g in zip(heads, groups, strict=True))  # fmt: skip
     names = {s.section for row in rows for s in row.sections}
     sections = tuple(sorted(names, key=section_rank))
-    return SessionTimeline(session, rows, len(groups), offset, limit, sections)
+    return SessionTimeline(session, rows, total, offset, limit, sections)

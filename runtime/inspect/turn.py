@@ -23,7 +23,6 @@ from runtime.blocks import Block
 from runtime.errors import BlockNotFound, InvalidBlock, InvalidInput
 from runtime.inspect.timeline import (
     TurnSummary,
-    group_turns,
     section_rank,
     section_tokens,
     summarize_record,
@@ -32,7 +31,7 @@ from runtime.pager.sections import Section
 from runtime.providers import Usage, get_provider
 from runtime.providers.pricing import Price
 from runtime.storage.interface import BlockStore
-from runtime.tracing.records import REPAGE_KEY, TraceOrigin, TraceRecord, TraceStore
+from runtime.tracing.records import REPAGE_KEY, TraceRecord, TraceStore
 
 
 @dataclass(frozen=True)
@@ -220,34 +219,16 @@ class TurnView:
         return sum(s.used for s in self.sections)
 
 
-def _head_ids(traces: TraceStore, groups: Sequence[tuple[int, list[str]]]) -> list[str]:
-    records = traces.get_many([cid for _, cids in groups for cid in cids])
-    by_id = {r.call_id: r for r in records}
-    heads = []
-    for _, cids in groups:
-        originals = [c for c in cids if by_id[c].origin is not TraceOrigin.REPLAY]
-        heads.append((originals or cids)[0])
-    return heads
-
-
 def neighbours(traces: TraceStore, rec: TraceRecord) -> tuple[str | None, str | None]:
     """Return the call ids of the turns before and after ``rec``'s turn in its session."""
-    groups = group_turns(traces.turns(rec.session))
-    at = next(i for i, (turn, _) in enumerate(groups) if turn == rec.turn)
-    around = [g for g in (groups[at - 1] if at else None,
-                          groups[at + 1] if at + 1 < len(groups) else None) if g]  # fmt: skip
-    heads = iter(_head_ids(traces, around))
-    previous = next(heads) if at else None
-    following = next(heads) if at + 1 < len(groups) else None
-    return previous, following
+    before, after = traces.adjacent_turns(rec.session, rec.turn)
+    return (before[1].head if before else None), (after[1].head if after else None)
 
 
 def replays_of(traces: TraceStore, rec: TraceRecord) -> tuple[TurnSummary, ...]:
-    """Return the records that replayed ``rec``, oldest first."""
-    ids = [
-        cid for turn, cid in traces.turns(rec.session) if turn == rec.turn and cid != rec.call_id
-    ]
-    return tuple(summarize_record(r) for r in sorted(traces.get_many(ids), key=lambda r: r.call_id)
+    """Return the records that replayed ``rec``, oldest first (read from its turn only)."""
+    ids = [cid for cid in traces.turn_call_ids(rec.session, rec.turn) if cid != rec.call_id]
+    return tuple(summarize_record(r) for r in traces.get_many(ids)
                  if r.parent_call_id == rec.call_id)  # fmt: skip
 
 

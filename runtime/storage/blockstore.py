@@ -4,7 +4,7 @@
 :class:`~runtime.storage.kv.Engine` (LMDB embedded, PostgreSQL for teams). Layout (tables of the
 engine; ids are the 32 raw bytes of the SHA-256; see ``runtime.storage.codec``):
 
-    meta        b"schema" -> b"1"; b"marker" -> b"LLM386_STORE"
+    meta        b"schema" -> layout version (runtime.storage.migrations); b"marker" -> b"LLM386_STORE"
     blocks      id -> canonical JSON {k: kind, b: body, p: priority, c: created_at, v: provenance}
     entries     session 0x00 seq(8 BE) -> packed entry record (``codec.encode_entry``)
     members     id session 0x00 seq(8 BE) -> b""            (reverse of entries)
@@ -62,8 +62,9 @@ from runtime.storage.interface import (
     VerifyReport,
 )
 from runtime.storage.kv import Engine, Tables
+from runtime.storage.migrations import CURRENT_VERSION
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = str(CURRENT_VERSION).encode()  # what a new store is stamped with
 MARKER = b"LLM386_STORE"
 DEFAULT_TOKENIZERS = ("cl100k_base", "o200k_base")
 T = TypeVar("T")
@@ -119,7 +120,7 @@ class KvBlockStore(BlockStore):
         if marker is None:
             self._check_fresh(t)
             t.put(META, b"marker", MARKER)
-            t.put(META, b"schema", SCHEMA_VERSION)
+            t.put(META, b"schema", SCHEMA_VERSION)  # born at the current layout: nothing to migrate
         elif marker != MARKER:
             raise StoreNotAStore(f"{self.location} is not an llm386 store")
 

