@@ -137,7 +137,9 @@ def pager(r: Mapping[str, Results]) -> list[str]:
         for s in d["sizes"]
     ]  # fmt: skip
     return [
-        "## Pager and packer (`bench/bench_pager.py` → pager.json)",
+        "## Pager and packer",
+        "",
+        "`python -m bench.bench_pager` → `bench/results/pager.json`.",
         "",
         "Sessions grown from the tau-bench airline recordings (real block sizes); budgets "
         "claude-sonnet-4-6's full input budget (187,712 tokens) and 16,000. Milliseconds, "
@@ -182,7 +184,9 @@ def locomo(r: Mapping[str, Results]) -> list[str]:
     ]
     runs = d["runs"]["recommended"]
     return [
-        "## LoCoMo evidence recall (`bench/bench_locomo.py` → locomo.json)",
+        "## LoCoMo evidence recall",
+        "",
+        "`python -m bench.bench_locomo` → `bench/results/locomo.json`.",
         "",
         f"{len(runs['files'])} conversations, {num(d['questions'])} questions, "
         f"{num(runs['evidence_turns'])} evidence turns, tokenizer {d['tokenizer']}, no model "
@@ -203,7 +207,9 @@ def diff(r: Mapping[str, Results]) -> list[str]:
         for name, s in sorted(d["scenarios"].items())
     ]  # fmt: skip
     return [
-        "## Turn diff (`bench/bench_diff.py` → diff.json)",
+        "## Turn diff",
+        "",
+        "`python -m bench.bench_diff` → `bench/results/diff.json`.",
         "",
         f"`llm386 diff` on pairs of requests; target {d['target_ms']} ms for two "
         "200,000-token requests. `stdlib difflib` is the same text diff done by Python's "
@@ -251,7 +257,9 @@ def web(r: Mapping[str, Results]) -> list[str]:
                               if kv[0] in WEB_LABELS else len(WEB_LABELS))
     ]  # fmt: skip
     return [
-        "## Web pages (`bench/bench_web.py` → web.json)",
+        "## Web pages",
+        "",
+        "`python -m bench.bench_web` → `bench/results/web.json`.",
         "",
         "Django test client, whole request including middleware. Data: a turn of "
         f"{num(d['big_turn_blocks'])} blocks with a {d['turn_request_bytes'] / 1e6:.1f} MB "
@@ -279,7 +287,9 @@ def replay(r: Mapping[str, Results]) -> list[str]:
             ms(s["offline_replay"]["p50_ms"]),
         ])  # fmt: skip
     return [
-        "## Replay and re-page (`bench/bench_replay.py` → replay.json)",
+        "## Replay and re-page",
+        "",
+        "`python -m bench.bench_replay` → `bench/results/replay.json`.",
         "",
         f"Loopback Anthropic-compatible server on 127.0.0.1, {d['runs']} runs. Overhead is "
         "`replay()` wall time minus the adapter's own latency for the HTTP call: loading the "
@@ -331,7 +341,9 @@ def paging(r: Mapping[str, Results]) -> list[str]:
     )
     ours = d["policies"]["ours"]
     return [
-        "## Demand paging (`bench/bench_paging.py` → paging.json)",
+        "## Demand paging",
+        "",
+        "`python -m bench.bench_paging` → `bench/results/paging.json`.",
         "",
         f"Replays every session of the tau-bench airline data ({d['dataset']['session_count']} "
         f"GPT-4o sessions, {num(ours['turns'])} model calls) turn by turn, with no model calls: "
@@ -383,7 +395,9 @@ def importing(r: Mapping[str, Results]) -> list[str]:
     ]  # fmt: skip
     slope = d["log_log_slope_vs_transcript_bytes"]
     return [
-        "## Import (`bench/bench_import.py` → import.json)",
+        "## Import",
+        "",
+        "`python -m bench.bench_import` → `bench/results/import.json`.",
         "",
         f"`llm386 import` of one long session at four sizes: {d['note']}.",
         "",
@@ -409,7 +423,9 @@ def store(r: Mapping[str, Results]) -> list[str]:
         [f"list all {size} entries with bodies", f"{ms(d['list_session_100k_entries_with_bodies']['p50_ms'])} ms"],
     ]  # fmt: skip
     return [
-        "## Block store (`bench/bench_store.py` → store.json)",
+        "## Block store",
+        "",
+        "`python -m bench.bench_store` → `bench/results/store.json`.",
         "",
         f"LMDB on local disk, {d['body_bytes']}-byte bodies, one session of {size} entries (p50).",
         "",
@@ -429,7 +445,9 @@ def traces(r: Mapping[str, Results]) -> list[str]:
     }
     rows = [[label, ms(d[key]["p50_ms"])] for key, label in labels.items()]
     return [
-        "## Trace store (`bench/bench_traces.py` → traces.json)",
+        "## Trace store",
+        "",
+        "`python -m bench.bench_traces` → `bench/results/traces.json`.",
         "",
         f"{num(d['records_total'])} records (the {num(d['demo_turns'])} demo turns, imported in "
         f"{d['demo_import_seconds']} s, and more); recording in batches runs at "
