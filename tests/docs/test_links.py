@@ -111,3 +111,44 @@ def test_subcommands_are_read_past_global_options(tmp_path: Path) -> None:
         "```sh\nllm386 diff A B  # then llm386 nosuch\necho llm386.toml\n```\n"
     )
     assert sorted(name for _, name in subcommands_named(doc)) == ["diff", "traces", "verify"]
+
+
+def _url_shapes() -> set[str]:
+    urls = (REPO / "llm386web" / "urls.py").read_text(encoding="utf-8")
+    return {re.sub(r"<[^>]+>", "<>", "/" + p) for p in re.findall(r'path\("([^"]*)"', urls)}
+
+
+def _shape(url: str) -> str:
+    return re.sub(r"<[^>]+>", "<>", url.split("?", 1)[0])
+
+
+def test_every_web_address_the_web_doc_names_is_routed() -> None:
+    # In the pages table, "`/traces/<call id>/messages/` · `/json/`" means /traces/<call id>/json/.
+    named: list[str] = []
+    for _, line in spans_by_line(REPO / "docs" / "web.md"):
+        first, *more = line
+        base = first[: first.rstrip("/").rfind("/") + 1]
+        named += [first, *(base + m.lstrip("/") for m in more)]
+    routed = _url_shapes()
+    assert len(named) > 15
+    assert sorted(u for u in named if _shape(u) not in routed) == []
+
+
+def spans_by_line(path: Path) -> list[tuple[int, list[str]]]:
+    """Return, per line, the code spans that are web addresses: a table's first cell, else
+    addresses with a placeholder."""
+    found: dict[int, list[str]] = {}
+    for number, code in spans(path):
+        if code.startswith("/") and " " not in code.replace("<call id>", ""):
+            found.setdefault(number, []).append(code)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for number, codes in sorted(found.items()):
+        line = lines[number - 1]
+        if line.startswith("| `/"):
+            cell = line.split("|")[1]
+            out.append((number, [c for c in codes if f"`{c}`" in cell]))
+            out += [(number, [c]) for c in codes if f"`{c}`" not in cell and "<" in c]
+        else:
+            out += [(number, [c]) for c in codes if "<" in c]
+    return out
