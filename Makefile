@@ -71,6 +71,7 @@ test: lint typecheck pytest
 
 bench: setup
 	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.report
 
 # The locking tool, itself installed from a hashed lock.
 $(TOOLS)/bin/uv: requirements/tools.lock

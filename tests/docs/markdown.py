@@ -1,6 +1,6 @@
 """Read the code samples and the benchmark figures out of the project's Markdown files.
 
-The conventions the README (and every docs/*.md) follows, so that none of it can drift:
+The conventions the README (and CONVENTIONS.md and every docs/*.md) follows, so that none of it can drift:
 
 - Every code sample is a fenced block with a language. ```sh / ```bash / ```shell / ```console
   and ```python blocks are run by tests/docs/test_samples.py against the demo store; any other
@@ -32,8 +32,9 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s")
 
 
 def markdown_files() -> list[Path]:
-    """Return the Markdown files whose samples and figures are checked: README and docs/."""
-    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    """Return the Markdown files whose samples and figures are checked: README, CONVENTIONS
+    and docs/."""
+    return [REPO / "README.md", REPO / "CONVENTIONS.md", *sorted((REPO / "docs").rglob("*.md"))]
 
 
 def _relative(path: Path) -> str:

@@ -1,0 +1,520 @@
+"""Write docs/benchmarks.md from the JSON results under bench/results/.
+
+The page is generated, never edited by hand: ``python -m bench.report`` rewrites it after
+``make bench``, and tests/docs/test_benchmarks_doc.py fails when the committed page differs from
+what this script makes of the committed results. Each section reads one results file; the prose
+around the tables (what a benchmark measures, on what data) is kept here with the tables it
+explains. Output is a pure function of the results: no clock, no environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+DOC = REPO / "docs" / "benchmarks.md"
+Results = Mapping[str, Any]
+
+
+# -- number formats ---------------------------------------------------------------------------
+
+
+def ms(value: float | None) -> str:
+    """Format milliseconds with about three significant digits."""
+    if value is None:
+        return "—"
+    if value < 1:
+        return f"{value:.2f}"
+    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def pct(value: float, decimals: int = 2) -> str:
+    return f"{value * 100:.{decimals}f}%"
+
+
+def num(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def usd(value: float) -> str:
+    return f"${value:.2f}"
+
+
+def met(flag: bool) -> str:
+    return "yes" if flag else "**no**"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Return a Markdown table of ``rows`` under ``header``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def load(results: Path) -> dict[str, Results]:
+    """Return every results file by stem (``pager`` for pager.json)."""
+    return {
+        p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))
+    }
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+
+def targets(r: Mapping[str, Results]) -> list[str]:
+    """The targets the issues set, with what was measured."""
+    pager, locomo, diff, web = r["pager"], r["locomo"], r["diff"], r["web"]
+    paging, imp = r["paging"], r["import"]
+    s0, s2 = pager["sizes"][0], pager["sizes"][2]
+    bm25 = s2["bm25_top10"]
+    page_1k = s0["16k"]["page"]["p50_ms"]
+    pp_16k, pp_full = (s2[b]["page_and_pack"]["p50_ms"] for b in ("16k", "claude-sonnet-4-6"))
+    recall = locomo["runs"]["recommended"]["recall"]["4000"]
+    diff_ms = diff["scenarios"]["next-turn"]["diff"]["p50_ms"]
+    t, pt = web["targets"], paging["targets"]
+    ours = paging["policies"]["ours"]
+    rss, ratio = (
+        imp["targets"][k] for k in ("peak_rss_at_most_500_mb", "store_at_most_3x_transcript")
+    )
+    rows = [
+        ["page at 1,000 blocks", f"≤ {pager['targets']['page_1k_p50_ms']} ms", f"{ms(page_1k)} ms",
+         met(page_1k <= pager["targets"]["page_1k_p50_ms"])],
+        ["page + pack at 100,000 blocks", f"≤ {ms(pager['targets']['page_and_pack_100k_p50_ms'])} ms",
+         f"{ms(pp_16k)} ms (16k budget), {ms(pp_full)} ms (full Claude budget)",
+         met(max(pp_16k, pp_full) <= pager["targets"]["page_and_pack_100k_p50_ms"])],
+        ["BM25 top-10 at 100,000 blocks vs rank_bm25", f"≥ {pager['targets']['bm25_speedup']}x, same scores",
+         f"{bm25['speedup_p50']:.0f}x, largest relative score difference {bm25['max_relative_score_difference']}",
+         met(bm25["speedup_p50"] >= pager["targets"]["bm25_speedup"])],
+        ["LoCoMo evidence recall at 4,000 tokens", f"≥ {locomo['target']['4000']}",
+         f"{recall:.3f}", met(recall >= locomo["target"]["4000"])],
+        ["diff of two 200,000-token requests", f"≤ {diff['target_ms']} ms", f"{ms(diff_ms)} ms",
+         met(diff_ms <= diff["target_ms"])],
+        ["turn page, 5,000 blocks / 200k tokens", f"≤ {t['turn_page']['target_ms']} ms",
+         f"{ms(t['turn_page']['p50_ms'])} ms", met(t["turn_page"]["met"])],
+        ["compare page, two 200k-token turns", f"≤ {t['compare_page']['target_ms']} ms",
+         f"{ms(t['compare_page']['p50_ms'])} ms", met(t["compare_page"]["met"])],
+        ["sessions list, 10,000 sessions", f"≤ {t['sessions_list']['target_ms']} ms",
+         f"{ms(t['sessions_list']['p50_ms'])} ms", met(t["sessions_list"]["met"])],
+        ["demand paging: cumulative input tokens vs full history", "−40%",
+         f"−{pct(pt['reduction_at_least_40pct']['value'], 1)}", met(pt["reduction_at_least_40pct"]["met"])],
+        ["demand paging: hard miss rate", "≤ 1%", pct(pt["hard_miss_rate_at_most_1pct"]["value"]),
+         met(pt["hard_miss_rate_at_most_1pct"]["met"])],
+        ["demand paging: total miss rate vs age-based", "below",
+         f"{pct(ours['miss_rate']['miss_rate'])} vs {pct(pt['miss_rate_below_age_based']['age_based'])}",
+         met(pt["miss_rate_below_age_based"]["met"])],
+        ["demand paging: budget violations, identical hashes", "0, 100%",
+         f"{pt['zero_budget_violations']['value']}, {pct(pt['identical_hashes_100pct']['value'], 0)}",
+         met(pt["zero_budget_violations"]["met"] and pt["identical_hashes_100pct"]["met"])],
+        [f"import one session ({rss['at']}): peak memory", "≤ 500 MB", f"{rss['value']} MB", met(rss["met"])],
+        [f"import one session ({ratio['at']}): store size", "≤ 3x transcript", f"{ratio['value']}x",
+         met(ratio["met"])],
+    ]  # fmt: skip
+    return ["## Targets", "", *table(["what", "target", "measured (p50)", "met"], rows)]
+
+
+def pager(r: Mapping[str, Results]) -> list[str]:
+    d = r["pager"]
+    rows = []
+    for size in d["sizes"]:
+        small, full = size["16k"], size["claude-sonnet-4-6"]
+        rows.append([
+            num(size["blocks"]), num(size["edges"]),
+            f"{ms(small['page']['p50_ms'])} / {ms(full['page']['p50_ms'])}",
+            f"{ms(small['pack']['p50_ms'])} / {ms(full['pack']['p50_ms'])}",
+            f"{ms(small['page_and_pack']['p50_ms'])} / {ms(small['page_and_pack']['p99_ms'])}",
+            f"{ms(full['page_and_pack']['p50_ms'])} / {ms(full['page_and_pack']['p99_ms'])}",
+            f"{ms(small['cold_first_page_ms'])} / {ms(full['cold_first_page_ms'])}",
+            f"{num(small['selected'])} / {num(full['selected'])}",
+        ])  # fmt: skip
+    bm25 = [
+        [num(s["blocks"]), ms(s["bm25_top10"]["ours"]["p50_ms"]),
+         ms(s["bm25_top10"]["rank_bm25"]["p50_ms"]), f"{s['bm25_top10']['speedup_p50']}x",
+         str(s["bm25_top10"]["max_relative_score_difference"])]
+        for s in d["sizes"]
+    ]  # fmt: skip
+    return [
+        "## Pager and packer",
+        "",
+        "`python -m bench.bench_pager` → `bench/results/pager.json`.",
+        "",
+        "Sessions grown from the tau-bench airline recordings (real block sizes); budgets "
+        "claude-sonnet-4-6's full input budget (187,712 tokens) and 16,000. Milliseconds, "
+        "steady state, with the cyclic garbage collector paused during page and pack.",
+        "",
+        *table(
+            [
+                "blocks",
+                "edges",
+                "page p50 (16k / full)",
+                "pack p50 (16k / full)",
+                "page + pack p50 / p99 (16k)",
+                "page + pack p50 / p99 (full)",
+                "first page, cold (16k / full)",
+                "selected (16k / full)",
+            ],
+            rows,
+        ),  # fmt: skip
+        "",
+        "BM25 top-10 against `rank_bm25.BM25Okapi` on the same terms (p50 ms):",
+        "",
+        *table(
+            ["blocks", "ours", "rank_bm25", "speedup", "largest relative score difference"], bm25
+        ),
+    ]
+
+
+def locomo(r: Mapping[str, Results]) -> list[str]:
+    d = r["locomo"]
+    budgets = ("2000", "4000", "8000")
+
+    def weights(run: Mapping[str, Any]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(run["weights"].items()) if v)
+
+    rows = [
+        [f"`{name}` ({weights(run)})", *(f"{run['recall'][b]:.3f}" for b in budgets)]
+        for name, run in sorted(d["runs"].items())
+    ]
+    rows += [
+        [f"{name.replace('_', ' ')} (from the data's README)", *(f"{base[b]:.2f}" for b in budgets)]
+        for name, base in sorted(d["baselines_from_data_readme"].items())
+    ]
+    runs = d["runs"]["recommended"]
+    return [
+        "## LoCoMo evidence recall",
+        "",
+        "`python -m bench.bench_locomo` → `bench/results/locomo.json`.",
+        "",
+        f"{len(runs['files'])} conversations, {num(d['questions'])} questions, "
+        f"{num(runs['evidence_turns'])} evidence turns, tokenizer {d['tokenizer']}, no model "
+        "download. The share of evidence turns the pager selects at each budget (tokens). "
+        "`recommended` is the shipped default stack; `defaults` the first defaults. LoCoMo is not "
+        "shipped: the benchmark takes its folder as an argument and is skipped without it.",
+        "",
+        *table(["stack (weights)", *(f"{num(int(b))} tokens" for b in budgets)], rows),
+    ]
+
+
+def diff(r: Mapping[str, Results]) -> list[str]:
+    d = r["diff"]
+    rows = [
+        [f"`{name}`", num(s["tokens_a_cl100k"]), num(s["tokens_b_cl100k"]),
+         f"{ms(s['diff']['p50_ms'])} / {ms(s['diff']['p99_ms'])}",
+         ms(s["stdlib_difflib_ms"]), s["cache_verdict"], f"`{s['first_divergent_unit']}`"]
+        for name, s in sorted(d["scenarios"].items())
+    ]  # fmt: skip
+    return [
+        "## Turn diff",
+        "",
+        "`python -m bench.bench_diff` → `bench/results/diff.json`.",
+        "",
+        f"`llm386 diff` on pairs of requests; target {d['target_ms']} ms for two "
+        "200,000-token requests. `stdlib difflib` is the same text diff done by Python's "
+        "difflib, where it was measured.",
+        "",
+        *table(
+            [
+                "scenario",
+                "tokens A",
+                "tokens B",
+                "diff p50 / p99 ms",
+                "stdlib difflib ms",
+                "cache verdict",
+                "first divergent unit",
+            ],
+            rows,
+        ),  # fmt: skip
+    ]
+
+
+WEB_LABELS = {
+    "turn_page": "turn page",
+    "compare_page": "compare page (two such turns)",
+    "turn_section_first_page": "a page of a section's blocks (first)",
+    "turn_section_last_page": "a page of a section's blocks (last)",
+    "turn_omitted_first_page": "the omitted candidates, first page",
+    "turn_messages_first_page": "chat messages, first page",
+    "sessions_list": "sessions list",
+    "sessions_list_failing_by_tokens": "sessions list, failing, sorted by tokens",
+    "sessions_list_page_150": "sessions list, page 150",
+    "sessions_list_word_search": "sessions list, searching words in blocks",
+    "sessions_list_prompt_hash_search": "sessions list, searching a prompt hash",
+    "sessions_list_after_a_write": "sessions list right after a write (includes the write)",
+    "sessions_list_first_request": "sessions list, first request of a new process",
+    "block_page_used_by_both_big_turns": "block page listing the turns that used it",
+}
+
+
+def web(r: Mapping[str, Results]) -> list[str]:
+    d = r["web"]
+    figures = d["figures"]
+    rows = [
+        [WEB_LABELS.get(name, name), ms(f["p50_ms"]), ms(f.get("p99_ms", f.get("max_ms")))]
+        for name, f in sorted(figures.items(), key=lambda kv: list(WEB_LABELS).index(kv[0])
+                              if kv[0] in WEB_LABELS else len(WEB_LABELS))
+    ]  # fmt: skip
+    return [
+        "## Web pages",
+        "",
+        "`python -m bench.bench_web` → `bench/results/web.json`.",
+        "",
+        "Django test client, whole request including middleware. Data: a turn of "
+        f"{num(d['big_turn_blocks'])} blocks with a {d['turn_request_bytes'] / 1e6:.1f} MB "
+        f"(~200,000-token) request, and {num(d['sessions'])} sessions. Milliseconds (the "
+        "first-request row gives the slowest of its runs instead of p99).",
+        "",
+        *table(["page", "p50", "p99"], rows),
+    ]
+
+
+def replay(r: Mapping[str, Results]) -> list[str]:
+    d = r["replay"]
+    labels = {
+        "tau-bench": "largest tau-bench turn re-paged for claude-sonnet-4-6",
+        "agent": "30-message sample-agent chat, last call",
+    }
+    rows = []
+    for key, label in labels.items():
+        s = d[key]
+        rows.append([
+            label, f"{s['request_bytes'] / 1000:.1f} KB", ms(s["replay_total"]["p50_ms"]),
+            ms(s["adapter_send_in_replay"]["p50_ms"]),
+            f"**{ms(s['replay_overhead']['p50_ms'])} / {ms(s['replay_overhead']['p99_ms'])}**",
+            f"{ms(s['repage']['p50_ms'])} / {ms(s['repage']['p99_ms'])}",
+            ms(s["offline_replay"]["p50_ms"]),
+        ])  # fmt: skip
+    return [
+        "## Replay and re-page",
+        "",
+        "`python -m bench.bench_replay` → `bench/results/replay.json`.",
+        "",
+        f"Loopback Anthropic-compatible server on 127.0.0.1, {d['runs']} runs. Overhead is "
+        "`replay()` wall time minus the adapter's own latency for the HTTP call: loading the "
+        "record and bytes, re-hashing them, recording the new trace and diffing the outputs. "
+        "About 45 ms of every loopback send is a TCP delayed-ACK stall in the fake server on "
+        "keep-alive connections (a fresh connection takes 0.4 ms).",
+        "",
+        *table(
+            [
+                "turn",
+                "request",
+                "replay total p50",
+                "adapter send p50",
+                "replay overhead p50 / p99",
+                "re-page p50 / p99",
+                "offline replay p50",
+            ],
+            rows,
+        ),  # fmt: skip
+    ]
+
+
+def _paging_row(name: str, p: Mapping[str, Any], identical: float) -> list[str]:
+    cost = p["estimated_input_cost_usd"]["claude-sonnet-4-5"]
+    m, n = p["miss_rate"], p["miss_rate_numeric_tokens"]
+    return [
+        name, num(p["cumulative_input_tokens"]), f"−{pct(p['reduction_vs_full'], 1)}" if p["reduction_vs_full"] else "0.0%",
+        num(p["peak_tokens"]), str(p["budget_violations"]),
+        f"{usd(cost['uncached_usd'])} / {usd(cost['cached_usd'])}",
+        f"{pct(m['miss_rate'])} ({pct(m['soft_miss_rate'])} / {pct(m['hard_miss_rate'])})",
+        f"{pct(n['miss_rate'])} / {pct(n['hard_miss_rate'])}",
+        f"{p['faults']['recall']} / {p['faults']['repeat']}",
+        f"{p['fault_round_trips']} ({num(p['fault_round_trip_tokens'])})", pct(identical, 0),
+    ]  # fmt: skip
+
+
+def paging(r: Mapping[str, Results]) -> list[str]:
+    d = r["paging"]
+    same = d["determinism"]["per_policy"]
+    order = ("full", "last-8-user-turns", "age-based", "ours")
+    rows = [
+        _paging_row(f"**{k}**" if k == "ours" else k, d["policies"][k], same[k]["identical_rate"])
+        for k in order
+    ]
+    rows += [_paging_row(k, v, same[k]["identical_rate"]) for k, v in sorted(d["variants"].items())]
+    share = d["full_history_composition"]["share_by_category"]
+    composition = ", ".join(
+        f"{k} {pct(v, 1)}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]) if v
+    )
+    ours = d["policies"]["ours"]
+    return [
+        "## Demand paging",
+        "",
+        "`python -m bench.bench_paging` → `bench/results/paging.json`.",
+        "",
+        f"Replays every session of the tau-bench airline data ({d['dataset']['session_count']} "
+        f"GPT-4o sessions, {num(ours['turns'])} model calls) turn by turn, with no model calls: "
+        "each assistant message is a call whose input is every message before it plus the tool "
+        f"definitions. Budget {num(d['budget'])} tokens, tokenizer `{d['tokenizer']}`. Token "
+        "counts are block bodies without message framing. Cost: claude-sonnet-4-5 list prices "
+        "(the same as claude-sonnet-4-6's), with one cache breakpoint at the end of every "
+        "request. Hashes: the share of packed requests identical in two fresh processes "
+        f"(`PYTHONHASHSEED` {' and '.join(map(str, d['determinism']['pythonhashseeds']))}). "
+        "docs/paging.md defines the policies, misses and faults.",
+        "",
+        *table(
+            [
+                "policy",
+                "cumulative input tokens",
+                "vs full",
+                "peak",
+                "budget violations",
+                "cost no cache / cache",
+                "miss rate total (soft / hard)",
+                "numeric-token miss total / hard",
+                "faults recall / repeat",
+                "fault round trips (tokens)",
+                "identical hashes",
+            ],
+            rows,
+        ),  # fmt: skip
+        "",
+        f"Full history by category: {composition}. Removing every byte of waste (unused tool "
+        "schemas, stale tool results, duplicates) outright would save at most "
+        f"{pct(d['full_history_composition']['waste_share'], 1)}.",
+        "",
+        f"The packer's own chat count for ours: {num(ours['packer_chat_tokens']['cumulative'])} "
+        f"cumulative, peak {num(ours['packer_chat_tokens']['peak'])} (with message framing). "
+        "gpt-4o cost for ours: "
+        f"{usd(ours['estimated_input_cost_usd']['gpt-4o']['uncached_usd'])} / "
+        f"{usd(ours['estimated_input_cost_usd']['gpt-4o']['cached_usd'])}. "
+        f"Replay took {d['replay_seconds']} s, plus two fresh processes for the hash check.",
+    ]
+
+
+def importing(r: Mapping[str, Results]) -> list[str]:
+    d = r["import"]
+    rows = [
+        [num(run["messages"]), num(run["turns"]), f"{run['transcript_bytes'] / 1e6:.1f} MB",
+         f"{run['peak_rss_mb']} MB", f"{run['store_bytes'] / 1e6:.1f} MB", f"{run['store_ratio']}x",
+         f"{run['seconds']} s"]
+        for run in d["runs"]
+    ]  # fmt: skip
+    slope = d["log_log_slope_vs_transcript_bytes"]
+    return [
+        "## Import",
+        "",
+        "`python -m bench.bench_import` → `bench/results/import.json`.",
+        "",
+        f"`llm386 import` of one long session at four sizes: {d['note']}.",
+        "",
+        *table(
+            ["messages", "turns", "transcript", "peak RSS", "store", "store / transcript", "time"],
+            rows,
+        ),  # fmt: skip
+        "",
+        f"Log-log slopes against transcript size: peak memory {slope['peak_rss_mb']}, store "
+        f"size {slope['store_bytes']}, time {slope['seconds']} (1 would be linear).",
+    ]
+
+
+def store(r: Mapping[str, Results]) -> list[str]:
+    d = r["store"]
+    size = num(d["session_size"])
+    rows = [
+        ["batched put (1,000 per transaction)", f"{num(d['put_batched_1000_per_s'])} blocks/s"],
+        ["get", f"{num(d['get_per_s'])} gets/s"],
+        ["durable put, one per transaction (fsync)", f"{num(d['put_one_by_one_durable_per_s'])} puts/s"],
+        [f"list a page of 100 at offset 90,000 of {size}", f"{ms(d['list_page_of_100_at_offset_90k']['p50_ms'])} ms"],
+        [f"list all {size} entries without bodies", f"{ms(d['list_session_100k_refs_without_bodies']['p50_ms'])} ms"],
+        [f"list all {size} entries with bodies", f"{ms(d['list_session_100k_entries_with_bodies']['p50_ms'])} ms"],
+    ]  # fmt: skip
+    return [
+        "## Block store",
+        "",
+        "`python -m bench.bench_store` → `bench/results/store.json`.",
+        "",
+        f"LMDB on local disk, {d['body_bytes']}-byte bodies, one session of {size} entries (p50).",
+        "",
+        *table(["operation", "rate or p50"], rows),
+    ]
+
+
+def traces(r: Mapping[str, Results]) -> list[str]:
+    d = r["traces"]
+    labels = {
+        "get_by_prefix": "get a record by call-id prefix",
+        "list_newest_50": "list the newest 50",
+        "list_flagged_page_50_at_offset_1000": "list 50 flagged at offset 1,000",
+        "list_one_session_turns": "list one session's turns",
+        "session_stats_page_of_50": "per-session aggregates, a page of 50",
+        "count_all_and_flagged": "count all and flagged",
+    }
+    rows = [[label, ms(d[key]["p50_ms"])] for key, label in labels.items()]
+    return [
+        "## Trace store",
+        "",
+        "`python -m bench.bench_traces` → `bench/results/traces.json`.",
+        "",
+        f"{num(d['records_total'])} records (the {num(d['demo_turns'])} demo turns, imported in "
+        f"{d['demo_import_seconds']} s, and more); recording in batches runs at "
+        f"{num(d['record_many_per_s'])} records/s.",
+        "",
+        *table(["operation", "p50 ms"], rows),
+    ]
+
+
+SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, ...]], ...] = (
+    (targets, ("pager", "locomo", "diff", "web", "paging", "import")),
+    (pager, ("pager",)),
+    (locomo, ("locomo",)),
+    (diff, ("diff",)),
+    (web, ("web",)),
+    (replay, ("replay",)),
+    (paging, ("paging",)),
+    (importing, ("import",)),
+    (store, ("store",)),
+    (traces, ("traces",)),
+)
+# Results files no section reads: summary.json repeats the others with each run's seconds.
+UNREPORTED = frozenset({"summary"})
+
+
+def render(results: Mapping[str, Results]) -> str:
+    """Return docs/benchmarks.md for ``results`` (by file stem)."""
+    machine = results["pager"]["machine"]
+    lines = [
+        "<!-- Generated by bench/report.py from bench/results/*.json: do not edit by hand. "
+        "Run `make bench` (or one benchmark), then `python -m bench.report`. -->",
+        "",
+        "# Benchmarks",
+        "",
+        "`make bench` runs every `bench/bench_*.py` and writes its JSON to `bench/results/` "
+        "(`summary.json` collects them); `python -m bench.report` turns them into this page. "
+        "Data: the tau-bench airline copy shipped in `runtime/data/tau_bench_airline`, or "
+        "`../shared/data` when present. Figures are p50 unless marked, from one machine "
+        f"({machine['cpu']}, Python {machine['python']}, 2 cores shared with other jobs), so "
+        "they swing by up to 2x between runs. Prose elsewhere in docs/ that quotes a figure "
+        "names its results file in a `<!-- figures … -->` comment, checked by "
+        "tests/docs/test_figures.py.",
+        "",
+    ]
+    for section, _ in SECTIONS:
+        lines += [*section(results), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write (or with --check, compare) docs/benchmarks.md."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=DOC)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the page is out of date")
+    args = parser.parse_args(argv)
+    text = render(load(args.results))
+    if args.check:
+        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+        if current != text:
+            print(f"{args.out} is out of date: run python -m bench.report")
+            return 1
+        return 0
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
