@@ -225,100 +225,137 @@ class ProxyServer:
         self.counters.calls += 1
         ex = Exchange(api, target, self.settings.upstream_url(api, target), now_ms(), body,
                       apis.redact(headers), session=_header(headers, apis.SESSION_HEADER))  # fmt: skip
-        clock = time.perf_counter()
         accepting = self.recorder.accepting
         if self.settings.fail_closed and not accepting:
             self.counters.refused += 1
             message = "llm386 proxy: the recorder is down and the proxy runs --fail-closed"
-            conn.respond(503, apis.error_body(api.family, 503, "overloaded_error", message), [])
             log.error("refused %s: the recorder is down (--fail-closed)", api.path)
+            conn.respond(503, apis.error_body(api.family, 503, "overloaded_error", message), [])
             return
-        try:
-            await self._relay(conn, api, ex, headers, clock, accepting)
-        finally:
-            ex.total_ms = round((time.perf_counter() - clock) * 1000, 3)
-            self._hand_over(api, ex)
+        call = _Call(self, conn, api, ex, time.perf_counter())
+        await call.relay(headers, accepting)
 
-    async def _relay(
-        self, conn: _Connection, api: Api, ex: Exchange, headers: apis.Headers, clock: float,
-        accepting: bool,
-    ) -> None:  # fmt: skip
-        assert self._transport is not None
-        upstream = httpx2.Request("POST", ex.upstream_url, headers=apis.upstream_headers(headers),
-                                  content=ex.request_body, extensions={"timeout": self._timeout})  # fmt: skip
-        try:
-            response = await self._transport.handle_async_request(upstream)
-        except httpx2.TransportError as exc:
-            self._unreachable(conn, api, ex, exc)
-            return
-        ex.ttfb_ms = round((time.perf_counter() - clock) * 1000, 3)
-        ex.status = response.status_code
-        ex.response_headers = apis.redact(tuple(response.headers.multi_items()))
-        try:
-            await self._stream(conn, api, ex, response, accepting)
-        finally:
-            await response.aclose()
-
-    async def _stream(
-        self, conn: _Connection, api: Api, ex: Exchange, response: httpx2.Response,
-        accepting: bool,
-    ) -> None:  # fmt: skip
-        out = apis.client_headers(tuple(response.headers.multi_items()))
-        length = response.headers.get("content-length")
-        if length is not None:
-            out.append(("content-length", length))
-        if not accepting:
-            out.append((apis.RECORDED_HEADER, "false"))
-        chunks: list[bytes] = []
-        try:
-            conn.send(h11.Response(status_code=response.status_code, headers=out))
-            async for chunk in response.aiter_raw():
-                chunks.append(chunk)
-                conn.send(h11.Data(data=chunk))
-                await conn.drain()
-            conn.send(h11.EndOfMessage())
-        except _ClientGone:
-            ex.outcome, ex.error = Outcome.CLIENT_GONE, "the client hung up before the body ended"
-        except httpx2.TransportError as exc:
-            self._died(conn, api, ex, exc, framed=length is not None)
-        finally:
-            ex.response_body = b"".join(chunks)
-
-    def _unreachable(self, conn: _Connection, api: Api, ex: Exchange, exc: Exception) -> None:
-        self.counters.upstream_failures += 1
-        timeout = isinstance(exc, httpx2.TimeoutException)
-        ex.outcome = Outcome.TIMEOUT if timeout else Outcome.UNREACHABLE
-        what = "did not answer in time" if timeout else "could not be reached"
-        ex.error = f"llm386 proxy: the upstream {ex.upstream_url} {what} ({type(exc).__name__})"
-        status = 504 if timeout else 502
-        kind = "timeout_error" if timeout else "api_error"
-        log.error("%s: %s", api.path, ex.error)
-        with contextlib.suppress(_ClientGone):
-            conn.respond(status, apis.error_body(api.family, status, kind, ex.error), [])
-
-    def _died(
-        self, conn: _Connection, api: Api, ex: Exchange, exc: Exception, *, framed: bool
-    ) -> None:
-        self.counters.upstream_failures += 1
-        timeout = isinstance(exc, httpx2.TimeoutException)
-        ex.outcome = Outcome.TIMEOUT if timeout else Outcome.UPSTREAM_DIED
-        what = "went quiet for too long" if timeout else "broke off"
-        ex.error = f"llm386 proxy: the upstream's response {what} mid-body ({type(exc).__name__})"
-        log.error("%s: %s", api.path, ex.error)
-        if framed:  # a body with a length cannot be ended early: close so the client sees it
-            conn.writer.close()
-            return
-        with contextlib.suppress(_ClientGone):
-            conn.send(h11.Data(data=apis.stream_error_event(api.family, "api_error", ex.error)))
-            conn.send(h11.EndOfMessage())
-
-    def _hand_over(self, api: Api, ex: Exchange) -> None:
+    def hand_over(self, api: Api, ex: Exchange) -> None:
+        """Give a finished exchange to the recorder (before the client can see its last byte)."""
         if not api.turn:
             self.counters.forwarded += 1
             return
         if not self.recorder.submit(ex):
             log.error("LOST the record of a %s call: the recorder is down or its queue is full",
                       api.path)  # fmt: skip
+
+
+class _Call:
+    """One forwarded call. The exchange is handed over exactly once, just before the last
+    write to the client, so a client that has the whole response can find its record queued."""
+
+    def __init__(
+        self, server: ProxyServer, conn: _Connection, api: Api, ex: Exchange, clock: float
+    ) -> None:
+        self.server, self.conn, self.api, self.ex, self.clock = server, conn, api, ex, clock
+        self.chunks: list[bytes] = []
+        self.handed = False
+
+    def finish(self) -> None:
+        if self.handed:
+            return
+        self.handed = True
+        self.ex.total_ms = round((time.perf_counter() - self.clock) * 1000, 3)
+        self.ex.response_body = b"".join(self.chunks)
+        self.server.hand_over(self.api, self.ex)
+
+    async def relay(self, headers: apis.Headers, accepting: bool) -> None:
+        transport = self.server._transport
+        assert transport is not None
+        upstream = httpx2.Request("POST", self.ex.upstream_url,
+                                  headers=apis.upstream_headers(headers), content=self.ex.request_body,
+                                  extensions={"timeout": self.server._timeout})  # fmt: skip
+        try:
+            try:
+                response = await transport.handle_async_request(upstream)
+            except httpx2.TransportError as exc:
+                self._unreachable(exc)
+                return
+            try:
+                await self._stream(response, accepting)
+            finally:
+                self.finish()
+                await response.aclose()
+        finally:
+            self.finish()
+
+    async def _stream(self, response: httpx2.Response, accepting: bool) -> None:
+        ex = self.ex
+        ex.ttfb_ms = round((time.perf_counter() - self.clock) * 1000, 3)
+        ex.status = response.status_code
+        raw = tuple(response.headers.multi_items())
+        ex.response_headers = apis.redact(raw)
+        out = apis.client_headers(raw)
+        length = response.headers.get("content-length")
+        if length is not None:
+            out.append(("content-length", length))
+        if not accepting:
+            out.append((apis.RECORDED_HEADER, "false"))
+        try:
+            self.conn.send(h11.Response(status_code=response.status_code, headers=out))
+            expected, received = int(length) if length is not None else None, 0
+            async for chunk in response.aiter_raw():
+                self.chunks.append(chunk)
+                received += len(chunk)
+                if expected is not None and received >= expected:
+                    self.finish()  # this chunk completes a framed body for the client
+                self.conn.send(h11.Data(data=chunk))
+                await self.conn.drain()
+            self.finish()
+            self.conn.send(h11.EndOfMessage())
+        except _ClientGone:
+            if not self.handed:  # else the client had the whole body before it left
+                ex.outcome, ex.error = (
+                    Outcome.CLIENT_GONE,
+                    "the client hung up before the body ended",
+                )
+        except httpx2.TransportError as exc:
+            self._died(exc, framed=length is not None)
+
+    def _unreachable(self, exc: Exception) -> None:
+        ex, family = self.ex, self.api.family
+        self.server.counters.upstream_failures += 1
+        timeout = isinstance(exc, httpx2.TimeoutException)
+        ex.outcome = Outcome.TIMEOUT if timeout else Outcome.UNREACHABLE
+        what = "did not answer in time" if timeout else "could not be reached"
+        ex.error = (
+            f"llm386 proxy: the upstream {_safe_url(ex.upstream_url)} {what} ({type(exc).__name__})"
+        )
+        status = 504 if timeout else 502
+        kind = "timeout_error" if timeout else "api_error"
+        log.error("%s: %s", self.api.path, ex.error)
+        self.finish()
+        with contextlib.suppress(_ClientGone):
+            self.conn.respond(status, apis.error_body(family, status, kind, ex.error), [])
+
+    def _died(self, exc: Exception, *, framed: bool) -> None:
+        ex = self.ex
+        self.server.counters.upstream_failures += 1
+        timeout = isinstance(exc, httpx2.TimeoutException)
+        ex.outcome = Outcome.TIMEOUT if timeout else Outcome.UPSTREAM_DIED
+        what = "went quiet for too long" if timeout else "broke off"
+        ex.error = f"llm386 proxy: the upstream's response {what} mid-body ({type(exc).__name__})"
+        log.error("%s: %s", self.api.path, ex.error)
+        if framed:  # a body with a length cannot be ended early: close so the client sees it
+            self.finish()
+            self.conn.writer.close()
+            return
+        event = apis.stream_error_event(self.api.family, "api_error", ex.error)
+        self.chunks.append(event)  # what the client is sent is what is recorded
+        self.finish()
+        with contextlib.suppress(_ClientGone):
+            self.conn.send(h11.Data(data=event))
+            self.conn.send(h11.EndOfMessage())
+
+
+def _safe_url(url: str) -> str:
+    """Return ``url`` without its query string, which may carry a credential."""
+    return url.split("?", 1)[0]
 
 
 def _header(headers: apis.Headers, name: str) -> str | None:
