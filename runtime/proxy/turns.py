@@ -69,7 +69,10 @@ class TurnWriter:
         self._pending: dict[str, _Held] = {}
         # Open the prefix table in a write of its own: LMDB forgets a table first opened inside
         # a write that is then aborted, and the first batch's write may be.
-        store.kv.write(lambda t: t.get(TABLE, b"\0"))  # type: ignore[attr-defined]
+        try:
+            store.kv.write(lambda t: t.get(TABLE, b"\0"))  # type: ignore[attr-defined]
+        except Llm386Error as exc:  # a store that cannot be written: every batch will say so
+            log.error("the store cannot be written, so nothing will be recorded: %s", exc)
 
     def write_batch(self, batch: list[Exchange]) -> None:
         """Write every exchange of ``batch`` in one store write (all land, or none)."""

@@ -384,6 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 512  # the listen backlog: concurrency tests open hundreds at once
 
     def __init__(self, owner: AnthropicServer) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
