@@ -21,6 +21,9 @@ def cmd_proxy(args: argparse.Namespace) -> Output:
         upstreams={Family.ANTHROPIC: args.anthropic_upstream, Family.OPENAI: args.openai_upstream},
         read_timeout=args.timeout,
     )  # fmt: skip
+    # The writer thread is CPU-bound while it indexes a batch; a short GIL switch interval lets
+    # the event loop in at once, so forwarding never waits a whole 5 ms slice for it.
+    sys.setswitchinterval(0.0002)
     store = open_store_from(args, create=True)
     recorder = Recorder(store, LmdbTraceStore(store)).start()
     try:
