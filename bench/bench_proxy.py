@@ -32,7 +32,7 @@ from runtime.proxy.apis import ROUTES
 from runtime.proxy.exchange import Exchange
 from runtime.proxy.recorder import Recorder
 from runtime.storage.lmdb.traces import LmdbTraceStore
-from tests.fakes.anthropic_server import AnthropicServer, stream_reply
+from tests.fakes.anthropic_server import AnthropicServer
 
 RUNS = int(os.environ.get("LLM386_BENCH_PROXY_RUNS", "400"))
 CONCURRENT = 200
@@ -121,7 +121,10 @@ async def _concurrent(url: str) -> dict[str, Any]:
                 "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
 
 
-SYSTEM = "You are a careful coding agent. " + "Follow the house rules and cite the files you read. " * 150
+SYSTEM = (
+    "You are a careful coding agent. "
+    + "Follow the house rules and cite the files you read. " * 150
+)
 
 
 def _request_10kb(session: int, turn: int) -> bytes:
@@ -169,7 +172,10 @@ def main(out_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, AnthropicServer(max_lifetime=1200) as up:
         proc, url = _start_proxy(Path(tmp) / "store", up.base_url)
         try:
-            with httpx2.Client(base_url=up.base_url) as direct, httpx2.Client(base_url=url) as proxied:
+            with (
+                httpx2.Client(base_url=up.base_url) as direct,
+                httpx2.Client(base_url=url) as proxied,
+            ):
                 latency = _paired(direct, proxied, lambda c: _latency(c, BODY))
                 up.enqueue()  # streams use the fake's default streamed echo
                 ttft = _paired(direct, proxied, _ttft)

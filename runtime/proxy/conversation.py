@@ -50,7 +50,7 @@ class Conversation:
     prefix_keys: tuple[bytes, ...]  # prefix_keys[i]: the key of messages[: i + 1]
 
     def ids(self, blocks: Sequence[NewBlock]) -> list[str]:
-        return [content_hash(b.kind, str(b.body)) for b in blocks]
+        return [content_hash(BlockKind(b.kind), str(b.body)) for b in blocks]
 
 
 class _Parts:
@@ -73,13 +73,13 @@ class _Parts:
     def call(self, call_id: str, name: str, arguments: Any) -> NewBlock | None:
         block = self.block(BlockKind.TOOL_CALL, ToolCall(call_id, name, arguments).body())
         if block is not None:
-            self.calls[call_id] = content_hash(block.kind, str(block.body))
+            self.calls[call_id] = content_hash(BlockKind(block.kind), str(block.body))
         return block
 
     def result(self, call_id: str, content: str, is_error: bool) -> NewBlock | None:
         block = self.block(BlockKind.TOOL_RESULT, ToolResult(call_id, content, is_error).body())
         if block is not None and call_id in self.calls:
-            result_id = content_hash(block.kind, str(block.body))
+            result_id = content_hash(BlockKind(block.kind), str(block.body))
             self.edges.append(Edge(self.calls[call_id], EdgeKind.TOOL_INVOCATION, result_id))
         return block
 

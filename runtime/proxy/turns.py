@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from runtime import __version__
-from runtime.blocks import NewBlock, check_session, content_hash
+from runtime.blocks import BlockKind, NewBlock, check_session, content_hash
 from runtime.errors import Llm386Error, UnknownModel
 from runtime.pager.sections import section_of
 from runtime.providers.response import Attempt
@@ -95,7 +95,11 @@ class TurnWriter:
         self.book.begin()
         self._pending = {}
         engine = self.store.kv  # type: ignore[attr-defined]
-        engine.write(lambda t: [self._write_one(t, ex) for ex in batch])
+        engine.write(lambda t: self._write_each(t, batch))
+
+    def _write_each(self, t: Tables, batch: list[Exchange]) -> None:
+        for ex in batch:
+            self._write_one(t, ex)
 
     def _write_one(self, t: Tables, ex: Exchange) -> None:
         data = _request_json(ex.request_body)
@@ -175,11 +179,11 @@ def _plan(conv: Conversation | None, session: str) -> dict[str, Any]:
     if conv is None:
         return {"version": 1, "session": session, "selected": [], "omitted": [], "note": PLAN_NOTE}
     blocks = [*conv.setup, *(b for bs in conv.messages for b in bs)]
-    selected = []
+    selected: list[dict[str, Any]] = []
     for block in blocks:
-        kind = block.kind
-        selected.append({"block_id": content_hash(kind, str(block.body)), "kind": str(kind),
-                         "section": section_of(kind).value, "reason": "required", "score": 1.0,  # type: ignore[arg-type]
+        kind = BlockKind(block.kind)
+        selected.append({"block_id": content_hash(kind, str(block.body)), "kind": kind.value,
+                         "section": section_of(kind).value, "reason": "required", "score": 1.0,
                          "scores": {}})  # fmt: skip
     return {"version": 1, "session": session, "task": "", "selected": selected, "omitted": [],
             "note": PLAN_NOTE}  # fmt: skip
