@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "runtime.cli.agent_cmds",
     "runtime.cli.index_cmds",
     "runtime.cli.migrate_cmds",
+    "runtime.cli.proxy_cmds",
 ]
 
 
