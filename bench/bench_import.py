@@ -33,12 +33,12 @@ def child(transcript: Path, store_dir: Path) -> dict[str, Any]:
     import time
 
     from runtime import open_store
-    from runtime.storage.lmdb.traces import LmdbTraceStore
+    from runtime.storage.tracestore import KvTraceStore
     from runtime.transfer.importer import DEMO_DIR, import_file
 
     start = time.perf_counter()
     store = open_store(store_dir)
-    traces = LmdbTraceStore(store)
+    traces = KvTraceStore(store)
     report = import_file(store, traces, transcript, tools_path=DEMO_DIR / "tools.json")
     seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux

@@ -31,7 +31,7 @@ from runtime import open_store
 from runtime.proxy.apis import ROUTES
 from runtime.proxy.exchange import Exchange
 from runtime.proxy.recorder import Recorder
-from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.tracestore import KvTraceStore
 from tests.fakes.anthropic_server import AnthropicServer
 
 RUNS = int(os.environ.get("LLM386_BENCH_PROXY_RUNS", "400"))
@@ -141,7 +141,7 @@ def _request_10kb(session: int, turn: int) -> bytes:
 
 def _recording(tmp: Path) -> dict[str, Any]:
     store = open_store(tmp / "recording")
-    recorder = Recorder(store, LmdbTraceStore(store), capacity=RECORD_CALLS + 10).start()
+    recorder = Recorder(store, KvTraceStore(store), capacity=RECORD_CALLS + 10).start()
     api = ROUTES["/v1/messages"]
     reply = b'{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":2500,"output_tokens":3}}'
     sessions = 100

@@ -28,7 +28,7 @@ from runtime.agent.core import Agent
 from runtime.providers import AnthropicAdapter, OfflineModel
 from runtime.replay.repage import repage
 from runtime.replay.resend import replay
-from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.tracestore import KvTraceStore
 from runtime.tracing.records import TraceStore
 from runtime.transfer.importer import load_demo_sessions
 from tests.fakes.anthropic_server import AnthropicServer, text_reply
@@ -117,7 +117,7 @@ def main(out_dir: Path) -> dict[str, Any]:
     """Measure replay overhead and re-page time; write out_dir/replay.json."""
     with tempfile.TemporaryDirectory() as tmp, AnthropicServer(max_lifetime=600) as server:
         store = open_store(Path(tmp) / "store")
-        traces = LmdbTraceStore(store)
+        traces = KvTraceStore(store)
         turns = {"tau-bench": _largest_tau_turn(store, traces), "agent": _agent_turn(store, traces)}
         result = {name: _turn(store, traces, cid, server) for name, cid in turns.items()}
     result["runs"] = RUNS

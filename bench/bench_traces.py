@@ -14,7 +14,7 @@ from bench.common import measure_in_tmp, results_dir, time_calls
 from runtime import open_store
 from runtime.blocks import canonical_json
 from runtime.providers.usage import Usage
-from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.tracestore import KvTraceStore
 from runtime.tracing.records import (
     Provider,
     StoredTrace,
@@ -42,7 +42,7 @@ def _records(session: int) -> list[StoredTrace]:
 
 def measure(root: Path) -> dict[str, Any]:
     store = open_store(root / "store")
-    traces = LmdbTraceStore(store)
+    traces = KvTraceStore(store)
     start = time.perf_counter()
     report = load_demo_sessions(store, traces)
     import_s = time.perf_counter() - start

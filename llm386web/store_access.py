@@ -15,8 +15,8 @@ from runtime import open_store
 from runtime.indexes.snapshot import index_for
 from runtime.inspect.sessions import forget_tables
 from runtime.storage.interface import BlockStore
-from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.storage.migrations import migrate
+from runtime.storage.tracestore import KvTraceStore
 from runtime.tracing.records import TraceStore
 
 from .conf import web_config
@@ -49,7 +49,7 @@ def get_traces() -> TraceStore:
     with _lock:
         traces = _traces.get(path)
         if traces is None:
-            traces = _traces[path] = LmdbTraceStore(store)
+            traces = _traces[path] = KvTraceStore(store)
         return traces
 
 

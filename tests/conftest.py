@@ -76,7 +76,13 @@ def stores(tmp_path):
 # The backends the contract suite (tests/runtime/test_store_contract.py) runs on. A backend
 # other than "lmdb" names a fixture ``<backend>_url`` that yields the URL of a fresh, empty
 # database for one test.
-STORE_BACKENDS = ["lmdb"]
+STORE_BACKENDS = ["lmdb", "postgresql"]
+
+
+@pytest.fixture
+def postgresql_url(request: pytest.FixtureRequest) -> str:
+    """The URL of a fresh, empty PostgreSQL database on the tests' real server."""
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture(params=STORE_BACKENDS)

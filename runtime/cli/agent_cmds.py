@@ -26,15 +26,15 @@ from runtime.providers.offline.model import OFFLINE_MODEL_NAME
 from runtime.replay.repage import RepageResult, repage
 from runtime.replay.resend import ReplayResult, check_replayable, replay
 from runtime.storage.blockstore import KvBlockStore
-from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.tracestore import KvTraceStore
 from runtime.tracing.records import TraceOrigin, TraceRecord
 
 QUIT = "/quit"
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[KvBlockStore, LmdbTraceStore]:
+def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[KvBlockStore, KvTraceStore]:
     store = open_store_from(args, create=create)
-    return store, LmdbTraceStore(store)
+    return store, KvTraceStore(store)
 
 
 def provider_client(provider: Provider, config: Config) -> ModelClient:

@@ -7,7 +7,7 @@ import sys
 
 from runtime.cli.common import Output, add_command, open_store_from
 from runtime.indexes.rebuild import reindex
-from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.tracestore import KvTraceStore
 
 
 def _progress(line: str) -> None:
@@ -16,7 +16,7 @@ def _progress(line: str) -> None:
 
 def cmd_reindex(args: argparse.Namespace) -> Output:
     store = open_store_from(args)
-    report = reindex(store, LmdbTraceStore(store), progress=_progress)
+    report = reindex(store, KvTraceStore(store), progress=_progress)
     text = (
         f"reindexed {report.sessions} sessions ({report.entries} entries) and "
         f"{report.trace_records} trace records' block uses"

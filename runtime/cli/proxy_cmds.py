@@ -11,7 +11,7 @@ import sys
 
 from runtime.cli.common import Output, add_command, open_store_from
 from runtime.proxy import DEFAULT_UPSTREAMS, Family, ProxyServer, ProxySettings, Recorder
-from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.tracestore import KvTraceStore
 
 
 def cmd_proxy(args: argparse.Namespace) -> Output:
@@ -25,7 +25,7 @@ def cmd_proxy(args: argparse.Namespace) -> Output:
     # the event loop in at once, so forwarding never waits a whole 5 ms slice for it.
     sys.setswitchinterval(0.0002)
     store = open_store_from(args, create=True)
-    recorder = Recorder(store, LmdbTraceStore(store)).start()
+    recorder = Recorder(store, KvTraceStore(store)).start()
     try:
         status = asyncio.run(_serve(settings, recorder))
     finally:

@@ -19,10 +19,10 @@ from runtime.cli.common import (
 )
 from runtime.errors import InvalidInput
 from runtime.storage.interface import RepairReport, VerifyReport
-from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.storage.open import open_store
 from runtime.storage.purge import purge_session
 from runtime.storage.sessioncheck import check_sessions, repair_sessions
+from runtime.storage.tracestore import KvTraceStore
 
 
 def _when(ms: int) -> str:
@@ -153,7 +153,7 @@ def cmd_delete(args: argparse.Namespace) -> Output:
 
 def cmd_purge(args: argparse.Namespace) -> Output:
     store = open_store_from(args)
-    report, traces = purge_session(store, LmdbTraceStore(store), args.session)
+    report, traces = purge_session(store, KvTraceStore(store), args.session)
     text = (
         f"purged {report.session}: {report.entries_removed} entries, "
         f"{report.blocks_deleted} blocks deleted, {report.blocks_kept} kept (used elsewhere), "
@@ -164,7 +164,7 @@ def cmd_purge(args: argparse.Namespace) -> Output:
 
 def cmd_verify(args: argparse.Namespace) -> Output:
     store = open_store_from(args)
-    trace_store = LmdbTraceStore(store)
+    trace_store = KvTraceStore(store)
     blocks, traces = store.verify(), trace_store.verify()
     sessions = tuple(check_sessions(store, trace_store))
     report = VerifyReport(
@@ -189,7 +189,7 @@ def cmd_verify(args: argparse.Namespace) -> Output:
 
 def cmd_repair(args: argparse.Namespace) -> Output:
     store = open_store_from(args)
-    trace_store = LmdbTraceStore(store)
+    trace_store = KvTraceStore(store)
 
     def repair() -> RepairReport:  # one write: a crash mid-repair leaves the store as it was
         blocks, traces = store.repair(), trace_store.repair()

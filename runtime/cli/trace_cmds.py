@@ -12,7 +12,7 @@ from runtime.errors import NotFound
 from runtime.inspect.diff import TraceDiff, diff_stored
 from runtime.inspect.textdiff import DiffLine, LineOp
 from runtime.storage.blockstore import KvBlockStore
-from runtime.storage.lmdb.traces import FLAGGED, LmdbTraceStore
+from runtime.storage.tracestore import FLAGGED, KvTraceStore
 from runtime.tracing.records import TraceRecord, TraceStatus
 from runtime.transfer.exchange import export_session, import_session, read_file
 from runtime.transfer.importer import ImportOptions, import_file
@@ -22,9 +22,9 @@ def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[KvBlockStore, LmdbTraceStore]:
+def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[KvBlockStore, KvTraceStore]:
     store = open_store_from(args, create=create)
-    return store, LmdbTraceStore(store)
+    return store, KvTraceStore(store)
 
 
 def cmd_import(args: argparse.Namespace) -> Output:
@@ -115,7 +115,7 @@ def cmd_trace(args: argparse.Namespace) -> Output:
     return Output(_trace_text(record), record.to_json())
 
 
-def _trace_bytes(traces: LmdbTraceStore, record: TraceRecord, part: str) -> Output:
+def _trace_bytes(traces: KvTraceStore, record: TraceRecord, part: str) -> Output:
     """Return the stored request or response bytes as they are: stdout gets no newline added,
     so ``llm386 trace ID --request | sha256sum`` prints the prompt hash."""
     if part == "request":

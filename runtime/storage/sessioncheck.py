@@ -31,7 +31,7 @@ from runtime.tracing.records import TraceOrigin, TraceRecord, TraceStatus
 
 if TYPE_CHECKING:
     from runtime.storage.blockstore import KvBlockStore
-    from runtime.storage.lmdb.traces import LmdbTraceStore
+    from runtime.storage.tracestore import KvTraceStore
 
 _REPLY_KINDS = (BlockKind.ASSISTANT_MESSAGE, BlockKind.TOOL_CALL)
 
@@ -56,7 +56,7 @@ class _Session:
         )
 
 
-def _sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[_Session]:
+def _sessions(store: KvBlockStore, traces: KvTraceStore) -> list[_Session]:
     names = sorted({s.session for s in store.sessions()} | _traced_sessions(traces))
     out = []
     for name in names:
@@ -65,7 +65,7 @@ def _sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[_Session]:
     return out
 
 
-def _traced_sessions(traces: LmdbTraceStore) -> set[str]:
+def _traced_sessions(traces: KvTraceStore) -> set[str]:
     """Return the sessions the trace store holds records of (its per-session totals table)."""
     from runtime.storage.tracestore import SESSIONS
 
@@ -130,7 +130,7 @@ def _turn_missing_after(s: _Session) -> bool:
     return False
 
 
-def check_sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[Problem]:
+def check_sessions(store: KvBlockStore, traces: KvTraceStore) -> list[Problem]:
     """Return what the block store and trace store disagree on, session by session."""
 
     def check(_t: Tables) -> list[Problem]:  # one snapshot for every read of both stores
@@ -142,7 +142,7 @@ def check_sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[Problem]
     return store.kv.read(check)
 
 
-def repair_sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[Problem]:
+def repair_sessions(store: KvBlockStore, traces: KvTraceStore) -> list[Problem]:
     """Fix what ``check_sessions`` finds, in the caller's write (``store.atomic``)."""
     fixed: list[Problem] = []
     for s in _sessions(store, traces):
@@ -160,14 +160,14 @@ def repair_sessions(store: KvBlockStore, traces: LmdbTraceStore) -> list[Problem
     return fixed
 
 
-def _put_reply(store: KvBlockStore, traces: LmdbTraceStore, s: _Session, problem: Problem) -> None:
+def _put_reply(store: KvBlockStore, traces: KvTraceStore, s: _Session, problem: Problem) -> None:
     cid = problem.detail.rsplit("(", 1)[1].split(")", 1)[0]
     record = traces.get(cid)
     reduction = ToolUseReducer().reduce(None, record.response)
     store.put_many(s.name, reduction.blocks, reduction.edges)
 
 
-def _drop_second_copy(store: KvBlockStore, traces: LmdbTraceStore, s: _Session) -> None:
+def _drop_second_copy(store: KvBlockStore, traces: KvTraceStore, s: _Session) -> None:
     """Keep each turn's first import record and the entries it names; remove the copies."""
     kept: dict[int, TraceRecord] = {}
     for record in s.imported:

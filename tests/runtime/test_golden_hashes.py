@@ -27,7 +27,7 @@ from runtime.blocks import BlockKind
 from runtime.packer.core import pack
 from runtime.pager.core import PageRequest, page
 from runtime.profiles.catalog import get_profile
-from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.storage.tracestore import KvTraceStore
 from runtime.transfer.importer import load_demo_sessions
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "request_hashes.json"
@@ -35,10 +35,16 @@ BUDGETS = (6_000, 16_000)
 EVERY = 5
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    store = open_store(tmp_path_factory.mktemp("golden") / "store")
-    traces = LmdbTraceStore(store)
+@pytest.fixture(scope="module", params=["lmdb", "postgresql"])
+def demo(request, tmp_path_factory):
+    """The demo store on each backend: both must render the same bytes as the golden file."""
+    if request.param == "lmdb":
+        target: object = tmp_path_factory.mktemp("golden") / "store"
+    else:
+        server = request.getfixturevalue("pg_server")
+        target = server.url(server.create_database())
+    store = open_store(target)
+    traces = KvTraceStore(store)
     load_demo_sessions(store, traces)
     create_demo_conversations(store, traces)
     return store, traces
