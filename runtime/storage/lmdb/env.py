@@ -25,7 +25,7 @@ import errno
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
@@ -99,6 +99,9 @@ class ResizeLock:
 @dataclass
 class _Outcome:
     committed: bool = False
+    # A read ended: LMDB drops the handles it opened (py-lmdb ends reads by abort), so they are
+    # opened again outside any transaction, where they stay valid for every later one.
+    read_ended: bool = False
 
 
 @dataclass
@@ -166,6 +169,10 @@ class Env:
                 with self.lock:
                     for name, handle in pending.items():
                         self.dbs.setdefault(name, handle)
+            elif outcome.read_ended:
+                for name in pending:
+                    with suppress(StoreError, lmdb.Error):  # the next read opens it again
+                        self.db(name)
 
     def db(self, name: bytes, *, dupsort: bool = False) -> DbHandle:
         """Return the named database, creating it (in its own transaction) if writable."""
@@ -422,7 +429,7 @@ def read(opened: Env, fn: Callable[[Txn], T]) -> T:
                         result = fn(txn)
                     finally:
                         opened.local.read_txn = None
-                outcome.committed = True
+                outcome.read_ended = True
             return result
         except lmdb.MapResizedError:
             opened.adopt_map_size()
