@@ -29,7 +29,7 @@ from runtime import __version__
 from runtime.blocks import BlockKind, Provenance, canonical_json
 from runtime.errors import InvalidInput
 from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
-from runtime.otel.spans import SpanData, put_spans, span_data
+from runtime.otel.spans import SPANS, SpanData, ensure_tables, put_spans, span_data
 from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
 from runtime.pager.sections import Section, section_of
 from runtime.storage.blockstore import KvBlockStore
@@ -103,6 +103,9 @@ def ingest_request(request: Any, store: KvBlockStore, traces: TraceStore) -> Ing
             except SpanRefused as exc:
                 refused[span.key] = str(exc)
     kept = [s for s in spans if s.key not in refused]
+    # Created in a write of its own: a table first opened in a write that then fails would
+    # leave the engine holding a handle that died with it.
+    ensure_tables(store.kv, SPANS)
     outcome = store.atomic(lambda: _write(store, traces, kept, calls))
     refused |= outcome.refused
     return IngestResult(

@@ -16,13 +16,16 @@ Invariants:
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.blocks import canonical_json
+from runtime.errors import StoreError
 from runtime.storage.codec import json_load
-from runtime.storage.kv import Tables
+from runtime.storage.kv import Engine, Tables
 
 SPANS = "otel_spans"
 # What a stored row keeps of the attributes: the prefixes, minus the content keys.
@@ -118,6 +121,22 @@ def span_data(span: Any, inherited: Mapping[str, Any]) -> SpanData:
 
 
 # -- the table -------------------------------------------------------------------------------
+
+_ready: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
+_ready_lock = threading.Lock()
+
+
+def ensure_tables(engine: Engine, *names: str) -> None:
+    """Make sure ``names`` exist before a read uses them (an engine may create a table only in
+    a write: LMDB cannot open a new named database inside a read). Once per engine."""
+    if engine.readonly:
+        return  # a read of a table never written raises StoreError, which callers handle
+    with _ready_lock:
+        done = _ready.setdefault(engine, set())
+        missing = [name for name in names if name not in done]
+        if missing:
+            engine.write(lambda t: [t.count(name) for name in missing])
+            done.update(missing)
 
 
 def _key(trace_id: str, span_id: str = "") -> bytes:
@@ -229,3 +248,16 @@ def _node(row: Mapping[str, Any], origin: int, depth: int, span_id: str) -> Span
         operation=str(row["attributes"].get("gen_ai.operation.name", "")),
         status=str(row["status"]), current=row["span"] == span_id,
     )  # fmt: skip
+
+
+def turn_span_tree(engine: Engine, config: Mapping[str, Any]) -> list[SpanNode]:
+    """Return the span tree of a turn rebuilt from a span (``record.config``), else []."""
+    otlp = config.get("otlp")
+    if not isinstance(otlp, Mapping) or not isinstance(otlp.get("trace"), str):
+        return []
+    ensure_tables(engine, SPANS)
+    try:
+        rows = engine.read(lambda t: trace_spans(t, str(otlp["trace"])))
+    except StoreError:
+        return []  # a read-only store that never took spans
+    return span_tree(rows, str(otlp.get("span", "")))
