@@ -46,6 +46,8 @@ class WebConfig:
     LOGIN_FAILURES_ALLOWED: int
     LOGIN_LOCKOUT_S: float
     LOGIN_MAX_LOCKOUT_S: float
+    OTLP_MAX_BODY_BYTES: int  # an OTLP export body as sent to /v1/traces
+    OTLP_MAX_DECODED_BYTES: int  # after gzip
 
 
 KNOWN_KEYS = tuple(f.name for f in fields(WebConfig))
@@ -76,6 +78,9 @@ def defaults() -> dict[str, Any]:
         "LOGIN_FAILURES_ALLOWED": 5,
         "LOGIN_LOCKOUT_S": 30.0,
         "LOGIN_MAX_LOCKOUT_S": 3600.0,
+        # The OTLP receiver at /v1/traces refuses bigger bodies whole (runtime.otel.wire).
+        "OTLP_MAX_BODY_BYTES": 16 * 1024 * 1024,
+        "OTLP_MAX_DECODED_BYTES": 64 * 1024 * 1024,
     }
 
 

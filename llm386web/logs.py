@@ -21,7 +21,8 @@ SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "DJANGO_SECRET_KEY")
 URL_ENV_VARS = ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL")
 MIN_SECRET_CHARS = 8  # shorter values are too likely to be ordinary words to mask
 # Key-shaped strings even when the key is not this server's (a pasted or echoed one).
-KEY_PATTERN = re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}")
+# (and ingest tokens, llm386_..., which are never logged on purpose either).
+KEY_PATTERN = re.compile(r"\b(?:sk-|llm386_)[A-Za-z0-9_\-]{16,}")
 MASK = "[secret]"
 
 

@@ -1,11 +1,12 @@
-"""URL map. Every page requires login (LoginRequiredMiddleware); every id in a URL is a permalink."""
+"""URL map. Every page requires login (LoginRequiredMiddleware) but /v1/traces, which takes an
+ingest token instead; every id in a URL is a permalink."""
 
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import blocks, compare, errors, login, replay, search, sessions, turns
+from .views import blocks, compare, errors, login, otel, replay, search, sessions, turns
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
@@ -31,6 +32,10 @@ urlpatterns = [
     path("blocks/<str:block_id>/raw", blocks.block_raw, name="block-raw"),
     path("blocks/<str:block_id>/turns/", blocks.block_turns, name="block-turns"),
     path("search/", search.search, name="search"),
+    path("v1/traces", otel.otlp_traces, name="otlp-traces"),
+    path("otel/tokens/", otel.token_list, name="otel-tokens"),
+    path("otel/tokens/create", otel.token_create, name="otel-token-create"),
+    path("otel/tokens/<str:name>/revoke", otel.token_revoke, name="otel-token-revoke"),
     path("login/", login.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

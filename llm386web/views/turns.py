@@ -28,6 +28,7 @@ from runtime.inspect.turn import (
     with_blocks,
     without_plan,
 )
+from runtime.otel.spans import turn_span_tree
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
 from runtime.replay.fidelity import replay_capability
 from runtime.tracing.records import CALL_ID_LEN, TraceRecord, check_call_id
@@ -68,7 +69,9 @@ def turn_context(call_id: str) -> dict[str, object]:
             "response": read_response(view.record.response),
             "capability": replay_capability(view.record),
             "replay_targets": replay_targets(), "repage_profiles": REPAGE_PROFILES,
-            "paging": turn_paging(view.record.paging)} | _model_status(view.record)  # fmt: skip
+            "paging": turn_paging(view.record.paging),
+            "span_tree": turn_span_tree(get_store().kv, view.record.config),
+            } | _model_status(view.record)  # fmt: skip
 
 
 def _model_status(rec: TraceRecord) -> dict[str, object]:

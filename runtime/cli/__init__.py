@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "runtime.cli.index_cmds",
     "runtime.cli.migrate_cmds",
     "runtime.cli.proxy_cmds",
+    "runtime.cli.otel_cmds",
 ]
 
 

@@ -12,6 +12,11 @@ Invariants:
 - ``rebuilt``: the bytes are intact, but they are the canonical JSON of an OpenAI chat
   request rebuilt from an imported transcript. They show exactly what that model was given;
   replay refuses them, and a re-page turns them into an Anthropic request that can be sent.
+- ``from-spans`` ("from spans: rebuilt"): the request was rebuilt from the messages an
+  OpenTelemetry span reported (``runtime.otel``), as the canonical JSON of an OpenAI chat
+  request. The bytes hash to the prompt hash, but they were never sent by anyone: they claim
+  no byte identity with what the instrumented agent sent. Replay refuses them; a re-page packs
+  the same session blocks into an Anthropic request that can be sent.
 - ``model-retired``: the bytes are intact and sendable, but they name a retired model
   (``runtime.profiles.lifecycle``), which replay refuses before sending; a re-page for its replacement
   makes a request that can be replayed.
@@ -29,13 +34,14 @@ from enum import StrEnum
 
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
 from runtime.providers import get_provider
-from runtime.tracing.records import TraceOrigin, TraceRecord
+from runtime.tracing.records import TraceOrigin, TraceRecord, from_spans
 
 
 class Fidelity(StrEnum):
     REPLAY_COMPLETE = "replay-complete"
     CAPTURED = "captured"
     REBUILT = "rebuilt"
+    FROM_SPANS = "from-spans"
     MODEL_RETIRED = "model-retired"
     NOT_REPLAYABLE = "not-replayable"
 
@@ -55,6 +61,13 @@ _TITLES = {
         "hash to the prompt hash, so it shows exactly what the model was given, but replay "
         "cannot send it: it is not an Anthropic request. Re-page it for an Anthropic model, "
         "then replay the new record."
+    ),
+    Fidelity.FROM_SPANS: (
+        "Rebuilt from an OpenTelemetry span: the request holds the messages, tools and settings "
+        "the span reported, written as an OpenAI chat request. It is not the bytes the agent "
+        "sent (a span carries messages, not bytes), so replay refuses it. Re-page it for an "
+        "Anthropic model to pack the same messages into a request that can be sent, then "
+        "replay the new record."
     ),
     Fidelity.MODEL_RETIRED: (
         "The stored request bytes hash to the recorded prompt hash, but they name a model "
@@ -85,6 +98,8 @@ class ReplayCapability:
 
     @property
     def label(self) -> str:
+        if self.fidelity is Fidelity.FROM_SPANS:
+            return "from spans: rebuilt"
         return self.fidelity.value.replace("-", " ").replace("replay complete", "replay-complete")
 
     @property
@@ -108,10 +123,13 @@ class ReplayCapability:
 
 def replay_capability(record: TraceRecord) -> ReplayCapability:
     """Return what replay can do for ``record`` (as read from a store: its replay check set)."""
-    sendable = get_provider(record.provider).sends_stored_requests
+    # A turn rebuilt from a span is never sendable as it stands, whatever its provider says.
+    sendable = get_provider(record.provider).sends_stored_requests and not from_spans(record)
     retired = lifecycle_of(record.model).status is ModelStatus.RETIRED
     if not record.replay_complete:
         fidelity = Fidelity.NOT_REPLAYABLE
+    elif from_spans(record):
+        fidelity = Fidelity.FROM_SPANS
     elif retired and sendable:
         fidelity = Fidelity.MODEL_RETIRED
     elif record.origin is TraceOrigin.CAPTURE:

@@ -54,6 +54,7 @@ from runtime.tracing.records import (
     TraceOrigin,
     TraceRecord,
     TraceStore,
+    from_spans,
     new_call_id,
     now_ms,
 )
@@ -226,6 +227,13 @@ def _explain(original: TraceRecord, profile: ModelProfile, same: bool, at: int |
         return "the rebuilt request is byte-identical to the recorded one (same prompt hash)"
     recorded = original.profile.get("name", original.model)
     moved = "" if same else f"re-paged for {profile.name} instead of the recorded {recorded}; "
+    if from_spans(original):
+        return moved + (
+            "the recorded request was rebuilt from the messages an OpenTelemetry span "
+            f"reported for {original.model} (as an OpenAI chat request, never sent as such), "
+            "while llm386 packs an Anthropic Messages request from the same session blocks under "
+            "the pager's budget, so the bytes differ by design"
+        )
     if original.origin is TraceOrigin.IMPORT:
         return moved + (
             f"the recorded request is the request {original.model} was sent by another agent "

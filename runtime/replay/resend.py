@@ -34,7 +34,7 @@ from runtime.inspect.textdiff import DiffLine, LineOp, char_spans, line_opcodes
 from runtime.profiles.lifecycle import check_callable
 from runtime.providers import ModelClient, Usage, get_provider
 from runtime.providers.pricing import Price
-from runtime.replay.fidelity import replay_capability
+from runtime.replay.fidelity import Fidelity, replay_capability
 from runtime.tracing.record import CallBasis, CallOutcome, provider_of, send_traced
 from runtime.tracing.records import (
     REPAGE_KEY,
@@ -154,7 +154,15 @@ def check_replayable(record: TraceRecord) -> None:
     The same answer as the turn page's badge (``runtime.replay.fidelity``); damaged bytes are
     refused by ``stored_request``, which re-hashes them.
     """
-    if not replay_capability(record).sendable:
+    capability = replay_capability(record)
+    if capability.fidelity is Fidelity.FROM_SPANS:
+        raise NotReplayable(
+            f"trace {record.call_id} was rebuilt from an OpenTelemetry span: it holds the "
+            "messages the span reported, not the bytes that were sent, so there is nothing to "
+            "send byte for byte. Re-page it for an Anthropic model with `llm386 repage "
+            f"{record.call_id} --model claude-sonnet-4-6 --record`, then replay the new record"
+        )
+    if not capability.sendable:
         raise NotReplayable(
             f"trace {record.call_id} is an OpenAI-format request ({record.model}, imported), "
             "which cannot be sent to Anthropic byte for byte. Re-page it for an Anthropic "

@@ -354,6 +354,12 @@ def with_read_state(record: TraceRecord, flag: Flag | None, stored: bytes | None
 
 
 REPAGE_KEY = "repage"  # record.config key of a re-paged request (recorded, not sent)
+SPANS_KEY = "otlp"  # record.config key of a turn rebuilt from an OpenTelemetry span
+
+
+def from_spans(record: TraceRecord) -> bool:
+    """Whether ``record`` was rebuilt from an OpenTelemetry span (``runtime.otel.ingest``)."""
+    return record.origin is TraceOrigin.IMPORT and isinstance(record.config.get(SPANS_KEY), Mapping)
 
 
 class Delivery(StrEnum):

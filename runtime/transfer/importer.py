@@ -203,8 +203,11 @@ class _Builder:
             result_id = self.add(
                 BlockKind.TOOL_RESULT, ToolResult(message["tool_call_id"], content or "").body()
             )
-            call_id = self.call_block[message["tool_call_id"]]
-            self.edges.append(Edge(call_id, EdgeKind.TOOL_INVOCATION, result_id))
+            # A checked transcript always made the call first; a span's history may begin
+            # after it, and then the result has no call to link to.
+            call_id = self.call_block.get(message["tool_call_id"])
+            if call_id is not None:
+                self.edges.append(Edge(call_id, EdgeKind.TOOL_INVOCATION, result_id))
         elif content:  # an empty system or user message has nothing to store
             self.add(BlockKind.SYSTEM if role == "system" else BlockKind.USER_MESSAGE, content)
 

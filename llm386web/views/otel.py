@@ -1,0 +1,79 @@
+"""OpenTelemetry: the OTLP/HTTP receiver at /v1/traces and the ingest tokens page.
+
+The receiver is the runtime's ``runtime.otel.receiver.handle`` behind a Django view: no
+session, no CSRF (an exporter has neither), its own bearer-token check. The tokens page shows
+a new token once, in the answer to the POST that made it, and never again.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from llm386web.conf import web_config
+from llm386web.store_access import get_store, get_traces
+from runtime.errors import InvalidInput
+from runtime.otel import receiver, tokens
+from runtime.otel.wire import OtlpLimits
+
+from .common import render_page
+
+
+def otlp_limits() -> OtlpLimits:
+    config = web_config()
+    return OtlpLimits(max_body_bytes=config.OTLP_MAX_BODY_BYTES,
+                      max_decoded_bytes=config.OTLP_MAX_DECODED_BYTES)  # fmt: skip
+
+
+@csrf_exempt
+@login_not_required
+def otlp_traces(request: HttpRequest) -> HttpResponse:
+    """Take an OTLP/HTTP trace export (protobuf or JSON, gzip) from a bearer-token holder."""
+    limits = otlp_limits()
+    # Read past the limit by one byte only: request.body would buffer any size first.
+    body = request.read(limits.max_body_bytes + 1)
+    status, headers, out = receiver.handle(
+        request.method or "", receiver.PATH, request.headers, body,
+        store=get_store(), traces=get_traces(), limits=limits,
+    )  # fmt: skip
+    response = HttpResponse(out, status=status, content_type=headers.pop("Content-Type"))
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+@require_GET
+def token_list(request: HttpRequest) -> HttpResponse:
+    """List the ingest tokens (names and dates only) with the forms to create and revoke."""
+    return render_page(request, "otel/tokens.html", "tokens", _context())
+
+
+def _context(**extra: object) -> dict[str, object]:
+    return {"tokens": tokens.list_tokens(get_store().kv), "endpoint": receiver.PATH, **extra}
+
+
+@require_POST
+@never_cache
+def token_create(request: HttpRequest) -> HttpResponse:
+    """Create a token and show it, this once; a bad name re-renders the form with 422."""
+    name = request.POST.get("name", "").strip()
+    try:
+        token = tokens.create_token(get_store().kv, name)
+    except InvalidInput as exc:
+        return render_page(request, "otel/tokens.html", "tokens",
+                           _context(error=str(exc), name=name), status=422)  # fmt: skip
+    return render_page(request, "otel/tokens.html", "tokens",
+                       _context(created=name, token=token))  # fmt: skip
+
+
+@require_POST
+def token_revoke(request: HttpRequest, name: str) -> HttpResponse:
+    """Revoke a token; exporters sending it get 401 from the next request on."""
+    tokens.revoke_token(get_store().kv, name)
+    messages.success(request, f"Revoked ingest token {name}.")
+    return redirect("otel-tokens")

@@ -1,0 +1,356 @@
+"""Ingesting OTLP trace exports: GenAI spans become sessions of blocks and "from spans" turns.
+
+Owns: ``ingest`` (a body as sent to ``/v1/traces``), ``ingest_request`` (a decoded
+``ExportTraceServiceRequest``) and ``IngestResult`` (accepted and rejected spans, and the OTLP
+partial-success message).
+
+Invariants:
+- One write transaction per request: every accepted span's turn, blocks and span row land
+  together or not at all. Spans refused (``SpanRefused``) are counted and named in the result;
+  they write nothing. A request is refused whole (``OtlpRejected``) only when it cannot be read.
+- Idempotent: a turn remembers its span (``record.config["otlp"]``); a span already recorded
+  with the same request is skipped, and one recorded with a different request is refused.
+- A session's entries grow by what each turn adds: its blocks (tools, then messages, then
+  the answer; built by the importer's ``_Builder``) are compared with the session's entries
+  and only the part after their common prefix is appended, so a conversation sent one call
+  per span, in any order, holds each message once.
+- A turn's request is the canonical JSON of the OpenAI chat request its messages make
+  (the importer's format: provider ``openai``, origin ``import``): rebuilt from what the span
+  says, never the bytes that were sent; ``runtime.replay.fidelity`` badges it "from spans".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime import __version__
+from runtime.blocks import BlockKind, Provenance, canonical_json
+from runtime.errors import InvalidInput
+from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
+from runtime.otel.spans import SPANS, SpanData, ensure_tables, put_spans, span_data
+from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
+from runtime.pager.sections import Section, section_of
+from runtime.storage.blockstore import KvBlockStore
+from runtime.tokenizers import get_tokenizer
+from runtime.tracing.records import (
+    Provider,
+    StoredTrace,
+    TokenizerInfo,
+    TraceError,
+    TraceOrigin,
+    TraceRecord,
+    TraceStatus,
+    TraceStore,
+    new_call_id,
+    prompt_hash,
+)
+from runtime.transfer.importer import TOKENIZER, _Builder
+
+OTLP_KEY = "otlp"  # record.config key of a turn rebuilt from a span
+SOURCE = "otlp"  # session meta "source"
+_MESSAGE_LIMIT = 20  # refusals named in one partial-success message
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one export request did: spans taken and refused, turns written and skipped."""
+
+    accepted: int
+    rejected: int
+    turns_recorded: int
+    turns_skipped: int
+    sessions: tuple[str, ...]
+    errors: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """The OTLP partial-success error message: why spans were refused ("" if none were)."""
+        shown = "; ".join(self.errors[:_MESSAGE_LIMIT])
+        more = len(self.errors) - _MESSAGE_LIMIT
+        return shown + (f"; and {more} more" if more > 0 else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected,
+                "turns_recorded": self.turns_recorded, "turns_skipped": self.turns_skipped,
+                "sessions": list(self.sessions), "errors": list(self.errors)}  # fmt: skip
+
+
+def ingest(
+    body: bytes,
+    content_type: str | None,
+    content_encoding: str | None,
+    store: KvBlockStore,
+    traces: TraceStore,
+    limits: OtlpLimits = DEFAULT_OTLP_LIMITS,
+) -> IngestResult:
+    """Decode an OTLP/HTTP trace export and ingest it; raise OtlpRejected if it cannot be read."""
+    return ingest_request(
+        decode_request(body, content_type, content_encoding, limits), store, traces
+    )
+
+
+def ingest_request(request: Any, store: KvBlockStore, traces: TraceStore) -> IngestResult:
+    """Ingest a decoded ``ExportTraceServiceRequest`` in one write transaction."""
+    spans, unreadable = _read_spans(request)
+    calls: list[ModelCall] = []
+    refused: dict[str, str] = {}  # span key -> why
+    for span in spans:
+        if is_model_call(span):
+            try:
+                calls.append(model_call(span))
+            except SpanRefused as exc:
+                refused[span.key] = str(exc)
+    kept = [s for s in spans if s.key not in refused]
+    # Created in a write of its own: a table first opened in a write that then fails would
+    # leave the engine holding a handle that died with it.
+    ensure_tables(store.kv, SPANS)
+    outcome = store.atomic(lambda: _write(store, traces, kept, calls))
+    refused |= outcome.refused
+    return IngestResult(
+        accepted=len(spans) - len(refused), rejected=len(refused) + len(unreadable),
+        turns_recorded=outcome.recorded, turns_skipped=outcome.skipped,
+        sessions=tuple(sorted({c.session for c in calls if c.span.key not in refused})),
+        errors=tuple(unreadable) + tuple(refused[k] for k in sorted(refused)),
+    )  # fmt: skip
+
+
+def _read_spans(request: Any) -> tuple[list[SpanData], list[str]]:
+    spans: list[SpanData] = []
+    errors: list[str] = []
+    for rs in request.resource_spans:
+        resource = _attrs(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                if len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    errors.append(f"a span named {span.name!r} has a trace id of "
+                                  f"{len(span.trace_id)} bytes and a span id of "
+                                  f"{len(span.span_id)}; OTLP ids are 16 and 8 bytes")  # fmt: skip
+                    continue
+                spans.append(span_data(span, resource))
+    return spans, errors
+
+
+def _attrs(pairs: Any) -> dict[str, Any]:
+    from runtime.otel.spans import attributes_of
+
+    return {f"resource.{k}": v for k, v in attributes_of(pairs).items() if k == "service.name"}
+
+
+# -- the write ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    recorded: int = 0
+    skipped: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # span key -> why
+
+
+def _write(
+    store: KvBlockStore, traces: TraceStore, spans: Sequence[SpanData], calls: Sequence[ModelCall]
+) -> _Outcome:
+    """Write the spans' rows and each session's new turns (in the caller's write)."""
+    outcome = _Outcome()
+    by_session: dict[str, list[ModelCall]] = {}
+    for call in sorted(calls, key=lambda c: (c.span.start_ns, c.span.span_id)):
+        by_session.setdefault(call.session, []).append(call)
+    for session in sorted(by_session):
+        _session(store, traces, session, by_session[session], outcome)
+    rows = [s for s in spans if s.key not in outcome.refused]
+    store.kv.write(lambda t: put_spans(t, rows))
+    return outcome
+
+
+class _SessionState:
+    """A session's entries (ids and seqs) and turns as this write sees them."""
+
+    def __init__(self, store: KvBlockStore, traces: TraceStore, session: str) -> None:
+        refs = store.entry_refs(session)
+        self.ids = [ref.id for ref in refs]
+        self.seqs = [ref.seq for ref in refs]
+        records = traces.get_many([call_id for _, call_id in traces.turns(session)])
+        self.last_turn = max((r.turn for r in records), default=0)
+        self.spans: dict[str, str] = {}  # span key -> prompt hash
+        for r in records:
+            otlp = r.config.get(OTLP_KEY)
+            if isinstance(otlp, Mapping):
+                self.spans[f"{otlp.get('trace')}/{otlp.get('span')}"] = r.prompt_hash
+        self.foreign = bool(refs or records) and not self.spans
+
+
+def _session(
+    store: KvBlockStore, traces: TraceStore, session: str, calls: Sequence[ModelCall],
+    outcome: _Outcome,
+) -> None:  # fmt: skip
+    state = _SessionState(store, traces, session)
+    if state.foreign:
+        for call in calls:
+            outcome.refused[call.span.key] = _where(call) + (
+                f": session {session!r} holds turns that did not come from spans; "
+                "give gen_ai.conversation.id another value"
+            )
+        return
+    new_session = not state.ids and not state.last_turn
+    items: list[StoredTrace] = []
+    for call in calls:
+        built = _turn(store, state, call, session)
+        if isinstance(built, str):
+            outcome.refused[call.span.key] = built
+        elif built is None:
+            outcome.skipped += 1
+        else:
+            items.append(built)
+    if items:
+        traces.record_many(items)
+        if new_session:
+            store.set_session_meta(session, **_meta(calls[0]))
+    outcome.recorded += len(items)
+
+
+def _where(call: ModelCall) -> str:
+    return f"span {call.span.span_id} ({call.span.name!r}, trace {call.span.trace_id})"
+
+
+def request_of(call: ModelCall) -> bytes:
+    """Return the rebuilt request of a call: the canonical JSON of an OpenAI chat request."""
+    request: dict[str, Any] = {"messages": list(call.messages), "model": call.model}
+    if call.tools:
+        request["tools"] = [dict(t.openai) for t in call.tools]
+    from runtime.otel.genai import _REQUEST_PARAMS
+
+    for name, field_name in _REQUEST_PARAMS.items():
+        if name in call.params:
+            request[field_name] = call.params[name]
+    return canonical_json(request)
+
+
+def _turn(
+    store: KvBlockStore, state: _SessionState, call: ModelCall, session: str
+) -> StoredTrace | str | None:
+    """Return the new record of a call, None if it is recorded already, or why it is refused."""
+    request = request_of(call)
+    digest = prompt_hash(request)
+    key = call.span.key
+    if key in state.spans:
+        if state.spans[key] == digest:
+            return None
+        return _where(call) + " was ingested before with different messages; nothing was changed"
+    try:
+        builder = _blocks(call, store.max_block_bytes)
+    except (InvalidInput, KeyError) as exc:
+        return _where(call) + f": {exc}"
+    n_input = len(builder.ids) - _output_blocks(call)
+    seqs = _append(store, state, session, builder)
+    state.spans[key] = digest
+    state.last_turn += 1
+    tokens = store.token_counts(builder.ids, TOKENIZER)
+    record = _record(
+        call, session, state.last_turn, request, digest, builder, seqs, tokens, n_input
+    )
+    response = canonical_json(call.output) if call.output else None
+    return StoredTrace(record, request, response)
+
+
+def _blocks(call: ModelCall, max_bytes: int) -> _Builder:
+    builder = _Builder(Provenance(f"otlp:{call.span.trace_id}"), max_bytes, call.tools)
+    for message in call.messages:
+        builder.message(message)
+    if call.output:
+        builder.message(call.output)
+    return builder
+
+
+def _output_blocks(call: ModelCall) -> int:
+    out = call.output
+    if not out:
+        return 0
+    return int(bool(out.get("content"))) + len(out.get("tool_calls") or ())
+
+
+def _append(
+    store: KvBlockStore, state: _SessionState, session: str, builder: _Builder
+) -> list[int]:
+    """Append the blocks after the common prefix with the session; return every block's seq."""
+    common = 0
+    for have, want in zip(state.ids, builder.ids, strict=False):
+        if have != want:
+            break
+        common += 1
+    new = (
+        store.put_many(session, builder.blocks[common:], builder.edges)
+        if builder.blocks[common:]
+        else []
+    )
+    if not new and builder.edges:
+        store.add_edges(builder.edges)
+    state.ids += builder.ids[common:]
+    state.seqs += [e.seq for e in new]
+    return state.seqs[:common] + [e.seq for e in new]
+
+
+def _record(
+    call: ModelCall, session: str, turn: int, request: bytes, digest: str, builder: _Builder,
+    seqs: Sequence[int], tokens: Sequence[int], n_input: int,
+) -> TraceRecord:  # fmt: skip
+    span, tok = call.span, get_tokenizer(TOKENIZER)
+    failed = span.status == "error"
+    error = (
+        TraceError("span-error", span.status_message or "the span's status is error")
+        if failed
+        else None
+    )
+    response = dict(call.output) if call.output else None
+    return TraceRecord(
+        call_id=new_call_id(), session=session, turn=turn, started_at=span.start_ns // 1_000_000,
+        provider=Provider.OPENAI, model=call.model, prompt_hash=digest, request_size=len(request),
+        status=TraceStatus.ERROR if failed else TraceStatus.OK, origin=TraceOrigin.IMPORT,
+        latency_ms=span.duration_ms, runtime_version=__version__,
+        tokenizer=TokenizerInfo(tok.name, tok.version), config={OTLP_KEY: _provenance(call)},
+        upto_seq=(seqs[n_input - 1] + 1) if n_input else 0,
+        plan=_plan(session, builder, seqs, tokens, n_input),
+        estimated_input_tokens=sum(tokens[:n_input]), response=response,
+        response_hash=prompt_hash(canonical_json(response)) if response else None,
+        estimated_output_tokens=sum(tokens[n_input:]), usage=call.usage,
+        stop_reason=call.finish_reason, error=error,
+    )  # fmt: skip
+
+
+def _provenance(call: ModelCall) -> dict[str, Any]:
+    """What a turn keeps of its span: where it came from and what the page must say."""
+    return {"trace": call.span.trace_id, "span": call.span.span_id, "name": call.span.name,
+            "provider": call.provider_name, "convention": call.convention,
+            "dropped_parts": call.dropped_parts, "params": dict(call.params),
+            "service": call.span.attributes.get("resource.service.name")}  # fmt: skip
+
+
+def _plan(
+    session: str, builder: _Builder, seqs: Sequence[int], tokens: Sequence[int], n_input: int
+) -> dict[str, Any]:
+    selected, used = [], dict.fromkeys((Section.SYSTEM, Section.TOOLS, Section.RECENT), 0)
+    for i in range(n_input):
+        kind = BlockKind.parse(builder.blocks[i].kind)
+        section = section_of(kind)
+        used[section] = used.get(section, 0) + tokens[i]
+        selected.append({"block_id": builder.ids[i], "seq": seqs[i], "kind": kind.value,
+                         "section": section.value, "reason": "required", "score": 1.0,
+                         "scores": {}, "tokens": tokens[i]})  # fmt: skip
+    sections = [{"section": s.value, "allocated": None, "used": used[s]}
+                for s in sorted(used, key=lambda s: s.rank)]  # fmt: skip
+    note = "rebuilt from a span: these are the messages the span says the model was given"
+    return {"version": 1, "session": session, "task": "", "selected": selected, "omitted": [],
+            "sections": sections, "tokens": sum(used.values()), "note": note,
+            "upto": (seqs[n_input - 1] + 1) if n_input else 0}  # fmt: skip
+
+
+def _meta(call: ModelCall) -> dict[str, Any]:
+    first = next((m.get("content") for m in call.messages if m.get("role") == "user"), "") or ""
+    title = " ".join(str(first).split())[:80] or call.span.name
+    return {"source": SOURCE, "model": call.model, "provider": call.provider_name,
+            "title": title, "trace": call.span.trace_id}  # fmt: skip
+
+
+def spans_of(request: Any) -> Iterator[SpanData]:
+    """Yield a decoded request's spans as ``SpanData`` (those with valid ids)."""
+    yield from _read_spans(request)[0]

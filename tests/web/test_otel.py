@@ -1,0 +1,86 @@
+"""The OTLP receiver on the web app, the ingest tokens page, and from-spans turn pages."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+from django.urls import reverse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from llm386web.store_access import get_traces
+from runtime.otel import tokens
+from runtime.otel.wire import Status
+from tests.fakes import otlp
+
+PB = "application/x-protobuf"
+
+
+def _send(client, body, token, **extra):
+    return client.post("/v1/traces", data=body, content_type=PB,
+                       headers={"Authorization": f"Bearer {token}", **extra})  # fmt: skip
+
+
+def test_the_receiver_takes_a_bearer_token_not_a_login_or_csrf_token(client, store):
+    token = tokens.create_token(store.kv, "ci")
+    client.handler.enforce_csrf_checks = True
+    body = gzip.compress(otlp.body(otlp.request(*otlp.agent_tree())))
+    response = _send(client, body, token, **{"Content-Encoding": "gzip"})
+    assert response.status_code == 200 and response["Content-Type"] == PB
+    assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
+    assert [s.session for s in store.sessions()] == ["conv-1"]
+
+
+def test_the_receiver_refuses_a_missing_or_revoked_token_with_401(client, store):
+    token = tokens.create_token(store.kv, "ci")
+    body = otlp.body(otlp.request(*otlp.agent_tree()))
+    assert client.post("/v1/traces", data=body, content_type=PB).status_code == 401
+    tokens.revoke_token(store.kv, "ci")
+    response = _send(client, body, token)
+    assert (
+        response.status_code == 401
+        and "ingest token" in Status.FromString(response.content).message
+    )
+    assert store.sessions() == []
+
+
+def test_the_receiver_limit_is_a_setting(client, store, settings):
+    settings.LLM386 = {**settings.LLM386, "OTLP_MAX_BODY_BYTES": 50}
+    token = tokens.create_token(store.kv, "ci")
+    response = _send(client, otlp.body(otlp.request(*otlp.agent_tree())), token)
+    assert response.status_code == 413 and b"over the limit of 50" in response.content
+
+
+def test_the_tokens_page_shows_a_new_token_once_then_only_its_name(logged_in, store):
+    page = logged_in.get(reverse("otel-tokens"))
+    assert page.status_code == 200 and b"No ingest tokens yet" in page.content
+    made = logged_in.post(reverse("otel-token-create"), {"name": "laptop"})
+    assert made.status_code == 200 and "no-store" in made["Cache-Control"]
+    token = re.search(r'<code class="token">(llm386_[A-Za-z0-9_-]+)</code>', made.content.decode())[
+        1
+    ]
+    assert tokens.check_token(store.kv, token) == "laptop"
+    again = logged_in.get(reverse("otel-tokens"))
+    assert b"laptop" in again.content and token.encode() not in again.content
+    bad = logged_in.post(reverse("otel-token-create"), {"name": "no spaces"})
+    assert bad.status_code == 422 and b"is not a token name" in bad.content
+    gone = logged_in.post(reverse("otel-token-revoke", args=["laptop"]), follow=True)
+    assert b"Revoked ingest token laptop" in gone.content
+    assert tokens.list_tokens(store.kv) == []
+
+
+def test_the_tokens_page_needs_a_login(client, store):
+    response = client.get(reverse("otel-tokens"))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_a_turn_from_spans_shows_its_badge_its_replay_text_and_its_span_tree(logged_in, store):
+    token = tokens.create_token(store.kv, "ci")
+    _send(logged_in, otlp.body(otlp.request(*otlp.agent_tree())), token)
+    first = get_traces().get(get_traces().turns("conv-1")[0][1])
+    page = logged_in.get(reverse("turn", args=[first.call_id])).content.decode()
+    assert 'data-fidelity="from-spans"' in page and "from spans: rebuilt" in page
+    assert "rebuilt from an OpenTelemetry span" in page and "Re-page and record" in page
+    assert "Replay with" not in page
+    assert "execute_tool get_weather" in page and "450.0 ms" in page
+    assert 'class="span-node depth-1 current"' in page
