@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "runtime.cli.migrate_cmds",
     "runtime.cli.proxy_cmds",
     "runtime.cli.otel_cmds",
+    "runtime.cli.copy_cmds",
 ]
 
 

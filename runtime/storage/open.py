@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from runtime.errors import StoreError
 from runtime.storage.blockstore import KvBlockStore
+from runtime.storage.kv import Engine
 
 LMDB_SCHEMES = ("lmdb", "file")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -41,6 +42,23 @@ def open_store(target: StoreTarget, **options: Any) -> KvBlockStore:
 
         index_for(store)
     return store
+
+
+def open_engine(target: StoreTarget, *, readonly: bool = False) -> Engine:
+    """Open only the engine at ``target`` (no store stamped on it): what a copy writes into."""
+    text = os.fspath(target)
+    scheme = text.split(":", 1)[0].lower() if is_store_url(target) else "lmdb"
+    if scheme in POSTGRES_SCHEMES:
+        engine: Engine = _postgres_engine_class()(text, readonly=readonly)
+        return engine
+    if scheme not in LMDB_SCHEMES:
+        raise StoreError(
+            f"cannot open a store at {safe_location(text)}: {scheme}: is not a store scheme; "
+            "give a folder path, an lmdb: URL, or a postgresql:// URL"
+        )
+    from runtime.storage.lmdb.engine import LmdbEngine
+
+    return LmdbEngine(_url_path(text) if is_store_url(target) else text, readonly=readonly)
 
 
 def is_store_url(target: StoreTarget) -> bool:
