@@ -457,6 +457,43 @@ def traces(r: Mapping[str, Results]) -> list[str]:
     ]
 
 
+def kv_engines(r: Mapping[str, Results]) -> list[str]:
+    d = r["kv_engines"]
+    ratio = d["postgresql_over_lmdb"]
+    rows = [
+        [name.removesuffix("_per_s").replace("_", " "), num(d["lmdb"][name]),
+         num(d["postgresql"][name]), f"{ratio[name]:.3f}"]
+        for name in sorted(d["lmdb"])
+    ]  # fmt: skip
+    return [
+        "## Key-value engines: LMDB and PostgreSQL",
+        "",
+        "`python -m bench.bench_kv` → `bench/results/kv_engines.json`.",
+        "",
+        f"{num(d['keys'])} keys of {d['value_bytes']} bytes; both engines durable, PostgreSQL "
+        "over a unix socket on the same machine (operations per second).",
+        "",
+        *table(["operation", "LMDB /s", "PostgreSQL /s", "PostgreSQL ÷ LMDB"], rows),
+    ]
+
+
+def proxy(r: Mapping[str, Results]) -> list[str]:
+    d = r["proxy"]
+    rows = [
+        [name.replace("_", " "), str(t["value"]), str(t["target"]), met(bool(t["met"]))]
+        for name, t in sorted(d["targets"].items())
+    ]
+    return [
+        "## Capture proxy",
+        "",
+        "`python -m bench.bench_proxy` → `bench/results/proxy.json`.",
+        "",
+        f"The same calls direct and through `llm386 proxy` in one run ({d['note']}).",
+        "",
+        *table(["target", "measured", "target", "met"], rows),
+    ]
+
+
 SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, ...]], ...] = (
     (targets, ("pager", "locomo", "diff", "web", "paging", "import")),
     (pager, ("pager",)),
@@ -468,6 +505,8 @@ SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, .
     (importing, ("import",)),
     (store, ("store",)),
     (traces, ("traces",)),
+    (kv_engines, ("kv_engines",)),
+    (proxy, ("proxy",)),
 )
 # Results files no section reads: summary.json repeats the others with each run's seconds.
 UNREPORTED = frozenset({"summary"})
