@@ -31,6 +31,7 @@ from typing import Any
 from runtime.blocks import canonical_json
 from runtime.inspect.turn import plan_entries
 from runtime.storage.codec import json_load
+from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Engine, Tables
 from runtime.tracing.records import (
     CALL_ID_LEN,
@@ -124,7 +125,7 @@ def drop(kv: Engine) -> None:
     kv.write(clear)
 
 
-def _sweep(kv: Engine, store: Any, traces: TraceStore) -> None:
+def _sweep(kv: Engine, store: BlockStore, traces: TraceStore) -> None:
     """Index every record not yet indexed, one session at a time."""
     total, offset, batch = store.session_count(), 0, 500
     while offset < total:
@@ -154,7 +155,7 @@ def _only_added(seen: TraceGeneration | None, now: TraceGeneration) -> bool:
     )
 
 
-def sync(store: Any, traces: TraceStore) -> None:
+def sync(store: BlockStore, traces: TraceStore) -> None:
     """Bring the index up to date with the trace store (a no-op when it already is)."""
     kv = store.kv
     if kv.readonly:
@@ -175,7 +176,7 @@ def sync(store: Any, traces: TraceStore) -> None:
     _mark(kv, now)
 
 
-def block_uses(store: Any, traces: TraceStore, block_id: str, *, offset: int = 0,
+def block_uses(store: BlockStore, traces: TraceStore, block_id: str, *, offset: int = 0,
                limit: int = 50) -> UsesPage:  # fmt: skip
     """Return the records (oldest first) that packed or omitted ``block_id``, one page of them."""
     sync(store, traces)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
 
 from runtime.indexes import blockuses
 from runtime.indexes.sessionindex import (
@@ -32,6 +32,7 @@ from runtime.indexes.sessionindex import (
 )
 from runtime.indexes.snapshot import index_for
 from runtime.storage.codec import json_load
+from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Tables
 from runtime.tracing.records import TraceStore
 
@@ -51,7 +52,7 @@ class ReindexReport:
 
 
 def reindex(
-    store: Any,
+    store: BlockStore,
     traces: TraceStore | None = None,
     *,
     progress: Callable[[str], None] | None = None,
@@ -64,7 +65,8 @@ def reindex(
     total, sessions, entries = store.session_count(), 0, 0
     for offset in range(0, total, _BATCH):
         for info in store.sessions(offset, _BATCH):
-            entries += kv.write(lambda t, s=info.session: _rebuild(t, store, index, s, floor))
+            rebuild = partial(_rebuild, store=store, index=index, session=info.session, floor=floor)
+            entries += kv.write(rebuild)
             sessions += 1
             if info.count >= LONG_SESSION:
                 say(f"reindex: session {info.session!r}: {info.count} entries")
@@ -83,7 +85,7 @@ def _drop(t: Tables) -> None:
     bump_changes(t)
 
 
-def _rebuild(t: Tables, store: Any, index: SessionIndex, session: str, floor: int) -> int:
+def _rebuild(t: Tables, store: BlockStore, index: SessionIndex, session: str, floor: int) -> int:
     raw = t.get("sessions", session.encode())
     if raw is None:
         return 0  # purged since it was listed

@@ -45,6 +45,7 @@ from runtime.indexes.sessionindex import (
     empty_chunk,
 )
 from runtime.storage.codec import json_load
+from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Engine, Tables
 
 _MAX_CACHED_TERMS = 50_000
@@ -56,7 +57,7 @@ _attached: weakref.WeakKeyDictionary[Any, SessionIndex] = weakref.WeakKeyDiction
 _readers: weakref.WeakKeyDictionary[Engine, IndexReader] = weakref.WeakKeyDictionary()
 
 
-def index_for(store: Any) -> SessionIndex:
+def index_for(store: BlockStore) -> SessionIndex:
     """Return the index of ``store``'s engine, attaching its hook to ``store`` once."""
     with _lock:
         index = _attached.get(store)
@@ -83,7 +84,7 @@ def _create_tables(kv: Engine) -> None:
     kv.write(lambda t: [t.count(name) for name in names])
 
 
-def reader_for(store: Any) -> IndexReader:
+def reader_for(store: BlockStore) -> IndexReader:
     """Return the process-wide reader (and its caches) for ``store``'s engine."""
     index = index_for(store)
     with _lock:
@@ -115,7 +116,7 @@ class Snapshot:
     stats: CorpusStats
     cache: SessionCache
     reader: IndexReader
-    store: Any
+    store: BlockStore
 
     def present(self) -> np.ndarray:
         """Return the seqs that hold an entry, ascending."""
@@ -168,7 +169,7 @@ class IndexReader:
             raise StoreError("the store of this index reader was closed; open it again")
         return kv
 
-    def snapshot(self, store: Any, session: str, upto: int | None = None) -> Snapshot:
+    def snapshot(self, store: BlockStore, session: str, upto: int | None = None) -> Snapshot:
         """Return ``session`` as of ``upto`` (default: everything), repairing the index first."""
         meta = self._synced(store, session)
         cache = self._refresh(session, meta)
@@ -178,7 +179,7 @@ class IndexReader:
         return Snapshot(session, limit, meta, records, stats, cache, self, store)
 
     # -- keeping the index in step with the store ---------------------------------------
-    def _synced(self, store: Any, session: str) -> Meta:
+    def _synced(self, store: BlockStore, session: str) -> Meta:
         meta, next_seq, count = self.kv.read(lambda t: self._state(t, session))
         if _fresh(meta, next_seq, count):
             assert meta is not None
@@ -200,7 +201,7 @@ class IndexReader:
         return self.index.meta(t, session), int(info["n"]), int(info["count"])
 
     def _repair(
-        self, store: Any, session: str, meta: Meta | None, next_seq: int, count: int
+        self, store: BlockStore, session: str, meta: Meta | None, next_seq: int, count: int
     ) -> None:
         start = 0 if meta is None or meta.stale else meta.next_seq
         entries = store.entries(session, start)

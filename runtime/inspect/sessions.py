@@ -34,6 +34,7 @@ from runtime.errors import AmbiguousPrefix, InvalidInput, NotFound, SessionNotFo
 from runtime.indexes.bm25 import query_terms
 from runtime.indexes.sessionindex import changes, term_key
 from runtime.indexes.snapshot import index_for, reader_for
+from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Engine, Tables
 from runtime.tracing.aggregates import SessionTraceStats
 from runtime.tracing.records import TraceGeneration, TraceStore
@@ -171,13 +172,13 @@ _BATCH = 2000
 _SESSIONS_DB, _STATS_DB = "sessions", "trace_sessions"
 
 
-def _txnid(store: Any, traces: TraceStore) -> tuple[int, TraceGeneration]:
+def _txnid(store: BlockStore, traces: TraceStore) -> tuple[int, TraceGeneration]:
     # Both counters are bumped in the transaction of each change they count, and each is one
     # read: the block store's (from the change feed) and the trace store's generation.
     return store.kv.read(changes), traces.generation()
 
 
-def _raw_records(store: Any) -> list[tuple[str, bytes, bytes | None]]:
+def _raw_records(store: BlockStore) -> list[tuple[str, bytes, bytes | None]]:
     def load(t: Tables) -> list[tuple[str, bytes, bytes | None]]:
         rows = list(t.scan(_SESSIONS_DB))
         stats = t.get_many(_STATS_DB, [key for key, _ in rows])
@@ -187,7 +188,7 @@ def _raw_records(store: Any) -> list[tuple[str, bytes, bytes | None]]:
 
 
 def _summaries(
-    store: Any, traces: TraceStore, sessions: Sequence[str]
+    store: BlockStore, traces: TraceStore, sessions: Sequence[str]
 ) -> dict[str, SessionSummary]:
     """Summaries of ``sessions`` through the stores' API (all of them in batches, when many)."""
     if len(sessions) <= _BATCH:
@@ -199,7 +200,7 @@ def _summaries(
     return {i.session: summarize(i, s) for i, s in zip(infos, stats, strict=True)}
 
 
-def _info_or_none(store: Any, session: str) -> SessionInfo | None:
+def _info_or_none(store: BlockStore, session: str) -> SessionInfo | None:
     try:
         return store.session_info(session)
     except SessionNotFound:
@@ -207,7 +208,7 @@ def _info_or_none(store: Any, session: str) -> SessionInfo | None:
 
 
 def _build(
-    store: Any, traces: TraceStore, txnid: tuple[int, TraceGeneration], old: _Table | None
+    store: BlockStore, traces: TraceStore, txnid: tuple[int, TraceGeneration], old: _Table | None
 ) -> _Table:
     """Return the table as of now, decoding only sessions whose stored records changed."""
     raw = _raw_records(store)
@@ -228,7 +229,7 @@ def _build(
     return _Table(txnid, rows, models, by_session)
 
 
-def summary_table(store: Any, traces: TraceStore) -> _Table:
+def summary_table(store: BlockStore, traces: TraceStore) -> _Table:
     """Return the current table of summaries, refreshed only if the store changed since."""
     txnid = _txnid(store, traces)  # read before the rows: a write in between only forces a refresh
     path = store.kv
@@ -268,7 +269,7 @@ def _keep(row: SessionSummary, q: SessionQuery) -> bool:
     )
 
 
-def query_sessions(store: Any, traces: TraceStore, q: SessionQuery) -> SessionPage:
+def query_sessions(store: BlockStore, traces: TraceStore, q: SessionQuery) -> SessionPage:
     """Return one page of sessions matching ``q``, and how many match in all."""
     table = summary_table(store, traces)
     rows = [row for row in table.rows if _keep(row, q)]
@@ -300,7 +301,7 @@ def _prompt_hash(traces: TraceStore, text: str) -> str:
 
 
 def _search(
-    store: Any, traces: TraceStore, rows: list[SessionSummary], text: str, digest: str
+    store: BlockStore, traces: TraceStore, rows: list[SessionSummary], text: str, digest: str
 ) -> list[SessionSummary]:
     """Keep rows whose id or title contains ``text``, whose blocks hold all its words, or (when
     ``text`` names the prompt hash ``digest``) whose turns sent a request with that hash."""
@@ -318,7 +319,7 @@ def _search(
 
 
 def sessions_with_terms(
-    store: Any, rows: Sequence[SessionSummary], words: Sequence[str]
+    store: BlockStore, rows: Sequence[SessionSummary], words: Sequence[str]
 ) -> list[str]:
     """Return the sessions among ``rows`` whose blocks contain every term in ``words``."""
     index = index_for(store)
@@ -334,7 +335,7 @@ def sessions_with_terms(
     return store.kv.read(scan)
 
 
-def _stale_sessions(index: Any, store: Any, rows: Sequence[SessionSummary]) -> list[str]:
+def _stale_sessions(index: Any, store: BlockStore, rows: Sequence[SessionSummary]) -> list[str]:
     """Return sessions whose term index does not hold exactly their current entries."""
 
     def check(t: Tables) -> list[str]:

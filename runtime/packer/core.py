@@ -56,6 +56,7 @@ from runtime.pager.plan import PagePlan
 from runtime.pager.sections import Section
 from runtime.paging.placeholders import recall_tool_json
 from runtime.storage.codec import decode_block
+from runtime.storage.interface import BlockStore
 from runtime.tokenizers import get_tokenizer
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -143,13 +144,13 @@ class _Placed:
     chat: int
 
 
-def pack(store: Any, plan: PagePlan) -> PackedRequest:
+def pack(store: BlockStore, plan: PagePlan) -> PackedRequest:
     """Render ``plan`` from ``store`` both ways and hash the request bytes."""
     with collector_paused():
         return _pack(store, plan)
 
 
-def _pack(store: Any, plan: PagePlan) -> PackedRequest:
+def _pack(store: BlockStore, plan: PagePlan) -> PackedRequest:
     placed = _placed(store, plan)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     text, text_spans = _render_text(plan.task, placed)
@@ -174,7 +175,7 @@ def _pack(store: Any, plan: PagePlan) -> PackedRequest:
     )
 
 
-def _placed(store: Any, plan: PagePlan) -> list[_Placed]:
+def _placed(store: BlockStore, plan: PagePlan) -> list[_Placed]:
     ids = [s.candidate.block_id for s in plan.selected]
     blocks = _bodies.get_many(store, ids)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
@@ -204,7 +205,7 @@ class BodyCache:
         self.capacity = capacity
         self.blocks: dict[str, Block] = {}
 
-    def get_many(self, store: Any, ids: Sequence[str]) -> list[Block]:
+    def get_many(self, store: BlockStore, ids: Sequence[str]) -> list[Block]:
         keys = [bytes.fromhex(i) for i in ids]
         raws = store.kv.read(lambda t: t.get_many("blocks", keys))
         out = []

@@ -61,6 +61,7 @@ from runtime.pager.selection import (
 )
 from runtime.pager.selection import select as run_selection
 from runtime.profiles.catalog import ModelProfile
+from runtime.storage.interface import BlockStore
 from runtime.tokenizers import Tokenizer, get_tokenizer
 
 
@@ -144,19 +145,19 @@ class PageRequest:
 @dataclass(frozen=True)
 class _Context:
     request: PageRequest
-    store: Any
+    store: BlockStore
     snapshot: Snapshot
     tokenizer: Tokenizer
     graph: SessionGraph
 
 
-def page(store: Any, request: PageRequest) -> PagePlan:
+def page(store: BlockStore, request: PageRequest) -> PagePlan:
     """Return the plan of what ``request.profile`` should see of the session for the task."""
     with collector_paused():
         return _page(store, request)
 
 
-def _page(store: Any, request: PageRequest) -> PagePlan:
+def _page(store: BlockStore, request: PageRequest) -> PagePlan:
     _check(request)
     snapshot = reader_for(store).snapshot(store, request.session, request.upto)
     tokenizer = get_tokenizer(request.profile.tokenizer)

@@ -48,6 +48,7 @@ from runtime.storage.codec import (
     split_edge_key,
     split_member_key,
 )
+from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Engine
 from runtime.tokenizers import Tokenizer
 
@@ -69,7 +70,7 @@ def cost_cache(kv: Engine) -> CostCache:
 class SessionGraph:
     """Items and edges of one snapshot, for one page (implements ``selection.Expander``)."""
 
-    def __init__(self, store: Any, snapshot: Snapshot, tokenizer: Tokenizer, options: Any):
+    def __init__(self, store: BlockStore, snapshot: Snapshot, tokenizer: Tokenizer, options: Any):
         self.store = store
         self.snapshot = snapshot
         self.tokenizer = tokenizer

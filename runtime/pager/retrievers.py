@@ -44,6 +44,7 @@ from runtime.indexes.bm25 import K1, B, Postings, dense_scores
 from runtime.indexes.embeddings import Embedder, HashingEmbedder, vector_cache
 from runtime.indexes.sessionindex import SOURCE_PREFIX
 from runtime.indexes.snapshot import Snapshot
+from runtime.storage.interface import BlockStore
 
 EMPTY = np.zeros(0, dtype=np.int64)
 NEIGHBOUR_KERNEL = (0.5, 0.5, 0.25, 0.25)
@@ -53,7 +54,7 @@ NEIGHBOUR_KERNEL = (0.5, 0.5, 0.25, 0.25)
 class RetrievalQuery:
     """What a retriever sees: the store, the session as of ``upto``, the task and its terms."""
 
-    store: Any
+    store: BlockStore
     session: str
     task: str
     terms: tuple[str, ...]

@@ -70,7 +70,7 @@ class TurnWriter:
         # Open the prefix table in a write of its own: LMDB forgets a table first opened inside
         # a write that is then aborted, and the first batch's write may be.
         try:
-            store.kv.write(lambda t: t.get(TABLE, b"\0"))  # type: ignore[attr-defined]
+            store.kv.write(lambda t: t.get(TABLE, b"\0"))
         except Llm386Error as exc:  # a store that cannot be written: every batch will say so
             log.error("the store cannot be written, so nothing will be recorded: %s", exc)
 
@@ -94,7 +94,7 @@ class TurnWriter:
         # An engine may run this again (after growing the map): start from nothing each time.
         self.book.begin()
         self._pending = {}
-        engine = self.store.kv  # type: ignore[attr-defined]
+        engine = self.store.kv
         engine.write(lambda t: self._write_each(t, batch))
 
     def _write_each(self, t: Tables, batch: list[Exchange]) -> None:
@@ -133,7 +133,7 @@ class TurnWriter:
         turns = self.traces.turns(session)
         if not turns:
             return None
-        ids = {ref.id for ref in self.store.entry_refs(session)}  # type: ignore[attr-defined]
+        ids = {ref.id for ref in self.store.entry_refs(session)}
         return _Held(max(turn for turn, _ in turns), frozenset(ids))
 
     def _new_blocks(

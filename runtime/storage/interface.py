@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from runtime.blocks import Block, Edge, EdgeKind, Entry, NewBlock, SessionInfo
+from runtime.blocks import Block, Edge, EdgeKind, Entry, EntryRef, NewBlock, SessionInfo
+from runtime.storage.feed import ChangeFeed
+from runtime.storage.kv import Engine
 
 DEFAULT_MAX_BLOCK_BYTES = 16 * 1024 * 1024
 T = TypeVar("T")
@@ -75,6 +77,17 @@ class BlockStore(abc.ABC):
     """A durable, content-addressed block store with ordered sessions and a typed-edge graph."""
 
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
+    #: The engine whose tables hold this store (and its trace store and derived indexes).
+    kv: Engine
+
+    # -- change feed --------------------------------------------------------------------
+    @abc.abstractmethod
+    def subscribe(self, feed: ChangeFeed) -> None:
+        """Tell ``feed`` of every put, removal and new edge from now on, inside each write."""
+
+    def add_hook(self, hook: ChangeFeed) -> None:
+        """Former name of :meth:`subscribe`."""
+        self.subscribe(hook)
 
     # -- writes -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -121,6 +134,10 @@ class BlockStore(abc.ABC):
         """Return the blocks with these full ids, in the order given."""
 
     @abc.abstractmethod
+    def resolve(self, block_id: str) -> str:
+        """Return the full id of ``block_id`` (a full id, or a unique prefix of 4+ hex digits)."""
+
+    @abc.abstractmethod
     def has(self, block_id: str) -> bool:
         """Return whether a block with this full id is stored."""
 
@@ -141,6 +158,12 @@ class BlockStore(abc.ABC):
         self, session: str, start: int = 0, limit: int | None = None, *, reverse: bool = False
     ) -> list[Entry]:
         """Return a session's entries from seq ``start`` in seq order (newest first if reverse)."""
+
+    @abc.abstractmethod
+    def entry_refs(
+        self, session: str, start: int = 0, limit: int | None = None, *, reverse: bool = False
+    ) -> list[EntryRef]:
+        """Return entries as :meth:`entries` does, without their bodies (no block is read)."""
 
     @abc.abstractmethod
     def memberships(self, block_id: str) -> list[tuple[str, int]]:

@@ -46,7 +46,7 @@ from runtime.errors import (
 from runtime.storage import migrations
 from runtime.storage.chunking import DIGEST_SIZE, request_parts, split_digests
 from runtime.storage.codec import json_load
-from runtime.storage.interface import RepairReport, VerifyReport
+from runtime.storage.interface import BlockStore, RepairReport, VerifyReport
 from runtime.storage.kv import Engine, Tables, prefix_end
 from runtime.storage.tracechunks import (
     CHUNKED,
@@ -201,7 +201,7 @@ def _turn_of(key: bytes, prefix: bytes) -> int:
 class KvTraceStore(TraceStore):
     """Trace records in the tables of a block store's engine (``store.kv``)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: BlockStore) -> None:
         self.kv: Engine = store.kv
         if not self.kv.readonly:
             migrations.migrate(self.kv)

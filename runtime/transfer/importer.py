@@ -277,7 +277,7 @@ def _conflict(session: str, what: str) -> InvalidInput:
 
 def reconcile(store: BlockStore, traces: TraceStore, p: PreparedSession) -> PreparedSession:
     """Return ``p`` marked with what is still missing from the store; refuse a conflict."""
-    held = [ref.id for ref in store.entry_refs(p.session)]  # type: ignore[attr-defined]
+    held = [ref.id for ref in store.entry_refs(p.session)]
     if held and held != list(p.block_ids):
         raise _conflict(p.session, "different blocks")
     # Replays and re-pages of imported turns share their turn numbers; only the imported
@@ -354,7 +354,7 @@ def write_blocks(store: BlockStore, p: PreparedSession) -> list[int]:
     changed since the first import are the user's, and re-importing adds nothing).
     """
     if not p.write_blocks:
-        return [ref.seq for ref in store.entry_refs(p.session)]  # type: ignore[attr-defined]
+        return [ref.seq for ref in store.entry_refs(p.session)]
     seqs = [e.seq for e in store.put_many(p.session, p.blocks, p.edges)]
     store.set_session_meta(p.session, **p.meta)
     return seqs
