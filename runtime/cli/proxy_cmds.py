@@ -8,9 +8,12 @@ import contextlib
 import logging
 import signal
 import sys
+from functools import partial
 
 from runtime.cli.common import Output, add_command, open_store_from
+from runtime.otel import receiver
 from runtime.proxy import DEFAULT_UPSTREAMS, Family, ProxyServer, ProxySettings, Recorder
+from runtime.proxy.server import OtlpHandler
 from runtime.storage.tracestore import KvTraceStore
 
 
@@ -25,9 +28,11 @@ def cmd_proxy(args: argparse.Namespace) -> Output:
     # the event loop in at once, so forwarding never waits a whole 5 ms slice for it.
     sys.setswitchinterval(0.0002)
     store = open_store_from(args, create=True)
-    recorder = Recorder(store, KvTraceStore(store)).start()
+    traces = KvTraceStore(store)
+    recorder = Recorder(store, traces).start()
+    otlp = partial(receiver.handle, store=store, traces=traces)
     try:
-        status = asyncio.run(_serve(settings, recorder))
+        status = asyncio.run(_serve(settings, recorder, otlp))
     finally:
         recorder.close()
     status.update(recorder.status())
@@ -36,12 +41,14 @@ def cmd_proxy(args: argparse.Namespace) -> Output:
     return Output(text, status)
 
 
-async def _serve(settings: ProxySettings, recorder: Recorder) -> dict[str, object]:
-    server = ProxyServer(settings, recorder)
+async def _serve(
+    settings: ProxySettings, recorder: Recorder, otlp: OtlpHandler | None = None
+) -> dict[str, object]:
+    server = ProxyServer(settings, recorder, otlp=otlp)
     await server.start()
     url = server.base_url
     print(f"llm386 proxy on {url}: set ANTHROPIC_BASE_URL={url} or OPENAI_BASE_URL={url}/v1 "
-          f"(status: {url}/llm386/status; Ctrl-C stops it)", file=sys.stderr, flush=True)  # fmt: skip
+          f"(OTLP spans: {url}/v1/traces; status: {url}/llm386/status; Ctrl-C stops it)", file=sys.stderr, flush=True)  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

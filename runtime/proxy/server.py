@@ -26,10 +26,10 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import h11
 import httpx2
@@ -41,6 +41,11 @@ from runtime.tracing.records import now_ms
 
 log = logging.getLogger("llm386.proxy")
 STATUS_PATH = "/llm386/status"
+OTLP_PATH = "/v1/traces"  # OTLP/HTTP spans, served on this port too (runtime.otel.receiver)
+# (method, path, headers, body) -> (status, headers, body): the OTLP receiver, bound to a store.
+OtlpHandler: TypeAlias = Callable[
+    [str, str, Mapping[str, str], bytes], tuple[int, Mapping[str, str], bytes]
+]
 READ_SIZE = 65536
 
 
@@ -125,8 +130,13 @@ class _Connection:
             raise _ClientGone from exc
 
     def respond(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-        head = [("content-type", "application/json"), ("content-length", str(len(body)))]
-        self.send(h11.Response(status_code=status, headers=head + headers))
+        self.respond_as(status, body, "application/json", headers)
+
+    def respond_as(
+        self, status: int, body: bytes, kind: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        head = [("content-type", kind), ("content-length", str(len(body)))]
+        self.send(h11.Response(status_code=status, headers=head + (headers or [])))
         self.send(h11.Data(data=body))
         self.send(h11.EndOfMessage())
 
@@ -134,9 +144,12 @@ class _Connection:
 class ProxyServer:
     """The proxy on the running asyncio loop: ``await start()``, then ``await close()``."""
 
-    def __init__(self, settings: ProxySettings, recorder: Recorder) -> None:
+    def __init__(
+        self, settings: ProxySettings, recorder: Recorder, *, otlp: OtlpHandler | None = None
+    ) -> None:
         self.settings = settings
         self.recorder = recorder
+        self.otlp = otlp
         self.counters = _Counters()
         self._transport: httpx2.AsyncHTTPTransport | None = None
         self._server: asyncio.Server | None = None
@@ -211,6 +224,8 @@ class ProxyServer:
         if method == "GET" and target.split("?", 1)[0] == STATUS_PATH:
             status = json.dumps(self.status(), sort_keys=True).encode()
             conn.respond(200, status, [("cache-control", "no-store")])
+        elif self.otlp is not None and target.split("?", 1)[0].rstrip("/") == OTLP_PATH:
+            await self._otlp(conn, method, target, request, body)
         elif api is None or method != "POST":
             message = f"llm386 proxy: no route {method} {target.split('?', 1)[0]}"
             family = Family.OPENAI if target.startswith("/v1/chat") else Family.ANTHROPIC
@@ -218,6 +233,16 @@ class ProxyServer:
         else:
             headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers)
             await self._forward(conn, api, target, headers, body)
+
+    async def _otlp(
+        self, conn: _Connection, method: str, target: str, request: h11.Request, body: bytes
+    ) -> None:
+        assert self.otlp is not None
+        headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in request.headers}
+        # The receiver writes to the store: off the event loop, so forwarding never waits for it.
+        status, out_headers, out = await asyncio.to_thread(self.otlp, method, target, headers, body)
+        kind = next((v for k, v in out_headers.items() if k.lower() == "content-type"), None)
+        conn.respond_as(status, out, kind or "application/json")
 
     async def _forward(
         self, conn: _Connection, api: Api, target: str, headers: apis.Headers, body: bytes
@@ -365,8 +390,10 @@ def _header(headers: apis.Headers, name: str) -> str | None:
 class ProxyThread:
     """A ``ProxyServer`` on its own event loop in a daemon thread; a context manager."""
 
-    def __init__(self, settings: ProxySettings, recorder: Recorder) -> None:
-        self.server = ProxyServer(settings, recorder)
+    def __init__(
+        self, settings: ProxySettings, recorder: Recorder, *, otlp: OtlpHandler | None = None
+    ) -> None:
+        self.server = ProxyServer(settings, recorder, otlp=otlp)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="llm386-proxy", daemon=True)
         self._ready = threading.Event()
