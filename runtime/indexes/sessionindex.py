@@ -194,6 +194,10 @@ class SessionIndex:
                 rows.save()
                 self.save_meta(t, session, replace(meta, gen=meta.gen + 1))
 
+    def on_meta(self, t: Tables, session: str) -> None:
+        """A session's meta changed: lists that show it (titles, paging faults) must refresh."""
+        bump_changes(t)
+
     def on_remove(self, t: Tables, entries: list[Entry]) -> None:
         for session, group in _by_session(entries):
             self._remove(t, session, group)

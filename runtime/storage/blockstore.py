@@ -229,6 +229,8 @@ class KvBlockStore(BlockStore):
         info = sessionrows.session_record(t, session)
         info["m"] = {**info["m"], **meta}
         sessionrows.save_session(t, session, info)
+        for feed in self._feeds:
+            feed.on_meta(t, session)
         return sessionrows.session_info(session, info)
 
     def has_session_txn(self, t: Tables, session: str) -> bool:

@@ -28,3 +28,6 @@ class ChangeFeed(Protocol):
 
     def on_edges(self, t: Tables, edges: Sequence[Edge]) -> None:
         """``edges`` were added (after the blocks they join)."""
+
+    def on_meta(self, t: Tables, session: str) -> None:
+        """``session``'s meta (title, paging state, ...) changed."""

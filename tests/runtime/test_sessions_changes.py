@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from runtime import NewBlock
 from runtime.blocks import BlockKind
 from runtime.indexes.snapshot import index_for
@@ -30,11 +28,6 @@ def test_the_summary_table_is_kept_until_a_feed_change_or_a_trace_write(tmp_path
     assert summary_table(store, traces) is third
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="set_session_meta reaches no change-feed event yet: the block store must report it "
-    "(or keep a change counter) for the sessions list to see a title change at once",
-)
 def test_the_summary_table_sees_a_session_meta_change(tmp_path: Path) -> None:
     store, traces = _stores(tmp_path)
     index_for(store)

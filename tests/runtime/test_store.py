@@ -247,6 +247,9 @@ def test_hooks_run_inside_the_write_and_see_removals(store):
         def on_remove(self, txn, entries):
             seen.append(("remove", [e.seq for e in entries]))
 
+        def on_meta(self, txn, session):
+            seen.append(("meta", [session]))
+
     store.add_hook(Hook())
     a, _ = store.put_many("s", [NewBlock("fact", "a"), NewBlock("fact", "b")])
     store.delete_block(a.id)

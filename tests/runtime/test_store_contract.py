@@ -143,6 +143,9 @@ class Recorder:
     def on_remove(self, t, entries):
         self.seen.append(("remove", [(e.session, e.seq, e.body) for e in entries], None))
 
+    def on_meta(self, t, session):
+        self.seen.append(("meta", session, self.store.session_info(session).meta.get("title")))
+
 
 def test_the_feed_is_told_every_change_inside_its_write(backend_store):
     store = backend_store
@@ -150,11 +153,13 @@ def test_the_feed_is_told_every_change_inside_its_write(backend_store):
     store.subscribe(feed)
     a, b = facts(store, "s", "a", "b")
     store.add_edge(a.id, "parent", b.id)
+    store.set_session_meta("s", title="renamed")
     store.delete_block(a.id)
     store.purge_session("s")
     assert feed.seen == [
         ("put", [("s", 0, "a"), ("s", 1, "b")], [0, 1]),  # the entries are visible already
         ("edges", [Edge(a.id, EdgeKind.PARENT, b.id)], None),
+        ("meta", "s", "renamed"),  # told inside the write: the new meta is visible
         ("remove", [("s", 0, "a")], None),
         ("remove", [("s", 1, "b")], None),
     ]
