@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+PROXY_PORT ?= 8787
 export LLM386_HOME ?= $(CURDIR)/var
 
 LOCK   := requirements.lock
@@ -42,8 +43,13 @@ demo: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py llm386_demo --url http://$(HOST):$(PORT)
 
+# The proxy runs beside the web app on the same store; Ctrl-C (or either one exiting) stops both.
 run: demo
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@echo "llm386web:   http://$(HOST):$(PORT)"
+	@echo "llm386 proxy: http://$(HOST):$(PROXY_PORT)  (ANTHROPIC_BASE_URL=http://$(HOST):$(PROXY_PORT)  OPENAI_BASE_URL=http://$(HOST):$(PROXY_PORT)/v1)"
+	@$(BIN)/llm386 proxy --host $(HOST) --port $(PROXY_PORT) & proxy=$$!; \
+		trap 'kill $$proxy 2>/dev/null; wait $$proxy' EXIT INT TERM; \
+		$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -15,6 +15,10 @@ Invariants:
 - ``model-retired``: the bytes are intact and sendable, but they name a retired model
   (``runtime.profiles.lifecycle``), which replay refuses before sending; a re-page for its replacement
   makes a request that can be replayed.
+- ``captured``: the bytes are intact and are exactly what an agent sent through ``llm386
+  proxy``. A captured Anthropic request is replayed as is (to the same provider, hash checked);
+  a captured OpenAI request shows exactly what the model saw, but llm386 has no OpenAI client
+  yet, so it is offered a re-page instead.
 - ``not-replayable``: the stored bytes are missing or no longer hash to the prompt hash.
 """
 
@@ -25,11 +29,12 @@ from enum import StrEnum
 
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
 from runtime.providers import get_provider
-from runtime.tracing.records import TraceRecord
+from runtime.tracing.records import TraceOrigin, TraceRecord
 
 
 class Fidelity(StrEnum):
     REPLAY_COMPLETE = "replay-complete"
+    CAPTURED = "captured"
     REBUILT = "rebuilt"
     MODEL_RETIRED = "model-retired"
     NOT_REPLAYABLE = "not-replayable"
@@ -39,6 +44,11 @@ _TITLES = {
     Fidelity.REPLAY_COMPLETE: (
         "The stored request bytes hash to the recorded prompt hash: this call can be replayed "
         "byte for byte."
+    ),
+    Fidelity.CAPTURED: (
+        "Captured by llm386 proxy: the stored bytes are exactly what the agent sent, and hash "
+        "to the prompt hash. Replay re-sends them unchanged to the same provider and checks "
+        "the hash again."
     ),
     Fidelity.REBUILT: (
         "The stored request was rebuilt from an imported OpenAI-format transcript. Its bytes "
@@ -58,6 +68,13 @@ _TITLES = {
 }
 
 
+_CAPTURED_UNSENDABLE = (
+    "Captured by llm386 proxy: the stored bytes are exactly what the agent sent to an "
+    "OpenAI-compatible API, and hash to the prompt hash. llm386 cannot send OpenAI requests "
+    "yet, so replay refuses them; re-page the turn for an Anthropic model to replay it."
+)
+
+
 @dataclass(frozen=True)
 class ReplayCapability:
     """What replay can do for one record, and how its badge says so."""
@@ -73,10 +90,14 @@ class ReplayCapability:
     @property
     def title(self) -> str:
         """The badge's title: what replay can and cannot do for this record."""
+        if self.fidelity is Fidelity.CAPTURED and not self.sendable:
+            return _CAPTURED_UNSENDABLE
         return _TITLES[self.fidelity]
 
     @property
     def can_replay(self) -> bool:
+        if self.fidelity is Fidelity.CAPTURED:
+            return self.sendable
         return self.fidelity is Fidelity.REPLAY_COMPLETE
 
     @property
@@ -91,10 +112,12 @@ def replay_capability(record: TraceRecord) -> ReplayCapability:
     retired = lifecycle_of(record.model).status is ModelStatus.RETIRED
     if not record.replay_complete:
         fidelity = Fidelity.NOT_REPLAYABLE
+    elif retired and sendable:
+        fidelity = Fidelity.MODEL_RETIRED
+    elif record.origin is TraceOrigin.CAPTURE:
+        fidelity = Fidelity.CAPTURED
     elif not sendable:
         fidelity = Fidelity.REBUILT
-    elif retired:
-        fidelity = Fidelity.MODEL_RETIRED
     else:
         fidelity = Fidelity.REPLAY_COMPLETE
     return ReplayCapability(fidelity, sendable, retired)

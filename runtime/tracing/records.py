@@ -72,11 +72,12 @@ class Provider(StrEnum):
 
 
 class TraceOrigin(StrEnum):
-    """How a record came to be: a live call, a replay of another record, or an import."""
+    """How a record came to be: a live call, a replay, an import, or a capture by the proxy."""
 
     LIVE = "live"
     REPLAY = "replay"
     IMPORT = "import"
+    CAPTURE = "capture"  # an agent's own call, recorded byte for byte by `llm386 proxy`
 
 
 @dataclass(frozen=True)

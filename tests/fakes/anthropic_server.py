@@ -39,8 +39,10 @@ __all__ = [
     "Reply",
     "ScriptedReply",
     "SlowReply",
+    "StreamReply",
     "default_reply",
     "error_reply",
+    "stream_reply",
     "text_reply",
     "tool_use_reply",
 ]
@@ -119,7 +121,96 @@ class DropConnection:
     """Close the connection without sending a single byte of a response."""
 
 
-ScriptedReply = Reply | RawReply | SlowReply | DropConnection
+@dataclass(frozen=True)
+class StreamReply:
+    """A server-sent event stream, chunk-encoded, each event flushed ``pause`` seconds apart.
+
+    With ``die_after`` the connection drops after that many events, with no terminating chunk:
+    the client sees the body break off, as when an upstream dies mid-stream."""
+
+    events: tuple[bytes, ...] = field(repr=False)
+    pause: float = 0.0
+    die_after: int | None = None
+    status: int = 200
+
+
+ScriptedReply = Reply | RawReply | SlowReply | DropConnection | StreamReply
+
+
+def sse(event: str | None, payload: object) -> bytes:
+    """Return one SSE event: ``event:`` line (if named) and compact JSON ``data:``."""
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data}\n\n".encode()
+
+
+def stream_reply(
+    text: str = "",
+    *,
+    tool: tuple[str, str, dict[str, object]] | None = None,
+    usage: tuple[int, int, int, int] = (25, 7, 0, 0),
+    pieces: int = 3,
+    pause: float = 0.0,
+    die_after: int | None = None,
+) -> StreamReply:
+    """A streamed message: ``text`` in ``pieces`` deltas, then an optional (id, name, input) tool call."""
+    start = _message("msg_fake_stream", [], None, _usage(usage[0], 1, usage[2], usage[3]))  # type: ignore[arg-type]
+    events = [sse("message_start", {"type": "message_start", "message": start})]
+    index = 0
+    if text:
+        events.append(
+            sse(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+        )
+        size = max(1, -(-len(text) // pieces))
+        for i in range(0, len(text), size):
+            delta = {"type": "text_delta", "text": text[i : i + size]}
+            events.append(
+                sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": delta},
+                )
+            )
+        events.append(sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        index = 1
+    if tool is not None:
+        tool_id, name, tool_input = tool
+        block = {"type": "tool_use", "id": tool_id, "name": name, "input": {}}
+        raw = json.dumps(tool_input, separators=(",", ":"))
+        events.append(
+            sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": block},
+            )
+        )
+        for part in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):
+            delta = {"type": "input_json_delta", "partial_json": part}
+            events.append(
+                sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+            )
+        events.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    stop = "tool_use" if tool is not None else "end_turn"
+    events.append(
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": usage[1]},
+            },
+        )
+    )
+    events.append(sse("message_stop", {"type": "message_stop"}))
+    return StreamReply(tuple(events), pause, die_after)
 
 
 def _json_reply(status: int, payload: object, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
@@ -189,8 +280,17 @@ def error_reply(
     return _json_reply(status, payload, headers)
 
 
-def default_reply(request: RecordedRequest) -> Reply:
-    """The deterministic answer to an unscripted request: an echo naming the body's SHA-256."""
+def _wants_stream(request: RecordedRequest) -> bool:
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("stream") is True
+
+
+def default_reply(request: RecordedRequest) -> Reply | StreamReply:
+    """The deterministic answer to an unscripted request: an echo naming the body's SHA-256
+    (streamed when the request asks for a stream)."""
     digest = request.sha256
     estimate = max(1, len(request.body) // 4)
     if request.path == COUNT_TOKENS_PATH:
@@ -198,6 +298,8 @@ def default_reply(request: RecordedRequest) -> Reply:
     if request.path != MESSAGES_PATH:
         return error_reply(404, f"no route {request.method} {request.path}")
     text = f"echo: received {len(request.body)} bytes, sha256 {digest}"
+    if _wants_stream(request):
+        return stream_reply(text, usage=(estimate, len(text.split()), 0, 0))
     usage = _usage(estimate, len(text.split()))
     return _json_reply(
         200,
@@ -238,7 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             reply = reply.then
-        if isinstance(reply, RawReply):
+        if isinstance(reply, StreamReply):
+            self._stream(reply)
+        elif isinstance(reply, RawReply):
             self._write(reply.status, reply.body, (("content-type", reply.content_type),))
         else:
             self._write(
@@ -255,6 +359,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.wfile.flush()
 
+    def _stream(self, reply: StreamReply) -> None:
+        self.send_response(reply.status)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("request-id", f"req_fake_{self.server.owner.request_count:04d}")
+        self.end_headers()
+        for number, event in enumerate(reply.events):
+            if reply.die_after is not None and number >= reply.die_after:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if number and reply.pause and self.server.owner._stopping.wait(reply.pause):
+                return
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def log_message(self, format: str, *args: object) -> None:
         """Write nothing: request lines and headers stay out of test output."""
 
@@ -262,6 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 512  # the listen backlog: concurrency tests open hundreds at once
 
     def __init__(self, owner: AnthropicServer) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

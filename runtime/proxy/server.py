@@ -1,0 +1,415 @@
+"""The capture proxy's HTTP server: forward each call upstream exactly, hand a copy to the recorder.
+
+Owns: ``ProxySettings``, ``ProxyServer`` (an asyncio HTTP/1.1 server on h11, forwarding with
+httpx2's transport) and ``ProxyThread`` (the same server on a background thread, for tests,
+benchmarks and embedding).
+
+Invariants:
+- The upstream gets the client's body bytes unchanged; the client gets the upstream's status,
+  headers (less hop-by-hop ones) and body bytes unchanged, each chunk written as it arrives,
+  never buffered to the end.
+- Nothing on the response path waits for the store: the exchange is handed to the recorder's
+  bounded queue after the last byte is written. ``x-llm386-recorded: false`` goes on a response
+  whose record cannot be taken; with ``fail_closed`` the call is refused instead (a 503 in the
+  provider's error format) and nothing is forwarded.
+- Failures the proxy sees itself (upstream refused, timed out, died mid-stream) reach the
+  client as an error in that provider's format: a 502/504 body before a response started, an
+  SSE ``error`` event after a stream started. Logs name the route and outcome, never a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+import h11
+import httpx2
+
+from runtime.proxy import apis
+from runtime.proxy.apis import Api, Family
+from runtime.proxy.exchange import Exchange, Outcome
+from runtime.tracing.records import now_ms
+
+log = logging.getLogger("llm386.proxy")
+STATUS_PATH = "/llm386/status"
+READ_SIZE = 65536
+
+
+class Recorder(Protocol):
+    """What the server needs from the recorder (``runtime.proxy.recorder.Recorder``)."""
+
+    @property
+    def accepting(self) -> bool: ...
+
+    def submit(self, exchange: Exchange) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Where the proxy listens, where it forwards, and how long it waits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    upstreams: Mapping[Family, str] = field(default_factory=lambda: dict(apis.DEFAULT_UPSTREAMS))
+    fail_closed: bool = False
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0  # a long generation can be quiet for minutes between events
+
+    def upstream_url(self, api: Api, target: str) -> str:
+        query = target.partition("?")[2]
+        url = self.upstreams[api.family].rstrip("/") + api.upstream_suffix
+        return f"{url}?{query}" if query else url
+
+
+@dataclass
+class _Counters:
+    calls: int = 0
+    forwarded: int = 0  # calls that are not turns (count_tokens): forwarded, not recorded
+    refused: int = 0
+    upstream_failures: int = 0
+
+
+class _ClientGone(Exception):
+    """The client closed its connection while the response was being written."""
+
+
+class _Connection:
+    """One client connection: h11 state plus the asyncio stream."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.h11 = h11.Connection(h11.SERVER)
+
+    async def next_request(self) -> tuple[h11.Request, bytes] | None:
+        """Return the next request with its whole body, or None when the client is done."""
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.reader.read(READ_SIZE)
+                self.h11.receive_data(data)
+                if not data and request is None:
+                    return None
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage) and request is not None:
+                return request, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return None
+
+    def send(self, event: h11.Event) -> None:
+        if self.writer.is_closing():
+            raise _ClientGone
+        data = self.h11.send(event)
+        if data:
+            self.writer.write(data)
+
+    async def drain(self) -> None:
+        try:
+            await self.writer.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise _ClientGone from exc
+
+    def respond(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+        head = [("content-type", "application/json"), ("content-length", str(len(body)))]
+        self.send(h11.Response(status_code=status, headers=head + headers))
+        self.send(h11.Data(data=body))
+        self.send(h11.EndOfMessage())
+
+
+class ProxyServer:
+    """The proxy on the running asyncio loop: ``await start()``, then ``await close()``."""
+
+    def __init__(self, settings: ProxySettings, recorder: Recorder) -> None:
+        self.settings = settings
+        self.recorder = recorder
+        self.counters = _Counters()
+        self._transport: httpx2.AsyncHTTPTransport | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._timeout = {"connect": settings.connect_timeout, "read": settings.read_timeout,
+                         "write": settings.read_timeout, "pool": settings.connect_timeout}  # fmt: skip
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None:
+            raise RuntimeError("the proxy is not listening yet")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        limits = httpx2.Limits(max_connections=None, max_keepalive_connections=512,
+                               keepalive_expiry=60.0)  # fmt: skip
+        self._transport = httpx2.AsyncHTTPTransport(limits=limits, trust_env=False)
+        self._server = await asyncio.start_server(
+            self._serve, self.settings.host, self.settings.port, backlog=1024
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._connections.values()):
+            writer.close()  # an idle keep-alive connection's read ends; a busy one's write fails
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=5.0)
+        if self._transport is not None:
+            await self._transport.aclose()
+
+    def status(self) -> dict[str, Any]:
+        """Return the status page's JSON: up, calls, recorded, lost, queue depth and more."""
+        c = self.counters
+        return {"up": True, "calls": c.calls, "forwarded_only": c.forwarded, "refused": c.refused,
+                "upstream_failures": c.upstream_failures, "fail_closed": self.settings.fail_closed,
+                "upstreams": {f.value: u for f, u in sorted(self.settings.upstreams.items())},
+                **self.recorder.status()}  # fmt: skip
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Connection(reader, writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections[task] = writer
+        try:
+            while (item := await conn.next_request()) is not None:
+                await self._answer(conn, *item)
+                await conn.drain()
+                if conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
+                    break
+                conn.h11.start_next_cycle()
+        except (_ClientGone, ConnectionError, h11.ProtocolError):
+            pass  # the client went away or spoke something that is not HTTP/1.1
+        finally:
+            writer.close()
+            if task is not None:
+                self._connections.pop(task, None)
+
+    async def _answer(self, conn: _Connection, request: h11.Request, body: bytes) -> None:
+        target = request.target.decode("latin-1")
+        method = request.method.decode("latin-1")
+        api = apis.route(target)
+        if method == "GET" and target.split("?", 1)[0] == STATUS_PATH:
+            status = json.dumps(self.status(), sort_keys=True).encode()
+            conn.respond(200, status, [("cache-control", "no-store")])
+        elif api is None or method != "POST":
+            message = f"llm386 proxy: no route {method} {target.split('?', 1)[0]}"
+            family = Family.OPENAI if target.startswith("/v1/chat") else Family.ANTHROPIC
+            conn.respond(404, apis.error_body(family, 404, "not_found_error", message), [])
+        else:
+            headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers)
+            await self._forward(conn, api, target, headers, body)
+
+    async def _forward(
+        self, conn: _Connection, api: Api, target: str, headers: apis.Headers, body: bytes
+    ) -> None:
+        self.counters.calls += 1
+        ex = Exchange(api, target, self.settings.upstream_url(api, target), now_ms(), body,
+                      apis.redact(headers), session=_header(headers, apis.SESSION_HEADER))  # fmt: skip
+        accepting = self.recorder.accepting
+        if self.settings.fail_closed and not accepting:
+            self.counters.refused += 1
+            message = "llm386 proxy: the recorder is down and the proxy runs --fail-closed"
+            log.error("refused %s: the recorder is down (--fail-closed)", api.path)
+            conn.respond(503, apis.error_body(api.family, 503, "overloaded_error", message), [])
+            return
+        call = _Call(self, conn, api, ex, time.perf_counter())
+        await call.relay(headers, accepting)
+
+    def hand_over(self, api: Api, ex: Exchange) -> None:
+        """Give a finished exchange to the recorder (before the client can see its last byte)."""
+        if not api.turn:
+            self.counters.forwarded += 1
+            return
+        if not self.recorder.submit(ex):
+            log.error("LOST the record of a %s call: the recorder is down or its queue is full",
+                      api.path)  # fmt: skip
+
+
+class _Call:
+    """One forwarded call. The exchange is handed over exactly once, just before the last
+    write to the client, so a client that has the whole response can find its record queued."""
+
+    def __init__(
+        self, server: ProxyServer, conn: _Connection, api: Api, ex: Exchange, clock: float
+    ) -> None:
+        self.server, self.conn, self.api, self.ex, self.clock = server, conn, api, ex, clock
+        self.chunks: list[bytes] = []
+        self.handed = False
+
+    def finish(self) -> None:
+        if self.handed:
+            return
+        self.handed = True
+        self.ex.total_ms = round((time.perf_counter() - self.clock) * 1000, 3)
+        self.ex.response_body = b"".join(self.chunks)
+        self.server.hand_over(self.api, self.ex)
+
+    async def relay(self, headers: apis.Headers, accepting: bool) -> None:
+        transport = self.server._transport
+        assert transport is not None
+        upstream = httpx2.Request("POST", self.ex.upstream_url,
+                                  headers=apis.upstream_headers(headers), content=self.ex.request_body,
+                                  extensions={"timeout": self.server._timeout})  # fmt: skip
+        try:
+            try:
+                response = await transport.handle_async_request(upstream)
+            except httpx2.TransportError as exc:
+                self._unreachable(exc)
+                return
+            try:
+                await self._stream(response, accepting)
+            finally:
+                self.finish()
+                await response.aclose()
+        finally:
+            self.finish()
+
+    async def _stream(self, response: httpx2.Response, accepting: bool) -> None:
+        ex = self.ex
+        ex.ttfb_ms = round((time.perf_counter() - self.clock) * 1000, 3)
+        ex.status = response.status_code
+        raw = tuple(response.headers.multi_items())
+        ex.response_headers = apis.redact(raw)
+        out = apis.client_headers(raw)
+        length = response.headers.get("content-length")
+        if length is not None:
+            out.append(("content-length", length))
+        if not accepting:
+            out.append((apis.RECORDED_HEADER, "false"))
+        try:
+            self.conn.send(h11.Response(status_code=response.status_code, headers=out))
+            expected, received = int(length) if length is not None else None, 0
+            async for chunk in response.aiter_raw():
+                self.chunks.append(chunk)
+                received += len(chunk)
+                if expected is not None and received >= expected:
+                    self.finish()  # this chunk completes a framed body for the client
+                self.conn.send(h11.Data(data=chunk))
+                await self.conn.drain()
+            self.finish()
+            self.conn.send(h11.EndOfMessage())
+        except _ClientGone:
+            if not self.handed:  # else the client had the whole body before it left
+                ex.outcome, ex.error = (
+                    Outcome.CLIENT_GONE,
+                    "the client hung up before the body ended",
+                )
+        except httpx2.TransportError as exc:
+            self._died(exc, framed=length is not None)
+
+    def _unreachable(self, exc: Exception) -> None:
+        ex, family = self.ex, self.api.family
+        self.server.counters.upstream_failures += 1
+        timeout = isinstance(exc, httpx2.TimeoutException)
+        ex.outcome = Outcome.TIMEOUT if timeout else Outcome.UNREACHABLE
+        what = "did not answer in time" if timeout else "could not be reached"
+        ex.error = (
+            f"llm386 proxy: the upstream {_safe_url(ex.upstream_url)} {what} ({type(exc).__name__})"
+        )
+        status = 504 if timeout else 502
+        kind = "timeout_error" if timeout else "api_error"
+        log.error("%s: %s", self.api.path, ex.error)
+        self.finish()
+        with contextlib.suppress(_ClientGone):
+            self.conn.respond(status, apis.error_body(family, status, kind, ex.error), [])
+
+    def _died(self, exc: Exception, *, framed: bool) -> None:
+        ex = self.ex
+        self.server.counters.upstream_failures += 1
+        timeout = isinstance(exc, httpx2.TimeoutException)
+        ex.outcome = Outcome.TIMEOUT if timeout else Outcome.UPSTREAM_DIED
+        what = "went quiet for too long" if timeout else "broke off"
+        ex.error = f"llm386 proxy: the upstream's response {what} mid-body ({type(exc).__name__})"
+        log.error("%s: %s", self.api.path, ex.error)
+        if framed:  # a body with a length cannot be ended early: close so the client sees it
+            self.finish()
+            self.conn.writer.close()
+            return
+        event = apis.stream_error_event(self.api.family, "api_error", ex.error)
+        self.chunks.append(event)  # what the client is sent is what is recorded
+        self.finish()
+        with contextlib.suppress(_ClientGone):
+            self.conn.send(h11.Data(data=event))
+            self.conn.send(h11.EndOfMessage())
+
+
+def _safe_url(url: str) -> str:
+    """Return ``url`` without its query string, which may carry a credential."""
+    return url.split("?", 1)[0]
+
+
+def _header(headers: apis.Headers, name: str) -> str | None:
+    return next((v for n, v in headers if n.lower() == name), None)
+
+
+class ProxyThread:
+    """A ``ProxyServer`` on its own event loop in a daemon thread; a context manager."""
+
+    def __init__(self, settings: ProxySettings, recorder: Recorder) -> None:
+        self.server = ProxyServer(settings, recorder)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="llm386-proxy", daemon=True)
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def start(self) -> ProxyThread:
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._main())
+        self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.server.start()
+        except BaseException as exc:  # reported to start()'s caller, e.g. the port is taken
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._stop.wait()
+        await self.server.close()
+
+    def __enter__(self) -> ProxyThread:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.stop()

@@ -1,0 +1,244 @@
+"""A captured call written as a turn: its blocks in its session, and a trace record of its bytes.
+
+Owns: ``TurnWriter``, which the recorder's writer thread calls inside one store write per batch.
+
+Invariants:
+- The record's request bytes are the captured bytes, so its prompt hash is the SHA-256 of what
+  the agent really sent; its response bytes are exactly what the client received (the raw SSE
+  for a stream), and ``response`` holds the message (assembled from the stream) or error body.
+- Origin ``capture``; fidelity follows from it (``runtime.replay.fidelity``). Status ``error``
+  for an upstream 4xx/5xx, an error event in a stream, a timeout, an unreachable upstream, an
+  upstream that died mid-stream or a client that hung up: the ``error`` says which.
+- Only redacted headers are recorded (``runtime.proxy.apis.redact``), and the upstream URL
+  without user info or query.
+- The session gets the blocks it does not hold yet: the setup (system, tools) when it changes,
+  then the messages after those it already holds. The plan lists every block of the request,
+  in request order, as ``required``: the agent chose its context, nothing was paged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from runtime import __version__
+from runtime.blocks import BlockKind, NewBlock, check_session, content_hash
+from runtime.errors import Llm386Error, UnknownModel
+from runtime.pager.sections import section_of
+from runtime.providers.response import Attempt
+from runtime.proxy.conversation import Conversation, read_conversation
+from runtime.proxy.exchange import Exchange, Outcome
+from runtime.proxy.replies import Reply, read_reply
+from runtime.proxy.sessions import TABLE, Placement, SessionBook
+from runtime.storage.interface import BlockStore
+from runtime.storage.kv import Tables
+from runtime.tracing.records import (
+    TraceError,
+    TraceOrigin,
+    TraceRecord,
+    TraceStatus,
+    TraceStore,
+    new_call_id,
+    prompt_hash,
+)
+
+log = logging.getLogger("llm386.proxy")
+PLAN_NOTE = "captured by the proxy: the agent chose this context itself; nothing was paged"
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What the writer knows of a session: its last turn and the setup blocks it holds."""
+
+    turn: int
+    setup: frozenset[str]
+
+
+class TurnWriter:
+    """Writes captured exchanges as turns; every method runs in the recorder's writer thread."""
+
+    def __init__(self, store: BlockStore, traces: TraceStore, capacity: int = 10_000) -> None:
+        self.store, self.traces = store, traces
+        self.book = SessionBook()
+        self.capacity = capacity
+        self._held: OrderedDict[str, _Held] = OrderedDict()
+        self._pending: dict[str, _Held] = {}
+        # Open the prefix table in a write of its own: LMDB forgets a table first opened inside
+        # a write that is then aborted, and the first batch's write may be.
+        try:
+            store.kv.write(lambda t: t.get(TABLE, b"\0"))  # type: ignore[attr-defined]
+        except Llm386Error as exc:  # a store that cannot be written: every batch will say so
+            log.error("the store cannot be written, so nothing will be recorded: %s", exc)
+
+    def write_batch(self, batch: list[Exchange]) -> None:
+        """Write every exchange of ``batch`` in one store write (all land, or none)."""
+        self.book.begin()
+        self._pending = {}
+        try:
+            self.store.atomic(lambda: self._write_all(batch))
+        except BaseException:
+            self.book.abort()
+            raise
+        self.book.commit()
+        for session, held in self._pending.items():
+            self._held[session] = held
+            self._held.move_to_end(session)
+        while len(self._held) > self.capacity:
+            self._held.popitem(last=False)
+
+    def _write_all(self, batch: list[Exchange]) -> None:
+        # An engine may run this again (after growing the map): start from nothing each time.
+        self.book.begin()
+        self._pending = {}
+        engine = self.store.kv  # type: ignore[attr-defined]
+        engine.write(lambda t: self._write_each(t, batch))
+
+    def _write_each(self, t: Tables, batch: list[Exchange]) -> None:
+        for ex in batch:
+            self._write_one(t, ex)
+
+    def _write_one(self, t: Tables, ex: Exchange) -> None:
+        data = _request_json(ex.request_body)
+        family = ex.api.family
+        conv = read_conversation(family, data, self.store.max_block_bytes) if data else None
+        keys = conv.prefix_keys if conv else ()
+        place = self.book.place(t, keys, _session_header(ex.session))
+        setup_ids = conv.ids(conv.setup) if conv else []
+        held = self._state(place.session)
+        blocks = self._new_blocks(conv, place, held, setup_ids)
+        if blocks:
+            new_ids = set(conv.ids(blocks)) if conv else set()
+            edges = [e for e in conv.edges if e.dst in new_ids] if conv else []
+            self.store.put_many(place.session, blocks, edges)
+        if held is None:
+            self.store.set_session_meta(place.session, **_meta(ex, conv))
+        turn = (held.turn if held else 0) + 1
+        reply = read_reply(family, ex.response_body, streamed=ex.streamed)
+        record = _record(ex, conv, place, turn, reply)
+        self.traces.record(record, ex.request_body, ex.response_body or None)
+        self._pending[place.session] = _Held(
+            turn, frozenset(setup_ids) | (held.setup if held else frozenset())
+        )
+        self.book.remember(t, keys, place.session, record.status is TraceStatus.OK)
+
+    def _state(self, session: str) -> _Held | None:
+        """Return what the session holds, from memory or (after a restart) from the store."""
+        known = self._pending.get(session) or self._held.get(session)
+        if known is not None:
+            return known
+        turns = self.traces.turns(session)
+        if not turns:
+            return None
+        ids = {ref.id for ref in self.store.entry_refs(session)}  # type: ignore[attr-defined]
+        return _Held(max(turn for turn, _ in turns), frozenset(ids))
+
+    def _new_blocks(
+        self, conv: Conversation | None, place: Placement, held: _Held | None, setup_ids: list[str]
+    ) -> list[NewBlock]:
+        if conv is None:
+            return []
+        have = held.setup if held else frozenset()
+        setup = [b for b, i in zip(conv.setup, setup_ids, strict=True) if i not in have]
+        messages = [b for blocks in conv.messages[place.known :] for b in blocks]
+        return setup + messages
+
+
+def _request_json(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _session_header(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_session(value.strip())
+    except Llm386Error:
+        log.warning("ignored an x-llm386-session header that is not a session id; "
+                    "use letters, digits and . _ : @ + = -")  # fmt: skip
+        return None
+
+
+def _meta(ex: Exchange, conv: Conversation | None) -> dict[str, Any]:
+    model = conv.model if conv else "unknown"
+    first = next((str(b.body) for bs in (conv.messages if conv else ()) for b in bs
+                  if b.kind == "user-message"), "")  # fmt: skip
+    title = " ".join(first.split())[:80] or f"captured {ex.api.family.value} calls"
+    return {"source": "proxy", "provider": ex.api.provider.value, "model": model,
+            "title": title, "captured": True}  # fmt: skip
+
+
+def _plan(conv: Conversation | None, session: str) -> dict[str, Any]:
+    if conv is None:
+        return {"version": 1, "session": session, "selected": [], "omitted": [], "note": PLAN_NOTE}
+    blocks = [*conv.setup, *(b for bs in conv.messages for b in bs)]
+    selected: list[dict[str, Any]] = []
+    for block in blocks:
+        kind = BlockKind(block.kind)
+        selected.append({"block_id": content_hash(kind, str(block.body)), "kind": kind.value,
+                         "section": section_of(kind).value, "reason": "required", "score": 1.0,
+                         "scores": {}})  # fmt: skip
+    return {"version": 1, "session": session, "task": "", "selected": selected, "omitted": [],
+            "note": PLAN_NOTE}  # fmt: skip
+
+
+def _error(ex: Exchange, reply: Reply) -> TraceError | None:
+    if ex.outcome is not Outcome.COMPLETE:
+        return TraceError(ex.outcome.value, ex.error or ex.outcome.value, ex.status)
+    if ex.status is not None and ex.status >= 400:
+        message = reply.error_message or ex.response_body[:500].decode("utf-8", "replace")
+        return TraceError(reply.error_type or f"http-{ex.status}", message, ex.status)
+    if reply.error_type is not None:
+        return TraceError(reply.error_type, reply.error_message or "", ex.status)
+    return None
+
+
+def _upstream(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _record(
+    ex: Exchange, conv: Conversation | None, place: Placement, turn: int, reply: Reply
+) -> TraceRecord:
+    error = _error(ex, reply)
+    body = ex.response_body
+    proxy = {
+        "api": ex.api.path, "upstream": _upstream(ex.upstream_url), "stream": ex.streamed,
+        "status": ex.status, "outcome": ex.outcome.value, "ttfb_ms": ex.ttfb_ms,
+        "total_ms": ex.total_ms, "session_from": place.source,
+        "request_headers": [list(h) for h in ex.request_headers],
+        "response_headers": [list(h) for h in ex.response_headers],
+    }  # fmt: skip
+    model = conv.model if conv else "unknown"
+    attempt = Attempt(1, ex.status, None if error is None else error.type,
+                      "" if error is None else error.message[:500], ex.total_ms)  # fmt: skip
+    return TraceRecord(
+        call_id=new_call_id(), session=place.session, turn=turn, started_at=ex.started_at,
+        provider=ex.api.provider, model=model, prompt_hash=prompt_hash(ex.request_body),
+        request_size=len(ex.request_body),
+        status=TraceStatus.OK if error is None else TraceStatus.ERROR,
+        origin=TraceOrigin.CAPTURE, latency_ms=ex.total_ms, runtime_version=__version__,
+        profile=_profile(model), config={"proxy": proxy}, plan=_plan(conv, place.session),
+        response=dict(reply.message) if reply.message is not None else None,
+        response_hash=prompt_hash(body) if body else None, usage=reply.usage,
+        stop_reason=reply.stop_reason, error=error, attempts=(attempt,),
+    )  # fmt: skip
+
+
+def _profile(model: str) -> dict[str, Any]:
+    from runtime.profiles.catalog import get_profile
+
+    try:
+        return dict(get_profile(model).to_json())
+    except (UnknownModel, Llm386Error):
+        return {}  # a model llm386 has no profile for is still recorded

@@ -1,0 +1,115 @@
+"""What recording promises: no credential anywhere, nothing lost silently, and --fail-closed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx2
+import pytest
+
+from runtime import open_store
+from runtime.cli import main as cli_main
+from runtime.proxy import Family, ProxySettings, ProxyThread, Recorder
+from runtime.proxy.turns import TurnWriter
+from runtime.storage.lmdb.traces import LmdbTraceStore
+from runtime.transfer.exchange import export_session
+from tests.fakes.anthropic_server import AnthropicServer, error_reply, stream_reply
+from tests.proxy.conftest import API_KEY, Stack
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def test_an_api_key_appears_nowhere_in_the_store_logs_or_cli_output(
+    stack: Stack,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    stack.anthropic_up.enqueue(error_reply(401), stream_reply("streamed"))
+    client = stack.anthropic(max_retries=0, default_headers={"cookie": f"s={API_KEY}",
+                                                             "x-custom-token": API_KEY})  # fmt: skip
+    with pytest.raises(anthropic.AuthenticationError):
+        client.messages.create(model="claude-sonnet-4-6", max_tokens=8, messages=MESSAGES)
+    with client.messages.stream(model="claude-sonnet-4-6", max_tokens=8, messages=MESSAGES) as s:
+        s.get_final_message()
+    stack.openai(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    records = stack.records()
+    assert len(records) == 3
+    assert all(r.carries_api_key(API_KEY) for r in stack.anthropic_up.requests)  # forwarded
+    assert stack.openai_up.requests[0].header("authorization") == f"Bearer {API_KEY}"
+    for n, r in enumerate(records):
+        export_session(stack.store, stack.traces, r.session, tmp_path / f"export{n}.jsonl")
+    exported = [p.read_bytes() for p in sorted(tmp_path.glob("export*.jsonl"))]
+    assert len(exported) == 3
+    store_dir = Path(stack.store.path)
+    cli_main(["--store", str(store_dir), "traces", "--json"])
+    for r in records:
+        cli_main(["--store", str(store_dir), "show", r.call_id, "--json"])
+    out = capsys.readouterr()
+    key = API_KEY.encode()
+    for path in store_dir.iterdir():
+        assert key not in path.read_bytes(), path.name
+    assert API_KEY not in caplog.text and API_KEY not in out.out + out.err
+    assert all(key not in data for data in exported)
+    headers = records[0].config["proxy"]["request_headers"]
+    assert not any(
+        name in ("authorization", "x-api-key", "cookie", "x-custom-token") for name, _ in headers
+    )
+
+
+@pytest.fixture
+def readonly_stack(tmp_path: Path) -> Iterator[tuple[ProxyThread, Recorder, AnthropicServer]]:
+    path = tmp_path / "store"
+    writable = open_store(path)
+    TurnWriter(writable, LmdbTraceStore(writable))  # creates every table the writer uses
+    writable.close()
+    store = open_store(path, readonly=True)  # a store that refuses every write
+    recorder = Recorder(store, LmdbTraceStore(store)).start()
+    with AnthropicServer() as up:
+        settings = ProxySettings(
+            port=0, upstreams={Family.ANTHROPIC: up.base_url, Family.OPENAI: up.base_url}
+        )
+        with ProxyThread(settings, recorder) as proxy:
+            yield proxy, recorder, up
+    recorder.close()
+
+
+def _post(url: str) -> httpx2.Response:
+    body = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 8, "messages": MESSAGES})
+    return httpx2.post(url + "/v1/messages", content=body, headers={"x-api-key": API_KEY})
+
+
+def test_a_failing_store_keeps_forwarding_marks_responses_and_counts_lost_records(
+    readonly_stack: tuple[ProxyThread, Recorder, AnthropicServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy, recorder, up = readonly_stack
+    first = _post(proxy.base_url)
+    assert first.status_code == 200
+    assert recorder.flush(10)
+    second = _post(proxy.base_url)
+    assert second.status_code == 200 and second.headers["x-llm386-recorded"] == "false"
+    assert second.content == json.dumps(json.loads(second.content), separators=(",", ":")).encode()
+    assert recorder.flush(10)
+    status = httpx2.get(proxy.base_url + "/llm386/status").json()
+    assert status["up"] is True and status["calls"] == 2 and status["recorded"] == 0
+    assert status["lost"] == 2 and status["recording"] is False and status["queue"] == 0
+    assert "LOST the record" in caplog.text and API_KEY not in caplog.text
+    assert up.request_count == 2
+
+
+def test_fail_closed_refuses_in_the_providers_format_while_recording_fails(
+    readonly_stack: tuple[ProxyThread, Recorder, AnthropicServer],
+) -> None:
+    proxy, recorder, up = readonly_stack
+    proxy.server.settings = ProxySettings(**{**proxy.server.settings.__dict__, "fail_closed": True})
+    assert _post(proxy.base_url).status_code == 200  # the store has not failed yet
+    assert recorder.flush(10)
+    refused = _post(proxy.base_url)
+    assert refused.status_code == 503 and up.request_count == 1
+    assert refused.json()["error"]["type"] == "overloaded_error"
+    assert httpx2.get(proxy.base_url + "/llm386/status").json()["refused"] == 1

@@ -1,0 +1,113 @@
+"""Sessions of captured calls: the header wins, else prefix continuity, else a new session;
+continuity survives a proxy restart; concurrent conversations never mix."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.fakes.anthropic_server import error_reply
+from tests.proxy.conftest import Stack, start_stack
+
+MODEL = "claude-sonnet-4-6"
+
+
+def _converse(client, opening: str, turns: int = 3, **extra: object) -> list[dict]:  # type: ignore[no-untyped-def]
+    messages: list[dict] = [{"role": "user", "content": opening}]
+    for n in range(turns):
+        reply = client.messages.create(model=MODEL, max_tokens=16, system="Be brief.",
+                                       messages=messages, **extra)  # fmt: skip
+        messages += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]},
+                     {"role": "user", "content": f"{opening} follow-up {n}"}]  # fmt: skip
+    return messages
+
+
+def test_a_growing_conversation_is_one_session_of_numbered_turns(stack: Stack) -> None:
+    _converse(stack.anthropic(max_retries=0), "plan a trip")
+    _converse(stack.anthropic(max_retries=0), "write a poem")
+    records = stack.records()
+    sessions = sorted({r.session for r in records})
+    assert len(sessions) == 2
+    for session in sessions:
+        mine = [r for r in records if r.session == session]
+        assert [r.turn for r in mine] == [1, 2, 3]
+        assert all(
+            r.config["proxy"]["session_from"] == ("new" if r.turn == 1 else "prefix") for r in mine
+        )
+        kinds = [e.kind.value for e in stack.store.entries(session)]
+        # system, then each user message and each assistant reply once, in order
+        assert kinds == ["system", "user-message", "assistant-message", "user-message",
+                         "assistant-message", "user-message"]  # fmt: skip
+
+
+def test_the_session_header_wins_and_is_not_forwarded(stack: Stack) -> None:
+    client = stack.anthropic(max_retries=0, default_headers={"x-llm386-session": "my-agent-run"})
+    client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "a"}])
+    client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "b"}])
+    records = stack.records()
+    assert [(r.session, r.turn) for r in records] == [("my-agent-run", 1), ("my-agent-run", 2)]
+    assert all(req.header("x-llm386-session") is None for req in stack.anthropic_up.requests)
+
+
+def test_running_an_agent_again_starts_a_new_session_but_a_retry_joins(stack: Stack) -> None:
+    client = stack.anthropic(max_retries=0)
+    first = [{"role": "user", "content": "same start"}]
+    client.messages.create(model=MODEL, max_tokens=8, messages=first)
+    client.messages.create(model=MODEL, max_tokens=8, messages=first)  # the agent run again
+    stack.anthropic_up.enqueue(error_reply(529))
+    retried = [{"role": "user", "content": "flaky"}]
+    try:
+        client.messages.create(model=MODEL, max_tokens=8, messages=retried)
+    except Exception:
+        client.messages.create(model=MODEL, max_tokens=8, messages=retried)  # the retry
+    a, b, failed, retry = stack.records()
+    assert a.session != b.session
+    assert failed.session == retry.session and (failed.turn, retry.turn) == (1, 2)
+
+
+def test_continuity_survives_a_proxy_restart(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    for stack in start_stack(path):
+        client = stack.anthropic(max_retries=0)
+        reply = client.messages.create(
+            model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+        [first] = stack.records()
+    for stack in start_stack(path):  # a new proxy process: empty memory, same store
+        messages = [{"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": reply.content[0].text},
+                    {"role": "user", "content": "more"}]  # fmt: skip
+        stack.anthropic(max_retries=0).messages.create(model=MODEL, max_tokens=8, messages=messages)
+        records = stack.records()
+    assert [(r.session, r.turn) for r in records] == [(first.session, 1), (first.session, 2)]
+
+
+def test_fifty_concurrent_streams_never_mix_their_sessions(stack: Stack) -> None:
+    async def conversation(n: int) -> None:
+        async with stack.async_anthropic(max_retries=0) as client:
+            messages: list[dict] = [{"role": "user", "content": f"conversation {n:02d} opening"}]
+            for turn in range(2):
+                async with client.messages.stream(
+                    model=MODEL, max_tokens=16, messages=messages
+                ) as s:
+                    final = await s.get_final_message()
+                messages += [{"role": "assistant", "content": final.content[0].text},
+                             {"role": "user", "content": f"conversation {n:02d} turn {turn}"}]  # fmt: skip
+
+    async def main() -> None:
+        await asyncio.gather(*(conversation(n) for n in range(50)))
+
+    asyncio.run(main())
+    records = stack.records()
+    assert len(records) == 100 and all(r.error is None for r in records)
+    by_session: dict[str, list] = {}
+    for r in records:
+        by_session.setdefault(r.session, []).append(r)
+    assert len(by_session) == 50
+    for session, mine in by_session.items():
+        assert sorted(r.turn for r in mine) == [1, 2]
+        tags = {body[body.index(b"conversation ") :][:15] for r in mine
+                for body in [stack.traces.request_bytes(r.prompt_hash) or b""]}  # fmt: skip
+        assert len(tags) == 1, session
+        bodies = [e.body for e in stack.store.entries(session) if e.kind.value == "user-message"]
+        assert len({b[:15] for b in bodies}) == 1
