@@ -16,7 +16,7 @@ from runtime.providers import get_provider
 from runtime.replay.fidelity import Fidelity, replay_capability
 from runtime.replay.resend import replay
 from runtime.tracing.records import TraceRecord, TraceStatus
-from tests.fakes.anthropic_server import stream_reply, text_reply
+from tests.fakes.anthropic_server import stream_reply
 from tests.fakes.openai_server import chat_reply, chat_stream
 from tests.proxy.conftest import API_KEY, Stack
 
