@@ -5,13 +5,14 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import blocks, compare, errors, login, replay, search, sessions, turns
+from .views import blocks, compare, connect, errors, login, replay, search, sessions, turns
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
     path("sessions/", sessions.session_list, name="sessions"),
     path("sessions/<str:session_id>/", sessions.session_detail, name="session"),
     path("sessions/<str:session_id>/blocks/", sessions.session_blocks, name="session-blocks"),
+    path("sessions/<str:session_id>/live", sessions.session_live, name="session-live"),
     path("sessions/<str:session_id>/turns/<int:turn>/", sessions.session_turn, name="session-turn"),
     path("traces/<str:call_id>/", turns.turn_detail, name="turn"),
     path("traces/<str:call_id>/sections/<str:section>/", turns.turn_section, name="turn-section"),
@@ -31,6 +32,7 @@ urlpatterns = [
     path("blocks/<str:block_id>/raw", blocks.block_raw, name="block-raw"),
     path("blocks/<str:block_id>/turns/", blocks.block_turns, name="block-turns"),
     path("search/", search.search, name="search"),
+    path("connect/", connect.connect, name="connect"),
     path("login/", login.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
