@@ -59,7 +59,8 @@ def _opener() -> urllib.request.OpenerDirector:
 
 
 def _status(url: str, data: dict[str, Any]) -> ProxyStatus:
-    upstreams = data.get("upstreams") if isinstance(data.get("upstreams"), dict) else {}
+    found = data.get("upstreams")
+    upstreams: dict[str, Any] = found if isinstance(found, dict) else {}
     return ProxyStatus(
         url, True, calls=_int(data, "calls"), recorded=_int(data, "recorded"),
         lost=_int(data, "lost"), queue=_int(data, "queue"),
