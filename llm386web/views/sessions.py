@@ -97,11 +97,13 @@ def _turns_context(request: HttpRequest, session_id: str, traces: TraceStore) ->
         traces, session_id, offset=offset_from(request), limit=limit_from(request)
     )
     query = request.GET.copy()
+    query.pop("seen", None)
+    page_url = reverse("session", args=[session_id]) + (f"?{query.urlencode()}" if query else "")
     query["seen"] = version
     live_url = f"{reverse('session-live', args=[session_id])}?{query.urlencode()}"
     return {"session_id": session_id, "timeline": timeline, "chart": stacked_bars(timeline),
             "pager": pager(request, timeline.pagination, "#turns-table"),
-            "live_url": live_url}  # fmt: skip
+            "page_url": page_url, "live_url": live_url}  # fmt: skip
 
 
 @require_GET
