@@ -13,7 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +61,7 @@ def _read_message(family: Family, data: dict[str, Any]) -> Reply:
     if isinstance(error, dict):
         return Reply(data, error_type=str(error.get("type") or error.get("code") or "error"),
                      error_message=str(error.get("message", "")))  # fmt: skip
-    if family is Family.ANTHROPIC:
-        return Reply(data, anthropic_usage(data.get("usage")), data.get("stop_reason"))
-    choices = data.get("choices") or [{}]
-    stop = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
-    return Reply(data, openai_usage(data.get("usage")), stop)
+    return _WIRES[family].reply(data)
 
 
 def anthropic_usage(usage: Any) -> TokenUsage | None:
@@ -93,18 +89,37 @@ def openai_usage(usage: Any) -> TokenUsage | None:
 
 def _stream(family: Family, payloads: list[Payload]) -> Reply:
     """Read a stream: its assembled message, or the error event it ended with."""
-    assemble = assemble_message if family is Family.ANTHROPIC else assemble_chat_completion
+    wire = _WIRES[family]
     failed = stream_error(payloads)
     if failed is not None:
         data = payloads[failed][1]
         error = data.get("error") or {}
-        return Reply(assemble(payloads[:failed]) or data,
+        return Reply(wire.assemble(payloads[:failed]) or data,
                      error_type=str(error.get("type") or "error"),
                      error_message=str(error.get("message", "")))  # fmt: skip
-    message = assemble(payloads)
-    if message is None:
-        return Reply(None)
-    if family is Family.ANTHROPIC:
-        return Reply(message, anthropic_usage(message.get("usage")), message.get("stop_reason"))
-    stop = message["choices"][0]["finish_reason"] if message["choices"] else None
-    return Reply(message, openai_usage(message.get("usage")), stop)
+    message = wire.assemble(payloads)
+    return Reply(None) if message is None else wire.reply(message)
+
+
+def _messages_reply(data: dict[str, Any]) -> Reply:
+    return Reply(data, anthropic_usage(data.get("usage")), data.get("stop_reason"))
+
+
+def _chat_reply(data: dict[str, Any]) -> Reply:
+    choices = data.get("choices") or [{}]
+    stop = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
+    return Reply(data, openai_usage(data.get("usage")), stop)
+
+
+@dataclass(frozen=True)
+class _Wire:
+    """How one wire format's answer reads: its stream assembled, its message as a Reply."""
+
+    assemble: Callable[[Sequence[Payload]], dict[str, Any] | None]
+    reply: Callable[[dict[str, Any]], Reply]
+
+
+_WIRES = {
+    Family.ANTHROPIC: _Wire(assemble_message, _messages_reply),
+    Family.OPENAI: _Wire(assemble_chat_completion, _chat_reply),
+}

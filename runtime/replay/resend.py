@@ -175,7 +175,10 @@ def check_client_takes(record: TraceRecord, client: ModelClient) -> None:
             f"trace {record.call_id} is a request for {wanted.label} ({record.model}); "
             f"{given.label} takes other requests, so nothing was sent. Replay it with "
             f"{wanted.label}: `llm386 replay {record.call_id} --{wanted.name}`"
-        )
+            + ("" if wanted.takes_packed_requests else
+               f"; or re-page it for an Anthropic model with `llm386 repage {record.call_id} "
+               "--model claude-sonnet-4-6 --record`, then replay the new record")
+        )  # fmt: skip
 
 
 def stored_request(traces: TraceStore, record: TraceRecord) -> bytes:
