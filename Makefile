@@ -60,7 +60,7 @@ run: demo
 	@echo "llm386 proxy: http://$(HOST):$(PROXY_PORT)  (ANTHROPIC_BASE_URL=http://$(HOST):$(PROXY_PORT)  OPENAI_BASE_URL=http://$(HOST):$(PROXY_PORT)/v1)"
 	@$(BIN)/llm386 proxy --host $(HOST) --port $(PROXY_PORT) & proxy=$$!; \
 		trap 'kill $$proxy 2>/dev/null; wait $$proxy' EXIT INT TERM; \
-		$(BIN)/python manage.py runserver $(HOST):$(PORT)
+		LLM386_PROXY_URL=http://$(HOST):$(PROXY_PORT) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 lint: setup
 	$(BIN)/ruff check .

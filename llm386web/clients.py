@@ -1,12 +1,14 @@
 """The only place the web app makes model clients: through the runtime's provider registry.
 
-Replay can go to every provider whose client re-sends stored requests
-(``runtime.providers.sending_providers``: the Anthropic API and the offline model); nothing here
-names one. An API key is read by the provider's client from the server's environment
-(``ANTHROPIC_API_KEY``); it is never taken from a request, put in a context, or shown on a page.
+A record's replay can go to every provider whose client re-sends stored requests of its request
+format (``runtime.providers.sending_providers``: the Anthropic API and the offline model for a
+Messages request, the OpenAI API for a Chat Completions one); nothing here names one. An API
+key is read by the provider's client from the server's environment (``ANTHROPIC_API_KEY``,
+``OPENAI_API_KEY``); it is never taken from a request, put in a context, or shown on a page.
 Base URL, timeout and retries come from llm386.toml exactly as for the CLI
 (``Provider.client_options``: the provider's ``*_BASE_URL`` in the environment wins), and
-settings.LLM386's ``<PREFIX>_BASE_URL`` / ``<PREFIX>_TIMEOUT_S`` (``ANTHROPIC_...``), when set, win
+settings.LLM386's ``<PREFIX>_BASE_URL`` / ``<PREFIX>_TIMEOUT_S`` (``ANTHROPIC_...``,
+``OPENAI_...``), when set, win
 over both. ``<PREFIX>_CONNECT_TIMEOUT_S`` and REPLAY_TIMEOUT_S (all attempts of a call together)
 bound a web replay.
 """
@@ -17,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.providers import ModelClient, Provider, sending_providers
+from runtime.providers import ModelClient, Provider, get_provider, sending_providers
 
 from .conf import runtime_config, web_config
 
@@ -39,9 +41,11 @@ class ReplayTarget:
         return self.provider.label
 
 
-def replay_targets() -> tuple[ReplayTarget, ...]:
-    """Return where a replay can go, in the order the form offers them."""
-    providers = sending_providers()
+def replay_targets(record_provider: str | None = None) -> tuple[ReplayTarget, ...]:
+    """Return where a replay of a ``record_provider`` record can go (None: any record), in the
+    order the form offers them."""
+    form = None if record_provider is None else get_provider(record_provider).request_format
+    providers = sending_providers(form)
     available = [p.available() for p in providers]
     first = available.index(True) if True in available else -1
     return tuple(
@@ -60,9 +64,10 @@ def load_clients() -> None:
 load_clients()
 
 
-def replay_target(name: str) -> Provider | None:
-    """Return the provider called ``name`` if a replay can go to it, else None."""
-    return next((p for p in sending_providers() if p.name == name), None)
+def replay_target(name: str, record_provider: str | None = None) -> Provider | None:
+    """Return the provider called ``name`` if a replay (of a ``record_provider`` record) can go
+    to it, else None."""
+    return next((t.provider for t in replay_targets(record_provider) if t.name == name), None)
 
 
 def model_client(provider: Provider) -> ModelClient:

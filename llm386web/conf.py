@@ -7,8 +7,9 @@ and a changed environment both take effect. Unknown keys are reported by the sys
 The runtime's own configuration is the same ``llm386.toml`` the CLI reads, found the same way
 (``runtime.config.config_location``: ``CONFIG_PATH``, else ``$LLM386_CONFIG``, else the repo's
 ``llm386.toml`` if present) and loaded by :func:`runtime_config`. Its ``[anthropic]`` settings
-and ``[models]`` tables apply to web replays and re-pages as they do to the CLI's; the
-``ANTHROPIC_*`` keys here, when set, override the file for this app only.
+(and ``[openai]``) and ``[models]`` tables apply to web replays and re-pages as they do to the
+CLI's; the ``ANTHROPIC_*`` and ``OPENAI_*`` keys here, when set, override the file for this app
+only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class WebConfig:
     ANTHROPIC_BASE_URL: str | None  # None: $ANTHROPIC_BASE_URL, else llm386.toml's base_url
     ANTHROPIC_TIMEOUT_S: float | None  # None: llm386.toml's [anthropic] timeout_seconds
     ANTHROPIC_CONNECT_TIMEOUT_S: float
+    OPENAI_BASE_URL: str | None  # None: $OPENAI_BASE_URL, else llm386.toml's [openai] base_url
+    OPENAI_TIMEOUT_S: float | None  # None: llm386.toml's [openai] timeout_seconds
+    OPENAI_CONNECT_TIMEOUT_S: float
+    PROXY_URL: str  # where `llm386 proxy` listens: what agents set their base URLs to
+    PROXY_STATUS_TIMEOUT_S: float
     REPLAY_TIMEOUT_S: float
     REPLAY_SHOW_PROGRESS_AFTER_S: float
     OFFLINE_MODEL: str
@@ -65,6 +71,13 @@ def defaults() -> dict[str, Any]:
         # A web replay waits at most REPLAY_TIMEOUT_S for the model, retries included, and
         # at most ANTHROPIC_CONNECT_TIMEOUT_S to connect (llm386web.replayjobs).
         "ANTHROPIC_CONNECT_TIMEOUT_S": 5.0,
+        "OPENAI_BASE_URL": None,
+        "OPENAI_TIMEOUT_S": None,
+        "OPENAI_CONNECT_TIMEOUT_S": 5.0,
+        # The connect page shows the proxy's address and reads its status page, waiting at
+        # most PROXY_STATUS_TIMEOUT_S (`make run` starts the proxy on this address).
+        "PROXY_URL": os.environ.get("LLM386_PROXY_URL") or "http://127.0.0.1:8787",
+        "PROXY_STATUS_TIMEOUT_S": 0.5,
         "REPLAY_TIMEOUT_S": 60.0,
         # An htmx replay answers with its result if it has one by then, else with progress.
         "REPLAY_SHOW_PROGRESS_AFTER_S": 1.0,

@@ -6,13 +6,14 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import blocks, compare, errors, login, otel, replay, search, sessions, turns
+from .views import blocks, compare, connect, errors, login, otel, replay, search, sessions, turns
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
     path("sessions/", sessions.session_list, name="sessions"),
     path("sessions/<str:session_id>/", sessions.session_detail, name="session"),
     path("sessions/<str:session_id>/blocks/", sessions.session_blocks, name="session-blocks"),
+    path("sessions/<str:session_id>/live", sessions.session_live, name="session-live"),
     path("sessions/<str:session_id>/turns/<int:turn>/", sessions.session_turn, name="session-turn"),
     path("traces/<str:call_id>/", turns.turn_detail, name="turn"),
     path("traces/<str:call_id>/sections/<str:section>/", turns.turn_section, name="turn-section"),
@@ -36,6 +37,7 @@ urlpatterns = [
     path("otel/tokens/", otel.token_list, name="otel-tokens"),
     path("otel/tokens/create", otel.token_create, name="otel-token-create"),
     path("otel/tokens/<str:name>/revoke", otel.token_revoke, name="otel-token-revoke"),
+    path("connect/", connect.connect, name="connect"),
     path("login/", login.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -10,7 +10,7 @@ Invariants:
 - Every accepted value has the declared type and range, else ``ConfigError`` names the dotted key,
   the value and what was expected. Budget fractions lie in [0, 1] and sum to at most 1.
 - No API key is ever read from the file: any ``api_key`` anywhere raises ``ConfigError``
-  (without echoing the value); keys belong in ``ANTHROPIC_API_KEY``.
+  (without echoing the value); keys belong in ``ANTHROPIC_API_KEY`` / ``OPENAI_API_KEY``.
 - Unknown sections and keys are not ignored silently: each becomes a line in ``Config.warnings``.
 - A relative ``[store] path`` is relative to the directory holding the file.
 - One story for the CLI and the web app: both find the file with ``config_location`` (an
@@ -172,6 +172,16 @@ class AnthropicSettings:
 
 
 @dataclass(frozen=True)
+class OpenAISettings:
+    """OpenAI Chat Completions client settings (any OpenAI-compatible server: its ``.../v1``).
+    The key comes from ``OPENAI_API_KEY`` only; ``OPENAI_BASE_URL`` wins over ``base_url``."""
+
+    base_url: str = _setting("https://api.openai.com/v1", _HTTP)
+    timeout_seconds: float = _setting(60.0, _POSITIVE)
+    max_retries: int = _setting(2, _NONNEG)
+
+
+@dataclass(frozen=True)
 class _ModelTable:
     """The keys a ``[models.NAME]`` table may set; defaults are those of a brand-new model."""
 
@@ -199,6 +209,7 @@ class Config:
     retrievers: RetrieverSettings = field(default_factory=RetrieverSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
     warnings: tuple[str, ...] = ()
     source: Path | None = None
 
@@ -300,7 +311,7 @@ class _Reader:
         self.warnings: list[str] = []
 
     def config(self, document: dict[str, Any]) -> Config:
-        known = ("anthropic", "budgets", "models", "retrievers", "store")
+        known = ("anthropic", "budgets", "models", "openai", "retrievers", "store")
         self._warn_unknown(document, known, ())
         retrievers = self._table(document, ("retrievers",))
         settings = {
@@ -318,6 +329,7 @@ class _Reader:
             anthropic=self.build(
                 AnthropicSettings, self._table(document, ("anthropic",)), ("anthropic",)
             ),
+            openai=self.build(OpenAISettings, self._table(document, ("openai",)), ("openai",)),
             warnings=tuple(self.warnings),
             source=self.path,
         )

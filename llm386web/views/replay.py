@@ -1,7 +1,7 @@
 """Replay and re-page a turn from its page (POST with CSRF), answering with the replay section.
 
-Replay re-sends the turn's stored request bytes unchanged (runtime.replay.resend) to the Anthropic API
-or the offline model; the result shows whether the bytes sent hash to the recorded prompt
+Replay re-sends the turn's stored request bytes unchanged (runtime.replay.resend) to a provider
+that takes its format (the Anthropic API or the offline model; the OpenAI API); the result shows whether the bytes sent hash to the recorded prompt
 hash, the new output beside the original, and the replay history. A model error is recorded
 by the runtime and shown here; a refusal (an OpenAI-format import, damaged bytes, a retired
 model) is shown with what to do instead, and a deprecated model's warning beside the result. Re-page rebuilds an imported turn as an Anthropic request, recorded
@@ -32,11 +32,11 @@ from .common import gc_paused, is_fragment, render_page
 from .turns import REPAGE_PROFILES, turn_context
 
 
-def _target(request: HttpRequest) -> tuple[Provider | None, str]:
+def _target(request: HttpRequest, record_provider: str) -> tuple[Provider | None, str]:
     raw = request.POST.get("target", "")
-    target = replay_target(raw)
+    target = replay_target(raw, record_provider)
     if target is None:
-        names = ", ".join(t.name for t in replay_targets())
+        names = ", ".join(t.name for t in replay_targets(record_provider))
         return None, f"Choose where to send the request: {names} (got {raw!r})."
     if not target.available():
         return None, (
@@ -52,7 +52,7 @@ def _target(request: HttpRequest) -> tuple[Provider | None, str]:
 def turn_replay(request: HttpRequest, call_id: str) -> HttpResponse:
     """Start replaying the turn; show the outcome, or its progress (422 when refused)."""
     rec = get_traces().get(call_id)
-    target, problem = _target(request)
+    target, problem = _target(request, rec.provider)
     if target is None:
         context = turn_context(rec.call_id) | {"replay_problem": problem}
         return render_page(request, "turns/detail.html", "replay", context, status=422)

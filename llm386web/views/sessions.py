@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from llm386web.charts import stacked_bars
@@ -16,7 +18,8 @@ from runtime.errors import InvalidSession
 from runtime.inspect.pagination import Pagination, by_offset, by_seq
 from runtime.inspect.paging import paging_from_totals
 from runtime.inspect.sessions import SessionQuery, SessionStatus, SortKey, query_sessions, summarize
-from runtime.inspect.timeline import session_timeline
+from runtime.inspect.timeline import session_timeline, timeline_version
+from runtime.tracing.records import TraceStore
 
 from .common import (
     choice_param,
@@ -80,18 +83,43 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     info = _session_info(session_id)  # SessionNotFound becomes a 404 in the middleware
     traces = get_traces()
     stats = traces.session_stats([session_id])[0]
-    timeline = session_timeline(
-        traces, session_id, offset=offset_from(request), limit=limit_from(request)
-    )
-    context = {
+    context = _turns_context(request, session_id, traces) | {
         "info": info,
         "summary": summarize(info, stats),
-        "timeline": timeline,
-        "chart": stacked_bars(timeline),
-        "pager": pager(request, timeline.pagination, "#turns-table"),
         "paging": paging_from_totals(session_id, stats.paging, str(info.meta.get("model", ""))),
     }
     return render_page(request, "sessions/detail.html", "turns-table", context)
+
+
+def _turns_context(request: HttpRequest, session_id: str, traces: TraceStore) -> dict[str, Any]:
+    """Return what the turns table renders: one page of the timeline, and its live poll."""
+    version = timeline_version(traces, session_id)  # read first: a turn written meanwhile shows
+    timeline = session_timeline(
+        traces, session_id, offset=offset_from(request), limit=limit_from(request)
+    )
+    query = request.GET.copy()
+    query.pop("seen", None)
+    page_url = reverse("session", args=[session_id]) + (f"?{query.urlencode()}" if query else "")
+    query["seen"] = version
+    live_url = f"{reverse('session-live', args=[session_id])}?{query.urlencode()}"
+    return {"session_id": session_id, "timeline": timeline, "chart": stacked_bars(timeline),
+            "pager": pager(request, timeline.pagination, "#turns-table"),
+            "page_url": page_url, "live_url": live_url}  # fmt: skip
+
+
+@require_GET
+@gc_paused
+def session_live(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Answer an open session page's poll: 204 while the timeline is unchanged (one read), else
+    the turns table again, with the turns recorded since."""
+    traces = get_traces()
+    if request.GET.get("seen") == timeline_version(traces, session_id):
+        return HttpResponse(status=204)
+    page_query = request.GET.copy()
+    page_query.pop("seen", None)
+    request.GET = page_query  # the table's links are the page's own, without the poll's token
+    context = _turns_context(request, session_id, traces)
+    return render(request, "sessions/detail.html#turns-table", context)
 
 
 @require_GET

@@ -68,7 +68,7 @@ def turn_context(call_id: str) -> dict[str, object]:
     return {"view": view, "rec": view.record, "s": view.summary,
             "response": read_response(view.record.response),
             "capability": replay_capability(view.record),
-            "replay_targets": replay_targets(), "repage_profiles": REPAGE_PROFILES,
+            "replay_targets": replay_targets(view.record.provider), "repage_profiles": REPAGE_PROFILES,
             "paging": turn_paging(view.record.paging),
             "span_tree": turn_span_tree(get_store().kv, view.record.config),
             } | _model_status(view.record)  # fmt: skip

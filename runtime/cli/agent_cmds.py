@@ -23,6 +23,7 @@ from runtime.providers import (
     sending_providers,
 )
 from runtime.providers.offline.model import OFFLINE_MODEL_NAME
+from runtime.replay.fidelity import replay_capability
 from runtime.replay.repage import RepageResult, repage
 from runtime.replay.resend import ReplayResult, check_replayable, replay
 from runtime.storage.blockstore import KvBlockStore
@@ -131,8 +132,9 @@ def _reply_text(reply: AgentReply) -> str:
 
 
 def _replay_client(args: argparse.Namespace, original: TraceRecord) -> ModelClient:
-    """Return the client to re-send ``original`` with: --offline or --anthropic, else the
-    record's own provider (a record whose provider cannot re-send it is refused before)."""
+    """Return the client to re-send ``original`` with: --offline, --anthropic or --openai, else
+    the record's own provider (a record whose provider cannot re-send it is refused before;
+    a client of another request format is refused by ``replay``)."""
     chosen = [p for p in sending_providers() if getattr(args, p.name, False)]
     provider = chosen[0] if chosen else get_provider(original.provider)
     return provider_client(provider, config_from(args))
@@ -164,8 +166,10 @@ def _replay_text(r: ReplayResult) -> str:
     rec = r.record
     who = get_provider(rec.provider).model_label(rec.model)
     matched = {True: "yes", False: "NO", None: "nothing was sent"}[r.bytes_matched]
+    capability = replay_capability(r.original)
     lines = [
         f"replayed {r.original.call_id} as {rec.call_id} ({who})",
+        f"fidelity: {capability.label}: {capability.promise}",
         f"sent bytes matched the recorded hash: {matched} (prompt hash {r.original.prompt_hash})",
         f"status: {rec.status.value}"
         + (f"  latency {rec.latency_ms} ms" if rec.latency_ms else ""),
@@ -257,7 +261,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("id", help="call id or unique prefix")
     how = p.add_mutually_exclusive_group()
-    for provider in sending_providers():  # --anthropic, --offline: whatever the record's was
+    for provider in sending_providers():  # --anthropic, --openai, --offline
         how.add_argument(
             f"--{provider.name}", action="store_true", help=f"send to {provider.label}"
         )

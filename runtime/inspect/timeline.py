@@ -1,8 +1,9 @@
 """A session's timeline: its turns in order, each with status, latency, tokens and sections.
 
 Owns: ``TurnSummary`` (what one model call looks like in a list of calls), ``SessionTimeline``
-(one page of a session's turns, replays grouped under the turn they replayed) and
-``session_timeline``, which builds it from the trace store.
+(one page of a session's turns, replays grouped under the turn they replayed),
+``session_timeline``, which builds it from the trace store, and ``timeline_version``, which
+says cheaply whether it changed (an open session page polls it to show new turns).
 
 Invariants:
 - Turns are listed by turn number; a turn's first record that is not a replay is the turn, and
@@ -185,3 +186,11 @@ def session_timeline(
     names = {s.section for row in rows for s in row.sections}
     sections = tuple(sorted(names, key=section_rank))
     return SessionTimeline(session, rows, total, offset, limit, sections)
+
+
+def timeline_version(traces: TraceStore, session: str) -> str:
+    """Return a token that changes whenever a session's timeline would: a record added (a turn,
+    a replay, a re-page), an error, a flag. One read of the session's stored aggregates, so a
+    page can poll it every few seconds for nothing."""
+    stats = traces.session_stats([session])[0]
+    return f"{stats.calls}.{stats.errors}.{stats.flagged}.{stats.repages}"

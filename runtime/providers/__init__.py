@@ -5,7 +5,8 @@ Owns: the registry (``get_provider``, ``find_provider``, ``provider_names``,
 ``get_model_client``, which picks the client for a model profile. The interface is
 ``runtime.providers.base`` (``Provider``, ``ModelClient``); the providers are ``anthropic/``
 (the Messages API through the official SDK, the only package that imports it), ``openai/``
-(Chat Completions: read and priced, no client yet) and ``offline/`` (a deterministic local
+(Chat Completions through the official ``openai`` SDK, any OpenAI-compatible server by base
+URL) and ``offline/`` (a deterministic local
 model for the demo and tests). What a call returns is ``response``; the one usage type is
 ``usage``; the one price table is ``pricing``.
 
@@ -14,7 +15,7 @@ Invariants:
   send bytes that do not hash to it (ReplayMismatch), and returns a ``ModelResponse`` whose
   ``sent_sha256`` is the hash of what the model was actually sent.
 - No client holds an API key anywhere it could be printed.
-- Importing this package does not import the Anthropic SDK (about a second): the adapter loads
+- Importing this package imports neither SDK (about a second each): a client's module loads
   when a client is first made.
 """
 
@@ -93,9 +94,11 @@ def provider_names() -> tuple[str, ...]:
     return tuple(_PROVIDERS)
 
 
-def sending_providers() -> tuple[Provider, ...]:
-    """Return the providers whose clients re-send stored requests: where a replay can go."""
-    return tuple(p for p in _PROVIDERS.values() if p.sends_stored_requests)
+def sending_providers(request_format: str | None = None) -> tuple[Provider, ...]:
+    """Return the providers whose clients re-send stored requests: where a replay can go
+    (of ``request_format`` only, when given: where a record of that format can go)."""
+    return tuple(p for p in _PROVIDERS.values() if p.sends_stored_requests
+                 and request_format in (None, p.request_format))  # fmt: skip
 
 
 def get_model_client(

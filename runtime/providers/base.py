@@ -54,6 +54,8 @@ class Provider(ABC):
     label: ClassVar[str]  # what a page or message calls it: "the Anthropic API"
     # Its client can re-send the stored request bytes of its own records unchanged.
     sends_stored_requests: ClassVar[bool] = True
+    # The wire format of its requests: a record is replayed only by a client of the same format.
+    request_format: ClassVar[str] = "anthropic-messages"
     # The packer's Messages requests are this provider's request format (re-pages target it).
     takes_packed_requests: ClassVar[bool] = True
     # It caches the longest prefix it has seen without being asked (no cache breakpoints).

@@ -24,6 +24,7 @@ from typing import Any
 from runtime import limits
 from runtime.errors import InvalidInput, ModelCallFailed, ReplayMismatch
 from runtime.limits import InputRejected
+from runtime.providers.streams import assemble_message, is_event_stream, stream_payloads
 from runtime.providers.usage import Usage
 
 MALFORMED = "malformed-response"
@@ -123,10 +124,17 @@ class ModelResponse:
 
     @classmethod
     def from_body(
-        cls, body: bytes, *, latency_ms: float, attempts: tuple[Attempt, ...], sent_sha256: str
+        cls,
+        body: bytes,
+        *,
+        latency_ms: float,
+        attempts: tuple[Attempt, ...],
+        sent_sha256: str,
+        message: Mapping[str, Any] | None = None,
     ) -> ModelResponse:
-        """Parse a Messages API response body, or raise ModelCallFailed (malformed-response)."""
-        data = parse_message(body)
+        """Parse a Messages API response body (or take ``message``, already read from it), or
+        raise ModelCallFailed (malformed-response)."""
+        data = parse_message(body) if message is None else checked_message(message)
         return cls(
             body=body,
             data=data,
@@ -180,10 +188,17 @@ class RawResponse:
 
 
 def messages_response(raw: RawResponse, attempts: tuple[Attempt, ...]) -> ModelResponse:
-    """Parse a Messages API answer (the Anthropic API's, or the offline model's)."""
+    """Parse a Messages API answer (the Anthropic API's, or the offline model's), whole or
+    streamed (a replayed ``"stream": true`` request: its events assembled, its body kept raw)."""
+    message = None
+    if is_event_stream(raw.header("content-type"), raw.body):
+        message = assemble_message(stream_payloads(raw.body))
+        if message is None:
+            raise _malformed("the event stream held no message_start event")
     return ModelResponse.from_body(
-        raw.body, latency_ms=raw.latency_ms, attempts=attempts, sent_sha256=raw.sent_sha256
-    )
+        raw.body, latency_ms=raw.latency_ms, attempts=attempts, sent_sha256=raw.sent_sha256,
+        message=message,
+    )  # fmt: skip
 
 
 def messages_content(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -202,9 +217,14 @@ def parse_message(body: bytes) -> dict[str, Any]:
         raise _malformed(f"{exc.where}: {exc.reason}; first bytes {body[:60]!r}") from None
     if not isinstance(data, dict) or data.get("type") != "message":
         raise _malformed(f"the body is not a message object; first bytes {body[:60]!r}")
-    if not isinstance(data.get("content"), list):
-        raise _malformed("the message has no content list")
-    return data
+    return checked_message(data)
+
+
+def checked_message(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``data`` if it is a message with a content list, else raise malformed-response."""
+    if data.get("type") != "message" or not isinstance(data.get("content"), list):
+        raise _malformed("the message is not a message object with a content list")
+    return dict(data)
 
 
 def _malformed(detail: str) -> ModelCallFailed:

@@ -107,17 +107,24 @@ def client_headers(headers: Headers) -> list[tuple[str, str]]:
     return [(n, v) for n, v in headers if n.lower() not in _NOT_RETURNED]
 
 
+def _anthropic_error(kind: str, message: str) -> dict[str, object]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _openai_error(kind: str, message: str) -> dict[str, object]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+
+
+# Each wire format's error object, and what starts the SSE event that carries one.
+_ERRORS = {Family.ANTHROPIC: _anthropic_error, Family.OPENAI: _openai_error}
+_ERROR_EVENT_HEAD = {Family.ANTHROPIC: b"event: error\ndata: ", Family.OPENAI: b"data: "}
+
+
 def error_body(family: Family, status: int, kind: str, message: str) -> bytes:
     """Return an error the provider's SDKs parse: Anthropic's or OpenAI's error object."""
-    if family is Family.ANTHROPIC:
-        payload: dict[str, object] = {"type": "error", "error": {"type": kind, "message": message}}
-    else:
-        payload = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return json.dumps(_ERRORS[family](kind, message), separators=(",", ":")).encode()
 
 
 def stream_error_event(family: Family, kind: str, message: str) -> bytes:
     """Return the SSE event that tells a streaming client the stream failed, in its format."""
-    if family is Family.ANTHROPIC:
-        return b"event: error\ndata: " + error_body(family, 0, kind, message) + b"\n\n"
-    return b"data: " + error_body(family, 0, kind, message) + b"\n\n"
+    return _ERROR_EVENT_HEAD[family] + error_body(family, 0, kind, message) + b"\n\n"

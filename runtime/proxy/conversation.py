@@ -88,12 +88,9 @@ def read_conversation(family: Family, data: Mapping[str, Any], max_bytes: int) -
     """Return the blocks of a parsed request (a JSON object) in its provider's format."""
     parts = _Parts(f"proxy:{family.value}", max_bytes)
     messages = [m for m in data.get("messages") or () if isinstance(m, dict)]
-    if family is Family.ANTHROPIC:
-        setup = _anthropic_system(parts, data.get("system")) + _tools(parts, data.get("tools"))
-        per_message = [_anthropic_message(parts, m) for m in messages]
-    else:
-        setup = _tools(parts, data.get("tools"))
-        per_message = [_openai_message(parts, m) for m in messages]
+    system = _SYSTEM_READERS[family](parts, data.get("system"))
+    setup = system + _tools(parts, data.get("tools"))
+    per_message = [_MESSAGE_READERS[family](parts, m) for m in messages]
     keys = prefix_keys(family, data.get("system"), messages)
     return Conversation(str(data.get("model") or "unknown"), tuple(b for b in setup if b),
                         tuple(tuple(b for b in bs if b) for bs in per_message),
@@ -183,3 +180,12 @@ def _openai_message(parts: _Parts, message: Mapping[str, Any]) -> list[NewBlock 
             arguments = fn.get("arguments")  # not JSON: kept exactly as the model wrote it
         out.append(parts.call(str(call.get("id")), str(fn.get("name")), arguments))
     return out
+
+
+def _no_system(parts: _Parts, system: Any) -> list[NewBlock | None]:
+    return []  # Chat Completions carries its system prompt as a message
+
+
+# Each wire format's readers: where the system prompt is, and how a message reads as blocks.
+_SYSTEM_READERS = {Family.ANTHROPIC: _anthropic_system, Family.OPENAI: _no_system}
+_MESSAGE_READERS = {Family.ANTHROPIC: _anthropic_message, Family.OPENAI: _openai_message}

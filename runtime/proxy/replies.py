@@ -1,7 +1,6 @@
 """Reading what came back through the proxy: SSE streams assembled, usage and errors extracted.
 
-Owns: ``sse_events`` (raw SSE bytes -> (event, data) pairs), ``assemble`` (a stream -> the one
-message a non-streaming call would have returned) and ``Reply`` (a response body read as the
+Owns: ``read_reply`` and ``Reply`` (a response body read as the
 record needs it: message, usage, stop reason, error).
 
 Invariants:
@@ -14,10 +13,17 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.providers.streams import (
+    Payload,
+    assemble_chat_completion,
+    assemble_message,
+    stream_error,
+    stream_payloads,
+)
 from runtime.proxy.apis import Family
 from runtime.tracing.records import TokenUsage
 
@@ -33,20 +39,6 @@ class Reply:
     error_message: str | None = None
 
 
-def sse_events(raw: bytes) -> Iterator[tuple[str, str]]:
-    """Yield (event name, data) for each complete event of an SSE body."""
-    text = raw.decode("utf-8", "replace").replace("\r\n", "\n")
-    for block in text.split("\n\n"):
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-        if data:
-            yield name, "\n".join(data)
-
-
 def _json(text: str | bytes) -> Any:
     try:
         return json.loads(text)
@@ -57,10 +49,7 @@ def _json(text: str | bytes) -> Any:
 def read_reply(family: Family, body: bytes, *, streamed: bool) -> Reply:
     """Return what ``body`` says: the message (assembled if streamed), usage, stop, error."""
     if streamed:
-        events = [(name, _json(data)) for name, data in sse_events(body) if data != "[DONE]"]
-        if family is Family.ANTHROPIC:
-            return _anthropic_stream(events)
-        return _openai_stream(events)
+        return _stream(family, stream_payloads(body))
     data = _json(body)
     if not isinstance(data, dict):
         return Reply(None)
@@ -72,11 +61,7 @@ def _read_message(family: Family, data: dict[str, Any]) -> Reply:
     if isinstance(error, dict):
         return Reply(data, error_type=str(error.get("type") or error.get("code") or "error"),
                      error_message=str(error.get("message", "")))  # fmt: skip
-    if family is Family.ANTHROPIC:
-        return Reply(data, anthropic_usage(data.get("usage")), data.get("stop_reason"))
-    choices = data.get("choices") or [{}]
-    stop = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
-    return Reply(data, openai_usage(data.get("usage")), stop)
+    return _WIRES[family].reply(data)
 
 
 def anthropic_usage(usage: Any) -> TokenUsage | None:
@@ -102,110 +87,39 @@ def openai_usage(usage: Any) -> TokenUsage | None:
     )
 
 
-def _anthropic_stream(events: list[tuple[str, Any]]) -> Reply:
-    message: dict[str, Any] | None = None
-    partial: dict[int, str] = {}
-    for name, data in events:
-        if not isinstance(data, dict):
-            continue
-        kind = data.get("type", name)
-        if kind == "error":
-            error = data.get("error") or {}
-            return Reply(message or data, error_type=str(error.get("type", "error")),
-                         error_message=str(error.get("message", "")))  # fmt: skip
-        if kind == "message_start" and isinstance(data.get("message"), dict):
-            message = dict(data["message"], content=list(data["message"].get("content") or []))
-        elif message is not None:
-            _apply_anthropic(message, kind, data, partial)
-    if message is None:
-        return Reply(None)
-    return Reply(message, anthropic_usage(message.get("usage")), message.get("stop_reason"))
+def _stream(family: Family, payloads: list[Payload]) -> Reply:
+    """Read a stream: its assembled message, or the error event it ended with."""
+    wire = _WIRES[family]
+    failed = stream_error(payloads)
+    if failed is not None:
+        data = payloads[failed][1]
+        error = data.get("error") or {}
+        return Reply(wire.assemble(payloads[:failed]) or data,
+                     error_type=str(error.get("type") or "error"),
+                     error_message=str(error.get("message", "")))  # fmt: skip
+    message = wire.assemble(payloads)
+    return Reply(None) if message is None else wire.reply(message)
 
 
-def _apply_anthropic(
-    message: dict[str, Any], kind: str, data: dict[str, Any], partial: dict[int, str]
-) -> None:
-    content: list[Any] = message["content"]
-    index = data.get("index")
-    if kind == "content_block_start" and isinstance(data.get("content_block"), dict):
-        content.append(dict(data["content_block"]))
-    elif kind == "content_block_delta" and isinstance(index, int) and index < len(content):
-        delta, block = data.get("delta") or {}, content[index]
-        for key, field_name in (("text", "text"), ("thinking", "thinking"),
-                                ("signature", "signature")):  # fmt: skip
-            if key in delta:
-                block[field_name] = block.get(field_name, "") + str(delta[key])
-        if "partial_json" in delta:
-            partial[index] = partial.get(index, "") + str(delta["partial_json"])
-    elif kind == "content_block_stop" and isinstance(index, int) and index in partial:
-        parsed = _json(partial.pop(index) or "{}")
-        if index < len(content):
-            content[index]["input"] = parsed if parsed is not None else {}
-    elif kind == "message_delta":
-        message.update(data.get("delta") or {})
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            message["usage"] = {**(message.get("usage") or {}),
-                                **{k: v for k, v in usage.items() if v is not None}}  # fmt: skip
+def _messages_reply(data: dict[str, Any]) -> Reply:
+    return Reply(data, anthropic_usage(data.get("usage")), data.get("stop_reason"))
 
 
-def _openai_stream(events: list[tuple[str, Any]]) -> Reply:
-    head: dict[str, Any] | None = None
-    choices: dict[int, dict[str, Any]] = {}
-    usage: Any = None
-    for _, data in events:
-        if not isinstance(data, dict):
-            continue
-        if isinstance(data.get("error"), dict):
-            error = data["error"]
-            return Reply(data, error_type=str(error.get("type") or "error"),
-                         error_message=str(error.get("message", "")))  # fmt: skip
-        if head is None:
-            head = {k: data.get(k) for k in ("id", "created", "model", "system_fingerprint")}
-        usage = data.get("usage") or usage
-        for choice in data.get("choices") or ():
-            _apply_openai(choices.setdefault(int(choice.get("index", 0)), {}), choice)
-    if head is None:
-        return Reply(None)
-    ordered = [_openai_choice(i, choices[i]) for i in sorted(choices)]
-    message = {**head, "object": "chat.completion", "choices": ordered, "usage": usage}
-    stop = ordered[0]["finish_reason"] if ordered else None
-    return Reply(message, openai_usage(usage), stop)
+def _chat_reply(data: dict[str, Any]) -> Reply:
+    choices = data.get("choices") or [{}]
+    stop = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
+    return Reply(data, openai_usage(data.get("usage")), stop)
 
 
-def _apply_openai(state: dict[str, Any], choice: dict[str, Any]) -> None:
-    delta = choice.get("delta") or {}
-    if delta.get("role"):
-        state["role"] = delta["role"]
-    if delta.get("content"):
-        state["content"] = state.get("content", "") + str(delta["content"])
-    if delta.get("refusal"):
-        state["refusal"] = state.get("refusal", "") + str(delta["refusal"])
-    calls = state.setdefault("tool_calls", {})
-    for call in delta.get("tool_calls") or ():
-        slot = calls.setdefault(
-            int(call.get("index", 0)), {"function": {"name": "", "arguments": ""}}
-        )
-        if call.get("id"):
-            slot["id"] = call["id"]
-        if call.get("type"):
-            slot["type"] = call["type"]
-        fn = call.get("function") or {}
-        slot["function"]["name"] += str(fn.get("name") or "")
-        slot["function"]["arguments"] += str(fn.get("arguments") or "")
-    if choice.get("finish_reason"):
-        state["finish_reason"] = choice["finish_reason"]
+@dataclass(frozen=True)
+class _Wire:
+    """How one wire format's answer reads: its stream assembled, its message as a Reply."""
+
+    assemble: Callable[[Sequence[Payload]], dict[str, Any] | None]
+    reply: Callable[[dict[str, Any]], Reply]
 
 
-def _openai_choice(index: int, state: dict[str, Any]) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": state.get("role", "assistant"),
-                               "content": state.get("content")}  # fmt: skip
-    if state.get("refusal"):
-        message["refusal"] = state["refusal"]
-    calls = state.get("tool_calls") or {}
-    if calls:
-        message["tool_calls"] = [
-            {"id": c.get("id"), "type": c.get("type", "function"), "function": c["function"]}
-            for _, c in sorted(calls.items())
-        ]
-    return {"index": index, "message": message, "finish_reason": state.get("finish_reason")}
+_WIRES = {
+    Family.ANTHROPIC: _Wire(assemble_message, _messages_reply),
+    Family.OPENAI: _Wire(assemble_chat_completion, _chat_reply),
+}

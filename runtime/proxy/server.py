@@ -83,6 +83,12 @@ class _Counters:
     forwarded: int = 0  # calls that are not turns (count_tokens): forwarded, not recorded
     refused: int = 0
     upstream_failures: int = 0
+    handed_over: int = 0  # calls whose exchange is complete and handed to the recorder
+
+    @property
+    def in_flight(self) -> int:
+        """Calls still being forwarded (a streaming client may have stopped reading already)."""
+        return self.calls - self.refused - self.handed_over
 
 
 class _ClientGone(Exception):
@@ -191,7 +197,8 @@ class ProxyServer:
         """Return the status page's JSON: up, calls, recorded, lost, queue depth and more."""
         c = self.counters
         return {"up": True, "calls": c.calls, "forwarded_only": c.forwarded, "refused": c.refused,
-                "upstream_failures": c.upstream_failures, "fail_closed": self.settings.fail_closed,
+                "upstream_failures": c.upstream_failures, "in_flight": c.in_flight,
+                "fail_closed": self.settings.fail_closed,
                 "upstreams": {f.value: u for f, u in sorted(self.settings.upstreams.items())},
                 **self.recorder.status()}  # fmt: skip
 
@@ -262,6 +269,7 @@ class ProxyServer:
 
     def hand_over(self, api: Api, ex: Exchange) -> None:
         """Give a finished exchange to the recorder (before the client can see its last byte)."""
+        self.counters.handed_over += 1
         if not api.turn:
             self.counters.forwarded += 1
             return

@@ -12,9 +12,11 @@ Invariants:
 - Every send is recorded, whatever happens: a response, or the error (type, HTTP status, a
   message saying what to do, every attempt) on a NEW record whose parent is the original, in
   the original's session and turn. The original record is never changed.
-- A request whose provider has no client that re-sends it (``Provider.sends_stored_requests``:
-  OpenAI-format imports today) is refused with ``NotReplayable``, which names the re-page that
-  turns it into an Anthropic request.
+- A request is only sent through a client of a provider with the record's request format
+  (``Provider.request_format``): an OpenAI request to the OpenAI API (or a compatible server),
+  a Messages request to Anthropic or the offline model. Anything else, and a request whose
+  provider has no client that re-sends it (``Provider.sends_stored_requests``), is refused with
+  ``NotReplayable`` before anything is sent or recorded; the message names the way out.
 - A record whose model is retired (runtime.profiles.lifecycle) is refused with ``ModelRetired``, to any
   client, before anything is sent or recorded; the message names the re-page for the
   replacement. A deprecated model's warning is on ``ReplayResult.warnings``.
@@ -123,6 +125,7 @@ def replay(traces: TraceStore, call_id: str, client: ModelClient) -> ReplayResul
     """Re-send a record's stored request unchanged through ``client`` and record the outcome."""
     original = traces.get(call_id)
     check_replayable(original)
+    check_client_takes(original, client)
     warning = check_callable(
         original.model,
         action=f"replay trace {original.call_id}",
@@ -164,11 +167,25 @@ def check_replayable(record: TraceRecord) -> None:
         )
     if not capability.sendable:
         raise NotReplayable(
-            f"trace {record.call_id} is an OpenAI-format request ({record.model}, imported), "
-            "which cannot be sent to Anthropic byte for byte. Re-page it for an Anthropic "
+            f"trace {record.call_id} is a request for {capability.provider_label} "
+            f"({record.model}), which llm386 has no client to send. Re-page it for an Anthropic "
             f"model with `llm386 repage {record.call_id} --model claude-sonnet-4-6 --record`, "
             "then replay the new record"
         )
+
+
+def check_client_takes(record: TraceRecord, client: ModelClient) -> None:
+    """Raise NotReplayable unless ``client`` speaks the request format of ``record``."""
+    wanted, given = get_provider(record.provider), get_provider(provider_of(client))
+    if wanted.request_format != given.request_format:
+        raise NotReplayable(
+            f"trace {record.call_id} is a request for {wanted.label} ({record.model}); "
+            f"{given.label} takes other requests, so nothing was sent. Replay it with "
+            f"{wanted.label}: `llm386 replay {record.call_id} --{wanted.name}`"
+            + ("" if wanted.takes_packed_requests else
+               f"; or re-page it for an Anthropic model with `llm386 repage {record.call_id} "
+               "--model claude-sonnet-4-6 --record`, then replay the new record")
+        )  # fmt: skip
 
 
 def stored_request(traces: TraceStore, record: TraceRecord) -> bytes:

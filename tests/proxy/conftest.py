@@ -7,6 +7,7 @@ whose every request body is captured by an httpx2 event hook before it leaves.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,14 @@ class Stack:
         return self.proxy.base_url
 
     def records(self) -> list[TraceRecord]:
-        """Every record, oldest first, once the recorder has written what it was given."""
+        """Every record, oldest first, once every call is handed over and written.
+
+        An SDK reading a stream stops at its last event (OpenAI's ``data: [DONE]``) and may
+        return before the proxy has read the upstream's end of body and handed the call over,
+        so this waits for the calls in flight first."""
+        deadline = time.monotonic() + 30
+        while self.proxy.server.counters.in_flight and time.monotonic() < deadline:
+            time.sleep(0.005)
         assert self.recorder.flush(30)
         return sorted(self.traces.list(limit=None), key=lambda r: r.call_id)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.fakes.anthropic_server import error_reply
+from tests.fakes.anthropic_server import StreamReply, error_reply
+from tests.fakes.openai_server import chat_stream
 from tests.proxy.conftest import Stack, start_stack
 
 MODEL = "claude-sonnet-4-6"
@@ -111,3 +112,17 @@ def test_fifty_concurrent_streams_never_mix_their_sessions(stack: Stack) -> None
         assert len(tags) == 1, session
         bodies = [e.body for e in stack.store.entries(session) if e.kind.value == "user-message"]
         assert len({b[:15] for b in bodies}) == 1
+
+
+def test_records_waits_for_a_stream_the_client_stopped_reading_at_its_last_event(
+    stack: Stack,
+) -> None:
+    # The upstream pauses after [DONE] before ending the body: the SDK has returned by then.
+    done = chat_stream("hi")
+    stack.openai_up.enqueue(StreamReply((*done.events, b": bye\n\n"), pause=0.3))
+    chunks = stack.openai(max_retries=0).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hi"
+    [record] = stack.records()
+    assert stack.traces.response_bytes(record.call_id).endswith(b": bye\n\n")

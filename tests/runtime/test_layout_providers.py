@@ -12,11 +12,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SCANNED = ("runtime", "llm386web")
 PROVIDERS_DIR = "runtime/providers/"
-# Which package may import each SDK (httpx2 is the transport the anthropic SDK is built on).
+# Which packages may import each SDK. httpx2 is the transport both SDKs are built on (their
+# clients hook it to hash the bytes sent) and the capture proxy's upstream client.
 SDK_HOMES = {
-    "anthropic": "runtime/providers/anthropic/",
-    "httpx2": "runtime/providers/anthropic/",
-    "openai": "runtime/providers/openai/",
+    "anthropic": ("runtime/providers/anthropic/",),
+    "httpx2": ("runtime/providers/anthropic/", "runtime/providers/openai/", "runtime/proxy/"),
+    "openai": ("runtime/providers/openai/",),
 }
 NAMES = frozenset({"anthropic", "openai", "offline"})
 # Enum members (Provider.ANTHROPIC) and module constants (catalog.ANTHROPIC) spelling a name.

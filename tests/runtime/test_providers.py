@@ -8,7 +8,7 @@ import json
 import pytest
 
 from runtime.blocks import canonical_json
-from runtime.errors import InvalidInput, ModelCallFailed, UnknownModel
+from runtime.errors import InvalidInput, ModelCallFailed
 from runtime.providers import (
     AnthropicAdapter,
     OfflineModel,
@@ -46,9 +46,11 @@ def test_an_unknown_provider_is_refused_by_name():
 
 
 def test_replays_go_to_the_providers_whose_clients_resend_stored_bytes():
-    assert [p.name for p in sending_providers()] == ["anthropic", "offline"]
-    with pytest.raises(UnknownModel, match="no OpenAI client"):
-        get_provider("openai").client()
+    assert [p.name for p in sending_providers()] == ["anthropic", "openai", "offline"]
+    messages = get_provider("anthropic").request_format
+    chat = get_provider("openai").request_format
+    assert [p.name for p in sending_providers(messages)] == ["anthropic", "offline"]
+    assert [p.name for p in sending_providers(chat)] == ["openai"]
 
 
 def test_render_is_the_canonical_json_the_prompt_hash_is_taken_over():

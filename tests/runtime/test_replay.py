@@ -209,6 +209,7 @@ def test_an_imported_openai_turn_is_refused_with_the_repage_to_run(
     with pytest.raises(NotReplayable) as refused:
         replay(traces, imported.call_id, make_adapter())
     assert f"llm386 repage {imported.call_id} --model claude-" in str(refused.value)
+    assert f"llm386 replay {imported.call_id} --openai" in str(refused.value)
     assert model_server.request_count == 0
 
 

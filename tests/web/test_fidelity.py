@@ -25,22 +25,22 @@ OPENAI_REQUEST = canonical_json(
 RETIRED_REQUEST = canonical_json({"max_tokens": 64, "model": "claude-sonnet-4-5",
                                   "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
 # (provider, model, origin, request) a store can hold: live calls (one to a retired model),
-# offline calls and imports.
+# offline calls, imports and captures by the proxy.
 KINDS = [
     (Provider.ANTHROPIC, "claude-haiku-4-5", TraceOrigin.LIVE, ANTHROPIC_REQUEST),
     (Provider.ANTHROPIC, "claude-sonnet-4-5", TraceOrigin.LIVE, RETIRED_REQUEST),
     (Provider.OFFLINE, "llm386-offline", TraceOrigin.LIVE, ANTHROPIC_REQUEST),
     (Provider.OPENAI, "gpt-4o", TraceOrigin.IMPORT, OPENAI_REQUEST),
+    (Provider.ANTHROPIC, "claude-haiku-4-5", TraceOrigin.CAPTURE, ANTHROPIC_REQUEST),
+    (Provider.OPENAI, "gpt-4o", TraceOrigin.CAPTURE, OPENAI_REQUEST),
 ]
-EXPECTED = {  # (model, bytes intact) -> fidelity
-    ("claude-haiku-4-5", True): Fidelity.REPLAY_COMPLETE,
-    ("claude-sonnet-4-5", True): Fidelity.MODEL_RETIRED,
-    ("llm386-offline", True): Fidelity.REPLAY_COMPLETE,
-    ("gpt-4o", True): Fidelity.REBUILT,
-    ("claude-haiku-4-5", False): Fidelity.NOT_REPLAYABLE,
-    ("claude-sonnet-4-5", False): Fidelity.NOT_REPLAYABLE,
-    ("llm386-offline", False): Fidelity.NOT_REPLAYABLE,
-    ("gpt-4o", False): Fidelity.NOT_REPLAYABLE,
+EXPECTED = {  # (model, origin) -> fidelity of intact bytes (damaged ones are not replayable)
+    ("claude-haiku-4-5", TraceOrigin.LIVE): Fidelity.REPLAY_COMPLETE,
+    ("claude-sonnet-4-5", TraceOrigin.LIVE): Fidelity.MODEL_RETIRED,
+    ("llm386-offline", TraceOrigin.LIVE): Fidelity.REPLAY_COMPLETE,
+    ("gpt-4o", TraceOrigin.IMPORT): Fidelity.REBUILT,
+    ("claude-haiku-4-5", TraceOrigin.CAPTURE): Fidelity.CAPTURED,
+    ("gpt-4o", TraceOrigin.CAPTURE): Fidelity.CAPTURED,
 }
 
 
@@ -68,22 +68,26 @@ def test_badge_and_replay_agree_for_every_provider_and_state(
 ) -> None:  # fmt: skip
     call_id = _put(traces, provider, model, origin, request_bytes, intact)
     capability = replay_capability(traces.get(call_id))
-    assert capability.fidelity is EXPECTED[(model, intact)]
+    assert capability.fidelity is (EXPECTED[(model, origin)] if intact else Fidelity.NOT_REPLAYABLE)
     page = html.unescape(logged_in.get(f"/traces/{call_id}/").content.decode())
     assert (
         f'data-fidelity="{capability.fidelity.value}" title="{capability.title}">{capability.label}<'
         in page
     )
-    assert ("replay-complete" in page) == capability.can_replay  # no other promise on the page
-    assert ("Replay with the offline model" in page) == (not capability.can_repage)
+    assert f"{capability.promise}." in page  # what replay promises, said beside the form
+    assert ("Replay with " in page) == capability.can_replay
     assert ("Re-page and record" in page) == capability.can_repage
+    # Only clients of the record's request format are offered.
+    messages_format = provider is not Provider.OPENAI
+    assert ("Replay with the offline model" in page) == (capability.can_replay and messages_format)
+    assert ("Replay with the OpenAI API" in page) == (capability.can_replay and not messages_format)
     try:
         replay(traces, call_id, OfflineModel())
     except (NotReplayable, ReplayMismatch, ModelRetired):
         replayed = False
     else:
         replayed = True
-    assert replayed == capability.can_replay
+    assert replayed == (capability.can_replay and messages_format)
 
 
 def test_a_rebuilt_import_says_what_replay_can_and_cannot_do(
@@ -92,4 +96,13 @@ def test_a_rebuilt_import_says_what_replay_can_and_cannot_do(
     call_id = _put(traces, Provider.OPENAI, "gpt-4o", TraceOrigin.IMPORT, OPENAI_REQUEST, True)
     page = logged_in.get(f"/traces/{call_id}/").content.decode()
     assert ">rebuilt<" in page and ">replay-complete<" not in page
-    assert "replay cannot send it" in page and "Re-page it for an Anthropic model" in page
+    assert "not the bytes the agent sent" in page and "Re-page it for an Anthropic model" in page
+    assert "not proven to be what the agent sent" in page  # the promise beside the form
+    assert "Replay with the OpenAI API" in page and "Re-page and record" in page
+
+
+def test_an_openai_record_is_never_replayed_to_a_messages_client(traces: Any) -> None:
+    call_id = _put(traces, Provider.OPENAI, "gpt-4o", TraceOrigin.CAPTURE, OPENAI_REQUEST, True)
+    with pytest.raises(NotReplayable, match="--openai"):
+        replay(traces, call_id, OfflineModel())
+    assert len(traces.list(limit=None)) == 1  # nothing was sent or recorded

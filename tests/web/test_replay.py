@@ -130,7 +130,8 @@ def test_an_imported_turn_is_refused_and_can_be_re_paged(
     page = logged_in.get(f"/traces/{rec.call_id}/").content.decode()
     assert "Re-page and record" in page and "Replay with the Anthropic API" not in page
     refused = logged_in.post(f"/traces/{rec.call_id}/replay", {"target": "offline"}, headers=HX)
-    assert refused.status_code == 422 and b"OpenAI-format request" in refused.content
+    assert refused.status_code == 422
+    assert b"Choose where to send the request: openai (got &#x27;offline&#x27;)" in refused.content
     moved = logged_in.post(f"/traces/{rec.call_id}/repage", {"profile": "claude-sonnet-4-6"})
     assert moved.status_code == 302
     new_page = logged_in.get(moved["Location"]).content.decode()

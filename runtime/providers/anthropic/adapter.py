@@ -26,23 +26,17 @@ Invariants:
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anthropic
 import httpx2
 
-from runtime import limits
-from runtime.blocks import canonical_json
-from runtime.errors import Llm386Error, ModelCallFailed
+from runtime.errors import ModelCallFailed
 from runtime.profiles.lifecycle import check_callable
 from runtime.providers.anthropic.provider import (
     API_KEY_ENV,
@@ -50,6 +44,13 @@ from runtime.providers.anthropic.provider import (
     base_url_from_env,
     key_from_env,
 )
+from runtime.providers.httpclient import Scrubber
+from runtime.providers.httpclient import error_detail as _error_detail
+from runtime.providers.httpclient import ms_since as _ms_since
+from runtime.providers.httpclient import public_url as _public_url
+from runtime.providers.httpclient import retry_after as _retry_after
+from runtime.providers.httpclient import sha256 as _sha256
+from runtime.providers.httpclient import with_wait as _with_wait
 from runtime.providers.response import (
     Attempt,
     ModelResponse,
@@ -66,9 +67,6 @@ BYTE_MISMATCH = "byte-mismatch"
 MISSING_KEY = "missing-key"
 TIMEOUT = "timeout"
 CONNECTION = "connection"
-MAX_QUOTED_CHARS = 200  # of a non-JSON error body quoted in a message
-MIN_SECRET_PREFIX = 8  # a cut copy of a secret shorter than this is not masked
-MAX_ERROR_TYPE_CHARS = 80  # of the API's error type, which names a kind and is never long
 
 
 class _BytesAltered(Exception):
@@ -357,59 +355,7 @@ class AnthropicAdapter:
 
         A server or gateway could echo them, whole or cut short; cut copies are masked too.
         """
-        if self._api_key:
-            text = _mask(text, self._api_key, "[api key]")
-        for secret in _url_secrets(self._target_url()):
-            text = _mask(text, secret, "[credentials]")
-        return text
-
-
-def _mask(text: str, secret: str, label: str) -> str:
-    """Replace ``secret`` in ``text``, and every run of 8+ characters cut from any part of it.
-
-    A server may echo the key's head, its tail ("...x7Kq2vLm") or a middle piece; each is a
-    substring of the key at least ``MIN_SECRET_PREFIX`` long, so each is masked.
-    """
-    text = text.replace(secret, label)
-    if len(secret) < MIN_SECRET_PREFIX:
-        return text
-    pieces = _pieces(secret)
-    kept, start = [], 0
-    for found in pieces.finditer(text):
-        if found.start() < start:
-            continue  # inside a run already masked
-        end = found.end()
-        while end < len(text) and text[found.start() : end + 1] in secret:
-            end += 1
-        kept += [text[start : found.start()], label]
-        start = end
-    return "".join(kept) + text[start:]
-
-
-@functools.lru_cache(maxsize=8)
-def _pieces(secret: str) -> re.Pattern[str]:
-    """Match any ``MIN_SECRET_PREFIX`` characters in a row taken from ``secret``."""
-    grams = {secret[i : i + MIN_SECRET_PREFIX] for i in range(len(secret) - MIN_SECRET_PREFIX + 1)}
-    return re.compile("|".join(re.escape(gram) for gram in sorted(grams)))
-
-
-def _url_secrets(url: str) -> Iterator[str]:
-    """Yield the ``user:password`` part of ``url`` and its password, as written and decoded."""
-    userinfo = urlsplit(url).netloc.rpartition("@")[0]
-    password = userinfo.partition(":")[2]
-    # Longest first, so the whole user:password goes before its password alone.
-    for secret in (userinfo, unquote(userinfo), password, unquote(password)):
-        if secret:
-            yield secret
-
-
-def _public_url(url: str) -> str:
-    """Return ``url`` with any ``user:password@`` replaced, so that a message can name it."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"[credentials]@{host}"))
+        return Scrubber(self._api_key, self._target_url())(text)
 
 
 def _advice(error_type: str, status: int | None, tries: int, adapter: AnthropicAdapter) -> str:
@@ -454,40 +400,3 @@ def _status_advice(status: int, tries: int) -> str:
     if status >= 500:
         return f"the API failed with {status} after {_attempts(tries)}: try again later and replay"
     return f"the API rejected the request with {status}: fix the request; retrying will not help"
-
-
-def _error_detail(reply: RawResponse, scrub: Callable[[str], str]) -> tuple[str, str]:
-    """Return (error type, message) from an error body of the API's shape, else its raw text.
-
-    Both come from the server, so both are scrubbed (a gateway may put the key in either, or
-    nest it deeper in the message). Raw text is scrubbed whole before it is shortened: a key
-    cut in two by the shortening would no longer match the key.
-    """
-    try:
-        error = limits.loads(reply.body, "the error body", limits.RESPONSE_LIMITS)["error"]
-        kind, message = error["type"], error.get("message", "")
-    except (Llm386Error, TypeError, KeyError, AttributeError):
-        text = scrub(reply.body.decode("utf-8", "replace"))
-        return f"http-{reply.status}", text[:MAX_QUOTED_CHARS]
-    kind = scrub(kind if isinstance(kind, str) else canonical_json(kind).decode())
-    message = message if isinstance(message, str) else canonical_json(message).decode()
-    return kind[:MAX_ERROR_TYPE_CHARS], scrub(message)
-
-
-def _retry_after(reply: RawResponse) -> float | None:
-    try:
-        return float(reply.header("retry-after") or "")
-    except ValueError:
-        return None  # absent, or an HTTP date: fall back to our own backoff
-
-
-def _with_wait(attempt: Attempt, wait_seconds: float) -> Attempt:
-    return replace(attempt, wait_ms=round(wait_seconds * 1000, 3))
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

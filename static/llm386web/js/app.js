@@ -73,7 +73,7 @@
       button.classList.add("copied");
       setTimeout(function () { button.textContent = "Copy"; button.classList.remove("copied"); }, 1500);
     }, function () {
-      flash("The browser did not allow copying; select the hash and copy it by hand.", "warning");
+      flash("The browser did not allow copying; select the text and copy it by hand.", "warning");
     });
   });
 
