@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime import LmdbStore, open_store
+from runtime import KvBlockStore, open_store
 from runtime.paging.faults import load_state
-from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.storage.sessioncheck import check_sessions, reply_ids
+from runtime.storage.tracestore import KvTraceStore
 from runtime.tracing.records import TraceOrigin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ class Worker:
         return "ready" in self.lines()
 
 
-def spawn(role: str, store: Path, name: str, logs: Path, count: int | None = None) -> Worker:
+def spawn(role: str, store: Path | str, name: str, logs: Path, count: int | None = None) -> Worker:
     out = logs / f"{name}.out"
     args = [sys.executable, "-m", "tests.fuzz.crash_worker", role, str(store), name]
     args += [] if count is None else [str(count)]
@@ -83,10 +83,10 @@ class Findings:
     turns_without_reply: int
 
 
-def check(path: Path, acks: Acks) -> Findings:
+def check(path: Path | str, acks: Acks) -> Findings:
     """Verify the store and look for every acknowledged write in it."""
     store = open_store(path)
-    traces = LmdbTraceStore(store)
+    traces = KvTraceStore(store)
     problems = [
         p.code + ": " + p.detail for p in store.verify().problems + traces.verify().problems
     ]
@@ -109,7 +109,7 @@ def check(path: Path, acks: Acks) -> Findings:
     )  # fmt: skip
 
 
-def _lost_turns(store: LmdbStore, traces: LmdbTraceStore, acks: Acks) -> list[str]:
+def _lost_turns(store: KvBlockStore, traces: KvTraceStore, acks: Acks) -> list[str]:
     session = "agent-shared"
     records = traces.get_many([cid for _, cid in traces.turns(session)])
     live = [r for r in records if r.origin is TraceOrigin.LIVE]

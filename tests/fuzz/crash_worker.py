@@ -15,14 +15,14 @@ from __future__ import annotations
 import hashlib
 import sys
 
-from runtime import LmdbStore, NewBlock, open_store
+from runtime import KvBlockStore, NewBlock, open_store
 from runtime.agent.core import Agent
 from runtime.errors import SessionNotFound
 from runtime.paging.eviction import EvictionConfig
 from runtime.paging.faults import FaultKind, PageFault, record_faults
 from runtime.providers import OfflineModel
-from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.storage.purge import purge_session
+from runtime.storage.tracestore import KvTraceStore
 from runtime.transfer.importer import ImportOptions, import_transcripts
 from tests.runtime.atomic_support import transcript_file
 
@@ -40,7 +40,7 @@ def _task(name: str, i: int) -> int:
     return int(hashlib.sha256(f"{name}/{i}".encode()).hexdigest()[:6], 16) % 900_000 + 1000
 
 
-def run(role: str, store: LmdbStore, traces: LmdbTraceStore, name: str, i: int) -> None:
+def run(role: str, store: KvBlockStore, traces: KvTraceStore, name: str, i: int) -> None:
     if role == "import":
         task = SHARED_TASK if i % 3 == 0 else _task(name, i)
         report = import_transcripts(store, traces, transcript_file(task))
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> None:
     role, path, name = argv[:3]
     count = int(argv[3]) if len(argv) > 3 else None
     store = open_store(path)
-    traces = LmdbTraceStore(store)
+    traces = KvTraceStore(store)
     if role == "fault":
         store.atomic(lambda: _fault_session(store))
     _ack("ready")
@@ -77,7 +77,7 @@ def main(argv: list[str]) -> None:
         i += 1
 
 
-def _fault_session(store: LmdbStore) -> None:
+def _fault_session(store: KvBlockStore) -> None:
     try:
         store.session_info(FAULT_SESSION)
     except SessionNotFound:
