@@ -25,12 +25,34 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from runtime import limits
 from runtime.blocks import canonical_json
-from runtime.errors import Llm386Error
+from runtime.errors import Llm386Error, ModelCallFailed
 from runtime.providers.response import Attempt, RawResponse
 
 MAX_QUOTED_CHARS = 200  # of a non-JSON error body quoted in a message
 MIN_SECRET_PREFIX = 8  # a cut copy of a secret shorter than this is not masked
 MAX_ERROR_TYPE_CHARS = 80  # of the API's error type, which names a kind and is never long
+
+
+# Failure kinds both clients report in their attempts.
+BYTE_MISMATCH = "byte-mismatch"
+MISSING_KEY = "missing-key"
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+
+
+class BytesAltered(Exception):
+    """Raised inside a request hook to stop a send whose bytes are not the request's."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended: a successful answer, or a failure and whether to try again."""
+
+    attempt: Attempt
+    raw: RawResponse | None = None
+    failure: ModelCallFailed | None = None
+    retryable: bool = False
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)

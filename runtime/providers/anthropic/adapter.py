@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -44,7 +44,15 @@ from runtime.providers.anthropic.provider import (
     base_url_from_env,
     key_from_env,
 )
-from runtime.providers.httpclient import Scrubber
+from runtime.providers.httpclient import (
+    BYTE_MISMATCH,
+    CONNECTION,
+    MISSING_KEY,
+    TIMEOUT,
+    Scrubber,
+)
+from runtime.providers.httpclient import BytesAltered as _BytesAltered
+from runtime.providers.httpclient import Outcome as _Outcome
 from runtime.providers.httpclient import error_detail as _error_detail
 from runtime.providers.httpclient import ms_since as _ms_since
 from runtime.providers.httpclient import public_url as _public_url
@@ -63,25 +71,6 @@ from runtime.providers.response import (
 __all__ = ["API_KEY_ENV", "AnthropicAdapter", "api_key_available"]
 
 MESSAGES_PATH = "/v1/messages"
-BYTE_MISMATCH = "byte-mismatch"
-MISSING_KEY = "missing-key"
-TIMEOUT = "timeout"
-CONNECTION = "connection"
-
-
-class _BytesAltered(Exception):
-    """Raised inside the request hook to stop a send whose bytes are not the request's."""
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """How one attempt ended: a successful answer, or a failure and whether to try again."""
-
-    attempt: Attempt
-    raw: RawResponse | None = None
-    failure: ModelCallFailed | None = None
-    retryable: bool = False
-    retry_after: float | None = None
 
 
 class AnthropicAdapter:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import TracebackType
 
 import httpx2
@@ -39,6 +39,10 @@ import openai
 from runtime.errors import ModelCallFailed
 from runtime.profiles.lifecycle import check_callable
 from runtime.providers.httpclient import (
+    BYTE_MISMATCH,
+    CONNECTION,
+    MISSING_KEY,
+    TIMEOUT,
     Scrubber,
     error_detail,
     is_retryable,
@@ -48,6 +52,8 @@ from runtime.providers.httpclient import (
     sha256,
     with_wait,
 )
+from runtime.providers.httpclient import BytesAltered as _BytesAltered
+from runtime.providers.httpclient import Outcome as _Outcome
 from runtime.providers.openai.provider import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -61,23 +67,6 @@ from runtime.providers.response import Attempt, ModelResponse, RawResponse, chec
 __all__ = ["CHAT_PATH", "OpenAIClient"]
 
 CHAT_PATH = "/chat/completions"  # under the base URL, which ends in /v1
-BYTE_MISMATCH = "byte-mismatch"
-MISSING_KEY = "missing-key"
-TIMEOUT = "timeout"
-CONNECTION = "connection"
-
-
-class _BytesAltered(Exception):
-    """Raised inside the request hook to stop a send whose bytes are not the request's."""
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    attempt: Attempt
-    raw: RawResponse | None = None
-    failure: ModelCallFailed | None = None
-    retryable: bool = False
-    retry_after: float | None = None
 
 
 class OpenAIClient:
