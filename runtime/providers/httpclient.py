@@ -1,35 +1,41 @@
-"""What every provider's HTTP client shares: secrets kept out of messages, error bodies read,
-and the retry policy's small pieces.
+"""What every provider's HTTP client shares: the byte check, error bodies read, the retry loop.
 
-Owns: ``Scrubber`` (removes an API key and a base URL's credentials, whole or cut short, from
-text quoted from elsewhere), ``public_url``, ``error_detail`` (type and message of an error body
+Owns: ``RetryingClient`` (the base of the Anthropic adapter and the OpenAI client: the SDK client
+on an ``httpx2`` transport whose request hook checks the bytes, one raw exchange, the retry loop,
+failures turned into ``ModelCallFailed``), ``error_detail`` (type and message of an error body
 in either API's shape), ``retry_after``, ``is_retryable``, ``with_wait``, ``ms_since`` and
-``sha256``. The Anthropic adapter and the OpenAI client both use them, so both keep the same
-promises about keys and retries.
+``sha256``. Both clients are built on them, so both keep the same promises about bytes, keys
+and retries; a subclass names its SDK's path and exceptions, builds the SDK client, parses an
+answer and words the advice. Text quoted from a server is scrubbed of secrets
+(``runtime.providers.scrub``) before it reaches a message.
 
 Invariants:
-- A scrubbed text contains neither the secret nor any run of ``MIN_SECRET_PREFIX`` or more
-  characters cut from it; text is scrubbed whole before it is shortened.
 - 429 and every 5xx are retryable; other statuses are not (retrying will not change them).
+- The bytes on the wire are the request bytes given: the ``request`` hook hashes what is about
+  to be sent and aborts before any byte leaves if it is not the request's hash.
+- Retries are ours (the SDK's ``max_retries`` is 0), so each attempt is recorded; the backoff
+  is deterministic (``retry-after`` honoured, capped) and no retry starts past ``total_timeout``.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import re
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from urllib.parse import unquote, urlsplit, urlunsplit
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import httpx2
 
 from runtime import limits
 from runtime.blocks import canonical_json
 from runtime.errors import Llm386Error, ModelCallFailed
-from runtime.providers.response import Attempt, RawResponse
+from runtime.providers.response import Attempt, ModelResponse, RawResponse, check_request
+from runtime.providers.scrub import Scrubber, public_url
 
 MAX_QUOTED_CHARS = 200  # of a non-JSON error body quoted in a message
-MIN_SECRET_PREFIX = 8  # a cut copy of a secret shorter than this is not masked
 MAX_ERROR_TYPE_CHARS = 80  # of the API's error type, which names a kind and is never long
 
 
@@ -53,69 +59,6 @@ class Outcome:
     failure: ModelCallFailed | None = None
     retryable: bool = False
     retry_after: float | None = None
-
-
-@dataclass(frozen=True)
-class Scrubber:
-    """Removes one API key and one base URL's ``user:password`` from text."""
-
-    api_key: str | None
-    url: str
-
-    def __call__(self, text: str) -> str:
-        if self.api_key:
-            text = mask(text, self.api_key, "[api key]")
-        for secret in url_secrets(self.url):
-            text = mask(text, secret, "[credentials]")
-        return text
-
-
-def mask(text: str, secret: str, label: str) -> str:
-    """Replace ``secret`` in ``text``, and every run of 8+ characters cut from any part of it.
-
-    A server may echo the key's head, its tail ("...x7Kq2vLm") or a middle piece; each is a
-    substring of the key at least ``MIN_SECRET_PREFIX`` long, so each is masked.
-    """
-    text = text.replace(secret, label)
-    if len(secret) < MIN_SECRET_PREFIX:
-        return text
-    pieces = _pieces(secret)
-    kept, start = [], 0
-    for found in pieces.finditer(text):
-        if found.start() < start:
-            continue  # inside a run already masked
-        end = found.end()
-        while end < len(text) and text[found.start() : end + 1] in secret:
-            end += 1
-        kept += [text[start : found.start()], label]
-        start = end
-    return "".join(kept) + text[start:]
-
-
-@functools.lru_cache(maxsize=8)
-def _pieces(secret: str) -> re.Pattern[str]:
-    """Match any ``MIN_SECRET_PREFIX`` characters in a row taken from ``secret``."""
-    grams = {secret[i : i + MIN_SECRET_PREFIX] for i in range(len(secret) - MIN_SECRET_PREFIX + 1)}
-    return re.compile("|".join(re.escape(gram) for gram in sorted(grams)))
-
-
-def url_secrets(url: str) -> Iterator[str]:
-    """Yield the ``user:password`` part of ``url`` and its password, as written and decoded."""
-    userinfo = urlsplit(url).netloc.rpartition("@")[0]
-    password = userinfo.partition(":")[2]
-    # Longest first, so the whole user:password goes before its password alone.
-    for secret in (userinfo, unquote(userinfo), password, unquote(password)):
-        if secret:
-            yield secret
-
-
-def public_url(url: str) -> str:
-    """Return ``url`` with any ``user:password@`` replaced, so that a message can name it."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"[credentials]@{host}"))
 
 
 def error_detail(reply: RawResponse, scrub: Callable[[str], str]) -> tuple[str, str]:
@@ -164,3 +107,247 @@ def ms_since(started: float) -> float:
 def sha256(data: bytes) -> str:
     """Return the hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def attempts_phrase(count: int) -> str:
+    """Return "1 attempt" or "N attempts", for advice."""
+    return "1 attempt" if count == 1 else f"{count} attempts"
+
+
+class RetryingClient:
+    """Send stored request bytes unchanged through an official SDK, with our own retries.
+
+    ``timeout`` (seconds) bounds each attempt, ``connect_timeout`` (default: ``timeout``) its
+    connection, ``total_timeout`` (default: none) all attempts and waits together: no retry
+    starts that could not finish within it. ``max_retries`` counts attempts after the first.
+    A retry waits ``retry-after`` when the server sends it, else ``backoff_seconds * 2**(n-1)``;
+    either is capped at ``max_backoff_seconds``.
+    """
+
+    provider: str  # the Provider's name
+    path: ClassVar[str]  # POSTed to, under the SDK's base URL
+    connection_error: ClassVar[type[Exception]]  # the SDK's "no answer arrived"
+    timeout_error: ClassVar[type[Exception]]  # a subclass of connection_error
+    status_error: ClassVar[type[Exception]]  # the SDK's error carrying a non-2xx ``response``
+    missing_key: ClassVar[str]  # the message when there is no API key
+
+    def __init__(
+        self, api_key: str | None, timeout: float, max_retries: int, *, backoff_seconds: float,
+        max_backoff_seconds: float, connect_timeout: float | None, total_timeout: float | None,
+    ) -> None:  # fmt: skip
+        self._api_key = api_key
+        self.timeout = timeout
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
+        self.total_timeout = total_timeout
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sdk: Any = None
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "missing"
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, timeout={self.timeout}, "
+            f"max_retries={self.max_retries}, api_key={key})"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """Where requests go (the API root), without credentials."""
+        return public_url(self._target_url())
+
+    # What a subclass provides.
+
+    def _target_url(self) -> str:
+        """Return the API root requests go to, credentials and all."""
+        raise NotImplementedError
+
+    def _make_sdk(self, timeout: httpx2.Timeout, http: httpx2.Client) -> Any:
+        """Return the SDK client over ``http``, with the SDK's own retries off."""
+        raise NotImplementedError
+
+    def _check_model(self, request_bytes: bytes) -> None:
+        """Raise ModelRetired (nothing sent) if the request names a retired model."""
+        raise NotImplementedError
+
+    def _parse(self, raw: RawResponse, attempts: tuple[Attempt, ...]) -> ModelResponse:
+        """Return the model's answer from a successful ``raw`` reply."""
+        raise NotImplementedError
+
+    def _advice(self, error_type: str, status: int, tries: int) -> str:
+        """Return what happened and what to do, for a call that ended after ``tries`` attempts."""
+        raise NotImplementedError
+
+    # The shared machinery.
+
+    def send(self, request_bytes: bytes, *, expected_sha256: str | None) -> ModelResponse:
+        """Send ``request_bytes`` unchanged to POST {base_url}{path}; return the reply.
+
+        Raises ReplayMismatch (nothing sent) if the bytes do not hash to ``expected_sha256``,
+        ModelRetired (nothing sent) if they name a retired model, ModelCallFailed for every
+        failure (after the retries it allows).
+        """
+        request_sha = check_request(request_bytes, expected_sha256)
+        self._check_model(request_bytes)
+        sdk = self._client()
+        attempts: list[Attempt] = []
+        started = time.perf_counter()
+        for number in range(1, self.max_retries + 2):
+            timeout = self._attempt_timeout(started)
+            outcome = self._attempt(sdk, number, request_bytes, request_sha, timeout)
+            if outcome.failure is None:
+                attempts.append(outcome.attempt)
+                return self._response(outcome, tuple(attempts), started)
+            wait = self._wait_seconds(number, outcome.retry_after)
+            last = not outcome.retryable or number > self.max_retries
+            if last or self._out_of_time(started, wait):
+                attempts.append(outcome.attempt)
+                raise self._final(outcome.failure, tuple(attempts))
+            attempts.append(with_wait(outcome.attempt, wait))
+            time.sleep(wait)
+        raise AssertionError("unreachable: the loop returns or raises on its last attempt")
+
+    def send_raw(self, request_bytes: bytes, *, expected_sha256: str | None) -> RawResponse:
+        """Send ``request_bytes`` unchanged once; return the answer as it arrived, any status.
+
+        No retries and no parsing. Raises ReplayMismatch (nothing sent) if the bytes do not hash
+        to ``expected_sha256``, ModelCallFailed if no answer arrived (timeout, connection, the
+        byte check refusing what the SDK was about to send).
+        """
+        request_sha = check_request(request_bytes, expected_sha256)
+        sdk = self._client()
+        started = time.perf_counter()
+        try:
+            return self._post(sdk, request_bytes, request_sha, self._attempt_timeout(started))
+        except self.connection_error as exc:
+            outcome = self._connection_outcome(1, exc, request_sha, ms_since(started))
+        assert outcome.failure is not None
+        raise self._final(outcome.failure, (outcome.attempt,))
+
+    def close(self) -> None:
+        """Close the HTTP connections; the client opens new ones if used again."""
+        with self._lock:
+            sdk, self._sdk = self._sdk, None
+        if sdk is not None:
+            sdk.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.close()
+
+    def _client(self) -> Any:
+        if not self._api_key:
+            raise ModelCallFailed(self.missing_key, error_type=MISSING_KEY)
+        with self._lock:
+            if self._sdk is None:
+                timeout = httpx2.Timeout(self.timeout, connect=self.connect_timeout)
+                http = httpx2.Client(timeout=timeout, event_hooks={"request": [self._on_request]})
+                self._sdk = self._make_sdk(timeout, http)
+            return self._sdk
+
+    def _on_request(self, request: httpx2.Request) -> None:
+        # Runs after the SDK built the request and before a byte is sent.
+        sent = sha256(request.read())
+        self._local.sent_sha256 = sent
+        if sent != getattr(self._local, "expected_sha256", None):
+            raise BytesAltered(sent)
+
+    def _attempt(
+        self, sdk: Any, number: int, request_bytes: bytes, request_sha: str, timeout: float
+    ) -> Outcome:
+        began = time.perf_counter()
+        try:
+            raw = self._post(sdk, request_bytes, request_sha, timeout)
+        except self.connection_error as exc:
+            return self._connection_outcome(number, exc, request_sha, ms_since(began))
+        if not raw.ok:
+            return self._status_outcome(number, raw)
+        return Outcome(Attempt(number, raw.status, None, "ok", raw.latency_ms), raw=raw)
+
+    def _post(
+        self, sdk: Any, request_bytes: bytes, request_sha: str, timeout: float
+    ) -> RawResponse:
+        """Make one HTTP exchange; raise ``connection_error`` if no answer arrived."""
+        self._local.expected_sha256 = request_sha
+        self._local.sent_sha256 = ""
+        self._local.timeout = timeout
+        started = time.perf_counter()
+        bounds = httpx2.Timeout(timeout, connect=min(self.connect_timeout, timeout))
+        try:
+            reply = sdk.post(self.path, cast_to=httpx2.Response, content=request_bytes,
+                             options={"timeout": bounds})  # fmt: skip
+        except self.status_error as exc:
+            reply = exc.response  # type: ignore[attr-defined]
+        return RawResponse(reply.status_code, tuple(reply.headers.multi_items()), reply.content,
+                           self._local.sent_sha256, ms_since(started))  # fmt: skip
+
+    def _status_outcome(self, number: int, reply: RawResponse) -> Outcome:
+        status = reply.status
+        error_type, detail = error_detail(reply, self._scrub)
+        message = self._scrub(f"{status} {error_type}: {detail}")
+        failure = ModelCallFailed(message, error_type=error_type, status=status)
+        attempt = Attempt(number, status, error_type, message, reply.latency_ms)
+        return Outcome(attempt, failure=failure, retryable=is_retryable(status),
+                       retry_after=retry_after(reply))  # fmt: skip
+
+    def _connection_outcome(
+        self, number: int, exc: Exception, request_sha: str, latency_ms: float
+    ) -> Outcome:
+        sent = self._local.sent_sha256
+        cause = exc.__cause__ or exc
+        if sent and sent != request_sha:
+            kind, retryable = BYTE_MISMATCH, False
+            detail = f"the HTTP layer was about to send bytes hashing to {sent}, not {request_sha}"
+        elif isinstance(exc, self.timeout_error):
+            kind, retryable = TIMEOUT, True
+            detail = f"{type(cause).__name__} after {self._local.timeout:.3g}s"
+        else:
+            kind, retryable = CONNECTION, True
+            detail = self._scrub(f"{type(cause).__name__}: {cause}")
+        attempt = Attempt(number, None, kind, detail, latency_ms)
+        return Outcome(attempt, failure=ModelCallFailed(detail, error_type=kind),
+                       retryable=retryable)  # fmt: skip
+
+    def _final(self, failure: ModelCallFailed, attempts: tuple[Attempt, ...]) -> ModelCallFailed:
+        advice = self._advice(failure.error_type, failure.status or 0, len(attempts))
+        return ModelCallFailed(self._scrub(f"{advice} ({failure})"), error_type=failure.error_type,
+                               status=failure.status, attempts=attempts)  # fmt: skip
+
+    def _response(
+        self, outcome: Outcome, attempts: tuple[Attempt, ...], started: float
+    ) -> ModelResponse:
+        assert outcome.raw is not None
+        try:
+            return self._parse(replace(outcome.raw, latency_ms=ms_since(started)), attempts)
+        except ModelCallFailed as exc:  # not chained: the inner message quotes the raw body
+            raise ModelCallFailed(self._scrub(str(exc)), error_type=exc.error_type,
+                                  status=exc.status, attempts=attempts) from None  # fmt: skip
+
+    def _attempt_timeout(self, started: float) -> float:
+        """Return this attempt's timeout: ``timeout``, cut to what ``total_timeout`` leaves."""
+        if self.total_timeout is None:
+            return self.timeout
+        left = self.total_timeout - (time.perf_counter() - started)
+        return max(min(self.timeout, left), 0.001)
+
+    def _out_of_time(self, started: float, wait: float) -> bool:
+        """Whether no time of ``total_timeout`` would be left after waiting ``wait``."""
+        if self.total_timeout is None:
+            return False
+        return time.perf_counter() - started + wait >= self.total_timeout
+
+    def _wait_seconds(self, number: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), self.max_backoff_seconds)
+        return min(self.backoff_seconds * 2 ** (number - 1), self.max_backoff_seconds)
+
+    def _scrub(self, text: str) -> str:
+        """Remove the API key and the base URL's credentials from text quoted from elsewhere."""
+        return Scrubber(self._api_key, self._target_url())(text)

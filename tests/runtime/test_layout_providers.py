@@ -13,10 +13,16 @@ REPO = Path(__file__).resolve().parents[2]
 SCANNED = ("runtime", "llm386web")
 PROVIDERS_DIR = "runtime/providers/"
 # Which packages may import each SDK. httpx2 is the transport both SDKs are built on (their
-# clients hook it to hash the bytes sent) and the capture proxy's upstream client.
+# clients' shared base in httpclient.py hooks it to hash the bytes sent) and the capture
+# proxy's upstream client.
 SDK_HOMES = {
     "anthropic": ("runtime/providers/anthropic/",),
-    "httpx2": ("runtime/providers/anthropic/", "runtime/providers/openai/", "runtime/proxy/"),
+    "httpx2": (
+        "runtime/providers/anthropic/",
+        "runtime/providers/httpclient.py",
+        "runtime/providers/openai/",
+        "runtime/proxy/",
+    ),
     "openai": ("runtime/providers/openai/",),
 }
 NAMES = frozenset({"anthropic", "openai", "offline"})
