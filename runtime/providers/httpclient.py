@@ -132,10 +132,19 @@ class RetryingClient:
     missing_key: ClassVar[str]  # the message when there is no API key
 
     def __init__(
-        self, api_key: str | None, timeout: float, max_retries: int, *, backoff_seconds: float,
-        max_backoff_seconds: float, connect_timeout: float | None, total_timeout: float | None,
-    ) -> None:  # fmt: skip
-        self._api_key = api_key
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        *,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 8.0,
+        connect_timeout: float | None = None,
+        total_timeout: float | None = None,
+    ) -> None:
+        self._api_key = api_key or self._key_from_env()
+        self._base_url = self._resolve_base_url(base_url)
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.total_timeout = total_timeout
@@ -159,6 +168,14 @@ class RetryingClient:
         return public_url(self._target_url())
 
     # What a subclass provides.
+
+    def _key_from_env(self) -> str | None:
+        """Return the API key the environment holds, or None."""
+        raise NotImplementedError
+
+    def _resolve_base_url(self, base_url: str | None) -> str | None:
+        """Return where requests go, from the ``base_url`` argument (None: the SDK's default)."""
+        return base_url
 
     def _target_url(self) -> str:
         """Return the API root requests go to, credentials and all."""

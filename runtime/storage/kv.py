@@ -25,12 +25,25 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 T = TypeVar("T")
 
 #: The longest key every engine takes (LMDB's default maximum key size).
 MAX_KEY_BYTES = 511
+
+#: A scan as an engine walks it: keys in [low, high) (high None: no end), descending if
+#: ``reverse``, at most ``limit`` rows (None: all; never 0 or less).
+Span = tuple[bytes, bytes | None, bool, int | None]
+
+
+class ScanBounds(TypedDict, total=False):
+    """The keyword arguments of :meth:`Tables.scan` and :meth:`Tables.keys`."""
+
+    lo: bytes | None  # the first key the scan may yield
+    hi: bytes | None  # the first key past the scan's end
+    reverse: bool  # descending key order
+    limit: int | None  # how many rows at most
 
 
 class Tables(abc.ABC):
@@ -59,31 +72,27 @@ class Tables(abc.ABC):
     def delete(self, table: str, key: bytes) -> bool:
         """Remove ``key``; return whether it was there."""
 
-    @abc.abstractmethod
     def scan(
-        self,
-        table: str,
-        prefix: bytes = b"",
-        *,
-        lo: bytes | None = None,
-        hi: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
+        self, table: str, prefix: bytes = b"", **bounds: Unpack[ScanBounds]
     ) -> Iterator[tuple[bytes, bytes]]:
         """Yield (key, value) for keys starting with ``prefix`` and ``lo <= key < hi``, in order."""
+        span = scan_span(prefix, bounds)
+        return iter(()) if span is None else self._scan(table, span)
 
     def keys(
-        self,
-        table: str,
-        prefix: bytes = b"",
-        *,
-        lo: bytes | None = None,
-        hi: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
+        self, table: str, prefix: bytes = b"", **bounds: Unpack[ScanBounds]
     ) -> Iterator[bytes]:
         """Yield the keys :meth:`scan` would, without their values where the engine can."""
-        for key, _ in self.scan(table, prefix, lo=lo, hi=hi, reverse=reverse, limit=limit):
+        span = scan_span(prefix, bounds)
+        return iter(()) if span is None else self._keys(table, span)
+
+    @abc.abstractmethod
+    def _scan(self, table: str, span: Span) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (key, value) for the keys of ``span`` (see :func:`scan_span`), in its order."""
+
+    def _keys(self, table: str, span: Span) -> Iterator[bytes]:
+        """Yield the keys :meth:`_scan` would; an engine that can skip the values overrides it."""
+        for key, _ in self._scan(table, span):
             yield key
 
     def first(self, table: str, prefix: bytes = b"", *, reverse: bool = False) -> bytes | None:
@@ -134,6 +143,15 @@ def prefix_end(prefix: bytes) -> bytes | None:
     if not stripped:
         return None
     return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def scan_span(prefix: bytes, bounds: ScanBounds) -> Span | None:
+    """Fold ``prefix`` and ``bounds`` into the span an engine walks; None when it holds no key."""
+    low, high = scan_bounds(prefix, bounds.get("lo"), bounds.get("hi"))
+    limit = bounds.get("limit")
+    if (limit is not None and limit <= 0) or (high is not None and low >= high):
+        return None
+    return low, high, bounds.get("reverse", False), limit
 
 
 def scan_bounds(prefix: bytes, lo: bytes | None, hi: bytes | None) -> tuple[bytes, bytes | None]:

@@ -15,7 +15,7 @@ import pytest
 from runtime.inspect.paging import paging_from_totals
 from runtime.inspect.timeline import session_timeline
 from runtime.inspect.turn import turn_view
-from runtime.storage.kv import Engine, Tables
+from runtime.storage.kv import Engine, Span, Tables
 from runtime.storage.tracestore import KvTraceStore
 from runtime.tracing.records import (
     Provider,
@@ -50,8 +50,9 @@ class CountingTables(Tables):
     def delete(self, table: str, key: bytes) -> bool:
         return self.inner.delete(table, key)
 
-    def scan(self, table: str, prefix: bytes = b"", **kw: Any) -> Iterator[tuple[bytes, bytes]]:
-        for row in self.inner.scan(table, prefix, **kw):
+    def _scan(self, table: str, span: Span) -> Iterator[tuple[bytes, bytes]]:
+        low, high, reverse, limit = span
+        for row in self.inner.scan(table, lo=low, hi=high, reverse=reverse, limit=limit):
             self.reads[table] += 1
             yield row
 

@@ -78,26 +78,13 @@ class AnthropicAdapter(RetryingClient):
     status_error = anthropic.APIStatusError
     missing_key = "no API key: set ANTHROPIC_API_KEY or use the offline model"
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 2,
-        *,
-        backoff_seconds: float = 0.5,
-        max_backoff_seconds: float = 8.0,
-        middleware: Sequence[Any] = (),
-        connect_timeout: float | None = None,
-        total_timeout: float | None = None,
-    ) -> None:
-        super().__init__(
-            api_key or key_from_env(), timeout, max_retries, backoff_seconds=backoff_seconds,
-            max_backoff_seconds=max_backoff_seconds, connect_timeout=connect_timeout,
-            total_timeout=total_timeout,
-        )  # fmt: skip
-        self._base_url = base_url
+    def __init__(self, *args: Any, middleware: Sequence[Any] = (), **options: Any) -> None:
+        """Take :class:`RetryingClient`'s arguments, and ``middleware`` to hand to the SDK."""
+        super().__init__(*args, **options)
         self._middleware = tuple(middleware)
+
+    def _key_from_env(self) -> str | None:
+        return key_from_env()
 
     def _target_url(self) -> str:
         """The argument, else ANTHROPIC_BASE_URL, else the default; the SDK's once it exists."""

@@ -77,27 +77,14 @@ class OpenAIClient(RetryingClient):
         "Ollama, accepts any value) or use the offline model"
     )
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 2,
-        *,
-        backoff_seconds: float = 0.5,
-        max_backoff_seconds: float = 8.0,
-        connect_timeout: float | None = None,
-        total_timeout: float | None = None,
-    ) -> None:
-        super().__init__(
-            api_key or key_from_env(), timeout, max_retries, backoff_seconds=backoff_seconds,
-            max_backoff_seconds=max_backoff_seconds, connect_timeout=connect_timeout,
-            total_timeout=total_timeout,
-        )  # fmt: skip
-        self._base_url = (base_url or base_url_from_env() or DEFAULT_BASE_URL).rstrip("/")
+    def _key_from_env(self) -> str | None:
+        return key_from_env()
+
+    def _resolve_base_url(self, base_url: str | None) -> str:
+        return (base_url or base_url_from_env() or DEFAULT_BASE_URL).rstrip("/")
 
     def _target_url(self) -> str:
-        return self._base_url
+        return self._base_url or DEFAULT_BASE_URL  # never empty: resolved on construction
 
     def _make_sdk(self, timeout: httpx2.Timeout, http: httpx2.Client) -> Any:
         return openai.OpenAI(api_key=self._api_key, base_url=self._base_url, timeout=timeout,

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
-from runtime.storage.kv import Engine, Tables, scan_bounds
+from runtime.storage.kv import Engine, Span, Tables
 from runtime.storage.lmdb import env as lmdbenv
 
 T = TypeVar("T")
@@ -50,19 +50,8 @@ class LmdbTables(Tables):
     def delete(self, table: str, key: bytes) -> bool:
         return bool(self.txn.delete(key, db=self._db(table)))
 
-    def scan(
-        self,
-        table: str,
-        prefix: bytes = b"",
-        *,
-        lo: bytes | None = None,
-        hi: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]:
-        low, high = scan_bounds(prefix, lo, hi)
-        if limit is not None and limit <= 0:
-            return
+    def _scan(self, table: str, span: Span) -> Iterator[tuple[bytes, bytes]]:
+        low, high, reverse, limit = span
         yielded, db = 0, self._db(table)
         if db is None:
             return

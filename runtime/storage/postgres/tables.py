@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from runtime.errors import InvalidInput, StoreError, StoreReadOnly
-from runtime.storage.kv import MAX_KEY_BYTES, Tables, scan_bounds
+from runtime.storage.kv import MAX_KEY_BYTES, Span, Tables
 from runtime.storage.postgres.schema import KV_TABLE
 
 FIRST_PAGE = 64
@@ -153,30 +153,12 @@ class PgTables(Tables):
         self._writable()
         return self._run(_DELETE, (table, key)).rowcount > 0
 
-    def scan(
-        self,
-        table: str,
-        prefix: bytes = b"",
-        *,
-        lo: bytes | None = None,
-        hi: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._pages(table, prefix, lo, hi, reverse, limit, values=True):
+    def _scan(self, table: str, span: Span) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._pages(table, span, values=True):
             yield key, value if value is not None else self._big(table, key)
 
-    def keys(
-        self,
-        table: str,
-        prefix: bytes = b"",
-        *,
-        lo: bytes | None = None,
-        hi: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[bytes]:
-        for row in self._pages(table, prefix, lo, hi, reverse, limit, values=False):
+    def _keys(self, table: str, span: Span) -> Iterator[bytes]:
+        for row in self._pages(table, span, values=False):
             yield row[0]
 
     def _big(self, table: str, key: bytes) -> bytes:
@@ -188,21 +170,8 @@ class PgTables(Tables):
             )
         return value
 
-    def _pages(
-        self,
-        table: str,
-        prefix: bytes,
-        lo: bytes | None,
-        hi: bytes | None,
-        reverse: bool,
-        limit: int | None,
-        *,
-        values: bool,
-    ) -> Iterator[tuple[Any, ...]]:
-        low, high = scan_bounds(prefix, lo, hi)
-        remaining = limit
-        if (remaining is not None and remaining <= 0) or (high is not None and low >= high):
-            return
+    def _pages(self, table: str, span: Span, *, values: bool) -> Iterator[tuple[Any, ...]]:
+        low, high, reverse, remaining = span
         page, last = FIRST_PAGE, None
         while True:
             size = page if remaining is None else min(page, remaining)
