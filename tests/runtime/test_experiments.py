@@ -13,7 +13,7 @@ from runtime.replay.edits import Change, ChangeKind
 from runtime.replay.experiment import prepare, run_experiment
 from runtime.replay.experimentlog import ExperimentLog
 from runtime.tracing.records import TraceOrigin, prompt_hash
-from tests.fakes.anthropic_server import text_reply, tool_use_reply
+from tests.fakes.anthropic_server import error_reply, text_reply, tool_use_reply
 from tests.runtime.pager_support import profile
 
 KEY = "sk-ant-test-experiments-0123456789"
@@ -214,3 +214,60 @@ def test_an_unknown_section_or_retriever_is_refused_with_the_names(stores, paged
         prepare(store, traces, paged.call_id, Change(ChangeKind.BUDGET, "nope", 0.1))
     with pytest.raises(InvalidInput, match="--weight takes recency, bm25"):
         prepare(store, traces, paged.call_id, Change(ChangeKind.WEIGHT, "nope", 0.1))
+
+
+def test_experiments_are_recorded_and_searchable_on_every_backend(backend_store):
+    from runtime.storage.tracestore import KvTraceStore
+
+    traces = KvTraceStore(backend_store)
+    reply = Agent(backend_store, traces, OfflineModel(), session="both").say("What is 6 * 7?")
+    first = run_experiment(backend_store, traces, reply.call_ids[-1],
+                           Change(ChangeKind.PARAM, "temperature", 0), OfflineModel(), who="ana")  # fmt: skip
+    second = run_experiment(backend_store, traces, first.record.call_id,
+                            Change(ChangeKind.DROP, TOOL_USE), OfflineModel(), who="bo")  # fmt: skip
+    log = ExperimentLog(traces)
+    tree = log.tree(reply.call_ids[-1])
+    assert [(d, r.child) for d, r in tree] == [
+        (1, first.record.call_id),
+        (2, second.record.call_id),
+    ]
+    assert tree[1][1].root == reply.call_ids[-1] and tree[1][1].parent == first.record.call_id
+    assert [r.child for r in log.search("drop bo")] == [second.record.call_id]
+    assert [r.child for r in log.search("temperature")] == [first.record.call_id]
+    assert (
+        log.row_of(second.record.call_id) == tree[1][1] and log.row_of(reply.call_ids[-1]) is None
+    )
+
+
+def test_the_same_bytes_can_go_to_another_provider_of_their_format(stores, original):
+    store, traces = stores
+    result = run_experiment(store, traces, original.call_id,
+                            Change(ChangeKind.PROVIDER, "", "offline"), OfflineModel(), who="ana")  # fmt: skip
+    assert result.record.prompt_hash == original.prompt_hash
+    assert result.record.provider.value == "offline" and result.prepared.diff.identical
+    assert result.row.description == "provider -> offline"
+
+
+def test_a_model_error_is_recorded_on_the_child(stores, original, model_server, make_adapter):
+    store, traces = stores
+    model_server.enqueue(error_reply(400, "temperature out of range"))
+    result = run_experiment(store, traces, original.call_id, Change(ChangeKind.PARAM, "temperature", 9),
+                            make_adapter(max_retries=0), who="ana")  # fmt: skip
+    assert (
+        result.record.error is not None
+        and "temperature out of range" in result.record.error.message
+    )
+    assert ExperimentLog(traces).children(original.call_id)[0].status == "error"
+
+
+def test_an_openai_client_is_refused_for_a_messages_request_before_anything_is_recorded(
+    stores, original
+):
+    from runtime.providers import get_provider
+    from runtime.replay.resend import NotReplayable
+
+    store, traces = stores
+    client = get_provider("openai").client(api_key="sk-test", base_url="http://127.0.0.1:9")
+    with pytest.raises(NotReplayable):
+        run_experiment(store, traces, original.call_id, Change(ChangeKind.NONE), client, who="ana")
+    assert ExperimentLog(traces).count() == 0
