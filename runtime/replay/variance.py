@@ -42,6 +42,7 @@ from runtime.tracing.records import TraceRecord, TraceStore
 
 MAX_SAMPLES = 50
 DEFAULT_CONCURRENCY = 4
+MAX_CONCURRENCY = 8  # sends at once, whatever is asked: a provider's rate limit is shared
 SIMILAR = 0.8  # difflib ratio at or above which two texts are one behaviour
 
 
@@ -165,7 +166,9 @@ def sample(
     """Send ``call_id``'s bytes ``n`` times (``concurrency`` at once), record them, group them."""
     prepared = prepare(store, traces, call_id, Change(ChangeKind.NONE))
     estimate = estimate_samples(prepared.original, client, n)
-    sent = _send_all(prepared, client, n, who, max(1, min(concurrency, n)), progress)
+    sent = _send_all(
+        prepared, client, n, who, max(1, min(concurrency, n, MAX_CONCURRENCY)), progress
+    )
     group = sent[0].record.call_id
     rows = [row_for(_numbered(prepared, i, n), s, who, group) for i, s in enumerate(sent)]
     records = record_experiments(traces, [(stored(s), r) for s, r in zip(sent, rows, strict=True)])
