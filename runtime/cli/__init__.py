@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "runtime.cli.page_cmds",
     "runtime.cli.trace_cmds",
     "runtime.cli.agent_cmds",
+    "runtime.cli.experiment_cmds",  # extends `replay`: after agent_cmds
     "runtime.cli.index_cmds",
     "runtime.cli.migrate_cmds",
     "runtime.cli.proxy_cmds",

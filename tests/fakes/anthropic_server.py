@@ -398,6 +398,10 @@ class AnthropicServer:
         self.max_lifetime = max_lifetime
         self._lock = threading.Lock()
         self._queue: deque[ScriptedReply] = deque()
+        self._varying: tuple[
+            ScriptedReply, ...
+        ] = ()  # answers taken in turn once the queue is empty
+        self._varied = 0
         self._requests: list[RecordedRequest] = []
         self._stopping = threading.Event()
         self._stop_lock = threading.Lock()
@@ -435,6 +439,21 @@ class AnthropicServer:
         """Answer the next requests with ``replies``, in order."""
         with self._lock:
             self._queue.extend(replies)
+
+    def vary(self, *replies: ScriptedReply) -> None:
+        """Answer every later unscripted request with the next of ``replies``, round and round:
+        the same bytes get different answers from call to call (variance sampling)."""
+        with self._lock:
+            self._varying, self._varied = replies, 0
+
+    def _scripted(self) -> ScriptedReply | None:
+        """Return the next queued reply, else the next varying one, else None (the caller's lock)."""
+        if self._queue:
+            return self._queue.popleft()
+        if self._varying:
+            self._varied += 1
+            return self._varying[(self._varied - 1) % len(self._varying)]
+        return None
 
     def start(self) -> AnthropicServer:
         self._httpd = _Server(self)
@@ -480,6 +499,5 @@ class AnthropicServer:
 
     def _next_reply(self, request: RecordedRequest) -> ScriptedReply:
         with self._lock:
-            if self._queue:
-                return self._queue.popleft()
-        return default_reply(request)
+            scripted = self._scripted()
+        return default_reply(request) if scripted is None else scripted

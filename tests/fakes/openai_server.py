@@ -133,9 +133,8 @@ class OpenAIServer(AnthropicServer):
 
     def _next_reply(self, request: RecordedRequest):  # type: ignore[no-untyped-def]
         with self._lock:
-            if self._queue:
-                return self._queue.popleft()
-        return openai_default_reply(request)
+            scripted = self._scripted()
+        return openai_default_reply(request) if scripted is None else scripted
 
     def __enter__(self) -> OpenAIServer:
         self.start()
