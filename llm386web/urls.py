@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from .views import blocks, compare, connect, errors, login, otel, replay, search, sessions, turns
+from .views.audit import audit_list
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
@@ -38,6 +39,7 @@ urlpatterns = [
     path("otel/tokens/create", otel.token_create, name="otel-token-create"),
     path("otel/tokens/<str:name>/revoke", otel.token_revoke, name="otel-token-revoke"),
     path("connect/", connect.connect, name="connect"),
+    path("audit/", audit_list, name="audit"),
     path("login/", login.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
