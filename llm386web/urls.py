@@ -7,6 +7,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from .views import blocks, compare, connect, errors, login, otel, replay, search, sessions, turns
+from .views.audit import audit_list
+from .views.picker import compare_pick
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
@@ -28,6 +30,7 @@ urlpatterns = [
     path("replays/<str:job_id>/cancel", replay.replay_job_cancel, name="replay-job-cancel"),
     path("traces/<str:call_id>/repage", replay.turn_repage, name="turn-repage"),
     path("traces/<str:call_id>/compare/", compare.compare_previous, name="compare-previous"),
+    path("compare/pick/", compare_pick, name="compare-pick"),
     path("compare/<str:a>/<str:b>/", compare.compare, name="compare"),
     path("blocks/<str:block_id>/", blocks.block_detail, name="block"),
     path("blocks/<str:block_id>/raw", blocks.block_raw, name="block-raw"),
@@ -38,6 +41,7 @@ urlpatterns = [
     path("otel/tokens/create", otel.token_create, name="otel-token-create"),
     path("otel/tokens/<str:name>/revoke", otel.token_revoke, name="otel-token-revoke"),
     path("connect/", connect.connect, name="connect"),
+    path("audit/", audit_list, name="audit"),
     path("login/", login.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

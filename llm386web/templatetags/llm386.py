@@ -13,6 +13,7 @@ from typing import Any
 from django import template
 from django.utils.http import urlencode
 
+from llm386web.roles import can_act
 from runtime.blocks import SHORT_ID_LEN
 from runtime.tracing.records import short_call_id as _short_call_id
 
@@ -119,3 +120,6 @@ def bar_width(value: Any, whole: Any) -> str:
     except (TypeError, ValueError, ZeroDivisionError):
         return "0"
     return f"{max(0.0, min(share, 1.0)) * 100:.2f}"
+
+
+register.filter("can_act", can_act)  # whether to show the buttons of llm386web.roles' guard

@@ -69,8 +69,10 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """handler403."""
-    return render_error(request, 403, "Forbidden", "You are not allowed to do that.")
+    """handler403: say why (llm386web.roles says what a viewer may not do), else a generic no."""
+    message = exception.args[0] if exception and exception.args else ""
+    text = message if isinstance(message, str) and message else "You are not allowed to do that."
+    return render_error(request, 403, "Forbidden", text)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

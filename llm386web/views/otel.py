@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from llm386web.conf import web_config
+from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import InvalidInput
 from runtime.otel import receiver, tokens
@@ -58,6 +59,7 @@ def _context(**extra: object) -> dict[str, object]:
 
 
 @require_POST
+@operator_required
 @never_cache
 def token_create(request: HttpRequest) -> HttpResponse:
     """Create a token and show it, this once; a bad name re-renders the form with 422."""
@@ -72,6 +74,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@operator_required
 def token_revoke(request: HttpRequest, name: str) -> HttpResponse:
     """Revoke a token; exporters sending it get 401 from the next request on."""
     tokens.revoke_token(get_store().kv, name)

@@ -20,9 +20,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
-from llm386web import replayjobs
+from llm386web import audit, replayjobs
 from llm386web.clients import model_client, replay_target, replay_targets
 from llm386web.conf import runtime_config, web_config
+from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import Llm386Error
 from runtime.providers import Provider
@@ -48,6 +49,7 @@ def _target(request: HttpRequest, record_provider: str) -> tuple[Provider | None
 
 
 @require_POST
+@operator_required
 @gc_paused
 def turn_replay(request: HttpRequest, call_id: str) -> HttpResponse:
     """Start replaying the turn; show the outcome, or its progress (422 when refused)."""
@@ -58,6 +60,7 @@ def turn_replay(request: HttpRequest, call_id: str) -> HttpResponse:
         return render_page(request, "turns/detail.html", "replay", context, status=422)
     config = web_config()
     job = replayjobs.start(get_traces(), rec.call_id, model_client(target), config.REPLAY_TIMEOUT_S)
+    audit.replay_started(request, job, target.name)
     if is_fragment(request):
         job.done.wait(config.REPLAY_SHOW_PROGRESS_AFTER_S)
     else:
@@ -72,6 +75,7 @@ def replay_job(request: HttpRequest, job_id: str) -> HttpResponse:
 
 
 @require_POST
+@operator_required
 def replay_job_cancel(request: HttpRequest, job_id: str) -> HttpResponse:
     """Stop waiting for a replay; it is recorded as cancelled."""
     job = _job(job_id)
@@ -88,6 +92,7 @@ def _job(job_id: str) -> replayjobs.ReplayJob:
 
 def _job_section(request: HttpRequest, job: replayjobs.ReplayJob) -> HttpResponse:
     running = job.running
+    audit.replay_finished(job)
     context = turn_context(job.call_id) | {
         "job": job if running else None,
         "replayed": None if running else job.result,
@@ -99,6 +104,7 @@ def _job_section(request: HttpRequest, job: replayjobs.ReplayJob) -> HttpRespons
 
 
 @require_POST
+@operator_required
 def turn_repage(request: HttpRequest, call_id: str) -> HttpResponse:
     """Re-page the turn for an Anthropic model and record it (not sent); go to the new turn."""
     rec = get_traces().get(call_id)
@@ -113,6 +119,7 @@ def turn_repage(request: HttpRequest, call_id: str) -> HttpResponse:
             problem = str(exc)
         else:
             assert result.record is not None
+            audit.repaged(request, rec.call_id, profile, result.record.call_id)
             for warning in result.warnings:
                 messages.warning(request, warning)
             messages.success(

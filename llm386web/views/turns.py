@@ -15,6 +15,7 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
 from llm386web.clients import replay_targets
+from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import StoreCorrupted
 from runtime.inspect.chat import read_request, read_response
@@ -194,6 +195,7 @@ def turn_response_raw(request: HttpRequest, call_id: str) -> HttpResponse:
 
 
 @require_POST
+@operator_required
 @gc_paused
 def turn_flag(request: HttpRequest, call_id: str) -> HttpResponse:
     """Flag the turn as failing with a note (or clear the flag); answer with the flag form."""

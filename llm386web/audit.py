@@ -1,0 +1,58 @@
+"""The audit log of actions that spend or record: who replayed or re-paged which turn, when,
+with what outcome and cost. Rows live in llm386web.models.Action (the login database).
+
+A replay's row is written when it starts and completed when its outcome is first shown (the
+POST that waited for it, or the poll that found it done); a row whose outcome nobody saw reads
+"not seen" until the job is looked up again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils import timezone
+
+from llm386web import replayjobs
+from llm386web.models import Action
+
+
+def replay_started(request: HttpRequest, job: replayjobs.ReplayJob, target: str) -> None:
+    """Record that the request's user started replay ``job`` to ``target``."""
+    Action.objects.create(
+        kind=Action.REPLAY, user=_user(request), username=request.user.get_username(),
+        at=timezone.now(), call_id=job.call_id, target=target, job_id=job.id,
+    )  # fmt: skip
+
+
+def replay_finished(job: replayjobs.ReplayJob) -> None:
+    """Complete ``job``'s row with its outcome and cost (once: later calls change nothing)."""
+    if job.running:
+        return
+    fields: dict[str, Any] = {"outcome": _outcome(job)[:200]}
+    if job.result is not None:
+        fields |= {"result_call_id": job.result.summary.call_id,
+                   "cost_usd": job.result.input_cost_usd}  # fmt: skip
+    Action.objects.filter(job_id=job.id, outcome="").update(**fields)
+
+
+def repaged(request: HttpRequest, call_id: str, profile: str, result_call_id: str) -> None:
+    """Record that the request's user re-paged ``call_id`` for ``profile`` (nothing was sent)."""
+    Action.objects.create(
+        kind=Action.REPAGE, user=_user(request), username=request.user.get_username(),
+        at=timezone.now(), call_id=call_id, target=profile, result_call_id=result_call_id,
+        outcome="recorded, not sent", cost_usd=0.0,
+    )  # fmt: skip
+
+
+def _outcome(job: replayjobs.ReplayJob) -> str:
+    if job.result is not None:
+        if job.result.errored:
+            error = job.result.summary.error
+            return f"error: {error.type if error else 'failed'}"
+        return "bytes identical" if job.result.bytes_matched else "sent, bytes differ"
+    return job.problem or job.cancel_reason or "no outcome"
+
+
+def _user(request: HttpRequest) -> Any:
+    return request.user if request.user.is_authenticated else None
