@@ -19,6 +19,7 @@ from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import StoreCorrupted
 from runtime.inspect.chat import read_request, read_response
+from runtime.inspect.experiments import experiment_tree, parent_of
 from runtime.inspect.pagination import by_offset
 from runtime.inspect.paging import turn_paging
 from runtime.inspect.turn import (
@@ -31,7 +32,10 @@ from runtime.inspect.turn import (
 )
 from runtime.otel.spans import turn_span_tree
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
+from runtime.providers import get_provider, sending_providers
+from runtime.replay.experimentlog import ExperimentLog
 from runtime.replay.fidelity import replay_capability
+from runtime.replay.variance import MAX_SAMPLES
 from runtime.tracing.records import CALL_ID_LEN, TraceRecord, check_call_id
 
 from .common import gc_paused, is_fragment, limit_from, offset_from, pager, render_page
@@ -72,7 +76,15 @@ def turn_context(call_id: str) -> dict[str, object]:
             "replay_targets": replay_targets(view.record.provider), "repage_profiles": REPAGE_PROFILES,
             "paging": turn_paging(view.record.paging),
             "span_tree": turn_span_tree(get_store().kv, view.record.config),
-            } | _model_status(view.record)  # fmt: skip
+            } | _model_status(view.record) | experiments_context(view.record)  # fmt: skip
+
+
+def experiments_context(rec: TraceRecord) -> dict[str, object]:
+    """Return the turn page's experiment tree, and the experiment that made this turn, if any."""
+    log = ExperimentLog(get_traces())
+    return {"experiments": experiment_tree(log, rec), "made_by": parent_of(log, rec),
+            "experiment_providers": sending_providers(get_provider(rec.provider).request_format),
+            "max_samples": MAX_SAMPLES}  # fmt: skip
 
 
 def _model_status(rec: TraceRecord) -> dict[str, object]:
