@@ -26,18 +26,15 @@ from runtime.tracing.records import TraceStore
 
 KEEP_FINISHED_S = 600.0
 
-_lock = threading.Lock()
-_jobs: dict[str, SampleJob] = {}
-
 
 @dataclass
 class SampleJob:
     """One variance run in flight or finished: what the status fragment shows."""
 
     id: str
-    call_id: str
-    n: int
-    progress: Progress
+    call_id: str  # the turn sampled
+    n: int  # sends asked for
+    progress: Progress  # counts the answers (the runtime advances it)
     note: str = ""  # why the offline model answered, when it stood in
     result: VarianceResult | None = None
     problem: str = ""
@@ -64,6 +61,10 @@ class SampleJob:
         if self.result is None:
             return "no outcome"
         return f"{self.result.verdict}: {self.result.explanation()}"
+
+
+_lock = threading.Lock()
+_jobs: dict[str, SampleJob] = {}  # by id: the jobs of this process
 
 
 def start(

@@ -24,7 +24,7 @@ from llm386web.clients import experiment_client
 from llm386web.conf import runtime_config
 from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
-from runtime.errors import InvalidInput, Llm386Error, StoreCorrupted
+from runtime.errors import InvalidInput, Llm386Error
 from runtime.inspect.experiments import TreeNode, outcome_view, recorded_diff, request_region
 from runtime.inspect.pagination import by_offset
 from runtime.replay.edits import Change, ChangeKind, parse_value
@@ -33,7 +33,7 @@ from runtime.replay.experimentlog import ExperimentLog
 from runtime.tracing.records import TraceRecord
 
 from .common import gc_paused, limit_from, offset_from, pager, render_page
-from .turns import turn_context
+from .turns import request_bytes_of, turn_context
 
 # The form's kinds, as the CLI's flags name them, and what each needs.
 FORM_KINDS = {"edit": ChangeKind.EDIT, "drop": ChangeKind.DROP, "insert": ChangeKind.INSERT,
@@ -107,15 +107,6 @@ def turn_experiment(request: HttpRequest, call_id: str) -> HttpResponse:
     return show_result(request, result, note)
 
 
-def _request_bytes(rec: TraceRecord) -> bytes:
-    raw = get_traces().request_bytes(rec.prompt_hash)
-    if raw is None:
-        raise StoreCorrupted(
-            f"trace {rec.call_id} has no stored request bytes; run `llm386 verify`"
-        )
-    return raw
-
-
 @require_GET
 @gc_paused
 def experiment_detail(request: HttpRequest, child: str) -> HttpResponse:
@@ -126,7 +117,7 @@ def experiment_detail(request: HttpRequest, child: str) -> HttpResponse:
     if row is None:
         raise Http404(f"Trace {record.call_id} is not an experiment; its turn page shows it.")
     original = traces.get(row.parent)
-    raw_a, raw_b = _request_bytes(original), _request_bytes(record)
+    raw_a, raw_b = request_bytes_of(original), request_bytes_of(record)
     diff = recorded_diff(raw_a, raw_b, Change.from_json(row.change))
     context = {"row": row, "outcome": outcome_view(original, record, diff, row.notes),
                "region": None if diff is None else request_region(raw_a, raw_b, diff),

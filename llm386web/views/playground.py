@@ -25,6 +25,7 @@ from llm386web.store_access import get_store, get_traces
 from runtime.errors import InvalidInput, Llm386Error
 from runtime.inspect.experiments import playground_json
 from runtime.inspect.pagination import query_int
+from runtime.providers import ModelClient
 from runtime.replay.edits import Change, ChangeKind
 from runtime.replay.resend import check_replayable
 from runtime.replay.variance import MAX_SAMPLES, estimate_samples
@@ -83,22 +84,28 @@ def _samples_section(
     return render_page(request, "turns/detail.html", "samples", context, status=status)
 
 
+def _samples_asked(request: HttpRequest, rec: TraceRecord) -> tuple[int, ModelClient, str]:
+    """Return the number of samples the form asks for, the client to send them and its note."""
+    n = query_int(request.POST.get("samples", "").strip(), "samples", default=0, low=1,
+                  high=MAX_SAMPLES)  # fmt: skip
+    if n < 1:
+        raise InvalidInput(f"Give the number of samples to send: 1 to {MAX_SAMPLES}.")
+    check_replayable(rec)
+    client, note = experiment_client(rec.provider.value)
+    return n, client, note
+
+
 @require_POST
 @operator_required
 @gc_paused
 def turn_samples(request: HttpRequest, call_id: str) -> HttpResponse:
     """Show the estimate of N sends (no ``confirm``), or start them (``confirm=yes``)."""
     rec = get_traces().get(call_id)
-    raw_n = request.POST.get("samples", "")
     try:
-        n = query_int(raw_n.strip(), "samples", default=0, low=1, high=MAX_SAMPLES)
-        if n < 1:
-            raise InvalidInput(f"Give the number of samples to send: 1 to {MAX_SAMPLES}.")
-        check_replayable(rec)
-        client, note = experiment_client(rec.provider.value)
+        n, client, note = _samples_asked(request, rec)
     except Llm386Error as exc:
         return _samples_section(request, rec.call_id, 422, samples_problem=str(exc),
-                                samples_n=raw_n)  # fmt: skip
+                                samples_n=request.POST.get("samples", ""))  # fmt: skip
     if request.POST.get("confirm") != "yes":
         estimate = estimate_samples(rec, client, n)
         client.close()

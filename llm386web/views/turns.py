@@ -95,7 +95,8 @@ def _model_status(rec: TraceRecord) -> dict[str, object]:
             "model_deprecated": lifecycle.status is ModelStatus.DEPRECATED}  # fmt: skip
 
 
-def _request_bytes(rec: TraceRecord) -> bytes:
+def request_bytes_of(rec: TraceRecord) -> bytes:
+    """Return the stored request bytes of ``rec``, or raise StoreCorrupted if they are missing."""
     raw = get_traces().request_bytes(rec.prompt_hash)
     if raw is None:
         raise StoreCorrupted(
@@ -149,7 +150,7 @@ def _entries_context(
 def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
     """One page of the request read as chat: parameters, system, tools, then messages."""
     rec = _record(call_id)
-    chat = read_request(_request_bytes(rec))
+    chat = read_request(request_bytes_of(rec))
     page = by_offset(
         offset_from(request), limit_from(request), len(chat.messages), noun="messages "
     )
@@ -167,7 +168,7 @@ def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
 def turn_json(request: HttpRequest, call_id: str) -> HttpResponse:
     """The request pretty-printed as JSON (keys in stored order), or as text if not JSON."""
     rec = _record(call_id)
-    raw = _request_bytes(rec)
+    raw = request_bytes_of(rec)
     note = ""
     try:
         pretty = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
@@ -193,7 +194,7 @@ def _raw(data: bytes, filename: str, download: bool) -> HttpResponse:
 def turn_request_raw(request: HttpRequest, call_id: str) -> HttpResponse:
     """The exact request bytes that were sent (their SHA-256 is the prompt hash)."""
     rec = _record(call_id)
-    return _raw(_request_bytes(rec), f"{rec.call_id}-request.json", "download" in request.GET)
+    return _raw(request_bytes_of(rec), f"{rec.call_id}-request.json", "download" in request.GET)
 
 
 @require_GET

@@ -4,48 +4,24 @@ beside the original with the byte diff of the requests; refusals record nothing;
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
 
 from llm386web.models import Action
-from runtime.agent.core import Agent
 from runtime.replay.experimentlog import ExperimentLog
 from runtime.tracing.records import TraceRecord
-from tests.fakes.anthropic_server import AnthropicServer, text_reply, tool_use_reply
+from tests.fakes.anthropic_server import AnthropicServer, text_reply
 from tests.fakes.openai_server import OpenAIServer, chat_reply
 
-from .conftest import HOSTILE_BODIES
+from .conftest import ANTHROPIC_KEY as KEY
+from .conftest import HOSTILE_BODIES, OPENAI_KEY
 from .tracefactory import conversation
 
 pytestmark = pytest.mark.django_db
 
-KEY = "sk-ant-web-experiments-CANARY-5c1e"
-OPENAI_KEY = "sk-openai-web-experiments-CANARY-77aa"
-TOOL_USE, TOOL_RESULT = "messages[1].content[1]", "messages[2].content[0]"
-
-
-@pytest.fixture
-def api(settings: Any, web_home: Path, model_server: AnthropicServer, monkeypatch: Any) -> Any:
-    """The app's Anthropic client on the loopback server, with a key in the environment."""
-    settings.LLM386 = {**settings.LLM386, "ANTHROPIC_BASE_URL": model_server.base_url,
-                       "ANTHROPIC_TIMEOUT_S": 5.0}  # fmt: skip
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    return model_server
-
-
-@pytest.fixture
-def tool_turn(store: Any, traces: Any, api: AnthropicServer, make_adapter: Any) -> TraceRecord:
-    """A turn an agent made over HTTP: the answer after a calculator call (tool pair inside)."""
-    api.enqueue(
-        tool_use_reply("toolu_1", "calculator", {"expression": "6*7"}, text="Let me compute."),
-        text_reply("6 * 7 is 42.", usage=(120, 9, 0, 0)),
-    )
-    reply = Agent(store, traces, make_adapter(), session="web-exp").say("What is 6 * 7?")
-    return traces.get(reply.call_ids[-1])
+TOOL_RESULT = "messages[2].content[0]"
 
 
 def _children(traces: Any, call_id: str) -> list[Any]:
@@ -63,16 +39,16 @@ def test_the_turn_page_offers_the_forms_and_an_empty_tree(
 
 
 def test_an_edit_sends_only_the_changed_bytes_and_shows_the_child_beside_the_original(
-    logged_in: Client, tool_turn: TraceRecord, traces: Any, api: AnthropicServer
+    logged_in: Client, tool_turn: TraceRecord, traces: Any, anthropic_api: AnthropicServer
 ) -> None:
-    api.enqueue(text_reply("6 * 8 is 48.", usage=(100, 7, 0, 0)))
+    anthropic_api.enqueue(text_reply("6 * 8 is 48.", usage=(100, 7, 0, 0)))
     response = logged_in.post(f"/traces/{tool_turn.call_id}/experiment",
                               {"kind": "edit", "target": "messages[0].content[0]",
                                "value": "What is 6 * 8?"})  # fmt: skip
     [row] = _children(traces, tool_turn.call_id)
     assert response.status_code == 302 and response["Location"] == f"/experiments/{row.child}/"
     before = traces.request_bytes(tool_turn.prompt_hash)
-    sent = api.requests[-1].body
+    sent = anthropic_api.requests[-1].body
     assert sent == before.replace(b"What is 6 * 7?", b"What is 6 * 8?")
     assert (row.who, row.description, row.isolated) == ("tester", "edit messages[0].content[0]",
                                                         True)  # fmt: skip
@@ -98,9 +74,9 @@ def test_an_edit_sends_only_the_changed_bytes_and_shows_the_child_beside_the_ori
 
 
 def test_an_experiment_on_an_experiment_is_a_grandchild_in_the_tree(
-    logged_in: Client, tool_turn: TraceRecord, traces: Any, api: AnthropicServer
+    logged_in: Client, tool_turn: TraceRecord, traces: Any, anthropic_api: AnthropicServer
 ) -> None:
-    api.enqueue(text_reply("one"), text_reply("two"))
+    anthropic_api.enqueue(text_reply("one"), text_reply("two"))
     logged_in.post(f"/traces/{tool_turn.call_id}/experiment",
                    {"kind": "set", "target": "temperature", "value": "0"})  # fmt: skip
     [child] = _children(traces, tool_turn.call_id)
@@ -110,19 +86,19 @@ def test_an_experiment_on_an_experiment_is_a_grandchild_in_the_tree(
     page = logged_in.get(f"/traces/{tool_turn.call_id}/").content.decode()
     assert f'data-child="{child.child}" data-kind="param" data-depth="1"' in page
     assert f'data-child="{grandchild.child}" data-kind="param" data-depth="2"' in page
-    assert json.loads(api.requests[-1].body)["temperature"] == 0
+    assert json.loads(anthropic_api.requests[-1].body)["temperature"] == 0
 
 
 def test_dropping_a_tool_result_alone_is_refused_with_the_runtimes_message(
-    logged_in: Client, tool_turn: TraceRecord, traces: Any, api: AnthropicServer
+    logged_in: Client, tool_turn: TraceRecord, traces: Any, anthropic_api: AnthropicServer
 ) -> None:
-    sent = api.request_count
+    sent = anthropic_api.request_count
     response = logged_in.post(f"/traces/{tool_turn.call_id}/experiment",
                               {"kind": "drop", "target": TOOL_RESULT})  # fmt: skip
     html = response.content.decode()
     assert response.status_code == 422
     assert "Drop the tool_use toolu_1 instead" in html and "Nothing was sent or recorded" in html
-    assert api.request_count == sent and not _children(traces, tool_turn.call_id)
+    assert anthropic_api.request_count == sent and not _children(traces, tool_turn.call_id)
     assert not Action.objects.exists()
 
 
@@ -162,9 +138,9 @@ def test_unknown_ids_are_404(logged_in: Client, tool_turn: TraceRecord) -> None:
 
 
 def test_hostile_text_in_an_edit_and_its_answer_is_escaped(
-    logged_in: Client, tool_turn: TraceRecord, traces: Any, api: AnthropicServer
+    logged_in: Client, tool_turn: TraceRecord, traces: Any, anthropic_api: AnthropicServer
 ) -> None:
-    api.enqueue(text_reply(HOSTILE_BODIES[1]))
+    anthropic_api.enqueue(text_reply(HOSTILE_BODIES[1]))
     logged_in.post(f"/traces/{tool_turn.call_id}/experiment",
                    {"kind": "edit", "target": "messages[0].content[0]",
                     "value": HOSTILE_BODIES[0]})  # fmt: skip
@@ -180,10 +156,14 @@ def test_hostile_text_in_an_edit_and_its_answer_is_escaped(
 
 
 def test_experiments_are_listed_and_searchable_across_sessions_with_the_one_pager(
-    logged_in: Client, tool_turn: TraceRecord, traces: Any, traced: Any, api: AnthropicServer
+    logged_in: Client,
+    tool_turn: TraceRecord,
+    traces: Any,
+    traced: Any,
+    anthropic_api: AnthropicServer,
 ) -> None:
     other = traced("second", conversation(1))
-    api.enqueue(text_reply("a"), text_reply("b"))
+    anthropic_api.enqueue(text_reply("a"), text_reply("b"))
     logged_in.post(f"/traces/{tool_turn.call_id}/experiment",
                    {"kind": "set", "target": "temperature", "value": "0"})  # fmt: skip
     logged_in.post(f"/traces/{other.call_ids[0]}/experiment",
@@ -214,15 +194,6 @@ def test_without_a_key_the_offline_model_answers_and_the_page_says_so(
     assert "sent to the offline model instead" in html
     [row] = _children(traces, tool_turn.call_id)
     assert row.provider == "offline" and traces.get(row.child).error is None
-
-
-@pytest.fixture
-def openai_api(settings: Any, web_home: Path, monkeypatch: Any) -> Iterator[OpenAIServer]:
-    with OpenAIServer() as server:
-        settings.LLM386 = {**settings.LLM386, "OPENAI_BASE_URL": server.base_url + "/v1",
-                           "OPENAI_TIMEOUT_S": 5.0}  # fmt: skip
-        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-        yield server
 
 
 def test_a_counterfactual_on_an_openai_turn_goes_to_the_openai_api(
