@@ -131,5 +131,6 @@ def sample_job(request: HttpRequest, job_id: str) -> HttpResponse:
 def _job_section(request: HttpRequest, job: samplejobs.SampleJob) -> HttpResponse:
     audit.samples_finished(job)
     status = 422 if job.problem else 200
+    refresh = is_fragment(request) and job.result is not None  # the tree gains the samples
     return _samples_section(request, job.call_id, status, sample_job=job,
-                            samples_note=job.note)  # fmt: skip
+                            samples_note=job.note, refresh_tree=refresh)  # fmt: skip

@@ -94,6 +94,7 @@ def test_variance_of_five_confirms_the_cost_shows_progress_and_groups_the_answer
     expect(result).to_have_attribute("data-verdict", "flaky", timeout=30_000)
     expect(result.locator("tr.cluster")).to_have_count(3)
     expect(result.locator("tr.cluster").first).to_contain_text("3 / 5")
+    expect(page.locator("#experiments tr.experiment-row")).to_have_count(5)  # the tree refreshed
     browser.shot("exp-05-variance-result")
     assert ExperimentLog(store_access.get_traces()).count() == 5
     assert browser.page_errors == []

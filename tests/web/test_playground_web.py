@@ -159,6 +159,8 @@ def test_a_confirmed_variance_run_polls_then_shows_the_groups_and_the_verdict(
     sizes = [int(s) for s in re.findall(r'class="cluster[^"]*" data-size="(\d+)"', result)]
     assert sizes == [3, 1, 1]  # 42. and 42! grouped by text, then the tool call, then the refusal
     assert ExperimentLog(traces).count() == 5
+    assert 'id="experiments" class="experiments" hx-swap-oob="true"' in result
+    assert result.count('class="experiment-row') == 5  # the tree, swapped out of band
     action = Action.objects.get(kind=Action.SAMPLES)
     assert action.outcome.startswith("flaky") and action.username == "tester"
 
