@@ -223,3 +223,37 @@ def test_an_openai_turn_without_a_key_is_refused_and_nothing_is_recorded(
     assert response.status_code == 422
     assert "No OpenAI API key is set on the server" in response.content.decode()
     assert not _children(traces, rec.call_id)
+
+
+@pytest.fixture
+def paged_turn(store: Any, traces: Any) -> TraceRecord:
+    """The last of five offline turns paged for a 900-token budget (blocks were left out)."""
+    from runtime.agent.core import Agent
+    from runtime.providers import OfflineModel
+    from tests.runtime.pager_support import profile
+
+    agent = Agent(store, traces, OfflineModel(), session="paged", profile=profile(900))
+    for question in ("What is 6 * 7?", "Tell me about user u-1001", "What is 2 + 2?",
+                     "hello there", "What is 9 * 9?"):  # fmt: skip
+        reply = agent.say(question)
+    return traces.get(reply.call_ids[-1])
+
+
+def test_a_retriever_weight_re_pages_from_the_form_and_a_bad_section_is_refused(
+    logged_in: Client, paged_turn: TraceRecord, traces: Any
+) -> None:
+    url = f"/traces/{paged_turn.call_id}/experiment"
+    refused = logged_in.post(url, {"kind": "budget", "target": "nope", "value": "0.1"})
+    assert refused.status_code == 422 and "takes state, plan, recent" in refused.content.decode()
+    response = logged_in.post(url, {"kind": "weight", "target": "recency", "value": "0"})
+    [row] = _children(traces, paged_turn.call_id)
+    assert response.status_code == 302 and row.kind == "weight" and row.isolated is None
+    child = traces.get(row.child)
+    assert child.plan["settings"]["retrievers"][0]["weight"] == 0.0
+    page = logged_in.get(f"/experiments/{row.child}/").content.decode()
+    assert 'data-byte-diff="measured"' in page and "weight recency=0" in page
+
+
+def test_the_search_box_points_to_the_experiments(logged_in: Client) -> None:
+    page = logged_in.get("/search/?q=temperature").content.decode()
+    assert 'href="/experiments/?q=temperature"' in page
