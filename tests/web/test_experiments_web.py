@@ -257,3 +257,23 @@ def test_a_retriever_weight_re_pages_from_the_form_and_a_bad_section_is_refused(
 def test_the_search_box_points_to_the_experiments(logged_in: Client) -> None:
     page = logged_in.get("/search/?q=temperature").content.decode()
     assert 'href="/experiments/?q=temperature"' in page
+
+
+def test_dropping_a_tool_call_takes_its_result_and_a_provider_swap_sends_the_same_bytes(
+    logged_in: Client, tool_turn: TraceRecord, traces: Any, anthropic_api: AnthropicServer
+) -> None:
+    anthropic_api.enqueue(text_reply("no tool this time"))
+    url = f"/traces/{tool_turn.call_id}/experiment"
+    dropped = logged_in.post(url, {"kind": "drop", "target": "messages[1].content[1]"})
+    swapped = logged_in.post(url, {"kind": "provider", "value": "offline"})
+    rows = {r.kind: r for r in _children(traces, tool_turn.call_id)}
+    assert dropped.status_code == swapped.status_code == 302 and set(rows) == {"drop", "provider"}
+    sent = json.loads(anthropic_api.requests[-1].body)
+    assert "tool_result" not in json.dumps(sent["messages"])
+    page = logged_in.get(f"/experiments/{rows['drop'].child}/").content.decode()
+    assert "also dropped messages[2], the result of tool_use toolu_1" in page
+    assert 'data-byte-diff="isolated"' in page
+    offline = traces.get(rows["provider"].child)
+    assert offline.provider.value == "offline" and offline.prompt_hash == tool_turn.prompt_hash
+    page = logged_in.get(f"/experiments/{offline.call_id}/").content.decode()
+    assert 'data-byte-diff="identical"' in page
