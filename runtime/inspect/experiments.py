@@ -27,7 +27,7 @@ from runtime.inspect.request import parse_request
 from runtime.providers import get_provider
 from runtime.replay.edits import Change, ChangeKind, apply_change
 from runtime.replay.experimentlog import ExperimentLog, ExperimentRow
-from runtime.replay.isolation import ByteDiff, byte_diff
+from runtime.replay.isolation import ByteDiff, byte_diff, edit_diff
 from runtime.replay.resend import diff_outputs
 from runtime.tracing.records import TraceRecord
 
@@ -160,7 +160,8 @@ def recorded_diff(original: bytes, child: bytes, change: Change) -> ByteDiff | N
 
     A change made on the request JSON is made again on the original to learn which units it
     touched; the proof then cuts those units out of both stored requests and compares what is
-    left. A re-page or a playground edit names no units: its diff is measured, not proved.
+    left. A playground edit is proved on the units whose values differ when it kept every unit
+    in place (``runtime.replay.isolation.edit_diff``); a re-page is measured, not proved.
     None: a side is not a JSON object."""
     data_a, data_b = parse_request(original), parse_request(child)
     if data_a is None or data_b is None:
@@ -173,6 +174,8 @@ def recorded_diff(original: bytes, child: bytes, change: Change) -> ByteDiff | N
         except Llm386Error:  # the original no longer takes the change: measure only
             return byte_diff(data_a, data_b, (), "")
         return byte_diff(data_a, data_b, applied.paths, applied.sides)
+    if change.kind is ChangeKind.REQUEST:
+        return edit_diff(data_a, data_b)
     return byte_diff(data_a, data_b, (), "")
 
 

@@ -36,7 +36,7 @@ from runtime.profiles.lifecycle import check_callable
 from runtime.providers import ModelClient, get_provider
 from runtime.replay.edits import Change, ChangeKind, apply_change, check_tool_pairs, tool_pairs
 from runtime.replay.experimentlog import ExperimentRow, record_experiments
-from runtime.replay.isolation import ByteDiff, byte_diff
+from runtime.replay.isolation import ByteDiff, byte_diff, edit_diff
 from runtime.replay.repage import page_request_for
 from runtime.replay.resend import (
     REPLAY_KEY,
@@ -148,7 +148,7 @@ def _playground(
     if tool_pairs(edited) != tool_pairs(data):
         check_tool_pairs(data, edited, change)
     request = canonical_json(edited)
-    return Prepared(original, change, raw, request, byte_diff(data, edited, (), ""))
+    return Prepared(original, change, raw, request, edit_diff(data, edited))
 
 
 def _check_shape(edited: Mapping[str, Any]) -> None:

@@ -60,10 +60,10 @@ def test_an_edit_in_the_playground_is_sent_as_a_child(
     assert response.status_code == 302
     assert anthropic_api.requests[-1].body == canonical_json(data)
     detail = logged_in.get(response["Location"]).content.decode()
-    assert (
-        'data-byte-diff="measured"' in detail
-        and '<mark class="added" data-region="child">9' in detail
-    )
+    assert 'data-byte-diff="isolated"' in detail and "messages[0].content[0] cut out" in detail
+    assert '<mark class="added" data-region="child">9' in detail
+    [row] = ExperimentLog(traces).children(tool_turn.call_id)
+    assert row.isolated is True  # proved when sent, too
 
 
 @pytest.mark.parametrize(
