@@ -163,6 +163,8 @@ def test_a_confirmed_variance_run_polls_then_shows_the_groups_and_the_verdict(
     assert result.count('class="experiment-row') == 5  # the tree, swapped out of band
     action = Action.objects.get(kind=Action.SAMPLES)
     assert action.outcome.startswith("flaky") and action.username == "tester"
+    audit = logged_in.get("/audit/").content.decode()
+    assert '<tr data-action="samples">' in audit and "variance samples" in audit
 
 
 def test_variance_without_javascript_waits_for_the_run_and_shows_the_page(
