@@ -101,8 +101,11 @@ def turn_experiment(request: HttpRequest, call_id: str) -> HttpResponse:
         change = change_from_form(kind, post.get("target", ""), post.get("value", ""))
         result, note = send_experiment(request, rec, change)
     except Llm386Error as exc:
-        context = turn_context(rec.call_id) | {"experiment_problem": str(exc),
-                                               "experiment_kind": kind}  # fmt: skip
+        context = turn_context(rec.call_id) | {
+            "experiment_problem": str(exc), "experiment_kind": kind,
+            "experiment_target": post.get("target", "")[:1000],
+            "experiment_value": post.get("value", "")[:MAX_VALUE_CHARS],
+        }  # fmt: skip
         return render_page(request, "turns/detail.html", "experiments", context, status=422)
     return show_result(request, result, note)
 

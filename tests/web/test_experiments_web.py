@@ -98,6 +98,7 @@ def test_dropping_a_tool_result_alone_is_refused_with_the_runtimes_message(
     html = response.content.decode()
     assert response.status_code == 422
     assert "Drop the tool_use toolu_1 instead" in html and "Nothing was sent or recorded" in html
+    assert f'name="target" value="{TOOL_RESULT}"' in html  # the form keeps what was asked
     assert anthropic_api.request_count == sent and not _children(traces, tool_turn.call_id)
     assert not Action.objects.exists()
 
@@ -135,6 +136,17 @@ def test_unknown_ids_are_404(logged_in: Client, tool_turn: TraceRecord) -> None:
     assert logged_in.get("/samples/no-such-run/").status_code == 404
     response = logged_in.post("/traces/0000000000000000000000000/experiment", {"kind": "drop"})
     assert response.status_code == 404
+
+
+def test_a_refused_edit_keeps_its_text_escaped_in_the_form(
+    logged_in: Client, tool_turn: TraceRecord
+) -> None:
+    response = logged_in.post(f"/traces/{tool_turn.call_id}/experiment",
+                              {"kind": "edit", "target": "messages[99]",
+                               "value": HOSTILE_BODIES[0]})  # fmt: skip
+    html = response.content.decode()
+    assert response.status_code == 422 and HOSTILE_BODIES[0] not in html
+    assert "required>&lt;script&gt;alert(1)&lt;/script&gt;</textarea>" in html
 
 
 def test_hostile_text_in_an_edit_and_its_answer_is_escaped(
