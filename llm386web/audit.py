@@ -1,5 +1,5 @@
-"""The audit log of actions that spend or record: who replayed or re-paged which turn, when,
-with what outcome and cost. Rows live in llm386web.models.Action (the login database).
+"""The audit log of actions that spend or record: who replayed, re-paged or experimented on which
+turn, when, with what outcome and cost. Rows live in llm386web.models.Action (the login database).
 
 A replay's row is written when it starts and completed when its outcome is first shown (the
 POST that waited for it, or the poll that found it done); a row whose outcome nobody saw reads
@@ -13,7 +13,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils import timezone
 
-from llm386web import replayjobs
+from llm386web import replayjobs, samplejobs
 from llm386web.models import Action
 
 
@@ -56,3 +56,31 @@ def _outcome(job: replayjobs.ReplayJob) -> str:
 
 def _user(request: HttpRequest) -> Any:
     return request.user if request.user.is_authenticated else None
+
+
+def experimented(request: HttpRequest, call_id: str, description: str, row: Any) -> None:
+    """Record that the request's user ran an experiment on ``call_id`` (``row``: its
+    runtime.replay.experimentlog.ExperimentRow)."""
+    Action.objects.create(
+        kind=Action.EXPERIMENT, user=_user(request), username=request.user.get_username(),
+        at=timezone.now(), call_id=call_id, target=description[:64], result_call_id=row.child,
+        outcome=f"{row.status}: {row.provider} {row.model}"[:200], cost_usd=row.cost_usd,
+    )  # fmt: skip
+
+
+def samples_started(request: HttpRequest, job: samplejobs.SampleJob) -> None:
+    """Record that the request's user started sending ``job.call_id``'s bytes ``job.n`` times."""
+    Action.objects.create(
+        kind=Action.SAMPLES, user=_user(request), username=request.user.get_username(),
+        at=timezone.now(), call_id=job.call_id, target=f"{job.n} samples", job_id=job.id,
+    )  # fmt: skip
+
+
+def samples_finished(job: samplejobs.SampleJob) -> None:
+    """Complete a variance run's row with its verdict and cost (once)."""
+    if job.running:
+        return
+    fields: dict[str, Any] = {"outcome": (job.problem or job.summary())[:200]}
+    if job.result is not None:
+        fields |= {"result_call_id": job.result.records[0].call_id, "cost_usd": job.cost_usd}
+    Action.objects.filter(job_id=job.id, outcome="").update(**fields)

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.errors import InvalidInput
 from runtime.providers import ModelClient, Provider, get_provider, sending_providers
 
 from .conf import runtime_config, web_config
@@ -86,3 +87,31 @@ def _web_overrides(prefix: str) -> dict[str, Any]:
     named = {"base_url": "BASE_URL", "timeout": "TIMEOUT_S", "connect_timeout": "CONNECT_TIMEOUT_S"}
     values = {option: getattr(config, f"{prefix}_{key}", None) for option, key in named.items()}
     return {option: value for option, value in values.items() if value is not None}
+
+
+def experiment_client(record_provider: str, provider_name: str = "") -> tuple[ModelClient, str]:
+    """Return the client an experiment on a ``record_provider`` record sends through, and a note
+    when the offline model stands in for a provider with no key on the server.
+
+    ``provider_name`` (a provider swap) must take the record's format; without it the record's
+    own provider answers. A Messages request falls back to the offline model, said in the note;
+    a request no offline model reads is refused (InvalidInput), and nothing is sent or recorded.
+    """
+    provider = get_provider(record_provider) if not provider_name else None
+    if provider_name:
+        provider = replay_target(provider_name, record_provider)
+        if provider is None:
+            names = ", ".join(t.name for t in replay_targets(record_provider))
+            raise InvalidInput(f"Choose a provider that takes this turn's format: {names} "
+                               f"(got {provider_name!r}).")  # fmt: skip
+    assert provider is not None
+    if provider.available():
+        return model_client(provider), ""
+    missing = f"No {provider.credentials_name} is set on the server ({provider.credentials_env})"
+    offline = get_provider("offline")
+    if offline.request_format != get_provider(record_provider).request_format:
+        raise InvalidInput(f"{missing}, so {provider.label} cannot answer and nothing was sent "
+                           "or recorded. Restart the server with the key in its environment.")  # fmt: skip
+    note = (f"{missing}: the experiment was sent to the offline model instead (its replies are "
+            "canned, not a real model's). Restart the server with the key to ask the real model.")  # fmt: skip
+    return model_client(offline), note

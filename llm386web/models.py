@@ -1,7 +1,7 @@
 """The web app's own tables (in the login database, never in the trace store).
 
-`Action` is the audit log: one row per replay or re-page started from the web (and, later,
-per experiment), with who started it, when, on which turn, where it went and what it cost.
+`Action` is the audit log: one row per replay, re-page, experiment or variance run started
+from the web, with who started it, when, on which turn, where it went and what it cost.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ class Action(models.Model):
 
     REPLAY = "replay"
     REPAGE = "repage"
-    KINDS = ((REPLAY, "replay"), (REPAGE, "re-page"))
+    EXPERIMENT = "experiment"
+    SAMPLES = "samples"
+    KINDS = ((REPLAY, "replay"), (REPAGE, "re-page"), (EXPERIMENT, "experiment"),
+             (SAMPLES, "variance samples"))  # fmt: skip
 
     kind = models.CharField(max_length=16, choices=KINDS)
     user = models.ForeignKey(

@@ -6,7 +6,20 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import blocks, compare, connect, errors, login, otel, replay, search, sessions, turns
+from .views import (
+    blocks,
+    compare,
+    connect,
+    errors,
+    experiments,
+    login,
+    otel,
+    playground,
+    replay,
+    search,
+    sessions,
+    turns,
+)
 from .views.audit import audit_list
 from .views.picker import compare_pick
 
@@ -29,6 +42,17 @@ urlpatterns = [
     path("replays/<str:job_id>/", replay.replay_job, name="replay-job"),
     path("replays/<str:job_id>/cancel", replay.replay_job_cancel, name="replay-job-cancel"),
     path("traces/<str:call_id>/repage", replay.turn_repage, name="turn-repage"),
+    path("traces/<str:call_id>/experiment", experiments.turn_experiment, name="turn-experiment"),
+    path("traces/<str:call_id>/playground/", playground.turn_playground, name="turn-playground"),
+    path(
+        "traces/<str:call_id>/playground/send",
+        playground.turn_playground_send,
+        name="turn-playground-send",
+    ),  # fmt: skip
+    path("traces/<str:call_id>/samples", playground.turn_samples, name="turn-samples"),
+    path("samples/<str:job_id>/", playground.sample_job, name="sample-job"),
+    path("experiments/", experiments.experiment_list, name="experiments"),
+    path("experiments/<str:child>/", experiments.experiment_detail, name="experiment"),
     path("traces/<str:call_id>/compare/", compare.compare_previous, name="compare-previous"),
     path("compare/pick/", compare_pick, name="compare-pick"),
     path("compare/<str:a>/<str:b>/", compare.compare, name="compare"),

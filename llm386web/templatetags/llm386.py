@@ -123,3 +123,15 @@ def bar_width(value: Any, whole: Any) -> str:
 
 
 register.filter("can_act", can_act)  # whether to show the buttons of llm386web.roles' guard
+
+
+@register.filter
+def usage_figure(value: Any, label: str) -> str:
+    """Format one usage figure of an experiment by its row's label (cost, latency or tokens)."""
+    if value is None:
+        return "—"
+    if "cost" in label.lower():
+        return ("-" if value < 0 else "") + usd(abs(value))
+    if "latency" in label.lower():
+        return ("-" if value < 0 else "") + ms(abs(value))
+    return thousands(value)

@@ -1,12 +1,12 @@
-"""Audit page: every replay and re-page started from the web, newest first, with who started
-it, when, on which turn, where it went, its outcome and its cost."""
+"""Audit page: every replay, re-page, experiment and variance run started from the web, newest
+first, with who started it, when, on which turn, where it went, its outcome and its cost."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from llm386web import audit, replayjobs
+from llm386web import audit, replayjobs, samplejobs
 from llm386web.models import Action
 from runtime.inspect.pagination import by_offset
 
@@ -24,6 +24,10 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         job = replayjobs.get(pending.job_id)  # a replay whose outcome nobody has seen yet
         if job is not None:
             audit.replay_finished(job)
+    for pending in rows.filter(outcome="", kind=Action.SAMPLES)[:20]:
+        run = samplejobs.get(pending.job_id)  # a variance run whose groups nobody has seen yet
+        if run is not None:
+            audit.samples_finished(run)
     offset, limit = offset_from(request), limit_from(request)
     total = rows.count()
     page = by_offset(offset, limit, total)

@@ -19,6 +19,7 @@ from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import StoreCorrupted
 from runtime.inspect.chat import read_request, read_response
+from runtime.inspect.experiments import experiment_tree, parent_of
 from runtime.inspect.pagination import by_offset
 from runtime.inspect.paging import turn_paging
 from runtime.inspect.turn import (
@@ -31,7 +32,10 @@ from runtime.inspect.turn import (
 )
 from runtime.otel.spans import turn_span_tree
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
+from runtime.providers import get_provider, sending_providers
+from runtime.replay.experimentlog import ExperimentLog
 from runtime.replay.fidelity import replay_capability
+from runtime.replay.variance import MAX_SAMPLES
 from runtime.tracing.records import CALL_ID_LEN, TraceRecord, check_call_id
 
 from .common import gc_paused, is_fragment, limit_from, offset_from, pager, render_page
@@ -72,7 +76,15 @@ def turn_context(call_id: str) -> dict[str, object]:
             "replay_targets": replay_targets(view.record.provider), "repage_profiles": REPAGE_PROFILES,
             "paging": turn_paging(view.record.paging),
             "span_tree": turn_span_tree(get_store().kv, view.record.config),
-            } | _model_status(view.record)  # fmt: skip
+            } | _model_status(view.record) | experiments_context(view.record)  # fmt: skip
+
+
+def experiments_context(rec: TraceRecord) -> dict[str, object]:
+    """Return the turn page's experiment tree, and the experiment that made this turn, if any."""
+    log = ExperimentLog(get_traces())
+    return {"experiments": experiment_tree(log, rec), "made_by": parent_of(log, rec),
+            "experiment_providers": sending_providers(get_provider(rec.provider).request_format),
+            "max_samples": MAX_SAMPLES}  # fmt: skip
 
 
 def _model_status(rec: TraceRecord) -> dict[str, object]:
@@ -83,7 +95,8 @@ def _model_status(rec: TraceRecord) -> dict[str, object]:
             "model_deprecated": lifecycle.status is ModelStatus.DEPRECATED}  # fmt: skip
 
 
-def _request_bytes(rec: TraceRecord) -> bytes:
+def request_bytes_of(rec: TraceRecord) -> bytes:
+    """Return the stored request bytes of ``rec``, or raise StoreCorrupted if they are missing."""
     raw = get_traces().request_bytes(rec.prompt_hash)
     if raw is None:
         raise StoreCorrupted(
@@ -137,7 +150,7 @@ def _entries_context(
 def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
     """One page of the request read as chat: parameters, system, tools, then messages."""
     rec = _record(call_id)
-    chat = read_request(_request_bytes(rec))
+    chat = read_request(request_bytes_of(rec))
     page = by_offset(
         offset_from(request), limit_from(request), len(chat.messages), noun="messages "
     )
@@ -155,7 +168,7 @@ def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
 def turn_json(request: HttpRequest, call_id: str) -> HttpResponse:
     """The request pretty-printed as JSON (keys in stored order), or as text if not JSON."""
     rec = _record(call_id)
-    raw = _request_bytes(rec)
+    raw = request_bytes_of(rec)
     note = ""
     try:
         pretty = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
@@ -181,7 +194,7 @@ def _raw(data: bytes, filename: str, download: bool) -> HttpResponse:
 def turn_request_raw(request: HttpRequest, call_id: str) -> HttpResponse:
     """The exact request bytes that were sent (their SHA-256 is the prompt hash)."""
     rec = _record(call_id)
-    return _raw(_request_bytes(rec), f"{rec.call_id}-request.json", "download" in request.GET)
+    return _raw(request_bytes_of(rec), f"{rec.call_id}-request.json", "download" in request.GET)
 
 
 @require_GET

@@ -2,8 +2,10 @@
 
 Owns: ``TreeNode`` / ``experiment_tree`` (original -> children, depth first, with who ran each,
 what changed, cost and tokens), ``OutcomeView`` / ``outcome_view`` (the two outputs side by
-side: the text diff, the tool calls each chose, the usage of each and the difference) and
-``playground_json`` (the recorded request as the playground's editor shows it).
+side: the text diff, the tool calls each chose, the usage of each and the difference),
+``recorded_diff`` / ``request_region`` (a recorded experiment's byte diff, re-derived from the
+stored bytes of both requests, and the bytes around it) and ``playground_json`` (the recorded
+request as the playground's editor shows it).
 
 Invariants:
 - ``playground_json`` is the request's canonical JSON indented: its keys and values are the
@@ -19,10 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from runtime.blocks import canonical_json
+from runtime.errors import Llm386Error
 from runtime.inspect.compare import Row, diff_rows
+from runtime.inspect.request import parse_request
 from runtime.providers import get_provider
+from runtime.replay.edits import Change, ChangeKind, apply_change
 from runtime.replay.experimentlog import ExperimentLog, ExperimentRow
-from runtime.replay.isolation import ByteDiff
+from runtime.replay.isolation import ByteDiff, byte_diff, edit_diff
 from runtime.replay.resend import diff_outputs
 from runtime.tracing.records import TraceRecord
 
@@ -142,3 +147,63 @@ def playground_json(raw: bytes) -> str:
 def parent_of(log: ExperimentLog, record: TraceRecord) -> ExperimentRow | None:
     """Return the row that made ``record`` if it is an experiment's child, else None."""
     return log.row_of(record.call_id) if record.parent_call_id else None
+
+
+_ON_THE_JSON = (ChangeKind.EDIT, ChangeKind.DROP, ChangeKind.INSERT, ChangeKind.PARAM,
+                ChangeKind.MODEL)  # fmt: skip
+REGION_CONTEXT = 80  # bytes shown on each side of the differing region
+REGION_MAX = 4000  # bytes of each side's differing region shown
+
+
+def recorded_diff(original: bytes, child: bytes, change: Change) -> ByteDiff | None:
+    """Re-derive a recorded experiment's byte diff from the stored bytes of both requests.
+
+    A change made on the request JSON is made again on the original to learn which units it
+    touched; the proof then cuts those units out of both stored requests and compares what is
+    left. A playground edit is proved on the units whose values differ when it kept every unit
+    in place (``runtime.replay.isolation.edit_diff``); a re-page is measured, not proved.
+    None: a side is not a JSON object."""
+    data_a, data_b = parse_request(original), parse_request(child)
+    if data_a is None or data_b is None:
+        return None
+    if change.kind in (ChangeKind.NONE, ChangeKind.PROVIDER):
+        return byte_diff(data_a, data_b, (), "both")
+    if change.kind in _ON_THE_JSON:
+        try:
+            applied = apply_change(data_a, change)
+        except Llm386Error:  # the original no longer takes the change: measure only
+            return byte_diff(data_a, data_b, (), "")
+        return byte_diff(data_a, data_b, applied.paths, applied.sides)
+    if change.kind is ChangeKind.REQUEST:
+        return edit_diff(data_a, data_b)
+    return byte_diff(data_a, data_b, (), "")
+
+
+@dataclass(frozen=True)
+class RequestRegion:
+    """The bytes around where a child's request differs from its original's, as text."""
+
+    start: int  # the first differing byte
+    before: str  # up to REGION_CONTEXT bytes before it (the same on both sides)
+    removed: str  # the original's bytes of the region (clipped to REGION_MAX)
+    added: str  # the child's
+    after: str  # up to REGION_CONTEXT bytes after the region (the same on both sides)
+    clipped: bool
+
+
+def request_region(original: bytes, child: bytes, diff: ByteDiff) -> RequestRegion | None:
+    """Return the differing region of two requests with its context (None: the same bytes)."""
+    at = diff.first_divergent_byte
+    if at is None:
+        return None
+
+    def text(raw: bytes) -> str:
+        return raw.decode("utf-8", "replace")
+
+    removed, added = original[at : diff.original_end], child[at : diff.child_end]
+    return RequestRegion(
+        at, text(original[max(0, at - REGION_CONTEXT) : at]), text(removed[:REGION_MAX]),
+        text(added[:REGION_MAX]),
+        text(original[diff.original_end : diff.original_end + REGION_CONTEXT]),
+        max(len(removed), len(added)) > REGION_MAX,
+    )  # fmt: skip

@@ -36,7 +36,7 @@ from runtime.profiles.lifecycle import check_callable
 from runtime.providers import ModelClient, get_provider
 from runtime.replay.edits import Change, ChangeKind, apply_change, check_tool_pairs, tool_pairs
 from runtime.replay.experimentlog import ExperimentRow, record_experiments
-from runtime.replay.isolation import ByteDiff, byte_diff
+from runtime.replay.isolation import ByteDiff, byte_diff, edit_diff
 from runtime.replay.repage import page_request_for
 from runtime.replay.resend import (
     REPLAY_KEY,
@@ -144,10 +144,26 @@ def _playground(
             "the edited request is not a JSON object: fix the JSON (the editor shows the "
             "recorded request) and send again; nothing was sent"
         )
+    _check_shape(edited)
     if tool_pairs(edited) != tool_pairs(data):
         check_tool_pairs(data, edited, change)
     request = canonical_json(edited)
-    return Prepared(original, change, raw, request, byte_diff(data, edited, (), ""))
+    return Prepared(original, change, raw, request, edit_diff(data, edited))
+
+
+def _check_shape(edited: Mapping[str, Any]) -> None:
+    """Refuse an edited request no API would take: a model and a list of message objects."""
+    messages = edited.get("messages")
+    if not isinstance(edited.get("model"), str) or not edited.get("model"):
+        raise InvalidInput('the edited request has no "model" (a model name): put it back; '
+                           "nothing was sent")  # fmt: skip
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)
+    ):
+        raise InvalidInput('the edited request\'s "messages" must be a non-empty list of '
+                           'objects with a "role"; nothing was sent')  # fmt: skip
 
 
 def _repaged(

@@ -28,7 +28,7 @@ from typing import Any
 from runtime.blocks import canonical_json
 from runtime.inspect.diff import compare_cache, first_divergence
 from runtime.inspect.request import cache_units
-from runtime.replay.edits import Path, lookup, path_text
+from runtime.replay.edits import Path, lookup, parse_path, path_text
 
 _MARK = "\x00llm386:span\x00"
 _MARK_BYTES = canonical_json(_MARK)
@@ -133,6 +133,39 @@ def byte_diff(
         prefix_kept=_prefix_kept(original, child, cache.units_kept, paths) if sides
         else cache.breakpoint_index is None or cache.units_kept > cache.breakpoint_index,
     )  # fmt: skip
+
+
+def edited_paths(original: Mapping[str, Any], child: Mapping[str, Any]) -> tuple[Path, ...] | None:
+    """Return what a whole-request edit changed: the units, and the top-level members outside
+    the unit lists, whose values differ; None when units were added, removed or moved, or a
+    member was (then there is no one-to-one pairing of units to prove)."""
+    if sorted(original) != sorted(child):
+        return None
+    units = [u.path for u in cache_units(original)]
+    if units != [u.path for u in cache_units(child)]:
+        return None
+    paths: list[Path] = [(key,) for key in sorted(original)
+                         if not (key in ("tools", "system", "messages")
+                                 and isinstance(original[key], list))
+                         and original[key] != child[key]]  # fmt: skip
+    for unit in units:
+        if "[" in unit:  # "model" and a string "system" are members, counted above
+            path = parse_path(unit)
+            if lookup(original, path) != lookup(child, path):
+                paths.append(path)
+    return tuple(paths)
+
+
+def edit_diff(original: Mapping[str, Any], child: Mapping[str, Any]) -> ByteDiff:
+    """Return the byte diff of a whole-request edit: proved when the bytes outside the units it
+    changed are equal (``edited_paths``), else measured (``isolated`` None), never refuted: an
+    edit in the playground may change anything, so only a proof is worth saying."""
+    paths = edited_paths(original, child)
+    if paths is not None:
+        proved = byte_diff(original, child, paths, "both")
+        if proved.isolated:
+            return proved
+    return byte_diff(original, child, (), "")
 
 
 def _common_suffix(a: bytes, b: bytes, floor: int) -> int:

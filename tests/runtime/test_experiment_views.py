@@ -41,3 +41,24 @@ def test_outcomes_are_shown_side_by_side_with_tool_calls_and_usage(stores):
                                                  "Output tokens"]  # fmt: skip
     tree = experiment_tree(ExperimentLog(traces), first)
     assert [(n.depth, n.row.child, n.row.who) for n in tree] == [(1, result.record.call_id, "ana")]
+
+
+def test_a_playground_edit_is_proved_when_it_keeps_every_unit_in_place(stores):
+    from runtime.replay.isolation import edit_diff
+
+    store, traces = stores
+    reply = Agent(store, traces, OfflineModel(), session="pg").say("What is 6 * 7?")
+    data = json.loads(traces.request_bytes(traces.get(reply.call_ids[-1]).prompt_hash))
+    edited = json.loads(json.dumps(data))
+    edited["messages"][0]["content"][0]["text"] = "What is 6 * 8?"
+    edited["temperature"] = 0.5
+    data["temperature"] = 0
+    proved = edit_diff(data, edited)
+    assert proved.isolated is True
+    assert set(proved.changed_units) == {"messages[0].content[0]", "temperature"}
+    grown = json.loads(json.dumps(data))
+    grown["messages"].append({"role": "user", "content": [{"type": "text", "text": "more"}]})
+    assert edit_diff(data, grown).isolated is None  # a unit added: measured, not proved
+    moved = json.loads(json.dumps(data))
+    moved["messages"][0]["role"] = "assistant"  # outside every unit: not proved, not refuted
+    assert edit_diff(data, moved).isolated is None

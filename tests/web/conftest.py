@@ -116,3 +116,46 @@ def imported_demo(store: BlockStore, traces: TraceStore) -> list[TraceRecord]:
     import_file(store, traces, DEMO_DIR / "sessions.json", tools_path=DEMO_DIR / "tools.json",
                 options=ImportOptions(prefix="tau"))  # fmt: skip
     return traces.list(session="tau-task000-trial0", limit=None, newest_first=False)
+
+
+ANTHROPIC_KEY = "sk-ant-web-experiments-CANARY-5c1e"
+
+
+@pytest.fixture
+def anthropic_api(settings: Any, web_home: Path, model_server: Any, monkeypatch: Any) -> Any:
+    """The app's Anthropic client on the loopback server, with a key in the environment."""
+    settings.LLM386 = {**settings.LLM386, "ANTHROPIC_BASE_URL": model_server.base_url,
+                       "ANTHROPIC_TIMEOUT_S": 5.0}  # fmt: skip
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    return model_server
+
+
+@pytest.fixture
+def tool_turn(
+    store: BlockStore, traces: TraceStore, anthropic_api: Any, make_adapter: Any
+) -> TraceRecord:
+    """A turn an agent made over HTTP: the answer after a calculator call (a tool pair inside)."""
+    from runtime.agent.core import Agent
+    from tests.fakes.anthropic_server import text_reply, tool_use_reply
+
+    anthropic_api.enqueue(
+        tool_use_reply("toolu_1", "calculator", {"expression": "6*7"}, text="Let me compute."),
+        text_reply("6 * 7 is 42.", usage=(120, 9, 0, 0)),
+    )
+    reply = Agent(store, traces, make_adapter(), session="web-exp").say("What is 6 * 7?")
+    return traces.get(reply.call_ids[-1])
+
+
+OPENAI_KEY = "sk-openai-connect-CANARY-8d41e0"
+
+
+@pytest.fixture
+def openai_api(settings: Any, web_home: Path, monkeypatch: Any) -> Iterator[Any]:
+    """The app's OpenAI client on a loopback Chat Completions server, with a key set."""
+    from tests.fakes.openai_server import OpenAIServer
+
+    with OpenAIServer() as server:
+        settings.LLM386 = {**settings.LLM386, "OPENAI_BASE_URL": server.base_url + "/v1",
+                           "OPENAI_TIMEOUT_S": 5.0}  # fmt: skip
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        yield server

@@ -20,13 +20,13 @@ from runtime.tracing.records import TraceRecord
 from tests.fakes.anthropic_server import AnthropicServer
 from tests.fakes.openai_server import OpenAIServer, chat_reply
 
+from .conftest import OPENAI_KEY
 from .tracefactory import conversation
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HX-Request": "true"}
 ANTHROPIC_KEY = "sk-ant-connect-CANARY-19f2c7"
-OPENAI_KEY = "sk-openai-connect-CANARY-8d41e0"
 
 
 def _closed_port() -> int:
@@ -138,15 +138,6 @@ def test_the_poll_keeps_the_page_it_was_on(logged_in: Client, traced: Any) -> No
     assert 'id="turn-3"' in html and 'id="turn-1"' not in html
     assert "seen=stale" not in html
     assert '<a href="/sessions/paged/?limit=2&amp;offset=2">reload</a>' in html
-
-
-@pytest.fixture
-def openai_api(settings: Any, web_home: Path, monkeypatch: Any) -> Iterator[OpenAIServer]:
-    with OpenAIServer() as server:
-        settings.LLM386 = {**settings.LLM386, "OPENAI_BASE_URL": server.base_url + "/v1",
-                           "OPENAI_TIMEOUT_S": 5.0}  # fmt: skip
-        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-        yield server
 
 
 def test_a_rebuilt_demo_turn_replays_to_openai_and_says_what_that_promises(

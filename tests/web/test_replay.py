@@ -18,21 +18,18 @@ from runtime.tracing.records import TraceRecord
 from tests.fakes.anthropic_server import AnthropicServer, RawReply, error_reply, text_reply
 
 from . import tracefactory
+from .conftest import ANTHROPIC_KEY as KEY
 from .tracefactory import conversation
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HX-Request": "true"}
-KEY = "sk-test-not-a-real-key"
 
 
 @pytest.fixture
-def api(settings: Any, web_home: Path, model_server: AnthropicServer, monkeypatch: Any) -> Any:
-    """Point the app's Anthropic client at the loopback server, with a key in the environment."""
-    settings.LLM386 = {**settings.LLM386, "ANTHROPIC_BASE_URL": model_server.base_url,
-                       "ANTHROPIC_TIMEOUT_S": 5.0}  # fmt: skip
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    return model_server
+def api(anthropic_api: AnthropicServer) -> AnthropicServer:
+    """The app's Anthropic client on the loopback server, with KEY in the environment."""
+    return anthropic_api
 
 
 @pytest.fixture

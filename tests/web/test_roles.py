@@ -40,6 +40,9 @@ def _posts(call_id: str) -> list[tuple[str, dict[str, str]]]:
         (f"/traces/{call_id}/repage", {"profile": "claude-sonnet-4-6"}),
         (f"/traces/{call_id}/flag", {"note": "bad", "action": "flag"}),
         ("/replays/some-job/cancel", {}),
+        (f"/traces/{call_id}/experiment", {"kind": "set", "target": "temperature", "value": "0"}),
+        (f"/traces/{call_id}/playground/send", {"request": "{}"}),
+        (f"/traces/{call_id}/samples", {"samples": "2", "confirm": "yes"}),
         ("/otel/tokens/create", {"name": "ci"}),
         ("/otel/tokens/ci/revoke", {}),
     ]
