@@ -49,6 +49,11 @@ def met(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
+def heading(title: str, module: str, results: str) -> list[str]:
+    """Return a section's title and the command that writes its results."""
+    return [f"## {title}", "", f"`python -m bench.{module}` → `bench/results/{results}.json`.", ""]
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Return a Markdown table of ``rows`` under ``header``."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -137,10 +142,7 @@ def pager(r: Mapping[str, Results]) -> list[str]:
         for s in d["sizes"]
     ]  # fmt: skip
     return [
-        "## Pager and packer",
-        "",
-        "`python -m bench.bench_pager` → `bench/results/pager.json`.",
-        "",
+        *heading("Pager and packer", "bench_pager", "pager"),
         "Sessions grown from the tau-bench airline recordings (real block sizes); budgets "
         "claude-sonnet-4-6's full input budget (187,712 tokens) and 16,000. Milliseconds, "
         "steady state, with the cyclic garbage collector paused during page and pack.",
@@ -184,10 +186,7 @@ def locomo(r: Mapping[str, Results]) -> list[str]:
     ]
     runs = d["runs"]["recommended"]
     return [
-        "## LoCoMo evidence recall",
-        "",
-        "`python -m bench.bench_locomo` → `bench/results/locomo.json`.",
-        "",
+        *heading("LoCoMo evidence recall", "bench_locomo", "locomo"),
         f"{len(runs['files'])} conversations, {num(d['questions'])} questions, "
         f"{num(runs['evidence_turns'])} evidence turns, tokenizer {d['tokenizer']}, no model "
         "download. The share of evidence turns the pager selects at each budget (tokens). "
@@ -207,10 +206,7 @@ def diff(r: Mapping[str, Results]) -> list[str]:
         for name, s in sorted(d["scenarios"].items())
     ]  # fmt: skip
     return [
-        "## Turn diff",
-        "",
-        "`python -m bench.bench_diff` → `bench/results/diff.json`.",
-        "",
+        *heading("Turn diff", "bench_diff", "diff"),
         f"`llm386 diff` on pairs of requests; target {d['target_ms']} ms for two "
         "200,000-token requests. `stdlib difflib` is the same text diff done by Python's "
         "difflib, where it was measured.",
@@ -257,10 +253,7 @@ def web(r: Mapping[str, Results]) -> list[str]:
                               if kv[0] in WEB_LABELS else len(WEB_LABELS))
     ]  # fmt: skip
     return [
-        "## Web pages",
-        "",
-        "`python -m bench.bench_web` → `bench/results/web.json`.",
-        "",
+        *heading("Web pages", "bench_web", "web"),
         "Django test client, whole request including middleware. Data: a turn of "
         f"{num(d['big_turn_blocks'])} blocks with a {d['turn_request_bytes'] / 1e6:.1f} MB "
         f"(~200,000-token) request, and {num(d['sessions'])} sessions. Milliseconds (the "
@@ -287,10 +280,7 @@ def replay(r: Mapping[str, Results]) -> list[str]:
             ms(s["offline_replay"]["p50_ms"]),
         ])  # fmt: skip
     return [
-        "## Replay and re-page",
-        "",
-        "`python -m bench.bench_replay` → `bench/results/replay.json`.",
-        "",
+        *heading("Replay and re-page", "bench_replay", "replay"),
         f"Loopback Anthropic-compatible server on 127.0.0.1, {d['runs']} runs. Overhead is "
         "`replay()` wall time minus the adapter's own latency for the HTTP call: loading the "
         "record and bytes, re-hashing them, recording the new trace and diffing the outputs. "
@@ -341,10 +331,7 @@ def paging(r: Mapping[str, Results]) -> list[str]:
     )
     ours = d["policies"]["ours"]
     return [
-        "## Demand paging",
-        "",
-        "`python -m bench.bench_paging` → `bench/results/paging.json`.",
-        "",
+        *heading("Demand paging", "bench_paging", "paging"),
         f"Replays every session of the tau-bench airline data ({d['dataset']['session_count']} "
         f"GPT-4o sessions, {num(ours['turns'])} model calls) turn by turn, with no model calls: "
         "each assistant message is a call whose input is every message before it plus the tool "
@@ -395,10 +382,7 @@ def importing(r: Mapping[str, Results]) -> list[str]:
     ]  # fmt: skip
     slope = d["log_log_slope_vs_transcript_bytes"]
     return [
-        "## Import",
-        "",
-        "`python -m bench.bench_import` → `bench/results/import.json`.",
-        "",
+        *heading("Import", "bench_import", "import"),
         f"`llm386 import` of one long session at four sizes: {d['note']}.",
         "",
         *table(
@@ -423,10 +407,7 @@ def store(r: Mapping[str, Results]) -> list[str]:
         [f"list all {size} entries with bodies", f"{ms(d['list_session_100k_entries_with_bodies']['p50_ms'])} ms"],
     ]  # fmt: skip
     return [
-        "## Block store",
-        "",
-        "`python -m bench.bench_store` → `bench/results/store.json`.",
-        "",
+        *heading("Block store", "bench_store", "store"),
         f"LMDB on local disk, {d['body_bytes']}-byte bodies, one session of {size} entries (p50).",
         "",
         *table(["operation", "rate or p50"], rows),
@@ -445,10 +426,7 @@ def traces(r: Mapping[str, Results]) -> list[str]:
     }
     rows = [[label, ms(d[key]["p50_ms"])] for key, label in labels.items()]
     return [
-        "## Trace store",
-        "",
-        "`python -m bench.bench_traces` → `bench/results/traces.json`.",
-        "",
+        *heading("Trace store", "bench_traces", "traces"),
         f"{num(d['records_total'])} records (the {num(d['demo_turns'])} demo turns, imported in "
         f"{d['demo_import_seconds']} s, and more); recording in batches runs at "
         f"{num(d['record_many_per_s'])} records/s.",
@@ -466,10 +444,7 @@ def kv_engines(r: Mapping[str, Results]) -> list[str]:
         for name in sorted(d["lmdb"])
     ]  # fmt: skip
     return [
-        "## Key-value engines: LMDB and PostgreSQL",
-        "",
-        "`python -m bench.bench_kv` → `bench/results/kv_engines.json`.",
-        "",
+        *heading("Key-value engines: LMDB and PostgreSQL", "bench_kv", "kv_engines"),
         f"{num(d['keys'])} keys of {d['value_bytes']} bytes; both engines durable, PostgreSQL "
         "over a unix socket on the same machine (operations per second).",
         "",
@@ -484,10 +459,7 @@ def proxy(r: Mapping[str, Results]) -> list[str]:
         for name, t in sorted(d["targets"].items())
     ]
     return [
-        "## Capture proxy",
-        "",
-        "`python -m bench.bench_proxy` → `bench/results/proxy.json`.",
-        "",
+        *heading("Capture proxy", "bench_proxy", "proxy"),
         f"The same calls direct and through `llm386 proxy` in one run ({d['note']}).",
         "",
         *table(["target", "measured", "target", "met"], rows),

@@ -16,6 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Self
 
 from runtime.errors import InvalidBlock, InvalidEdge, InvalidSession, NotCanonicalJson
 
@@ -25,7 +26,23 @@ _SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")
 _HEX_RE = re.compile(r"^[0-9a-f]{4,64}$")
 
 
-class BlockKind(StrEnum):
+class _Kind(StrEnum):
+    """A kind named in kebab-case; ``parse`` is how user input becomes one."""
+
+    @classmethod
+    def parse(cls, value: str | Self) -> Self:
+        """Return the member named ``value``, or raise InvalidBlock / InvalidEdge listing them."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            error, noun = _UNKNOWN[cls]
+            known = ", ".join(k.value for k in cls)
+            raise error(f"unknown {noun} {value!r}; use one of: {known}") from None
+
+
+class BlockKind(_Kind):
     SYSTEM = "system"
     USER_MESSAGE = "user-message"
     ASSISTANT_MESSAGE = "assistant-message"
@@ -39,35 +56,20 @@ class BlockKind(StrEnum):
     STATE = "state"
     EVENT = "event"
 
-    @classmethod
-    def parse(cls, value: str | BlockKind) -> BlockKind:
-        """Return the kind named ``value`` (kebab-case), or raise InvalidBlock listing the kinds."""
-        if isinstance(value, BlockKind):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            known = ", ".join(k.value for k in cls)
-            raise InvalidBlock(f"unknown block kind {value!r}; use one of: {known}") from None
 
-
-class EdgeKind(StrEnum):
+class EdgeKind(_Kind):
     PARENT = "parent"
     DERIVED_FROM = "derived-from"
     SUPPORTS = "supports"
     CONTRADICTS = "contradicts"
     TOOL_INVOCATION = "tool-invocation"
 
-    @classmethod
-    def parse(cls, value: str | EdgeKind) -> EdgeKind:
-        """Return the edge kind named ``value``, or raise InvalidEdge listing the kinds."""
-        if isinstance(value, EdgeKind):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            known = ", ".join(k.value for k in cls)
-            raise InvalidEdge(f"unknown edge kind {value!r}; use one of: {known}") from None
+
+# What ``parse`` raises for an unknown name of each kind, and what it calls the kind.
+_UNKNOWN: dict[type[_Kind], tuple[type[Exception], str]] = {
+    BlockKind: (InvalidBlock, "block kind"),
+    EdgeKind: (InvalidEdge, "edge kind"),
+}
 
 
 @dataclass(frozen=True)

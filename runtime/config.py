@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from runtime import limits
 from runtime.errors import ConfigError
@@ -49,6 +49,7 @@ CONFIG_ENV = "LLM386_CONFIG"
 BASE_URL_ENV = "ANTHROPIC_BASE_URL"
 DEFAULT_MAX_BLOCK_BYTES = 16 * 1024 * 1024
 _FORBIDDEN_KEYS = ("api_key", "apikey")
+S = TypeVar("S")
 
 Check = tuple[Callable[[Any], bool], str]
 _NONNEG: Check = (lambda v: v >= 0, "a number >= 0")
@@ -106,13 +107,6 @@ class Bm25Settings:
 
 
 @dataclass(frozen=True)
-class LexicalSettings:
-    """Fuzzy lexical retriever; off (weight 0) unless configured."""
-
-    weight: float = _setting(0.0, _NONNEG)
-
-
-@dataclass(frozen=True)
 class EmbeddingSettings:
     """Local hashed-embedding retriever with vectors of ``dimensions`` components."""
 
@@ -121,37 +115,32 @@ class EmbeddingSettings:
 
 
 @dataclass(frozen=True)
-class SourceSettings:
-    """Source retriever: blocks whose provenance source (a speaker, a tool) the task names."""
-
-    weight: float = _setting(0.3, _NONNEG)
-
-
-@dataclass(frozen=True)
-class NeighbourSettings:
-    """Neighbour spread: a block near a relevant block in the session shares its relevance."""
-
-    weight: float = _setting(3.75, _NONNEG)
-
-
-@dataclass(frozen=True)
-class PinnedSettings:
-    """Pinned-block retriever: blocks the user pinned always score this weight."""
+class WeightSettings:
+    """A retriever whose only setting is its weight (its default is set in RetrieverSettings)."""
 
     weight: float = _setting(1.0, _NONNEG)
 
 
+def _weight(default: float) -> Any:
+    return field(default_factory=lambda: WeightSettings(default))
+
+
 @dataclass(frozen=True)
 class RetrieverSettings:
-    """Per-retriever settings; the pager multiplies each retriever's score by its ``weight``."""
+    """Per-retriever settings; the pager multiplies each retriever's score by its ``weight``.
+
+    ``lexical``: fuzzy lexical retriever, off (weight 0) unless configured. ``source``: blocks
+    whose provenance source (a speaker, a tool) the task names. ``neighbours``: a block near a
+    relevant block in the session shares its relevance. ``pinned``: blocks the user pinned
+    always score this weight."""
 
     recency: RecencySettings = field(default_factory=RecencySettings)
     bm25: Bm25Settings = field(default_factory=Bm25Settings)
-    lexical: LexicalSettings = field(default_factory=LexicalSettings)
+    lexical: WeightSettings = _weight(0.0)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
-    source: SourceSettings = field(default_factory=SourceSettings)
-    neighbours: NeighbourSettings = field(default_factory=NeighbourSettings)
-    pinned: PinnedSettings = field(default_factory=PinnedSettings)
+    source: WeightSettings = _weight(0.3)
+    neighbours: WeightSettings = _weight(3.75)
+    pinned: WeightSettings = _weight(1.0)
 
 
 @dataclass(frozen=True)
@@ -314,11 +303,14 @@ class _Reader:
         known = ("anthropic", "budgets", "models", "openai", "retrievers", "store")
         self._warn_unknown(document, known, ())
         retrievers = self._table(document, ("retrievers",))
+        defaults = RetrieverSettings()
         settings = {
-            name: self.build(
-                cls, self._table(retrievers, ("retrievers", name)), ("retrievers", name)
+            f.name: self.build(
+                getattr(defaults, f.name),
+                self._table(retrievers, ("retrievers", f.name)),
+                ("retrievers", f.name),
             )
-            for name, cls in typing.get_type_hints(RetrieverSettings).items()
+            for f in fields(defaults)
         }
         self._warn_unknown(retrievers, list(settings), ("retrievers",))
         return Config(
@@ -327,17 +319,18 @@ class _Reader:
             retrievers=RetrieverSettings(**settings),
             store=self._store(self._table(document, ("store",))),
             anthropic=self.build(
-                AnthropicSettings, self._table(document, ("anthropic",)), ("anthropic",)
+                AnthropicSettings(), self._table(document, ("anthropic",)), ("anthropic",)
             ),
-            openai=self.build(OpenAISettings, self._table(document, ("openai",)), ("openai",)),
+            openai=self.build(OpenAISettings(), self._table(document, ("openai",)), ("openai",)),
             warnings=tuple(self.warnings),
             source=self.path,
         )
 
-    def build(self, cls: Any, table: Mapping[str, Any], where: tuple[str, ...]) -> Any:
-        """Return ``cls`` with the values in ``table`` (found at ``where``) checked and converted."""
-        hints = typing.get_type_hints(cls)
-        spec = {f.name: f for f in fields(cls)}
+    def build(self, default: S, table: Mapping[str, Any], where: tuple[str, ...]) -> S:
+        """Return ``default`` with the values in ``table`` (found at ``where``) checked and
+        converted."""
+        hints = typing.get_type_hints(type(default))
+        spec = {f.name: f for f in fields(default)}  # type: ignore[arg-type]
         self._warn_unknown(table, list(spec), where)
         values = {
             key: self._value(
@@ -346,14 +339,14 @@ class _Reader:
             for key in spec
             if key in table
         }
-        return cls(**values)
+        return replace(default, **values)  # type: ignore[type-var]
 
     def _models(self, table: Mapping[str, Any]) -> tuple[ModelProfile, ...]:
         profiles = []
         for name in sorted(table):
             where = ("models", name)
             entries = self._table(table, where)
-            values = self.build(_ModelTable, entries, where)
+            values = self.build(_ModelTable(), entries, where)
             base = lookup_profile(name, BUILTIN_PROFILES) or _new_profile(name, values)
             changed = {key: getattr(values, key) for key in entries if key in _MODEL_KEYS}
             profile = replace(base, name=name, **changed)
@@ -368,7 +361,7 @@ class _Reader:
         return tuple(profiles)
 
     def _budgets(self, table: Mapping[str, Any]) -> BudgetFractions:
-        budgets: BudgetFractions = self.build(BudgetFractions, table, ("budgets",))
+        budgets: BudgetFractions = self.build(BudgetFractions(), table, ("budgets",))
         total = math.fsum(value for _, value in budgets.items())
         if total > 1.0 + 1e-9:
             fractions = dict(budgets.items())
@@ -381,7 +374,7 @@ class _Reader:
         return budgets
 
     def _store(self, table: Mapping[str, Any]) -> StoreSettings:
-        store: StoreSettings = self.build(StoreSettings, table, ("store",))
+        store: StoreSettings = self.build(StoreSettings(), table, ("store",))
         if store.path is not None and not store.path.is_absolute():
             store = replace(store, path=self.path.parent / store.path)
         return store

@@ -73,6 +73,26 @@ def stores(tmp_path):
     return store, LmdbTraceStore(store)
 
 
+@pytest.fixture
+def agent_turn(stores, model_server, make_adapter) -> Callable[[str], Any]:
+    """Return turn(session) -> the record of a turn the sample agent makes over HTTP in
+    ``session``: a tool call (calculator 6*7), then the final answer (the second call)."""
+    from runtime.agent.core import Agent
+    from tests.fakes.anthropic_server import text_reply, tool_use_reply
+
+    def turn(session: str) -> Any:
+        store, traces = stores
+        model_server.enqueue(
+            tool_use_reply("toolu_1", "calculator", {"expression": "6*7"}, text="Let me compute."),
+            text_reply("6 * 7 is 42.", usage=(120, 9, 0, 0)),
+        )
+        reply = Agent(store, traces, make_adapter(), session=session).say("What is 6 * 7?")
+        assert reply.text == "6 * 7 is 42." and len(reply.call_ids) == 2
+        return traces.get(reply.call_ids[-1])
+
+    return turn
+
+
 # The backends the contract suite (tests/runtime/test_store_contract.py) runs on. A backend
 # other than "lmdb" names a fixture ``<backend>_url`` that yields the URL of a fresh, empty
 # database for one test.

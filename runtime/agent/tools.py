@@ -12,28 +12,32 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from runtime.blocks import ToolResult, canonical_json
 
-CALCULATOR = {
-    "name": "calculator",
-    "description": "Evaluate an arithmetic expression with + - * / // % ** and parentheses.",
-    "input_schema": {
-        "type": "object",
-        "properties": {"expression": {"type": "string", "description": "e.g. (12 + 3) * 7"}},
-        "required": ["expression"],
-    },
-}
 
-LOOKUP_PROFILE = {
-    "name": "lookup_user_profile",
-    "description": "Look up a user's profile (name, tier, home airport, member since) by user id.",
-    "input_schema": {
-        "type": "object",
-        "properties": {"user_id": {"type": "string", "description": "e.g. u-1001"}},
-        "required": ["user_id"],
-    },
-}
+def tool_schema(name: str, description: str, param: str, example: str = "") -> dict[str, Any]:
+    """Return a Messages tool definition taking one required string ``param``."""
+    prop: dict[str, str] = {"type": "string"}
+    if example:
+        prop["description"] = f"e.g. {example}"
+    schema = {"type": "object", "properties": {param: prop}, "required": [param]}
+    return {"name": name, "description": description, "input_schema": schema}
+
+
+CALCULATOR = tool_schema(
+    "calculator",
+    "Evaluate an arithmetic expression with + - * / // % ** and parentheses.",
+    "expression",
+    "(12 + 3) * 7",
+)
+LOOKUP_PROFILE = tool_schema(
+    "lookup_user_profile",
+    "Look up a user's profile (name, tier, home airport, member since) by user id.",
+    "user_id",
+    "u-1001",
+)
 
 TOOL_DEFINITIONS = (CALCULATOR, LOOKUP_PROFILE)
 

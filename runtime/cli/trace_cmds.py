@@ -12,7 +12,8 @@ from runtime.errors import NotFound
 from runtime.inspect.diff import TraceDiff, diff_stored
 from runtime.inspect.textdiff import DiffLine, LineOp
 from runtime.storage.blockstore import KvBlockStore
-from runtime.storage.tracestore import FLAGGED, KvTraceStore
+from runtime.storage.tracerows import FLAGGED
+from runtime.storage.tracestore import KvTraceStore
 from runtime.tracing.records import TraceRecord, TraceStatus
 from runtime.transfer.exchange import export_session, import_session, read_file
 from runtime.transfer.importer import ImportOptions, import_file

@@ -29,7 +29,7 @@ import numpy as np
 
 from runtime.errors import StoreError
 from runtime.indexes.bm25 import STOPWORDS, terms
-from runtime.storage.kv import Engine, Tables
+from runtime.storage.kv import Engine, EngineCache, Tables
 
 NGRAMS = (3, 4, 5)
 WORD_WEIGHT = 2.0
@@ -177,15 +177,9 @@ class VectorCache:
         self.kv.write(save)
 
 
-# Per engine, weakly: a store closed and opened again (a new engine) starts a fresh cache.
-_caches: weakref.WeakKeyDictionary[Engine, VectorCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
+_caches = EngineCache(VectorCache)
 
 
 def vector_cache(kv: Engine) -> VectorCache:
     """Return the process-wide vector cache of a store's engine."""
-    with _caches_lock:
-        cache = _caches.get(kv)
-        if cache is None:
-            cache = _caches[kv] = VectorCache(kv)
-        return cache
+    return _caches.get(kv)

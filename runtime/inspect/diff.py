@@ -16,10 +16,8 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 from runtime.errors import StoreCorrupted
 from runtime.inspect.request import CacheUnit, RequestView, cache_units, view_request
 from runtime.inspect.textdiff import TextDiff, common_prefix, diff_views
+from runtime.pager.collector import collector_paused
 from runtime.pager.sections import Section
 from runtime.providers import get_provider
 from runtime.tracing.records import TraceRecord, TraceStore, json_ready
@@ -355,25 +354,14 @@ def compare_cache(raw_a: bytes, raw_b: bytes, data_a: Any, data_b: Any) -> Cache
 def diff_requests(
     raw_a: bytes, raw_b: bytes, *, context: int = 3, max_lines: int = 5000
 ) -> tuple[TextDiff, CacheComparison, RequestView, RequestView]:
-    """Return the text diff and the cache comparison of two request byte strings."""
-    with _collector_paused():
+    """Return the text diff and the cache comparison of two request byte strings.
+
+    The cyclic collector is paused: parsing 1 MB of JSON makes enough objects to trigger full
+    collections mid-diff (measured: 14 ms typical, 120+ ms with a collection)."""
+    with collector_paused():
         view_a, view_b = view_request(raw_a), view_request(raw_b)
         text = diff_views(view_a, view_b, context=context, max_lines=max_lines)
         return text, compare_cache(raw_a, raw_b, view_a.data, view_b.data), view_a, view_b
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic GC: parsing 1 MB of JSON makes enough objects to trigger full
-    collections mid-diff (measured: 14 ms typical, 120+ ms with a collection); nothing made
-    here is cyclic, so reference counting frees it all."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def diff_traces(

@@ -25,7 +25,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime import __version__
 from runtime.blocks import BlockKind, Provenance, canonical_json
 from runtime.errors import InvalidInput
 from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
@@ -33,20 +32,17 @@ from runtime.otel.spans import SPANS, SpanData, ensure_tables, put_spans, span_d
 from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
 from runtime.pager.sections import Section, section_of
 from runtime.storage.blockstore import KvBlockStore
-from runtime.tokenizers import get_tokenizer
 from runtime.tracing.records import (
     Provider,
     StoredTrace,
-    TokenizerInfo,
     TraceError,
     TraceOrigin,
     TraceRecord,
-    TraceStatus,
     TraceStore,
-    new_call_id,
+    new_record,
     prompt_hash,
 )
-from runtime.transfer.importer import TOKENIZER, _Builder
+from runtime.transfer.importer import TOKENIZER, _Builder, tokenizer_info
 
 OTLP_KEY = "otlp"  # record.config key of a turn rebuilt from a span
 SOURCE = "otlp"  # session meta "source"
@@ -246,9 +242,7 @@ def _turn(
     state.spans[key] = digest
     state.last_turn += 1
     tokens = store.token_counts(builder.ids, TOKENIZER)
-    record = _record(
-        call, session, state.last_turn, request, digest, builder, seqs, tokens, n_input
-    )
+    record = _record(call, session, state.last_turn, request, builder, seqs, tokens, n_input)
     response = canonical_json(call.output) if call.output else None
     return StoredTrace(record, request, response)
 
@@ -291,23 +285,21 @@ def _append(
 
 
 def _record(
-    call: ModelCall, session: str, turn: int, request: bytes, digest: str, builder: _Builder,
+    call: ModelCall, session: str, turn: int, request: bytes, builder: _Builder,
     seqs: Sequence[int], tokens: Sequence[int], n_input: int,
 ) -> TraceRecord:  # fmt: skip
-    span, tok = call.span, get_tokenizer(TOKENIZER)
-    failed = span.status == "error"
+    span = call.span
     error = (
         TraceError("span-error", span.status_message or "the span's status is error")
-        if failed
+        if span.status == "error"
         else None
     )
     response = dict(call.output) if call.output else None
-    return TraceRecord(
-        call_id=new_call_id(), session=session, turn=turn, started_at=span.start_ns // 1_000_000,
-        provider=Provider.OPENAI, model=call.model, prompt_hash=digest, request_size=len(request),
-        status=TraceStatus.ERROR if failed else TraceStatus.OK, origin=TraceOrigin.IMPORT,
-        latency_ms=span.duration_ms, runtime_version=__version__,
-        tokenizer=TokenizerInfo(tok.name, tok.version), config={OTLP_KEY: _provenance(call)},
+    return new_record(
+        request, session=session, turn=turn, started_at=span.start_ns // 1_000_000,
+        provider=Provider.OPENAI, model=call.model, origin=TraceOrigin.IMPORT,
+        latency_ms=span.duration_ms,
+        tokenizer=tokenizer_info(), config={OTLP_KEY: _provenance(call)},
         upto_seq=(seqs[n_input - 1] + 1) if n_input else 0,
         plan=_plan(session, builder, seqs, tokens, n_input),
         estimated_input_tokens=sum(tokens[:n_input]), response=response,

@@ -151,13 +151,9 @@ class _Context:
     graph: SessionGraph
 
 
+@collector_paused()
 def page(store: BlockStore, request: PageRequest) -> PagePlan:
     """Return the plan of what ``request.profile`` should see of the session for the task."""
-    with collector_paused():
-        return _page(store, request)
-
-
-def _page(store: BlockStore, request: PageRequest) -> PagePlan:
     _check(request)
     snapshot = reader_for(store).snapshot(store, request.session, request.upto)
     tokenizer = get_tokenizer(request.profile.tokenizer)

@@ -20,8 +20,6 @@ Invariants:
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,22 +47,16 @@ from runtime.storage.codec import (
     split_member_key,
 )
 from runtime.storage.interface import BlockStore
-from runtime.storage.kv import Engine
+from runtime.storage.kv import Engine, EngineCache
 from runtime.tokenizers import Tokenizer
 
 TOOL_KINDS = (BlockKind.TOOL_CALL, BlockKind.TOOL_RESULT)
-# Per engine, weakly: a store closed and opened again (a new engine) starts a fresh cache.
-_cost_caches: weakref.WeakKeyDictionary[Engine, CostCache] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+_cost_caches = EngineCache(CostCache)
 
 
 def cost_cache(kv: Engine) -> CostCache:
     """Return the process-wide cost cache of a store's engine."""
-    with _lock:
-        cache = _cost_caches.get(kv)
-        if cache is None:
-            cache = _cost_caches[kv] = CostCache(kv)
-        return cache
+    return _cost_caches.get(kv)
 
 
 class SessionGraph:

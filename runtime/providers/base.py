@@ -2,7 +2,9 @@
 
 Owns: ``Provider`` (render, make a client, parse, usage, price, and the few facts about a
 provider the rest of the runtime asks instead of comparing names) and ``ModelClient`` (a
-configured connection: ``send_raw`` one HTTP exchange, ``send`` a whole call).
+configured connection: ``send_raw`` one HTTP exchange, ``send`` a whole call), and
+``MessagesProvider``, the parse, usage and content of every provider that answers in the
+Anthropic Messages format.
 
 Invariants:
 - Nothing outside ``runtime/providers/`` branches on a provider's name: it looks the provider up
@@ -24,7 +26,14 @@ from runtime import limits
 from runtime.blocks import canonical_json
 from runtime.errors import Llm386Error
 from runtime.providers.pricing import Price, find_price, input_cost
-from runtime.providers.response import Attempt, ModelResponse, RawResponse
+from runtime.providers.response import (
+    Attempt,
+    ModelResponse,
+    RawResponse,
+    messages_content,
+    messages_response,
+    messages_usage,
+)
 from runtime.providers.usage import Usage
 
 if TYPE_CHECKING:
@@ -125,3 +134,16 @@ class Provider(ABC):
     def model_label(self, model: str) -> str:
         """Return how a message names ``model`` of this provider."""
         return model
+
+
+class MessagesProvider(Provider):
+    """A provider whose replies are Anthropic Messages replies (Anthropic, the offline model)."""
+
+    def parse(self, raw: RawResponse, attempts: tuple[Attempt, ...] = ()) -> ModelResponse:
+        return messages_response(raw, attempts)
+
+    def usage(self, message: Mapping[str, Any]) -> Usage:
+        return messages_usage(message.get("usage"))
+
+    def content(self, message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        return messages_content(message)

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from runtime import __version__
 from runtime.blocks import BlockKind, NewBlock, check_session, content_hash
 from runtime.errors import Llm386Error, UnknownModel
 from runtime.pager.sections import section_of
@@ -42,7 +41,7 @@ from runtime.tracing.records import (
     TraceRecord,
     TraceStatus,
     TraceStore,
-    new_call_id,
+    new_record,
     prompt_hash,
 )
 
@@ -222,12 +221,9 @@ def _record(
     model = conv.model if conv else "unknown"
     attempt = Attempt(1, ex.status, None if error is None else error.type,
                       "" if error is None else error.message[:500], ex.total_ms)  # fmt: skip
-    return TraceRecord(
-        call_id=new_call_id(), session=place.session, turn=turn, started_at=ex.started_at,
-        provider=ex.api.provider, model=model, prompt_hash=prompt_hash(ex.request_body),
-        request_size=len(ex.request_body),
-        status=TraceStatus.OK if error is None else TraceStatus.ERROR,
-        origin=TraceOrigin.CAPTURE, latency_ms=ex.total_ms, runtime_version=__version__,
+    return new_record(
+        ex.request_body, session=place.session, turn=turn, started_at=ex.started_at,
+        provider=ex.api.provider, model=model, origin=TraceOrigin.CAPTURE, latency_ms=ex.total_ms,
         profile=_profile(model), config={"proxy": proxy}, plan=_plan(conv, place.session),
         response=dict(reply.message) if reply.message is not None else None,
         response_hash=prompt_hash(body) if body else None, usage=reply.usage,

@@ -24,10 +24,13 @@ them on each backend):
 from __future__ import annotations
 
 import abc
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypedDict, TypeVar, Unpack
+from typing import Generic, TypedDict, TypeVar, Unpack
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 #: The longest key every engine takes (LMDB's default maximum key size).
 MAX_KEY_BYTES = 511
@@ -161,3 +164,21 @@ def scan_bounds(prefix: bytes, lo: bytes | None, hi: bytes | None) -> tuple[byte
     if hi is not None:
         end = hi if end is None else min(end, hi)
     return low, end
+
+
+class EngineCache(Generic[C]):
+    """One value per engine, made on first use, thread-safe. Keyed weakly: a store closed and
+    opened again (a new engine) starts fresh, and a dropped engine's value goes with it."""
+
+    def __init__(self, make: Callable[[Engine], C]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._values: weakref.WeakKeyDictionary[Engine, C] = weakref.WeakKeyDictionary()
+
+    def get(self, kv: Engine) -> C:
+        """Return the value of ``kv``, making it on the first call."""
+        with self._lock:
+            value = self._values.get(kv)
+            if value is None:
+                value = self._values[kv] = self._make(kv)
+            return value

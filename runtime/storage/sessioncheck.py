@@ -67,7 +67,7 @@ def _sessions(store: KvBlockStore, traces: KvTraceStore) -> list[_Session]:
 
 def _traced_sessions(traces: KvTraceStore) -> set[str]:
     """Return the sessions the trace store holds records of (its per-session totals table)."""
-    from runtime.storage.tracestore import SESSIONS
+    from runtime.storage.tracerows import SESSIONS
 
     return traces.kv.read(lambda t: {key.decode() for key in t.keys(SESSIONS)})
 

@@ -25,7 +25,7 @@ from runtime.storage import migrations
 from runtime.storage.interface import Problem, RepairReport, VerifyReport
 from runtime.storage.kv import Tables
 from runtime.storage.tracechunks import chunk_problems, rebuild_refs
-from runtime.storage.tracestore import (
+from runtime.storage.tracerows import (
     BY_STATUS,
     FLAGGED,
     FLAGS,
@@ -38,8 +38,8 @@ from runtime.storage.tracestore import (
     TURNS,
     decode_row,
     index_rows,
-    load_request,
     put_stats,
+    request_intact,
     session_key,
     status_key,
     stored_stats,
@@ -61,23 +61,12 @@ def _records(t: Tables) -> tuple[dict[str, TraceRecord], list[Problem]]:
     return records, problems
 
 
-def _request_ok(t: Tables, expected: str) -> bool:
-    stored = t.get(REQUESTS, bytes.fromhex(expected))
-    if stored is None:
-        return False
-    try:
-        load_request(t, stored, expected)
-    except Exception:  # noqa: BLE001 - undecodable or missing pieces are a mismatch
-        return False
-    return True
-
-
 def _request_problems(t: Tables, records: dict[str, TraceRecord]) -> list[Problem]:
     problems: list[Problem] = []
     checked: dict[str, bool] = {}
     for cid, rec in sorted(records.items()):
         if rec.prompt_hash not in checked:
-            checked[rec.prompt_hash] = _request_ok(t, rec.prompt_hash)
+            checked[rec.prompt_hash] = request_intact(t, rec.prompt_hash)
         if not checked[rec.prompt_hash]:
             problems.append(Problem(
                 "request-damaged",

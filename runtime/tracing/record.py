@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runtime import __version__
 from runtime.errors import InvalidInput, ModelCallFailed
 from runtime.providers import ModelClient, ModelResponse, get_provider
 from runtime.tracing.records import (
@@ -28,9 +27,8 @@ from runtime.tracing.records import (
     TraceError,
     TraceOrigin,
     TraceRecord,
-    TraceStatus,
     TraceStore,
-    new_call_id,
+    new_record,
     now_ms,
     prompt_hash,
 )
@@ -141,12 +139,10 @@ def _record(
     failure: ModelCallFailed | None,
 ) -> TraceRecord:  # fmt: skip
     attempts = response.attempts if response else (failure.attempts if failure else ())
-    return TraceRecord(
-        call_id=new_call_id(), session=basis.session, turn=basis.turn, started_at=started,
-        provider=provider_of(client), model=model_of(client, request),
-        prompt_hash=prompt_hash(request), request_size=len(request),
-        status=TraceStatus.OK if failure is None else TraceStatus.ERROR, origin=origin,
-        parent_call_id=parent, latency_ms=latency, runtime_version=__version__,
+    return new_record(
+        request, session=basis.session, turn=basis.turn, started_at=started,
+        provider=provider_of(client), model=model_of(client, request), origin=origin,
+        parent_call_id=parent, latency_ms=latency,
         tokenizer=basis.tokenizer, profile=basis.profile, config=basis.config, task=basis.task,
         upto_seq=basis.upto_seq, plan=basis.plan, paging=basis.paging,
         estimated_input_tokens=basis.estimated_input_tokens,

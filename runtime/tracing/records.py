@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any
 
-from runtime import limits
+from runtime import __version__, limits
 from runtime.blocks import canonical_json, check_session
 from runtime.errors import InvalidInput, StoreCorrupted
 from runtime.providers.response import Attempt as AttemptRecord  # one type for an HTTP attempt
@@ -336,6 +336,16 @@ _call_ids = _CallIds()
 def new_call_id() -> str:
     """Return a new unique call id that sorts after every id this process made before."""
     return _call_ids.next()
+
+
+def new_record(request: bytes, *, error: TraceError | None = None, **fields: Any) -> TraceRecord:
+    """Return the record of a new call that sent ``request``: a fresh call id, the request's
+    hash and size, status ``error`` when there is an ``error``, and this runtime's version."""
+    return TraceRecord(
+        call_id=new_call_id(), prompt_hash=prompt_hash(request), request_size=len(request),
+        status=TraceStatus.OK if error is None else TraceStatus.ERROR, error=error,
+        runtime_version=__version__, **fields,
+    )  # fmt: skip
 
 
 def short_call_id(call_id: str) -> str:

@@ -324,18 +324,23 @@ def _record(
     model = str(p.meta["model"])
     response = canonical_json(turn.response)
     upto_seq = _upto_seq(turn, seqs)
-    tok = get_tokenizer(TOKENIZER)
     record = TraceRecord(
         call_id=new_call_id(), session=p.session, turn=turn.number, started_at=now_ms(),
         provider=Provider.OPENAI, model=model, prompt_hash=request.prompt_hash,
         request_size=request.size, origin=TraceOrigin.IMPORT, runtime_version=__version__,
-        tokenizer=TokenizerInfo(tok.name, tok.version), profile=_profile(model),
+        tokenizer=tokenizer_info(), profile=_profile(model),
         config={"importer": {"history": "full", "source": p.meta["source"]}},
         upto_seq=upto_seq, plan=_plan(p, turn, seqs, tokens),
         estimated_input_tokens=sum(tokens[: turn.upto]), response=dict(turn.response),
         response_hash=prompt_hash(response), estimated_output_tokens=sum(tokens[turn.upto : turn.end]),
     )  # fmt: skip
     return ChunkedTrace(record, request, response)
+
+
+def tokenizer_info() -> TokenizerInfo:
+    """Return the tokenizer that imported turns are counted with (``TOKENIZER``), as recorded."""
+    tok = get_tokenizer(TOKENIZER)
+    return TokenizerInfo(tok.name, tok.version)
 
 
 def _profile(model: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from tests.fakes.anthropic_server import (
     Reply,
     StreamReply,
     _json_reply,
+    _wants_stream,
     sse,
 )
 
@@ -107,14 +108,6 @@ def openai_error(status: int, message: str = "", *, error_type: str = "") -> Rep
     payload = {"error": {"message": message or f"fake {kind}", "type": kind, "param": None,
                          "code": None}}  # fmt: skip
     return _json_reply(status, payload)
-
-
-def _wants_stream(request: RecordedRequest) -> bool:
-    try:
-        data = json.loads(request.body)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("stream") is True
 
 
 def openai_default_reply(request: RecordedRequest) -> Reply | StreamReply:

@@ -3,11 +3,12 @@ profiles with a chosen input budget, and an independent count of a packed chat r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime import LmdbStore
+from runtime import LmdbStore, open_store
 from runtime.blocks import (
     BlockKind,
     Edge,
@@ -164,3 +165,17 @@ def assert_valid_anthropic_conversation(request: Mapping[str, Any]) -> None:
             prior = [b["id"] for b in messages[n - 1]["content"] if b["type"] == "tool_use"]
             results = [b["tool_use_id"] for b in message["content"] if b["type"] == "tool_result"]
             assert set(results) <= set(prior)
+
+
+@contextlib.contextmanager
+def example_store(tmp_path_factory, name: str) -> Iterator[LmdbStore]:
+    """A fresh store with its session index for one hypothesis example (a function-scoped
+    ``tmp_path`` would be shared by every example of a test), closed after it."""
+    from runtime.indexes.snapshot import index_for
+
+    store = open_store(tmp_path_factory.mktemp(name) / "store")
+    index_for(store)
+    try:
+        yield store
+    finally:
+        store.close()

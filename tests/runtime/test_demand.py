@@ -8,19 +8,22 @@ from dataclasses import replace
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from runtime import NewBlock, open_store
+from runtime import NewBlock
 from runtime.blocks import BlockKind, parse_tool_result
 from runtime.errors import BudgetTooSmall
-from runtime.indexes.snapshot import index_for
 from runtime.packer.core import pack
-from runtime.packer.rendering import RenderMode
 from runtime.pager.core import PageOptions, PageRequest, page
 from runtime.pager.plan import PagePlan, SelectionReason
 from runtime.paging.demand import DemandPaging, page_with_paging, paged_turn, session_entries
 from runtime.paging.eviction import EvictionConfig, StubScope
 from runtime.paging.placeholders import RECALL_TOOL_NAME
-from tests.runtime.pager_support import Session, assert_valid_anthropic_conversation, profile
-from tests.runtime.test_pager_properties import bodies, check_packed, check_plan, steps
+from tests.runtime.pager_support import (
+    Session,
+    assert_valid_anthropic_conversation,
+    example_store,
+    profile,
+)
+from tests.runtime.test_pager_properties import check_packed, check_plan, examples
 
 TOOL = {
     "description": "Look up a user's profile. " + "It returns the name, address and tier. " * 8,
@@ -167,19 +170,14 @@ def test_the_turn_accounting_counts_the_placeholders_and_what_they_saved(store):
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    plan_steps=steps,
     budget=st.integers(min_value=200, max_value=6000),
-    task=bodies,
-    mode=st.sampled_from(list(RenderMode)),
     pin_first_result=st.booleans(),
-    tokenizer=st.sampled_from(["cl100k_base", "o200k_base"]),
+    **examples,
 )
 def test_demand_paging_keeps_every_invariant(
     tmp_path_factory, plan_steps, budget, task, mode, pin_first_result, tokenizer
 ):
-    store = open_store(tmp_path_factory.mktemp("demand") / "store")
-    index_for(store)
-    try:
+    with example_store(tmp_path_factory, "demand") as store:
         build_long(store, plan_steps)
         entries = store.entries("s")
         results = [e for e in entries if e.kind is BlockKind.TOOL_RESULT]
@@ -200,8 +198,6 @@ def test_demand_paging_keeps_every_invariant(
         check_plan(store, plan, request)
         check_packed(store, plan, mode, tokenizer)
         check_stand_ins(store, plan, plain, pinned)
-    finally:
-        store.close()
 
 
 def build_long(store, plan_steps):

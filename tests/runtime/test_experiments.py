@@ -13,10 +13,9 @@ from runtime.replay.edits import Change, ChangeKind
 from runtime.replay.experiment import prepare, run_experiment
 from runtime.replay.experimentlog import ExperimentLog
 from runtime.tracing.records import TraceOrigin, prompt_hash
-from tests.fakes.anthropic_server import error_reply, text_reply, tool_use_reply
+from tests.fakes.anthropic_server import error_reply, text_reply
 from tests.runtime.pager_support import profile
 
-KEY = "sk-ant-test-experiments-0123456789"
 SESSION = "experimented"
 TOOL_USE = "messages[1].content[1]"
 TOOL_RESULT = "messages[2].content[0]"
@@ -25,20 +24,9 @@ pytestmark = pytest.mark.usefixtures("no_anthropic_env")
 
 
 @pytest.fixture
-def api_key() -> str:
-    return KEY
-
-
-@pytest.fixture
-def original(stores, model_server, make_adapter):
+def original(agent_turn):
     """A turn the sample agent made over HTTP: a tool call, then the answer (the second call)."""
-    store, traces = stores
-    model_server.enqueue(
-        tool_use_reply("toolu_1", "calculator", {"expression": "6*7"}, text="Let me compute."),
-        text_reply("6 * 7 is 42.", usage=(120, 9, 0, 0)),
-    )
-    reply = Agent(store, traces, make_adapter(), session=SESSION).say("What is 6 * 7?")
-    return traces.get(reply.call_ids[-1])
+    return agent_turn(SESSION)
 
 
 def _sent(stores, original, model_server, make_adapter, change):

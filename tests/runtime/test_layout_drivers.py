@@ -19,21 +19,6 @@ DRIVERS = {
     "psycopg_pool": "runtime/storage/postgres/",
 }
 LMDB_ENV = "runtime.storage.lmdb.env"
-# Modules that still reach LMDB's environment directly while issue 10 moves everything above
-# storage onto the key-value seam; whoever merges that work empties this list. A new name
-# here is a regression: talk to runtime.storage.kv instead.
-KNOWN_ENV_USERS = [
-    "runtime/indexes/blockuses.py",
-    "runtime/indexes/embeddings.py",
-    "runtime/indexes/sessionindex.py",
-    "runtime/indexes/snapshot.py",
-    "runtime/inspect/sessions.py",
-    "runtime/packer/core.py",
-    "runtime/packer/rendering.py",
-    "runtime/pager/graph.py",
-    "runtime/storage/sessioncheck.py",
-    "runtime/transfer/exchange.py",
-]
 
 
 def _imports(path: Path) -> set[str]:
@@ -70,7 +55,7 @@ def test_no_new_module_reaches_lmdbs_environment_past_the_seam():
         for where, names in _product_files()
         if LMDB_ENV in names and not where.startswith("runtime/storage/lmdb/")
     )
-    assert [u for u in users if u not in KNOWN_ENV_USERS] == []  # a new one: use the seam
+    assert users == []  # talk to runtime.storage.kv instead
 
 
 def test_the_scan_sees_an_import_of_each_shape(tmp_path):

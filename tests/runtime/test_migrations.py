@@ -28,7 +28,7 @@ from runtime.storage.migrations import (
     migrate,
 )
 from runtime.storage.tracecheck import aggregates_of
-from runtime.storage.tracestore import SESSIONS, TURNS, session_key
+from runtime.storage.tracerows import SESSIONS, TURNS, session_key
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures"
 FACTS = json.loads((FIXTURE / "store-v1.json").read_text())

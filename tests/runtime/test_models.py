@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runtime.agent.tools import tool_schema
 from runtime.blocks import canonical_json
 from runtime.errors import InvalidInput, ModelCallFailed, ReplayMismatch, UnknownModel
 from runtime.profiles.catalog import get_profile
@@ -39,24 +40,8 @@ from tests.fakes.anthropic_server import (
 KEY = "sk-ant-test-Zq9-never-print-me-4711"
 MODEL = "claude-sonnet-5"
 
-CALCULATOR = {
-    "name": "calculator",
-    "description": "Evaluate an arithmetic expression.",
-    "input_schema": {
-        "type": "object",
-        "properties": {"expression": {"type": "string"}},
-        "required": ["expression"],
-    },
-}
-LOOKUP = {
-    "name": "lookup_user",
-    "description": "Fetch a user's profile.",
-    "input_schema": {
-        "type": "object",
-        "properties": {"user_id": {"type": "string"}},
-        "required": ["user_id"],
-    },
-}
+CALCULATOR = tool_schema("calculator", "Evaluate an arithmetic expression.", "expression")
+LOOKUP = tool_schema("lookup_user", "Fetch a user's profile.", "user_id")
 
 
 def request(messages: list[dict[str, Any]], **extra: Any) -> bytes:

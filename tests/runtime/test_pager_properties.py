@@ -5,10 +5,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from runtime import NewBlock, open_store
+from runtime import NewBlock
 from runtime.blocks import BlockKind
 from runtime.errors import BudgetTooSmall
-from runtime.indexes.snapshot import index_for
 from runtime.packer.core import pack
 from runtime.packer.rendering import RenderMode
 from runtime.pager.core import PageOptions, PageRequest, page
@@ -17,6 +16,7 @@ from tests.runtime.pager_support import (
     Session,
     assert_valid_anthropic_conversation,
     chat_cost_of_request,
+    example_store,
     profile,
 )
 
@@ -38,6 +38,14 @@ steps = st.lists(
     min_size=4,
     max_size=40,
 )
+# What every page property test draws besides its budget: a session, a task, a render mode and
+# a tokenizer.
+examples = {
+    "plan_steps": steps,
+    "task": bodies,
+    "mode": st.sampled_from(list(RenderMode)),
+    "tokenizer": st.sampled_from(["cl100k_base", "o200k_base"]),
+}
 
 
 def build(store, plan_steps):
@@ -59,19 +67,14 @@ def build(store, plan_steps):
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    plan_steps=steps,
     budget=st.integers(min_value=80, max_value=1500),
-    task=bodies,
-    mode=st.sampled_from(list(RenderMode)),
     cut=st.one_of(st.none(), st.integers(min_value=1, max_value=80)),
-    tokenizer=st.sampled_from(["cl100k_base", "o200k_base"]),
+    **examples,
 )
 def test_page_and_pack_keep_every_invariant(
     tmp_path_factory, plan_steps, budget, task, mode, cut, tokenizer
 ):
-    store = open_store(tmp_path_factory.mktemp("prop") / "store")
-    index_for(store)
-    try:
+    with example_store(tmp_path_factory, "prop") as store:
         build(store, plan_steps)
         total = len(store.entries("s"))
         request = PageRequest(
@@ -86,8 +89,6 @@ def test_page_and_pack_keep_every_invariant(
         event(f"selected {min(len(plan.selected), 10) // 5 * 5}+, omitted {bool(plan.omitted)}")
         check_plan(store, plan, request)
         check_packed(store, plan, mode, tokenizer)
-    finally:
-        store.close()
 
 
 def check_plan(store, plan, request):

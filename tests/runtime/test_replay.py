@@ -31,7 +31,6 @@ from tests.fakes.anthropic_server import (
     SlowReply,
     error_reply,
     text_reply,
-    tool_use_reply,
 )
 
 KEY = "sk-ant-test-replay-0123456789"
@@ -47,16 +46,9 @@ def api_key() -> str:
 
 
 @pytest.fixture
-def original(stores, model_server, make_adapter):
+def original(agent_turn):
     """A turn the sample agent made over HTTP: a tool call, then the final answer."""
-    store, traces = stores
-    model_server.enqueue(
-        tool_use_reply("toolu_1", "calculator", {"expression": "6*7"}, text="Let me compute."),
-        text_reply("6 * 7 is 42.", usage=(120, 9, 0, 0)),
-    )
-    reply = Agent(store, traces, make_adapter(), session=SESSION).say("What is 6 * 7?")
-    assert reply.text == "6 * 7 is 42." and len(reply.call_ids) == 2
-    return traces.get(reply.call_ids[-1])
+    return agent_turn(SESSION)
 
 
 def _frozen(traces, call_id):

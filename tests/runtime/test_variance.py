@@ -22,14 +22,7 @@ from runtime.replay.variance import (
 )
 from tests.fakes.anthropic_server import error_reply, text_reply, tool_use_reply
 
-KEY = "sk-ant-test-variance-0123456789"
-
 pytestmark = pytest.mark.usefixtures("no_anthropic_env")
-
-
-@pytest.fixture
-def api_key() -> str:
-    return KEY
 
 
 @pytest.fixture

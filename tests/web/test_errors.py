@@ -53,19 +53,25 @@ def test_bad_paging_parameters_give_400_saying_which(logged_in: Client, query: s
     assert b"is not a whole number" in response.content
 
 
-def _serve_store_at(client: Client, user: Any, settings: Any, path: Path) -> None:
-    """Point the app at ``path`` as its store (opened afresh on the next request); log in."""
-    settings.LLM386 = {**settings.LLM386, "STORE_PATH": str(path)}
-    store_access.reset_stores()
-    client.force_login(user)
+@pytest.fixture
+def serve_store_at(client: Client, user: Any, settings: Any) -> Any:
+    """Return serve(path): point the app at ``path`` as its store (opened afresh on the next
+    request) and log ``client`` in."""
+
+    def serve(path: Path) -> None:
+        settings.LLM386 = {**settings.LLM386, "STORE_PATH": str(path)}
+        store_access.reset_stores()
+        client.force_login(user)
+
+    return serve
 
 
 def test_a_store_path_that_is_a_file_gives_503_saying_why(
-    client: Client, user: Any, web_home: Path, settings: Any
+    client: Client, web_home: Path, serve_store_at: Any
 ) -> None:
     not_a_store = web_home / "notes.txt"
     not_a_store.write_text("my notes")
-    _serve_store_at(client, user, settings, not_a_store)
+    serve_store_at(not_a_store)
     response = client.get("/sessions/")
     assert response.status_code == 503
     assert b"The store is unavailable" in response.content
@@ -75,12 +81,12 @@ def test_a_store_path_that_is_a_file_gives_503_saying_why(
 
 
 def test_a_folder_of_other_files_is_refused_not_overwritten(
-    client: Client, user: Any, web_home: Path, settings: Any
+    client: Client, web_home: Path, serve_store_at: Any
 ) -> None:
     folder = web_home / "photos"
     folder.mkdir()
     (folder / "cat.jpg").write_bytes(b"\xff\xd8")
-    _serve_store_at(client, user, settings, folder)
+    serve_store_at(folder)
     response = client.get("/sessions/no-matter/")
     assert response.status_code == 503
     assert b"other files in it but no store" in response.content
@@ -88,11 +94,11 @@ def test_a_folder_of_other_files_is_refused_not_overwritten(
 
 
 def test_the_store_is_retried_after_the_path_is_fixed(
-    client: Client, user: Any, web_home: Path, settings: Any
+    client: Client, web_home: Path, serve_store_at: Any
 ) -> None:
     target = web_home / "later"
     target.write_text("in the way")
-    _serve_store_at(client, user, settings, target)
+    serve_store_at(target)
     assert client.get("/sessions/").status_code == 503
     target.unlink()
     assert client.get("/sessions/").status_code == 200

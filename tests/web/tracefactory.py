@@ -22,9 +22,9 @@ from runtime.tracing.records import (
     TraceError,
     TraceOrigin,
     TraceRecord,
-    TraceStatus,
     TraceStore,
     new_call_id,
+    new_record,
     prompt_hash,
 )
 
@@ -139,10 +139,9 @@ def _stored(
                 "usage": {"input_tokens": 100 * n, "output_tokens": 10 + n,
                           "cache_read_input_tokens": 80 * (n - 1), "cache_creation_input_tokens": 20}}  # fmt: skip
     raw_response = canonical_json(response)
-    record = TraceRecord(
-        call_id=new_call_id(), session=s.name, turn=n, started_at=started + 1000 * n,
-        provider=Provider.ANTHROPIC, model=MODEL, prompt_hash=prompt_hash(request),
-        request_size=len(request), status=TraceStatus.ERROR if error else TraceStatus.OK,
+    record = new_record(
+        request, session=s.name, turn=n, started_at=started + 1000 * n,
+        provider=Provider.ANTHROPIC, model=MODEL,
         origin=TraceOrigin.LIVE, latency_ms=250.0 + n, tokenizer=TokenizerInfo("cl100k_base", "test"),
         upto_seq=upto, plan=_plan(s.block_ids[:upto], list(range(upto)), list(bodies[:upto]), fact_id),
         estimated_input_tokens=90 * n, estimated_output_tokens=9 + n,

@@ -11,16 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from runtime.providers.base import Provider
-from runtime.providers.response import (
-    Attempt,
-    ModelResponse,
-    RawResponse,
-    messages_content,
-    messages_response,
-    messages_usage,
-)
-from runtime.providers.usage import Usage
+from runtime.providers.base import MessagesProvider
 
 if TYPE_CHECKING:
     from runtime.config import Config
@@ -45,7 +36,7 @@ def base_url_from_env() -> str | None:
     return os.environ.get(BASE_URL_ENV) or None
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(MessagesProvider):
     """The Anthropic Messages API (``POST /v1/messages``)."""
 
     name = "anthropic"
@@ -70,12 +61,3 @@ class AnthropicProvider(Provider):
 
     def available(self) -> bool:
         return api_key_available()
-
-    def parse(self, raw: RawResponse, attempts: tuple[Attempt, ...] = ()) -> ModelResponse:
-        return messages_response(raw, attempts)
-
-    def usage(self, message: Mapping[str, Any]) -> Usage:
-        return messages_usage(message.get("usage"))
-
-    def content(self, message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        return messages_content(message)

@@ -21,15 +21,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtime.blocks import canonical_json
-from runtime.providers.base import Provider
+from runtime.providers.base import MessagesProvider
 from runtime.providers.response import (
     Attempt,
     ModelResponse,
     RawResponse,
     check_request,
-    messages_content,
     messages_response,
-    messages_usage,
     parse_request,
 )
 from runtime.providers.usage import Usage
@@ -50,7 +48,7 @@ _LOOKUP_HINTS = ("profile", "user", "lookup", "account")
 Json = dict[str, Any]
 
 
-class OfflineProvider(Provider):
+class OfflineProvider(MessagesProvider):
     """The offline model as a provider: Messages requests in, Messages replies out, free."""
 
     name = "offline"
@@ -59,15 +57,6 @@ class OfflineProvider(Provider):
     def client(self, **settings: Any) -> OfflineModel:
         """Return the offline model; it has no settings, so ``settings`` are ignored."""
         return OfflineModel()
-
-    def parse(self, raw: RawResponse, attempts: tuple[Attempt, ...] = ()) -> ModelResponse:
-        return messages_response(raw, attempts)
-
-    def usage(self, message: Mapping[str, Any]) -> Usage:
-        return messages_usage(message.get("usage"))
-
-    def content(self, message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        return messages_content(message)
 
     def price(self, usage: Usage | None, model: str) -> float | None:
         return None  # nothing is paid for the offline model

@@ -15,7 +15,8 @@ from runtime.errors import StoreError
 from runtime.storage.lmdb import env as lmdbenv
 from runtime.storage.lmdb.engine import LmdbTables
 from runtime.storage.tracechunks import pack_bytes
-from runtime.storage.tracestore import FLAGGED, TABLES, KvTraceStore, unpack_bytes
+from runtime.storage.tracerows import FLAGGED, TABLES, unpack_bytes
+from runtime.storage.tracestore import KvTraceStore
 from runtime.tracing.records import StoredTrace
 
 __all__ = ["FLAGGED", "LmdbTraceStore", "pack_bytes", "unpack_bytes"]

@@ -1,0 +1,156 @@
+"""Changes to the trace tables inside one write transaction: a record in, a flag, a deletion.
+
+Owns the functions the trace store (``runtime.storage.tracestore``) runs in its write
+transactions, each taking the transaction's ``Tables``.
+
+Invariants: a record, its index rows, its bytes and the session, turn and global aggregates
+change together (``record_in``, ``delete_in`` with ``recount_in``); request bytes are deleted
+only when no record still names their hash; every write bumps the generation in its own
+transaction, so a reader never sees data without its generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from runtime.blocks import canonical_json
+from runtime.errors import InvalidInput, StoreCorrupted
+from runtime.storage.chunking import request_parts
+from runtime.storage.codec import json_load
+from runtime.storage.kv import Tables
+from runtime.storage.tracechunks import pack_bytes, put_chunked, put_request, release_row
+from runtime.storage.tracerows import (
+    BY_HASH,
+    BY_SESSION,
+    BY_STATUS,
+    CHUNK_RECORDS_FROM,
+    FLAGGED,
+    FLAGS,
+    GENERATION,
+    META,
+    REQUESTS,
+    RESPONSES,
+    TOTALS,
+    TRACES,
+    TURNS,
+    add_to_turn,
+    decode_row,
+    index_rows,
+    load_in,
+    put_stats,
+    request_intact,
+    session_prefix,
+    status_key,
+    stored_stats,
+)
+from runtime.tracing.aggregates import SessionTraceStats
+from runtime.tracing.records import (
+    CALL_ID_LEN,
+    ChunkedTrace,
+    Flag,
+    TraceGeneration,
+    TraceRecord,
+    TraceStatus,
+)
+
+
+def record_in(t: Tables, item: ChunkedTrace) -> None:
+    rec, cid = item.record, item.record.call_id
+    key = cid.encode()
+    if t.get(TRACES, key) is not None:
+        raise InvalidInput(f"trace {cid} is already recorded; records never change")
+    encoded = rec.encode()
+    if len(encoded) < CHUNK_RECORDS_FROM:
+        t.put(TRACES, key, encoded)
+    else:  # an imported turn lists every earlier block: most of it is the last turn's
+        put_chunked(t, TRACES, key, request_parts(encoded))
+    if not request_intact(t, rec.prompt_hash):
+        put_request(t, REQUESTS, item.request)
+    if item.response is not None:
+        t.put(RESPONSES, key, pack_bytes(item.response))
+    for table, row in index_rows(rec):
+        t.put(table, row, b"")
+    add_to_aggregates(t, rec)
+    if item.flag is not None:
+        flag_in(t, replace(rec, flag=None), item.flag)
+
+
+def add_to_aggregates(t: Tables, rec: TraceRecord) -> None:
+    """Count a new record in its turn, its session and the totals."""
+    new_turn = add_to_turn(t, rec)
+    put_stats(t, stored_stats(t, rec.session).counting(rec, new_turn=new_turn))
+    bump_totals(t, calls=1, error=int(rec.status is TraceStatus.ERROR))
+
+
+def bump_totals(t: Tables, **deltas: int) -> None:
+    totals = totals_in(t)
+    for name, delta in deltas.items():
+        totals[name] = totals.get(name, 0) + delta
+    t.put(META, TOTALS, canonical_json(totals))
+
+
+def totals_in(t: Tables) -> dict[str, int]:
+    raw = t.get(META, TOTALS)
+    return {} if raw is None else dict(json_load(raw))
+
+
+def bump_generation(t: Tables, *, added: int = 0, deleted: int = 0, repairs: int = 0) -> None:
+    # In the caller's write transaction, so a reader never sees data without its generation.
+    g = generation_in(t)
+    g = TraceGeneration(g.added + added, g.deleted + deleted, g.repairs + repairs, g.writes + 1)
+    t.put(META, GENERATION, canonical_json(g.__dict__))
+
+
+def generation_in(t: Tables) -> TraceGeneration:
+    raw = t.get(META, GENERATION)
+    return TraceGeneration() if raw is None else TraceGeneration(**json_load(raw))
+
+
+def flag_in(t: Tables, rec: TraceRecord, flag: Flag) -> TraceRecord:
+    if rec.flag is None:
+        t.put(BY_STATUS, status_key(FLAGGED, rec.call_id), b"")
+        add_flag_count(t, rec.session, +1)
+    t.put(FLAGS, rec.call_id.encode(), canonical_json(flag.__dict__))
+    return replace(rec, flag=flag)
+
+
+def add_flag_count(t: Tables, session: str, delta: int) -> None:
+    put_stats(t, stored_stats(t, session).with_flagged(delta))
+    bump_totals(t, flagged=delta)
+
+
+def recount_in(t: Tables, session: str) -> SessionTraceStats:
+    """Write a session's aggregates again from its records; return them."""
+    prefix = session_prefix(session)
+    for key in list(t.keys(TURNS, prefix)):
+        t.delete(TURNS, key)
+    stats = SessionTraceStats(session)
+    for key in t.keys(BY_SESSION, prefix):
+        rec = load_in(t, key[-CALL_ID_LEN:].decode())
+        stats = stats.counting(rec, flagged=rec.flagged, new_turn=add_to_turn(t, rec))
+    put_stats(t, stats)
+    return stats
+
+
+def delete_in(t: Tables, cid: str) -> bool:
+    """Delete one record's rows and bytes (not the aggregates); return whether it was flagged."""
+    key = cid.encode()
+    raw = t.get(TRACES, key)
+    if raw is None:
+        raise StoreCorrupted(f"trace {cid} is indexed but missing; run `llm386 verify`")
+    rec = decode_row(t, raw)
+    for table, row in index_rows(rec):
+        t.delete(table, row)
+    flagged = t.delete(FLAGS, key)
+    if flagged:
+        t.delete(BY_STATUS, status_key(FLAGGED, cid))
+    release_row(t, raw)
+    t.delete(TRACES, key)
+    t.delete(RESPONSES, key)
+    digest = bytes.fromhex(rec.prompt_hash)
+    if t.first(BY_HASH, digest) is None:
+        stored = t.get(REQUESTS, digest)
+        if stored is not None:
+            release_row(t, stored)
+            t.delete(REQUESTS, digest)
+    return flagged
