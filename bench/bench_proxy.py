@@ -142,6 +142,7 @@ def _request_10kb(session: int, turn: int) -> bytes:
 def _recording(tmp: Path) -> dict[str, Any]:
     store = open_store(tmp / "recording")
     recorder = Recorder(store, KvTraceStore(store), capacity=RECORD_CALLS + 10).start()
+    recorder.wait_ready()
     api = ROUTES["/v1/messages"]
     reply = b'{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":2500,"output_tokens":3}}'
     sessions = 100

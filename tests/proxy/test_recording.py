@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,3 +115,18 @@ def test_fail_closed_refuses_in_the_providers_format_while_recording_fails(
     assert refused.status_code == 503 and up.request_count == 1
     assert refused.json()["error"]["type"] == "overloaded_error"
     assert httpx2.get(proxy.base_url + "/llm386/status").json()["refused"] == 1
+
+
+def test_the_writer_loads_its_tokenizers_before_the_first_call(tmp_path: Path) -> None:
+    # In a fresh interpreter: nothing else has loaded a tokenizer there.
+    code = (
+        "import sys; from runtime import open_store; from runtime.proxy import Recorder;"
+        "from runtime.storage.lmdb.traces import LmdbTraceStore; from runtime import tokenizers;"
+        "s = open_store(sys.argv[1]); r = Recorder(s, LmdbTraceStore(s));"
+        "assert not tokenizers._cache; r.start(); assert r.wait_ready(60);"
+        "print(sorted(tokenizers._cache), sorted(s.tokenizers)); r.close()"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).parents[2])  # fmt: skip
+    loaded, wanted = out.stdout.strip().split("] [")
+    assert loaded.strip("[]") == wanted.strip("[]") and "cl100k_base" in loaded
