@@ -17,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -326,11 +325,17 @@ def check_fields(obj: Any, what: str) -> None:
             )
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _type_hints(cls: type) -> dict[str, Any]:
     # get_type_hints evaluates every string annotation again on each call; a class's hints do
-    # not change, and the proxy's writer checks thousands of records a second.
-    return typing.get_type_hints(cls)
+    # not change, and the proxy's writer checks thousands of records a second. (A race only
+    # computes the same dict twice.)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _has_type(value: Any, hint: Any) -> bool:

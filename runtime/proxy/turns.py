@@ -103,8 +103,8 @@ class TurnWriter:
 
     def _write_one(self, t: Tables, ex: Exchange) -> None:
         data = _request_json(ex.request_body)
-        family = ex.api.family
-        conv = read_conversation(family, data, self.store.max_block_bytes) if data else None
+        wire = ex.api.wire
+        conv = read_conversation(wire, data, self.store.max_block_bytes) if data else None
         keys = conv.prefix_keys if conv else ()
         place = self.book.place(t, keys, _session_header(ex.session))
         setup_ids = conv.ids(conv.setup) if conv else []
@@ -117,7 +117,7 @@ class TurnWriter:
         if held is None:
             self.store.set_session_meta(place.session, **_meta(ex, conv))
         turn = (held.turn if held else 0) + 1
-        reply = read_reply(family, ex.response_body, streamed=ex.streamed)
+        reply = read_reply(wire, ex.response_body, streamed=ex.streamed)
         record = _record(ex, conv, place, turn, reply)
         self.traces.record(record, ex.request_body, ex.response_body or None)
         self._pending[place.session] = _Held(
