@@ -85,28 +85,40 @@ class _Parts:
         return block
 
 
-def read_conversation(wire: Wire, data: Mapping[str, Any], max_bytes: int) -> Conversation:
-    """Return the blocks of a parsed request (a JSON object) in its wire format."""
+def read_conversation(
+    wire: Wire, data: Mapping[str, Any], max_bytes: int, *, cache_marks: bool = True
+) -> Conversation:
+    """Return the blocks of a parsed request (a JSON object) in its wire format.
+
+    ``cache_marks=False`` says the request holds no ``cache_control`` (its bytes do not name
+    it), so the prefix keys need not copy each message without it."""
     reader = _READERS[wire]
     parts = _Parts(f"proxy:{reader.source}", max_bytes)
     system_field, messages = reader.split(data)
     system = reader.system(parts, system_field)
     setup = system + _tools(parts, data.get("tools"))
     per_message = [reader.message(parts, m) for m in messages]
-    keys = prefix_keys(reader.salt, system_field, messages)
+    keys = prefix_keys(reader.salt, system_field, messages, cache_marks=cache_marks)
     return Conversation(str(data.get("model") or "unknown"), tuple(b for b in setup if b),
                         tuple(tuple(b for b in bs if b) for bs in per_message),
                         tuple(parts.edges), keys)  # fmt: skip
 
 
-def prefix_keys(salt: str, system: Any, messages: Sequence[Any]) -> tuple[bytes, ...]:
+def prefix_keys(
+    salt: str, system: Any, messages: Sequence[Any], *, cache_marks: bool = True
+) -> tuple[bytes, ...]:
     """Return the chain of prefix keys of ``messages`` (see the module invariants)."""
-    digest = hashlib.sha256(salt.encode() + b"\0" + canonical_json(_uncached(system)))
+    strip = _uncached if cache_marks else _same
+    digest = hashlib.sha256(salt.encode() + b"\0" + canonical_json(strip(system)))
     keys: list[bytes] = []
     for message in messages:
-        digest = hashlib.sha256(digest.digest() + canonical_json(_uncached(message)))
+        digest = hashlib.sha256(digest.digest() + canonical_json(strip(message)))
         keys.append(digest.digest())
     return tuple(keys)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _uncached(value: Any) -> Any:

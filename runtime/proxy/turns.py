@@ -104,7 +104,9 @@ class TurnWriter:
     def _write_one(self, t: Tables, ex: Exchange) -> None:
         data = _request_json(ex.request_body)
         wire = ex.api.wire
-        conv = read_conversation(wire, data, self.store.max_block_bytes) if data else None
+        marks = b"cache_control" in ex.request_body
+        conv = (read_conversation(wire, data, self.store.max_block_bytes, cache_marks=marks)
+                if data else None)  # fmt: skip
         keys = conv.prefix_keys if conv else ()
         place = self.book.place(t, keys, _session_header(ex.session))
         setup_ids = conv.ids(conv.setup) if conv else []
