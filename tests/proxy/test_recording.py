@@ -40,14 +40,15 @@ def test_an_api_key_appears_nowhere_in_the_store_logs_or_cli_output(
     with client.messages.stream(model="claude-sonnet-4-6", max_tokens=8, messages=MESSAGES) as s:
         s.get_final_message()
     stack.openai(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    list(stack.openai(max_retries=0).responses.create(model="gpt-4o", input="hi", stream=True))
     records = stack.records()
-    assert len(records) == 3
+    assert len(records) == 4
     assert all(r.carries_api_key(API_KEY) for r in stack.anthropic_up.requests)  # forwarded
-    assert stack.openai_up.requests[0].header("authorization") == f"Bearer {API_KEY}"
+    assert all(r.header("authorization") == f"Bearer {API_KEY}" for r in stack.openai_up.requests)
     for n, r in enumerate(records):
         export_session(stack.store, stack.traces, r.session, tmp_path / f"export{n}.jsonl")
     exported = [p.read_bytes() for p in sorted(tmp_path.glob("export*.jsonl"))]
-    assert len(exported) == 3
+    assert len(exported) == 4
     store_dir = Path(stack.store.path)
     cli_main(["--store", str(store_dir), "traces", "--json"])
     for r in records:
