@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx2
+
 from runtime.proxy.apis import Wire
 from runtime.proxy.conversation import read_conversation
 from tests.fakes.anthropic_server import StreamReply, error_reply
@@ -143,3 +145,15 @@ def test_a_moved_cache_breakpoint_keeps_the_session_and_unmarked_keys_are_the_sa
     assert len(set(plain.prefix_keys)) == 2
     responses = read_conversation(Wire.RESPONSES, {"input": messages}, 1 << 20)
     assert responses.prefix_keys[0] != plain.prefix_keys[0]  # formats never join each other
+
+
+def test_a_cache_breakpoint_spelled_with_an_escape_is_still_ignored(stack: Stack) -> None:
+    first = (b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user",'
+             b'"content":[{"type":"text","text":"hi"}]}]}')  # fmt: skip
+    second = (b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user",'
+              b'"content":[{"type":"text","text":"hi","cache\\u005fcontrol":{"type":"ephemeral"}}]},'
+              b'{"role":"assistant","content":"hello"},{"role":"user","content":"more"}]}')  # fmt: skip
+    for body in (first, second):
+        assert httpx2.post(stack.url + "/v1/messages", content=body).status_code == 200
+    one, two = stack.records()
+    assert two.session == one.session and two.config["proxy"]["session_from"] == "prefix"
