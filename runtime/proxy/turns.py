@@ -33,7 +33,7 @@ from runtime.providers.response import Attempt
 from runtime.proxy.conversation import Conversation, read_conversation
 from runtime.proxy.exchange import Exchange, Outcome
 from runtime.proxy.replies import Reply, read_reply
-from runtime.proxy.sessions import TABLE, Placement, SessionBook
+from runtime.proxy.sessions import TABLE, Placement, SessionBook, response_key
 from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Tables
 from runtime.tracing.records import (
@@ -109,7 +109,9 @@ class TurnWriter:
         conv = (read_conversation(wire, data, self.store.max_block_bytes, cache_marks=marks)
                 if data else None)  # fmt: skip
         keys = conv.prefix_keys if conv else ()
-        place = self.book.place(t, keys, _session_header(ex.session))
+        previous = data.get("previous_response_id") if data else None
+        follows = response_key(previous) if isinstance(previous, str) else None
+        place = self.book.place(t, keys, _session_header(ex.session), follows)
         setup_ids = conv.ids(conv.setup) if conv else []
         held = self._state(place.session)
         blocks = self._new_blocks(conv, place, held, setup_ids)
@@ -127,6 +129,9 @@ class TurnWriter:
             turn, frozenset(setup_ids) | (held.setup if held else frozenset())
         )
         self.book.remember(t, keys, place.session, record.status is TraceStatus.OK)
+        answer = record.response.get("id") if record.response else None
+        if record.response and record.response.get("object") == "response" and answer:
+            self.book.remember(t, (response_key(str(answer)),), place.session, True)
 
     def _state(self, session: str) -> _Held | None:
         """Return what the session holds, from memory or (after a restart) from the store."""

@@ -148,10 +148,15 @@ def _output_items(text: str | None, tool: Tool | None) -> list[dict[str, object]
 
 
 def response_reply(
-    text: str | None = "", *, tool: Tool | None = None, usage: tuple[int, int, int] = (30, 8, 0)
+    text: str | None = "",
+    *,
+    tool: Tool | None = None,
+    usage: tuple[int, int, int] = (30, 8, 0),
+    response_id: str = "resp_fake",
 ) -> Reply:
     """A 200 Responses ``response``: a message with ``text`` and/or a function call."""
-    return _json_reply(200, _response(_output_items(text, tool), _response_usage(*usage)))
+    body = _response(_output_items(text, tool), _response_usage(*usage))
+    return _json_reply(200, {**body, "id": response_id})
 
 
 def response_stream(

@@ -121,3 +121,21 @@ def test_an_unknown_responses_route_is_a_404_in_openai_format(stack: Stack) -> N
     with pytest.raises(openai.NotFoundError) as caught:
         client.responses.retrieve("resp_123")
     assert "no route GET /v1/responses/resp_123" in str(caught.value)
+
+
+def test_a_call_that_continues_a_stored_response_joins_its_session(stack: Stack) -> None:
+    stack.openai_up.enqueue(response_reply("Hello!", response_id="resp_A"),
+                            response_reply("Sure.", response_id="resp_B"),
+                            response_reply("Other.", response_id="resp_C"),
+                            response_reply("Again.", response_id="resp_D"))  # fmt: skip
+    client = stack.openai(max_retries=0)
+    first = client.responses.create(model="gpt-4o", input="Hi")
+    client.responses.create(model="gpt-4o", input="Tell me more", previous_response_id=first.id)
+    client.responses.create(model="gpt-4o", input="Unrelated")
+    client.responses.create(model="gpt-4o", input="And again", previous_response_id="resp_B")
+    one, two, other, three = stack.records()
+    assert two.session == three.session == one.session != other.session
+    assert [r.turn for r in (one, two, three)] == [1, 2, 3]
+    assert two.config["proxy"]["session_from"] == "previous-response"
+    texts = [e.body for e in stack.store.entries(one.session)]
+    assert texts == ["Hi", "Tell me more", "And again"]  # the items the proxy saw, in order
