@@ -140,8 +140,10 @@ def _request_10kb(session: int, turn: int) -> bytes:
 
 
 def _recording(tmp: Path) -> dict[str, Any]:
+    print(f"bench_proxy: recording {RECORD_CALLS} calls of ~10 KB", file=sys.stderr, flush=True)
     store = open_store(tmp / "recording")
     recorder = Recorder(store, KvTraceStore(store), capacity=RECORD_CALLS + 10).start()
+    recorder.wait_ready()
     api = ROUTES["/v1/messages"]
     reply = b'{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":2500,"output_tokens":3}}'
     sessions = 100
@@ -153,18 +155,35 @@ def _recording(tmp: Path) -> dict[str, Any]:
                                   status=200, response_headers=(("content-type", "application/json"),),
                                   response_body=reply, ttfb_ms=1.0, total_ms=1.0))  # fmt: skip
     sizes = [len(e.request_body) for e in exchanges]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for exchange in exchanges:
         assert recorder.submit(exchange)
     assert recorder.flush(600)
     seconds = time.perf_counter() - start
+    # The main thread only waits meanwhile, so this is the writer's own CPU time: the rate it
+    # would keep on a core of its own, whatever else the machine is running.
+    cpu_seconds = time.process_time() - cpu
     status = recorder.status()
     recorder.close()
     store.close()
     return {"calls": RECORD_CALLS, "mean_request_bytes": round(sum(sizes) / len(sizes)),
             "sessions": sessions, "seconds": round(seconds, 3),
-            "calls_per_second": round(RECORD_CALLS / seconds, 1), "lost": status["lost"],
+            "calls_per_second": round(RECORD_CALLS / seconds, 1), "cpu_seconds": round(cpu_seconds, 3),
+            "calls_per_cpu_second": round(RECORD_CALLS / cpu_seconds, 1), "lost": status["lost"],
             "recorded": status["recorded"]}  # fmt: skip
+
+
+def _settled_status(url: str) -> dict[str, Any]:
+    """Return the proxy's status once every call is written (or 60 s have passed)."""
+    deadline = time.monotonic() + 60
+    while True:
+        status: dict[str, Any] = httpx2.get(url + "/llm386/status").json()
+        done = status["in_flight"] == 0 and status["queue"] == 0
+        if done and status["recorded"] + status["lost"] == status["calls"]:
+            return status
+        if time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
 
 
 def main(out_dir: Path) -> dict[str, Any]:
@@ -176,11 +195,15 @@ def main(out_dir: Path) -> dict[str, Any]:
                 httpx2.Client(base_url=up.base_url) as direct,
                 httpx2.Client(base_url=url) as proxied,
             ):
+                print("bench_proxy: non-streaming, direct and proxied", file=sys.stderr, flush=True)
                 latency = _paired(direct, proxied, lambda c: _latency(c, BODY))
+                print("bench_proxy: streams, time to first token", file=sys.stderr, flush=True)
                 up.enqueue()  # streams use the fake's default streamed echo
                 ttft = _paired(direct, proxied, _ttft)
+            print(f"bench_proxy: {CONCURRENT} concurrent streams", file=sys.stderr, flush=True)
             concurrent = asyncio.run(_concurrent(url))
-            status = httpx2.get(url + "/llm386/status").json()
+            status = _settled_status(url)
+            assert status["lost"] == 0 and status["recorded"] == status["calls"], status
         finally:
             proc.terminate()
             proc.wait(30)
@@ -199,6 +222,7 @@ def main(out_dir: Path) -> dict[str, Any]:
                                            "met": recording["calls_per_second"] >= 500},
         },
         "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "note": "proxy in its own process; fake upstream and clients in the bench process, "
         "all on loopback; added = proxied p50 minus direct p50 of alternating calls",
     }  # fmt: skip

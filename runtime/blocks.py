@@ -287,6 +287,13 @@ class SessionInfo:
         }
 
 
+# What json.dumps(value, sort_keys=True, ...) builds on every call, built once: the same bytes,
+# without constructing an encoder per value (the capture proxy hashes every message it sees).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: object) -> bytes:
     """Return the canonical JSON bytes of ``value``: sorted keys, no spaces, UTF-8.
 
@@ -296,10 +303,7 @@ def canonical_json(value: object) -> bytes:
     door), so this names a bug in the caller rather than crashing with a bare traceback.
     """
     try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        return text.encode("utf-8")
+        return _CANONICAL.encode(value).encode("utf-8")
     except (ValueError, RecursionError, UnicodeEncodeError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
         raise NotCanonicalJson(

@@ -171,6 +171,20 @@ class OpenAISettings:
 
 
 @dataclass(frozen=True)
+class ProxyConfig:
+    """``llm386 proxy`` settings: where it listens, where it forwards, how it records.
+    Each command-line flag wins over its key here."""
+
+    host: str = _setting("127.0.0.1", _NONEMPTY)
+    port: int = _setting(8787, (lambda v: 0 <= v <= 65535, "a port from 0 to 65535"))
+    anthropic_upstream: str = _setting("https://api.anthropic.com", _HTTP)
+    openai_upstream: str = _setting("https://api.openai.com/v1", _HTTP)
+    fail_closed: bool = False
+    queue_size: int = _setting(10_000, _POSITIVE)
+    timeout_seconds: float = _setting(600.0, _POSITIVE)
+
+
+@dataclass(frozen=True)
 class _ModelTable:
     """The keys a ``[models.NAME]`` table may set; defaults are those of a brand-new model."""
 
@@ -199,6 +213,7 @@ class Config:
     store: StoreSettings = field(default_factory=StoreSettings)
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
     openai: OpenAISettings = field(default_factory=OpenAISettings)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     warnings: tuple[str, ...] = ()
     source: Path | None = None
 
@@ -300,7 +315,7 @@ class _Reader:
         self.warnings: list[str] = []
 
     def config(self, document: dict[str, Any]) -> Config:
-        known = ("anthropic", "budgets", "models", "openai", "retrievers", "store")
+        known = ("anthropic", "budgets", "models", "openai", "proxy", "retrievers", "store")
         self._warn_unknown(document, known, ())
         retrievers = self._table(document, ("retrievers",))
         defaults = RetrieverSettings()
@@ -322,6 +337,7 @@ class _Reader:
                 AnthropicSettings(), self._table(document, ("anthropic",)), ("anthropic",)
             ),
             openai=self.build(OpenAISettings(), self._table(document, ("openai",)), ("openai",)),
+            proxy=self.build(ProxyConfig(), self._table(document, ("proxy",)), ("proxy",)),
             warnings=tuple(self.warnings),
             source=self.path,
         )

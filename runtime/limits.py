@@ -316,13 +316,26 @@ def check_fields(obj: Any, what: str) -> None:
     wrong type (a list for a count, a string for a time) would only fail later, deep in a store.
     Integers must also fit in 64 bits.
     """
-    hints = typing.get_type_hints(type(obj))
+    hints = _type_hints(type(obj))
     for name in obj.__dataclass_fields__:
         value = getattr(obj, name)
         if not _has_type(value, hints[name]):
             raise InvalidInput(
                 f"{what}: {name} is {_kind(value)}, expected {_hint_name(hints[name])}"
             )
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    # get_type_hints evaluates every string annotation again on each call; a class's hints do
+    # not change, and the proxy's writer checks thousands of records a second. (A race only
+    # computes the same dict twice.)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _has_type(value: Any, hint: Any) -> bool:

@@ -8,28 +8,52 @@ import contextlib
 import logging
 import signal
 import sys
+from dataclasses import fields, replace
 from functools import partial
 
-from runtime.cli.common import Output, add_command, open_store_from
+from runtime.cli.common import Output, add_command, open_store_from, warn
+from runtime.cli.models_cmds import config_from
+from runtime.config import ProxyConfig
+from runtime.errors import InvalidInput
 from runtime.otel import receiver
-from runtime.proxy import DEFAULT_UPSTREAMS, Family, ProxyServer, ProxySettings, Recorder
+from runtime.proxy import Family, ProxyServer, ProxySettings, Recorder
 from runtime.proxy.server import OtlpHandler
 from runtime.storage.tracestore import KvTraceStore
+
+_DEFAULTS = ProxyConfig()
+_FLAG_KEYS = ("host", "port", "anthropic_upstream", "openai_upstream", "timeout_seconds",
+              "queue_size", "fail_closed")  # fmt: skip
+_FLAG_NAMES = {"timeout_seconds": "timeout"}
+
+
+def proxy_config(args: argparse.Namespace) -> ProxyConfig:
+    """Return the ``[proxy]`` settings of llm386.toml with each flag given on the command line."""
+    config = config_from(args)
+    warn(config.warnings)
+    given = {key: getattr(args, key) for key in _FLAG_KEYS if getattr(args, key, None) is not None}
+    for spec in fields(ProxyConfig):
+        check = spec.metadata.get("check")
+        if spec.name in given and check is not None and not check[0](given[spec.name]):
+            flag = "--" + _FLAG_NAMES.get(spec.name, spec.name).replace("_", "-")
+            raise InvalidInput(f"{flag} {given[spec.name]!r}: expected {check[1]}")
+    return replace(config.proxy, **given)
 
 
 def cmd_proxy(args: argparse.Namespace) -> Output:
     logging.basicConfig(level=logging.INFO, format="llm386 proxy: %(message)s", stream=sys.stderr)
+    conf = proxy_config(args)
     settings = ProxySettings(
-        host=args.host, port=args.port, fail_closed=args.fail_closed,
-        upstreams={Family.ANTHROPIC: args.anthropic_upstream, Family.OPENAI: args.openai_upstream},
-        read_timeout=args.timeout,
+        host=conf.host, port=conf.port, fail_closed=conf.fail_closed,
+        upstreams={Family.ANTHROPIC: conf.anthropic_upstream, Family.OPENAI: conf.openai_upstream},
+        read_timeout=conf.timeout_seconds,
     )  # fmt: skip
     # The writer thread is CPU-bound while it indexes a batch; a short GIL switch interval lets
     # the event loop in at once, so forwarding never waits a whole 5 ms slice for it.
     sys.setswitchinterval(0.0002)
     store = open_store_from(args, create=True)
     traces = KvTraceStore(store)
-    recorder = Recorder(store, traces).start()
+    recorder = Recorder(store, traces, capacity=conf.queue_size).start()
+    recorder.wait_ready()  # the first calls are then recorded as fast as the rest
     otlp = partial(receiver.handle, store=store, traces=traces)
     try:
         status = asyncio.run(_serve(settings, recorder, otlp))
@@ -63,15 +87,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``proxy``."""
     parser = add_command(sub, "proxy", cmd_proxy,
                          "forward Anthropic and OpenAI API calls and record each one as a turn")  # fmt: skip
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    parser.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787)")
-    parser.add_argument("--anthropic-upstream", default=DEFAULT_UPSTREAMS[Family.ANTHROPIC],
-                        help="where /v1/messages goes (default %(default)s)")  # fmt: skip
-    parser.add_argument("--openai-upstream", default=DEFAULT_UPSTREAMS[Family.OPENAI],
-                        help="where /v1/chat/completions goes, as BASE/chat/completions (default %(default)s)")  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=600.0,
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8787)")
+    parser.add_argument("--anthropic-upstream",
+                        help=f"where /v1/messages goes (default {_DEFAULTS.anthropic_upstream})")  # fmt: skip
+    parser.add_argument("--openai-upstream",
+                        help="where /v1/chat/completions and /v1/responses go, as BASE/chat/completions "
+                        f"and BASE/responses (default {_DEFAULTS.openai_upstream})")  # fmt: skip
+    parser.add_argument("--timeout", type=float, dest="timeout_seconds",
                         help="seconds the upstream may stay silent before the call fails (default 600)")  # fmt: skip
-    parser.add_argument("--fail-closed", action="store_true",
-                        help="refuse calls (503) while recording fails, instead of forwarding them unrecorded")  # fmt: skip
+    parser.add_argument("--queue-size", type=int,
+                        help="calls the recording queue holds before records are lost (default 10000)")  # fmt: skip
+    parser.add_argument("--fail-closed", action=argparse.BooleanOptionalAction,
+                        help="refuse calls (503) while recording fails, instead of forwarding them "
+                        "unrecorded (default: forward them)")  # fmt: skip
+    parser.add_argument("--config", help="llm386.toml to read (default: ./llm386.toml if present)")
+    parser.epilog = "Each flag wins over its key in the [proxy] section of llm386.toml."

@@ -22,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -56,6 +57,7 @@ STOPWORDS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=65536)  # pure; a session's vocabulary repeats call after call
 def _stem(word: str) -> str:
     if not word.isalpha():
         return word  # identifiers, numbers and codes are kept exactly

@@ -197,6 +197,10 @@ class RetryingClient:
         """Return what happened and what to do, for a call that ended after ``tries`` attempts."""
         raise NotImplementedError
 
+    def _path_for(self, request_bytes: bytes) -> str:
+        """Return the path these bytes are POSTed to (a provider with several APIs chooses)."""
+        return self.path
+
     # The shared machinery.
 
     def send(self, request_bytes: bytes, *, expected_sha256: str | None) -> ModelResponse:
@@ -298,7 +302,7 @@ class RetryingClient:
         started = time.perf_counter()
         bounds = httpx2.Timeout(timeout, connect=min(self.connect_timeout, timeout))
         try:
-            reply = sdk.post(self.path, cast_to=httpx2.Response, content=request_bytes,
+            reply = sdk.post(self._path_for(request_bytes), cast_to=httpx2.Response, content=request_bytes,
                              options={"timeout": bounds})  # fmt: skip
         except self.status_error as exc:
             reply = exc.response  # type: ignore[attr-defined]

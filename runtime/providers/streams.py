@@ -2,8 +2,9 @@
 call would have returned, for the Messages API and for Chat Completions.
 
 Owns: ``sse_events`` (raw SSE bytes -> (event, data) pairs), ``stream_payloads`` (the events'
-JSON), ``is_event_stream``, ``stream_error`` and the two assemblers, ``assemble_message``
-(Anthropic Messages events) and ``assemble_chat_completion`` (Chat Completions chunks). The
+JSON), ``is_event_stream``, ``stream_error`` and the three assemblers, ``assemble_message``
+(Anthropic Messages events), ``assemble_chat_completion`` (Chat Completions chunks) and
+``assemble_response`` (OpenAI Responses events). The
 capture proxy reads what it forwarded with them, and the providers parse a replayed stream
 with them, so a captured stream and its replay read the same way.
 
@@ -12,7 +13,8 @@ Invariants:
   short, give what could be read (None when no message began).
 - The assembled message has the shape of the non-streaming reply: Anthropic's ``message``
   object with its content blocks (tool inputs parsed from their JSON deltas), or a
-  ``chat.completion`` with one choice per index and the usage chunk's usage.
+  ``chat.completion`` with one choice per index and the usage chunk's usage, or a Responses
+  ``response`` object.
 """
 
 from __future__ import annotations
@@ -170,3 +172,56 @@ def _chat_choice(index: int, state: dict[str, Any]) -> dict[str, Any]:
             for _, c in sorted(calls.items())
         ]
     return {"index": index, "message": message, "finish_reason": state.get("finish_reason")}
+
+
+# -- OpenAI Responses ----------------------------------------------------------------------------
+
+_FINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete")
+
+
+def assemble_response(payloads: Sequence[Payload]) -> dict[str, Any] | None:
+    """Return the ``response`` object the Responses events build, or None if none began.
+
+    A finished stream's last event (``response.completed``, ``.failed`` or ``.incomplete``)
+    carries the whole response; a stream cut short gives the response as it began, with the
+    output items that were finished and the text of the one that was not."""
+    response: dict[str, Any] | None = None
+    items: dict[int, dict[str, Any]] = {}
+    for name, data in payloads:
+        if not isinstance(data, dict):
+            continue
+        kind = data.get("type", name)
+        if isinstance(data.get("response"), dict):
+            response = dict(data["response"])
+            if kind in _FINAL_EVENTS:
+                return response
+        elif response is not None:
+            _apply_response_event(items, kind, data)
+    if response is None:
+        return None
+    return {**response, "output": [items[i] for i in sorted(items)]}
+
+
+def _apply_response_event(
+    items: dict[int, dict[str, Any]], kind: str, data: dict[str, Any]
+) -> None:
+    index = data.get("output_index")
+    if not isinstance(index, int):
+        return
+    if kind in ("response.output_item.added", "response.output_item.done"):
+        if isinstance(data.get("item"), dict):
+            items[index] = dict(data["item"])
+        return
+    item = items.get(index)
+    if item is None:
+        return
+    if kind == "response.output_text.delta":
+        content = item.setdefault("content", [])
+        if not content:
+            content.append({"type": "output_text", "text": "", "annotations": []})
+        content[-1] = {
+            **content[-1],
+            "text": str(content[-1].get("text", "")) + str(data.get("delta", "")),
+        }
+    elif kind == "response.function_call_arguments.delta":
+        item["arguments"] = str(item.get("arguments") or "") + str(data.get("delta", ""))

@@ -1,6 +1,6 @@
 """The APIs the capture proxy speaks: routes, upstream URLs, header rules and error bodies.
 
-Owns: ``Api`` (one route the proxy forwards), ``route`` (request path -> Api), the header rules
+Owns: ``Api`` (one route the proxy forwards) and its ``Wire`` format, ``route`` (request path -> Api), the header rules
 (what is never forwarded, what is never recorded) and ``error_body`` (an error in the
 provider's own format, for failures the proxy itself reports).
 
@@ -29,6 +29,14 @@ class Family(StrEnum):
     OPENAI = "openai"
 
 
+class Wire(StrEnum):
+    """Which request and reply format a route speaks (one family may speak several)."""
+
+    MESSAGES = "messages"  # Anthropic Messages
+    CHAT = "chat"  # OpenAI Chat Completions (and compatible servers)
+    RESPONSES = "responses"  # OpenAI Responses
+
+
 @dataclass(frozen=True)
 class Api:
     """One forwarded route: its path, format, and whether its calls are turns of a session."""
@@ -37,6 +45,7 @@ class Api:
     family: Family
     turn: bool  # a model call (recorded as a turn); count_tokens is forwarded and counted only
     upstream_suffix: str  # appended to the family's upstream base URL
+    wire: Wire
 
     @property
     def provider(self) -> Provider:
@@ -46,11 +55,14 @@ class Api:
 ROUTES = {
     api.path: api
     for api in (
-        Api("/v1/messages", Family.ANTHROPIC, True, "/v1/messages"),
-        Api("/v1/messages/count_tokens", Family.ANTHROPIC, False, "/v1/messages/count_tokens"),
-        Api("/v1/chat/completions", Family.OPENAI, True, "/chat/completions"),
+        Api("/v1/messages", Family.ANTHROPIC, True, "/v1/messages", Wire.MESSAGES),
+        Api("/v1/messages/count_tokens", Family.ANTHROPIC, False, "/v1/messages/count_tokens",
+            Wire.MESSAGES),
+        Api("/v1/chat/completions", Family.OPENAI, True, "/chat/completions", Wire.CHAT),
+        Api("/v1/responses", Family.OPENAI, True, "/responses", Wire.RESPONSES),
     )
-}
+}  # fmt: skip
+_OPENAI_PATHS = ("/v1/chat", "/v1/responses", "/v1/models", "/v1/embeddings", "/v1/completions")
 
 DEFAULT_UPSTREAMS = {
     Family.ANTHROPIC: "https://api.anthropic.com",
@@ -79,6 +91,11 @@ Headers = tuple[tuple[str, str], ...]
 def route(path: str) -> Api | None:
     """Return the Api for a request target (its query string ignored), or None."""
     return ROUTES.get(path.split("?", 1)[0].rstrip("/"))
+
+
+def family_of(target: str) -> Family:
+    """Return whose error format an unknown route's 404 is in, by its path."""
+    return Family.OPENAI if target.startswith(_OPENAI_PATHS) else Family.ANTHROPIC
 
 
 def is_credential(name: str) -> bool:

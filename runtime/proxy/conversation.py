@@ -1,6 +1,7 @@
 """The blocks of a captured request: system prompt, tools and messages, in either wire format.
 
-Owns: ``read_conversation`` (request bytes -> ``Conversation``), which follows the block
+Owns: ``read_conversation`` (a parsed request of any wire format -- Messages, Chat Completions,
+Responses -> ``Conversation``), which follows the block
 conventions the importer and the agent use: tool definitions become ``tool-schema`` blocks in
 Anthropic shape, tool calls and results use ``ToolCall``/``ToolResult`` bodies, and each call
 links to its result with a ``tool-invocation`` edge. It also owns the prefix keys that let a
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from runtime.blocks import (
     canonical_json,
     content_hash,
 )
-from runtime.proxy.apis import Family
+from runtime.proxy.apis import Wire
 
 _KINDS = {"system": BlockKind.SYSTEM, "developer": BlockKind.SYSTEM,
           "user": BlockKind.USER_MESSAGE, "assistant": BlockKind.ASSISTANT_MESSAGE}  # fmt: skip
@@ -84,27 +85,40 @@ class _Parts:
         return block
 
 
-def read_conversation(family: Family, data: Mapping[str, Any], max_bytes: int) -> Conversation:
-    """Return the blocks of a parsed request (a JSON object) in its provider's format."""
-    parts = _Parts(f"proxy:{family.value}", max_bytes)
-    messages = [m for m in data.get("messages") or () if isinstance(m, dict)]
-    system = _SYSTEM_READERS[family](parts, data.get("system"))
+def read_conversation(
+    wire: Wire, data: Mapping[str, Any], max_bytes: int, *, cache_marks: bool = True
+) -> Conversation:
+    """Return the blocks of a parsed request (a JSON object) in its wire format.
+
+    ``cache_marks=False`` says the request holds no ``cache_control`` (its bytes do not name
+    it), so the prefix keys need not copy each message without it."""
+    reader = _READERS[wire]
+    parts = _Parts(f"proxy:{reader.source}", max_bytes)
+    system_field, messages = reader.split(data)
+    system = reader.system(parts, system_field)
     setup = system + _tools(parts, data.get("tools"))
-    per_message = [_MESSAGE_READERS[family](parts, m) for m in messages]
-    keys = prefix_keys(family, data.get("system"), messages)
+    per_message = [reader.message(parts, m) for m in messages]
+    keys = prefix_keys(reader.salt, system_field, messages, cache_marks=cache_marks)
     return Conversation(str(data.get("model") or "unknown"), tuple(b for b in setup if b),
                         tuple(tuple(b for b in bs if b) for bs in per_message),
                         tuple(parts.edges), keys)  # fmt: skip
 
 
-def prefix_keys(family: Family, system: Any, messages: Sequence[Any]) -> tuple[bytes, ...]:
+def prefix_keys(
+    salt: str, system: Any, messages: Sequence[Any], *, cache_marks: bool = True
+) -> tuple[bytes, ...]:
     """Return the chain of prefix keys of ``messages`` (see the module invariants)."""
-    digest = hashlib.sha256(family.value.encode() + b"\0" + canonical_json(_uncached(system)))
+    strip = _uncached if cache_marks else _same
+    digest = hashlib.sha256(salt.encode() + b"\0" + canonical_json(strip(system)))
     keys: list[bytes] = []
     for message in messages:
-        digest = hashlib.sha256(digest.digest() + canonical_json(_uncached(message)))
+        digest = hashlib.sha256(digest.digest() + canonical_json(strip(message)))
         keys.append(digest.digest())
     return tuple(keys)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _uncached(value: Any) -> Any:
@@ -119,7 +133,7 @@ def _text(content: Any) -> str:
     """Return content as text: a string as is, text parts joined, anything else as JSON."""
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") in _TEXT_PARTS
                                          for p in content):  # fmt: skip
         return "\n\n".join(str(p.get("text", "")) for p in content)
     return "" if content is None else canonical_json(_uncached(content)).decode()
@@ -131,6 +145,8 @@ def _tools(parts: _Parts, tools: Any) -> list[NewBlock | None]:
         if not isinstance(tool, dict):
             continue
         fn = tool.get("function")
+        if tool.get("type") == "function" and not isinstance(fn, dict):
+            fn = {k: v for k, v in tool.items() if k != "type"}  # a Responses function tool
         if isinstance(fn, dict):  # an OpenAI function tool, kept in Anthropic shape
             tool = {"description": fn.get("description", ""), "name": fn.get("name", ""),
                     "input_schema": fn.get("parameters", {"type": "object", "properties": {}})}  # fmt: skip
@@ -174,10 +190,7 @@ def _openai_message(parts: _Parts, message: Mapping[str, Any]) -> list[NewBlock 
         if not isinstance(call, dict):
             continue
         fn = call.get("function") or {}
-        try:
-            arguments: Any = json.loads(fn.get("arguments") or "{}")
-        except (TypeError, ValueError):
-            arguments = fn.get("arguments")  # not JSON: kept exactly as the model wrote it
+        arguments = _call_arguments(fn.get("arguments"))
         out.append(parts.call(str(call.get("id")), str(fn.get("name")), arguments))
     return out
 
@@ -186,6 +199,54 @@ def _no_system(parts: _Parts, system: Any) -> list[NewBlock | None]:
     return []  # Chat Completions carries its system prompt as a message
 
 
-# Each wire format's readers: where the system prompt is, and how a message reads as blocks.
-_SYSTEM_READERS = {Family.ANTHROPIC: _anthropic_system, Family.OPENAI: _no_system}
-_MESSAGE_READERS = {Family.ANTHROPIC: _anthropic_message, Family.OPENAI: _openai_message}
+def _call_arguments(arguments: Any) -> Any:
+    try:
+        return json.loads(arguments or "{}")
+    except (TypeError, ValueError):
+        return arguments  # not JSON: kept exactly as the model wrote it
+
+
+def _responses_item(parts: _Parts, item: Mapping[str, Any]) -> list[NewBlock | None]:
+    kind = item.get("type")
+    if kind == "function_call":
+        arguments = _call_arguments(item.get("arguments"))
+        return [parts.call(str(item.get("call_id")), str(item.get("name")), arguments)]
+    if kind == "function_call_output":
+        return [parts.result(str(item.get("call_id")), _text(item.get("output")), False)]
+    if "role" in item:  # a message, with or without "type": "message"
+        role_kind = _KINDS.get(str(item.get("role")), BlockKind.USER_MESSAGE)
+        return [parts.block(role_kind, _text(item.get("content")))]
+    # Anything else the input carries (reasoning, a built-in tool's call) is the model's own.
+    return [parts.block(BlockKind.ASSISTANT_MESSAGE, _text(_uncached(dict(item))))]
+
+
+def _responses_split(data: Mapping[str, Any]) -> tuple[Any, list[Any]]:
+    items = data.get("input")
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    return data.get("instructions"), [m for m in items or () if isinstance(m, dict)]
+
+
+def _messages_split(data: Mapping[str, Any]) -> tuple[Any, list[Any]]:
+    return data.get("system"), [m for m in data.get("messages") or () if isinstance(m, dict)]
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """How one wire format's request reads: where its system prompt and messages are."""
+
+    source: str  # the blocks' provenance: proxy:<source>
+    salt: str  # starts its prefix keys, so two formats' lists never match each other
+    split: Callable[[Mapping[str, Any]], tuple[Any, list[Any]]]
+    system: Callable[[_Parts, Any], list[NewBlock | None]]
+    message: Callable[[_Parts, Mapping[str, Any]], list[NewBlock | None]]
+
+
+_TEXT_PARTS = ("text", "input_text", "output_text")
+_READERS = {
+    Wire.MESSAGES: _Reader("anthropic", "anthropic", _messages_split, _anthropic_system,
+                           _anthropic_message),
+    Wire.CHAT: _Reader("openai", "openai", _messages_split, _no_system, _openai_message),
+    Wire.RESPONSES: _Reader("openai", "openai-responses", _responses_split, _anthropic_system,
+                            _responses_item),
+}  # fmt: skip

@@ -21,6 +21,7 @@ import queue
 import threading
 from typing import Any
 
+from runtime.errors import Llm386Error
 from runtime.proxy.exchange import Exchange
 from runtime.proxy.turns import TurnWriter
 from runtime.storage.interface import BlockStore
@@ -44,11 +45,16 @@ class Recorder:
         self.submitted = self.recorded = self.lost = 0
         self.healthy = True
         self.last_error: str | None = None
+        self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llm386-recorder", daemon=True)
 
     def start(self) -> Recorder:
         self._thread.start()
         return self
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait until the writer has loaded what every write needs (tokenizers, profiles)."""
+        return self._ready.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, then stop the writer thread."""
@@ -90,7 +96,23 @@ class Recorder:
                     "queue_capacity": self.capacity, "recording": self.healthy,
                     "last_error": self.last_error, "store": str(getattr(self.store, "path", ""))}  # fmt: skip
 
+    def _warm(self) -> None:
+        # Loading the tokenizers takes about a second; done here, before the first call, so
+        # the first exchanges are not queued behind it. A failure shows at the first write.
+        from runtime.profiles.catalog import get_profile
+        from runtime.tokenizers import get_tokenizer
+
+        try:
+            for name in getattr(self.store, "tokenizers", ()):
+                get_tokenizer(name)
+            get_profile("claude-sonnet-4-6")
+        except Llm386Error as exc:
+            log.error("the recorder could not load its tokenizers: %s", exc)
+        finally:
+            self._ready.set()
+
     def _run(self) -> None:
+        self._warm()
         while True:
             items = [self._queue.get()]
             while len(items) < self.batch:

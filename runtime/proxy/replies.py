@@ -7,7 +7,8 @@ Invariants:
 - Reading never raises on what an upstream sends: bytes that are not JSON, or a stream cut
   short, give a Reply with what could be read (the raw bytes are stored regardless).
 - Usage follows ``TokenUsage``: the three input counts add up. OpenAI's ``prompt_tokens``
-  includes its ``cached_tokens``, so it is split, as the importer does.
+  includes its ``cached_tokens``, so it is split, as the importer does; so does the Responses
+  API's ``input_tokens`` (its cached and cache-write tokens).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from runtime.providers.streams import (
     Payload,
     assemble_chat_completion,
     assemble_message,
+    assemble_response,
     stream_error,
     stream_payloads,
 )
-from runtime.proxy.apis import Family
+from runtime.proxy.apis import Wire
 from runtime.tracing.records import TokenUsage
 
 
@@ -46,22 +48,23 @@ def _json(text: str | bytes) -> Any:
         return None
 
 
-def read_reply(family: Family, body: bytes, *, streamed: bool) -> Reply:
+def read_reply(wire: Wire, body: bytes, *, streamed: bool) -> Reply:
     """Return what ``body`` says: the message (assembled if streamed), usage, stop, error."""
     if streamed:
-        return _stream(family, stream_payloads(body))
+        return _stream(wire, stream_payloads(body))
     data = _json(body)
     if not isinstance(data, dict):
         return Reply(None)
-    return _read_message(family, data)
+    return _read_message(wire, data)
 
 
-def _read_message(family: Family, data: dict[str, Any]) -> Reply:
+def _read_message(wire: Wire, data: dict[str, Any]) -> Reply:
     error = data.get("error")
-    if isinstance(error, dict):
-        return Reply(data, error_type=str(error.get("type") or error.get("code") or "error"),
+    if isinstance(error, dict):  # an error body, or a Responses response that failed
+        usage = _responses_usage(data.get("usage")) if wire is Wire.RESPONSES else None
+        return Reply(data, usage, error_type=str(error.get("type") or error.get("code") or "error"),
                      error_message=str(error.get("message", "")))  # fmt: skip
-    return _WIRES[family].reply(data)
+    return _WIRES[wire].reply(data)
 
 
 def anthropic_usage(usage: Any) -> TokenUsage | None:
@@ -87,18 +90,34 @@ def openai_usage(usage: Any) -> TokenUsage | None:
     )
 
 
-def _stream(family: Family, payloads: list[Payload]) -> Reply:
+def _responses_usage(usage: Any) -> TokenUsage | None:
+    """Responses usage: ``input_tokens`` includes the cached and cache-write tokens; split them."""
+    if not isinstance(usage, Mapping):
+        return None
+    details = usage.get("input_tokens_details") or {}
+    details = details if isinstance(details, Mapping) else {}
+    cached = int(details.get("cached_tokens") or 0)
+    written = int(details.get("cache_write_tokens") or 0)
+    return TokenUsage(
+        input_tokens=max(0, int(usage.get("input_tokens") or 0) - cached - written),
+        output_tokens=int(usage.get("output_tokens") or 0),
+        cache_read_input_tokens=cached,
+        cache_creation_input_tokens=written,
+    )
+
+
+def _stream(wire: Wire, payloads: list[Payload]) -> Reply:
     """Read a stream: its assembled message, or the error event it ended with."""
-    wire = _WIRES[family]
+    reader = _WIRES[wire]
     failed = stream_error(payloads)
     if failed is not None:
         data = payloads[failed][1]
-        error = data.get("error") or {}
-        return Reply(wire.assemble(payloads[:failed]) or data,
-                     error_type=str(error.get("type") or "error"),
+        error = data.get("error") if isinstance(data.get("error"), dict) else data
+        return Reply(reader.assemble(payloads[:failed]) or data,
+                     error_type=str(error.get("type") or error.get("code") or "error"),
                      error_message=str(error.get("message", "")))  # fmt: skip
-    message = wire.assemble(payloads)
-    return Reply(None) if message is None else wire.reply(message)
+    message = reader.assemble(payloads)
+    return Reply(None) if message is None else _read_message(wire, message)
 
 
 def _messages_reply(data: dict[str, Any]) -> Reply:
@@ -111,6 +130,12 @@ def _chat_reply(data: dict[str, Any]) -> Reply:
     return Reply(data, openai_usage(data.get("usage")), stop)
 
 
+def _responses_reply(data: dict[str, Any]) -> Reply:
+    details = data.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    return Reply(data, _responses_usage(data.get("usage")), reason or data.get("status"))
+
+
 @dataclass(frozen=True)
 class _Wire:
     """How one wire format's answer reads: its stream assembled, its message as a Reply."""
@@ -120,6 +145,7 @@ class _Wire:
 
 
 _WIRES = {
-    Family.ANTHROPIC: _Wire(assemble_message, _messages_reply),
-    Family.OPENAI: _Wire(assemble_chat_completion, _chat_reply),
+    Wire.MESSAGES: _Wire(assemble_message, _messages_reply),
+    Wire.CHAT: _Wire(assemble_chat_completion, _chat_reply),
+    Wire.RESPONSES: _Wire(assemble_response, _responses_reply),
 }

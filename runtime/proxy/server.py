@@ -235,7 +235,7 @@ class ProxyServer:
             await self._otlp(conn, method, target, request, body)
         elif api is None or method != "POST":
             message = f"llm386 proxy: no route {method} {target.split('?', 1)[0]}"
-            family = Family.OPENAI if target.startswith("/v1/chat") else Family.ANTHROPIC
+            family = apis.family_of(target)
             conn.respond(404, apis.error_body(family, 404, "not_found_error", message), [])
         else:
             headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers)

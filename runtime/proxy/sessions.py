@@ -1,8 +1,10 @@
 """Which session a captured call belongs to, and which of its messages are new to that session.
 
 Owns: ``SessionBook``. A call's session is, in order: the ``x-llm386-session`` header; else
-the session of the latest earlier call whose message list this call's list extends (prefix
-continuity, by the prefix keys of ``runtime.proxy.conversation``); else a new session. An equal
+the session of the response it continues (the Responses API's ``previous_response_id``, by
+``response_key``); else the session of the latest earlier call whose message list this call's
+list extends (prefix continuity, by the prefix keys of ``runtime.proxy.conversation``); else a
+new session. An equal
 list joins only a call that failed (a retry): an agent run again from the start begins anew.
 
 Invariants:
@@ -16,6 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,6 +28,11 @@ from runtime.tracing.records import new_call_id, short_call_id
 
 TABLE = "proxy-prefixes"
 SESSION_PREFIX = "captured-"
+
+
+def response_key(response_id: str) -> bytes:
+    """Return the key under which a response's id leads to its session."""
+    return hashlib.sha256(b"openai-response-id\0" + response_id.encode("utf-8", "replace")).digest()
 
 
 @dataclass(frozen=True)
@@ -75,19 +83,28 @@ class SessionBook:
     def abort(self) -> None:
         self._pending = {}
 
-    def place(self, t: Tables, keys: tuple[bytes, ...], header: str | None) -> Placement:
-        """Return where a call with these prefix keys goes (see the module docstring)."""
+    def place(
+        self, t: Tables, keys: tuple[bytes, ...], header: str | None, follows: bytes | None = None
+    ) -> Placement:
+        """Return where a call with these prefix keys goes (see the module docstring).
+
+        ``follows`` is the key of a response this call continues (the Responses API's
+        ``previous_response_id``): when no header names a session, the call joins that
+        response's session."""
+        source, wanted = ("header", header) if header is not None else ("prefix", None)
+        if wanted is None and follows is not None:
+            known = self._lookup(t, (follows,))[0]
+            if known is not None:
+                source, wanted = "previous-response", known.session
         marks = self._lookup(t, keys)
         for i in range(len(keys) - 1, -1, -1):
             mark = marks[i]
-            if mark is None or (header is not None and mark.session != header):
+            if mark is None or (wanted is not None and mark.session != wanted):
                 continue
             if i + 1 < len(keys) or not mark.ok:  # an extension, or a retry of a failed call
-                return Placement(
-                    mark.session, min(mark.count, i + 1), "prefix" if header is None else "header"
-                )
-        if header is not None:
-            return Placement(header, 0, "header")
+                return Placement(mark.session, min(mark.count, i + 1), source)
+        if wanted is not None:
+            return Placement(wanted, 0, source)
         return Placement(SESSION_PREFIX + short_call_id(new_call_id()), 0, "new")
 
     def remember(self, t: Tables, keys: tuple[bytes, ...], session: str, ok: bool) -> None:

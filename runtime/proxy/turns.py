@@ -32,7 +32,7 @@ from runtime.providers.response import Attempt
 from runtime.proxy.conversation import Conversation, read_conversation
 from runtime.proxy.exchange import Exchange, Outcome
 from runtime.proxy.replies import Reply, read_reply
-from runtime.proxy.sessions import TABLE, Placement, SessionBook
+from runtime.proxy.sessions import TABLE, Placement, SessionBook, response_key
 from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Tables
 from runtime.tracing.records import (
@@ -102,10 +102,15 @@ class TurnWriter:
 
     def _write_one(self, t: Tables, ex: Exchange) -> None:
         data = _request_json(ex.request_body)
-        family = ex.api.family
-        conv = read_conversation(family, data, self.store.max_block_bytes) if data else None
+        wire = ex.api.wire
+        # No literal cache_control and no \u escape (which could spell it): no marks to drop.
+        marks = b"cache_control" in ex.request_body or b"\\u" in ex.request_body
+        conv = (read_conversation(wire, data, self.store.max_block_bytes, cache_marks=marks)
+                if data else None)  # fmt: skip
         keys = conv.prefix_keys if conv else ()
-        place = self.book.place(t, keys, _session_header(ex.session))
+        previous = data.get("previous_response_id") if data else None
+        follows = response_key(previous) if isinstance(previous, str) else None
+        place = self.book.place(t, keys, _session_header(ex.session), follows)
         setup_ids = conv.ids(conv.setup) if conv else []
         held = self._state(place.session)
         blocks = self._new_blocks(conv, place, held, setup_ids)
@@ -116,13 +121,16 @@ class TurnWriter:
         if held is None:
             self.store.set_session_meta(place.session, **_meta(ex, conv))
         turn = (held.turn if held else 0) + 1
-        reply = read_reply(family, ex.response_body, streamed=ex.streamed)
+        reply = read_reply(wire, ex.response_body, streamed=ex.streamed)
         record = _record(ex, conv, place, turn, reply)
         self.traces.record(record, ex.request_body, ex.response_body or None)
         self._pending[place.session] = _Held(
             turn, frozenset(setup_ids) | (held.setup if held else frozenset())
         )
         self.book.remember(t, keys, place.session, record.status is TraceStatus.OK)
+        answer = record.response.get("id") if record.response else None
+        if record.response and record.response.get("object") == "response" and answer:
+            self.book.remember(t, (response_key(str(answer)),), place.session, True)
 
     def _state(self, session: str) -> _Held | None:
         """Return what the session holds, from memory or (after a restart) from the store."""

@@ -7,6 +7,7 @@ whose every request body is captured by an httpx2 event hook before it leaves.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from runtime import open_store
 from runtime.proxy import Family, ProxySettings, ProxyThread, Recorder
 from runtime.storage.lmdb.store import LmdbStore
 from runtime.storage.lmdb.traces import LmdbTraceStore
-from runtime.tracing.records import TraceRecord
+from runtime.tracing.records import TraceOrigin, TraceRecord, TraceStatus
 from tests.fakes.anthropic_server import AnthropicServer
 from tests.fakes.openai_server import OpenAIServer
 
@@ -97,6 +98,26 @@ class Stack:
         client = httpx2.AsyncClient(event_hooks={"request": [self.sent.async_hook]})
         return openai.AsyncOpenAI(api_key=API_KEY, base_url=base_url or self.url + "/v1",
                                   http_client=client, **options)  # fmt: skip
+
+
+def dump(result):  # type: ignore[no-untyped-def]
+    """Return an SDK result (or a list of stream events) as plain data, to compare two calls."""
+    if isinstance(result, list):
+        return [chunk.model_dump() for chunk in result]
+    return result.model_dump()
+
+
+def check_bytes(stack: Stack, upstream_requests, stream: bool) -> None:  # type: ignore[no-untyped-def]
+    """Check one direct and one proxied call: the bytes sent, received and stored are equal."""
+    direct_sent, proxied_sent = stack.sent.bodies
+    direct_got, proxied_got = upstream_requests
+    [record] = stack.records()
+    stored = stack.traces.request_bytes(record.prompt_hash)
+    assert proxied_sent == proxied_got.body == stored == direct_sent == direct_got.body
+    assert record.prompt_hash == hashlib.sha256(proxied_sent).hexdigest()
+    assert record.origin is TraceOrigin.CAPTURE and record.status is TraceStatus.OK
+    assert record.config["proxy"]["stream"] is stream
+    assert record.replay_complete
 
 
 def start_stack(path: Path, **settings: Any) -> Iterator[Stack]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,14 +40,15 @@ def test_an_api_key_appears_nowhere_in_the_store_logs_or_cli_output(
     with client.messages.stream(model="claude-sonnet-4-6", max_tokens=8, messages=MESSAGES) as s:
         s.get_final_message()
     stack.openai(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    list(stack.openai(max_retries=0).responses.create(model="gpt-4o", input="hi", stream=True))
     records = stack.records()
-    assert len(records) == 3
+    assert len(records) == 4
     assert all(r.carries_api_key(API_KEY) for r in stack.anthropic_up.requests)  # forwarded
-    assert stack.openai_up.requests[0].header("authorization") == f"Bearer {API_KEY}"
+    assert all(r.header("authorization") == f"Bearer {API_KEY}" for r in stack.openai_up.requests)
     for n, r in enumerate(records):
         export_session(stack.store, stack.traces, r.session, tmp_path / f"export{n}.jsonl")
     exported = [p.read_bytes() for p in sorted(tmp_path.glob("export*.jsonl"))]
-    assert len(exported) == 3
+    assert len(exported) == 4
     store_dir = Path(stack.store.path)
     cli_main(["--store", str(store_dir), "traces", "--json"])
     for r in records:
@@ -113,3 +116,18 @@ def test_fail_closed_refuses_in_the_providers_format_while_recording_fails(
     assert refused.status_code == 503 and up.request_count == 1
     assert refused.json()["error"]["type"] == "overloaded_error"
     assert httpx2.get(proxy.base_url + "/llm386/status").json()["refused"] == 1
+
+
+def test_the_writer_loads_its_tokenizers_before_the_first_call(tmp_path: Path) -> None:
+    # In a fresh interpreter: nothing else has loaded a tokenizer there.
+    code = (
+        "import sys; from runtime import open_store; from runtime.proxy import Recorder;"
+        "from runtime.storage.lmdb.traces import LmdbTraceStore; from runtime import tokenizers;"
+        "s = open_store(sys.argv[1]); r = Recorder(s, LmdbTraceStore(s));"
+        "assert not tokenizers._cache; r.start(); assert r.wait_ready(60);"
+        "print(sorted(tokenizers._cache), sorted(s.tokenizers)); r.close()"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).parents[2])  # fmt: skip
+    loaded, wanted = out.stdout.strip().split("] [")
+    assert loaded.strip("[]") == wanted.strip("[]") and "cl100k_base" in loaded

@@ -17,7 +17,7 @@ from runtime.replay.fidelity import Fidelity, replay_capability
 from runtime.replay.resend import replay
 from runtime.tracing.records import TraceRecord, TraceStatus
 from tests.fakes.anthropic_server import stream_reply
-from tests.fakes.openai_server import chat_reply, chat_stream
+from tests.fakes.openai_server import chat_reply, chat_stream, response_reply, response_stream
 from tests.proxy.conftest import API_KEY, Stack
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -99,3 +99,30 @@ def test_a_captured_openai_turn_replays_byte_for_byte_to_openai(
     captured, replayed = stack.openai_up.requests
     assert replayed.body == captured.body == stack.sent.bodies[0]
     assert replayed.path == captured.path == "/v1/chat/completions"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_captured_responses_turn_replays_byte_for_byte_to_its_own_route(
+    stack: Stack, stream: bool
+) -> None:
+    call = ("call_9", "lookup", {"q": "x"})
+    reply = (response_stream("Found it.", tool=call, usage=(50, 6, 20)) if stream
+             else response_reply("Found it.", tool=call, usage=(50, 6, 20)))  # fmt: skip
+    stack.openai_up.enqueue(reply, reply)
+    result = stack.openai(max_retries=0).responses.create(model="gpt-4o", input="find x",
+                                                          stream=stream)  # fmt: skip
+    _ = list(result) if stream else result
+    [record] = stack.records()
+    replayed_result = _replay_through_provider(stack, record, stack.openai_up.base_url + "/v1")
+    assert replayed_result.bytes_matched is True and replayed_result.ok, (
+        replayed_result.record.error
+    )
+    expected = 'Found it.\n[tool_use lookup] {"q":"x"}'
+    assert replayed_result.new_text == replayed_result.original_text == expected
+    assert replayed_result.response_identical
+    usage = replayed_result.usage
+    assert usage is not None and (usage.input_tokens, usage.cache_read_input_tokens) == (30, 20)
+    captured, replayed = stack.openai_up.requests
+    assert replayed.body == captured.body == stack.sent.bodies[0]
+    assert replayed.path == captured.path == "/v1/responses"
+    assert replayed_result.record.stop_reason == "completed"

@@ -12,14 +12,13 @@ same scripted reply is answered once directly and once through the proxy, and:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 import pytest
 
-from runtime.tracing.records import Provider, TraceOrigin, TraceStatus
+from runtime.tracing.records import Provider
 from tests.fakes.anthropic_server import stream_reply, tool_use_reply
 from tests.fakes.openai_server import chat_reply, chat_stream
-from tests.proxy.conftest import Stack
+from tests.proxy.conftest import Stack, check_bytes, dump
 
 TOOLS = [{"name": "get_weather", "description": "Weather for a city",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]  # fmt: skip
@@ -67,24 +66,6 @@ async def _openai_call_async(client, stream: bool):  # type: ignore[no-untyped-d
         return [chunk async for chunk in result] if stream else result
 
 
-def _dump(result):  # type: ignore[no-untyped-def]
-    if isinstance(result, list):
-        return [chunk.model_dump() for chunk in result]
-    return result.model_dump()
-
-
-def _check_bytes(stack: Stack, upstream_requests, stream: bool) -> None:  # type: ignore[no-untyped-def]
-    direct_sent, proxied_sent = stack.sent.bodies
-    direct_got, proxied_got = upstream_requests
-    [record] = stack.records()
-    stored = stack.traces.request_bytes(record.prompt_hash)
-    assert proxied_sent == proxied_got.body == stored == direct_sent == direct_got.body
-    assert record.prompt_hash == hashlib.sha256(proxied_sent).hexdigest()
-    assert record.origin is TraceOrigin.CAPTURE and record.status is TraceStatus.OK
-    assert record.config["proxy"]["stream"] is stream
-    assert record.replay_complete
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_anthropic_sdk_through_the_proxy_sends_and_stores_the_same_bytes(
@@ -107,9 +88,9 @@ def test_anthropic_sdk_through_the_proxy_sends_and_stores_the_same_bytes(
                 )
             )
     direct, proxied = results
-    assert _dump(proxied) == _dump(direct)
+    assert dump(proxied) == dump(direct)
     assert proxied.content[-1].type == "tool_use" and proxied.content[-1].input == {"city": "Oslo"}
-    _check_bytes(stack, stack.anthropic_up.requests, stream)
+    check_bytes(stack, stack.anthropic_up.requests, stream)
     [record] = stack.records()
     assert record.provider is Provider.ANTHROPIC and record.stop_reason == "tool_use"
     assert record.usage is not None and record.usage.output_tokens == proxied.usage.output_tokens
@@ -141,8 +122,8 @@ def test_openai_sdk_through_the_proxy_sends_and_stores_the_same_bytes(
                 asyncio.run(_openai_call_async(stack.async_openai(base, max_retries=0), stream))
             )
     direct, proxied = results
-    assert _dump(proxied) == _dump(direct)
-    _check_bytes(stack, stack.openai_up.requests, stream)
+    assert dump(proxied) == dump(direct)
+    check_bytes(stack, stack.openai_up.requests, stream)
     [record] = stack.records()
     assert record.provider is Provider.OPENAI and record.stop_reason == "tool_calls"
     assert record.usage is not None and record.usage.input_tokens == 30

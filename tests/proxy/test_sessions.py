@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx2
+
+from runtime.proxy.apis import Wire
+from runtime.proxy.conversation import read_conversation
 from tests.fakes.anthropic_server import StreamReply, error_reply
 from tests.fakes.openai_server import chat_stream
 from tests.proxy.conftest import Stack, start_stack
@@ -126,3 +130,30 @@ def test_records_waits_for_a_stream_the_client_stopped_reading_at_its_last_event
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hi"
     [record] = stack.records()
     assert stack.traces.response_bytes(record.call_id).endswith(b": bye\n\n")
+
+
+def test_a_moved_cache_breakpoint_keeps_the_session_and_unmarked_keys_are_the_same() -> None:
+    messages = [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {"role": "assistant", "content": "hello"}]  # fmt: skip
+    marked = [{"role": "user", "content": [{"type": "text", "text": "hi",
+                                            "cache_control": {"type": "ephemeral"}}]},
+              messages[1]]  # fmt: skip
+    plain = read_conversation(Wire.MESSAGES, {"messages": messages}, 1 << 20)
+    fast = read_conversation(Wire.MESSAGES, {"messages": messages}, 1 << 20, cache_marks=False)
+    moved = read_conversation(Wire.MESSAGES, {"messages": marked}, 1 << 20)
+    assert plain.prefix_keys == fast.prefix_keys == moved.prefix_keys
+    assert len(set(plain.prefix_keys)) == 2
+    responses = read_conversation(Wire.RESPONSES, {"input": messages}, 1 << 20)
+    assert responses.prefix_keys[0] != plain.prefix_keys[0]  # formats never join each other
+
+
+def test_a_cache_breakpoint_spelled_with_an_escape_is_still_ignored(stack: Stack) -> None:
+    first = (b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user",'
+             b'"content":[{"type":"text","text":"hi"}]}]}')  # fmt: skip
+    second = (b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user",'
+              b'"content":[{"type":"text","text":"hi","cache\\u005fcontrol":{"type":"ephemeral"}}]},'
+              b'{"role":"assistant","content":"hello"},{"role":"user","content":"more"}]}')  # fmt: skip
+    for body in (first, second):
+        assert httpx2.post(stack.url + "/v1/messages", content=body).status_code == 200
+    one, two = stack.records()
+    assert two.session == one.session and two.config["proxy"]["session_from"] == "prefix"

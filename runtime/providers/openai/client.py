@@ -1,4 +1,7 @@
-"""The OpenAI Chat Completions client: sends stored request bytes unchanged, retries, reports.
+"""The OpenAI client: sends stored request bytes unchanged, retries, reports.
+
+A Chat Completions request goes to ``/chat/completions``; a Responses API request (one with
+``input`` and no ``messages``, as the proxy captures them) goes to ``/responses``.
 
 Owns: ``OpenAIClient``, the OpenAI provider's client (``runtime.providers.base.ModelClient``):
 the key lookup, the SDK client on its ``httpx2`` transport, and the advice its failures carry.
@@ -47,13 +50,15 @@ from runtime.providers.openai.provider import (
     DEFAULT_BASE_URL,
     OpenAIProvider,
     base_url_from_env,
+    is_responses_request,
     key_from_env,
 )
 from runtime.providers.response import Attempt, ModelResponse, RawResponse
 
-__all__ = ["CHAT_PATH", "OpenAIClient"]
+__all__ = ["CHAT_PATH", "RESPONSES_PATH", "OpenAIClient"]
 
 CHAT_PATH = "/chat/completions"  # under the base URL, which ends in /v1
+RESPONSES_PATH = "/responses"
 
 
 class OpenAIClient(RetryingClient):
@@ -89,6 +94,9 @@ class OpenAIClient(RetryingClient):
     def _make_sdk(self, timeout: httpx2.Timeout, http: httpx2.Client) -> Any:
         return openai.OpenAI(api_key=self._api_key, base_url=self._base_url, timeout=timeout,
                              max_retries=0, http_client=http)  # fmt: skip
+
+    def _path_for(self, request_bytes: bytes) -> str:
+        return RESPONSES_PATH if is_responses_request(request_bytes) else CHAT_PATH
 
     def _check_model(self, request_bytes: bytes) -> None:
         check_callable(OpenAIProvider().model_of(request_bytes), action="send the request")

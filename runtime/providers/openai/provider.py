@@ -1,4 +1,5 @@
-"""The OpenAI provider: Chat Completions requests and replies, sent, read and priced.
+"""The OpenAI provider: Chat Completions (and Responses API) requests and replies, sent, read
+and priced.
 
 Owns: ``OpenAIProvider``: the OpenAI Chat Completions format as the runtime knows it -- its
 client (``runtime.providers.openai.client.OpenAIClient`` on the official ``openai`` SDK, loaded
@@ -33,7 +34,12 @@ from runtime.providers.response import (
     ModelResponse,
     RawResponse,
 )
-from runtime.providers.streams import assemble_chat_completion, is_event_stream, stream_payloads
+from runtime.providers.streams import (
+    assemble_chat_completion,
+    assemble_response,
+    is_event_stream,
+    stream_payloads,
+)
 from runtime.providers.usage import Usage
 
 if TYPE_CHECKING:
@@ -53,6 +59,15 @@ def key_from_env() -> str | None:
 def base_url_from_env() -> str | None:
     """Return ``OPENAI_BASE_URL``, which the SDK also reads (None when unset or empty)."""
     return os.environ.get(BASE_URL_ENV) or None
+
+
+def is_responses_request(request_bytes: bytes) -> bool:
+    """Whether stored request bytes are a Responses API request: ``input``, no ``messages``."""
+    try:
+        data = limits.loads(request_bytes, "the request")
+    except Llm386Error:
+        return False
+    return isinstance(data, dict) and "input" in data and "messages" not in data
 
 
 class OpenAIProvider(Provider):
@@ -90,9 +105,11 @@ class OpenAIProvider(Provider):
         and usage."""
         try:
             data = self._completion(raw)
+            if data.get("object") == "response":
+                return self._parse_response(raw, data, attempts)
             message = data["choices"][0]["message"]
             usage = self.usage(data)
-        except (Llm386Error, LookupError, TypeError) as exc:
+        except (Llm386Error, LookupError, TypeError, AttributeError) as exc:
             raise ModelCallFailed(
                 f"the API answered with a malformed chat completion ({type(exc).__name__}: "
                 f"{exc}); first bytes {raw.body[:60]!r}",
@@ -107,11 +124,34 @@ class OpenAIProvider(Provider):
             sent_sha256=raw.sent_sha256,
         )  # fmt: skip
 
+    def _parse_response(
+        self, raw: RawResponse, data: Mapping[str, Any], attempts: tuple[Attempt, ...]
+    ) -> ModelResponse:
+        """Parse a Responses API ``response``: its output items, status and usage."""
+        details = data.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, Mapping) else None
+        return ModelResponse(
+            body=raw.body, data=dict(data), id=str(data.get("id", "")),
+            model=str(data.get("model", "")), stop_reason=reason or data.get("status"),
+            content=tuple(ContentBlock.from_json(block) for block in self.content(data)),
+            usage=self.usage(data), latency_ms=raw.latency_ms, attempts=attempts,
+            sent_sha256=raw.sent_sha256,
+        )  # fmt: skip
+
     def usage(self, message: Mapping[str, Any]) -> Usage:
         """Read a completion's ``usage``: cached prompt tokens are split out of the input."""
         usage = message.get("usage")
         if not isinstance(usage, Mapping):
             return Usage(0, 0)
+        if "input_tokens" in usage:  # a Responses response: input counts cached and written
+            inner = usage.get("input_tokens_details")
+            inner = inner if isinstance(inner, Mapping) else {}
+            read, written = (
+                _count(inner.get("cached_tokens")),
+                _count(inner.get("cache_write_tokens")),
+            )
+            fresh = max(0, _count(usage.get("input_tokens")) - read - written)
+            return Usage(fresh, _count(usage.get("output_tokens")), read, written)
         details = usage.get("prompt_tokens_details")
         cached = _count(details.get("cached_tokens")) if isinstance(details, Mapping) else 0
         prompt = _count(usage.get("prompt_tokens"))
@@ -120,6 +160,8 @@ class OpenAIProvider(Provider):
     def content(self, message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """Return an assistant message's text and tool calls as Messages blocks (of a whole
         completion, as the proxy and replays record it: its first choice's message)."""
+        if message.get("object") == "response":
+            return _response_content(message.get("output"))
         choices = message.get("choices")
         if isinstance(choices, list):
             first = choices[0] if choices and isinstance(choices[0], Mapping) else {}
@@ -131,22 +173,40 @@ class OpenAIProvider(Provider):
         for call in message.get("tool_calls") or ():
             call = call if isinstance(call, Mapping) else {}
             fn = call.get("function", {})
-            try:
-                arguments = limits.loads(fn.get("arguments", "{}"), "arguments")
-            except (TypeError, Llm386Error):
-                arguments = fn.get("arguments")
-            out.append({"type": "tool_use", "id": str(call.get("id", "")),
-                        "name": fn.get("name"), "input": arguments})  # fmt: skip
+            out.append(_tool_use(call.get("id"), fn.get("name"), fn.get("arguments")))
         return out
 
     def _completion(self, raw: RawResponse) -> Any:
         """Return the completion object: the body's JSON, or the one its chunks assemble."""
         if not is_event_stream(raw.header("content-type"), raw.body):
             return limits.loads(raw.body, "the response body", limits.RESPONSE_LIMITS)
-        completion = assemble_chat_completion(stream_payloads(raw.body))
+        payloads = stream_payloads(raw.body)
+        responses = any(str(name).startswith("response.") for name, _ in payloads)
+        completion = (assemble_response if responses else assemble_chat_completion)(payloads)
         if completion is None:
             raise ModelCallFailed("the stream held no chunk", error_type=MALFORMED)
         return completion
+
+
+def _tool_use(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    try:
+        parsed = limits.loads(arguments if arguments is not None else "{}", "arguments")
+    except (TypeError, Llm386Error):
+        parsed = arguments  # not JSON: kept as the model wrote it
+    return {"type": "tool_use", "id": str(call_id or ""), "name": name, "input": parsed}
+
+
+def _response_content(output: Any) -> list[Mapping[str, Any]]:
+    """Return a Responses ``output``'s message text and function calls as Messages blocks."""
+    out: list[Mapping[str, Any]] = []
+    for item in output if isinstance(output, list) else ():
+        item = item if isinstance(item, Mapping) else {}
+        if item.get("type") == "function_call":
+            out.append(_tool_use(item.get("call_id"), item.get("name"), item.get("arguments")))
+        for part in item.get("content") or () if item.get("type") == "message" else ():
+            if isinstance(part, Mapping) and part.get("type") == "output_text" and part.get("text"):
+                out.append({"type": "text", "text": part["text"]})
+    return out
 
 
 def _count(value: object) -> int:
