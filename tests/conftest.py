@@ -6,10 +6,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from runtime.storage.kv import Engine
 from tests.fakes.anthropic_server import AnthropicServer
 from tests.pg_server import pg_server, pg_url  # noqa: F401 - the real PostgreSQL server fixtures
+
+# Property tests judge correctness, never speed: the machines CI runs on are shared and noisy, so
+# no example may fail for taking long (a per-test @settings that lists its own health checks adds
+# too_slow to them).
+settings.register_profile("llm386", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("llm386")
 
 # Every variable through which the developer's Anthropic set-up could reach the SDK.
 ANTHROPIC_ENV = (

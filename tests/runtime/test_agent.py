@@ -209,7 +209,9 @@ MESSAGES = st.one_of(
 
 
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(messages=st.lists(MESSAGES, min_size=1, max_size=3), tag=st.uuids())
 def test_agent_turns_are_a_function_of_the_session_and_repage_exactly(stores, messages, tag):

@@ -75,7 +75,9 @@ queries = st.lists(st.sampled_from(WORDS + ["absent"]), min_size=1, max_size=4).
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(texts=corpora, query=queries, cut=st.integers(min_value=0, max_value=40))
 def test_scores_equal_rank_bm25_for_the_whole_session_and_any_prefix(

@@ -182,7 +182,10 @@ def test_budget_fractions_summing_over_one_are_refused_naming_the_keys(tmp_path)
     assert "retrieved = 0.5, slack = 0.1" in message
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(fractions=st.lists(st.floats(0, 1), min_size=7, max_size=7))
 def test_budget_fractions_load_exactly_when_they_sum_to_at_most_one(tmp_path, fractions):
     text = "[budgets]\n" + "".join(

@@ -167,7 +167,9 @@ def test_the_turn_accounting_counts_the_placeholders_and_what_they_saved(store):
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     budget=st.integers(min_value=200, max_value=6000),

@@ -261,7 +261,9 @@ kinds = st.sampled_from(list(BlockKind))
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(st.lists(st.tuples(kinds, st.text(min_size=1, max_size=200), st.floats(0, 1)), max_size=20))
 def test_store_round_trips_whatever_is_put(tmp_path_factory, items):

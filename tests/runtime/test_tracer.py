@@ -349,7 +349,9 @@ json_values = st.recursive(
 
 
 @settings(
-    max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+    max_examples=60,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    deadline=None,
 )
 @given(
     session=st.from_regex(r"[a-z0-9][a-z0-9._-]{0,30}", fullmatch=True),
