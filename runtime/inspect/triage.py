@@ -171,7 +171,9 @@ def _decoded(kv: Engine, traces: TraceStore, call_ids: Iterable[str]) -> dict[st
     fresh = {rec.call_id: _row_of(rec) for rec in traces.get_many(missing)} if missing else {}
     with _lock:
         cache.update(fresh)
-        return {c: cache[c] for c in wanted if c in cache}
+        kept = {c: cache[c] for c in wanted if c in cache}
+        _records[kv] = dict(kept)  # rows no longer listed (unflagged, purged) are let go
+        return kept
 
 
 def _last_turn_ids(traces: TraceStore, sessions: Sequence[str]) -> list[str]:

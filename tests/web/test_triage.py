@@ -151,3 +151,31 @@ def test_only_the_listed_records_are_ever_decoded(
     traced("gamma", conversation(6))  # ok turns: a change, but nothing to decode
     assert _turn_links(logged_in.get("/triage/").content) == [b.call_ids[4], a.call_ids[1]]
     assert sorted(triage._records[store.kv]) == sorted([a.call_ids[1], b.call_ids[4]])
+
+
+def test_the_table_kept_across_writes_equals_one_built_from_scratch(
+    traced: Callable[..., Session], store: BlockStore, traces: TraceStore
+) -> None:
+    from runtime.inspect import triage
+    from runtime.storage.purge import purge_session
+
+    def both() -> tuple[tuple[triage.TriageRow, ...], tuple[triage.TriageRow, ...]]:
+        kept = triage.triage_table(store, traces)
+        triage.forget_triage()
+        return kept, triage.triage_table(store, traces)
+
+    a = traced("alpha", conversation(4), errors=[2], meta={"reward": 0})
+    triage.triage_table(store, traces)
+    steps = [
+        lambda: traced("beta", conversation(3), flagged=[1]),
+        lambda: traces.flag(a.call_ids[3], "later"),
+        lambda: traces.unflag(a.call_ids[3]),
+        lambda: traced("gamma", conversation(2), meta={"failing": True}),
+        lambda: store.set_session_meta("gamma", failing=False),
+        lambda: purge_session(store, traces, "beta"),
+    ]
+    for step in steps:
+        step()
+        kept, fresh = both()
+        assert kept == fresh
+    assert {r.session for r in fresh} == {"alpha"}
