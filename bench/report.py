@@ -244,14 +244,17 @@ WEB_LABELS = {
 }
 
 
+def page_rows(figures: Mapping[str, Any], labels: Mapping[str, str]) -> list[list[str]]:
+    """Return (label, p50, p99 or max) rows of page timings, in ``labels`` order, others last."""
+    order = list(labels)
+    names = sorted(figures, key=lambda n: order.index(n) if n in order else len(order))
+    return [[labels.get(n, n), ms(figures[n]["p50_ms"]),
+             ms(figures[n].get("p99_ms", figures[n].get("max_ms")))] for n in names]  # fmt: skip
+
+
 def web(r: Mapping[str, Results]) -> list[str]:
     d = r["web"]
-    figures = d["figures"]
-    rows = [
-        [WEB_LABELS.get(name, name), ms(f["p50_ms"]), ms(f.get("p99_ms", f.get("max_ms")))]
-        for name, f in sorted(figures.items(), key=lambda kv: list(WEB_LABELS).index(kv[0])
-                              if kv[0] in WEB_LABELS else len(WEB_LABELS))
-    ]  # fmt: skip
+    rows = page_rows(d["figures"], WEB_LABELS)
     return [
         *heading("Web pages", "bench_web", "web"),
         "Django test client, whole request including middleware. Data: a turn of "
@@ -260,6 +263,32 @@ def web(r: Mapping[str, Results]) -> list[str]:
         "first-request row gives the slowest of its runs instead of p99).",
         "",
         *table(["page", "p50", "p99"], rows),
+    ]
+
+
+TRIAGE_LABELS = {
+    "triage_list": "triage list, first page",
+    "triage_list_errored": "triage list, errored turns only",
+    "triage_list_late_page": "triage list, its last page",
+    "triage_list_after_a_flag": "triage list right after a flag or unflag (includes the write)",
+    "triage_list_first_request": "triage list, first request of a new process",
+}
+
+
+def triage(r: Mapping[str, Results]) -> list[str]:
+    d = r["triage"]
+    t = d["targets"]["triage_list"]
+    return [
+        "## Triage list",
+        "",
+        "`python -m bench.bench_triage` → `bench/results/triage.json`.",
+        "",
+        f"Django test client, whole request. Data: {num(d['sessions'])} sessions, "
+        f"{num(d['rows'])} listed turns. Target: the first page in {ms(t['target_ms'])} ms "
+        f"(met: {met(t['met'])}). Milliseconds (the first-request row gives the slowest of its "
+        "runs instead of p99).",
+        "",
+        *table(["page", "p50", "p99"], page_rows(d["figures"], TRIAGE_LABELS)),
     ]
 
 
@@ -472,6 +501,7 @@ SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, .
     (locomo, ("locomo",)),
     (diff, ("diff",)),
     (web, ("web",)),
+    (triage, ("triage",)),
     (replay, ("replay",)),
     (paging, ("paging",)),
     (importing, ("import",)),

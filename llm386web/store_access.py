@@ -14,6 +14,7 @@ from pathlib import Path
 from runtime import open_store
 from runtime.indexes.snapshot import index_for
 from runtime.inspect.sessions import forget_tables
+from runtime.inspect.triage import forget_triage
 from runtime.storage.interface import BlockStore
 from runtime.storage.migrations import migrate
 from runtime.storage.tracestore import KvTraceStore
@@ -60,5 +61,6 @@ def reset_stores() -> None:
         _stores.clear()
         _traces.clear()
     forget_tables()
+    forget_triage()
     for store in stores:
         store.close()

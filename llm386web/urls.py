@@ -22,6 +22,7 @@ from .views import (
 )
 from .views.audit import audit_list
 from .views.picker import compare_pick
+from .views.triage import triage_list
 
 urlpatterns = [
     path("", sessions.session_list, name="home"),
@@ -60,6 +61,7 @@ urlpatterns = [
     path("blocks/<str:block_id>/raw", blocks.block_raw, name="block-raw"),
     path("blocks/<str:block_id>/turns/", blocks.block_turns, name="block-turns"),
     path("search/", search.search, name="search"),
+    path("triage/", triage_list, name="triage"),
     path("v1/traces", otel.otlp_traces, name="otlp-traces"),
     path("otel/tokens/", otel.token_list, name="otel-tokens"),
     path("otel/tokens/create", otel.token_create, name="otel-token-create"),

@@ -46,6 +46,22 @@ def render_page(
     return response
 
 
+def list_page(
+    request: HttpRequest, template: str, fragment: str, filters: Any, result: Any,
+    page: Pagination, **extra: Any,
+) -> HttpResponse:  # fmt: skip
+    """Render a filtered list: its ``filters``, ``result``, pager (replacing ``#fragment``) and
+    whether any filter is set, with ``extra`` context."""
+    context = {"filters": filters, "result": result, "pager": pager(request, page, f"#{fragment}"),
+               "filtered": request.GET.urlencode() != ""} | extra  # fmt: skip
+    return render_page(request, template, fragment, context)
+
+
+def pairs(values: Any) -> list[tuple[str, str]]:
+    """Return ``values`` as (value, text) choices for common/_choice_field.html."""
+    return [(v, v) for v in values]
+
+
 @dataclass(frozen=True)
 class Pager:
     """A `Pagination` with the URLs of its links, for templates/common/_pagination.html."""

@@ -25,8 +25,10 @@ from .common import (
     choice_param,
     gc_paused,
     limit_from,
+    list_page,
     offset_from,
     pager,
+    pairs,
     render_page,
     start_from,
     yes_no_param,
@@ -58,15 +60,9 @@ def session_list(request: HttpRequest) -> HttpResponse:
     """List sessions with their figures; search, filter, sort and page them."""
     query = session_query(request)
     result = query_sessions(get_store(), get_traces(), query)
-    context = {
-        "filters": query,
-        "result": result,
-        "pager": pager(
-            request, by_offset(query.offset, query.limit, result.total), "#sessions-table"
-        ),
-        "filtered": request.GET.urlencode() != "",
-    }
-    return render_page(request, "sessions/list.html", "sessions-table", context)
+    page = by_offset(query.offset, query.limit, result.total)
+    return list_page(request, "sessions/list.html", "sessions-table", query, result, page,
+                     model_choices=pairs(result.models))  # fmt: skip
 
 
 def _session_info(session_id: str) -> SessionInfo:

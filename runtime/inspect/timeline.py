@@ -12,6 +12,8 @@ Invariants:
   response reported usage, else the local estimate, and ``input_estimated`` says which.
 - Section figures are the plan's own (what the pager counted when it packed), in canonical
   section order; a plan without section totals is summed from its selected blocks.
+- A row's preview (the first line the model wrote, the tools it called) and its list-price
+  input cost come from the same head record the row is made of: no further read.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import InvalidInput
+from runtime.inspect.chat import PartKind, read_response
 from runtime.inspect.diff import SECTION_ORDER
 from runtime.inspect.pagination import Pagination, by_offset
+from runtime.providers import Usage, get_provider
+from runtime.providers.pricing import Price
 from runtime.replay.resend import REPAGE_KEY, derived_kind
 from runtime.tracing.records import TraceError, TraceOrigin, TraceRecord, TraceStatus, TraceStore
 
@@ -65,6 +70,15 @@ class TurnSummary:
     replays: int = 0  # records that replayed this turn (sent again; re-pages not counted)
     repages: int = 0  # records re-paging this turn for another model, recorded but not sent
     replay_errors: int = 0  # replays of this turn that failed (listed under it, not in its row)
+    provider: str = ""
+    preview: str = ""  # the first line of text the model answered with, cut to PREVIEW_CHARS
+    tool_calls: tuple[str, ...] = ()  # the tools it called, in order
+
+    @property
+    def input_cost_usd(self) -> float | None:
+        """The list-price input cost (None: not answered, or no price for the model)."""
+        priced = priced_input(self)
+        return None if priced is None else priced[0]
 
     @property
     def failing(self) -> bool:
@@ -88,6 +102,36 @@ class TurnSummary:
         if not self.sent and self.error is not None:
             return f"failed before sending: {self.error.message}"
         return ""
+
+
+PREVIEW_CHARS = 160
+
+
+def priced_input(row: TurnSummary) -> tuple[float, Price] | None:
+    """Price a call's input tokens, cache reads and writes at its model's list price.
+
+    None for a call that was not answered (a re-page, never sent; a failed call, which
+    reported no usage): pricing its local estimate would show a cost nobody paid.
+    """
+    if row.errored or row.kind == REPAGE_KEY or not row.provider:
+        return None
+    provider = get_provider(row.provider)
+    price = provider.price_of(row.model)
+    read, written = row.cache_read_tokens, row.cache_creation_tokens
+    usd = provider.price(Usage(row.input_tokens - read - written, 0, read, written), row.model)
+    return None if price is None or usd is None else (usd, price)
+
+
+def output_preview(response: Mapping[str, Any] | None) -> tuple[str, tuple[str, ...]]:
+    """Return the first non-blank line of a response's text and the names of the tools it called."""
+    message = read_response(response)
+    if message is None:
+        return "", ()
+    lines = (line.strip() for p in message.parts if p.kind is PartKind.TEXT
+             for line in p.text.splitlines())  # fmt: skip
+    first = next((line for line in lines if line), "")
+    cut = first if len(first) <= PREVIEW_CHARS else first[: PREVIEW_CHARS - 1] + "…"
+    return cut, tuple(p.name for p in message.parts if p.kind is PartKind.TOOL_USE)
 
 
 def section_tokens(plan: Mapping[str, Any]) -> tuple[SectionTokens, ...]:
@@ -126,6 +170,7 @@ def summarize_record(
 ) -> TurnSummary:
     """Return the timeline row of one record."""
     usage = rec.usage
+    preview, tools = output_preview(rec.response)
     return TurnSummary(
         call_id=rec.call_id, session=rec.session, turn=rec.turn, origin=rec.origin,
         status=rec.status, started_at=rec.started_at, latency_ms=rec.latency_ms, model=rec.model,
@@ -140,6 +185,7 @@ def summarize_record(
         flag_note=rec.flag.note if rec.flag else "", error=rec.error, stop_reason=rec.stop_reason,
         sections=section_tokens(rec.plan), kind=derived_kind(rec), attempts=len(rec.attempts),
         replays=replays, repages=repages, replay_errors=replay_errors,
+        provider=rec.provider.value, preview=preview, tool_calls=tools,
     )  # fmt: skip
 
 

@@ -23,15 +23,15 @@ from runtime.blocks import Block
 from runtime.errors import BlockNotFound, InvalidBlock, InvalidInput
 from runtime.inspect.timeline import (
     TurnSummary,
+    priced_input,
     section_rank,
     section_tokens,
     summarize_record,
 )
 from runtime.pager.sections import Section
-from runtime.providers import Usage, get_provider
 from runtime.providers.pricing import Price
 from runtime.storage.interface import BlockStore
-from runtime.tracing.records import REPAGE_KEY, TraceRecord, TraceStore
+from runtime.tracing.records import TraceRecord, TraceStore
 
 
 @dataclass(frozen=True)
@@ -169,22 +169,10 @@ class CostView:
     from_usage: bool  # priced from the provider's token counts (else from the local estimate)
 
 
-def input_cost(summary: TurnSummary, record: TraceRecord) -> CostView | None:
-    """Price the call's input tokens, cache reads and writes at its model's list price.
-
-    None for a call that was not answered (a re-page, never sent; a failed call, which
-    reported no usage): pricing its local estimate would show a cost nobody paid.
-    """
-    if summary.errored or summary.kind == REPAGE_KEY:
-        return None
-    provider = get_provider(record.provider)
-    price = provider.price_of(record.model)
-    read, written = summary.cache_read_tokens, summary.cache_creation_tokens
-    usage = Usage(summary.input_tokens - read - written, 0, read, written)
-    usd = provider.price(usage, record.model)
-    if price is None or usd is None:
-        return None
-    return CostView(usd, price, not summary.input_estimated)
+def input_cost(summary: TurnSummary) -> CostView | None:
+    """Price the call's input at its model's list price (``timeline.priced_input``)."""
+    priced = priced_input(summary)
+    return None if priced is None else CostView(*priced, not summary.input_estimated)
 
 
 def without_plan(rec: TraceRecord) -> TraceRecord:
@@ -243,7 +231,7 @@ def turn_view(traces: TraceStore, call_id: str) -> TurnView:
     return TurnView(
         record=without_plan(rec), summary=summary, sections=section_views(rec.plan, chosen, left),
         selected=len(chosen), omitted=len(left), previous=previous, next=following,
-        replays=replays_of(traces, rec), cost=input_cost(summary, rec),
+        replays=replays_of(traces, rec), cost=input_cost(summary),
         note=note if isinstance(note, str) else "",
     )  # fmt: skip
 

@@ -64,6 +64,7 @@ from runtime.tracing.records import (
     now_ms,
     prompt_hash,
 )
+from runtime.transfer.failing import failing_turn
 from runtime.transfer.transcripts import ToolDefinition, Transcript, read_tools, read_transcripts
 
 TOKENIZER = "o200k_base"
@@ -386,17 +387,17 @@ def turn_requests(p: PreparedSession, wanted: Sequence[int]) -> Iterator[tuple[T
 def new_records(
     p: PreparedSession, seqs: Sequence[int], tokens: Sequence[int], opts: ImportOptions
 ) -> Iterator[ChunkedTrace]:
-    """Yield the records of the turns not yet recorded; a failing run's last turn is flagged.
+    """Yield the records of the turns not yet recorded; a failing run's flag goes on the turn
+    that went wrong (``runtime.transfer.failing``).
 
     One record at a time: each holds its turn's plan and request, so holding them all would
     grow with the square of the session's length. ``tokens`` are the blocks' counts
     (``store.token_counts``), taken before the write: counting may write the cache."""
-    last = p.turns[-1].number if p.turns else None
-    flag_last = opts.flag_failing and bool(p.meta.get("failing"))
+    turns = [(t.number, t.index) for t in p.turns]
+    flagged, note = failing_turn(p.meta, p.messages, turns) if opts.flag_failing else (None, "")
     for turn, request in turn_requests(p, p.new_turns):
         item = _record(p, turn, request, seqs, tokens)
-        if flag_last and turn.number == last:
-            note = f"imported with reward {p.meta.get('reward')}: the agent failed this task"
+        if turn.number == flagged:
             item = replace(item, flag=Flag(note, now_ms()))
         yield item
 

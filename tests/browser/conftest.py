@@ -9,6 +9,7 @@ one, so every database write (the user) happens in fixtures set up before Chromi
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +46,12 @@ class Browser:
     console: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
 
-    def shot(self, name: str) -> Path:
-        """Save a full-page screenshot under test-artifacts/browser/ and return its path."""
+    def shot(self, name: str, *, full_page: bool = True) -> Path:
+        """Save a screenshot (of the whole page, or of the viewport for a very long page) under
+        test-artifacts/browser/ and return its path."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
     def login(self) -> None:
@@ -88,11 +90,19 @@ def _record(browser: Browser, page: Page) -> None:
     page.on("pageerror", lambda exc: browser.page_errors.append(str(exc)))
 
 
+def _warm_up(base_url: str) -> None:
+    """Answer one request before Chromium starts: the first one imports the URLconf and the
+    SDKs behind it, which takes seconds on a loaded machine and would eat a page's timeout."""
+    with urllib.request.urlopen(f"{base_url}/login/", timeout=120) as response:
+        response.read()
+
+
 @pytest.fixture
 def browser(live_server: Any, browser_user: Any, browser_store: BlockStore) -> Iterator[Browser]:
     """A logged-out Chromium page pointed at the live server."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)")
+    _warm_up(live_server.url)
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True

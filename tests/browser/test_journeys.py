@@ -235,5 +235,36 @@ def test_hostile_trace_content_never_runs_on_turn_and_compare_pages(
     browser.page.locator("a[data-expand=section-recent]").click()
     expect(browser.page.locator("#section-recent")).to_contain_text("<img src=x onerror=")
     browser.shot("15-hostile-turn")
+    _markdown_and_json_views_never_run(browser, browser_store)
     assert browser.dialogs == []
     _no_csp_violations(browser)
+
+
+def _markdown_and_json_views_never_run(browser: Any, store: BlockStore) -> None:
+    """Every vector of tests/web/hostile.py through the Markdown and JSON views, every
+    collapsed part opened (and the raw text too): nothing runs, nothing is left executable."""
+    from llm386web import store_access
+    from tests.web.hostile import VECTORS, write_hostile_turn
+
+    cid = write_hostile_turn(store, store_access.get_traces())
+    page = browser.page
+    for url in (f"/traces/{cid}/", f"/traces/{cid}/messages/?limit=500"):
+        page.goto(url)
+        page.wait_for_load_state("load")
+        closed = page.locator("details:not([open]) > summary:visible")
+        for _ in range(60):  # real clicks, as a reader opens collapsed parts (then all at once)
+            if not closed.count():
+                break
+            closed.first.click()
+        page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        page.mouse.move(5, 5)
+        page.mouse.move(400, 400)  # hover handlers, if any had survived
+        assert page.evaluate("window.__xss") is None, url
+        assert page.locator(
+            "main [onerror], main [onload], main [onclick], main [onmouseover], main [style], "
+            "main script, main iframe, main object, main embed, main svg, main img, main a[href^='javascript']"
+        ).count() == 0, url  # fmt: skip
+    expect(page.locator(".part-markdown").first).to_be_visible()
+    assert page.locator(".part-markdown").count() == len(VECTORS)
+    expect(page.locator(".json-tree").first).to_contain_text("<b>key</b>")
+    browser.shot("16-hostile-markdown-json", full_page=False)

@@ -20,6 +20,7 @@ from runtime.blocks import (
 from runtime.errors import InvalidInput, MalformedFile
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.tracing.records import Provider, TraceOrigin, prompt_hash
+from runtime.transfer.failing import diverging_call
 from runtime.transfer.importer import (
     DEMO_DIR,
     ImportOptions,
@@ -134,16 +135,36 @@ def test_assistant_text_with_tool_calls_links_each_call_to_the_text(env):
     assert traces.count(session="t1") == 2
 
 
-def test_failing_sessions_keep_their_reward_and_their_last_turn_is_flagged(demo):
+def test_failing_sessions_keep_their_reward_and_one_turn_is_flagged(demo):
     store, traces, _ = demo
     for item in SESSIONS[:8]:
         session = session_of(item)
         meta = store.session_info(session).meta
         assert meta["reward"] == item["reward"] and meta["failing"] is (item["reward"] == 0)
         assert meta["source"] == "tau-bench-airline" and "MIT" in meta["license"]
-        last = traces.list(session=session, limit=1)[0]
-        assert last.flagged is (item["reward"] == 0)
+        flagged = traces.list(session=session, flagged=True, limit=None)
+        assert len(flagged) == (item["reward"] == 0)
     assert traces.count(flagged=True) == 84
+
+
+def _assistant_index(item, turn: int) -> int:
+    return [i for i, m in enumerate(item["traj"]) if m["role"] == "assistant"][turn - 1]
+
+
+def test_a_failing_run_is_flagged_on_its_first_call_that_departs_from_the_expected_actions(demo):
+    store, traces, _ = demo
+    moved = 0
+    for item in [x for x in SESSIONS if x["reward"] == 0]:
+        (rec,) = traces.list(session=session_of(item), flagged=True, limit=None)
+        found = diverging_call(item["traj"], item["info"])
+        last = traces.list(session=session_of(item), limit=1)[0].turn
+        if found is None:
+            assert rec.turn == last and "its last turn" in rec.flag.note
+            continue
+        assert _assistant_index(item, rec.turn) == found[0]
+        assert f"first to call {found[1]} with arguments it did not expect" in rec.flag.note
+        moved += rec.turn != last
+    assert moved > 0  # the data does let the flag leave the last turn
 
 
 def test_reimporting_the_same_file_adds_nothing(demo):
