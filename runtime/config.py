@@ -182,6 +182,13 @@ class OpenAISettings:
 
 
 @dataclass(frozen=True)
+class OtelSettings:
+    """OpenTelemetry: where ``llm386 export --otlp`` (and the session page) sends spans."""
+
+    export_url: str = _setting("", _HTTP)  # "" : none; the URL of a collector's /v1/traces
+
+
+@dataclass(frozen=True)
 class _ModelTable:
     """The keys a ``[models.NAME]`` table may set; defaults are those of a brand-new model."""
 
@@ -210,6 +217,7 @@ class Config:
     store: StoreSettings = field(default_factory=StoreSettings)
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
     openai: OpenAISettings = field(default_factory=OpenAISettings)
+    otel: OtelSettings = field(default_factory=OtelSettings)
     warnings: tuple[str, ...] = ()
     source: Path | None = None
 
@@ -311,7 +319,7 @@ class _Reader:
         self.warnings: list[str] = []
 
     def config(self, document: dict[str, Any]) -> Config:
-        known = ("anthropic", "budgets", "models", "openai", "retrievers", "store")
+        known = ("anthropic", "budgets", "models", "openai", "otel", "retrievers", "store")
         self._warn_unknown(document, known, ())
         retrievers = self._table(document, ("retrievers",))
         settings = {
@@ -330,6 +338,7 @@ class _Reader:
                 AnthropicSettings, self._table(document, ("anthropic",)), ("anthropic",)
             ),
             openai=self.build(OpenAISettings, self._table(document, ("openai",)), ("openai",)),
+            otel=self.build(OtelSettings, self._table(document, ("otel",)), ("otel",)),
             warnings=tuple(self.warnings),
             source=self.path,
         )
