@@ -17,7 +17,14 @@ from runtime.blocks import Entry, SessionInfo
 from runtime.errors import InvalidSession
 from runtime.inspect.pagination import Pagination, by_offset, by_seq
 from runtime.inspect.paging import paging_from_totals
-from runtime.inspect.sessions import SessionQuery, SessionStatus, SortKey, query_sessions, summarize
+from runtime.inspect.sessions import (
+    SessionQuery,
+    SessionStatus,
+    SortKey,
+    SourceKind,
+    query_sessions,
+    summarize,
+)
 from runtime.inspect.timeline import session_timeline, timeline_version
 from runtime.tracing.records import TraceStore
 
@@ -34,17 +41,22 @@ from .common import (
 
 SORTS = tuple(k.value for k in SortKey)
 STATUSES = tuple(s.value for s in SessionStatus)
+SOURCES = tuple(s.value for s in SourceKind)
+SOURCE_CHOICES = (("agent", "own agent"), ("proxy", "proxy"), ("import", "import"),
+                  ("otlp", "OTLP spans"))  # fmt: skip
 
 
 def session_query(request: HttpRequest) -> SessionQuery:
     """Read the sessions list's filters, sort and page from the query string (400 if bad)."""
     status = choice_param(request, "status", STATUSES)
+    source = choice_param(request, "source", SOURCES)
     return SessionQuery(
         text=request.GET.get("q", "")[:500],
         model=request.GET.get("model", ""),
         status=SessionStatus(status) if status else None,
         failing=yes_no_param(request, "failing"),
         faults=yes_no_param(request, "faults"),
+        source=SourceKind(source) if source else None,
         sort=SortKey(choice_param(request, "sort", SORTS, SortKey.ACTIVITY.value)),
         descending=choice_param(request, "dir", ("asc", "desc"), "desc") == "desc",
         offset=offset_from(request),
@@ -65,6 +77,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
             request, by_offset(query.offset, query.limit, result.total), "#sessions-table"
         ),
         "filtered": request.GET.urlencode() != "",
+        "source_choices": SOURCE_CHOICES,
     }
     return render_page(request, "sessions/list.html", "sessions-table", context)
 

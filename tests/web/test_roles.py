@@ -42,6 +42,7 @@ def _posts(call_id: str) -> list[tuple[str, dict[str, str]]]:
         ("/replays/some-job/cancel", {}),
         ("/otel/tokens/create", {"name": "ci"}),
         ("/otel/tokens/ci/revoke", {}),
+        ("/sessions/any/otlp-export", {}),
     ]
 
 
