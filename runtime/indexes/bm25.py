@@ -22,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -56,7 +57,9 @@ STOPWORDS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
+    """Return a word's stem (cached: a store's words repeat, and indexing stems every one)."""
     if not word.isalpha():
         return word  # identifiers, numbers and codes are kept exactly
     for suffix, replacement in _SUFFIXES:
