@@ -12,7 +12,9 @@ Invariants:
   seen before (in this or another attribute) is that same, already checked value. So the
   limits are checked once per distinct message, and the result is what ``limits.loads``
   would give.
-- Parsed values are shared between spans and must never be mutated; readers build new ones.
+- Parsed values are shared between spans and must never be mutated; readers build new ones,
+  and may ``remember`` what they made of a value (its messages, its tools) so that the next
+  span repeating it costs a lookup.
 - Nothing is trusted: NaN, Infinity and over-long integers are refused as ``limits`` refuses
   them, nesting past ``LIMITS.max_depth`` (checked by ``check_value``) or past what the C
   parser can recurse is refused, and any error raises ``ValueError`` saying why.
@@ -50,6 +52,16 @@ class AttributeJson:
         self._values: dict[str, Any] = {}
         self._elements: dict[str, Any] = {}
         self._last_end = 0
+        self._memo: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def memo(self, kind: str, value: Any) -> Any | None:
+        """Return what was remembered of parsed ``value`` as ``kind``, else None."""
+        hit = self._memo.get((kind, id(value)))
+        return hit[1] if hit is not None and hit[0] is value else None
+
+    def remember(self, kind: str, value: Any, result: Any) -> None:
+        """Remember ``result`` for parsed ``value`` (kept alive here, so its id stays its own)."""
+        self._memo[(kind, id(value))] = (value, result)
 
     def load(self, text: str, name: str) -> Any:
         """Return the JSON value of ``text``; raise ValueError saying why it is not one."""

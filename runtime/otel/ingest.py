@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +184,7 @@ class _SessionState:
         self.foreign = bool(refs or records) and not self.spans
         self.pending: list[NewBlock] = []
         self.edges: dict[Edge, None] = {}  # in order, each once
+        self.templates: dict[tuple[int, str], tuple[object, _Builder]] = {}  # tools -> builder
 
     def flush(self, store: KvBlockStore, session: str) -> None:
         """Append every pending block in one ``put_many`` (one index update, not one a turn)."""
@@ -264,7 +266,7 @@ def _plan_turn(store: KvBlockStore, state: _SessionState, call: ModelCall) -> _P
             return None
         return _where(call) + " was ingested before with different messages; nothing was changed"
     try:
-        builder = _blocks(call, store.max_block_bytes)
+        builder = _blocks(call, store.max_block_bytes, state)
     except (InvalidInput, KeyError) as exc:
         return _where(call) + f": {exc}"
     common = 0
@@ -293,12 +295,26 @@ def _stored(
     return StoredTrace(record, p.request, response)
 
 
-def _blocks(call: ModelCall, max_bytes: int) -> _Builder:
-    builder = _Builder(Provenance(f"otlp:{call.span.trace_id}"), max_bytes, call.tools)
+def _blocks(call: ModelCall, max_bytes: int, state: _SessionState) -> _Builder:
+    builder = _start(call, max_bytes, state)
     for message in call.messages:
         builder.message(message)
     if call.output:
         builder.message(call.output)
+    return builder
+
+
+def _start(call: ModelCall, max_bytes: int, state: _SessionState) -> _Builder:
+    """Return a builder holding the call's tool schemas: a copy of the one made for the same
+    tools (the very tuple ``genai`` gives every span of a request that repeats them)."""
+    key = (id(call.tools), call.span.trace_id)
+    held = state.templates.get(key)
+    if held is None or held[0] is not call.tools:
+        template = _Builder(Provenance(f"otlp:{call.span.trace_id}"), max_bytes, call.tools)
+        state.templates[key] = held = (call.tools, template)
+    builder = copy.copy(held[1])
+    builder.blocks, builder.ids = list(builder.blocks), list(builder.ids)
+    builder.edges, builder.call_block = list(builder.edges), dict(builder.call_block)
     return builder
 
 

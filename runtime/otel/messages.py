@@ -97,7 +97,7 @@ def _current(a: Mapping[str, Any], r: Reader) -> Messages:
         if text:
             messages.append({"role": "system", "content": text})
     for i, m in enumerate(_list(a["gen_ai.input.messages"], "gen_ai.input.messages", r)):
-        messages.extend(_from_parts(m, f"gen_ai.input.messages[{i}]", r))
+        messages.extend(_remembered_parts(m, f"gen_ai.input.messages[{i}]", r))
     outputs = _list(a.get("gen_ai.output.messages", "[]"), "gen_ai.output.messages", r)
     return messages, _output([_from_parts(m, "gen_ai.output.messages[0]", r) for m in outputs[:1]],
                              outputs[0] if outputs else {}, r)  # fmt: skip
@@ -121,6 +121,19 @@ def _parts_text(parts: Sequence[Any], r: Reader) -> str:
         else:
             r.dropped += 1
     return "\n".join(texts)
+
+
+def _remembered_parts(m: Any, name: str, r: Reader) -> list[dict[str, Any]]:
+    """``_from_parts`` once per parsed message a request repeats (its spans share the value)."""
+    hit = r.parsed.memo("parts", m)
+    if hit is not None:
+        out, dropped = hit
+        r.dropped += dropped
+        return list(out)
+    before = r.dropped
+    out = _from_parts(m, name, r)
+    r.parsed.remember("parts", m, (tuple(out), r.dropped - before))
+    return out
 
 
 def _from_parts(m: Any, name: str, r: Reader) -> list[dict[str, Any]]:
@@ -268,11 +281,15 @@ def _block_text(content: Any, r: Reader) -> str:
 
 
 def tools(a: Mapping[str, Any], r: Reader) -> tuple[ToolDefinition, ...]:
-    if "gen_ai.tool.definitions" in a:
-        items = _list(a["gen_ai.tool.definitions"], "gen_ai.tool.definitions", r)
-    else:
+    if "gen_ai.tool.definitions" not in a:
         items = [_indexed_function(a, i, r) for i in range(_function_count(a))]
-    return tuple(_tool(item, i, r) for i, item in enumerate(items))
+        return tuple(_tool(item, i, r) for i, item in enumerate(items))
+    items = _list(a["gen_ai.tool.definitions"], "gen_ai.tool.definitions", r)
+    found = r.parsed.memo("tools", items)
+    if found is None:
+        found = tuple(_tool(item, i, r) for i, item in enumerate(items))
+        r.parsed.remember("tools", items, found)
+    return found  # the same tuple for every span of the request that repeats the definitions
 
 
 def _function_count(a: Mapping[str, Any]) -> int:
