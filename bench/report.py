@@ -500,6 +500,7 @@ def otel(r: Mapping[str, Results]) -> list[str]:
         ["spans ingested per second", num(d["spans_per_s"]), f"≥ {num(d['target_spans_per_s'])}",
          met(bool(d["met"]))],
         ["model-call spans (turns) per second", num(d["model_calls_per_s"]), "", ""],
+        ["spans per second of CPU time (one core)", num(d["spans_per_cpu_s"]), "", ""],
     ]  # fmt: skip
     return [
         "## OpenTelemetry ingest",
