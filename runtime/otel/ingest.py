@@ -21,16 +21,16 @@ Invariants:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime import __version__
-from runtime.blocks import BlockKind, Edge, NewBlock, Provenance, canonical_json
+from runtime.blocks import BlockKind, Edge, NewBlock, canonical_json
 from runtime.errors import InvalidInput
 from runtime.otel.attrjson import AttributeJson
-from runtime.otel.genai import REQUEST_PARAMS, ModelCall, SpanRefused, is_model_call, model_call
+from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
+from runtime.otel.rebuild import Rebuilder
 from runtime.otel.spans import SPANS, SpanData, ensure_tables, put_spans, span_data
 from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
 from runtime.pager.sections import Section, section_of
@@ -184,7 +184,7 @@ class _SessionState:
         self.foreign = bool(refs or records) and not self.spans
         self.pending: list[NewBlock] = []
         self.edges: dict[Edge, None] = {}  # in order, each once
-        self.templates: dict[tuple[int, str], tuple[object, _Builder]] = {}  # tools -> builder
+        self.rebuild = Rebuilder(store.max_block_bytes)  # this session in this request only
 
     def flush(self, store: KvBlockStore, session: str) -> None:
         """Append every pending block in one ``put_many`` (one index update, not one a turn)."""
@@ -245,20 +245,9 @@ def _where(call: ModelCall) -> str:
     return f"span {call.span.span_id} ({call.span.name!r}, trace {call.span.trace_id})"
 
 
-def request_of(call: ModelCall) -> bytes:
-    """Return the rebuilt request of a call: the canonical JSON of an OpenAI chat request."""
-    request: dict[str, Any] = {"messages": list(call.messages), "model": call.model}
-    if call.tools:
-        request["tools"] = [dict(t.openai) for t in call.tools]
-    for name, field_name in REQUEST_PARAMS.items():
-        if name in call.params:
-            request[field_name] = call.params[name]
-    return canonical_json(request)
-
-
 def _plan_turn(store: KvBlockStore, state: _SessionState, call: ModelCall) -> _Planned | str | None:
     """Plan a call's turn (its new blocks pending), None if recorded already, or why refused."""
-    request = request_of(call)
+    request = state.rebuild.request(call)
     digest = prompt_hash(request)
     key = call.span.key
     if key in state.spans:
@@ -266,7 +255,7 @@ def _plan_turn(store: KvBlockStore, state: _SessionState, call: ModelCall) -> _P
             return None
         return _where(call) + " was ingested before with different messages; nothing was changed"
     try:
-        builder = _blocks(call, store.max_block_bytes, state)
+        builder = state.rebuild.blocks(call)
     except (InvalidInput, KeyError) as exc:
         return _where(call) + f": {exc}"
     common = 0
@@ -293,29 +282,6 @@ def _stored(
     record = _record(p.call, session, turn, p.request, p.digest, p.builder, seqs, counts, n_input)
     response = canonical_json(p.call.output) if p.call.output else None
     return StoredTrace(record, p.request, response)
-
-
-def _blocks(call: ModelCall, max_bytes: int, state: _SessionState) -> _Builder:
-    builder = _start(call, max_bytes, state)
-    for message in call.messages:
-        builder.message(message)
-    if call.output:
-        builder.message(call.output)
-    return builder
-
-
-def _start(call: ModelCall, max_bytes: int, state: _SessionState) -> _Builder:
-    """Return a builder holding the call's tool schemas: a copy of the one made for the same
-    tools (the very tuple ``genai`` gives every span of a request that repeats them)."""
-    key = (id(call.tools), call.span.trace_id)
-    held = state.templates.get(key)
-    if held is None or held[0] is not call.tools:
-        template = _Builder(Provenance(f"otlp:{call.span.trace_id}"), max_bytes, call.tools)
-        state.templates[key] = held = (call.tools, template)
-    builder = copy.copy(held[1])
-    builder.blocks, builder.ids = list(builder.blocks), list(builder.ids)
-    builder.edges, builder.call_block = list(builder.edges), dict(builder.call_block)
-    return builder
 
 
 def _output_blocks(call: ModelCall) -> int:

@@ -25,7 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runtime.blocks import canonical_json
@@ -93,9 +93,7 @@ def _current(a: Mapping[str, Any], r: Reader) -> Messages:
     messages: list[dict[str, Any]] = []
     if "gen_ai.system_instructions" in a:
         parts = _list(a["gen_ai.system_instructions"], "gen_ai.system_instructions", r)
-        text = _parts_text(parts, r)
-        if text:
-            messages.append({"role": "system", "content": text})
+        messages.extend(_remembered_system(parts, r))
     for i, m in enumerate(_list(a["gen_ai.input.messages"], "gen_ai.input.messages", r)):
         messages.extend(_remembered_parts(m, f"gen_ai.input.messages[{i}]", r))
     outputs = _list(a.get("gen_ai.output.messages", "[]"), "gen_ai.output.messages", r)
@@ -125,15 +123,34 @@ def _parts_text(parts: Sequence[Any], r: Reader) -> str:
 
 def _remembered_parts(m: Any, name: str, r: Reader) -> list[dict[str, Any]]:
     """``_from_parts`` once per parsed message a request repeats (its spans share the value)."""
-    hit = r.parsed.memo("parts", m)
+    return _remembered("parts", m, r, lambda: _from_parts(m, name, r))
+
+
+def _remembered_system(parts: list[Any], r: Reader) -> list[dict[str, Any]]:
+    """The system message of parsed instructions, once per value a request repeats."""
+
+    def convert() -> list[dict[str, Any]]:
+        text = _parts_text(parts, r)
+        return [{"role": "system", "content": text}] if text else []
+
+    return _remembered("system", parts, r, convert)
+
+
+def _remembered(
+    kind: str, value: Any, r: Reader, convert: Callable[[], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """``convert()`` once per parsed value: every span that repeats it gets the same message
+    objects (``runtime.otel.rebuild`` reuses a turn's blocks for messages shared by identity)
+    and counts the parts its conversion dropped."""
+    hit = r.parsed.memo(kind, value)
     if hit is not None:
         out, dropped = hit
         r.dropped += dropped
         return list(out)
     before = r.dropped
-    out = _from_parts(m, name, r)
-    r.parsed.remember("parts", m, (tuple(out), r.dropped - before))
-    return out
+    converted = convert()
+    r.parsed.remember(kind, value, (tuple(converted), r.dropped - before))
+    return converted
 
 
 def _from_parts(m: Any, name: str, r: Reader) -> list[dict[str, Any]]:
