@@ -495,6 +495,29 @@ def proxy(r: Mapping[str, Results]) -> list[str]:
     ]
 
 
+def otel(r: Mapping[str, Results]) -> list[str]:
+    d = r["otel"]
+    rows = [
+        ["spans ingested per second", num(d["spans_per_s"]), f"≥ {num(d['target_spans_per_s'])}",
+         met(bool(d["met"]))],
+        ["model-call spans (turns) per second", num(d["model_calls_per_s"]), "", ""],
+        ["spans per second of CPU time (one core)", num(d["spans_per_cpu_s"]), "", ""],
+    ]  # fmt: skip
+    return [
+        "## OpenTelemetry ingest",
+        "",
+        "`python -m bench.bench_otel` → `bench/results/otel.json`.",
+        "",
+        f"{num(d['requests'])} tau-bench airline sessions as the traces an instrumented agent "
+        f"exports: {num(d['spans'])} spans ({num(d['model_call_spans'])} `chat` spans carrying "
+        f"the whole history so far, the rest agent and tool spans), {d['body_mb']} MB of "
+        "protobuf, one request per trace, ingested into a fresh LMDB store through "
+        f"`runtime.otel.ingest.ingest` in {d['seconds']} s, on 2 cores shared with other jobs.",
+        "",
+        *table(["what", "measured", "target", "met"], rows),
+    ]
+
+
 SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, ...]], ...] = (
     (targets, ("pager", "locomo", "diff", "web", "paging", "import")),
     (pager, ("pager",)),
@@ -509,6 +532,7 @@ SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, .
     (traces, ("traces",)),
     (kv_engines, ("kv_engines",)),
     (proxy, ("proxy",)),
+    (otel, ("otel",)),
 )
 # Results files no section reads: summary.json repeats the others with each run's seconds.
 UNREPORTED = frozenset({"summary"})

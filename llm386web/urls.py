@@ -64,6 +64,7 @@ urlpatterns = [
     path("triage/", triage_list, name="triage"),
     path("v1/traces", otel.otlp_traces, name="otlp-traces"),
     path("otel/tokens/", otel.token_list, name="otel-tokens"),
+    path("sessions/<str:session_id>/otlp-export", otel.session_export, name="session-otlp-export"),
     path("otel/tokens/create", otel.token_create, name="otel-token-create"),
     path("otel/tokens/<str:name>/revoke", otel.token_revoke, name="otel-token-revoke"),
     path("connect/", connect.connect, name="connect"),

@@ -185,6 +185,13 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class OtelSettings:
+    """OpenTelemetry: where ``llm386 export --otlp`` (and the session page) sends spans."""
+
+    export_url: str = _setting("", _HTTP)  # "" : none; the URL of a collector's /v1/traces
+
+
+@dataclass(frozen=True)
 class _ModelTable:
     """The keys a ``[models.NAME]`` table may set; defaults are those of a brand-new model."""
 
@@ -214,6 +221,7 @@ class Config:
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
     openai: OpenAISettings = field(default_factory=OpenAISettings)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    otel: OtelSettings = field(default_factory=OtelSettings)
     warnings: tuple[str, ...] = ()
     source: Path | None = None
 
@@ -315,7 +323,7 @@ class _Reader:
         self.warnings: list[str] = []
 
     def config(self, document: dict[str, Any]) -> Config:
-        known = ("anthropic", "budgets", "models", "openai", "proxy", "retrievers", "store")
+        known = ("anthropic", "budgets", "models", "openai", "otel", "proxy", "retrievers", "store")
         self._warn_unknown(document, known, ())
         retrievers = self._table(document, ("retrievers",))
         defaults = RetrieverSettings()
@@ -338,6 +346,7 @@ class _Reader:
             ),
             openai=self.build(OpenAISettings(), self._table(document, ("openai",)), ("openai",)),
             proxy=self.build(ProxyConfig(), self._table(document, ("proxy",)), ("proxy",)),
+            otel=self.build(OtelSettings(), self._table(document, ("otel",)), ("otel",)),
             warnings=tuple(self.warnings),
             source=self.path,
         )

@@ -168,3 +168,31 @@ def kv_engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
         engine = PostgresEngine(request.getfixturevalue("pg_url"))
     yield engine
     engine.close()
+
+
+@pytest.fixture
+def otlp_receiver(tmp_path: Any) -> Iterator[Any]:
+    """A real OTLP/HTTP receiver (the capture proxy's port) over a fresh store of its own.
+
+    Yields a namespace: ``url`` (its /v1/traces), ``headers`` (a valid bearer token),
+    ``store`` and ``traces``.
+    """
+    from functools import partial
+    from types import SimpleNamespace
+
+    from runtime import open_store
+    from runtime.otel import receiver, tokens
+    from runtime.proxy import ProxySettings, ProxyThread, Recorder
+    from runtime.storage.tracestore import KvTraceStore
+
+    store = open_store(tmp_path / "receiver-store")
+    traces = KvTraceStore(store)
+    token = tokens.create_token(store.kv, "tests")
+    recorder = Recorder(store, traces).start()
+    handler = partial(receiver.handle, store=store, traces=traces)
+    try:
+        with ProxyThread(ProxySettings(port=0), recorder, otlp=handler) as proxy:
+            yield SimpleNamespace(url=proxy.base_url + receiver.PATH, store=store, traces=traces,
+                                  headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    finally:
+        recorder.close()

@@ -1,4 +1,5 @@
-"""OpenTelemetry: the OTLP/HTTP receiver at /v1/traces and the ingest tokens page.
+"""OpenTelemetry: the OTLP/HTTP receiver at /v1/traces, the ingest tokens page, and a session's
+export as GenAI spans to the collector ``[otel] export_url`` names.
 
 The receiver is the runtime's ``runtime.otel.receiver.handle`` behind a Django view: no
 session, no CSRF (an exporter has neither), its own bearer-token check. The tokens page shows
@@ -15,11 +16,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from llm386web.conf import web_config
+from llm386web.conf import runtime_config, web_config
 from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import InvalidInput
 from runtime.otel import receiver, tokens
+from runtime.otel.export import ExportFailed, export_sessions
 from runtime.otel.wire import OtlpLimits
 
 from .common import render_page
@@ -80,3 +82,22 @@ def token_revoke(request: HttpRequest, name: str) -> HttpResponse:
     tokens.revoke_token(get_store().kv, name)
     messages.success(request, f"Revoked ingest token {name}.")
     return redirect("otel-tokens")
+
+
+@require_POST
+@operator_required
+def session_export(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Send a session's turns to the configured collector; say what happened on the page."""
+    get_store().session_info(session_id)  # SessionNotFound: a 404
+    url = runtime_config().otel.export_url
+    if not url:
+        messages.error(request, "No collector is configured: set [otel] export_url in "
+                       "llm386.toml (e.g. http://127.0.0.1:4318/v1/traces) and restart.")  # fmt: skip
+        return redirect("session", session_id=session_id)
+    try:
+        report = export_sessions(get_traces(), [session_id], url)
+    except ExportFailed as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Sent {report.spans} spans of {session_id} to {url}.")
+    return redirect("session", session_id=session_id)

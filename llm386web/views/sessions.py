@@ -17,7 +17,14 @@ from runtime.blocks import Entry, SessionInfo
 from runtime.errors import InvalidSession
 from runtime.inspect.pagination import Pagination, by_offset, by_seq
 from runtime.inspect.paging import paging_from_totals
-from runtime.inspect.sessions import SessionQuery, SessionStatus, SortKey, query_sessions, summarize
+from runtime.inspect.sessions import (
+    SessionQuery,
+    SessionStatus,
+    SortKey,
+    SourceKind,
+    query_sessions,
+    summarize,
+)
 from runtime.inspect.timeline import session_timeline, timeline_version
 from runtime.tracing.records import TraceStore
 
@@ -36,17 +43,22 @@ from .common import (
 
 SORTS = tuple(k.value for k in SortKey)
 STATUSES = tuple(s.value for s in SessionStatus)
+SOURCES = tuple(s.value for s in SourceKind)
+SOURCE_CHOICES = (("agent", "own agent"), ("proxy", "proxy"), ("import", "import"),
+                  ("otlp", "OTLP spans"))  # fmt: skip
 
 
 def session_query(request: HttpRequest) -> SessionQuery:
     """Read the sessions list's filters, sort and page from the query string (400 if bad)."""
     status = choice_param(request, "status", STATUSES)
+    source = choice_param(request, "source", SOURCES)
     return SessionQuery(
         text=request.GET.get("q", "")[:500],
         model=request.GET.get("model", ""),
         status=SessionStatus(status) if status else None,
         failing=yes_no_param(request, "failing"),
         faults=yes_no_param(request, "faults"),
+        source=SourceKind(source) if source else None,
         sort=SortKey(choice_param(request, "sort", SORTS, SortKey.ACTIVITY.value)),
         descending=choice_param(request, "dir", ("asc", "desc"), "desc") == "desc",
         offset=offset_from(request),
@@ -62,7 +74,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     result = query_sessions(get_store(), get_traces(), query)
     page = by_offset(query.offset, query.limit, result.total)
     return list_page(request, "sessions/list.html", "sessions-table", query, result, page,
-                     model_choices=pairs(result.models))  # fmt: skip
+                     model_choices=pairs(result.models), source_choices=SOURCE_CHOICES)  # fmt: skip
 
 
 def _session_info(session_id: str) -> SessionInfo:

@@ -15,6 +15,7 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
 from llm386web.clients import replay_targets
+from llm386web.gantt import span_gantt
 from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
 from runtime.errors import StoreCorrupted
@@ -75,7 +76,7 @@ def turn_context(call_id: str) -> dict[str, object]:
             "capability": replay_capability(view.record),
             "replay_targets": replay_targets(view.record.provider), "repage_profiles": REPAGE_PROFILES,
             "paging": turn_paging(view.record.paging),
-            "span_tree": turn_span_tree(get_store().kv, view.record.config),
+            "gantt": span_gantt(turn_span_tree(get_store().kv, view.record.config)),
             } | _model_status(view.record) | experiments_context(view.record)  # fmt: skip
 
 

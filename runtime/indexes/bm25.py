@@ -59,6 +59,7 @@ STOPWORDS = frozenset(
 
 @functools.lru_cache(maxsize=65536)  # pure; a session's vocabulary repeats call after call
 def _stem(word: str) -> str:
+    """Return a word's stem (cached: a store's words repeat, and indexing stems every one)."""
     if not word.isalpha():
         return word  # identifiers, numbers and codes are kept exactly
     for suffix, replacement in _SUFFIXES:

@@ -49,6 +49,23 @@ class SessionStatus(StrEnum):
     UNTRACED = "untraced"  # blocks only, no trace records
 
 
+class SourceKind(StrEnum):
+    """Where a session's turns came from (its meta ``source``, as each writer sets it)."""
+
+    AGENT = "agent"  # the sample agent (and anything built on runtime.agent)
+    PROXY = "proxy"  # captured by `llm386 proxy`
+    IMPORT = "import"  # imported transcripts (any --source the importer was given)
+    OTLP = "otlp"  # rebuilt from OpenTelemetry spans
+
+    @classmethod
+    def of(cls, source: str) -> SourceKind | None:
+        """Return the kind of a meta ``source`` (None: no source was recorded)."""
+        if not source:
+            return None
+        known = {"sample-agent": cls.AGENT, "proxy": cls.PROXY, "otlp": cls.OTLP}
+        return known.get(source, cls.IMPORT)
+
+
 class SortKey(StrEnum):
     ACTIVITY = "activity"
     SESSION = "session"
@@ -93,6 +110,10 @@ class SessionSummary:
         return SessionStatus.OK if self.calls else SessionStatus.UNTRACED
 
     @property
+    def source_kind(self) -> SourceKind | None:
+        return SourceKind.of(self.source)
+
+    @property
     def is_failing(self) -> bool:
         """Failing by its own mark or by a flagged turn."""
         return self.failing or self.flagged > 0
@@ -127,6 +148,7 @@ class SessionQuery:
     status: SessionStatus | None = None
     failing: bool | None = None
     faults: bool | None = None
+    source: SourceKind | None = None
     sort: SortKey = SortKey.ACTIVITY
     descending: bool = True
     offset: int = 0
@@ -266,6 +288,7 @@ def _keep(row: SessionSummary, q: SessionQuery) -> bool:
         and (q.status is None or row.status is q.status)
         and (q.failing is None or row.is_failing == q.failing)
         and (q.faults is None or (row.faults > 0) == q.faults)
+        and (q.source is None or row.source_kind is q.source)
     )
 
 

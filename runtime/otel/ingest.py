@@ -25,9 +25,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.blocks import BlockKind, Provenance, canonical_json
+from runtime.blocks import BlockKind, Edge, NewBlock, canonical_json
 from runtime.errors import InvalidInput
+from runtime.otel.attrjson import AttributeJson
 from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
+from runtime.otel.rebuild import Rebuilder
 from runtime.otel.spans import SPANS, SpanData, ensure_tables, put_spans, span_data
 from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
 from runtime.pager.sections import Section, section_of
@@ -92,10 +94,11 @@ def ingest_request(request: Any, store: KvBlockStore, traces: TraceStore) -> Ing
     spans, unreadable = _read_spans(request)
     calls: list[ModelCall] = []
     refused: dict[str, str] = {}  # span key -> why
+    parsed = AttributeJson()  # a conversation's spans repeat their messages: parse each once
     for span in spans:
         if is_model_call(span):
             try:
-                calls.append(model_call(span))
+                calls.append(model_call(span, parsed))
             except SpanRefused as exc:
                 refused[span.key] = str(exc)
     kept = [s for s in spans if s.key not in refused]
@@ -160,7 +163,8 @@ def _write(
 
 
 class _SessionState:
-    """A session's entries (ids and seqs) and turns as this write sees them."""
+    """A session's entries (ids and seqs) and turns as this write sees them, and the blocks
+    and edges its new turns will append (written together by ``flush``)."""
 
     def __init__(self, store: KvBlockStore, traces: TraceStore, session: str) -> None:
         refs = store.entry_refs(session)
@@ -174,6 +178,29 @@ class _SessionState:
             if isinstance(otlp, Mapping):
                 self.spans[f"{otlp.get('trace')}/{otlp.get('span')}"] = r.prompt_hash
         self.foreign = bool(refs or records) and not self.spans
+        self.pending: list[NewBlock] = []
+        self.edges: dict[Edge, None] = {}  # in order, each once
+        self.rebuild = Rebuilder(store.max_block_bytes)  # this session in this request only
+
+    def flush(self, store: KvBlockStore, session: str) -> None:
+        """Append every pending block in one ``put_many`` (one index update, not one a turn)."""
+        new = store.put_many(session, self.pending, list(self.edges)) if self.pending else []
+        if not new and self.edges:
+            store.add_edges(list(self.edges))
+        self.seqs += [e.seq for e in new]
+        self.pending, self.edges = [], {}
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A turn whose blocks are pending: where they sit among the session's entries."""
+
+    call: ModelCall
+    request: bytes
+    digest: str
+    builder: _Builder
+    common: int  # its first blocks are the session's first ``common`` entries
+    at: int  # and the rest are appended at entry index ``at``
 
 
 def _session(
@@ -189,19 +216,24 @@ def _session(
             )
         return
     new_session = not state.ids and not state.last_turn
-    items: list[StoredTrace] = []
+    planned: list[_Planned] = []
     for call in calls:
-        built = _turn(store, state, call, session)
+        built = _plan_turn(store, state, call)
         if isinstance(built, str):
             outcome.refused[call.span.key] = built
         elif built is None:
             outcome.skipped += 1
         else:
-            items.append(built)
-    if items:
-        traces.record_many(items)
-        if new_session:
-            store.set_session_meta(session, **_meta(calls[0]))
+            planned.append(built)
+    if not planned:
+        return
+    state.flush(store, session)
+    tokens = dict(zip(state.ids, store.token_counts(state.ids, TOKENIZER), strict=True))
+    items = [_stored(p, session, state, state.last_turn + i, tokens)
+             for i, p in enumerate(planned, start=1)]  # fmt: skip
+    traces.record_many(items)
+    if new_session:
+        store.set_session_meta(session, **_meta(calls[0]))
     outcome.recorded += len(items)
 
 
@@ -209,24 +241,9 @@ def _where(call: ModelCall) -> str:
     return f"span {call.span.span_id} ({call.span.name!r}, trace {call.span.trace_id})"
 
 
-def request_of(call: ModelCall) -> bytes:
-    """Return the rebuilt request of a call: the canonical JSON of an OpenAI chat request."""
-    request: dict[str, Any] = {"messages": list(call.messages), "model": call.model}
-    if call.tools:
-        request["tools"] = [dict(t.openai) for t in call.tools]
-    from runtime.otel.genai import _REQUEST_PARAMS
-
-    for name, field_name in _REQUEST_PARAMS.items():
-        if name in call.params:
-            request[field_name] = call.params[name]
-    return canonical_json(request)
-
-
-def _turn(
-    store: KvBlockStore, state: _SessionState, call: ModelCall, session: str
-) -> StoredTrace | str | None:
-    """Return the new record of a call, None if it is recorded already, or why it is refused."""
-    request = request_of(call)
+def _plan_turn(store: KvBlockStore, state: _SessionState, call: ModelCall) -> _Planned | str | None:
+    """Plan a call's turn (its new blocks pending), None if recorded already, or why refused."""
+    request = state.rebuild.request(call)
     digest = prompt_hash(request)
     key = call.span.key
     if key in state.spans:
@@ -234,26 +251,33 @@ def _turn(
             return None
         return _where(call) + " was ingested before with different messages; nothing was changed"
     try:
-        builder = _blocks(call, store.max_block_bytes)
+        builder = state.rebuild.blocks(call)
     except (InvalidInput, KeyError) as exc:
         return _where(call) + f": {exc}"
-    n_input = len(builder.ids) - _output_blocks(call)
-    seqs = _append(store, state, session, builder)
+    common = 0
+    for have, want in zip(state.ids, builder.ids, strict=False):
+        if have != want:
+            break
+        common += 1
+    at = len(state.ids)
+    state.ids += builder.ids[common:]
+    state.pending += builder.blocks[common:]
+    state.edges.update(dict.fromkeys(builder.edges))
     state.spans[key] = digest
-    state.last_turn += 1
-    tokens = store.token_counts(builder.ids, TOKENIZER)
-    record = _record(call, session, state.last_turn, request, builder, seqs, tokens, n_input)
-    response = canonical_json(call.output) if call.output else None
-    return StoredTrace(record, request, response)
+    return _Planned(call, request, digest, builder, common, at)
 
 
-def _blocks(call: ModelCall, max_bytes: int) -> _Builder:
-    builder = _Builder(Provenance(f"otlp:{call.span.trace_id}"), max_bytes, call.tools)
-    for message in call.messages:
-        builder.message(message)
-    if call.output:
-        builder.message(call.output)
-    return builder
+def _stored(
+    p: _Planned, session: str, state: _SessionState, turn: int, tokens: Mapping[str, int]
+) -> StoredTrace:
+    """Return the record of a planned turn, its blocks written (``state.seqs`` complete)."""
+    n_new = len(p.builder.ids) - p.common
+    seqs = state.seqs[: p.common] + state.seqs[p.at : p.at + n_new]
+    n_input = len(p.builder.ids) - _output_blocks(p.call)
+    counts = [tokens[i] for i in p.builder.ids]
+    record = _record(p.call, session, turn, p.request, p.builder, seqs, counts, n_input)
+    response = canonical_json(p.call.output) if p.call.output else None
+    return StoredTrace(record, p.request, response)
 
 
 def _output_blocks(call: ModelCall) -> int:
@@ -261,27 +285,6 @@ def _output_blocks(call: ModelCall) -> int:
     if not out:
         return 0
     return int(bool(out.get("content"))) + len(out.get("tool_calls") or ())
-
-
-def _append(
-    store: KvBlockStore, state: _SessionState, session: str, builder: _Builder
-) -> list[int]:
-    """Append the blocks after the common prefix with the session; return every block's seq."""
-    common = 0
-    for have, want in zip(state.ids, builder.ids, strict=False):
-        if have != want:
-            break
-        common += 1
-    new = (
-        store.put_many(session, builder.blocks[common:], builder.edges)
-        if builder.blocks[common:]
-        else []
-    )
-    if not new and builder.edges:
-        store.add_edges(builder.edges)
-    state.ids += builder.ids[common:]
-    state.seqs += [e.seq for e in new]
-    return state.seqs[:common] + [e.seq for e in new]
 
 
 def _record(

@@ -118,7 +118,7 @@ def test_unknown_keys_and_sections_become_warnings_with_lines(tmp_path):
     )
     assert config.warnings == (
         "unknown section extras in llm386.toml (line 10); known: anthropic, budgets, models, "
-        "openai, proxy, retrievers, store",
+        "openai, otel, proxy, retrievers, store",
         "unknown key retrievers.bm25.k3 in llm386.toml (line 4); known: b, k1, weight",
         "unknown section retrievers.magic in llm386.toml (line 6); known: bm25, embedding, "
         "lexical, neighbours, pinned, recency, source",

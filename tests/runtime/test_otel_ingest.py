@@ -241,3 +241,22 @@ def test_spans_with_ids_of_the_wrong_length_are_refused(stores):
     bad.trace_id = b"\x01\x02"
     result = ingest_request(otlp.request(bad, otlp.current_chat(4, turn=2)), store, traces)
     assert (result.accepted, result.rejected) == (1, 1) and "16 and 8 bytes" in result.message
+
+
+def test_a_message_repeated_across_spans_counts_its_dropped_parts_in_each_turn(stores):
+    store, traces = stores
+    image = {"role": "user", "parts": [{"type": "text", "content": otlp.QUESTION},
+                                       {"type": "blob", "modality": "image", "content": "AAAA"}]}  # fmt: skip
+    answer = {"role": "assistant", "parts": [{"type": "text", "content": otlp.ANSWER}]}
+    again = {"role": "user", "parts": [{"type": "text", "content": "And tomorrow?"}]}
+    spans = [
+        otlp.current_chat(2, turn=2, **{"gen_ai.input.messages": json.dumps([image])}),
+        otlp.current_chat(3, turn=3, **{"gen_ai.input.messages": json.dumps([image, answer, again])}),
+    ]  # fmt: skip
+    result = ingest_request(otlp.request(*spans), store, traces)
+    assert result.turns_recorded == 2
+    first, second = _turns(traces, "conv-1")
+    assert (
+        first.config["otlp"]["dropped_parts"] == 1 and second.config["otlp"]["dropped_parts"] == 1
+    )
+    assert [k for k, _ in _kinds(store, "conv-1")].count("user-message") == 2  # the question once

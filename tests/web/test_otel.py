@@ -84,3 +84,64 @@ def test_a_turn_from_spans_shows_its_badge_its_replay_text_and_its_span_tree(log
     assert "Replay with" not in page
     assert "execute_tool get_weather" in page and "450.0 ms" in page
     assert 'class="span-node depth-1 current"' in page
+
+
+def test_the_span_timeline_places_each_bar_by_its_start_and_end(logged_in, store):
+    token = tokens.create_token(store.kv, "ci")
+    _send(logged_in, otlp.body(otlp.request(*otlp.agent_tree())), token)
+    first = get_traces().get(get_traces().turns("conv-1")[0][1])
+    page = logged_in.get(reverse("turn", args=[first.call_id])).content.decode()
+    timeline = page[
+        page.index('<section id="span-timeline"') : page.index(
+            "</section>", page.index('id="span-timeline"')
+        )
+    ]
+    # The agent spans 0-2000 ms; the plot is 532 units from x=260: the chat (10-400 ms) and
+    # the tool it asked for (450-900 ms) sit where their times put them.
+    rows = re.findall(r'<g class="gantt-row ([^"]+)" data-span="(\w+)" data-depth="(\d)">.*?'
+                      r'<rect class="gantt-bar" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', timeline, re.S)  # fmt: skip
+    assert [(css, depth, float(x), float(w)) for css, _, depth, x, w in rows] == [
+        ("op-invoke_agent", "0", 260.0, 532.0),
+        ("op-chat current", "1", 262.66, 103.74),
+        ("op-execute_tool", "1", 379.7, 119.7),
+    ]
+    assert "style=" not in timeline and "<script" not in timeline
+
+
+def test_the_sessions_list_filters_by_source(logged_in, store, put_session):
+    token = tokens.create_token(store.kv, "ci")
+    _send(logged_in, otlp.body(otlp.request(*otlp.agent_tree())), token)
+    put_session("captured-1", ["hello"], source="proxy")
+    put_session("imported-1", ["hello"], source="tau-bench-airline")
+    put_session("agent-1", ["hello"], source="sample-agent")
+    listed = {}
+    for source in ("otlp", "proxy", "import", "agent", ""):
+        page = logged_in.get(reverse("sessions"), {"source": source}).content.decode()
+        listed[source] = sorted(set(re.findall(r'href="/sessions/([\w.-]+)/"', page)))
+    assert listed["otlp"] == ["conv-1"] and listed["proxy"] == ["captured-1"]
+    assert listed["import"] == ["imported-1"] and listed["agent"] == ["agent-1"]
+    assert len(listed[""]) == 4
+    assert logged_in.get(reverse("sessions"), {"source": "mars"}).status_code == 400
+
+
+def test_the_session_page_exports_to_the_configured_collector(
+    logged_in, store, settings, tmp_path, otlp_receiver, monkeypatch
+):
+    token = tokens.create_token(store.kv, "ci")
+    _send(logged_in, otlp.body(otlp.request(*otlp.agent_tree())), token)
+    url = reverse("session-otlp-export", args=["conv-1"])
+    assert logged_in.get(url).status_code == 405
+    page = logged_in.get(reverse("session", args=["conv-1"])).content.decode()
+    assert f'action="{url}"' in page
+    unset = logged_in.post(url, follow=True).content.decode()
+    assert "set [otel] export_url in llm386.toml" in unset
+    (tmp_path / "llm386.toml").write_text(f'[otel]\nexport_url = "{otlp_receiver.url}"\n')
+    settings.LLM386 = {**settings.LLM386, "CONFIG_PATH": tmp_path / "llm386.toml"}
+    refused = logged_in.post(url, follow=True).content.decode()
+    assert f"collector at {otlp_receiver.url}" in refused and "401" in refused
+    header = otlp_receiver.headers["Authorization"].replace(" ", "%20")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"Authorization={header}")
+    sent = logged_in.post(url, follow=True).content.decode()
+    assert f"spans of conv-1 to {otlp_receiver.url}" in sent
+    back = otlp_receiver.traces
+    assert len(back.turns("conv-1")) == 2

@@ -45,6 +45,7 @@ def _posts(call_id: str) -> list[tuple[str, dict[str, str]]]:
         (f"/traces/{call_id}/samples", {"samples": "2", "confirm": "yes"}),
         ("/otel/tokens/create", {"name": "ci"}),
         ("/otel/tokens/ci/revoke", {}),
+        ("/sessions/any/otlp-export", {}),
     ]
 
 
