@@ -335,19 +335,6 @@ def check_fields(obj: Any, what: str) -> None:
             )
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _type_hints(cls: type) -> dict[str, Any]:
-    # get_type_hints evaluates every string annotation again on each call; a class's hints do
-    # not change, and the proxy's writer checks thousands of records a second. (A race only
-    # computes the same dict twice.)
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
-
-
 def _has_type(value: Any, hint: Any) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
