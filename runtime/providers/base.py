@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from runtime import limits
 from runtime.blocks import canonical_json
 from runtime.errors import Llm386Error
-from runtime.providers.pricing import Price, find_price, input_cost
+from runtime.providers.pricing import Price, call_cost, find_price, input_cost
 from runtime.providers.response import (
     Attempt,
     ModelResponse,
@@ -118,6 +118,10 @@ class Provider(ABC):
     def price(self, usage: Usage | None, model: str) -> float | None:
         """Return the list-price input cost in USD of ``usage`` on ``model`` (None: unpriced)."""
         return input_cost(usage, self.price_of(model))
+
+    def call_price(self, usage: Usage | None, model: str) -> float | None:
+        """Return the list-price input and output cost in USD of ``usage`` on ``model``."""
+        return call_cost(usage, self.price_of(model))
 
     def model_of(self, request: bytes) -> str:
         """Return the model that answers a request: see ``answering_model``."""

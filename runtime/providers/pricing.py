@@ -7,8 +7,8 @@ for the paging accounting and the benchmarks).
 
 Invariants:
 - Every figure in the product that says dollars comes from here; nothing else holds a price.
-- Prices are list prices, dated and labelled with their source: estimates, not a bill. Input
-  only: output tokens are not priced yet.
+- Prices are list prices, dated and labelled with their source: estimates, not a bill. Pages
+  show input cost (what paging changes); ``call_cost`` adds output for the cost of sending.
 - A cached token costs ``cache_read`` times the input price, a token written to the cache
   ``cache_write`` times it; usage counts ADD UP (``runtime.providers.usage``), so the uncached
   input is ``input_tokens`` alone.
@@ -36,6 +36,7 @@ class Price:
     source: str
     as_of: str
     provider: str = ""  # the runtime.providers name whose API charges it
+    output_usd_per_mtok: float | None = None  # None: the output price is not in the table
 
     def to_json(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -44,12 +45,12 @@ class Price:
 _ANTHROPIC = "Anthropic list price, platform.claude.com/docs/en/about-claude/pricing (5m cache)"
 _OPENAI = "OpenAI list price for gpt-4o; cached input 50%, no write premium"
 PRICES: tuple[Price, ...] = (
-    Price("claude-haiku-4-5", 1.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic"),
-    Price("claude-opus-4-5", 5.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic"),
-    Price("claude-opus-4-6", 5.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic"),
-    Price("claude-sonnet-4-5", 3.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic"),
-    Price("claude-sonnet-4-6", 3.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic"),
-    Price("gpt-4o", 2.50, 0.50, 1.00, _OPENAI, "2024-08", "openai"),
+    Price("claude-haiku-4-5", 1.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic", 5.00),
+    Price("claude-opus-4-5", 5.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic", 25.00),
+    Price("claude-opus-4-6", 5.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic", 25.00),
+    Price("claude-sonnet-4-5", 3.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic", 15.00),
+    Price("claude-sonnet-4-6", 3.00, 0.10, 1.25, _ANTHROPIC, "2026-03", "anthropic", 15.00),
+    Price("gpt-4o", 2.50, 0.50, 1.00, _OPENAI, "2024-08", "openai", 10.00),
 )
 
 
@@ -80,6 +81,15 @@ def input_cost(usage: Usage | None, price: Price | None) -> float | None:
         + usage.cache_creation_input_tokens * price.cache_write
     )
     return round(weighted * price.input_usd_per_mtok / MTOK, 8)
+
+
+def call_cost(usage: Usage | None, price: Price | None) -> float | None:
+    """Return the list-price cost in USD of a call's input and output, or None when the model,
+    or its output, is not priced."""
+    cost = input_cost(usage, price)
+    if cost is None or price is None or price.output_usd_per_mtok is None or usage is None:
+        return None
+    return round(cost + usage.output_tokens * price.output_usd_per_mtok / MTOK, 8)
 
 
 @dataclass(frozen=True)

@@ -48,23 +48,32 @@ SIMILAR = 0.8  # difflib ratio at or above which two texts are one behaviour
 
 @dataclass(frozen=True)
 class SampleEstimate:
-    """What sending a turn N times will cost, before anything is sent."""
+    """What sending a turn N times will cost, before anything is sent: each send's input is the
+    recorded request's, and its answer is assumed as long as the recorded one."""
 
     samples: int
     input_tokens_each: int
-    cost_usd: float | None  # list-price input cost of all N (None: unpriced, e.g. offline)
+    output_tokens_each: int  # the recorded answer's length (reported, else the local estimate)
+    cost_usd: float | None  # list-price input and output cost of all N (None: unpriced, offline)
     target: str  # the provider's label and model
 
     def text(self) -> str:
-        cost = "unpriced" if self.cost_usd is None else f"~${self.cost_usd:.4f} (input, list price)"
+        cost = (
+            "unpriced"
+            if self.cost_usd is None
+            else f"~${self.cost_usd:.4f} (input and output, list price)"
+        )
+        each = self.input_tokens_each + self.output_tokens_each
         return (
-            f"{self.samples} sends of {self.input_tokens_each:,} input tokens each to "
-            f"{self.target}: {self.samples * self.input_tokens_each:,} tokens, {cost}"
+            f"{self.samples} sends of {self.input_tokens_each:,} input tokens each "
+            f"(answers of about {self.output_tokens_each:,} tokens, as recorded) to "
+            f"{self.target}: {self.samples * each:,} tokens, {cost}"
         )
 
     def to_json(self) -> dict[str, Any]:
         return {"samples": self.samples, "input_tokens_each": self.input_tokens_each,
-                "cost_usd": self.cost_usd, "target": self.target}  # fmt: skip
+                "output_tokens_each": self.output_tokens_each, "cost_usd": self.cost_usd,
+                "target": self.target}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -154,9 +163,12 @@ def estimate_samples(record: TraceRecord, client: ModelClient, n: int) -> Sample
         if provider.name == record.provider.value
         else provider.answering_model(record.model)
     )
-    each = provider.price(Usage(tokens, 0), model)
+    answer = record.usage.output_tokens if record.usage else record.estimated_output_tokens
+    out = max(0, answer or 0)
+    each = provider.call_price(Usage(tokens, out), model)
     target = f"{provider.label} ({provider.model_label(model)})"
-    return SampleEstimate(check_samples(n), tokens, None if each is None else each * n, target)
+    cost = None if each is None else each * n
+    return SampleEstimate(check_samples(n), tokens, out, cost, target)
 
 
 def sample(

@@ -18,7 +18,7 @@ from runtime.providers import (
     provider_names,
     sending_providers,
 )
-from runtime.providers.pricing import PRICES, get_price, input_cost
+from runtime.providers.pricing import PRICES, Price, call_cost, get_price, input_cost
 from runtime.providers.response import RawResponse
 from runtime.tracing.records import Provider as TraceProvider
 from tests.fakes.anthropic_server import AnthropicServer, error_reply, text_reply
@@ -144,3 +144,17 @@ def test_each_provider_prices_only_its_own_models():
     )
     assert input_cost(usage, get_price("gpt-4o")) == pytest.approx(2.50 * (1 + 0.50 + 1.00))
     assert {p.provider for p in PRICES} == {"anthropic", "openai"}
+
+
+def test_a_call_costs_its_input_and_its_output_when_both_are_priced():
+    usage = Usage(1_000_000, 2_000_000, 1_000_000, 0)
+    sonnet = get_price("claude-sonnet-4-6")
+    assert call_cost(usage, sonnet) == pytest.approx(3.00 * (1 + 0.10) + 2 * 15.00)
+    assert get_provider("anthropic").call_price(usage, "claude-sonnet-4-6") == call_cost(
+        usage, sonnet
+    )
+    assert call_cost(usage, get_price("gpt-4o")) == pytest.approx(2.50 * 1.5 + 2 * 10.00)
+    assert all(p.output_usd_per_mtok for p in PRICES)  # every listed model has both prices
+    no_output = Price("m", 1.0, 0.1, 1.25, "test", "2026-01")
+    assert call_cost(usage, no_output) is None and input_cost(usage, no_output) is not None
+    assert call_cost(None, sonnet) is None

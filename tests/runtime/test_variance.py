@@ -126,6 +126,7 @@ def test_the_number_of_samples_is_bounded_and_the_estimate_is_priced(stores, fai
         check_samples(MAX_SAMPLES + 1)
     estimate = estimate_samples(failing, make_adapter(), 10)
     assert estimate.input_tokens_each == 1000
-    assert estimate.cost_usd == pytest.approx(10 * 1000 * 3.00 / 1e6)
-    assert "10 sends of 1,000 input tokens" in estimate.text()
+    assert estimate.output_tokens_each == 6  # the recorded answer's reported length
+    assert estimate.cost_usd == pytest.approx(10 * (1000 * 3.00 + 6 * 15.00) / 1e6)
+    assert "10 sends of 1,000 input tokens each (answers of about 6 tokens" in estimate.text()
     assert estimate_samples(failing, OfflineModel(), 3).cost_usd is None

@@ -121,7 +121,8 @@ def test_variance_shows_the_estimate_first_and_sends_nothing_until_confirmed(
                               headers=HX)  # fmt: skip
     html = response.content.decode()
     assert response.status_code == 200 and html.lstrip().startswith('<section id="samples"')
-    assert "Estimated: 5 sends of 120 input tokens each to the Anthropic API" in html
+    assert "Estimated: 5 sends of 120 input tokens each (answers of about" in html
+    assert "to the Anthropic API" in html and "(input and output, list price)" in html
     assert 'name="confirm" value="yes"' in html and "Send 5 samples" in html
     assert anthropic_api.request_count == sent
     assert not ExperimentLog(traces).children(tool_turn.call_id)
