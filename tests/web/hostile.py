@@ -189,7 +189,7 @@ def executable(tags: list[tuple[str, dict[str, str]]], *, page: bool) -> list[st
             (tag == "script" and attrs.get("src", "").startswith("/static/"))
             or (tag == "link" and attrs.get("href", "").startswith(("/static/", "data:,")))
             or (tag == "meta" and set(attrs) <= {"charset", "name", "content"} and "http-equiv" not in attrs)
-            or (tag in ("input", "select") and attrs.get("type") != "image")
+            or (tag in ("input", "select", "textarea") and attrs.get("type") != "image")
             or (tag == "svg" and attrs.get("role") == "img" and attrs.get("class") in SITE_CHARTS)
         )  # fmt: skip
         if tag in ACTIVE_TAGS and not own:
