@@ -146,7 +146,7 @@ class _Placed:
 
 def pack(store: BlockStore, plan: PagePlan) -> PackedRequest:
     """Render ``plan`` from ``store`` both ways and hash the request bytes."""
-    with collector_paused():
+    with collector_paused(), store.kv.batch_reads():  # one snapshot for every read
         return _pack(store, plan)
 
 

@@ -153,7 +153,7 @@ class _Context:
 
 def page(store: BlockStore, request: PageRequest) -> PagePlan:
     """Return the plan of what ``request.profile`` should see of the session for the task."""
-    with collector_paused():
+    with collector_paused(), store.kv.batch_reads():  # one snapshot for every read
         return _page(store, request)
 
 
