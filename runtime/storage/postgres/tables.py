@@ -144,7 +144,7 @@ class PgTables(Tables):
     def get(self, table: str, key: bytes) -> bytes | None:
         known = self._known(table, key)
         if known is not MISSING:
-            return known  # type: ignore[no-any-return]
+            return known
         row = self._run(_GET, (table, key)).fetchone()
         value = None if row is None else row[0]
         self._remember(table, {key: value})
