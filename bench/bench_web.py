@@ -71,9 +71,11 @@ WORDS = [
 ]
 
 
-def _setup_django(home: str) -> None:
+def _setup_django(home: str, store: str | None = None) -> None:
     os.environ["LLM386_HOME"] = home
     os.environ.pop("LLM386_STORE", None)
+    if store:  # a postgresql:// URL (or a folder): the app's store instead of $LLM386_HOME/store
+        os.environ["LLM386_STORE"] = store
     os.environ["DJANGO_SETTINGS_MODULE"] = "llm386web.settings"
     import django
     from django.core.management import call_command
@@ -272,19 +274,27 @@ def measure(repeat: int = 20) -> dict[str, Any]:
     }
 
 
-def main(out_dir: Path) -> dict[str, Any]:
+def main(out_dir: Path, store: str | None = None) -> dict[str, Any]:
+    """Measure the pages on a store in a temporary LLM386_HOME (or at ``store``, a URL)."""
     with tempfile.TemporaryDirectory(prefix="llm386-bench-web-") as home:
-        _setup_django(home)
+        _setup_django(home, store)
         figures = measure()
     verdict = {
         name: {"target_ms": target, "p50_ms": figures["figures"][name]["p50_ms"],
                "met": figures["figures"][name]["p50_ms"] <= target}
         for name, target in TARGETS_MS.items()
     }  # fmt: skip
+    backend = "postgresql" if store and "://" in store else "lmdb"
     return write_result(out_dir, "web", {**figures, "targets": verdict, "sessions": SESSIONS,
-                                         "big_turn_blocks": BIG_BLOCKS})  # fmt: skip
+                                         "big_turn_blocks": BIG_BLOCKS, "backend": backend})  # fmt: skip
 
 
 if __name__ == "__main__":
+    import argparse
+
     sys.path.insert(0, str(ROOT))
-    main(ROOT / "bench" / "results")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", nargs="?", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--store", help="the app's store: a postgresql:// URL (an empty database)")
+    args = parser.parse_args()
+    main(Path(args.out), args.store)

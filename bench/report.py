@@ -481,17 +481,50 @@ def kv_engines(r: Mapping[str, Results]) -> list[str]:
     ]
 
 
+def storage(r: Mapping[str, Results]) -> list[str]:
+    d = r["storage"]
+    lm, pg = d["lmdb"], d["postgresql"]
+    pp = [
+        [f"page + pack p50 ms, {d['blocks']:,} blocks, {label} budget", ms(lm["page_and_pack"][key]["p50_ms"]),
+         ms(pg["page_and_pack"][key]["p50_ms"]),
+         f"{pg['page_and_pack'][key]['p50_ms'] / lm['page_and_pack'][key]['p50_ms']:.2f}"]
+        for key, label in (("16k", "16k"), ("full", "full Claude"))
+    ]  # fmt: skip
+    imports = [["bulk import (blocks/s)", num(lm["import_blocks_per_s"]),
+                num(pg["import_blocks_per_s"]),
+                f"{pg['import_blocks_per_s'] / lm['import_blocks_per_s']:.2f}"]]  # fmt: skip
+    return [
+        "## The product on PostgreSQL and LMDB",
+        "",
+        "`python -m bench.bench_storage` → `bench/results/storage.json`.",
+        "",
+        f"One run, both backends: the {d['blocks']:,}-block tau-bench session of the pager "
+        "benchmark, built with `put_many` in batches of 2,000 (index upkeep included), then "
+        "paged and packed warm; the web pages are bench/bench_web.py with `--store URL`. The "
+        f"PostgreSQL server: {d['server']}.",
+        "",
+        *table(["figure", "LMDB", "PostgreSQL", "PostgreSQL ÷ LMDB"], pp + imports),
+        "",
+        *target_table(d["targets"], lambda v: f"{v:,}"),
+    ]
+
+
+def target_table(targets: Mapping[str, Any], show: Callable[[Any], str] = str) -> list[str]:
+    """Return the table of a results file's ``targets`` (name -> value, target, met)."""
+    rows = [
+        [name.replace("_", " "), show(t["value"]), show(t["target"]), met(bool(t["met"]))]
+        for name, t in sorted(targets.items())
+    ]
+    return table(["target", "measured", "target", "met"], rows)
+
+
 def proxy(r: Mapping[str, Results]) -> list[str]:
     d = r["proxy"]
-    rows = [
-        [name.replace("_", " "), str(t["value"]), str(t["target"]), met(bool(t["met"]))]
-        for name, t in sorted(d["targets"].items())
-    ]
     return [
         *heading("Capture proxy", "bench_proxy", "proxy"),
         f"The same calls direct and through `llm386 proxy` in one run ({d['note']}).",
         "",
-        *table(["target", "measured", "target", "met"], rows),
+        *target_table(d["targets"]),
     ]
 
 
@@ -531,6 +564,7 @@ SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, .
     (store, ("store",)),
     (traces, ("traces",)),
     (kv_engines, ("kv_engines",)),
+    (storage, ("storage",)),
     (proxy, ("proxy",)),
     (otel, ("otel",)),
 )

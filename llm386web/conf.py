@@ -21,7 +21,8 @@ from typing import Any
 
 from django.conf import settings
 
-from runtime.config import Config, config_location, load_config
+from runtime.config import Config, config_location, configured_store, load_config
+from runtime.errors import Llm386Error
 from runtime.providers.offline.model import OFFLINE_MODEL_NAME
 from runtime.storage.open import is_store_url
 
@@ -59,12 +60,21 @@ class WebConfig:
 KNOWN_KEYS = tuple(f.name for f in fields(WebConfig))
 
 
+def _configured_store() -> str | None:
+    """$LLM386_STORE, else llm386.toml's ``[store] url``; a broken file is the config check's to
+    report (llm386web.checks), so here it only falls back to the default store."""
+    try:
+        return configured_store(os.environ, REPO_DIR)
+    except Llm386Error:
+        return None
+
+
 def defaults() -> dict[str, Any]:
     """Return the default values, derived from the environment."""
     home = home_dir()
     return {
         "HOME": home,
-        "STORE_PATH": os.environ.get("LLM386_STORE") or home / "store",
+        "STORE_PATH": _configured_store() or home / "store",
         "CONFIG_PATH": config_location(None, REPO_DIR, os.environ),
         "ANTHROPIC_BASE_URL": None,
         "ANTHROPIC_TIMEOUT_S": None,

@@ -12,7 +12,9 @@ Invariants:
 - No API key is ever read from the file: any ``api_key`` anywhere raises ``ConfigError``
   (without echoing the value); keys belong in ``ANTHROPIC_API_KEY`` / ``OPENAI_API_KEY``.
 - Unknown sections and keys are not ignored silently: each becomes a line in ``Config.warnings``.
-- A relative ``[store] path`` is relative to the directory holding the file.
+- A relative ``[store] path`` is relative to the directory holding the file; so is a ``[store]
+  url`` that is a path (a path stays LMDB; a ``postgresql://`` URL selects PostgreSQL), and
+  ``$LLM386_STORE`` wins over both (``configured_store``).
 - One story for the CLI and the web app: both find the file with ``config_location`` (an
   explicit path, else ``$LLM386_CONFIG``, else ``llm386.toml`` in the caller's directory) and
   make their Anthropic client from ``anthropic_client_options`` (``ANTHROPIC_BASE_URL`` in the
@@ -47,6 +49,7 @@ from runtime.tokenizers import KNOWN_TOKENIZERS
 CONFIG_FILENAME = "llm386.toml"
 CONFIG_ENV = "LLM386_CONFIG"
 BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+STORE_ENV = "LLM386_STORE"
 DEFAULT_MAX_BLOCK_BYTES = 16 * 1024 * 1024
 _FORBIDDEN_KEYS = ("api_key", "apikey")
 S = TypeVar("S")
@@ -145,9 +148,12 @@ class RetrieverSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """Where the block store lives (None: the caller decides) and its per-block size limit."""
+    """Where the block store lives (None: the caller decides) and its per-block size limit.
+
+    ``url`` is a store URL (``postgresql://user@host/db``) or a path; ``path`` is a path."""
 
     path: Path | None = None
+    url: str | None = _setting(None, _NONEMPTY)
     max_block_bytes: int = _setting(DEFAULT_MAX_BLOCK_BYTES, _POSITIVE)
 
 
@@ -253,6 +259,22 @@ def config_location(
     as named, so that loading it says so instead of quietly using the defaults."""
     named = explicit or environ.get(CONFIG_ENV)
     return Path(named).expanduser() if named else find_config(directory)
+
+
+def configured_store(
+    environ: Mapping[str, str], directory: Path, explicit: str | Path | None = None
+) -> str | None:
+    """Return where the store is: $LLM386_STORE, else ``[store] url`` (or ``path``) of the
+    llm386.toml ``config_location`` finds; None when neither says (the caller's default)."""
+    if environ.get(STORE_ENV):
+        return environ[STORE_ENV]
+    path = config_location(explicit, directory, environ)
+    if path is None:
+        return None
+    settings = load_config(path).store
+    if settings.url is not None:
+        return settings.url
+    return None if settings.path is None else str(settings.path)
 
 
 def anthropic_client_options(config: Config, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -400,8 +422,14 @@ class _Reader:
 
     def _store(self, table: Mapping[str, Any]) -> StoreSettings:
         store: StoreSettings = self.build(StoreSettings(), table, ("store",))
+        if store.path is not None and store.url is not None:
+            raise self._error(
+                ("store", "url"), "and store.path are both set; keep one (url takes a path too)"
+            )
         if store.path is not None and not store.path.is_absolute():
             store = replace(store, path=self.path.parent / store.path)
+        if store.url is not None and "://" not in store.url and not Path(store.url).is_absolute():
+            store = replace(store, url=str(self.path.parent / store.url))  # a path: LMDB
         return store
 
     def _value(self, value: Any, expected: Any, check: Check | None, where: tuple[str, ...]) -> Any:
@@ -417,7 +445,7 @@ class _Reader:
             return value
         if expected is float and _is_finite_number(value):
             return float(value)
-        if expected is str and isinstance(value, str):
+        if expected in (str, str | None) and isinstance(value, str):
             return value
         if expected == Path | None and isinstance(value, str) and value:
             return Path(value)
@@ -469,7 +497,8 @@ def _choices(enum: type[Enum]) -> list[str]:
 
 
 def _type_name(expected: Any) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             str | None: "a string (a store URL or a path)"}  # fmt: skip
     if expected in names:
         return names[expected]
     if isinstance(expected, type) and issubclass(expected, Enum):

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.config import configured_store
 from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.migrations import migrate
 from runtime.storage.open import StoreTarget, is_store_url, open_store
@@ -33,9 +34,11 @@ def store_target(value: str) -> StoreTarget:
 
 
 def default_store_path() -> StoreTarget:
-    """Return the store: $LLM386_STORE (a path or URL), else $LLM386_HOME/store, else ./var/store."""
-    if os.environ.get("LLM386_STORE"):
-        return store_target(os.environ["LLM386_STORE"])
+    """Return the store: $LLM386_STORE (a path or URL), else ``[store] url`` (or ``path``) of
+    llm386.toml ($LLM386_CONFIG, else ./llm386.toml), else $LLM386_HOME/store, else ./var/store."""
+    configured = configured_store(os.environ, Path.cwd())
+    if configured:
+        return store_target(configured)
     return Path(os.environ.get("LLM386_HOME") or DEFAULT_HOME) / "store"
 
 

@@ -170,15 +170,23 @@ class SessionIndex:
                 self._flag_block(t, dst, FLAG_TOOL_EDGE)
         bump_changes(t)
 
-    def _edge_flags(self, t: Tables, raw: bytes) -> int:
-        flags = 0
-        if _has(t, _OUT, raw + _PARENT) or _has(t, _OUT, raw + _SUPPORTS):
-            flags |= FLAG_DEPENDS
-        if _has(t, _IN, raw + _DERIVED):
-            flags |= FLAG_SUMMARISED
-        if _has(t, _OUT, raw + _TOOL) or _has(t, _IN, raw + _TOOL):
-            flags |= FLAG_TOOL_EDGE
-        return flags
+    def _edge_flags_many(self, t: Tables, raws: Sequence[bytes]) -> tuple[list[int], list[bool]]:
+        """Return each block's edge flags, and whether it was derived from another block.
+
+        Two lookups for the whole batch (one per edge table), not five per block."""
+        outs = t.first_many(
+            _OUT, [r + k for r in raws for k in (_PARENT, _SUPPORTS, _TOOL, _DERIVED)]
+        )
+        ins = t.first_many(_IN, [r + k for r in raws for k in (_DERIVED, _TOOL)])
+        flags, derives = [], []
+        for i in range(len(raws)):
+            parent, supports, tool_out, derived = (x is not None for x in outs[4 * i : 4 * i + 4])
+            summarised, tool_in = (x is not None for x in ins[2 * i : 2 * i + 2])
+            flags.append((FLAG_DEPENDS if parent or supports else 0)
+                         | (FLAG_SUMMARISED if summarised else 0)
+                         | (FLAG_TOOL_EDGE if tool_out or tool_in else 0))  # fmt: skip
+            derives.append(derived)
+        return flags, derives
 
     def _flag_block(self, t: Tables, raw: bytes, flag: int) -> None:
         # Every indexed row holding this block, in every session (the store's members table).
@@ -224,15 +232,16 @@ class SessionIndex:
             return
         docs = [_doc(entry) for entry in entries]
         rows = _Rows(self, t, session)
-        for entry, doc in zip(entries, docs, strict=True):
-            raw = bytes.fromhex(entry.id)
+        raws = [bytes.fromhex(entry.id) for entry in entries]
+        flags, derives = self._edge_flags_many(t, raws)
+        for entry, doc, flag in zip(entries, docs, flags, strict=True):
             record = _record(entry, doc)
             rows.set(entry.seq, record)
-            rows.get(entry.seq)["flags"] |= self._edge_flags(t, raw) | _plain_tool(entry)
+            rows.get(entry.seq)["flags"] |= flag | _plain_tool(entry)
             self._pair(t, rows, entry)
         rows.save()
-        for entry in entries:  # a new summary flags the blocks it was derived from
-            for dst in _targets(t, _OUT, bytes.fromhex(entry.id) + _DERIVED):
+        for raw, derived in zip(raws, derives, strict=True):  # a new summary flags its sources
+            for dst in _targets(t, _OUT, raw + _DERIVED) if derived else ():
                 self._flag_block(t, dst, FLAG_SUMMARISED)
         self._append_postings(t, session, docs)
         meta = replace(
@@ -284,6 +293,8 @@ class SessionIndex:
                 new.setdefault(term, []).append((doc.seq, tf))
         words = sorted(new)
         dfs = self.dfs(t, session, words)
+        t.prefetch("ix_post", [post_key(session, w, df // POST_CHUNK)
+                               for w, df in zip(words, dfs, strict=True) if df % POST_CHUNK])  # fmt: skip
         for term, df in zip(words, dfs, strict=True):
             added = np.array(new[term], dtype=POSTING)
             start = df // POST_CHUNK
@@ -490,10 +501,6 @@ def _call_id(entry: Entry) -> bytes | None:
         return None  # not CONVENTIONS.md JSON: the pager falls back to tool-invocation edges
     # A digest keeps any call id (they are model-made and unbounded) inside a key.
     return hashlib.blake2b(ident.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-def _has(t: Tables, table: str, start: bytes) -> bool:
-    return t.first(table, start) is not None
 
 
 def _targets(t: Tables, table: str, start: bytes) -> list[bytes]:

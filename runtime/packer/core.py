@@ -147,6 +147,11 @@ class _Placed:
 @collector_paused()
 def pack(store: BlockStore, plan: PagePlan) -> PackedRequest:
     """Render ``plan`` from ``store`` both ways and hash the request bytes."""
+    with store.kv.batch_reads():  # one snapshot for every read
+        return _pack(store, plan)
+
+
+def _pack(store: BlockStore, plan: PagePlan) -> PackedRequest:
     placed = _placed(store, plan)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     text, text_spans = _render_text(plan.task, placed)

@@ -154,6 +154,11 @@ class _Context:
 @collector_paused()
 def page(store: BlockStore, request: PageRequest) -> PagePlan:
     """Return the plan of what ``request.profile`` should see of the session for the task."""
+    with store.kv.batch_reads():  # one snapshot for every read
+        return _page(store, request)
+
+
+def _page(store: BlockStore, request: PageRequest) -> PagePlan:
     _check(request)
     snapshot = reader_for(store).snapshot(store, request.session, request.upto)
     tokenizer = get_tokenizer(request.profile.tokenizer)

@@ -40,6 +40,7 @@ from runtime.blocks import (
     check_body,
     check_priority,
     check_session,
+    content_hash,
 )
 from runtime.errors import BlockNotFound, SessionNotFound, StoreNotAStore
 from runtime.storage import blockrows, entryrows, sessionrows
@@ -52,7 +53,7 @@ from runtime.storage.codec import (
     json_load,
     token_key,
 )
-from runtime.storage.edgerows import add_edge, list_edges
+from runtime.storage.edgerows import add_edge, list_edges, prefetch_edges
 from runtime.storage.feed import ChangeFeed
 from runtime.storage.interface import (
     DEFAULT_MAX_BLOCK_BYTES,
@@ -187,6 +188,7 @@ class KvBlockStore(BlockStore):
         session = prepared.session
         info = sessionrows.session_record(t, session)
         entries: list[Entry] = []
+        t.prefetch(BLOCKS, [bytes.fromhex(content_hash(k, b)) for k, b, *_ in prepared.checked])
         for i, (kind, body, priority, prov, created) in enumerate(prepared.checked):
             block = blockrows.store_block(t, kind, body, priority, prov, created)
             for name, values in prepared.counts.items():
@@ -195,6 +197,7 @@ class KvBlockStore(BlockStore):
         info["count"] += len(entries)
         info["u"] = max([info["u"]] + [e.created_at for e in entries])
         sessionrows.save_session(t, session, info)
+        prefetch_edges(t, prepared.edges)
         for edge in prepared.edges:
             add_edge(t, edge)
         for feed in self._feeds:

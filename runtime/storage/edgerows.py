@@ -9,10 +9,17 @@ ends are stored blocks; an edge never joins a block to itself; re-adding an edge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from runtime.blocks import Edge, EdgeKind
 from runtime.errors import InvalidEdge
 from runtime.storage.codec import BLOCKS, BYTE_EDGE, EDGE_BYTE, EDGES_IN, EDGES_OUT, edge_key
 from runtime.storage.kv import Tables
+
+
+def prefetch_edges(t: Tables, edges: Sequence[Edge]) -> None:
+    """Tell the engine the rows ``add_edge`` will read for ``edges`` (one round trip on PG)."""
+    t.prefetch(EDGES_OUT, [edge_key(e.src, EDGE_BYTE[e.kind], e.dst) for e in edges])
 
 
 def add_edge(t: Tables, edge: Edge) -> bool:

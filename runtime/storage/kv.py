@@ -18,12 +18,16 @@ them on each backend):
 - A write or read called while this thread already runs a write of the same engine joins it
   (and sees its writes); a read inside a read shares its snapshot.
 - :meth:`Engine.read` sees one consistent snapshot; readers never block the writer.
+- Inside :meth:`Engine.batch_reads` this thread's reads share one snapshot (an engine whose
+  transactions cost a round trip, PostgreSQL, opens one transaction for them all; LMDB's reads
+  are free and it does nothing).
 - Scans are in key order (descending with ``reverse``) and see the transaction's own writes.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +65,10 @@ class Tables(abc.ABC):
     def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
         """Return the values of ``keys`` in the order given (None where absent)."""
         return [self.get(table, key) for key in keys]
+
+    def prefetch(self, table: str, keys: Sequence[bytes]) -> None:  # noqa: B027 - optional
+        """Say that ``keys`` will be read soon: an engine whose reads cost a round trip fetches
+        them now, in one (PostgreSQL, inside a write); others do nothing."""
 
     @abc.abstractmethod
     def put(self, table: str, key: bytes, value: bytes) -> None:
@@ -102,6 +110,10 @@ class Tables(abc.ABC):
         """Return the first key with ``prefix`` (the last with ``reverse``), or None."""
         return next(self.keys(table, prefix, reverse=reverse, limit=1), None)
 
+    def first_many(self, table: str, prefixes: Sequence[bytes]) -> list[bytes | None]:
+        """Return :meth:`first` of each of ``prefixes``, in order (one round trip where it costs)."""
+        return [self.first(table, prefix) for prefix in prefixes]
+
     @abc.abstractmethod
     def count(self, table: str) -> int:
         """Return how many keys the table holds."""
@@ -131,6 +143,13 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def write(self, fn: Callable[[Tables], T]) -> T:
         """Run ``fn`` in one write transaction (all or nothing) and return its result."""
+
+    def batch_reads(self) -> contextlib.AbstractContextManager[None]:
+        """Return a context in which this thread's reads share one read transaction.
+
+        For work that reads many times and never needs its own writes read back (a page, a
+        pack, a web page): one snapshot, and one transaction where each costs a round trip."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:  # noqa: B027 - engines without resources need no close
         """Release connections or handles held by this engine."""

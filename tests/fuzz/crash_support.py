@@ -61,18 +61,20 @@ class Acks:
     turns: set[str] = field(default_factory=set)
     faults: set[str] = field(default_factory=set)
     purged: set[str] = field(default_factory=set)
+    blocks: set[str] = field(default_factory=set)  # "SESSION BLOCK_ID"
 
     def take(self, worker: Worker) -> None:
         for line in worker.lines():
             kind, _, value = line.partition(" ")
             bucket = {"import": self.imports, "turn": self.turns, "fault": self.faults,
-                      "purged": self.purged}.get(kind)  # fmt: skip
+                      "purged": self.purged, "block": self.blocks}.get(kind)  # fmt: skip
             if bucket is not None:
                 bucket.add(value)
 
     @property
     def total(self) -> int:
-        return len(self.imports) + len(self.turns) + len(self.faults) + len(self.purged)
+        return (len(self.imports) + len(self.turns) + len(self.faults) + len(self.purged)
+                + len(self.blocks))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ def check(path: Path | str, acks: Acks) -> Findings:
             lost.append(f"import {session} ({len(turns)} turns)")
     lost += [f"purge {s}" for s in sorted(acks.purged) if s in held or traces.turns(s)]
     lost += _lost_turns(store, traces, acks)
+    lost += _lost_blocks(store, acks)
     if acks.faults:
         recorded = {f.block_id for f in load_state(store, "faults-shared").faults}
         lost += [f"fault {b}" for b in sorted(acks.faults - recorded)]
@@ -107,6 +110,21 @@ def check(path: Path | str, acks: Acks) -> Findings:
         problems, lost, sum(p.code == "partial-import" for p in cross),
         sum(p.code == "turn-without-reply" for p in cross),
     )  # fmt: skip
+
+
+def _lost_blocks(store: KvBlockStore, acks: Acks) -> list[str]:
+    """Return each acknowledged block its session lacks, and sessions whose count is off."""
+    wanted: dict[str, list[str]] = {}
+    for ack in sorted(acks.blocks):
+        session, _, block = ack.partition(" ")
+        wanted.setdefault(session, []).append(block)
+    lost: list[str] = []
+    for session, blocks in sorted(wanted.items()):
+        held = [e.id for e in store.entry_refs(session)]
+        lost += [f"block {block} of {session}" for block in blocks if block not in set(held)]
+        if len(held) != len(blocks):
+            lost.append(f"{session} holds {len(held)} entries, {len(blocks)} acknowledged")
+    return lost
 
 
 def _lost_turns(store: KvBlockStore, traces: KvTraceStore, acks: Acks) -> list[str]:

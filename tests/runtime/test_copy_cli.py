@@ -51,3 +51,17 @@ def test_copy_from_something_that_is_not_a_store_says_so(tmp_path, capsys) -> No
     (tmp_path / "junk" / "notes.txt").write_text("hello")
     code, _, err = _copy(capsys, str(tmp_path / "junk"), str(tmp_path / "dst"))
     assert code == 2 and "llm386: error:" in err and "Traceback" not in err
+
+
+def test_a_copy_reports_its_progress_on_stderr(tmp_path, pg_url, capsys, monkeypatch) -> None:
+    src = open_store(tmp_path / "src")
+    create_demo_conversations(src, KvTraceStore(src))
+    keys = sum(d.keys for d in digest(src.kv))
+    src.close()
+    monkeypatch.setenv("LLM386_PROGRESS", "lines")  # what a log or CI sees (a bar on a terminal)
+    code, report, err = _copy(capsys, str(tmp_path / "src"), pg_url)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("copy ")]
+    assert lines and "***" not in err
+    assert f"{keys:,}" in lines[-1] and "keys" in lines[-1]  # the last line states the total
+    assert report["keys"] == keys  # and stdout stays the command's JSON

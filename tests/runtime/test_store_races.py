@@ -57,6 +57,17 @@ def test_four_processes_recording_faults_in_one_session_lose_none(tmp_path, targ
     assert len(acks.faults) == 100  # and check() found every one in the paging state
 
 
+def test_four_writers_paging_and_faulting_shared_and_own_sessions_lose_nothing(tmp_path, target):
+    """A few thousand writes: 250 times, each of 4 processes puts a block in the shared session
+    and one in its own, records a fault in the shared fault session and (every 25th time) pages
+    the shared session, while the reader lists the sessions."""
+    acks = _race(tmp_path, target, "mixed", 4, 250)
+    assert len(acks.blocks) == 2_000 and len(acks.faults) == 1_000  # 3,000 acknowledged writes
+    store = open_store(target)
+    assert len(store.entry_refs("mixed-shared")) == 1_000
+    assert [store.session_info(f"mixed-mixed{i}").count for i in range(4)] == [250] * 4
+
+
 def test_four_agents_on_one_session_never_reuse_a_turn_number(tmp_path, target):
     acks = _race(tmp_path, target, "agent", 4, 3)
     traces = KvTraceStore(open_store(target))

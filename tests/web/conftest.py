@@ -1,4 +1,5 @@
-"""Fixtures for the web tests: a real LMDB store in tmp_path that the app is pointed at."""
+"""Fixtures for the web tests: a real store the app is pointed at, LMDB in tmp_path, and for the
+modules in BOTH_BACKENDS also a fresh PostgreSQL database (each of their tests runs on both)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,34 @@ def _fresh_cache() -> Iterator[None]:
     cache.clear()
 
 
+#: The web tests that run on PostgreSQL too: the pages a team reads every day. The other modules
+#: test the app around the store (log-in, headers, settings, replay jobs) and run on LMDB only,
+#: keeping `make test` well inside its time budget.
+BOTH_BACKENDS = frozenset(
+    {"test_sessions", "test_turns", "test_blocks", "test_compare", "test_pagination",
+     "test_paging_pages", "test_escaping", "test_otel"}
+)  # fmt: skip
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "store_backend" in metafunc.fixturenames and module in BOTH_BACKENDS:
+        metafunc.parametrize("store_backend", ["lmdb", "postgresql"])
+
+
 @pytest.fixture
-def web_home(settings: Any, tmp_path: Path) -> Path:
-    """Point the app at a fresh LLM386 home and store under tmp_path."""
+def store_backend() -> str:
+    """Which engine the app's store is on (both, for the modules in BOTH_BACKENDS)."""
+    return "lmdb"
+
+
+@pytest.fixture
+def web_home(settings: Any, tmp_path: Path, store_backend: str, request: Any) -> Path:
+    """Point the app at a fresh LLM386 home and store under tmp_path (or a fresh database)."""
     home = tmp_path / "home"
     home.mkdir()
-    settings.LLM386 = {"HOME": str(home), "STORE_PATH": str(home / "store")}
+    where = request.getfixturevalue("pg_url") if store_backend == "postgresql" else home / "store"
+    settings.LLM386 = {"HOME": str(home), "STORE_PATH": str(where)}
     return home
 
 

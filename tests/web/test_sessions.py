@@ -103,14 +103,14 @@ def test_search_by_id_by_words_in_blocks_and_by_prompt_hash(
 
 
 def test_search_finds_words_in_sessions_written_without_the_index_hook(
-    logged_in: Client, tmp_path: Any, web_home: Any
+    logged_in: Client, tmp_path: Any, web_home: Any, settings: Any
 ) -> None:
     from llm386web import store_access
     from runtime import NewBlock, open_store
     from runtime.blocks import BlockKind
 
     store_access.reset_stores()  # another writer: a handle without the index hook
-    other = open_store(web_home / "store")
+    other = open_store(settings.LLM386["STORE_PATH"])
     other.put_many("cli-run", [NewBlock(BlockKind.USER_MESSAGE, "where is my luggage")])
     html = logged_in.get("/sessions/", {"q": "luggage"}).content
     assert _session_links(html) == ["cli-run"]

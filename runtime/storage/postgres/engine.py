@@ -14,8 +14,8 @@ Invariants (those of ``runtime.storage.kv``, and how they are kept here):
   Serialization failures and deadlocks (SQLSTATE 40001, 40P01) roll back and run the function
   again, at most :data:`MAX_ATTEMPTS` times, with a growing randomised pause.
 - Nesting is per thread: a read or write inside this thread's write joins it (and sees its
-  writes); a read inside a read shares its snapshot; a write inside a read runs its own
-  transaction on another connection, as on LMDB.
+  writes); a read inside a read (or a ``batch_reads``) shares its snapshot; a write inside a
+  read runs its own transaction on another connection, as on LMDB.
 - A connection lost before COMMIT rolls the write back on the server: nothing of it is visible,
   and the error says so; lost during COMMIT, the error says it may have landed.
 - The password is handed to libpq apart from the URL (``urls.split``): ``location``, reprs and
@@ -24,6 +24,7 @@ Invariants (those of ``runtime.storage.kv``, and how they are kept here):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import threading
@@ -172,9 +173,34 @@ class PostgresEngine(Engine):
 
     def read(self, fn: Callable[[Tables], T]) -> T:
         ambient = getattr(self._local, "write", None) or getattr(self._local, "read", None)
-        if ambient is not None:
+        if ambient is not None and ambient.failure is None:
             return fn(ambient)
         return self._transact(fn, write=False)
+
+    @contextmanager
+    def batch_reads(self) -> Iterator[None]:
+        """Run this thread's reads in one REPEATABLE READ transaction until the block ends.
+
+        A write inside runs its own transaction (as a write inside a read does). A batch whose
+        transaction cannot begin, or whose statement failed, leaves each read to its own."""
+        if getattr(self._local, "write", None) or getattr(self._local, "read", None):
+            yield
+            return
+        with self._connection() as conn:
+            try:
+                conn.execute(_BEGIN_READ, prepare=False)
+            except psycopg.Error:
+                yield  # a stale pooled connection: each read retries on a fresh one
+                return
+            tables = PgTables(
+                conn, readonly=True, translate=lambda exc: self._translate(exc, write=False)
+            )
+            self._local.read = tables
+            try:
+                yield
+            finally:
+                self._local.read = None
+                self._end(conn, tables)  # read only: nothing to commit
 
     def write(self, fn: Callable[[Tables], T]) -> T:
         if self.readonly:
@@ -235,6 +261,9 @@ class PostgresEngine(Engine):
                 raise
             finally:
                 setattr(self._local, slot, None)
+            if tables.failure is None and write:
+                with contextlib.suppress(StoreError):  # kept in tables.failure: handled below
+                    tables.flush()
             if tables.failure is not None:  # a statement failed and the caller went on
                 self._end(conn, tables)
                 if _retryable(tables.failure):

@@ -9,6 +9,10 @@ Invariants:
   yielded, so the caller may read and write the same transaction between rows. Values over
   64 KiB are left out of the page and fetched one by one when their row is reached, so a page
   holds at most 64 MiB whatever the values.
+- A write transaction's puts and deletes wait in a ``pending.Pending`` and go many rows per
+  statement; gets read through it, and scans, counts and the commit flush it first.
+- A write transaction remembers what its gets returned: it holds the writers' lock, so no one
+  else changes a row until it ends, and its own writes update what it remembers.
 - A driver error inside the transaction is remembered (``failure``) before it is raised: the
   engine never commits a transaction a statement failed in, even if the caller swallowed it.
 - A Tables is dead once its transaction ends; using it then raises instead of borrowing a
@@ -24,6 +28,7 @@ import psycopg
 
 from runtime.errors import InvalidInput, StoreError, StoreReadOnly
 from runtime.storage.kv import MAX_KEY_BYTES, Span, Tables
+from runtime.storage.postgres.pending import MISSING, Pending
 from runtime.storage.postgres.schema import KV_TABLE
 
 FIRST_PAGE = 64
@@ -33,6 +38,8 @@ INLINE_VALUE_BYTES = 64 * 1024
 PUT_ROWS = 1000
 PUT_BYTES = 8 * 1024 * 1024
 GET_KEYS = 1000
+#: How many rows a write remembers per table before it starts over.
+SEEN_ROWS = 200_000
 
 # The distinct table names by a skip scan of the primary key (one index probe per name).
 _NAMES = (
@@ -42,15 +49,31 @@ _NAMES = (
 )
 _GET = f"SELECT v FROM {KV_TABLE} WHERE t = %s AND k = %s"
 _GET_MANY = f"SELECT k, v FROM {KV_TABLE} WHERE t = %s AND k = ANY(%s)"
-_PUT = (
-    f"INSERT INTO {KV_TABLE} (t, k, v) VALUES (%s, %s, %s) "
-    "ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v"
-)
 _PUT_MANY = (
     f"INSERT INTO {KV_TABLE} (t, k, v) SELECT %s, k, v FROM unnest(%s::bytea[], %s::bytea[]) "
     "AS r(k, v) ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v"
 )
 _DELETE = f"DELETE FROM {KV_TABLE} WHERE t = %s AND k = %s"
+# Big flushes go through COPY into a temporary table (per connection, emptied at commit).
+COPY_ROWS = 500
+_LOAD_TABLE = "llm386_load"
+_CREATE_LOAD = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_LOAD_TABLE} (k bytea NOT NULL, v bytea NOT NULL) "
+    "ON COMMIT DELETE ROWS"
+)
+_COPY_LOAD = f"COPY {_LOAD_TABLE} (k, v) FROM STDIN (FORMAT BINARY)"
+_UPSERT_LOAD = (
+    f"INSERT INTO {KV_TABLE} (t, k, v) SELECT %s, k, v FROM {_LOAD_TABLE} "
+    "ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v"
+)
+_EMPTY_LOAD = f"TRUNCATE {_LOAD_TABLE}"
+_DELETE_MANY = f"DELETE FROM {KV_TABLE} WHERE t = %s AND k = ANY(%s)"
+# The first key at or after each of the prefixes, in their order (one index probe each; the
+# caller keeps it only if it starts with its prefix, so no probe walks past a missing one).
+_FIRST_MANY = (
+    f"SELECT (SELECT k FROM {KV_TABLE} WHERE t = %s AND k >= r.lo ORDER BY k LIMIT 1) "
+    "FROM unnest(%s::bytea[]) WITH ORDINALITY AS r(lo, i) ORDER BY r.i"
+)
 _COUNT = f"SELECT count(*) FROM {KV_TABLE} WHERE t = %s"
 _CLEAR = f"DELETE FROM {KV_TABLE} WHERE t = %s"
 _VALUE = f"CASE WHEN octet_length(v) <= {INLINE_VALUE_BYTES} THEN v END"
@@ -96,6 +119,9 @@ class PgTables(Tables):
         self._translate = translate
         self.failure: psycopg.Error | None = None
         self.open = True
+        self.pending = Pending(self._send)
+        # What gets returned in this write (None: absent); no other writer runs until it ends.
+        self._seen: dict[str, dict[bytes, bytes | None]] = {}
 
     def _run(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor[Any]:
         if not self.open:
@@ -116,30 +142,96 @@ class PgTables(Tables):
             )
 
     def get(self, table: str, key: bytes) -> bytes | None:
+        known = self._known(table, key)
+        if known is not MISSING:
+            return known
         row = self._run(_GET, (table, key)).fetchone()
-        return None if row is None else row[0]
+        value = None if row is None else row[0]
+        self._remember(table, {key: value})
+        return value
 
     def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
-        found: dict[bytes, bytes] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), GET_KEYS):
-            part = unique[start : start + GET_KEYS]
-            found.update(self._run(_GET_MANY, (table, part)).fetchall())
+        found: dict[bytes, bytes | None] = {}
+        wanted = []
+        for key in dict.fromkeys(keys):
+            known = self._known(table, key)
+            if known is MISSING:
+                wanted.append(key)
+            else:
+                found[key] = known
+        for start in range(0, len(wanted), GET_KEYS):
+            part = wanted[start : start + GET_KEYS]
+            fetched: dict[bytes, bytes | None] = dict.fromkeys(part)
+            fetched.update(self._run(_GET_MANY, (table, part)).fetchall())
+            self._remember(table, fetched)
+            found.update(fetched)
         return [found.get(key) for key in keys]
+
+    def prefetch(self, table: str, keys: Sequence[bytes]) -> None:
+        if not self.readonly:  # only a write remembers what it read
+            self.get_many(table, keys)
+
+    def _known(self, table: str, key: bytes) -> Any:
+        """Return the value this write knows for ``key`` without asking, or MISSING."""
+        pending = self.pending.lookup(table, key)
+        if pending is not MISSING or self.readonly:
+            return pending
+        return self._seen.get(table, {}).get(key, MISSING)
+
+    def _remember(self, table: str, values: dict[bytes, bytes | None]) -> None:
+        if self.readonly:
+            return  # a read's snapshot may be shared by a long batch: keep no copy of it
+        seen = self._seen.setdefault(table, {})
+        if len(seen) + len(values) > SEEN_ROWS:
+            seen.clear()
+        seen.update(values)
+
+    def first_many(self, table: str, prefixes: Sequence[bytes]) -> list[bytes | None]:
+        self.pending.flush(table)
+        out: list[bytes | None] = []
+        for start in range(0, len(prefixes), GET_KEYS):
+            part = list(prefixes[start : start + GET_KEYS])
+            rows = self._run(_FIRST_MANY, (table, part)).fetchall()
+            out.extend(
+                key if key is not None and key.startswith(prefix) else None
+                for prefix, (key,) in zip(part, rows, strict=True)
+            )
+        return out
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         self._writable()
         check_key(key)
-        self._run(_PUT, (table, key, value))
+        self.pending.put(table, key, value)
 
     def put_many(self, table: str, items: Sequence[tuple[bytes, bytes]]) -> None:
         self._writable()
-        latest = dict(items)  # one INSERT may not touch a key twice: the last value wins
+        for key, value in items:
+            check_key(key)
+            self.pending.put(table, key, value)
+
+    def delete(self, table: str, key: bytes) -> bool:
+        self._writable()
+        pending = self.pending.lookup(table, key)
+        if pending is MISSING:  # nothing waits for this key: the database says if it was there
+            self._seen.get(table, {}).pop(key, None)
+            return self._run(_DELETE, (table, key)).rowcount > 0
+        self.pending.put(table, key, None)
+        return pending is not None
+
+    def flush(self) -> None:
+        """Send every pending write (before the commit)."""
+        self.pending.flush()
+
+    def _send(self, table: str, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+        """Write ``puts`` (by COPY when there are many, else in INSERTs of at most PUT_ROWS
+        rows / PUT_BYTES), then ``deletes``."""
+        if len(puts) >= COPY_ROWS:
+            self._copy(table, puts)
+            puts = []
         keys: list[bytes] = []
         values: list[bytes] = []
         size = 0
-        for key, value in latest.items():
-            check_key(key)
+        for key, value in puts:
             keys.append(key)
             values.append(value)
             size += len(key) + len(value)
@@ -148,10 +240,8 @@ class PgTables(Tables):
                 keys, values, size = [], [], 0
         if keys:
             self._run(_PUT_MANY, (table, keys, values))
-
-    def delete(self, table: str, key: bytes) -> bool:
-        self._writable()
-        return self._run(_DELETE, (table, key)).rowcount > 0
+        for start in range(0, len(deletes), GET_KEYS):
+            self._run(_DELETE_MANY, (table, deletes[start : start + GET_KEYS]))
 
     def _scan(self, table: str, span: Span) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._pages(table, span, values=True):
@@ -170,7 +260,22 @@ class PgTables(Tables):
             )
         return value
 
+    def _copy(self, table: str, puts: list[tuple[bytes, bytes]]) -> None:
+        """Upsert ``puts`` through COPY into the temporary load table: no per-row statement."""
+        self._run(_CREATE_LOAD, ())
+        try:
+            with self._cur.copy(_COPY_LOAD) as copy:
+                copy.set_types(["bytea", "bytea"])
+                for row in puts:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            self.failure = self.failure or exc
+            raise self._translate(exc) from None
+        self._run(_UPSERT_LOAD, (table,))
+        self._run(_EMPTY_LOAD, ())
+
     def _pages(self, table: str, span: Span, *, values: bool) -> Iterator[tuple[Any, ...]]:
+        self.pending.flush(table)
         low, high, reverse, remaining = span
         page, last = FIRST_PAGE, None
         while True:
@@ -205,12 +310,16 @@ class PgTables(Tables):
         return _PAGES[(values, reverse, strict, upper is not None)], params
 
     def count(self, table: str) -> int:
+        self.pending.flush(table)
         (count,) = self._run(_COUNT, (table,)).fetchall()[0]
         return int(count)
 
     def clear(self, table: str) -> None:
         self._writable()
+        self.pending.drop(table)
+        self._seen.pop(table, None)
         self._run(_CLEAR, (table,))
 
     def table_names(self) -> list[str]:
+        self.pending.flush()
         return sorted(str(name) for (name,) in self._run(_NAMES, ()).fetchall())

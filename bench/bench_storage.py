@@ -1,0 +1,159 @@
+"""The whole product on PostgreSQL against LMDB in the same run: page + pack, bulk import, web pages.
+
+Targets (issue 11), each measured on a PostgreSQL server this benchmark starts with production
+settings (fsync, synchronous_commit and full_page_writes at their defaults, unlike the tests'
+server) on a unix socket:
+
+- page + pack of a 10,000-block session (bench/bench_pager.py's tau-bench session, 16k and full
+  budgets, warm): PostgreSQL's p50 at most 3x LMDB's, in the same run;
+- bulk import: the same 10,000 blocks and their edges written with ``put_many`` in batches of
+  2,000 (the path ``llm386 import`` and the benchmarks build sessions by), index upkeep
+  included: at least 5,000 blocks/s on PostgreSQL;
+- the sessions list at 10,000 sessions <= 100 ms and the turn page of a 5,000-block turn
+  <= 300 ms, whole request, on PostgreSQL: bench/bench_web.py run with ``--store URL`` in its own
+  process.
+
+    python -m bench.bench_storage [out_dir] [--store postgresql://...] [--no-web]
+
+``--store`` (or ``[store] url`` in llm386.toml, or LLM386_STORE) measures an existing server
+instead of starting one; the run writes a 10,000-block session and 10,000 small ones into it, so
+give it an empty database you can spare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.bench_pager import SESSION, build, grow, profile_with_budget, tasks
+from bench.common import RESULTS, time_calls, write_result
+from bench.taudata import TAU_SESSIONS, TAU_TOOLS
+from runtime.packer.core import pack
+from runtime.pager.core import PageRequest, page
+from runtime.profiles.catalog import get_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCKS = 10_000
+REPEAT = 60
+TARGETS = {"page_and_pack_ratio": 3.0, "import_blocks_per_s": 5_000.0}
+WEB_TARGETS_MS = {"sessions_list": 100, "turn_page": 300}
+
+
+def page_and_pack(store: Any, questions: list[str]) -> dict[str, Any]:
+    """Time page + pack (warm) at the 16k and the model's full budget."""
+    out: dict[str, Any] = {}
+    for label, profile in (("16k", profile_with_budget(16_000)),
+                           ("full", get_profile("claude-sonnet-4-6"))):  # fmt: skip
+        for q in questions:  # warm: token counts and vectors cached, as in a serving process
+            pack(store, page(store, PageRequest(SESSION, q, profile)))
+        turn = iter(range(10**9))
+        out[label] = time_calls(
+            lambda p=profile, n=turn: pack(
+                store, page(store, PageRequest(SESSION, questions[next(n) % len(questions)], p))
+            ),
+            REPEAT,
+        )
+    return out
+
+
+def measure(target: str) -> dict[str, Any]:
+    """Build the 10,000-block session at ``target`` and time import and page + pack on it."""
+    blocks, edges = grow(TAU_SESSIONS, TAU_TOOLS, BLOCKS)
+    store, seconds = build(target, blocks, edges)  # type: ignore[arg-type]
+    try:
+        latency = page_and_pack(store, tasks(blocks))
+    finally:
+        store.close()
+    return {"import_s": round(seconds, 2), "import_blocks_per_s": round(BLOCKS / seconds, 1),
+            "page_and_pack": latency}  # fmt: skip
+
+
+def web_on(url: str) -> dict[str, Any]:
+    """Run bench/bench_web.py against ``url`` in its own process; return its figures."""
+    with tempfile.TemporaryDirectory(prefix="llm386-bench-web-pg-") as out:
+        subprocess.run(
+            [sys.executable, "-m", "bench.bench_web", out, "--store", url], cwd=ROOT, check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        result = json.loads((Path(out) / "web.json").read_text())
+    return {name: result["figures"][name] for name in WEB_TARGETS_MS}
+
+
+class _Server:
+    """A database to measure: a fresh one on a server started here, or one the caller gave."""
+
+    def __init__(self, url: str | None) -> None:
+        self.given, self.server = url, None
+
+    def database(self) -> str:
+        if self.given:
+            return self.given
+        from tests.pg_server import PgServer, missing_binaries
+
+        missing = missing_binaries()
+        if missing:
+            raise SystemExit(missing)
+        if self.server is None:
+            self.server = PgServer(fast=False).start()  # production durability settings
+        return self.server.url(self.server.create_database())
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.remove()
+
+
+def verdict(lmdb: dict[str, Any], pg: dict[str, Any], web: dict[str, Any] | None) -> dict:
+    """Return each target with its figure and whether it is met."""
+    out: dict[str, Any] = {}
+    for label in ("16k", "full"):
+        ratio = pg["page_and_pack"][label]["p50_ms"] / lmdb["page_and_pack"][label]["p50_ms"]
+        out[f"page_and_pack_{label}_ratio"] = {
+            "target": TARGETS["page_and_pack_ratio"], "value": round(ratio, 2),
+            "met": ratio <= TARGETS["page_and_pack_ratio"]}  # fmt: skip
+    rate = pg["import_blocks_per_s"]
+    out["import_blocks_per_s"] = {"target": TARGETS["import_blocks_per_s"], "value": rate,
+                                  "met": rate >= TARGETS["import_blocks_per_s"]}  # fmt: skip
+    for name, target in WEB_TARGETS_MS.items() if web else ():
+        p50 = web[name]["p50_ms"]  # type: ignore[index]
+        out[f"{name}_ms"] = {"target": target, "value": p50, "met": p50 <= target}
+    return out
+
+
+def main(out_dir: Path, store: str | None = None, *, web: bool = True) -> dict[str, Any]:
+    import os
+
+    from runtime.config import configured_store
+
+    configured = configured_store(os.environ, Path.cwd())
+    server = _Server(store or (configured if configured and "://" in configured else None))
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="llm386-bench-storage-") as tmp:
+            lmdb = measure(str(Path(tmp) / "store"))
+        print(f"lmdb done ({time.perf_counter() - started:.0f} s)", flush=True)
+        pg = measure(server.database())
+        print(f"postgresql done ({time.perf_counter() - started:.0f} s)", flush=True)
+        pg_web = web_on(server.database()) if web else None
+    finally:
+        server.close()
+    result = {"blocks": BLOCKS, "lmdb": lmdb, "postgresql": pg, "postgresql_web": pg_web,
+              "server": "given" if server.given else "started here, production settings",
+              "targets": verdict(lmdb, pg, pg_web)}  # fmt: skip
+    result["met"] = all(t["met"] for t in result["targets"].values())
+    return write_result(out_dir, "storage", result)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", nargs="?", default=str(RESULTS))
+    parser.add_argument("--store", help="a postgresql:// URL to measure instead of a new server")
+    parser.add_argument("--no-web", action="store_true", help="skip the web pages")
+    args = parser.parse_args()
+    main(Path(args.out), args.store, web=not args.no_web)

@@ -1,0 +1,71 @@
+"""The puts and deletes of one PostgreSQL write transaction, held back and sent many rows at a time.
+
+A write that stores thousands of small rows (a batch of blocks and their index rows) would
+otherwise cost one round trip per row. ``Pending`` keeps them per table and sends them as one
+multi-row ``INSERT ... ON CONFLICT DO UPDATE`` and one ``DELETE ... = ANY`` per table.
+
+Invariants (kept by ``tables.PgTables``, which owns one per write transaction):
+- A get sees the pending value of its key (None for a pending delete) before the database's.
+- Every statement that reads more than named keys (a scan, a count, the table names) first
+  flushes the pending rows of the tables it reads, so it sees the transaction's own writes;
+  so does the commit. Nothing pending is ever lost or reordered against a read of it.
+- Per key only the last write counts; a key is in at most one of a flush's two statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+#: Flush a table once this many rows or bytes wait (bounds the memory a big write holds).
+MAX_ROWS = 20_000
+MAX_BYTES = 32 * 1024 * 1024
+_MISSING = object()
+
+
+class Pending:
+    """Writes not yet sent, per table: key -> value (None: delete)."""
+
+    def __init__(self, send: Callable[[str, list[tuple[bytes, bytes]], list[bytes]], None]) -> None:
+        self._send = send
+        self._tables: dict[str, dict[bytes, bytes | None]] = {}
+        self._bytes = 0
+
+    def put(self, table: str, key: bytes, value: bytes | None) -> None:
+        rows = self._tables.setdefault(table, {})
+        rows[key] = value
+        self._bytes += len(key) + (0 if value is None else len(value))
+        if len(rows) >= MAX_ROWS or self._bytes >= MAX_BYTES:
+            self.flush()
+
+    def lookup(self, table: str, key: bytes) -> Any:
+        """Return the pending value of ``key`` (None: deleted), or ``MISSING`` if none is."""
+        rows = self._tables.get(table)
+        return _MISSING if rows is None else rows.get(key, _MISSING)
+
+    def overlay(self, table: str, keys: Sequence[bytes]) -> Iterator[tuple[bytes, Any]]:
+        """Yield (key, pending value or ``MISSING``) for each of ``keys``."""
+        rows = self._tables.get(table, {})
+        for key in keys:
+            yield key, rows.get(key, _MISSING)
+
+    def drop(self, table: str) -> None:
+        """Forget the table's pending rows (the table is being cleared)."""
+        self._tables.pop(table, None)
+
+    def flush(self, table: str | None = None) -> None:
+        """Send the pending rows of ``table`` (None: of every table), in key order."""
+        names = sorted(self._tables) if table is None else [table]
+        for name in names:
+            rows = self._tables.pop(name, None)
+            if not rows:
+                continue
+            ordered = sorted(rows.items())  # one lock order for every writer: no deadlocks
+            puts = [(k, v) for k, v in ordered if v is not None]
+            deletes = [k for k, v in ordered if v is None]
+            self._send(name, puts, deletes)
+        if table is None or not self._tables:
+            self._bytes = 0
+
+
+MISSING = _MISSING

@@ -1,0 +1,88 @@
+"""The PostgreSQL engine's round-trip savers keep the seam's meaning: a write's held-back puts and
+deletes, what it remembers of its reads, ``first_many``, ``prefetch`` and ``batch_reads``."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from runtime.storage.kv import Engine
+from runtime.storage.postgres import pending
+
+
+def test_a_write_reads_back_its_own_held_back_puts_and_deletes(kv_engine: Engine) -> None:
+    kv_engine.write(lambda t: t.put_many("a", [(b"k1", b"old"), (b"k2", b"x")]))
+
+    def change(t):
+        t.put("a", b"k1", b"new")
+        t.put("a", b"k3", b"three")
+        seen = [t.get("a", b"k1"), t.get_many("a", [b"k3", b"k2", b"zz"])]
+        gone = [
+            t.delete("a", b"k2"),
+            t.delete("a", b"k2"),
+            t.delete("a", b"k3"),
+            t.delete("a", b"q"),
+        ]
+        t.put("a", b"k4", b"four")
+        return seen, gone, list(t.scan("a")), t.count("a"), t.first_many("a", [b"k", b"k4", b"z"])
+
+    seen, gone, rows, count, firsts = kv_engine.write(change)
+    assert seen == [b"new", [b"three", b"x", None]]
+    assert gone == [True, False, True, False]
+    assert rows == [(b"k1", b"new"), (b"k4", b"four")] and count == 2
+    assert firsts == [b"k1", b"k4", None]
+    assert kv_engine.read(lambda t: list(t.scan("a"))) == rows  # and the commit kept them
+
+
+def test_a_write_larger_than_the_buffer_lands_whole(kv_engine: Engine) -> None:
+    items = [(b"%06d" % i, b"v%d" % i) for i in range(pending.MAX_ROWS + 700)]
+    kv_engine.write(lambda t: [t.put("big", k, v) for k, v in items])
+    assert kv_engine.read(lambda t: (t.count("big"), t.get("big", b"000699")))[0] == len(items)
+
+
+def test_a_failed_write_stores_none_of_its_held_back_rows(kv_engine: Engine) -> None:
+    def fail(t):
+        t.put("a", b"k", b"v")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        kv_engine.write(fail)
+    assert kv_engine.read(lambda t: t.get("a", b"k")) is None
+
+
+def test_first_many_is_first_of_each_prefix(kv_engine: Engine) -> None:
+    keys = [b"ab", b"abc", b"b\x00", b"b\xff\xff", b"c"]
+    kv_engine.write(lambda t: t.put_many("f", [(k, b"") for k in keys]))
+    prefixes = [b"a", b"abd", b"b", b"b\xff", b"bb", b"c", b"d", b"\xff"]
+    assert (
+        kv_engine.read(lambda t: t.first_many("f", prefixes))
+        == kv_engine.read(lambda t: [t.first("f", p) for p in prefixes])
+        == [b"ab", None, b"b\x00", b"b\xff\xff", None, b"c", None, None]
+    )
+
+
+def test_a_write_that_prefetched_still_sees_a_later_delete(kv_engine: Engine) -> None:
+    kv_engine.write(lambda t: t.put("p", b"k", b"v"))
+
+    def go(t):
+        t.prefetch("p", [b"k", b"absent"])
+        before = (t.get("p", b"k"), t.get("p", b"absent"))
+        t.delete("p", b"k")
+        return before, t.get("p", b"k")
+
+    assert kv_engine.write(go) == ((b"v", None), None)
+
+
+def test_reads_in_a_batch_share_one_snapshot(kv_engine: Engine) -> None:
+    kv_engine.write(lambda t: t.put("s", b"k", b"1"))
+    with kv_engine.batch_reads():
+        first = kv_engine.read(lambda t: t.get("s", b"k"))
+        writer = threading.Thread(target=lambda: kv_engine.write(lambda t: t.put("s", b"k", b"2")))
+        writer.start()
+        writer.join()
+        second = kv_engine.read(lambda t: t.get("s", b"k"))
+    after = kv_engine.read(lambda t: t.get("s", b"k"))
+    assert (first, after) == (b"1", b"2")
+    if kv_engine.scheme == "postgresql":  # one transaction for the batch: the same snapshot
+        assert second == b"1"
