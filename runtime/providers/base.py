@@ -1,6 +1,6 @@
 """The provider seam: what one model provider owns, and what a client of it does.
 
-Owns: ``Provider`` (render, make a client, parse, usage, price, and the few facts about a
+Owns: ``Provider`` (render, re-page render, make a client, parse, usage, price, and the few facts about a
 provider the rest of the runtime asks instead of comparing names) and ``ModelClient`` (a
 configured connection: ``send_raw`` one HTTP exchange, ``send`` a whole call), and
 ``MessagesProvider``, the parse, usage and content of every provider that answers in the
@@ -38,6 +38,7 @@ from runtime.providers.usage import Usage
 
 if TYPE_CHECKING:
     from runtime.config import Config
+    from runtime.profiles.catalog import ModelProfile
 
 
 class ModelClient(Protocol):
@@ -65,7 +66,8 @@ class Provider(ABC):
     sends_stored_requests: ClassVar[bool] = True
     # The wire format of its requests: a record is replayed only by a client of the same format.
     request_format: ClassVar[str] = "anthropic-messages"
-    # The packer's Messages requests are this provider's request format (re-pages target it).
+    # The packer's Messages requests are this provider's request format as they are (the
+    # sample agent sends them); a provider that is not writes re-pages with ``repage_body``.
     takes_packed_requests: ClassVar[bool] = True
     # It caches the longest prefix it has seen without being asked (no cache breakpoints).
     caches_automatically: ClassVar[bool] = False
@@ -82,6 +84,21 @@ class Provider(ABC):
     def render(self, request: Mapping[str, Any]) -> bytes:
         """Return the canonical request body bytes for a request object."""
         return canonical_json(request)
+
+    def repage_body(
+        self,
+        packed: Mapping[str, Any],
+        body: bytes,
+        *,
+        profile: ModelProfile,
+        recorded: bytes | None,
+        call_id: str,
+    ) -> bytes:
+        """Return the request bytes of a re-page for ``profile``: the packer's Messages request
+        (``packed``, its canonical bytes ``body``) in this provider's format, keeping the
+        settings of ``recorded`` (trace ``call_id``'s stored request, when it is in this
+        provider's format) where they exist. A Messages provider sends ``body`` as it is."""
+        return body
 
     @abstractmethod
     def client(self, **settings: Any) -> ModelClient:
