@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from runtime import limits
@@ -39,6 +40,16 @@ from runtime.providers.usage import Usage
 if TYPE_CHECKING:
     from runtime.config import Config
     from runtime.profiles.catalog import ModelProfile
+
+
+@dataclass(frozen=True)
+class PackedTurn:
+    """What a re-page hands the target provider: a recorded turn packed by the packer."""
+
+    request: Mapping[str, Any]  # the packer's Anthropic Messages request
+    body: bytes  # its canonical JSON bytes
+    recorded: bytes | None  # the turn's stored request, when it is in the provider's format
+    call_id: str  # the trace re-paged
 
 
 class ModelClient(Protocol):
@@ -85,20 +96,11 @@ class Provider(ABC):
         """Return the canonical request body bytes for a request object."""
         return canonical_json(request)
 
-    def repage_body(
-        self,
-        packed: Mapping[str, Any],
-        body: bytes,
-        *,
-        profile: ModelProfile,
-        recorded: bytes | None,
-        call_id: str,
-    ) -> bytes:
-        """Return the request bytes of a re-page for ``profile``: the packer's Messages request
-        (``packed``, its canonical bytes ``body``) in this provider's format, keeping the
-        settings of ``recorded`` (trace ``call_id``'s stored request, when it is in this
-        provider's format) where they exist. A Messages provider sends ``body`` as it is."""
-        return body
+    def repage_body(self, turn: PackedTurn, profile: ModelProfile) -> bytes:
+        """Return the request bytes of a re-page of ``turn`` for ``profile``: the packer's
+        Messages request in this provider's format, keeping the settings of the turn's recorded
+        request where they exist. A Messages provider sends the packer's bytes as they are."""
+        return turn.body
 
     @abstractmethod
     def client(self, **settings: Any) -> ModelClient:

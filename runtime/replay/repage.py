@@ -51,6 +51,7 @@ from runtime.paging.demand import page_with_paging, recorded_paging
 from runtime.profiles.catalog import ModelProfile, get_profile
 from runtime.profiles.lifecycle import check_callable
 from runtime.providers import find_provider, get_provider
+from runtime.providers.base import PackedTurn
 from runtime.replay.resend import REPAGE_KEY
 from runtime.storage.interface import BlockStore
 from runtime.tracing.records import (
@@ -144,8 +145,8 @@ def _request_body(
     if target is None:
         return packed.body  # a custom profile's provider: the packer's own request, unsent
     own = get_provider(original.provider).request_format == target.request_format
-    return target.repage_body(packed.request, packed.body, profile=profile,
-                              recorded=recorded if own else None, call_id=original.call_id)  # fmt: skip
+    turn = PackedTurn(packed.request, packed.body, recorded if own else None, original.call_id)
+    return target.repage_body(turn, profile)
 
 
 def _lifecycle_warnings(

@@ -17,6 +17,7 @@ from runtime.blocks import canonical_json
 from runtime.errors import InvalidInput
 from runtime.profiles.catalog import get_profile
 from runtime.providers import get_provider
+from runtime.providers.base import PackedTurn
 from runtime.providers.openai.render import chat_request
 from runtime.replay.fidelity import replay_capability
 from runtime.replay.repage import repage
@@ -104,23 +105,21 @@ def test_recorded_settings_are_kept_and_only_what_the_re_page_writes_is_replaced
 
 def test_a_model_without_a_system_role_gets_a_developer_message() -> None:
     profile = get_profile("o1")
-    body = get_provider("openai").repage_body(
-        PACKED, b"", profile=profile, recorded=None, call_id="t"
-    )
+    body = get_provider("openai").repage_body(PackedTurn(PACKED, b"", None, "t"), profile)
     assert json.loads(body)["messages"][0]["role"] == "developer"
 
 
 def test_the_bytes_are_canonical_json_and_the_same_in_another_process() -> None:
     provider = get_provider("openai")
     profile = get_profile("gpt-4o")
-    body = provider.repage_body(PACKED, b"", profile=profile, recorded=None, call_id="t")
+    body = provider.repage_body(PackedTurn(PACKED, b"", None, "t"), profile)
     assert body == canonical_json(json.loads(body))
     script = (
         "import json, sys; from runtime.profiles.catalog import get_profile; "
-        "from runtime.providers import get_provider; "
+        "from runtime.providers import get_provider; from runtime.providers.base import PackedTurn; "
         "packed = json.loads(sys.stdin.read()); "
-        "sys.stdout.buffer.write(get_provider('openai').repage_body(packed, b'', "
-        "profile=get_profile('gpt-4o'), recorded=None, call_id='t'))"
+        "sys.stdout.buffer.write(get_provider('openai').repage_body("
+        "PackedTurn(packed, b'', None, 't'), get_profile('gpt-4o')))"
     )
     for seed in ("1", "2"):
         # Another process, another hash seed, and the packed dict's keys in another order.
@@ -136,7 +135,7 @@ def test_a_responses_turn_is_refused_for_an_openai_re_page() -> None:
     recorded = canonical_json({"model": "gpt-4o", "input": "hi", "instructions": "Be brief."})
     with pytest.raises(InvalidInput, match="re-page for Responses API turns is not supported yet"):
         get_provider("openai").repage_body(
-            PACKED, b"", profile=get_profile("gpt-4o"), recorded=recorded, call_id="t"
+            PackedTurn(PACKED, b"", recorded, "t"), get_profile("gpt-4o")
         )
 
 

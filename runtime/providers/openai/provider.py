@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import limits
 from runtime.errors import Llm386Error, ModelCallFailed
-from runtime.providers.base import Provider
+from runtime.providers.base import PackedTurn, Provider
 from runtime.providers.openai.render import chat_request, recorded_chat_request
 from runtime.providers.response import (
     MALFORMED,
@@ -85,18 +85,11 @@ class OpenAIProvider(Provider):
     credentials_env = API_KEY_ENV
     credentials_name = "OpenAI API key"
 
-    def repage_body(
-        self,
-        packed: Mapping[str, Any],
-        body: bytes,
-        *,
-        profile: ModelProfile,
-        recorded: bytes | None,
-        call_id: str,
-    ) -> bytes:
+    def repage_body(self, turn: PackedTurn, profile: ModelProfile) -> bytes:
         """Return the Chat Completions request of a re-page (see ``openai.render``)."""
-        original = recorded_chat_request(recorded, call_id)
-        request = chat_request(packed, system_role=profile.supports_system_role, recorded=original)
+        original = recorded_chat_request(turn.recorded, turn.call_id)
+        request = chat_request(turn.request, system_role=profile.supports_system_role,
+                               recorded=original)  # fmt: skip
         return self.render(request)
 
     def client(self, **settings: Any) -> OpenAIClient:
