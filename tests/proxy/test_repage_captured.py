@@ -78,3 +78,21 @@ def test_a_captured_responses_turn_is_refused_for_openai_and_re_pages_for_claude
     moved = repage(stack.store, stack.traces, captured.call_id, profile="claude-sonnet-4-6")
     assert json.loads(moved.body)["model"] == "claude-sonnet-4-6"
     assert moved.body == moved.packed.body  # the packer's Messages request, unchanged
+
+
+def test_each_captured_turn_re_pages_the_session_as_that_call_saw_it(stack: Stack) -> None:
+    client = stack.openai(max_retries=0)
+    first = [{"role": "user", "content": "Who is mia?"}]
+    later = [
+        *first,
+        {"role": "assistant", "content": "Mia Li."},
+        {"role": "user", "content": "Tier?"},
+    ]
+    client.chat.completions.create(model="gpt-4o", messages=first)  # type: ignore[arg-type]
+    client.chat.completions.create(model="gpt-4o", messages=later)  # type: ignore[arg-type]
+    one, two = stack.records()
+    assert one.session == two.session and one.upto_seq is not None and two.upto_seq is not None
+    assert one.upto_seq < two.upto_seq
+    for record, sent in ((one, first), (two, later)):
+        body = repage(stack.store, stack.traces, record.call_id, profile="gpt-4o").body
+        assert [m["content"] for m in json.loads(body)["messages"]] == [m["content"] for m in sent]
