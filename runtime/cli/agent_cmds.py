@@ -220,8 +220,9 @@ def cmd_repage(args: argparse.Namespace) -> Output:
 
 
 def _ours(record: TraceRecord) -> bool:
-    """Whether this runtime packed the record's request (so a re-page must match it)."""
-    return record.origin is not TraceOrigin.IMPORT
+    """Whether this runtime packed the record's request (so a re-page must match it): not an
+    import, nor a call an agent made itself through the proxy."""
+    return record.origin not in (TraceOrigin.IMPORT, TraceOrigin.CAPTURE)
 
 
 def _repage_text(r: RepageResult) -> str:

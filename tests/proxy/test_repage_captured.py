@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,15 @@ def test_each_captured_turn_re_pages_the_session_as_that_call_saw_it(stack: Stac
     for record, sent in ((one, first), (two, later)):
         body = repage(stack.store, stack.traces, record.call_id, profile="gpt-4o").body
         assert [m["content"] for m in json.loads(body)["messages"]] == [m["content"] for m in sent]
+
+
+def test_the_cli_re_pages_a_captured_turn_for_its_recorded_model_as_a_difference_by_design(
+    stack: Stack, run: Any
+) -> None:
+    stack.openai(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES[1:2])
+    [captured] = stack.records()
+    code, out, err = run("repage", captured.call_id, "--record")  # the store of ``stack``
+    assert code == 0, err
+    assert "differ by design" in out and "recorded as" in out
+    new = next(r for r in stack.traces.list(limit=None) if r.parent_call_id == captured.call_id)
+    assert new.provider is Provider.OPENAI
