@@ -81,6 +81,25 @@ def stores(tmp_path):
 
 
 @pytest.fixture
+def imported(stores):
+    """The last turn of one tau-bench GPT-4o session, imported from its OpenAI-format
+    transcript as `make run` loads the demo."""
+    import json
+
+    from runtime.transfer.importer import DEMO_DIR, ImportOptions, import_file
+
+    store, traces = stores
+    sessions = json.loads((DEMO_DIR / "sessions.json").read_bytes())[:1]
+    path = store.env.path + "-runs.json"
+    with open(path, "w") as handle:
+        json.dump(sessions, handle)
+    report = import_file(store, traces, path, tools_path=DEMO_DIR / "tools.json",
+                         options=ImportOptions(prefix="tau"))  # fmt: skip
+    (session,) = report.sessions
+    return traces.get(traces.turns(session)[-1][1])
+
+
+@pytest.fixture
 def agent_turn(stores, model_server, make_adapter) -> Callable[[str], Any]:
     """Return turn(session) -> the record of a turn the sample agent makes over HTTP in
     ``session``: a tool call (calculator 6*7), then the final answer (the second call)."""

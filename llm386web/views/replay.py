@@ -4,8 +4,10 @@ Replay re-sends the turn's stored request bytes unchanged (runtime.replay.resend
 that takes its format (the Anthropic API or the offline model; the OpenAI API); the result shows whether the bytes sent hash to the recorded prompt
 hash, the new output beside the original, and the replay history. A model error is recorded
 by the runtime and shown here; a refusal (an OpenAI-format import, damaged bytes, a retired
-model) is shown with what to do instead, and a deprecated model's warning beside the result. Re-page rebuilds an imported turn as an Anthropic request, recorded
-but not sent, so it can then be replayed.
+model) is shown with what to do instead, and a deprecated model's warning beside the result.
+Re-page rebuilds a turn from the session's blocks for a model (an OpenAI turn for its own
+provider, as a Chat Completions request, or for a Claude model), recorded but not sent, so it
+can then be replayed.
 
 A replay runs in a worker thread (llm386web.replayjobs). Without JavaScript the POST waits for
 it (at most REPLAY_TIMEOUT_S); with htmx it answers with the result if the model answered
@@ -30,7 +32,7 @@ from runtime.providers import Provider
 from runtime.replay.repage import repage
 
 from .common import gc_paused, is_fragment, render_page
-from .turns import REPAGE_PROFILES, turn_context
+from .turns import repage_profiles, turn_context
 
 
 def _target(request: HttpRequest, record_provider: str) -> tuple[Provider | None, str]:
@@ -106,11 +108,12 @@ def _job_section(request: HttpRequest, job: replayjobs.ReplayJob) -> HttpRespons
 @require_POST
 @operator_required
 def turn_repage(request: HttpRequest, call_id: str) -> HttpResponse:
-    """Re-page the turn for an Anthropic model and record it (not sent); go to the new turn."""
+    """Re-page the turn for a model and record it (not sent); go to the new turn."""
     rec = get_traces().get(call_id)
     profile = request.POST.get("profile", "")
-    if profile not in REPAGE_PROFILES:
-        problem = f"Pick a model to re-page for: {', '.join(REPAGE_PROFILES)} (got {profile!r})."
+    offered = repage_profiles(rec)
+    if profile not in offered:
+        problem = f"Pick a model to re-page for: {', '.join(offered)} (got {profile!r})."
     else:
         try:
             result = repage(get_store(), get_traces(), rec.call_id, profile=profile,

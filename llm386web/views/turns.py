@@ -32,8 +32,9 @@ from runtime.inspect.turn import (
     without_plan,
 )
 from runtime.otel.spans import turn_span_tree
+from runtime.profiles.catalog import list_profiles
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
-from runtime.providers import get_provider, sending_providers
+from runtime.providers import find_provider, get_provider, sending_providers
 from runtime.replay.experimentlog import ExperimentLog
 from runtime.replay.fidelity import replay_capability
 from runtime.replay.variance import MAX_SAMPLES
@@ -45,6 +46,18 @@ MAX_NOTE_CHARS = 2000
 # Models an imported (OpenAI-format) turn, or one whose model is retired, can be re-paged for, to
 # be replayed. Current models only (tests/web check it against runtime.profiles.lifecycle).
 REPAGE_PROFILES = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-6")
+
+
+def repage_profiles(rec: TraceRecord) -> tuple[str, ...]:
+    """Return the models a turn can be re-paged for here: for a turn of a provider whose format
+    is not the packer's own (OpenAI), that provider's current models first (the re-page is then
+    written in its format, keeping its settings), then REPAGE_PROFILES."""
+    provider = find_provider(rec.provider)
+    own: tuple[str, ...] = ()
+    if provider is not None and not provider.takes_packed_requests:
+        own = tuple(p.name for p in list_profiles() if p.provider == provider.name
+                    and lifecycle_of(p.name).status is ModelStatus.CURRENT)  # fmt: skip
+    return own + tuple(name for name in REPAGE_PROFILES if name not in own)
 
 
 def _record(call_id: str) -> TraceRecord:
@@ -74,7 +87,7 @@ def turn_context(call_id: str) -> dict[str, object]:
     return {"view": view, "rec": view.record, "s": view.summary,
             "response": read_response(view.record.response),
             "capability": replay_capability(view.record),
-            "replay_targets": replay_targets(view.record.provider), "repage_profiles": REPAGE_PROFILES,
+            "replay_targets": replay_targets(view.record.provider), "repage_profiles": repage_profiles(view.record),
             "paging": turn_paging(view.record.paging),
             "gantt": span_gantt(turn_span_tree(get_store().kv, view.record.config)),
             } | _model_status(view.record) | experiments_context(view.record)  # fmt: skip

@@ -220,25 +220,26 @@ def cmd_repage(args: argparse.Namespace) -> Output:
 
 
 def _ours(record: TraceRecord) -> bool:
-    """Whether this runtime packed the record's request (so a re-page must match it)."""
-    return record.origin is not TraceOrigin.IMPORT
+    """Whether this runtime packed the record's request (so a re-page must match it): not an
+    import, nor a call an agent made itself through the proxy."""
+    return record.origin not in (TraceOrigin.IMPORT, TraceOrigin.CAPTURE)
 
 
 def _repage_text(r: RepageResult) -> str:
     recorded = r.original.profile.get("name", r.original.model)
     if r.hash_matches:
-        verdict = f"prompt hash: matches the recorded one ({r.packed.prompt_hash})"
+        verdict = f"prompt hash: matches the recorded one ({r.prompt_hash})"
     else:
         verdict = (
             f"prompt hash: differs (recorded {r.original.prompt_hash[:16]}…, rebuilt "
-            f"{r.packed.prompt_hash[:16]}…), first different byte {r.first_divergent_byte}"
+            f"{r.prompt_hash[:16]}…), first different byte {r.first_divergent_byte}"
         )
     lines = [
         f"re-paged {r.original.call_id} for {r.profile.name} (recorded: {recorded})",
         verdict,
         f"why: {r.explanation}",
         f"plan: {len(r.plan.selected)} selected, {len(r.plan.omitted)} omitted, "
-        f"{r.plan.tokens:,} of {r.plan.budget:,} tokens; request {len(r.packed.body):,} bytes",
+        f"{r.plan.tokens:,} of {r.plan.budget:,} tokens; request {len(r.body):,} bytes",
     ]
     if r.record is not None:
         cid = r.record.call_id

@@ -1,6 +1,6 @@
 """The provider seam: what one model provider owns, and what a client of it does.
 
-Owns: ``Provider`` (render, make a client, parse, usage, price, and the few facts about a
+Owns: ``Provider`` (render, re-page render, make a client, parse, usage, price, and the few facts about a
 provider the rest of the runtime asks instead of comparing names) and ``ModelClient`` (a
 configured connection: ``send_raw`` one HTTP exchange, ``send`` a whole call), and
 ``MessagesProvider``, the parse, usage and content of every provider that answers in the
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from runtime import limits
@@ -38,6 +39,17 @@ from runtime.providers.usage import Usage
 
 if TYPE_CHECKING:
     from runtime.config import Config
+    from runtime.profiles.catalog import ModelProfile
+
+
+@dataclass(frozen=True)
+class PackedTurn:
+    """What a re-page hands the target provider: a recorded turn packed by the packer."""
+
+    request: Mapping[str, Any]  # the packer's Anthropic Messages request
+    body: bytes  # its canonical JSON bytes
+    recorded: bytes | None  # the turn's stored request, when it is in the provider's format
+    call_id: str  # the trace re-paged
 
 
 class ModelClient(Protocol):
@@ -65,7 +77,8 @@ class Provider(ABC):
     sends_stored_requests: ClassVar[bool] = True
     # The wire format of its requests: a record is replayed only by a client of the same format.
     request_format: ClassVar[str] = "anthropic-messages"
-    # The packer's Messages requests are this provider's request format (re-pages target it).
+    # The packer's Messages requests are this provider's request format as they are (the
+    # sample agent sends them); a provider that is not writes re-pages with ``repage_body``.
     takes_packed_requests: ClassVar[bool] = True
     # It caches the longest prefix it has seen without being asked (no cache breakpoints).
     caches_automatically: ClassVar[bool] = False
@@ -82,6 +95,12 @@ class Provider(ABC):
     def render(self, request: Mapping[str, Any]) -> bytes:
         """Return the canonical request body bytes for a request object."""
         return canonical_json(request)
+
+    def repage_body(self, turn: PackedTurn, profile: ModelProfile) -> bytes:
+        """Return the request bytes of a re-page of ``turn`` for ``profile``: the packer's
+        Messages request in this provider's format, keeping the settings of the turn's recorded
+        request where they exist. A Messages provider sends the packer's bytes as they are."""
+        return turn.body
 
     @abstractmethod
     def client(self, **settings: Any) -> ModelClient:

@@ -13,7 +13,9 @@ Invariants:
   without user info or query.
 - The session gets the blocks it does not hold yet: the setup (system, tools) when it changes,
   then the messages after those it already holds. The plan lists every block of the request,
-  in request order, as ``required``: the agent chose its context, nothing was paged.
+  in request order, as ``required``: the agent chose its context, nothing was paged. Its
+  ``upto_seq`` is the seq after the session's last entry once the call's blocks are written, so
+  a re-page rebuilds the session as that call saw it.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ PLAN_NOTE = "captured by the proxy: the agent chose this context itself; nothing
 
 @dataclass(frozen=True)
 class _Held:
-    """What the writer knows of a session: its last turn and the setup blocks it holds."""
+    """What the writer knows of a session: its last turn, the setup blocks it holds and the seq
+    after its last entry."""
 
     turn: int
     setup: frozenset[str]
+    upto: int
 
 
 class TurnWriter:
@@ -114,18 +118,19 @@ class TurnWriter:
         setup_ids = conv.ids(conv.setup) if conv else []
         held = self._state(place.session)
         blocks = self._new_blocks(conv, place, held, setup_ids)
+        upto = held.upto if held else 0
         if blocks:
             new_ids = set(conv.ids(blocks)) if conv else set()
             edges = [e for e in conv.edges if e.dst in new_ids] if conv else []
-            self.store.put_many(place.session, blocks, edges)
+            upto = self.store.put_many(place.session, blocks, edges)[-1].seq + 1
         if held is None:
             self.store.set_session_meta(place.session, **_meta(ex, conv))
         turn = (held.turn if held else 0) + 1
         reply = read_reply(wire, ex.response_body, streamed=ex.streamed)
-        record = _record(ex, conv, place, turn, reply)
+        record = _record(ex, conv, place, turn, reply, upto)
         self.traces.record(record, ex.request_body, ex.response_body or None)
         self._pending[place.session] = _Held(
-            turn, frozenset(setup_ids) | (held.setup if held else frozenset())
+            turn, frozenset(setup_ids) | (held.setup if held else frozenset()), upto
         )
         self.book.remember(t, keys, place.session, record.status is TraceStatus.OK)
         answer = record.response.get("id") if record.response else None
@@ -140,8 +145,9 @@ class TurnWriter:
         turns = self.traces.turns(session)
         if not turns:
             return None
-        ids = {ref.id for ref in self.store.entry_refs(session)}
-        return _Held(max(turn for turn, _ in turns), frozenset(ids))
+        refs = self.store.entry_refs(session)
+        upto = refs[-1].seq + 1 if refs else 0
+        return _Held(max(turn for turn, _ in turns), frozenset(ref.id for ref in refs), upto)
 
     def _new_blocks(
         self, conv: Conversation | None, place: Placement, held: _Held | None, setup_ids: list[str]
@@ -215,7 +221,7 @@ def _upstream(url: str) -> str:
 
 
 def _record(
-    ex: Exchange, conv: Conversation | None, place: Placement, turn: int, reply: Reply
+    ex: Exchange, conv: Conversation | None, place: Placement, turn: int, reply: Reply, upto: int
 ) -> TraceRecord:
     error = _error(ex, reply)
     body = ex.response_body
@@ -235,7 +241,7 @@ def _record(
         profile=_profile(model), config={"proxy": proxy}, plan=_plan(conv, place.session),
         response=dict(reply.message) if reply.message is not None else None,
         response_hash=prompt_hash(body) if body else None, usage=reply.usage,
-        stop_reason=reply.stop_reason, error=error, attempts=(attempt,),
+        stop_reason=reply.stop_reason, error=error, attempts=(attempt,), upto_seq=upto,
     )  # fmt: skip
 
 

@@ -17,7 +17,8 @@ What replay promises for each fidelity (``ReplayCapability.promise``):
   They show exactly what the transcript says the model was given, but nobody recorded what
   the agent really sent (its key order, parameters the transcript dropped), so a replay to
   OpenAI sends these rebuilt bytes unchanged, hash checked, and promises no more than that.
-  A re-page turns them into an Anthropic request (the packer writes Messages requests only).
+  A re-page rebuilds the turn from its session's blocks under the pager's budget: for an OpenAI
+  model as a Chat Completions request, for a Claude model as a Messages request.
 - ``from-spans`` ("from spans: rebuilt"): the request was rebuilt from the messages an
   OpenTelemetry span reported (``runtime.otel``), as the canonical JSON of an OpenAI chat
   request. It was never sent by anyone, so it claims no byte identity and replay refuses it;
@@ -66,8 +67,8 @@ _TITLES = {
         "hash to the prompt hash, so they show exactly what the transcript says the model was "
         "given, but they are not the bytes the agent sent, which were never recorded. Replay "
         "sends these rebuilt bytes unchanged to {provider} and checks their hash; it cannot "
-        "promise the original call's bytes. Re-page it for an Anthropic model to replay it "
-        "there."
+        "promise the original call's bytes. Re-page it to rebuild it from the session's "
+        "blocks under the pager's budget, for an OpenAI model or an Anthropic one."
     ),
     Fidelity.FROM_SPANS: (
         "Rebuilt from an OpenTelemetry span: the request holds the messages, tools and settings "
@@ -112,7 +113,7 @@ class ReplayCapability:
     sendable: bool  # its provider's client re-sends its bytes
     retired: bool = False  # it names a retired model (replay refuses; a re-page is offered)
     provider_label: str = "its provider"
-    packed_format: bool = True  # in the packer's format (else a re-page changes its format)
+    packed_format: bool = True  # in the packer's format (else the page offers a re-page)
 
     @property
     def label(self) -> str:

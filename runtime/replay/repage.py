@@ -10,6 +10,10 @@ Invariants:
 - A re-page never sends anything. With ``record=True`` it stores the new request as a trace
   whose parent is the original (same session and turn), marked as re-paged and not yet sent,
   so it can be replayed: that is how a turn moves to another model without new prompt logic.
+- The request is written for the chosen profile's provider (``Provider.repage_body``): for
+  Anthropic, the packer's Messages bytes unchanged; for OpenAI, a Chat Completions request
+  (``runtime.providers.openai.render``) that keeps the recorded request's settings when the turn
+  was itself an OpenAI request. The prompt hash is the hash of those exact bytes.
 - A plan made with demand paging records the option (policy, fault pins) in its settings; the
   re-page applies the same option, so later faults never change an earlier turn's request.
 - Records whose plan carries no pager settings (imports: the original agent sent its full
@@ -21,6 +25,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +51,7 @@ from runtime.paging.demand import page_with_paging, recorded_paging
 from runtime.profiles.catalog import ModelProfile, get_profile
 from runtime.profiles.lifecycle import check_callable
 from runtime.providers import find_provider, get_provider
+from runtime.providers.base import PackedTurn
 from runtime.replay.resend import REPAGE_KEY
 from runtime.storage.interface import BlockStore
 from runtime.tracing.records import (
@@ -67,7 +73,9 @@ class RepageResult:
     original: TraceRecord
     profile: ModelProfile
     plan: PagePlan
-    packed: PackedRequest
+    packed: PackedRequest  # the plan packed as a Messages request (the packer's render)
+    body: bytes  # the request as the profile's provider takes it: what is recorded and sent
+    prompt_hash: str  # sha256 hex of ``body``
     same_profile: bool
     hash_matches: bool
     first_divergent_byte: int | None
@@ -81,7 +89,7 @@ class RepageResult:
             "recorded_profile": self.original.profile.get("name"),
             "same_profile": self.same_profile, "hash_matches": self.hash_matches,
             "recorded_prompt_hash": self.original.prompt_hash,
-            "prompt_hash": self.packed.prompt_hash, "request_size": len(self.packed.body),
+            "prompt_hash": self.prompt_hash, "request_size": len(self.body),
             "first_divergent_byte": self.first_divergent_byte, "explanation": self.explanation,
             "selected": len(self.plan.selected), "omitted": len(self.plan.omitted),
             "tokens": self.plan.tokens, "budget": self.plan.budget,
@@ -114,14 +122,31 @@ def repage(
             f"saw ({exc}); blocks were deleted or the session purged since it was recorded"
         ) from None
     recorded = traces.request_bytes(original.prompt_hash) or b""
+    body = _request_body(original, chosen, packed, recorded)
+    digest = hashlib.sha256(body).hexdigest()
     same = chosen.to_json() == dict(original.profile)
-    matches = packed.prompt_hash == original.prompt_hash
-    at = None if matches else first_divergence(recorded, packed.body)
+    matches = digest == original.prompt_hash
+    at = None if matches else first_divergence(recorded, body)
     why = _explain(original, chosen, same, at)
-    result = RepageResult(original, chosen, plan, packed, same, matches, at, why, None, warnings)
+    result = RepageResult(
+        original, chosen, plan, packed, body, digest, same, matches, at, why, None, warnings
+    )
     if record:
         result = _recorded(traces, result)
     return result
+
+
+def _request_body(
+    original: TraceRecord, profile: ModelProfile, packed: PackedRequest, recorded: bytes
+) -> bytes:
+    """Return the re-page's request bytes in the format of ``profile``'s provider, keeping the
+    recorded request's settings when the turn was a request of that same format."""
+    target = find_provider(profile.provider)
+    if target is None:
+        return packed.body  # a custom profile's provider: the packer's own request, unsent
+    own = get_provider(original.provider).request_format == target.request_format
+    turn = PackedTurn(packed.request, packed.body, recorded if own else None, original.call_id)
+    return target.repage_body(turn, profile)
 
 
 def _lifecycle_warnings(
@@ -231,15 +256,17 @@ def _explain(original: TraceRecord, profile: ModelProfile, same: bool, at: int |
         return moved + (
             "the recorded request was rebuilt from the messages an OpenTelemetry span "
             f"reported for {original.model} (as an OpenAI chat request, never sent as such), "
-            "while llm386 packs an Anthropic Messages request from the same session blocks under "
-            "the pager's budget, so the bytes differ by design"
+            f"while llm386 packs a request for {_label(profile)} from the same session blocks "
+            "under the pager's budget, so the bytes differ by design"
         )
-    if original.origin is TraceOrigin.IMPORT:
+    if original.origin in (TraceOrigin.IMPORT, TraceOrigin.CAPTURE):
+        how = "was sent by another agent" if original.origin is TraceOrigin.IMPORT else (
+            "was sent by the agent through llm386 proxy")  # fmt: skip
         return moved + (
-            f"the recorded request is the request {original.model} was sent by another agent "
+            f"the recorded request is the request {original.model} {how} "
             f"({get_provider(original.provider).label}'s format, its full history), while "
-            "llm386 packs an Anthropic Messages request under the pager's budget, so the bytes "
-            "differ by design"
+            f"llm386 packs a request for {_label(profile)} from the session's blocks under "
+            "the pager's budget, so the bytes differ by design"
         )
     if not same:
         return moved + "a different request is expected"
@@ -251,14 +278,19 @@ def _explain(original: TraceRecord, profile: ModelProfile, same: bool, at: int |
     )
 
 
+def _label(profile: ModelProfile) -> str:
+    provider = find_provider(profile.provider)
+    return f"{provider.label} ({profile.name})" if provider else profile.name
+
+
 def _recorded(traces: TraceStore, result: RepageResult) -> RepageResult:
     """Store the re-paged request as a not-yet-sent trace whose parent is the original."""
     profile, original = result.profile, result.original
     provider = find_provider(profile.provider)
-    if provider is None or not provider.takes_packed_requests:
+    if provider is None or not provider.sends_stored_requests:
         raise InvalidInput(
-            f"{profile.name} is not an Anthropic model: llm386 records and sends Anthropic "
-            "Messages requests only; re-page for a claude-* model to record it"
+            f"{profile.name} is a model of {profile.provider}, which llm386 has no client for, "
+            "so its re-page could never be replayed; re-page for a claude-* or gpt-* model"
         )
     plan, packed = result.plan, result.packed
     config = {"pager": dict(plan.settings),
@@ -266,12 +298,12 @@ def _recorded(traces: TraceStore, result: RepageResult) -> RepageResult:
     rec = TraceRecord(
         call_id=new_call_id(), session=original.session, turn=original.turn,
         started_at=now_ms(), provider=Provider(provider.name), model=profile.name,
-        prompt_hash=packed.prompt_hash, request_size=len(packed.body),
+        prompt_hash=result.prompt_hash, request_size=len(result.body),
         origin=TraceOrigin.REPLAY, parent_call_id=original.call_id,
         runtime_version=__version__,
         tokenizer=TokenizerInfo(profile.tokenizer, plan.tokenizer_version),
         profile=profile.to_json(), config=config, task=plan.task, upto_seq=plan.upto,
         plan=plan.to_json(), estimated_input_tokens=packed.input_tokens,
     )  # fmt: skip
-    traces.record(rec, packed.body)
+    traces.record(rec, result.body)
     return RepageResult(**{**result.__dict__, "record": traces.get(rec.call_id)})

@@ -25,7 +25,6 @@ from runtime.replay.resend import (
 from runtime.storage.lmdb import env as lmdbenv
 from runtime.storage.lmdb.traces import pack_bytes
 from runtime.tracing.records import Provider, TraceOrigin, TraceStatus, prompt_hash
-from runtime.transfer.importer import DEMO_DIR, ImportOptions, import_file
 from tests.fakes.anthropic_server import (
     RawReply,
     SlowReply,
@@ -178,20 +177,6 @@ def test_an_offline_turn_replays_to_the_identical_response(stores):
     assert result.response_identical and result.output_diff.identical
     assert result.record.provider is Provider.OFFLINE and result.input_cost_usd is None
     assert result.new_text.endswith('[tool_use calculator] {"expression":"12*12"}')
-
-
-@pytest.fixture
-def imported(stores):
-    """One tau-bench session imported from OpenAI-format transcripts."""
-    store, traces = stores
-    sessions = json.loads((DEMO_DIR / "sessions.json").read_bytes())[:1]
-    path = store.env.path + "-runs.json"
-    with open(path, "w") as handle:
-        json.dump(sessions, handle)
-    report = import_file(store, traces, path, tools_path=DEMO_DIR / "tools.json",
-                         options=ImportOptions(prefix="tau"))  # fmt: skip
-    (session,) = report.sessions
-    return traces.get(traces.turns(session)[-1][1])
 
 
 def test_an_imported_openai_turn_is_refused_with_the_repage_to_run(

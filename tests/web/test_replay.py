@@ -16,6 +16,7 @@ from runtime.agent.core import create_demo_conversations
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
 from runtime.tracing.records import TraceRecord
 from tests.fakes.anthropic_server import AnthropicServer, RawReply, error_reply, text_reply
+from tests.fakes.openai_server import OpenAIServer, chat_reply
 
 from . import tracefactory
 from .conftest import ANTHROPIC_KEY as KEY
@@ -136,6 +137,30 @@ def test_an_imported_turn_is_refused_and_can_be_re_paged(
     assert "Replay with the offline model" in new_page
     original = logged_in.get(f"/traces/{rec.call_id}/").content.decode()
     assert "re-page (not sent)" in original  # in the original's history
+
+
+def test_an_imported_openai_turn_re_pages_for_its_own_model_and_replays_to_openai(
+    logged_in: Client, imported_demo: list[TraceRecord], traces: Any, openai_api: OpenAIServer
+) -> None:
+    rec = imported_demo[2]
+    page = logged_in.get(f"/traces/{rec.call_id}/").content.decode()
+    assert f'<option value="{rec.model}" selected>' in page and rec.model.startswith("gpt-4o")
+    moved = logged_in.post(f"/traces/{rec.call_id}/repage", {"profile": "gpt-4o"})
+    assert moved.status_code == 302
+    new = traces.get(moved["Location"].strip("/").split("/")[-1])
+    stored = traces.request_bytes(new.prompt_hash)
+    request = json.loads(stored)
+    assert new.provider == "openai" and new.parent_call_id == rec.call_id
+    assert request["model"] == "gpt-4o" and request["messages"][0]["role"] == "system"
+    assert all(tool["type"] == "function" for tool in request["tools"])
+    new_page = logged_in.get(moved["Location"]).content.decode()
+    assert "Re-paged for gpt-4o" in new_page and 'value="openai"' in new_page
+    openai_api.enqueue(chat_reply("Your flight is booked."))
+    response = logged_in.post(f"/traces/{new.call_id}/replay", {"target": "openai"}, headers=HX)
+    assert response.status_code == 200
+    assert 'data-byte-identity="identical"' in response.content.decode()
+    assert [r.body for r in openai_api.requests] == [stored]
+    assert openai_api.requests[0].path == "/v1/chat/completions"
 
 
 def test_a_re_page_shows_as_not_sent_and_is_not_counted_as_a_replay(

@@ -10,9 +10,10 @@ it caches prompt prefixes without breakpoints.
 
 Invariants:
 - Its client re-sends stored request bytes unchanged (``sends_stored_requests``), so a captured
-  OpenAI turn replays byte for byte to its own provider. The packer writes Messages requests,
-  not Chat Completions (``takes_packed_requests`` is False): a re-page of an OpenAI turn is
-  for an Anthropic model.
+  OpenAI turn replays byte for byte to its own provider. The packer writes Messages requests
+  (``takes_packed_requests`` is False): a re-page for an OpenAI model is written as a Chat
+  Completions request by ``repage_body`` (``runtime.providers.openai.render``), keeping the
+  recorded request's settings; a re-page of a Responses API turn for it is refused.
 - Importing this module does not import the SDK.
 - ``prompt_tokens`` includes ``prompt_tokens_details.cached_tokens``; ``usage`` subtracts them so
   the counts add up as ``Usage`` says. OpenAI charges no cache write, so that count is 0.
@@ -26,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import limits
 from runtime.errors import Llm386Error, ModelCallFailed
-from runtime.providers.base import Provider
+from runtime.providers.base import PackedTurn, Provider
+from runtime.providers.openai.render import chat_request, recorded_chat_request
 from runtime.providers.response import (
     MALFORMED,
     Attempt,
@@ -44,6 +46,7 @@ from runtime.providers.usage import Usage
 
 if TYPE_CHECKING:
     from runtime.config import Config
+    from runtime.profiles.catalog import ModelProfile
     from runtime.providers.openai.client import OpenAIClient
 
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -76,11 +79,18 @@ class OpenAIProvider(Provider):
     name = "openai"
     label = "the OpenAI API"
     request_format = "openai-chat-completions"
-    takes_packed_requests = False  # the packer writes Messages requests, not Chat Completions
+    takes_packed_requests = False  # the packer writes Messages requests; repage_body maps them
     caches_automatically = True
     settings_prefix = "OPENAI"
     credentials_env = API_KEY_ENV
     credentials_name = "OpenAI API key"
+
+    def repage_body(self, turn: PackedTurn, profile: ModelProfile) -> bytes:
+        """Return the Chat Completions request of a re-page (see ``openai.render``)."""
+        original = recorded_chat_request(turn.recorded, turn.call_id)
+        request = chat_request(turn.request, system_role=profile.supports_system_role,
+                               recorded=original)  # fmt: skip
+        return self.render(request)
 
     def client(self, **settings: Any) -> OpenAIClient:
         """Return an OpenAIClient(**settings); see its docstring for the settings."""

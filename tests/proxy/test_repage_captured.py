@@ -1,0 +1,111 @@
+"""A captured Chat Completions turn re-pages for its own provider: the official openai SDK sends
+a tool-using conversation through the proxy; the re-page is a Chat Completions request that keeps
+the agent's settings, recorded with the hash of its exact bytes, and its replay through the
+OpenAI provider's client reaches the loopback upstream as those bytes. A captured Responses turn
+is refused for an OpenAI re-page, with the message that says so."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from runtime.errors import InvalidInput
+from runtime.providers import get_provider
+from runtime.replay.repage import repage
+from runtime.replay.resend import derived_kind, replay
+from runtime.tracing.records import Provider
+from tests.fakes.openai_server import chat_reply, response_reply
+from tests.proxy.conftest import API_KEY, Stack
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_user", "description": "Look a user up.",
+    "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}}]  # fmt: skip
+MESSAGES = [
+    {"role": "system", "content": "You are an airline agent."},
+    {"role": "user", "content": "Who is mia?"},
+    {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+     "function": {"name": "get_user", "arguments": '{"id": "mia"}'}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": '{"name": "Mia Li"}'},
+    {"role": "user", "content": "Thanks. Her tier?"},
+]  # fmt: skip
+
+
+def test_a_captured_chat_turn_re_pages_for_gpt_4o_and_replays_its_exact_bytes(
+    stack: Stack,
+) -> None:
+    stack.openai(max_retries=0).chat.completions.create(  # type: ignore[call-overload]
+        model="gpt-4o", messages=MESSAGES, tools=TOOLS, temperature=0.2, max_tokens=300
+    )
+    [captured] = stack.records()
+    moved = repage(stack.store, stack.traces, captured.call_id, profile="gpt-4o", record=True)
+    new = moved.record
+    assert new is not None and derived_kind(new) == "repage" and new.provider is Provider.OPENAI
+    stored = stack.traces.request_bytes(new.prompt_hash)
+    assert stored == moved.body and new.prompt_hash == hashlib.sha256(stored).hexdigest()
+    request = json.loads(stored)
+    assert (request["model"], request["temperature"], request["max_tokens"]) == ("gpt-4o", 0.2, 300)
+    assert request["tools"] == TOOLS
+    roles = [m["role"] for m in request["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "user"]
+    call = request["messages"][2]["tool_calls"][0]
+    assert call["function"] == {"name": "get_user", "arguments": '{"id":"mia"}'}
+    assert request["messages"][3] == {"role": "tool", "tool_call_id": call["id"],
+                                      "content": '{"name": "Mia Li"}'}  # fmt: skip
+    assert "through llm386 proxy" in moved.explanation
+    stack.openai_up.enqueue(chat_reply("Gold."))
+    client = get_provider("openai").client(
+        api_key=API_KEY, base_url=stack.openai_up.base_url + "/v1", max_retries=0
+    )
+    try:
+        result = replay(stack.traces, new.call_id, client)
+    finally:
+        client.close()
+    assert result.ok and result.bytes_matched is True and result.new_text == "Gold."
+    sent = stack.openai_up.requests[-1]
+    assert sent.body == stored and sent.path == "/v1/chat/completions"
+
+
+def test_a_captured_responses_turn_is_refused_for_openai_and_re_pages_for_claude(
+    stack: Stack,
+) -> None:
+    stack.openai_up.enqueue(response_reply("Hello."))
+    stack.openai(max_retries=0).responses.create(model="gpt-4o", input="hi", instructions="Brief.")
+    [captured] = stack.records()
+    with pytest.raises(InvalidInput, match="re-page for Responses API turns is not supported yet"):
+        repage(stack.store, stack.traces, captured.call_id, profile="gpt-4o", record=True)
+    moved = repage(stack.store, stack.traces, captured.call_id, profile="claude-sonnet-4-6")
+    assert json.loads(moved.body)["model"] == "claude-sonnet-4-6"
+    assert moved.body == moved.packed.body  # the packer's Messages request, unchanged
+
+
+def test_each_captured_turn_re_pages_the_session_as_that_call_saw_it(stack: Stack) -> None:
+    client = stack.openai(max_retries=0)
+    first = [{"role": "user", "content": "Who is mia?"}]
+    later = [
+        *first,
+        {"role": "assistant", "content": "Mia Li."},
+        {"role": "user", "content": "Tier?"},
+    ]
+    client.chat.completions.create(model="gpt-4o", messages=first)  # type: ignore[arg-type]
+    client.chat.completions.create(model="gpt-4o", messages=later)  # type: ignore[arg-type]
+    one, two = stack.records()
+    assert one.session == two.session and one.upto_seq is not None and two.upto_seq is not None
+    assert one.upto_seq < two.upto_seq
+    for record, sent in ((one, first), (two, later)):
+        body = repage(stack.store, stack.traces, record.call_id, profile="gpt-4o").body
+        assert [m["content"] for m in json.loads(body)["messages"]] == [m["content"] for m in sent]
+
+
+def test_the_cli_re_pages_a_captured_turn_for_its_recorded_model_as_a_difference_by_design(
+    stack: Stack, run: Any
+) -> None:
+    stack.openai(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES[1:2])
+    [captured] = stack.records()
+    code, out, err = run("repage", captured.call_id, "--record")  # the store of ``stack``
+    assert code == 0, err
+    assert "differ by design" in out and "recorded as" in out
+    new = next(r for r in stack.traces.list(limit=None) if r.parent_call_id == captured.call_id)
+    assert new.provider is Provider.OPENAI
