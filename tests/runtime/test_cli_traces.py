@@ -11,6 +11,7 @@ from runtime import NewBlock, open_store
 from runtime.cli import main
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.tracing.records import Provider, TraceRecord, new_call_id, prompt_hash
+from runtime.transfer.failing import diverging_call
 from runtime.transfer.importer import DEMO_DIR
 
 SESSIONS = json.loads((DEMO_DIR / "sessions.json").read_bytes())
@@ -53,9 +54,15 @@ def test_import_list_show_diff_and_flag(run, files):
     assert "no cache breakpoint" in out and "bytes up to -" not in out  # OpenAI: no markers
     data = json.loads(run("diff", ids[3], ids[4], "--json")[1])
     assert data["a"] == ids[3] and data["text"]["added"] > 0
-    assert _ids(run, "--status", "flagged") == [ids[-1]]  # the failing run's last turn
+    # The failing run's flag is on the turn whose tool call first departs from the expected
+    # actions (runtime.transfer.failing), else on its last turn.
+    traj = SESSIONS[0]["traj"]
+    found = diverging_call(traj, SESSIONS[0]["info"])
+    replies = [i for i, m in enumerate(traj) if m["role"] == "assistant"]
+    wrong = ids[replies.index(found[0])] if found else ids[-1]
+    assert _ids(run, "--status", "flagged") == [wrong]
     assert "flagged as failing: wrong fare" in run("flag", ids[0], "--note", "wrong fare")[1]
-    assert set(_ids(run, "--status", "flagged")) == {ids[0], ids[-1]}
+    assert set(_ids(run, "--status", "flagged")) == {ids[0], wrong}
     assert "unflagged" in run("flag", ids[0], "--clear")[1]
     assert _ids(run, "--status", "ok", "--limit", "1000") and not _ids(run, "--status", "error")
 
