@@ -319,10 +319,10 @@ def _keep(row: SessionSummary, q: SessionQuery, bounds: tuple[int | None, int | 
         and (q.failing is None or row.is_failing == q.failing)
         and (q.faults is None or (row.faults > 0) == q.faults)
         and (q.source is None or row.source_kind is q.source)
-        and in_range(row.active_from, row.active_to, bounds)
+        and (bounds == (None, None) or in_range(row.active_from, row.active_to, bounds))
         and (not q.provider or row.provider == q.provider)
-        and all(tag in row.tags for tag in q.tags)
-        and has_meta(row.meta, q.meta)
+        and (not q.tags or all(tag in row.tags for tag in q.tags))
+        and (not q.meta or has_meta(row.meta, q.meta))
     )
 
 
