@@ -2,6 +2,7 @@
 
 `Action` is the audit log: one row per replay, re-page, experiment or variance run started
 from the web, with who started it, when, on which turn, where it went and what it cost.
+`SavedView` is a list page's query string a user saved under a name, seen by that user only.
 """
 
 from __future__ import annotations
@@ -39,3 +40,29 @@ class Action(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} {self.kind} {self.call_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class SavedView(models.Model):
+    """A list page's query string a user saved under a name (only that user sees it)."""
+
+    SESSIONS = "sessions"
+    TRIAGE = "triage"
+    PAGES = ((SESSIONS, "sessions"), (TRIAGE, "triage"))
+    MAX_QUERY = 2000
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    page = models.CharField(max_length=16, choices=PAGES)
+    name = models.CharField(max_length=100)
+    query = models.CharField(max_length=MAX_QUERY, blank=True)  # without "?", offset dropped
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("page", "name", "id")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "page", "name"], name="saved_view_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.page} view {self.name!r} of user {self.user_id}"

@@ -22,6 +22,7 @@ from .views import (
 )
 from .views.audit import audit_list
 from .views.picker import compare_pick
+from .views.savedviews import view_delete, view_list, view_rename, view_save
 from .views.triage import triage_list
 
 urlpatterns = [
@@ -29,6 +30,7 @@ urlpatterns = [
     path("sessions/", sessions.session_list, name="sessions"),
     path("sessions/<str:session_id>/", sessions.session_detail, name="session"),
     path("sessions/<str:session_id>/blocks/", sessions.session_blocks, name="session-blocks"),
+    path("sessions/<str:session_id>/export.jsonl", sessions.session_export, name="session-export"),
     path("sessions/<str:session_id>/live", sessions.session_live, name="session-live"),
     path("sessions/<str:session_id>/turns/<int:turn>/", sessions.session_turn, name="session-turn"),
     path("traces/<str:call_id>/", turns.turn_detail, name="turn"),
@@ -62,6 +64,10 @@ urlpatterns = [
     path("blocks/<str:block_id>/turns/", blocks.block_turns, name="block-turns"),
     path("search/", search.search, name="search"),
     path("triage/", triage_list, name="triage"),
+    path("views/", view_list, name="saved-views"),
+    path("views/save", view_save, name="saved-view-save"),
+    path("views/<int:pk>/rename", view_rename, name="saved-view-rename"),
+    path("views/<int:pk>/delete", view_delete, name="saved-view-delete"),
     path("v1/traces", otel.otlp_traces, name="otlp-traces"),
     path("otel/tokens/", otel.token_list, name="otel-tokens"),
     path("sessions/<str:session_id>/otlp-export", otel.session_export, name="session-otlp-export"),

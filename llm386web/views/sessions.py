@@ -5,18 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from llm386web.charts import stacked_bars
 from llm386web.conf import web_config
+from llm386web.savedviews import SESSIONS, saved_views_context
 from llm386web.store_access import get_store, get_traces
 from runtime.blocks import Entry, SessionInfo
 from runtime.errors import InvalidSession
 from runtime.inspect.pagination import Pagination, by_offset, by_seq
 from runtime.inspect.paging import paging_from_totals
+from runtime.inspect.sessionfilter import FilterChoices, parse_day, parse_meta, parse_tags
 from runtime.inspect.sessions import (
     SessionQuery,
     SessionStatus,
@@ -27,6 +29,7 @@ from runtime.inspect.sessions import (
 )
 from runtime.inspect.timeline import session_timeline, timeline_version
 from runtime.tracing.records import TraceStore
+from runtime.transfer.exchange import open_export
 
 from .common import (
     choice_param,
@@ -52,13 +55,19 @@ def session_query(request: HttpRequest) -> SessionQuery:
     """Read the sessions list's filters, sort and page from the query string (400 if bad)."""
     status = choice_param(request, "status", STATUSES)
     source = choice_param(request, "source", SOURCES)
+    get = request.GET.get
     return SessionQuery(
-        text=request.GET.get("q", "")[:500],
-        model=request.GET.get("model", ""),
+        text=get("q", "")[:500],
+        model=get("model", "")[:200],
         status=SessionStatus(status) if status else None,
         failing=yes_no_param(request, "failing"),
         faults=yes_no_param(request, "faults"),
         source=SourceKind(source) if source else None,
+        since=parse_day(get("since", ""), "since"),
+        until=parse_day(get("until", ""), "until"),
+        provider=get("provider", "")[:200],
+        tags=parse_tags(get("tag", "")),
+        meta=parse_meta(request.GET.getlist("meta")),
         sort=SortKey(choice_param(request, "sort", SORTS, SortKey.ACTIVITY.value)),
         descending=choice_param(request, "dir", ("asc", "desc"), "desc") == "desc",
         offset=offset_from(request),
@@ -73,8 +82,11 @@ def session_list(request: HttpRequest) -> HttpResponse:
     query = session_query(request)
     result = query_sessions(get_store(), get_traces(), query)
     page = by_offset(query.offset, query.limit, result.total)
+    choices = result.choices or FilterChoices()
     return list_page(request, "sessions/list.html", "sessions-table", query, result, page,
-                     model_choices=pairs(result.models), source_choices=SOURCE_CHOICES)  # fmt: skip
+                     model_choices=pairs(result.models), source_choices=SOURCE_CHOICES,
+                     provider_choices=pairs(choices.providers), choices=choices,
+                     saved=saved_views_context(request, SESSIONS))  # fmt: skip
 
 
 def _session_info(session_id: str) -> SessionInfo:
@@ -173,3 +185,14 @@ def session_blocks(request: HttpRequest, session_id: str) -> HttpResponse:
     context = {"info": info, "summary": summary, "pager": pager(request, page, "#entries-table"),
                "rows": rows, "tokenizer": tokenizer}  # fmt: skip
     return render_page(request, "sessions/blocks.html", "entries-table", context)
+
+
+@require_GET
+def session_export(request: HttpRequest, session_id: str) -> StreamingHttpResponse:
+    """Stream a session as the `llm386 export` JSON Lines file (`llm386 import-session` reads it)."""
+    _session_info(session_id)
+    stream = open_export(get_store(), get_traces(), session_id)
+    response = StreamingHttpResponse(stream.lines(), content_type="application/x-ndjson")
+    response["Content-Disposition"] = f'attachment; filename="{session_id}.llm386.jsonl"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
+from llm386web.savedviews import TRIAGE, saved_views_context
 from llm386web.store_access import get_store, get_traces
-from runtime.inspect.triage import TriageKind, TriageQuery, parse_day, query_triage
+from runtime.inspect.sessionfilter import parse_day
+from runtime.inspect.triage import TriageKind, TriageQuery, query_triage
 
 from .common import choice_param, gc_paused, limit_from, list_page, offset_from, pairs
 
@@ -33,4 +35,5 @@ def triage_list(request: HttpRequest) -> HttpResponse:
     result = query_triage(get_store(), get_traces(), query)
     return list_page(request, "triage/list.html", "triage-table", query, result, result.pagination,
                      kind_choices=KIND_CHOICES, model_choices=pairs(result.models),
-                     source_choices=pairs(result.sources))  # fmt: skip
+                     source_choices=pairs(result.sources),
+                     saved=saved_views_context(request, TRIAGE))  # fmt: skip

@@ -1,4 +1,4 @@
-"""Store commands: init, put, show, sessions, session, edges, add-edge, delete, purge, verify, repair."""
+"""Store commands: init, put, show, sessions, session, tag, edges, add-edge, delete, purge, verify, repair."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from runtime.storage.open import open_store
 from runtime.storage.purge import purge_session
 from runtime.storage.sessioncheck import check_sessions, repair_sessions
 from runtime.storage.tracestore import KvTraceStore
+from runtime.tags import retag
 
 
 def _when(ms: int) -> str:
@@ -126,6 +127,14 @@ def cmd_session(args: argparse.Namespace) -> Output:
     ]
     text = table(rows, ["seq", "id", "kind", "prio", "body"]) if rows else "no entries"
     return Output(text, [e.to_json() for e in entries])
+
+
+def cmd_tag(args: argparse.Namespace) -> Output:
+    """Add (and with --remove, take off) tags of a session; print its tags after."""
+    store = open_store_from(args)
+    tags = retag(store, args.session, args.tags, args.remove or ())
+    text = f"{args.session}: " + (", ".join(tags) if tags else "no tags")
+    return Output(text, {"session": args.session, "tags": list(tags)})
 
 
 def cmd_edges(args: argparse.Namespace) -> Output:
@@ -234,6 +243,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("session")
     p.add_argument("--start", type=int, default=0, help="first seq to list")
     p.add_argument("--limit", type=int, default=100)
+    p = add_command(sub, "tag", cmd_tag, "add or remove a session's tags (its meta 'tags')")
+    p.add_argument("session")
+    p.add_argument("tags", nargs="*", metavar="TAG", help="tags to add")
+    p.add_argument(
+        "--remove", action="append", metavar="TAG", help="a tag to take off (repeatable)"
+    )
     p = add_command(sub, "edges", cmd_edges, "list a block's edges")
     p.add_argument("id")
     p.add_argument("--kind", choices=[k.value for k in EdgeKind])

@@ -31,7 +31,7 @@ def _open(args: argparse.Namespace, *, create: bool = False) -> tuple[KvBlockSto
 def cmd_import(args: argparse.Namespace) -> Output:
     store, traces = _open(args, create=True)
     options = ImportOptions(source=args.source, prefix=args.prefix, model=args.model,
-                            flag_failing=not args.no_flag)  # fmt: skip
+                            flag_failing=not args.no_flag, tags=tuple(args.tag or ()))  # fmt: skip
     report = import_file(store, traces, args.file, tools_path=args.tools, options=options)
     text = (
         f"imported {len(report.sessions)} sessions from {Path(args.file).name}: "
@@ -214,6 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="openai-transcript", help="session meta 'source'")
     p.add_argument("--model", default="gpt-4o", help="model that made the calls (default: gpt-4o)")
     p.add_argument("--no-flag", action="store_true", help="do not flag failing runs' last turn")
+    p.add_argument("--tag", action="append", help="tag each new session (repeatable)")
     p = add_command(sub, "traces", cmd_traces, "list trace records, newest first")
     p.add_argument("--session")
     p.add_argument("--status", choices=[s.value for s in TraceStatus] + [FLAGGED])

@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import weakref
@@ -34,8 +35,19 @@ from runtime.errors import AmbiguousPrefix, InvalidInput, NotFound, SessionNotFo
 from runtime.indexes.bm25 import query_terms
 from runtime.indexes.sessionindex import changes, term_key
 from runtime.indexes.snapshot import index_for, reader_for
+from runtime.inspect.sessionfilter import (
+    FilterChoices,
+    MetaTerm,
+    check_range,
+    day_bounds,
+    has_meta,
+    in_range,
+    meta_items,
+    provider_of,
+)
 from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Engine, Tables
+from runtime.tags import tags_of
 from runtime.tracing.aggregates import SessionTraceStats
 from runtime.tracing.records import TraceGeneration, TraceStore
 
@@ -98,6 +110,13 @@ class SessionSummary:
     input_tokens: int  # answered calls only
     output_tokens: int
     last_activity: int  # ms: the later of the last block put and the last model call
+    provider: str = ""  # meta "provider", else the model's (runtime.inspect.sessionfilter)
+    tags: tuple[str, ...] = ()  # meta "tags"
+    meta: tuple[tuple[str, str | None], ...] = ()  # every meta key, with its value if scalar
+    # What the date range matches (ms): the first and last model call, or, for a session with
+    # no traced call, when it was created and last written.
+    active_from: int = 0
+    active_to: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -136,6 +155,9 @@ def summarize(info: SessionInfo, stats: SessionTraceStats) -> SessionSummary:
         repages=stats.repages, flagged=stats.flagged, failing=meta.get("failing") is True or reward == 0.0, reward=reward,
         faults=len(faults) if isinstance(faults, list) else 0, input_tokens=stats.input_tokens,
         output_tokens=stats.output_tokens, last_activity=last,
+        provider=provider_of(meta, str(meta.get("model") or "")), tags=tags_of(meta),
+        meta=meta_items(meta), active_from=stats.first_at or info.created_at,
+        active_to=stats.last_at or info.updated_at,
     )  # fmt: skip
 
 
@@ -149,6 +171,11 @@ class SessionQuery:
     failing: bool | None = None
     faults: bool | None = None
     source: SourceKind | None = None
+    since: dt.date | None = None  # UTC days, both ends included: sessions active in the range
+    until: dt.date | None = None
+    provider: str = ""
+    tags: tuple[str, ...] = ()  # every one of them
+    meta: tuple[MetaTerm, ...] = ()  # every one of them
     sort: SortKey = SortKey.ACTIVITY
     descending: bool = True
     offset: int = 0
@@ -159,6 +186,7 @@ class SessionQuery:
             raise InvalidInput(f"the search text is over {MAX_QUERY_CHARS} characters; shorten it")
         if self.offset < 0 or self.limit < 1:
             raise InvalidInput("offset must be 0 or more and limit 1 or more")
+        check_range(self.since, self.until)
 
 
 @dataclass(frozen=True)
@@ -168,6 +196,7 @@ class SessionPage:
     sessions: int  # sessions in the store
     models: tuple[str, ...]  # every model named by a session, sorted (for the filter)
     hash_match: bool = False  # the text was a prompt hash and was looked up as one
+    choices: FilterChoices | None = None  # every provider, tag and meta key (for the filters)
 
 
 @dataclass(frozen=True)
@@ -183,6 +212,7 @@ class _Table:
     rows: tuple[SessionSummary, ...]  # by session id
     models: tuple[str, ...]
     by_session: dict[str, _Row]
+    choices: FilterChoices
 
 
 _lock = threading.Lock()
@@ -248,7 +278,7 @@ def _build(
             by_session[session] = before[session]
     rows = tuple(row.summary for row in by_session.values())
     models = tuple(sorted({row.model for row in rows if row.model}))
-    return _Table(txnid, rows, models, by_session)
+    return _Table(txnid, rows, models, by_session, FilterChoices.of(rows))
 
 
 def summary_table(store: BlockStore, traces: TraceStore) -> _Table:
@@ -282,20 +312,25 @@ _SORT_VALUE: dict[SortKey, Callable[[SessionSummary], Any]] = {
 }
 
 
-def _keep(row: SessionSummary, q: SessionQuery) -> bool:
+def _keep(row: SessionSummary, q: SessionQuery, bounds: tuple[int | None, int | None]) -> bool:
     return (
         (not q.model or row.model == q.model)
         and (q.status is None or row.status is q.status)
         and (q.failing is None or row.is_failing == q.failing)
         and (q.faults is None or (row.faults > 0) == q.faults)
         and (q.source is None or row.source_kind is q.source)
+        and (bounds == (None, None) or in_range(row.active_from, row.active_to, bounds))
+        and (not q.provider or row.provider == q.provider)
+        and (not q.tags or all(tag in row.tags for tag in q.tags))
+        and (not q.meta or has_meta(row.meta, q.meta))
     )
 
 
 def query_sessions(store: BlockStore, traces: TraceStore, q: SessionQuery) -> SessionPage:
     """Return one page of sessions matching ``q``, and how many match in all."""
     table = summary_table(store, traces)
-    rows = [row for row in table.rows if _keep(row, q)]
+    bounds = day_bounds(q.since, q.until)
+    rows = [row for row in table.rows if _keep(row, q, bounds)]
     # (a comprehension over 10,000 rows takes about 2 ms; no index per filter is needed)
     text = q.text.strip()
     digest = _prompt_hash(traces, text)
@@ -306,7 +341,8 @@ def query_sessions(store: BlockStore, traces: TraceStore, q: SessionQuery) -> Se
     rows.sort(key=lambda r: r.session)
     rows.sort(key=value, reverse=q.descending)
     window = tuple(rows[q.offset : q.offset + q.limit])
-    return SessionPage(window, len(rows), len(table.rows), table.models, bool(digest))
+    return SessionPage(window, len(rows), len(table.rows), table.models, bool(digest),
+                       table.choices)  # fmt: skip
 
 
 def _prompt_hash(traces: TraceStore, text: str) -> str:

@@ -33,8 +33,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from runtime.errors import InvalidInput
 from runtime.inspect.pagination import Pagination, by_offset
+from runtime.inspect.sessionfilter import check_range
 from runtime.inspect.sessions import SessionSummary, summary_table
 from runtime.storage.codec import json_load
 from runtime.storage.interface import BlockStore
@@ -93,8 +93,7 @@ class TriageQuery:
     limit: int = 50
 
     def __post_init__(self) -> None:
-        if self.since and self.until and self.since > self.until:
-            raise InvalidInput(f"the date range starts ({self.since}) after it ends ({self.until})")
+        check_range(self.since, self.until)
 
 
 @dataclass(frozen=True)
@@ -104,21 +103,6 @@ class TriagePage:
     total: int  # rows of every kind, before filtering
     models: tuple[str, ...]  # for the filters: every model and source among all rows, sorted
     sources: tuple[str, ...]
-
-
-def parse_day(raw: str, name: str) -> dt.date | None:
-    """Return the date ``raw`` names (YYYY-MM-DD; "" is None), or raise InvalidInput."""
-    if not raw:
-        return None
-    try:
-        return dt.date.fromisoformat(raw) if len(raw) == 10 else _bad_day(raw, name)
-    except ValueError:
-        return _bad_day(raw, name)
-
-
-def _bad_day(raw: str, name: str) -> dt.date:
-    shown = raw if len(raw) <= 40 else raw[:40] + "…"
-    raise InvalidInput(f"{name}={shown!r} is not a date written YYYY-MM-DD")
 
 
 @dataclass(frozen=True)

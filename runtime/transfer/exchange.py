@@ -7,7 +7,8 @@ canonical JSON with a ``type``, in this order:
     block    {id, kind, body}                  id = content_hash(kind, body)
     entry    {seq, block, priority, created_at, provenance}
     edge     {from, kind, to}                  both ends are blocks of the file
-    trace    {record, request: {sha256, size, text | base64}, response: {...} | null, flag}
+    trace    {record, request: {sha256, size, text | base64}, response: {...} | null, flag,
+              fidelity}                        one line per record, in turn order
     footer   {sha256}                          SHA-256 of every byte before the footer line
 
 Invariants:
@@ -26,7 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from runtime.blocks import (
     content_hash,
 )
 from runtime.errors import InvalidInput, Llm386Error, MalformedFile, NotFound, SessionNotFound
+from runtime.replay.fidelity import replay_capability
 from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Tables
@@ -100,38 +102,64 @@ def _session_edges(store: BlockStore, ids: Sequence[str]) -> tuple[list[Edge], i
     return sorted(edges), outside
 
 
-def export_lines(
-    store: BlockStore, traces: TraceStore, session: str
-) -> tuple[list[bytes], ExchangeReport]:
-    """Return the lines of a session's export file (footer included) and what they hold."""
+@dataclass
+class ExportStream:
+    """A session's export file, read lazily: the header, blocks, entries and edges are read when
+    it is opened; each trace line is read as it is yielded, so a long session streams."""
+
+    head: list[bytes]
+    call_ids: list[str]
+    traces: TraceStore
+    report: ExchangeReport  # its sha256 is set once every line was yielded
+
+    def lines(self) -> Iterator[bytes]:
+        """Yield every line of the file, the footer last."""
+        digest = hashlib.sha256()
+        for line in self.head:
+            digest.update(line)
+            yield line
+        for cid in self.call_ids:
+            line = _line(_trace_json(self.traces.stored_trace(cid)))
+            digest.update(line)
+            yield line
+        self.report = replace(self.report, sha256=digest.hexdigest())
+        yield _line({"type": "footer", "sha256": self.report.sha256})
+
+
+def open_export(store: BlockStore, traces: TraceStore, session: str) -> ExportStream:
+    """Start a session's export file (SessionNotFound now, not mid-stream)."""
     info = store.session_info(check_session(session))
     entries = store.entries(session)
     blocks: dict[str, Block] = {}
     for entry in entries:
         blocks.setdefault(entry.id, entry.block)
     edges, outside = _session_edges(store, list(blocks))
-    stored = [traces.stored_trace(cid) for _, cid in traces.turns(session)]
+    call_ids = [cid for _, cid in traces.turns(session)]
     counts = {
         "blocks": len(blocks),
         "entries": len(entries),
         "edges": len(edges),
-        "traces": len(stored),
+        "traces": len(call_ids),
     }
-    lines = [_line({"type": "header", "format": FORMAT, "version": VERSION, "session": session,
-                    "meta": info.meta, "counts": counts, "exported_by": f"llm386 {__version__}"})]  # fmt: skip
-    lines += [
+    head = [_line({"type": "header", "format": FORMAT, "version": VERSION, "session": session,
+                   "meta": info.meta, "counts": counts, "exported_by": f"llm386 {__version__}"})]  # fmt: skip
+    head += [
         _line({"type": "block", "id": b.id, "kind": b.kind.value, "body": b.body})
         for b in blocks.values()
     ]
-    lines += [_line(_entry_json(e)) for e in entries]
-    lines += [_line({"type": "edge", **e.to_json()}) for e in edges]
-    lines += [_line(_trace_json(item)) for item in stored]
-    digest = hashlib.sha256(b"".join(lines)).hexdigest()
-    lines.append(_line({"type": "footer", "sha256": digest}))
-    report = ExchangeReport(
-        session, len(blocks), len(entries), len(edges), len(stored), outside, digest
-    )
-    return lines, report
+    head += [_line(_entry_json(e)) for e in entries]
+    head += [_line({"type": "edge", **e.to_json()}) for e in edges]
+    report = ExchangeReport(session, len(blocks), len(entries), len(edges), len(call_ids), outside)
+    return ExportStream(head, call_ids, traces, report)
+
+
+def export_lines(
+    store: BlockStore, traces: TraceStore, session: str
+) -> tuple[list[bytes], ExchangeReport]:
+    """Return the lines of a session's export file (footer included) and what they hold."""
+    stream = open_export(store, traces, session)
+    lines = list(stream.lines())
+    return lines, stream.report
 
 
 def _line(value: Mapping[str, Any]) -> bytes:
@@ -150,6 +178,8 @@ def _trace_json(item: StoredTrace) -> dict[str, Any]:
         "request": _bytes_json(item.request),
         "response": None if item.response is None else _bytes_json(item.response),
         "flag": None if item.record.flag is None else item.record.flag.__dict__,
+        # Informative, as judged when exported (import re-derives it): what replay can promise.
+        "fidelity": replay_capability(item.record).fidelity.value,
     }
 
 

@@ -51,6 +51,7 @@ from runtime.errors import InvalidInput, MalformedFile, UnknownModel
 from runtime.pager.sections import Section, section_of
 from runtime.storage.chunking import ChunkStream, HashStream, RequestParts
 from runtime.storage.interface import BlockStore
+from runtime.tags import check_tag
 from runtime.tokenizers import get_tokenizer
 from runtime.tracing.records import (
     ChunkedTrace,
@@ -125,6 +126,7 @@ class ImportOptions:
     model: str = DEFAULT_MODEL
     license: str | None = None
     flag_failing: bool = True
+    tags: tuple[str, ...] = ()  # meta "tags" of each new session (checked by check_tag)
 
 
 def session_id(t: Transcript, prefix: str) -> str:
@@ -263,6 +265,8 @@ def _meta(t: Transcript, session: str, model: str, opts: ImportOptions) -> dict[
             meta[key] = value
     if t.info:
         meta["info"] = dict(t.info)
+    if opts.tags:
+        meta["tags"] = sorted({check_tag(tag) for tag in opts.tags})
     return meta
 
 

@@ -84,6 +84,17 @@ def user(django_user_model: Any) -> Any:
 
 
 @pytest.fixture
+def viewer(client: Client, django_user_model: Any, store: BlockStore) -> Client:
+    """A client logged in as "vera", who has the viewer role."""
+    from llm386web.roles import VIEWER, set_role
+
+    user = django_user_model.objects.create_user("vera", password="correct horse battery")
+    set_role(user, VIEWER)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def logged_in(client: Client, user: Any, store: BlockStore) -> Client:
     client.force_login(user)
     return client

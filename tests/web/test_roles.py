@@ -12,20 +12,12 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from llm386web.models import Action
-from llm386web.roles import OPERATOR, VIEWER, role_of, set_role
+from llm386web.roles import OPERATOR, VIEWER, role_of
 from runtime.agent.core import create_demo_conversations
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def viewer(client: Client, django_user_model: Any, store: Any) -> Client:
-    user = django_user_model.objects.create_user("vera", password="correct horse battery")
-    set_role(user, VIEWER)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

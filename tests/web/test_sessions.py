@@ -13,15 +13,11 @@ from runtime import BlockStore
 from runtime.paging.faults import META_KEY
 
 from .tracefactory import conversation
+from .tracefactory import session_links as _session_links
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HX-Request": "true"}
-
-
-def _session_links(html: bytes | str) -> list[str]:
-    text = html.decode() if isinstance(html, bytes) else html
-    return re.findall(r'<td class="id"><a href="/sessions/([^/]+)/">', text)
 
 
 def _next_link(html: bytes) -> str | None:

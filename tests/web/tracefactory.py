@@ -8,6 +8,7 @@ API, so pages read exactly what a live run would leave.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,3 +177,9 @@ def record_repage(traces: TraceStore, call_id: str, estimated_input_tokens: int 
     record = TraceRecord.from_json(data)
     traces.record(record, stored.request)
     return record.call_id
+
+
+def session_links(html: bytes | str) -> list[str]:
+    """Return the session ids the sessions list links to, in order."""
+    text = html.decode() if isinstance(html, bytes) else html
+    return re.findall(r'<td class="id"><a href="/sessions/([^/]+)/">', text)
