@@ -21,6 +21,7 @@ from .views import (
     turns,
 )
 from .views.audit import audit_list
+from .views.dashboard import dashboard_csv, dashboard_page
 from .views.picker import compare_pick
 from .views.triage import triage_list
 
@@ -62,6 +63,8 @@ urlpatterns = [
     path("blocks/<str:block_id>/turns/", blocks.block_turns, name="block-turns"),
     path("search/", search.search, name="search"),
     path("triage/", triage_list, name="triage"),
+    path("dashboard/", dashboard_page, name="dashboard"),
+    path("dashboard/<str:chart>.csv", dashboard_csv, name="dashboard-csv"),
     path("v1/traces", otel.otlp_traces, name="otlp-traces"),
     path("otel/tokens/", otel.token_list, name="otel-tokens"),
     path("sessions/<str:session_id>/otlp-export", otel.session_export, name="session-otlp-export"),
