@@ -292,6 +292,29 @@ def triage(r: Mapping[str, Results]) -> list[str]:
     ]
 
 
+DASHBOARD_LABELS = {
+    "dashboard_all": "dashboard, all time, by model (six charts)",
+    "dashboard_by_source": "dashboard, all time, by source",
+    "dashboard_csv": "one chart's CSV (cost, all time)",
+    "dashboard_after_a_new_call": "dashboard right after a new call (the index catches up)",
+    "dashboard_after_index_dropped": "dashboard after its index was dropped (rebuilt)",
+}
+
+
+def dashboard(r: Mapping[str, Results]) -> list[str]:
+    d = r["dashboard"]
+    t = d["targets"]["dashboard_all"]
+    return [
+        *heading("Dashboard", "bench_dashboard", "dashboard"),
+        f"Django test client, whole request. Data: {num(d['sessions'])} sessions, "
+        f"{num(d['calls'])} calls. Target: all time in {ms(t['target_ms'])} ms "
+        f"(met: {met(t['met'])}). Milliseconds (the rows after a change give the slowest of "
+        "their runs instead of p99).",
+        "",
+        *table(["page", "p50", "p99"], page_rows(d["figures"], DASHBOARD_LABELS)),
+    ]
+
+
 def replay(r: Mapping[str, Results]) -> list[str]:
     d = r["replay"]
     labels = {
@@ -525,6 +548,7 @@ SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, .
     (diff, ("diff",)),
     (web, ("web",)),
     (triage, ("triage",)),
+    (dashboard, ("dashboard",)),
     (replay, ("replay",)),
     (paging, ("paging",)),
     (importing, ("import",)),

@@ -52,7 +52,7 @@ def test_the_page_draws_every_chart_with_its_csv_link(logged_in: Client, calls: 
     assert 'href="/dashboard/" aria-current="page">Dashboard</a>' in html
     assert "style=" not in html and "<script>" not in html.replace("<script src=", "")
     assert re.search(r"<dt>Errors</dt><dd>1</dd>", html)
-    assert "per hour (UTC)" in html
+    assert "Per hour (UTC), by model." in html
 
 
 def test_hostile_model_names_are_escaped_in_the_svg_and_defused_in_csv(
@@ -87,6 +87,7 @@ def test_grouping_by_source_names_the_sources_in_the_legend(logged_in: Client, c
     assert '<span class="swatch series-0"></span>proxy' in html
     assert '<span class="swatch series-1"></span>import' in html
     assert 'aria-current="page">By source</a>' in html
+    assert "Per hour (UTC), by source." in html
 
 
 def test_htmx_gets_only_the_charts_fragment(logged_in: Client, calls: None) -> None:
