@@ -196,3 +196,18 @@ def test_a_deleted_session_leaves_the_dashboard(stores: Any) -> None:
     assert _dash(stores).totals.calls == 2
     traces.delete_session("gone")
     assert _dash(stores).totals.calls == 1
+
+
+def test_the_dashboard_sums_the_same_on_every_backend(backend_store: Any) -> None:
+    from runtime.storage.tracestore import KvTraceStore
+
+    stores = (backend_store, KvTraceStore(backend_store))
+    _write(stores, [_rec("a", NOON, usage=Usage(10, 2, 30, 4), latency_ms=12.0),
+                    _rec("b", NOON + HOUR_MS, usage=Usage(1, 1), latency_ms=99.0)],
+           {"b": "otlp"})  # fmt: skip
+    dash = _dash(stores, DashQuery(group=Grouping.SOURCE), now=NOON + 2 * HOUR_MS)
+    assert dash.groups == ("(none)", "otlp")
+    assert (dash.totals.calls, dash.totals.all_input_tokens, dash.totals.latency_p95_ms) == (
+        2, 45, 99.0)  # fmt: skip
+    reindex(*stores)
+    assert _dash(stores, DashQuery(group=Grouping.SOURCE), now=NOON + 2 * HOUR_MS) == dash
