@@ -87,7 +87,8 @@ def _day_ms(day: dt.date) -> int:
 
 
 class _Sums:
-    """Running sums of one bucket × group, in ``GroupStats``' field order, and its latencies."""
+    """Running sums of one bucket × group (in the order ``GroupStats.of`` reads), and its
+    latencies."""
 
     def __init__(self) -> None:
         self.figures: list[float] = [0] * _SUMMED
@@ -121,10 +122,7 @@ class GroupStats:
 
     calls: int = 0
     errors: int = 0
-    input_tokens: int = 0  # uncached input
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    usage: Usage = Usage(0, 0)  # the counts add up: input_tokens is the uncached input alone
     cost_input_usd: float = 0.0
     cost_cache_read_usd: float = 0.0
     cost_cache_write_usd: float = 0.0
@@ -134,14 +132,14 @@ class GroupStats:
 
     @classmethod
     def of(cls, s: _Sums) -> GroupStats:
-        sums = {name: round(v, 8) if isinstance(v, float) else int(v)
-                for name, v in zip(_SUMMED_NAMES, s.figures, strict=True)}  # fmt: skip
-        return cls(**sums, latency_p50_ms=percentile(s.latencies, 50),  # type: ignore[arg-type]
-                   latency_p95_ms=percentile(s.latencies, 95))  # fmt: skip
+        calls, errors, i, o, r, w, c_input, c_read, c_write, unpriced = s.figures
+        return cls(int(calls), int(errors), Usage(int(i), int(o), int(r), int(w)),
+                   round(c_input, 8), round(c_read, 8), round(c_write, 8), int(unpriced),
+                   percentile(s.latencies, 50), percentile(s.latencies, 95))  # fmt: skip
 
     @property
     def all_input_tokens(self) -> int:
-        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+        return self.usage.total_input_tokens
 
     @property
     def cost_usd(self) -> float:
@@ -149,8 +147,7 @@ class GroupStats:
 
 
 EMPTY = GroupStats()
-_SUMMED_NAMES = tuple(GroupStats.__dataclass_fields__)[:-2]  # every field but the percentiles
-_SUMMED = len(_SUMMED_NAMES)
+_SUMMED = 10  # calls, errors, four token counts, three costs, unpriced calls
 
 
 @dataclass(frozen=True)

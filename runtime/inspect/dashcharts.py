@@ -63,8 +63,15 @@ def chart_spec(name: str) -> ChartSpec:
     return spec
 
 
+# CSV columns and chart values named for what they count; the token counts live in a Usage.
+_IN_USAGE = {"input_tokens": "input_tokens", "output_tokens": "output_tokens",
+             "cache_read_tokens": "cache_read_input_tokens",
+             "cache_write_tokens": "cache_creation_input_tokens"}  # fmt: skip
+
+
 def _figure(stats: GroupStats, name: str) -> float | None:
-    value: float | None = getattr(stats, name)
+    value: float | None = (getattr(stats.usage, _IN_USAGE[name]) if name in _IN_USAGE
+                           else getattr(stats, name))  # fmt: skip
     return value
 
 

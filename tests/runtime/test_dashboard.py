@@ -69,10 +69,10 @@ def test_calls_fall_into_utc_hour_buckets_and_empty_hours_stay_listed(stores: An
                     usage=Usage(20, 2)), _rec("a", NOON - 2 * HOUR_MS, usage=Usage(5, 1))])  # fmt: skip
     dash = _dash(stores, DashQuery(TimeRange.DAY))
     by_label = {b.label: dash.stats(b, HAIKU) for b in dash.buckets}
-    assert by_label["2026-03-10 12:00"].input_tokens == 30
+    assert by_label["2026-03-10 12:00"].usage.input_tokens == 30
     assert by_label["2026-03-10 12:00"].calls == 2
     assert by_label["2026-03-10 11:00"].calls == 0
-    assert by_label["2026-03-10 10:00"].output_tokens == 1
+    assert by_label["2026-03-10 10:00"].usage.output_tokens == 1
 
 
 def test_a_month_is_counted_in_days_and_since_until_picks_whole_utc_days(stores: Any) -> None:
@@ -82,7 +82,7 @@ def test_a_month_is_counted_in_days_and_since_until_picks_whole_utc_days(stores:
     assert not month.hourly and len(month.buckets) == 31
     custom = _dash(stores, DashQuery(since=dt.date(2026, 3, 7), until=dt.date(2026, 3, 7)))
     assert [b.label for b in custom.buckets][0] == "2026-03-07 00:00"
-    assert custom.totals.input_tokens == 7 and custom.totals.calls == 1
+    assert custom.totals.usage.input_tokens == 7 and custom.totals.calls == 1
     everything = _dash(stores, DashQuery(TimeRange.ALL))
     assert everything.totals.calls == 2 and everything.hourly  # three days apart: hourly
 
@@ -117,7 +117,7 @@ def test_cost_splits_uncached_input_cache_reads_and_writes_at_list_price(stores:
 def test_unpriced_models_are_counted_apart_and_cost_nothing(stores: Any) -> None:
     _write(stores, [_rec("a", NOON, model="a-model-nobody-priced", usage=Usage(50, 5))])
     totals = _dash(stores).totals
-    assert (totals.unpriced_calls, totals.cost_usd, totals.input_tokens) == (1, 0.0, 50)
+    assert (totals.unpriced_calls, totals.cost_usd, totals.usage.input_tokens) == (1, 0.0, 50)
 
 
 def test_errors_count_failed_calls_with_no_tokens_and_repages_are_left_out(stores: Any) -> None:
@@ -129,7 +129,7 @@ def test_errors_count_failed_calls_with_no_tokens_and_repages_are_left_out(store
                   config={tr.REPAGE_KEY: {"of": ok.call_id, "sent": False}})  # fmt: skip
     _write(stores, [ok, failed, repage])
     totals = _dash(stores).totals
-    assert (totals.calls, totals.errors, totals.input_tokens) == (2, 1, 10)
+    assert (totals.calls, totals.errors, totals.usage.input_tokens) == (2, 1, 10)
     assert totals.latency_p95_ms == 300.0  # a failed call took its time too
 
 
