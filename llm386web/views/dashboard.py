@@ -45,7 +45,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     dash = _dashboard(request)
     charts = [svg_chart(dash, spec) for spec in CHARTS]
     return render_page(request, "dashboard/dashboard.html", "dashboard-charts",
-                       {"dash": dash, "charts": charts, "query": request.GET.urlencode(),
+                       {"dash": dash, "charts": charts, "csv_query": request.GET.urlencode(),
                         "range_choices": RANGE_CHOICES,
                         "group_tabs": _group_tabs(request, dash.query.group)})  # fmt: skip
 

@@ -66,5 +66,14 @@ def test_dashboard_switches_grouping_and_downloads_a_chart_as_csv(
     assert lines[0] == "bucket_start_utc,source,calls,errors"
     assert sum(int(line.split(",")[3]) for line in lines[1:]) == 1
     browser.shot("dashboard-by-source")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    box = page.locator("#chart-errors svg").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390  # it scaled
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    fill = page.locator("#chart-errors svg rect").first.evaluate("e => getComputedStyle(e).fill")
+    assert fill == "rgb(68, 147, 248)"  # series-0 in the dark palette
+    browser.shot("dashboard-dark-390", full_page=False)
     assert page.evaluate("window.__csp") == []
     assert browser.console == [] and browser.page_errors == []

@@ -52,6 +52,7 @@ def test_the_page_draws_every_chart_with_its_csv_link(logged_in: Client, calls: 
     assert 'href="/dashboard/" aria-current="page">Dashboard</a>' in html
     assert "style=" not in html and "<script>" not in html.replace("<script src=", "")
     assert re.search(r"<dt>Errors</dt><dd>1</dd>", html)
+    assert 'id="search-q" type="search" name="q" value=""' in html  # the header's box stays empty
     assert "Per hour (UTC), by model." in html
 
 
