@@ -51,7 +51,12 @@ def measure(repeat: int = 20) -> dict[str, Any]:
 
         from runtime.tracing.records import StoredTrace, new_call_id
 
-        fresh = replace(one, call_id=new_call_id(), turn=one.turn + 100)
+        fresh = replace(
+            one,
+            call_id=new_call_id(),
+            turn=one.turn + 100,
+            started_at=one.started_at + SESSIONS * 2,
+        )  # the newest call, as a live one is
         traces.record_many([StoredTrace(fresh, traces.request_bytes(one.prompt_hash) or b"{}")])
 
     figures = {
