@@ -15,16 +15,13 @@ first request (every listed record decoded once).
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+from functools import partial
 from typing import Any
 
-from bench.bench_web import ROOT, SESSIONS, _many_sessions, _setup_django, _timed
-from bench.common import results_dir, time_calls, write_result
+from bench.bench_web import ROOT, SESSIONS, _many_sessions, _timed, run_apart
+from bench.common import results_dir, time_calls
 
 TARGETS_MS = {"triage_list": 100}
 FLAG_EVERY = 20
@@ -77,20 +74,7 @@ def measure(repeat: int = 20) -> dict[str, Any]:
     return {"figures": figures, "rows": rows, "sessions": SESSIONS, "data_build_s": build_s}
 
 
-def main(out_dir: Path) -> dict[str, Any]:
-    from django.apps import apps
-
-    if apps.ready:  # another Django benchmark ran in this process (run_all): its settings stay
-        subprocess.run([sys.executable, "-m", "bench.bench_triage", str(out_dir)], check=True,
-                       cwd=ROOT)  # fmt: skip
-        return dict(json.loads((out_dir / "triage.json").read_text()))
-    with tempfile.TemporaryDirectory(prefix="llm386-bench-triage-") as home:
-        _setup_django(home)
-        result = measure()
-    verdict = {name: {"target_ms": target, "p50_ms": result["figures"][name]["p50_ms"],
-                      "met": result["figures"][name]["p50_ms"] <= target}
-               for name, target in TARGETS_MS.items()}  # fmt: skip
-    return write_result(out_dir, "triage", {**result, "targets": verdict})
+main = partial(run_apart, "triage", measure, TARGETS_MS)  # main(out_dir), as run_all calls it
 
 
 if __name__ == "__main__":

@@ -19,11 +19,14 @@ template. The sessions list is measured warm (no write since the last request), 
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +298,27 @@ def main(out_dir: Path, store: str | None = None) -> dict[str, Any]:
     backend = "postgresql" if store and "://" in store else "lmdb"
     return write_result(out_dir, "web", {**figures, "targets": verdict, "sessions": SESSIONS,
                                          "big_turn_blocks": BIG_BLOCKS, "backend": backend})  # fmt: skip
+
+
+def run_apart(
+    name: str, measure_fn: Callable[[], dict[str, Any]], targets: dict[str, float], out_dir: Path
+) -> dict[str, Any]:
+    """Run ``measure_fn`` against a fresh Django home and write ``<name>.json`` with a verdict
+    per target; in a process where another Django benchmark already ran (run_all), run
+    ``bench.bench_<name>`` in a subprocess instead, since Django's settings cannot change."""
+    from django.apps import apps
+
+    if apps.ready:
+        subprocess.run([sys.executable, "-m", f"bench.bench_{name}", str(out_dir)], check=True,
+                       cwd=ROOT)  # fmt: skip
+        return dict(json.loads((out_dir / f"{name}.json").read_text()))
+    with tempfile.TemporaryDirectory(prefix=f"llm386-bench-{name}-") as home:
+        _setup_django(home)
+        result = measure_fn()
+    verdict = {key: {"target_ms": target, "p50_ms": result["figures"][key]["p50_ms"],
+                     "met": result["figures"][key]["p50_ms"] <= target}
+               for key, target in targets.items()}  # fmt: skip
+    return write_result(out_dir, name, {**result, "targets": verdict})
 
 
 if __name__ == "__main__":

@@ -275,21 +275,43 @@ TRIAGE_LABELS = {
 }
 
 
+def client_pages(
+    d: Results, heads: tuple[str, str, str], data: str, target: str, labels: Mapping[str, str]
+) -> list[str]:
+    """Return a section of page timings through Django's test client: its heading (title,
+    module, results), what data it ran on, the first target's verdict and the table."""
+    t = d["targets"][next(iter(d["targets"]))]
+    return [
+        *heading(*heads),
+        f"Django test client, whole request. Data: {data}. Target: {target} in "
+        f"{ms(t['target_ms'])} ms (met: {met(t['met'])}). Milliseconds (a row timed over a few "
+        "runs, each after a change or a reset, gives the slowest of them instead of p99).",
+        "",
+        *table(["page", "p50", "p99"], page_rows(d["figures"], labels)),
+    ]
+
+
 def triage(r: Mapping[str, Results]) -> list[str]:
     d = r["triage"]
-    t = d["targets"]["triage_list"]
-    return [
-        "## Triage list",
-        "",
-        "`python -m bench.bench_triage` → `bench/results/triage.json`.",
-        "",
-        f"Django test client, whole request. Data: {num(d['sessions'])} sessions, "
-        f"{num(d['rows'])} listed turns. Target: the first page in {ms(t['target_ms'])} ms "
-        f"(met: {met(t['met'])}). Milliseconds (the first-request row gives the slowest of its "
-        "runs instead of p99).",
-        "",
-        *table(["page", "p50", "p99"], page_rows(d["figures"], TRIAGE_LABELS)),
-    ]
+    return client_pages(d, ("Triage list", "bench_triage", "triage"),
+                        f"{num(d['sessions'])} sessions, {num(d['rows'])} listed turns",
+                        "the first page", TRIAGE_LABELS)  # fmt: skip
+
+
+DASHBOARD_LABELS = {
+    "dashboard_all": "dashboard, all time, by model (six charts)",
+    "dashboard_by_source": "dashboard, all time, by source",
+    "dashboard_csv": "one chart's CSV (cost, all time)",
+    "dashboard_after_a_new_call": "dashboard right after a new call (the index catches up)",
+    "dashboard_after_index_dropped": "dashboard after its index was dropped (rebuilt)",
+}
+
+
+def dashboard(r: Mapping[str, Results]) -> list[str]:
+    d = r["dashboard"]
+    return client_pages(d, ("Dashboard", "bench_dashboard", "dashboard"),
+                        f"{num(d['sessions'])} sessions, {num(d['calls'])} calls",
+                        "all time", DASHBOARD_LABELS)  # fmt: skip
 
 
 def replay(r: Mapping[str, Results]) -> list[str]:
@@ -558,6 +580,7 @@ SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, .
     (diff, ("diff",)),
     (web, ("web",)),
     (triage, ("triage",)),
+    (dashboard, ("dashboard",)),
     (replay, ("replay",)),
     (paging, ("paging",)),
     (importing, ("import",)),

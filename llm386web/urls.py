@@ -21,6 +21,7 @@ from .views import (
     turns,
 )
 from .views.audit import audit_list
+from .views.dashboard import dashboard_csv, dashboard_page
 from .views.picker import compare_pick
 from .views.savedviews import view_delete, view_list, view_rename, view_save
 from .views.triage import triage_list
@@ -68,6 +69,8 @@ urlpatterns = [
     path("views/save", view_save, name="saved-view-save"),
     path("views/<int:pk>/rename", view_rename, name="saved-view-rename"),
     path("views/<int:pk>/delete", view_delete, name="saved-view-delete"),
+    path("dashboard/", dashboard_page, name="dashboard"),
+    path("dashboard/<str:chart>.csv", dashboard_csv, name="dashboard-csv"),
     path("v1/traces", otel.otlp_traces, name="otlp-traces"),
     path("otel/tokens/", otel.token_list, name="otel-tokens"),
     path("sessions/<str:session_id>/otlp-export", otel.session_export, name="session-otlp-export"),

@@ -11,39 +11,25 @@ Layout (``bid`` is the block id's 32 raw bytes, ``cid`` the 25-byte ASCII call i
     uses_meta      b"generation" -> JSON TraceGeneration the index was last brought up to
 
 Invariants:
-- Trace records never change (only their flag, which is not indexed), so a record indexed once
-  stays right; the index can only lag (records added since) or hold too much (records deleted).
-- ``sync`` compares the trace store's write generation with the one the index last saw (never
-  record counts: a delete then as many adds leaves the count unchanged). Only adds since: new
-  records are indexed from the newest end (the common case: one agent or replay appends), then
-  session by session if some are still missing (records imported with old times). Any delete
-  or repair since, or no generation seen yet: the index is dropped and rebuilt session by
-  session, so no request ever decodes every record at once.
+- Kept in step with the trace store by ``sync`` (``runtime.indexes.recordindex``): only records
+  added since are indexed; any delete or repair drops and rebuilds it, session by session.
 - A plan that lists a block twice (a repeated message) keeps both occurrences, in plan order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from runtime.blocks import canonical_json
+from runtime.indexes.recordindex import RecordIndex
 from runtime.inspect.turn import plan_entries
 from runtime.storage.codec import json_load
 from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Engine, Tables
-from runtime.tracing.records import (
-    CALL_ID_LEN,
-    TraceGeneration,
-    TraceOrigin,
-    TraceRecord,
-    TraceStore,
-)
+from runtime.tracing.records import CALL_ID_LEN, TraceOrigin, TraceRecord, TraceStore
 
 _USES, _CALLS, _META = "uses_by_block", "uses_calls", "uses_meta"
-TABLES = (_USES, _CALLS, _META)
-_NEWEST_FIRST_MAX = 1000  # a gap larger than this is closed by a session-by-session sweep
 
 
 @dataclass(frozen=True)
@@ -95,85 +81,18 @@ def _rows(rec: TraceRecord) -> dict[bytes, bytes]:
             for bid, u in uses.items()}  # fmt: skip
 
 
-def _index(kv: Engine, records: Sequence[TraceRecord]) -> None:
-    def put(t: Tables) -> None:
-        for rec in records:
-            cid = rec.call_id.encode()
-            if t.get(_CALLS, cid) is None:
-                t.put(_CALLS, cid, b"")
-                t.put_many(_USES, sorted(_rows(rec).items()))
-
-    kv.write(put)
-
-
-def _indexed_count(kv: Engine) -> int:
-    return kv.read(lambda t: t.count(_CALLS))
-
-
-def _is_indexed(kv: Engine, call_ids: Sequence[str]) -> list[bool]:
-    keys = [c.encode() for c in call_ids]
-    return [raw is not None for raw in kv.read(lambda t: t.get_many(_CALLS, keys))]
+_INDEX = RecordIndex(_USES, _CALLS, _META, _rows)
+TABLES = _INDEX.tables
 
 
 def drop(kv: Engine) -> None:
     """Forget everything indexed (``sync`` then rebuilds it from the trace store)."""
-
-    def clear(t: Tables) -> None:
-        for table in TABLES:
-            t.clear(table)
-
-    kv.write(clear)
-
-
-def _sweep(kv: Engine, store: BlockStore, traces: TraceStore) -> None:
-    """Index every record not yet indexed, one session at a time."""
-    total, offset, batch = store.session_count(), 0, 500
-    while offset < total:
-        for info in store.sessions(offset, batch):
-            ids = [cid for _, cid in traces.turns(info.session)]
-            missing = [c for c, done in zip(ids, _is_indexed(kv, ids), strict=True) if not done]
-            if missing:
-                _index(kv, traces.get_many(missing))
-        offset += batch
-
-
-def _seen(kv: Engine) -> TraceGeneration | None:
-    raw = kv.read(lambda t: t.get(_META, b"generation"))
-    return None if raw is None else TraceGeneration(**json_load(raw))
-
-
-def _mark(kv: Engine, gen: TraceGeneration) -> None:
-    value = canonical_json(gen.__dict__)
-    kv.write(lambda t: t.put(_META, b"generation", value))
-
-
-def _only_added(seen: TraceGeneration | None, now: TraceGeneration) -> bool:
-    return (
-        seen is not None
-        and (seen.deleted, seen.repairs) == (now.deleted, now.repairs)
-        and seen.added <= now.added
-    )
+    _INDEX.drop(kv)
 
 
 def sync(store: BlockStore, traces: TraceStore) -> None:
     """Bring the index up to date with the trace store (a no-op when it already is)."""
-    kv = store.kv
-    if kv.readonly:
-        return  # nothing can be written; pages show what was indexed
-    now, seen = traces.generation(), _seen(kv)  # read first: a write meanwhile shows next time
-    if seen == now:
-        return
-    if not _only_added(seen, now):
-        drop(kv)
-    total, done = traces.count(), _indexed_count(kv)
-    if done < total and total - done <= _NEWEST_FIRST_MAX:
-        newest = traces.list(limit=total - done)
-        fresh = [r for r, ok in zip(newest, _is_indexed(kv, [r.call_id for r in newest]), strict=True)
-                 if not ok]  # fmt: skip
-        _index(kv, fresh)
-    if _indexed_count(kv) != total:
-        _sweep(kv, store, traces)
-    _mark(kv, now)
+    _INDEX.sync(store, traces)
 
 
 def block_uses(store: BlockStore, traces: TraceStore, block_id: str, *, offset: int = 0,

@@ -3,7 +3,7 @@
 Owns: dropping the derived tables (the session index with its BM25 postings, block uses, and the
 per-block cost and vector caches) and filling them again through the same code that keeps them
 in step with each write: each session's entries replayed through the session index's
-``on_put`` path, the trace records through block uses' ``sync``.
+``on_put`` path, the trace records through block uses' and the dashboard's call points' ``sync``.
 
 Invariants:
 - Only derived tables are written; the store's and the trace store's own tables are only read.
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from runtime.indexes import blockuses
+from runtime.indexes import blockuses, callpoints
 from runtime.indexes.sessionindex import (
     BLOCK_CACHE_DBS,
     DB_NAMES,
@@ -36,7 +36,7 @@ from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Tables
 from runtime.tracing.records import TraceStore
 
-DERIVED_TABLES = (*DB_NAMES, *BLOCK_CACHE_DBS, *blockuses.TABLES)
+DERIVED_TABLES = (*DB_NAMES, *BLOCK_CACHE_DBS, *blockuses.TABLES, *callpoints.TABLES)
 _BATCH = 500  # sessions listed at a time
 LONG_SESSION = 10_000  # entries: a session this long gets a progress line of its own
 
@@ -75,6 +75,7 @@ def reindex(
     records = 0
     if traces is not None:
         blockuses.sync(store, traces)
+        callpoints.sync(store, traces)
         records = kv.read(lambda t: t.count("uses_calls"))
     return ReindexReport(sessions, entries, records, DERIVED_TABLES)
 

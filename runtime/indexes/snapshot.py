@@ -26,7 +26,7 @@ import numpy as np
 
 from runtime.blocks import BlockKind
 from runtime.errors import SessionNotFound, StoreError
-from runtime.indexes import blockuses
+from runtime.indexes import blockuses, callpoints
 from runtime.indexes.bm25 import EPSILON, CorpusStats, Postings, average_idf, raw_idf, terms
 from runtime.indexes.sessionindex import (
     ABSENT,
@@ -80,7 +80,7 @@ def _create_tables(kv: Engine) -> None:
     """
     if kv.readonly:
         return
-    names = (*DB_NAMES, *BLOCK_CACHE_DBS, STATE_DB, *blockuses.TABLES)
+    names = (*DB_NAMES, *BLOCK_CACHE_DBS, STATE_DB, *blockuses.TABLES, *callpoints.TABLES)
     kv.write(lambda t: [t.count(name) for name in names])
 
 

@@ -29,7 +29,7 @@ def _pages(store: BlockStore) -> list[str]:
         "/sessions/", f"/sessions/{a.name}/", f"/sessions/{a.name}/blocks/",
         f"/traces/{a.call_ids[1]}/", f"/traces/{a.call_ids[1]}/messages/",
         f"/compare/{a.call_ids[0]}/{a.call_ids[1]}/", f"/blocks/{a.block_ids[1]}/",
-        "/triage/", "/search/?q=nothing-matches-this", "/audit/",
+        "/triage/", "/search/?q=nothing-matches-this", "/audit/", "/dashboard/?range=all",
     ]  # fmt: skip
 
 

@@ -85,6 +85,7 @@ def test_demo_loads_tau_bench_and_the_sample_agent_once(
     store = store_access.get_store()
     traces = store_access.get_traces()
     sessions, calls = store.session_count(), traces.count()
+    assert store.kv.read(lambda t: t.count("dash_calls")) == calls  # the dashboard is ready
     store_access.reset_stores()
     second = _run(monkeypatch, data=True)
     assert "all 120 sessions already loaded" in second

@@ -21,6 +21,7 @@ from llm386web.conf import web_config
 from llm386web.home import read_or_create_secret
 from llm386web.store_access import get_store, get_traces
 from runtime.agent.core import load_demo_conversations
+from runtime.indexes import callpoints
 from runtime.indexes.blockuses import sync as sync_block_uses
 from runtime.storage.interface import BlockStore
 from runtime.tracing.records import TraceStore
@@ -59,7 +60,9 @@ def load_demo_data(store: BlockStore, out: Callable[[str], None] = print) -> Non
         out(f"{summary} ({time.monotonic() - started:.1f} s)")
     started = time.monotonic()
     sync_block_uses(store, traces)  # so the first block page need not index every turn
-    out(f"Indexed which turns used each block ({time.monotonic() - started:.1f} s).")
+    callpoints.sync(store, traces)  # and the first dashboard need not index every call
+    out(f"Indexed which turns used each block, and every call for the dashboard "
+        f"({time.monotonic() - started:.1f} s).")  # fmt: skip
     out(f"The store at {web_config().STORE_PATH} holds {store.session_count()} session(s).")
 
 
