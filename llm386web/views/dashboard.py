@@ -14,7 +14,7 @@ from llm386web.dashsvg import svg_chart
 from llm386web.store_access import get_store, get_traces
 from runtime.inspect.dashboard import Dashboard, DashQuery, Grouping, TimeRange, dashboard
 from runtime.inspect.dashcharts import CHARTS, chart_spec, csv_rows
-from runtime.inspect.triage import parse_day
+from runtime.inspect.sessionfilter import parse_day
 
 from .common import choice_param, gc_paused, render_page
 
