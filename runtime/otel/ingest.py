@@ -147,13 +147,23 @@ class _Outcome:
     refused: dict[str, str] = field(default_factory=dict)  # span key -> why
 
 
+def _call_order(call: ModelCall) -> tuple[int, int, int, str]:
+    """Calls in the order they were made: by start time; calls of one millisecond (records
+    exported from an import share one) by the length of the history they were sent, then by
+    our own turn attribute when the span carries it; the span id last, so the order is total."""
+    turn = call.span.attributes.get("llm386.turn")
+    return (call.span.start_ns, len(call.messages),
+            turn if isinstance(turn, int) and not isinstance(turn, bool) else 0,
+            call.span.span_id)  # fmt: skip
+
+
 def _write(
     store: KvBlockStore, traces: TraceStore, spans: Sequence[SpanData], calls: Sequence[ModelCall]
 ) -> _Outcome:
     """Write the spans' rows and each session's new turns (in the caller's write)."""
     outcome = _Outcome()
     by_session: dict[str, list[ModelCall]] = {}
-    for call in sorted(calls, key=lambda c: (c.span.start_ns, c.span.span_id)):
+    for call in sorted(calls, key=_call_order):
         by_session.setdefault(call.session, []).append(call)
     for session in sorted(by_session):
         _session(store, traces, session, by_session[session], outcome)

@@ -97,6 +97,18 @@ def test_spans_of_one_conversation_sent_apart_and_out_of_order_hold_each_message
     assert [t.turn for t in _turns(traces, "conv-1")] == [1, 2]
 
 
+def test_calls_that_start_in_the_same_millisecond_keep_their_conversation_order(stores):
+    # Records exported from an import share a start time; span ids (here the later call's is
+    # smaller) must not decide which turn came first: the shorter history did.
+    store, traces = stores
+    first, second = otlp.current_chat(9, turn=1), otlp.current_chat(4, turn=2)
+    second.start_time_unix_nano = first.start_time_unix_nano
+    ingest_request(otlp.request(second, first), store, traces)
+    turns = _turns(traces, "conv-1")
+    assert [t.response.get("content") for t in turns] == [None, otlp.ANSWER]
+    assert [e.block.kind for e in store.entries("conv-1")][-1] == BlockKind.ASSISTANT_MESSAGE
+
+
 def test_a_span_sent_again_with_other_messages_is_refused_and_nothing_changes(stores):
     store, traces = stores
     ingest_request(otlp.request(otlp.current_chat(2, turn=1)), store, traces)
