@@ -225,6 +225,7 @@ class PgTables(Tables):
     def _send(self, table: str, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
         """Write ``puts`` (by COPY when there are many, else in INSERTs of at most PUT_ROWS
         rows / PUT_BYTES), then ``deletes``."""
+        self._remember_sent(table, puts, deletes)
         if len(puts) >= COPY_ROWS:
             self._copy(table, puts)
             puts = []
@@ -242,6 +243,21 @@ class PgTables(Tables):
             self._run(_PUT_MANY, (table, keys, values))
         for start in range(0, len(deletes), GET_KEYS):
             self._run(_DELETE_MANY, (table, deletes[start : start + GET_KEYS]))
+
+    def _remember_sent(
+        self, table: str, puts: list[tuple[bytes, bytes]], deletes: list[bytes]
+    ) -> None:
+        """Keep what this write remembers of its reads true once its pending rows are sent:
+        a key it read and then wrote must read back the written value, not the one it read."""
+        seen = self._seen.get(table)
+        if not seen:
+            return
+        for key, value in puts:
+            if key in seen:
+                seen[key] = value
+        for key in deletes:
+            if key in seen:
+                seen[key] = None
 
     def _scan(self, table: str, span: Span) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._pages(table, span, values=True):
