@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, settings
 
 from runtime.storage.kv import Engine
 from tests.fakes.anthropic_server import AnthropicServer
+from tests.machines import machines  # noqa: F401 - two web app processes on one store
 from tests.pg_server import pg_server, pg_url  # noqa: F401 - the real PostgreSQL server fixtures
 
 # Property tests judge correctness, never speed: the machines CI runs on are shared and noisy, so
