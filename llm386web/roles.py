@@ -30,14 +30,21 @@ REFUSED = (
 )
 
 
+#: Where role_of keeps a user's role for the rest of the request (request.user is per request).
+_ROLE_ATTR = "_llm386_role"
+
+
 def role_of(user: AbstractBaseUser | AnonymousUser) -> str:
     """Return ``viewer`` or ``operator`` for a logged-in user (anonymous users are viewers)."""
     if not user.is_authenticated:
         return VIEWER
+    known = getattr(user, _ROLE_ATTR, None)  # asked once per request: a page asks many times
+    if known is not None:
+        return str(known)
     groups = getattr(user, "groups", None)
-    if groups is not None and groups.filter(name=VIEWER).exists():
-        return VIEWER
-    return OPERATOR
+    role = VIEWER if groups is not None and groups.filter(name=VIEWER).exists() else OPERATOR
+    setattr(user, _ROLE_ATTR, role)
+    return role
 
 
 def can_act(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -50,6 +57,7 @@ def set_role(user: Any, role: str) -> None:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     group, _ = Group.objects.get_or_create(name=VIEWER)
+    user.__dict__.pop(_ROLE_ATTR, None)
     if role == VIEWER:
         user.groups.add(group)
     else:

@@ -104,22 +104,41 @@ class SectionView:
         return self.section in SECTION_NAMES
 
 
-def section_views(
-    plan: Mapping[str, Any], chosen: Sequence[PlanEntry], left: Sequence[PlanEntry]
-) -> tuple[SectionView, ...]:
+def _section_sums(plan: Mapping[str, Any], *, selected: bool) -> dict[str, tuple[int, int]]:
+    """Return {section: (entries, tokens)} of the plan's selected (or omitted) list, read as
+    ``plan_entries`` reads each entry but building none (a big turn has thousands)."""
+    raw = plan.get("selected" if selected else "omitted")
+    sums: dict[str, tuple[int, int]] = {}
+    for item in raw if isinstance(raw, list) else ():
+        if isinstance(item, Mapping):
+            section, tokens = str(item.get("section") or ""), item.get("tokens")
+            tokens = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
+        else:
+            section, tokens = "", 0
+        count, total = sums.get(section, (0, 0))
+        sums[section] = (count + 1, total + tokens)
+    return sums
+
+
+def section_views(plan: Mapping[str, Any]) -> tuple[SectionView, ...]:
     """Return every section named by the plan's totals or entries, in canonical order."""
     totals = {s.section: s for s in section_tokens(plan)}
-    names = set(totals) | {e.section for e in chosen} | {e.section for e in left}
+    chosen, left = _section_sums(plan, selected=True), _section_sums(plan, selected=False)
     views = []
-    for name in sorted(names, key=section_rank):
+    for name in sorted(set(totals) | set(chosen) | set(left), key=section_rank):
         total = totals.get(name)
-        out = [e for e in left if e.section == name]
+        blocks, used = chosen.get(name, (0, 0))
+        out, out_tokens = left.get(name, (0, 0))
         views.append(
-            SectionView(name, total.allocated if total else None,
-                        total.used if total else sum(e.tokens for e in chosen if e.section == name),
-                        sum(1 for e in chosen if e.section == name), len(out),
-                        sum(e.tokens for e in out))
-        )  # fmt: skip
+            SectionView(
+                name,
+                total.allocated if total else None,
+                total.used if total else used,
+                blocks,
+                out,
+                out_tokens,
+            )
+        )
     return tuple(views)
 
 
@@ -220,17 +239,22 @@ def replays_of(traces: TraceStore, rec: TraceRecord) -> tuple[TurnSummary, ...]:
                  if r.parent_call_id == rec.call_id)  # fmt: skip
 
 
+def _listed(plan: Mapping[str, Any], key: str) -> int:
+    raw = plan.get(key)
+    return len(raw) if isinstance(raw, list) else 0
+
+
 def turn_view(traces: TraceStore, call_id: str) -> TurnView:
     """Return the turn page's model of the record ``call_id`` (full id or unique prefix)."""
     rec = traces.get(call_id)
     summary = summarize_record(rec)
     previous, following = neighbours(traces, rec)
-    chosen = plan_entries(rec.plan, selected=True)
-    left = plan_entries(rec.plan, selected=False)
+    sections = section_views(rec.plan)
     note = rec.plan.get("note")
     return TurnView(
-        record=without_plan(rec), summary=summary, sections=section_views(rec.plan, chosen, left),
-        selected=len(chosen), omitted=len(left), previous=previous, next=following,
+        record=without_plan(rec), summary=summary, sections=sections,
+        selected=_listed(rec.plan, "selected"), omitted=_listed(rec.plan, "omitted"),
+        previous=previous, next=following,
         replays=replays_of(traces, rec), cost=input_cost(summary),
         note=note if isinstance(note, str) else "",
     )  # fmt: skip

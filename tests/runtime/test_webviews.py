@@ -169,12 +169,33 @@ def test_turn_sections_count_blocks_in_and_out_and_page_in_plan_order() -> None:
     plan = {"selected": [{"block_id": f"b{i}", "section": "recent", "tokens": 2} for i in range(7)],
             "omitted": [{"block_id": "o", "section": "retrieved", "reason": "over-budget",
                          "tokens": 9}]}  # fmt: skip
-    chosen, left = plan_entries(plan, selected=True), plan_entries(plan, selected=False)
-    views = {v.section: v for v in section_views(plan, chosen, left)}
+    views = {v.section: v for v in section_views(plan)}
     assert (views["recent"].blocks, views["recent"].used) == (7, 14)
     assert (views["retrieved"].omitted, views["retrieved"].omitted_tokens) == (1, 9)
     page = entry_page(plan, selected=True, section="recent", offset=5, limit=5)
     assert [e.block_id for e in page.entries] == ["b5", "b6"] and page.next_offset is None
+
+
+def test_section_counts_read_odd_entries_as_the_entry_list_does() -> None:
+    # The counts are summed from the raw plan (a big turn has thousands of entries); they must
+    # read each entry exactly as plan_entries does, odd ones included.
+    odd = [
+        {"block_id": "a", "section": "recent", "tokens": True},
+        "bare-id",
+        7,
+        {"block_id": "b", "section": None, "tokens": 3.5},
+        {"section": "recent", "tokens": 4},
+    ]
+    plan = {"selected": odd, "omitted": [*odd, {"section": "retrieved", "tokens": 5}]}  # fmt: skip
+    views = {v.section: v for v in section_views(plan)}
+    for selected in (True, False):
+        for e in plan_entries(plan, selected=selected):
+            view = views[e.section]
+            assert (view.blocks if selected else view.omitted) == sum(
+                1 for x in plan_entries(plan, selected=selected) if x.section == e.section
+            )
+    assert (views["recent"].blocks, views["recent"].used, views["recent"].omitted) == (2, 4, 2)
+    assert (views[""].blocks, views["retrieved"].omitted_tokens) == (3, 5)
 
 
 def test_block_uses_follow_added_deleted_and_swapped_records(tmp_path: Path) -> None:

@@ -130,3 +130,13 @@ def test_manage_command_says_what_to_do_on_bad_input(monkeypatch: Any) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("123\n"))
     with pytest.raises(CommandError, match="password was refused"):
         call_command("llm386_user", "add", "dave", "--role", "viewer", "--password-stdin")
+
+
+def test_a_role_changed_on_the_same_user_object_is_read_again(user: Any) -> None:
+    from llm386web.roles import set_role
+
+    assert role_of(user) == OPERATOR  # asked once: remembered on the object for the request
+    set_role(user, VIEWER)
+    assert role_of(user) == VIEWER
+    set_role(user, OPERATOR)
+    assert role_of(user) == OPERATOR
