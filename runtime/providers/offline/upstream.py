@@ -26,21 +26,24 @@ from types import TracebackType
 from typing import Any
 
 from runtime.blocks import canonical_json
-from runtime.errors import Llm386Error
+from runtime.errors import InvalidInput, Llm386Error
 from runtime.providers.offline.model import OfflineModel, reply_content
 from runtime.tokenizers import get_tokenizer
 
 MESSAGES_PATH = "/v1/messages"
 CHAT_PATH = "/v1/chat/completions"
 # The error type each API puts in its error body, by status (Anthropic's, then OpenAI's).
-_ERRORS = {429: ("rate_limit_error", "requests"), 500: ("api_error", "server_error"),
+_ERRORS = {400: ("invalid_request_error", "invalid_request_error"),
+           404: ("not_found_error", "invalid_request_error"), 429: ("rate_limit_error", "requests"), 500: ("api_error", "server_error"),
            529: ("overloaded_error", "server_error")}  # fmt: skip
 
 
 def chat_completion(body: bytes) -> dict[str, Any]:
     """Return the offline model's chat completion for a Chat Completions request body."""
     request = json.loads(body)
-    messages = [m for m in request.get("messages", []) if isinstance(m, Mapping)]
+    if not isinstance(request, Mapping) or not isinstance(request.get("messages"), list):
+        raise InvalidInput("a chat request is a JSON object with a list of messages")
+    messages = [m for m in request["messages"] if isinstance(m, Mapping)]
     content, _ = reply_content({"messages": messages}, _digest(body))
     text = "".join(str(b.get("text", "")) for b in content if b.get("type") == "text")
     count = get_tokenizer("cl100k_base").count
