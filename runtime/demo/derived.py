@@ -6,7 +6,7 @@ writes audit rows for).
 
 Which turns: the budget-pressure session's last turn is replayed unchanged (the Replay button's
 path, ``runtime.replay.resend.replay``); the turn before it is re-sent with one request parameter
-changed (``runtime.replay.experiment.run_experiment``, as ``llm386 experiment --set`` does).
+changed (``runtime.replay.experiment.run_experiment``, as ``llm386 replay ID --set`` does).
 
 Invariants: runs after ``runtime.demo.budget`` (it needs that session; without it nothing is
 made and the summary says so); idempotent: a turn that already has its demo replay or experiment
