@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.blocks import canonical_json
-from runtime.errors import ModelCallFailed
+from runtime.errors import Llm386Error, ModelCallFailed
 from runtime.providers.anthropic.adapter import AnthropicAdapter
 from runtime.providers.httpclient import RetryingClient
 from runtime.providers.offline.upstream import OfflineUpstream
@@ -77,15 +77,20 @@ def _converse(c: Captured, client: RetryingClient, upstream: OfflineUpstream) ->
         history.append({"role": "user", "content": text})
         if number == c.fail_at:
             upstream.fail_next(529, OVERLOADED)
-        for _ in range(2):  # the failed call is sent once more
             calls += 1
-            try:
-                reply = client.send(body(c, history), expected_sha256=None)
-            except ModelCallFailed:
-                continue
-            history.append({"role": "assistant", "content": reply.text})
-            break
+            _expect_failure(client, body(c, history))  # then sent again, as an agent retries
+        reply = client.send(body(c, history), expected_sha256=None)
+        calls += 1
+        history.append({"role": "assistant", "content": reply.text})
     return calls
+
+
+def _expect_failure(client: RetryingClient, request: bytes) -> None:
+    try:
+        client.send(request, expected_sha256=None)
+    except ModelCallFailed:
+        return
+    raise Llm386Error("the offline upstream answered a call it was told to fail; report this bug")
 
 
 def _client(c: Captured, proxy: str) -> RetryingClient:
@@ -115,7 +120,15 @@ def load_captured_sessions(
                         calls += _converse(c, client, upstream)
     finally:
         recorder.close()
+    if recorder.lost or recorder.recorded != calls:
+        raise Llm386Error(
+            f"the capture proxy recorded {recorder.recorded} of the demo's {calls} calls "
+            f"({recorder.last_error or 'no error reported'}); check the store, then run the "
+            "demo again (sessions already recorded are kept)"
+        )
+    formats = sorted({"OpenAI Chat Completions" if c.chat else "Anthropic Messages" for c in todo})
+    failed = sum(1 for c in todo if c.fail_at is not None)
     return (
         f"capture proxy: {len(todo)} session(s) recorded through the proxy ({calls} calls, "
-        f"Anthropic Messages and OpenAI Chat Completions, one scripted 529 mid-session)."
+        f"{' and '.join(formats)}; {failed} scripted 529 mid-session)."
     )

@@ -84,6 +84,7 @@ def test_demo_loads_tau_bench_and_the_sample_agent_once(
     assert "sample agent: 3 demo conversation(s) created with the offline model" in first
     assert "budget pressure: 1 sample-agent session(s)" in first
     assert "capture proxy: 2 session(s) recorded through the proxy" in first
+    assert "Anthropic Messages and OpenAI Chat Completions; 1 scripted 529" in first
     store = store_access.get_store()
     traces = store_access.get_traces()
     sessions, calls = store.session_count(), traces.count()
