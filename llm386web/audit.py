@@ -3,7 +3,8 @@ turn, when, with what outcome and cost. Rows live in llm386web.models.Action (th
 
 A replay's row is written when it starts and completed when its outcome is first shown (the
 POST that waited for it, or the poll that found it done); a row whose outcome nobody saw reads
-"not seen" until the job is looked up again.
+"not seen" until the job is looked up again. The demo's replay and experiment (made by
+``manage.py llm386_demo``, not from a page) get one finished row each, keyed by the record made.
 """
 
 from __future__ import annotations
