@@ -573,6 +573,32 @@ def otel(r: Mapping[str, Results]) -> list[str]:
     ]
 
 
+DEMO_LABELS = {
+    "new_loaders_fresh": "budget pressure, replay and experiment, captured proxy calls (fresh)",
+    "new_loaders_again": "the same, loaded again (nothing added)",
+    "whole_demo_fresh": "the whole demo, fresh store (tau-bench import included)",
+    "whole_demo_again": "the whole demo, loaded again",
+}
+
+
+def demo(r: Mapping[str, Results]) -> list[str]:
+    d = r["demo"]
+    rows = [[label, ms(d["figures"][key]["p50_ms"]), ms(d["figures"][key]["max_ms"]),
+             ms(d["targets"][key]["target_ms"]) if key in d["targets"] else "—",
+             met(d["targets"][key]["met"]) if key in d["targets"] else "—"]
+            for key, label in DEMO_LABELS.items()]  # fmt: skip
+    return [
+        *heading("Demo load", "bench_demo", "demo"),
+        f"`manage.py llm386_demo`'s loaders on a fresh LMDB store ({num(d['sessions'])} "
+        f"sessions), then again, {d['figures']['whole_demo_fresh']['runs']} runs. The loaders "
+        "added to show budget pressure, a replay, an experiment and proxy turns are "
+        f"{pct(d['new_share_of_fresh_load'], 1)} of a fresh load (median of the runs). "
+        "Milliseconds.",
+        "",
+        *table(["what", "p50", "slowest", "target", "met"], rows),
+    ]
+
+
 SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, ...]], ...] = (
     (targets, ("pager", "locomo", "diff", "web", "paging", "import")),
     (pager, ("pager",)),
@@ -590,6 +616,7 @@ SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, .
     (storage, ("storage",)),
     (proxy, ("proxy",)),
     (otel, ("otel",)),
+    (demo, ("demo",)),
 )
 # Results files no section reads: summary.json repeats the others with each run's seconds.
 UNREPORTED = frozenset({"summary"})

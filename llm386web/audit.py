@@ -3,18 +3,22 @@ turn, when, with what outcome and cost. Rows live in llm386web.models.Action (th
 
 A replay's row is written when it starts and completed when its outcome is first shown (the
 POST that waited for it, or the poll that found it done); a row whose outcome nobody saw reads
-"not seen" until the job is looked up again.
+"not seen" until the job is looked up again. The demo's replay and experiment (made by
+``manage.py llm386_demo``, not from a page) get one finished row each, keyed by the record made.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 from django.utils import timezone
 
 from llm386web import replayjobs, samplejobs
 from llm386web.models import Action
+from runtime.providers import get_provider
 
 
 def replay_started(request: HttpRequest, job: replayjobs.ReplayJob, target: str) -> None:
@@ -84,3 +88,16 @@ def samples_finished(job: samplejobs.SampleJob) -> None:
     if job.result is not None:
         fields |= {"result_call_id": job.result.records[0].call_id, "cost_usd": job.cost_usd}
     Action.objects.filter(job_id=job.id, outcome="").update(**fields)
+
+
+def recorded_by_demo(username: str, kind: str, call_id: str, target: str, result: Any,
+                     outcome: str) -> None:  # fmt: skip
+    """Record (once) that the demo loader made ``result`` (a trace record) from ``call_id``."""
+    user = get_user_model().objects.filter(username=username).first()
+    at = dt.datetime.fromtimestamp(result.started_at / 1000, dt.UTC)
+    cost = get_provider(result.provider).price(result.usage, result.model)
+    Action.objects.get_or_create(
+        kind=kind, result_call_id=result.call_id,
+        defaults={"user": user, "username": username, "at": at, "call_id": call_id,
+                  "target": target[:64], "outcome": outcome[:200], "cost_usd": cost},
+    )  # fmt: skip

@@ -12,8 +12,9 @@ Invariants:
 - Buckets are UTC hours for a window of up to seven days, else UTC days; every bucket of the
   window is listed, empty ones included, so a gap shows as a gap.
 - Percentiles are nearest-rank over the bucket × group's timed calls (exact, no sketch).
-- Cost is list-price input cost from ``runtime.providers.pricing.input_cost``, split into
-  uncached input, cache reads and cache writes; calls to unpriced models are counted apart.
+- Cost is list price from ``runtime.providers.pricing`` (``input_cost`` and ``output_cost``),
+  split into uncached input, cache reads, cache writes and output; calls to unpriced models
+  are counted apart (a model priced for input only adds no output cost).
 - Groups are sorted by calls (most first), then name; past ``MAX_GROUPS`` the rest are summed
   into one ``(other)`` group, so a chart has a bounded number of series.
 - Deterministic: the clock is an argument (``now_ms``), every order has a total key.
@@ -30,7 +31,7 @@ from enum import StrEnum
 from runtime.errors import InvalidInput
 from runtime.indexes.callpoints import CallPoint, points_between
 from runtime.inspect.sessions import SourceKind, summary_table
-from runtime.providers.pricing import find_price, input_cost
+from runtime.providers.pricing import find_price, input_cost, output_cost
 from runtime.providers.usage import Usage
 from runtime.storage.interface import BlockStore
 from runtime.tracing.records import TraceStore
@@ -98,10 +99,11 @@ class _Sums:
         if p.latency_ms is not None:
             self.latencies.append(p.latency_ms)
         price = None if p.failed else find_price(p.model)
-        costs = (0.0, 0.0, 0.0) if price is None else (
+        costs = (0.0, 0.0, 0.0, 0.0) if price is None else (
             input_cost(Usage(p.input_tokens, 0), price) or 0.0,
             input_cost(Usage(0, 0, p.cache_read_tokens), price) or 0.0,
             input_cost(Usage(0, 0, 0, p.cache_write_tokens), price) or 0.0,
+            output_cost(Usage(0, p.output_tokens), price) or 0.0,
         )  # fmt: skip
         row = (1, int(p.failed), p.input_tokens, p.output_tokens, p.cache_read_tokens,
                p.cache_write_tokens, *costs, int(price is None and not p.failed))  # fmt: skip
@@ -126,15 +128,17 @@ class GroupStats:
     cost_input_usd: float = 0.0
     cost_cache_read_usd: float = 0.0
     cost_cache_write_usd: float = 0.0
+    cost_output_usd: float = 0.0
     unpriced_calls: int = 0
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
 
     @classmethod
     def of(cls, s: _Sums) -> GroupStats:
-        calls, errors, i, o, r, w, c_input, c_read, c_write, unpriced = s.figures
+        calls, errors, i, o, r, w, c_input, c_read, c_write, c_output, unpriced = s.figures
         return cls(int(calls), int(errors), Usage(int(i), int(o), int(r), int(w)),
-                   round(c_input, 8), round(c_read, 8), round(c_write, 8), int(unpriced),
+                   round(c_input, 8), round(c_read, 8), round(c_write, 8), round(c_output, 8),
+                   int(unpriced),
                    percentile(s.latencies, 50), percentile(s.latencies, 95))  # fmt: skip
 
     @property
@@ -142,12 +146,18 @@ class GroupStats:
         return self.usage.total_input_tokens
 
     @property
-    def cost_usd(self) -> float:
+    def cost_input_all_usd(self) -> float:
+        """The input's cost: uncached input, cache reads and cache writes."""
         return round(self.cost_input_usd + self.cost_cache_read_usd + self.cost_cache_write_usd, 8)
+
+    @property
+    def cost_usd(self) -> float:
+        """The whole cost: every kind of input, and output."""
+        return round(self.cost_input_all_usd + self.cost_output_usd, 8)
 
 
 EMPTY = GroupStats()
-_SUMMED = 10  # calls, errors, four token counts, three costs, unpriced calls
+_SUMMED = 11  # calls, errors, four token counts, four costs, unpriced calls
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ bucket) and ``csv_rows`` / ``csv_cell`` (the numbers behind a chart, one row per
 
 Invariants:
 - A chart's CSV holds every number the chart draws: for a chart by group, the value of each
-  bucket × group is a column of that row; for the cost chart (stacked by kind of input), each
-  kind is a column, and the chart's bar is their sum over the groups of the bucket.
+  bucket × group is a column of that row; for the cost chart (stacked by kind: uncached input,
+  cache reads, cache writes, output), each kind is a column, and the chart's bar is their sum
+  over the groups of the bucket.
 - A CSV cell is never a formula: text starting with = + - @ (or a tab or carriage return,
   which spreadsheets also read as a formula start) gets a leading apostrophe.
 """
@@ -32,7 +33,7 @@ class ChartSpec:
 
 
 _COST_PARTS = (("cost_input_usd", "uncached input"), ("cost_cache_read_usd", "cache reads"),
-               ("cost_cache_write_usd", "cache writes"))  # fmt: skip
+               ("cost_cache_write_usd", "cache writes"), ("cost_output_usd", "output"))  # fmt: skip
 CHARTS: tuple[ChartSpec, ...] = (
     ChartSpec("input-tokens", "Input tokens (uncached, cache reads and writes)", "tokens", False,
               "all_input_tokens", (),
@@ -40,10 +41,10 @@ CHARTS: tuple[ChartSpec, ...] = (
                "all_input_tokens")),
     ChartSpec("output-tokens", "Output tokens", "tokens", False, "output_tokens", (),
               ("calls", "output_tokens")),
-    ChartSpec("cost", "Input cost, list price: uncached input, cache reads, cache writes", "USD",
+    ChartSpec("cost", "Cost, list price: uncached input, cache reads, cache writes, output", "USD",
               False, "", _COST_PARTS,
               ("calls", "cost_input_usd", "cost_cache_read_usd", "cost_cache_write_usd",
-               "cost_usd", "unpriced_calls")),
+               "cost_output_usd", "cost_usd", "unpriced_calls")),
     ChartSpec("latency-p50", "Latency p50", "ms", True, "latency_p50_ms", (),
               ("calls", "latency_p50_ms")),
     ChartSpec("latency-p95", "Latency p95", "ms", True, "latency_p95_ms", (),

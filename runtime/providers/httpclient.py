@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -121,7 +121,8 @@ class RetryingClient:
     connection, ``total_timeout`` (default: none) all attempts and waits together: no retry
     starts that could not finish within it. ``max_retries`` counts attempts after the first.
     A retry waits ``retry-after`` when the server sends it, else ``backoff_seconds * 2**(n-1)``;
-    either is capped at ``max_backoff_seconds``.
+    either is capped at ``max_backoff_seconds``. ``headers`` go with every request (e.g. the
+    capture proxy's ``x-llm386-session``); they never change the body bytes.
     """
 
     provider: str  # the Provider's name
@@ -142,8 +143,10 @@ class RetryingClient:
         max_backoff_seconds: float = 8.0,
         connect_timeout: float | None = None,
         total_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._api_key = api_key or self._key_from_env()
+        self.headers = dict(sorted((headers or {}).items()))
         self._base_url = self._resolve_base_url(base_url)
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
@@ -303,7 +306,7 @@ class RetryingClient:
         bounds = httpx2.Timeout(timeout, connect=min(self.connect_timeout, timeout))
         try:
             reply = sdk.post(self._path_for(request_bytes), cast_to=httpx2.Response, content=request_bytes,
-                             options={"timeout": bounds})  # fmt: skip
+                             options={"timeout": bounds, "headers": self.headers})  # fmt: skip
         except self.status_error as exc:
             reply = exc.response  # type: ignore[attr-defined]
         return RawResponse(reply.status_code, tuple(reply.headers.multi_items()), reply.content,

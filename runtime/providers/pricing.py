@@ -1,8 +1,8 @@
 """Prices: the one dated list-price table, and the one way token counts become dollars.
 
 Owns: ``Price`` (a model's list input price and its prompt-cache multipliers, with its provider,
-source and date), ``PRICES``, ``get_price`` / ``find_price``, ``input_cost`` (what one call's
-reported usage cost) and ``estimate_cost`` (a run of requests with and without prompt caching,
+source and date), ``PRICES``, ``get_price`` / ``find_price``, ``input_cost`` and ``output_cost``
+(what one call's reported usage cost), ``call_cost`` (their sum) and ``estimate_cost`` (a run of requests with and without prompt caching,
 for the paging accounting and the benchmarks).
 
 Invariants:
@@ -83,13 +83,21 @@ def input_cost(usage: Usage | None, price: Price | None) -> float | None:
     return round(weighted * price.input_usd_per_mtok / MTOK, 8)
 
 
+def output_cost(usage: Usage | None, price: Price | None) -> float | None:
+    """Return the list-price output cost in USD of reported usage, or None when the model, or
+    its output, is not priced."""
+    if usage is None or price is None or price.output_usd_per_mtok is None:
+        return None
+    return round(usage.output_tokens * price.output_usd_per_mtok / MTOK, 8)
+
+
 def call_cost(usage: Usage | None, price: Price | None) -> float | None:
     """Return the list-price cost in USD of a call's input and output, or None when the model,
     or its output, is not priced."""
-    cost = input_cost(usage, price)
-    if cost is None or price is None or price.output_usd_per_mtok is None or usage is None:
+    cost, output = input_cost(usage, price), output_cost(usage, price)
+    if cost is None or output is None:
         return None
-    return round(cost + usage.output_tokens * price.output_usd_per_mtok / MTOK, 8)
+    return round(cost + output, 8)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from runtime.inspect.dashboard import (
     percentile,
 )
 from runtime.inspect.dashcharts import BY_NAME, chart_series, chart_spec, csv_cell, csv_rows
-from runtime.providers.pricing import get_price
+from runtime.providers.pricing import call_cost, get_price
 from runtime.providers.usage import Usage
 from runtime.tracing import records as tr
 
@@ -110,8 +110,51 @@ def test_cost_splits_uncached_input_cache_reads_and_writes_at_list_price(stores:
         0.4 * price.input_usd_per_mtok * price.cache_write)  # fmt: skip
     assert totals.all_input_tokens == 3_400_000
     cost = chart_series(_dash(stores), BY_NAME["cost"])
-    assert [s.label for s in cost] == ["uncached input", "cache reads", "cache writes"]
+    assert [s.label for s in cost] == ["uncached input", "cache reads", "cache writes", "output"]
     assert sum(v or 0 for v in cost[1].values) == pytest.approx(totals.cost_cache_read_usd)
+
+
+def test_cost_prices_output_too_and_the_total_is_every_kind(stores: Any) -> None:
+    _write(stores, [_rec("a", NOON, usage=Usage(1_000_000, 200_000, 2_000_000, 400_000))])
+    price = get_price(HAIKU)
+    assert price.output_usd_per_mtok is not None
+    totals = _dash(stores).totals
+    assert totals.cost_output_usd == pytest.approx(0.2 * price.output_usd_per_mtok)
+    input_all = (1 + 2 * price.cache_read + 0.4 * price.cache_write) * price.input_usd_per_mtok
+    assert totals.cost_input_all_usd == pytest.approx(input_all)
+    assert totals.cost_usd == pytest.approx(input_all + 0.2 * price.output_usd_per_mtok)
+    assert totals.cost_usd == pytest.approx(call_cost(Usage(1_000_000, 200_000, 2_000_000,
+                                                            400_000), price))  # fmt: skip
+    output = chart_series(_dash(stores), BY_NAME["cost"])[3]
+    assert sum(v or 0 for v in output.values) == pytest.approx(totals.cost_output_usd)
+
+
+def test_cost_csv_has_every_kind_per_group_and_they_sum_to_the_total(stores: Any) -> None:
+    sonnet = "claude-sonnet-4-6"
+    usages = {HAIKU: Usage(1000, 500, 8000, 2000), sonnet: Usage(3000, 100, 0, 6000)}
+    _write(stores, [_rec("a", NOON, usage=usages[HAIKU]),
+                    _rec("b", NOON + 1, model=sonnet, usage=usages[sonnet])],
+           sources={"a": "proxy", "b": "otlp"})  # fmt: skip
+    header, *rows = csv_rows(_dash(stores), BY_NAME["cost"])
+    assert header == ["bucket_start_utc", "model", "calls", "cost_input_usd",
+                      "cost_cache_read_usd", "cost_cache_write_usd", "cost_output_usd",
+                      "cost_usd", "unpriced_calls"]  # fmt: skip
+    cells = {r[1]: r for r in rows if r[2] != "0"}
+    for model, usage in usages.items():
+        row, price = cells[model], get_price(model)
+        assert float(row[6]) == pytest.approx(
+            usage.output_tokens * (price.output_usd_per_mtok or 0) / 1e6
+        )
+        assert sum(float(c) for c in row[3:7]) == pytest.approx(float(row[7]))
+        assert float(row[7]) == pytest.approx(call_cost(usage, price))
+    by_source = csv_rows(_dash(stores, DashQuery(group=Grouping.SOURCE)), BY_NAME["cost"])
+    totals = {r[1]: float(r[7]) for r in by_source[1:] if r[2] != "0"}
+    assert totals == pytest.approx(
+        {
+            "proxy": call_cost(usages[HAIKU], get_price(HAIKU)),
+            "otlp": call_cost(usages[sonnet], get_price(sonnet)),
+        }
+    )
 
 
 def test_unpriced_models_are_counted_apart_and_cost_nothing(stores: Any) -> None:

@@ -74,8 +74,8 @@ def test_csv_has_a_header_and_a_row_per_bucket_and_group(logged_in: Client, call
     assert response["Content-Disposition"] == 'attachment; filename="llm386-cost-by-source.csv"'
     rows = _csv(response)
     assert rows[0] == ["bucket_start_utc", "source", "calls", "cost_input_usd",
-                       "cost_cache_read_usd", "cost_cache_write_usd", "cost_usd",
-                       "unpriced_calls"]  # fmt: skip
+                       "cost_cache_read_usd", "cost_cache_write_usd", "cost_output_usd",
+                       "cost_usd", "unpriced_calls"]  # fmt: skip
     assert {row[1] for row in rows[1:]} == {"proxy", "import"}
     assert len(rows) - 1 == 2 * 24 or len(rows) - 1 == 2 * 25  # every hour × both sources
     proxy = [row for row in rows[1:] if row[1] == "proxy" and row[2] != "0"]

@@ -82,6 +82,9 @@ def test_demo_loads_tau_bench_and_the_sample_agent_once(
     first = _run(monkeypatch, data=True)
     assert "tau-bench airline: 120 session(s) and 1698 turn(s) imported" in first
     assert "sample agent: 3 demo conversation(s) created with the offline model" in first
+    assert "budget pressure: 1 sample-agent session(s)" in first
+    assert "capture proxy: 2 session(s) recorded through the proxy" in first
+    assert "Anthropic Messages and OpenAI Chat Completions; 1 scripted 529" in first
     store = store_access.get_store()
     traces = store_access.get_traces()
     sessions, calls = store.session_count(), traces.count()
@@ -90,9 +93,10 @@ def test_demo_loads_tau_bench_and_the_sample_agent_once(
     second = _run(monkeypatch, data=True)
     assert "all 120 sessions already loaded" in second
     assert "all 3 demo conversations already loaded" in second
+    assert "replay and experiment: already made." in second
     store = store_access.get_store()
     traces = store_access.get_traces()
-    assert (store.session_count(), traces.count()) == (sessions, calls) == (123, calls)
+    assert (store.session_count(), traces.count()) == (sessions, calls) == (126, calls)
     assert calls > 1698  # the sample agent's turns are traced too, once
     assert traces.count(flagged=True) == 84  # one turn of each failed run is flagged
     store_access.reset_stores()

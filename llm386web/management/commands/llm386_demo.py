@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -17,10 +17,15 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from llm386web import audit
 from llm386web.conf import web_config
 from llm386web.home import read_or_create_secret
+from llm386web.models import Action
 from llm386web.store_access import get_store, get_traces
 from runtime.agent.core import load_demo_conversations
+from runtime.demo.budget import load_budget_sessions
+from runtime.demo.captured import load_captured_sessions
+from runtime.demo.derived import demo_experiments, demo_replays, load_derived
 from runtime.indexes import callpoints
 from runtime.indexes.blockuses import sync as sync_block_uses
 from runtime.storage.interface import BlockStore
@@ -44,20 +49,42 @@ def load_tau_bench(store: BlockStore, traces: TraceStore) -> str:
 
 # The demo loaders `make demo` runs, in order. Each takes (store, traces), must be safe to run
 # again (it adds only what is missing) and returns a one-line summary: the imported tau-bench
-# runs, then the sample agent's conversations with the offline model (replayable offline).
+# runs, the sample agent's conversations with the offline model (replayable offline), a session
+# under a tight token budget (turns omit blocks), a replay and an experiment of its turns, and
+# calls captured by the real proxy (one failing mid-session). See runtime.demo.
 DEMO_LOADERS: list[Callable[[BlockStore, TraceStore], str]] = [
     load_tau_bench,
     load_demo_conversations,
+    load_budget_sessions,
+    load_derived,
+    load_captured_sessions,
 ]
 
 
-def load_demo_data(store: BlockStore, out: Callable[[str], None] = print) -> None:
-    """Run every demo loader on ``store``, reporting each one's summary and time to ``out``."""
+def audit_demo_actions(traces: TraceStore, username: str = USERNAME) -> None:
+    """Put the demo's replay and experiment in the audit list (once), as ``username``'s."""
+    for rec in demo_replays(traces):
+        original = traces.get(rec.parent_call_id or "")
+        same = "bytes identical" if rec.prompt_hash == original.prompt_hash else "bytes differ"
+        audit.recorded_by_demo(username, Action.REPLAY, original.call_id, rec.provider, rec,
+                               f"{same} (demo)")  # fmt: skip
+    for row in demo_experiments(traces):
+        audit.recorded_by_demo(username, Action.EXPERIMENT, row.parent, row.description,
+                               traces.get(row.child), f"{row.status}: {row.provider} {row.model}")  # fmt: skip
+
+
+def load_demo_data(
+    store: BlockStore,
+    out: Callable[[str], None] = print,
+    loaders: Sequence[Callable[[BlockStore, TraceStore], str]] = DEMO_LOADERS,
+) -> None:
+    """Run the demo loaders on ``store``, reporting each one's summary and time to ``out``."""
     traces = get_traces()
-    for loader in DEMO_LOADERS:
+    for loader in loaders:
         started = time.monotonic()
         summary = loader(store, traces)
         out(f"{summary} ({time.monotonic() - started:.1f} s)")
+    audit_demo_actions(traces)
     started = time.monotonic()
     sync_block_uses(store, traces)  # so the first block page need not index every turn
     callpoints.sync(store, traces)  # and the first dashboard need not index every call
