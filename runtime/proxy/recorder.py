@@ -54,6 +54,7 @@ class Recorder:
         self.target, self.restarts = process, restarts
         self.writer = TurnWriter(store, traces) if process is None else None
         self._child: BaseProcess | None = None
+        self._pid: int | None = None  # the writer process's, for the status page
         self._conn: Connection | None = None
         self.started_processes = 0
         self.capacity, self.batch = capacity, batch
@@ -87,7 +88,13 @@ class Recorder:
         return self.healthy and self._writer_up() and not self._queue.full()
 
     def _writer_up(self) -> bool:
-        return self.target is None or (self._child is not None and self._child.is_alive())
+        if self.target is None:
+            return True
+        child = self._child
+        try:
+            return child is not None and child.is_alive()
+        except ValueError:  # the writer thread closed it just now: it is being replaced
+            return False
 
     def submit(self, exchange: Exchange) -> bool:
         """Queue an exchange to be recorded; return False (and count it lost) if there is no room."""
@@ -114,6 +121,7 @@ class Recorder:
 
     def status(self) -> dict[str, Any]:
         up = self._writer_up()
+        pid = self._pid
         with self._lock:
             out: dict[str, Any] = {
                 "recorded": self.recorded, "lost": self.lost, "queue": self._queue.qsize(),
@@ -121,8 +129,7 @@ class Recorder:
                 "last_error": self.last_error, "store": str(getattr(self.store, "path", "")),
             }  # fmt: skip
         if self.target is not None:
-            child = self._child
-            out["writer"] = {"process": child.pid if child else None, "alive": up,
+            out["writer"] = {"process": pid, "alive": up,
                              "started": self.started_processes}  # fmt: skip
         return out
 
@@ -181,6 +188,9 @@ class Recorder:
             self._lose(batch, why + "; these calls may have been recorded just before")
             self._restart("died")
             return
+        except Exception as exc:  # e.g. a batch that cannot be sent: lost, and said so
+            self._lose(batch, f"the batch could not reach the recording process ({exc})"[:300])
+            return
         self._count(result)
 
     def _count(self, result: BatchResult) -> None:
@@ -230,7 +240,7 @@ class Recorder:
             return False
         if reply[1] is not None:
             log.error("the recorder could not load its tokenizers: %s", reply[1])
-        self._child, self._conn = proc, parent
+        self._child, self._conn, self._pid = proc, parent, proc.pid
         return True
 
     def _restart(self, what: str) -> None:

@@ -27,8 +27,9 @@ TOOLS = [{"name": "read", "description": "read a file",
           "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]  # fmt: skip
 
 
-def _exchange(path: str, body: bytes, n: int, *, status: int = 200, reply: bytes = OK_MESSAGE,
+def captured(path: str, body: bytes, n: int, *, status: int = 200, reply: bytes = OK_MESSAGE,
               session: str | None = None) -> Exchange:  # fmt: skip
+    """A finished call to ``path`` with this request and reply, as the server hands it over."""
     json_headers = (("content-type", "application/json"),)
     return Exchange(ROUTES[path], path, "http://upstream" + path, 1_700_000_000_000 + n, body,
                     json_headers, session=session, status=status, response_headers=json_headers,
@@ -57,7 +58,7 @@ def scripted_exchanges() -> list[Exchange]:
 
     def add(path: str, data: Any, **options: Any) -> None:
         body = data if isinstance(data, bytes) else json.dumps(data).encode()
-        out.append(_exchange(path, body, len(out), **options))
+        out.append(captured(path, body, len(out), **options))
 
     system = [{"type": "text", "text": "You are a careful agent.",
                "cache_control": {"type": "ephemeral"}}]  # fmt: skip

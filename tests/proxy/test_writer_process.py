@@ -19,6 +19,7 @@ from runtime.storage.lmdb.store import LmdbStore
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from tests.fakes.anthropic_server import AnthropicServer
 from tests.proxy.conftest import API_KEY
+from tests.proxy.scripted import captured
 
 
 def _body(turn: int) -> str:
@@ -136,3 +137,24 @@ def test_a_writer_that_cannot_be_restarted_says_recording_is_down(
     assert status["lost"] == 1 and status["recorded"] == 0
     assert "recording is DOWN" in caplog.text and API_KEY not in caplog.text
     assert traces.list(limit=None) == []
+
+
+def test_a_writer_process_killed_mid_batch_loses_nothing_silently(
+    proxied: tuple[ProxyThread, Recorder, LmdbStore, LmdbTraceStore],
+) -> None:
+    proxy, recorder, store, traces = proxied
+    base = [{"role": "user", "content": "x" * 4000}]
+    calls = [captured("/v1/messages", json.dumps({"model": "claude-sonnet-4-6", "messages": [
+        *base, {"role": "assistant", "content": f"a{n}"}, {"role": "user", "content": f"u{n}"}]
+    }).encode(), n) for n in range(1500)]  # fmt: skip
+    assert all(recorder.submit(call) for call in calls)
+    _until(lambda: recorder.status()["recorded"] > 0, 120)  # it is writing now
+    first = _kill(recorder)
+    assert recorder.flush(300)
+    status = recorder.status()
+    assert status["recorded"] + status["lost"] == len(calls)  # every call is counted once
+    assert 0 < status["lost"] <= 256 and status["writer"]["process"] != first
+    assert status["writer"]["started"] == 2 and status["recording"] is True
+    stored = len(traces.list(limit=None))
+    # The batch that was being written may have committed before the process died.
+    assert status["recorded"] <= stored <= status["recorded"] + status["lost"]
