@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields, replace
 from functools import partial
 
-from runtime.cli.common import Output, add_command, open_store_from, warn
+from runtime.cli.common import Output, add_command, open_store_from, store_path_from, warn
 from runtime.cli.models_cmds import config_from
 from runtime.config import ProxyConfig
 from runtime.errors import InvalidInput
@@ -47,12 +47,15 @@ def cmd_proxy(args: argparse.Namespace) -> Output:
         upstreams={Family.ANTHROPIC: conf.anthropic_upstream, Family.OPENAI: conf.openai_upstream},
         read_timeout=conf.timeout_seconds,
     )  # fmt: skip
-    # The writer thread is CPU-bound while it indexes a batch; a short GIL switch interval lets
-    # the event loop in at once, so forwarding never waits a whole 5 ms slice for it.
+    # The recorder's thread here only feeds the writer process; a short GIL switch interval
+    # still lets the event loop in at once whenever that thread (or the OTLP receiver) runs.
     sys.setswitchinterval(0.0002)
     store = open_store_from(args, create=True)
     traces = KvTraceStore(store)
-    recorder = Recorder(store, traces, capacity=conf.queue_size).start()
+    # The writer runs in a process of its own: it shares neither the GIL nor a core with the
+    # event loop that forwards calls.
+    recorder = Recorder(store, traces, capacity=conf.queue_size,
+                        process=store_path_from(args)).start()  # fmt: skip
     recorder.wait_ready()  # the first calls are then recorded as fast as the rest
     otlp = partial(receiver.handle, store=store, traces=traces)
     try:

@@ -5,7 +5,7 @@ Modules, in the order a call flows through them:
   rules (credentials never recorded) and errors in each provider's format;
 - ``server``: the asyncio HTTP/1.1 server that forwards each call byte for byte;
 - ``exchange``: one call as it happened, handed from the server to the recorder;
-- ``recorder``: the bounded queue and the one writer thread;
+- ``recorder``: the bounded queue and the one writer (a thread, or a process: ``writerproc``);
 - ``turns``, ``conversation``, ``sessions``, ``replies``: an exchange written as a turn of a
   session, with its blocks, its captured bytes and its assembled reply.
 """

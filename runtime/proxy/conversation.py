@@ -5,7 +5,8 @@ Responses -> ``Conversation``), which follows the block
 conventions the importer and the agent use: tool definitions become ``tool-schema`` blocks in
 Anthropic shape, tool calls and results use ``ToolCall``/``ToolResult`` bodies, and each call
 links to its result with a ``tool-invocation`` edge. It also owns the prefix keys that let a
-later call find the session it continues (``Conversation.prefix_keys``).
+later call find the session it continues (``Conversation.prefix_keys``). ``ConversationReader``
+reads a request from its bytes and reads again only the messages an earlier call did not have.
 
 Invariants:
 - Reading never changes the bytes and never fails on a well-formed JSON object: a part too big
@@ -13,14 +14,20 @@ Invariants:
   an empty part is left out, and content of an unknown shape is kept as its canonical JSON.
 - Prefix keys ignore ``cache_control`` (agents move their cache breakpoints from call to call)
   and nothing else: key ``i`` is a SHA-256 chain over the provider and messages ``0..i``.
+- ``ConversationReader.read`` returns exactly what ``read_conversation`` returns for the parsed
+  body. It reuses what it read of an earlier request only when that request's system prompt
+  and messages are, text for text, the first ones of this request (a SHA-256 chain over their
+  exact JSON text), so a request whose history was rewritten is read whole again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.blocks import (
@@ -49,6 +56,8 @@ class Conversation:
     messages: tuple[tuple[NewBlock, ...], ...]
     edges: tuple[Edge, ...]
     prefix_keys: tuple[bytes, ...]  # prefix_keys[i]: the key of messages[: i + 1]
+    setup_ids: tuple[str, ...] = ()  # the block id of each setup block
+    message_ids: tuple[tuple[str, ...], ...] = ()  # the block ids of each message's blocks
 
     def ids(self, blocks: Sequence[NewBlock]) -> list[str]:
         return [content_hash(BlockKind(b.kind), str(b.body)) for b in blocks]
@@ -92,29 +101,214 @@ def read_conversation(
 
     ``cache_marks=False`` says the request holds no ``cache_control`` (its bytes do not name
     it), so the prefix keys need not copy each message without it."""
+    return _read(wire, data, max_bytes, cache_marks, _Known())[0]
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What reading a request's first messages left: their keys, blocks and block ids, and the
+    tool calls and edges seen in them (a later message's result links to an earlier call)."""
+
+    keys: tuple[bytes, ...] = ()
+    messages: tuple[tuple[NewBlock, ...], ...] = ()
+    ids: tuple[tuple[str, ...], ...] = ()
+    calls: Mapping[str, str] = field(default_factory=dict)
+    edges: tuple[Edge, ...] = ()
+
+
+def _read(
+    wire: Wire, data: Mapping[str, Any], max_bytes: int, cache_marks: bool, known: _Known
+) -> tuple[Conversation, _Known]:
+    """Read ``data``, whose first ``len(known.messages)`` messages ``known`` has read already."""
     reader = _READERS[wire]
     parts = _Parts(f"proxy:{reader.source}", max_bytes)
     system_field, messages = reader.split(data)
     system = reader.system(parts, system_field)
-    setup = system + _tools(parts, data.get("tools"))
-    per_message = [reader.message(parts, m) for m in messages]
-    keys = prefix_keys(reader.salt, system_field, messages, cache_marks=cache_marks)
-    return Conversation(str(data.get("model") or "unknown"), tuple(b for b in setup if b),
-                        tuple(tuple(b for b in bs if b) for bs in per_message),
-                        tuple(parts.edges), keys)  # fmt: skip
+    setup = tuple(b for b in system + _tools(parts, data.get("tools")) if b)
+    parts.calls, parts.edges = dict(known.calls), list(known.edges)
+    rest = messages[len(known.messages) :]
+    new = [tuple(b for b in reader.message(parts, m) if b) for m in rest]
+    keys = prefix_keys(reader.salt, system_field, rest, cache_marks=cache_marks,
+                       after=known.keys[-1] if known.keys else None)  # fmt: skip
+    now = _Known(known.keys + keys, known.messages + tuple(new),
+                 known.ids + tuple(tuple(_ids(bs)) for bs in new), parts.calls,
+                 tuple(parts.edges))  # fmt: skip
+    conv = Conversation(str(data.get("model") or "unknown"), setup, now.messages, now.edges,
+                        now.keys, tuple(_ids(setup)), now.ids)  # fmt: skip
+    return conv, now
+
+
+def _ids(blocks: Sequence[NewBlock]) -> list[str]:
+    return [content_hash(BlockKind(b.kind), str(b.body)) for b in blocks]
 
 
 def prefix_keys(
-    salt: str, system: Any, messages: Sequence[Any], *, cache_marks: bool = True
-) -> tuple[bytes, ...]:
-    """Return the chain of prefix keys of ``messages`` (see the module invariants)."""
+    salt: str, system: Any, messages: Sequence[Any], *, cache_marks: bool = True,
+    after: bytes | None = None,
+) -> tuple[bytes, ...]:  # fmt: skip
+    """Return the chain of prefix keys of ``messages`` (see the module invariants); ``after``
+    is the key of the messages before them, if they do not start the list."""
     strip = _uncached if cache_marks else _same
-    digest = hashlib.sha256(salt.encode() + b"\0" + canonical_json(strip(system)))
+    digest = after
+    if digest is None:
+        digest = hashlib.sha256(salt.encode() + b"\0" + canonical_json(strip(system))).digest()
     keys: list[bytes] = []
     for message in messages:
-        digest = hashlib.sha256(digest.digest() + canonical_json(strip(message)))
-        keys.append(digest.digest())
+        digest = hashlib.sha256(digest + canonical_json(strip(message))).digest()
+        keys.append(digest)
     return tuple(keys)
+
+
+class ConversationReader:
+    """Reads requests from their bytes, reusing what it read of an earlier request's messages.
+
+    An agent's next call repeats every earlier message: this reads only the messages after the
+    longest earlier request whose messages this one starts with, in the same exact text (see
+    the module invariants). It remembers the newest ``capacity`` requests; a request that
+    continues one it has forgotten is read whole, with the same result."""
+
+    def __init__(self, max_bytes: int, capacity: int = 4096) -> None:
+        self.max_bytes, self.capacity = max_bytes, capacity
+        self._seen: OrderedDict[bytes, _Known] = OrderedDict()
+        self.reused = 0  # messages taken from an earlier request instead of read again
+
+    def read(
+        self, wire: Wire, body: bytes, *, cache_marks: bool = True
+    ) -> tuple[dict[str, Any] | None, Conversation | None]:
+        """Return the parsed body (None if it is not a JSON object) and its conversation."""
+        scanned = _scan(body, _READERS[wire].fields) if self.capacity else None
+        if scanned is None:  # not a shape this reads in parts: read it whole, as ever
+            data = request_json(body)
+            return data, read_conversation(wire, data, self.max_bytes,
+                                           cache_marks=cache_marks) if data else None  # fmt: skip
+        data, chain = scanned
+        start = hashlib.sha256(b"%s\0%d\0%d\0" % (wire.value.encode(), cache_marks,
+                                                      self.max_bytes))  # fmt: skip
+        links = chain.digests(start)
+        known = next((self._seen[d] for d in reversed(links) if d in self._seen), _Known())
+        conv, now = _read(wire, data, self.max_bytes, cache_marks, known)
+        self.reused += len(known.messages)
+        if links and len(now.messages) == len(links):
+            self._seen[links[-1]] = now
+            self._seen.move_to_end(links[-1])
+            while len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
+        return data, conv
+
+
+def request_json(body: bytes) -> dict[str, Any] | None:
+    """Return the body as a JSON object, or None if it is not one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """The exact JSON text of a request's system prompt and of each of its message objects."""
+
+    system: str | None
+    messages: tuple[str, ...]
+
+    def digests(self, start: Any) -> list[bytes]:
+        """Return digest ``i``: a SHA-256 chain over ``start``, the system and messages 0..i."""
+        h = start.copy()
+        h.update(_framed(self.system))
+        out = []
+        for text in self.messages:
+            h.update(_framed(text))
+            out.append(h.copy().digest())
+        return out
+
+
+def _framed(text: str | None) -> bytes:
+    raw = b"" if text is None else text.encode("utf-8", "surrogatepass")
+    return (len(raw) + (text is not None)).to_bytes(8, "big") + raw
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+# The C scanner json.loads parses every value with: one value at an index -> (value, end).
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _ws(text: str, i: int) -> int:
+    """Return the index after the JSON whitespace at ``i``."""
+    match = _WS.match(text, i)
+    return match.end() if match else i
+
+
+def _scan(body: bytes, names: tuple[str, str]) -> tuple[dict[str, Any], _Chain] | None:
+    """Parse ``body`` as ``json.loads`` does, keeping the text of the system field and of each
+    object in the message list (``names``); None if it is not an object with such a list."""
+    try:
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        return _scan_object(text, names)
+    except (ValueError, UnicodeDecodeError, StopIteration, IndexError):
+        return None
+
+
+def _scan_object(text: str, names: tuple[str, str]) -> tuple[dict[str, Any], _Chain] | None:
+    system_name, list_name = names
+    data: dict[str, Any] = {}
+    system: str | None = None
+    items: tuple[str, ...] | None = None
+    scan, ws = _SCAN, _ws
+    i = ws(text, 0)
+    if text[i] != "{":
+        return None
+    i = ws(text, i + 1)
+    while text[i] != "}":
+        if text[i] != '"':
+            return None
+        key, i = scan(text, i)  # a string, as the object's key
+        i = ws(text, i)
+        if text[i] != ":":
+            return None
+        i = ws(text, i + 1)
+        start = i
+        if key == list_name:
+            if text[i] == "[":
+                value, i, items = _scan_list(text, i)
+            else:
+                (value, i), items = scan(text, i), None
+        else:
+            value, i = scan(text, i)
+        if key == system_name:
+            system = text[start:i]
+        data[key] = value
+        i = ws(text, i)
+        if text[i] == ",":
+            i = ws(text, i + 1)
+            if text[i] != '"':
+                return None  # a trailing comma
+        elif text[i] != "}":
+            return None
+    i += 1
+    if ws(text, i) != len(text) or items is None:
+        return None
+    return data, _Chain(system, items)
+
+
+def _scan_list(text: str, i: int) -> tuple[list[Any], int, tuple[str, ...]]:
+    scan, ws = _SCAN, _ws
+    values: list[Any] = []
+    found: list[str] = []
+    i = ws(text, i + 1)
+    if text[i] == "]":
+        return values, i + 1, ()
+    while True:
+        value, end = scan(text, i)
+        values.append(value)
+        if isinstance(value, dict):
+            found.append(text[i:end])
+        i = ws(text, end)
+        if text[i] == "]":
+            return values, i + 1, tuple(found)
+        if text[i] != ",":
+            raise ValueError("expected , or ]")
+        i = ws(text, i + 1)
 
 
 def _same(value: Any) -> Any:
@@ -236,6 +430,7 @@ class _Reader:
     """How one wire format's request reads: where its system prompt and messages are."""
 
     source: str  # the blocks' provenance: proxy:<source>
+    fields: tuple[str, str]  # the names of its system field and its message list
     salt: str  # starts its prefix keys, so two formats' lists never match each other
     split: Callable[[Mapping[str, Any]], tuple[Any, list[Any]]]
     system: Callable[[_Parts, Any], list[NewBlock | None]]
@@ -244,9 +439,10 @@ class _Reader:
 
 _TEXT_PARTS = ("text", "input_text", "output_text")
 _READERS = {
-    Wire.MESSAGES: _Reader("anthropic", "anthropic", _messages_split, _anthropic_system,
-                           _anthropic_message),
-    Wire.CHAT: _Reader("openai", "openai", _messages_split, _no_system, _openai_message),
-    Wire.RESPONSES: _Reader("openai", "openai-responses", _responses_split, _anthropic_system,
-                            _responses_item),
+    Wire.MESSAGES: _Reader("anthropic", ("system", "messages"), "anthropic", _messages_split,
+                           _anthropic_system, _anthropic_message),
+    Wire.CHAT: _Reader("openai", ("system", "messages"), "openai", _messages_split, _no_system,
+                       _openai_message),
+    Wire.RESPONSES: _Reader("openai", ("instructions", "input"), "openai-responses",
+                            _responses_split, _anthropic_system, _responses_item),
 }  # fmt: skip

@@ -1,8 +1,11 @@
-"""Recording off the response path: a bounded queue drained by one writer thread.
+"""Recording off the response path: a bounded queue drained by one writer.
 
 Owns: ``Recorder``. The server hands each finished exchange to ``submit`` (never blocks); the
-writer thread takes whatever is queued, up to ``batch`` exchanges, and writes them in one store
+writer takes whatever is queued, up to ``batch`` exchanges, and writes them in one store
 write through ``runtime.proxy.turns.TurnWriter``, so a burst costs one commit, not one each.
+The writer is a thread of this process, or, with ``process=`` the store's target (as
+``llm386 proxy`` runs it), a process of its own (``runtime.proxy.writerproc``) that a thread
+here feeds one batch at a time, so writing shares neither the GIL nor a core with forwarding.
 
 Invariants:
 - Nothing is lost silently: an exchange the queue has no room for, or whose write failed, is
@@ -11,38 +14,54 @@ Invariants:
   not take the others with it. While the last write failed, ``accepting`` is False: the server
   marks responses ``x-llm386-recorded: false`` (or refuses them with ``--fail-closed``) until
   a write succeeds again.
+- A writer process that dies is seen within a second (``recording`` turns false, the status
+  says so); the batch it was writing is counted lost (it may have been committed just before)
+  and a new process is started, at most ``restarts`` times; after that, recording stays down
+  and says so, every further record counted lost.
 - A turn is durable (committed) before any reader can see it: readers only see commits.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import queue
 import threading
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
-from runtime.errors import Llm386Error
 from runtime.proxy.exchange import Exchange
 from runtime.proxy.turns import TurnWriter
+from runtime.proxy.writerproc import BatchResult, serve, warm, write_timed
 from runtime.storage.interface import BlockStore
+from runtime.storage.open import StoreTarget
 from runtime.tracing.records import TraceStore
 
 log = logging.getLogger("llm386.proxy")
 _STOP = object()
+_SPAWN = multiprocessing.get_context("spawn")  # never fork a process holding an open store
 
 
 class Recorder:
-    """A bounded queue of exchanges and the one thread that writes them as turns."""
+    """A bounded queue of exchanges and the one writer (a thread or a process) of their turns."""
 
     def __init__(
-        self, store: BlockStore, traces: TraceStore, *, capacity: int = 10_000, batch: int = 256
-    ) -> None:
+        self, store: BlockStore, traces: TraceStore, *, capacity: int = 10_000, batch: int = 256,
+        process: StoreTarget | None = None, restarts: int = 3,
+    ) -> None:  # fmt: skip
         self.store = store
-        self.writer = TurnWriter(store, traces)
+        self.target, self.restarts = process, restarts
+        self.writer = TurnWriter(store, traces) if process is None else None
+        self._child: BaseProcess | None = None
+        self._pid: int | None = None  # the writer process's, for the status page
+        self._conn: Connection | None = None
+        self.started_processes = 0
         self.capacity, self.batch = capacity, batch
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._lock = threading.Lock()
         self.submitted = self.recorded = self.lost = 0
+        self.cpu_seconds = 0.0  # the writer's CPU time for the batches it wrote
         self.healthy = True
         self.last_error: str | None = None
         self._ready = threading.Event()
@@ -57,15 +76,25 @@ class Recorder:
         return self._ready.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the writer thread."""
+        """Write what is queued, then stop the writer (and its process)."""
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
+        self._stop_child(timeout)
 
     @property
     def accepting(self) -> bool:
         """Whether a record submitted now can be taken: the store writes and the queue has room."""
-        return self.healthy and not self._queue.full()
+        return self.healthy and self._writer_up() and not self._queue.full()
+
+    def _writer_up(self) -> bool:
+        if self.target is None:
+            return True
+        child = self._child
+        try:
+            return child is not None and child.is_alive()
+        except ValueError:  # the writer thread closed it just now: it is being replaced
+            return False
 
     def submit(self, exchange: Exchange) -> bool:
         """Queue an exchange to be recorded; return False (and count it lost) if there is no room."""
@@ -91,30 +120,43 @@ class Recorder:
         return done.wait(timeout)
 
     def status(self) -> dict[str, Any]:
+        up = self._writer_up()
+        pid = self._pid
         with self._lock:
-            return {"recorded": self.recorded, "lost": self.lost, "queue": self._queue.qsize(),
-                    "queue_capacity": self.capacity, "recording": self.healthy,
-                    "last_error": self.last_error, "store": str(getattr(self.store, "path", ""))}  # fmt: skip
+            out: dict[str, Any] = {
+                "recorded": self.recorded, "lost": self.lost, "queue": self._queue.qsize(),
+                "queue_capacity": self.capacity, "recording": self.healthy and up,
+                "last_error": self.last_error, "store": str(getattr(self.store, "path", "")),
+            }  # fmt: skip
+        if self.target is not None:
+            out["writer"] = {"process": pid, "alive": up,
+                             "started": self.started_processes}  # fmt: skip
+        return out
 
     def _warm(self) -> None:
-        # Loading the tokenizers takes about a second; done here, before the first call, so
-        # the first exchanges are not queued behind it. A failure shows at the first write.
-        from runtime.profiles.catalog import get_profile
-        from runtime.tokenizers import get_tokenizer
-
         try:
-            for name in getattr(self.store, "tokenizers", ()):
-                get_tokenizer(name)
-            get_profile("claude-sonnet-4-6")
-        except Llm386Error as exc:
-            log.error("the recorder could not load its tokenizers: %s", exc)
+            if self.target is not None:
+                self._start_child()
+                return
+            problem = warm(self.store)
+            if problem is not None:
+                log.error("the recorder could not load its tokenizers: %s", problem)
         finally:
             self._ready.set()
+
+    def _next(self) -> Any:
+        """Return the next queued item; meanwhile, see to it that a writer process runs."""
+        while True:
+            try:
+                return self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if self.target is not None and not self._writer_up():
+                    self._restart("stopped")
 
     def _run(self) -> None:
         self._warm()
         while True:
-            items = [self._queue.get()]
+            items = [self._next()]
             while len(items) < self.batch:
                 try:
                     items.append(self._queue.get_nowait())
@@ -130,23 +172,121 @@ class Recorder:
     def _write(self, batch: list[Exchange]) -> None:
         if not batch:
             return
-        try:
-            self.writer.write_batch(batch)
-        except Exception as exc:
-            if len(batch) == 1:
-                self._failed(batch[0], exc)
-                return
-            for exchange in batch:  # one at a time: keep every exchange the store takes
-                self._write([exchange])
+        if self.writer is not None:
+            self._count(write_timed(self.writer, batch))
             return
-        with self._lock:
-            self.recorded += len(batch)
-            self.healthy, self.last_error = True, None
+        if not self._writer_up():
+            self._restart("stopped")
+        if self._conn is None or not self._writer_up():
+            self._lose(batch, self.last_error or "the recording process is down")
+            return
+        try:
+            self._conn.send(batch)
+            result = self._conn.recv()
+        except (EOFError, OSError) as exc:  # it died while writing this batch
+            why = f"the recording process died while writing ({type(exc).__name__})"
+            self._lose(batch, why + "; these calls may have been recorded just before")
+            self._restart("died")
+            return
+        except Exception as exc:  # e.g. a batch that cannot be sent: lost, and said so
+            self._lose(batch, f"the batch could not reach the recording process ({exc})"[:300])
+            return
+        self._count(result)
 
-    def _failed(self, exchange: Exchange, exc: Exception) -> None:
-        reason = f"{type(exc).__name__}: {exc}"[:300]
+    def _count(self, result: BatchResult) -> None:
         with self._lock:
-            self.lost += 1
+            self.recorded += result.recorded
+            self.cpu_seconds += result.cpu_seconds
+            self.lost += len(result.failures)
+            if result.failures:
+                self.last_error = result.failures[-1][1]
+            self.healthy = result.ok
+            if result.ok:
+                self.last_error = None
+        for path, reason in result.failures:
+            log.error("LOST the record of a %s call: the store refused it (%s)", path, reason)
+
+    def _lose(self, batch: list[Exchange], reason: str) -> None:
+        with self._lock:
+            self.lost += len(batch)
             self.healthy, self.last_error = False, reason
-        log.error("LOST the record of a %s call: the store refused it (%s)",
-                  exchange.api.path, reason)  # fmt: skip
+        log.error("LOST the records of %d calls: %s", len(batch), reason)
+
+    # -- the writer process ---------------------------------------------------------------
+    def _start_child(self) -> bool:
+        """Start a writer process and wait until it is ready; return whether it is."""
+        parent, child = _SPAWN.Pipe()
+        proc = _SPAWN.Process(target=serve, args=(child, self.target), name="llm386-recorder",
+                              daemon=True)  # fmt: skip
+        self.started_processes += 1
+        reply: Any = None
+        try:
+            proc.start()
+            child.close()
+            if parent.poll(120):
+                reply = parent.recv()
+        except (EOFError, OSError, RuntimeError) as exc:  # RuntimeError: spawn refused
+            reply = ("failed", f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            child.close()
+        if not (isinstance(reply, tuple) and reply[0] == "ready"):
+            why = reply[1] if isinstance(reply, tuple) and len(reply) > 1 else "it did not start"
+            if proc.pid is not None:
+                self._end(proc, 5.0)
+            parent.close()
+            with self._lock:
+                self.healthy, self.last_error = False, f"the recording process failed: {why}"
+            log.error("recording is DOWN: the recording process failed (%s)", why)
+            return False
+        if reply[1] is not None:
+            log.error("the recorder could not load its tokenizers: %s", reply[1])
+        self._child, self._conn, self._pid = proc, parent, proc.pid
+        return True
+
+    def _restart(self, what: str) -> None:
+        old, conn = self._child, self._conn
+        self._child = self._conn = None
+        code = None
+        if old is not None and conn is not None:
+            code = self._end(old, 5.0)
+            conn.close()
+        restarts = self.started_processes - 1
+        if restarts >= self.restarts:
+            if old is None:
+                return  # said already, when the last one went
+            with self._lock:
+                self.healthy = False
+                self.last_error = (f"the recording process {what} (exit code {code}) and was "
+                                   f"restarted {restarts} times already: recording is down; "
+                                   "restart llm386 proxy")  # fmt: skip
+            log.error("recording is DOWN: %s", self.last_error)
+            return
+        log.error("the recording process %s (exit code %s): starting a new one", what, code)
+        if self._start_child():
+            with self._lock:
+                self.healthy, self.last_error = True, None
+
+    def _stop_child(self, timeout: float) -> None:
+        proc, conn = self._child, self._conn
+        self._child = self._conn = None
+        if proc is None or conn is None:
+            return
+        try:
+            conn.send(None)
+            if conn.poll(timeout):
+                conn.recv()  # ("bye",): the store is closed
+        except (EOFError, OSError):
+            pass  # it is gone already
+        self._end(proc, timeout)
+        conn.close()
+
+    @staticmethod
+    def _end(proc: BaseProcess, timeout: float) -> int | None:
+        """Wait for ``proc`` to end (killing it after ``timeout``); return its exit code."""
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5.0)
+        code = proc.exitcode
+        proc.close()
+        return code

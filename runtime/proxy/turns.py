@@ -20,18 +20,17 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from runtime.blocks import BlockKind, NewBlock, check_session, content_hash
+from runtime.blocks import BlockKind, NewBlock, check_session
 from runtime.errors import Llm386Error, UnknownModel
 from runtime.pager.sections import section_of
 from runtime.providers.response import Attempt
-from runtime.proxy.conversation import Conversation, read_conversation
+from runtime.proxy.conversation import Conversation, ConversationReader
 from runtime.proxy.exchange import Exchange, Outcome
 from runtime.proxy.replies import Reply, read_reply
 from runtime.proxy.sessions import TABLE, Placement, SessionBook, response_key
@@ -64,9 +63,14 @@ class _Held:
 class TurnWriter:
     """Writes captured exchanges as turns; every method runs in the recorder's writer thread."""
 
-    def __init__(self, store: BlockStore, traces: TraceStore, capacity: int = 10_000) -> None:
+    def __init__(
+        self, store: BlockStore, traces: TraceStore, capacity: int = 10_000, *, reuse: int = 4096
+    ) -> None:
         self.store, self.traces = store, traces
         self.book = SessionBook()
+        # Remembers the messages of the last ``reuse`` requests, so a session's next call reads
+        # only the messages after them (0: read every request whole).
+        self.reader = ConversationReader(store.max_block_bytes, reuse)
         self.capacity = capacity
         self._held: OrderedDict[str, _Held] = OrderedDict()
         self._pending: dict[str, _Held] = {}
@@ -105,22 +109,19 @@ class TurnWriter:
             self._write_one(t, ex)
 
     def _write_one(self, t: Tables, ex: Exchange) -> None:
-        data = _request_json(ex.request_body)
         wire = ex.api.wire
         # No literal cache_control and no \u escape (which could spell it): no marks to drop.
         marks = b"cache_control" in ex.request_body or b"\\u" in ex.request_body
-        conv = (read_conversation(wire, data, self.store.max_block_bytes, cache_marks=marks)
-                if data else None)  # fmt: skip
+        data, conv = self.reader.read(wire, ex.request_body, cache_marks=marks)
         keys = conv.prefix_keys if conv else ()
         previous = data.get("previous_response_id") if data else None
         follows = response_key(previous) if isinstance(previous, str) else None
         place = self.book.place(t, keys, _session_header(ex.session), follows)
-        setup_ids = conv.ids(conv.setup) if conv else []
+        setup_ids = list(conv.setup_ids) if conv else []
         held = self._state(place.session)
-        blocks = self._new_blocks(conv, place, held, setup_ids)
+        blocks, new_ids = self._new_blocks(conv, place, held)
         upto = held.upto if held else 0
         if blocks:
-            new_ids = set(conv.ids(blocks)) if conv else set()
             edges = [e for e in conv.edges if e.dst in new_ids] if conv else []
             upto = self.store.put_many(place.session, blocks, edges)[-1].seq + 1
         if held is None:
@@ -150,22 +151,18 @@ class TurnWriter:
         return _Held(max(turn for turn, _ in turns), frozenset(ref.id for ref in refs), upto)
 
     def _new_blocks(
-        self, conv: Conversation | None, place: Placement, held: _Held | None, setup_ids: list[str]
-    ) -> list[NewBlock]:
+        self, conv: Conversation | None, place: Placement, held: _Held | None
+    ) -> tuple[list[NewBlock], set[str]]:
+        """Return the blocks the session does not hold yet, and their ids."""
         if conv is None:
-            return []
+            return [], set()
         have = held.setup if held else frozenset()
-        setup = [b for b, i in zip(conv.setup, setup_ids, strict=True) if i not in have]
-        messages = [b for blocks in conv.messages[place.known :] for b in blocks]
-        return setup + messages
-
-
-def _request_json(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        setup = [(b, i) for b, i in zip(conv.setup, conv.setup_ids, strict=True) if i not in have]
+        messages = [pair for blocks, ids in zip(conv.messages[place.known :],
+                                                conv.message_ids[place.known :], strict=True)
+                    for pair in zip(blocks, ids, strict=True)]  # fmt: skip
+        pairs = setup + messages
+        return [b for b, _ in pairs], {i for _, i in pairs}
 
 
 def _session_header(value: str | None) -> str | None:
@@ -192,10 +189,11 @@ def _plan(conv: Conversation | None, session: str) -> dict[str, Any]:
     if conv is None:
         return {"version": 1, "session": session, "selected": [], "omitted": [], "note": PLAN_NOTE}
     blocks = [*conv.setup, *(b for bs in conv.messages for b in bs)]
+    ids = [*conv.setup_ids, *(i for bs in conv.message_ids for i in bs)]
     selected: list[dict[str, Any]] = []
-    for block in blocks:
+    for block, block_id in zip(blocks, ids, strict=True):
         kind = BlockKind(block.kind)
-        selected.append({"block_id": content_hash(kind, str(block.body)), "kind": kind.value,
+        selected.append({"block_id": block_id, "kind": kind.value,
                          "section": section_of(kind).value, "reason": "required", "score": 1.0,
                          "scores": {}})  # fmt: skip
     return {"version": 1, "session": session, "task": "", "selected": selected, "omitted": [],
