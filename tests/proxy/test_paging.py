@@ -22,9 +22,7 @@ from runtime.tracing.records import TraceStatus
 from tests.fakes.anthropic_server import error_reply, text_reply, tool_use_reply
 from tests.fakes.openai_server import chat_reply
 from tests.proxy.conftest import Stack, start_stack
-
-MODEL = "claude-sonnet-4-6"
-TURNS = 8
+from tests.proxy.longsession import MODEL, TURNS, anthropic_history, tool_output, tools
 
 
 @pytest.fixture
@@ -32,36 +30,9 @@ def paged(tmp_path: Path) -> Iterator[Stack]:
     yield from start_stack(tmp_path / "store", page=PageSettings("default"))
 
 
-def _output(n: int) -> str:
-    """A tool output of a few KB, different for every ``n``."""
-    return "\n".join(f"row {n}-{i}: value {(n * 7919 + i * 104729) % 100003}" for i in range(90))
-
-
-def _tools() -> list[dict[str, Any]]:
-    props = {f"field_{i}": {"type": "string", "description": f"The {i}th filter, matched exactly "
-                            "against the stored column of the same name."} for i in range(12)}  # fmt: skip
-    return [{"name": name, "description": f"Look up {name} records. Returns rows.",
-             "input_schema": {"type": "object", "properties": props}}
-            for name in ("lookup_orders", "lookup_users")]  # fmt: skip
-
-
-def _anthropic_history(turns: int = TURNS) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    for n in range(turns):
-        messages.append({"role": "user", "content": f"Question {n}: what does the data say?"})
-        messages.append({"role": "assistant", "content": [
-            {"type": "tool_use", "id": f"toolu_{n:02d}", "name": "lookup_orders",
-             "input": {"field_0": f"q{n}"}}]})  # fmt: skip
-        messages.append({"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": f"toolu_{n:02d}", "content": _output(n)}]})  # fmt: skip
-        messages.append({"role": "assistant", "content": f"Answer {n}: see the rows."})
-    messages.append({"role": "user", "content": "Now summarise everything."})
-    return messages
-
-
 def _ask(client: anthropic.Anthropic, messages: list[dict[str, Any]]) -> anthropic.types.Message:
     return client.messages.create(model=MODEL, max_tokens=64, system="You answer from data.",
-                                  tools=_tools(), messages=messages)  # type: ignore[arg-type]  # fmt: skip
+                                  tools=tools(), messages=messages)  # type: ignore[arg-type]  # fmt: skip
 
 
 def _tokens(body: bytes) -> int:
@@ -76,7 +47,7 @@ def _placeholder_id(body: bytes) -> str:
 
 def test_a_long_session_sends_fewer_tokens_upstream_with_placeholders_and_recall(paged: Stack):
     client = paged.anthropic()
-    reply = _ask(client, _anthropic_history())
+    reply = _ask(client, anthropic_history())
     [sent] = paged.sent.bodies
     [got] = paged.anthropic_up.requests
     assert _tokens(got.body) < 0.6 * _tokens(sent)  # stale results and tool schemas paged out
@@ -87,14 +58,14 @@ def test_a_long_session_sends_fewer_tokens_upstream_with_placeholders_and_recall
     # Recent results and the latest user message stay; old results are placeholders.
     assert upstream["messages"][-1] == {"role": "user", "content": "Now summarise everything."}
     results = [m["content"][0]["content"] for m in upstream["messages"][2::4][:TURNS]]
-    assert results[-1] == _output(TURNS - 1)
+    assert results[-1] == tool_output(TURNS - 1)
     assert results[0].startswith("[Paged out: block ") and "recall(block_id=" in results[0]
     # The client got the upstream's answer to the paged bytes.
     assert reply.content[0].text.endswith(got.sha256)  # type: ignore[union-attr]
 
 
 def test_both_versions_are_recorded_and_the_record_hashes_what_the_model_saw(paged: Stack):
-    _ask(paged.anthropic(), _anthropic_history())
+    _ask(paged.anthropic(), anthropic_history())
     [sent], [got] = paged.sent.bodies, paged.anthropic_up.requests
     [record] = paged.records()
     assert record.prompt_hash == hashlib.sha256(got.body).hexdigest() == got.sha256
@@ -108,13 +79,13 @@ def test_both_versions_are_recorded_and_the_record_hashes_what_the_model_saw(pag
     reasons = {e["reason"] for e in record.paging["plan"]["evictions"]}
     assert {"stale", "unused-schema"} <= reasons
     # The session's blocks are the client's own: a tool result's block is the full output.
-    full = ToolResult("toolu_00", _output(0)).body()
+    full = ToolResult("toolu_00", tool_output(0)).body()
     assert paged.store.get(content_hash(BlockKind.TOOL_RESULT, full)).body == full
 
 
 def test_a_recall_is_answered_by_the_proxy_and_hidden_from_the_client(paged: Stack):
     client = paged.anthropic()
-    history = _anthropic_history()
+    history = anthropic_history()
     _ask(client, history)
     block = _placeholder_id(paged.anthropic_up.requests[0].body)
     paged.anthropic_up.enqueue(
@@ -129,7 +100,7 @@ def test_a_recall_is_answered_by_the_proxy_and_hidden_from_the_client(paged: Sta
     tail = json.loads(continued.body)["messages"][-2:]
     assert tail[0]["content"][-1]["name"] == "recall"
     assert tail[1]["content"] == [{"type": "tool_result", "tool_use_id": "toolu_recall",
-                                   "content": _output(0)}]  # fmt: skip
+                                   "content": tool_output(0)}]  # fmt: skip
     assert continued.body.startswith(first.body[: first.body.index(b'"messages"')])
     record = paged.records()[-1]
     assert record.prompt_hash == continued.sha256  # the bytes the model answered last
@@ -140,12 +111,12 @@ def test_a_recall_is_answered_by_the_proxy_and_hidden_from_the_client(paged: Sta
     history += [{"role": "assistant", "content": "Row 0-0 says 0."},
                 {"role": "user", "content": "Thanks."}]  # fmt: skip
     _ask(client, history)
-    assert json.dumps(_output(0)).encode() in paged.anthropic_up.requests[-1].body
+    assert json.dumps(tool_output(0)).encode() in paged.anthropic_up.requests[-1].body
 
 
 def test_a_recall_beside_a_client_tool_call_is_taken_out_of_the_reply(paged: Stack):
     client = paged.anthropic()
-    history = _anthropic_history()
+    history = anthropic_history()
     _ask(client, history)
     block = _placeholder_id(paged.anthropic_up.requests[0].body)
     content = [{"type": "tool_use", "id": "toolu_r", "name": "recall", "input": {"block_id": block}},
@@ -166,7 +137,7 @@ def test_an_upstream_error_in_a_recall_continuation_reaches_the_client_as_its_ap
     paged: Stack,
 ):
     client = paged.anthropic(max_retries=0)
-    history = _anthropic_history()
+    history = anthropic_history()
     _ask(client, history)
     block = _placeholder_id(paged.anthropic_up.requests[0].body)
     paged.anthropic_up.enqueue(tool_use_reply("toolu_recall", "recall", {"block_id": block}),
@@ -187,7 +158,7 @@ def _chat_history() -> list[dict[str, Any]]:
         messages.append({"role": "assistant", "content": None, "tool_calls": [
             {"id": f"call_{n}", "type": "function",
              "function": {"name": "lookup_orders", "arguments": json.dumps({"field_0": n})}}]})  # fmt: skip
-        messages.append({"role": "tool", "tool_call_id": f"call_{n}", "content": _output(n)})
+        messages.append({"role": "tool", "tool_call_id": f"call_{n}", "content": tool_output(n)})
         messages.append({"role": "assistant", "content": f"Answer {n}."})
     messages.append({"role": "user", "content": "Summarise."})
     return messages
@@ -195,7 +166,7 @@ def _chat_history() -> list[dict[str, Any]]:
 
 def _chat_tools() -> list[dict[str, Any]]:
     return [{"type": "function", "function": {"name": t["name"], "description": t["description"],
-             "parameters": t["input_schema"]}} for t in _tools()]  # fmt: skip
+             "parameters": t["input_schema"]}} for t in tools()]  # fmt: skip
 
 
 def test_openai_chat_calls_are_paged_and_recall_is_answered(paged: Stack):
@@ -219,15 +190,15 @@ def test_openai_chat_calls_are_paged_and_recall_is_answered(paged: Stack):
     assert reply.choices[0].message.content == "Row 0-0."
     assert reply.choices[0].message.tool_calls is None
     tail = json.loads(paged.openai_up.requests[-1].body)["messages"][-1]
-    assert tail == {"role": "tool", "tool_call_id": "call_recall", "content": _output(0)}
+    assert tail == {"role": "tool", "tool_call_id": "call_recall", "content": tool_output(0)}
     record = paged.records()[-1]
     assert record.prompt_hash == paged.openai_up.requests[-1].sha256
 
 
 def test_a_stream_is_forwarded_unpaged_and_says_so(paged: Stack):
     client = paged.anthropic()
-    with client.messages.stream(model=MODEL, max_tokens=64, tools=_tools(),  # type: ignore[arg-type]
-                                messages=_anthropic_history()) as stream:  # type: ignore[arg-type]  # fmt: skip
+    with client.messages.stream(model=MODEL, max_tokens=64, tools=tools(),  # type: ignore[arg-type]
+                                messages=anthropic_history()) as stream:  # type: ignore[arg-type]  # fmt: skip
         stream.get_final_message()
     [sent], [got] = paged.sent.bodies, paged.anthropic_up.requests
     assert got.body == sent
@@ -238,11 +209,11 @@ def test_a_stream_is_forwarded_unpaged_and_says_so(paged: Stack):
 
 
 def test_a_client_tool_named_recall_turns_paging_off_for_that_call(paged: Stack):
-    tools = [
-        *_tools(),
+    own = [
+        *tools(),
         {"name": "recall", "description": "mine", "input_schema": {"type": "object"}},
     ]
-    paged.anthropic().messages.create(model=MODEL, max_tokens=8, tools=tools,  # type: ignore[arg-type]
-                                      messages=_anthropic_history())  # type: ignore[arg-type]  # fmt: skip
+    paged.anthropic().messages.create(model=MODEL, max_tokens=8, tools=own,  # type: ignore[arg-type]
+                                      messages=anthropic_history())  # type: ignore[arg-type]  # fmt: skip
     assert paged.anthropic_up.requests[0].body == paged.sent.bodies[0]
     assert "recall" in paged.records()[0].paging["proxy"]["skipped"]
