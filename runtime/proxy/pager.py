@@ -12,8 +12,8 @@ Invariants:
   for sessions), or by the ``x-llm386-session`` header when one is given; a header's state is
   read from the session's stored meta (``faults.load_state``) when memory does not hold it,
   and the recorder writes it back with the turn (``save_state``).
-- ``prepare`` says why it does not page a call (another wire format, a stream, a body that is
-  not a JSON object, a client tool named ``recall``), and the server forwards such a call
+- ``prepare`` says why it does not page a call (another wire format, a body that is not a
+  JSON object, a client tool named ``recall``), and the server forwards such a call
   unchanged; it never raises for what a client sends.
 - Deterministic: the upstream bytes depend on the request, the preset, the budget and the
   conversation's fault history only.
@@ -96,6 +96,10 @@ class PagedCall:
     def body(self) -> bytes:
         return encode(self.upstream)
 
+    @property
+    def stream(self) -> bool:
+        return self.upstream.get("stream") is True
+
     def answer(self, calls: Sequence[ToolCall], round_no: int) -> list[Answer]:
         """Return the answers to the model's recall calls (an error answer for a bad id)."""
         answers = []
@@ -134,8 +138,6 @@ class ProxyPager:
             return "the request body is not JSON"
         if not isinstance(data, dict):
             return "the request body is not a JSON object"
-        if data.get("stream") is True:
-            return "streamed calls are not paged yet: the proxy cannot take recall calls out of a stream"
         if RECALL_TOOL_NAME in tool_names(data):
             return f"the client has a tool named {RECALL_TOOL_NAME!r} of its own"
         return self._page(wire, data, session)

@@ -15,12 +15,22 @@ import anthropic
 import pytest
 
 from runtime.blocks import BlockKind, ToolResult, content_hash
+from runtime.providers.streams import stream_payloads
+from runtime.proxy.apis import Wire
 from runtime.proxy.originals import client_request
 from runtime.proxy.pager import PageSettings
+from runtime.proxy.streamfilter import sse_split, stream_filter
 from runtime.tokenizers import get_tokenizer
 from runtime.tracing.records import TraceStatus
-from tests.fakes.anthropic_server import error_reply, text_reply, tool_use_reply
-from tests.fakes.openai_server import chat_reply
+from tests.fakes.anthropic_server import (
+    Reply,
+    error_reply,
+    sse,
+    stream_reply,
+    text_reply,
+    tool_use_reply,
+)
+from tests.fakes.openai_server import chat_reply, chat_stream
 from tests.proxy.conftest import Stack, start_stack
 from tests.proxy.longsession import MODEL, TURNS, anthropic_history, tool_output, tools
 
@@ -124,8 +134,6 @@ def test_a_recall_beside_a_client_tool_call_is_taken_out_of_the_reply(paged: Sta
     body = {"id": "msg_mixed", "type": "message", "role": "assistant", "model": MODEL,
             "content": content, "stop_reason": "tool_use", "stop_sequence": None,
             "usage": {"input_tokens": 5, "output_tokens": 5}}  # fmt: skip
-    from tests.fakes.anthropic_server import Reply
-
     paged.anthropic_up.enqueue(Reply(200, json.dumps(body).encode(), ()))
     history += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "Users?"}]
     reply = _ask(client, history)
@@ -195,17 +203,83 @@ def test_openai_chat_calls_are_paged_and_recall_is_answered(paged: Stack):
     assert record.prompt_hash == paged.openai_up.requests[-1].sha256
 
 
-def test_a_stream_is_forwarded_unpaged_and_says_so(paged: Stack):
+def test_a_stream_is_paged_and_a_recall_in_it_is_answered_and_hidden(paged: Stack):
+    client = paged.anthropic()
+    history = anthropic_history()
+    _ask(client, history)
+    block = _placeholder_id(paged.anthropic_up.requests[0].body)
+    recall_call = ("toolu_recall", "recall", {"block_id": block})
+    paged.anthropic_up.enqueue(stream_reply("Let me look.", tool=recall_call),
+                               stream_reply("Row 0-0 says 0."))  # fmt: skip
+    history += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "Row 0?"}]
+    with client.messages.stream(model=MODEL, max_tokens=64, tools=tools(),  # type: ignore[arg-type]
+                                messages=history) as stream:  # type: ignore[arg-type]  # fmt: skip
+        events = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert [(c.type, c.text) for c in final.content] == [  # type: ignore[union-attr]
+        ("text", "Let me look."), ("text", "Row 0-0 says 0.")]  # fmt: skip
+    assert final.stop_reason == "end_turn" and "message_stop" in events
+    first, continued = paged.anthropic_up.requests[1:]
+    assert b"[Paged out: block " in first.body and json.loads(first.body)["stream"] is True
+    results = json.loads(continued.body)["messages"][-1]["content"]
+    assert results == [{"type": "tool_result", "tool_use_id": "toolu_recall",
+                        "content": tool_output(0)}]  # fmt: skip
+    record = paged.records()[-1]
+    assert record.prompt_hash == continued.sha256 and record.config["proxy"]["stream"] is True
+    assert record.response is not None and b"recall" not in paged.traces.response_bytes(
+        record.call_id
+    )
+    assert [c["text"] for c in record.response["content"]] == ["Let me look.", "Row 0-0 says 0."]
+
+
+def test_a_stream_without_recall_passes_its_events_through_unchanged(paged: Stack):
+    paged.anthropic_up.enqueue(stream_reply("plain", tool=("toolu_c", "lookup_users", {})))
     client = paged.anthropic()
     with client.messages.stream(model=MODEL, max_tokens=64, tools=tools(),  # type: ignore[arg-type]
                                 messages=anthropic_history()) as stream:  # type: ignore[arg-type]  # fmt: skip
-        stream.get_final_message()
-    [sent], [got] = paged.sent.bodies, paged.anthropic_up.requests
-    assert got.body == sent
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use" and final.content[1].name == "lookup_users"  # type: ignore[union-attr]
     [record] = paged.records()
-    assert "stream" in record.paging["proxy"]["skipped"]
-    assert record.prompt_hash == hashlib.sha256(sent).hexdigest()
-    assert paged.proxy.server.status()["paging"]["unpaged"] == 1
+    expected = stream_reply("plain", tool=("toolu_c", "lookup_users", {})).events
+    assert paged.traces.response_bytes(record.call_id) == b"".join(expected)
+
+
+def test_an_openai_stream_hides_recall_and_continues(paged: Stack):
+    client = paged.openai()
+    history = _chat_history()
+    paged.openai_up.enqueue(chat_reply("first"))
+    client.chat.completions.create(model="gpt-4o", messages=history, tools=_chat_tools())  # type: ignore[arg-type]
+    block = _placeholder_id(paged.openai_up.requests[0].body)
+    paged.openai_up.enqueue(chat_stream(tool=("call_recall", "recall", {"block_id": block})),
+                            chat_stream("Row 0-0."))  # fmt: skip
+    history += [{"role": "assistant", "content": "first"}, {"role": "user", "content": "Row 0?"}]
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=history,  # type: ignore[arg-type]
+                                                 tools=_chat_tools(), stream=True))  # type: ignore[arg-type]  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Row 0-0."
+    assert not any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and
+            c.choices[0].finish_reason] == ["stop"]  # fmt: skip
+    tail = json.loads(paged.openai_up.requests[-1].body)["messages"][-1]
+    assert tail == {"role": "tool", "tool_call_id": "call_recall", "content": tool_output(0)}
+
+
+def test_an_upstream_error_in_a_streamed_continuation_is_an_error_event(paged: Stack):
+    client = paged.anthropic(max_retries=0)
+    history = anthropic_history()
+    _ask(client, history)
+    block = _placeholder_id(paged.anthropic_up.requests[0].body)
+    paged.anthropic_up.enqueue(stream_reply(tool=("toolu_r", "recall", {"block_id": block})),
+                               error_reply(500, "fake failure"))  # fmt: skip
+    history += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "Row 0?"}]
+    request = {"model": MODEL, "max_tokens": 64, "tools": tools(), "messages": history}
+    with (
+        pytest.raises(anthropic.APIError, match="fake failure"),
+        client.messages.stream(**request) as stream,  # type: ignore[arg-type]
+    ):
+        stream.get_final_message()
+    record = paged.records()[-1]
+    assert record.status is TraceStatus.ERROR
 
 
 def test_a_client_tool_named_recall_turns_paging_off_for_that_call(paged: Stack):
@@ -217,3 +291,57 @@ def test_a_client_tool_named_recall_turns_paging_off_for_that_call(paged: Stack)
                                       messages=anthropic_history())  # type: ignore[arg-type]  # fmt: skip
     assert paged.anthropic_up.requests[0].body == paged.sent.bodies[0]
     assert "recall" in paged.records()[0].paging["proxy"]["skipped"]
+
+
+def _events(pieces: list[bytes]) -> list[Any]:
+    return [data for _, data in stream_payloads(b"".join(pieces))]
+
+
+def test_a_recall_between_a_streams_blocks_is_dropped_and_later_blocks_renumbered():
+    from runtime.proxy.streamfilter import sse_split, stream_filter
+
+    def block(i: int, content: dict[str, Any]) -> list[bytes]:
+        return [sse("content_block_start", {"type": "content_block_start", "index": i,
+                                            "content_block": content}),
+                sse("content_block_stop", {"type": "content_block_stop", "index": i})]  # fmt: skip
+
+    raw = b"".join([
+        sse("message_start", {"type": "message_start", "message": {"content": []}}),
+        *block(0, {"type": "text", "text": "a"}),
+        *block(1, {"type": "tool_use", "id": "r", "name": "recall", "input": {}}),
+        *block(2, {"type": "tool_use", "id": "c", "name": "lookup_users", "input": {}}),
+        sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}}),
+        sse("message_stop", {"type": "message_stop"}),
+    ])  # fmt: skip
+    filt, out, buffer = stream_filter(Wire.MESSAGES), [], bytearray()
+    for i in range(0, len(raw), 7):  # chunks that split events anywhere
+        for event in sse_split(buffer, raw[i : i + 7]):
+            out += filt.event(event)
+    assert not filt.recalled_only
+    events = _events(out + filt.tail())
+    starts = [(e["index"], e["content_block"].get("name")) for e in events
+              if e["type"] == "content_block_start"]  # fmt: skip
+    assert starts == [(0, None), (1, "lookup_users")]
+    assert events[-2]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_a_recall_first_in_a_chat_stream_leaves_the_clients_call_at_index_0():
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = {"id": "x", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+    call = lambda i, name: {"index": i, "id": f"c{i}", "type": "function",  # noqa: E731
+                            "function": {"name": name, "arguments": "{}"}}  # fmt: skip
+    raw = [chunk({"tool_calls": [call(0, "recall"), call(1, "lookup_users")]}),
+           chunk({"tool_calls": [{"index": 0, "function": {"arguments": "x"}}]}),
+           chunk({}, "tool_calls"), b"data: [DONE]\n\n"]  # fmt: skip
+    filt, out, buffer = stream_filter(Wire.CHAT), [], bytearray()
+    for piece in raw:
+        for event in sse_split(buffer, piece):
+            out += filt.event(event)
+    events = _events(out + filt.tail())
+    assert [c["function"]["name"] for c in events[0]["choices"][0]["delta"]["tool_calls"]] == [
+        "lookup_users"
+    ]
+    assert events[0]["choices"][0]["delta"]["tool_calls"][0]["index"] == 0
+    assert len(events) == 2 and events[1]["choices"][0]["finish_reason"] == "tool_calls"
