@@ -243,7 +243,8 @@ class ProxyServer:
                                                ex.session)  # fmt: skip
         except Exception as exc:  # a bug in paging must not take the agent down with it
             reason = f"paging failed ({type(exc).__name__}: {str(exc)[:200]})"
-            log.error("%s: %s", api.path, reason)
+            # The message may quote the request: the log names the route and the type only.
+            log.error("%s: paging failed (%s); see the record", api.path, type(exc).__name__)
             if self.settings.fail_closed:
                 self.counters.refused += 1
                 message = f"llm386 proxy: {reason}, and the proxy runs --fail-closed"

@@ -18,7 +18,7 @@ from runtime.blocks import BlockKind, ToolResult, content_hash
 from runtime.providers.streams import stream_payloads
 from runtime.proxy.apis import Wire
 from runtime.proxy.originals import client_request
-from runtime.proxy.pager import PageSettings
+from runtime.proxy.pager import PagedCall, PageSettings, ProxyPager
 from runtime.proxy.streamfilter import sse_split, stream_filter
 from runtime.tokenizers import get_tokenizer
 from runtime.tracing.records import TraceStatus
@@ -345,3 +345,28 @@ def test_a_recall_first_in_a_chat_stream_leaves_the_clients_call_at_index_0():
     ]
     assert events[0]["choices"][0]["delta"]["tool_calls"][0]["index"] == 0
     assert len(events) == 2 and events[1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_a_named_sessions_faults_are_saved_and_pin_after_a_restart(paged: Stack):
+    client = paged.anthropic(default_headers={"x-llm386-session": "agent-7"})
+    history = anthropic_history()
+    _ask(client, history)
+    block = _placeholder_id(paged.anthropic_up.requests[0].body)
+    paged.anthropic_up.enqueue(tool_use_reply("toolu_r", "recall", {"block_id": block}),
+                               text_reply("Row 0-0."))  # fmt: skip
+    history += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "Row 0?"}]
+    _ask(client, history)
+    paged.records()  # written, with the session's paging state
+    faults = paged.store.session_info("agent-7").meta["paging"]["faults"]
+    assert [(f["kind"], f["block_id"][:12]) for f in faults] == [("recall", block)]
+    # A proxy started afresh on the same store reads the state back: the block stays in full.
+    history += [{"role": "assistant", "content": "Row 0-0."}, {"role": "user", "content": "Ok."}]
+    body = json.dumps({"model": MODEL, "max_tokens": 8, "tools": tools(), "messages": history})
+    fresh = ProxyPager(PageSettings("default"), paged.store)
+    call = fresh.prepare(Wire.MESSAGES, body.encode(), "agent-7")
+    assert isinstance(call, PagedCall) and block not in call.body.decode()
+    assert json.dumps(tool_output(0)).encode() in call.body
+    forgetful = ProxyPager(PageSettings("default"), None).prepare(
+        Wire.MESSAGES, body.encode(), None
+    )
+    assert isinstance(forgetful, PagedCall) and block in forgetful.body.decode()
