@@ -64,7 +64,7 @@ def continued(
     wire: Wire, request: Mapping[str, Any], reply: Mapping[str, Any], answers: Sequence[Answer]
 ) -> dict[str, Any]:
     """Return ``request`` with the reply's assistant turn and the answers to its calls appended."""
-    out = copy.deepcopy(dict(request))
+    out = dict(request)  # the earlier messages are shared, never written to
     messages = list(out.get("messages") or [])
     if wire is Wire.MESSAGES:
         messages.append({"role": "assistant", "content": copy.deepcopy(_content(reply))})

@@ -20,7 +20,6 @@ Invariants:
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -159,10 +158,11 @@ def paged_request(
 ) -> dict[str, Any]:
     """Return a copy of ``data`` with the plan's evictions applied and, when it offers it, the
     recall tool appended to the tools."""
-    out = copy.deepcopy(dict(data))
+    out = dict(data)
+    copied: set[Path] = {()}  # membership only: the containers already copied for writing
     for ev in plan.evictions:
         site = sites[ev.seq]
-        target = _at(out, site.path)
+        target = _writable(out, site.path, copied)
         if site.slot is Slot.TOOL:
             _stub_tool(wire, target, json.loads(ev.body))
         elif site.slot is Slot.CONTENT:
@@ -176,12 +176,21 @@ def paged_request(
     return out
 
 
-def _at(data: Any, path: Path) -> dict[str, Any]:
-    for step in path:
-        data = data[step]
-    if not isinstance(data, dict):
+def _writable(out: dict[str, Any], path: Path, copied: set[Path]) -> dict[str, Any]:
+    """Return the object at ``path`` in ``out``, copying each container on the way once, so the
+    client's JSON is never written to (and only what changes is copied)."""
+    node: Any = out
+    for depth, step in enumerate(path):
+        at = path[: depth + 1]
+        child = node[step]
+        if at not in copied:
+            child = dict(child) if isinstance(child, dict) else list(child)
+            node[step] = child
+            copied.add(at)
+        node = child
+    if not isinstance(node, dict):
         raise ValueError(f"request part at {path} is not an object")
-    return data
+    return node
 
 
 def _stub_tool(wire: Wire, tool: dict[str, Any], stub: Mapping[str, Any]) -> None:

@@ -5,6 +5,7 @@ The official SDKs talk to the proxy; loopback fake upstreams record the raw byte
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Iterator
@@ -15,10 +16,15 @@ import anthropic
 import pytest
 
 from runtime.blocks import BlockKind, ToolResult, content_hash
+from runtime.paging.accounting import TokenCounter
+from runtime.paging.faults import PagingState
+from runtime.paging.presets import preset
+from runtime.paging.turn import page_turn
 from runtime.providers.streams import stream_payloads
 from runtime.proxy.apis import Wire
 from runtime.proxy.originals import client_request
 from runtime.proxy.pager import PagedCall, PageSettings, ProxyPager
+from runtime.proxy.rewrite import entries_of, paged_request, read_sites
 from runtime.proxy.streamfilter import sse_split, stream_filter
 from runtime.tokenizers import get_tokenizer
 from runtime.tracing.records import TraceStatus
@@ -298,7 +304,8 @@ def _events(pieces: list[bytes]) -> list[Any]:
 
 
 def test_a_recall_between_a_streams_blocks_is_dropped_and_later_blocks_renumbered():
-    from runtime.proxy.streamfilter import sse_split, stream_filter
+    from runtime.proxy.rewrite import entries_of, paged_request, read_sites
+from runtime.proxy.streamfilter import sse_split, stream_filter
 
     def block(i: int, content: dict[str, Any]) -> list[bytes]:
         return [sse("content_block_start", {"type": "content_block_start", "index": i,
@@ -370,3 +377,14 @@ def test_a_named_sessions_faults_are_saved_and_pin_after_a_restart(paged: Stack)
         Wire.MESSAGES, body.encode(), None
     )
     assert isinstance(forgetful, PagedCall) and block in forgetful.body.decode()
+
+
+def test_paging_a_request_never_writes_to_the_clients_json():
+    data = {"model": MODEL, "tools": tools(), "messages": anthropic_history()}
+    before = copy.deepcopy(data)
+    sites = read_sites(Wire.MESSAGES, data)
+    count = TokenCounter(get_tokenizer("o200k_base"))
+    paged = page_turn(entries_of(sites), preset("default"), PagingState(), count, turn=1)
+    out = paged_request(Wire.MESSAGES, data, sites, paged.plan)
+    assert data == before and out != data
+    assert len(out["messages"]) == len(data["messages"]) and out["tools"][-1]["name"] == "recall"
