@@ -304,8 +304,6 @@ def _events(pieces: list[bytes]) -> list[Any]:
 
 
 def test_a_recall_between_a_streams_blocks_is_dropped_and_later_blocks_renumbered():
-    from runtime.proxy.rewrite import entries_of, paged_request, read_sites
-from runtime.proxy.streamfilter import sse_split, stream_filter
 
     def block(i: int, content: dict[str, Any]) -> list[bytes]:
         return [sse("content_block_start", {"type": "content_block_start", "index": i,
