@@ -192,7 +192,7 @@ def _openai_message(parts: _Parts, message: Mapping[str, Any]) -> list[NewBlock 
     for call in message.get("tool_calls") or ():
         if not isinstance(call, dict):
             continue
-        fn = call.get("function") or {}
+        fn = function_of(call)
         arguments = call_arguments(fn.get("arguments"))
         out.append(parts.call(str(call.get("id")), str(fn.get("name")), arguments))
     return out
@@ -200,6 +200,12 @@ def _openai_message(parts: _Parts, message: Mapping[str, Any]) -> list[NewBlock 
 
 def _no_system(parts: _Parts, system: Any) -> list[NewBlock | None]:
     return []  # Chat Completions carries its system prompt as a message
+
+
+def function_of(call: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return a Chat Completions tool call's ``function`` object ({} when it is not one)."""
+    fn = call.get("function")
+    return fn if isinstance(fn, dict) else {}
 
 
 def call_arguments(arguments: Any) -> Any:

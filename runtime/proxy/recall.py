@@ -23,7 +23,7 @@ from typing import Any
 from runtime.blocks import ToolCall
 from runtime.paging.placeholders import RECALL_TOOL_NAME
 from runtime.proxy.apis import Wire
-from runtime.proxy.conversation import call_arguments
+from runtime.proxy.conversation import call_arguments, function_of
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def tool_calls(wire: Wire, reply: Mapping[str, Any]) -> list[ToolCall]:
     calls = []
     for call in _chat_message(reply).get("tool_calls") or ():
         if isinstance(call, dict):
-            fn = call.get("function") or {}
+            fn = function_of(call)
             arguments = call_arguments(fn.get("arguments"))
             calls.append(ToolCall(str(call.get("id")), str(fn.get("name")), arguments))
     return calls

@@ -30,7 +30,13 @@ from runtime.blocks import Block, BlockKind, Entry, Provenance, ToolCall, ToolRe
 from runtime.paging.eviction import EvictionPlan
 from runtime.paging.placeholders import RECALL_TOOL, RECALL_TOOL_NAME
 from runtime.proxy.apis import Wire
-from runtime.proxy.conversation import ROLE_KINDS, call_arguments, text_of, tool_schema_body
+from runtime.proxy.conversation import (
+    ROLE_KINDS,
+    call_arguments,
+    function_of,
+    text_of,
+    tool_schema_body,
+)
 
 Path = tuple[str | int, ...]
 PAGED_WIRES = (Wire.MESSAGES, Wire.CHAT)
@@ -134,7 +140,7 @@ def _chat_message(sites: list[Site], path: Path, message: Mapping[str, Any]) -> 
     _add(sites, kind, text_of(message.get("content")), path, Slot.CONTENT)
     for call in message.get("tool_calls") or ():
         if isinstance(call, dict):
-            fn = call.get("function") or {}
+            fn = function_of(call)
             body = ToolCall(str(call.get("id")), str(fn.get("name")),
                             call_arguments(fn.get("arguments"))).body()  # fmt: skip
             _add(sites, BlockKind.TOOL_CALL, body, path, Slot.FIXED)

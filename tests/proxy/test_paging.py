@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx2
 import pytest
 
 from runtime.blocks import BlockKind, ToolResult, content_hash
@@ -386,3 +387,15 @@ def test_paging_a_request_never_writes_to_the_clients_json():
     out = paged_request(Wire.MESSAGES, data, sites, paged.plan)
     assert data == before and out != data
     assert len(out["messages"]) == len(data["messages"]) and out["tools"][-1]["name"] == "recall"
+
+
+def test_a_malformed_tool_call_is_paged_and_recorded_without_failing(paged: Stack):
+    body = {"model": "gpt-4o", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": "bad"}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "x"},
+        {"role": "user", "content": "again"}]}  # fmt: skip
+    reply = httpx2.post(paged.url + "/v1/chat/completions", json=body, timeout=30)
+    assert reply.status_code == 200
+    [record] = paged.records()
+    assert paged.recorder.status()["lost"] == 0 and "skipped" not in record.paging["proxy"]
