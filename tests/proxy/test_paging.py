@@ -399,3 +399,24 @@ def test_a_malformed_tool_call_is_paged_and_recorded_without_failing(paged: Stac
     assert reply.status_code == 200
     [record] = paged.records()
     assert paged.recorder.status()["lost"] == 0 and "skipped" not in record.paging["proxy"]
+
+
+NAN_TOOL = (b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user","content":"hi"}],'
+            b'"tools":[{"name":"t","input_schema":{"type":"object","default":NaN}}]}')  # fmt: skip
+HEADERS = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
+
+
+def test_a_request_paging_cannot_read_is_forwarded_unpaged_when_failing_open(paged: Stack):
+    reply = httpx2.post(paged.url + "/v1/messages", content=NAN_TOOL, headers=HEADERS, timeout=30)
+    assert reply.status_code == 200
+    assert paged.anthropic_up.requests[0].body == NAN_TOOL
+    assert paged.proxy.server.status()["paging"]["unpaged"] == 1
+
+
+def test_a_request_paging_cannot_read_is_refused_when_failing_closed(tmp_path: Path):
+    for stack in start_stack(tmp_path / "store", page=PageSettings(), fail_closed=True):
+        reply = httpx2.post(stack.url + "/v1/messages", content=NAN_TOOL, headers=HEADERS,
+                            timeout=30)  # fmt: skip
+        assert reply.status_code == 502 and reply.json()["type"] == "error"
+        assert "paging failed" in reply.json()["error"]["message"]
+        assert stack.anthropic_up.requests == []
