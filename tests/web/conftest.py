@@ -44,7 +44,7 @@ def _fresh_cache() -> Iterator[None]:
 #: keeping `make test` well inside its time budget.
 BOTH_BACKENDS = frozenset(
     {"test_sessions", "test_turns", "test_blocks", "test_compare", "test_pagination",
-     "test_paging_pages", "test_escaping", "test_otel"}
+     "test_paging_pages", "test_escaping", "test_otel", "test_proxy_paging_page"}
 )  # fmt: skip
 
 
