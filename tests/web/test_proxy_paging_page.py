@@ -23,7 +23,7 @@ HX = {"HX-Request": "true"}
 
 
 @pytest.fixture
-def paged_turn(store: Any) -> Iterator[tuple[TraceRecord, bytes, bytes]]:
+def paged_turn(store: Any, settings: Any) -> Iterator[tuple[TraceRecord, bytes, bytes]]:
     """One long-session call through a proxy with --page: (its record, client bytes, upstream
     bytes)."""
     traces = store_access.get_traces()
@@ -34,6 +34,7 @@ def paged_turn(store: Any) -> Iterator[tuple[TraceRecord, bytes, bytes]]:
                                                    Family.OPENAI: "http://127.0.0.1:9/v1"},
                                 page=PageSettings("default"))  # fmt: skip
         with ProxyThread(options, recorder) as proxy:
+            settings.LLM386 = {**settings.LLM386, "PROXY_URL": proxy.base_url}
             http = httpx2.Client(event_hooks={"request": [lambda r: sent.append(r.read())]})
             client = anthropic.Anthropic(api_key="k", base_url=proxy.base_url, http_client=http)
             client.messages.create(model=MODEL, max_tokens=8, tools=tools(),  # type: ignore[arg-type]
@@ -81,3 +82,10 @@ def test_an_unpaged_turn_has_no_client_version(logged_in: Client, traced: Any) -
     call_id = session.call_ids[0]
     assert logged_in.get(f"/traces/{call_id}/request?version=client").status_code == 404
     assert "Sent upstream" not in logged_in.get(f"/traces/{call_id}/").content.decode()
+
+
+def test_the_connect_page_says_the_proxy_pages(
+    logged_in: Client, paged_turn: tuple[TraceRecord, bytes, bytes]
+) -> None:
+    page = logged_in.get("/connect/").content.decode()
+    assert "--page default</code>): 1 paged, 0 forwarded unpaged, 0 recall calls" in page
