@@ -26,7 +26,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runtime.blocks import Entry, ToolCall
@@ -167,7 +167,8 @@ class ProxyPager:
         paged, state = finish_turn(call.paged, call.calls, call.memory.state)
         if call.key is not None:
             with self._lock:
-                self._memory[call.key] = _Memory(state, paged.turn, paged)
+                # The next turn's accounting reads only the counted items: keep no bodies.
+                self._memory[call.key] = _Memory(state, paged.turn, replace(paged, items=()))
                 self._memory.move_to_end(call.key)
                 while len(self._memory) > self.capacity:
                     self._memory.popitem(last=False)

@@ -121,6 +121,7 @@ def test_a_recall_is_answered_by_the_proxy_and_hidden_from_the_client(paged: Sta
     assert continued.body.startswith(first.body[: first.body.index(b'"messages"')])
     record = paged.records()[-1]
     assert record.prompt_hash == continued.sha256  # the bytes the model answered last
+    assert record.paging["turn"] == 2 and record.paging["accounting"]["cached_packed"] > 0
     assert record.paging["proxy"]["recalls"][0]["found"] is True
     assert [f["kind"] for f in record.paging["faults"]] == ["recall"]
     assert paged.proxy.server.status()["paging"]["recalls"] == 1
