@@ -421,3 +421,15 @@ def test_a_request_paging_cannot_read_is_refused_when_failing_closed(tmp_path: P
         assert reply.status_code == 502 and reply.json()["type"] == "error"
         assert "paging failed" in reply.json()["error"]["message"]
         assert stack.anthropic_up.requests == []
+
+
+def test_a_page_budget_pages_out_under_pressure_to_fit(tmp_path: Path):
+    for stack in start_stack(tmp_path / "store", page=PageSettings("default", 1200)):
+        _ask(stack.anthropic(), anthropic_history())
+        [record] = stack.records()
+        accounting = record.paging["accounting"]
+        reasons = [e["reason"] for e in record.paging["plan"]["evictions"]]
+        assert "pressure" in reasons and accounting["packed_tokens"] <= 1200
+        assert json.loads(stack.anthropic_up.requests[0].body)["messages"][-1]["content"] == (
+            "Now summarise everything."
+        )
