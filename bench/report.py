@@ -550,6 +550,21 @@ def proxy(r: Mapping[str, Results]) -> list[str]:
     ]
 
 
+def proxy_paging(r: Mapping[str, Results]) -> list[str]:
+    d = r["proxy_paging"]
+    cut = 1 - d["upstream_input_tokens"] / d["client_input_tokens"]
+    return [
+        *heading("Paging in the proxy", "bench_proxy_paging", "proxy_paging"),
+        f"Recorded sessions played through `llm386 proxy --page` as their agent sent them "
+        f"({d['note']}): the agent sent {num(d['client_input_tokens'])} input tokens, the "
+        f"upstream received {num(d['upstream_input_tokens'])} ({cut:.1%} fewer). A paged call "
+        f"took {d['paged_p50_ms']} ms at p50 against {d['plain_p50_ms']} ms unpaged "
+        f"(+{d['added_p50_ms_paged_vs_unpaged']} ms).",
+        "",
+        *target_table(d["targets"]),
+    ]
+
+
 def otel(r: Mapping[str, Results]) -> list[str]:
     d = r["otel"]
     rows = [
@@ -615,6 +630,7 @@ SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, .
     (kv_engines, ("kv_engines",)),
     (storage, ("storage",)),
     (proxy, ("proxy",)),
+    (proxy_paging, ("proxy_paging",)),
     (otel, ("otel",)),
     (demo, ("demo",)),
 )

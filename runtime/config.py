@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from runtime import limits
 from runtime.errors import ConfigError
+from runtime.paging.presets import PRESETS, preset_names
 from runtime.profiles.catalog import (
     ANTHROPIC,
     BUILTIN_PROFILES,
@@ -61,6 +62,8 @@ _UNIT: Check = (lambda v: 0 <= v <= 1, "a number from 0 to 1")
 _HTTP: Check = (lambda v: v.startswith(("http://", "https://")), "an http(s) URL")
 _NONEMPTY: Check = (lambda v: bool(v.strip()), "a non-empty string")
 _TOKENIZER: Check = (lambda v: v in KNOWN_TOKENIZERS, f"one of {', '.join(KNOWN_TOKENIZERS)}")
+_PRESET: Check = (lambda v: v == "" or v in PRESETS,
+                  f'"" (no paging) or a paging preset: {", ".join(preset_names())}')  # fmt: skip
 
 
 def _setting(default: Any, check: Check | None = None) -> Any:
@@ -188,6 +191,8 @@ class ProxyConfig:
     fail_closed: bool = False
     queue_size: int = _setting(10_000, _POSITIVE)
     timeout_seconds: float = _setting(600.0, _POSITIVE)
+    page: str = _setting("", _PRESET)  # "": forward unchanged; else a paging.presets name
+    page_budget: int = _setting(0, _NONNEG)  # 0: no budget; else input tokens per request
 
 
 @dataclass(frozen=True)

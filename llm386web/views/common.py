@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,17 +75,22 @@ class Pager:
     last_url: str | None
 
 
-def pager(request: HttpRequest, page: Pagination, target: str, *, url: str | None = None) -> Pager:
+def pager(
+    request: HttpRequest, page: Pagination, target: str, *, url: str | None = None,
+    keep: Mapping[str, str] | None = None,
+) -> Pager:  # fmt: skip
     """Return ``page`` with its links: on this URL keeping its query, or on ``url``.
 
     A list embedded in another page (a turn's sections, a block's uses) is served by its own
-    URL: pass that as ``url``; its links then carry only the cursor and the page size, and
-    following one leaves the address bar on the page that embeds it.
+    URL: pass that as ``url``; its links then carry only the cursor, the page size and the
+    parameters in ``keep``, and following one leaves the address bar on the page that embeds it.
     """
     embedded = url is not None
     if embedded:
         params = QueryDict(mutable=True)
         params["limit"] = str(page.limit)
+        for key, value in sorted((keep or {}).items()):
+            params[key] = value
     else:
         params = request.GET.copy()
 

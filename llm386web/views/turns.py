@@ -18,11 +18,11 @@ from llm386web.clients import replay_targets
 from llm386web.gantt import span_gantt
 from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
-from runtime.errors import StoreCorrupted
+from runtime.errors import InvalidInput, StoreCorrupted
 from runtime.inspect.chat import read_request, read_response
 from runtime.inspect.experiments import experiment_tree, parent_of
 from runtime.inspect.pagination import by_offset
-from runtime.inspect.paging import turn_paging
+from runtime.inspect.paging import proxy_paging, turn_paging
 from runtime.inspect.turn import (
     SECTION_NAMES,
     EntryPage,
@@ -35,6 +35,7 @@ from runtime.otel.spans import turn_span_tree
 from runtime.profiles.catalog import list_profiles
 from runtime.profiles.lifecycle import ModelStatus, lifecycle_of
 from runtime.providers import find_provider, get_provider, sending_providers
+from runtime.proxy.originals import client_request
 from runtime.replay.experimentlog import ExperimentLog
 from runtime.replay.fidelity import replay_capability
 from runtime.replay.variance import MAX_SAMPLES
@@ -89,6 +90,7 @@ def turn_context(call_id: str) -> dict[str, object]:
             "capability": replay_capability(view.record),
             "replay_targets": replay_targets(view.record.provider), "repage_profiles": repage_profiles(view.record),
             "paging": turn_paging(view.record.paging),
+            "proxy_paging": proxy_paging(view.record.paging),
             "gantt": span_gantt(turn_span_tree(get_store().kv, view.record.config)),
             } | _model_status(view.record) | experiments_context(view.record)  # fmt: skip
 
@@ -109,12 +111,38 @@ def _model_status(rec: TraceRecord) -> dict[str, object]:
             "model_deprecated": lifecycle.status is ModelStatus.DEPRECATED}  # fmt: skip
 
 
-def request_bytes_of(rec: TraceRecord) -> bytes:
-    """Return the stored request bytes of ``rec``, or raise StoreCorrupted if they are missing."""
+def client_version(request: HttpRequest) -> bool:
+    """Whether the request asks for the client's original bytes (``?version=client``) of a call
+    the proxy paged, rather than the bytes the model saw."""
+    version = request.GET.get("version", "")
+    if version not in ("", "client"):
+        raise InvalidInput(f"version {version!r} is not known; use version=client or leave it out")
+    return version == "client"
+
+
+def request_bytes_of(rec: TraceRecord, client: bool = False) -> bytes:
+    """Return the stored request bytes of ``rec`` (or, with ``client``, the bytes its agent sent
+    before the proxy paged them); raise StoreCorrupted / Http404 if they are missing."""
+    if client:
+        return _client_bytes(rec)
     raw = get_traces().request_bytes(rec.prompt_hash)
     if raw is None:
         raise StoreCorrupted(
             f"trace {rec.call_id} has no stored request bytes; run `llm386 verify`"
+        )
+    return raw
+
+
+def _client_bytes(rec: TraceRecord) -> bytes:
+    paged = proxy_paging(rec.paging)
+    if paged is None or not paged.client_sha256:
+        raise Http404(f"Turn {rec.turn} of {rec.session} was not paged by the proxy: the bytes "
+                      "sent are the client's own; leave out ?version=client.")  # fmt: skip
+    raw = client_request(get_store().kv, paged.client_sha256)
+    if raw is None:
+        raise StoreCorrupted(
+            f"trace {rec.call_id} names the client's request {paged.client_sha256[:12]}, "
+            "which the store does not hold (or holds damaged); run `llm386 verify`"
         )
     return raw
 
@@ -164,15 +192,18 @@ def _entries_context(
 def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
     """One page of the request read as chat: parameters, system, tools, then messages."""
     rec = _record(call_id)
-    chat = read_request(request_bytes_of(rec))
+    client = client_version(request)
+    chat = read_request(request_bytes_of(rec, client))
     page = by_offset(
         offset_from(request), limit_from(request), len(chat.messages), noun="messages "
     )
+    keep = {"version": "client"} if client else {}
     context = {
         "rec": without_plan(rec),
         "chat": replace(chat, messages=()),  # the page's messages only (see gc_paused)
         "page_messages": chat.messages[page.cursor : page.cursor + page.limit],
-        "pager": pager(request, page, "#request-view", url=request.path),
+        "pager": pager(request, page, "#request-view", url=request.path, keep=keep),
+        "client": client,
     }
     return render_page(request, "turns/messages.html", "messages-list", context)
 
@@ -182,7 +213,8 @@ def turn_messages(request: HttpRequest, call_id: str) -> HttpResponse:
 def turn_json(request: HttpRequest, call_id: str) -> HttpResponse:
     """The request pretty-printed as JSON (keys in stored order), or as text if not JSON."""
     rec = _record(call_id)
-    raw = request_bytes_of(rec)
+    client = client_version(request)
+    raw = request_bytes_of(rec, client)
     note = ""
     try:
         pretty = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
@@ -193,7 +225,8 @@ def turn_json(request: HttpRequest, call_id: str) -> HttpResponse:
             raw.decode("utf-8", "replace"),
             "The JSON is nested too deeply to pretty-print; here it is as text.",
         )
-    context = {"rec": without_plan(rec), "pretty": pretty, "size": len(raw), "note": note}
+    context = {"rec": without_plan(rec), "pretty": pretty, "size": len(raw), "note": note,
+               "client": client}  # fmt: skip
     return render_page(request, "turns/json.html", "request-json", context)
 
 
@@ -206,9 +239,12 @@ def _raw(data: bytes, filename: str, download: bool) -> HttpResponse:
 
 @require_GET
 def turn_request_raw(request: HttpRequest, call_id: str) -> HttpResponse:
-    """The exact request bytes that were sent (their SHA-256 is the prompt hash)."""
+    """The exact request bytes that were sent (their SHA-256 is the prompt hash), or with
+    ``?version=client`` the agent's own bytes of a call the proxy paged."""
     rec = _record(call_id)
-    return _raw(request_bytes_of(rec), f"{rec.call_id}-request.json", "download" in request.GET)
+    client = client_version(request)
+    name = f"{rec.call_id}-{'client-' if client else ''}request.json"
+    return _raw(request_bytes_of(rec, client), name, "download" in request.GET)
 
 
 @require_GET

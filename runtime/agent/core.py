@@ -61,7 +61,8 @@ from runtime.pager.plan import PagePlan
 from runtime.paging.demand import DemandPaging, page_with_paging, paged_turn, session_entries
 from runtime.paging.eviction import EvictionConfig, EvictionPlan
 from runtime.paging.faults import PageFault, load_state, recall_content, save_state
-from runtime.paging.placeholders import RECALL_TOOL_NAME, StubStyle
+from runtime.paging.placeholders import RECALL_TOOL_NAME
+from runtime.paging.presets import AGENT_PAGING
 from runtime.paging.turn import PagedTurn, finish_turn
 from runtime.profiles.catalog import ModelProfile, get_profile
 from runtime.profiles.lifecycle import check_callable
@@ -81,9 +82,6 @@ SYSTEM_PROMPT = (
     "like u-1001). Answer in one or two sentences."
 )
 
-# Stubs keep each tool's JSON input schema (without descriptions), so a client that fills inputs
-# from the schema (the offline model) can still call a stubbed tool.
-AGENT_PAGING = EvictionConfig(stub_style=StubStyle.SIGNATURE)
 
 ToolHook = Callable[[ToolCall, ToolResult], None]
 

@@ -16,14 +16,23 @@ from runtime.cli.models_cmds import config_from
 from runtime.config import ProxyConfig
 from runtime.errors import InvalidInput
 from runtime.otel import receiver
+from runtime.paging.presets import DEFAULT_PRESET, preset_names
 from runtime.proxy import Family, ProxyServer, ProxySettings, Recorder
+from runtime.proxy.pager import PageSettings
 from runtime.proxy.server import OtlpHandler
 from runtime.storage.tracestore import KvTraceStore
 
 _DEFAULTS = ProxyConfig()
 _FLAG_KEYS = ("host", "port", "anthropic_upstream", "openai_upstream", "timeout_seconds",
-              "queue_size", "fail_closed")  # fmt: skip
+              "queue_size", "fail_closed", "page", "page_budget")  # fmt: skip
 _FLAG_NAMES = {"timeout_seconds": "timeout"}
+
+
+def page_settings(conf: ProxyConfig) -> PageSettings | None:
+    """Return what ``--page`` (or ``[proxy] page``) asks for, or None: forward unchanged."""
+    if not conf.page:
+        return None
+    return PageSettings(conf.page, conf.page_budget or None)
 
 
 def proxy_config(args: argparse.Namespace) -> ProxyConfig:
@@ -45,7 +54,7 @@ def cmd_proxy(args: argparse.Namespace) -> Output:
     settings = ProxySettings(
         host=conf.host, port=conf.port, fail_closed=conf.fail_closed,
         upstreams={Family.ANTHROPIC: conf.anthropic_upstream, Family.OPENAI: conf.openai_upstream},
-        read_timeout=conf.timeout_seconds,
+        read_timeout=conf.timeout_seconds, page=page_settings(conf),
     )  # fmt: skip
     # The recorder's thread here only feeds the writer process; a short GIL switch interval
     # still lets the event loop in at once whenever that thread (or the OTLP receiver) runs.
@@ -104,5 +113,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fail-closed", action=argparse.BooleanOptionalAction,
                         help="refuse calls (503) while recording fails, instead of forwarding them "
                         "unrecorded (default: forward them)")  # fmt: skip
+    parser.add_argument("--page", nargs="?", const=DEFAULT_PRESET, metavar="PRESET",
+                        help="demand-page each call: stale tool results and tool schemas become "
+                        "placeholders and stubs, and the proxy answers the model's recall calls "
+                        f"itself (presets: {', '.join(preset_names())}; --page alone: "
+                        f"{DEFAULT_PRESET})")  # fmt: skip
+    parser.add_argument("--page-budget", type=int, metavar="TOKENS",
+                        help="with --page: also page out under pressure to fit each request "
+                        "in this many input tokens (default: no budget)")  # fmt: skip
     parser.add_argument("--config", help="llm386.toml to read (default: ./llm386.toml if present)")
     parser.epilog = "Each flag wins over its key in the [proxy] section of llm386.toml."

@@ -1,7 +1,8 @@
 """What the web shows of demand paging: one turn's accounting, and a session's totals.
 
 Owns: ``TurnPaging`` (tokens by category, full history against packed, saved by eviction,
-evictions, faults and refaults, read from a trace record's ``paging`` slot) and
+evictions with their reasons, faults and refaults, read from a trace record's ``paging`` slot),
+``ProxyPaging`` (what ``llm386 proxy --page`` did to a captured call) and
 ``SessionPaging`` (cumulative tokens against the full-history baseline, peaks and estimated
 cost with and without prompt caching, over a session's records).
 
@@ -52,6 +53,41 @@ class FaultRow:
 
 
 @dataclass(frozen=True)
+class EvictionRow:
+    """One block the request carried as a placeholder or stub: which, why and what it cost."""
+
+    block_id: str
+    kind: str
+    reason: str
+    tool_name: str
+    tokens: int
+    placeholder: str
+
+
+@dataclass(frozen=True)
+class RecallRow:
+    """One recall call the proxy answered itself: the block asked for and whether it was found."""
+
+    round: int
+    block_id: str
+    found: bool
+
+
+@dataclass(frozen=True)
+class ProxyPaging:
+    """What ``llm386 proxy --page`` did to a call: its preset, the client's original bytes and
+    the recall calls it answered, or why it forwarded the call unpaged."""
+
+    preset: str
+    client_sha256: str = ""
+    client_bytes: int = 0
+    recalls: tuple[RecallRow, ...] = ()
+    rounds: int = 1
+    note: str = ""
+    skipped: str = ""
+
+
+@dataclass(frozen=True)
 class TurnPaging:
     """One turn's demand paging, as the turn page shows it."""
 
@@ -60,6 +96,7 @@ class TurnPaging:
     faults: tuple[FaultRow, ...]  # the faults this request serves (found in the last answer)
     pinned: int
     recall: bool
+    evictions: tuple[EvictionRow, ...] = ()
 
     @property
     def saved_share(self) -> float:
@@ -84,7 +121,38 @@ def turn_paging(paging: Mapping[str, Any]) -> TurnPaging | None:
     )  # fmt: skip
     plan = paging.get("plan")
     recall = bool(plan.get("recall")) if isinstance(plan, Mapping) else False
-    return TurnPaging(accounting, rows, faults, len(paging.get("pinned", ())), recall)
+    evictions = _evictions(plan.get("evictions", ()) if isinstance(plan, Mapping) else ())
+    return TurnPaging(accounting, rows, faults, len(paging.get("pinned", ())), recall, evictions)
+
+
+def _evictions(raw: Any) -> tuple[EvictionRow, ...]:
+    rows = []
+    for e in raw if isinstance(raw, list) else ():
+        if isinstance(e, Mapping):
+            rows.append(EvictionRow(str(e.get("block_id", "")), str(e.get("kind", "")),
+                                    str(e.get("reason", "")), str(e.get("tool_name", "")),
+                                    _int(e.get("tokens")), str(e.get("placeholder", ""))))  # fmt: skip
+    return tuple(rows)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def proxy_paging(paging: Mapping[str, Any]) -> ProxyPaging | None:
+    """Return what the proxy's ``--page`` recorded for a call, or None (not proxied with it)."""
+    data = paging.get("proxy")
+    if not isinstance(data, Mapping):
+        return None
+    client = data.get("client_request")
+    client = client if isinstance(client, Mapping) else {}
+    recalls = tuple(
+        RecallRow(_int(r.get("round")), str(r.get("block_id", "")), bool(r.get("found")))
+        for r in data.get("recalls", ()) if isinstance(r, Mapping)
+    )  # fmt: skip
+    return ProxyPaging(str(data.get("preset", "")), str(client.get("sha256", "")),
+                       _int(client.get("bytes")), recalls, _int(data.get("rounds")) or 1,
+                       str(data.get("note", "")), str(data.get("skipped", "")))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ Modules, in the order a call flows through them:
 - ``exchange``: one call as it happened, handed from the server to the recorder;
 - ``recorder``: the bounded queue and the one writer (a thread, or a process: ``writerproc``);
 - ``turns``, ``conversation``, ``sessions``, ``replies``: an exchange written as a turn of a
-  session, with its blocks, its captured bytes and its assembled reply.
+  session, with its blocks, its captured bytes and its assembled reply;
+- ``pager``, ``rewrite``, ``recall``, ``paged``, ``streamfilter``, ``originals``: ``--page``,
+  demand paging of every call on its way upstream (see docs/proxy.md).
 """
 
 from runtime.proxy.apis import DEFAULT_UPSTREAMS, Family

@@ -43,7 +43,7 @@ from runtime.blocks import (
 )
 from runtime.proxy.apis import Wire
 
-_KINDS = {"system": BlockKind.SYSTEM, "developer": BlockKind.SYSTEM,
+ROLE_KINDS = {"system": BlockKind.SYSTEM, "developer": BlockKind.SYSTEM,
           "user": BlockKind.USER_MESSAGE, "assistant": BlockKind.ASSISTANT_MESSAGE}  # fmt: skip
 
 
@@ -323,7 +323,7 @@ def _uncached(value: Any) -> Any:
     return value
 
 
-def _text(content: Any) -> str:
+def text_of(content: Any) -> str:
     """Return content as text: a string as is, text parts joined, anything else as JSON."""
     if isinstance(content, str):
         return content
@@ -333,33 +333,34 @@ def _text(content: Any) -> str:
     return "" if content is None else canonical_json(_uncached(content)).decode()
 
 
+def tool_schema_body(tool: Mapping[str, Any]) -> str:
+    """Return a tool definition's ``tool-schema`` body: Anthropic shape, canonical JSON."""
+    fn = tool.get("function")
+    if tool.get("type") == "function" and not isinstance(fn, dict):
+        fn = {k: v for k, v in tool.items() if k != "type"}  # a Responses function tool
+    if isinstance(fn, dict):  # an OpenAI function tool, kept in Anthropic shape
+        tool = {"description": fn.get("description", ""), "name": fn.get("name", ""),
+                "input_schema": fn.get("parameters", {"type": "object", "properties": {}})}  # fmt: skip
+    return canonical_json(_uncached(tool)).decode()
+
+
 def _tools(parts: _Parts, tools: Any) -> list[NewBlock | None]:
-    out: list[NewBlock | None] = []
-    for tool in tools if isinstance(tools, list) else ():
-        if not isinstance(tool, dict):
-            continue
-        fn = tool.get("function")
-        if tool.get("type") == "function" and not isinstance(fn, dict):
-            fn = {k: v for k, v in tool.items() if k != "type"}  # a Responses function tool
-        if isinstance(fn, dict):  # an OpenAI function tool, kept in Anthropic shape
-            tool = {"description": fn.get("description", ""), "name": fn.get("name", ""),
-                    "input_schema": fn.get("parameters", {"type": "object", "properties": {}})}  # fmt: skip
-        out.append(parts.block(BlockKind.TOOL_SCHEMA, canonical_json(_uncached(tool)).decode()))
-    return out
+    return [parts.block(BlockKind.TOOL_SCHEMA, tool_schema_body(tool))
+            for tool in (tools if isinstance(tools, list) else ()) if isinstance(tool, dict)]  # fmt: skip
 
 
 def _anthropic_system(parts: _Parts, system: Any) -> list[NewBlock | None]:
     if isinstance(system, list):
-        return [parts.block(BlockKind.SYSTEM, _text([s]) if isinstance(s, dict) else str(s))
+        return [parts.block(BlockKind.SYSTEM, text_of([s]) if isinstance(s, dict) else str(s))
                 for s in system]  # fmt: skip
-    return [parts.block(BlockKind.SYSTEM, _text(system))]
+    return [parts.block(BlockKind.SYSTEM, text_of(system))]
 
 
 def _anthropic_message(parts: _Parts, message: Mapping[str, Any]) -> list[NewBlock | None]:
-    kind = _KINDS.get(str(message.get("role")), BlockKind.USER_MESSAGE)
+    kind = ROLE_KINDS.get(str(message.get("role")), BlockKind.USER_MESSAGE)
     content = message.get("content")
     if not isinstance(content, list):
-        return [parts.block(kind, _text(content))]
+        return [parts.block(kind, text_of(content))]
     out: list[NewBlock | None] = []
     for item in content:
         if not isinstance(item, dict):
@@ -367,10 +368,10 @@ def _anthropic_message(parts: _Parts, message: Mapping[str, Any]) -> list[NewBlo
         if item.get("type") == "tool_use":
             out.append(parts.call(str(item.get("id")), str(item.get("name")), item.get("input")))
         elif item.get("type") == "tool_result":
-            text = _text(item.get("content"))
+            text = text_of(item.get("content"))
             out.append(parts.result(str(item.get("tool_use_id")), text, bool(item.get("is_error"))))
         else:
-            out.append(parts.block(kind, _text([item])))
+            out.append(parts.block(kind, text_of([item])))
     return out
 
 
@@ -378,13 +379,15 @@ def _openai_message(parts: _Parts, message: Mapping[str, Any]) -> list[NewBlock 
     role = str(message.get("role"))
     if role == "tool":
         call_id = str(message.get("tool_call_id"))
-        return [parts.result(call_id, _text(message.get("content")), False)]
-    out = [parts.block(_KINDS.get(role, BlockKind.USER_MESSAGE), _text(message.get("content")))]
+        return [parts.result(call_id, text_of(message.get("content")), False)]
+    out = [
+        parts.block(ROLE_KINDS.get(role, BlockKind.USER_MESSAGE), text_of(message.get("content")))
+    ]
     for call in message.get("tool_calls") or ():
         if not isinstance(call, dict):
             continue
-        fn = call.get("function") or {}
-        arguments = _call_arguments(fn.get("arguments"))
+        fn = function_of(call)
+        arguments = call_arguments(fn.get("arguments"))
         out.append(parts.call(str(call.get("id")), str(fn.get("name")), arguments))
     return out
 
@@ -393,7 +396,13 @@ def _no_system(parts: _Parts, system: Any) -> list[NewBlock | None]:
     return []  # Chat Completions carries its system prompt as a message
 
 
-def _call_arguments(arguments: Any) -> Any:
+def function_of(call: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return a Chat Completions tool call's ``function`` object ({} when it is not one)."""
+    fn = call.get("function")
+    return fn if isinstance(fn, dict) else {}
+
+
+def call_arguments(arguments: Any) -> Any:
     try:
         return json.loads(arguments or "{}")
     except (TypeError, ValueError):
@@ -403,15 +412,15 @@ def _call_arguments(arguments: Any) -> Any:
 def _responses_item(parts: _Parts, item: Mapping[str, Any]) -> list[NewBlock | None]:
     kind = item.get("type")
     if kind == "function_call":
-        arguments = _call_arguments(item.get("arguments"))
+        arguments = call_arguments(item.get("arguments"))
         return [parts.call(str(item.get("call_id")), str(item.get("name")), arguments)]
     if kind == "function_call_output":
-        return [parts.result(str(item.get("call_id")), _text(item.get("output")), False)]
+        return [parts.result(str(item.get("call_id")), text_of(item.get("output")), False)]
     if "role" in item:  # a message, with or without "type": "message"
-        role_kind = _KINDS.get(str(item.get("role")), BlockKind.USER_MESSAGE)
-        return [parts.block(role_kind, _text(item.get("content")))]
+        role_kind = ROLE_KINDS.get(str(item.get("role")), BlockKind.USER_MESSAGE)
+        return [parts.block(role_kind, text_of(item.get("content")))]
     # Anything else the input carries (reasoning, a built-in tool's call) is the model's own.
-    return [parts.block(BlockKind.ASSISTANT_MESSAGE, _text(_uncached(dict(item))))]
+    return [parts.block(BlockKind.ASSISTANT_MESSAGE, text_of(_uncached(dict(item))))]
 
 
 def _responses_split(data: Mapping[str, Any]) -> tuple[Any, list[Any]]:

@@ -36,7 +36,10 @@ import httpx2
 
 from runtime.proxy import apis
 from runtime.proxy.apis import Api, Family
-from runtime.proxy.exchange import Exchange, Outcome
+from runtime.proxy.connection import ClientGone, Connection
+from runtime.proxy.exchange import Exchange, Outcome, unreachable
+from runtime.proxy.paged import PagedRelay
+from runtime.proxy.pager import PagedCall, PageSettings, ProxyPager, skipped_record
 from runtime.tracing.records import now_ms
 
 log = logging.getLogger("llm386.proxy")
@@ -46,7 +49,6 @@ OTLP_PATH = "/v1/traces"  # OTLP/HTTP spans, served on this port too (runtime.ot
 OtlpHandler: TypeAlias = Callable[
     [str, str, Mapping[str, str], bytes], tuple[int, Mapping[str, str], bytes]
 ]
-READ_SIZE = 65536
 
 
 class Recorder(Protocol):
@@ -70,6 +72,7 @@ class ProxySettings:
     fail_closed: bool = False
     connect_timeout: float = 10.0
     read_timeout: float = 600.0  # a long generation can be quiet for minutes between events
+    page: PageSettings | None = None  # --page: demand-page each call (runtime.proxy.pager)
 
     def upstream_url(self, api: Api, target: str) -> str:
         query = target.partition("?")[2]
@@ -84,67 +87,14 @@ class _Counters:
     refused: int = 0
     upstream_failures: int = 0
     handed_over: int = 0  # calls whose exchange is complete and handed to the recorder
+    paged: int = 0  # calls sent upstream paged (--page)
+    unpaged: int = 0  # calls --page forwarded unchanged (a stream, another wire format)
+    recalls: int = 0  # recall calls the proxy answered itself
 
     @property
     def in_flight(self) -> int:
         """Calls still being forwarded (a streaming client may have stopped reading already)."""
         return self.calls - self.refused - self.handed_over
-
-
-class _ClientGone(Exception):
-    """The client closed its connection while the response was being written."""
-
-
-class _Connection:
-    """One client connection: h11 state plus the asyncio stream."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.h11 = h11.Connection(h11.SERVER)
-
-    async def next_request(self) -> tuple[h11.Request, bytes] | None:
-        """Return the next request with its whole body, or None when the client is done."""
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                data = await self.reader.read(READ_SIZE)
-                self.h11.receive_data(data)
-                if not data and request is None:
-                    return None
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage) and request is not None:
-                return request, bytes(body)
-            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                return None
-
-    def send(self, event: h11.Event) -> None:
-        if self.writer.is_closing():
-            raise _ClientGone
-        data = self.h11.send(event)
-        if data:
-            self.writer.write(data)
-
-    async def drain(self) -> None:
-        try:
-            await self.writer.drain()
-        except (ConnectionError, RuntimeError) as exc:
-            raise _ClientGone from exc
-
-    def respond(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-        self.respond_as(status, body, "application/json", headers)
-
-    def respond_as(
-        self, status: int, body: bytes, kind: str, headers: list[tuple[str, str]] | None = None
-    ) -> None:
-        head = [("content-type", kind), ("content-length", str(len(body)))]
-        self.send(h11.Response(status_code=status, headers=head + (headers or [])))
-        self.send(h11.Data(data=body))
-        self.send(h11.EndOfMessage())
 
 
 class ProxyServer:
@@ -162,6 +112,8 @@ class ProxyServer:
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._timeout = {"connect": settings.connect_timeout, "read": settings.read_timeout,
                          "write": settings.read_timeout, "pool": settings.connect_timeout}  # fmt: skip
+        store = getattr(recorder, "store", None)
+        self.pager = None if settings.page is None else ProxyPager(settings.page, store)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -198,15 +150,22 @@ class ProxyServer:
         c = self.counters
         return {"up": True, "calls": c.calls, "forwarded_only": c.forwarded, "refused": c.refused,
                 "upstream_failures": c.upstream_failures, "in_flight": c.in_flight,
-                "fail_closed": self.settings.fail_closed,
+                "fail_closed": self.settings.fail_closed, **self._paging_status(),
                 "upstreams": {f.value: u for f, u in sorted(self.settings.upstreams.items())},
                 **self.recorder.status()}  # fmt: skip
+
+    def _paging_status(self) -> dict[str, Any]:
+        page, c = self.settings.page, self.counters
+        if page is None:
+            return {"paging": None}
+        return {"paging": {"preset": page.preset, "budget": page.budget, "paged": c.paged,
+                           "unpaged": c.unpaged, "recalls": c.recalls}}  # fmt: skip
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Connection(reader, writer)
+        conn = Connection(reader, writer)
         task = asyncio.current_task()
         if task is not None:
             self._connections[task] = writer
@@ -217,14 +176,14 @@ class ProxyServer:
                 if conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
                     break
                 conn.h11.start_next_cycle()
-        except (_ClientGone, ConnectionError, h11.ProtocolError):
+        except (ClientGone, ConnectionError, h11.ProtocolError):
             pass  # the client went away or spoke something that is not HTTP/1.1
         finally:
             writer.close()
             if task is not None:
                 self._connections.pop(task, None)
 
-    async def _answer(self, conn: _Connection, request: h11.Request, body: bytes) -> None:
+    async def _answer(self, conn: Connection, request: h11.Request, body: bytes) -> None:
         target = request.target.decode("latin-1")
         method = request.method.decode("latin-1")
         api = apis.route(target)
@@ -242,7 +201,7 @@ class ProxyServer:
             await self._forward(conn, api, target, headers, body)
 
     async def _otlp(
-        self, conn: _Connection, method: str, target: str, request: h11.Request, body: bytes
+        self, conn: Connection, method: str, target: str, request: h11.Request, body: bytes
     ) -> None:
         assert self.otlp is not None
         headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in request.headers}
@@ -252,7 +211,7 @@ class ProxyServer:
         conn.respond_as(status, out, kind or "application/json")
 
     async def _forward(
-        self, conn: _Connection, api: Api, target: str, headers: apis.Headers, body: bytes
+        self, conn: Connection, api: Api, target: str, headers: apis.Headers, body: bytes
     ) -> None:
         self.counters.calls += 1
         ex = Exchange(api, target, self.settings.upstream_url(api, target), now_ms(), body,
@@ -264,8 +223,40 @@ class ProxyServer:
             log.error("refused %s: the recorder is down (--fail-closed)", api.path)
             conn.respond(503, apis.error_body(api.family, 503, "overloaded_error", message), [])
             return
-        call = _Call(self, conn, api, ex, time.perf_counter())
+        clock = time.perf_counter()
+        if self.pager is not None and api.turn:
+            paged = await self._page(conn, api, ex)
+            if isinstance(paged, PagedCall):
+                await PagedRelay(self, conn, api, ex, clock, paged).relay(headers, accepting)
+                return
+            if not paged:
+                return  # refused
+        call = _Call(self, conn, api, ex, clock)
         await call.relay(headers, accepting)
+
+    async def _page(self, conn: Connection, api: Api, ex: Exchange) -> PagedCall | bool:
+        """Return the paged call, True to forward it unpaged, or False when it was refused."""
+        assert self.pager is not None and self.settings.page is not None
+        preset = self.settings.page.preset
+        try:  # the policy counts tokens: off the event loop, so other calls keep flowing
+            prepared = await asyncio.to_thread(self.pager.prepare, api.wire, ex.request_body,
+                                               ex.session)  # fmt: skip
+        except Exception as exc:  # a bug in paging must not take the agent down with it
+            reason = f"paging failed ({type(exc).__name__}: {str(exc)[:200]})"
+            # The message may quote the request: the log names the route and the type only.
+            log.error("%s: paging failed (%s); see the record", api.path, type(exc).__name__)
+            if self.settings.fail_closed:
+                self.counters.refused += 1
+                message = f"llm386 proxy: {reason}, and the proxy runs --fail-closed"
+                conn.respond(502, apis.error_body(api.family, 502, "api_error", message), [])
+                return False
+            prepared = reason
+        if isinstance(prepared, str):
+            self.counters.unpaged += 1
+            ex.paging = skipped_record(prepared, preset)
+            return True
+        self.counters.paged += 1
+        return prepared
 
     def hand_over(self, api: Api, ex: Exchange) -> None:
         """Give a finished exchange to the recorder (before the client can see its last byte)."""
@@ -283,7 +274,7 @@ class _Call:
     write to the client, so a client that has the whole response can find its record queued."""
 
     def __init__(
-        self, server: ProxyServer, conn: _Connection, api: Api, ex: Exchange, clock: float
+        self, server: ProxyServer, conn: Connection, api: Api, ex: Exchange, clock: float
     ) -> None:
         self.server, self.conn, self.api, self.ex, self.clock = server, conn, api, ex, clock
         self.chunks: list[bytes] = []
@@ -341,7 +332,7 @@ class _Call:
                 await self.conn.drain()
             self.finish()
             self.conn.send(h11.EndOfMessage())
-        except _ClientGone:
+        except ClientGone:
             if not self.handed:  # else the client had the whole body before it left
                 ex.outcome, ex.error = (
                     Outcome.CLIENT_GONE,
@@ -353,18 +344,11 @@ class _Call:
     def _unreachable(self, exc: Exception) -> None:
         ex, family = self.ex, self.api.family
         self.server.counters.upstream_failures += 1
-        timeout = isinstance(exc, httpx2.TimeoutException)
-        ex.outcome = Outcome.TIMEOUT if timeout else Outcome.UNREACHABLE
-        what = "did not answer in time" if timeout else "could not be reached"
-        ex.error = (
-            f"llm386 proxy: the upstream {_safe_url(ex.upstream_url)} {what} ({type(exc).__name__})"
-        )
-        status = 504 if timeout else 502
-        kind = "timeout_error" if timeout else "api_error"
+        status, kind = unreachable(ex, exc, timeout=isinstance(exc, httpx2.TimeoutException))
         log.error("%s: %s", self.api.path, ex.error)
         self.finish()
-        with contextlib.suppress(_ClientGone):
-            self.conn.respond(status, apis.error_body(family, status, kind, ex.error), [])
+        with contextlib.suppress(ClientGone):
+            self.conn.respond(status, apis.error_body(family, status, kind, ex.error or ""), [])
 
     def _died(self, exc: Exception, *, framed: bool) -> None:
         ex = self.ex
@@ -381,14 +365,9 @@ class _Call:
         event = apis.stream_error_event(self.api.family, "api_error", ex.error)
         self.chunks.append(event)  # what the client is sent is what is recorded
         self.finish()
-        with contextlib.suppress(_ClientGone):
+        with contextlib.suppress(ClientGone):
             self.conn.send(h11.Data(data=event))
             self.conn.send(h11.EndOfMessage())
-
-
-def _safe_url(url: str) -> str:
-    """Return ``url`` without its query string, which may carry a credential."""
-    return url.split("?", 1)[0]
 
 
 def _header(headers: apis.Headers, name: str) -> str | None:

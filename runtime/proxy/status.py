@@ -38,6 +38,10 @@ class ProxyStatus:
     fail_closed: bool = False
     upstreams: tuple[tuple[str, str], ...] = ()  # (API family, upstream base URL)
     problem: str = ""
+    paging: str = ""  # the --page preset ("" when the proxy forwards unchanged)
+    paged: int = 0  # calls sent upstream paged
+    unpaged: int = 0  # calls --page forwarded unchanged
+    recalls: int = 0  # recall calls the proxy answered itself
 
 
 def read_status(url: str, *, timeout: float = 0.5) -> ProxyStatus:
@@ -61,11 +65,15 @@ def _opener() -> urllib.request.OpenerDirector:
 def _status(url: str, data: dict[str, Any]) -> ProxyStatus:
     found = data.get("upstreams")
     upstreams: dict[str, Any] = found if isinstance(found, dict) else {}
+    given = data.get("paging")
+    paging: dict[str, Any] = given if isinstance(given, dict) else {}
     return ProxyStatus(
         url, True, calls=_int(data, "calls"), recorded=_int(data, "recorded"),
         lost=_int(data, "lost"), queue=_int(data, "queue"),
         recording=data.get("recording") is True, fail_closed=data.get("fail_closed") is True,
         upstreams=tuple(sorted((str(k), public_url(str(v))) for k, v in upstreams.items())),
+        paging=str(paging.get("preset") or ""), paged=_int(paging, "paged"),
+        unpaged=_int(paging, "unpaged"), recalls=_int(paging, "recalls"),
     )  # fmt: skip
 
 

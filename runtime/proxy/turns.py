@@ -29,9 +29,12 @@ from urllib.parse import urlsplit, urlunsplit
 from runtime.blocks import BlockKind, NewBlock, check_session
 from runtime.errors import Llm386Error, UnknownModel
 from runtime.pager.sections import section_of
+from runtime.paging.faults import META_KEY as STATE_KEY
 from runtime.providers.response import Attempt
 from runtime.proxy.conversation import Conversation, ConversationReader
 from runtime.proxy.exchange import Exchange, Outcome
+from runtime.proxy.originals import TABLE as ORIGINALS
+from runtime.proxy.originals import keep
 from runtime.proxy.replies import Reply, read_reply
 from runtime.proxy.sessions import TABLE, Placement, SessionBook, response_key
 from runtime.storage.interface import BlockStore
@@ -48,6 +51,8 @@ from runtime.tracing.records import (
 
 log = logging.getLogger("llm386.proxy")
 PLAN_NOTE = "captured by the proxy: the agent chose this context itself; nothing was paged"
+PAGED_NOTE = ("paged by the proxy (--page): the agent's blocks are listed; what was paged out, "
+              "and why, is in the turn's paging")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class TurnWriter:
         # Open the prefix table in a write of its own: LMDB forgets a table first opened inside
         # a write that is then aborted, and the first batch's write may be.
         try:
-            store.kv.write(lambda t: t.get(TABLE, b"\0"))
+            store.kv.write(lambda t: (t.get(TABLE, b"\0"), t.get(ORIGINALS, b"\0")))
         except Llm386Error as exc:  # a store that cannot be written: every batch will say so
             log.error("the store cannot be written, so nothing will be recorded: %s", exc)
 
@@ -129,7 +134,11 @@ class TurnWriter:
         turn = (held.turn if held else 0) + 1
         reply = read_reply(wire, ex.response_body, streamed=ex.streamed)
         record = _record(ex, conv, place, turn, reply, upto)
-        self.traces.record(record, ex.request_body, ex.response_body or None)
+        if ex.sent_body is not None:
+            keep(t, ex.request_body)
+        if ex.paging_state is not None and ex.paging_state.get("faults"):
+            self.store.set_session_meta(place.session, **{STATE_KEY: ex.paging_state})
+        self.traces.record(record, ex.sent_body or ex.request_body, ex.response_body or None)
         self._pending[place.session] = _Held(
             turn, frozenset(setup_ids) | (held.setup if held else frozenset()), upto
         )
@@ -185,9 +194,9 @@ def _meta(ex: Exchange, conv: Conversation | None) -> dict[str, Any]:
             "title": title, "captured": True}  # fmt: skip
 
 
-def _plan(conv: Conversation | None, session: str) -> dict[str, Any]:
+def _plan(conv: Conversation | None, session: str, note: str) -> dict[str, Any]:
     if conv is None:
-        return {"version": 1, "session": session, "selected": [], "omitted": [], "note": PLAN_NOTE}
+        return {"version": 1, "session": session, "selected": [], "omitted": [], "note": note}
     blocks = [*conv.setup, *(b for bs in conv.messages for b in bs)]
     ids = [*conv.setup_ids, *(i for bs in conv.message_ids for i in bs)]
     selected: list[dict[str, Any]] = []
@@ -197,7 +206,7 @@ def _plan(conv: Conversation | None, session: str) -> dict[str, Any]:
                          "section": section_of(kind).value, "reason": "required", "score": 1.0,
                          "scores": {}})  # fmt: skip
     return {"version": 1, "session": session, "task": "", "selected": selected, "omitted": [],
-            "note": PLAN_NOTE}  # fmt: skip
+            "note": note}  # fmt: skip
 
 
 def _error(ex: Exchange, reply: Reply) -> TraceError | None:
@@ -234,12 +243,14 @@ def _record(
     attempt = Attempt(1, ex.status, None if error is None else error.type,
                       "" if error is None else error.message[:500], ex.total_ms)  # fmt: skip
     return new_record(
-        ex.request_body, session=place.session, turn=turn, started_at=ex.started_at,
+        ex.sent_body or ex.request_body, session=place.session, turn=turn, started_at=ex.started_at,
         provider=ex.api.provider, model=model, origin=TraceOrigin.CAPTURE, latency_ms=ex.total_ms,
-        profile=_profile(model), config={"proxy": proxy}, plan=_plan(conv, place.session),
+        profile=_profile(model), config={"proxy": proxy},
+        plan=_plan(conv, place.session, PAGED_NOTE if ex.sent_body is not None else PLAN_NOTE),
         response=dict(reply.message) if reply.message is not None else None,
         response_hash=prompt_hash(body) if body else None, usage=reply.usage,
         stop_reason=reply.stop_reason, error=error, attempts=(attempt,), upto_seq=upto,
+        paging=ex.paging or {},
     )  # fmt: skip
 
 

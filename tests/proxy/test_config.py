@@ -14,9 +14,10 @@ import httpx2
 import pytest
 
 from runtime.cli import build_parser, main
-from runtime.cli.proxy_cmds import proxy_config
+from runtime.cli.proxy_cmds import page_settings, proxy_config
 from runtime.config import ProxyConfig, load_config
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, InvalidInput
+from runtime.proxy.pager import PageSettings
 from tests.fakes.anthropic_server import AnthropicServer
 
 FULL = """[proxy]
@@ -70,7 +71,8 @@ def test_each_flag_wins_over_its_key(tmp_path):
     ("text", "words"),
     [("port = 70000", "proxy.port"), ("queue_size = 0", "proxy.queue_size"),
      ('anthropic_upstream = "ftp://x"', "proxy.anthropic_upstream"),
-     ('fail_closed = "yes"', "proxy.fail_closed"), ("api_key = 'sk-x'", "API keys never")],
+     ('fail_closed = "yes"', "proxy.fail_closed"), ("api_key = 'sk-x'", "API keys never"),
+     ('page = "fastest"', "proxy.page"), ("page_budget = -1", "proxy.page_budget")],
 )  # fmt: skip
 def test_a_wrong_proxy_value_names_its_key(tmp_path, text, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
@@ -81,7 +83,8 @@ def test_an_unknown_proxy_key_is_a_warning(tmp_path):
     config = load_config(_toml(tmp_path, "[proxy]\nport = 1\nupstream = 'x'\n"))
     assert config.warnings == (
         "unknown key proxy.upstream in llm386.toml (line 3); known: anthropic_upstream, "
-        "fail_closed, host, openai_upstream, port, queue_size, timeout_seconds",
+        "fail_closed, host, openai_upstream, page, page_budget, port, queue_size, "
+        "timeout_seconds",
     )
 
 
@@ -130,3 +133,18 @@ def _status(url: str, proc: subprocess.Popen[bytes]) -> dict[str, object]:
         except httpx2.TransportError:
             time.sleep(0.1)
     raise AssertionError(f"the proxy did not start (exit {proc.poll()})")
+
+
+def test_page_is_read_from_the_file_and_the_flag_wins(tmp_path):
+    path = _toml(tmp_path, '[proxy]\npage = "paper"\npage_budget = 8000\n')
+    assert page_settings(_args(path)) == PageSettings("paper", 8000)
+    assert page_settings(_args(path, "--page")) == PageSettings("default", 8000)
+    assert page_settings(_args(path, "--page", "agent", "--page-budget", "0")) == PageSettings(
+        "agent"
+    )
+    assert page_settings(_args(_toml(tmp_path, "[proxy]\n"))) is None
+
+
+def test_an_unknown_page_preset_flag_names_the_presets(tmp_path):
+    with pytest.raises(InvalidInput, match="--page 'fastest': expected .*agent, default, paper"):
+        _args(_toml(tmp_path, "[proxy]\n"), "--page", "fastest")

@@ -47,7 +47,8 @@ BOTH_BACKENDS = frozenset(
      "test_paging_pages", "test_escaping", "test_otel", "test_content_views", "test_dashboard",
      "test_experiments_web", "test_picker", "test_playground_web", "test_replay",
      "test_replay_progress", "test_fidelity", "test_saved_views", "test_session_export",
-     "test_session_filters", "test_session_previews", "test_triage", "test_roles"}
+     "test_session_filters", "test_session_previews", "test_triage", "test_roles",
+     "test_proxy_paging_page"}
 )  # fmt: skip
 
 

@@ -1,0 +1,43 @@
+"""Named eviction policies: what ``llm386 proxy --page NAME`` (and ``[proxy] page``) selects.
+
+Owns: ``PRESETS`` (name -> ``EvictionConfig``), ``preset`` (a name looked up, with an error
+that lists the known names) and ``AGENT_PAGING`` (the sample agent's policy).
+
+Invariants:
+- A preset is a plain ``EvictionConfig``: the proxy, the agent and the benchmark run it through
+  ``paging.turn.page_turn`` unchanged, so a name means the same policy everywhere.
+- Names are listed sorted, so an error message (and ``--help``) reads the same in every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from runtime.errors import ConfigError
+from runtime.paging.eviction import PAPER_CONFIG, EvictionConfig
+from runtime.paging.placeholders import StubStyle
+
+DEFAULT_PRESET = "default"
+# Stubs keep each tool's JSON input schema (without descriptions), so a client that fills inputs
+# from the schema (the offline model) can still call a stubbed tool.
+AGENT_PAGING = EvictionConfig(stub_style=StubStyle.SIGNATURE)
+
+PRESETS: Mapping[str, EvictionConfig] = {
+    DEFAULT_PRESET: EvictionConfig(),  # what DemandPaging uses when given no config
+    "agent": AGENT_PAGING,  # the sample agent's policy (runtime.agent.core)
+    "paper": PAPER_CONFIG,  # age-based eviction of stale tool results only (Pichay)
+}
+
+
+def preset_names() -> tuple[str, ...]:
+    """Return the known preset names, sorted."""
+    return tuple(sorted(PRESETS))
+
+
+def preset(name: str) -> EvictionConfig:
+    """Return the eviction policy called ``name``, or raise ConfigError naming the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        known = ", ".join(preset_names())
+        raise ConfigError(f"paging preset {name!r} is not one of: {known}") from None

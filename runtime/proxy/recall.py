@@ -1,0 +1,135 @@
+"""The ``recall`` tool on the wire: finding its calls in a reply, answering them, hiding them.
+
+Owns: ``tool_calls`` (a Messages or Chat Completions reply's tool calls, as ``ToolCall``),
+``continued`` (the request that carries on after the proxy answered the recall calls: the
+reply's assistant turn and one tool result per call appended) and ``without_recall`` (the reply
+as the client gets it: the recall calls taken out, the stop reason fixed when no call is left).
+
+Invariants:
+- The client never sees a call of a tool it did not offer: ``without_recall`` removes every
+  recall call, and a reply left with no tool call says it ended its turn.
+- ``continued`` never mutates its inputs; the continuation keeps every byte-level choice of the
+  paged request (it is that request plus two messages).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.blocks import ToolCall
+from runtime.paging.placeholders import RECALL_TOOL_NAME
+from runtime.proxy.apis import Wire
+from runtime.proxy.conversation import call_arguments, function_of
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the proxy answers one recall call with."""
+
+    call_id: str
+    content: str
+    is_error: bool = False
+
+
+def tool_calls(wire: Wire, reply: Mapping[str, Any]) -> list[ToolCall]:
+    """Return the reply's tool calls in order (none for an error or a reply of another shape)."""
+    if wire is Wire.MESSAGES:
+        return [ToolCall(str(c.get("id")), str(c.get("name")), c.get("input"))
+                for c in _content(reply) if c.get("type") == "tool_use"]  # fmt: skip
+    calls = []
+    for call in _chat_message(reply).get("tool_calls") or ():
+        if isinstance(call, dict):
+            fn = function_of(call)
+            arguments = call_arguments(fn.get("arguments"))
+            calls.append(ToolCall(str(call.get("id")), str(fn.get("name")), arguments))
+    return calls
+
+
+def recall_calls(wire: Wire, reply: Mapping[str, Any]) -> list[ToolCall]:
+    """Return the reply's calls of ``recall``."""
+    return [c for c in tool_calls(wire, reply) if c.name == RECALL_TOOL_NAME]
+
+
+def only_recalls(wire: Wire, reply: Mapping[str, Any]) -> bool:
+    """Whether the reply calls tools and every one of them is ``recall``."""
+    calls = tool_calls(wire, reply)
+    return bool(calls) and all(c.name == RECALL_TOOL_NAME for c in calls)
+
+
+def continued(
+    wire: Wire, request: Mapping[str, Any], reply: Mapping[str, Any], answers: Sequence[Answer]
+) -> dict[str, Any]:
+    """Return ``request`` with the reply's assistant turn and the answers to its calls appended."""
+    out = dict(request)  # the earlier messages are shared, never written to
+    messages = list(out.get("messages") or [])
+    if wire is Wire.MESSAGES:
+        messages.append({"role": "assistant", "content": copy.deepcopy(_content(reply))})
+        results = [{"type": "tool_result", "tool_use_id": a.call_id, "content": a.content,
+                    **({"is_error": True} if a.is_error else {})} for a in answers]  # fmt: skip
+        messages.append({"role": "user", "content": results})
+    else:
+        said = _chat_message(reply)
+        messages.append({"role": "assistant", "content": said.get("content"),
+                         "tool_calls": copy.deepcopy(said.get("tool_calls"))})  # fmt: skip
+        messages += [{"role": "tool", "tool_call_id": a.call_id, "content": a.content}
+                     for a in answers]  # fmt: skip
+    out["messages"] = messages
+    return out
+
+
+def without_recall(wire: Wire, reply: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the reply with its recall calls taken out (see the module invariants)."""
+    out = copy.deepcopy(dict(reply))
+    if wire is Wire.MESSAGES:
+        content = [c for c in _content(out) if not _is_recall_use(c)]
+        out["content"] = content or [{"type": "text", "text": ""}]
+        if (
+            not any(c.get("type") == "tool_use" for c in content)
+            and out.get("stop_reason") == "tool_use"
+        ):
+            out["stop_reason"] = "end_turn"
+        return out
+    choice = (out.get("choices") or [{}])[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        return out
+    kept = [c for c in message.get("tool_calls") or () if not _is_recall_call(c)]
+    if kept:
+        message["tool_calls"] = kept
+        return out
+    message.pop("tool_calls", None)
+    message["content"] = message.get("content") or ""
+    if choice.get("finish_reason") == "tool_calls":
+        choice["finish_reason"] = "stop"
+    return out
+
+
+def _content(reply: Mapping[str, Any]) -> list[dict[str, Any]]:
+    content = reply.get("content")
+    return [c for c in content if isinstance(c, dict)] if isinstance(content, list) else []
+
+
+def _chat_message(reply: Mapping[str, Any]) -> Mapping[str, Any]:
+    choices = reply.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else {}
+    message = first.get("message") if isinstance(first, dict) else None
+    return message if isinstance(message, dict) else {}
+
+
+def _is_recall_use(item: Mapping[str, Any]) -> bool:
+    return item.get("type") == "tool_use" and item.get("name") == RECALL_TOOL_NAME
+
+
+def _is_recall_call(call: Any) -> bool:
+    fn = call.get("function") if isinstance(call, dict) else None
+    return isinstance(fn, dict) and fn.get("name") == RECALL_TOOL_NAME
+
+
+def encode(data: Mapping[str, Any]) -> bytes:
+    """Return JSON bytes for a request or reply the proxy wrote itself: compact, UTF-8, in the
+    key order the client (or the upstream) used."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,196 @@
+"""A paged call's stream on its way to the client: recall calls taken out as the events pass.
+
+Owns: ``StreamFilter`` (one upstream stream's events in, the events the client gets out) for the
+Messages and the Chat Completions stream formats, made by ``stream_filter``, and ``sse_split``
+(complete events out of the chunks as they arrive).
+
+Invariants:
+- Every event is forwarded as soon as it is read, unchanged in its bytes, except: the events of
+  a ``recall`` tool call are dropped; content block (Messages) or tool call (Chat) indices after
+  one are renumbered, so the client's indices stay dense; and the events that end the message
+  (``message_delta``/``message_stop``; the chunk with ``finish_reason``, the usage chunk and
+  ``[DONE]``) are held until the proxy knows whether it continues the call.
+- A continuation's stream (``next_round``) continues the same message for the client: its
+  ``message_start`` is dropped and its content blocks are numbered after those already sent.
+- A message left with no tool call of the client's says it ended its turn, not that it wants a
+  tool (``end_turn`` / ``stop``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from runtime.paging.placeholders import RECALL_TOOL_NAME
+from runtime.providers.streams import (
+    assemble_chat_completion,
+    assemble_message,
+    sse_events,
+    stream_payloads,
+)
+from runtime.proxy.apis import Wire
+
+
+def sse_split(buffer: bytearray, chunk: bytes) -> Iterator[bytes]:
+    """Add ``chunk`` to ``buffer`` and yield every complete event it now holds (with its blank
+    line); what is left in ``buffer`` is the start of the next one."""
+    buffer += chunk.replace(b"\r\n", b"\n")
+    while (end := buffer.find(b"\n\n")) >= 0:
+        yield bytes(buffer[: end + 2])
+        del buffer[: end + 2]
+
+
+def _event(raw: bytes) -> tuple[str, Any]:
+    for name, data in sse_events(raw):
+        if data == "[DONE]":
+            return name, "[DONE]"
+        try:
+            return name, json.loads(data)
+        except ValueError:
+            return name, None
+    return "", None
+
+
+def _encode(name: str, data: Any) -> bytes:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return (f"event: {name}\n".encode() if name else b"") + b"data: " + body + b"\n\n"
+
+
+class StreamFilter:
+    """One round's stream (see the module docstring); ``event`` returns what to forward now."""
+
+    def __init__(self, offset: int = 0, first: bool = True) -> None:
+        self.offset, self.first = offset, first
+        self.raw = bytearray()  # the upstream's events of this round, for assembling its reply
+        self.hidden: set[int] = set()  # membership only: indices of recall calls
+        self.index: dict[int, int] = {}  # upstream index -> the client's index
+        self.client_tools = 0
+        self.held: list[tuple[str, Any, bytes]] = []
+
+    @property
+    def recalled_only(self) -> bool:
+        """Whether this round called tools and every call was ``recall``."""
+        return bool(self.hidden) and self.client_tools == 0
+
+    def event(self, raw: bytes) -> list[bytes]:
+        raise NotImplementedError
+
+    def reply(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def next_round(self) -> StreamFilter:
+        """Return the filter of the continuation's stream."""
+        return type(self)(self.offset + len(self.index), first=False)
+
+    def tail(self) -> list[bytes]:
+        """Return the held closing events, the stop reason fixed when only recall was called."""
+        return [self._closing(name, data, raw) for name, data, raw in self.held]
+
+    def _closing(self, name: str, data: Any, raw: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _number(self, upstream: int, recall: bool, tool: bool) -> int | None:
+        """Return the client's index for an upstream index seen first now (None: hidden)."""
+        if upstream not in self.index and upstream not in self.hidden:
+            if recall:
+                self.hidden.add(upstream)
+            else:
+                self.index[upstream] = self.offset + len(self.index)
+                self.client_tools += tool
+        return self.index.get(upstream)
+
+
+class _MessagesFilter(StreamFilter):
+    def event(self, raw: bytes) -> list[bytes]:
+        self.raw += raw
+        name, data = _event(raw)
+        if not isinstance(data, dict):
+            return [raw]
+        kind = data.get("type", name)
+        if kind == "message_start":
+            return [raw] if self.first else []
+        if kind in ("message_delta", "message_stop"):
+            self.held.append((name, data, raw))
+            return []
+        if kind not in ("content_block_start", "content_block_delta", "content_block_stop"):
+            return [raw]  # ping, error, anything new
+        block = data.get("content_block") or {}
+        tool = block.get("type") == "tool_use"
+        at = self._number(int(data.get("index", 0)), tool and block.get("name") == RECALL_TOOL_NAME,
+                          tool)  # fmt: skip
+        if at is None:
+            return []
+        return [raw] if at == data.get("index") else [_encode(name, {**data, "index": at})]
+
+    def reply(self) -> dict[str, Any] | None:
+        return assemble_message(stream_payloads(bytes(self.raw)))
+
+    def _closing(self, name: str, data: Any, raw: bytes) -> bytes:
+        delta = data.get("delta")
+        if not (self.hidden and self.client_tools == 0 and isinstance(delta, dict)):
+            return raw
+        if delta.get("stop_reason") != "tool_use":
+            return raw
+        return _encode(name, {**data, "delta": {**delta, "stop_reason": "end_turn"}})
+
+
+class _ChatFilter(StreamFilter):
+    def event(self, raw: bytes) -> list[bytes]:
+        self.raw += raw
+        name, data = _event(raw)
+        if data == "[DONE]" or (isinstance(data, dict) and not data.get("choices")):
+            self.held.append((name, data, raw))  # [DONE], or the usage chunk that precedes it
+            return []
+        if not isinstance(data, dict) or not isinstance(data["choices"][0], dict):
+            return [raw]
+        choice = data["choices"][0]
+        given = choice.get("delta")
+        delta: dict[str, Any] = given if isinstance(given, dict) else {}
+        calls, changed = self._calls(delta.get("tool_calls"))
+        if changed:
+            delta = {k: v for k, v in delta.items() if k != "tool_calls"}
+            if calls:
+                delta["tool_calls"] = calls
+            data = {**data, "choices": [{**choice, "delta": delta}, *data["choices"][1:]]}
+            raw = _encode(name, data)
+        if choice.get("finish_reason"):
+            self.held.append((name, data, raw))
+            return []
+        if changed and not any(v for k, v in delta.items() if k != "role"):
+            return []  # nothing left in it for the client
+        return [raw]
+
+    def _calls(self, calls: Any) -> tuple[list[Any], bool]:
+        if not isinstance(calls, list):
+            return [], False
+        kept, changed = [], False
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict) or not isinstance(call.get("index"), int):
+                kept.append(call)
+                continue
+            at = self._number(call["index"], fn.get("name") == RECALL_TOOL_NAME, True)
+            changed |= at != call["index"]
+            if at is not None:
+                kept.append(call if at == call["index"] else {**call, "index": at})
+        return kept, changed
+
+    def next_round(self) -> StreamFilter:
+        return _ChatFilter(0, first=False)  # a continuation's tool calls are numbered afresh
+
+    def reply(self) -> dict[str, Any] | None:
+        return assemble_chat_completion(stream_payloads(bytes(self.raw)))
+
+    def _closing(self, name: str, data: Any, raw: bytes) -> bytes:
+        if not (self.recalled_only and isinstance(data, dict) and data.get("choices")):
+            return raw
+        choice = data["choices"][0]
+        if not isinstance(choice, dict) or choice.get("finish_reason") != "tool_calls":
+            return raw
+        return _encode(name, {**data, "choices": [{**choice, "finish_reason": "stop"}]})
+
+
+def stream_filter(wire: Wire) -> StreamFilter:
+    """Return the first round's filter for a stream in ``wire``'s format."""
+    return _MessagesFilter() if wire is Wire.MESSAGES else _ChatFilter()
