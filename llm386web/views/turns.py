@@ -138,7 +138,7 @@ def _client_bytes(rec: TraceRecord) -> bytes:
     if paged is None or not paged.client_sha256:
         raise Http404(f"Turn {rec.turn} of {rec.session} was not paged by the proxy: the bytes "
                       "sent are the client's own; leave out ?version=client.")  # fmt: skip
-    raw = client_request(get_store().kv, paged.client_sha256)
+    raw = client_request(get_store().kv, rec.call_id, paged.client_sha256)
     if raw is None:
         raise StoreCorrupted(
             f"trace {rec.call_id} names the client's request {paged.client_sha256[:12]}, "

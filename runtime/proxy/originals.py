@@ -1,11 +1,13 @@
 """The client's own request bytes of a paged call, kept beside the bytes the model saw.
 
-Owns: the ``proxy-client-requests`` table (SHA-256 of the client's bytes -> those bytes,
-zlib-compressed), ``keep`` (in the recorder's write) and ``client_request`` (for the web).
+Owns: ``keep`` (in the recorder's write) and ``client_request`` (for the web) over the
+``proxy-client-requests`` table (call id -> the client's bytes, zlib-compressed; the trace
+store deletes a record's row with the record and ``llm386 verify`` checks it).
 
 Invariants:
 - A paged call's trace record holds the bytes sent upstream (its prompt hash is theirs); the
-  client's bytes are here, named in the record's ``paging.proxy.client_request``.
+  client's bytes are here under its call id; their SHA-256 is the record's
+  ``paging.proxy.client_request``.
 - Read back bytes are checked against their SHA-256: a damaged row reads as missing, never as
   other bytes.
 """
@@ -16,28 +18,16 @@ import hashlib
 import zlib
 
 from runtime.storage.kv import Engine, Tables
-
-TABLE = "proxy-client-requests"
-
-
-def keep(t: Tables, body: bytes) -> str:
-    """Store a client's request bytes in the caller's write; return their SHA-256 (hex)."""
-    digest = hashlib.sha256(body).hexdigest()
-    t.put(TABLE, bytes.fromhex(digest), zlib.compress(body, 6))
-    return digest
+from runtime.storage.tracerows import CLIENT_REQUESTS as TABLE
+from runtime.storage.tracerows import client_request_in
 
 
-def client_request(kv: Engine, sha256: str) -> bytes | None:
-    """Return the client's request bytes with this SHA-256, or None if they are not held."""
-    try:
-        key = bytes.fromhex(sha256)
-    except ValueError:
-        return None
-    raw = kv.read(lambda t: t.get(TABLE, key))
-    if raw is None:
-        return None
-    try:
-        body = zlib.decompress(raw)
-    except zlib.error:
-        return None
-    return body if hashlib.sha256(body).digest() == key else None
+def keep(t: Tables, call_id: str, body: bytes) -> str:
+    """Store a call's client request bytes in the caller's write; return their SHA-256 (hex)."""
+    t.put(TABLE, call_id.encode(), zlib.compress(body, 6))
+    return hashlib.sha256(body).hexdigest()
+
+
+def client_request(kv: Engine, call_id: str, sha256: str) -> bytes | None:
+    """Return the client's request bytes of ``call_id`` if held and hashing to ``sha256``."""
+    return kv.read(lambda t: client_request_in(t, call_id, sha256))

@@ -135,7 +135,7 @@ class TurnWriter:
         reply = read_reply(wire, ex.response_body, streamed=ex.streamed)
         record = _record(ex, conv, place, turn, reply, upto)
         if ex.sent_body is not None:
-            keep(t, ex.request_body)
+            keep(t, record.call_id, ex.request_body)
         if ex.paging_state is not None and ex.paging_state.get("faults"):
             self.store.set_session_meta(place.session, **{STATE_KEY: ex.paging_state})
         self.traces.record(record, ex.sent_body or ex.request_body, ex.response_body or None)

@@ -27,6 +27,7 @@ from runtime.storage.kv import Tables
 from runtime.storage.tracechunks import chunk_problems, rebuild_refs
 from runtime.storage.tracerows import (
     BY_STATUS,
+    CLIENT_REQUESTS,
     FLAGGED,
     FLAGS,
     INDEXES,
@@ -36,6 +37,8 @@ from runtime.storage.tracerows import (
     TOTALS,
     TRACES,
     TURNS,
+    client_request_in,
+    client_sha256,
     decode_row,
     index_rows,
     put_stats,
@@ -80,6 +83,34 @@ def _request_problems(t: Tables, records: dict[str, TraceRecord]) -> list[Proble
     with contextlib.suppress(StoreError):
         problems += [Problem(code, detail) for code, detail in chunk_problems(t, CHUNKED_ROWS)]
     return problems
+
+
+def _client_problems(t: Tables, records: dict[str, TraceRecord]) -> list[Problem]:
+    """The client's own bytes of calls the proxy paged: missing or damaged (not repairable: the
+    record says what they hashed to), or kept for no record (dropped by repair)."""
+    problems: list[Problem] = []
+    for cid, rec in sorted(records.items()):
+        sha = client_sha256(rec)
+        if sha is not None and not _client_held(t, cid, sha):
+            problems.append(Problem("client-request-damaged", f"trace {cid}: the client's own "
+                                    f"request bytes are missing or not hashing to {sha[:12]}",
+                                    False))  # fmt: skip
+    problems += [Problem("client-request-orphan", f"client request of missing trace {k!r}")
+                 for k in _client_orphans(t, records)]  # fmt: skip
+    return problems
+
+
+def _client_held(t: Tables, cid: str, sha: str) -> bool:
+    try:
+        return client_request_in(t, cid, sha) is not None
+    except StoreError:  # a read-only LMDB store that never had the table holds none
+        return False
+
+
+def _client_orphans(t: Tables, records: Mapping[str, TraceRecord]) -> list[bytes]:
+    with contextlib.suppress(StoreError):  # no table yet: nothing kept
+        return [k for k in t.keys(CLIENT_REQUESTS) if k.decode(errors="replace") not in records]
+    return []
 
 
 def _expected_rows(records: dict[str, TraceRecord], flagged: set[str]) -> dict[str, set[bytes]]:
@@ -175,6 +206,7 @@ def check_traces(t: Tables) -> VerifyReport:
     records, problems = _records(t)
     flagged = _flagged(t)
     problems += _request_problems(t, records)
+    problems += _client_problems(t, records)
     problems += _index_problems(t, records, flagged)
     problems += _aggregate_problems(t, records, flagged)
     requests = sum(1 for _ in t.keys(REQUESTS))
@@ -219,3 +251,5 @@ def _drop_orphans(t: Tables, records: dict[str, TraceRecord]) -> None:
     rebuild_refs(t, CHUNKED_ROWS)
     for key in [k for k in t.keys(FLAGS) if k.decode() not in records]:
         t.delete(FLAGS, key)
+    for key in _client_orphans(t, records):
+        t.delete(CLIENT_REQUESTS, key)

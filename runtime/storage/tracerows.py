@@ -19,6 +19,8 @@ Layout (tables; ``cid`` is the 25-byte ASCII call id, ``h`` the 32 raw hash byte
     trace_flags      cid -> JSON {note, flagged_at}
     trace_sessions   session -> JSON SessionTraceStats (``runtime.tracing.aggregates``)
     trace_turns      session 0x00 turn(4 BE) -> JSON TurnGroup (layout version 2 on)
+    proxy-client-requests  cid -> zlib(the client's own request bytes), for a call the capture
+                     proxy paged (``runtime.proxy.originals``); deleted with its record
 
 Invariants: a request row's bytes are returned only when they hash to the prompt hash that keys
 them (``load_request``); reading a record only checks that its request is stored, so a page
@@ -59,6 +61,7 @@ FLAGGED = "flagged"
 SCHEMA = b"2"  # the trace tables' own layout: requests as chunks (1: whole requests, still read)
 READABLE_SCHEMAS = (b"1", SCHEMA)
 TOTALS, GENERATION = b"totals", b"generation"
+CLIENT_REQUESTS = "proxy-client-requests"  # named by the record's paging.proxy slot
 CANDIDATES = 5  # hashes an ambiguous prefix error lists
 CHUNK_RECORDS_FROM = 16 * 1024  # bytes of record JSON from which it is stored as chunks
 
@@ -128,6 +131,27 @@ def load_request(t: Tables, stored: bytes, expected: str) -> bytes:
             "run `llm386 verify`"
         )
     return data
+
+
+def client_sha256(rec: TraceRecord) -> str | None:
+    """The SHA-256 of the client's own request bytes if the proxy paged ``rec``'s call."""
+    proxy = rec.paging.get("proxy") if isinstance(rec.paging, dict) else None
+    held = proxy.get("client_request") if isinstance(proxy, dict) else None
+    sha = held.get("sha256") if isinstance(held, dict) else None
+    return sha if isinstance(sha, str) else None
+
+
+def client_request_in(t: Tables, cid: str, sha256: str) -> bytes | None:
+    """Return the client's request bytes kept for ``cid`` if they hash to ``sha256``, else
+    None (never kept, or damaged)."""
+    raw = t.get(CLIENT_REQUESTS, cid.encode())
+    if raw is None:
+        return None
+    try:
+        body = zlib.decompress(raw)
+    except zlib.error:
+        return None
+    return body if hash_of(body) == sha256 else None
 
 
 def request_intact(t: Tables, expected: str) -> bool:

@@ -24,6 +24,7 @@ from runtime.storage.tracerows import (
     BY_SESSION,
     BY_STATUS,
     CHUNK_RECORDS_FROM,
+    CLIENT_REQUESTS,
     FLAGGED,
     FLAGS,
     GENERATION,
@@ -147,6 +148,7 @@ def delete_in(t: Tables, cid: str) -> bool:
     release_row(t, raw)
     t.delete(TRACES, key)
     t.delete(RESPONSES, key)
+    t.delete(CLIENT_REQUESTS, key)  # the client's own bytes, if the proxy paged the call
     digest = bytes.fromhex(rec.prompt_hash)
     if t.first(BY_HASH, digest) is None:
         stored = t.get(REQUESTS, digest)

@@ -89,7 +89,7 @@ def test_both_versions_are_recorded_and_the_record_hashes_what_the_model_saw(pag
     assert paged.traces.request_bytes(record.prompt_hash) == got.body
     original = record.paging["proxy"]["client_request"]
     assert original == {"sha256": hashlib.sha256(sent).hexdigest(), "bytes": len(sent)}
-    assert client_request(paged.store.kv, original["sha256"]) == sent
+    assert client_request(paged.store.kv, record.call_id, original["sha256"]) == sent
     assert record.replay_complete and record.status is TraceStatus.OK
     accounting = record.paging["accounting"]
     assert accounting["packed_tokens"] < accounting["full_tokens"]
