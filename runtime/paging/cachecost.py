@@ -236,3 +236,23 @@ def summarize_priced(priced: Sequence[PricedRequest], price: Price) -> dict[str,
         "cost_with_caching_usd": round(usd, 6),
         "cost_without_caching_usd": round(tokens * price.input_usd_per_mtok / MTOK, 6),
     }
+
+
+def weighted_by_category(
+    items: Sequence[RequestItem], priced: PricedRequest, price: Price
+) -> dict[str, float]:
+    """Return the request's input dollars by token category: its first ``cache_read`` tokens
+    at the read price, the next ``cache_write`` at the write price, the rest at the input one."""
+    out: dict[str, float] = {}
+    at = 0
+    for item in items:
+        if at < priced.cache_read:
+            rate = price.cache_read
+        elif at < priced.cache_read + priced.cache_write:
+            rate = price.cache_write
+        else:
+            rate = 1.0
+        key = item.category.value
+        out[key] = out.get(key, 0.0) + item.tokens * rate * price.input_usd_per_mtok / MTOK
+        at += item.tokens
+    return out
