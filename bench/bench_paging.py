@@ -72,7 +72,13 @@ from bench.paging_replay import (
 from runtime import open_store
 from runtime.blocks import BlockKind
 from runtime.indexes.snapshot import index_for
-from runtime.paging.accounting import RequestItem, TokenCounter, categorize, request_items
+from runtime.paging.accounting import (
+    RequestItem,
+    TokenCategory,
+    TokenCounter,
+    categorize,
+    request_items,
+)
 from runtime.paging.cacheaware import cache_aware_config
 from runtime.paging.cachecost import (
     CacheLedger,
@@ -279,6 +285,16 @@ def _request_time(r: Request) -> float:
     return turn * TURN_GAP_SECONDS + (1.0 if r.fault_round_trip else 0.0)
 
 
+def _with_calls(r: Request) -> tuple[RequestItem, ...]:
+    """Return a request's items, plus the recall tool_use blocks a fault round trip also sends
+    (counted in its tokens, not in its items) as one item at the end."""
+    extra = r.tokens - sum(i.tokens for i in r.items)
+    if extra <= 0:
+        return r.items
+    key = sha256_hex(f"recall calls {r.where}".encode())
+    return (*r.items, RequestItem(-2, key, extra, TokenCategory.PAGING))
+
+
 def cache_priced(s: Stats, model: str) -> dict[str, Any]:
     """Return the policy's input cost under ``model``'s prompt-cache rules, request by request
     against the cache its session's earlier requests left, and where the dollars go."""
@@ -287,8 +303,9 @@ def cache_priced(s: Stats, model: str) -> dict[str, Any]:
     for r in s.requests:
         session = r.where.rsplit("#", 1)[0]
         ledger = ledgers.setdefault(session, CacheLedger(model))
-        priced = ledger.add(r.items, _request_time(r), r.breakpoints)
-        for k, v in weighted_by_category(r.items, priced, ledger.price).items():
+        items = _with_calls(r)
+        priced = ledger.add(items, _request_time(r), r.breakpoints)
+        for k, v in weighted_by_category(items, priced, ledger.price).items():
             by_category[k] = by_category.get(k, 0.0) + v
     price = get_price(model)
     out = summarize_priced([p for led in ledgers.values() for p in led.priced], price)
@@ -496,9 +513,10 @@ def _frontier(result: dict[str, Any]) -> list[dict[str, Any]]:
                      "budget_violations": p["budget_violations"]})  # fmt: skip
     rows.sort(key=lambda r: (r["cost_with_caching_usd"], r["policy"]))
     best = float("inf")
-    for row in rows:  # on the frontier: no cheaper policy misses less
-        row["on_frontier"] = row["strict_miss_rate"] < best
-        best = min(best, row["strict_miss_rate"])
+    for row in rows:  # on the frontier: kept the budget, and no cheaper such policy misses less
+        row["on_frontier"] = row["budget_violations"] == 0 and row["strict_miss_rate"] < best
+        if row["budget_violations"] == 0:
+            best = min(best, row["strict_miss_rate"])
     return rows
 
 
