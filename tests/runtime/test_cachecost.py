@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.errors import ConfigError, UnknownModel
 from runtime.paging.accounting import RequestItem, TokenCategory
@@ -126,3 +128,25 @@ def test_totals_split_tokens_by_billing_class():
         2400,
     )
     assert t["tokens_not_read_from_cache"] == 2400
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from([SONNET, "claude-haiku-4-5", GPT]),
+    sizes=st.lists(st.lists(st.integers(1, 900), min_size=1, max_size=12), min_size=1, max_size=8),
+    gap=st.floats(0, 400),
+)
+def test_property_every_token_is_billed_once_and_reads_follow_the_rules(model, sizes, gap):
+    ledger = CacheLedger(model)
+    rules = ledger.rules
+    for n, turn in enumerate(sizes):
+        # each request repeats a prefix of the previous one, then adds its own blocks
+        req = items(*turn, tag=str(n % 2))
+        out = ledger.add(req, at=n * gap)
+        assert out.cache_read + out.cache_write + out.plain == sum(turn)
+        assert min(out.cache_read, out.cache_write, out.plain) >= 0
+        if out.cache_read:
+            assert out.cache_read >= rules.min_cacheable
+            if rules.increment:
+                assert (out.cache_read - rules.min_cacheable) % rules.increment == 0
+        assert out.usd(ledger.price) <= sum(turn) * 1.25 * ledger.price.input_usd_per_mtok / 1e6
