@@ -32,8 +32,16 @@ from runtime.paging.accounting import (
     common_prefix_tokens,
     request_items,
 )
+from runtime.paging.cacheaware import cache_breakpoints
+from runtime.paging.contextedit import ClearToolUses, clear_tool_uses
 from runtime.paging.demand import DemandPaging, page_with_paging, paged_turn
-from runtime.paging.eviction import EvictionConfig, EvictionPlan, PagedItem, paged_view
+from runtime.paging.eviction import (
+    EvictionConfig,
+    EvictionMode,
+    EvictionPlan,
+    PagedItem,
+    paged_view,
+)
 from runtime.paging.faults import FaultKind, PagingState, detect_faults
 from runtime.paging.history import History
 from runtime.paging.turn import PagedTurn, finish_turn, page_turn
@@ -63,6 +71,8 @@ class Request:
     sha256: str
     fault_round_trip: bool = False
     where: str = ""  # "session#turn", to find a request that differs between runs
+    items: tuple[RequestItem, ...] = ()  # the request in cache order, for cache pricing
+    breakpoints: tuple[int, ...] | None = None  # None: the default breakpoints
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Outcome:
     over_budget: bool = False
     sha256: str = ""  # set when a real packer made the bytes
     packer_tokens: int | None = None  # the packer's own count of its request
+    breakpoints: tuple[int, ...] | None = None  # cache_control breakpoints; None: the default
 
 
 @dataclass
@@ -86,6 +97,7 @@ class Stats:
     violations: int = 0
     categories: dict[str, list[int]] = field(default_factory=dict)
     misses: MissTally = field(default_factory=MissTally)
+    strict: MissTally = field(default_factory=MissTally)
     numeric: MissTally = field(default_factory=MissTally)
     faults: dict[str, int] = field(default_factory=lambda: {k.value: 0 for k in FaultKind})
     refaults: int = 0
@@ -150,6 +162,24 @@ class Simple:
         return []
 
 
+class ContextEditing(Simple):
+    """Anthropic's ``clear_tool_uses_20250919`` over the full history, simulated: each request
+    keeps the previous one's clearings (``runtime.paging.contextedit``)."""
+
+    def __init__(self, name: str, settings: ClearToolUses, count: TokenCounter):
+        super().__init__(name, self._select)
+        self.settings, self.count = settings, count
+        self.plan: EvictionPlan | None = None
+
+    def begin(self) -> None:
+        super().begin()
+        self.plan = None
+
+    def _select(self, entries: Sequence[Entry]) -> tuple[Any, EvictionPlan]:
+        self.plan = clear_tool_uses(entries, self.settings, self.count, self.plan)
+        return entries, self.plan
+
+
 def last_user_turns(n: int) -> Callable[[Sequence[Entry]], tuple[Any, EvictionPlan]]:
     def select(entries: Sequence[Entry]) -> tuple[Any, EvictionPlan]:
         users = [i for i, e in enumerate(entries) if e.kind is BlockKind.USER_MESSAGE]
@@ -191,9 +221,17 @@ class Ours:
         except BudgetTooSmall:
             return page_turn(*args, turn=t.turn, previous=self.previous), True
 
+    def breakpoints(self, paged: PagedTurn, before: PagedTurn | None) -> tuple[int, ...] | None:
+        """Return the cache-aware breakpoints, or None (the default ones) for other modes."""
+        if self.config.mode is not EvictionMode.CACHE_AWARE:
+            return None
+        kinds = {i.entry.seq: i.entry.kind for i in paged.items}
+        return cache_breakpoints(paged.request, kinds, before.request if before else ())
+
     def pack(self, t: TurnInput, count: TokenCounter) -> Outcome:
         paged, over = self._page(t, count)
-        return Outcome(paged.items, paged.request, paged.accounting, paged.plan, paged, over)
+        return Outcome(paged.items, paged.request, paged.accounting, paged.plan, paged, over,
+                       breakpoints=self.breakpoints(paged, self.previous))  # fmt: skip
 
     def answer(self, t: TurnInput, out: Outcome, soft: Sequence[str], s: Stats) -> list[Request]:
         wanted = soft if self.recall_misses else ()
@@ -214,8 +252,9 @@ class Ours:
         s.violations += over or tokens > self.budget
         cached = common_prefix_tokens(paged.request, again.request)
         digest = sha256_hex(render_request(t.model, again.items, again.plan.offers_recall))
+        bps = self.breakpoints(again, paged)
         self.previous = again
-        return Request(tokens, cached, digest, True, f"{t.session}#{t.turn}")
+        return Request(tokens, cached, digest, True, f"{t.session}#{t.turn}", again.request, bps)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -314,4 +353,4 @@ class RuntimeDemand(RuntimePager):
         s.violations += tokens > self.budget
         self.previous = again.request
         cached = again.accounting.cached_packed
-        return [Request(tokens, cached, again.sha256, True, f"{t.session}#{t.turn}")]
+        return [Request(tokens, cached, again.sha256, True, f"{t.session}#{t.turn}", again.request)]

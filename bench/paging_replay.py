@@ -10,11 +10,15 @@
 - References follow the issue's definition: identifier-like tokens of each assistant message
   and tool call that already appeared in an earlier message of the session other than the latest
   user message (tool definitions are not messages).
+- The strict metric (issue 15) counts a reference as a hit only when a tool-result occurrence
+  of the identifier is resident in full, whenever one exists in the history; an id echoed in a
+  message or a tool call no longer counts when the result that held its details is gone.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -220,7 +224,30 @@ class MissTally:
             "miss_rate": round((self.soft + self.hard) / refs, 6),
             "soft_miss_rate": round(self.soft / refs, 6),
             "hard_miss_rate": round(self.hard / refs, 6),
+            "miss_rate_95ci": wilson(self.soft + self.hard, self.references),
+            "hard_miss_rate_95ci": wilson(self.hard, self.references),
         }
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> list[float]:
+    """Return the Wilson score interval [low, high] of the proportion k/n (95% by default)."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = k / n
+    centre = p + z * z / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    denom = 1 + z * z / n
+    return [
+        round(max(0.0, (centre - half) / denom), 6),
+        round(min(1.0, (centre + half) / denom), 6),
+    ]
+
+
+def strict_occurrences(seqs: Sequence[int], entries: Sequence[Entry]) -> tuple[int, ...]:
+    """Return the occurrences the strict metric asks for: the tool-result ones when there are
+    any (the result that held the details), else every occurrence. ``entries`` is by seq."""
+    results = tuple(q for q in seqs if entries[q].kind is BlockKind.TOOL_RESULT)
+    return results or tuple(seqs)
 
 
 def residency(items: Sequence[PagedItem]) -> Mapping[int, Residency]:

@@ -354,7 +354,9 @@ def replay(r: Mapping[str, Results]) -> list[str]:
 
 
 def _paging_row(name: str, p: Mapping[str, Any], identical: float) -> list[str]:
-    cost = p["estimated_input_cost_usd"]["claude-sonnet-4-5"]
+    cost = next(
+        v for k, v in sorted(p["estimated_input_cost_usd"].items()) if k.startswith("claude")
+    )
     m, n = p["miss_rate"], p["miss_rate_numeric_tokens"]
     return [
         name, num(p["cumulative_input_tokens"]), f"−{pct(p['reduction_vs_full'], 1)}" if p["reduction_vs_full"] else "0.0%",
@@ -387,9 +389,9 @@ def paging(r: Mapping[str, Results]) -> list[str]:
         f"GPT-4o sessions, {num(ours['turns'])} model calls) turn by turn, with no model calls: "
         "each assistant message is a call whose input is every message before it plus the tool "
         f"definitions. Budget {num(d['budget'])} tokens, tokenizer `{d['tokenizer']}`. Token "
-        "counts are block bodies without message framing. Cost: claude-sonnet-4-5 list prices "
-        "(the same as claude-sonnet-4-6's), with one cache breakpoint at the end of every "
-        "request. Hashes: the share of packed requests identical in two fresh processes "
+        "counts are block bodies without message framing. Cost: claude-sonnet list prices, "
+        "with one cache breakpoint at the end of every request and no expiry (the section "
+        "below prices caching by the provider's rules). Hashes: the share of packed requests identical in two fresh processes "
         f"(`PYTHONHASHSEED` {' and '.join(map(str, d['determinism']['pythonhashseeds']))}). "
         "docs/paging.md defines the policies, misses and faults.",
         "",
@@ -421,6 +423,88 @@ def paging(r: Mapping[str, Results]) -> list[str]:
         f"{usd(ours['estimated_input_cost_usd']['gpt-4o']['cached_usd'])}. "
         f"Replay took {d['replay_seconds']} s, plus two fresh processes for the hash check.",
     ]
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _cache_row(name: str, p: Mapping[str, Any], model: str, identical: float) -> list[str]:
+    cost, gpt = p["cost_with_caching"][model], p["cost_with_caching"]["gpt-4o"]
+    strict, old = p["strict_miss_rate"], p["miss_rate"]
+    lo, hi = strict["miss_rate_95ci"]
+    return [
+        name, num(p["cumulative_input_tokens"]), f"−{pct(p['reduction_vs_full'], 1)}",
+        usd(cost["cost_with_caching_usd"]), usd(cost["cost_without_caching_usd"]),
+        usd(gpt["cost_with_caching_usd"]), num(cost["cache_write_tokens"]),
+        f"{pct(strict['miss_rate'])} [{pct(lo)}–{pct(hi)}] / {pct(strict['hard_miss_rate'])} "
+        f"({strict['soft_misses'] + strict['hard_misses']}, {strict['hard_misses']} of {num(strict['references'])})",
+        f"{pct(old['miss_rate'])} / {pct(old['hard_miss_rate'])}",
+        str(p["budget_violations"]), pct(identical, 0),
+    ]  # fmt: skip
+
+
+def paging_cache(r: Mapping[str, Results]) -> list[str]:
+    """Issue 15: cost with prompt caching, the baselines, the strict miss metric, per budget."""
+    d = r["paging"]
+    if "issue15" not in d:
+        return []
+    i15 = d["issue15"]
+    model = i15["headline_model"]
+    price, rules = i15["prices"][model], i15["cache_rules"][model]
+    runs = {str(d["budget"]): d, **d["other_budgets"]}
+    out = [
+        "## Demand paging with prompt caching", "",
+        "`python -m bench.bench_paging` → `bench/results/paging.json` (`issue15`, and each budget's "
+        "`policies`). Every request is priced against the cache its session's earlier requests "
+        f"left, by the provider's rules: {model} at ${price['input_usd_per_mtok']}/Mtok input "
+        f"({price['source']}, {price['as_of']}), cache write {price['cache_write']}x, read "
+        f"{price['cache_read']}x, up to {rules['max_breakpoints']} breakpoints, minimum "
+        f"{num(rules['min_cacheable'])} tokens, {rules['ttl_seconds']:g} s TTL ({rules['source']}, "
+        f"{rules['as_of']}); gpt-4o with automatic caching in 128-token steps past 1,024. "
+        f"Assumptions: {i15['assumptions']}. Strict miss: a reference is a hit only when a "
+        "tool-result occurrence of the identifier is resident in full, whenever one exists; "
+        "95% Wilson interval in brackets, then (misses, hard misses of references).", "",
+    ]  # fmt: skip
+    header = ["policy", "cumulative input tokens", "vs full", f"{model} cost with cache",
+              "without cache", "gpt-4o with cache", "cache-write tokens",
+              "strict miss total [95%] / hard (counts)", "old miss total / hard",
+              "budget violations", "identical hashes"]  # fmt: skip
+    for budget, run in runs.items():
+        same = run["determinism"]["per_policy"]
+        rows = [
+            _cache_row(f"**{k}**" if k == "cache-aware" else k, v, model, same[k]["identical_rate"])
+            for k, v in run["policies"].items()
+        ]
+        t = i15["by_budget"][budget]["targets"]
+        target_rows = [
+            [k.replace("_", " "), ", ".join(f"{n} {_fmt(x)}" for n, x in v.items() if n != "met"),
+             met(v["met"])]
+            for k, v in t.items()
+        ]  # fmt: skip
+        cats = i15["by_budget"][budget]["cache_aware_usd_by_category"]
+        where = ", ".join(
+            f"{k} {usd(v)}" for k, v in sorted(cats.items(), key=lambda kv: -kv[1]) if v
+        )
+        frontier = [f"{f['policy']} ({usd(f['cost_with_caching_usd'])}, {pct(f['strict_miss_rate'])})"
+                    for f in i15["by_budget"][budget]["frontier"] if f["on_frontier"]]  # fmt: skip
+        # The frontier counts only policies that kept the budget (zero violations).
+        out += [
+            f"### Budget {num(int(budget))}",
+            "",
+            *table(header, rows),
+            "",
+            *table(["target (cache-aware)", "measured", "met"], target_rows),
+            "",
+            f"Where cache-aware's {model} dollars go: {where}. Frontier of cost with caching "
+            f"against strict miss (no cheaper policy misses less): {'; '.join(frontier)}.",
+            "",
+        ]
+    return out
 
 
 def importing(r: Mapping[str, Results]) -> list[str]:
@@ -624,6 +708,7 @@ SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, .
     (dashboard, ("dashboard",)),
     (replay, ("replay",)),
     (paging, ("paging",)),
+    (paging_cache, ("paging",)),
     (importing, ("import",)),
     (store, ("store",)),
     (traces, ("traces",)),

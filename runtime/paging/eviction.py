@@ -56,11 +56,21 @@ class StubScope(StrEnum):
     ALL = "all"
 
 
+class EvictionMode(StrEnum):
+    """How a plan is made each turn."""
+
+    PER_TURN = "per-turn"  # recomputed from the rules every turn
+    # Cache-aware (``runtime.paging.cacheaware``): a byte-stable prefix, evictions carried over
+    # from the previous request, new ones only in batches when pressure crosses high_water.
+    CACHE_AWARE = "cache-aware"
+
+
 class EvictionReason(StrEnum):
     STALE = "stale"  # a tool result older than the age threshold and larger than the size one
     DUPLICATE = "duplicate"  # the same tool output as an earlier block that stays
     UNUSED_SCHEMA = "unused-schema"  # a tool schema stubbed (see StubScope)
     PRESSURE = "pressure"  # paged out only to fit the token budget
+    CLEARED = "cleared"  # cleared by a context-editing strategy (``runtime.paging.contextedit``)
 
 
 @dataclass(frozen=True)
@@ -79,12 +89,16 @@ class EvictionConfig:
     pin_user_turns: int | None = None  # a fault pins for this many user turns; None: for good
     pin_forever_after: int = 2  # a block faulted this many times stays pinned for good
     backoff: bool = True  # each fault doubles the block's age threshold
+    mode: EvictionMode = EvictionMode.PER_TURN
+    high_water: float = 1.0  # CACHE_AWARE: batch-evict when a request passes this share of budget
+    cache_read: float = 0.1  # CACHE_AWARE: price of a cached token, as a multiple of input
+    cache_write: float = 1.25  # CACHE_AWARE: price of a token written to the cache
 
     def __post_init__(self) -> None:
         # Enum fields arrive as strings from JSON and TOML; coerce so `is` comparisons hold.
         enums = (
             ("age_unit", AgeUnit), ("age_from", AgeFrom), ("stub_schemas", StubScope),
-            ("stub_style", StubStyle),
+            ("stub_style", StubStyle), ("mode", EvictionMode),
         )  # fmt: skip
         for name, enum in enums:
             try:
@@ -98,6 +112,11 @@ class EvictionConfig:
             raise ConfigError(
                 f"eviction config needs max_age >= 1, min_bytes >= 0, pin_forever_after >= 1; "
                 f"got {self.max_age}, {self.min_bytes}, {self.pin_forever_after}"
+            )
+        if not (0 < self.high_water <= 1) or not (0 <= self.cache_read < self.cache_write):
+            raise ConfigError(
+                "eviction config needs 0 < high_water <= 1 and 0 <= cache_read < cache_write; "
+                f"got {self.high_water}, {self.cache_read}, {self.cache_write}"
             )
         if self.pin_user_turns is not None and self.pin_user_turns < 1:
             raise ConfigError(f"pin_user_turns must be None or >= 1, not {self.pin_user_turns}")

@@ -7,7 +7,8 @@ pin the blocks), and ``PagedTurn``, whose ``to_json`` is what the tracer stores 
 ``accounting``; this module composes them in the one order every caller needs.
 
 Invariants:
-- ``page_turn`` is pure: entries, config, state, counter, turn and budget determine the result.
+- ``page_turn`` is pure: entries, config, state, counter, turn and budget determine the result
+  (and, in ``EvictionMode.CACHE_AWARE``, the previous turn, whose placeholders carry over).
 - Waste categories use the config's thresholds with every rule on, so turns packed by different
   policies are measured against the same definition of waste.
 - A turn's faults are the ones found in the answer to that turn's request; they pin from the
@@ -28,9 +29,11 @@ from runtime.paging.accounting import (
     categorize,
     request_items,
 )
+from runtime.paging.cacheaware import plan_cache_aware
 from runtime.paging.eviction import (
     Counter,
     EvictionConfig,
+    EvictionMode,
     EvictionPlan,
     History,
     PagedItem,
@@ -91,7 +94,12 @@ def page_turn(
     """Return the paged request for ``entries`` (everything before the model call)."""
     user_turn = History.of(entries).user_turn()
     pins = state.pins(user_turn)
-    plan = plan_eviction(entries, config, count, pins, budget)
+    if config.mode is EvictionMode.CACHE_AWARE:
+        seen = max((i.entry.seq for i in previous.items), default=-1) + 1 if previous else 0
+        last = previous.plan if previous else None
+        plan = plan_cache_aware(entries, config, count, pins, budget, last, seen)
+    else:
+        plan = plan_eviction(entries, config, count, pins, budget)
     waste = waste_config(config)
     waste_plan = plan if waste == config and budget is None else plan_eviction(
         entries, waste, count, pins

@@ -120,3 +120,37 @@ def test_measure_compares_hashes_with_a_fresh_process(tmp_path):
     assert all(v["identical_rate"] == 1.0 for v in result["determinism"]["per_policy"].values())
     assert set(result["policies"]) == set(POLICIES)
     assert result["targets"]["zero_budget_violations"]["met"]
+
+
+def test_every_policy_is_priced_with_caching_and_the_strict_metric_is_never_laxer(tmp_path):
+    from bench.bench_paging import BASELINES, HEADLINE_MODEL, summarize
+
+    sessions, tools = _write_dataset(tmp_path)
+    stats, _ = run(sessions, tools, budget=4000)
+    assert set(BASELINES) < set(stats) and "cache-aware" in stats
+    full_tokens = sum(r.tokens for r in stats["full"].requests)
+    for name, s in stats.items():
+        assert s.strict.references == s.misses.references
+        assert s.strict.soft + s.strict.hard >= s.misses.soft + s.misses.hard, name
+        priced = summarize(name, s, full_tokens)["cost_with_caching"][HEADLINE_MODEL]
+        assert priced["input_tokens"] == sum(r.tokens for r in s.requests)
+        # a tiny session may stay under the 1,024-token minimum: then nothing is cached
+        assert 0 < priced["cost_with_caching_usd"] <= priced["cost_without_caching_usd"]
+
+
+def test_issue15_targets_say_met_for_each_and_budgets_are_checked(tmp_path):
+    import argparse
+
+    import pytest
+
+    from bench.bench_paging import _budgets, issue15
+
+    sessions, tools = _write_dataset(tmp_path)
+    result = measure(sessions, tools, 4000, fresh_runs=1)
+    section = issue15({4000: result})["by_budget"]["4000"]
+    assert all(isinstance(t["met"], bool) for t in section["targets"].values())
+    assert section["targets"]["zero_budget_violations"]["met"]
+    assert section["frontier"] and "cache_aware_usd_by_category" in section
+    assert _budgets("8000,6000") == [8000, 6000]
+    with pytest.raises(argparse.ArgumentTypeError, match="integers"):
+        _budgets("8k")

@@ -1,0 +1,171 @@
+"""The cache-aware eviction mode: stable prefix, batch eviction, placeholders, budget."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime.blocks import BlockKind, ToolCall
+from runtime.errors import BudgetTooSmall, ConfigError
+from runtime.paging.cacheaware import cache_aware_config, cache_breakpoints, plan_cache_aware
+from runtime.paging.eviction import (
+    EvictionConfig,
+    EvictionMode,
+    EvictionReason,
+    Pins,
+    request_tokens,
+)
+from runtime.paging.faults import PagingState
+from runtime.paging.turn import PagedTurn, finish_turn, page_turn
+from tests.runtime.paging_builder import (
+    BOOK_SCHEMA,
+    COUNT,
+    LOOKUP_SCHEMA,
+    SessionBuilder,
+    big_result,
+    pairing_ok,
+    random_session,
+)
+
+_CALLS = (BlockKind.ASSISTANT_MESSAGE, BlockKind.TOOL_CALL)
+
+
+def long_session(turns: int = 14) -> SessionBuilder:
+    b = SessionBuilder()
+    b.schema(LOOKUP_SCHEMA)
+    b.schema(BOOK_SCHEMA)
+    b.system("You are a careful agent. " * 20)
+    for t in range(turns):
+        b.user(f"Turn {t}: look at reservation R{t:02d}X please.")
+        b.exchange("get_reservation_details", {"reservation_id": f"R{t:02d}X"},
+                   big_result(f"R{t:02d}X", 1500))  # fmt: skip
+        b.assistant(f"Reservation R{t:02d}X is booked.")
+    return b
+
+
+def replay(b: SessionBuilder, budget: int, config: EvictionConfig | None = None) -> list[PagedTurn]:
+    """Page every model call of ``b`` in order, as a live session would."""
+    config = config or cache_aware_config(budget)
+    out: list[PagedTurn] = []
+    state, previous = PagingState(), None
+    n = 0
+    for i, e in enumerate(b.entries):
+        if e.kind not in _CALLS or (i and b.entries[i - 1].kind in _CALLS):
+            continue
+        n += 1
+        paged = page_turn(b.entries[:i], config, state, COUNT, turn=n, budget=budget,
+                          previous=previous)  # fmt: skip
+        paged, state = finish_turn(paged, (), state)
+        out.append(paged)
+        previous = paged
+    return out
+
+
+def stable_prefix(paged: PagedTurn) -> list[str]:
+    kinds = {i.entry.seq: i.entry.kind for i in paged.items}
+    return [
+        i.key for i in paged.request
+        if i.seq < 0 or kinds[i.seq] in (BlockKind.TOOL_SCHEMA, BlockKind.SYSTEM)
+    ]  # fmt: skip
+
+
+def test_config_is_cache_aware_with_every_schema_stubbed_and_checks_its_budget():
+    config = cache_aware_config(8000)
+    assert config.mode is EvictionMode.CACHE_AWARE and config.stub_schemas.value == "all"
+    assert EvictionConfig.from_json(config.to_json()) == config
+    with pytest.raises(ConfigError, match="positive"):
+        cache_aware_config(0)
+    with pytest.raises(ConfigError, match="high_water"):
+        EvictionConfig(high_water=1.5)
+
+
+def test_the_stable_prefix_is_byte_identical_in_every_request():
+    turns = replay(long_session(), 4000)
+    first = stable_prefix(turns[0])
+    assert first and all(stable_prefix(t) == first for t in turns)
+    assert turns[0].plan.offers_recall  # the recall tool is in the prefix from the start
+
+
+def test_evictions_come_in_batches_only_under_pressure_and_then_stay():
+    b = long_session()
+    turns = replay(b, 4000)
+    batches = []
+    for before, after in zip(turns, turns[1:], strict=False):
+        old = {e.seq: e.body for e in before.plan.evictions}
+        new = {e.seq: e.body for e in after.plan.evictions}
+        assert all(new.get(seq) == body for seq, body in old.items())  # kept, byte for byte
+        added = [e for e in after.plan.evictions if e.seq not in old]
+        if added:
+            batches.append(after.turn)
+            # the request without the new batch would not have fit
+            entries = b.entries[: max(i.entry.seq for i in after.items) + 1]
+            carried = plan_cache_aware(entries, after.config, COUNT, Pins(), None,
+                                       before.plan, 0)  # fmt: skip
+            assert request_tokens(entries, carried, COUNT) > 4000
+    assert batches and len(batches) < len(turns) / 3
+    assert all(t.tokens <= 4000 for t in turns)
+
+
+def test_nothing_is_dropped_every_paged_block_is_a_placeholder_with_its_id():
+    b = long_session()
+    turns = replay(b, 3000)
+    last = turns[-1]
+    seqs = [i.entry.seq for i in last.items]
+    assert seqs == list(range(len(seqs)))  # every block of the history is in the request
+    messages = [e for e in last.plan.evictions if e.kind is BlockKind.USER_MESSAGE]
+    results = [e for e in last.plan.evictions if e.kind is BlockKind.TOOL_RESULT]
+    assert results
+    for ev in [*messages, *results]:
+        assert ev.reason is EvictionReason.PRESSURE
+        assert f"block {ev.block_id[:12]}" in ev.placeholder and "recall" in ev.placeholder
+
+
+def test_a_fault_pins_its_block_back_in_full():
+    b = long_session()
+    turns = replay(b, 4000)
+    evicted = next(
+        t for t in turns if any(e.kind is BlockKind.TOOL_RESULT for e in t.plan.evictions)
+    )
+    ev = next(e for e in evicted.plan.evictions if e.kind is BlockKind.TOOL_RESULT)
+    state = PagingState()
+    _, state = finish_turn(
+        evicted, (ToolCall("r1", "recall", {"block_id": ev.block_id[:12]}),), state
+    )
+    entries = b.entries[: max(i.entry.seq for i in evicted.items) + 1]
+    again = page_turn(entries, evicted.config, state, COUNT, turn=evicted.turn, budget=6000,
+                      previous=evicted)  # fmt: skip
+    assert again.plan.get(ev.seq) is None
+
+
+def test_breakpoints_are_at_most_four_and_mark_the_prefix_and_the_end():
+    turns = replay(long_session(), 4000)
+    for before, t in zip(turns, turns[1:], strict=False):
+        kinds = {i.entry.seq: i.entry.kind for i in t.items}
+        bps = cache_breakpoints(t.request, kinds, before.request)
+        assert 1 <= len(bps) <= 4 and bps[-1] == len(t.request)
+        assert bps == tuple(sorted(set(bps)))
+        assert len(stable_prefix(t)) in bps
+
+
+def test_a_budget_below_the_stable_prefix_is_a_clear_error():
+    with pytest.raises(BudgetTooSmall, match="raise the budget"):
+        replay(long_session(3), 200)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), budget=st.integers(1500, 6000))
+def test_property_prefix_stable_plan_grows_budget_kept_pairing_holds(seed, budget):
+    b = random_session(seed)
+    try:
+        turns = replay(b, budget)
+    except BudgetTooSmall:
+        return
+    for before, after in zip(turns, turns[1:], strict=False):
+        assert stable_prefix(after) == stable_prefix(before)
+        old = {e.seq: e.body for e in before.plan.evictions}
+        assert all(after.plan.get(seq) is not None and after.plan.get(seq).body == body
+                   for seq, body in old.items())  # fmt: skip
+    for t in turns:
+        assert t.tokens <= budget
+        assert pairing_ok([(i.entry.kind, i.body) for i in t.items])
