@@ -62,10 +62,10 @@ _CALLS = (BlockKind.ASSISTANT_MESSAGE, BlockKind.TOOL_CALL)
 _HEAD = (BlockKind.TOOL_SCHEMA, BlockKind.SYSTEM)
 
 
-def cache_aware_config(budget: int, *, high_water: float = 1.0) -> EvictionConfig:
-    """Return the cache-aware policy's config for a token budget (prices: Anthropic's 5-minute
-    cache, read 0.1x and write 1.25x input)."""
-    if budget < 1:
+def cache_aware_config(budget: int | None = None, *, high_water: float = 1.0) -> EvictionConfig:
+    """Return the cache-aware policy's config (prices: Anthropic's 5-minute cache, read 0.1x and
+    write 1.25x input). The budget goes to ``page_turn``; one given here is only checked."""
+    if budget is not None and budget < 1:
         raise ConfigError(f"the budget must be a positive token count, not {budget}")
     return EvictionConfig(
         mode=EvictionMode.CACHE_AWARE, stub_schemas=StubScope.ALL, high_water=high_water,

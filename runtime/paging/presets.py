@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from runtime.errors import ConfigError
+from runtime.paging.cacheaware import cache_aware_config
 from runtime.paging.eviction import PAPER_CONFIG, EvictionConfig
 from runtime.paging.placeholders import StubStyle
 
@@ -26,6 +27,9 @@ PRESETS: Mapping[str, EvictionConfig] = {
     DEFAULT_PRESET: EvictionConfig(),  # what DemandPaging uses when given no config
     "agent": AGENT_PAGING,  # the sample agent's policy (runtime.agent.core)
     "paper": PAPER_CONFIG,  # age-based eviction of stale tool results only (Pichay)
+    # A byte-stable prefix, evictions in batches chosen by break-even against the cache rewrite
+    # (runtime.paging.cacheaware): for agents that run with prompt caching on.
+    "cache-aware": cache_aware_config(),
 }
 
 

@@ -433,3 +433,22 @@ def test_a_page_budget_pages_out_under_pressure_to_fit(tmp_path: Path):
         assert json.loads(stack.anthropic_up.requests[0].body)["messages"][-1]["content"] == (
             "Now summarise everything."
         )
+
+
+def test_the_cache_aware_preset_keeps_the_prefix_byte_stable_under_a_budget(tmp_path: Path):
+    # An agent that resends its growing history each call, with prompt caching in mind: the
+    # system and tools must reach the upstream as the same bytes every call, every request
+    # must fit the budget, and a call only rewrites what came before when a batch is evicted.
+    for stack in start_stack(tmp_path / "store", page=PageSettings("cache-aware", budget=3000)):
+        client = stack.anthropic()
+        for turns in range(2, TURNS + 1):
+            _ask(client, anthropic_history(turns))
+        bodies = [json.loads(r.body) for r in stack.anthropic_up.requests]
+        records = stack.records()
+    assert len(bodies) == TURNS - 1
+    assert len({json.dumps([b["system"], b["tools"]]) for b in bodies}) == 1
+    assert all(r.paging["accounting"]["packed_tokens"] <= 3000 for r in records)
+    kept = sum(1 for a, b in zip(bodies, bodies[1:], strict=False)
+               if b["messages"][: len(a["messages"]) - 1] == a["messages"][:-1])  # fmt: skip
+    assert kept >= len(bodies) // 2  # most calls extend the previous one's cached messages
+    assert any(b"[Paged out: block " in r.body for r in stack.anthropic_up.requests)
