@@ -144,6 +144,12 @@ class ProxyServer:
             await asyncio.wait(list(self._connections), timeout=5.0)
         if self._transport is not None:
             await self._transport.aclose()
+        if self._server is not None:
+            await self._server.wait_closed()
+        # A transport closes its socket in a callback it schedules; let those run before the
+        # loop stops, or the socket is left to the garbage collector (a ResourceWarning).
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     def status(self) -> dict[str, Any]:
         """Return the status page's JSON: up, calls, recorded, lost, queue depth and more."""
@@ -404,8 +410,10 @@ class ProxyThread:
         self._thread.join(10)
 
     def _run(self) -> None:
-        self._loop.run_until_complete(self._main())
-        self._loop.close()
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            _finish_loop(self._loop)
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
@@ -427,3 +435,15 @@ class ProxyThread:
         tb: TracebackType | None,
     ) -> None:  # fmt: skip
         self.stop()
+
+
+def _finish_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still running on ``loop``, let it end, then close the loop: a task left
+    pending (a connection the timeout gave up on) would keep its socket past the loop."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
