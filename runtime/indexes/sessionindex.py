@@ -39,6 +39,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections import Counter
@@ -295,13 +296,18 @@ class SessionIndex:
         dfs = self.dfs(t, session, words)
         t.prefetch("ix_post", [post_key(session, w, df // POST_CHUNK)
                                for w, df in zip(words, dfs, strict=True) if df % POST_CHUNK])  # fmt: skip
+        hist: Counter[int] = Counter()  # the histogram's changes, written once for the batch
         for term, df in zip(words, dfs, strict=True):
             added = np.array(new[term], dtype=POSTING)
             start = df // POST_CHUNK
             head = self._post_chunk(t, session, term, start) if df % POST_CHUNK else None
             tail = added if head is None else np.concatenate([head, added])
             self._write_postings(t, session, term, start, tail)
-            self._set_df(t, session, term, df, df + len(added))
+            t.put("ix_terms", term_key(session, term), (df + len(added)).to_bytes(4, "little"))
+            if not term.startswith(SOURCE_PREFIX):
+                hist[df] -= 1
+                hist[df + len(added)] += 1
+        self._bump_hist_many(t, session, hist)
 
     # -- removing -----------------------------------------------------------------------
     def _remove(self, t: Tables, session: str, entries: Sequence[Entry]) -> None:
@@ -388,6 +394,18 @@ class SessionIndex:
             t.put("ix_hist", key, count.to_bytes(4, "little"))
         else:
             t.delete("ix_hist", key)
+
+    def _bump_hist_many(self, t: Tables, session: str, deltas: Counter[int]) -> None:
+        """Add ``deltas`` (df -> change in its number of terms) to the histogram: one read of
+        the changed rows, then one write each (what ``_bump_hist`` per change would leave)."""
+        changed = sorted(df for df, delta in deltas.items() if df and delta)
+        keys = [hist_key(session, df) for df in changed]
+        for df, key, raw in zip(changed, keys, t.get_many("ix_hist", keys), strict=True):
+            count = (0 if raw is None else int.from_bytes(raw, "little")) + deltas[df]
+            if count > 0:
+                t.put("ix_hist", key, count.to_bytes(4, "little"))
+            else:
+                t.delete("ix_hist", key)
 
     def _post_chunk(self, t: Tables, session: str, term: str, number: int) -> np.ndarray:
         raw = t.get("ix_post", post_key(session, term, number))
@@ -513,9 +531,31 @@ def _delete_prefix(t: Tables, table: str, start: bytes) -> None:
 
 
 def _doc(entry: Entry) -> _Doc:
-    words = terms(entry.body)
-    fields = tuple(sorted({SOURCE_PREFIX + t for t in terms(entry.provenance.source)}))
-    return _Doc(entry.seq, Counter(words), len(words), fields)
+    tf, length = _analysed(entry.id, entry.body)
+    return _Doc(entry.seq, tf, length, _fields(entry.provenance.source))
+
+
+# Term frequencies and length by block id: a block (one id, one body) is analysed once per
+# process however many sessions it joins (system prompts and tool schemas join every one).
+# The counters are shared: nothing changes a _Doc's ``tf``.
+_analyses: dict[str, tuple[Counter[str], int]] = {}
+ANALYSIS_CACHE_SIZE = 4_096
+
+
+def _analysed(block_id: str, body: str) -> tuple[Counter[str], int]:
+    found = _analyses.get(block_id)
+    if found is None:
+        words = terms(body)
+        found = (Counter(words), len(words))
+        if len(_analyses) >= ANALYSIS_CACHE_SIZE:
+            _analyses.clear()
+        _analyses[block_id] = found
+    return found
+
+
+@functools.lru_cache(maxsize=1_024)  # a store's provenance sources are few
+def _fields(source: str) -> tuple[str, ...]:
+    return tuple(sorted({SOURCE_PREFIX + t for t in terms(source)}))
 
 
 def _record(entry: Entry, doc: _Doc) -> tuple[Any, ...]:
