@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -127,7 +128,11 @@ def term_key(session: str, term: str) -> bytes:
 
 
 def post_key(session: str, term: str, chunk: int) -> bytes:
-    return term_key(session, term) + b"\x00" + chunk.to_bytes(4, "big")
+    return _chunk_key(term_key(session, term), chunk)
+
+
+def _chunk_key(term_key: bytes, chunk: int) -> bytes:
+    return term_key + b"\x00" + chunk.to_bytes(4, "big")
 
 
 def hist_key(session: str, df: int) -> bytes:
@@ -174,11 +179,10 @@ class SessionIndex:
     def _edge_flags_many(self, t: Tables, raws: Sequence[bytes]) -> tuple[list[int], list[bool]]:
         """Return each block's edge flags, and whether it was derived from another block.
 
-        Two lookups for the whole batch (one per edge table), not five per block."""
-        outs = t.first_many(
-            _OUT, [r + k for r in raws for k in (_PARENT, _SUPPORTS, _TOOL, _DERIVED)]
-        )
-        ins = t.first_many(_IN, [r + k for r in raws for k in (_DERIVED, _TOOL)])
+        Batched lookups (one per edge table and round, whatever the batch size): first
+        whether a block has any edge in a table, then, for those that have, which kinds."""
+        outs = _first_of_kinds(t, _OUT, raws, (_PARENT, _SUPPORTS, _TOOL, _DERIVED))
+        ins = _first_of_kinds(t, _IN, raws, (_DERIVED, _TOOL))
         flags, derives = [], []
         for i in range(len(raws)):
             parent, supports, tool_out, derived = (x is not None for x in outs[4 * i : 4 * i + 4])
@@ -297,13 +301,19 @@ class SessionIndex:
         t.prefetch("ix_post", [post_key(session, w, df // POST_CHUNK)
                                for w, df in zip(words, dfs, strict=True) if df % POST_CHUNK])  # fmt: skip
         hist: Counter[int] = Counter()  # the histogram's changes, written once for the batch
+        chunk_bytes = POST_CHUNK * POSTING.itemsize
         for term, df in zip(words, dfs, strict=True):
-            added = np.array(new[term], dtype=POSTING)
-            start = df // POST_CHUNK
-            head = self._post_chunk(t, session, term, start) if df % POST_CHUNK else None
-            tail = added if head is None else np.concatenate([head, added])
-            self._write_postings(t, session, term, start, tail)
-            t.put("ix_terms", term_key(session, term), (df + len(added)).to_bytes(4, "little"))
+            # POSTING rows as bytes: (seq, tf) as two little-endian u32 each, as numpy lays them
+            added = new[term]
+            data = struct.pack(f"<{2 * len(added)}I", *itertools.chain.from_iterable(added))
+            start, used = divmod(df, POST_CHUNK)
+            key = term_key(session, term)
+            if used:
+                data = (t.get("ix_post", _chunk_key(key, start)) or b"") + data
+            t.put_many("ix_post", [(_chunk_key(key, start + offset // chunk_bytes),
+                                    data[offset : offset + chunk_bytes])
+                                   for offset in range(0, len(data), chunk_bytes)])  # fmt: skip
+            t.put("ix_terms", key, (df + len(added)).to_bytes(4, "little"))
             if not term.startswith(SOURCE_PREFIX):
                 hist[df] -= 1
                 hist[df + len(added)] += 1
@@ -519,6 +529,17 @@ def _call_id(entry: Entry) -> bytes | None:
         return None  # not CONVENTIONS.md JSON: the pager falls back to tool-invocation edges
     # A digest keeps any call id (they are model-made and unbounded) inside a key.
     return hashlib.blake2b(ident.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _first_of_kinds(
+    t: Tables, table: str, raws: Sequence[bytes], kinds: Sequence[bytes]
+) -> list[bytes | None]:
+    """Return ``t.first(table, raw + kind)`` for each raw id and kind (kinds inner), asking
+    about the kinds only for the ids with some edge in ``table`` (most blocks have none)."""
+    found = [key is not None for key in t.first_many(table, list(raws))]
+    some = [raw for raw, has in zip(raws, found, strict=True) if has]
+    firsts = iter(t.first_many(table, [raw + kind for raw in some for kind in kinds]))
+    return [next(firsts) if has else None for has in found for _ in kinds]
 
 
 def _targets(t: Tables, table: str, start: bytes) -> list[bytes]:
