@@ -173,3 +173,20 @@ def test_a_read_only_store_with_a_stale_index_says_how_to_fix_it(tmp_path):
     with pytest.raises(StoreError, match="open the store writable once"):
         reader_for(readonly).snapshot(readonly, "s")
     readonly.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(codec="utf-8"), max_size=300) | st.lists(
+    st.sampled_from(["Painting", "painted", "the", "STUDIES", "x" * 40, "running", "é", "42", " ", ",", "\n"]),
+    max_size=40).map(" ".join))  # fmt: skip
+def test_terms_equal_the_word_by_word_analysis(text):
+    """``terms`` works each distinct word out once: the result is the word-by-word one."""
+    from runtime.indexes import bm25
+
+    expected = []
+    for word in bm25._WORD.findall(text.lower()):
+        if word not in bm25.STOPWORDS:
+            term = bm25._stem(word)
+            expected.append(term if len(term) <= MAX_TERM_CHARS else bm25._shorten(term))
+    assert terms(text) == expected
+    assert terms(text) == expected  # from the word cache this time
