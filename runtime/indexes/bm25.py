@@ -97,9 +97,13 @@ def terms(text: str) -> list[str]:
     known = _terms
     if len(known) > TERM_CACHE_SIZE:
         known.clear()
-    for word in set(words).difference(known):
-        known[word] = _term(word)
-    return [term for term in map(known.__getitem__, words) if term]
+    mine: dict[str, str] = {}  # this call's own copy: another thread may clear the cache
+    for word in set(words):
+        term = known.get(word)
+        if term is None:
+            term = known[word] = _term(word)
+        mine[word] = term
+    return [term for term in map(mine.__getitem__, words) if term]
 
 
 def query_terms(text: str) -> list[str]:

@@ -190,3 +190,35 @@ def test_terms_equal_the_word_by_word_analysis(text):
             expected.append(term if len(term) <= MAX_TERM_CHARS else bm25._shorten(term))
     assert terms(text) == expected
     assert terms(text) == expected  # from the word cache this time
+
+
+def test_terms_are_right_while_other_threads_empty_the_word_cache(monkeypatch):
+    """The web app analyses text in several threads: a cache emptied meanwhile changes nothing."""
+    import sys
+    import threading
+
+    from runtime.indexes import bm25
+
+    monkeypatch.setattr(bm25, "TERM_CACHE_SIZE", 0)  # every call empties it
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: the window is hit, not missed
+    texts = [f"painting studies {i} of running dogs word{i} " * 30 for i in range(60)]
+    expected = [terms(text) for text in texts]
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                assert [terms(text) for text in texts] == expected
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert failures == []
