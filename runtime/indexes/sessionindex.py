@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -292,31 +291,40 @@ class SessionIndex:
         return empty_chunk() if raw is None else np.frombuffer(raw, dtype=RECORD).copy()
 
     def _append_postings(self, t: Tables, session: str, docs: Sequence[_Doc]) -> None:
-        new: dict[str, list[tuple[int, int]]] = {}
+        # Each term's new POSTING rows, flat: seq, tf, seq, tf, ... (docs in seq order)
+        new: dict[str, list[int]] = {}
         for doc in docs:
-            for term, tf in (*doc.tf.items(), *((f, 1) for f in doc.fields)):
-                new.setdefault(term, []).append((doc.seq, tf))
+            seq = doc.seq
+            for term, tf in doc.tf.items():
+                new.setdefault(term, []).extend((seq, tf))
+            for term in doc.fields:
+                new.setdefault(term, []).extend((seq, 1))
         words = sorted(new)
         dfs = self.dfs(t, session, words)
         t.prefetch("ix_post", [post_key(session, w, df // POST_CHUNK)
                                for w, df in zip(words, dfs, strict=True) if df % POST_CHUNK])  # fmt: skip
         hist: Counter[int] = Counter()  # the histogram's changes, written once for the batch
         chunk_bytes = POST_CHUNK * POSTING.itemsize
+        base = prefix(session)
         for term, df in zip(words, dfs, strict=True):
             # POSTING rows as bytes: (seq, tf) as two little-endian u32 each, as numpy lays them
-            added = new[term]
-            data = struct.pack(f"<{2 * len(added)}I", *itertools.chain.from_iterable(added))
+            flat = new[term]
+            data = struct.pack(f"<{len(flat)}I", *flat)
+            count = df + len(flat) // 2
             start, used = divmod(df, POST_CHUNK)
-            key = term_key(session, term)
+            key = base + term.encode()
             if used:
                 data = (t.get("ix_post", _chunk_key(key, start)) or b"") + data
-            t.put_many("ix_post", [(_chunk_key(key, start + offset // chunk_bytes),
-                                    data[offset : offset + chunk_bytes])
-                                   for offset in range(0, len(data), chunk_bytes)])  # fmt: skip
-            t.put("ix_terms", key, (df + len(added)).to_bytes(4, "little"))
+            if len(data) <= chunk_bytes:
+                t.put("ix_post", _chunk_key(key, start), data)
+            else:
+                t.put_many("ix_post", [(_chunk_key(key, start + offset // chunk_bytes),
+                                        data[offset : offset + chunk_bytes])
+                                       for offset in range(0, len(data), chunk_bytes)])  # fmt: skip
+            t.put("ix_terms", key, count.to_bytes(4, "little"))
             if not term.startswith(SOURCE_PREFIX):
                 hist[df] -= 1
-                hist[df + len(added)] += 1
+                hist[count] += 1
         self._bump_hist_many(t, session, hist)
 
     # -- removing -----------------------------------------------------------------------
