@@ -51,7 +51,7 @@ import numpy as np
 
 from runtime.blocks import BlockKind, Edge, EdgeKind, Entry, parse_tool_call, parse_tool_result
 from runtime.errors import InvalidBlock
-from runtime.indexes.bm25 import terms
+from runtime.indexes.bm25 import forget_terms, terms
 from runtime.storage.codec import split_member_key
 from runtime.storage.kv import Tables
 
@@ -569,6 +569,13 @@ def _doc(entry: Entry) -> _Doc:
 # The counters are shared: nothing changes a _Doc's ``tf``.
 _analyses: dict[str, tuple[Counter[str], int]] = {}
 ANALYSIS_CACHE_SIZE = 4_096
+
+
+def forget_analyses() -> None:
+    """Empty the process's term analyses by block id and the word cache of ``bm25.terms``
+    (a benchmark measuring a cold writer calls it)."""
+    _analyses.clear()
+    forget_terms()
 
 
 def _analysed(block_id: str, body: str) -> tuple[Counter[str], int]:
