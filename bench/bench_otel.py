@@ -119,7 +119,8 @@ def measure(tmp: Path, count: int | None, profile: bool) -> dict[str, Any]:
     cpu = time.process_time() - cpu  # steadier than wall time on a machine shared with others
     store.close()
     if profiler:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        for order in ("tottime", "cumulative"):
+            pstats.Stats(profiler).sort_stats(order).print_stats(40)
     spans, calls = sum(r[1] for r in requests), sum(r[2] for r in requests)
     rate = spans / seconds
     return {

@@ -135,6 +135,35 @@ def get_tokenizer(name: str) -> Tokenizer:
         return _cache[name]
 
 
+# Token counts by (tokenizer, content key), for texts named by their content (block ids).
+_counts: dict[tuple[str, str], int] = {}
+COUNT_CACHE_SIZE = 65_536
+
+
+def counts_by_key(name: str, keys: Sequence[str], texts: Sequence[str]) -> list[int]:
+    """Return the token count of each of ``texts`` under tokenizer ``name``, encoding each
+    distinct key once per process.
+
+    ``keys[i]`` must name ``texts[i]`` by its content (a block id: one key, one text), so a text
+    written again (the system prompt and tool schemas every session repeats, a block put a
+    second time) is counted from memory; the counts are those ``count_many`` returns."""
+    out: list[int | None] = [_counts.get((name, key)) for key in keys]
+    todo = {key: text for key, text, n in zip(keys, texts, out, strict=True) if n is None}
+    if todo:
+        if len(_counts) + len(todo) > COUNT_CACHE_SIZE:
+            _counts.clear()  # bounded: a long import keeps the most recent counts only
+        counted = dict(zip(todo, get_tokenizer(name).count_many(list(todo.values())), strict=True))
+        for key, n in counted.items():
+            _counts[(name, key)] = n
+        out = [counted[key] if n is None else n for key, n in zip(keys, out, strict=True)]
+    return [int(n) for n in out]  # type: ignore[arg-type]
+
+
+def forget_counts() -> None:
+    """Empty the process's counts by key (a benchmark measuring a cold writer calls it)."""
+    _counts.clear()
+
+
 def load_tokenizer(name: str, data_dir: Path = DATA_DIR) -> Tokenizer:
     """Build tokenizer ``name`` from the rank file in ``data_dir`` after checking its digest."""
     spec = _spec(name)

@@ -39,6 +39,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections import Counter
@@ -50,7 +51,7 @@ import numpy as np
 
 from runtime.blocks import BlockKind, Edge, EdgeKind, Entry, parse_tool_call, parse_tool_result
 from runtime.errors import InvalidBlock
-from runtime.indexes.bm25 import terms
+from runtime.indexes.bm25 import forget_terms, terms
 from runtime.storage.codec import split_member_key
 from runtime.storage.kv import Tables
 
@@ -126,7 +127,11 @@ def term_key(session: str, term: str) -> bytes:
 
 
 def post_key(session: str, term: str, chunk: int) -> bytes:
-    return term_key(session, term) + b"\x00" + chunk.to_bytes(4, "big")
+    return _chunk_key(term_key(session, term), chunk)
+
+
+def _chunk_key(term_key: bytes, chunk: int) -> bytes:
+    return term_key + b"\x00" + chunk.to_bytes(4, "big")
 
 
 def hist_key(session: str, df: int) -> bytes:
@@ -173,11 +178,10 @@ class SessionIndex:
     def _edge_flags_many(self, t: Tables, raws: Sequence[bytes]) -> tuple[list[int], list[bool]]:
         """Return each block's edge flags, and whether it was derived from another block.
 
-        Two lookups for the whole batch (one per edge table), not five per block."""
-        outs = t.first_many(
-            _OUT, [r + k for r in raws for k in (_PARENT, _SUPPORTS, _TOOL, _DERIVED)]
-        )
-        ins = t.first_many(_IN, [r + k for r in raws for k in (_DERIVED, _TOOL)])
+        Batched lookups (one per edge table and round, whatever the batch size): first
+        whether a block has any edge in a table, then, for those that have, which kinds."""
+        outs = _first_of_kinds(t, _OUT, raws, (_PARENT, _SUPPORTS, _TOOL, _DERIVED))
+        ins = _first_of_kinds(t, _IN, raws, (_DERIVED, _TOOL))
         flags, derives = [], []
         for i in range(len(raws)):
             parent, supports, tool_out, derived = (x is not None for x in outs[4 * i : 4 * i + 4])
@@ -287,21 +291,41 @@ class SessionIndex:
         return empty_chunk() if raw is None else np.frombuffer(raw, dtype=RECORD).copy()
 
     def _append_postings(self, t: Tables, session: str, docs: Sequence[_Doc]) -> None:
-        new: dict[str, list[tuple[int, int]]] = {}
+        # Each term's new POSTING rows, flat: seq, tf, seq, tf, ... (docs in seq order)
+        new: dict[str, list[int]] = {}
         for doc in docs:
-            for term, tf in (*doc.tf.items(), *((f, 1) for f in doc.fields)):
-                new.setdefault(term, []).append((doc.seq, tf))
+            seq = doc.seq
+            for term, tf in doc.tf.items():
+                new.setdefault(term, []).extend((seq, tf))
+            for term in doc.fields:
+                new.setdefault(term, []).extend((seq, 1))
         words = sorted(new)
         dfs = self.dfs(t, session, words)
         t.prefetch("ix_post", [post_key(session, w, df // POST_CHUNK)
                                for w, df in zip(words, dfs, strict=True) if df % POST_CHUNK])  # fmt: skip
+        hist: Counter[int] = Counter()  # the histogram's changes, written once for the batch
+        chunk_bytes = POST_CHUNK * POSTING.itemsize
+        base = prefix(session)
         for term, df in zip(words, dfs, strict=True):
-            added = np.array(new[term], dtype=POSTING)
-            start = df // POST_CHUNK
-            head = self._post_chunk(t, session, term, start) if df % POST_CHUNK else None
-            tail = added if head is None else np.concatenate([head, added])
-            self._write_postings(t, session, term, start, tail)
-            self._set_df(t, session, term, df, df + len(added))
+            # POSTING rows as bytes: (seq, tf) as two little-endian u32 each, as numpy lays them
+            flat = new[term]
+            data = struct.pack(f"<{len(flat)}I", *flat)
+            count = df + len(flat) // 2
+            start, used = divmod(df, POST_CHUNK)
+            key = base + term.encode()
+            if used:
+                data = (t.get("ix_post", _chunk_key(key, start)) or b"") + data
+            if len(data) <= chunk_bytes:
+                t.put("ix_post", _chunk_key(key, start), data)
+            else:
+                t.put_many("ix_post", [(_chunk_key(key, start + offset // chunk_bytes),
+                                        data[offset : offset + chunk_bytes])
+                                       for offset in range(0, len(data), chunk_bytes)])  # fmt: skip
+            t.put("ix_terms", key, count.to_bytes(4, "little"))
+            if not term.startswith(SOURCE_PREFIX):
+                hist[df] -= 1
+                hist[count] += 1
+        self._bump_hist_many(t, session, hist)
 
     # -- removing -----------------------------------------------------------------------
     def _remove(self, t: Tables, session: str, entries: Sequence[Entry]) -> None:
@@ -388,6 +412,18 @@ class SessionIndex:
             t.put("ix_hist", key, count.to_bytes(4, "little"))
         else:
             t.delete("ix_hist", key)
+
+    def _bump_hist_many(self, t: Tables, session: str, deltas: Counter[int]) -> None:
+        """Add ``deltas`` (df -> change in its number of terms) to the histogram: one read of
+        the changed rows, then one write each (what ``_bump_hist`` per change would leave)."""
+        changed = sorted(df for df, delta in deltas.items() if df and delta)
+        keys = [hist_key(session, df) for df in changed]
+        for df, key, raw in zip(changed, keys, t.get_many("ix_hist", keys), strict=True):
+            count = (0 if raw is None else int.from_bytes(raw, "little")) + deltas[df]
+            if count > 0:
+                t.put("ix_hist", key, count.to_bytes(4, "little"))
+            else:
+                t.delete("ix_hist", key)
 
     def _post_chunk(self, t: Tables, session: str, term: str, number: int) -> np.ndarray:
         raw = t.get("ix_post", post_key(session, term, number))
@@ -503,6 +539,17 @@ def _call_id(entry: Entry) -> bytes | None:
     return hashlib.blake2b(ident.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+def _first_of_kinds(
+    t: Tables, table: str, raws: Sequence[bytes], kinds: Sequence[bytes]
+) -> list[bytes | None]:
+    """Return ``t.first(table, raw + kind)`` for each raw id and kind (kinds inner), asking
+    about the kinds only for the ids with some edge in ``table`` (most blocks have none)."""
+    found = [key is not None for key in t.first_many(table, list(raws))]
+    some = [raw for raw, has in zip(raws, found, strict=True) if has]
+    firsts = iter(t.first_many(table, [raw + kind for raw in some for kind in kinds]))
+    return [next(firsts) if has else None for has in found for _ in kinds]
+
+
 def _targets(t: Tables, table: str, start: bytes) -> list[bytes]:
     return [key[33:] for key in t.keys(table, start)]
 
@@ -513,9 +560,38 @@ def _delete_prefix(t: Tables, table: str, start: bytes) -> None:
 
 
 def _doc(entry: Entry) -> _Doc:
-    words = terms(entry.body)
-    fields = tuple(sorted({SOURCE_PREFIX + t for t in terms(entry.provenance.source)}))
-    return _Doc(entry.seq, Counter(words), len(words), fields)
+    tf, length = _analysed(entry.id, entry.body)
+    return _Doc(entry.seq, tf, length, _fields(entry.provenance.source))
+
+
+# Term frequencies and length by block id: a block (one id, one body) is analysed once per
+# process however many sessions it joins (system prompts and tool schemas join every one).
+# The counters are shared: nothing changes a _Doc's ``tf``.
+_analyses: dict[str, tuple[Counter[str], int]] = {}
+ANALYSIS_CACHE_SIZE = 4_096
+
+
+def forget_analyses() -> None:
+    """Empty the process's term analyses by block id and the word cache of ``bm25.terms``
+    (a benchmark measuring a cold writer calls it)."""
+    _analyses.clear()
+    forget_terms()
+
+
+def _analysed(block_id: str, body: str) -> tuple[Counter[str], int]:
+    found = _analyses.get(block_id)
+    if found is None:
+        words = terms(body)
+        found = (Counter(words), len(words))
+        if len(_analyses) >= ANALYSIS_CACHE_SIZE:
+            _analyses.clear()
+        _analyses[block_id] = found
+    return found
+
+
+@functools.lru_cache(maxsize=1_024)  # a store's provenance sources are few
+def _fields(source: str) -> tuple[str, ...]:
+    return tuple(sorted({SOURCE_PREFIX + t for t in terms(source)}))
 
 
 def _record(entry: Entry, doc: _Doc) -> tuple[Any, ...]:

@@ -17,10 +17,13 @@ from runtime.storage.kv import Tables
 
 
 def store_block(
-    t: Tables, kind: BlockKind, body: str, priority: float, prov: Provenance, created: int
-) -> Block:
-    """Store a block unless its content is stored already; return the stored block."""
-    bid = content_hash(kind, body)
+    t: Tables, kind: BlockKind, body: str, priority: float, prov: Provenance, created: int,
+    bid: str | None = None,
+) -> Block:  # fmt: skip
+    """Store a block unless its content is stored already; return the stored block.
+
+    ``bid`` is ``content_hash(kind, body)`` when the caller has it already."""
+    bid = content_hash(kind, body) if bid is None else bid
     raw = t.get(BLOCKS, bytes.fromhex(bid))
     if raw is not None:
         return decode_block(bid, raw)

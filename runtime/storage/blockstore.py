@@ -82,6 +82,7 @@ class PreparedPut:
     checked: list[Checked]
     counts: dict[str, list[int]]
     edges: list[Edge]
+    ids: list[str]  # each checked block's content hash, in order
 
 
 class KvBlockStore(BlockStore):
@@ -175,22 +176,19 @@ class KvBlockStore(BlockStore):
         """Check a ``put_many`` and count its tokens, writing nothing (raises what it would)."""
         check_session(session)
         checked = [self._checked(b) for b in blocks]  # all checks before any write
-        counts = self._count_tokens([body for _, body, *_ in checked])
-        return PreparedPut(session, checked, counts, _checked_edges(edges))
-
-    def _count_tokens(self, bodies: list[str]) -> dict[str, list[int]]:
-        from runtime.tokenizers import get_tokenizer
-
-        return {name: get_tokenizer(name).count_many(bodies) for name in self.tokenizers}
+        ids = [content_hash(kind, body) for kind, body, *_ in checked]
+        bodies = [body for _, body, *_ in checked]
+        counts = {name: _block_counts(name, ids, bodies) for name in self.tokenizers}
+        return PreparedPut(session, checked, counts, _checked_edges(edges), ids)
 
     def put_txn(self, t: Tables, prepared: PreparedPut) -> list[Entry]:
         """Write a prepared ``put_many`` in the caller's write (with its change feed)."""
         session = prepared.session
         info = sessionrows.session_record(t, session)
         entries: list[Entry] = []
-        t.prefetch(BLOCKS, [bytes.fromhex(content_hash(k, b)) for k, b, *_ in prepared.checked])
+        t.prefetch(BLOCKS, [bytes.fromhex(bid) for bid in prepared.ids])
         for i, (kind, body, priority, prov, created) in enumerate(prepared.checked):
-            block = blockrows.store_block(t, kind, body, priority, prov, created)
+            block = blockrows.store_block(t, kind, body, priority, prov, created, prepared.ids[i])
             for name, values in prepared.counts.items():
                 t.put(TOKENS, token_key(name, block.id), values[i].to_bytes(4, "big"))
             entries.append(entryrows.append_entry(t, session, info, block, priority, prov, created))
@@ -385,10 +383,8 @@ class KvBlockStore(BlockStore):
     def _fill_counts(
         self, block_ids: Sequence[str], tokenizer: str, missing: list[int], counts: list[int]
     ) -> None:
-        from runtime.tokenizers import get_tokenizer
-
         blocks = self.get_many([block_ids[i] for i in missing])
-        values = get_tokenizer(tokenizer).count_many([b.body for b in blocks])
+        values = _block_counts(tokenizer, [b.id for b in blocks], [b.body for b in blocks])
         for i, value in zip(missing, values, strict=True):
             counts[i] = value
         if not self.kv.readonly:
@@ -411,6 +407,13 @@ class KvBlockStore(BlockStore):
 
     def close(self) -> None:
         self.kv.close()
+
+
+def _block_counts(tokenizer: str, ids: Sequence[str], bodies: Sequence[str]) -> list[int]:
+    """Count blocks' tokens, each distinct block once per process (the id names the body)."""
+    from runtime.tokenizers import counts_by_key  # tiktoken loads only when a count is needed
+
+    return counts_by_key(tokenizer, ids, bodies)
 
 
 def _checked_edges(edges: Iterable[Edge]) -> list[Edge]:

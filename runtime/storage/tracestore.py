@@ -60,6 +60,7 @@ from runtime.storage.tracerows import (
     unpack_bytes,
 )
 from runtime.storage.tracewrites import (
+    Aggregates,
     add_flag_count,
     bump_generation,
     bump_totals,
@@ -153,9 +154,11 @@ class KvTraceStore(TraceStore):
 
     def record_chunked_in(self, t: Tables, items: Iterable[ChunkedTrace]) -> int:
         count = 0
+        aggregates = Aggregates(t)  # read and written once for the whole batch
         for item in items:
-            record_in(t, item)
+            record_in(t, item, aggregates)
             count += 1
+        aggregates.write()
         if count:
             bump_generation(t, added=count)
         return count

@@ -38,13 +38,15 @@ from runtime.storage.tracerows import (
     decode_row,
     index_rows,
     load_in,
+    put_group,
     put_stats,
     request_intact,
+    session_key,
     session_prefix,
     status_key,
     stored_stats,
 )
-from runtime.tracing.aggregates import SessionTraceStats
+from runtime.tracing.aggregates import SessionTraceStats, TurnGroup
 from runtime.tracing.records import (
     CALL_ID_LEN,
     ChunkedTrace,
@@ -55,7 +57,61 @@ from runtime.tracing.records import (
 )
 
 
-def record_in(t: Tables, item: ChunkedTrace) -> None:
+class Aggregates:
+    """The session, turn and total aggregates of the records one write adds, each row read
+    once and written once (by ``write``) instead of once a record: what writing them record
+    by record would leave, for a batch of any size."""
+
+    def __init__(self, t: Tables) -> None:
+        self.t = t
+        self.stats: dict[str, SessionTraceStats] = {}
+        self.turns: dict[tuple[str, int], TurnGroup] = {}
+        self.totals: dict[str, int] | None = None
+
+    def _session(self, session: str) -> SessionTraceStats:
+        stats = self.stats.get(session)
+        return stored_stats(self.t, session) if stats is None else stats
+
+    def _bump(self, **deltas: int) -> None:
+        totals = totals_in(self.t) if self.totals is None else self.totals
+        for name, delta in deltas.items():
+            totals[name] = totals.get(name, 0) + delta
+        self.totals = totals
+
+    def add(self, rec: TraceRecord) -> None:
+        """Count a new record in its turn, its session and the totals."""
+        key = (rec.session, rec.turn)
+        group = self.turns.get(key)
+        if group is None:
+            raw = self.t.get(TURNS, session_key(*key))
+            new_turn = raw is None
+            group = (
+                TurnGroup.of(rec)
+                if raw is None
+                else TurnGroup.from_stored(json_load(raw)).adding(rec)
+            )
+        else:
+            new_turn, group = False, group.adding(rec)
+        self.turns[key] = group
+        self.stats[rec.session] = self._session(rec.session).counting(rec, new_turn=new_turn)
+        self._bump(calls=1, error=int(rec.status is TraceStatus.ERROR))
+
+    def flagged(self, session: str, delta: int) -> None:
+        self.stats[session] = self._session(session).with_flagged(delta)
+        self._bump(flagged=delta)
+
+    def write(self) -> None:
+        for (session, turn), group in sorted(self.turns.items()):
+            put_group(self.t, session, turn, group)
+        for session in sorted(self.stats):
+            put_stats(self.t, self.stats[session])
+        if self.totals is not None:
+            self.t.put(META, TOTALS, canonical_json(self.totals))
+
+
+def record_in(t: Tables, item: ChunkedTrace, aggregates: Aggregates | None = None) -> None:
+    """Write one record; its aggregates go to ``aggregates`` (written by the caller), or now."""
+    batch = Aggregates(t) if aggregates is None else aggregates
     rec, cid = item.record, item.record.call_id
     key = cid.encode()
     if t.get(TRACES, key) is not None:
@@ -71,16 +127,12 @@ def record_in(t: Tables, item: ChunkedTrace) -> None:
         t.put(RESPONSES, key, pack_bytes(item.response))
     for table, row in index_rows(rec):
         t.put(table, row, b"")
-    add_to_aggregates(t, rec)
+    batch.add(rec)
     if item.flag is not None:
-        flag_in(t, replace(rec, flag=None), item.flag)
-
-
-def add_to_aggregates(t: Tables, rec: TraceRecord) -> None:
-    """Count a new record in its turn, its session and the totals."""
-    new_turn = add_to_turn(t, rec)
-    put_stats(t, stored_stats(t, rec.session).counting(rec, new_turn=new_turn))
-    bump_totals(t, calls=1, error=int(rec.status is TraceStatus.ERROR))
+        _flag_rows(t, rec.call_id, item.flag)
+        batch.flagged(rec.session, +1)
+    if aggregates is None:
+        batch.write()
 
 
 def bump_totals(t: Tables, **deltas: int) -> None:
@@ -109,10 +161,15 @@ def generation_in(t: Tables) -> TraceGeneration:
 
 def flag_in(t: Tables, rec: TraceRecord, flag: Flag) -> TraceRecord:
     if rec.flag is None:
-        t.put(BY_STATUS, status_key(FLAGGED, rec.call_id), b"")
         add_flag_count(t, rec.session, +1)
-    t.put(FLAGS, rec.call_id.encode(), canonical_json(flag.__dict__))
+    _flag_rows(t, rec.call_id, flag, status=rec.flag is None)
     return replace(rec, flag=flag)
+
+
+def _flag_rows(t: Tables, call_id: str, flag: Flag, *, status: bool = True) -> None:
+    if status:
+        t.put(BY_STATUS, status_key(FLAGGED, call_id), b"")
+    t.put(FLAGS, call_id.encode(), canonical_json(flag.__dict__))
 
 
 def add_flag_count(t: Tables, session: str, delta: int) -> None:

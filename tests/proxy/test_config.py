@@ -146,5 +146,7 @@ def test_page_is_read_from_the_file_and_the_flag_wins(tmp_path):
 
 
 def test_an_unknown_page_preset_flag_names_the_presets(tmp_path):
-    with pytest.raises(InvalidInput, match="--page 'fastest': expected .*agent, cache-aware, default, paper"):
+    with pytest.raises(
+        InvalidInput, match="--page 'fastest': expected .*agent, cache-aware, default, paper"
+    ):
         _args(_toml(tmp_path, "[proxy]\n"), "--page", "fastest")

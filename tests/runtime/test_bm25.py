@@ -173,3 +173,52 @@ def test_a_read_only_store_with_a_stale_index_says_how_to_fix_it(tmp_path):
     with pytest.raises(StoreError, match="open the store writable once"):
         reader_for(readonly).snapshot(readonly, "s")
     readonly.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(codec="utf-8"), max_size=300) | st.lists(
+    st.sampled_from(["Painting", "painted", "the", "STUDIES", "x" * 40, "running", "é", "42", " ", ",", "\n"]),
+    max_size=40).map(" ".join))  # fmt: skip
+def test_terms_equal_the_word_by_word_analysis(text):
+    """``terms`` works each distinct word out once: the result is the word-by-word one."""
+    from runtime.indexes import bm25
+
+    expected = []
+    for word in bm25._WORD.findall(text.lower()):
+        if word not in bm25.STOPWORDS:
+            term = bm25._stem(word)
+            expected.append(term if len(term) <= MAX_TERM_CHARS else bm25._shorten(term))
+    assert terms(text) == expected
+    assert terms(text) == expected  # from the word cache this time
+
+
+def test_terms_are_right_while_other_threads_empty_the_word_cache(monkeypatch):
+    """The web app analyses text in several threads: a cache emptied meanwhile changes nothing."""
+    import sys
+    import threading
+
+    from runtime.indexes import bm25
+
+    monkeypatch.setattr(bm25, "TERM_CACHE_SIZE", 0)  # every call empties it
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: the window is hit, not missed
+    texts = [f"painting studies {i} of running dogs word{i} " * 30 for i in range(60)]
+    expected = [terms(text) for text in texts]
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                assert [terms(text) for text in texts] == expected
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert failures == []

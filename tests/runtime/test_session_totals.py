@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from runtime import open_store
@@ -10,6 +12,7 @@ from runtime.providers.usage import Usage
 from runtime.storage.kv import Tables
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.storage.migrations import migrate
+from runtime.storage.tracerows import GENERATION
 from runtime.tracing.records import (
     REPAGE_KEY,
     Delivery,
@@ -136,3 +139,37 @@ def test_verify_finds_token_totals_that_disagree_with_the_records(traces: LmdbTr
              "input_tokens": 5, "output_tokens": 20, "first_at": 0, "last_at": 0}  # fmt: skip
     traces.kv.write(lambda t: t.put("trace_sessions", b"s1", canonical_json(wrong)))
     assert [p.code for p in traces.verify().problems] == ["count-mismatch"]
+
+
+def _aggregate_rows(traces: LmdbTraceStore) -> dict[str, list[tuple[bytes, bytes]]]:
+    from runtime.storage.tracerows import META, SESSIONS, TURNS
+
+    def read(t: Tables) -> dict[str, list[tuple[bytes, bytes]]]:
+        return {name: list(t.scan(name)) for name in (META, SESSIONS, TURNS)}
+
+    return traces.kv.read(read)
+
+
+def test_a_batch_of_records_leaves_the_aggregates_one_at_a_time_would(tmp_path) -> None:
+    """Aggregates are read and written once per write: the rows must be those of N writes."""
+    from runtime.tracing.records import Flag
+
+    first, second = _answered(), replace(_answered(), session="s2", turn=3)
+    records = [first, _repage(first.call_id), _failed(first.call_id), second,
+               replace(_answered(), turn=2), replace(_answered(), session="s2", turn=3)]  # fmt: skip
+    items = [StoredTrace(r, REQUEST, flag=Flag("bad", 5) if i % 2 else None)
+             for i, r in enumerate(records)]  # fmt: skip
+    rows = []
+    for batches in ([items], [[item] for item in items]):
+        store = open_store(tmp_path / f"store-{len(batches)}")
+        traces = LmdbTraceStore(store)
+        for batch in batches:
+            traces.record_many(batch)
+        rows.append(_aggregate_rows(traces))
+        assert [s.flagged for s in traces.session_stats(["s1", "s2"])] == [1, 2]
+        store.close()
+    batched, one_by_one = rows
+    generation = GENERATION  # counts writes: the one row that must differ
+    assert {k: [r for r in v if r[0] != generation] for k, v in batched.items()} == {
+        k: [r for r in v if r[0] != generation] for k, v in one_by_one.items()
+    }

@@ -220,3 +220,20 @@ def test_malformed_rank_line_with_matching_checksum_names_the_line(tmp_path: Pat
     (tmp_path / "SHA256SUMS").write_text(f"{digest}  cl100k_base.tiktoken\n")
     with pytest.raises(TokenizerError, match="line 2"):
         load_tokenizer("cl100k_base", tmp_path)
+
+
+def test_counts_by_key_are_count_many_with_each_key_encoded_once(monkeypatch):
+    from runtime import tokenizers
+
+    monkeypatch.setattr(tokenizers, "_counts", {})
+    monkeypatch.setattr(tokenizers, "COUNT_CACHE_SIZE", 4)
+    texts = ["hello world", "a longer text, with punctuation!", "", "hello world", "\u00e9t\u00e9"]
+    keys = ["k1", "k2", "k3", "k1", "k4"]
+    for name in KNOWN_TOKENIZERS:
+        expected = get_tokenizer(name).count_many(texts)
+        assert tokenizers.counts_by_key(name, keys, texts) == expected
+        assert tokenizers.counts_by_key(name, keys[::-1], texts[::-1]) == expected[::-1]
+    # Counted once per key and tokenizer, and bounded: a full cache starts again.
+    assert len(tokenizers._counts) <= 4
+    assert tokenizers.counts_by_key("cl100k_base", ["k5"], ["one more"]) == [2]
+    assert len(tokenizers._counts) == 1

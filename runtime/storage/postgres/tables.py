@@ -48,9 +48,11 @@ _NAMES = (
     "WHERE names.t IS NOT NULL) SELECT t FROM names WHERE t IS NOT NULL"
 )
 _GET = f"SELECT v FROM {KV_TABLE} WHERE t = %s AND k = %s"
-_GET_MANY = f"SELECT k, v FROM {KV_TABLE} WHERE t = %s AND k = ANY(%s)"
+# Arrays of keys and values go as binary parameters (%b): psycopg's text form of a bytea array
+# escapes every element in Python, 60x slower than the binary form for a batch of keys.
+_GET_MANY = f"SELECT k, v FROM {KV_TABLE} WHERE t = %s AND k = ANY(%b::bytea[])"
 _PUT_MANY = (
-    f"INSERT INTO {KV_TABLE} (t, k, v) SELECT %s, k, v FROM unnest(%s::bytea[], %s::bytea[]) "
+    f"INSERT INTO {KV_TABLE} (t, k, v) SELECT %s, k, v FROM unnest(%b::bytea[], %b::bytea[]) "
     "AS r(k, v) ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v"
 )
 _DELETE = f"DELETE FROM {KV_TABLE} WHERE t = %s AND k = %s"
@@ -67,12 +69,12 @@ _UPSERT_LOAD = (
     "ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v"
 )
 _EMPTY_LOAD = f"TRUNCATE {_LOAD_TABLE}"
-_DELETE_MANY = f"DELETE FROM {KV_TABLE} WHERE t = %s AND k = ANY(%s)"
+_DELETE_MANY = f"DELETE FROM {KV_TABLE} WHERE t = %s AND k = ANY(%b::bytea[])"
 # The first key at or after each of the prefixes, in their order (one index probe each; the
 # caller keeps it only if it starts with its prefix, so no probe walks past a missing one).
 _FIRST_MANY = (
     f"SELECT (SELECT k FROM {KV_TABLE} WHERE t = %s AND k >= r.lo ORDER BY k LIMIT 1) "
-    "FROM unnest(%s::bytea[]) WITH ORDINALITY AS r(lo, i) ORDER BY r.i"
+    "FROM unnest(%b::bytea[]) WITH ORDINALITY AS r(lo, i) ORDER BY r.i"
 )
 _COUNT = f"SELECT count(*) FROM {KV_TABLE} WHERE t = %s"
 _CLEAR = f"DELETE FROM {KV_TABLE} WHERE t = %s"
