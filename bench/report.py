@@ -698,9 +698,25 @@ def demo(r: Mapping[str, Results]) -> list[str]:
     ]
 
 
+def pager_profile(r: Mapping[str, Results]) -> list[str]:
+    p = r["pager_profile"]
+    rows = [[num(s["blocks"]), num(s["pages"]), ms(s["page"]["p50_ms"]), ms(s["page"]["p99_ms"]),
+             f"[{s['profile']}](../bench/results/{s['profile']})"]
+            for s in p["sizes"]]  # fmt: skip
+    return [
+        *heading("Where a page's time goes", "profile_pager", "pager_profile"),
+        f"{p['benchmark']}, sampled every {p['interval_s'] * 1000:g} ms by pyinstrument "
+        "(the page times are with the profiler on, so slower than the pager benchmark's). "
+        "Each profile file is the call tree of those pages, for whoever speeds the pager up next.",
+        "",
+        *table(["blocks", "pages", "p50 ms", "p99 ms", "profile"], rows),
+    ]
+
+
 SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, ...]], ...] = (
     (targets, ("pager", "locomo", "diff", "web", "paging", "import")),
     (pager, ("pager",)),
+    (pager_profile, ("pager_profile",)),
     (locomo, ("locomo",)),
     (diff, ("diff",)),
     (web, ("web",)),
