@@ -37,16 +37,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from runtime.blocks import BlockKind, Entry
-from runtime.errors import ConfigError
 from runtime.paging.accounting import RequestItem
 from runtime.paging.eviction import (
     Counter,
     Eviction,
     EvictionConfig,
-    EvictionMode,
     EvictionPlan,
     Pins,
-    StubScope,
     _plan,
     _recall_evictions,
     _result_evictions,
@@ -55,22 +52,12 @@ from runtime.paging.eviction import (
     pressure_placeholder,
     request_tokens,
 )
-from runtime.paging.history import AgeFrom, History
+from runtime.paging.history import History
+from runtime.paging.presets import cache_aware_config  # noqa: F401 - kept with the presets: config imports them
 
 _MOVABLE = (BlockKind.TOOL_RESULT, BlockKind.USER_MESSAGE, BlockKind.ASSISTANT_MESSAGE)
 _CALLS = (BlockKind.ASSISTANT_MESSAGE, BlockKind.TOOL_CALL)
 _HEAD = (BlockKind.TOOL_SCHEMA, BlockKind.SYSTEM)
-
-
-def cache_aware_config(budget: int | None = None, *, high_water: float = 1.0) -> EvictionConfig:
-    """Return the cache-aware policy's config (prices: Anthropic's 5-minute cache, read 0.1x and
-    write 1.25x input). The budget goes to ``page_turn``; one given here is only checked."""
-    if budget is not None and budget < 1:
-        raise ConfigError(f"the budget must be a positive token count, not {budget}")
-    return EvictionConfig(
-        mode=EvictionMode.CACHE_AWARE, stub_schemas=StubScope.ALL, high_water=high_water,
-        evict_stale=False, recall=True, age_from=AgeFrom.LAST_USE,
-    )  # fmt: skip
 
 
 def _carried(s: History, previous: EvictionPlan | None, pins: Pins) -> list[Eviction]:

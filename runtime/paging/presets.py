@@ -14,9 +14,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from runtime.errors import ConfigError
-from runtime.paging.cacheaware import cache_aware_config
-from runtime.paging.eviction import PAPER_CONFIG, EvictionConfig
+from runtime.paging.eviction import PAPER_CONFIG, EvictionConfig, EvictionMode, StubScope
+from runtime.paging.history import AgeFrom
 from runtime.paging.placeholders import StubStyle
+
+
+def cache_aware_config(budget: int | None = None, *, high_water: float = 1.0) -> EvictionConfig:
+    """Return the cache-aware policy's config (prices: Anthropic's 5-minute cache, read 0.1x and
+    write 1.25x input). The budget goes to ``page_turn``; one given here is only checked."""
+    if budget is not None and budget < 1:
+        raise ConfigError(f"the budget must be a positive token count, not {budget}")
+    return EvictionConfig(
+        mode=EvictionMode.CACHE_AWARE, stub_schemas=StubScope.ALL, high_water=high_water,
+        evict_stale=False, recall=True, age_from=AgeFrom.LAST_USE,
+    )  # fmt: skip
+
 
 DEFAULT_PRESET = "default"
 # Stubs keep each tool's JSON input schema (without descriptions), so a client that fills inputs
