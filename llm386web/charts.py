@@ -78,3 +78,51 @@ def stacked_bars(timeline: SessionTimeline) -> Chart:
     return Chart(
         WIDTH, HEIGHT, _round(plot + 1), tuple(bars), max(totals, default=0), timeline.sections
     )
+
+
+#: The cost and latency strips under the tokens chart: one bar a turn, the same x as its bars.
+STRIP_HEIGHT = 40.0
+
+
+@dataclass(frozen=True)
+class StripBar:
+    turn: int
+    call_id: str
+    x: float
+    y: float
+    width: float
+    height: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Strip:
+    """One value per turn of the page as bars (a turn without a value has none)."""
+
+    width: float
+    height: float
+    bars: tuple[StripBar, ...]
+    top: float  # the largest value, in the strip's unit
+    unit: str  # "usd" or "ms"
+
+    @property
+    def empty(self) -> bool:
+        return not self.bars
+
+
+def value_strip(timeline: SessionTimeline, unit: str) -> Strip:
+    """Return the page's turns as bars of their list-price cost (``usd``) or latency (``ms``)."""
+    values = [row.cost_usd if unit == "usd" else row.latency_ms for row in timeline.rows]
+    top = max((v for v in values if v is not None), default=0.0)
+    slot = WIDTH / max(len(timeline.rows), 1)
+    bars = []
+    for i, (row, value) in enumerate(zip(timeline.rows, values, strict=True)):
+        if value is None or top <= 0:
+            continue
+        h = max(STRIP_HEIGHT * value / top, 0.5)  # a tiny value still shows
+        shown = f"${value:,.4f}" if unit == "usd" else f"{value:,.0f} ms"
+        what = "list-price cost" if unit == "usd" else "latency"
+        bars.append(StripBar(row.turn, row.call_id, _round(i * slot + slot * GAP / 2),
+                             _round(STRIP_HEIGHT - h), _round(slot * (1 - GAP)), _round(h),
+                             f"Turn {row.turn}: {what} {shown}"))  # fmt: skip
+    return Strip(WIDTH, STRIP_HEIGHT, tuple(bars), top, unit)

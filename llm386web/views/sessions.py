@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from llm386web.charts import stacked_bars
+from llm386web.charts import stacked_bars, value_strip
 from llm386web.conf import web_config
 from llm386web.savedviews import SESSIONS, saved_views_context
 from llm386web.store_access import get_store, get_traces
@@ -123,6 +123,8 @@ def _turns_context(request: HttpRequest, session_id: str, traces: TraceStore) ->
     query["seen"] = version
     live_url = f"{reverse('session-live', args=[session_id])}?{query.urlencode()}"
     return {"session_id": session_id, "timeline": timeline, "chart": stacked_bars(timeline),
+            "strips": ((value_strip(timeline, "usd"), "Cost"),
+                       (value_strip(timeline, "ms"), "Latency")),
             "pager": pager(request, timeline.pagination, "#turns-table"),
             "page_url": page_url, "live_url": live_url}  # fmt: skip
 

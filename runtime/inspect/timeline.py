@@ -27,7 +27,7 @@ from runtime.inspect.chat import PartKind, read_response
 from runtime.inspect.diff import SECTION_ORDER
 from runtime.inspect.pagination import Pagination, by_offset
 from runtime.providers import Usage, get_provider
-from runtime.providers.pricing import Price
+from runtime.providers.pricing import Price, output_cost
 from runtime.replay.resend import REPAGE_KEY, derived_kind
 from runtime.tracing.records import TraceError, TraceOrigin, TraceRecord, TraceStatus, TraceStore
 
@@ -79,6 +79,16 @@ class TurnSummary:
         """The list-price input cost (None: not answered, or no price for the model)."""
         priced = priced_input(self)
         return None if priced is None else priced[0]
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The list-price cost of the call: input, cache reads and writes, and output (None: not
+        answered, or the model or its output has no price)."""
+        priced = priced_input(self)
+        if priced is None:
+            return None
+        output = output_cost(Usage(0, self.output_tokens), priced[1])
+        return None if output is None else round(priced[0] + output, 8)
 
     @property
     def failing(self) -> bool:

@@ -36,6 +36,36 @@ def test_each_turn_shows_the_first_line_it_wrote_and_its_input_cost(
     assert costs[0].startswith("$0.000") and costs[2] == "—"
 
 
+def test_cost_counts_output_and_cost_and_latency_have_a_strip_each(
+    logged_in: Client, traced: Callable[..., Session], traces
+) -> None:
+    from runtime.inspect.timeline import session_timeline
+    from runtime.providers import Usage, get_provider
+
+    made = traced("beta", conversation(3), errors=[3])
+    rows = session_timeline(traces, "beta").rows
+    first = rows[0]
+    provider = get_provider(first.provider)
+    usage = Usage(first.input_tokens - first.cache_read_tokens - first.cache_creation_tokens,
+                  first.output_tokens, first.cache_read_tokens, first.cache_creation_tokens)  # fmt: skip
+    assert first.output_tokens > 0 and first.cost_usd is not None
+    assert first.cost_usd > first.input_cost_usd  # output is priced too
+    expected = (provider.price(usage, first.model) or 0) + usage.output_tokens * (
+        provider.price_of(first.model).output_usd_per_mtok / 1_000_000
+    )
+    assert first.cost_usd == pytest.approx(expected)
+    html = logged_in.get("/sessions/beta/").content.decode()
+    cost, latency = (re.search(rf'<figure class="chart strip strip-{u}">(.*?)</figure>', html, re.S)
+                     for u in ("usd", "ms"))  # fmt: skip
+    assert cost is not None and latency is not None
+    # The failed turn reported no usage: no cost bar; every turn has a latency bar.
+    assert cost.group(1).count('<rect class="strip-bar"') == 2
+    assert latency.group(1).count('<rect class="strip-bar"') == 3
+    for call_id in made.call_ids[:2]:
+        assert f'href="/traces/{call_id}/"' in cost.group(1)
+    assert "list-price cost $" in cost.group(1) and " ms</title>" in latency.group(1)
+
+
 def test_a_turn_that_called_tools_lists_them(
     logged_in: Client, imported_demo: list[TraceRecord]
 ) -> None:
