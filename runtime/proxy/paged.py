@@ -72,6 +72,27 @@ class PagedRelay:
         self.handed = False
 
     async def relay(self, headers: apis.Headers, accepting: bool) -> None:
+        try:
+            await self._relay(headers, accepting)
+        except (ClientGone, ConnectionError):
+            raise
+        except Exception as exc:  # a bug in paging mid-call: the agent gets an error, not a hang
+            self._broke(exc)
+
+    def _broke(self, exc: Exception) -> None:
+        ex, family = self.ex, self.api.family
+        # The message may quote the request or the reply: the log names the route and type only.
+        log.error("%s: paging failed mid-call (%s); see the record", self.api.path,
+                  type(exc).__name__)  # fmt: skip
+        ex.outcome = Outcome.UPSTREAM_DIED
+        ex.error = f"llm386 proxy: paging failed mid-call ({type(exc).__name__}: {str(exc)[:200]})"
+        started = self.handed
+        self._finish(b"")
+        if not started:  # a stream already under way cannot take a new status: it just ends
+            with contextlib.suppress(ClientGone, h11.LocalProtocolError):
+                self.conn.respond(502, apis.error_body(family, 502, "api_error", ex.error), [])
+
+    async def _relay(self, headers: apis.Headers, accepting: bool) -> None:
         out = apis.upstream_headers(headers)
         if self.call.stream:
             await _StreamRelay(self, accepting).relay(out)
@@ -209,6 +230,8 @@ class _StreamRelay:
             async for chunk in response.aiter_raw():
                 for event in sse_split(buffer, chunk):
                     await self._send(filt.event(event))
+            if buffer.strip():  # a last event with no blank line after it
+                await self._send(filt.event(bytes(buffer)))
             return True
         except httpx2.TransportError as exc:
             return self._broke(exc, before=False)

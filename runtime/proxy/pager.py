@@ -140,7 +140,15 @@ class ProxyPager:
             return "the request body is not a JSON object"
         if RECALL_TOOL_NAME in tool_names(data):
             return f"the client has a tool named {RECALL_TOOL_NAME!r} of its own"
-        return self._page(wire, data, session)
+        n = data.get("n")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+            return f"n={n} asks for several answers; only one can have its recall calls answered"
+        call = self._page(wire, data, session)
+        try:
+            call.body  # noqa: B018 - the paged request must be writable as JSON, else unpaged
+        except ValueError as exc:
+            return f"the paged request cannot be written back as JSON ({exc})"
+        return call
 
     def _page(self, wire: Wire, data: dict[str, Any], session: str | None) -> PagedCall:
         messages = [m for m in data.get("messages") or () if isinstance(m, dict)]

@@ -86,7 +86,8 @@ def without_recall(wire: Wire, reply: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(dict(reply))
     if wire is Wire.MESSAGES:
         content = [c for c in _content(out) if not _is_recall_use(c)]
-        out["content"] = content or [{"type": "text", "text": ""}]
+        # An empty text block is refused when the agent sends this turn back: say what happened.
+        out["content"] = content or [{"type": "text", "text": NO_ANSWER}]
         if (
             not any(c.get("type") == "tool_use" for c in content)
             and out.get("stop_reason") == "tool_use"
@@ -102,10 +103,16 @@ def without_recall(wire: Wire, reply: Mapping[str, Any]) -> dict[str, Any]:
         message["tool_calls"] = kept
         return out
     message.pop("tool_calls", None)
-    message["content"] = message.get("content") or ""
+    message["content"] = message.get("content") or NO_ANSWER
     if choice.get("finish_reason") == "tool_calls":
         choice["finish_reason"] = "stop"
     return out
+
+
+NO_ANSWER = (
+    "[llm386 proxy: the model kept asking to recall paged-out blocks and gave no answer; "
+    "send the request again, or run the proxy without --page]"
+)
 
 
 def _content(reply: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -131,5 +138,9 @@ def _is_recall_call(call: Any) -> bool:
 
 def encode(data: Mapping[str, Any]) -> bytes:
     """Return JSON bytes for a request or reply the proxy wrote itself: compact, UTF-8, in the
-    key order the client (or the upstream) used."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    key order the client (or the upstream) used. Raise ValueError for what JSON cannot carry
+    (a non-finite number from ``1e999``, a lone surrogate from ``"\\ud800"``)."""
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"a string the request holds is not valid Unicode: {exc.reason}") from None

@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,14 +32,20 @@ from runtime.providers.streams import (
 )
 from runtime.proxy.apis import Wire
 
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r(?!\n)")
+
 
 def sse_split(buffer: bytearray, chunk: bytes) -> Iterator[bytes]:
-    """Add ``chunk`` to ``buffer`` and yield every complete event it now holds (with its blank
-    line); what is left in ``buffer`` is the start of the next one."""
-    buffer += chunk.replace(b"\r\n", b"\n")
-    while (end := buffer.find(b"\n\n")) >= 0:
-        yield bytes(buffer[: end + 2])
-        del buffer[: end + 2]
+    """Add ``chunk`` to ``buffer`` and yield every complete event it now holds, as the upstream
+    sent it (its line endings and blank line kept); what is left in ``buffer`` is the start of
+    the next one. An event's end may be split across chunks (``\r\n\r`` then ``\n``): a
+    buffer ending in ``\r`` waits for the next chunk."""
+    buffer += chunk
+    while (found := _EVENT_END.search(buffer)) is not None:
+        if found.end() == len(buffer) and buffer.endswith(b"\r"):
+            return  # "\r\r" or "\n\r\r" may yet become "\r\n\r\n"
+        yield bytes(buffer[: found.end()])
+        del buffer[: found.end()]
 
 
 def _event(raw: bytes) -> tuple[str, Any]:

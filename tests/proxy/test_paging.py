@@ -452,3 +452,54 @@ def test_the_cache_aware_preset_keeps_the_prefix_byte_stable_under_a_budget(tmp_
                if b["messages"][: len(a["messages"]) - 1] == a["messages"][:-1])  # fmt: skip
     assert kept >= len(bodies) // 2  # most calls extend the previous one's cached messages
     assert any(b"[Paged out: block " in r.body for r in stack.anthropic_up.requests)
+
+
+@pytest.mark.parametrize("odd", [rb'"metadata":{"user_id":"\ud800"},', b'"temperature":1e999,'],
+                         ids=["lone-surrogate", "huge-number"])  # fmt: skip
+def test_a_request_json_cannot_carry_again_is_forwarded_unpaged_and_recorded(paged: Stack, odd):
+    # json.loads reads both; neither can be written back as JSON, so the client's own bytes go.
+    body = b'{"model":"claude-sonnet-4-6","max_tokens":8,' + odd + b'"messages":[{"role":"user","content":"hi"}]}'  # fmt: skip
+    reply = httpx2.post(paged.url + "/v1/messages", content=body, headers=HEADERS, timeout=30)
+    assert reply.status_code == 200
+    assert paged.anthropic_up.requests[0].body == body
+    [record] = paged.records()
+    assert "cannot be written back as JSON" in record.paging["proxy"]["skipped"]
+
+
+def test_a_chat_call_asking_for_several_choices_is_forwarded_unpaged(paged: Stack):
+    paged.openai_up.enqueue(chat_reply())
+    messages = [{"role": "user", "content": "hi"}]
+    paged.openai(max_retries=0).chat.completions.create(model="gpt-4o", messages=messages, n=2)  # type: ignore[arg-type]
+    assert paged.openai_up.requests[0].body == paged.sent.bodies[0]
+    assert "n=2" in paged.records()[0].paging["proxy"]["skipped"]
+
+
+def test_events_split_anywhere_with_crlf_come_out_whole_and_unchanged():
+    events = [
+        b'event: message_start\r\ndata: {"type":"message_start"}\r\n\r\n',
+        b'event: ping\r\ndata: {"type":"ping"}\r\n\r\n',
+        b'data: {"a":1}\n\n',
+        b'data: {"b":2}\r\r',
+    ]
+    raw = b"".join(events)
+    for cut in range(1, len(raw)):  # every two-chunk split, the \r\n\r | \n split included
+        buffer, out = bytearray(), []
+        for piece in (raw[:cut], raw[cut:]):
+            out += list(sse_split(buffer, piece))
+        out += [bytes(buffer)] if buffer else []  # the relay flushes what is left at the end
+        assert out == events, cut
+
+
+def test_a_model_that_only_ever_recalls_gets_a_said_answer_not_an_empty_block():
+    from runtime.proxy.recall import NO_ANSWER, without_recall
+
+    reply = {"role": "assistant", "stop_reason": "tool_use", "content": [
+        {"type": "tool_use", "id": "r1", "name": "recall", "input": {"block_id": "x"}}]}  # fmt: skip
+    out = without_recall(Wire.MESSAGES, reply)
+    assert (
+        out["content"] == [{"type": "text", "text": NO_ANSWER}] and out["stop_reason"] == "end_turn"
+    )
+    chat = {"choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "r", "type": "function", "function": {"name": "recall", "arguments": "{}"}}]}}]}  # fmt: skip
+    message = without_recall(Wire.CHAT, chat)["choices"][0]
+    assert message["message"]["content"] == NO_ANSWER and message["finish_reason"] == "stop"
