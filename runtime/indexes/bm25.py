@@ -117,7 +117,12 @@ def query_terms(text: str) -> list[str]:
 
 
 def raw_idf(n_docs: int, df: int) -> float:
-    """Return rank_bm25's idf before its floor: ln(N - df + 0.5) - ln(df + 0.5)."""
+    """Return rank_bm25's idf before its floor: ln(N - df + 0.5) - ln(df + 0.5).
+
+    A df above N never comes from one consistent read; it can come from a histogram read in a
+    later transaction than N while another process appends to the session, and is counted as
+    N (every document) rather than failing the page."""
+    df = min(df, n_docs)
     return math.log(n_docs - df + 0.5) - math.log(df + 0.5)
 
 

@@ -222,3 +222,12 @@ def test_terms_are_right_while_other_threads_empty_the_word_cache(monkeypatch):
     finally:
         sys.setswitchinterval(switch)
     assert failures == []
+
+
+def test_a_df_above_the_document_count_reads_as_every_document() -> None:
+    # A histogram read after another process appended (n_docs read before it) once raised
+    # "math domain error" in the four-writers race test.
+    from runtime.indexes.bm25 import average_idf, raw_idf
+
+    assert raw_idf(3, 5) == raw_idf(3, 3)
+    assert average_idf(3, [(1, 2), (5, 1)]) == average_idf(3, [(1, 2), (3, 1)])
