@@ -148,7 +148,11 @@ def write_hostile_turn(store: BlockStore, traces: TraceStore, name: str = "hosti
 
 # -- telling executable markup from text, as a browser parses it ----------------------------
 
-SITE_CHARTS = ("stacked", "fill-bar", "strip-bars")  # the classes of the SVG charts the templates draw
+SITE_CHARTS = (
+    "stacked",
+    "fill-bar",
+    "strip-bars",
+)  # the classes of the SVG charts the templates draw
 URL_ATTRS = ("href", "src", "action", "formaction", "xlink:href", "data", "poster", "background")
 ACTIVE_TAGS = {"script", "style", "iframe", "object", "embed", "svg", "math", "base", "link",
                "meta", "img", "video", "audio", "source", "marquee", "isindex", "template",
