@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import re
 import threading
-import weakref
 import zlib
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from runtime.errors import StoreError
 from runtime.indexes.bm25 import STOPWORDS, terms
-from runtime.storage.kv import Engine, EngineCache, Tables
+from runtime.storage.kv import Engine, EngineCache, EngineRef, Tables
 
 NGRAMS = (3, 4, 5)
 WORD_WEIGHT = 2.0
@@ -112,18 +110,14 @@ class VectorCache:
     """Block vectors by (embedder key, block id): process memory first, then the store."""
 
     def __init__(self, kv: Engine) -> None:
-        # Weak: the cache is kept per engine and must not keep its engine alive.
-        self._kv = weakref.ref(kv)
+        self._kv = EngineRef(kv, "vector cache")
         self.stored = not kv.readonly  # a read-only store may not have the table
         self.lock = threading.Lock()
         self._memory: dict[tuple[str, str], np.ndarray] = {}
 
     @property
     def kv(self) -> Engine:
-        kv = self._kv()
-        if kv is None:
-            raise StoreError("the store of this vector cache was closed; open it again")
-        return kv
+        return self._kv()
 
     def vectors(self, embedder: Embedder, ids: Sequence[str], bodies: Any) -> list[np.ndarray]:
         """Return the vector of each block id; ``bodies(ids)`` gives the texts of misses."""

@@ -46,7 +46,7 @@ from runtime.indexes.sessionindex import (
 )
 from runtime.storage.codec import json_load
 from runtime.storage.interface import BlockStore
-from runtime.storage.kv import Engine, Tables
+from runtime.storage.kv import Engine, EngineRef, Tables
 
 _MAX_CACHED_TERMS = 50_000
 _lock = threading.Lock()
@@ -155,8 +155,7 @@ class IndexReader:
 
     def __init__(self, index: SessionIndex, kv: Engine) -> None:
         self.index = index
-        # Weak: the reader is cached per engine and must not keep its engine alive.
-        self._kv = weakref.ref(kv)
+        self._kv = EngineRef(kv, "index reader")
         self.readonly = kv.readonly
         self.lock = threading.Lock()
         self._cache: dict[str, SessionCache] = {}
@@ -164,10 +163,7 @@ class IndexReader:
     @property
     def kv(self) -> Engine:
         """The engine this reader reads (alive while a store of it is)."""
-        kv = self._kv()
-        if kv is None:
-            raise StoreError("the store of this index reader was closed; open it again")
-        return kv
+        return self._kv()
 
     def snapshot(self, store: BlockStore, session: str, upto: int | None = None) -> Snapshot:
         """Return ``session`` as of ``upto`` (default: everything), repairing the index first."""

@@ -56,7 +56,7 @@ from runtime.pager.plan import PagePlan
 from runtime.pager.sections import Section
 from runtime.paging.placeholders import recall_tool_json
 from runtime.storage.codec import decode_block
-from runtime.storage.interface import BlockStore
+from runtime.storage.interface import BlockStore, one_snapshot
 from runtime.tokenizers import get_tokenizer
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -145,13 +145,9 @@ class _Placed:
 
 
 @collector_paused()
+@one_snapshot
 def pack(store: BlockStore, plan: PagePlan) -> PackedRequest:
     """Render ``plan`` from ``store`` both ways and hash the request bytes."""
-    with store.kv.batch_reads():  # one snapshot for every read
-        return _pack(store, plan)
-
-
-def _pack(store: BlockStore, plan: PagePlan) -> PackedRequest:
     placed = _placed(store, plan)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     text, text_spans = _render_text(plan.task, placed)

@@ -21,7 +21,6 @@ Invariants:
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,9 +29,9 @@ from types import MappingProxyType
 from typing import Any
 
 from runtime.blocks import BlockKind, canonical_json, parse_tool_call, parse_tool_result
-from runtime.errors import InvalidBlock, StoreError
+from runtime.errors import InvalidBlock
 from runtime.pager.sections import Section
-from runtime.storage.kv import Engine, Tables
+from runtime.storage.kv import Engine, EngineRef, Tables
 from runtime.tokenizers import Tokenizer
 
 RENDER_VERSION = 1
@@ -191,16 +190,12 @@ class CostCache:
     each time (a read-only store may not have the table)."""
 
     def __init__(self, kv: Engine) -> None:
-        # Weak: the cache is kept per engine and must not keep its engine alive.
-        self._kv = weakref.ref(kv)
+        self._kv = EngineRef(kv, "cost cache")
         self.stored = not kv.readonly
 
     @property
     def kv(self) -> Engine:
-        kv = self._kv()
-        if kv is None:
-            raise StoreError("the store of this cost cache was closed; open it again")
-        return kv
+        return self._kv()
 
     def costs(
         self, tokenizer: Tokenizer, ids: Sequence[str], kinds: Sequence[BlockKind], bodies: Any

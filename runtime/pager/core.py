@@ -61,7 +61,7 @@ from runtime.pager.selection import (
 )
 from runtime.pager.selection import select as run_selection
 from runtime.profiles.catalog import ModelProfile
-from runtime.storage.interface import BlockStore
+from runtime.storage.interface import BlockStore, one_snapshot
 from runtime.tokenizers import Tokenizer, get_tokenizer
 
 
@@ -152,13 +152,9 @@ class _Context:
 
 
 @collector_paused()
+@one_snapshot
 def page(store: BlockStore, request: PageRequest) -> PagePlan:
     """Return the plan of what ``request.profile`` should see of the session for the task."""
-    with store.kv.batch_reads():  # one snapshot for every read
-        return _page(store, request)
-
-
-def _page(store: BlockStore, request: PageRequest) -> PagePlan:
     _check(request)
     snapshot = reader_for(store).snapshot(store, request.session, request.upto)
     tokenizer = get_tokenizer(request.profile.tokenizer)

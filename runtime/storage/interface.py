@@ -17,9 +17,10 @@ Invariants a backend must keep:
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from runtime.blocks import Block, Edge, EdgeKind, Entry, EntryRef, NewBlock, SessionInfo
 from runtime.storage.feed import ChangeFeed
@@ -27,6 +28,7 @@ from runtime.storage.kv import Engine
 
 DEFAULT_MAX_BLOCK_BYTES = 16 * 1024 * 1024
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -192,3 +194,16 @@ class BlockStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release resources held by this handle."""
+
+
+def one_snapshot(
+    fn: Callable[Concatenate[BlockStore, P], T],
+) -> Callable[Concatenate[BlockStore, P], T]:
+    """Run ``fn(store, ...)`` with all its reads of ``store`` in one snapshot (``batch_reads``)."""
+
+    @functools.wraps(fn)
+    def in_one_snapshot(store: BlockStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with store.kv.batch_reads():
+            return fn(store, *args, **kwargs)
+
+    return in_one_snapshot

@@ -33,6 +33,8 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypedDict, TypeVar, Unpack
 
+from runtime.errors import StoreError
+
 T = TypeVar("T")
 C = TypeVar("C")
 
@@ -201,3 +203,20 @@ class EngineCache(Generic[C]):
             if value is None:
                 value = self._values[kv] = self._make(kv)
             return value
+
+
+class EngineRef:
+    """A weak reference to an engine, for a cache kept per engine (it must not keep its engine
+    alive); calling it returns the engine, or raises StoreError naming ``what`` once it closed."""
+
+    __slots__ = ("_ref", "_what")
+
+    def __init__(self, kv: Engine, what: str) -> None:
+        self._ref = weakref.ref(kv)
+        self._what = what
+
+    def __call__(self) -> Engine:
+        kv = self._ref()
+        if kv is None:
+            raise StoreError(f"the store of this {self._what} was closed; open it again")
+        return kv

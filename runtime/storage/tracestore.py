@@ -78,6 +78,7 @@ from runtime.tracing.records import (
     Flag,
     StoredTrace,
     TraceGeneration,
+    TraceQuery,
     TraceRecord,
     TraceStatus,
     TraceStore,
@@ -233,14 +234,8 @@ class KvTraceStore(TraceStore):
         """Return several records (full ids or unique prefixes) read in one transaction."""
         return self._read(lambda t: [get_in(t, cid) for cid in call_ids])
 
-    def count(
-        self,
-        *,
-        session: str | None = None,
-        status: TraceStatus | str | None = None,
-        flagged: bool | None = None,
-    ) -> int:
-        want = TraceStatus(status) if status is not None else None
+    def count_matching(self, query: TraceQuery) -> int:
+        session, want, flagged = query.session, query.status, query.flagged
         if session is not None and want is None:
             stats = self.session_stats([session])[0]
             return _count_of(stats.calls, stats.flagged, flagged)
@@ -250,7 +245,7 @@ class KvTraceStore(TraceStore):
             if want is not None:
                 return errors if want is TraceStatus.ERROR else calls - errors
             return _count_of(calls, totals.get("flagged", 0), flagged)
-        return len(self.list(session=session, status=want, flagged=flagged, limit=None))
+        return len(self.select(TraceQuery(session, want, flagged, limit=None)))
 
     def generation(self) -> TraceGeneration:
         return self._read(generation_in)
@@ -360,20 +355,10 @@ class KvTraceStore(TraceStore):
 
         return self.kv.write(repair)
 
-    # `list` comes last: below it, the name would shadow the builtin in annotations.
-    def list(
-        self,
-        *,
-        session: str | None = None,
-        status: TraceStatus | str | None = None,
-        flagged: bool | None = None,
-        prompt_hash: str | None = None,
-        offset: int = 0,
-        limit: int | None = 50,
-        newest_first: bool = True,
-    ) -> list[TraceRecord]:
-        want = TraceStatus(status) if status is not None else None
-        full = None if prompt_hash is None else self._full_hash(prompt_hash)
+    def select(self, query: TraceQuery) -> list[TraceRecord]:
+        session, want, flagged = query.session, query.status, query.flagged
+        offset, limit = query.offset, query.limit
+        full = None if query.prompt_hash is None else self._full_hash(query.prompt_hash)
         if full == "":
             return []  # no record sent a hash with that prefix
         table, prefix, exact = pick_index(session, want, flagged, full)
@@ -386,7 +371,7 @@ class KvTraceStore(TraceStore):
         def load(t: Tables) -> list[TraceRecord]:
             out: list[TraceRecord] = []
             skipped = 0
-            for key in t.keys(table, prefix, reverse=newest_first):
+            for key in t.keys(table, prefix, reverse=query.newest_first):
                 if exact and skipped < offset:
                     skipped += 1
                     continue

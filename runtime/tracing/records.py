@@ -427,6 +427,19 @@ class TraceGeneration:
     writes: int = 0  # write transactions that changed something (flags included)
 
 
+@dataclass(frozen=True)
+class TraceQuery:
+    """What one ``TraceStore.list`` asks for: filters (None matches every record) and a window."""
+
+    session: str | None = None
+    status: TraceStatus | None = None
+    flagged: bool | None = None
+    prompt_hash: str | None = None
+    offset: int = 0
+    limit: int | None = 50
+    newest_first: bool = True
+
+
 class TraceStore(abc.ABC):
     """Durable trace records with indexes by session, time, status, flag and prompt hash."""
 
@@ -482,7 +495,6 @@ class TraceStore(abc.ABC):
     def turn_call_ids(self, session: str, turn: int) -> list[str]:
         """Return the call ids of one turn's records, in call id order."""
 
-    @abc.abstractmethod
     def count(
         self,
         *,
@@ -491,6 +503,12 @@ class TraceStore(abc.ABC):
         flagged: bool | None = None,
     ) -> int:
         """Return how many records match, from the kept aggregates."""
+        want = TraceStatus(status) if status is not None else None
+        return self.count_matching(TraceQuery(session, want, flagged, limit=None))
+
+    @abc.abstractmethod
+    def count_matching(self, query: TraceQuery) -> int:
+        """Return how many records match ``query``'s session, status and flagged filters."""
 
     @abc.abstractmethod
     def request_bytes(self, prompt_hash: str) -> bytes | None:
@@ -539,8 +557,11 @@ class TraceStore(abc.ABC):
     def repair(self) -> RepairReport:
         """Rebuild indexes and counts from the records; drop request bytes no record uses."""
 
-    # `list` comes last: below it, the name would shadow the builtin in annotations.
     @abc.abstractmethod
+    def select(self, query: TraceQuery) -> list[TraceRecord]:
+        """Return the records ``query`` matches, read through an index (never a scan)."""
+
+    # `list` comes last: below it, the name would shadow the builtin in annotations.
     def list(
         self,
         *,
@@ -553,3 +574,6 @@ class TraceStore(abc.ABC):
         newest_first: bool = True,
     ) -> list[TraceRecord]:
         """Return records matching every filter given, read through an index (never a scan)."""
+        want = TraceStatus(status) if status is not None else None
+        query = TraceQuery(session, want, flagged, prompt_hash, offset, limit, newest_first)
+        return self.select(query)

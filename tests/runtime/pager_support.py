@@ -8,18 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime import LmdbStore, open_store
-from runtime.blocks import (
-    BlockKind,
-    Edge,
-    EdgeKind,
-    NewBlock,
-    Provenance,
-    ToolCall,
-    ToolResult,
-    canonical_json,
-    content_hash,
-)
+from runtime import LmdbStore, blocks, open_store
 from runtime.packer.rendering import (
     MESSAGE_OVERHEAD,
     REQUEST_OVERHEAD,
@@ -65,16 +54,16 @@ class Session:
 
     def put(
         self,
-        kind: BlockKind | str,
+        kind: blocks.BlockKind | str,
         body: str,
         *,
         label: str | None = None,
         labels: Sequence[str] = (),
-        edges: Iterable[Edge] = (),
+        edges: Iterable[blocks.Edge] = (),
     ) -> str:
         entry = self.store.put_many(
             self.name,
-            [NewBlock(kind, body, provenance=Provenance(labels=tuple(labels)))],
+            [blocks.NewBlock(kind, body, provenance=blocks.Provenance(labels=tuple(labels)))],
             list(edges),
         )[0]
         if label:
@@ -82,16 +71,16 @@ class Session:
         return entry.id
 
     def system(self, text: str) -> str:
-        return self.put(BlockKind.SYSTEM, text, label="system")
+        return self.put(blocks.BlockKind.SYSTEM, text, label="system")
 
     def tool_schema(self, definition: Mapping[str, Any] = TOOL_DEF) -> str:
-        return self.put(BlockKind.TOOL_SCHEMA, canonical_json(definition).decode())
+        return self.put(blocks.BlockKind.TOOL_SCHEMA, blocks.canonical_json(definition).decode())
 
     def user(self, text: str, **kw: Any) -> str:
-        return self.put(BlockKind.USER_MESSAGE, text, **kw)
+        return self.put(blocks.BlockKind.USER_MESSAGE, text, **kw)
 
     def assistant(self, text: str, **kw: Any) -> str:
-        return self.put(BlockKind.ASSISTANT_MESSAGE, text, **kw)
+        return self.put(blocks.BlockKind.ASSISTANT_MESSAGE, text, **kw)
 
     def tool_turn(
         self,
@@ -105,21 +94,25 @@ class Session:
         """Put an assistant turn calling one tool and its result, with CONVENTIONS edges."""
         self.calls += 1
         call_id = f"toolu_{self.name}_{self.calls:04d}"
-        call_body = ToolCall(call_id, name, dict(args)).body()
-        result_body = ToolResult(call_id, result, error).body()
-        call = content_hash(BlockKind.TOOL_CALL, call_body)
-        res = content_hash(BlockKind.TOOL_RESULT, result_body)
-        blocks, edges = [], [Edge(call, EdgeKind.TOOL_INVOCATION, res)]
+        call_body = blocks.ToolCall(call_id, name, dict(args)).body()
+        result_body = blocks.ToolResult(call_id, result, error).body()
+        call = blocks.content_hash(blocks.BlockKind.TOOL_CALL, call_body)
+        res = blocks.content_hash(blocks.BlockKind.TOOL_RESULT, result_body)
+        made, edges = [], [blocks.Edge(call, blocks.EdgeKind.TOOL_INVOCATION, res)]
         if said is not None:
-            blocks.append(NewBlock(BlockKind.ASSISTANT_MESSAGE, said))
+            made.append(blocks.NewBlock(blocks.BlockKind.ASSISTANT_MESSAGE, said))
             edges.append(
-                Edge(call, EdgeKind.PARENT, content_hash(BlockKind.ASSISTANT_MESSAGE, said))
+                blocks.Edge(
+                    call,
+                    blocks.EdgeKind.PARENT,
+                    blocks.content_hash(blocks.BlockKind.ASSISTANT_MESSAGE, said),
+                )
             )
-        blocks += [
-            NewBlock(BlockKind.TOOL_CALL, call_body),
-            NewBlock(BlockKind.TOOL_RESULT, result_body),
+        made += [
+            blocks.NewBlock(blocks.BlockKind.TOOL_CALL, call_body),
+            blocks.NewBlock(blocks.BlockKind.TOOL_RESULT, result_body),
         ]
-        self.store.put_many(self.name, blocks, edges)
+        self.store.put_many(self.name, made, edges)
         return call, res
 
 
@@ -129,7 +122,7 @@ def chat_cost_of_request(request: Mapping[str, Any], tokenizer_name: str) -> int
     total = REQUEST_OVERHEAD
     for tool in request.get("tools", []):
         plain = {k: v for k, v in tool.items() if k != "cache_control"}
-        total += count(canonical_json(plain).decode()) + TOOL_DEF_OVERHEAD
+        total += count(blocks.canonical_json(plain).decode()) + TOOL_DEF_OVERHEAD
     if request.get("tools"):
         total += TOOLS_PREAMBLE
     for block in request.get("system", []):
@@ -140,7 +133,9 @@ def chat_cost_of_request(request: Mapping[str, Any], tokenizer_name: str) -> int
             if block["type"] == "text":
                 total += count(block["text"]) + TEXT_BLOCK_OVERHEAD
             elif block["type"] == "tool_use":
-                pieces = count(block["name"]) + count(canonical_json(block["input"]).decode())
+                pieces = count(block["name"]) + count(
+                    blocks.canonical_json(block["input"]).decode()
+                )
                 total += pieces + count(block["id"]) + TOOL_BLOCK_OVERHEAD
             else:
                 total += count(block["content"]) + count(block["tool_use_id"]) + TOOL_BLOCK_OVERHEAD

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime import open_store
@@ -29,6 +29,7 @@ from runtime.storage.lmdb import env as lmdbenv
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.tracing.records import Provider, TraceStatus, prompt_hash
 from tests.fakes.anthropic_server import error_reply, text_reply, tool_use_reply
+from tests.properties import WITH_FIXTURES
 
 KEY = "sk-ant-test-agent-0123456789"
 REPO = Path(__file__).resolve().parents[2]
@@ -208,11 +209,7 @@ MESSAGES = st.one_of(
 )  # fmt: skip
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(WITH_FIXTURES, max_examples=15)
 @given(messages=st.lists(MESSAGES, min_size=1, max_size=3), tag=st.uuids())
 def test_agent_turns_are_a_function_of_the_session_and_repage_exactly(stores, messages, tag):
     store, traces = stores

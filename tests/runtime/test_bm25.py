@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
@@ -15,6 +15,7 @@ from runtime.errors import StoreError
 from runtime.indexes.bm25 import MAX_TERM_CHARS, query_terms, raw_idf, score_postings, terms
 from runtime.indexes.snapshot import index_for, reader_for
 from runtime.storage.lmdb import env as lmdbenv
+from tests.properties import WITH_FIXTURES
 
 WORDS = ["flight", "refund", "seat", "bag", "cancel", "gold", "paris", "the", "zz9", "mia_li"]
 
@@ -74,11 +75,7 @@ corpora = st.lists(
 queries = st.lists(st.sampled_from(WORDS + ["absent"]), min_size=1, max_size=4).map(" ".join)
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(WITH_FIXTURES, max_examples=60)
 @given(texts=corpora, query=queries, cut=st.integers(min_value=0, max_value=40))
 def test_scores_equal_rank_bm25_for_the_whole_session_and_any_prefix(
     tmp_path_factory, texts, query, cut

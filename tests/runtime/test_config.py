@@ -2,7 +2,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.config import (
@@ -15,6 +15,7 @@ from runtime.config import (
 )
 from runtime.errors import ConfigError, UnknownModel
 from runtime.profiles.catalog import get_profile
+from tests.properties import WITH_FIXTURES
 
 SECTIONS = ("state", "plan", "recent", "retrieved", "tools", "background", "slack")
 
@@ -182,10 +183,7 @@ def test_budget_fractions_summing_over_one_are_refused_naming_the_keys(tmp_path)
     assert "retrieved = 0.5, slack = 0.1" in message
 
 
-@settings(
-    max_examples=60,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(WITH_FIXTURES, max_examples=60)
 @given(fractions=st.lists(st.floats(0, 1), min_size=7, max_size=7))
 def test_budget_fractions_load_exactly_when_they_sum_to_at_most_one(tmp_path, fractions):
     text = "[budgets]\n" + "".join(

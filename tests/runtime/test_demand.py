@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from runtime import NewBlock
@@ -17,6 +17,7 @@ from runtime.pager.plan import PagePlan, SelectionReason
 from runtime.paging.demand import DemandPaging, page_with_paging, paged_turn, session_entries
 from runtime.paging.eviction import EvictionConfig, StubScope
 from runtime.paging.placeholders import RECALL_TOOL_NAME
+from tests.properties import WITH_FIXTURES
 from tests.runtime.pager_support import (
     Session,
     assert_valid_anthropic_conversation,
@@ -166,11 +167,7 @@ def test_the_turn_accounting_counts_the_placeholders_and_what_they_saved(store):
     assert turn.to_json()["plan"]["recall"] is True
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(WITH_FIXTURES, max_examples=60)
 @given(
     budget=st.integers(min_value=200, max_value=6000),
     pin_first_result=st.booleans(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from runtime import NewBlock
@@ -12,6 +12,7 @@ from runtime.packer.core import pack
 from runtime.packer.rendering import RenderMode
 from runtime.pager.core import PageOptions, PageRequest, page
 from runtime.tokenizers import get_tokenizer
+from tests.properties import WITH_FIXTURES
 from tests.runtime.pager_support import (
     Session,
     assert_valid_anthropic_conversation,
@@ -63,11 +64,7 @@ def build(store, plan_steps):
     return session
 
 
-@settings(
-    max_examples=80,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(WITH_FIXTURES, max_examples=80)
 @given(
     budget=st.integers(min_value=80, max_value=1500),
     cut=st.one_of(st.none(), st.integers(min_value=1, max_value=80)),

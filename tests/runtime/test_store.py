@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime import (
@@ -25,6 +25,7 @@ from runtime.errors import (
     StoreNotAStore,
 )
 from runtime.storage.lmdb import env as lmdbenv
+from tests.properties import WITH_FIXTURES
 
 
 def test_put_computes_the_content_hash_itself(store):
@@ -260,11 +261,7 @@ def test_hooks_run_inside_the_write_and_see_removals(store):
 kinds = st.sampled_from(list(BlockKind))
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(WITH_FIXTURES, max_examples=40)
 @given(st.lists(st.tuples(kinds, st.text(min_size=1, max_size=200), st.floats(0, 1)), max_size=20))
 def test_store_round_trips_whatever_is_put(tmp_path_factory, items):
     store = open_store(tmp_path_factory.mktemp("rt"))

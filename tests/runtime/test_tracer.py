@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime import open_store
@@ -35,6 +35,7 @@ from runtime.tracing.records import (
     new_call_id,
     prompt_hash,
 )
+from tests.properties import WITH_FIXTURES
 
 
 def make(session="s1", turn=1, request=b'{"messages":[]}', **fields) -> TraceRecord:
@@ -348,11 +349,7 @@ json_values = st.recursive(
 )
 
 
-@settings(
-    max_examples=60,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    deadline=None,
-)
+@settings(WITH_FIXTURES, max_examples=60)
 @given(
     session=st.from_regex(r"[a-z0-9][a-z0-9._-]{0,30}", fullmatch=True),
     turn=st.integers(1, 10**6),

@@ -66,12 +66,23 @@ def serve_store_at(client: Client, user: Any, settings: Any) -> Any:
     return serve
 
 
+@pytest.fixture
+def serve_file_at(web_home: Path, serve_store_at: Any) -> Any:
+    """Return serve(name, text): write a file in ``web_home`` and point the app at it."""
+
+    def serve(name: str, text: str) -> Path:
+        path = web_home / name
+        path.write_text(text)
+        serve_store_at(path)
+        return path
+
+    return serve
+
+
 def test_a_store_path_that_is_a_file_gives_503_saying_why(
-    client: Client, web_home: Path, serve_store_at: Any
+    client: Client, serve_file_at: Any
 ) -> None:
-    not_a_store = web_home / "notes.txt"
-    not_a_store.write_text("my notes")
-    serve_store_at(not_a_store)
+    not_a_store = serve_file_at("notes.txt", "my notes")
     response = client.get("/sessions/")
     assert response.status_code == 503
     assert b"The store is unavailable" in response.content
@@ -93,12 +104,8 @@ def test_a_folder_of_other_files_is_refused_not_overwritten(
     assert sorted(p.name for p in folder.iterdir()) == ["cat.jpg"]
 
 
-def test_the_store_is_retried_after_the_path_is_fixed(
-    client: Client, web_home: Path, serve_store_at: Any
-) -> None:
-    target = web_home / "later"
-    target.write_text("in the way")
-    serve_store_at(target)
+def test_the_store_is_retried_after_the_path_is_fixed(client: Client, serve_file_at: Any) -> None:
+    target = serve_file_at("later", "in the way")
     assert client.get("/sessions/").status_code == 503
     target.unlink()
     assert client.get("/sessions/").status_code == 200

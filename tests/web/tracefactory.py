@@ -13,17 +13,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime import BlockStore, NewBlock
-from runtime.blocks import BlockKind, canonical_json
-from runtime.providers.usage import Usage
+from runtime import (
+    BlockKind,
+    BlockStore,
+    NewBlock,
+    TraceRecord,
+    TraceStore,
+    Usage,
+    canonical_json,
+)
 from runtime.tracing.records import (
     Provider,
     StoredTrace,
     TokenizerInfo,
     TraceError,
     TraceOrigin,
-    TraceRecord,
-    TraceStore,
     new_call_id,
     new_record,
     prompt_hash,

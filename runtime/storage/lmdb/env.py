@@ -368,11 +368,7 @@ def write(opened: Env, fn: Callable[[Txn], T]) -> T:
             # open a table) must be able to finish, or the resize would wait for it forever.
             with opened.opening_tables() as outcome:
                 with opened.lock, opened.resize.shared(), opened.env.begin(write=True) as txn:
-                    opened.local.txn = txn
-                    try:
-                        result = fn(txn)
-                    finally:
-                        opened.local.txn = None
+                    result = _as_ambient(opened, "txn", txn, fn)
                 outcome.committed = True
             return result
         except lmdb.MapFullError:
@@ -391,6 +387,15 @@ def write(opened: Env, fn: Callable[[Txn], T]) -> T:
             raise
         except lmdb.Error as exc:
             raise _refused(opened, exc) from None
+
+
+def _as_ambient(opened: Env, slot: str, txn: Txn, fn: Callable[[Txn], T]) -> T:
+    """Run ``fn(txn)`` with ``txn`` as this thread's ambient write (``txn``) or read (``read_txn``)."""
+    setattr(opened.local, slot, txn)
+    try:
+        return fn(txn)
+    finally:
+        setattr(opened.local, slot, None)
 
 
 def _refused(opened: Env, exc: lmdb.Error) -> StoreError:
@@ -424,11 +429,7 @@ def read(opened: Env, fn: Callable[[Txn], T]) -> T:
         try:
             with opened.opening_tables() as outcome:
                 with opened.resize.shared(), opened.env.begin(write=False, buffers=False) as txn:
-                    opened.local.read_txn = txn
-                    try:
-                        result = fn(txn)
-                    finally:
-                        opened.local.read_txn = None
+                    result = _as_ambient(opened, "read_txn", txn, fn)
                 outcome.read_ended = True
             return result
         except lmdb.MapResizedError:
