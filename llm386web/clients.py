@@ -33,14 +33,6 @@ class ReplayTarget:
     available: bool
     primary: bool  # the first available target: the form's default button
 
-    @property
-    def name(self) -> str:
-        return self.provider.name
-
-    @property
-    def label(self) -> str:
-        return self.provider.label
-
 
 def replay_targets(record_provider: str | None = None) -> tuple[ReplayTarget, ...]:
     """Return where a replay of a ``record_provider`` record can go (None: any record), in the
@@ -68,7 +60,13 @@ load_clients()
 def replay_target(name: str, record_provider: str | None = None) -> Provider | None:
     """Return the provider called ``name`` if a replay (of a ``record_provider`` record) can go
     to it, else None."""
-    return next((t.provider for t in replay_targets(record_provider) if t.name == name), None)
+    targets = replay_targets(record_provider)
+    return next((t.provider for t in targets if t.provider.name == name), None)
+
+
+def target_names(record_provider: str | None = None) -> str:
+    """Return the names of where a replay (of a ``record_provider`` record) can go, for a message."""
+    return ", ".join(t.provider.name for t in replay_targets(record_provider))
 
 
 def model_client(provider: Provider) -> ModelClient:
@@ -101,8 +99,8 @@ def experiment_client(record_provider: str, provider_name: str = "") -> tuple[Mo
     if provider_name:
         provider = replay_target(provider_name, record_provider)
         if provider is None:
-            names = ", ".join(t.name for t in replay_targets(record_provider))
-            raise InvalidInput(f"Choose a provider that takes this turn's format: {names} "
+            raise InvalidInput(f"Choose a provider that takes this turn's format: "
+                               f"{target_names(record_provider)} "
                                f"(got {provider_name!r}).")  # fmt: skip
     assert provider is not None
     if provider.available():

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Self
 
@@ -278,13 +278,7 @@ class SessionInfo:
     meta: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "session": self.session,
-            "count": self.count,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "meta": self.meta,
-        }
+        return asdict(self)
 
 
 # What json.dumps(value, sort_keys=True, ...) builds on every call, built once: the same bytes,

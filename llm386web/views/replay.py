@@ -23,7 +23,7 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_POST
 
 from llm386web import audit, replayjobs
-from llm386web.clients import model_client, replay_target, replay_targets
+from llm386web.clients import model_client, replay_target, target_names
 from llm386web.conf import runtime_config, web_config
 from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
@@ -39,7 +39,7 @@ def _target(request: HttpRequest, record_provider: str) -> tuple[Provider | None
     raw = request.POST.get("target", "")
     target = replay_target(raw, record_provider)
     if target is None:
-        names = ", ".join(t.name for t in replay_targets(record_provider))
+        names = target_names(record_provider)
         return None, f"Choose where to send the request: {names} (got {raw!r})."
     if not target.available():
         return None, (

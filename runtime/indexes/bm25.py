@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -169,20 +170,25 @@ def term_idf(stats: CorpusStats, df: int, floor: float | None) -> float:
     return idf
 
 
+class Weights(TypedDict, total=False):
+    """BM25's free parameters for a caller that sets them (``K1`` and ``B`` otherwise)."""
+
+    k1: float
+    b: float
+
+
 def score_postings(
     stats: CorpusStats,
     postings: Sequence[Postings],
     doc_length: np.ndarray,
     floor: float | None,
-    *,
-    k1: float = K1,
-    b: float = B,
+    **weights: Unpack[Weights],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (seqs, scores) of every document containing a query term, seqs ascending.
 
     ``postings`` are in query order; ``doc_length[seq]`` is each document's term count.
     """
-    dense = dense_scores(stats, postings, doc_length, floor, k1=k1, b=b)
+    dense = dense_scores(stats, postings, doc_length, floor, **weights)
     found = np.zeros(dense.shape[0], dtype=bool)
     for p in postings:
         found[p.seqs] = True

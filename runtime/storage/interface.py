@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from runtime.blocks import Block, Edge, EdgeKind, Entry, EntryRef, NewBlock, SessionInfo
@@ -60,13 +60,7 @@ class VerifyReport:
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "blocks": self.blocks,
-            "entries": self.entries,
-            "edges": self.edges,
-            "problems": [p.__dict__ for p in self.problems],
-        }
+        return {"ok": self.ok, **asdict(self), "problems": [asdict(p) for p in self.problems]}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from runtime.errors import InvalidInput, ModelCallFailed
 from runtime.providers import ModelClient, ModelResponse, get_provider
@@ -87,21 +87,26 @@ class SentCall:
         return replace(self, record=replace(rec, turn=turn, paging=paging))
 
 
+class Lineage(TypedDict, total=False):
+    """Where a call comes from: its origin (live unless said) and the call it replays, if any."""
+
+    origin: TraceOrigin
+    parent: str | None
+
+
 def send_traced(
     traces: TraceStore,
     client: ModelClient,
     request: bytes,
     basis: CallBasis,
-    *,
-    origin: TraceOrigin = TraceOrigin.LIVE,
-    parent: str | None = None,
+    **lineage: Unpack[Lineage],
 ) -> CallOutcome:
     """Send ``request`` through ``client`` and record the call, whether it worked or not.
 
     Raises ReplayMismatch (nothing sent, nothing recorded) only when the client refuses the
     bytes before sending; every ModelCallFailed is recorded and returned, not raised.
     """
-    return record_sent(traces, send_call(client, request, basis, origin=origin, parent=parent))
+    return record_sent(traces, send_call(client, request, basis, **lineage))
 
 
 def send_call(
