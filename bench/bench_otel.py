@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import tempfile
 import time
@@ -104,6 +105,7 @@ def measure(tmp: Path, count: int | None, profile: bool) -> dict[str, Any]:
         get_tokenizer(name)  # has served has them (the store counts every block in each)
     traces = KvTraceStore(store)
     profiler = cProfile.Profile() if profile else None
+    load_before = os.getloadavg()
     turns, start, cpu = 0, time.perf_counter(), time.process_time()
     for done, (body, _, _) in enumerate(requests, start=1):
         if profiler:
@@ -117,6 +119,7 @@ def measure(tmp: Path, count: int | None, profile: bool) -> dict[str, Any]:
             print(f"  {done}/{len(requests)} requests ingested", flush=True)
     seconds = time.perf_counter() - start
     cpu = time.process_time() - cpu  # steadier than wall time on a machine shared with others
+    load_after = os.getloadavg()
     store.close()
     if profiler:
         for order in ("tottime", "cumulative"):
@@ -129,8 +132,20 @@ def measure(tmp: Path, count: int | None, profile: bool) -> dict[str, Any]:
         "seconds": round(seconds, 2), "spans_per_s": round(rate), "model_calls_per_s": round(calls / seconds),
         "cpu_seconds": round(cpu, 2), "spans_per_cpu_s": round(spans / cpu),
         "target_spans_per_s": TARGET_SPANS_PER_S, "met": rate >= TARGET_SPANS_PER_S,
+        "cores": os.cpu_count(), **machine_load(load_before, load_after, seconds, cpu),
         "note": "tau-bench airline sessions as current-convention GenAI spans, one request per trace, LMDB",
     }  # fmt: skip
+
+
+def machine_load(
+    before: tuple[float, float, float], after: tuple[float, float, float], wall: float, cpu: float
+) -> dict[str, Any]:
+    """Say whether other work shared the machine: the 1-minute load average just before the run
+    (this process adds little to it in a few seconds) of half a core or more; and how much of
+    the wall time this process had the CPU for (the rest: waiting for a core, or for commits)."""
+    return {"load_average_before": [round(x, 2) for x in before],
+            "load_average_after": [round(x, 2) for x in after],
+            "machine_loaded": before[0] >= 0.5, "cpu_share_of_wall": round(cpu / wall, 2)}  # fmt: skip
 
 
 def main(out_dir: Path | None = None, argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -666,10 +666,20 @@ def otel(r: Mapping[str, Results]) -> list[str]:
         f"exports: {num(d['spans'])} spans ({num(d['model_call_spans'])} `chat` spans carrying "
         f"the whole history so far, the rest agent and tool spans), {d['body_mb']} MB of "
         "protobuf, one request per trace, ingested into a fresh LMDB store through "
-        f"`runtime.otel.ingest.ingest` in {d['seconds']} s, on 2 cores shared with other jobs.",
+        f"`runtime.otel.ingest.ingest` in {d['seconds']} s, on 2 cores shared with other jobs"
+        f"{_load_note(d)}.",
         "",
         *table(["what", "measured", "target", "met"], rows),
     ]
+
+
+def _load_note(d: Mapping[str, Any]) -> str:
+    """How busy the machine was during a run that recorded it (older results did not)."""
+    if "machine_loaded" not in d:
+        return ""
+    busy = "other work was running" if d["machine_loaded"] else "nothing else was running"
+    return (f" ({busy}: 1-minute load average {d['load_average_before'][0]} before the run; "
+            f"the benchmark had the CPU for {d['cpu_share_of_wall']:.0%} of its wall time)")  # fmt: skip
 
 
 DEMO_LABELS = {

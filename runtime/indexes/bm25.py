@@ -120,10 +120,15 @@ def query_terms(text: str) -> list[str]:
 def raw_idf(n_docs: int, df: int) -> float:
     """Return rank_bm25's idf before its floor: ln(N - df + 0.5) - ln(df + 0.5).
 
-    A df above N never comes from one consistent read; it can come from a histogram read in a
-    later transaction than N while another process appends to the session, and is counted as
-    N (every document) rather than failing the page."""
-    df = min(df, n_docs)
+    No clamp: a df above N only comes from reads that do not describe one corpus (a histogram
+    once read in a later transaction than N, while another process appended). The snapshot now
+    reads its histogram with the header it goes with (``IndexReader.histogram``), so such a df
+    is a bug in a caller, refused here rather than hidden by a plausible score."""
+    if not 0 <= df <= n_docs:
+        raise ValueError(
+            f"a document frequency of {df} in a corpus of {n_docs} documents: the figures come "
+            "from reads of different moments; read them in one transaction"
+        )
     return math.log(n_docs - df + 0.5) - math.log(df + 0.5)
 
 

@@ -301,30 +301,35 @@ class SessionIndex:
                 new.setdefault(term, []).extend((seq, 1))
         words = sorted(new)
         dfs = self.dfs(t, session, words)
-        t.prefetch("ix_post", [post_key(session, w, df // POST_CHUNK)
-                               for w, df in zip(words, dfs, strict=True) if df % POST_CHUNK])  # fmt: skip
         hist: Counter[int] = Counter()  # the histogram's changes, written once for the batch
         chunk_bytes = POST_CHUNK * POSTING.itemsize
         base = prefix(session)
-        for term, df in zip(words, dfs, strict=True):
+        keys = [base + term.encode() for term in words]
+        # The last chunk of each term that has one partly filled, read in one batch.
+        partial = [_chunk_key(k, df // POST_CHUNK) for k, df in zip(keys, dfs, strict=True) if df % POST_CHUNK]  # fmt: skip
+        held = iter(t.get_many("ix_post", partial))
+        posts: list[tuple[bytes, bytes]] = []
+        counts: list[tuple[bytes, bytes]] = []
+        for term, key, df in zip(words, keys, dfs, strict=True):
             # POSTING rows as bytes: (seq, tf) as two little-endian u32 each, as numpy lays them
             flat = new[term]
             data = struct.pack(f"<{len(flat)}I", *flat)
             count = df + len(flat) // 2
             start, used = divmod(df, POST_CHUNK)
-            key = base + term.encode()
             if used:
-                data = (t.get("ix_post", _chunk_key(key, start)) or b"") + data
+                data = (next(held) or b"") + data
             if len(data) <= chunk_bytes:
-                t.put("ix_post", _chunk_key(key, start), data)
+                posts.append((_chunk_key(key, start), data))
             else:
-                t.put_many("ix_post", [(_chunk_key(key, start + offset // chunk_bytes),
-                                        data[offset : offset + chunk_bytes])
-                                       for offset in range(0, len(data), chunk_bytes)])  # fmt: skip
-            t.put("ix_terms", key, count.to_bytes(4, "little"))
+                posts.extend((_chunk_key(key, start + offset // chunk_bytes),
+                              data[offset : offset + chunk_bytes])
+                             for offset in range(0, len(data), chunk_bytes))  # fmt: skip
+            counts.append((key, count.to_bytes(4, "little")))
             if not term.startswith(SOURCE_PREFIX):
                 hist[df] -= 1
                 hist[count] += 1
+        t.put_many("ix_post", posts)
+        t.put_many("ix_terms", counts)
         self._bump_hist_many(t, session, hist)
 
     # -- removing -----------------------------------------------------------------------

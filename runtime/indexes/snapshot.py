@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.blocks import BlockKind
+from runtime.blocks import BlockKind, Entry
 from runtime.errors import SessionNotFound, StoreError
 from runtime.indexes import blockuses, callpoints
 from runtime.indexes.bm25 import EPSILON, CorpusStats, Postings, average_idf, raw_idf, terms
@@ -281,31 +281,45 @@ class IndexReader:
 
     # -- vocabulary histogram (for rank_bm25's epsilon floor) ---------------------------
     def histogram(self, snap: Snapshot) -> list[tuple[int, int]]:
-        """Return (document frequency, number of terms) over the snapshot's corpus."""
+        """Return (document frequency, number of terms) over the snapshot's corpus.
+
+        The histogram, the index header it goes with, and the frequencies of the terms of
+        every document at or after ``upto`` are read in one transaction, and those documents
+        are walked back out of it; so a writer appending between the snapshot's read and this
+        one changes nothing (its documents are after ``upto`` and walked back too). After a
+        removal since the snapshot, it is the histogram of what is left before ``upto``."""
         cache = snap.cache
         with self.lock:
             held = cache.histogram
-        if held is None or held[0] != snap.meta.gen:
-            now = self.kv.read(lambda t: self.index.histogram(t, snap.session))
-            held = (snap.meta.gen, now)
-            with self.lock:
-                cache.histogram = held
-        if snap.upto >= snap.meta.next_seq:
+        if held is not None and held[0] == snap.meta.gen and snap.upto >= snap.meta.next_seq:
             return held[1]
-        return self._histogram_before(snap, dict(held[1]))
-
-    def _histogram_before(self, snap: Snapshot, hist: dict[int, int]) -> list[tuple[int, int]]:
-        # Walk the later documents newest first, lowering each of their terms' frequency.
-        entries = snap.store.entries(snap.session, snap.upto)
-        later = [e for e in entries if e.seq < snap.meta.next_seq]
-        words = sorted({t for e in later for t in terms(e.body)})
-        found = self.kv.read(lambda t: self.index.dfs(t, snap.session, words))
-        dfs = dict(zip(words, found, strict=True))
-        for entry in reversed(later):
+        gen, hist, later, dfs = self.kv.read(lambda t: self._histogram_now(t, snap))
+        with self.lock:
+            cache.histogram = (gen, hist)  # looked up by the generation it was read at
+        if not later:
+            return hist
+        counts = dict(hist)
+        for entry in reversed(later):  # newest first, lowering each of its terms' frequency
             for term in sorted(set(terms(entry.body))):
-                _move(hist, dfs[term], dfs[term] - 1)
+                _move(counts, dfs[term], dfs[term] - 1)
                 dfs[term] -= 1
-        return sorted((df, n) for df, n in hist.items() if n > 0 and df > 0)
+        return sorted((df, n) for df, n in counts.items() if n > 0 and df > 0)
+
+    def _histogram_now(
+        self, t: Tables, snap: Snapshot
+    ) -> tuple[int, list[tuple[int, int]], list[Entry], dict[str, int]]:
+        """Read, in the caller's transaction: the index's generation and histogram, the
+        documents it holds from ``snap.upto`` on, and their terms' document frequencies."""
+        meta = self.index.meta(t, snap.session) or Meta()
+        hist = self.index.histogram(t, snap.session)
+        later: list[Entry] = []
+        if meta.next_seq > snap.upto:  # a nested read: it joins this transaction
+            later = [
+                e for e in snap.store.entries(snap.session, snap.upto) if e.seq < meta.next_seq
+            ]
+        words = sorted({term for e in later for term in terms(e.body)})
+        dfs = dict(zip(words, self.index.dfs(t, snap.session, words), strict=True))
+        return meta.gen, hist, later, dfs
 
 
 def _move(hist: dict[int, int], old: int, new: int) -> None:

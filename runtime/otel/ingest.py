@@ -34,9 +34,10 @@ from runtime.otel.spans import SPANS, SpanData, ensure_tables, put_spans, span_d
 from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
 from runtime.pager.sections import Section, section_of
 from runtime.storage.blockstore import KvBlockStore
+from runtime.storage.chunking import RequestParts
 from runtime.tracing.records import (
+    ChunkedTrace,
     Provider,
-    StoredTrace,
     TraceError,
     TraceOrigin,
     TraceRecord,
@@ -206,8 +207,7 @@ class _Planned:
     """A turn whose blocks are pending: where they sit among the session's entries."""
 
     call: ModelCall
-    request: bytes
-    digest: str
+    request: RequestParts
     builder: _Builder
     common: int  # its first blocks are the session's first ``common`` entries
     at: int  # and the rest are appended at entry index ``at``
@@ -239,12 +239,11 @@ def _session(
         return
     state.flush(store, session)
     tokens = dict(zip(state.ids, store.token_counts(state.ids, TOKENIZER), strict=True))
-    items = [_stored(p, session, state, state.last_turn + i, tokens)
-             for i, p in enumerate(planned, start=1)]  # fmt: skip
-    traces.record_many(items)
+    traces.record_stream(lambda: (_stored(p, session, state, state.last_turn + i, tokens)
+                                  for i, p in enumerate(planned, start=1)))  # fmt: skip
     if new_session:
         store.set_session_meta(session, **_meta(calls[0]))
-    outcome.recorded += len(items)
+    outcome.recorded += len(planned)
 
 
 def _where(call: ModelCall) -> str:
@@ -254,7 +253,7 @@ def _where(call: ModelCall) -> str:
 def _plan_turn(store: KvBlockStore, state: _SessionState, call: ModelCall) -> _Planned | str | None:
     """Plan a call's turn (its new blocks pending), None if recorded already, or why refused."""
     request = state.rebuild.request(call)
-    digest = prompt_hash(request)
+    digest = request.prompt_hash
     key = call.span.key
     if key in state.spans:
         if state.spans[key] == digest:
@@ -274,12 +273,12 @@ def _plan_turn(store: KvBlockStore, state: _SessionState, call: ModelCall) -> _P
     state.pending += builder.blocks[common:]
     state.edges.update(dict.fromkeys(builder.edges))
     state.spans[key] = digest
-    return _Planned(call, request, digest, builder, common, at)
+    return _Planned(call, request, builder, common, at)
 
 
 def _stored(
     p: _Planned, session: str, state: _SessionState, turn: int, tokens: Mapping[str, int]
-) -> StoredTrace:
+) -> ChunkedTrace:
     """Return the record of a planned turn, its blocks written (``state.seqs`` complete)."""
     n_new = len(p.builder.ids) - p.common
     seqs = state.seqs[: p.common] + state.seqs[p.at : p.at + n_new]
@@ -287,7 +286,7 @@ def _stored(
     counts = [tokens[i] for i in p.builder.ids]
     record = _record(p.call, session, turn, p.request, p.builder, seqs, counts, n_input)
     response = canonical_json(p.call.output) if p.call.output else None
-    return StoredTrace(record, p.request, response)
+    return ChunkedTrace(record, p.request, response)
 
 
 def _output_blocks(call: ModelCall) -> int:
@@ -298,7 +297,7 @@ def _output_blocks(call: ModelCall) -> int:
 
 
 def _record(
-    call: ModelCall, session: str, turn: int, request: bytes, builder: _Builder,
+    call: ModelCall, session: str, turn: int, request: RequestParts, builder: _Builder,
     seqs: Sequence[int], tokens: Sequence[int], n_input: int,
 ) -> TraceRecord:  # fmt: skip
     span = call.span

@@ -1,7 +1,8 @@
 """Rebuilding a model call's request and blocks, reusing what the conversation's last call made.
 
 Owns: ``request_of`` (a call's rebuilt request: the canonical JSON of an OpenAI chat request)
-and ``Rebuilder`` (one session's calls within one export request: their requests and blocks).
+and ``Rebuilder`` (one session's calls within one export request: their requests, as
+content-defined chunks, and blocks).
 
 Invariants:
 - The result never depends on the reuse: ``request_of`` gives ``canonical_json`` of the
@@ -13,6 +14,11 @@ Invariants:
   whose messages begin with the last call's messages (the same objects, the same tools
   tuple, the same trace) starts from a copy of the builder those messages made. ``1 == 1.0``
   but their JSON differs, so equal-but-not-identical messages are built again.
+- A call's request is chunked as it is built (``runtime.storage.chunking.ChunkStream``): the
+  call whose fields before and after its messages are the last call's, and whose messages
+  begin with the last call's (the same objects), appends only its new messages to the last
+  call's stream. So a conversation's N requests cost O(new bytes), not O(N x request size),
+  and the chunks are those of cutting the whole request (the stream's invariant).
 - A ``Rebuilder`` lives for one session of one export request (``ingest._SessionState``)
   and keeps every object it memoises alive, so an id it holds is never another object's.
 """
@@ -25,6 +31,7 @@ from typing import Any
 
 from runtime.blocks import Provenance, canonical_json
 from runtime.otel.genai import REQUEST_PARAMS, ModelCall
+from runtime.storage.chunking import ChunkStream, RequestParts
 from runtime.transfer.importer import _Builder
 
 
@@ -36,6 +43,7 @@ class Rebuilder:
         self._json: dict[int, tuple[object, bytes]] = {}  # id -> (value, its canonical JSON)
         self._templates: dict[tuple[int, str], tuple[object, _Builder]] = {}  # tools -> builder
         self._last: tuple[tuple[Any, ...], object, str, _Builder] | None = None
+        self._stream: _Stream | None = None
 
     def json_of(self, value: Any, convert: Callable[[Any], object] | None = None) -> bytes:
         """Return ``canonical_json(convert(value))``, once per object this rebuilder has seen
@@ -47,18 +55,24 @@ class Rebuilder:
         self._json[id(value)] = (value, out)
         return out
 
-    def request(self, call: ModelCall) -> bytes:
-        """Return ``request_of(call)``, each message and tool list encoded once."""
-        fields: dict[str, bytes] = {
-            "messages": b"[" + b",".join(self.json_of(m) for m in call.messages) + b"]",
-            "model": canonical_json(call.model),
-        }
+    def request(self, call: ModelCall) -> RequestParts:
+        """Return ``request_of(call)`` as chunks, with its hash and size (see the invariants)."""
+        fields: dict[str, bytes] = {"model": canonical_json(call.model)}
         if call.tools:
             fields["tools"] = self.json_of(call.tools, _openai_tools)
         for name, field_name in REQUEST_PARAMS.items():
             if name in call.params:
                 fields[field_name] = canonical_json(call.params[name])
-        return b"{" + b",".join(canonical_json(k) + b":" + fields[k] for k in sorted(fields)) + b"}"
+        keys = sorted([*fields, "messages"])
+        at = keys.index("messages")
+        head = b"{" + b"".join(canonical_json(k) + b":" + fields[k] + b"," for k in keys[:at])
+        tail = b"]" + b"".join(b"," + canonical_json(k) + b":" + fields[k] for k in keys[at + 1 :])
+        stream = self._stream
+        if stream is None or not stream.extends(head, call.messages):
+            stream = self._stream = _Stream(head)
+        for message in call.messages[len(stream.messages) :]:
+            stream.add(message, self.json_of(message))
+        return stream.chunks.parts_with(tail + b"}")
 
     def blocks(self, call: ModelCall) -> _Builder:
         """Return the builder of a call's turn: its tool schemas, messages, then its answer."""
@@ -95,6 +109,29 @@ class Rebuilder:
             held = (call.tools, _Builder(source, self.max_bytes, call.tools))
             self._templates[key] = held
         return _copy(held[1])
+
+
+class _Stream:
+    """The chunked request of the messages so far, after the fields that sort before them."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.messages: list[Any] = []
+        self.chunks = ChunkStream()
+        self.chunks.append(head + b'"messages":[')
+
+    def extends(self, head: bytes, messages: Sequence[Any]) -> bool:
+        """Whether a request with ``head`` and ``messages`` continues this one."""
+        n = len(self.messages)
+        return (
+            head == self.head
+            and len(messages) >= n
+            and all(a is b for a, b in zip(self.messages, messages, strict=False))
+        )
+
+    def add(self, message: Any, encoded: bytes) -> None:
+        self.chunks.append((b"," if self.messages else b"") + encoded)
+        self.messages.append(message)
 
 
 def _copy(builder: _Builder) -> _Builder:

@@ -142,8 +142,10 @@ class ChunkStream(HashStream):
     def parts_with(self, suffix: bytes) -> RequestParts:
         """Return the bytes so far followed by ``suffix`` as chunks (the stream is unchanged)."""
         digest, size = self.digest_with(suffix)
-        tail = chunk_bytes(bytes(self._pending) + suffix)
-        return RequestParts(digest, size, (*self._done, *tail))
+        rest = ChunkStream()  # the pending bytes, searched already as far as they were
+        rest._pending, rest._scanned = bytearray(self._pending), self._scanned
+        rest.append(suffix)
+        return RequestParts(digest, size, (*self._done, *rest.chunks()))
 
     def chunks(self) -> list[Chunk]:
         """Return every chunk of the bytes so far, the last one cut where the bytes end."""

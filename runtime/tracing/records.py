@@ -338,11 +338,19 @@ def new_call_id() -> str:
     return _call_ids.next()
 
 
-def new_record(request: bytes, *, error: TraceError | None = None, **fields: Any) -> TraceRecord:
+def new_record(
+    request: bytes | RequestParts, *, error: TraceError | None = None, **fields: Any
+) -> TraceRecord:
     """Return the record of a new call that sent ``request``: a fresh call id, the request's
-    hash and size, status ``error`` when there is an ``error``, and this runtime's version."""
+    hash and size, status ``error`` when there is an ``error``, and this runtime's version.
+
+    Chunked request parts carry the hash and size their builder computed from the bytes."""
+    if isinstance(request, RequestParts):
+        digest, size = request.prompt_hash, request.size
+    else:
+        digest, size = prompt_hash(request), len(request)
     return TraceRecord(
-        call_id=new_call_id(), prompt_hash=prompt_hash(request), request_size=len(request),
+        call_id=new_call_id(), prompt_hash=digest, request_size=size,
         status=TraceStatus.OK if error is None else TraceStatus.ERROR, error=error,
         runtime_version=__version__, **fields,
     )  # fmt: skip

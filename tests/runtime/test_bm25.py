@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -221,10 +222,41 @@ def test_terms_are_right_while_other_threads_empty_the_word_cache(monkeypatch):
     assert failures == []
 
 
-def test_a_df_above_the_document_count_reads_as_every_document() -> None:
-    # A histogram read after another process appended (n_docs read before it) once raised
-    # "math domain error" in the four-writers race test.
-    from runtime.indexes.bm25 import average_idf, raw_idf
+def test_a_df_above_the_document_count_is_refused_not_clamped() -> None:
+    # It can only come from figures of two moments (a histogram read after another process
+    # appended, n_docs before it): the snapshot reads them together now, and a caller that
+    # does not is told so rather than scored plausibly.
+    with pytest.raises(ValueError, match="reads of different moments"):
+        raw_idf(3, 5)
+    assert raw_idf(3, 3) < 0
 
-    assert raw_idf(3, 5) == raw_idf(3, 3)
-    assert average_idf(3, [(1, 2), (5, 1)]) == average_idf(3, [(1, 2), (3, 1)])
+
+def _histogram_of(texts):
+    """(document frequency, number of terms), counted from the texts themselves."""
+    dfs = Counter(term for text in texts for term in set(terms(text)))
+    return sorted(Counter(dfs.values()).items())
+
+
+@pytest.mark.parametrize("upto", [None, 4])
+def test_the_histogram_is_the_snapshots_when_a_writer_appends_after_it(backend_store, upto):
+    store = backend_store
+    texts = [f"the flight {i} to paris with the bag" for i in range(3)] + ["gold refund", "seat"]
+    for text in texts:
+        store.put("s", NewBlock("fact", text))
+    reader = reader_for(store)
+    snap = reader.snapshot(store, "s", upto)
+    corpus = texts[: snap.upto]
+    # Another writer, between the snapshot's read and its histogram's: "the" and "flight"
+    # end up in more documents than the snapshot holds.
+    for i in range(8):
+        store.put("s", NewBlock("fact", f"the flight {i} was late"))
+    assert reader.histogram(snap) == _histogram_of(corpus)
+    q = ["flight", "paris", "gold"]
+    postings = snap.postings(q)
+    assert raw_idf(snap.stats.n_docs, postings[0].df) < 0  # the epsilon floor is needed
+    seqs, scores = score_postings(
+        snap.stats, postings, snap.records["dlen"], snap.idf_floor(postings)
+    )
+    dense = np.zeros(snap.upto)
+    dense[seqs] = scores
+    assert np.allclose(dense, oracle(corpus, q), rtol=1e-12)

@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime import limits
 from runtime.blocks import Provenance, canonical_json
@@ -135,3 +137,29 @@ def test_hostile_tool_call_arguments_are_kept_as_written_not_crashed_on(argument
         assert [json.loads(body)["input"] for body in bodies] == [arguments]
     finally:
         store.close()
+
+
+_SMALL = Limits(max_depth=4, max_items=3, max_int_digits=5, max_string_chars=6)
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**7), 10**7) | st.floats()
+    | st.text(st.characters(codec=None, min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=8),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES, st.booleans())
+def test_the_quick_pass_of_check_value_agrees_with_the_full_walk(value, finite):
+    # ``check_value`` skips its path-building walk when the quick pass finds nothing wrong:
+    # sound only if the quick pass passes exactly what the walk passes.
+    quick = limits._within
+    try:
+        limits._within = lambda *_: False  # type: ignore[assignment]  # the walk alone
+        limits.check_value(value, "v", _SMALL, finite=finite)
+        accepted = True
+    except InputRejected:
+        accepted = False
+    finally:
+        limits._within = quick
+    assert quick(value, _SMALL, finite) == accepted

@@ -163,7 +163,7 @@ def test_a_write_that_fails_leaves_nothing_behind(stores, monkeypatch):
     def broken(items):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(traces, "record_many", broken)
+    monkeypatch.setattr(traces, "record_stream", broken)
     with pytest.raises(RuntimeError):
         ingest_request(otlp.request(*otlp.agent_tree()), store, traces)
     assert store.sessions() == []

@@ -11,6 +11,7 @@ from runtime.otel.attrjson import AttributeJson
 from runtime.otel.genai import is_model_call, model_call
 from runtime.otel.ingest import ingest_request, spans_of
 from runtime.otel.rebuild import Rebuilder, request_of
+from runtime.storage.chunking import request_parts
 from tests.fakes import otlp
 
 MAX_BYTES = 1 << 20
@@ -37,7 +38,9 @@ def test_a_spliced_request_is_the_canonical_json_of_the_whole_request():
     for spans in (otlp.agent_tree(), _tau(0)):
         rebuild = Rebuilder(MAX_BYTES)
         for call in _calls(spans):
-            assert rebuild.request(call) == request_of(call)
+            parts = rebuild.request(call)
+            assert parts.join() == request_of(call)
+            assert parts == request_parts(request_of(call))  # the chunks of cutting it whole
 
 
 def test_the_spans_of_a_request_share_their_repeated_messages_as_objects():
