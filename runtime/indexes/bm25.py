@@ -120,15 +120,13 @@ def query_terms(text: str) -> list[str]:
 def raw_idf(n_docs: int, df: int) -> float:
     """Return rank_bm25's idf before its floor: ln(N - df + 0.5) - ln(df + 0.5).
 
-    No clamp: a df above N only comes from reads that do not describe one corpus (a histogram
-    once read in a later transaction than N, while another process appended). The snapshot now
-    reads its histogram with the header it goes with (``IndexReader.histogram``), so such a df
-    is a bug in a caller, refused here rather than hidden by a plausible score."""
-    if not 0 <= df <= n_docs:
-        raise ValueError(
-            f"a document frequency of {df} in a corpus of {n_docs} documents: the figures come "
-            "from reads of different moments; read them in one transaction"
-        )
+    ``df`` is clamped to ``[0, N]``. Appends cannot push a df above N any more (the snapshot
+    reads its histogram with the header it goes with, ``IndexReader.histogram``), but a session
+    purged and filled again while a page reads it can: its new blocks reuse seqs below the
+    snapshot's ``upto`` and LMDB reads of one page are separate transactions. That page then
+    scores a mix of two corpora; the next page reads one. A clamp keeps it a page, not a crash.
+    """
+    df = min(max(df, 0), n_docs)
     return math.log(n_docs - df + 0.5) - math.log(df + 0.5)
 
 

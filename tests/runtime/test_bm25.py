@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
 from runtime import LmdbStore, NewBlock, open_store
-from runtime.errors import StoreError
+from runtime.errors import Llm386Error, StoreError
 from runtime.indexes.bm25 import MAX_TERM_CHARS, query_terms, raw_idf, score_postings, terms
 from runtime.indexes.snapshot import index_for, reader_for
 from runtime.storage.lmdb import env as lmdbenv
@@ -222,13 +222,38 @@ def test_terms_are_right_while_other_threads_empty_the_word_cache(monkeypatch):
     assert failures == []
 
 
-def test_a_df_above_the_document_count_is_refused_not_clamped() -> None:
-    # It can only come from figures of two moments (a histogram read after another process
-    # appended, n_docs before it): the snapshot reads them together now, and a caller that
-    # does not is told so rather than scored plausibly.
-    with pytest.raises(ValueError, match="reads of different moments"):
-        raw_idf(3, 5)
-    assert raw_idf(3, 3) < 0
+def test_a_df_above_the_document_count_is_clamped() -> None:
+    assert raw_idf(3, 5) == raw_idf(3, 3) < 0
+    assert raw_idf(3, -1) == raw_idf(3, 0) > 0
+
+
+def test_a_page_survives_its_session_purged_and_refilled_while_it_reads(tmp_path, monkeypatch):
+    # The refilled session reuses seqs below the snapshot's upto: a term's df then exceeds the
+    # snapshot's document count (two removed entries). This page raised a bare ValueError from
+    # raw_idf before; now it fails as any read of a purged block does, with the store's error.
+    from runtime.indexes import snapshot as snapmod
+    from runtime.pager.core import PageRequest, page
+    from tests.runtime.pager_support import profile
+
+    store = open_store(tmp_path / "s")
+    for i in range(6):
+        store.put("s", NewBlock("fact", f"the flight {i} bag"))
+    store.kv.write(lambda txn: store.remove_entries_txn(txn, "s", [1, 3]))
+    original = snapmod.IndexReader.postings_many
+    fired: list[int] = []
+
+    def racing(self, snap, words):
+        if not fired:
+            fired.append(1)
+            store.purge_session("s")
+            for i in range(10):
+                store.put("s", NewBlock("fact", f"the flight {i} seat"))
+        return original(self, snap, words)
+
+    monkeypatch.setattr(snapmod.IndexReader, "postings_many", racing)
+    with pytest.raises(Llm386Error, match="no block"):
+        page(store, PageRequest("s", "the flight", profile(20_000)))
+    assert fired
 
 
 def _histogram_of(texts):
