@@ -97,7 +97,7 @@ from runtime.paging.eviction import (
 from runtime.paging.history import AgeFrom
 from runtime.profiles.catalog import get_profile
 from runtime.progress import Progress
-from runtime.providers.pricing import estimate_cost, get_price
+from runtime.providers.pricing import MTOK, estimate_cost, get_price
 from runtime.tokenizers import get_tokenizer
 from runtime.transfer.importer import write_blocks
 
@@ -118,6 +118,7 @@ POLICIES = (
 # The baselines the cache-aware target is measured against (issue 15).
 BASELINES = tuple(p for p in POLICIES if p not in ("ours", "cache-aware"))
 TURN_GAP_SECONDS = 30.0  # assumed time between model calls (the sessions carry no timestamps)
+STUBS_ONLY_NAME = "full + schema stubs"
 STUBS_ONLY = EvictionConfig(evict_stale=False, dedup=False, stub_schemas=StubScope.ALL)
 AGE_AND_STUBS = replace(PAPER_CONFIG, stub_schemas=StubScope.ALL)
 
@@ -159,7 +160,7 @@ def make_policies(budget: int, count: TokenCounter, store: Any) -> list[Any]:
     edits = context_editing_settings(budget)
     policies: list[Any] = [
         Simple("full", lambda entries: (entries, EvictionPlan())),
-        Simple("full + schema stubs", rules(STUBS_ONLY)),
+        Simple(STUBS_ONLY_NAME, rules(STUBS_ONLY)),
         Simple("last-8-user-turns", last_user_turns(LAST_N_USER_TURNS)),
         Simple("age-based", rules(PAPER_CONFIG)),
         Simple("age-based + schema stubs", rules(AGE_AND_STUBS)),
@@ -295,9 +296,9 @@ def _with_calls(r: Request) -> tuple[RequestItem, ...]:
     return (*r.items, RequestItem(-2, key, extra, TokenCategory.PAGING))
 
 
-def cache_priced(s: Stats, model: str) -> dict[str, Any]:
-    """Return the policy's input cost under ``model``'s prompt-cache rules, request by request
-    against the cache its session's earlier requests left, and where the dollars go."""
+def _ledgers(s: Stats, model: str) -> tuple[dict[str, CacheLedger], dict[str, float]]:
+    """Price the policy's requests, request by request against the cache its session's earlier
+    requests left; return the ledger of each session and the dollars by token category."""
     ledgers: dict[str, CacheLedger] = {}
     by_category: dict[str, float] = {}
     for r in s.requests:
@@ -307,9 +308,42 @@ def cache_priced(s: Stats, model: str) -> dict[str, Any]:
         priced = ledger.add(items, _request_time(r), r.breakpoints)
         for k, v in weighted_by_category(items, priced, ledger.price).items():
             by_category[k] = by_category.get(k, 0.0) + v
+    return ledgers, by_category
+
+
+def cache_priced(s: Stats, model: str) -> dict[str, Any]:
+    """Return the policy's input cost under ``model``'s prompt-cache rules and where the dollars
+    go: by token category and by billing class (cache read, cache write, plain input)."""
+    ledgers, by_category = _ledgers(s, model)
     price = get_price(model)
     out = summarize_priced([p for led in ledgers.values() for p in led.priced], price)
     out["usd_by_category"] = {k: round(v, 6) for k, v in sorted(by_category.items())}
+    usd = price.input_usd_per_mtok / MTOK
+    out["usd_by_billing_class"] = {
+        "cache_read": round(int(out["cache_read_tokens"]) * price.cache_read * usd, 6),
+        "cache_write": round(int(out["cache_write_tokens"]) * price.cache_write * usd, 6),
+        "plain_input": round(int(out["plain_input_tokens"]) * usd, 6),
+    }
+    return out
+
+
+def session_costs(s: Stats, model: str) -> dict[str, float]:
+    """Return the policy's cost with caching per session."""
+    ledgers, _ = _ledgers(s, model)
+    return {name: sum(p.usd(led.price) for p in led.priced) for name, led in ledgers.items()}
+
+
+def budget_split(stats: dict[str, Stats], budget: int) -> dict[str, Any]:
+    """Return each policy's cost with caching over the sessions the cheapest budget-blind
+    baseline (full + schema stubs) kept within the budget in every request, and over the rest:
+    where the cache-aware policy's extra cost comes from."""
+    over = {r.where.rsplit("#", 1)[0] for r in stats[STUBS_ONLY_NAME].requests if r.tokens > budget}
+    out: dict[str, Any] = {"sessions_over_budget": len(over), "sessions_within_budget": 0}
+    for name in (*BASELINES, "cache-aware"):
+        costs = session_costs(stats[name], HEADLINE_MODEL)
+        out["sessions_within_budget"] = sum(1 for k in costs if k not in over)
+        out[name] = {"within_budget_usd": round(sum(v for k, v in costs.items() if k not in over), 6),
+                     "over_budget_usd": round(sum(v for k, v in costs.items() if k in over), 6)}  # fmt: skip
     return out
 
 
@@ -465,6 +499,7 @@ def measure(
             k: v.to_json() for k, v in context_editing_settings(budget).items()
         },
         "full_history_composition": composition(stats["full"]),
+        "cost_split_by_baseline_budget": budget_split(stats, budget),
         "replay_seconds": seconds,
     }  # fmt: skip
 
@@ -567,6 +602,12 @@ def issue15(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
                 "frontier": _frontier(r),
                 "cache_aware_usd_by_category":
                     r["policies"]["cache-aware"]["cost_with_caching"][HEADLINE_MODEL]["usd_by_category"],
+                "usd_by_policy_category_and_billing_class": {
+                    name: {k: r["policies"][name]["cost_with_caching"][HEADLINE_MODEL][k]
+                           for k in ("usd_by_category", "usd_by_billing_class")}
+                    for name in POLICIES
+                },
+                "cost_split_by_baseline_budget": r["cost_split_by_baseline_budget"],
             }
             for b, r in runs.items()
         },

@@ -503,8 +503,31 @@ def paging_cache(r: Mapping[str, Results]) -> list[str]:
             f"Where cache-aware's {model} dollars go: {where}. Frontier of cost with caching "
             f"against strict miss (no cheaper policy misses less): {'; '.join(frontier)}.",
             "",
+            *_where_cost_goes(i15["by_budget"][budget]),
         ]
     return out
+
+
+def _where_cost_goes(b: Mapping[str, Any]) -> list[str]:
+    """The dollars of each policy by billing class, and over the sessions the stubs-only
+    baseline keeps within the budget against the rest (absent from older results)."""
+    classes, split = (
+        b.get("usd_by_policy_category_and_billing_class"),
+        b.get("cost_split_by_baseline_budget"),
+    )
+    if not classes or not split:
+        return []
+    rows = [
+        [name, usd(c["usd_by_billing_class"]["cache_read"]),
+         usd(c["usd_by_billing_class"]["cache_write"]), usd(c["usd_by_billing_class"]["plain_input"]),
+         usd(split[name]["within_budget_usd"]) if name in split else "—",
+         usd(split[name]["over_budget_usd"]) if name in split else "—"]
+        for name, c in classes.items()
+    ]  # fmt: skip
+    header = ["policy", "cache reads", "cache writes", "plain input",
+              f"{split['sessions_within_budget']} sessions stubs-only keeps in budget",
+              f"{split['sessions_over_budget']} sessions it does not"]  # fmt: skip
+    return [*table(header, rows), ""]
 
 
 def importing(r: Mapping[str, Results]) -> list[str]:

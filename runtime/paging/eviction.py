@@ -23,7 +23,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 
@@ -39,6 +39,7 @@ from runtime.paging.placeholders import (
     result_placeholder,
     schema_stub,
     size_text,
+    tight_placeholder,
 )
 
 Counter = Callable[[str], int]
@@ -431,6 +432,26 @@ def _pressure_eviction(
     )  # fmt: skip
 
 
+def tightened(entry: Entry, ev: Eviction, config: EvictionConfig, count: Counter) -> Eviction:
+    """Return ``ev`` (of ``entry``) with its ``tight_placeholder``; the same eviction when it is
+    a schema stub, already tight, or the tight line would not be shorter."""
+    if ev.kind is BlockKind.TOOL_SCHEMA:
+        return ev
+    short = entry.block.short_id
+    if ev.reason is EvictionReason.DUPLICATE:
+        what = f"same as block {ev.original_id[:12]}"
+    elif ev.kind is BlockKind.TOOL_RESULT:
+        what = "tool result"
+    else:
+        what = "user message" if ev.kind is BlockKind.USER_MESSAGE else "assistant message"
+    text = tight_placeholder(short, what, config.recall)
+    result = parse_result(entry)
+    body = text if result is None else ToolResult(result.call_id, text, result.is_error).body()
+    if text == ev.placeholder or count(body) >= count(ev.body):
+        return ev
+    return replace(ev, placeholder=text, body=body)
+
+
 def pressure_placeholder(
     s: History, entry: Entry, config: EvictionConfig, count: Counter
 ) -> Eviction | None:
@@ -463,6 +484,14 @@ def fit_budget(
         evictions.append(ev)
         if total <= budget:
             return _plan(evictions, config)
+    # Everything evictable is a placeholder and the request is still over: what is left is the
+    # placeholders' own descriptions. Tighten all of them at once (one cache rewrite, and room
+    # for the turns after, rather than one rewrite a turn), then check again.
+    by_seq = {e.seq: e for e in s.entries}
+    tight = _plan([tightened(by_seq[ev.seq], ev, config, count) for ev in evictions], config)
+    total = request_tokens(s.entries, tight, count)
+    if total <= budget:
+        return tight
     raise BudgetTooSmall(
         f"the request needs {total:,} tokens with everything evictable paged out, over the "
         f"budget of {budget:,}; raise the budget or shorten the system prompt and tool list"

@@ -5,7 +5,9 @@ messages, and tool-schema stubs in three styles.
 
 Invariants:
 - Every text here is a function of the block (and the call it answers) only, never of the turn,
-  so a paged-out block reads the same in every later request (a stable prompt prefix).
+  so a paged-out block reads the same in every later request (a stable prompt prefix). The one
+  exception is deliberate and one-way: a placeholder becomes its ``tight_placeholder`` once, when
+  the request cannot fit its budget otherwise, and stays tight.
 - Every placeholder is one line and carries the block's short id; a stub keeps the tool's name,
   so the tools array stays valid and the tool stays callable.
 """
@@ -88,6 +90,14 @@ def message_placeholder(entry: Entry, size: str, recall: bool) -> str:
     excerpt = _one_line(entry.body, _EXCERPT_CHARS)
     hint = _hint(recall, entry.block.short_id, rerun=False)
     return f'[Paged out: block {entry.block.short_id}, {who} ({size}): "{excerpt}". {hint}]'
+
+
+def tight_placeholder(short_id: str, what: str, recall: bool) -> str:
+    """Return the shortest placeholder line of a paged-out block: its id, what it was and the
+    recall hint, no description or size (a tool result's call is named by the call beside it).
+    Used only when a request with every block paged out is still over its budget."""
+    hint = f'recall(block_id="{short_id}")' if recall else "no longer shown"
+    return f"[Paged out: block {short_id}, {what}; {hint}]"
 
 
 def _first_sentence(text: str) -> str:

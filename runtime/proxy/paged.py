@@ -3,7 +3,8 @@
 Owns: ``PagedRelay``. The server hands it a call that ``ProxyPager.prepare`` paged; it posts
 the paged request upstream, and while the model's answer calls only ``recall``, answers those
 calls itself (``PagedCall.answer``) and posts the continued request. The client then gets the
-last answer with every recall call taken out (``recall.without_recall``).
+rounds' answers as one (``recall.merged``: what the model said before each recall, thinking
+included, then the last answer) with every recall call taken out (``recall.without_recall``).
 
 Invariants:
 - A JSON answer is read whole before anything is written to the client, since a recall call
@@ -99,6 +100,7 @@ class PagedRelay:
             return
         wire, call = self.api.wire, self.call
         rounds = 0
+        earlier: list[dict[str, Any]] = []  # the replies that only called recall
         while True:
             body = call.body
             self.ex.sent_body = body
@@ -113,12 +115,14 @@ class PagedRelay:
             call.calls += recall.tool_calls(wire, reply)
             if rounds < MAX_RECALL_ROUNDS and recall.only_recalls(wire, reply):
                 rounds += 1
+                earlier.append(reply)
                 answers = call.answer(recall.recall_calls(wire, reply), rounds)
                 self.server.counters.recalls += len(answers)
                 call.upstream = recall.continued(wire, call.upstream, reply, answers)
                 continue
-            if recall.recall_calls(wire, reply):
-                answer.body = recall.encode(recall.without_recall(wire, reply))
+            if earlier or recall.recall_calls(wire, reply):  # every round's content, in order
+                whole = recall.merged(wire, earlier, reply)
+                answer.body = recall.encode(recall.without_recall(wire, whole))
             break
         self._respond(answer, accepting)
 

@@ -9,7 +9,9 @@ Invariants:
   only reads requests into entries and writes the plan back (``runtime.proxy.rewrite``).
 - A conversation's state (its faults, hence its pins; its turn count; its previous paged turn)
   follows it by prefix keys over the client's own messages (the same chain the recorder uses
-  for sessions), or by the ``x-llm386-session`` header when one is given; a header's state is
+  for sessions), or by the ``x-llm386-session`` header when one is given (read by
+  ``turns.session_id``, as the recorder reads it: whitespace around it is not part of it, and a
+  header that is not a session id is ignored); a header's state is
   read from the session's stored meta (``faults.load_state``) when memory does not hold it,
   and the recorder writes it back with the turn (``save_state``).
 - ``prepare`` says why it does not page a call (another wire format, a body that is not a
@@ -48,6 +50,7 @@ from runtime.proxy.rewrite import (
     read_sites,
     tool_names,
 )
+from runtime.proxy.turns import session_id
 from runtime.storage.interface import BlockStore
 from runtime.tokenizers import get_tokenizer
 
@@ -150,7 +153,8 @@ class ProxyPager:
             return f"the paged request cannot be written back as JSON ({exc})"
         return call
 
-    def _page(self, wire: Wire, data: dict[str, Any], session: str | None) -> PagedCall:
+    def _page(self, wire: Wire, data: dict[str, Any], header: str | None) -> PagedCall:
+        session = session_id(header)  # as the recorder reads it: " a " is session "a"
         messages = [m for m in data.get("messages") or () if isinstance(m, dict)]
         keys = prefix_keys(_SALTS[wire], data.get("system"), messages)
         key: bytes | str | None = f"session:{session}" if session else (keys[-1] if keys else None)

@@ -2,14 +2,17 @@
 
 Owns: ``tool_calls`` (a Messages or Chat Completions reply's tool calls, as ``ToolCall``),
 ``continued`` (the request that carries on after the proxy answered the recall calls: the
-reply's assistant turn and one tool result per call appended) and ``without_recall`` (the reply
-as the client gets it: the recall calls taken out, the stop reason fixed when no call is left).
+reply's assistant turn and one tool result per call appended), ``merged`` (a call's rounds as one
+reply, as a stream gives them) and ``without_recall`` (the reply as the client gets it: the
+recall calls taken out, the stop reason fixed when no call is left).
 
 Invariants:
 - The client never sees a call of a tool it did not offer: ``without_recall`` removes every
   recall call, and a reply left with no tool call says it ended its turn.
 - ``continued`` never mutates its inputs; the continuation keeps every byte-level choice of the
   paged request (it is that request plus two messages).
+- A client gets every round's content, in order, once: what the model said (text, thinking)
+  before a recall call is in the reply it gets, whether it streamed or not.
 """
 
 from __future__ import annotations
@@ -78,6 +81,28 @@ def continued(
         messages += [{"role": "tool", "tool_call_id": a.call_id, "content": a.content}
                      for a in answers]  # fmt: skip
     out["messages"] = messages
+    return out
+
+
+def merged(wire: Wire, earlier: Sequence[Mapping[str, Any]], last: Mapping[str, Any]) -> dict:
+    """Return ``last`` with the content of the ``earlier`` rounds' replies (the ones that only
+    called ``recall``) put before its own, recall calls still in: ``without_recall`` takes them
+    out. Messages: the rounds' content blocks in order (thinking blocks included); Chat: the
+    rounds' text joined, as a stream's deltas join. Usage and ids are the last round's."""
+    out = copy.deepcopy(dict(last))
+    if not earlier:
+        return out
+    if wire is Wire.MESSAGES:
+        blocks = [copy.deepcopy(c) for r in earlier for c in _content(r)]
+        out["content"] = [*blocks, *_content(out)]
+        return out
+    choice = (out.get("choices") or [{}])[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        return out
+    texts = [m.get("content") for m in (*map(_chat_message, earlier), message)]
+    if any(isinstance(t, str) and t for t in texts):
+        message["content"] = "".join(t for t in texts if isinstance(t, str))
     return out
 
 

@@ -174,15 +174,24 @@ class TurnWriter:
         return [b for b, _ in pairs], {i for _, i in pairs}
 
 
-def _session_header(value: str | None) -> str | None:
+def session_id(value: str | None) -> str | None:
+    """Return the session an ``x-llm386-session`` header names (surrounding whitespace taken
+    off), or None when there is none or it is not a session id. The recorder and the pager
+    both read the header through this, so they agree on the session."""
     if value is None:
         return None
     try:
         return check_session(value.strip())
     except Llm386Error:
+        return None
+
+
+def _session_header(value: str | None) -> str | None:
+    session = session_id(value)
+    if session is None and value is not None:
         log.warning("ignored an x-llm386-session header that is not a session id; "
                     "use letters, digits and . _ : @ + = -")  # fmt: skip
-        return None
+    return session
 
 
 def _meta(ex: Exchange, conv: Conversation | None) -> dict[str, Any]:

@@ -111,8 +111,8 @@ def test_a_recall_is_answered_by_the_proxy_and_hidden_from_the_client(paged: Sta
     )
     history += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "And row 0?"}]
     reply = _ask(client, history)
-    assert [c.type for c in reply.content] == ["text"] and reply.stop_reason == "end_turn"
-    assert reply.content[0].text == "Row 0-0 says 0."  # type: ignore[union-attr]
+    assert [c.type for c in reply.content] == ["text", "text"] and reply.stop_reason == "end_turn"
+    assert [c.text for c in reply.content] == ["Let me look.", "Row 0-0 says 0."]  # type: ignore[union-attr]
     first, continued = paged.anthropic_up.requests[1:]
     tail = json.loads(continued.body)["messages"][-2:]
     assert tail[0]["content"][-1]["name"] == "recall"
@@ -252,12 +252,17 @@ def test_a_stream_without_recall_passes_its_events_through_unchanged(paged: Stac
     assert paged.traces.response_bytes(record.call_id) == b"".join(expected)
 
 
-def test_an_openai_stream_hides_recall_and_continues(paged: Stack):
+def chat_started(paged: Stack) -> tuple[Any, list[dict[str, Any]], str]:
+    """Send the long chat session once; return the client, the history and a paged-out block."""
     client = paged.openai()
     history = _chat_history()
     paged.openai_up.enqueue(chat_reply("first"))
     client.chat.completions.create(model="gpt-4o", messages=history, tools=_chat_tools())  # type: ignore[arg-type]
-    block = _placeholder_id(paged.openai_up.requests[0].body)
+    return client, history, _placeholder_id(paged.openai_up.requests[0].body)
+
+
+def test_an_openai_stream_hides_recall_and_continues(paged: Stack):
+    client, history, block = chat_started(paged)
     paged.openai_up.enqueue(chat_stream(tool=("call_recall", "recall", {"block_id": block})),
                             chat_stream("Row 0-0."))  # fmt: skip
     history += [{"role": "assistant", "content": "first"}, {"role": "user", "content": "Row 0?"}]
