@@ -35,13 +35,14 @@ from runtime.pager.graph import SessionGraph
 from runtime.pager.plan import (
     Candidate,
     Omission,
+    OmissionReason,
     PagePlan,
     SectionUsage,
     Selection,
     omission_key,
     selection_key,
 )
-from runtime.pager.pool import Pool, Spread, build_pool
+from runtime.pager.pool import Beyond, Horizon, Pool, Spread, build_pool
 from runtime.pager.retrievers import (
     NEIGHBOUR_KERNEL,
     PinnedRetriever,
@@ -50,7 +51,7 @@ from runtime.pager.retrievers import (
     default_stack,
     seqs_of,
 )
-from runtime.pager.sections import VARIABLE_SECTIONS, Section, allocate
+from runtime.pager.sections import VARIABLE_SECTIONS, Section, allocate, section_of
 from runtime.pager.selection import (
     TIER_PINNED,
     TIER_REQUIRED,
@@ -78,7 +79,7 @@ class PageOptions:
     dedupe: bool = True
     neighbour_kernel: tuple[float, ...] = NEIGHBOUR_KERNEL
     neighbour_weight: float = 3.75
-    limit: int = 512  # most candidates each retriever may propose (see candidate_limit)
+    limit: int | None = None  # a cap on the horizon's candidates; None: the budget decides
     render: RenderMode = RenderMode.BOTH
 
     def to_json(self) -> dict[str, Any]:
@@ -163,33 +164,43 @@ def _page(store: BlockStore, request: PageRequest) -> PagePlan:
     snapshot = reader_for(store).snapshot(store, request.session, request.upto)
     tokenizer = get_tokenizer(request.profile.tokenizer)
     terms = tuple(query_terms(request.task))
-    limit = candidate_limit(request.options.limit, request.profile.input_budget, snapshot)
+    budget = request.profile.input_budget
+    limit = candidate_limit(request.options.limit, budget, snapshot)
     query = RetrievalQuery(store, request.session, request.task, terms, snapshot, limit)
     graph = SessionGraph(store, snapshot, tokenizer, request.options)
     ctx = _Context(request, store, snapshot, tokenizer, graph)
     tiers = _tiers(ctx, query)
     spread = Spread(request.options.neighbour_kernel, request.options.neighbour_weight)
     fixed = np.array(sorted(tiers), dtype=np.int64)
-    pool = build_pool(query, request.stack, spread, fixed)
+    horizon = Horizon(
+        HORIZON_BUDGETS * budget, graph.cost_array, MIN_CANDIDATES, request.options.limit
+    )
+    pool = build_pool(query, request.stack, spread, fixed, horizon)
     items = _items(ctx, pool, tiers) + _outside_items(ctx, pool)
     outcome = run_selection(items, _limits(ctx), graph)
     return _plan(ctx, pool, {i.key: i for i in items} | graph.made, outcome)
 
 
-def candidate_limit(cap: int, budget: int, snapshot: Snapshot) -> int:
-    """Return how many candidates each retriever proposes: ``cap``, or fewer for small budgets.
+HORIZON_BUDGETS = 2  # selection looks this many input budgets of tokens down the merged order
+MIN_CANDIDATES = 64  # and at never fewer candidates than this
 
-    Proposing many times more blocks than the budget can hold only costs time, so the limit is
-    four budgets' worth of blocks of the session's average size (estimated from its term counts:
-    about 1.5 tokens per term plus framing), never under 64.
+
+def candidate_limit(cap: int | None, budget: int, snapshot: Snapshot) -> int:
+    """Return how many blocks each retriever proposes: four budgets' worth of blocks of the
+    session's average size (estimated from its term counts: about 1.5 tokens per term plus
+    framing), never under 64, and never over ``cap`` when one is given.
+
+    Proposals only matter for user retrievers (a block they do not list scores 0): the built-in
+    retrievers score every block of the session.
     """
     stats = snapshot.stats
     average = 1.5 * stats.total_length / max(stats.n_docs, 1) + 8
-    return max(64, min(cap, int(4 * budget / average)))
+    wanted = int(4 * budget / average)
+    return max(MIN_CANDIDATES, wanted if cap is None else min(cap, wanted))
 
 
 def _check(request: PageRequest) -> None:
-    if request.options.limit < 1:
+    if request.options.limit is not None and request.options.limit < 1:
         raise InvalidInput("options.limit must be at least 1 candidate per retriever")
     for w in request.stack:
         if w.weight < 0:
@@ -269,6 +280,7 @@ def _plan(ctx: _Context, pool: Pool, items: Mapping[int, Item], outcome: Any) ->
         else:
             omitted.append(Omission(candidate, d.reason, d.via))
     request = ctx.request
+    unlisted = _unlisted(ctx, pool, items)
     return PagePlan(
         session=request.session,
         task=request.task,
@@ -282,7 +294,58 @@ def _plan(ctx: _Context, pool: Pool, items: Mapping[int, Item], outcome: Any) ->
         budget=request.profile.input_budget,
         tokens=outcome.total,
         settings=request.settings() | {"score_names": list(pool.names)},
+        unlisted=0 if unlisted is None else unlisted.beyond.count,
+        beyond=unlisted,
     )
+
+
+@dataclass(frozen=True)
+class Unlisted:
+    """The blocks past the horizon that selection never reached: omitted, as arrays.
+
+    Each is ``below-threshold`` if its merged score is under the threshold, else
+    ``global-budget``: several budgets' worth of better-scored blocks came before it.
+    """
+
+    beyond: Beyond
+    graph: SessionGraph
+    threshold: float
+
+    def omissions(self) -> list[Omission]:
+        """Return the omission of every unlisted block (costs counted now, if not cached)."""
+        beyond, graph = self.beyond, self.graph
+        rows = zip(
+            beyond.seqs.tolist(), graph.costs(beyond.seqs), beyond.merged.tolist(),
+            Pool(beyond.seqs, beyond.names, beyond.normalised, beyond.merged,
+                 beyond.merged, ()).breakdowns(),
+            strict=True,
+        )  # fmt: skip
+        out = []
+        for seq, cost, merged, scores in rows:
+            kind = graph.snapshot.kind(seq)
+            prio = float(graph.snapshot.records["prio"][seq])
+            candidate = Candidate(
+                graph.snapshot.block_id(seq), seq, kind, section_of(kind), cost, prio, merged,
+                scores,
+            )  # fmt: skip
+            below = merged < self.threshold
+            reason = OmissionReason.BELOW_THRESHOLD if below else OmissionReason.GLOBAL_BUDGET
+            out.append(Omission(candidate, reason))
+        return out
+
+
+def _unlisted(ctx: _Context, pool: Pool, items: Mapping[int, Item]) -> Unlisted | None:
+    """Return the blocks past the horizon that no selection step decided, or None."""
+    beyond = pool.beyond
+    if beyond is None:
+        return None
+    decided = np.array([k for k in items if k >= 0], dtype=np.int64)
+    rest = ~np.isin(beyond.seqs, decided)
+    if not rest.any():
+        return None
+    beyond = Beyond(beyond.seqs[rest], beyond.merged[rest], beyond.names,
+                    beyond.normalised[:, rest])  # fmt: skip
+    return Unlisted(beyond, ctx.graph, ctx.request.options.threshold)
 
 
 def _usage(outcome: Any, frame: int) -> tuple[SectionUsage, ...]:

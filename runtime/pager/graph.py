@@ -35,7 +35,7 @@ from runtime.indexes.sessionindex import (
     KIND_CODES,
 )
 from runtime.indexes.snapshot import Snapshot
-from runtime.packer.rendering import CostCache
+from runtime.packer.rendering import CostCache, RenderMode
 from runtime.pager.sections import DEFAULT_SECTION as SECTION
 from runtime.pager.sections import section_of
 from runtime.pager.selection import TIER_SCORED, Item
@@ -87,8 +87,16 @@ class SessionGraph:
 
     def costs(self, seqs: np.ndarray) -> list[int]:
         """Return each seq's cost under the page's render mode."""
+        return self.cost_array(seqs).tolist()
+
+    def cost_array(self, seqs: np.ndarray) -> np.ndarray:
+        """Return each seq's cost under the page's render mode, as an int64 array."""
         rows = self.cost_rows(seqs)
-        return [self.mode.pick(int(s), int(c)) for s, c in rows.tolist()]
+        if self.mode is RenderMode.STRING:
+            return rows[:, 0]
+        if self.mode is RenderMode.CHAT:
+            return rows[:, 1]
+        return rows.max(axis=1)
 
     def _cost_table(self) -> np.ndarray:
         key = f"costs:{self.tokenizer.version}"

@@ -423,9 +423,13 @@ def spread(seqs: np.ndarray, relevance: np.ndarray, kernel: Sequence[float]) -> 
     out = np.zeros(seqs.shape[0], dtype=np.float64)
     if seqs.shape[0] == 0:
         return out
-    last = seqs.shape[0] - 1
+    # A dense copy of the relevance (zeros between the seqs and around them), so each
+    # neighbour is one gather: linear in the span of the seqs.
+    reach, low = len(kernel), int(seqs[0])
+    dense = np.zeros(int(seqs[-1]) - low + 1 + 2 * reach, dtype=np.float64)
+    at = seqs - low + reach
+    dense[at] = relevance
     for k, weight in enumerate(kernel, start=1):
         for offset in (-k, k):
-            at = np.clip(np.searchsorted(seqs, seqs + offset), 0, last)
-            out += weight * np.where(seqs[at] == seqs + offset, relevance[at], 0.0)
+            out += weight * dense[at + offset]
     return out
