@@ -18,9 +18,9 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from runtime.pager.plan import (
     PagePlan,
     SectionUsage,
     Selection,
+    SelectionReason,
     omission_key,
     selection_key,
 )
@@ -57,6 +58,7 @@ from runtime.pager.selection import (
     TIER_REQUIRED,
     TIER_SCORED,
     TIER_STANDING,
+    Decision,
     Item,
     Limits,
 )
@@ -262,25 +264,26 @@ def _limits(ctx: _Context) -> Limits:
     )
 
 
+OMITTED_LISTED = 256  # omissions a plan lists (the best scored); the rest are made on demand
+
+
 def _plan(ctx: _Context, pool: Pool, items: Mapping[int, Item], outcome: Any) -> PagePlan:
-    breakdowns = dict(zip(pool.seqs.tolist(), pool.breakdowns(), strict=True))
-    outside = {o.block_id: o.scores for o in pool.outside}
-    selected, omitted = [], []
+    chosen: list[tuple[Item, Decision]] = []
+    left: list[tuple[Item, Decision]] = []
     for d in outcome.decisions:
-        item = items[d.key]
-        scores = outside.get(item.block_id, ()) if item.outside else ()
-        if item.seq is not None:
-            scores = breakdowns.get(item.seq, ())
-        candidate = Candidate(
-            item.block_id, item.seq, item.kind, item.section, item.cost, item.priority,
-            item.score, scores,
-        )  # fmt: skip
-        if d.selected:
-            selected.append(Selection(candidate, d.reason, d.via))
-        else:
-            omitted.append(Omission(candidate, d.reason, d.via))
+        (chosen if d.selected else left).append((items[d.key], d))
+    rest: list[tuple[Item, Decision]] = []
+    if len(left) > OMITTED_LISTED:
+        left.sort(key=lambda pair: (-pair[0].score, -_seq(pair[0]), pair[0].block_id))
+        left, rest = left[:OMITTED_LISTED], left[OMITTED_LISTED:]
+    selected = [
+        Selection(c, cast(SelectionReason, d.reason), d.via) for c, d in _candidates(pool, chosen)
+    ]
+    omitted = [
+        Omission(c, cast(OmissionReason, d.reason), d.via) for c, d in _candidates(pool, left)
+    ]
     request = ctx.request
-    unlisted = _unlisted(ctx, pool, items)
+    unlisted = _unlisted(ctx, pool, items, tuple(rest))
     return PagePlan(
         session=request.session,
         task=request.task,
@@ -294,33 +297,67 @@ def _plan(ctx: _Context, pool: Pool, items: Mapping[int, Item], outcome: Any) ->
         budget=request.profile.input_budget,
         tokens=outcome.total,
         settings=request.settings() | {"score_names": list(pool.names)},
-        unlisted=0 if unlisted is None else unlisted.beyond.count,
+        unlisted=0 if unlisted is None else unlisted.count,
         beyond=unlisted,
     )
 
 
+def _seq(item: Item) -> int:
+    return -1 if item.seq is None else item.seq
+
+
+def _candidates(
+    pool: Pool, decided: Sequence[tuple[Item, Decision]]
+) -> list[tuple[Candidate, Decision]]:
+    """Return the candidate of each decided item, with its score breakdown."""
+    outside = {o.block_id: o.scores for o in pool.outside}
+    inside = pool.breakdowns_of([_seq(item) for item, _ in decided])
+    out = []
+    for (item, d), scores in zip(decided, inside, strict=True):
+        if item.seq is None:
+            scores = outside.get(item.block_id, ()) if item.outside else ()
+        candidate = Candidate(
+            item.block_id, item.seq, item.kind, item.section, item.cost, item.priority,
+            item.score, scores,
+        )  # fmt: skip
+        out.append((candidate, d))
+    return out
+
+
 @dataclass(frozen=True)
 class Unlisted:
-    """The blocks past the horizon that selection never reached: omitted, as arrays.
+    """The omissions a plan does not list: blocks past the horizon that selection never
+    reached (arrays), and omissions past ``OMITTED_LISTED`` (decided, made into objects here).
 
-    Each is ``below-threshold`` if its merged score is under the threshold, else
-    ``global-budget``: several budgets' worth of better-scored blocks came before it.
+    A block past the horizon is ``below-threshold`` if its merged score is under the threshold,
+    else ``global-budget``: two budgets' worth of better-scored blocks came before it.
     """
 
-    beyond: Beyond
+    beyond: Beyond | None
+    rest: tuple[tuple[Item, Decision], ...]
+    pool: Pool
     graph: SessionGraph
     threshold: float
 
+    @property
+    def count(self) -> int:
+        return len(self.rest) + (0 if self.beyond is None else self.beyond.count)
+
     def omissions(self) -> list[Omission]:
-        """Return the omission of every unlisted block (costs counted now, if not cached)."""
+        """Return every unlisted omission (costs counted now, if not cached)."""
+        out = [
+            Omission(c, cast(OmissionReason, d.reason), d.via)
+            for c, d in _candidates(self.pool, self.rest)
+        ]
         beyond, graph = self.beyond, self.graph
+        if beyond is None:
+            return out
+        scored = Pool(beyond.seqs, beyond.names, beyond.normalised, beyond.merged,
+                      beyond.merged, ())  # fmt: skip
         rows = zip(
             beyond.seqs.tolist(), graph.costs(beyond.seqs), beyond.merged.tolist(),
-            Pool(beyond.seqs, beyond.names, beyond.normalised, beyond.merged,
-                 beyond.merged, ()).breakdowns(),
-            strict=True,
+            scored.breakdowns(), strict=True,
         )  # fmt: skip
-        out = []
         for seq, cost, merged, scores in rows:
             kind = graph.snapshot.kind(seq)
             prio = float(graph.snapshot.records["prio"][seq])
@@ -334,18 +371,19 @@ class Unlisted:
         return out
 
 
-def _unlisted(ctx: _Context, pool: Pool, items: Mapping[int, Item]) -> Unlisted | None:
-    """Return the blocks past the horizon that no selection step decided, or None."""
+def _unlisted(
+    ctx: _Context, pool: Pool, items: Mapping[int, Item], rest: tuple[tuple[Item, Decision], ...]
+) -> Unlisted | None:
+    """Return what the plan does not list, or None when it lists every omission."""
     beyond = pool.beyond
-    if beyond is None:
+    if beyond is not None:
+        decided = np.array([k for k in items if k >= 0], dtype=np.int64)
+        left = ~np.isin(beyond.seqs, decided)
+        beyond = Beyond(beyond.seqs[left], beyond.merged[left], beyond.names,
+                        beyond.normalised[:, left])  # fmt: skip
+    if not rest and (beyond is None or beyond.count == 0):
         return None
-    decided = np.array([k for k in items if k >= 0], dtype=np.int64)
-    rest = ~np.isin(beyond.seqs, decided)
-    if not rest.any():
-        return None
-    beyond = Beyond(beyond.seqs[rest], beyond.merged[rest], beyond.names,
-                    beyond.normalised[:, rest])  # fmt: skip
-    return Unlisted(beyond, ctx.graph, ctx.request.options.threshold)
+    return Unlisted(beyond, rest, pool, ctx.graph, ctx.request.options.threshold)
 
 
 def _usage(outcome: Any, frame: int) -> tuple[SectionUsage, ...]:

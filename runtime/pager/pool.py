@@ -63,10 +63,24 @@ class Pool:
 
     def breakdowns(self) -> list[tuple[tuple[str, float], ...]]:
         """Return each candidate's (retriever, normalised score) pairs, sorted by name."""
+        return self.breakdowns_of(self.seqs)
+
+    def breakdowns_of(
+        self, seqs: Sequence[int] | np.ndarray
+    ) -> list[tuple[tuple[str, float], ...]]:
+        """Return the breakdown of each of ``seqs`` (an empty one for a seq not in the pool)."""
+        want = np.asarray(seqs, dtype=np.int64)
+        if self.seqs.shape[0] == 0 or not self.names:
+            return [()] * want.shape[0]
         order = sorted(range(len(self.names)), key=self.names.__getitem__)
         names = [self.names[i] for i in order]
-        rows = self.normalised[order].T.tolist() if order else [[]] * self.seqs.shape[0]
-        return [tuple(zip(names, row, strict=True)) for row in rows]
+        at = np.clip(np.searchsorted(self.seqs, want), 0, self.seqs.shape[0] - 1)
+        found = (self.seqs[at] == want).tolist()
+        rows = self.normalised[order][:, at].T.tolist()
+        return [
+            tuple(zip(names, row, strict=True)) if ok else ()
+            for row, ok in zip(rows, found, strict=True)
+        ]
 
 
 @dataclass(frozen=True)

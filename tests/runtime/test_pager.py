@@ -332,6 +332,21 @@ def test_blocks_past_the_horizon_are_counted_and_listed_on_demand(store):
     assert again == plan and again.to_json()["unlisted"] == plan.unlisted
 
 
+def test_a_plan_lists_its_best_omissions_and_makes_the_rest_on_demand(store):
+    from runtime.pager.core import OMITTED_LISTED
+
+    for i in range(700):
+        store.put("s", NewBlock("fact", f"entry {i} of the ledger"))
+    plan = page(store, PageRequest("s", "", profile(4_000)))
+    assert len(plan.omitted) == OMITTED_LISTED and plan.unlisted > 0
+    every = plan.every_omission()
+    assert len(every) == OMITTED_LISTED + plan.unlisted
+    assert len({o.candidate.seq for o in every} | {s.candidate.seq for s in plan.selected}) == 700
+    listed = {o.candidate.seq for o in plan.omitted}
+    rest = [o for o in every if o.candidate.seq not in listed]
+    assert max(o.candidate.score for o in rest) <= min(o.candidate.score for o in plan.omitted)
+
+
 def test_small_budgets_propose_fewer_candidates():
     from runtime.pager.core import candidate_limit
 
