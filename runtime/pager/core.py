@@ -231,9 +231,9 @@ def _tiers(ctx: _Context, query: RetrievalQuery) -> dict[int, int]:
 
 def _items(ctx: _Context, pool: Pool, tiers: Mapping[int, int]) -> list[Item]:
     seqs = pool.seqs
-    scores = zip(pool.merged.tolist(), pool.recency_led.tolist(), strict=True)
     tier_of = [tiers.get(seq, TIER_SCORED) for seq in seqs.tolist()]
-    return ctx.graph.make_many(seqs, ctx.graph.costs(seqs), list(scores), tier_of)
+    scores, led = pool.merged.tolist(), pool.recency_led.tolist()
+    return ctx.graph.make_many(seqs, ctx.graph.costs(seqs), scores, led, tier_of)
 
 
 def _outside_items(ctx: _Context, pool: Pool) -> list[Item]:

@@ -102,13 +102,23 @@ class Scores:
 class Ranking:
     """One retriever's answer to one query: its proposals and a scorer for any seq."""
 
-    def __init__(self, top: Scores, scorer: Any = None, outside: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        top: Scores,
+        scorer: Any = None,
+        outside: Sequence[Any] = (),
+        every: Scores | None = None,
+    ) -> None:
         self.top = top
         self._scorer = scorer
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.outside = tuple(outside)  # (block id, score) for blocks not in the session
+        self._every = every  # scores the retriever already has for these seqs (no second scan)
 
     def score(self, seqs: np.ndarray) -> np.ndarray:
+        every = self._every
+        if every is not None and np.array_equal(every.seqs, seqs):
+            return np.asarray(every.values, dtype=np.float64)
         if self._scorer is not None:
             return np.asarray(self._scorer(seqs), dtype=np.float64)
         if self._sorted is None:
@@ -226,7 +236,8 @@ class EmbeddingRetriever(IndexedRetriever):
             return np.maximum(self._table(query, seqs).scores(seqs, target), 0.0)
 
         every = query.snapshot.present().astype(np.int64)
-        return Ranking(Scores(every, score(every)).best(query.limit), score)
+        scored = Scores(every, score(every))
+        return Ranking(scored.best(query.limit), score, every=scored)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "embedder": self.embedder.key}
