@@ -6,7 +6,8 @@ pages with the full Claude budget, sampled every 0.1 ms) and ``pager_profile.jso
 profiled, and the p50 page time outside the profiler in the same process).
 
 Run: ``python -m bench.profile_pager [--sizes 1000,100000] [--pages 100] [--suffix _horizon]``
-(``--suffix`` goes into the output names, so a new profile can sit beside an older one).
+(``--suffix`` goes into the profiles' names, so a new profile can sit beside an older one;
+pager_profile.json describes the latest run).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def main(out_dir: Path, sizes: tuple[int, ...], pages: int, suffix: str = "") ->
         "interval_s": INTERVAL_S,
         "sizes": rows,
     }
-    return write_result(out_dir, f"pager_profile{suffix}", result)
+    return write_result(out_dir, "pager_profile", result)
 
 
 if __name__ == "__main__":
