@@ -43,7 +43,7 @@ from runtime.pager.plan import (
     omission_key,
     selection_key,
 )
-from runtime.pager.pool import Beyond, Horizon, Pool, Spread, build_pool
+from runtime.pager.pool import Beyond, Horizon, Pool, Spread, among, build_pool
 from runtime.pager.retrievers import (
     NEIGHBOUR_KERNEL,
     PinnedRetriever,
@@ -378,7 +378,7 @@ def _unlisted(
     beyond = pool.beyond
     if beyond is not None:
         decided = np.array([k for k in items if k >= 0], dtype=np.int64)
-        left = ~np.isin(beyond.seqs, decided)
+        left = ~among(beyond.seqs, decided)
         beyond = Beyond(beyond.seqs[left], beyond.merged[left], beyond.names,
                         beyond.normalised[:, left])  # fmt: skip
     if not rest and (beyond is None or beyond.count == 0):

@@ -139,7 +139,7 @@ def build_pool(
     every = query.snapshot.present().astype(np.int64)
     pool = _score(every, active, rankings, neighbours)
     # A candidate is a block some retriever proposes or scores, a fixed one, or a partner.
-    proposed = np.isin(every, np.concatenate([fixed, *(r.top.seqs for r in rankings)]))
+    proposed = among(every, np.concatenate([fixed, *(r.top.seqs for r in rankings)]))
     candidate = _with_partners(query, every, proposed | (pool.merged > 0))
     return _best(query, _cut(pool, candidate), fixed, horizon)
 
@@ -147,12 +147,12 @@ def build_pool(
 def _best(query: RetrievalQuery, pool: Pool, fixed: np.ndarray, horizon: Horizon) -> Pool:
     """Keep the ``fixed`` seqs, the best by merged score up to the horizon, and their partners."""
     size = pool.seqs.shape[0]
-    count = _horizon_count(query, pool, horizon)
-    if size <= count + fixed.shape[0]:
+    top = _horizon(query, pool, horizon)
+    if size <= top.shape[0] + fixed.shape[0]:
         return pool
     keep = np.zeros(size, dtype=bool)
-    keep[_top(pool.seqs, pool.merged, count)] = True
-    keep |= np.isin(pool.seqs, fixed)
+    keep[top] = True
+    keep |= among(pool.seqs, fixed)
     keep = _with_partners(query, pool.seqs, keep)
     rest = ~keep
     beyond = Beyond(pool.seqs[rest], pool.merged[rest], pool.names, pool.normalised[:, rest])
@@ -162,7 +162,16 @@ def _best(query: RetrievalQuery, pool: Pool, fixed: np.ndarray, horizon: Horizon
 def _with_partners(query: RetrievalQuery, seqs: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Return ``keep`` with the tool partners of the kept seqs added."""
     partners = query.snapshot.records["pair"][seqs[keep]].astype(np.int64) - 1
-    return keep | np.isin(seqs, partners[(partners >= 0) & (partners < query.upto)])
+    return keep | among(seqs, partners[(partners >= 0) & (partners < query.upto)])
+
+
+def among(seqs: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Return which of ``seqs`` are in ``wanted`` (both >= 0), by a dense mark: linear."""
+    if seqs.shape[0] == 0 or wanted.shape[0] == 0:
+        return np.zeros(seqs.shape[0], dtype=bool)
+    mark = np.zeros(max(int(seqs.max()), int(wanted.max())) + 1, dtype=bool)
+    mark[wanted] = True
+    return mark[seqs]
 
 
 def _cut(pool: Pool, keep: np.ndarray) -> Pool:
@@ -174,9 +183,9 @@ def _cut(pool: Pool, keep: np.ndarray) -> Pool:
     )  # fmt: skip
 
 
-def _horizon_count(query: RetrievalQuery, pool: Pool, horizon: Horizon) -> int:
-    """Return how many of the best seqs it takes for their estimated tokens to reach the
-    horizon (the first one that reaches it included)."""
+def _horizon(query: RetrievalQuery, pool: Pool, horizon: Horizon) -> np.ndarray:
+    """Return the positions of the best candidates, best first, until their tokens reach the
+    horizon (the first one that reaches it included; at least ``least``, at most ``cap``)."""
     size = pool.seqs.shape[0]
     stats = query.snapshot.stats
     average = 1.5 * stats.total_length / max(stats.n_docs, 1) + 8
@@ -190,7 +199,11 @@ def _horizon_count(query: RetrievalQuery, pool: Pool, horizon: Horizon) -> int:
             break
         guess *= 2
     count = max(count, horizon.least)
-    return count if horizon.cap is None else min(count, horizon.cap)
+    if horizon.cap is not None:
+        count = min(count, horizon.cap)
+    if count > top.shape[0]:
+        top = _top(pool.seqs, pool.merged, count)
+    return top[:count]
 
 
 def _top(seqs: np.ndarray, merged: np.ndarray, count: int) -> np.ndarray:
@@ -214,8 +227,10 @@ def _score(
     outside_ids = sorted({bid for r in rankings for bid, _ in r.outside})
     rows, outside_rows, weights = [], [], []
     for w, ranking in zip(active, rankings, strict=True):
-        given = dict(ranking.outside)
-        raw = np.concatenate([ranking.score(seqs), [given.get(b, 0.0) for b in outside_ids]])
+        raw = ranking.score(seqs)
+        if outside_ids:
+            given = dict(ranking.outside)
+            raw = np.concatenate([raw, [given.get(b, 0.0) for b in outside_ids]])
         scaled = normalise(np.maximum(raw, 0.0))
         rows.append(scaled[: seqs.shape[0]])
         outside_rows.append(scaled[seqs.shape[0] :])
