@@ -11,8 +11,10 @@ Invariants:
   retrievers, BM25 statistics, tool pairs and edges all see only that part, so a trace can be
   re-paged exactly.
 - Every candidate ends in the plan exactly once, selected or omitted, with a reason, its score
-  breakdown and its tokens; the planned tokens never exceed the profile's input budget in the
-  request's render mode (``runtime.packer.rendering`` defines the costs).
+  breakdown and its tokens: listed, or counted in ``PagePlan.unlisted`` and made on demand by
+  ``PagePlan.every_omission`` (past ``OMITTED_LISTED`` omissions, and past the selection
+  horizon of ``runtime.pager.pool``). The planned tokens never exceed the profile's input budget
+  in the request's render mode (``runtime.packer.rendering`` defines the costs).
 - A user retriever passed in ``extra_retrievers`` adds to ``retrievers``; it never replaces them.
 """
 

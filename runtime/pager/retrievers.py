@@ -21,9 +21,9 @@ Invariants:
   speaker, a tool); pinned is 1 for pinned blocks.
 - Neighbours: relevance spreads along the session, because evidence clusters (an answer follows
   its question). A candidate's neighbour score is ``sum_k kernel[k] * (R(seq-k-1) + R(seq+k+1))``
-  where R is the merged relevance of the other relevance retrievers (0 outside the pool), divided
-  by its largest possible value ``2 * sum(kernel)`` rather than by the pool's best, so the spread
-  keeps the scale of the relevance it spreads. On LoCoMo it is worth about 8 points of evidence
+  where R is the merged relevance of the other relevance retrievers (every block of the session
+  is scored; 0 where no block is), divided by its largest possible value ``2 * sum(kernel)``
+  rather than by the pool's best, so the spread keeps the scale of the relevance it spreads. On LoCoMo it is worth about 8 points of evidence
   recall at 4,000 tokens (bench/bench_locomo.py).
 """
 
