@@ -45,7 +45,7 @@ from runtime.pager.plan import (
     omission_key,
     selection_key,
 )
-from runtime.pager.pool import Beyond, Horizon, Pool, Spread, among, build_pool
+from runtime.pager.pool import Beyond, Horizon, Pool, Spread, among, breakdowns, build_pool
 from runtime.pager.retrievers import (
     NEIGHBOUR_KERNEL,
     PinnedRetriever,
@@ -354,11 +354,10 @@ class Unlisted:
         beyond, graph = self.beyond, self.graph
         if beyond is None:
             return out
-        scored = Pool(beyond.seqs, beyond.names, beyond.normalised, beyond.merged,
-                      beyond.merged, ())  # fmt: skip
+        pairs = breakdowns(beyond.seqs, beyond.names, beyond.normalised, beyond.seqs)
         rows = zip(
-            beyond.seqs.tolist(), graph.costs(beyond.seqs), beyond.merged.tolist(),
-            scored.breakdowns(), strict=True,
+            beyond.seqs.tolist(), graph.costs(beyond.seqs), beyond.merged.tolist(), pairs,
+            strict=True,
         )  # fmt: skip
         for seq, cost, merged, scores in rows:
             kind = graph.snapshot.kind(seq)

@@ -69,18 +69,26 @@ class Pool:
         self, seqs: Sequence[int] | np.ndarray
     ) -> list[tuple[tuple[str, float], ...]]:
         """Return the breakdown of each of ``seqs`` (an empty one for a seq not in the pool)."""
-        want = np.asarray(seqs, dtype=np.int64)
-        if self.seqs.shape[0] == 0 or not self.names:
-            return [()] * want.shape[0]
-        order = sorted(range(len(self.names)), key=self.names.__getitem__)
-        names = [self.names[i] for i in order]
-        at = np.clip(np.searchsorted(self.seqs, want), 0, self.seqs.shape[0] - 1)
-        found = (self.seqs[at] == want).tolist()
-        rows = self.normalised[order][:, at].T.tolist()
-        return [
-            tuple(zip(names, row, strict=True)) if ok else ()
-            for row, ok in zip(rows, found, strict=True)
-        ]
+        return breakdowns(self.seqs, self.names, self.normalised, seqs)
+
+
+def breakdowns(
+    have: np.ndarray, names: Sequence[str], normalised: np.ndarray, seqs: Sequence[int] | np.ndarray
+) -> list[tuple[tuple[str, float], ...]]:
+    """Return (retriever, normalised score) pairs by name for each of ``seqs``, read from the
+    columns of ``normalised`` (one per seq of ``have``, ascending); empty for a seq not there."""
+    want = np.asarray(seqs, dtype=np.int64)
+    if have.shape[0] == 0 or not names:
+        return [()] * want.shape[0]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    named = [names[i] for i in order]
+    at = np.clip(np.searchsorted(have, want), 0, have.shape[0] - 1)
+    found = (have[at] == want).tolist()
+    rows = normalised[order][:, at].T.tolist()
+    return [
+        tuple(zip(named, row, strict=True)) if ok else ()
+        for row, ok in zip(rows, found, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
