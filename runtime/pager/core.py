@@ -11,16 +11,18 @@ Invariants:
   retrievers, BM25 statistics, tool pairs and edges all see only that part, so a trace can be
   re-paged exactly.
 - Every candidate ends in the plan exactly once, selected or omitted, with a reason, its score
-  breakdown and its tokens; the planned tokens never exceed the profile's input budget in the
-  request's render mode (``runtime.packer.rendering`` defines the costs).
+  breakdown and its tokens: listed, or counted in ``PagePlan.unlisted`` and made on demand by
+  ``PagePlan.every_omission`` (past ``OMITTED_LISTED`` omissions, and past the selection
+  horizon of ``runtime.pager.pool``). The planned tokens never exceed the profile's input budget
+  in the request's render mode (``runtime.packer.rendering`` defines the costs).
 - A user retriever passed in ``extra_retrievers`` adds to ``retrievers``; it never replaces them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -35,13 +37,15 @@ from runtime.pager.graph import SessionGraph
 from runtime.pager.plan import (
     Candidate,
     Omission,
+    OmissionReason,
     PagePlan,
     SectionUsage,
     Selection,
+    SelectionReason,
     omission_key,
     selection_key,
 )
-from runtime.pager.pool import Pool, Spread, build_pool
+from runtime.pager.pool import Beyond, Horizon, Pool, Spread, among, breakdowns, build_pool
 from runtime.pager.retrievers import (
     NEIGHBOUR_KERNEL,
     PinnedRetriever,
@@ -50,12 +54,13 @@ from runtime.pager.retrievers import (
     default_stack,
     seqs_of,
 )
-from runtime.pager.sections import VARIABLE_SECTIONS, Section, allocate
+from runtime.pager.sections import VARIABLE_SECTIONS, Section, allocate, section_of
 from runtime.pager.selection import (
     TIER_PINNED,
     TIER_REQUIRED,
     TIER_SCORED,
     TIER_STANDING,
+    Decision,
     Item,
     Limits,
 )
@@ -78,7 +83,7 @@ class PageOptions:
     dedupe: bool = True
     neighbour_kernel: tuple[float, ...] = NEIGHBOUR_KERNEL
     neighbour_weight: float = 3.75
-    limit: int = 512  # most candidates each retriever may propose (see candidate_limit)
+    limit: int | None = None  # a cap on the horizon's candidates; None: the budget decides
     render: RenderMode = RenderMode.BOTH
 
     def to_json(self) -> dict[str, Any]:
@@ -159,33 +164,43 @@ def page(store: BlockStore, request: PageRequest) -> PagePlan:
     snapshot = reader_for(store).snapshot(store, request.session, request.upto)
     tokenizer = get_tokenizer(request.profile.tokenizer)
     terms = tuple(query_terms(request.task))
-    limit = candidate_limit(request.options.limit, request.profile.input_budget, snapshot)
+    budget = request.profile.input_budget
+    limit = candidate_limit(request.options.limit, budget, snapshot)
     query = RetrievalQuery(store, request.session, request.task, terms, snapshot, limit)
     graph = SessionGraph(store, snapshot, tokenizer, request.options)
     ctx = _Context(request, store, snapshot, tokenizer, graph)
     tiers = _tiers(ctx, query)
     spread = Spread(request.options.neighbour_kernel, request.options.neighbour_weight)
     fixed = np.array(sorted(tiers), dtype=np.int64)
-    pool = build_pool(query, request.stack, spread, fixed)
+    horizon = Horizon(
+        HORIZON_BUDGETS * budget, graph.cost_array, MIN_CANDIDATES, request.options.limit
+    )
+    pool = build_pool(query, request.stack, spread, fixed, horizon)
     items = _items(ctx, pool, tiers) + _outside_items(ctx, pool)
     outcome = run_selection(items, _limits(ctx), graph)
     return _plan(ctx, pool, {i.key: i for i in items} | graph.made, outcome)
 
 
-def candidate_limit(cap: int, budget: int, snapshot: Snapshot) -> int:
-    """Return how many candidates each retriever proposes: ``cap``, or fewer for small budgets.
+HORIZON_BUDGETS = 2  # selection looks this many input budgets of tokens down the merged order
+MIN_CANDIDATES = 64  # and at never fewer candidates than this
 
-    Proposing many times more blocks than the budget can hold only costs time, so the limit is
-    four budgets' worth of blocks of the session's average size (estimated from its term counts:
-    about 1.5 tokens per term plus framing), never under 64.
+
+def candidate_limit(cap: int | None, budget: int, snapshot: Snapshot) -> int:
+    """Return how many blocks each retriever proposes: four budgets' worth of blocks of the
+    session's average size (estimated from its term counts: about 1.5 tokens per term plus
+    framing), never under 64, and never over ``cap`` when one is given.
+
+    Proposals only matter for user retrievers (a block they do not list scores 0): the built-in
+    retrievers score every block of the session.
     """
     stats = snapshot.stats
     average = 1.5 * stats.total_length / max(stats.n_docs, 1) + 8
-    return max(64, min(cap, int(4 * budget / average)))
+    wanted = int(4 * budget / average)
+    return max(MIN_CANDIDATES, wanted if cap is None else min(cap, wanted))
 
 
 def _check(request: PageRequest) -> None:
-    if request.options.limit < 1:
+    if request.options.limit is not None and request.options.limit < 1:
         raise InvalidInput("options.limit must be at least 1 candidate per retriever")
     for w in request.stack:
         if w.weight < 0:
@@ -214,9 +229,9 @@ def _tiers(ctx: _Context, query: RetrievalQuery) -> dict[int, int]:
 
 def _items(ctx: _Context, pool: Pool, tiers: Mapping[int, int]) -> list[Item]:
     seqs = pool.seqs
-    scores = zip(pool.merged.tolist(), pool.recency_led.tolist(), strict=True)
     tier_of = [tiers.get(seq, TIER_SCORED) for seq in seqs.tolist()]
-    return ctx.graph.make_many(seqs, ctx.graph.costs(seqs), list(scores), tier_of)
+    scores, led = pool.merged.tolist(), pool.recency_led.tolist()
+    return ctx.graph.make_many(seqs, ctx.graph.costs(seqs), scores, led, tier_of)
 
 
 def _outside_items(ctx: _Context, pool: Pool) -> list[Item]:
@@ -247,24 +262,26 @@ def _limits(ctx: _Context) -> Limits:
     )
 
 
+OMITTED_LISTED = 256  # omissions a plan lists (the best scored); the rest are made on demand
+
+
 def _plan(ctx: _Context, pool: Pool, items: Mapping[int, Item], outcome: Any) -> PagePlan:
-    breakdowns = dict(zip(pool.seqs.tolist(), pool.breakdowns(), strict=True))
-    outside = {o.block_id: o.scores for o in pool.outside}
-    selected, omitted = [], []
+    chosen: list[tuple[Item, Decision]] = []
+    left: list[tuple[Item, Decision]] = []
     for d in outcome.decisions:
-        item = items[d.key]
-        scores = outside.get(item.block_id, ()) if item.outside else ()
-        if item.seq is not None:
-            scores = breakdowns.get(item.seq, ())
-        candidate = Candidate(
-            item.block_id, item.seq, item.kind, item.section, item.cost, item.priority,
-            item.score, scores,
-        )  # fmt: skip
-        if d.selected:
-            selected.append(Selection(candidate, d.reason, d.via))
-        else:
-            omitted.append(Omission(candidate, d.reason, d.via))
+        (chosen if d.selected else left).append((items[d.key], d))
+    rest: list[tuple[Item, Decision]] = []
+    if len(left) > OMITTED_LISTED:
+        left.sort(key=lambda pair: (-pair[0].score, -_seq(pair[0]), pair[0].block_id))
+        left, rest = left[:OMITTED_LISTED], left[OMITTED_LISTED:]
+    selected = [
+        Selection(c, cast(SelectionReason, d.reason), d.via) for c, d in _candidates(pool, chosen)
+    ]
+    omitted = [
+        Omission(c, cast(OmissionReason, d.reason), d.via) for c, d in _candidates(pool, left)
+    ]
     request = ctx.request
+    unlisted = _unlisted(ctx, pool, items, tuple(rest))
     return PagePlan(
         session=request.session,
         task=request.task,
@@ -278,7 +295,92 @@ def _plan(ctx: _Context, pool: Pool, items: Mapping[int, Item], outcome: Any) ->
         budget=request.profile.input_budget,
         tokens=outcome.total,
         settings=request.settings() | {"score_names": list(pool.names)},
+        unlisted=0 if unlisted is None else unlisted.count,
+        beyond=unlisted,
     )
+
+
+def _seq(item: Item) -> int:
+    return -1 if item.seq is None else item.seq
+
+
+def _candidates(
+    pool: Pool, decided: Sequence[tuple[Item, Decision]]
+) -> list[tuple[Candidate, Decision]]:
+    """Return the candidate of each decided item, with its score breakdown."""
+    outside = {o.block_id: o.scores for o in pool.outside}
+    inside = pool.breakdowns_of([_seq(item) for item, _ in decided])
+    out = []
+    for (item, d), scores in zip(decided, inside, strict=True):
+        if item.seq is None:
+            scores = outside.get(item.block_id, ()) if item.outside else ()
+        candidate = Candidate(
+            item.block_id, item.seq, item.kind, item.section, item.cost, item.priority,
+            item.score, scores,
+        )  # fmt: skip
+        out.append((candidate, d))
+    return out
+
+
+@dataclass(frozen=True)
+class Unlisted:
+    """The omissions a plan does not list: blocks past the horizon that selection never
+    reached (arrays), and omissions past ``OMITTED_LISTED`` (decided, made into objects here).
+
+    A block past the horizon is ``below-threshold`` if its merged score is under the threshold,
+    else ``global-budget``: two budgets' worth of better-scored blocks came before it.
+    """
+
+    beyond: Beyond | None
+    rest: tuple[tuple[Item, Decision], ...]
+    pool: Pool
+    graph: SessionGraph
+    threshold: float
+
+    @property
+    def count(self) -> int:
+        return len(self.rest) + (0 if self.beyond is None else self.beyond.count)
+
+    def omissions(self) -> list[Omission]:
+        """Return every unlisted omission (costs counted now, if not cached)."""
+        out = [
+            Omission(c, cast(OmissionReason, d.reason), d.via)
+            for c, d in _candidates(self.pool, self.rest)
+        ]
+        beyond, graph = self.beyond, self.graph
+        if beyond is None:
+            return out
+        pairs = breakdowns(beyond.seqs, beyond.names, beyond.normalised, beyond.seqs)
+        rows = zip(
+            beyond.seqs.tolist(), graph.costs(beyond.seqs), beyond.merged.tolist(), pairs,
+            strict=True,
+        )  # fmt: skip
+        for seq, cost, merged, scores in rows:
+            kind = graph.snapshot.kind(seq)
+            prio = float(graph.snapshot.records["prio"][seq])
+            candidate = Candidate(
+                graph.snapshot.block_id(seq), seq, kind, section_of(kind), cost, prio, merged,
+                scores,
+            )  # fmt: skip
+            below = merged < self.threshold
+            reason = OmissionReason.BELOW_THRESHOLD if below else OmissionReason.GLOBAL_BUDGET
+            out.append(Omission(candidate, reason))
+        return out
+
+
+def _unlisted(
+    ctx: _Context, pool: Pool, items: Mapping[int, Item], rest: tuple[tuple[Item, Decision], ...]
+) -> Unlisted | None:
+    """Return what the plan does not list, or None when it lists every omission."""
+    beyond = pool.beyond
+    if beyond is not None:
+        decided = np.array([k for k in items if k >= 0], dtype=np.int64)
+        left = ~among(beyond.seqs, decided)
+        beyond = Beyond(beyond.seqs[left], beyond.merged[left], beyond.names,
+                        beyond.normalised[:, left])  # fmt: skip
+    if not rest and (beyond is None or beyond.count == 0):
+        return None
+    return Unlisted(beyond, rest, pool, ctx.graph, ctx.request.options.threshold)
 
 
 def _usage(outcome: Any, frame: int) -> tuple[SectionUsage, ...]:

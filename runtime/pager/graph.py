@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from runtime.indexes.sessionindex import (
     KIND_CODES,
 )
 from runtime.indexes.snapshot import Snapshot
-from runtime.packer.rendering import CostCache
+from runtime.packer.rendering import CostCache, RenderMode
 from runtime.pager.sections import DEFAULT_SECTION as SECTION
 from runtime.pager.sections import section_of
 from runtime.pager.selection import TIER_SCORED, Item
@@ -87,8 +88,16 @@ class SessionGraph:
 
     def costs(self, seqs: np.ndarray) -> list[int]:
         """Return each seq's cost under the page's render mode."""
+        return self.cost_array(seqs).tolist()
+
+    def cost_array(self, seqs: np.ndarray) -> np.ndarray:
+        """Return each seq's cost under the page's render mode, as an int64 array."""
         rows = self.cost_rows(seqs)
-        return [self.mode.pick(int(s), int(c)) for s, c in rows.tolist()]
+        if self.mode is RenderMode.STRING:
+            return rows[:, 0]
+        if self.mode is RenderMode.CHAT:
+            return rows[:, 1]
+        return rows.max(axis=1)
 
     def _cost_table(self) -> np.ndarray:
         key = f"costs:{self.tokenizer.version}"
@@ -121,25 +130,22 @@ class SessionGraph:
         self,
         seqs: np.ndarray,
         costs: Sequence[int],
-        scores: Sequence[tuple[float, bool]],
+        scores: Sequence[float],
+        recency_led: Sequence[bool],
         tiers: Sequence[int],
     ) -> list[Item]:
         """Return the items of many pool seqs at once (the page's hot path)."""
         rows = self.snapshot.records[seqs]
         hexed = rows["id"].tobytes().hex()
         kinds = [KIND_CODES[k] for k in rows["kind"].tolist()]
-        partners = self._partners(seqs, rows, kinds)
-        items = []
-        for i, (seq, kind, prio) in enumerate(
-            zip(seqs.tolist(), kinds, rows["prio"].tolist(), strict=False)
-        ):
-            score, led = scores[i]
-            item = Item(
-                seq, hexed[64 * i : 64 * i + 64], seq, kind, SECTION[kind], costs[i], prio,
-                score, tiers[i], led, partners[i], False,
-            )  # fmt: skip
-            self.known[seq] = item
-            items.append(item)
+        order = seqs.tolist()
+        columns = zip(
+            order, [hexed[n : n + 64] for n in range(0, 64 * len(order), 64)], order, kinds,
+            [SECTION[k] for k in kinds], costs, rows["prio"].tolist(), scores, tiers,
+            recency_led, self._partners(seqs, rows, kinds), repeat(False),
+        )  # fmt: skip
+        items = list(map(Item._make, columns))
+        self.known.update(zip(order, items, strict=True))
         return items
 
     def _partners(self, seqs: np.ndarray, rows: np.ndarray, kinds: Sequence[BlockKind]) -> list:

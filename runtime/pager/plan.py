@@ -43,7 +43,7 @@ Reasons a block is omitted:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -206,6 +206,17 @@ class PagePlan:
     tokens: int  # planned prompt tokens under ``render``: framing, headers and blocks
     settings: Mapping[str, Any]  # the retriever stack, budgets and options (JSON-ready)
     recall: bool = False  # demand paging: the request offers the recall tool
+    # Blocks of the session scored but past the selection horizon: all omitted, counted here
+    # and listed on demand (``every_omission``), so a plan's size does not grow with the session.
+    unlisted: int = 0
+    beyond: Any = field(default=None, compare=False, repr=False)
+
+    def every_omission(self) -> tuple[Omission, ...]:
+        """Return ``omitted`` and the unlisted omissions, in ``omitted``'s order (the latter are
+        made from the page's arrays now; a plan read back from JSON has only the count)."""
+        if self.beyond is None:
+            return self.omitted
+        return tuple(sorted((*self.omitted, *self.beyond.omissions()), key=omission_key))
 
     @property
     def stand_ins(self) -> tuple[Selection, ...]:
@@ -243,6 +254,8 @@ class PagePlan:
         }
         if self.recall:  # absent otherwise, so plans without paging keep their JSON
             data["recall"] = True
+        if self.unlisted:  # absent otherwise, so plans of small sessions keep their JSON
+            data["unlisted"] = self.unlisted
         return data
 
     @classmethod
@@ -262,6 +275,7 @@ class PagePlan:
             tokens=int(data["tokens"]),
             settings=dict(data["settings"]),
             recall=bool(data.get("recall", False)),
+            unlisted=int(data.get("unlisted", 0)),
         )
 
 

@@ -7,21 +7,24 @@ score with its per-retriever breakdown.
 Invariants:
 - The pool is built from seqs, so it never lists a block of the session twice at the same seq;
   the same block at two seqs is two candidates (duplicates are decided by selection).
-- Each retriever proposes at most ``limit`` seqs. Recency reads the tail, BM25 and lexical read
-  postings; the embedding retriever is an exact scan of the session's cached vectors (one
-  matrix-vector product), at every session size.
-- The pool handed to selection is the fixed seqs (required, pinned, standing), the ``limit``
-  best by merged score (ties to the newer seq), and the tool partners of those: selection works
-  in merged-score order, so what is cut could only have been packed with a larger ``limit``.
-- Scores are those of ``runtime.pager.retrievers``: normalised per retriever over the pool (blocks
-  from outside the session included), merged as a weighted mean, so every merged score is in
-  [0, 1] and every candidate has a score from every retriever in the stack.
+- Every block of the session is scored by every active retriever, over numpy arrays (cost
+  linear in the session's size; no fixed count of candidates). A block is a candidate when a
+  retriever proposes it or scores it above 0, when it is fixed (required, pinned, standing), or
+  when it is the tool partner of a candidate.
+- Selection's Python stage sees the fixed seqs, the best candidates by merged score (ties to
+  the newer seq) until their tokens reach the ``Horizon`` (two input budgets, at least 64
+  candidates), and the tool partners of those. The rest (``Beyond``) stay arrays: selection
+  works in merged-score order, so with two budgets of better blocks ahead of them the prompt is
+  full before it would reach them; the plan counts them and lists them on demand.
+- Scores are those of ``runtime.pager.retrievers``: normalised per retriever over the
+  candidates (blocks from outside the session included), merged as a weighted mean, so every
+  merged score is in [0, 1] and every candidate has a score from every retriever in the stack.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -56,13 +59,36 @@ class Pool:
     merged: np.ndarray
     recency_led: np.ndarray  # bool: non-relevance retrievers outweigh the relevance ones
     outside: tuple[OutsideScore, ...]
+    beyond: Beyond | None = None  # scored blocks past the horizon (None: every one is kept)
 
     def breakdowns(self) -> list[tuple[tuple[str, float], ...]]:
         """Return each candidate's (retriever, normalised score) pairs, sorted by name."""
-        order = sorted(range(len(self.names)), key=self.names.__getitem__)
-        names = [self.names[i] for i in order]
-        rows = self.normalised[order].T.tolist() if order else [[]] * self.seqs.shape[0]
-        return [tuple(zip(names, row, strict=True)) for row in rows]
+        return self.breakdowns_of(self.seqs)
+
+    def breakdowns_of(
+        self, seqs: Sequence[int] | np.ndarray
+    ) -> list[tuple[tuple[str, float], ...]]:
+        """Return the breakdown of each of ``seqs`` (an empty one for a seq not in the pool)."""
+        return breakdowns(self.seqs, self.names, self.normalised, seqs)
+
+
+def breakdowns(
+    have: np.ndarray, names: Sequence[str], normalised: np.ndarray, seqs: Sequence[int] | np.ndarray
+) -> list[tuple[tuple[str, float], ...]]:
+    """Return (retriever, normalised score) pairs by name for each of ``seqs``, read from the
+    columns of ``normalised`` (one per seq of ``have``, ascending); empty for a seq not there."""
+    want = np.asarray(seqs, dtype=np.int64)
+    if have.shape[0] == 0 or not names:
+        return [()] * want.shape[0]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    named = [names[i] for i in order]
+    at = np.clip(np.searchsorted(have, want), 0, have.shape[0] - 1)
+    found = (have[at] == want).tolist()
+    rows = normalised[order][:, at].T.tolist()
+    return [
+        tuple(zip(named, row, strict=True)) if ok else ()
+        for row, ok in zip(rows, found, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -77,76 +103,127 @@ class Spread:
         return self.weight > 0 and any(k > 0 for k in self.kernel)
 
 
+@dataclass(frozen=True)
+class Horizon:
+    """How far down the merged order candidates reach selection's Python stage.
+
+    Every block of the session is scored; selection then looks at the fixed seqs, the best by
+    merged score until their estimated tokens reach ``tokens`` (at least ``least`` of them, at
+    most ``cap`` when the caller set one), and their tool partners. Blocks past the horizon are
+    decided from the arrays (``Beyond``): with ``tokens`` several budgets' worth of better
+    blocks ahead of them, the prompt is full before selection would reach them.
+    """
+
+    tokens: int
+    cost: Callable[[np.ndarray], np.ndarray]  # seqs -> their tokens (int64)
+    least: int = 64
+    cap: int | None = None
+
+
+@dataclass(frozen=True)
+class Beyond:
+    """The scored blocks of the session past the horizon: arrays, made into objects on demand."""
+
+    seqs: np.ndarray  # int64, ascending
+    merged: np.ndarray
+    names: tuple[str, ...]
+    normalised: np.ndarray  # (len(names), len(seqs))
+
+    @property
+    def count(self) -> int:
+        return int(self.seqs.shape[0])
+
+
 def build_pool(
     query: RetrievalQuery,
     stack: Sequence[Weighted],
     neighbours: Spread,
     fixed: np.ndarray,
+    horizon: Horizon,
 ) -> Pool:
-    """Run ``stack``, score the union of its proposals with the ``fixed`` seqs, keep the best."""
+    """Run ``stack``, score every block of the session, keep the horizon for selection."""
     active = [w for w in stack if w.weight > 0]
     rankings = [run_retriever(w, query) for w in active]
-    seqs = _union([fixed, *(r.top.seqs for r in rankings)])
-    if neighbours.active:
-        seqs = _with_neighbours(query, seqs, active, rankings, len(neighbours.kernel))
-    seqs = _with_partners(query, seqs)
-    return _best(query, _score(seqs, active, rankings, neighbours), fixed)
+    every = query.snapshot.present().astype(np.int64)
+    pool = _score(every, active, rankings, neighbours)
+    # A candidate is a block some retriever proposes or scores, a fixed one, or a partner.
+    proposed = among(every, np.concatenate([fixed, *(r.top.seqs for r in rankings)]))
+    candidate = _with_partners(query, every, proposed | (pool.merged > 0))
+    return _best(query, _cut(pool, candidate), fixed, horizon)
 
 
-def _best(query: RetrievalQuery, pool: Pool, fixed: np.ndarray) -> Pool:
-    """Keep the ``fixed`` seqs, the ``limit`` best by merged score, and their tool partners."""
-    if pool.seqs.shape[0] <= query.limit + fixed.shape[0]:
+def _best(query: RetrievalQuery, pool: Pool, fixed: np.ndarray, horizon: Horizon) -> Pool:
+    """Keep the ``fixed`` seqs, the best by merged score up to the horizon, and their partners."""
+    size = pool.seqs.shape[0]
+    top = _horizon(query, pool, horizon)
+    if size <= top.shape[0] + fixed.shape[0]:
         return pool
-    order = np.lexsort((-pool.seqs, -pool.merged))[: query.limit]
-    keep = np.zeros(pool.seqs.shape[0], dtype=bool)
-    keep[order] = True
-    keep |= np.isin(pool.seqs, fixed)
-    partners = query.snapshot.records["pair"][pool.seqs[keep]].astype(np.int64) - 1
-    keep |= np.isin(pool.seqs, partners[partners >= 0])
+    keep = np.zeros(size, dtype=bool)
+    keep[top] = True
+    keep |= among(pool.seqs, fixed)
+    keep = _with_partners(query, pool.seqs, keep)
+    rest = ~keep
+    beyond = Beyond(pool.seqs[rest], pool.merged[rest], pool.names, pool.normalised[:, rest])
+    return replace(_cut(pool, keep), beyond=beyond)
+
+
+def _with_partners(query: RetrievalQuery, seqs: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Return ``keep`` with the tool partners of the kept seqs added."""
+    partners = query.snapshot.records["pair"][seqs[keep]].astype(np.int64) - 1
+    return keep | among(seqs, partners[(partners >= 0) & (partners < query.upto)])
+
+
+def among(seqs: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Return which of ``seqs`` are in ``wanted`` (both >= 0), by a dense mark: linear."""
+    if seqs.shape[0] == 0 or wanted.shape[0] == 0:
+        return np.zeros(seqs.shape[0], dtype=bool)
+    mark = np.zeros(max(int(seqs.max()), int(wanted.max())) + 1, dtype=bool)
+    mark[wanted] = True
+    return mark[seqs]
+
+
+def _cut(pool: Pool, keep: np.ndarray) -> Pool:
+    if keep.all():
+        return pool
     return Pool(
         pool.seqs[keep], pool.names, pool.normalised[:, keep], pool.merged[keep],
         pool.recency_led[keep], pool.outside,
     )  # fmt: skip
 
 
-def _union(parts: Sequence[np.ndarray]) -> np.ndarray:
-    arrays = [np.asarray(p, dtype=np.int64) for p in parts if len(p)]
-    return np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, dtype=np.int64)
+def _horizon(query: RetrievalQuery, pool: Pool, horizon: Horizon) -> np.ndarray:
+    """Return the positions of the best candidates, best first, until their tokens reach the
+    horizon (the first one that reaches it included; at least ``least``, at most ``cap``)."""
+    size = pool.seqs.shape[0]
+    stats = query.snapshot.stats
+    average = 1.5 * stats.total_length / max(stats.n_docs, 1) + 8
+    guess = horizon.least + int(0.5 * horizon.tokens / average)  # a first guess; doubled if short
+    while True:
+        guess = min(guess, size)
+        top = _top(pool.seqs, pool.merged, guess)
+        reached = np.cumsum(horizon.cost(pool.seqs[top])) >= horizon.tokens
+        if reached.any() or guess >= size:
+            count = int(np.argmax(reached)) + 1 if reached.any() else size
+            break
+        guess *= 2
+    count = max(count, horizon.least)
+    if horizon.cap is not None:
+        count = min(count, horizon.cap)
+    if count > top.shape[0]:
+        top = _top(pool.seqs, pool.merged, count)
+    return top[:count]
 
 
-def _relevance(
-    seqs: np.ndarray, active: Sequence[Weighted], rankings: Sequence[Ranking]
-) -> np.ndarray:
-    total, weight = np.zeros(seqs.shape[0]), 0.0
-    for w, ranking in zip(active, rankings, strict=True):
-        if w.relevance:
-            total += w.weight * normalise(ranking.score(seqs))
-            weight += w.weight
-    return total / weight if weight > 0 else total
-
-
-def _with_neighbours(
-    query: RetrievalQuery,
-    seqs: np.ndarray,
-    active: Sequence[Weighted],
-    rankings: Sequence[Ranking],
-    reach: int,
-) -> np.ndarray:
-    relevance = _relevance(seqs, active, rankings)
-    hits = seqs[relevance > 0]
-    # The spread matters around the strongest hits; a quarter of the limit bounds the growth.
-    order = np.lexsort((-hits, -relevance[relevance > 0]))[: max(16, query.limit // 4)]
-    offsets = np.concatenate([np.arange(-reach, 0), np.arange(1, reach + 1)])
-    near = (hits[order][:, None] + offsets[None, :]).ravel()
-    near = near[(near >= 0) & (near < query.upto)]
-    near = near[query.snapshot.records["kind"][near] != 255]
-    return _union([seqs, near])
-
-
-def _with_partners(query: RetrievalQuery, seqs: np.ndarray) -> np.ndarray:
-    pair = query.snapshot.records["pair"][seqs].astype(np.int64) - 1
-    partners = pair[(pair >= 0) & (pair < query.upto)]
-    return _union([seqs, partners]) if partners.shape[0] else seqs
+def _top(seqs: np.ndarray, merged: np.ndarray, count: int) -> np.ndarray:
+    """Return the positions of the ``count`` best by merged score (ties to the newer seq), best
+    first: a linear partition, then a sort of the survivors and every tie at the cut."""
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    at = np.arange(seqs.shape[0])
+    if seqs.shape[0] > count:
+        cut = merged[np.argpartition(-merged, count - 1)[count - 1]]
+        at = at[merged >= cut]
+    return at[np.lexsort((-seqs[at], -merged[at]))[:count]]
 
 
 def _score(
@@ -158,8 +235,10 @@ def _score(
     outside_ids = sorted({bid for r in rankings for bid, _ in r.outside})
     rows, outside_rows, weights = [], [], []
     for w, ranking in zip(active, rankings, strict=True):
-        given = dict(ranking.outside)
-        raw = np.concatenate([ranking.score(seqs), [given.get(b, 0.0) for b in outside_ids]])
+        raw = ranking.score(seqs)
+        if outside_ids:
+            given = dict(ranking.outside)
+            raw = np.concatenate([raw, [given.get(b, 0.0) for b in outside_ids]])
         scaled = normalise(np.maximum(raw, 0.0))
         rows.append(scaled[: seqs.shape[0]])
         outside_rows.append(scaled[seqs.shape[0] :])

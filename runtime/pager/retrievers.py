@@ -21,9 +21,9 @@ Invariants:
   speaker, a tool); pinned is 1 for pinned blocks.
 - Neighbours: relevance spreads along the session, because evidence clusters (an answer follows
   its question). A candidate's neighbour score is ``sum_k kernel[k] * (R(seq-k-1) + R(seq+k+1))``
-  where R is the merged relevance of the other relevance retrievers (0 outside the pool), divided
-  by its largest possible value ``2 * sum(kernel)`` rather than by the pool's best, so the spread
-  keeps the scale of the relevance it spreads. On LoCoMo it is worth about 8 points of evidence
+  where R is the merged relevance of the other relevance retrievers (every block of the session
+  is scored; 0 where no block is), divided by its largest possible value ``2 * sum(kernel)``
+  rather than by the pool's best, so the spread keeps the scale of the relevance it spreads. On LoCoMo it is worth about 8 points of evidence
   recall at 4,000 tokens (bench/bench_locomo.py).
 """
 
@@ -102,13 +102,23 @@ class Scores:
 class Ranking:
     """One retriever's answer to one query: its proposals and a scorer for any seq."""
 
-    def __init__(self, top: Scores, scorer: Any = None, outside: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        top: Scores,
+        scorer: Any = None,
+        outside: Sequence[Any] = (),
+        every: Scores | None = None,
+    ) -> None:
         self.top = top
         self._scorer = scorer
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.outside = tuple(outside)  # (block id, score) for blocks not in the session
+        self._every = every  # scores the retriever already has for these seqs (no second scan)
 
     def score(self, seqs: np.ndarray) -> np.ndarray:
+        every = self._every
+        if every is not None and np.array_equal(every.seqs, seqs):
+            return np.asarray(every.values, dtype=np.float64)
         if self._scorer is not None:
             return np.asarray(self._scorer(seqs), dtype=np.float64)
         if self._sorted is None:
@@ -226,7 +236,8 @@ class EmbeddingRetriever(IndexedRetriever):
             return np.maximum(self._table(query, seqs).scores(seqs, target), 0.0)
 
         every = query.snapshot.present().astype(np.int64)
-        return Ranking(Scores(every, score(every)).best(query.limit), score)
+        scored = Scores(every, score(every))
+        return Ranking(scored.best(query.limit), score, every=scored)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "embedder": self.embedder.key}
@@ -423,9 +434,13 @@ def spread(seqs: np.ndarray, relevance: np.ndarray, kernel: Sequence[float]) -> 
     out = np.zeros(seqs.shape[0], dtype=np.float64)
     if seqs.shape[0] == 0:
         return out
-    last = seqs.shape[0] - 1
+    # A dense copy of the relevance (zeros between the seqs and around them), so each
+    # neighbour is one gather: linear in the span of the seqs.
+    reach, low = len(kernel), int(seqs[0])
+    dense = np.zeros(int(seqs[-1]) - low + 1 + 2 * reach, dtype=np.float64)
+    at = seqs - low + reach
+    dense[at] = relevance
     for k, weight in enumerate(kernel, start=1):
         for offset in (-k, k):
-            at = np.clip(np.searchsorted(seqs, seqs + offset), 0, last)
-            out += weight * np.where(seqs[at] == seqs + offset, relevance[at], 0.0)
+            out += weight * dense[at + offset]
     return out

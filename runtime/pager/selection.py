@@ -92,8 +92,9 @@ class Limits:
     dependency_depth: int = 1
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """What selection decided for one item (a NamedTuple: thousands are made per page)."""
+
     key: int
     selected: bool
     reason: SelectionReason | OmissionReason

@@ -305,6 +305,48 @@ def test_the_pool_keeps_the_best_candidates_plus_fixed_blocks_and_tool_partners(
     assert kinds[BlockKind.TOOL_CALL] == kinds[BlockKind.TOOL_RESULT]  # never half a pair
 
 
+def test_every_block_is_a_candidate_past_any_fixed_count(store):
+    # Issue 16: with room for the whole session, all 700 blocks are selected (the pool used to
+    # stop at 512 candidates, so an old block no retriever ranked high was never seen).
+    ids = [store.put("s", NewBlock("fact", f"entry {i} of the ledger")).id for i in range(700)]
+    plan = page(store, PageRequest("s", "", profile(100_000)))
+    assert plan.unlisted == 0 and not plan.omitted
+    assert sorted(s.candidate.block_id for s in plan.selected) == sorted(ids)
+
+
+def test_blocks_past_the_horizon_are_counted_and_listed_on_demand(store):
+    ids = [store.put("s", NewBlock("fact", f"entry {i} of the ledger")).id for i in range(600)]
+    plan = page(store, PageRequest("s", "", profile(600)))
+    listed = [d.candidate.block_id for d in (*plan.selected, *plan.omitted)]
+    assert plan.unlisted > 0 and len(listed) + plan.unlisted == len(ids)
+    every = plan.every_omission()
+    assert len(every) == len(plan.omitted) + plan.unlisted
+    unlisted = [o for o in every if o not in plan.omitted]
+    decided = listed + [o.candidate.block_id for o in unlisted]
+    assert sorted(decided) == sorted(ids)  # every block decided exactly once
+    assert {o.reason for o in unlisted} == {OmissionReason.GLOBAL_BUDGET}
+    assert all(o.candidate.tokens > 0 and o.candidate.scores for o in unlisted)
+    # Selection only looked at two budgets' worth of the best: what it passed over scores lower.
+    assert max(o.candidate.score for o in unlisted) <= min(s.candidate.score for s in plan.selected)
+    again = PagePlan.from_json(plan.to_json())
+    assert again == plan and again.to_json()["unlisted"] == plan.unlisted
+
+
+def test_a_plan_lists_its_best_omissions_and_makes_the_rest_on_demand(store):
+    from runtime.pager.core import OMITTED_LISTED
+
+    for i in range(700):
+        store.put("s", NewBlock("fact", f"entry {i} of the ledger"))
+    plan = page(store, PageRequest("s", "", profile(4_000)))
+    assert len(plan.omitted) == OMITTED_LISTED and plan.unlisted > 0
+    every = plan.every_omission()
+    assert len(every) == OMITTED_LISTED + plan.unlisted
+    assert len({o.candidate.seq for o in every} | {s.candidate.seq for s in plan.selected}) == 700
+    listed = {o.candidate.seq for o in plan.omitted}
+    rest = [o for o in every if o.candidate.seq not in listed]
+    assert max(o.candidate.score for o in rest) <= min(o.candidate.score for o in plan.omitted)
+
+
 def test_small_budgets_propose_fewer_candidates():
     from runtime.pager.core import candidate_limit
 
