@@ -226,16 +226,18 @@ class EmbeddingRetriever(IndexedRetriever):
             return Ranking(Scores(EMPTY, np.zeros(0)))
         target = self.embedder.embed(query.task).astype(np.float32)
         snap = query.snapshot
+        every = snap.present().astype(np.int64)
+        n = every.shape[0]
+        exact = n < self.exact_below or query.limit * 8 > n
 
         def score(seqs: np.ndarray) -> np.ndarray:
             if seqs.shape[0] == 0:
                 return np.zeros(0)
             table = vector_table(snap, self.embedder, seqs)
-            return np.maximum(table.scores(seqs, target), 0.0)
+            raw = table.scores(seqs, target) if exact else table.dot(seqs, target)
+            return np.maximum(raw, 0.0)
 
-        every = snap.present().astype(np.int64)
-        n = every.shape[0]
-        if n >= self.exact_below and query.limit * 8 <= n:
+        if not exact:
             found = ann.candidates(snap, self.embedder, target, query.limit, self.chunk)
             every = np.union1d(found, every[every >= ann.covered(snap.upto, self.chunk)])
         return Ranking(Scores(every, score(every)).best(query.limit), score)
