@@ -722,7 +722,8 @@ def ann(r: Mapping[str, Results]) -> list[str]:
              ms(s["cold_first_query_ms"]), "yes" if s["same_answers_in_another_process"] else "no"]
             for s in a["sizes"].values()]  # fmt: skip
     limit_rows = [[num(int(n)), ms(t["exact_p50_ms"]), ms(t["ann_p50_ms"]),
-                   f"{t['ann_over_exact']:.2f}"] for n, t in a["threshold"].items()]  # fmt: skip
+                   f"{t['ann_over_exact']:.2f}"]
+                  for n, t in sorted(a["threshold"].items(), key=lambda item: int(item[0]))]  # fmt: skip
     target_rows = [[name.replace("_", " "), str(t.get("value", "")), met(t["met"])]
                    for name, t in a["targets"].items()]  # fmt: skip
     p = a["parameters"]
@@ -734,7 +735,9 @@ def ann(r: Mapping[str, Results]) -> list[str]:
         "pool limit (512) and with 10; `default` is the shipped retriever (exact below the "
         "threshold, ANN above). Recall@10 is the ANN path's top 10 against the exact scan's "
         "(ties at the cut count), asked for 10 and for 512. Build: the first query's segment "
-        "graphs; cold: the first query after reopening the store (graphs read, not rebuilt).",
+        "graphs; cold: the first query after reopening the store (graphs read, not rebuilt). "
+        "A session shorter than one chunk has no graph: there the ANN column is its exact "
+        "rescoring (einsum) of every block, and `default` the matrix-vector scan.",
         "",
         *table(
             [

@@ -156,3 +156,14 @@ def test_reindex_drops_the_stored_graphs(store):
     assert stored_segments(store)
     reindex(store)
     assert stored_segments(store) == []  # too short for the default chunk: rebuilt on demand
+
+
+def test_reindex_rebuilds_the_graphs_of_a_long_session(store):
+    fill(store, corpus(ann.CHUNK + 10))
+    lines: list[str] = []
+    reindex(store, progress=lines.append)
+    (row,) = stored_segments(store)  # one segment of the first chunk, for the default embedder
+    assert any("ann: session 's': building seqs 0-16383" in line for line in lines)
+    before = top(store, tasks(1)[0], EmbeddingRetriever()).seqs.tolist()
+    assert stored_segments(store) == [row]  # the page read it rather than building another
+    assert before == top(store, tasks(1)[0], EmbeddingRetriever()).seqs.tolist()
