@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -167,3 +168,19 @@ def test_reindex_rebuilds_the_graphs_of_a_long_session(store):
     before = top(store, tasks(1)[0], EmbeddingRetriever()).seqs.tolist()
     assert stored_segments(store) == [row]  # the page read it rather than building another
     assert before == top(store, tasks(1)[0], EmbeddingRetriever()).seqs.tolist()
+
+
+def test_an_entry_with_a_valid_checksum_but_a_truncated_graph_is_rebuilt(store, caplog):
+    fill(store, corpus(600))
+    before = top(store, tasks(1)[0], ANN).seqs.tolist()
+    (key, value), *_ = stored_segments(store)
+    head = len(ann._MAGIC) + ann._CRC.size
+    payload = value[head : len(value) - 100]  # the faiss bytes cut short, checksum made to fit
+    forged = ann._MAGIC + ann._CRC.pack(zlib.crc32(payload)) + payload
+    store.kv.write(lambda t: t.put(ANN_TABLE, key, forged))
+    store.close()
+    store = open_store(store.env.path)
+    with caplog.at_level(logging.WARNING, logger="llm386.ann"):
+        assert top(store, tasks(1)[0], ANN).seqs.tolist() == before
+    assert "is damaged; rebuilding it" in caplog.text
+    store.close()
