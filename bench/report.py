@@ -770,10 +770,62 @@ def pager_profile(r: Mapping[str, Results]) -> list[str]:
     ]
 
 
+def ann(r: Mapping[str, Results]) -> list[str]:
+    a = r["ann"]
+    rows = [[num(s["blocks"]), ms(s["exact_limit512"]["p50_ms"]), ms(s["ann_limit512"]["p50_ms"]),
+             ms(s["default_limit512"]["p50_ms"]), ms(s["exact_limit10"]["p50_ms"]),
+             ms(s["ann_limit10"]["p50_ms"]), f"{s['recall_at_10']:.3f}",
+             f"{s['recall_at_10_pool']:.3f}", f"{s['build_s']:.1f}",
+             ms(s["cold_first_query_ms"]), "yes" if s["same_answers_in_another_process"] else "no"]
+            for s in a["sizes"].values()]  # fmt: skip
+    limit_rows = [[num(int(n)), ms(t["exact_p50_ms"]), ms(t["ann_p50_ms"]),
+                   f"{t['ann_over_exact']:.2f}"]
+                  for n, t in sorted(a["threshold"].items(), key=lambda item: int(item[0]))]  # fmt: skip
+    target_rows = [[name.replace("_", " "), str(t.get("value", "")), met(t["met"])]
+                   for name, t in a["targets"].items()]  # fmt: skip
+    p = a["parameters"]
+    return [
+        *heading("Embedding retriever: ANN index", "bench_ann", "ann"),
+        f"{a['library']}; chunks of {num(p['chunk'])} seqs grouped {p['group']} to a segment, "
+        f"M {p['M']}, efConstruction {p['ef_construction']}, efSearch max(k, {p['ef_search']}). "
+        "One `rank` of the embedding retriever over the bench_pager session (ms p50), with the "
+        "pool limit (512) and with 10; `default` is the shipped retriever (exact below the "
+        "threshold, ANN above). Recall@10 is the ANN path's top 10 against the exact scan's "
+        "(ties at the cut count), asked for 10 and for 512. Build: the first query's segment "
+        "graphs; cold: the first query after reopening the store (graphs read, not rebuilt). "
+        "A session shorter than one chunk has no graph: there the ANN column is its exact "
+        "rescoring (einsum) of every block, and `default` the matrix-vector scan.",
+        "",
+        *table(
+            [
+                "blocks",
+                "exact 512",
+                "ANN 512",
+                "default 512",
+                "exact 10",
+                "ANN 10",
+                "recall@10",
+                "recall@10 (k 512)",
+                "build s",
+                "cold ms",
+                "same in 2nd process",
+            ],
+            rows,
+        ),  # fmt: skip
+        "",
+        "Threshold: one graph against the exact scan over the same vectors, k = 512.",
+        "",
+        *table(["blocks", "exact ms", "ANN ms", "ANN / exact"], limit_rows),
+        "",
+        *table(["target", "value", "met"], target_rows),
+    ]
+
+
 SECTIONS: tuple[tuple[Callable[[Mapping[str, Results]], list[str]], tuple[str, ...]], ...] = (
     (targets, ("pager", "locomo", "diff", "web", "paging", "import")),
     (pager, ("pager",)),
     (pager_profile, ("pager_profile",)),
+    (ann, ("ann",)),
     (locomo, ("locomo",)),
     (diff, ("diff",)),
     (web, ("web",)),

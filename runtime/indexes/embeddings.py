@@ -22,12 +22,15 @@ import re
 import threading
 import zlib
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from runtime.indexes.bm25 import STOPWORDS, terms
 from runtime.storage.kv import Engine, EngineCache, EngineRef, Tables
+
+if TYPE_CHECKING:
+    from runtime.indexes.snapshot import Snapshot
 
 NGRAMS = (3, 4, 5)
 WORD_WEIGHT = 2.0
@@ -104,6 +107,7 @@ def _mix(code: np.ndarray) -> np.ndarray:
 
 
 VECTORS_TABLE = "ix_vec"
+ANN_TABLE = "ix_ann"  # the HNSW graphs of runtime.indexes.ann, per session
 
 
 class VectorCache:
@@ -177,3 +181,80 @@ _caches = EngineCache(VectorCache)
 def vector_cache(kv: Engine) -> VectorCache:
     """Return the process-wide vector cache of a store's engine."""
     return _caches.get(kv)
+
+
+def vector_table(snap: Snapshot, embedder: Embedder, seqs: np.ndarray) -> VectorTable:
+    """Return the session's vector table, holding the vectors of at least ``seqs``."""
+    key = f"vectors:{embedder.key}"
+    with snap.reader.lock:
+        table = snap.cache.extras.get(key)
+        if table is None:
+            table = snap.cache.extras[key] = VectorTable(embedder.dimensions)
+    missing = table.missing(seqs)
+    if missing.shape[0]:
+        ids = [snap.block_id(int(s)) for s in missing]
+        found = vector_cache(snap.reader.kv).vectors(embedder, ids, _bodies(snap))
+        table.add(missing, np.stack(found))
+    return table
+
+
+def _bodies(snap: Snapshot) -> Any:
+    def bodies(ids: Sequence[str]) -> list[str]:
+        return [block.body for block in snap.store.get_many(list(ids))]
+
+    return bodies
+
+
+class VectorTable:
+    """Vectors of the seqs of one session seen so far: a row index by seq into a growing matrix
+    (only seqs that were candidates take memory, not the whole session)."""
+
+    def __init__(self, dimensions: int) -> None:
+        self.lock = threading.Lock()
+        self.row = np.full(0, -1, dtype=np.int64)
+        self.matrix = np.zeros((0, dimensions), dtype=np.float32)
+        self.used = 0
+
+    def missing(self, seqs: np.ndarray) -> np.ndarray:
+        with self.lock:
+            if seqs.shape[0] and int(seqs.max()) >= self.row.shape[0]:
+                grown = np.full(max(int(seqs.max()) + 1, 2 * self.row.shape[0]), -1, np.int64)
+                grown[: self.row.shape[0]] = self.row
+                self.row = grown
+            return np.unique(seqs[self.row[seqs] < 0])
+
+    def add(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
+        with self.lock:
+            keep = self.row[seqs] < 0  # another thread may have added some meanwhile
+            seqs, vectors = seqs[keep], vectors[keep]
+            need = self.used + seqs.shape[0]
+            if need > self.matrix.shape[0]:
+                size = max(need, 2 * self.matrix.shape[0])
+                grown = np.zeros((size, self.matrix.shape[1]), np.float32)
+                grown[: self.used] = self.matrix[: self.used]
+                self.matrix = grown
+            self.matrix[self.used : need] = vectors
+            self.row[seqs] = np.arange(self.used, need)
+            self.used = need
+
+    def scores(self, seqs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Return the dot product of each of ``seqs``' vectors with ``target`` (float64)."""
+        with self.lock:
+            rows = self.row[seqs]
+            if rows.shape[0] * 4 < self.used:
+                return (self.matrix[rows] @ target).astype(np.float64)
+            # Most of the table: one product over it beats copying the rows out first.
+            return (self.matrix[: self.used] @ target).astype(np.float64)[rows]
+
+    def dot(self, seqs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Return the dot products of ``seqs``' vectors with ``target`` (float64), few seqs of
+        many: einsum's single-threaded loop, which on a busy machine beats BLAS' threaded
+        matrix-vector product by about 10x (bench_ann measures the retriever using it)."""
+        with self.lock:
+            rows = self.matrix[self.row[seqs]]
+        return np.einsum("ij,j->i", rows, target).astype(np.float64)
+
+    def rows(self, seqs: np.ndarray) -> np.ndarray:
+        """Return a copy of the vectors of ``seqs`` (all of them held), one row each."""
+        with self.lock:
+            return self.matrix[self.row[seqs]]

@@ -1,7 +1,7 @@
 """Rebuilding every derived index from the store's own records: ``llm386 reindex``.
 
-Owns: dropping the derived tables (the session index with its BM25 postings, block uses, and the
-per-block cost and vector caches) and filling them again through the same code that keeps them
+Owns: dropping the derived tables (the session index with its BM25 postings, block uses, the
+per-block cost and vector caches, and the ANN graphs) and filling them again through the same code that keeps them
 in step with each write: each session's entries replayed through the session index's
 ``on_put`` path, the trace records through block uses' and the dashboard's call points' ``sync``.
 
@@ -11,6 +11,8 @@ Invariants:
   frequencies and pairs), except for generations, which only grow: every rebuilt session's
   ``gen`` and ``rgen`` start above any the index held before, so a reader that cached rows by
   generation (in this process or another) reloads them. The store-wide change counter grows too.
+- The ANN graphs of each session long enough to have one are built again for the default
+  embedder (``HashingEmbedder``); another embedder's are built on its first page.
 - Each session is rebuilt in one write transaction: a crash leaves some sessions rebuilt and
   the rest missing, which the pager repairs on its next snapshot (or the next reindex).
 """
@@ -22,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from runtime.indexes import blockuses, callpoints
+from runtime.indexes import ann, blockuses, callpoints
+from runtime.indexes.embeddings import ANN_TABLE, HashingEmbedder
 from runtime.indexes.sessionindex import (
     BLOCK_CACHE_DBS,
     DB_NAMES,
@@ -30,13 +33,15 @@ from runtime.indexes.sessionindex import (
     SessionIndex,
     bump_changes,
 )
-from runtime.indexes.snapshot import index_for
+from runtime.indexes.snapshot import index_for, reader_for
 from runtime.storage.codec import json_load
 from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Tables
 from runtime.tracing.records import TraceStore
 
-DERIVED_TABLES = (*DB_NAMES, *BLOCK_CACHE_DBS, *blockuses.TABLES, *callpoints.TABLES)
+DERIVED_TABLES = (
+    *DB_NAMES, *BLOCK_CACHE_DBS, ANN_TABLE, *blockuses.TABLES, *callpoints.TABLES
+)  # fmt: skip
 _BATCH = 500  # sessions listed at a time
 LONG_SESSION = 10_000  # entries: a session this long gets a progress line of its own
 
@@ -70,6 +75,9 @@ def reindex(
             sessions += 1
             if info.count >= LONG_SESSION:
                 say(f"reindex: session {info.session!r}: {info.count} entries")
+            if info.count >= ann.CHUNK:
+                snap = reader_for(store).snapshot(store, info.session)
+                ann.segments(snap, HashingEmbedder(), progress=say)
         if total > _BATCH:
             say(f"reindex: {sessions} of {total} sessions")
     records = 0

@@ -28,6 +28,7 @@ from runtime.blocks import BlockKind, Entry
 from runtime.errors import SessionNotFound, StoreError
 from runtime.indexes import blockuses, callpoints
 from runtime.indexes.bm25 import EPSILON, CorpusStats, Postings, average_idf, raw_idf, terms
+from runtime.indexes.embeddings import ANN_TABLE
 from runtime.indexes.sessionindex import (
     ABSENT,
     BLOCK_CACHE_DBS,
@@ -80,7 +81,14 @@ def _create_tables(kv: Engine) -> None:
     """
     if kv.readonly:
         return
-    names = (*DB_NAMES, *BLOCK_CACHE_DBS, STATE_DB, *blockuses.TABLES, *callpoints.TABLES)
+    names = (
+        *DB_NAMES,
+        *BLOCK_CACHE_DBS,
+        ANN_TABLE,
+        STATE_DB,
+        *blockuses.TABLES,
+        *callpoints.TABLES,
+    )
     kv.write(lambda t: [t.count(name) for name in names])
 
 

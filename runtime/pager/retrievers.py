@@ -30,7 +30,6 @@ Invariants:
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,8 +39,9 @@ import numpy as np
 
 from runtime.config import RecencyMode, RetrieverSettings
 from runtime.errors import InvalidInput
+from runtime.indexes import ann
 from runtime.indexes.bm25 import K1, B, Postings, dense_scores
-from runtime.indexes.embeddings import Embedder, HashingEmbedder, vector_cache
+from runtime.indexes.embeddings import Embedder, HashingEmbedder, vector_table
 from runtime.indexes.sessionindex import SOURCE_PREFIX
 from runtime.indexes.snapshot import Snapshot
 from runtime.storage.interface import BlockStore
@@ -215,89 +215,54 @@ class LexicalRetriever(IndexedRetriever):
 
 @dataclass(frozen=True)
 class EmbeddingRetriever(IndexedRetriever):
-    """Cosine similarity to the task, by an exact scan of every block of the session.
+    """Cosine similarity to the task: an exact scan of a small session, an ANN index of a large one.
 
-    The scan has no size cut-off: a retriever that stopped proposing past some session size
-    would silently lose the newest evidence. Vectors are embedded once per block and cached
-    (``runtime.indexes.embeddings``), so a scan after the first costs one matrix-vector product.
+    Below ``exact_below`` present blocks (or when the pool asks for more than an eighth of the
+    session) every block is scored by one matrix-vector product over its cached vectors
+    (``runtime.indexes.embeddings``). Above, the HNSW segments of ``runtime.indexes.ann`` propose
+    ``limit`` seqs each, the seqs past the last full chunk are added unsearched, and all of them
+    are rescored exactly, so the answer is the exact scan's wherever the graph found the block.
+    Neither path has a size cut-off: a retriever that stopped proposing past some session size
+    would silently lose the newest evidence.
     """
 
     embedder: Embedder = field(default_factory=HashingEmbedder)
+    exact_below: int = ann.CHUNK
+    chunk: int = ann.CHUNK
     name = "embedding"
 
     def rank(self, query: RetrievalQuery) -> Ranking:
         if not query.task.strip():
             return Ranking(Scores(EMPTY, np.zeros(0)))
         target = self.embedder.embed(query.task).astype(np.float32)
+        snap = query.snapshot
+        every = snap.present().astype(np.int64)
+        n = every.shape[0]
+        exact = n < self.exact_below or query.limit * 8 > n
 
         def score(seqs: np.ndarray) -> np.ndarray:
             if seqs.shape[0] == 0:
                 return np.zeros(0)
-            return np.maximum(self._table(query, seqs).scores(seqs, target), 0.0)
+            table = vector_table(snap, self.embedder, seqs)
+            raw = table.scores(seqs, target) if exact else table.dot(seqs, target)
+            return np.maximum(raw, 0.0)
 
-        every = query.snapshot.present().astype(np.int64)
-        scored = Scores(every, score(every))
-        return Ranking(scored.best(query.limit), score, every=scored)
+        if exact:
+            scored = Scores(every, score(every))
+            return Ranking(scored.best(query.limit), score, every=scored)
+        # The graphs' proposals and the unsearched tail, rescored exactly. A block neither found
+        # nor in the tail scores 0 for this retriever, in the pool and in its reasons alike.
+        found = ann.candidates(snap, self.embedder, target, query.limit, self.chunk)
+        found = np.union1d(found, every[every >= ann.covered(snap.upto, self.chunk)])
+        known = Scores(found, score(found))
+
+        def lookup_known(seqs: np.ndarray) -> np.ndarray:
+            return lookup(known.seqs, known.values, seqs)
+
+        return Ranking(known.best(query.limit), lookup_known)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "embedder": self.embedder.key}
-
-    def _table(self, query: RetrievalQuery, seqs: np.ndarray) -> VectorTable:
-        """Return the session's vector table, holding the vectors of at least ``seqs``."""
-        snap = query.snapshot
-        key = f"vectors:{self.embedder.key}"
-        with snap.reader.lock:
-            table = snap.cache.extras.get(key)
-            if table is None:
-                table = snap.cache.extras[key] = VectorTable(self.embedder.dimensions)
-        missing = table.missing(seqs)
-        if missing.shape[0]:
-            ids = [snap.block_id(int(s)) for s in missing]
-            found = vector_cache(snap.reader.kv).vectors(self.embedder, ids, _bodies(query))
-            table.add(missing, np.stack(found))
-        return table
-
-
-class VectorTable:
-    """Vectors of the seqs of one session seen so far: a row index by seq into a growing matrix
-    (only seqs that were candidates take memory, not the whole session)."""
-
-    def __init__(self, dimensions: int) -> None:
-        self.lock = threading.Lock()
-        self.row = np.full(0, -1, dtype=np.int64)
-        self.matrix = np.zeros((0, dimensions), dtype=np.float32)
-        self.used = 0
-
-    def missing(self, seqs: np.ndarray) -> np.ndarray:
-        with self.lock:
-            if seqs.shape[0] and int(seqs.max()) >= self.row.shape[0]:
-                grown = np.full(max(int(seqs.max()) + 1, 2 * self.row.shape[0]), -1, np.int64)
-                grown[: self.row.shape[0]] = self.row
-                self.row = grown
-            return np.unique(seqs[self.row[seqs] < 0])
-
-    def add(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
-        with self.lock:
-            keep = self.row[seqs] < 0  # another thread may have added some meanwhile
-            seqs, vectors = seqs[keep], vectors[keep]
-            need = self.used + seqs.shape[0]
-            if need > self.matrix.shape[0]:
-                size = max(need, 2 * self.matrix.shape[0])
-                grown = np.zeros((size, self.matrix.shape[1]), np.float32)
-                grown[: self.used] = self.matrix[: self.used]
-                self.matrix = grown
-            self.matrix[self.used : need] = vectors
-            self.row[seqs] = np.arange(self.used, need)
-            self.used = need
-
-    def scores(self, seqs: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Return the dot product of each of ``seqs``' vectors with ``target`` (float64)."""
-        with self.lock:
-            rows = self.row[seqs]
-            if rows.shape[0] * 4 < self.used:
-                return (self.matrix[rows] @ target).astype(np.float64)
-            # Most of the table: one product over it beats copying the rows out first.
-            return (self.matrix[: self.used] @ target).astype(np.float64)[rows]
 
 
 @dataclass(frozen=True)
@@ -411,13 +376,6 @@ def seqs_of(query: RetrievalQuery, block_id: str) -> list[int]:
         block_id = query.store.resolve(block_id)
     found = [seq for session, seq in query.store.memberships(block_id) if session == query.session]
     return [seq for seq in found if query.snapshot.has(seq)]
-
-
-def _bodies(query: RetrievalQuery) -> Any:
-    def bodies(ids: Sequence[str]) -> list[str]:
-        return [block.body for block in query.store.get_many(list(ids))]
-
-    return bodies
 
 
 def normalise(values: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ON_THE_SEAM = (
     "runtime/indexes/__init__.py",
+    "runtime/indexes/ann.py",
     "runtime/indexes/blockuses.py",
     "runtime/indexes/bm25.py",
     "runtime/indexes/callpoints.py",
