@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -335,8 +336,14 @@ def check_fields(obj: Any, what: str) -> None:
             )
 
 
+@functools.cache
+def _shape(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    """A hint's origin and arguments (asked of ``typing`` once per hint, not once per value)."""
+    return typing.get_origin(hint), typing.get_args(hint)
+
+
 def _has_type(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    origin, args = _shape(hint)
     if origin in (types.UnionType, typing.Union):
         return any(_has_type(value, arg) for arg in args)
     if hint is type(None):
