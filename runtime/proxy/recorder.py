@@ -19,6 +19,8 @@ Invariants:
   and a new process is started, at most ``restarts`` times; after that, recording stays down
   and says so, every further record counted lost.
 - A turn is durable (committed) before any reader can see it: readers only see commits.
+- ``close(timeout)`` that gives up on the writer counts the batch in flight and the rest of
+  the queue lost (and logs it); nothing is written or counted after it returns.
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ class Recorder:
             self.last_error = "the proxy stopped before these calls were written"
         log.error("LOST the records of %d calls: the proxy stopped before they were written "
                   "(the batch being written may have been recorded)", lost)  # fmt: skip
-        self._queue.put_nowait(_STOP)  # the writer stops after the batch it is in
+        with contextlib.suppress(queue.Full):  # (only a racing submit could have filled it)
+            self._queue.put_nowait(_STOP)  # the writer stops after the batch it is in
         child = self._child
         if child is not None:
             with contextlib.suppress(ValueError, OSError):  # closed or gone already
