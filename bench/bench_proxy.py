@@ -38,6 +38,7 @@ from tests.fakes.anthropic_server import AnthropicServer
 RUNS = int(os.environ.get("LLM386_BENCH_PROXY_RUNS", "400"))
 CONCURRENT = 200
 RECORD_CALLS = int(os.environ.get("LLM386_BENCH_PROXY_RECORDS", "3000"))
+SESSIONS = 100  # the recording workload's agents, each call extending its own history
 BODY = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 64,
                    "messages": [{"role": "user", "content": "What is 2 + 2?"}]}).encode()  # fmt: skip
 STREAM_BODY = json.dumps({**json.loads(BODY), "stream": True}).encode()
@@ -140,18 +141,10 @@ def _request_10kb(session: int, turn: int) -> bytes:
                        "messages": messages}).encode()  # fmt: skip
 
 
-def _recording(tmp: Path, *, process: bool = False) -> dict[str, Any]:
-    where = "a writer process" if process else "a writer thread"
-    print(f"bench_proxy: recording {RECORD_CALLS} calls of ~10 KB with {where}", file=sys.stderr,
-          flush=True)  # fmt: skip
-    path = tmp / ("recording-process" if process else "recording")
-    store = open_store(path)
-    recorder = Recorder(store, KvTraceStore(store), capacity=RECORD_CALLS + 10,
-                        process=path if process else None).start()  # fmt: skip
-    recorder.wait_ready()
+def _exchanges() -> list[Exchange]:
     api = ROUTES["/v1/messages"]
     reply = b'{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":2500,"output_tokens":3}}'
-    sessions = 100
+    sessions = SESSIONS
     exchanges = []
     for i in range(RECORD_CALLS):
         body = _request_10kb(i % sessions, i // sessions)
@@ -159,6 +152,24 @@ def _recording(tmp: Path, *, process: bool = False) -> dict[str, Any]:
                                   int(time.time() * 1000), body, (("content-type", "application/json"),),
                                   status=200, response_headers=(("content-type", "application/json"),),
                                   response_body=reply, ttfb_ms=1.0, total_ms=1.0))  # fmt: skip
+    return exchanges
+
+
+def _recorder(path: Path, process: bool) -> Recorder:
+    store = open_store(path)
+    recorder = Recorder(store, KvTraceStore(store), capacity=RECORD_CALLS + 10,
+                        process=path if process else None).start()  # fmt: skip
+    recorder.wait_ready()
+    return recorder
+
+
+def _recording(tmp: Path, *, process: bool = False) -> dict[str, Any]:
+    where = "a writer process" if process else "a writer thread"
+    print(f"bench_proxy: recording {RECORD_CALLS} calls of ~10 KB with {where}", file=sys.stderr,
+          flush=True)  # fmt: skip
+    recorder = _recorder(tmp / ("recording-process" if process else "recording"), process)
+    store = recorder.store
+    exchanges = _exchanges()
     sizes = [len(e.request_body) for e in exchanges]
     start = time.perf_counter()
     for exchange in exchanges:
@@ -172,10 +183,36 @@ def _recording(tmp: Path, *, process: bool = False) -> dict[str, Any]:
     recorder.close()
     store.close()
     return {"calls": RECORD_CALLS, "mean_request_bytes": round(sum(sizes) / len(sizes)),
-            "sessions": sessions, "seconds": round(seconds, 3),
+            "sessions": SESSIONS, "seconds": round(seconds, 3),
             "calls_per_second": round(RECORD_CALLS / seconds, 1), "cpu_seconds": round(cpu_seconds, 3),
             "calls_per_cpu_second": round(RECORD_CALLS / cpu_seconds, 1), "lost": status["lost"],
             "recorded": status["recorded"]}  # fmt: skip
+
+
+def _paced(tmp: Path, rate: float = 500.0) -> dict[str, Any]:
+    """Offer the writer process the calls at ``rate`` a second, as a busy agent fleet would;
+    return how far behind it fell: the deepest queue, and the wait after the last call until
+    every call was durable."""
+    print(f"bench_proxy: {RECORD_CALLS} calls offered at {rate:.0f}/s to a writer process",
+          file=sys.stderr, flush=True)  # fmt: skip
+    recorder = _recorder(tmp / "recording-paced", True)
+    deepest, start = 0, time.perf_counter()
+    for i, exchange in enumerate(_exchanges()):
+        pause = start + i / rate - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        assert recorder.submit(exchange)
+        deepest = max(deepest, recorder.status()["queue"]) if i % 50 == 0 else deepest
+    offered = time.perf_counter()
+    assert recorder.flush(600)
+    done = time.perf_counter()
+    status = recorder.status()
+    recorder.close()
+    recorder.store.close()
+    return {"calls": RECORD_CALLS, "offered_per_second": rate,
+            "achieved_per_second": round(RECORD_CALLS / (done - start), 1),
+            "lag_after_last_call_s": round(done - offered, 3), "deepest_queue": deepest,
+            "lost": status["lost"], "recorded": status["recorded"]}  # fmt: skip
 
 
 def _settled_status(url: str) -> dict[str, Any]:
@@ -214,9 +251,11 @@ def main(out_dir: Path) -> dict[str, Any]:
             proc.wait(30)
         recording = _recording(Path(tmp))
         in_process = _recording(Path(tmp), process=True)
+        paced = _paced(Path(tmp))
     result = {
         "non_streaming": latency, "streaming_ttft": ttft, "concurrent_streams": concurrent,
-        "recording": recording, "recording_process": in_process, "proxy_status_after": status,
+        "recording": recording, "recording_process": in_process, "recording_paced": paced,
+        "proxy_status_after": status,
         "targets": {
             "added_latency_p50_ms": {"target": 2.0, "value": latency["added_p50_ms"],
                                      "met": latency["added_p50_ms"] <= 2.0},

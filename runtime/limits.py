@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -372,20 +373,14 @@ def check_fields(obj: Any, what: str) -> None:
             )
 
 
-_HINT_PARTS: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
-
-
-def _hint_parts(hint: Any) -> tuple[Any, tuple[Any, ...]]:
-    """A hint's origin and arguments (asking ``typing`` for them on every field of every
-    record cost OTLP ingest 8%)."""
-    parts = _HINT_PARTS.get(hint)
-    if parts is None:
-        parts = _HINT_PARTS[hint] = (typing.get_origin(hint), typing.get_args(hint))
-    return parts
+@functools.cache
+def _shape(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    """A hint's origin and arguments (asked of ``typing`` once per hint, not once per value)."""
+    return typing.get_origin(hint), typing.get_args(hint)
 
 
 def _has_type(value: Any, hint: Any) -> bool:
-    origin, args = _hint_parts(hint)
+    origin, args = _shape(hint)
     if origin in (types.UnionType, typing.Union):
         return any(_has_type(value, arg) for arg in args)
     if hint is type(None):

@@ -19,10 +19,13 @@ Invariants:
   and a new process is started, at most ``restarts`` times; after that, recording stays down
   and says so, every further record counted lost.
 - A turn is durable (committed) before any reader can see it: readers only see commits.
+- ``close(timeout)`` that gives up on the writer counts the batch in flight and the rest of
+  the queue lost (and logs it); nothing is written or counted after it returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import queue
@@ -51,6 +54,8 @@ class Recorder:
         process: StoreTarget | None = None, restarts: int = 3,
     ) -> None:  # fmt: skip
         self.store = store
+        # Where records go, safe to show: a path, or a URL without its password.
+        self._where = str(getattr(store, "location", store.kv.location))
         self.target, self.restarts = process, restarts
         self.writer = TurnWriter(store, traces) if process is None else None
         self._child: BaseProcess | None = None
@@ -61,6 +66,8 @@ class Recorder:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._lock = threading.Lock()
         self.submitted = self.recorded = self.lost = 0
+        self._inflight = 0  # exchanges in the batch being written
+        self._closed = False  # close() gave up on the writer: nothing is counted after it
         self.cpu_seconds = 0.0  # the writer's CPU time for the batches it wrote
         self.healthy = True
         self.last_error: str | None = None
@@ -76,11 +83,44 @@ class Recorder:
         return self._ready.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the writer (and its process)."""
+        """Write what is queued, then stop the writer (and its process).
+
+        What is not written within ``timeout`` (the batch being written, and the queue) is
+        counted lost and logged; nothing is written or counted after this returns."""
         if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout)
+            try:
+                self._queue.put(_STOP, timeout=timeout)
+                self._thread.join(timeout)
+            except queue.Full:
+                pass  # no room even for the stop: the writer is far behind
+            if self._thread.is_alive():
+                self._give_up()
         self._stop_child(timeout)
+
+    def _give_up(self) -> None:
+        """Count the batch being written and everything queued lost, and stop the writer."""
+        drained = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            drained += item is not _STOP
+            self._queue.task_done()
+        with self._lock:
+            lost = self._inflight + drained
+            self.lost += lost
+            self._inflight, self._closed = 0, True
+            self.healthy = False
+            self.last_error = "the proxy stopped before these calls were written"
+        log.error("LOST the records of %d calls: the proxy stopped before they were written "
+                  "(the batch being written may have been recorded)", lost)  # fmt: skip
+        with contextlib.suppress(queue.Full):  # (only a racing submit could have filled it)
+            self._queue.put_nowait(_STOP)  # the writer stops after the batch it is in
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(ValueError, OSError):  # closed or gone already
+                child.kill()  # the batch it is writing is abandoned; the next join is quick
 
     @property
     def accepting(self) -> bool:
@@ -99,6 +139,8 @@ class Recorder:
     def submit(self, exchange: Exchange) -> bool:
         """Queue an exchange to be recorded; return False (and count it lost) if there is no room."""
         try:
+            if self._closed:
+                raise queue.Full  # nothing will write it
             self._queue.put_nowait(exchange)
         except queue.Full:
             with self._lock:
@@ -126,7 +168,7 @@ class Recorder:
             out: dict[str, Any] = {
                 "recorded": self.recorded, "lost": self.lost, "queue": self._queue.qsize(),
                 "queue_capacity": self.capacity, "recording": self.healthy and up,
-                "last_error": self.last_error, "store": str(getattr(self.store, "path", "")),
+                "last_error": self.last_error, "store": self._where,
             }  # fmt: skip
         if self.target is not None:
             out["writer"] = {"process": pid, "alive": up,
@@ -163,7 +205,18 @@ class Recorder:
                 except queue.Empty:
                     break
             stop = any(item is _STOP for item in items)
-            self._write([item for item in items if item is not _STOP])
+            batch = [item for item in items if item is not _STOP]
+            with self._lock:  # close() counts what is in flight: no batch escapes both
+                closed = self._closed
+                if closed:
+                    self.lost += len(batch)
+                else:
+                    self._inflight = len(batch)
+            if closed and batch:
+                log.error("LOST the records of %d calls: the proxy stopped before they were "
+                          "written", len(batch))  # fmt: skip
+            elif not closed:
+                self._write(batch)
             for _ in items:
                 self._queue.task_done()
             if stop:
@@ -195,6 +248,9 @@ class Recorder:
 
     def _count(self, result: BatchResult) -> None:
         with self._lock:
+            if self._closed:
+                return  # counted lost by close(), which gave up waiting for it
+            self._inflight = 0
             self.recorded += result.recorded
             self.cpu_seconds += result.cpu_seconds
             self.lost += len(result.failures)
@@ -208,6 +264,9 @@ class Recorder:
 
     def _lose(self, batch: list[Exchange], reason: str) -> None:
         with self._lock:
+            if self._closed:
+                return  # counted lost by close(), which gave up waiting for it
+            self._inflight = 0
             self.lost += len(batch)
             self.healthy, self.last_error = False, reason
         log.error("LOST the records of %d calls: %s", len(batch), reason)
@@ -244,6 +303,8 @@ class Recorder:
         return True
 
     def _restart(self, what: str) -> None:
+        if self._closed:
+            return  # closing: close() stops the process
         old, conn = self._child, self._conn
         self._child = self._conn = None
         code = None

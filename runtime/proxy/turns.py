@@ -1,6 +1,9 @@
 """A captured call written as a turn: its blocks in its session, and a trace record of its bytes.
 
 Owns: ``TurnWriter``, which the recorder's writer thread calls inside one store write per batch.
+What a batch adds to derived rows is folded once per batch, not once per call: the session
+index hears of all the batch's entries at once (``KvBlockStore.feed_puts``) and the trace
+records go in one ``record_many`` (each session's and turn's aggregates read and written once).
 
 Invariants:
 - The record's request bytes are the captured bytes, so its prompt hash is the SHA-256 of what
@@ -20,14 +23,15 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from runtime.blocks import BlockKind, NewBlock, check_session
-from runtime.errors import Llm386Error, UnknownModel
+from runtime.blocks import BlockKind, Entry, NewBlock, check_session
+from runtime.errors import InvalidInput, Llm386Error, UnknownModel
 from runtime.pager.sections import section_of
 from runtime.paging.faults import META_KEY as STATE_KEY
 from runtime.providers.response import Attempt
@@ -37,9 +41,11 @@ from runtime.proxy.originals import TABLE as ORIGINALS
 from runtime.proxy.originals import keep
 from runtime.proxy.replies import Reply, read_reply
 from runtime.proxy.sessions import TABLE, Placement, SessionBook, response_key
+from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Tables
 from runtime.tracing.records import (
+    StoredTrace,
     TraceError,
     TraceOrigin,
     TraceRecord,
@@ -71,6 +77,8 @@ class TurnWriter:
     def __init__(
         self, store: BlockStore, traces: TraceStore, capacity: int = 10_000, *, reuse: int = 4096
     ) -> None:
+        if not isinstance(store, KvBlockStore):
+            raise InvalidInput("the proxy records into an llm386 store (LMDB or PostgreSQL)")
         self.store, self.traces = store, traces
         self.book = SessionBook()
         # Remembers the messages of the last ``reuse`` requests, so a session's next call reads
@@ -110,10 +118,20 @@ class TurnWriter:
         engine.write(lambda t: self._write_each(t, batch))
 
     def _write_each(self, t: Tables, batch: list[Exchange]) -> None:
+        # What every exchange adds to the derived rows is folded once for the batch: the
+        # session index hears of all the batch's entries at once (one catalog chunk, one
+        # posting append per term and one histogram update per session), and the trace
+        # records go in one ``record_many`` (each session's aggregates read and written once).
+        entries: list[Entry] = []
+        traces: list[StoredTrace] = []
         for ex in batch:
-            self._write_one(t, ex)
+            self._write_one(t, ex, entries, traces)
+        self.store.feed_puts(t, entries)
+        self.traces.record_many(traces)  # joins this write: the engine is shared
 
-    def _write_one(self, t: Tables, ex: Exchange) -> None:
+    def _write_one(
+        self, t: Tables, ex: Exchange, entries: list[Entry], traces: list[StoredTrace]
+    ) -> None:
         wire = ex.api.wire
         # No literal cache_control and no \u escape (which could spell it): no marks to drop.
         marks = b"cache_control" in ex.request_body or b"\\u" in ex.request_body
@@ -128,7 +146,10 @@ class TurnWriter:
         upto = held.upto if held else 0
         if blocks:
             edges = [e for e in conv.edges if e.dst in new_ids] if conv else []
-            upto = self.store.put_many(place.session, blocks, edges)[-1].seq + 1
+            prepared = self.store.prepare_put(place.session, blocks, edges)
+            written = self.store.put_txn(t, prepared, feed=False)
+            entries.extend(written)
+            upto = written[-1].seq + 1
         if held is None:
             self.store.set_session_meta(place.session, **_meta(ex, conv))
         turn = (held.turn if held else 0) + 1
@@ -138,7 +159,8 @@ class TurnWriter:
             keep(t, record.call_id, ex.request_body)
         if ex.paging_state is not None and ex.paging_state.get("faults"):
             self.store.set_session_meta(place.session, **{STATE_KEY: ex.paging_state})
-        self.traces.record(record, ex.sent_body or ex.request_body, ex.response_body or None)
+        sent = ex.sent_body or ex.request_body
+        traces.append(StoredTrace(record, sent, ex.response_body or None))
         self._pending[place.session] = _Held(
             turn, frozenset(setup_ids) | (held.setup if held else frozenset()), upto
         )
@@ -203,17 +225,22 @@ def _meta(ex: Exchange, conv: Conversation | None) -> dict[str, Any]:
             "title": title, "captured": True}  # fmt: skip
 
 
+@functools.cache
+def _kind_section(kind: BlockKind | str) -> tuple[str, str]:
+    """A block kind's name and the section it is packed into (a plan lists both per block)."""
+    parsed = BlockKind(kind)
+    return parsed.value, section_of(parsed).value
+
+
 def _plan(conv: Conversation | None, session: str, note: str) -> dict[str, Any]:
     if conv is None:
         return {"version": 1, "session": session, "selected": [], "omitted": [], "note": note}
     blocks = [*conv.setup, *(b for bs in conv.messages for b in bs)]
     ids = [*conv.setup_ids, *(i for bs in conv.message_ids for i in bs)]
-    selected: list[dict[str, Any]] = []
-    for block, block_id in zip(blocks, ids, strict=True):
-        kind = BlockKind(block.kind)
-        selected.append({"block_id": block_id, "kind": kind.value,
-                         "section": section_of(kind).value, "reason": "required", "score": 1.0,
-                         "scores": {}})  # fmt: skip
+    selected = [{"block_id": block_id, "kind": kind, "section": section, "reason": "required",
+                 "score": 1.0, "scores": {}}
+                for (kind, section), block_id in zip((_kind_section(b.kind) for b in blocks), ids,
+                                                     strict=True)]  # fmt: skip
     return {"version": 1, "session": session, "task": "", "selected": selected, "omitted": [],
             "note": note}  # fmt: skip
 

@@ -181,8 +181,13 @@ class KvBlockStore(BlockStore):
         counts = {name: _block_counts(name, ids, bodies) for name in self.tokenizers}
         return PreparedPut(session, checked, counts, _checked_edges(edges), ids)
 
-    def put_txn(self, t: Tables, prepared: PreparedPut) -> list[Entry]:
-        """Write a prepared ``put_many`` in the caller's write (with its change feed)."""
+    def put_txn(self, t: Tables, prepared: PreparedPut, *, feed: bool = True) -> list[Entry]:
+        """Write a prepared ``put_many`` in the caller's write (with its change feed).
+
+        With ``feed=False`` the subscribers are not told: the caller hands the entries of
+        several puts to :meth:`feed_puts` later in the same write, so a batch's derived index
+        rows (a session's catalog chunk, postings, histogram) are written once, not once a put.
+        Nothing in between may read those indexes."""
         session = prepared.session
         info = sessionrows.session_record(t, session)
         entries: list[Entry] = []
@@ -198,9 +203,15 @@ class KvBlockStore(BlockStore):
         prefetch_edges(t, prepared.edges)
         for edge in prepared.edges:
             add_edge(t, edge)
-        for feed in self._feeds:
-            feed.on_put(t, entries)
+        if feed:
+            self.feed_puts(t, entries)
         return entries
+
+    def feed_puts(self, t: Tables, entries: list[Entry]) -> None:
+        """Tell the subscribers of entries appended in this write (any sessions, seq order
+        within each) by ``put_txn(..., feed=False)``."""
+        for subscriber in self._feeds:
+            subscriber.on_put(t, entries)
 
     def add_edge(self, src: str, kind: EdgeKind | str, dst: str) -> bool:
         edge = Edge(self.resolve(src), EdgeKind.parse(kind), self.resolve(dst))

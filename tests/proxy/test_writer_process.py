@@ -158,3 +158,35 @@ def test_a_writer_process_killed_mid_batch_loses_nothing_silently(
     stored = len(traces.list(limit=None))
     # The batch that was being written may have committed before the process died.
     assert status["recorded"] <= stored <= status["recorded"] + status["lost"]
+
+
+@pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
+def test_closing_before_the_queue_is_written_counts_the_rest_lost(
+    tmp_path: Path, process: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "store"
+    store = open_store(path)
+    traces = LmdbTraceStore(store)
+    recorder = Recorder(store, traces, process=path if process else None, batch=64).start()
+    try:
+        assert recorder.wait_ready(120)
+        base = [{"role": "user", "content": "x" * 4000}]
+        calls = [captured("/v1/messages", json.dumps({"model": "claude-sonnet-4-6", "messages": [
+            *base, {"role": "assistant", "content": f"a{n}"}, {"role": "user", "content": f"u{n}"}]
+        }).encode(), n) for n in range(2000)]  # fmt: skip
+        assert all(recorder.submit(call) for call in calls)
+        _until(lambda: recorder.status()["recorded"] > 0, 120)  # it is writing now
+        recorder.close(timeout=0.2)  # far too short to write 2000 calls
+        status = recorder.status()
+        assert status["recorded"] + status["lost"] == len(calls), status  # each counted once
+        assert status["lost"] > 0 and status["recording"] is False
+        assert "LOST the records of" in caplog.text
+        settled = (status["recorded"], status["lost"])
+        time.sleep(0.5)  # nothing is written, or counted, after close returned
+        assert (recorder.status()["recorded"], recorder.status()["lost"]) == settled
+        stored = len(traces.list(limit=None))
+        # The batch being written when close gave up may have committed just before.
+        assert status["recorded"] <= stored <= status["recorded"] + 64
+    finally:
+        recorder.close()
+        store.close()

@@ -107,3 +107,30 @@ def test_reads_in_a_batch_share_one_snapshot(kv_engine: Engine) -> None:
     assert (first, after) == (b"1", b"2")
     if kv_engine.scheme == "postgresql":  # one transaction for the batch: the same snapshot
         assert second == b"1"
+
+
+def test_a_copied_flush_of_several_tables_mixes_new_and_replaced_rows(kv_engine: Engine) -> None:
+    """Many rows in several tables at once (the COPY path on PostgreSQL): rows already there
+    are replaced, new ones added, values kept byte for byte, a delete of the same flush kept."""
+    from runtime.storage.postgres.tables import COPY_ROWS
+
+    many = COPY_ROWS + 100
+    before = [(b"k%05d" % i, b"old") for i in range(0, 2 * many, 2)]
+    kv_engine.write(lambda t: (t.put_many("one", before), t.put_many("two", before[:10])))
+    odd = bytes(range(256)) * 300  # every byte value, over 64 KiB
+    one = [(b"k%05d" % i, b"\x00new%d\xff" % i + (odd if i == 7 else b"")) for i in range(many)]
+    two = [(b"k%05d" % i, b"t%d" % i) for i in range(many)]
+
+    def change(t):
+        t.put_many("one", one)
+        t.put_many("two", two)
+        t.put_many("few", [(b"a", b"\x00")])
+        t.delete("one", b"k%05d" % (2 * many - 2))
+
+    kv_engine.write(change)
+    rows = kv_engine.read(lambda t: dict(t.scan("one")))
+    expected = {**dict(before), **dict(one)}
+    del expected[b"k%05d" % (2 * many - 2)]
+    assert rows == expected
+    assert kv_engine.read(lambda t: dict(t.scan("two"))) == dict(two)
+    assert kv_engine.read(lambda t: list(t.scan("few"))) == [(b"a", b"\x00")]

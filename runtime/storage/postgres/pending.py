@@ -1,8 +1,10 @@
 """The puts and deletes of one PostgreSQL write transaction, held back and sent many rows at a time.
 
 A write that stores thousands of small rows (a batch of blocks and their index rows) would
-otherwise cost one round trip per row. ``Pending`` keeps them per table and sends them as one
-multi-row ``INSERT ... ON CONFLICT DO UPDATE`` and one ``DELETE ... = ANY`` per table.
+otherwise cost one round trip per row. ``Pending`` keeps them per table and hands every
+table's rows to its sender at once (``tables.PgTables._send``: one COPY for the tables with many
+rows, a multi-row ``INSERT ... ON CONFLICT DO UPDATE`` for the others, one ``DELETE ... = ANY``
+per table).
 
 Invariants (kept by ``tables.PgTables``, which owns one per write transaction):
 - A get sees the pending value of its key (None for a pending delete) before the database's.
@@ -15,6 +17,7 @@ Invariants (kept by ``tables.PgTables``, which owns one per write transaction):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 #: Flush a table once this many rows or bytes wait (bounds the memory a big write holds).
@@ -23,10 +26,19 @@ MAX_BYTES = 32 * 1024 * 1024
 _MISSING = object()
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One table's pending rows, in key order: the puts, then the deletes."""
+
+    table: str
+    puts: list[tuple[bytes, bytes]]
+    deletes: list[bytes]
+
+
 class Pending:
     """Writes not yet sent, per table: key -> value (None: delete)."""
 
-    def __init__(self, send: Callable[[str, list[tuple[bytes, bytes]], list[bytes]], None]) -> None:
+    def __init__(self, send: Callable[[list[Batch]], None]) -> None:
         self._send = send
         self._tables: dict[str, dict[bytes, bytes | None]] = {}
         self._bytes = 0
@@ -56,6 +68,7 @@ class Pending:
     def flush(self, table: str | None = None) -> None:
         """Send the pending rows of ``table`` (None: of every table), in key order."""
         names = sorted(self._tables) if table is None else [table]
+        batches: list[Batch] = []
         for name in names:
             rows = self._tables.pop(name, None)
             if not rows:
@@ -63,7 +76,9 @@ class Pending:
             ordered = sorted(rows.items())  # one lock order for every writer: no deadlocks
             puts = [(k, v) for k, v in ordered if v is not None]
             deletes = [k for k, v in ordered if v is None]
-            self._send(name, puts, deletes)
+            batches.append(Batch(name, puts, deletes))
+        if batches:  # every table at once: the sender may write them all in one statement
+            self._send(batches)
         if table is None or not self._tables:
             self._bytes = 0
 

@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ import psycopg
 
 from runtime.errors import InvalidInput, StoreError, StoreReadOnly
 from runtime.storage.kv import MAX_KEY_BYTES, Span, Tables
-from runtime.storage.postgres.pending import MISSING, Pending
+from runtime.storage.postgres.pending import MISSING, Batch, Pending
 from runtime.storage.postgres.schema import KV_TABLE
 
 FIRST_PAGE = 64
@@ -56,19 +57,27 @@ _PUT_MANY = (
     "AS r(k, v) ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v"
 )
 _DELETE = f"DELETE FROM {KV_TABLE} WHERE t = %s AND k = %s"
-# Big flushes go through COPY into a temporary table (per connection, emptied at commit).
+# Big flushes go through COPY into a temporary table (per connection, emptied at commit): the
+# rows of every table with COPY_ROWS or more pending, in one COPY and one upsert.
 COPY_ROWS = 500
-_LOAD_TABLE = "llm386_load"
+_LOAD_TABLE = "llm386_load_rows"
 _CREATE_LOAD = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {_LOAD_TABLE} (k bytea NOT NULL, v bytea NOT NULL) "
-    "ON COMMIT DELETE ROWS"
+    f"CREATE TEMP TABLE IF NOT EXISTS {_LOAD_TABLE} (t text NOT NULL, k bytea NOT NULL, "
+    "v bytea NOT NULL) ON COMMIT DELETE ROWS"
 )
-_COPY_LOAD = f"COPY {_LOAD_TABLE} (k, v) FROM STDIN (FORMAT BINARY)"
+_COPY_LOAD = f"COPY {_LOAD_TABLE} (t, k, v) FROM STDIN (FORMAT BINARY)"
 _UPSERT_LOAD = (
-    f"INSERT INTO {KV_TABLE} (t, k, v) SELECT %s, k, v FROM {_LOAD_TABLE} "
+    f"INSERT INTO {KV_TABLE} (t, k, v) SELECT t, k, v FROM {_LOAD_TABLE} ORDER BY t, k "
     "ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v"
 )
 _EMPTY_LOAD = f"TRUNCATE {_LOAD_TABLE}"
+_COPY_KV = f"COPY {KV_TABLE} (t, k, v) FROM STDIN (FORMAT BINARY)"
+_HELD = f"SELECT k FROM {KV_TABLE} WHERE t = %s AND k = ANY(%b::bytea[])"
+# PostgreSQL's binary COPY framing: signature, flags and header extension, then per row the
+# field count and each field as length + bytes, then -1 (``copy_rows``).
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_FIELDS = struct.Struct(">hi")
 _DELETE_MANY = f"DELETE FROM {KV_TABLE} WHERE t = %s AND k = ANY(%b::bytea[])"
 # The first key at or after each of the prefixes, in their order (one index probe each; the
 # caller keeps it only if it starts with its prefix, so no probe walks past a missing one).
@@ -224,13 +233,19 @@ class PgTables(Tables):
         """Send every pending write (before the commit)."""
         self.pending.flush()
 
-    def _send(self, table: str, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
-        """Write ``puts`` (by COPY when there are many, else in INSERTs of at most PUT_ROWS
-        rows / PUT_BYTES), then ``deletes``."""
-        self._remember_sent(table, puts, deletes)
-        if len(puts) >= COPY_ROWS:
-            self._copy(table, puts)
-            puts = []
+    def _send(self, batches: list[Batch]) -> None:
+        """Write each table's puts (by one COPY for all the tables with many, else in INSERTs
+        of at most PUT_ROWS rows / PUT_BYTES), then its deletes."""
+        for batch in batches:
+            self._remember_sent(batch.table, batch.puts, batch.deletes)
+        big = [batch for batch in batches if len(batch.puts) >= COPY_ROWS]
+        if big:
+            self._copy(big)
+        for batch in batches:
+            puts = [] if len(batch.puts) >= COPY_ROWS else batch.puts
+            self._send_rows(batch.table, puts, batch.deletes)
+
+    def _send_rows(self, table: str, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
         keys: list[bytes] = []
         values: list[bytes] = []
         size = 0
@@ -278,19 +293,36 @@ class PgTables(Tables):
             )
         return value
 
-    def _copy(self, table: str, puts: list[tuple[bytes, bytes]]) -> None:
-        """Upsert ``puts`` through COPY into the temporary load table: no per-row statement."""
-        self._run(_CREATE_LOAD, ())
+    def _copy(self, batches: list[Batch]) -> None:
+        """Write the puts of ``batches`` by COPY: no statement per row or per table, and no
+        per-value call into the driver.
+
+        Rows whose key the table does not hold yet (one probe of the keys per table) are
+        copied straight into it: this write holds the writers' lock, so no other transaction
+        can add them meanwhile. The others are upserted from the temporary load table."""
+        new, held = [], []
+        for batch in batches:
+            keys = self._held_keys(batch.table, [key for key, _ in batch.puts])
+            new.append(Batch(batch.table, [r for r in batch.puts if r[0] not in keys], []))
+            held.append(Batch(batch.table, [r for r in batch.puts if r[0] in keys], []))
+        self._copy_rows(_COPY_KV, new)
+        if any(batch.puts for batch in held):
+            self._run(_CREATE_LOAD, ())
+            self._copy_rows(_COPY_LOAD, held)
+            self._run(_UPSERT_LOAD, ())
+            self._run(_EMPTY_LOAD, ())
+
+    def _held_keys(self, table: str, keys: list[bytes]) -> set[bytes]:
+        """Return which of ``keys`` the table holds (sent rows only: the caller flushes)."""
+        return {row[0] for row in self._run(_HELD, (table, keys)).fetchall()}
+
+    def _copy_rows(self, statement: str, batches: list[Batch]) -> None:
         try:
-            with self._cur.copy(_COPY_LOAD) as copy:
-                copy.set_types(["bytea", "bytea"])
-                for row in puts:
-                    copy.write_row(row)
+            with self._cur.copy(statement) as copy:
+                copy.write(copy_rows(batches))
         except psycopg.Error as exc:
             self.failure = self.failure or exc
             raise self._translate(exc) from None
-        self._run(_UPSERT_LOAD, (table,))
-        self._run(_EMPTY_LOAD, ())
 
     def _pages(self, table: str, span: Span, *, values: bool) -> Iterator[tuple[Any, ...]]:
         self.pending.flush(table)
@@ -341,3 +373,15 @@ class PgTables(Tables):
     def table_names(self) -> list[str]:
         self.pending.flush()
         return sorted(str(name) for (name,) in self._run(_NAMES, ()).fetchall())
+
+
+def copy_rows(batches: Sequence[Batch]) -> bytes:
+    """Return the puts of ``batches`` as (t, k, v) rows in PostgreSQL's binary COPY format."""
+    out = [_COPY_HEADER]
+    for batch in batches:
+        name = batch.table.encode()
+        head = _FIELDS.pack(3, len(name)) + name
+        for key, value in batch.puts:
+            out += (head, len(key).to_bytes(4, "big"), key, len(value).to_bytes(4, "big"), value)
+    out.append(_COPY_TRAILER)
+    return b"".join(out)
