@@ -32,13 +32,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runtime.blocks import Entry, ToolCall
-from runtime.errors import BudgetTooSmall, Llm386Error
+from runtime.errors import Llm386Error
 from runtime.paging.accounting import TokenCounter
 from runtime.paging.eviction import EvictionConfig
 from runtime.paging.faults import PagingState, load_state, recall_content
 from runtime.paging.placeholders import RECALL_TOOL_NAME
 from runtime.paging.presets import DEFAULT_PRESET, preset
-from runtime.paging.turn import PagedTurn, finish_turn, page_turn
+from runtime.paging.turn import PagedTurn, TurnOverBudget, finish_turn, page_turn
 from runtime.proxy.apis import Wire
 from runtime.proxy.conversation import prefix_keys
 from runtime.proxy.recall import Answer, encode
@@ -167,10 +167,9 @@ class ProxyPager:
         try:
             paged = page_turn(entries, config, memory.state, count, turn=turn,
                               budget=self.settings.budget, previous=memory.previous)  # fmt: skip
-        except BudgetTooSmall as exc:
+        except TurnOverBudget as exc:  # sent anyway, as small as it gets, and flagged
             note = f"over budget even with everything evictable paged out: {exc}"
-            paged = page_turn(entries, config, memory.state, count, turn=turn,
-                              previous=memory.previous)  # fmt: skip
+            paged = exc.paged
         upstream = paged_request(wire, data, sites, paged.plan)
         return PagedCall(wire, key, memory, entries, sites, paged, upstream, note)
 
