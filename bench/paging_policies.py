@@ -20,7 +20,6 @@ from typing import Any
 
 from bench.paging_replay import MissTally, render_request
 from runtime.blocks import BlockKind, Entry, ToolCall
-from runtime.errors import BudgetTooSmall
 from runtime.packer.core import pack
 from runtime.pager.core import PageRequest, page
 from runtime.paging.accounting import (
@@ -44,7 +43,7 @@ from runtime.paging.eviction import (
 )
 from runtime.paging.faults import FaultKind, PagingState, detect_faults
 from runtime.paging.history import History
-from runtime.paging.turn import PagedTurn, finish_turn, page_turn
+from runtime.paging.turn import PagedTurn, TurnOverBudget, finish_turn, page_turn
 from runtime.profiles.catalog import ModelProfile
 
 
@@ -213,13 +212,14 @@ class Ours:
         self.state, self.previous = PagingState(), None
 
     def _page(self, t: TurnInput, count: TokenCounter, reserve: int = 0) -> tuple[PagedTurn, bool]:
-        """Page the turn under the budget less ``reserve``; if it cannot fit, page it unbounded."""
+        """Page the turn under the budget less ``reserve``; if it cannot fit, the smallest plan
+        found (a violation, as a live proxy would send it)."""
         args = (t.entries, self.config, self.state, count)
         budget = self.budget - reserve
         try:
             return page_turn(*args, turn=t.turn, budget=budget, previous=self.previous), False
-        except BudgetTooSmall:
-            return page_turn(*args, turn=t.turn, previous=self.previous), True
+        except TurnOverBudget as exc:
+            return exc.paged, True
 
     def breakpoints(self, paged: PagedTurn, before: PagedTurn | None) -> tuple[int, ...] | None:
         """Return the cache-aware breakpoints, or None (the default ones) for other modes."""

@@ -10,7 +10,8 @@ Invariants:
   byte for byte. Entries are walked in seq order; every tie breaks on seq.
 - Never evicted: system blocks, tool calls (so every tool_use keeps its id and its result),
   error results, the latest user message and the results of the last model call. Pinned blocks
-  are evicted only under budget pressure, after everything unpinned.
+  are evicted only under budget pressure, and only when the request cannot fit with everything
+  unpinned paged out and every placeholder tightened (``fit_budget``).
 - An evicted tool result stays a tool-result body with the same ``tool_use_id``; only its content
   becomes the placeholder, so tool_use / tool_result pairing holds in every packed request.
 - A placeholder depends only on the block (and the call it answers), never on the turn: once
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 
-from runtime.blocks import BlockKind, Entry, ToolResult, check_block_id
+from runtime.blocks import SHORT_ID_LEN, BlockKind, Entry, ToolResult, check_block_id
 from runtime.errors import BudgetTooSmall, ConfigError, InvalidInput
 from runtime.paging.history import AgeFrom, AgeUnit, History, call_key, parse_result, schema_name
 from runtime.paging.placeholders import (
@@ -39,6 +40,7 @@ from runtime.paging.placeholders import (
     result_placeholder,
     schema_stub,
     size_text,
+    tight_duplicate_placeholder,
     tight_placeholder,
 )
 
@@ -242,24 +244,35 @@ def _content_bytes(result: ToolResult) -> int:
     return len(result.content.encode("utf-8"))
 
 
-def _result_eviction(
+def _smaller(ev: Eviction, entry: Entry, count: Counter) -> Eviction | None:
+    """Return ``ev`` when its body costs fewer tokens than the entry's, else None."""
+    return ev if count(ev.body) < count(entry.body) else None
+
+
+def _described_result(
     s: History, entry: Entry, result: ToolResult, reason: EvictionReason,
     config: EvictionConfig, count: Counter, original: str = "",
-) -> Eviction | None:  # fmt: skip
+) -> Eviction:  # fmt: skip
     call = s.call_for(entry.seq)
     size = size_text(_content_bytes(result), count(result.content))
     short = entry.block.short_id
     if reason is EvictionReason.DUPLICATE:
-        text = duplicate_placeholder(short, original[:12], call, size)
+        text = duplicate_placeholder(short, original[:SHORT_ID_LEN], call, size)
     else:
         text = result_placeholder(short, call, size, config.recall)
     body = ToolResult(result.call_id, text, result.is_error).body()
-    if count(body) >= count(entry.body):
-        return None
     return Eviction(
         entry.seq, entry.id, entry.kind, reason, text, body, _content_bytes(result),
         count(result.content), call.name if call else "", call_key(call) if call else "", original,
     )  # fmt: skip
+
+
+def _result_eviction(
+    s: History, entry: Entry, result: ToolResult, reason: EvictionReason,
+    config: EvictionConfig, count: Counter, original: str = "",
+) -> Eviction | None:  # fmt: skip
+    ev = _described_result(s, entry, result, reason, config, count, original)
+    return _smaller(ev, entry, count)
 
 
 def _groups(s: History, config: EvictionConfig) -> list[list[tuple[Entry, ToolResult]]]:
@@ -394,10 +407,20 @@ def plan_eviction(
 # -- budget pressure ---------------------------------------------------------------------------
 
 
+class PlanOverBudget(BudgetTooSmall):
+    """The request is over its budget even with everything evictable paged out; ``plan`` is the
+    smallest plan found, what to send (flagged over budget) when the request must go anyway."""
+
+    def __init__(self, message: str, plan: EvictionPlan) -> None:
+        super().__init__(message)
+        self.plan = plan
+
+
 def _pressure_candidates(
     s: History, config: EvictionConfig, pins: Pins, done: Collection[int]
-) -> list[Entry]:
-    """Return what may go under pressure, in eviction order: results, messages, then pinned."""
+) -> tuple[list[Entry], list[Entry]]:
+    """Return what may go under pressure, each in eviction order: (unpinned: results least
+    recently used first, then messages; pinned: fewest faults first)."""
 
     def movable(e: Entry) -> bool:
         if e.seq in done or e.seq == s.latest_user_seq or e.seq >= s.protected_from:
@@ -414,22 +437,25 @@ def _pressure_candidates(
     results.sort(key=lambda e: (used.get(e.seq, e.seq), e.seq))  # least recently used first
     messages = [e for e in free if e.kind is not BlockKind.TOOL_RESULT]
     pinned.sort(key=lambda e: (pins.fault_count(e.id), e.seq))
-    return [*results, *messages, *pinned]
+    return [*results, *messages], pinned
 
 
 def _pressure_eviction(
-    s: History, entry: Entry, config: EvictionConfig, count: Counter
+    s: History, entry: Entry, config: EvictionConfig, count: Counter, *, tight: bool = False
 ) -> Eviction | None:
+    """Return the pressure placeholder of ``entry`` (its ``tightened`` line with ``tight``), or
+    None when it would not cost fewer tokens than the entry."""
     result = parse_result(entry)
     if result is not None:
-        return _result_eviction(s, entry, result, EvictionReason.PRESSURE, config, count)
-    text = message_placeholder(entry, size_text(entry.block.size, count(entry.body)), config.recall)
-    if count(text) >= count(entry.body):
-        return None
-    return Eviction(
-        entry.seq, entry.id, entry.kind, EvictionReason.PRESSURE, text, text, entry.block.size,
-        count(entry.body),
-    )  # fmt: skip
+        ev = _described_result(s, entry, result, EvictionReason.PRESSURE, config, count)
+    else:
+        size = size_text(entry.block.size, count(entry.body))
+        text = message_placeholder(entry, size, config.recall)
+        ev = Eviction(
+            entry.seq, entry.id, entry.kind, EvictionReason.PRESSURE, text, text,
+            entry.block.size, count(entry.body),
+        )  # fmt: skip
+    return _smaller(tightened(entry, ev, config, count) if tight else ev, entry, count)
 
 
 def tightened(entry: Entry, ev: Eviction, config: EvictionConfig, count: Counter) -> Eviction:
@@ -439,12 +465,11 @@ def tightened(entry: Entry, ev: Eviction, config: EvictionConfig, count: Counter
         return ev
     short = entry.block.short_id
     if ev.reason is EvictionReason.DUPLICATE:
-        what = f"same as block {ev.original_id[:12]}"
-    elif ev.kind is BlockKind.TOOL_RESULT:
-        what = "tool result"
+        # The content is in the block above: point there, do not invite a recall of this copy.
+        text = tight_duplicate_placeholder(short, ev.original_id[:SHORT_ID_LEN])
     else:
-        what = "user message" if ev.kind is BlockKind.USER_MESSAGE else "assistant message"
-    text = tight_placeholder(short, what, config.recall)
+        what = {BlockKind.TOOL_RESULT: "tool result", BlockKind.USER_MESSAGE: "user message"}
+        text = tight_placeholder(short, what.get(ev.kind, "assistant message"), config.recall)
     result = parse_result(entry)
     body = text if result is None else ToolResult(result.call_id, text, result.is_error).body()
     if text == ev.placeholder or count(body) >= count(ev.body):
@@ -470,29 +495,48 @@ def fit_budget(
     s: History, plan: EvictionPlan, config: EvictionConfig, count: Counter, pins: Pins,
     budget: int,
 ) -> EvictionPlan:  # fmt: skip
-    """Return ``plan`` with pressure evictions added, oldest first, until the request fits."""
+    """Return ``plan`` with pressure placeholders added until the request fits ``budget``.
+
+    Three steps, each only when the one before cannot fit:
+    1. unpinned blocks become placeholders, least recently used first, one at a time;
+    2. every placeholder is tightened at once (one cache rewrite, and room for the turns after,
+       rather than one rewrite a turn), and the blocks whose described placeholder would not be
+       shorter than them (short messages and results) get their tight line;
+    3. pinned blocks (the model just recalled them) are paged out too, fewest faults first, each
+       as its tight line.
+    Raise ``PlanOverBudget`` holding the plan of step 3 when even that is over the budget."""
     total = request_tokens(s.entries, plan, count)
     if total <= budget:
         return plan
     evictions = list(plan.evictions)
     recall_cost = count(recall_tool_json().decode()) if config.recall else 0
-    for entry in _pressure_candidates(s, config, pins, frozenset(e.seq for e in evictions)):
+    free, pinned = _pressure_candidates(s, config, pins, frozenset(e.seq for e in evictions))
+    skipped = []
+    for entry in free:
         ev = _pressure_eviction(s, entry, config, count)
         if ev is None:
+            skipped.append(entry)
             continue
         total -= count(entry.body) - count(ev.body) - (0 if evictions else recall_cost)
         evictions.append(ev)
         if total <= budget:
             return _plan(evictions, config)
-    # Everything evictable is a placeholder and the request is still over: what is left is the
-    # placeholders' own descriptions. Tighten all of them at once (one cache rewrite, and room
-    # for the turns after, rather than one rewrite a turn), then check again.
     by_seq = {e.seq: e for e in s.entries}
-    tight = _plan([tightened(by_seq[ev.seq], ev, config, count) for ev in evictions], config)
-    total = request_tokens(s.entries, tight, count)
+    tight = [tightened(by_seq[ev.seq], ev, config, count) for ev in evictions]
+    tight += [ev for e in skipped if (ev := _pressure_eviction(s, e, config, count, tight=True))]
+    best = _plan(tight, config)
+    total = request_tokens(s.entries, best, count)
+    for entry in pinned:
+        if total <= budget:
+            return best
+        ev = _pressure_eviction(s, entry, config, count, tight=True)
+        if ev is not None:
+            best = _plan([*best.evictions, ev], config)
+            total = request_tokens(s.entries, best, count)
     if total <= budget:
-        return tight
-    raise BudgetTooSmall(
+        return best
+    raise PlanOverBudget(
         f"the request needs {total:,} tokens with everything evictable paged out, over the "
-        f"budget of {budget:,}; raise the budget or shorten the system prompt and tool list"
+        f"budget of {budget:,}; raise the budget or shorten the system prompt and tool list",
+        best,
     )

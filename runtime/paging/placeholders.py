@@ -100,6 +100,12 @@ def tight_placeholder(short_id: str, what: str, recall: bool) -> str:
     return f"[Paged out: block {short_id}, {what}; {hint}]"
 
 
+def tight_duplicate_placeholder(short_id: str, original: str) -> str:
+    """Return the shortest line of a duplicate: its id and the block above that holds the same
+    content (no recall hint: recalling the copy would only send that content again)."""
+    return f"[Duplicate: block {short_id}, same as block {original} above]"
+
+
 def _first_sentence(text: str) -> str:
     line = text.strip().split("\n", 1)[0]
     cut = line.find(". ")

@@ -11,6 +11,9 @@ Invariants:
   (and, in ``EvictionMode.CACHE_AWARE``, the previous turn, whose placeholders carry over).
 - Waste categories use the config's thresholds with every rule on, so turns packed by different
   policies are measured against the same definition of waste.
+- Over budget is never silent and never unpaged: when the request cannot fit, ``page_turn``
+  raises ``TurnOverBudget`` holding the turn with the smallest plan found, for a caller that
+  must send it anyway (flagged over budget).
 - A turn's faults are the ones found in the answer to that turn's request; they pin from the
   next request on (the same fault cannot repeat while the pin holds).
 """
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from runtime.blocks import Entry, ToolCall
+from runtime.errors import BudgetTooSmall
 from runtime.paging.accounting import (
     RequestItem,
     TokenCategory,
@@ -37,6 +41,7 @@ from runtime.paging.eviction import (
     EvictionPlan,
     History,
     PagedItem,
+    PlanOverBudget,
     StubScope,
     paged_view,
     plan_eviction,
@@ -81,6 +86,15 @@ class PagedTurn:
         }
 
 
+class TurnOverBudget(BudgetTooSmall):
+    """``page_turn`` could not fit the budget; ``paged`` is the turn with the smallest plan found
+    (everything evictable paged out, tight), to send flagged over budget when it must go."""
+
+    def __init__(self, message: str, paged: PagedTurn) -> None:
+        super().__init__(message)
+        self.paged = paged
+
+
 def page_turn(
     entries: Sequence[Entry],
     config: EvictionConfig,
@@ -91,22 +105,30 @@ def page_turn(
     budget: int | None = None,
     previous: PagedTurn | None = None,
 ) -> PagedTurn:
-    """Return the paged request for ``entries`` (everything before the model call)."""
+    """Return the paged request for ``entries`` (everything before the model call); raise
+    ``TurnOverBudget`` when it cannot fit ``budget``."""
     user_turn = History.of(entries).user_turn()
     pins = state.pins(user_turn)
-    if config.mode is EvictionMode.CACHE_AWARE:
-        seen = max((i.entry.seq for i in previous.items), default=-1) + 1 if previous else 0
-        last = previous.plan if previous else None
-        plan = plan_cache_aware(entries, config, count, pins, budget, last, seen)
-    else:
-        plan = plan_eviction(entries, config, count, pins, budget)
+    over: PlanOverBudget | None = None
+    try:
+        if config.mode is EvictionMode.CACHE_AWARE:
+            seen = max((i.entry.seq for i in previous.items), default=-1) + 1 if previous else 0
+            last = previous.plan if previous else None
+            plan = plan_cache_aware(entries, config, count, pins, budget, last, seen)
+        else:
+            plan = plan_eviction(entries, config, count, pins, budget)
+    except PlanOverBudget as exc:
+        over, plan = exc, exc.plan
     waste = waste_config(config)
     waste_plan = plan if waste == config and budget is None else plan_eviction(
         entries, waste, count, pins
     )  # fmt: skip
     cats = categorize(entries, waste_plan)
     head = (turn, user_turn, config, tuple(sorted(pins.pinned)))
-    return assemble_turn(head, plan, entries, entries, cats, count, previous)
+    paged = assemble_turn(head, plan, entries, entries, cats, count, previous)
+    if over is not None:
+        raise TurnOverBudget(str(over), paged) from None
+    return paged
 
 
 def assemble_turn(

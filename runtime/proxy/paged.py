@@ -112,7 +112,7 @@ class PagedRelay:
             reply = answer.reply()
             if reply is None:
                 break
-            call.calls += recall.tool_calls(wire, reply)
+            call.add_round(reply)
             if rounds < MAX_RECALL_ROUNDS and recall.only_recalls(wire, reply):
                 rounds += 1
                 earlier.append(reply)
@@ -197,7 +197,7 @@ class _StreamRelay:
             if not await self._round(headers, filt):
                 return
             reply = filt.reply() or {}
-            p.call.calls += recall.tool_calls(wire, reply)
+            p.call.add_round(reply)
             if rounds < MAX_RECALL_ROUNDS and filt.recalled_only:
                 rounds += 1
                 answers = p.call.answer(recall.recall_calls(wire, reply), rounds)

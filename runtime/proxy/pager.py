@@ -32,16 +32,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runtime.blocks import Entry, ToolCall
-from runtime.errors import BudgetTooSmall, Llm386Error
+from runtime.errors import Llm386Error
 from runtime.paging.accounting import TokenCounter
 from runtime.paging.eviction import EvictionConfig
 from runtime.paging.faults import PagingState, load_state, recall_content
 from runtime.paging.placeholders import RECALL_TOOL_NAME
 from runtime.paging.presets import DEFAULT_PRESET, preset
-from runtime.paging.turn import PagedTurn, finish_turn, page_turn
+from runtime.paging.turn import PagedTurn, TurnOverBudget, finish_turn, page_turn
 from runtime.proxy.apis import Wire
 from runtime.proxy.conversation import prefix_keys
-from runtime.proxy.recall import Answer, encode
+from runtime.proxy.recall import Answer, encode, tool_calls
 from runtime.proxy.rewrite import (
     PAGED_WIRES,
     Site,
@@ -94,6 +94,7 @@ class PagedCall:
     budget_note: str = ""
     recalls: list[dict[str, Any]] = field(default_factory=list)
     calls: list[ToolCall] = field(default_factory=list)  # every tool call the model made
+    usage: list[dict[str, Any]] = field(default_factory=list)  # each round's, as the upstream said
 
     @property
     def body(self) -> bytes:
@@ -102,6 +103,12 @@ class PagedCall:
     @property
     def stream(self) -> bool:
         return self.upstream.get("stream") is True
+
+    def add_round(self, reply: dict[str, Any]) -> None:
+        """Note one round's reply: its tool calls and its usage (an empty one when it has none)."""
+        self.calls += tool_calls(self.wire, reply)
+        usage = reply.get("usage")
+        self.usage.append(dict(usage) if isinstance(usage, dict) else {})
 
     def answer(self, calls: Sequence[ToolCall], round_no: int) -> list[Answer]:
         """Return the answers to the model's recall calls (an error answer for a bad id)."""
@@ -167,10 +174,9 @@ class ProxyPager:
         try:
             paged = page_turn(entries, config, memory.state, count, turn=turn,
                               budget=self.settings.budget, previous=memory.previous)  # fmt: skip
-        except BudgetTooSmall as exc:
+        except TurnOverBudget as exc:  # sent anyway, as small as it gets, and flagged
             note = f"over budget even with everything evictable paged out: {exc}"
-            paged = page_turn(entries, config, memory.state, count, turn=turn,
-                              previous=memory.previous)  # fmt: skip
+            paged = exc.paged
         upstream = paged_request(wire, data, sites, paged.plan)
         return PagedCall(wire, key, memory, entries, sites, paged, upstream, note)
 
@@ -229,6 +235,7 @@ def paging_record(
         "client_request": {"sha256": hashlib.sha256(client).hexdigest(), "bytes": len(client)},
         "recalls": call.recalls,
         "rounds": 1 + len({r["round"] for r in call.recalls}),
+        "usage": call.usage,
         "note": call.budget_note,
     }
     return slot

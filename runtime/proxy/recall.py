@@ -12,7 +12,10 @@ Invariants:
 - ``continued`` never mutates its inputs; the continuation keeps every byte-level choice of the
   paged request (it is that request plus two messages).
 - A client gets every round's content, in order, once: what the model said (text, thinking)
-  before a recall call is in the reply it gets, whether it streamed or not.
+  before a recall call is in the reply it gets, whether it streamed or not. A JSON reply's
+  usage is the rounds' sum; a stream's usage events are the upstream's as they pass (the first
+  round's ``message_start``, the last round's closing events), and the record keeps every
+  round's usage (``paging.proxy.usage``).
 """
 
 from __future__ import annotations
@@ -88,10 +91,14 @@ def merged(wire: Wire, earlier: Sequence[Mapping[str, Any]], last: Mapping[str, 
     """Return ``last`` with the content of the ``earlier`` rounds' replies (the ones that only
     called ``recall``) put before its own, recall calls still in: ``without_recall`` takes them
     out. Messages: the rounds' content blocks in order (thinking blocks included); Chat: the
-    rounds' text joined, as a stream's deltas join. Usage and ids are the last round's."""
+    rounds' text joined, as a stream's deltas join. Usage is the rounds' summed (``summed``:
+    the client is told every token the call cost); ids are the last round's."""
     out = copy.deepcopy(dict(last))
     if not earlier:
         return out
+    usages = [u for r in (*earlier, last) if isinstance(u := r.get("usage"), Mapping)]
+    if usages:
+        out["usage"] = summed(usages)
     if wire is Wire.MESSAGES:
         blocks = [copy.deepcopy(c) for r in earlier for c in _content(r)]
         out["content"] = [*blocks, *_content(out)]
@@ -104,6 +111,26 @@ def merged(wire: Wire, earlier: Sequence[Mapping[str, Any]], last: Mapping[str, 
     if any(isinstance(t, str) and t for t in texts):
         message["content"] = "".join(t for t in texts if isinstance(t, str))
     return out
+
+
+def summed(usages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Return usage objects added up: numbers summed field by field (nested objects too, such as
+    ``cache_creation`` or ``prompt_tokens_details``), anything else (a service tier) the last's."""
+    out: dict[str, Any] = {}
+    for usage in usages:
+        for key, value in usage.items():
+            had = out.get(key)
+            if isinstance(value, Mapping):
+                out[key] = summed([had, value] if isinstance(had, Mapping) else [value])
+            elif _number(value) and (had is None or _number(had)):
+                out[key] = (had or 0) + value
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def without_recall(wire: Wire, reply: Mapping[str, Any]) -> dict[str, Any]:

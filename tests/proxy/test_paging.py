@@ -238,6 +238,8 @@ def test_a_stream_is_paged_and_a_recall_in_it_is_answered_and_hidden(paged: Stac
         record.call_id
     )
     assert [c["text"] for c in record.response["content"]] == ["Let me look.", "Row 0-0 says 0."]
+    assert len(record.paging["proxy"]["usage"]) == 2  # each round's usage, as it streamed
+    assert all(u["output_tokens"] > 0 for u in record.paging["proxy"]["usage"])
 
 
 def test_a_stream_without_recall_passes_its_events_through_unchanged(paged: Stack):
@@ -438,6 +440,22 @@ def test_a_page_budget_pages_out_under_pressure_to_fit(tmp_path: Path):
         assert json.loads(stack.anthropic_up.requests[0].body)["messages"][-1]["content"] == (
             "Now summarise everything."
         )
+
+
+def test_a_budget_nothing_fits_sends_the_smallest_request_flagged_not_an_unpaged_one(
+    tmp_path: Path,
+):
+    for stack in start_stack(tmp_path / "store", page=PageSettings("default", 300)):
+        _ask(stack.anthropic(), anthropic_history())
+        [record] = stack.records()
+        sent = stack.anthropic_up.requests[0].body
+    assert record.paging["proxy"]["note"].startswith("over budget even with everything")
+    # Every evictable block went out as its tight line (the smallest plan), not the request
+    # as it would be with no budget at all.
+    assert b'; recall(block_id=\\"' in sent and b"if you need it." not in sent
+    assert record.paging["accounting"]["packed_tokens"] > 300
+    reasons = {e["reason"] for e in record.paging["plan"]["evictions"]}
+    assert "pressure" in reasons
 
 
 def test_the_cache_aware_preset_keeps_the_prefix_byte_stable_under_a_budget(tmp_path: Path):

@@ -16,6 +16,7 @@ import pytest
 from runtime.blocks import ToolCall
 from runtime.proxy.apis import Wire
 from runtime.proxy.pager import PagedCall, PageSettings, ProxyPager
+from runtime.proxy.recall import summed
 from runtime.tracing.records import TraceStatus
 from tests.fakes.anthropic_server import DropConnection, Reply, error_reply, text_reply
 from tests.fakes.openai_server import chat_reply
@@ -64,6 +65,10 @@ def test_a_non_streamed_reply_keeps_the_thinking_and_text_of_every_round(paged: 
     record = paged.records()[-1]
     assert record.response is not None
     assert [c["type"] for c in record.response["content"]] == ["thinking", "text", "text"]
+    # The call cost both rounds: the client is told their sum, the record keeps each round's.
+    assert (reply.usage.input_tokens, reply.usage.output_tokens) == (5 + 25, 5 + 7)
+    rounds = record.paging["proxy"]["usage"]
+    assert [(u["input_tokens"], u["output_tokens"]) for u in rounds] == [(5, 5), (25, 7)]
 
 
 def test_a_non_streamed_chat_reply_keeps_the_text_said_before_a_recall(paged: Stack):
@@ -76,6 +81,7 @@ def test_a_non_streamed_chat_reply_keeps_the_text_said_before_a_recall(paged: St
                                            tools=_chat_tools())  # type: ignore[arg-type]  # fmt: skip
     assert reply.choices[0].message.content == "Checking. Row 0-0."
     assert reply.choices[0].message.tool_calls is None
+    assert reply.usage is not None and reply.usage.total_tokens == 2 * (30 + 8)
 
 
 def test_a_502_from_the_upstream_mid_continuation_reaches_the_client_and_the_record(paged: Stack):
@@ -109,6 +115,20 @@ def test_an_upstream_that_drops_mid_continuation_is_a_502_in_the_apis_error_form
     # The client's next call goes through: the proxy did not keep a half-answered round.
     paged.anthropic_up.enqueue(text_reply("Row 0-0."))
     assert _ask(paged.anthropic(), history).content[0].text == "Row 0-0."  # type: ignore[union-attr]
+
+
+def test_usage_is_summed_field_by_field_nested_objects_too():
+    first = {"input_tokens": 5, "cache_creation": {"ephemeral_5m_input_tokens": 3},
+             "service_tier": "standard"}  # fmt: skip
+    last = {"input_tokens": 7, "output_tokens": 2, "service_tier": "priority",
+            "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 1}}  # fmt: skip
+    assert summed([first, last]) == {
+        "input_tokens": 12, "output_tokens": 2, "service_tier": "priority",
+        "cache_creation": {"ephemeral_5m_input_tokens": 7, "ephemeral_1h_input_tokens": 1},
+    }  # fmt: skip
+    assert summed([{"prompt_tokens_details": None}, {"prompt_tokens_details": {"cached_tokens": 2}}]) == {
+        "prompt_tokens_details": {"cached_tokens": 2}
+    }  # fmt: skip
 
 
 def _body(messages: list[dict[str, Any]]) -> bytes:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.blocks import BlockKind, ToolCall
+from runtime.blocks import BlockKind, Entry, ToolCall
 from runtime.errors import BudgetTooSmall, ConfigError
 from runtime.paging.cacheaware import cache_aware_config, cache_breakpoints, plan_cache_aware
 from runtime.paging.eviction import (
@@ -15,11 +15,15 @@ from runtime.paging.eviction import (
     EvictionMode,
     EvictionReason,
     Pins,
+    PlanOverBudget,
+    plan_eviction,
+    pressure_placeholder,
     request_tokens,
     tightened,
 )
 from runtime.paging.faults import PagingState
-from runtime.paging.turn import PagedTurn, finish_turn, page_turn
+from runtime.paging.history import History
+from runtime.paging.turn import PagedTurn, TurnOverBudget, finish_turn, page_turn
 from tests.runtime.paging_builder import (
     BOOK_SCHEMA,
     COUNT,
@@ -181,8 +185,8 @@ def same_or_tightened(before: Eviction, turn: PagedTurn) -> bool:
     return after == tightened(entry, before, turn.config, COUNT) != before
 
 
-def _tight(ev: Eviction) -> bool:
-    return ev.kind is not BlockKind.TOOL_SCHEMA and "result of" not in ev.placeholder
+def _tight(ev: Eviction | None) -> bool:
+    return ev is not None and "; recall(" in ev.placeholder  # a described line: "if you need it."
 
 
 def test_a_request_whose_placeholders_alone_overflow_tightens_them_instead_of_breaking_the_budget():
@@ -200,3 +204,88 @@ def test_a_request_whose_placeholders_alone_overflow_tightens_them_instead_of_br
     ev = next(e for e in later[-1].plan.evictions if e.kind is BlockKind.TOOL_RESULT)
     assert f'recall(block_id="{ev.block_id[:12]}")' in ev.placeholder
     assert all(pairing_ok([(i.entry.kind, i.body) for i in t.items]) for t in turns)
+
+
+def _pinned_session() -> tuple[list[Entry], Entry, Pins]:
+    entries = long_session(20).entries
+    results = [e for e in entries if e.kind is BlockKind.TOOL_RESULT]
+    pinned = results[2]
+    return entries, pinned, Pins(frozenset({pinned.id}), {pinned.id: 1})
+
+
+@pytest.mark.parametrize("budget", [2750, 3000])
+def test_a_just_recalled_block_stays_when_tightening_the_others_fits(budget):
+    # Everything unpinned as a described placeholder is over the budget; keeping the pinned
+    # block and tightening the others fits (about 2,620 tokens): paging the block the model has
+    # just recalled back out would only bring the fault back.
+    entries, pinned, pins = _pinned_session()
+    plan = plan_eviction(entries, EvictionConfig(), COUNT, pins=pins, budget=budget)
+    assert request_tokens(entries, plan, COUNT) <= budget
+    assert plan.get(pinned.seq) is None
+    assert all(_tight(e) for e in plan.evictions if e.kind is BlockKind.TOOL_RESULT)
+
+
+def test_a_pinned_block_goes_only_when_nothing_else_can_make_room():
+    entries, pinned, pins = _pinned_session()
+    plan = plan_eviction(entries, EvictionConfig(), COUNT, pins=pins, budget=2500)
+    assert request_tokens(entries, plan, COUNT) <= 2500
+    assert _tight(plan.get(pinned.seq))
+
+
+def _chatty(turns: int = 60) -> list[Entry]:
+    b = SessionBuilder()
+    b.schema(LOOKUP_SCHEMA)
+    b.system("sys")
+    said = "please check the thing about my booking and the seats and the dates again " * 3
+    for t in range(turns):
+        b.user(f"{t} {said}")
+        b.assistant(f"{t} ok, I checked your booking, seats and the dates, all fine.")
+    b.user("last")
+    return b.entries
+
+
+def test_short_messages_whose_described_line_is_not_shorter_still_get_their_tight_line():
+    entries = _chatty()
+    s = History.of(entries)
+    assert pressure_placeholder(s, entries[2], EvictionConfig(), COUNT) is None  # too short
+    full = request_tokens(entries, plan_eviction(entries, EvictionConfig(), COUNT), COUNT)
+    for budget in (full - 10, full - 100):
+        plan = plan_eviction(entries, EvictionConfig(), COUNT, budget=budget)
+        assert request_tokens(entries, plan, COUNT) <= budget
+        paged = [e for e in plan.evictions if e.kind is not BlockKind.TOOL_SCHEMA]
+        assert paged and all(_tight(e) for e in paged)
+        assert all(e.kind in (BlockKind.USER_MESSAGE, BlockKind.ASSISTANT_MESSAGE)
+                   and COUNT(e.body) < COUNT(entries[e.seq].body) for e in paged)  # fmt: skip
+
+
+def test_over_budget_carries_the_smallest_plan_found_not_an_unpaged_request():
+    entries, _, _ = _pinned_session()
+    with pytest.raises(PlanOverBudget) as raised:
+        plan_eviction(entries, EvictionConfig(), COUNT, budget=1000)
+    best = raised.value.plan
+    unbounded = plan_eviction(entries, EvictionConfig(), COUNT)
+    assert request_tokens(entries, best, COUNT) < request_tokens(entries, unbounded, COUNT)
+    assert f"needs {request_tokens(entries, best, COUNT):,} tokens" in str(raised.value)
+    assert sum(_tight(e) for e in best.evictions) >= 19  # every result but the last call's
+    # page_turn hands the caller that plan as a turn, to send flagged over budget.
+    with pytest.raises(TurnOverBudget) as turned:
+        page_turn(entries, EvictionConfig(), PagingState(), COUNT, turn=1, budget=1000)
+    assert turned.value.paged.plan == best
+    assert turned.value.paged.tokens == request_tokens(entries, best, COUNT)
+
+
+def test_a_tight_duplicate_points_at_the_block_above_and_invites_no_recall():
+    b = SessionBuilder()
+    b.schema(LOOKUP_SCHEMA)
+    b.system("sys")
+    for t in range(3):
+        b.user(f"Turn {t}: again please.")
+        b.exchange("get_reservation_details", {"reservation_id": "R00X"}, big_result("R00X", 900))
+        b.assistant("Done.")
+    b.user("last")
+    entries = b.entries
+    plan = plan_eviction(entries, EvictionConfig(), COUNT)
+    dup = plan.by_reason(EvictionReason.DUPLICATE)[0]
+    tight = tightened(entries[dup.seq], dup, EvictionConfig(), COUNT)
+    assert tight != dup and "recall" not in tight.placeholder
+    assert f"same as block {dup.original_id[:12]} above" in tight.placeholder
