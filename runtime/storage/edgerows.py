@@ -18,7 +18,10 @@ from runtime.storage.kv import Tables
 
 
 def prefetch_edges(t: Tables, edges: Sequence[Edge]) -> None:
-    """Tell the engine the rows ``add_edge`` will read for ``edges`` (one round trip on PG)."""
+    """Tell the engine the rows ``add_edge`` will read for ``edges``: both ends' block rows and
+    the edges' own rows (a round trip per table on PostgreSQL, not one per edge)."""
+    ends = dict.fromkeys(end for e in edges for end in (e.src, e.dst) if len(end) == 64)
+    t.prefetch(BLOCKS, [bytes.fromhex(end) for end in ends])
     t.prefetch(EDGES_OUT, [edge_key(e.src, EDGE_BYTE[e.kind], e.dst) for e in edges])
 
 

@@ -134,3 +134,104 @@ def test_a_copied_flush_of_several_tables_mixes_new_and_replaced_rows(kv_engine:
     assert rows == expected
     assert kv_engine.read(lambda t: dict(t.scan("two"))) == dict(two)
     assert kv_engine.read(lambda t: list(t.scan("few"))) == [(b"a", b"\x00")]
+
+
+def test_deleting_keys_a_write_has_read_keeps_their_meaning(kv_engine: Engine) -> None:
+    """Deletes of keys read earlier in the write (present, absent, deleted twice, deleted then
+    put again) return what LMDB returns and leave the same rows after the commit."""
+    kv_engine.write(lambda t: t.put_many("d", [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]))
+
+    def change(t):
+        t.get_many("d", [b"a", b"b", b"c", b"x"])
+        gone = [t.delete("d", b"a"), t.delete("d", b"a"), t.delete("d", b"x"), t.delete("d", b"b")]
+        t.put("d", b"b", b"again")
+        return gone, t.get_many("d", [b"a", b"b", b"x"]), t.count("d")
+
+    assert kv_engine.write(change) == ([True, False, False, True], [None, b"again", None], 2)
+    assert kv_engine.read(lambda t: list(t.scan("d"))) == [(b"b", b"again"), (b"c", b"3")]
+
+
+class _Statements:
+    """Count the statements PostgreSQL writes send, by their first words and table."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from runtime.storage.postgres import tables
+
+        self.sent: list[tuple[str, object]] = []
+        run = tables.PgTables._run
+
+        def counted(tables_self, sql, params):
+            self.sent.append((" ".join(sql.split()[:3]), params[0] if params else None))
+            return run(tables_self, sql, params)
+
+        monkeypatch.setattr(tables.PgTables, "_run", counted)
+
+    def count(self, start: str, table: str | None = None) -> int:
+        return sum(s.startswith(start) and table in (None, t) for s, t in self.sent)
+
+
+def test_deletes_of_keys_read_go_with_the_commit_not_one_by_one(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.storage.postgres.engine import PostgresEngine
+
+    engine = PostgresEngine(pg_url)
+    keys = [b"h%03d" % i for i in range(200)]
+    engine.write(lambda t: t.put_many("h", [(k, b"1") for k in keys]))
+    statements = _Statements(monkeypatch)
+
+    def drop(t):
+        t.get_many("h", keys)
+        return [t.delete("h", k) for k in keys]
+
+    assert engine.write(drop) == [True] * len(keys)
+    assert statements.count("DELETE") == 1  # one DELETE ... = ANY for the 200 rows
+    assert engine.read(lambda t: t.count("h")) == 0
+    engine.close()
+
+
+def test_a_copied_flush_asks_only_about_keys_the_write_has_not_read(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.storage.postgres.engine import PostgresEngine
+    from runtime.storage.postgres.tables import COPY_ROWS
+
+    engine = PostgresEngine(pg_url)
+    old = [(b"o%05d" % i, b"old") for i in range(COPY_ROWS)]
+    engine.write(lambda t: t.put_many("c", old))
+    statements = _Statements(monkeypatch)
+    new = [(b"n%05d" % i, b"new") for i in range(COPY_ROWS)]
+
+    def change(t):  # every key read first: the absent ones and the held ones
+        t.get_many("c", [k for k, _ in old + new])
+        t.put_many("c", [(k, b"replaced") for k, _ in old] + new)
+
+    engine.write(change)
+    assert statements.count("SELECT k FROM") == 0  # no probe of which keys the table holds
+    rows = engine.read(lambda t: dict(t.scan("c")))
+    assert rows == {**{k: b"replaced" for k, _ in old}, **dict(new)}
+    engine.close()
+
+
+def test_edges_to_earlier_blocks_read_their_ends_in_one_statement(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.blocks import BlockKind, Edge, EdgeKind, NewBlock, content_hash
+    from runtime.storage import open_store
+
+    store = open_store(pg_url)
+    first = [NewBlock(BlockKind.USER_MESSAGE, f"question {i}") for i in range(30)]
+    store.put_many("s", first)
+    later = [NewBlock(BlockKind.ASSISTANT_MESSAGE, f"answer {i}") for i in range(30)]
+    edges = [
+        Edge(
+            content_hash(b.kind, str(b.body)), EdgeKind.SUPPORTS, content_hash(a.kind, str(a.body))
+        )
+        for a, b in zip(first, later, strict=True)
+    ]
+    statements = _Statements(monkeypatch)
+    store.put_many("s", later, edges)
+    assert statements.count("SELECT v FROM", "blocks") == 0  # no read of one end at a time
+    assert statements.count("SELECT k, v", "blocks") == 2  # the batch's own ids, the edges' ends
+    assert store.edges_from(edges[0].src) == [edges[0]]
+    store.close()

@@ -222,12 +222,12 @@ class PgTables(Tables):
 
     def delete(self, table: str, key: bytes) -> bool:
         self._writable()
-        pending = self.pending.lookup(table, key)
-        if pending is MISSING:  # nothing waits for this key: the database says if it was there
-            self._seen.get(table, {}).pop(key, None)
+        known = self._known(table, key)
+        if known is MISSING:  # this write neither wrote nor read the key: the database says
             return self._run(_DELETE, (table, key)).rowcount > 0
-        self.pending.put(table, key, None)
-        return pending is not None
+        if known is not None:  # waits with the other pending rows: no round trip of its own
+            self.pending.put(table, key, None)
+        return known is not None
 
     def flush(self) -> None:
         """Send every pending write (before the commit)."""
@@ -236,14 +236,14 @@ class PgTables(Tables):
     def _send(self, batches: list[Batch]) -> None:
         """Write each table's puts (by one COPY for all the tables with many, else in INSERTs
         of at most PUT_ROWS rows / PUT_BYTES), then its deletes."""
-        for batch in batches:
-            self._remember_sent(batch.table, batch.puts, batch.deletes)
         big = [batch for batch in batches if len(batch.puts) >= COPY_ROWS]
         if big:
-            self._copy(big)
+            self._copy(big)  # before _remember_sent: it tells new keys by what was read
         for batch in batches:
             puts = [] if len(batch.puts) >= COPY_ROWS else batch.puts
             self._send_rows(batch.table, puts, batch.deletes)
+        for batch in batches:
+            self._remember_sent(batch.table, batch.puts, batch.deletes)
 
     def _send_rows(self, table: str, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
         keys: list[bytes] = []
@@ -313,8 +313,16 @@ class PgTables(Tables):
             self._run(_EMPTY_LOAD, ())
 
     def _held_keys(self, table: str, keys: list[bytes]) -> set[bytes]:
-        """Return which of ``keys`` the table holds (sent rows only: the caller flushes)."""
-        return {row[0] for row in self._run(_HELD, (table, keys)).fetchall()}
+        """Return which of ``keys`` the table holds (sent rows only: the caller flushes).
+
+        A key this write has read is known without asking (``_remember_sent`` keeps what it
+        read true of what it sent since, and no other writer runs meanwhile)."""
+        seen = self._seen.get(table, {})
+        held = {key for key in keys if seen.get(key, MISSING) not in (MISSING, None)}
+        unknown = [key for key in keys if key not in seen]
+        if unknown:
+            held.update(row[0] for row in self._run(_HELD, (table, unknown)).fetchall())
+        return held
 
     def _copy_rows(self, statement: str, batches: list[Batch]) -> None:
         try:
