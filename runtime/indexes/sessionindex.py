@@ -241,8 +241,9 @@ class SessionIndex:
         for entry, doc, flag in zip(entries, docs, flags, strict=True):
             record = _record(entry, doc)
             rows.set(entry.seq, record)
-            rows.get(entry.seq)["flags"] |= flag | _plain_tool(entry)
-            self._pair(t, rows, entry)
+            ident = _call_id(entry)  # once: a tool block's JSON is parsed for it
+            rows.get(entry.seq)["flags"] |= flag | _plain_tool(entry, ident)
+            self._pair(t, rows, entry, ident)
         rows.save()
         for raw, derived in zip(raws, derives, strict=True):  # a new summary flags its sources
             for dst in _targets(t, _OUT, raw + _DERIVED) if derived else ():
@@ -257,11 +258,10 @@ class SessionIndex:
         )
         self.save_meta(t, session, meta)
 
-    def _pair(self, t: Tables, rows: _Rows, entry: Entry) -> None:
+    def _pair(self, t: Tables, rows: _Rows, entry: Entry, ident: bytes | None) -> None:
         # A result answers the latest earlier call with its id, if that call is still
         # unanswered: models reuse ids (GPT-4o did in 36 of the 120 tau-bench sessions), so a
-        # later call must never take an earlier call's result.
-        ident = _call_id(entry)
+        # later call must never take an earlier call's result. ``ident``: _call_id(entry).
         if ident is None:
             return
         key = prefix(rows.session) + b"c" + ident
@@ -525,9 +525,10 @@ class _Rows:
         ])  # fmt: skip
 
 
-def _plain_tool(entry: Entry) -> int:
+def _plain_tool(entry: Entry, ident: bytes | None) -> int:
+    """FLAG_PLAIN_TOOL for a tool block without a call id (``ident``: its ``_call_id``)."""
     tool = entry.kind in (BlockKind.TOOL_CALL, BlockKind.TOOL_RESULT)
-    return FLAG_PLAIN_TOOL if tool and _call_id(entry) is None else 0
+    return FLAG_PLAIN_TOOL if tool and ident is None else 0
 
 
 def _call_id(entry: Entry) -> bytes | None:
