@@ -9,7 +9,10 @@ server) on a unix socket:
 - bulk import: the same 10,000 blocks and their edges written with ``put_many`` in batches of
   2,000 (the path ``llm386 import`` and the benchmarks build sessions by), index upkeep
   included, with the process's token counts and term analyses forgotten first (the other
-  backend's import made them): at least 5,000 blocks/s on PostgreSQL;
+  backend's import made them), the tokenizers loaded before either (as in a serving
+  process): at least 5,000 blocks/s on PostgreSQL. Beside the wall-clock rate the import
+  reports its CPU seconds, this process's and (for a server started here) the server's, and
+  blocks per CPU-second of both: on a machine shared with other work that figure moves less;
 - the sessions list at 10,000 sessions <= 100 ms and the turn page of a 5,000-block turn
   <= 300 ms, whole request, on PostgreSQL: bench/bench_web.py run with ``--store URL`` in its own
   process.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -63,8 +67,34 @@ def page_and_pack(store: Any, questions: list[str]) -> dict[str, Any]:
     return out
 
 
-def measure(target: str) -> dict[str, Any]:
-    """Build the 10,000-block session at ``target`` and time import and page + pack on it."""
+def server_cpu_s(data_dir: Path | None) -> float | None:
+    """Return the CPU seconds the PostgreSQL server of ``data_dir`` has used so far (the
+    postmaster with its exited children, and its live backends); None when not known."""
+    if data_dir is None:
+        return None
+    try:
+        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # a process that ended meanwhile
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == postmaster:  # utime stime cutime cstime: its children that exited included
+            ticks += sum(int(x) for x in fields[11:15])
+        elif ppid == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(target: str, data_dir: Path | None = None) -> dict[str, Any]:
+    """Build the 10,000-block session at ``target`` and time import and page + pack on it.
+
+    ``data_dir``: the data folder of a PostgreSQL server started here, whose CPU time the
+    import then reports beside this process's (so a figure independent of other load)."""
     from runtime.indexes.sessionindex import forget_analyses
     from runtime.tokenizers import forget_counts
 
@@ -73,13 +103,25 @@ def measure(target: str) -> dict[str, Any]:
     # forget it, so each import pays for its blocks as an import of new blocks does.
     forget_counts()
     forget_analyses()
+    load = os.getloadavg()[0]
+    cpu, server = time.process_time(), server_cpu_s(data_dir)
     store, seconds = build(target, blocks, edges)  # type: ignore[arg-type]
+    cpu = time.process_time() - cpu
+    server_after = server_cpu_s(data_dir)
+    server = None if server is None or server_after is None else server_after - server
     try:
         latency = page_and_pack(store, tasks(blocks))
     finally:
         store.close()
-    return {"import_s": round(seconds, 2), "import_blocks_per_s": round(BLOCKS / seconds, 1),
-            "page_and_pack": latency}  # fmt: skip
+    out = {"import_s": round(seconds, 2), "import_blocks_per_s": round(BLOCKS / seconds, 1),
+           "import_cpu_s": round(cpu, 2), "load_average_before": round(load, 2)}  # fmt: skip
+    if server is not None:
+        out["import_server_cpu_s"] = round(server, 2)
+        out["import_blocks_per_cpu_s"] = round(BLOCKS / (cpu + server), 1)  # both processes
+    elif data_dir is None and "://" not in target:
+        out["import_blocks_per_cpu_s"] = round(BLOCKS / cpu, 1)  # LMDB: all in this process
+    out["page_and_pack"] = latency
+    return out
 
 
 def web_on(url: str) -> dict[str, Any]:
@@ -111,6 +153,10 @@ class _Server:
             self.server = PgServer(fast=False).start()  # production durability settings
         return self.server.url(self.server.create_database())
 
+    def data_dir(self) -> Path | None:
+        """The started server's data folder (None for a server the caller gave)."""
+        return None if self.server is None else Path(self.server.data)
+
     def close(self) -> None:
         if self.server is not None:
             self.server.remove()
@@ -134,9 +180,13 @@ def verdict(lmdb: dict[str, Any], pg: dict[str, Any], web: dict[str, Any] | None
 
 
 def main(out_dir: Path, store: str | None = None, *, web: bool = True) -> dict[str, Any]:
-    import os
-
     from runtime.config import configured_store
+    from runtime.storage.blockstore import DEFAULT_TOKENIZERS
+    from runtime.tokenizers import get_tokenizer
+
+    # Loaded once per process, as in a serving process: neither import pays for it.
+    for name in DEFAULT_TOKENIZERS:
+        get_tokenizer(name)
 
     configured = configured_store(os.environ, Path.cwd())
     server = _Server(store or (configured if configured and "://" in configured else None))
@@ -145,7 +195,8 @@ def main(out_dir: Path, store: str | None = None, *, web: bool = True) -> dict[s
         with tempfile.TemporaryDirectory(prefix="llm386-bench-storage-") as tmp:
             lmdb = measure(str(Path(tmp) / "store"))
         print(f"lmdb done ({time.perf_counter() - started:.0f} s)", flush=True)
-        pg = measure(server.database())
+        url = server.database()
+        pg = measure(url, server.data_dir())
         print(f"postgresql done ({time.perf_counter() - started:.0f} s)", flush=True)
         pg_web = web_on(server.database()) if web else None
     finally:

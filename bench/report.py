@@ -646,6 +646,10 @@ def storage(r: Mapping[str, Results]) -> list[str]:
     imports = [["bulk import (blocks/s)", num(lm["import_blocks_per_s"]),
                 num(pg["import_blocks_per_s"]),
                 f"{pg['import_blocks_per_s'] / lm['import_blocks_per_s']:.2f}"]]  # fmt: skip
+    if "import_blocks_per_cpu_s" in lm and "import_blocks_per_cpu_s" in pg:  # runs since 12-07
+        imports.append(["bulk import (blocks per CPU-second; PostgreSQL: client + server)",
+                        num(lm["import_blocks_per_cpu_s"]), num(pg["import_blocks_per_cpu_s"]),
+                        f"{pg['import_blocks_per_cpu_s'] / lm['import_blocks_per_cpu_s']:.2f}"])  # fmt: skip
     return [
         "## The product on PostgreSQL and LMDB",
         "",
