@@ -21,7 +21,10 @@ they index, with the :class:`~runtime.storage.kv.Tables` of that write.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -74,15 +77,39 @@ StoreHook = ChangeFeed  # the former name
 Checked = tuple[BlockKind, str, float, Provenance, int]
 
 
+#: A put of at least this many blocks counts its tokens on the counting thread while its write
+#: goes on (tiktoken lets go of the GIL as it encodes); a smaller put counts them inline.
+COUNT_AHEAD_BLOCKS = 256
+
+
 @dataclass(frozen=True)
 class PreparedPut:
-    """A ``put_many`` checked and token-counted, ready to write in any write transaction."""
+    """A ``put_many`` checked and token-counted (or being counted), ready to write in any
+    write transaction."""
 
     session: str
     checked: list[Checked]
-    counts: dict[str, list[int]]
+    counting: Future[dict[str, list[int]]]  # tokenizer -> each block's count, in order
     edges: list[Edge]
     ids: list[str]  # each checked block's content hash, in order
+
+    @property
+    def counts(self) -> dict[str, list[int]]:
+        """Each tokenizer's count of every block (waits for the counting thread if need be)."""
+        return self.counting.result()
+
+
+_counter: tuple[int, ThreadPoolExecutor] | None = None
+_counter_lock = threading.Lock()
+
+
+def _counting_thread() -> ThreadPoolExecutor:
+    """The process's one counting thread (a new one in a forked child, which has none)."""
+    global _counter
+    with _counter_lock:
+        if _counter is None or _counter[0] != os.getpid():
+            _counter = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="llm386-count"))
+        return _counter[1]
 
 
 class KvBlockStore(BlockStore):
@@ -178,8 +205,17 @@ class KvBlockStore(BlockStore):
         checked = [self._checked(b) for b in blocks]  # all checks before any write
         ids = [content_hash(kind, body) for kind, body, *_ in checked]
         bodies = [body for _, body, *_ in checked]
-        counts = {name: _block_counts(name, ids, bodies) for name in self.tokenizers}
-        return PreparedPut(session, checked, counts, _checked_edges(edges), ids)
+        names = self.tokenizers
+
+        def count() -> dict[str, list[int]]:
+            return {name: _block_counts(name, ids, bodies) for name in names}
+
+        if len(ids) >= COUNT_AHEAD_BLOCKS:  # counted while put_txn writes the rest
+            counting = _counting_thread().submit(count)
+        else:
+            counting = Future()
+            counting.set_result(count())
+        return PreparedPut(session, checked, counting, _checked_edges(edges), ids)
 
     def put_txn(self, t: Tables, prepared: PreparedPut, *, feed: bool = True) -> list[Entry]:
         """Write a prepared ``put_many`` in the caller's write (with its change feed).
@@ -194,8 +230,6 @@ class KvBlockStore(BlockStore):
         t.prefetch(BLOCKS, [bytes.fromhex(bid) for bid in prepared.ids])
         for i, (kind, body, priority, prov, created) in enumerate(prepared.checked):
             block = blockrows.store_block(t, kind, body, priority, prov, created, prepared.ids[i])
-            for name, values in prepared.counts.items():
-                t.put(TOKENS, token_key(name, block.id), values[i].to_bytes(4, "big"))
             entries.append(entryrows.append_entry(t, session, info, block, priority, prov, created))
         info["count"] += len(entries)
         info["u"] = max([info["u"]] + [e.created_at for e in entries])
@@ -205,6 +239,12 @@ class KvBlockStore(BlockStore):
             add_edge(t, edge)
         if feed:
             self.feed_puts(t, entries)
+        # Last: a big put's counts were being counted meanwhile (nothing above reads them).
+        for name, values in prepared.counts.items():
+            t.put_many(TOKENS, [
+                (token_key(name, bid), n.to_bytes(4, "big"))
+                for bid, n in zip(prepared.ids, values, strict=True)
+            ])  # fmt: skip
         return entries
 
     def feed_puts(self, t: Tables, entries: list[Entry]) -> None:
