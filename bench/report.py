@@ -76,7 +76,7 @@ def targets(r: Mapping[str, Results]) -> list[str]:
     paging, imp = r["paging"], r["import"]
     s2 = pager["sizes"][2]
     bm25 = s2["bm25_top10"]
-    recall = locomo["runs"]["recommended"]["recall"]["4000"]
+    recall = locomo["runs"]["defaults"]["recall"]["4000"]
     diff_ms = diff["scenarios"]["next-turn"]["diff"]["p50_ms"]
     t, pt = web["targets"], paging["targets"]
     ours = paging["policies"]["ours"]
@@ -208,14 +208,15 @@ def locomo(r: Mapping[str, Results]) -> list[str]:
         [f"{name.replace('_', ' ')} (from the data's README)", *(f"{base[b]:.2f}" for b in budgets)]
         for name, base in sorted(d["baselines_from_data_readme"].items())
     ]
-    runs = d["runs"]["recommended"]
+    runs = d["runs"]["defaults"]
     return [
         *heading("LoCoMo evidence recall", "bench_locomo", "locomo"),
         f"{len(runs['files'])} conversations, {num(d['questions'])} questions, "
         f"{num(runs['evidence_turns'])} evidence turns, tokenizer {d['tokenizer']}, no model "
         "download. The share of evidence turns the pager selects at each budget (tokens). "
-        "`recommended` is the shipped default stack; `defaults` the first defaults. LoCoMo is not "
-        "shipped: the benchmark takes its folder as an argument and is skipped without it.",
+        "`defaults` is the shipped default stack; `first_defaults` the first shipped weights. "
+        "LoCoMo is not shipped: the benchmark takes its folder as an argument and is skipped "
+        "without it.",
         "",
         *table(["stack (weights)", *(f"{num(int(b))} tokens" for b in budgets)], rows),
     ]
