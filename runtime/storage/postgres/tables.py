@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from runtime.errors import InvalidInput, StoreError, StoreReadOnly
 from runtime.storage.kv import MAX_KEY_BYTES, Span, Tables
@@ -109,6 +111,37 @@ _PAGES = {
 }
 
 
+class ByteArray(list[bytes]):
+    """Keys or values sent as one binary ``bytea[]`` parameter, framed by ``bytea_array``:
+    psycopg's own list dumper calls Python per element, 4x slower for a batch of keys."""
+
+
+_BYTEA_OID = 17
+_BYTEA_ARRAY_OID = 1001
+_ARRAY_HEAD = struct.Struct(">iiiii")  # dimensions, has nulls, element type, length, lower bound
+
+
+def bytea_array(items: Sequence[bytes]) -> bytes:
+    """Return ``items`` (no None) in PostgreSQL's binary array format, as ``bytea[]``."""
+    if not items:
+        return struct.pack(">iii", 0, 0, _BYTEA_OID)
+    out = [_ARRAY_HEAD.pack(1, 0, _BYTEA_OID, len(items), 1)]
+    for item in items:
+        out += (len(item).to_bytes(4, "big"), item)
+    return b"".join(out)
+
+
+class _ByteArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _BYTEA_ARRAY_OID
+
+    def dump(self, obj: Any) -> bytes:
+        return bytea_array(obj)
+
+
+psycopg.adapters.register_dumper(ByteArray, _ByteArrayDumper)
+
+
 def check_key(key: bytes) -> None:
     """Refuse a key no engine can store (empty, or over MAX_KEY_BYTES)."""
     if not 0 < len(key) <= MAX_KEY_BYTES:
@@ -173,7 +206,7 @@ class PgTables(Tables):
         for start in range(0, len(wanted), GET_KEYS):
             part = wanted[start : start + GET_KEYS]
             fetched: dict[bytes, bytes | None] = dict.fromkeys(part)
-            fetched.update(self._run(_GET_MANY, (table, part)).fetchall())
+            fetched.update(self._run(_GET_MANY, (table, ByteArray(part))).fetchall())
             self._remember(table, fetched)
             found.update(fetched)
         return [found.get(key) for key in keys]
@@ -202,7 +235,7 @@ class PgTables(Tables):
         out: list[bytes | None] = []
         for start in range(0, len(prefixes), GET_KEYS):
             part = list(prefixes[start : start + GET_KEYS])
-            rows = self._run(_FIRST_MANY, (table, part)).fetchall()
+            rows = self._run(_FIRST_MANY, (table, ByteArray(part))).fetchall()
             out.extend(
                 key if key is not None and key.startswith(prefix) else None
                 for prefix, (key,) in zip(part, rows, strict=True)
@@ -254,12 +287,12 @@ class PgTables(Tables):
             values.append(value)
             size += len(key) + len(value)
             if len(keys) >= PUT_ROWS or size >= PUT_BYTES:
-                self._run(_PUT_MANY, (table, keys, values))
+                self._run(_PUT_MANY, (table, ByteArray(keys), ByteArray(values)))
                 keys, values, size = [], [], 0
         if keys:
-            self._run(_PUT_MANY, (table, keys, values))
+            self._run(_PUT_MANY, (table, ByteArray(keys), ByteArray(values)))
         for start in range(0, len(deletes), GET_KEYS):
-            self._run(_DELETE_MANY, (table, deletes[start : start + GET_KEYS]))
+            self._run(_DELETE_MANY, (table, ByteArray(deletes[start : start + GET_KEYS])))
 
     def _remember_sent(
         self, table: str, puts: list[tuple[bytes, bytes]], deletes: list[bytes]
@@ -321,7 +354,7 @@ class PgTables(Tables):
         held = {key for key in keys if seen.get(key, MISSING) not in (MISSING, None)}
         unknown = [key for key in keys if key not in seen]
         if unknown:
-            held.update(row[0] for row in self._run(_HELD, (table, unknown)).fetchall())
+            held.update(row[0] for row in self._run(_HELD, (table, ByteArray(unknown))).fetchall())
         return held
 
     def _copy_rows(self, statement: str, batches: list[Batch]) -> None:
