@@ -206,7 +206,7 @@ class _StreamRelay:
                 filt = filt.next_round()
                 continue
             try:
-                await self._send(filt.tail())
+                await self._send(filt.tail(p.call.usage))  # every round's, this one's last
                 p._finish(b"".join(self.chunks))
                 p.conn.send(h11.EndOfMessage())
             except ClientGone:

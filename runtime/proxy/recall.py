@@ -12,10 +12,9 @@ Invariants:
 - ``continued`` never mutates its inputs; the continuation keeps every byte-level choice of the
   paged request (it is that request plus two messages).
 - A client gets every round's content, in order, once: what the model said (text, thinking)
-  before a recall call is in the reply it gets, whether it streamed or not. A JSON reply's
-  usage is the rounds' sum; a stream's usage events are the upstream's as they pass (the first
-  round's ``message_start``, the last round's closing events), and the record keeps every
-  round's usage (``paging.proxy.usage``).
+  before a recall call is in the reply it gets, whether it streamed or not. Its usage is the
+  rounds' sum, a JSON reply's and a stream's closing usage alike (``streamfilter``), and the
+  record keeps every round's usage (``paging.proxy.usage``).
 """
 
 from __future__ import annotations

@@ -14,13 +14,16 @@ Invariants:
   ``message_start`` is dropped and its content blocks are numbered after those already sent.
 - A message left with no tool call of the client's says it ended its turn, not that it wants a
   tool (``end_turn`` / ``stop``).
+- After recall rounds, the closing usage (``message_delta``'s, the Chat usage chunk's) is every
+  round's usage summed, as a JSON reply's is: the call cost them all. A stream of one round
+  passes its usage bytes unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from runtime.paging.placeholders import RECALL_TOOL_NAME
@@ -31,6 +34,7 @@ from runtime.providers.streams import (
     stream_payloads,
 )
 from runtime.proxy.apis import Wire
+from runtime.proxy.recall import summed
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r(?!\n)")
 
@@ -90,11 +94,22 @@ class StreamFilter:
         """Return the filter of the continuation's stream."""
         return type(self)(self.offset + len(self.index), first=False)
 
-    def tail(self) -> list[bytes]:
-        """Return the held closing events, the stop reason fixed when only recall was called."""
-        return [self._closing(name, data, raw) for name, data, raw in self.held]
+    def tail(self, usages: Sequence[Mapping[str, Any]] = ()) -> list[bytes]:
+        """Return the held closing events, the stop reason fixed when only recall was called.
 
-    def _closing(self, name: str, data: Any, raw: bytes) -> bytes:
+        ``usages``: every round's usage, this one's last; with more than one round, the closing
+        usage becomes their sum."""
+        total = summed(usages) if len(usages) > 1 else None
+        out = []
+        for name, data, raw in self.held:
+            new = self._closing(data)
+            if total is not None and isinstance(new, dict) and isinstance(new.get("usage"), dict):
+                new = {**new, "usage": {**new["usage"], **total}}
+            out.append(raw if new is data else _encode(name, new))
+        return out
+
+    def _closing(self, data: Any) -> Any:
+        """Return a held event's data as the client gets it (``data`` itself if unchanged)."""
         raise NotImplementedError
 
     def _number(self, upstream: int, recall: bool, tool: bool) -> int | None:
@@ -133,13 +148,13 @@ class _MessagesFilter(StreamFilter):
     def reply(self) -> dict[str, Any] | None:
         return assemble_message(stream_payloads(bytes(self.raw)))
 
-    def _closing(self, name: str, data: Any, raw: bytes) -> bytes:
+    def _closing(self, data: Any) -> Any:
         delta = data.get("delta")
         if not (self.hidden and self.client_tools == 0 and isinstance(delta, dict)):
-            return raw
+            return data
         if delta.get("stop_reason") != "tool_use":
-            return raw
-        return _encode(name, {**data, "delta": {**delta, "stop_reason": "end_turn"}})
+            return data
+        return {**data, "delta": {**delta, "stop_reason": "end_turn"}}
 
 
 class _ChatFilter(StreamFilter):
@@ -189,13 +204,13 @@ class _ChatFilter(StreamFilter):
     def reply(self) -> dict[str, Any] | None:
         return assemble_chat_completion(stream_payloads(bytes(self.raw)))
 
-    def _closing(self, name: str, data: Any, raw: bytes) -> bytes:
+    def _closing(self, data: Any) -> Any:
         if not (self.recalled_only and isinstance(data, dict) and data.get("choices")):
-            return raw
+            return data
         choice = data["choices"][0]
         if not isinstance(choice, dict) or choice.get("finish_reason") != "tool_calls":
-            return raw
-        return _encode(name, {**data, "choices": [{**choice, "finish_reason": "stop"}]})
+            return data
+        return {**data, "choices": [{**choice, "finish_reason": "stop"}]}
 
 
 def stream_filter(wire: Wire) -> StreamFilter:

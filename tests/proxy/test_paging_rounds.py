@@ -18,8 +18,14 @@ from runtime.proxy.apis import Wire
 from runtime.proxy.pager import PagedCall, PageSettings, ProxyPager
 from runtime.proxy.recall import summed
 from runtime.tracing.records import TraceStatus
-from tests.fakes.anthropic_server import DropConnection, Reply, error_reply, text_reply
-from tests.fakes.openai_server import chat_reply
+from tests.fakes.anthropic_server import (
+    DropConnection,
+    Reply,
+    error_reply,
+    stream_reply,
+    text_reply,
+)
+from tests.fakes.openai_server import chat_reply, chat_stream
 from tests.proxy.conftest import Stack, start_stack
 from tests.proxy.longsession import MODEL, anthropic_history, tool_output, tools
 from tests.proxy.test_paging import _ask, _chat_tools, _placeholder_id, chat_started
@@ -160,3 +166,46 @@ def test_a_session_header_that_is_not_an_id_follows_the_conversation_instead():
     history += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "Row 0?"}]
     again = pager.prepare(Wire.MESSAGES, _body(history), None)
     assert isinstance(again, PagedCall) and again.paged.turn == 2  # found by prefix keys
+
+
+def test_a_streamed_reply_after_recall_rounds_reports_their_usage_summed(paged: Stack):
+    history, block = _second_call(paged)
+    recall = ("toolu_r", "recall", {"block_id": block})
+    paged.anthropic_up.enqueue(stream_reply("Let me look.", tool=recall, usage=(40, 9, 3, 2)),
+                               stream_reply("Row 0-0 says 0.", usage=(60, 11, 5, 0)))  # fmt: skip
+    with paged.anthropic().messages.stream(model=MODEL, max_tokens=64, tools=tools(),  # type: ignore[arg-type]
+                                           messages=history) as stream:  # type: ignore[arg-type]  # fmt: skip
+        final = stream.get_final_message()
+    # The call cost both rounds: the client's usage is their sum, as for a JSON reply.
+    usage = final.usage
+    assert (usage.input_tokens, usage.output_tokens) == (40 + 60, 9 + 11)
+    assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (3 + 5, 2 + 0)
+    rounds = paged.records()[-1].paging["proxy"]["usage"]
+    assert [(u["input_tokens"], u["output_tokens"]) for u in rounds] == [(40, 9), (60, 11)]
+
+
+def test_a_streamed_chat_reply_after_recall_rounds_reports_their_usage_summed(paged: Stack):
+    client, history, block = chat_started(paged)
+    paged.openai_up.enqueue(
+        chat_stream(tool=("call_r", "recall", {"block_id": block}), usage=(30, 8, 4)),
+        chat_stream("Row 0-0.", usage=(50, 6, 10)),
+    )
+    history += [{"role": "assistant", "content": "first"}, {"role": "user", "content": "Row 0?"}]
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=history,  # type: ignore[arg-type]
+                                                 tools=_chat_tools(), stream=True,  # type: ignore[arg-type]
+                                                 stream_options={"include_usage": True}))  # fmt: skip
+    [usage] = [c.usage for c in chunks if c.usage is not None]
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (80, 14, 94)
+    assert usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 14
+
+
+def test_a_stream_without_recall_keeps_its_usage_event_bytes(paged: Stack):
+    paged.anthropic_up.enqueue(stream_reply("plain", usage=(12, 3, 0, 0)))
+    with paged.anthropic().messages.stream(model=MODEL, max_tokens=64,
+                                           messages=anthropic_history()) as stream:  # type: ignore[arg-type]  # fmt: skip
+        final = stream.get_final_message()
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (12, 3)
+    [record] = paged.records()
+    expected = b"".join(stream_reply("plain", usage=(12, 3, 0, 0)).events)
+    assert paged.traces.response_bytes(record.call_id) == expected
