@@ -140,3 +140,11 @@ def start_stack(path: Path, **settings: Any) -> Iterator[Stack]:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     yield from start_stack(tmp_path / "store")
+
+
+@pytest.fixture
+def paged(tmp_path: Path) -> Iterator[Stack]:
+    """A proxy stack (loopback upstreams, a fresh store) that pages with the default policy."""
+    from runtime.proxy.pager import PageSettings
+
+    yield from start_stack(tmp_path / "store", page=PageSettings("default"))

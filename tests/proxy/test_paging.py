@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +39,6 @@ from tests.fakes.anthropic_server import (
 from tests.fakes.openai_server import chat_reply, chat_stream
 from tests.proxy.conftest import Stack, start_stack
 from tests.proxy.longsession import MODEL, TURNS, anthropic_history, tool_output, tools
-
-
-@pytest.fixture
-def paged(tmp_path: Path) -> Iterator[Stack]:
-    yield from start_stack(tmp_path / "store", page=PageSettings("default"))
 
 
 def _ask(client: anthropic.Anthropic, messages: list[dict[str, Any]]) -> anthropic.types.Message:

@@ -6,8 +6,6 @@ The official SDKs talk to the proxy over real HTTP; loopback fake upstreams scri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -26,14 +24,9 @@ from tests.fakes.anthropic_server import (
     text_reply,
 )
 from tests.fakes.openai_server import chat_reply, chat_stream
-from tests.proxy.conftest import Stack, start_stack
+from tests.proxy.conftest import Stack
 from tests.proxy.longsession import MODEL, anthropic_history, tool_output, tools
 from tests.proxy.test_paging import _ask, _chat_tools, _placeholder_id, chat_started
-
-
-@pytest.fixture
-def paged(tmp_path: Path) -> Iterator[Stack]:
-    yield from start_stack(tmp_path / "store", page=PageSettings("default"))
 
 
 def _recall_round(content: list[dict[str, Any]]) -> Reply:
