@@ -117,3 +117,15 @@ def test_a_turn_record_is_stored_as_the_canonical_json_of_its_record(stores):
         )
         record = TraceRecord.decode(stored)
         assert record.plan["selected"] and stored == record.encode()
+
+
+def test_calls_read_with_what_earlier_spans_parsed_are_the_calls_read_alone():
+    # The history each span repeats is read from the last span's (its elements, its messages):
+    # in order, out of order, and across two conversations of one request.
+    spans = [s for s in spans_of(otlp.request(*_tau(0), *_tau(2))) if is_model_call(s)]
+    for order in (spans, list(reversed(spans)), spans[::2] + spans[1::2]):
+        parsed = AttributeJson()
+        for span in order:
+            shared, alone = model_call(span, parsed), model_call(span, AttributeJson())
+            assert (shared.messages, shared.output, shared.tools, shared.dropped_parts) == (
+                alone.messages, alone.output, alone.tools, alone.dropped_parts)  # fmt: skip
