@@ -105,14 +105,18 @@ def _inputs(items: list[Any], r: Reader) -> list[dict[str, Any]]:
     the last list converted for the leading elements it shares (the very objects: the history
     so far, which the next span sends again with more)."""
     shared, last = 0, r.parsed.last_inputs
+    out: list[dict[str, Any]] = []
+    ends: list[int] = []
+    dropped: list[int] = []
     if last is not None:
         for old, new in zip(last.items, items, strict=False):
             if old is not new:
                 break
             shared += 1
-    out: list[dict[str, Any]] = list(last.messages[: last.ends[shared - 1]]) if shared else []
-    ends, dropped = (last.ends[:shared], last.dropped[:shared]) if shared else ([], [])
-    r.dropped += dropped[-1] if dropped else 0
+        if shared:
+            out = list(last.messages[: last.ends[shared - 1]])
+            ends, dropped = last.ends[:shared], last.dropped[:shared]
+            r.dropped += dropped[-1]
     for i in range(shared, len(items)):
         before = r.dropped
         out.extend(_remembered_parts(items[i], f"gen_ai.input.messages[{i}]", r))

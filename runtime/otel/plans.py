@@ -6,7 +6,7 @@ was encoded already).
 
 A turn's plan lists every block of its input, so a session of N turns lists O(N^2) blocks; each
 listed block (its id, seq, kind and token count) is the same dict in every turn that lists it,
-encoded once.
+encoded once; and a turn whose input begins with the last turn's input takes its entries.
 
 Invariants:
 - ``Plans.encode(record)`` is ``record.encode()`` byte for byte: canonical JSON composes (an
@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.blocks import BlockKind, canonical_json
@@ -37,6 +38,16 @@ def splice(obj: Mapping[str, Any], key: str, raw: bytes) -> bytes:
     return head + canonical_json(key) + b":" + raw + tail
 
 
+@dataclass(frozen=True)
+class _Last:
+    """The last plan made: its input's rows (ids, kinds, seqs, tokens), entries and sums."""
+
+    n: int
+    rows: tuple[list[Any], ...]  # ids, kinds, seqs, tokens
+    selected: tuple[dict[str, Any], ...]
+    used: dict[Section, int]
+
+
 class Plans:
     """One session's turn plans in one export request; see the module invariants."""
 
@@ -44,17 +55,29 @@ class Plans:
         self.session = session
         self._entries: dict[tuple[str, int, str, int], tuple[dict[str, Any], Section]] = {}
         self._bytes: dict[int, tuple[dict[str, Any], bytes]] = {}  # id -> (entry, its JSON)
+        self._last: _Last | None = None
 
     def plan(
         self, ids: Sequence[str], kinds: Sequence[str], seqs: Sequence[int],
         tokens: Sequence[int], n_input: int,
     ) -> dict[str, Any]:  # fmt: skip
         """Return the plan of a turn whose input is the first ``n_input`` blocks."""
-        selected, used = [], dict.fromkeys((Section.SYSTEM, Section.TOOLS, Section.RECENT), 0)
-        for i in range(n_input):
+        rows: tuple[list[Any], ...] = (list(ids[:n_input]), list(kinds[:n_input]),
+                                       list(seqs[:n_input]), list(tokens[:n_input]))  # fmt: skip
+        last, start = self._last, 0
+        if (
+            last is not None
+            and n_input >= last.n
+            and all(row[: last.n] == held for row, held in zip(rows, last.rows, strict=True))
+        ):  # the last turn's input, then more: its entries, then the new ones
+            selected, used, start = list(last.selected), dict(last.used), last.n
+        else:
+            selected, used = [], dict.fromkeys((Section.SYSTEM, Section.TOOLS, Section.RECENT), 0)
+        for i in range(start, n_input):
             entry, section = self._entry(ids[i], kinds[i], seqs[i], tokens[i])
             used[section] = used.get(section, 0) + tokens[i]
             selected.append(entry)
+        self._last = _Last(n_input, rows, tuple(selected), dict(used))
         sections = [{"section": s.value, "allocated": None, "used": used[s]}
                     for s in sorted(used, key=lambda s: s.rank)]  # fmt: skip
         return {"version": 1, "session": self.session, "task": "", "selected": selected,

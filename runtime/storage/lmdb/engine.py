@@ -24,10 +24,16 @@ class LmdbTables(Tables):
         self._env = opened
         self.txn = txn
         self.readonly = readonly
+        self._handles: dict[str, Any] = {}  # a handle valid in this transaction stays valid
 
     def _db(self, table: str) -> Any:
         """Return the table's handle; None in a read whose snapshot has no such table (empty)."""
-        return self._env.table(table.encode())
+        handle = self._handles.get(table)
+        if handle is None:
+            handle = self._env.table(table.encode())
+            if handle is not None:  # None (no such table yet) is asked again: a write makes it
+                self._handles[table] = handle
+        return handle
 
     def get(self, table: str, key: bytes) -> bytes | None:
         db = self._db(table)
