@@ -45,6 +45,19 @@ class LmdbTables(Tables):
             return [None] * len(keys)
         return [get(key, db=db) for key in keys]
 
+    def first_many(self, table: str, prefixes: Sequence[bytes]) -> list[bytes | None]:
+        """Return ``first`` of each prefix, seeking one cursor (a scan's generator each cost
+        more than the seek: the session index asks this of every block it adds)."""
+        db = self._db(table)
+        if db is None:
+            return [None] * len(prefixes)
+        out: list[bytes | None] = []
+        with self.txn.cursor(db=db) as cur:
+            for prefix in prefixes:
+                key = cast(bytes, cur.key()) if cur.set_range(prefix) else None
+                out.append(key if key is not None and key.startswith(prefix) else None)
+        return out
+
     def put(self, table: str, key: bytes, value: bytes) -> None:
         self.txn.put(key, value, db=self._db(table))
 
