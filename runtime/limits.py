@@ -23,7 +23,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -364,13 +364,23 @@ def check_fields(obj: Any, what: str) -> None:
     wrong type (a list for a count, a string for a time) would only fail later, deep in a store.
     Integers must also fit in 64 bits.
     """
-    hints = _type_hints(type(obj))
-    for name in obj.__dataclass_fields__:
+    cls = type(obj)
+    checks = _CHECKS.get(cls)
+    if checks is None:
+        checks = _CHECKS[cls] = _field_checks(cls)
+    for name, check, hint in checks:
         value = getattr(obj, name)
-        if not _has_type(value, hints[name]):
-            raise InvalidInput(
-                f"{what}: {name} is {_kind(value)}, expected {_hint_name(hints[name])}"
-            )
+        if not check(value):
+            raise InvalidInput(f"{what}: {name} is {_kind(value)}, expected {_hint_name(hint)}")
+
+
+_CHECKS: dict[type, tuple[tuple[str, Callable[[Any], bool], Any], ...]] = {}
+
+
+def _field_checks(cls: Any) -> tuple[tuple[str, Callable[[Any], bool], Any], ...]:
+    """Each field of a dataclass with the check of its hint (built once per class)."""
+    hints = _type_hints(cls)
+    return tuple((name, _checker(hints[name]), hints[name]) for name in cls.__dataclass_fields__)
 
 
 @functools.cache
@@ -380,29 +390,49 @@ def _shape(hint: Any) -> tuple[Any, tuple[Any, ...]]:
 
 
 def _has_type(value: Any, hint: Any) -> bool:
+    return _checker(hint)(value)
+
+
+@functools.cache
+def _checker(hint: Any) -> Callable[[Any], bool]:
+    """Return whether a value has type ``hint``: the hint is taken apart once, not per value."""
     origin, args = _shape(hint)
     if origin in (types.UnionType, typing.Union):
-        return any(_has_type(value, arg) for arg in args)
+        return _any_of(tuple(_checker(arg) for arg in args), type(None) in args)
     if hint is type(None):
-        return value is None
+        return lambda value: value is None
     if hint is Any:
-        return True
+        return lambda value: True
     if hint is bool:
-        return isinstance(value, bool)
+        return lambda value: isinstance(value, bool)
     if hint is int:
-        return _is_int(value)
+        return _is_int
     if hint is float:
-        return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+        return lambda value: _is_int(value) or (isinstance(value, float) and math.isfinite(value))
     if origin is tuple:
-        return isinstance(value, tuple) and all(_has_type(v, args[0]) for v in value)
+        item = _checker(args[0])
+        return lambda value: isinstance(value, tuple) and all(map(item, value))
     if origin is not None:
-        return isinstance(value, origin)
+        return lambda value: isinstance(value, origin)
     if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
-        if not isinstance(value, hint):
-            return False
-        check_fields(value, hint.__name__)
-        return True
-    return isinstance(value, hint)
+        return functools.partial(_is_record, hint)
+    return lambda value: isinstance(value, hint)
+
+
+def _any_of(checks: tuple[Callable[[Any], bool], ...], none: bool) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if value is None and none:
+            return True  # the commonest union, ``X | None``, holding None
+        return any(c(value) for c in checks)
+
+    return check
+
+
+def _is_record(cls: type, value: Any) -> bool:
+    if not isinstance(value, cls):
+        return False
+    check_fields(value, cls.__name__)
+    return True
 
 
 def _is_int(value: Any) -> bool:

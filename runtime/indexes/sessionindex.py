@@ -43,7 +43,7 @@ import functools
 import hashlib
 import struct
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -128,6 +128,12 @@ def term_key(session: str, term: str) -> bytes:
 
 def post_key(session: str, term: str, chunk: int) -> bytes:
     return _chunk_key(term_key(session, term), chunk)
+
+
+@functools.lru_cache(maxsize=256)
+def _pack(n: int) -> Callable[..., bytes]:
+    """Return the packer of ``n`` little-endian u32 values (a struct built once per length)."""
+    return struct.Struct(f"<{n}I").pack
 
 
 def _chunk_key(term_key: bytes, chunk: int) -> bytes:
@@ -296,12 +302,16 @@ class SessionIndex:
         for doc in docs:
             seq = doc.seq
             for term, tf in doc.tf.items():
-                new.setdefault(term, []).extend((seq, tf))
+                flat = new.get(term)
+                if flat is None:
+                    new[term] = [seq, tf]
+                else:
+                    flat += (seq, tf)
             for term in doc.fields:
                 new.setdefault(term, []).extend((seq, 1))
         words = sorted(new)
         dfs = self.dfs(t, session, words)
-        hist: Counter[int] = Counter()  # the histogram's changes, written once for the batch
+        hist: dict[int, int] = {}  # the histogram's changes, written once for the batch
         chunk_bytes = POST_CHUNK * POSTING.itemsize
         base = prefix(session)
         keys = [base + term.encode() for term in words]
@@ -310,24 +320,25 @@ class SessionIndex:
         held = iter(t.get_many("ix_post", partial))
         posts: list[tuple[bytes, bytes]] = []
         counts: list[tuple[bytes, bytes]] = []
+        first = b"\x00" + (0).to_bytes(4, "big")  # the suffix of chunk 0's key
         for term, key, df in zip(words, keys, dfs, strict=True):
             # POSTING rows as bytes: (seq, tf) as two little-endian u32 each, as numpy lays them
             flat = new[term]
-            data = struct.pack(f"<{len(flat)}I", *flat)
+            data = _pack(len(flat))(*flat)
             count = df + len(flat) // 2
-            start, used = divmod(df, POST_CHUNK)
-            if used:
-                data = (next(held) or b"") + data
-            if len(data) <= chunk_bytes:
-                posts.append((_chunk_key(key, start), data))
+            if not df and len(data) <= chunk_bytes:  # a new term (most are): one chunk, no read
+                posts.append((key + first, data))
             else:
+                start, used = divmod(df, POST_CHUNK)
+                if used:
+                    data = (next(held) or b"") + data
                 posts.extend((_chunk_key(key, start + offset // chunk_bytes),
                               data[offset : offset + chunk_bytes])
                              for offset in range(0, len(data), chunk_bytes))  # fmt: skip
             counts.append((key, count.to_bytes(4, "little")))
-            if not term.startswith(SOURCE_PREFIX):
-                hist[df] -= 1
-                hist[count] += 1
+            if term[:1] != SOURCE_PREFIX:
+                hist[df] = hist.get(df, 0) - 1
+                hist[count] = hist.get(count, 0) + 1
         t.put_many("ix_post", posts)
         t.put_many("ix_terms", counts)
         self._bump_hist_many(t, session, hist)
@@ -418,7 +429,7 @@ class SessionIndex:
         else:
             t.delete("ix_hist", key)
 
-    def _bump_hist_many(self, t: Tables, session: str, deltas: Counter[int]) -> None:
+    def _bump_hist_many(self, t: Tables, session: str, deltas: Mapping[int, int]) -> None:
         """Add ``deltas`` (df -> change in its number of terms) to the histogram: one read of
         the changed rows, then one write each (what ``_bump_hist`` per change would leave)."""
         changed = sorted(df for df, delta in deltas.items() if df and delta)

@@ -12,9 +12,14 @@ Invariants:
   seen before (in this or another attribute) is that same, already checked value. So the
   limits are checked once per distinct message, and the result is what ``limits.loads``
   would give.
-- Parsed values are shared between spans and must never be mutated; readers build new ones,
-  and may ``remember`` what they made of a value (its messages, its tools) so that the next
-  span repeating it costs a lookup.
+- An array that begins with the elements of the last array parsed for the same attribute (the
+  history so far, sent again with one more message) is read from where that one's elements
+  end: the same element texts, so the same values.
+- Checked elements are also kept for the process (``_Shared``, bounded), by their text: the
+  tool definitions and instructions every request of an agent repeats are checked once.
+- Parsed values are shared between spans (and requests) and must never be mutated; readers
+  build new ones, and may ``remember`` what they made of a value (its messages, its tools) so
+  that the next span repeating it costs a lookup.
 - Nothing is trusted: NaN, Infinity and over-long integers are refused as ``limits`` refuses
   them, nesting past ``LIMITS.max_depth`` (checked by ``check_value``) or past what the C
   parser can recurse is refused, and any error raises ``ValueError`` saying why.
@@ -24,12 +29,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from runtime import limits
 
 LIMITS = limits.Limits(max_bytes=64 * 1024 * 1024, max_depth=32)
 _SPACE = re.compile(r"[ \t\n\r]*")
+_AFTER = frozenset(", \t\n\r]")  # what may follow an element (a number would go on otherwise)
 
 
 def _refuse_constant(literal: str) -> Any:
@@ -45,6 +52,37 @@ def _int(literal: str) -> int:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_int)
 
 
+class _Shared:
+    """Checked array elements by their text, for the process; emptied past ``MAX_CHARS``."""
+
+    MAX_CHARS = 4 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.elements: dict[str, Any] = {}
+        self.chars = 0
+
+    def add(self, text: str, value: Any) -> None:
+        if self.chars + len(text) > self.MAX_CHARS:
+            self.elements, self.chars = {}, 0  # a new dict: a reader holding the old one is safe
+        self.elements[text] = value
+        self.chars += len(text)
+
+
+_SHARED = _Shared()
+
+
+@dataclass(frozen=True)
+class Converted:
+    """What a reader made of the last list of input messages: the list (kept alive, so its
+    elements are compared by identity), the messages made, and after each element how many
+    messages and dropped parts there were."""
+
+    items: list[Any]
+    messages: tuple[Any, ...]
+    ends: list[int]
+    dropped: list[int]
+
+
 class AttributeJson:
     """Parses attribute texts for one request, each distinct text (and array element) once."""
 
@@ -53,6 +91,8 @@ class AttributeJson:
         self._elements: dict[str, Any] = {}
         self._last_end = 0
         self._memo: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._arrays: dict[str, tuple[str, list[Any]]] = {}  # name -> last array: text, elements
+        self.last_inputs: Converted | None = None  # ``runtime.otel.messages`` keeps it here
 
     def memo(self, kind: str, value: Any) -> Any | None:
         """Return what was remembered of parsed ``value`` as ``kind``, else None."""
@@ -85,20 +125,38 @@ class AttributeJson:
             self._end(text, end)
             limits.check_value(value, name, LIMITS)
             return value
-        out: list[Any] = []
-        at = _SPACE.match(text, start + 1).end()  # type: ignore[union-attr]
-        if text.startswith("]", at):
-            self._end(text, at + 1)
-            return out
-        while True:
+        out = self._known_prefix(text, name)
+        if out:
+            at = self._last_end
+        else:
+            at = _SPACE.match(text, start + 1).end()  # type: ignore[union-attr]
+            if text.startswith("]", at):
+                self._end(text, at + 1)
+                return out
             out.append(self._element(text, at, name))
+        while True:
             at = _SPACE.match(text, self._last_end).end()  # type: ignore[union-attr]
             if text.startswith("]", at):
                 self._end(text, at + 1)
+                self._arrays[name] = (text[: self._last_end], out)
                 return out
             if not text.startswith(",", at):
                 raise json.JSONDecodeError("expected ',' or ']'", text, at)
             at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+            out.append(self._element(text, at, name))
+
+    def _known_prefix(self, text: str, name: str) -> list[Any]:
+        """The elements ``text`` begins with, those of the last array of ``name`` (when it
+        begins with that array's text up to where its last element ends), else none."""
+        last = self._arrays.get(name)
+        if (
+            last is None
+            or not text.startswith(last[0])
+            or text[len(last[0]) : len(last[0]) + 1] not in _AFTER
+        ):
+            return []
+        self._last_end = len(last[0])
+        return list(last[1])
 
     def _element(self, text: str, at: int, name: str) -> Any:
         value, end = _DECODER.raw_decode(text, at)
@@ -106,7 +164,12 @@ class AttributeJson:
         key = text[at:end]
         if key in self._elements:
             return self._elements[key]
-        limits.check_value([value], name, LIMITS)  # as an element: one level deeper
+        shared = _SHARED.elements.get(key)
+        if shared is None:
+            limits.check_value([value], name, LIMITS)  # as an element: one level deeper
+            _SHARED.add(key, value)
+        else:
+            value = shared
         self._elements[key] = value
         return value
 

@@ -25,14 +25,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.blocks import BlockKind, Edge, NewBlock, canonical_json
+from runtime.blocks import Edge, NewBlock, canonical_json
 from runtime.errors import InvalidInput
 from runtime.otel.attrjson import AttributeJson
 from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
+from runtime.otel.plans import Plans
 from runtime.otel.rebuild import Rebuilder
 from runtime.otel.spans import SPANS, SpanData, ensure_tables, put_spans, span_data
 from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
-from runtime.pager.sections import Section, section_of
 from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.chunking import RequestParts
 from runtime.tracing.records import (
@@ -192,6 +192,7 @@ class _SessionState:
         self.pending: list[NewBlock] = []
         self.edges: dict[Edge, None] = {}  # in order, each once
         self.rebuild = Rebuilder(store.max_block_bytes)  # this session in this request only
+        self.plans = Plans(session)
 
     def flush(self, store: KvBlockStore, session: str) -> None:
         """Append every pending block in one ``put_many`` (one index update, not one a turn)."""
@@ -284,9 +285,11 @@ def _stored(
     seqs = state.seqs[: p.common] + state.seqs[p.at : p.at + n_new]
     n_input = len(p.builder.ids) - _output_blocks(p.call)
     counts = [tokens[i] for i in p.builder.ids]
-    record = _record(p.call, session, turn, p.request, p.builder, seqs, counts, n_input)
+    kinds = [block.kind for block in p.builder.blocks]
+    plan = state.plans.plan(p.builder.ids, kinds, seqs, counts, n_input)
+    record = _record(p.call, session, turn, p.request, plan, seqs, counts, n_input)
     response = canonical_json(p.call.output) if p.call.output else None
-    return ChunkedTrace(record, p.request, response)
+    return ChunkedTrace(record, p.request, response, encoded=state.plans.encode(record))
 
 
 def _output_blocks(call: ModelCall) -> int:
@@ -297,7 +300,7 @@ def _output_blocks(call: ModelCall) -> int:
 
 
 def _record(
-    call: ModelCall, session: str, turn: int, request: RequestParts, builder: _Builder,
+    call: ModelCall, session: str, turn: int, request: RequestParts, plan: dict[str, Any],
     seqs: Sequence[int], tokens: Sequence[int], n_input: int,
 ) -> TraceRecord:  # fmt: skip
     span = call.span
@@ -313,7 +316,7 @@ def _record(
         latency_ms=span.duration_ms,
         tokenizer=tokenizer_info(), config={OTLP_KEY: _provenance(call)},
         upto_seq=(seqs[n_input - 1] + 1) if n_input else 0,
-        plan=_plan(session, builder, seqs, tokens, n_input),
+        plan=plan,
         estimated_input_tokens=sum(tokens[:n_input]), response=response,
         response_hash=prompt_hash(canonical_json(response)) if response else None,
         estimated_output_tokens=sum(tokens[n_input:]), usage=call.usage,
@@ -327,25 +330,6 @@ def _provenance(call: ModelCall) -> dict[str, Any]:
             "provider": call.provider_name, "convention": call.convention,
             "dropped_parts": call.dropped_parts, "params": dict(call.params),
             "service": call.span.attributes.get("resource.service.name")}  # fmt: skip
-
-
-def _plan(
-    session: str, builder: _Builder, seqs: Sequence[int], tokens: Sequence[int], n_input: int
-) -> dict[str, Any]:
-    selected, used = [], dict.fromkeys((Section.SYSTEM, Section.TOOLS, Section.RECENT), 0)
-    for i in range(n_input):
-        kind = BlockKind.parse(builder.blocks[i].kind)
-        section = section_of(kind)
-        used[section] = used.get(section, 0) + tokens[i]
-        selected.append({"block_id": builder.ids[i], "seq": seqs[i], "kind": kind.value,
-                         "section": section.value, "reason": "required", "score": 1.0,
-                         "scores": {}, "tokens": tokens[i]})  # fmt: skip
-    sections = [{"section": s.value, "allocated": None, "used": used[s]}
-                for s in sorted(used, key=lambda s: s.rank)]  # fmt: skip
-    note = "rebuilt from a span: these are the messages the span says the model was given"
-    return {"version": 1, "session": session, "task": "", "selected": selected, "omitted": [],
-            "sections": sections, "tokens": sum(used.values()), "note": note,
-            "upto": (seqs[n_input - 1] + 1) if n_input else 0}  # fmt: skip
 
 
 def _meta(call: ModelCall) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from runtime.blocks import canonical_json
 from runtime.errors import InvalidInput
-from runtime.otel.attrjson import AttributeJson
+from runtime.otel.attrjson import AttributeJson, Converted
 from runtime.otel.spans import SpanData
 from runtime.transfer.transcripts import ToolDefinition
 
@@ -94,11 +94,36 @@ def _current(a: Mapping[str, Any], r: Reader) -> Messages:
     if "gen_ai.system_instructions" in a:
         parts = _list(a["gen_ai.system_instructions"], "gen_ai.system_instructions", r)
         messages.extend(_remembered_system(parts, r))
-    for i, m in enumerate(_list(a["gen_ai.input.messages"], "gen_ai.input.messages", r)):
-        messages.extend(_remembered_parts(m, f"gen_ai.input.messages[{i}]", r))
+    messages.extend(_inputs(_list(a["gen_ai.input.messages"], "gen_ai.input.messages", r), r))
     outputs = _list(a.get("gen_ai.output.messages", "[]"), "gen_ai.output.messages", r)
     return messages, _output([_from_parts(m, "gen_ai.output.messages[0]", r) for m in outputs[:1]],
                              outputs[0] if outputs else {}, r)  # fmt: skip
+
+
+def _inputs(items: list[Any], r: Reader) -> list[dict[str, Any]]:
+    """The chat messages of parsed input messages (``_remembered_parts`` of each), taken from
+    the last list converted for the leading elements it shares (the very objects: the history
+    so far, which the next span sends again with more)."""
+    shared, last = 0, r.parsed.last_inputs
+    out: list[dict[str, Any]] = []
+    ends: list[int] = []
+    dropped: list[int] = []
+    if last is not None:
+        for old, new in zip(last.items, items, strict=False):
+            if old is not new:
+                break
+            shared += 1
+        if shared:
+            out = list(last.messages[: last.ends[shared - 1]])
+            ends, dropped = last.ends[:shared], last.dropped[:shared]
+            r.dropped += dropped[-1]
+    for i in range(shared, len(items)):
+        before = r.dropped
+        out.extend(_remembered_parts(items[i], f"gen_ai.input.messages[{i}]", r))
+        ends.append(len(out))
+        dropped.append((dropped[-1] if dropped else 0) + r.dropped - before)
+    r.parsed.last_inputs = Converted(items, tuple(out), ends, dropped)
+    return out
 
 
 def _output(converted: list[list[dict[str, Any]]], raw: Any, r: Reader) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class Rebuilder:
         self._templates: dict[tuple[int, str], tuple[object, _Builder]] = {}  # tools -> builder
         self._last: tuple[tuple[Any, ...], object, str, _Builder] | None = None
         self._stream: _Stream | None = None
+        self._heads: dict[tuple[tuple[str, bytes], ...], tuple[bytes, bytes]] = {}
 
     def json_of(self, value: Any, convert: Callable[[Any], object] | None = None) -> bytes:
         """Return ``canonical_json(convert(value))``, once per object this rebuilder has seen
@@ -63,16 +64,28 @@ class Rebuilder:
         for name, field_name in REQUEST_PARAMS.items():
             if name in call.params:
                 fields[field_name] = canonical_json(call.params[name])
-        keys = sorted([*fields, "messages"])
-        at = keys.index("messages")
-        head = b"{" + b"".join(canonical_json(k) + b":" + fields[k] + b"," for k in keys[:at])
-        tail = b"]" + b"".join(b"," + canonical_json(k) + b":" + fields[k] for k in keys[at + 1 :])
+        head, tail = self._ends(fields)
         stream = self._stream
         if stream is None or not stream.extends(head, call.messages):
             stream = self._stream = _Stream(head)
         for message in call.messages[len(stream.messages) :]:
             stream.add(message, self.json_of(message))
-        return stream.chunks.parts_with(tail + b"}")
+        return stream.chunks.parts_with(tail)
+
+    def _ends(self, fields: dict[str, bytes]) -> tuple[bytes, bytes]:
+        """The request's bytes before its messages and after them, made once per distinct
+        fields: the same tail object every turn, so the chunker's cache finds it by a hash
+        computed once (bytes keep theirs) and the tools are not copied again."""
+        key = tuple(sorted(fields.items()))
+        found = self._heads.get(key)
+        if found is None:
+            keys = sorted([*fields, "messages"])
+            at = keys.index("messages")
+            head = b"{" + b"".join(canonical_json(k) + b":" + fields[k] + b"," for k in keys[:at])
+            tail = b"]" + b"".join(b"," + canonical_json(k) + b":" + fields[k]
+                                   for k in keys[at + 1 :]) + b"}"  # fmt: skip
+            found = self._heads[key] = (head, tail)
+        return found
 
     def blocks(self, call: ModelCall) -> _Builder:
         """Return the builder of a call's turn: its tool schemas, messages, then its answer."""

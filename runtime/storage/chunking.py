@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -121,7 +122,11 @@ class HashStream:
 
 
 class ChunkStream(HashStream):
-    """Bytes appended in pieces, cut into chunks as they come; see the module invariants."""
+    """Bytes appended in pieces, cut into chunks as they come; see the module invariants.
+
+    Cutting is lazy: pieces are searched for cuts a slab at a time (each search is a numpy pass
+    whose fixed cost outweighs a short piece), and always before chunks are read. Where the
+    stream is searched from never changes where it is cut (the module invariants)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -132,6 +137,10 @@ class ChunkStream(HashStream):
     def append(self, data: bytes) -> None:
         super().append(data)
         self._pending += data
+        if len(self._pending) - self._scanned >= _SLAB:
+            self._cut()
+
+    def _cut(self) -> None:
         while True:
             cut, self._scanned = _next_cut(self._pending, self._scanned)
             if cut is None:
@@ -141,16 +150,93 @@ class ChunkStream(HashStream):
 
     def parts_with(self, suffix: bytes) -> RequestParts:
         """Return the bytes so far followed by ``suffix`` as chunks (the stream is unchanged)."""
+        self._cut()
         digest, size = self.digest_with(suffix)
-        rest = ChunkStream()  # the pending bytes, searched already as far as they were
-        rest._pending, rest._scanned = bytearray(self._pending), self._scanned
-        rest.append(suffix)
-        return RequestParts(digest, size, (*self._done, *rest.chunks()))
+        if _SUFFIX_FROM <= len(suffix) <= _SUFFIX_UP_TO:
+            tail = _suffix(suffix).chunks_after(self._pending, self._scanned)
+        else:
+            rest = ChunkStream()  # the pending bytes, searched already as far as they were
+            rest._pending, rest._scanned = bytearray(self._pending), self._scanned
+            rest.append(suffix)
+            tail = rest.chunks()
+        return RequestParts(digest, size, (*self._done, *tail))
 
     def chunks(self) -> list[Chunk]:
         """Return every chunk of the bytes so far, the last one cut where the bytes end."""
+        self._cut()
         tail = [Chunk.of(bytes(self._pending))] if self._pending else []
         return [*self._done, *tail]
+
+
+# Suffixes of these lengths are cut from a cache (a request's tools and settings); the bounds
+# keep it within _SUFFIX_CACHE_SIZE x _RESTS_PER_SUFFIX x 256 KiB.
+_SUFFIX_FROM, _SUFFIX_UP_TO = MIN_CHUNK, 4 * MAX_CHUNK
+_SUFFIX_CACHE_SIZE = 16
+_RESTS_PER_SUFFIX = 16  # the offsets of first cuts a suffix has seen: few (see ``_first_cut``)
+
+
+class _Suffix:
+    """Where a suffix can be cut, and how each of its tails is cut, worked out once.
+
+    A session's requests all end with the same bytes (the fields after the messages: the
+    model, the tool schemas), so ``parts_with`` would search them for cuts on every turn. A
+    position's gear hash depends only on the 32 bytes ending there, so at offsets of 31 or
+    more into the suffix it is the suffix's own; and after the stream's first cut inside the
+    suffix, at offset ``k``, the rest is cut exactly as ``suffix[k:]`` alone is cut."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        hashes = gear_hashes(data, 0, len(data))
+        hits = np.flatnonzero(hashes < _CUT_BELOW)
+        self.hits = hits[hits >= WINDOW - 1].tolist()  # cut candidates whatever comes before
+        self._rests: dict[int, tuple[Chunk, ...]] = {}
+
+    def chunks_after(self, pending: bytearray, scanned: int) -> list[Chunk]:
+        """Return the chunks of ``pending + data``: ``pending`` is a stream's uncut bytes,
+        searched without a cut up to where they end (or to ``scanned``, past that)."""
+        k = self._first_cut(pending, scanned)
+        if k is None:
+            whole = bytes(pending) + self.data
+            return [Chunk.of(whole)] if whole else []
+        rest = self._rests.get(k)
+        if rest is None:
+            if len(self._rests) >= _RESTS_PER_SUFFIX:
+                self._rests.clear()
+            rest = self._rests[k] = tuple(chunk_bytes(self.data[k:]))
+        return [Chunk.of(bytes(pending) + self.data[:k]), *rest]
+
+    def _first_cut(self, pending: bytearray, scanned: int) -> int | None:
+        """Return the offset into ``data`` of the first cut of ``pending + data``, if any."""
+        p = len(pending)
+        start = max(scanned, MIN_CHUNK - 1, p)  # no cut before: ``_next_cut`` searched there
+        limit = min(p + len(self.data), MAX_CHUNK)
+        if start - p < WINDOW - 1:  # hashes whose window reaches into the pending bytes
+            lo = max(0, p - (WINDOW - 1))
+            head = bytes(pending[lo:]) + self.data[: WINDOW - 1]
+            end = min(limit, p + WINDOW - 1)
+            if start < end:
+                hits = np.flatnonzero(gear_hashes(head, start - lo, end - lo) < _CUT_BELOW)
+                if hits.size:
+                    return start - p + int(hits[0]) + 1
+        at = bisect.bisect_left(self.hits, start - p)
+        if at < len(self.hits) and p + self.hits[at] < limit:
+            return self.hits[at] + 1
+        if p + len(self.data) >= MAX_CHUNK:
+            return MAX_CHUNK - p
+        return None
+
+
+_suffixes: dict[bytes, _Suffix] = {}
+
+
+def _suffix(data: bytes) -> _Suffix:
+    known = _suffixes  # another thread may clear it: a miss only costs the work again
+    found = known.get(data)
+    if found is None:
+        if len(known) >= _SUFFIX_CACHE_SIZE:
+            known.clear()
+        found = known[data] = _Suffix(data)
+    return found
 
 
 def chunk_bytes(data: bytes) -> list[Chunk]:

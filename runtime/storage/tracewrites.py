@@ -116,7 +116,7 @@ def record_in(t: Tables, item: ChunkedTrace, aggregates: Aggregates | None = Non
     key = cid.encode()
     if t.get(TRACES, key) is not None:
         raise InvalidInput(f"trace {cid} is already recorded; records never change")
-    encoded = rec.encode()
+    encoded = rec.encode() if item.encoded is None else item.encoded
     if len(encoded) < CHUNK_RECORDS_FROM:
         t.put(TRACES, key, encoded)
     else:  # an imported turn lists every earlier block: most of it is the last turn's

@@ -418,6 +418,7 @@ class ChunkedTrace:
     request: RequestParts
     response: bytes | None = None
     flag: Flag | None = None
+    encoded: bytes | None = None  # ``record.encode()``, when the caller made it more cheaply
 
 
 @dataclass(frozen=True)

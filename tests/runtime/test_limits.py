@@ -163,3 +163,22 @@ def test_the_quick_pass_of_check_value_agrees_with_the_full_walk(value, finite):
     finally:
         limits._within = quick
     assert quick(value, _SMALL, finite) == accepted
+
+
+@dataclass(frozen=True)
+class _Nested:
+    rows: tuple[_Row, ...]
+    best: _Row | None = None
+    either: int | str = 0
+
+
+def test_check_fields_looks_inside_nested_records_tuples_and_unions() -> None:
+    limits.check_fields(_Nested((_Row(1, 2.0),), _Row(3, 4.0), "x"), "nested")
+    limits.check_fields(_Nested(()), "nested")
+    for nested, why in [(_Nested((_Row("1", 1.0),)), "_Row: count is"),
+                        (_Nested((_Row(1, 1.0), 2)), "rows is"),  # type: ignore[arg-type]
+                        (_Nested((), _Row(1, 1.0, 3)), "_Row: name is"),  # type: ignore[arg-type]
+                        (_Nested((), None, 1.5), "either is"),  # type: ignore[arg-type]
+                        (_Nested([]), "rows is")]:  # type: ignore[arg-type]  # fmt: skip
+        with pytest.raises(InvalidInput, match=why):
+            limits.check_fields(nested, "nested")

@@ -12,6 +12,7 @@ from runtime.otel.genai import is_model_call, model_call
 from runtime.otel.ingest import ingest_request, spans_of
 from runtime.otel.rebuild import Rebuilder, request_of
 from runtime.storage.chunking import request_parts
+from runtime.tracing.records import TraceRecord
 from tests.fakes import otlp
 
 MAX_BYTES = 1 << 20
@@ -99,3 +100,32 @@ def test_one_request_per_span_or_one_for_all_or_twice_gives_the_same_turns(tmp_p
         store.close()
     whole, apart = results
     assert whole == apart and len(whole[1]) == len(chats)
+
+
+def test_a_turn_record_is_stored_as_the_canonical_json_of_its_record(stores):
+    # Plans splice each listed block's encoded entry into the record: the bytes must be those
+    # of encoding the record whole (its plan listing tools, messages and tool results).
+    from runtime.storage.tracechunks import CHUNKED
+    from runtime.storage.tracerows import TRACES, load_chunked
+
+    store, traces = stores
+    assert ingest_request(otlp.request(*_tau(1)), store, traces).turns_recorded > 3
+    for _, cid in traces.turns("tau-otel-2"):
+        raw = store.kv.read(lambda t, cid=cid: t.get(TRACES, cid.encode()))
+        stored = (
+            store.kv.read(lambda t, raw=raw: load_chunked(t, raw)) if raw[:1] == CHUNKED else raw
+        )
+        record = TraceRecord.decode(stored)
+        assert record.plan["selected"] and stored == record.encode()
+
+
+def test_calls_read_with_what_earlier_spans_parsed_are_the_calls_read_alone():
+    # The history each span repeats is read from the last span's (its elements, its messages):
+    # in order, out of order, and across two conversations of one request.
+    spans = [s for s in spans_of(otlp.request(*_tau(0), *_tau(2))) if is_model_call(s)]
+    for order in (spans, list(reversed(spans)), spans[::2] + spans[1::2]):
+        parsed = AttributeJson()
+        for span in order:
+            shared, alone = model_call(span, parsed), model_call(span, AttributeJson())
+            assert (shared.messages, shared.output, shared.tools, shared.dropped_parts) == (
+                alone.messages, alone.output, alone.tools, alone.dropped_parts)  # fmt: skip

@@ -123,3 +123,30 @@ def test_reindex_rebuilds_block_uses_from_the_trace_store(store: LmdbStore) -> N
 
     assert report.trace_records == 2
     assert block_uses(store, traces, ids[0]) == want
+
+
+def _index_rows(store: LmdbStore, session: str) -> dict[str, list[tuple[bytes, bytes]]]:
+    start = session.encode() + b"\x00"
+    return store.kv.read(
+        lambda t: {name: list(t.scan(name, start)) for name in ("ix_post", "ix_terms", "ix_hist")}
+    )
+
+
+def test_postings_past_one_chunk_are_those_of_putting_every_block_at_once(tmp_path: Path):
+    # 700 documents sharing terms: appends in batches fill a term's last chunk and start the
+    # next (512 postings a chunk), and must leave the rows one batch of all 700 leaves.
+    blocks = [NewBlock(BlockKind.USER_MESSAGE, f"common word {i % 7} extra{i}") for i in range(700)]
+    rows = []
+    for name, batches in (("whole", [700]), ("apart", [300, 211, 1, 188])):
+        store = LmdbStore(tmp_path / name)
+        index_for(store)
+        at = 0
+        for size in batches:
+            store.put_many("s", blocks[at : at + size])
+            at += size
+        rows.append(_index_rows(store, "s"))
+        reindex(store)
+        assert _index_rows(store, "s") == rows[-1]  # and what a rebuild writes
+        store.close()
+    whole, apart = rows
+    assert whole == apart and len(whole["ix_post"]) > len(whole["ix_terms"])  # some span chunks

@@ -15,6 +15,7 @@ from runtime.storage.chunking import (
     MAX_CHUNK,
     MAX_GROUP,
     MIN_CHUNK,
+    WINDOW,
     ChunkStream,
     chunk_bytes,
     gear_hash_reference,
@@ -131,3 +132,50 @@ def test_each_incremental_request_is_byte_identical_to_the_canonical_json_of_its
         if i < len(messages):
             requests.add(messages[i])
             hashes_only.add(messages[i])
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    seed=st.integers(0, 1000),
+    sizes=st.lists(st.integers(0, 70_000), min_size=1, max_size=6),
+    suffix_kind=st.sampled_from(["json", "random", "uncuttable", "short-window"]),
+    suffix_size=st.integers(MIN_CHUNK, 3 * MAX_CHUNK),
+)
+def test_a_long_suffix_is_cut_as_cutting_the_whole_would_whatever_precedes_it(
+    seed, sizes, suffix_kind, suffix_size
+):
+    r = random.Random(seed)
+    suffix = {
+        "json": lambda: _json_blob(seed, suffix_size // 45)[:suffix_size],
+        "random": lambda: r.randbytes(suffix_size),
+        "uncuttable": lambda: b"z" * suffix_size,  # cut only at MAX_CHUNK
+        "short-window": lambda: r.randbytes(40) + b"z" * suffix_size,  # cuts near its start only
+    }[suffix_kind]()
+    for size in sizes:  # the same suffix after streams of many lengths: its cached cuts serve all
+        data = r.randbytes(size // 3) + _json_blob(seed + size, size // 70)
+        stream = ChunkStream()
+        stream.append(data)
+        parts = stream.parts_with(suffix)
+        assert [c.digest for c in parts.chunks] == [c.digest for c in chunk_bytes(data + suffix)]
+        assert parts.join() == data + suffix
+        assert parts.prompt_hash == hashlib.sha256(data + suffix).hexdigest()
+        assert [c.digest for c in stream.chunks()] == [c.digest for c in chunk_bytes(data)]
+
+
+def test_a_cut_whose_window_spans_the_stream_and_the_suffix_is_found():
+    # The gear hash at the suffix's first 31 offsets reads bytes of the stream too: find
+    # (deterministically) a stream and suffix cut there, then check the stream cuts them so.
+    suffix_tail = _json_blob(7, 300)
+    for seed in range(5_000):
+        r = random.Random(seed)
+        data, suffix = r.randbytes(3_000), r.randbytes(20) + suffix_tail
+        ends = [len(c.data) for c in chunk_bytes(data + suffix)]
+        if len(data) < ends[0] <= len(data) + WINDOW - 1:
+            break
+    else:
+        raise AssertionError("no such stream among 5,000 seeds")
+    stream = ChunkStream()
+    stream.append(data)
+    assert [c.digest for c in stream.parts_with(suffix).chunks] == [
+        c.digest for c in chunk_bytes(data + suffix)
+    ]

@@ -54,11 +54,11 @@ def test_a_failed_write_stores_none_of_its_held_back_rows(kv_engine: Engine) -> 
 def test_first_many_is_first_of_each_prefix(kv_engine: Engine) -> None:
     keys = [b"ab", b"abc", b"b\x00", b"b\xff\xff", b"c"]
     kv_engine.write(lambda t: t.put_many("f", [(k, b"") for k in keys]))
-    prefixes = [b"a", b"abd", b"b", b"b\xff", b"bb", b"c", b"d", b"\xff"]
+    prefixes = [b"a", b"abd", b"b", b"b\xff", b"bb", b"c", b"d", b"\xff", b"", b"abc", b"a"]
     assert (
         kv_engine.read(lambda t: t.first_many("f", prefixes))
         == kv_engine.read(lambda t: [t.first("f", p) for p in prefixes])
-        == [b"ab", None, b"b\x00", b"b\xff\xff", None, b"c", None, None]
+        == [b"ab", None, b"b\x00", b"b\xff\xff", None, b"c", None, None, b"ab", b"abc", b"ab"]
     )
 
 

@@ -24,10 +24,16 @@ class LmdbTables(Tables):
         self._env = opened
         self.txn = txn
         self.readonly = readonly
+        self._handles: dict[str, Any] = {}  # a handle valid in this transaction stays valid
 
     def _db(self, table: str) -> Any:
         """Return the table's handle; None in a read whose snapshot has no such table (empty)."""
-        return self._env.table(table.encode())
+        handle = self._handles.get(table)
+        if handle is None:
+            handle = self._env.table(table.encode())
+            if handle is not None:  # None (no such table yet) is asked again: a write makes it
+                self._handles[table] = handle
+        return handle
 
     def get(self, table: str, key: bytes) -> bytes | None:
         db = self._db(table)
@@ -38,6 +44,19 @@ class LmdbTables(Tables):
         if db is None:
             return [None] * len(keys)
         return [get(key, db=db) for key in keys]
+
+    def first_many(self, table: str, prefixes: Sequence[bytes]) -> list[bytes | None]:
+        """Return ``first`` of each prefix, seeking one cursor (a scan's generator each cost
+        more than the seek: the session index asks this of every block it adds)."""
+        db = self._db(table)
+        if db is None:
+            return [None] * len(prefixes)
+        out: list[bytes | None] = []
+        with self.txn.cursor(db=db) as cur:
+            for prefix in prefixes:
+                key = cast(bytes, cur.key()) if cur.set_range(prefix) else None
+                out.append(key if key is not None and key.startswith(prefix) else None)
+        return out
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         self.txn.put(key, value, db=self._db(table))
