@@ -176,8 +176,9 @@ def _placed(store: BlockStore, plan: PagePlan) -> list[_Placed]:
     ids = [s.candidate.block_id for s in plan.selected]
     blocks = _bodies.get_many(store, ids)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
+    body_of = {b.id: b.body for b in blocks}
     costs = cost_cache(store.kv).costs(
-        tokenizer, ids, [b.kind for b in blocks], lambda _ids: [b.body for b in blocks]
+        tokenizer, ids, [b.kind for b in blocks], lambda want: [body_of[i] for i in want]
     )
     out = []
     for block, s, c in zip(blocks, plan.selected, costs, strict=True):
@@ -338,7 +339,7 @@ class Conversation:
         return self.out
 
     def _place(self, index: int, block: Block) -> None:
-        call = _parsed_call(block)
+        call = self.pairs.parsed.get(index)  # parsed once, by ToolPairs.of
         if call is not None:
             if self.pending and not self._in_assistant_turn():
                 self._flush()
@@ -395,16 +396,20 @@ class ToolPairs:
     result_of: Mapping[int, int]  # call position -> position of its result
     call_of: Mapping[int, int]  # result position -> position of its call
     results: Mapping[int, dict[str, Any]]  # result position -> its tool_result block
+    # call position -> its tool_use block as parsed (its "id" the stored one until sent)
+    parsed: Mapping[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, blocks: Sequence[Block]) -> ToolPairs:
         calls: dict[int, str] = {}
+        parsed: dict[int, dict[str, Any]] = {}
         results: dict[int, dict[str, Any]] = {}
         result_of: dict[int, int] = {}
         open_calls: dict[str, list[int]] = {}
         for index, block in enumerate(blocks):
             call = _parsed_call(block)
             if call is not None:
+                parsed[index] = call
                 calls[index] = call["id"]
                 open_calls.setdefault(call["id"], []).append(index)
                 continue
@@ -414,7 +419,7 @@ class ToolPairs:
                 result_of[waiting.pop()] = index
                 results[index] = result
         call_of = {r: c for c, r in result_of.items()}
-        return cls(_unique_ids(calls), result_of, call_of, results)
+        return cls(_unique_ids(calls), result_of, call_of, results, parsed)
 
 
 def _unique_ids(calls: Mapping[int, str]) -> dict[int, str]:

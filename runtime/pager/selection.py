@@ -129,6 +129,10 @@ class _Unit:
             self.sections = [self.lead.section]
             return
         self.cost = sum(i.cost for i in items)
+        if len(items) == 2 and items[0].section is items[1].section:  # a tool pair, mostly
+            self.section = items[0].section
+            self.sections = [self.section]
+            return
         self.sections = sorted({i.section for i in items}, key=lambda s: s.rank)
         self.section = self.sections[0] if len(self.sections) == 1 else None
 
@@ -167,7 +171,7 @@ class Selector:
         for unit in required:
             for item in unit.items:
                 self._pull_dependencies(item, self.limits.dependency_depth)
-        pending = [u for u in self._units(ordered) if not self._first_pass(u)]
+        pending = self._first_passes(self._units(ordered))
         cheapest, summarised = self._suffixes(pending)
         for n, unit in enumerate(pending):
             if cheapest[n] > self.optional_limit - self.total and not summarised[n]:
@@ -190,12 +194,18 @@ class Selector:
             partner = self.items[item.partner] = self.expander.item(item.partner)
         return _Unit([item, partner])
 
-    def _units(self, ordered: Sequence[Item]) -> list[_Unit]:
-        units: list[_Unit] = []
+    def _units(self, ordered: Sequence[Item]) -> list[_Unit | Item]:
+        """Return the units in order; a block that is a unit on its own stays its item (most
+        are, and pass 1 decides most of them without making a unit)."""
+        units: list[_Unit | Item] = []
         seen: set[int] = set()
         decided = self.decided
         for item in ordered:
-            if item.key in seen or item.key in decided:
+            key = item.key
+            if key in seen or key in decided:
+                continue
+            if item.partner is None:
+                units.append(item)  # keys are unique, so no later unit can lead with it
                 continue
             unit = self._unit(item)
             seen.update(i.key for i in unit.items)
@@ -208,9 +218,11 @@ class Selector:
         return unit.cost + sum(self.headers[s] for s in unit.sections if s not in self.used)
 
     def _is_decided(self, unit: _Unit) -> bool:
-        if len(unit.items) == 1:
-            return unit.lead.key in self.decided
-        return any(i.key in self.decided for i in unit.items)
+        decided = self.decided
+        for item in unit.items:
+            if item.key in decided:
+                return True
+        return False
 
     # -- rules 1 and 2 ------------------------------------------------------------------
     def _take_required(self, required: Sequence[Item]) -> list[_Unit]:
@@ -249,6 +261,43 @@ class Selector:
                 self._omit(unit, OmissionReason.GLOBAL_BUDGET)
 
     # -- rule 4: the two passes ---------------------------------------------------------
+    def _first_passes(self, units: Sequence[_Unit | Item]) -> list[_Unit]:
+        """Run pass 1 over ``units``; return those left for pass 2, in order.
+
+        A lone block is decided here inline, by the same tests as ``_first_pass`` in the same
+        order: this loop runs once per candidate, so it avoids making objects it can skip.
+        """
+        pending: list[_Unit] = []
+        decided, kept, used = self.decided, self.kept, self.used
+        headers, allocated = self.headers, self.allocated
+        threshold, dedupe = self.limits.threshold, self.limits.dedupe
+        for unit in units:
+            if isinstance(unit, _Unit):
+                if not self._first_pass(unit):
+                    pending.append(unit)
+                continue
+            key = unit.key
+            if key in decided:
+                continue
+            if unit.tier == TIER_SCORED and unit.score < threshold:
+                decided[key] = Decision(key, False, OmissionReason.BELOW_THRESHOLD, None)
+                continue
+            if dedupe and unit.block_id in kept and unit.kind not in CONVERSATION_KINDS:
+                decided[key] = Decision(key, False, OmissionReason.DUPLICATE, kept[unit.block_id])
+                continue
+            section = unit.section
+            base = used.get(section)
+            header = headers[section] if base is None else 0
+            if self.total + unit.cost + header > self.optional_limit:
+                alone = _Unit([unit])
+                if not self._substitute(alone):
+                    self._omit(alone, OmissionReason.GLOBAL_BUDGET)
+            elif unit.cost + (header if base is None else base) <= allocated[section]:
+                self._select_one(unit, self._reason(unit), header if base is None else base)
+            else:
+                pending.append(_Unit([unit]))
+        return pending
+
     def _first_pass(self, unit: _Unit) -> bool:
         """Decide ``unit`` if pass 1 can; return False to offer it to pass 2."""
         lead = unit.lead
@@ -364,6 +413,16 @@ class Selector:
         depth = self.limits.dependency_depth if depth < 0 else depth
         for item in unit.items:
             self._pull_dependencies(item, depth)
+
+    def _select_one(self, item: Item, reason: SelectionReason, base: int) -> None:
+        """``_select`` of a lone block with no ``via``; ``base`` is its section's use so far,
+        or the section's opening cost when nothing is in it yet."""
+        section = item.section
+        self.total += item.cost + (base if section not in self.used else 0)
+        self.used[section] = base + item.cost
+        self.decided[item.key] = Decision(item.key, True, reason, None)
+        self.kept.setdefault(item.block_id, item.block_id)
+        self._pull_dependencies(item, self.limits.dependency_depth)
 
     def _omit(self, unit: _Unit, reason: OmissionReason, via: str | None = None) -> None:
         for item in unit.items:
