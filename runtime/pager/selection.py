@@ -144,8 +144,15 @@ class _Unit:
 class Selector:
     """One run of the rules over one page's items."""
 
-    def __init__(self, items: Sequence[Item], limits: Limits, expander: Expander) -> None:
+    def __init__(
+        self,
+        items: Sequence[Item],
+        limits: Limits,
+        expander: Expander,
+        ordered: Sequence[Item] | None = None,
+    ) -> None:
         self.items = {item.key: item for item in items}
+        self.ordered = ordered  # ``items`` in ``order_key`` order, when the caller has it
         self.limits = limits
         self.expander = expander
         self.decided: dict[int, Decision] = {}
@@ -159,7 +166,9 @@ class Selector:
 
     # -- entry point --------------------------------------------------------------------
     def run(self) -> Outcome:
-        ordered = sorted(self.items.values(), key=order_key)
+        ordered = self.ordered
+        if ordered is None:
+            ordered = sorted(self.items.values(), key=order_key)
         required = self._take_required([i for i in ordered if i.tier == TIER_REQUIRED])
         self._take_system([i for i in ordered if i.section is Section.SYSTEM])
         variable = self.limits.input_budget - self.total
@@ -218,11 +227,8 @@ class Selector:
         return unit.cost + sum(self.headers[s] for s in unit.sections if s not in self.used)
 
     def _is_decided(self, unit: _Unit) -> bool:
-        decided = self.decided
-        for item in unit.items:
-            if item.key in decided:
-                return True
-        return False
+        items = unit.items  # one block, or a tool pair
+        return items[0].key in self.decided or (len(items) == 2 and items[1].key in self.decided)
 
     # -- rules 1 and 2 ------------------------------------------------------------------
     def _take_required(self, required: Sequence[Item]) -> list[_Unit]:
@@ -442,6 +448,12 @@ class Selector:
             self._select(unit, SelectionReason.DEPENDENCY, item.block_id, depth - 1)
 
 
-def select(items: Sequence[Item], limits: Limits, expander: Expander) -> Outcome:
-    """Apply the module's rules to ``items`` and return every decision."""
-    return Selector(items, limits, expander).run()
+def select(
+    items: Sequence[Item],
+    limits: Limits,
+    expander: Expander,
+    ordered: Sequence[Item] | None = None,
+) -> Outcome:
+    """Apply the module's rules to ``items`` and return every decision (``ordered``: the same
+    items sorted by ``order_key``, if the caller sorted them already)."""
+    return Selector(items, limits, expander, ordered).run()
