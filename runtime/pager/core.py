@@ -393,9 +393,7 @@ def _unlisted(
     beyond = pool.beyond
     if beyond is not None:
         decided = np.array([k for k in items if k >= 0], dtype=np.int64)
-        left = ~among(beyond.seqs, decided)
-        beyond = Beyond(beyond.seqs[left], beyond.merged[left], beyond.names,
-                        beyond.normalised[:, left])  # fmt: skip
+        beyond = beyond.only(~among(beyond.seqs, decided))
     if not rest and (beyond is None or beyond.count == 0):
         return None
     return Unlisted(beyond, rest, pool, ctx.graph, ctx.request.options.threshold)

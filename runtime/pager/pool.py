@@ -122,16 +122,40 @@ class Horizon:
 
 @dataclass(frozen=True)
 class Beyond:
-    """The scored blocks of the session past the horizon: arrays, made into objects on demand."""
+    """The scored blocks of the session past the horizon: arrays, made into objects on demand.
 
-    seqs: np.ndarray  # int64, ascending
-    merged: np.ndarray
-    names: tuple[str, ...]
-    normalised: np.ndarray  # (len(names), len(seqs))
+    It holds positions in the pool every block was scored in, not copies: a plan lists these
+    blocks only when asked (``PagePlan.every_omission``), and cutting the (retrievers x session)
+    score matrix on every page cost more than the rest of the page at 100,000 blocks.
+    """
+
+    scored: Pool  # the pool before the horizon cut
+    at: np.ndarray  # positions in ``scored``, ascending
 
     @property
     def count(self) -> int:
-        return int(self.seqs.shape[0])
+        return int(self.at.shape[0])
+
+    @property
+    def seqs(self) -> np.ndarray:
+        return self.scored.seqs[self.at]
+
+    @property
+    def merged(self) -> np.ndarray:
+        return self.scored.merged[self.at]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.scored.names
+
+    @property
+    def normalised(self) -> np.ndarray:
+        """(len(names), count) normalised scores."""
+        return self.scored.normalised[:, self.at]
+
+    def only(self, keep: np.ndarray) -> Beyond:
+        """Return the blocks of this one that ``keep`` (a mask over them) marks."""
+        return Beyond(self.scored, self.at[keep])
 
 
 def build_pool(
@@ -162,8 +186,7 @@ def _best(query: RetrievalQuery, pool: Pool, fixed: np.ndarray, horizon: Horizon
     keep[top] = True
     keep |= among(pool.seqs, fixed)
     keep = _with_partners(query, pool.seqs, keep)
-    rest = ~keep
-    beyond = Beyond(pool.seqs[rest], pool.merged[rest], pool.names, pool.normalised[:, rest])
+    beyond = Beyond(pool, np.flatnonzero(~keep))
     return replace(_cut(pool, keep), beyond=beyond)
 
 

@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -175,7 +175,22 @@ class RecencyRetriever(IndexedRetriever):
             return np.power(0.5, age / self.half_life)
 
         tail = present[-query.limit :][::-1].astype(np.int64)
-        return Ranking(Scores(tail, score(tail)), score)
+        return Ranking(Scores(tail, score(tail)), score, every=self._every(query, score))
+
+    def _every(self, query: RetrievalQuery, score: Any) -> Scores:
+        """Return the score of every present seq, remembered per snapshot: recency reads no
+        query, so one session state gives one vector (read-only, as every page shares it)."""
+        snap = query.snapshot
+        key = (snap.meta.gen, snap.meta.rgen, snap.upto, self.mode, self.half_life)
+        held = snap.cache.extras.get("recency")
+        if held is not None and held[0] == key:
+            return cast(Scores, held[1])
+        every = snap.present().astype(np.int64)
+        values = score(every)
+        values.flags.writeable = False
+        scores = Scores(every, values)
+        snap.cache.extras["recency"] = (key, scores)
+        return scores
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "mode": self.mode.value, "half_life": self.half_life}
