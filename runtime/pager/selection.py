@@ -182,11 +182,11 @@ class Selector:
                 self._pull_dependencies(item, self.limits.dependency_depth)
         pending = self._first_passes(self._units(ordered))
         cheapest, summarised = self._suffixes(pending)
-        for n, unit in enumerate(pending):
+        for n, waiting in enumerate(pending):
             if cheapest[n] > self.optional_limit - self.total and not summarised[n]:
                 self._omit_rest(pending[n:])  # nothing left can fit or be summarised
                 break
-            self._second_pass(unit)
+            self._second_pass(waiting)
         for key in sorted(self.items):  # dependencies that were tried and did not fit
             if key not in self.decided:
                 self._omit(_Unit([self.items[key]]), OmissionReason.GLOBAL_BUDGET)
@@ -267,13 +267,13 @@ class Selector:
                 self._omit(unit, OmissionReason.GLOBAL_BUDGET)
 
     # -- rule 4: the two passes ---------------------------------------------------------
-    def _first_passes(self, units: Sequence[_Unit | Item]) -> list[_Unit]:
+    def _first_passes(self, units: Sequence[_Unit | Item]) -> list[_Unit | Item]:
         """Run pass 1 over ``units``; return those left for pass 2, in order.
 
         A lone block is decided here inline, by the same tests as ``_first_pass`` in the same
         order: this loop runs once per candidate, so it avoids making objects it can skip.
         """
-        pending: list[_Unit] = []
+        pending: list[_Unit | Item] = []
         decided, kept, used = self.decided, self.kept, self.used
         headers, allocated = self.headers, self.allocated
         threshold, dedupe = self.limits.threshold, self.limits.dedupe
@@ -301,7 +301,7 @@ class Selector:
             elif unit.cost + (header if base is None else base) <= allocated[section]:
                 self._select_one(unit, self._reason(unit), header if base is None else base)
             else:
-                pending.append(_Unit([unit]))
+                pending.append(unit)
         return pending
 
     def _first_pass(self, unit: _Unit) -> bool:
@@ -324,26 +324,35 @@ class Selector:
             return False
         return True
 
-    def _suffixes(self, units: Sequence[_Unit]) -> tuple[list[int], list[bool]]:
+    def _suffixes(self, units: Sequence[_Unit | Item]) -> tuple[list[int], list[bool]]:
         """Return, from each position on, the cheapest unit cost and whether any may have a
         summary (unit costs leave out headers, so they bound the real cost from below)."""
         cheapest, summarised = [0] * len(units), [False] * len(units)
         low, any_summary = 1 << 62, False
         for n in range(len(units) - 1, -1, -1):
-            low = min(low, units[n].cost)
-            any_summary = any_summary or self.expander.summarised(units[n].lead)
+            unit = units[n]
+            low = min(low, unit.cost)
+            lead = unit.lead if isinstance(unit, _Unit) else unit
+            any_summary = any_summary or self.expander.summarised(lead)
             cheapest[n], summarised[n] = low, any_summary
         return cheapest, summarised
 
-    def _omit_rest(self, rest: Sequence[_Unit]) -> None:
+    def _omit_rest(self, rest: Sequence[_Unit | Item]) -> None:
         reason = OmissionReason.GLOBAL_BUDGET
         if not self.limits.flow_unused:
             reason = OmissionReason.SECTION_BUDGET
+        decided = self.decided
         for unit in rest:
-            if not self._is_decided(unit):
-                self._omit(unit, reason)
+            if isinstance(unit, _Unit):
+                if not self._is_decided(unit):
+                    self._omit(unit, reason)
+            elif unit.key not in decided:
+                decided[unit.key] = Decision(unit.key, False, reason, None)
 
-    def _second_pass(self, unit: _Unit) -> None:
+    def _second_pass(self, unit: _Unit | Item) -> None:
+        if not isinstance(unit, _Unit):
+            self._second_pass_one(unit)
+            return
         if self._is_decided(unit):
             return
         if self.limits.flow_unused and self._fits(unit):
@@ -353,6 +362,23 @@ class Selector:
             if not self.limits.flow_unused:
                 reason = OmissionReason.SECTION_BUDGET
             self._omit(unit, reason)
+
+    def _second_pass_one(self, item: Item) -> None:
+        """``_second_pass`` of a lone block, without making a unit unless it needs a summary."""
+        if item.key in self.decided:
+            return
+        section = item.section
+        base = self.used.get(section)
+        header = self.headers[section] if base is None else 0
+        if self.limits.flow_unused and self.total + item.cost + header <= self.optional_limit:
+            self._select_one(item, self._reason(item), header if base is None else base)
+            return
+        alone = _Unit([item])
+        if not self._substitute(alone):
+            reason = OmissionReason.GLOBAL_BUDGET
+            if not self.limits.flow_unused:
+                reason = OmissionReason.SECTION_BUDGET
+            self._omit(alone, reason)
 
     def _fits(self, unit: _Unit) -> bool:
         return self.total + self._cost(unit) <= self.optional_limit
