@@ -148,7 +148,7 @@ class _Placed:
 @one_snapshot
 def pack(store: BlockStore, plan: PagePlan) -> PackedRequest:
     """Render ``plan`` from ``store`` both ways and hash the request bytes."""
-    placed = _placed(store, plan)
+    placed = _by_section(_placed(store, plan))
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     text, text_spans = _render_text(plan.task, placed)
     request, owners = _render_request(plan, placed)
@@ -231,11 +231,21 @@ def _recall_placed(tokenizer: Any) -> _Placed:
     return _Placed(block, Section.TOOLS, *block_costs(tokenizer, BlockKind.TOOL_SCHEMA, body))
 
 
-def _section_tokens(plan: PagePlan, placed: Sequence[_Placed]) -> tuple[SectionTokens, ...]:
+def _by_section(placed: Sequence[_Placed]) -> dict[Section, list[_Placed]]:
+    """Return the placed blocks of each section (every section, maybe empty), in render order."""
+    out: dict[Section, list[_Placed]] = {s: [] for s in Section}
+    for p in placed:
+        out[p.section].append(p)
+    return out
+
+
+def _section_tokens(
+    plan: PagePlan, placed: Mapping[Section, Sequence[_Placed]]
+) -> tuple[SectionTokens, ...]:
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     out = []
     for section in Section:
-        members = [p for p in placed if p.section is section]
+        members = placed[section]
         if section is Section.TASK:
             out.append(SectionTokens(section, *frame_costs(tokenizer, plan.task)))
         elif members:
@@ -246,7 +256,9 @@ def _section_tokens(plan: PagePlan, placed: Sequence[_Placed]) -> tuple[SectionT
 
 
 # -- the string render ---------------------------------------------------------------------
-def _render_text(task: str, placed: Sequence[_Placed]) -> tuple[str, tuple[Span, ...]]:
+def _render_text(
+    task: str, placed: Mapping[Section, Sequence[_Placed]]
+) -> tuple[str, tuple[Span, ...]]:
     parts: list[str] = []
     spans: list[Span] = []
     offset, line = 0, 1
@@ -256,7 +268,7 @@ def _render_text(task: str, placed: Sequence[_Placed]) -> tuple[str, tuple[Span,
         elif section is Section.SLACK:
             units = []
         else:
-            members = [p.block for p in placed if p.section is section]
+            members = [p.block for p in placed[section]]
             units = [header_text(section)] + [string_unit(b.kind, b.body) for b in members]
             units = units if members else []
         if not units:
@@ -271,9 +283,9 @@ def _render_text(task: str, placed: Sequence[_Placed]) -> tuple[str, tuple[Span,
 
 # -- the chat render -----------------------------------------------------------------------
 def _render_request(
-    plan: PagePlan, placed: Sequence[_Placed]
+    plan: PagePlan, placed: Mapping[Section, Sequence[_Placed]]
 ) -> tuple[dict[str, Any], tuple[Section, ...]]:
-    by_section = {s: [p.block for p in placed if p.section is s] for s in Section}
+    by_section = {s: [p.block for p in placed[s]] for s in Section}
     caching = plan.profile.supports_prompt_caching
     tools = [_tool_definition(b) for b in by_section[Section.TOOLS]]
     system: list[dict[str, Any]] = [_text(b.body) for b in by_section[Section.SYSTEM]]
