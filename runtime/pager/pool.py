@@ -171,8 +171,11 @@ def build_pool(
     every = query.snapshot.present().astype(np.int64)
     pool = _score(every, active, rankings, neighbours)
     # A candidate is a block some retriever proposes or scores, a fixed one, or a partner.
-    proposed = among(every, np.concatenate([fixed, *(r.top.seqs for r in rankings)]))
-    candidate = _with_partners(query, every, proposed | (pool.merged > 0))
+    # When every block scores (recency on, mostly), proposals add none: they are not read.
+    candidate = pool.merged > 0
+    if not candidate.all():
+        proposed = among(every, np.concatenate([fixed, *(r.top.seqs for r in rankings)]))
+        candidate = _with_partners(query, every, proposed | candidate)
     return _best(query, _cut(pool, candidate), fixed, horizon)
 
 
@@ -208,9 +211,10 @@ def among(seqs: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 def _cut(pool: Pool, keep: np.ndarray) -> Pool:
     if keep.all():
         return pool
+    at = np.flatnonzero(keep)  # one scan of the mask, then gathers (few are kept, mostly)
     return Pool(
-        pool.seqs[keep], pool.names, pool.normalised[:, keep], pool.merged[keep],
-        pool.recency_led[keep], pool.outside,
+        pool.seqs[at], pool.names, pool.normalised[:, at], pool.merged[at],
+        pool.recency_led[at], pool.outside,
     )  # fmt: skip
 
 

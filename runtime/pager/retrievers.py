@@ -30,7 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol, cast, runtime_checkable
@@ -100,20 +100,32 @@ class Scores:
 
 
 class Ranking:
-    """One retriever's answer to one query: its proposals and a scorer for any seq."""
+    """One retriever's answer to one query: its proposals and a scorer for any seq.
+
+    The proposals may be given as a function that finds them, called on first use: a built-in
+    retriever scores every block anyway, so the pool reads its proposals only when some block
+    scored 0 everywhere (a partial sort of the whole session per retriever otherwise).
+    """
 
     def __init__(
         self,
-        top: Scores,
+        top: Scores | Callable[[], Scores],
         scorer: Any = None,
         outside: Sequence[Any] = (),
         every: Scores | None = None,
     ) -> None:
-        self.top = top
+        self._top = top
         self._scorer = scorer
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.outside = tuple(outside)  # (block id, score) for blocks not in the session
         self._every = every  # scores the retriever already has for these seqs (no second scan)
+
+    @property
+    def top(self) -> Scores:
+        """Return the proposals: the retriever's best, ties to the newer seq."""
+        if not isinstance(self._top, Scores):
+            self._top = self._top()
+        return self._top
 
     def score(self, seqs: np.ndarray) -> np.ndarray:
         every = self._every
@@ -138,8 +150,9 @@ def lookup(sorted_seqs: np.ndarray, values: np.ndarray, seqs: np.ndarray) -> np.
 def _dense_ranking(dense: np.ndarray, limit: int) -> Ranking:
     """Rank from scores of every seq (0 = no score): best ``limit``, and O(1) lookups."""
     seqs = np.flatnonzero(dense > 0)
-    top = Scores(seqs.astype(np.int64), dense[seqs]).best(limit)
-    return Ranking(top, lambda s: dense[s])
+    return Ranking(
+        lambda: Scores(seqs.astype(np.int64), dense[seqs]).best(limit), lambda s: dense[s]
+    )
 
 
 class IndexedRetriever:
@@ -264,7 +277,7 @@ class EmbeddingRetriever(IndexedRetriever):
 
         if exact:
             scored = Scores(every, score(every))
-            return Ranking(scored.best(query.limit), score, every=scored)
+            return Ranking(lambda: scored.best(query.limit), score, every=scored)
         # The graphs' proposals and the unsearched tail, rescored exactly. A block neither found
         # nor in the tail scores 0 for this retriever, in the pool and in its reasons alike.
         found = ann.candidates(snap, self.embedder, target, query.limit, self.chunk)
@@ -274,7 +287,7 @@ class EmbeddingRetriever(IndexedRetriever):
         def lookup_known(seqs: np.ndarray) -> np.ndarray:
             return lookup(known.seqs, known.values, seqs)
 
-        return Ranking(known.best(query.limit), lookup_known)
+        return Ranking(lambda: known.best(query.limit), lookup_known)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "embedder": self.embedder.key}
