@@ -22,7 +22,7 @@ import re
 import threading
 import zlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -123,15 +123,38 @@ class VectorCache:
     def kv(self) -> Engine:
         return self._kv()
 
-    def vectors(self, embedder: Embedder, ids: Sequence[str], bodies: Any) -> list[np.ndarray]:
-        """Return the vector of each block id; ``bodies(ids)`` gives the texts of misses."""
+    def vectors(self, embedder: Embedder, ids: Sequence[str], bodies: Any) -> np.ndarray:
+        """Return the vector of each block id, one row each; ``bodies(ids)`` gives the texts of
+        misses."""
         key = embedder.key
         with self.lock:
             found: list[np.ndarray | None] = [self._memory.get((key, bid)) for bid in ids]
         missing = [i for i, vec in enumerate(found) if vec is None]
+        if len(missing) == len(ids) and ids:
+            # None in memory (a cold store): read them as one matrix, not one array per block.
+            loaded = self._load_matrix(embedder, ids)
+            if loaded is not None:
+                return loaded
         if missing:
             self._fill(embedder, ids, missing, found, bodies)
-        return [vec for vec in found if vec is not None]
+        return np.stack([vec for vec in found if vec is not None])
+
+    def _load_matrix(self, embedder: Embedder, ids: Sequence[str]) -> np.ndarray | None:
+        """Return the stored vectors of ``ids`` as one read-only matrix, remembered per row;
+        None when some are not stored (or not of the embedder's size)."""
+        stored = self._load(embedder.key.encode(), ids)
+        if any(raw is None for raw in stored):
+            return None
+        joined = b"".join(cast(list[bytes], stored))
+        if len(joined) != len(ids) * embedder.dimensions * 4:
+            return None
+        matrix = np.frombuffer(joined, dtype=np.float32).reshape(len(ids), embedder.dimensions)
+        with self.lock:
+            if len(self._memory) > _MAX_CACHED:
+                self._memory.clear()
+            key = embedder.key
+            self._memory.update(((key, bid), row) for bid, row in zip(ids, matrix, strict=True))
+        return matrix
 
     def _fill(
         self,
@@ -192,9 +215,9 @@ def vector_table(snap: Snapshot, embedder: Embedder, seqs: np.ndarray) -> Vector
             table = snap.cache.extras[key] = VectorTable(embedder.dimensions)
     missing = table.missing(seqs)
     if missing.shape[0]:
-        ids = [snap.block_id(int(s)) for s in missing]
-        found = vector_cache(snap.reader.kv).vectors(embedder, ids, _bodies(snap))
-        table.add(missing, np.stack(found))
+        hexed = snap.records["id"][missing].tobytes().hex()
+        ids = [hexed[n : n + 64] for n in range(0, len(hexed), 64)]
+        table.add(missing, vector_cache(snap.reader.kv).vectors(embedder, ids, _bodies(snap)))
     return table
 
 

@@ -148,7 +148,7 @@ class _Placed:
 @one_snapshot
 def pack(store: BlockStore, plan: PagePlan) -> PackedRequest:
     """Render ``plan`` from ``store`` both ways and hash the request bytes."""
-    placed = _placed(store, plan)
+    placed = _by_section(_placed(store, plan))
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     text, text_spans = _render_text(plan.task, placed)
     request, owners = _render_request(plan, placed)
@@ -176,8 +176,9 @@ def _placed(store: BlockStore, plan: PagePlan) -> list[_Placed]:
     ids = [s.candidate.block_id for s in plan.selected]
     blocks = _bodies.get_many(store, ids)
     tokenizer = get_tokenizer(plan.profile.tokenizer)
+    body_of = {b.id: b.body for b in blocks}
     costs = cost_cache(store.kv).costs(
-        tokenizer, ids, [b.kind for b in blocks], lambda _ids: [b.body for b in blocks]
+        tokenizer, ids, [b.kind for b in blocks], lambda want: [body_of[i] for i in want]
     )
     out = []
     for block, s, c in zip(blocks, plan.selected, costs, strict=True):
@@ -230,11 +231,21 @@ def _recall_placed(tokenizer: Any) -> _Placed:
     return _Placed(block, Section.TOOLS, *block_costs(tokenizer, BlockKind.TOOL_SCHEMA, body))
 
 
-def _section_tokens(plan: PagePlan, placed: Sequence[_Placed]) -> tuple[SectionTokens, ...]:
+def _by_section(placed: Sequence[_Placed]) -> dict[Section, list[_Placed]]:
+    """Return the placed blocks of each section (every section, maybe empty), in render order."""
+    out: dict[Section, list[_Placed]] = {s: [] for s in Section}
+    for p in placed:
+        out[p.section].append(p)
+    return out
+
+
+def _section_tokens(
+    plan: PagePlan, placed: Mapping[Section, Sequence[_Placed]]
+) -> tuple[SectionTokens, ...]:
     tokenizer = get_tokenizer(plan.profile.tokenizer)
     out = []
     for section in Section:
-        members = [p for p in placed if p.section is section]
+        members = placed[section]
         if section is Section.TASK:
             out.append(SectionTokens(section, *frame_costs(tokenizer, plan.task)))
         elif members:
@@ -245,7 +256,9 @@ def _section_tokens(plan: PagePlan, placed: Sequence[_Placed]) -> tuple[SectionT
 
 
 # -- the string render ---------------------------------------------------------------------
-def _render_text(task: str, placed: Sequence[_Placed]) -> tuple[str, tuple[Span, ...]]:
+def _render_text(
+    task: str, placed: Mapping[Section, Sequence[_Placed]]
+) -> tuple[str, tuple[Span, ...]]:
     parts: list[str] = []
     spans: list[Span] = []
     offset, line = 0, 1
@@ -255,7 +268,7 @@ def _render_text(task: str, placed: Sequence[_Placed]) -> tuple[str, tuple[Span,
         elif section is Section.SLACK:
             units = []
         else:
-            members = [p.block for p in placed if p.section is section]
+            members = [p.block for p in placed[section]]
             units = [header_text(section)] + [string_unit(b.kind, b.body) for b in members]
             units = units if members else []
         if not units:
@@ -270,9 +283,9 @@ def _render_text(task: str, placed: Sequence[_Placed]) -> tuple[str, tuple[Span,
 
 # -- the chat render -----------------------------------------------------------------------
 def _render_request(
-    plan: PagePlan, placed: Sequence[_Placed]
+    plan: PagePlan, placed: Mapping[Section, Sequence[_Placed]]
 ) -> tuple[dict[str, Any], tuple[Section, ...]]:
-    by_section = {s: [p.block for p in placed if p.section is s] for s in Section}
+    by_section = {s: [p.block for p in placed[s]] for s in Section}
     caching = plan.profile.supports_prompt_caching
     tools = [_tool_definition(b) for b in by_section[Section.TOOLS]]
     system: list[dict[str, Any]] = [_text(b.body) for b in by_section[Section.SYSTEM]]
@@ -338,7 +351,7 @@ class Conversation:
         return self.out
 
     def _place(self, index: int, block: Block) -> None:
-        call = _parsed_call(block)
+        call = self.pairs.parsed.get(index)  # parsed once, by ToolPairs.of
         if call is not None:
             if self.pending and not self._in_assistant_turn():
                 self._flush()
@@ -395,16 +408,20 @@ class ToolPairs:
     result_of: Mapping[int, int]  # call position -> position of its result
     call_of: Mapping[int, int]  # result position -> position of its call
     results: Mapping[int, dict[str, Any]]  # result position -> its tool_result block
+    # call position -> its tool_use block as parsed (its "id" the stored one until sent)
+    parsed: Mapping[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, blocks: Sequence[Block]) -> ToolPairs:
         calls: dict[int, str] = {}
+        parsed: dict[int, dict[str, Any]] = {}
         results: dict[int, dict[str, Any]] = {}
         result_of: dict[int, int] = {}
         open_calls: dict[str, list[int]] = {}
         for index, block in enumerate(blocks):
             call = _parsed_call(block)
             if call is not None:
+                parsed[index] = call
                 calls[index] = call["id"]
                 open_calls.setdefault(call["id"], []).append(index)
                 continue
@@ -414,7 +431,7 @@ class ToolPairs:
                 result_of[waiting.pop()] = index
                 results[index] = result
         call_of = {r: c for c, r in result_of.items()}
-        return cls(_unique_ids(calls), result_of, call_of, results)
+        return cls(_unique_ids(calls), result_of, call_of, results, parsed)
 
 
 def _unique_ids(calls: Mapping[int, str]) -> dict[int, str]:

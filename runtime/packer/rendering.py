@@ -21,12 +21,13 @@ Invariants:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from runtime.blocks import BlockKind, canonical_json, parse_tool_call, parse_tool_result
 from runtime.errors import InvalidBlock
@@ -153,8 +154,10 @@ def block_costs(tokenizer: Tokenizer, kind: BlockKind, body: str) -> tuple[int, 
     return tokenizer.count(string_unit(kind, body)), chat_cost(tokenizer, kind, body)
 
 
+@lru_cache(maxsize=256)
 def header_costs(tokenizer: Tokenizer, section: Section) -> tuple[int, int]:
-    """Return (string, chat) cost of opening ``section`` (its header and framing)."""
+    """Return (string, chat) cost of opening ``section`` (its header and framing; memoised: a
+    pure function of immutable arguments, asked for every section of every page)."""
     string = tokenizer.count(header_text(section))
     if section in SYSTEM_SIDE:
         return string, string + TEXT_BLOCK_OVERHEAD
@@ -163,8 +166,10 @@ def header_costs(tokenizer: Tokenizer, section: Section) -> tuple[int, int]:
     return string, 0
 
 
+@lru_cache(maxsize=1024)
 def frame_costs(tokenizer: Tokenizer, task: str) -> tuple[int, int]:
-    """Return (string, chat) cost of what every prompt carries: the task and fixed framing."""
+    """Return (string, chat) cost of what every prompt carries: the task and fixed framing
+    (memoised: page and pack both ask, and an agent pages one task several times)."""
     string = tokenizer.count(task_text(task)) if task else 0
     opening = tokenizer.count(OMITTED_OPENING) + TEXT_BLOCK_OVERHEAD + MESSAGE_OVERHEAD
     task_chat = tokenizer.count(task) + TEXT_BLOCK_OVERHEAD + MESSAGE_OVERHEAD if task else 0
@@ -187,11 +192,15 @@ COSTS_TABLE = "ix_units"
 
 class CostCache:
     """Block costs per tokenizer: the store's ``ix_units`` table when writable, else computed
-    each time (a read-only store may not have the table)."""
+    (a read-only store may not have the table); either way remembered in process memory, since
+    a block id names its kind and body, so its costs under one tokenizer never change."""
 
-    def __init__(self, kv: Engine) -> None:
+    def __init__(self, kv: Engine, capacity: int = 200_000) -> None:
         self._kv = EngineRef(kv, "cost cache")
         self.stored = not kv.readonly
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._memo: dict[bytes, dict[str, Costs]] = {}  # tokenizer suffix -> block id -> costs
 
     @property
     def kv(self) -> Engine:
@@ -202,6 +211,31 @@ class CostCache:
     ) -> list[Costs]:
         """Return each block's costs; ``bodies(ids)`` gives the texts of blocks not cached."""
         suffix = _suffix(tokenizer)
+        with self._lock:
+            memo = self._memo.setdefault(suffix, {})
+            found = [memo.get(i) for i in ids]
+        missing = [n for n, c in enumerate(found) if c is None]
+        if not missing:
+            return cast(list[Costs], found)
+        made = self._costs(suffix, tokenizer, [ids[n] for n in missing],
+                           [kinds[n] for n in missing], bodies)  # fmt: skip
+        with self._lock:
+            if sum(len(m) for m in self._memo.values()) + len(made) > self.capacity:
+                self._memo.clear()
+            memo = self._memo.setdefault(suffix, {})
+            for n, costs in zip(missing, made, strict=True):
+                found[n] = memo[ids[n]] = costs
+        return cast(list[Costs], found)
+
+    def _costs(
+        self,
+        suffix: bytes,
+        tokenizer: Tokenizer,
+        ids: Sequence[str],
+        kinds: Sequence[BlockKind],
+        bodies: Any,
+    ) -> list[Costs]:
+        """Return each block's costs from the store's table, computing (and saving) the rest."""
         stored = self._load(suffix, ids)
         missing = [i for i, raw in enumerate(stored) if raw is None]
         texts = bodies([ids[i] for i in missing]) if missing else []

@@ -176,8 +176,12 @@ def page(store: BlockStore, request: PageRequest) -> PagePlan:
         HORIZON_BUDGETS * budget, graph.cost_array, MIN_CANDIDATES, request.options.limit
     )
     pool = build_pool(query, request.stack, spread, fixed, horizon)
-    items = _items(ctx, pool, tiers) + _outside_items(ctx, pool)
-    outcome = run_selection(items, _limits(ctx), graph)
+    inside, outside = _items(ctx, pool, tiers), _outside_items(ctx, pool)
+    # Sorted as arrays; with blocks from outside the session (seq None, ties broken by block id)
+    # selection sorts the items itself.
+    ordered = None if outside else [inside[n] for n in _order(ctx, pool, tiers).tolist()]
+    items = inside + outside
+    outcome = run_selection(items, _limits(ctx), graph, ordered)
     return _plan(ctx, pool, {i.key: i for i in items} | graph.made, outcome)
 
 
@@ -232,6 +236,20 @@ def _items(ctx: _Context, pool: Pool, tiers: Mapping[int, int]) -> list[Item]:
     tier_of = [tiers.get(seq, TIER_SCORED) for seq in seqs.tolist()]
     scores, led = pool.merged.tolist(), pool.recency_led.tolist()
     return ctx.graph.make_many(seqs, ctx.graph.costs(seqs), scores, led, tier_of)
+
+
+def _order(ctx: _Context, pool: Pool, tiers: Mapping[int, int]) -> np.ndarray:
+    """Return the positions of the pool's seqs in ``selection.order_key`` order: tier, merged
+    score descending, priority descending, seq descending (seqs differ, so no tie is left)."""
+    seqs, size = pool.seqs, pool.seqs.shape[0]
+    tier = np.full(size, TIER_SCORED, dtype=np.int64)
+    if tiers and size:
+        fixed = np.array(sorted(tiers), dtype=np.int64)
+        at = np.clip(np.searchsorted(seqs, fixed), 0, size - 1)
+        found = seqs[at] == fixed
+        tier[at[found]] = [tiers[seq] for seq in fixed[found].tolist()]
+    prio = ctx.snapshot.records["prio"][seqs].astype(np.float64)
+    return np.lexsort((-seqs, -prio, -pool.merged, tier))
 
 
 def _outside_items(ctx: _Context, pool: Pool) -> list[Item]:
@@ -375,9 +393,7 @@ def _unlisted(
     beyond = pool.beyond
     if beyond is not None:
         decided = np.array([k for k in items if k >= 0], dtype=np.int64)
-        left = ~among(beyond.seqs, decided)
-        beyond = Beyond(beyond.seqs[left], beyond.merged[left], beyond.names,
-                        beyond.normalised[:, left])  # fmt: skip
+        beyond = beyond.only(~among(beyond.seqs, decided))
     if not rest and (beyond is None or beyond.count == 0):
         return None
     return Unlisted(beyond, rest, pool, ctx.graph, ctx.request.options.threshold)

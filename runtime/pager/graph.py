@@ -71,6 +71,7 @@ class SessionGraph:
         self.fanout = options.dependency_fanout
         self.known: dict[int, Item] = {}
         self.made: dict[int, Item] = {}
+        self._flags = snapshot.records["flags"]  # read once per candidate: keep the column
 
     # -- costs --------------------------------------------------------------------------
     def cost_rows(self, seqs: np.ndarray) -> np.ndarray:
@@ -246,7 +247,7 @@ class SessionGraph:
         return [self.item(seq) for seq in sorted(set(seqs), reverse=True)]
 
     def _flagged(self, seq: int, flag: int) -> bool:
-        return bool(int(self.snapshot.records["flags"][seq]) & flag)
+        return bool(int(self._flags[seq]) & flag)
 
     def _ends(self, block_id: str, table: str, kind: EdgeKind) -> list[str]:
         """Return the other ends of ``block_id``'s edges of ``kind`` in ``table``, sorted."""

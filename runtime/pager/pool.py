@@ -122,16 +122,40 @@ class Horizon:
 
 @dataclass(frozen=True)
 class Beyond:
-    """The scored blocks of the session past the horizon: arrays, made into objects on demand."""
+    """The scored blocks of the session past the horizon: arrays, made into objects on demand.
 
-    seqs: np.ndarray  # int64, ascending
-    merged: np.ndarray
-    names: tuple[str, ...]
-    normalised: np.ndarray  # (len(names), len(seqs))
+    It holds positions in the pool every block was scored in, not copies: a plan lists these
+    blocks only when asked (``PagePlan.every_omission``), and cutting the (retrievers x session)
+    score matrix on every page cost more than the rest of the page at 100,000 blocks.
+    """
+
+    scored: Pool  # the pool before the horizon cut
+    at: np.ndarray  # positions in ``scored``, ascending
 
     @property
     def count(self) -> int:
-        return int(self.seqs.shape[0])
+        return int(self.at.shape[0])
+
+    @property
+    def seqs(self) -> np.ndarray:
+        return self.scored.seqs[self.at]
+
+    @property
+    def merged(self) -> np.ndarray:
+        return self.scored.merged[self.at]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.scored.names
+
+    @property
+    def normalised(self) -> np.ndarray:
+        """(len(names), count) normalised scores."""
+        return self.scored.normalised[:, self.at]
+
+    def only(self, keep: np.ndarray) -> Beyond:
+        """Return the blocks of this one that ``keep`` (a mask over them) marks."""
+        return Beyond(self.scored, self.at[keep])
 
 
 def build_pool(
@@ -147,8 +171,11 @@ def build_pool(
     every = query.snapshot.present().astype(np.int64)
     pool = _score(every, active, rankings, neighbours)
     # A candidate is a block some retriever proposes or scores, a fixed one, or a partner.
-    proposed = among(every, np.concatenate([fixed, *(r.top.seqs for r in rankings)]))
-    candidate = _with_partners(query, every, proposed | (pool.merged > 0))
+    # When every block scores (recency on, mostly), proposals add none: they are not read.
+    candidate = pool.merged > 0
+    if not candidate.all():
+        proposed = among(every, np.concatenate([fixed, *(r.top.seqs for r in rankings)]))
+        candidate = _with_partners(query, every, proposed | candidate)
     return _best(query, _cut(pool, candidate), fixed, horizon)
 
 
@@ -162,8 +189,7 @@ def _best(query: RetrievalQuery, pool: Pool, fixed: np.ndarray, horizon: Horizon
     keep[top] = True
     keep |= among(pool.seqs, fixed)
     keep = _with_partners(query, pool.seqs, keep)
-    rest = ~keep
-    beyond = Beyond(pool.seqs[rest], pool.merged[rest], pool.names, pool.normalised[:, rest])
+    beyond = Beyond(pool, np.flatnonzero(~keep))
     return replace(_cut(pool, keep), beyond=beyond)
 
 
@@ -185,9 +211,10 @@ def among(seqs: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 def _cut(pool: Pool, keep: np.ndarray) -> Pool:
     if keep.all():
         return pool
+    at = np.flatnonzero(keep)  # one scan of the mask, then gathers (few are kept, mostly)
     return Pool(
-        pool.seqs[keep], pool.names, pool.normalised[:, keep], pool.merged[keep],
-        pool.recency_led[keep], pool.outside,
+        pool.seqs[at], pool.names, pool.normalised[:, at], pool.merged[at],
+        pool.recency_led[at], pool.outside,
     )  # fmt: skip
 
 

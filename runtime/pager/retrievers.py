@@ -30,10 +30,10 @@ Invariants:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -100,20 +100,32 @@ class Scores:
 
 
 class Ranking:
-    """One retriever's answer to one query: its proposals and a scorer for any seq."""
+    """One retriever's answer to one query: its proposals and a scorer for any seq.
+
+    The proposals may be given as a function that finds them, called on first use: a built-in
+    retriever scores every block anyway, so the pool reads its proposals only when some block
+    scored 0 everywhere (a partial sort of the whole session per retriever otherwise).
+    """
 
     def __init__(
         self,
-        top: Scores,
+        top: Scores | Callable[[], Scores],
         scorer: Any = None,
         outside: Sequence[Any] = (),
         every: Scores | None = None,
     ) -> None:
-        self.top = top
+        self._top = top
         self._scorer = scorer
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.outside = tuple(outside)  # (block id, score) for blocks not in the session
         self._every = every  # scores the retriever already has for these seqs (no second scan)
+
+    @property
+    def top(self) -> Scores:
+        """Return the proposals: the retriever's best, ties to the newer seq."""
+        if not isinstance(self._top, Scores):
+            self._top = self._top()
+        return self._top
 
     def score(self, seqs: np.ndarray) -> np.ndarray:
         every = self._every
@@ -138,8 +150,9 @@ def lookup(sorted_seqs: np.ndarray, values: np.ndarray, seqs: np.ndarray) -> np.
 def _dense_ranking(dense: np.ndarray, limit: int) -> Ranking:
     """Rank from scores of every seq (0 = no score): best ``limit``, and O(1) lookups."""
     seqs = np.flatnonzero(dense > 0)
-    top = Scores(seqs.astype(np.int64), dense[seqs]).best(limit)
-    return Ranking(top, lambda s: dense[s])
+    return Ranking(
+        lambda: Scores(seqs.astype(np.int64), dense[seqs]).best(limit), lambda s: dense[s]
+    )
 
 
 class IndexedRetriever:
@@ -175,7 +188,22 @@ class RecencyRetriever(IndexedRetriever):
             return np.power(0.5, age / self.half_life)
 
         tail = present[-query.limit :][::-1].astype(np.int64)
-        return Ranking(Scores(tail, score(tail)), score)
+        return Ranking(Scores(tail, score(tail)), score, every=self._every(query, score))
+
+    def _every(self, query: RetrievalQuery, score: Any) -> Scores:
+        """Return the score of every present seq, remembered per snapshot: recency reads no
+        query, so one session state gives one vector (read-only, as every page shares it)."""
+        snap = query.snapshot
+        key = (snap.meta.gen, snap.meta.rgen, snap.upto, self.mode, self.half_life)
+        held = snap.cache.extras.get("recency")
+        if held is not None and held[0] == key:
+            return cast(Scores, held[1])
+        every = snap.present().astype(np.int64)
+        values = score(every)
+        values.flags.writeable = False
+        scores = Scores(every, values)
+        snap.cache.extras["recency"] = (key, scores)
+        return scores
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "mode": self.mode.value, "half_life": self.half_life}
@@ -249,7 +277,7 @@ class EmbeddingRetriever(IndexedRetriever):
 
         if exact:
             scored = Scores(every, score(every))
-            return Ranking(scored.best(query.limit), score, every=scored)
+            return Ranking(lambda: scored.best(query.limit), score, every=scored)
         # The graphs' proposals and the unsearched tail, rescored exactly. A block neither found
         # nor in the tail scores 0 for this retriever, in the pool and in its reasons alike.
         found = ann.candidates(snap, self.embedder, target, query.limit, self.chunk)
@@ -259,7 +287,7 @@ class EmbeddingRetriever(IndexedRetriever):
         def lookup_known(seqs: np.ndarray) -> np.ndarray:
             return lookup(known.seqs, known.values, seqs)
 
-        return Ranking(known.best(query.limit), lookup_known)
+        return Ranking(lambda: known.best(query.limit), lookup_known)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "embedder": self.embedder.key}

@@ -129,6 +129,10 @@ class _Unit:
             self.sections = [self.lead.section]
             return
         self.cost = sum(i.cost for i in items)
+        if len(items) == 2 and items[0].section is items[1].section:  # a tool pair, mostly
+            self.section = items[0].section
+            self.sections = [self.section]
+            return
         self.sections = sorted({i.section for i in items}, key=lambda s: s.rank)
         self.section = self.sections[0] if len(self.sections) == 1 else None
 
@@ -140,8 +144,15 @@ class _Unit:
 class Selector:
     """One run of the rules over one page's items."""
 
-    def __init__(self, items: Sequence[Item], limits: Limits, expander: Expander) -> None:
+    def __init__(
+        self,
+        items: Sequence[Item],
+        limits: Limits,
+        expander: Expander,
+        ordered: Sequence[Item] | None = None,
+    ) -> None:
         self.items = {item.key: item for item in items}
+        self.ordered = ordered  # ``items`` in ``order_key`` order, when the caller has it
         self.limits = limits
         self.expander = expander
         self.decided: dict[int, Decision] = {}
@@ -155,7 +166,9 @@ class Selector:
 
     # -- entry point --------------------------------------------------------------------
     def run(self) -> Outcome:
-        ordered = sorted(self.items.values(), key=order_key)
+        ordered = self.ordered
+        if ordered is None:
+            ordered = sorted(self.items.values(), key=order_key)
         required = self._take_required([i for i in ordered if i.tier == TIER_REQUIRED])
         self._take_system([i for i in ordered if i.section is Section.SYSTEM])
         variable = self.limits.input_budget - self.total
@@ -167,13 +180,13 @@ class Selector:
         for unit in required:
             for item in unit.items:
                 self._pull_dependencies(item, self.limits.dependency_depth)
-        pending = [u for u in self._units(ordered) if not self._first_pass(u)]
+        pending = self._first_passes(self._units(ordered))
         cheapest, summarised = self._suffixes(pending)
-        for n, unit in enumerate(pending):
+        for n, waiting in enumerate(pending):
             if cheapest[n] > self.optional_limit - self.total and not summarised[n]:
                 self._omit_rest(pending[n:])  # nothing left can fit or be summarised
                 break
-            self._second_pass(unit)
+            self._second_pass(waiting)
         for key in sorted(self.items):  # dependencies that were tried and did not fit
             if key not in self.decided:
                 self._omit(_Unit([self.items[key]]), OmissionReason.GLOBAL_BUDGET)
@@ -190,12 +203,18 @@ class Selector:
             partner = self.items[item.partner] = self.expander.item(item.partner)
         return _Unit([item, partner])
 
-    def _units(self, ordered: Sequence[Item]) -> list[_Unit]:
-        units: list[_Unit] = []
+    def _units(self, ordered: Sequence[Item]) -> list[_Unit | Item]:
+        """Return the units in order; a block that is a unit on its own stays its item (most
+        are, and pass 1 decides most of them without making a unit)."""
+        units: list[_Unit | Item] = []
         seen: set[int] = set()
         decided = self.decided
         for item in ordered:
-            if item.key in seen or item.key in decided:
+            key = item.key
+            if key in seen or key in decided:
+                continue
+            if item.partner is None:
+                units.append(item)  # keys are unique, so no later unit can lead with it
                 continue
             unit = self._unit(item)
             seen.update(i.key for i in unit.items)
@@ -208,9 +227,8 @@ class Selector:
         return unit.cost + sum(self.headers[s] for s in unit.sections if s not in self.used)
 
     def _is_decided(self, unit: _Unit) -> bool:
-        if len(unit.items) == 1:
-            return unit.lead.key in self.decided
-        return any(i.key in self.decided for i in unit.items)
+        items = unit.items  # one block, or a tool pair
+        return items[0].key in self.decided or (len(items) == 2 and items[1].key in self.decided)
 
     # -- rules 1 and 2 ------------------------------------------------------------------
     def _take_required(self, required: Sequence[Item]) -> list[_Unit]:
@@ -249,6 +267,43 @@ class Selector:
                 self._omit(unit, OmissionReason.GLOBAL_BUDGET)
 
     # -- rule 4: the two passes ---------------------------------------------------------
+    def _first_passes(self, units: Sequence[_Unit | Item]) -> list[_Unit | Item]:
+        """Run pass 1 over ``units``; return those left for pass 2, in order.
+
+        A lone block is decided here inline, by the same tests as ``_first_pass`` in the same
+        order: this loop runs once per candidate, so it avoids making objects it can skip.
+        """
+        pending: list[_Unit | Item] = []
+        decided, kept, used = self.decided, self.kept, self.used
+        headers, allocated = self.headers, self.allocated
+        threshold, dedupe = self.limits.threshold, self.limits.dedupe
+        for unit in units:
+            if isinstance(unit, _Unit):
+                if not self._first_pass(unit):
+                    pending.append(unit)
+                continue
+            key = unit.key
+            if key in decided:
+                continue
+            if unit.tier == TIER_SCORED and unit.score < threshold:
+                decided[key] = Decision(key, False, OmissionReason.BELOW_THRESHOLD, None)
+                continue
+            if dedupe and unit.block_id in kept and unit.kind not in CONVERSATION_KINDS:
+                decided[key] = Decision(key, False, OmissionReason.DUPLICATE, kept[unit.block_id])
+                continue
+            section = unit.section
+            base = used.get(section)
+            header = headers[section] if base is None else 0
+            if self.total + unit.cost + header > self.optional_limit:
+                alone = _Unit([unit])
+                if not self._substitute(alone):
+                    self._omit(alone, OmissionReason.GLOBAL_BUDGET)
+            elif unit.cost + (header if base is None else base) <= allocated[section]:
+                self._select_one(unit, self._reason(unit), header if base is None else base)
+            else:
+                pending.append(unit)
+        return pending
+
     def _first_pass(self, unit: _Unit) -> bool:
         """Decide ``unit`` if pass 1 can; return False to offer it to pass 2."""
         lead = unit.lead
@@ -269,26 +324,35 @@ class Selector:
             return False
         return True
 
-    def _suffixes(self, units: Sequence[_Unit]) -> tuple[list[int], list[bool]]:
+    def _suffixes(self, units: Sequence[_Unit | Item]) -> tuple[list[int], list[bool]]:
         """Return, from each position on, the cheapest unit cost and whether any may have a
         summary (unit costs leave out headers, so they bound the real cost from below)."""
         cheapest, summarised = [0] * len(units), [False] * len(units)
         low, any_summary = 1 << 62, False
         for n in range(len(units) - 1, -1, -1):
-            low = min(low, units[n].cost)
-            any_summary = any_summary or self.expander.summarised(units[n].lead)
+            unit = units[n]
+            low = min(low, unit.cost)
+            lead = unit.lead if isinstance(unit, _Unit) else unit
+            any_summary = any_summary or self.expander.summarised(lead)
             cheapest[n], summarised[n] = low, any_summary
         return cheapest, summarised
 
-    def _omit_rest(self, rest: Sequence[_Unit]) -> None:
+    def _omit_rest(self, rest: Sequence[_Unit | Item]) -> None:
         reason = OmissionReason.GLOBAL_BUDGET
         if not self.limits.flow_unused:
             reason = OmissionReason.SECTION_BUDGET
+        decided = self.decided
         for unit in rest:
-            if not self._is_decided(unit):
-                self._omit(unit, reason)
+            if isinstance(unit, _Unit):
+                if not self._is_decided(unit):
+                    self._omit(unit, reason)
+            elif unit.key not in decided:
+                decided[unit.key] = Decision(unit.key, False, reason, None)
 
-    def _second_pass(self, unit: _Unit) -> None:
+    def _second_pass(self, unit: _Unit | Item) -> None:
+        if not isinstance(unit, _Unit):
+            self._second_pass_one(unit)
+            return
         if self._is_decided(unit):
             return
         if self.limits.flow_unused and self._fits(unit):
@@ -298,6 +362,23 @@ class Selector:
             if not self.limits.flow_unused:
                 reason = OmissionReason.SECTION_BUDGET
             self._omit(unit, reason)
+
+    def _second_pass_one(self, item: Item) -> None:
+        """``_second_pass`` of a lone block, without making a unit unless it needs a summary."""
+        if item.key in self.decided:
+            return
+        section = item.section
+        base = self.used.get(section)
+        header = self.headers[section] if base is None else 0
+        if self.limits.flow_unused and self.total + item.cost + header <= self.optional_limit:
+            self._select_one(item, self._reason(item), header if base is None else base)
+            return
+        alone = _Unit([item])
+        if not self._substitute(alone):
+            reason = OmissionReason.GLOBAL_BUDGET
+            if not self.limits.flow_unused:
+                reason = OmissionReason.SECTION_BUDGET
+            self._omit(alone, reason)
 
     def _fits(self, unit: _Unit) -> bool:
         return self.total + self._cost(unit) <= self.optional_limit
@@ -365,6 +446,16 @@ class Selector:
         for item in unit.items:
             self._pull_dependencies(item, depth)
 
+    def _select_one(self, item: Item, reason: SelectionReason, base: int) -> None:
+        """``_select`` of a lone block with no ``via``; ``base`` is its section's use so far,
+        or the section's opening cost when nothing is in it yet."""
+        section = item.section
+        self.total += item.cost + (base if section not in self.used else 0)
+        self.used[section] = base + item.cost
+        self.decided[item.key] = Decision(item.key, True, reason, None)
+        self.kept.setdefault(item.block_id, item.block_id)
+        self._pull_dependencies(item, self.limits.dependency_depth)
+
     def _omit(self, unit: _Unit, reason: OmissionReason, via: str | None = None) -> None:
         for item in unit.items:
             self.decided[item.key] = Decision(item.key, False, reason, via)
@@ -383,6 +474,12 @@ class Selector:
             self._select(unit, SelectionReason.DEPENDENCY, item.block_id, depth - 1)
 
 
-def select(items: Sequence[Item], limits: Limits, expander: Expander) -> Outcome:
-    """Apply the module's rules to ``items`` and return every decision."""
-    return Selector(items, limits, expander).run()
+def select(
+    items: Sequence[Item],
+    limits: Limits,
+    expander: Expander,
+    ordered: Sequence[Item] | None = None,
+) -> Outcome:
+    """Apply the module's rules to ``items`` and return every decision (``ordered``: the same
+    items sorted by ``order_key``, if the caller sorted them already)."""
+    return Selector(items, limits, expander, ordered).run()
