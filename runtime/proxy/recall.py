@@ -114,11 +114,14 @@ def merged(wire: Wire, earlier: Sequence[Mapping[str, Any]], last: Mapping[str, 
 
 def summed(usages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Return usage objects added up: numbers summed field by field (nested objects too, such as
-    ``cache_creation`` or ``prompt_tokens_details``), anything else (a service tier) the last's."""
+    ``cache_creation`` or ``prompt_tokens_details``), anything else (a service tier) the last's;
+    a null says nothing and never replaces what earlier rounds said."""
     out: dict[str, Any] = {}
     for usage in usages:
         for key, value in usage.items():
             had = out.get(key)
+            if value is None and had is not None:
+                continue  # a round that did not say (a null) leaves the sum as it was
             if isinstance(value, Mapping):
                 out[key] = summed([had, value] if isinstance(had, Mapping) else [value])
             elif _number(value) and (had is None or _number(had)):

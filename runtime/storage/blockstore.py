@@ -210,9 +210,13 @@ class KvBlockStore(BlockStore):
         def count() -> dict[str, list[int]]:
             return {name: _block_counts(name, ids, bodies) for name in names}
 
+        counting: Future[dict[str, list[int]]] | None = None
         if len(ids) >= COUNT_AHEAD_BLOCKS:  # counted while put_txn writes the rest
-            counting = _counting_thread().submit(count)
-        else:
+            try:
+                counting = _counting_thread().submit(count)
+            except RuntimeError:  # the interpreter is shutting down: no new threads' work
+                counting = None
+        if counting is None:
             counting = Future()
             counting.set_result(count())
         return PreparedPut(session, checked, counting, _checked_edges(edges), ids)

@@ -202,3 +202,10 @@ def test_a_stream_without_recall_keeps_its_usage_event_bytes(paged: Stack):
     [record] = paged.records()
     expected = b"".join(stream_reply("plain", usage=(12, 3, 0, 0)).events)
     assert paged.traces.response_bytes(record.call_id) == expected
+
+
+def test_a_null_in_a_later_round_leaves_the_usage_sum_as_it_was():
+    rounds = [{"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": 5}},
+              {"prompt_tokens": None, "prompt_tokens_details": None}]  # fmt: skip
+    assert summed(rounds) == {"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": 5}}
+    assert summed([{"a": None}, {"a": 2}]) == {"a": 2}

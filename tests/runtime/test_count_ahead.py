@@ -68,3 +68,19 @@ def test_a_forked_child_counts_on_a_thread_of_its_own(tmp_path) -> None:
         child.kill()
         pytest.fail("the forked child's put never finished (waiting on the parent's thread)")
     assert child.exitcode == 0 and done.get(timeout=5) == COUNT_AHEAD_BLOCKS
+
+
+def test_a_big_put_during_interpreter_shutdown_counts_inline(store, monkeypatch) -> None:
+    # concurrent.futures refuses new work once the main thread has finished (an atexit hook,
+    # a worker thread still importing): the put counts on its own thread instead of failing.
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    stopped = ThreadPoolExecutor(1)
+    stopped.shutdown()
+    monkeypatch.setattr(blockstore, "_counter", (os.getpid(), stopped))
+    blocks = _blocks(COUNT_AHEAD_BLOCKS, "late")
+    store.put_many("late", blocks)
+    ids = [content_hash(b.kind, str(b.body)) for b in blocks]
+    expected = get_tokenizer("o200k_base").count_many([str(b.body) for b in blocks])
+    assert store.token_counts(ids, "o200k_base") == expected
