@@ -244,6 +244,9 @@ class KvBlockStore(BlockStore):
         if feed:
             self.feed_puts(t, entries)
         # Last: a big put's counts were being counted meanwhile (nothing above reads them).
+        # If they are not ready, the engine's server gets the rows so far while we wait.
+        if not prepared.counting.done():
+            t.send_pending()
         for name, values in prepared.counts.items():
             t.put_many(TOKENS, [
                 (token_key(name, bid), n.to_bytes(4, "big"))

@@ -72,6 +72,11 @@ class Tables(abc.ABC):
         """Say that ``keys`` will be read soon: an engine whose reads cost a round trip fetches
         them now, in one (PostgreSQL, inside a write); others do nothing."""
 
+    def send_pending(self) -> None:  # noqa: B027 - optional
+        """Say that the caller is about to wait on other work: an engine that holds writes
+        back to send many at once sends them now, so its server works meanwhile
+        (PostgreSQL); others do nothing. What the transaction reads and commits is the same."""
+
     @abc.abstractmethod
     def put(self, table: str, key: bytes, value: bytes) -> None:
         """Store ``value`` under ``key``, replacing what was there."""

@@ -84,3 +84,45 @@ def test_a_big_put_during_interpreter_shutdown_counts_inline(store, monkeypatch)
     ids = [content_hash(b.kind, str(b.body)) for b in blocks]
     expected = get_tokenizer("o200k_base").count_many([str(b.body) for b in blocks])
     assert store.token_counts(ids, "o200k_base") == expected
+
+
+def test_postgresql_gets_the_rows_while_the_counts_are_still_being_counted(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The count may end only once the server has the put's other rows: a write that waited
+    # for the counts before sending anything would leave the server idle meanwhile (and here
+    # fail the put, the count giving up after its wait).
+    import threading
+
+    from runtime.storage import open_store
+    from runtime.storage.postgres.tables import PgTables
+
+    sent = threading.Event()
+    send = PgTables._send
+
+    def spy(self, batches):
+        send(self, batches)
+        if any(b.table == "blocks" for b in batches):
+            sent.set()
+
+    counted = blockstore._block_counts
+
+    def slow(name, keys, texts):
+        if not sent.wait(10):
+            raise RuntimeError("the rows were not sent while counting")
+        return counted(name, keys, texts)
+
+    s = open_store(pg_url)
+    try:
+        forget_counts()
+        monkeypatch.setattr(PgTables, "_send", spy)
+        monkeypatch.setattr(blockstore, "_block_counts", slow)
+        blocks = _blocks(COUNT_AHEAD_BLOCKS, "overlap")
+        s.put_many("s", blocks)
+        ids = [content_hash(b.kind, str(b.body)) for b in blocks]
+        for name in DEFAULT_TOKENIZERS:
+            assert s.token_counts(ids, name) == get_tokenizer(name).count_many(
+                [str(b.body) for b in blocks]
+            )
+    finally:
+        s.close()

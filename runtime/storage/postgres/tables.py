@@ -266,6 +266,9 @@ class PgTables(Tables):
         """Send every pending write (before the commit)."""
         self.pending.flush()
 
+    def send_pending(self) -> None:
+        self.pending.flush()
+
     def _send(self, batches: list[Batch]) -> None:
         """Write each table's puts (by one COPY for all the tables with many, else in INSERTs
         of at most PUT_ROWS rows / PUT_BYTES), then its deletes."""
