@@ -265,3 +265,59 @@ def test_key_arrays_reach_the_server_whole(pg_url: str) -> None:
             "SELECT %b::bytea[], cardinality(%b::bytea[])", [ByteArray(items), ByteArray([])]
         ).fetchone()
     assert row == (items, 0)
+
+
+def test_random_writes_read_and_land_as_a_dict_model_says(
+    kv_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small limits, so one write's flushes, COPYs (new keys and held ones), multi-row upserts,
+    # held-back deletes and early sends (send_pending) all happen many times in it.
+    import random
+
+    from runtime.storage.postgres import tables
+
+    monkeypatch.setattr(pending, "MAX_ROWS", 37)
+    monkeypatch.setattr(tables, "COPY_ROWS", 5)
+    monkeypatch.setattr(tables, "PUT_ROWS", 7)
+    monkeypatch.setattr(tables, "GET_KEYS", 9)
+    names = ["t1", "t2"]
+    model: dict[str, dict[bytes, bytes]] = {name: {} for name in names}
+
+    def one_write(rng: random.Random) -> list[str]:
+        def run(t) -> list[str]:
+            wrong = []
+            for step in range(rng.randrange(20, 120)):
+                name, key = rng.choice(names), b"k%03d" % rng.randrange(150)
+                rows, op = model[name], rng.random()
+                if op < 0.45:
+                    value = b"v%d-%d" % (step, rng.randrange(10**6))
+                    t.put(name, key, value)
+                    rows[key] = value
+                elif op < 0.6:
+                    if t.delete(name, key) != (key in rows):
+                        wrong.append(f"delete {key!r}")
+                    rows.pop(key, None)
+                elif op < 0.75:
+                    if t.get(name, key) != rows.get(key):
+                        wrong.append(f"get {key!r}")
+                elif op < 0.85:
+                    keys = [b"k%03d" % rng.randrange(150) for _ in range(rng.randrange(1, 30))]
+                    if t.get_many(name, keys) != [rows.get(k) for k in keys]:
+                        wrong.append("get_many")
+                elif op < 0.9:
+                    if list(t.scan(name)) != sorted(rows.items()):
+                        wrong.append("scan")
+                elif op < 0.95:
+                    if t.count(name) != len(rows):
+                        wrong.append("count")
+                else:
+                    t.send_pending()
+            return wrong
+
+        return kv_engine.write(run)
+
+    for seed in range(12):
+        rng = random.Random(seed)
+        assert one_write(rng) == [], f"seed {seed}"
+        for name in names:  # what the commit kept
+            assert kv_engine.read(lambda t, n=name: list(t.scan(n))) == sorted(model[name].items())

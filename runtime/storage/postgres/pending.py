@@ -28,11 +28,25 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class Batch:
-    """One table's pending rows, in key order: the puts, then the deletes."""
+    """One table's pending rows, in key order: the puts (keys, and their values at the same
+    positions), then the deletes. Two flat lists, not a list of pairs: a big write's flush
+    would otherwise make one tuple per row, which the garbage collector then walks."""
 
     table: str
-    puts: list[tuple[bytes, bytes]]
+    keys: list[bytes]
+    values: list[bytes]
     deletes: list[bytes]
+
+    def split(self, held: set[bytes]) -> tuple[Batch, Batch]:
+        """Return the puts whose key is not in ``held``, and those whose key is (no deletes)."""
+        if not held:
+            return Batch(self.table, self.keys, self.values, []), Batch(self.table, [], [], [])
+        out: tuple[Batch, Batch] = (Batch(self.table, [], [], []), Batch(self.table, [], [], []))
+        for key, value in zip(self.keys, self.values, strict=True):
+            side = out[key in held]
+            side.keys.append(key)
+            side.values.append(value)
+        return out
 
 
 class Pending:
@@ -73,10 +87,16 @@ class Pending:
             rows = self._tables.pop(name, None)
             if not rows:
                 continue
-            ordered = sorted(rows.items())  # one lock order for every writer: no deadlocks
-            puts = [(k, v) for k, v in ordered if v is not None]
-            deletes = [k for k, v in ordered if v is None]
-            batches.append(Batch(name, puts, deletes))
+            ordered = sorted(rows)  # one lock order for every writer: no deadlocks
+            keys, values, deletes = [], [], []
+            for key in ordered:
+                value = rows[key]
+                if value is None:
+                    deletes.append(key)
+                else:
+                    keys.append(key)
+                    values.append(value)
+            batches.append(Batch(name, keys, values, deletes))
         if batches:  # every table at once: the sender may write them all in one statement
             self._send(batches)
         if table is None or not self._tables:

@@ -272,20 +272,24 @@ class PgTables(Tables):
     def _send(self, batches: list[Batch]) -> None:
         """Write each table's puts (by one COPY for all the tables with many, else in INSERTs
         of at most PUT_ROWS rows / PUT_BYTES), then its deletes."""
-        big = [batch for batch in batches if len(batch.puts) >= COPY_ROWS]
+        big = [batch for batch in batches if len(batch.keys) >= COPY_ROWS]
         if big:
             self._copy(big)  # before _remember_sent: it tells new keys by what was read
         for batch in batches:
-            puts = [] if len(batch.puts) >= COPY_ROWS else batch.puts
-            self._send_rows(batch.table, puts, batch.deletes)
+            if len(batch.keys) >= COPY_ROWS:
+                self._send_rows(batch.table, [], [], batch.deletes)
+            else:
+                self._send_rows(batch.table, batch.keys, batch.values, batch.deletes)
         for batch in batches:
-            self._remember_sent(batch.table, batch.puts, batch.deletes)
+            self._remember_sent(batch)
 
-    def _send_rows(self, table: str, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+    def _send_rows(
+        self, table: str, put_keys: list[bytes], put_values: list[bytes], deletes: list[bytes]
+    ) -> None:
         keys: list[bytes] = []
         values: list[bytes] = []
         size = 0
-        for key, value in puts:
+        for key, value in zip(put_keys, put_values, strict=True):
             keys.append(key)
             values.append(value)
             size += len(key) + len(value)
@@ -297,18 +301,16 @@ class PgTables(Tables):
         for start in range(0, len(deletes), GET_KEYS):
             self._run(_DELETE_MANY, (table, ByteArray(deletes[start : start + GET_KEYS])))
 
-    def _remember_sent(
-        self, table: str, puts: list[tuple[bytes, bytes]], deletes: list[bytes]
-    ) -> None:
+    def _remember_sent(self, batch: Batch) -> None:
         """Keep what this write remembers of its reads true once its pending rows are sent:
         a key it read and then wrote must read back the written value, not the one it read."""
-        seen = self._seen.get(table)
+        seen = self._seen.get(batch.table)
         if not seen:
             return
-        for key, value in puts:
+        for key, value in zip(batch.keys, batch.values, strict=True):
             if key in seen:
                 seen[key] = value
-        for key in deletes:
+        for key in batch.deletes:
             if key in seen:
                 seen[key] = None
 
@@ -338,11 +340,11 @@ class PgTables(Tables):
         can add them meanwhile. The others are upserted from the temporary load table."""
         new, held = [], []
         for batch in batches:
-            keys = self._held_keys(batch.table, [key for key, _ in batch.puts])
-            new.append(Batch(batch.table, [r for r in batch.puts if r[0] not in keys], []))
-            held.append(Batch(batch.table, [r for r in batch.puts if r[0] in keys], []))
+            fresh, known = batch.split(self._held_keys(batch.table, batch.keys))
+            new.append(fresh)
+            held.append(known)
         self._copy_rows(_COPY_KV, new)
-        if any(batch.puts for batch in held):
+        if any(batch.keys for batch in held):
             self._run(_CREATE_LOAD, ())
             self._copy_rows(_COPY_LOAD, held)
             self._run(_UPSERT_LOAD, ())
@@ -425,7 +427,7 @@ def copy_rows(batches: Sequence[Batch]) -> bytes:
     for batch in batches:
         name = batch.table.encode()
         head = _FIELDS.pack(3, len(name)) + name
-        for key, value in batch.puts:
+        for key, value in zip(batch.keys, batch.values, strict=True):
             out += (head, len(key).to_bytes(4, "big"), key, len(value).to_bytes(4, "big"), value)
     out.append(_COPY_TRAILER)
     return b"".join(out)
