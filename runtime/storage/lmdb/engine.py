@@ -77,19 +77,24 @@ class LmdbTables(Tables):
         with self.txn.cursor(db=db) as cur:
             if reverse:
                 ok = cur.prev() if high is not None and cur.set_range(high) else cur.last()
-                step = cur.prev
             else:
                 ok = cur.set_range(low)
-                step = cur.next
+            last: bytes | None = None
             while ok:
                 key = cast(bytes, cur.key())
+                if last is not None and (key >= last if reverse else key <= last):
+                    # The caller wrote to this table between two rows (LMDB moves a cursor
+                    # whose row was deleted): find the row after the last one yielded again.
+                    ok = _seek_past(cur, last, reverse)
+                    continue
                 if key < low or (high is not None and key >= high):
                     return
                 yield key, cast(bytes, cur.value())
                 yielded += 1
                 if limit is not None and yielded >= limit:
                     return
-                ok = step()
+                last = key
+                ok = cur.prev() if reverse else cur.next()
 
     def count(self, table: str) -> int:
         db = self._db(table)
@@ -134,3 +139,12 @@ class LmdbEngine(Engine):
         # The environment is shared by every handle of this path in the process (py-lmdb
         # forbids opening it twice): closing it closes it for all of them.
         lmdbenv.close_env(self.location)
+
+
+def _seek_past(cur: Any, last: bytes, reverse: bool) -> bool:
+    """Put ``cur`` on the first key after ``last`` in the scan's direction; False if none."""
+    if not cur.set_range(last):  # no key >= last
+        return False if not reverse else cur.last()
+    if reverse:
+        return cur.prev()  # the first key < last
+    return cur.next() if cur.key() == last else True

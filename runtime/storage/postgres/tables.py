@@ -343,7 +343,8 @@ class PgTables(Tables):
             fresh, known = batch.split(self._held_keys(batch.table, batch.keys))
             new.append(fresh)
             held.append(known)
-        self._copy_rows(_COPY_KV, new)
+        if any(batch.keys for batch in new):  # else every key is held: no empty COPY
+            self._copy_rows(_COPY_KV, new)
         if any(batch.keys for batch in held):
             self._run(_CREATE_LOAD, ())
             self._copy_rows(_COPY_LOAD, held)
