@@ -93,7 +93,11 @@ class Tables(abc.ABC):
     def scan(
         self, table: str, prefix: bytes = b"", **bounds: Unpack[ScanBounds]
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Yield (key, value) for keys starting with ``prefix`` and ``lo <= key < hi``, in order."""
+        """Yield (key, value) for keys starting with ``prefix`` and ``lo <= key < hi``, in order.
+
+        The caller may write to ``table`` between rows: the scan goes on from the last key it
+        yielded (never the same key twice, never backwards); rows written ahead of it may or
+        may not be seen."""
         span = scan_span(prefix, bounds)
         return iter(()) if span is None else self._scan(table, span)
 
