@@ -72,17 +72,16 @@ def make_adapter(model_server: AnthropicServer, api_key: str) -> Iterator[Callab
 
 
 @pytest.fixture
-def stores(tmp_path):
-    """A fresh LMDB block store in tmp_path and its trace store."""
-    from runtime import open_store
-    from runtime.storage.lmdb.traces import LmdbTraceStore
+def stores(store):
+    """A fresh block store (``store``: LMDB, or each backend in the modules that run on both)
+    and its trace store."""
+    from runtime import KvTraceStore
 
-    store = open_store(tmp_path / "store")
-    return store, LmdbTraceStore(store)
+    return store, KvTraceStore(store)
 
 
 @pytest.fixture
-def imported(stores):
+def imported(stores, tmp_path):
     """The last turn of one tau-bench GPT-4o session, imported from its OpenAI-format
     transcript as `make run` loads the demo."""
     import json
@@ -91,7 +90,7 @@ def imported(stores):
 
     store, traces = stores
     sessions = json.loads((DEMO_DIR / "sessions.json").read_bytes())[:1]
-    path = store.env.path + "-runs.json"
+    path = str(tmp_path / "runs.json")
     with open(path, "w") as handle:
         json.dump(sessions, handle)
     report = import_file(store, traces, path, tools_path=DEMO_DIR / "tools.json",
@@ -146,26 +145,70 @@ def backend_store(request, tmp_path):
     store.close()
 
 
+#: The runtime test modules whose ``store`` (and ``stores``, ``run``, ``imported``) is each
+#: backend in turn: every module whose tests take those fixtures (record, replay, re-page,
+#: page and pack, agents, experiments, OTLP, indexes). The others test LMDB itself (files,
+#: maps, permissions, migrations of LMDB folders), build stores of their own, or need none.
+RUNTIME_BOTH_BACKENDS = frozenset(
+    {"test_agent", "test_agent_paging", "test_ann", "test_bm25", "test_bounded_reads",
+     "test_count_ahead", "test_dashboard", "test_demand", "test_demo_loaders",
+     "test_experiment_views", "test_experiments", "test_lifecycle", "test_openai_render",
+     "test_otel_export", "test_otel_ingest", "test_otel_rebuild", "test_otel_receiver",
+     "test_packer", "test_packer_tool_ids", "test_pager", "test_reducers", "test_reindex",
+     "test_replay", "test_retrievers", "test_store", "test_store_readonly", "test_variance"}
+)  # fmt: skip
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    path = str(metafunc.module.__file__)
+    module = path.rsplit("/", 1)[-1].removesuffix(".py")
+    if (
+        "/tests/runtime/" in path
+        and module in RUNTIME_BOTH_BACKENDS
+        and "store_backend" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("store_backend", ["lmdb", "postgresql"])
+
+
 @pytest.fixture
-def store(tmp_path):
-    """A fresh LMDB block store in tmp_path, opened through open_store (the session index on)."""
+def store_backend() -> str:
+    """Which engine ``store`` is on: LMDB, or both for the modules in RUNTIME_BOTH_BACKENDS."""
+    return "lmdb"
+
+
+@pytest.fixture
+def store(tmp_path, store_backend: str, request: pytest.FixtureRequest):
+    """A fresh block store opened through open_store (the session index on): an LMDB folder in
+    tmp_path, or a fresh PostgreSQL database (``store_backend``)."""
     from runtime import open_store
 
-    s = open_store(tmp_path / "store")
+    where = (
+        request.getfixturevalue("pg_url") if store_backend == "postgresql" else tmp_path / "store"
+    )
+    s = open_store(where)
     yield s
     s.close()
 
 
 @pytest.fixture
-def run(tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Return run(*args) -> (exit code, stdout, stderr) of ``llm386 --store <tmp store> *args``.
+def run(
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    store_backend: str,
+    request: pytest.FixtureRequest,
+) -> Any:
+    """Return run(*args) -> (exit code, stdout, stderr) of ``llm386 --store <tmp store> *args``
+    (the ``store`` fixture's: the LMDB folder in tmp_path, or its PostgreSQL database).
 
     It runs in tmp_path, so no ./llm386.toml of the developer's is read.
     """
     from runtime.cli import main
 
     monkeypatch.chdir(tmp_path)
-    store = str(tmp_path / "store")
+    store = str(
+        request.getfixturevalue("pg_url") if store_backend == "postgresql" else tmp_path / "store"
+    )
 
     def _run(*args: str) -> tuple[int, str, str]:
         code = main(["--store", store, *args])

@@ -179,7 +179,7 @@ def test_an_entry_with_a_valid_checksum_but_a_truncated_graph_is_rebuilt(store, 
     forged = ann._MAGIC + ann._CRC.pack(zlib.crc32(payload)) + payload
     store.kv.write(lambda t: t.put(ANN_TABLE, key, forged))
     store.close()
-    store = open_store(store.env.path)
+    store = open_store(store.location)
     with caplog.at_level(logging.WARNING, logger="llm386.ann"):
         assert top(store, tasks(1)[0], ANN).seqs.tolist() == before
     assert "is damaged; rebuilding it" in caplog.text

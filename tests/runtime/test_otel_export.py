@@ -120,17 +120,15 @@ def test_an_unreachable_collector_fails_with_its_url_after_the_timeout(source):
         export_sessions(traces, ["agent-1"], "http://127.0.0.1:9/v1/traces", timeout=0.5)
 
 
-def _agent_session(tmp_path, session):
-    """An offline sample-agent session in the store the ``run`` fixture's CLI opens."""
-    from runtime import open_store
+def _agent_session(store, session):
+    """An offline sample-agent session in ``store`` (the one the ``run`` fixture's CLI opens)."""
     from runtime.storage.tracestore import KvTraceStore
 
-    store = open_store(tmp_path / "store")
     Agent(store, KvTraceStore(store), OfflineModel(), session=session).say("What is 2 + 2?")
 
 
-def test_the_cli_exports_with_progress_and_fails_cleanly(run, otlp_receiver, tmp_path):
-    _agent_session(tmp_path, "cli-1")
+def test_the_cli_exports_with_progress_and_fails_cleanly(run, otlp_receiver, store):
+    _agent_session(store, "cli-1")
     header = f"Authorization={otlp_receiver.headers['Authorization']}"
     code, out, err = run("export", "--otlp", otlp_receiver.url, "--header", header, "cli-1")
     assert code == 0, err
@@ -147,9 +145,9 @@ def test_the_cli_exports_with_progress_and_fails_cleanly(run, otlp_receiver, tmp
     assert code == 2 and "'cli-1' is not an OTLP/HTTP URL" in err
 
 
-def test_the_cli_takes_the_url_from_llm386_toml(run, otlp_receiver, tmp_path):
+def test_the_cli_takes_the_url_from_llm386_toml(run, otlp_receiver, tmp_path, store):
     (tmp_path / "llm386.toml").write_text(f'[otel]\nexport_url = "{otlp_receiver.url}"\n')
-    _agent_session(tmp_path, "cli-2")
+    _agent_session(store, "cli-2")
     header = f"Authorization={otlp_receiver.headers['Authorization']}"
     code, _, err = run("export", "cli-2", "--header", header, "--otlp")
     assert code == 0, err

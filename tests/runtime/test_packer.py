@@ -186,7 +186,7 @@ def test_the_same_store_and_request_give_the_same_bytes_in_fresh_processes(store
         from runtime.packer.core import pack
         from runtime.pager.core import PageRequest, page
         from tests.runtime.pager_support import profile
-        store = open_store({str(tmp_path / "store")!r})
+        store = open_store({store.location!r})
         plan = page(store, PageRequest("s", "what tier is u3?", profile(3000)))
         out = pack(store, plan)
         print(out.prompt_hash, out.text_hash)
