@@ -138,6 +138,10 @@ class ProxyServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        # A connection accepted just before the close has its handler task scheduled but not
+        # started (cancelled unstarted, it would never close its socket): let those start.
+        for _ in range(3):
+            await asyncio.sleep(0)
         for writer in list(self._connections.values()):
             writer.close()  # an idle keep-alive connection's read ends; a busy one's write fails
         if self._connections:
@@ -445,5 +449,7 @@ def _finish_loop(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     if pending:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        for _ in range(3):  # their transports close their sockets in callbacks: let those run
+            loop.run_until_complete(asyncio.sleep(0))
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()
