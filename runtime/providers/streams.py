@@ -176,7 +176,7 @@ def _chat_choice(index: int, state: dict[str, Any]) -> dict[str, Any]:
 
 # -- OpenAI Responses ----------------------------------------------------------------------------
 
-_FINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete")
+FINAL_RESPONSE_EVENTS = ("response.completed", "response.failed", "response.incomplete")
 
 
 def assemble_response(payloads: Sequence[Payload]) -> dict[str, Any] | None:
@@ -193,7 +193,7 @@ def assemble_response(payloads: Sequence[Payload]) -> dict[str, Any] | None:
         kind = data.get("type", name)
         if isinstance(data.get("response"), dict):
             response = dict(data["response"])
-            if kind in _FINAL_EVENTS:
+            if kind in FINAL_RESPONSE_EVENTS:
                 return response
         elif response is not None:
             _apply_response_event(items, kind, data)

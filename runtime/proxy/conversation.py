@@ -142,13 +142,21 @@ def _ids(blocks: Sequence[NewBlock]) -> list[str]:
     return [content_hash(BlockKind(b.kind), str(b.body)) for b in blocks]
 
 
+def conversation_of(wire: Wire, data: Mapping[str, Any]) -> tuple[str, Any, list[Any]]:
+    """Return a request's prefix-key salt, system prompt and message list, as its reader reads
+    them (``prefix_keys`` takes the three)."""
+    reader = _READERS[wire]
+    system, messages = reader.split(data)
+    return reader.salt, system, messages
+
+
 def prefix_keys(
     salt: str, system: Any, messages: Sequence[Any], *, cache_marks: bool = True,
     after: bytes | None = None,
 ) -> tuple[bytes, ...]:  # fmt: skip
     """Return the chain of prefix keys of ``messages`` (see the module invariants); ``after``
     is the key of the messages before them, if they do not start the list."""
-    strip = _uncached if cache_marks else _same
+    strip = uncached if cache_marks else _same
     digest = after
     if digest is None:
         digest = hashlib.sha256(salt.encode() + b"\0" + canonical_json(strip(system))).digest()
@@ -315,11 +323,12 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _uncached(value: Any) -> Any:
+def uncached(value: Any) -> Any:
+    """Return ``value`` without its ``cache_control`` marks, at any depth (never mutated)."""
     if isinstance(value, dict):
-        return {k: _uncached(v) for k, v in value.items() if k != "cache_control"}
+        return {k: uncached(v) for k, v in value.items() if k != "cache_control"}
     if isinstance(value, list):
-        return [_uncached(v) for v in value]
+        return [uncached(v) for v in value]
     return value
 
 
@@ -330,7 +339,7 @@ def text_of(content: Any) -> str:
     if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") in _TEXT_PARTS
                                          for p in content):  # fmt: skip
         return "\n\n".join(str(p.get("text", "")) for p in content)
-    return "" if content is None else canonical_json(_uncached(content)).decode()
+    return "" if content is None else canonical_json(uncached(content)).decode()
 
 
 def tool_schema_body(tool: Mapping[str, Any]) -> str:
@@ -341,7 +350,7 @@ def tool_schema_body(tool: Mapping[str, Any]) -> str:
     if isinstance(fn, dict):  # an OpenAI function tool, kept in Anthropic shape
         tool = {"description": fn.get("description", ""), "name": fn.get("name", ""),
                 "input_schema": fn.get("parameters", {"type": "object", "properties": {}})}  # fmt: skip
-    return canonical_json(_uncached(tool)).decode()
+    return canonical_json(uncached(tool)).decode()
 
 
 def _tools(parts: _Parts, tools: Any) -> list[NewBlock | None]:
@@ -420,7 +429,7 @@ def _responses_item(parts: _Parts, item: Mapping[str, Any]) -> list[NewBlock | N
         role_kind = ROLE_KINDS.get(str(item.get("role")), BlockKind.USER_MESSAGE)
         return [parts.block(role_kind, text_of(item.get("content")))]
     # Anything else the input carries (reasoning, a built-in tool's call) is the model's own.
-    return [parts.block(BlockKind.ASSISTANT_MESSAGE, text_of(_uncached(dict(item))))]
+    return [parts.block(BlockKind.ASSISTANT_MESSAGE, text_of(uncached(dict(item))))]
 
 
 def _responses_split(data: Mapping[str, Any]) -> tuple[Any, list[Any]]:

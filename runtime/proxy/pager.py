@@ -40,7 +40,7 @@ from runtime.paging.placeholders import RECALL_TOOL_NAME
 from runtime.paging.presets import DEFAULT_PRESET, preset
 from runtime.paging.turn import PagedTurn, TurnOverBudget, finish_turn, page_turn
 from runtime.proxy.apis import Wire
-from runtime.proxy.conversation import prefix_keys
+from runtime.proxy.conversation import conversation_of, prefix_keys
 from runtime.proxy.recall import Answer, encode, tool_calls
 from runtime.proxy.rewrite import (
     PAGED_WIRES,
@@ -56,7 +56,7 @@ from runtime.tokenizers import get_tokenizer
 
 DEFAULT_TOKENIZER = "o200k_base"  # for a model llm386 has no profile for
 MAX_RECALL_ROUNDS = 4  # continuations one client call may take before its reply goes back
-_SALTS = {Wire.MESSAGES: "anthropic", Wire.CHAT: "openai"}  # as runtime.proxy.conversation
+_SERVER_STATE = ("previous_response_id", "conversation")  # Responses history kept by OpenAI
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class ProxyPager:
     def prepare(self, wire: Wire, body: bytes, session: str | None) -> PagedCall | str:
         """Return the paged call for a client's request, or why it is forwarded unpaged."""
         if wire not in PAGED_WIRES:
-            return f"{wire.value} requests are not paged yet (only Messages and Chat Completions)"
+            return f"{wire.value} requests are not paged"
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
@@ -150,6 +150,10 @@ class ProxyPager:
             return "the request body is not a JSON object"
         if RECALL_TOOL_NAME in tool_names(data):
             return f"the client has a tool named {RECALL_TOOL_NAME!r} of its own"
+        held = [name for name in _SERVER_STATE if data.get(name)]
+        if wire is Wire.RESPONSES and held:
+            return (f"the request continues a history OpenAI keeps ({held[0]}): the proxy sees "
+                    "only the new items, so there is nothing it could page out")  # fmt: skip
         n = data.get("n")
         if isinstance(n, int) and not isinstance(n, bool) and n > 1:
             return f"n={n} asks for several answers; only one can have its recall calls answered"
@@ -162,8 +166,7 @@ class ProxyPager:
 
     def _page(self, wire: Wire, data: dict[str, Any], header: str | None) -> PagedCall:
         session = session_id(header)  # as the recorder reads it: " a " is session "a"
-        messages = [m for m in data.get("messages") or () if isinstance(m, dict)]
-        keys = prefix_keys(_SALTS[wire], data.get("system"), messages)
+        keys = prefix_keys(*conversation_of(wire, data))
         key: bytes | str | None = f"session:{session}" if session else (keys[-1] if keys else None)
         memory = self._recall_memory(keys, session)
         sites = read_sites(wire, data)

@@ -1,8 +1,8 @@
 """The ``recall`` tool on the wire: finding its calls in a reply, answering them, hiding them.
 
-Owns: ``tool_calls`` (a Messages or Chat Completions reply's tool calls, as ``ToolCall``),
-``continued`` (the request that carries on after the proxy answered the recall calls: the
-reply's assistant turn and one tool result per call appended), ``merged`` (a call's rounds as one
+Owns: ``tool_calls`` (a Messages, Chat Completions or Responses reply's tool calls, as
+``ToolCall``), ``continued`` (the request that carries on after the proxy answered the recall
+calls: the reply's assistant turn, or its output items, and one tool result per call appended), ``merged`` (a call's rounds as one
 reply, as a stream gives them) and ``without_recall`` (the reply as the client gets it: the
 recall calls taken out, the stop reason fixed when no call is left).
 
@@ -45,6 +45,9 @@ def tool_calls(wire: Wire, reply: Mapping[str, Any]) -> list[ToolCall]:
     if wire is Wire.MESSAGES:
         return [ToolCall(str(c.get("id")), str(c.get("name")), c.get("input"))
                 for c in _content(reply) if c.get("type") == "tool_use"]  # fmt: skip
+    if wire is Wire.RESPONSES:
+        return [ToolCall(str(c.get("call_id")), str(c.get("name")), call_arguments(c.get("arguments")))
+                for c in _output(reply) if c.get("type") == "function_call"]  # fmt: skip
     calls = []
     for call in _chat_message(reply).get("tool_calls") or ():
         if isinstance(call, dict):
@@ -70,6 +73,16 @@ def continued(
 ) -> dict[str, Any]:
     """Return ``request`` with the reply's assistant turn and the answers to its calls appended."""
     out = dict(request)  # the earlier messages are shared, never written to
+    if wire is Wire.RESPONSES:
+        given = out.get("input")
+        items = (
+            [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+        )
+        items += copy.deepcopy(_output(reply))  # the model's items as it made them (reasoning too)
+        items += [{"type": "function_call_output", "call_id": a.call_id, "output": a.content}
+                  for a in answers]  # fmt: skip
+        out["input"] = items
+        return out
     messages = list(out.get("messages") or [])
     if wire is Wire.MESSAGES:
         messages.append({"role": "assistant", "content": copy.deepcopy(_content(reply))})
@@ -101,6 +114,10 @@ def merged(wire: Wire, earlier: Sequence[Mapping[str, Any]], last: Mapping[str, 
     if wire is Wire.MESSAGES:
         blocks = [copy.deepcopy(c) for r in earlier for c in _content(r)]
         out["content"] = [*blocks, *_content(out)]
+        return out
+    if wire is Wire.RESPONSES:
+        items = [copy.deepcopy(c) for r in earlier for c in _output(r)]
+        out["output"] = [*items, *_output(out)]
         return out
     choice = (out.get("choices") or [{}])[0]
     message = choice.get("message") if isinstance(choice, dict) else None
@@ -148,6 +165,12 @@ def without_recall(wire: Wire, reply: Mapping[str, Any]) -> dict[str, Any]:
         ):
             out["stop_reason"] = "end_turn"
         return out
+    if wire is Wire.RESPONSES:
+        given = _output(out)
+        output = [c for c in given if not is_recall_item(c)]
+        if len(output) != len(given):  # a reply with no recall call (a failed one) stays as it is
+            out["output"] = output or [copy.deepcopy(NO_ANSWER_ITEM)]
+        return out
     choice = (out.get("choices") or [{}])[0]
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
@@ -167,6 +190,21 @@ NO_ANSWER = (
     "[llm386 proxy: the model kept asking to recall paged-out blocks and gave no answer; "
     "send the request again, or run the proxy without --page]"
 )
+
+
+NO_ANSWER_ITEM = {"type": "message", "id": "msg_llm386_no_answer", "status": "completed",
+                  "role": "assistant",
+                  "content": [{"type": "output_text", "text": NO_ANSWER, "annotations": []}]}  # fmt: skip
+
+
+def _output(reply: Mapping[str, Any]) -> list[dict[str, Any]]:
+    output = reply.get("output")
+    return [c for c in output if isinstance(c, dict)] if isinstance(output, list) else []
+
+
+def is_recall_item(item: Mapping[str, Any]) -> bool:
+    """Whether a Responses output item is a call of ``recall``."""
+    return item.get("type") == "function_call" and item.get("name") == RECALL_TOOL_NAME
 
 
 def _content(reply: Mapping[str, Any]) -> list[dict[str, Any]]:

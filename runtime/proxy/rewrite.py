@@ -1,7 +1,7 @@
 """A client's request as entries for the pager, and the request the pager's plan makes of it.
 
 Owns: ``Site`` (one entry of a request and where it sits in the request's JSON), ``read_sites``
-(Messages or Chat Completions JSON -> sites, in request order), ``entries_of`` (sites -> the
+(Messages, Chat Completions or Responses JSON -> sites, in request order), ``entries_of`` (sites -> the
 ``Entry`` list ``paging.turn.page_turn`` reads) and ``paged_request`` (the JSON the upstream
 gets: paged-out tool results and messages replaced by their placeholder, stubbed tools by their
 stub, and the ``recall`` tool added when the plan offers it).
@@ -11,8 +11,8 @@ Invariants:
   an entry's id is the id of the block the recorder stores for that part, and a placeholder's
   block id opens that block's page.
 - An entry's seq is its site's index: an eviction names the one place it rewrites.
-- Only a part's content changes: a tool result keeps its ``tool_use_id`` / ``tool_call_id``
-  and ``is_error``, any part keeps its ``cache_control``, every other field and the order of
+- Only a part's content changes: a tool result keeps its ``tool_use_id`` / ``tool_call_id`` /
+  ``call_id`` and ``is_error``, a Responses message keeps its ``id``, ``role`` and part type, any part keeps its ``cache_control``, every other field and the order of
   messages, parts and tools stay as the client sent them. The client's JSON is never mutated.
 - A tool the proxy cannot stub (a server tool, which has no ``input_schema``) is read as a
   fixed part of the request, like the system prompt: the policy never pages it out.
@@ -36,10 +36,11 @@ from runtime.proxy.conversation import (
     function_of,
     text_of,
     tool_schema_body,
+    uncached,
 )
 
 Path = tuple[str | int, ...]
-PAGED_WIRES = (Wire.MESSAGES, Wire.CHAT)
+PAGED_WIRES = (Wire.MESSAGES, Wire.CHAT, Wire.RESPONSES)
 _SOURCE = Provenance("proxy:page")
 
 
@@ -50,6 +51,8 @@ class Slot(StrEnum):
     TOOL = "tool"  # tools[i]: replaced by its stub
     CONTENT = "content"  # the ``content`` of the object at the path
     PART = "part"  # the content part at the path: becomes a text part
+    PARTS = "parts"  # a Responses message's content list: becomes one part of the same type
+    OUTPUT = "output"  # the ``output`` of a Responses function_call_output item
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,17 @@ class Site:
 
 
 def read_sites(wire: Wire, data: Mapping[str, Any]) -> list[Site]:
-    """Return a Messages or Chat Completions request's sites, in request order."""
+    """Return a Messages, Chat Completions or Responses request's sites, in request order."""
     if wire not in PAGED_WIRES:
         raise ValueError(f"paging reads {', '.join(PAGED_WIRES)} requests, not {wire}")
     sites: list[Site] = []
     if wire is Wire.MESSAGES:
         _messages_system(sites, data.get("system"))
+    if wire is Wire.RESPONSES:
+        _messages_system(sites, data.get("instructions"))
+        sites += _tool_sites(data.get("tools"))
+        _responses_input(sites, data.get("input"))
+        return [s for s in sites if s.body]
     sites += _tool_sites(data.get("tools"))
     messages = data.get("messages")
     for i, message in enumerate(messages if isinstance(messages, list) else ()):
@@ -103,7 +111,8 @@ def _tool_sites(tools: Any) -> list[Site]:
         if not isinstance(tool, dict):
             continue
         body = tool_schema_body(tool)
-        stubbable = "input_schema" in tool or isinstance(tool.get("function"), dict)
+        stubbable = ("input_schema" in tool or isinstance(tool.get("function"), dict)
+                     or (tool.get("type") == "function" and "name" in tool))  # fmt: skip
         kind = BlockKind.TOOL_SCHEMA if stubbable else BlockKind.SYSTEM
         _add(sites, kind, body, ("tools", i), Slot.TOOL if stubbable else Slot.FIXED)
     return sites
@@ -146,6 +155,46 @@ def _chat_message(sites: list[Site], path: Path, message: Mapping[str, Any]) -> 
             _add(sites, BlockKind.TOOL_CALL, body, path, Slot.FIXED)
 
 
+def _responses_input(sites: list[Site], items: Any) -> None:
+    """Read a Responses ``input`` as ``conversation`` does: a string is one user message (kept
+    as it is: there is no object to rewrite), each item an entry."""
+    if isinstance(items, str):
+        _add(sites, BlockKind.USER_MESSAGE, items, ("input",), Slot.FIXED)
+        return
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        if not isinstance(item, dict):
+            continue
+        path: Path = ("input", i)
+        kind = item.get("type")
+        if kind == "function_call":
+            call = ToolCall(str(item.get("call_id")), str(item.get("name")),
+                            call_arguments(item.get("arguments")))  # fmt: skip
+            _add(sites, BlockKind.TOOL_CALL, call.body(), path, Slot.FIXED)
+        elif kind == "function_call_output":
+            result = ToolResult(str(item.get("call_id")), text_of(item.get("output")))
+            _add(sites, BlockKind.TOOL_RESULT, result.body(), path, Slot.OUTPUT)
+        elif "role" in item:  # a message, with or without "type": "message"
+            role_kind = ROLE_KINDS.get(str(item.get("role")), BlockKind.USER_MESSAGE)
+            content = item.get("content")
+            slot = Slot.CONTENT if isinstance(content, str) else Slot.PARTS
+            if slot is Slot.PARTS and not _text_parts(content):
+                slot = Slot.FIXED  # an image or a file: not text the proxy can stand in for
+            _add(sites, role_kind, text_of(content), path, slot)
+        else:  # reasoning, a built-in tool's call: the model's own, sent as it came
+            _add(sites, BlockKind.ASSISTANT_MESSAGE, text_of(uncached(dict(item))), path,
+                 Slot.FIXED)  # fmt: skip
+
+
+def _text_parts(content: Any) -> bool:
+    return (
+        isinstance(content, list)
+        and bool(content)
+        and all(
+            isinstance(p, dict) and p.get("type") in ("input_text", "output_text") for p in content
+        )
+    )
+
+
 # -- the paged request ---------------------------------------------------------------------------
 
 
@@ -173,6 +222,12 @@ def paged_request(
             _stub_tool(wire, target, json.loads(ev.body))
         elif site.slot is Slot.CONTENT:
             target["content"] = ev.placeholder
+        elif site.slot is Slot.OUTPUT:
+            target["output"] = ev.placeholder
+        elif site.slot is Slot.PARTS:
+            first = target["content"][0]
+            part = {"type": first["type"], "text": ev.placeholder}
+            target["content"] = [part | ({"annotations": []} if "annotations" in first else {})]
         elif site.slot is Slot.PART:
             kept = {k: v for k, v in target.items() if k == "cache_control"}
             target.clear()
@@ -200,6 +255,11 @@ def _writable(out: dict[str, Any], path: Path, copied: set[Path]) -> dict[str, A
 
 
 def _stub_tool(wire: Wire, tool: dict[str, Any], stub: Mapping[str, Any]) -> None:
+    if wire is Wire.RESPONSES:
+        tool["description"], tool["parameters"] = stub["description"], stub["input_schema"]
+        if "strict" in tool:
+            tool["strict"] = False  # strict checking goes with the full schema, not a stub
+        return
     if wire is Wire.CHAT:
         fn = {"name": stub["name"], "description": stub["description"],
               "parameters": stub["input_schema"]}  # fmt: skip
@@ -211,6 +271,10 @@ def _stub_tool(wire: Wire, tool: dict[str, Any], stub: Mapping[str, Any]) -> Non
 
 def recall_tool(wire: Wire) -> dict[str, Any]:
     """Return the recall tool in the wire format's tool shape."""
+    if wire is Wire.RESPONSES:
+        return {"type": "function", "name": RECALL_TOOL_NAME,
+                "description": RECALL_TOOL["description"],
+                "parameters": RECALL_TOOL["input_schema"], "strict": False}  # fmt: skip
     if wire is Wire.CHAT:
         fn = {"name": RECALL_TOOL_NAME, "description": RECALL_TOOL["description"],
               "parameters": RECALL_TOOL["input_schema"]}  # fmt: skip

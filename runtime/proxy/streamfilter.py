@@ -1,15 +1,17 @@
 """A paged call's stream on its way to the client: recall calls taken out as the events pass.
 
 Owns: ``StreamFilter`` (one upstream stream's events in, the events the client gets out) for the
-Messages and the Chat Completions stream formats, made by ``stream_filter``, and ``sse_split``
+Messages, Chat Completions and Responses stream formats, made by ``stream_filter``, and ``sse_split``
 (complete events out of the chunks as they arrive).
 
 Invariants:
 - Every event is forwarded as soon as it is read, unchanged in its bytes, except: the events of
   a ``recall`` tool call are dropped; content block (Messages) or tool call (Chat) indices after
-  one are renumbered, so the client's indices stay dense; and the events that end the message
-  (``message_delta``/``message_stop``; the chunk with ``finish_reason``, the usage chunk and
-  ``[DONE]``) are held until the proxy knows whether it continues the call.
+  one are renumbered, so the client's indices stay dense (Responses: the ``output_index`` of
+  later items, and every event's ``sequence_number``, which stays dense and rising across
+  rounds); and the events that end the message (``message_delta``/``message_stop``; the chunk
+  with ``finish_reason``, the usage chunk and ``[DONE]``; ``response.completed``, ``.failed``
+  or ``.incomplete``) are held until the proxy knows whether it continues the call.
 - A continuation's stream (``next_round``) continues the same message for the client: its
   ``message_start`` is dropped and its content blocks are numbered after those already sent.
 - A message left with no tool call of the client's says it ended its turn, not that it wants a
@@ -28,13 +30,15 @@ from typing import Any
 
 from runtime.paging.placeholders import RECALL_TOOL_NAME
 from runtime.providers.streams import (
+    FINAL_RESPONSE_EVENTS,
     assemble_chat_completion,
     assemble_message,
+    assemble_response,
     sse_events,
     stream_payloads,
 )
 from runtime.proxy.apis import Wire
-from runtime.proxy.recall import summed
+from runtime.proxy.recall import is_recall_item, summed
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r(?!\n)")
 
@@ -213,6 +217,77 @@ class _ChatFilter(StreamFilter):
         return {**data, "choices": [{**choice, "finish_reason": "stop"}]}
 
 
+class _ResponsesFilter(StreamFilter):
+    def __init__(
+        self, offset: int = 0, first: bool = True, earlier: Sequence[dict[str, Any]] = (),
+        sequence: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(offset, first)
+        self.earlier = list(earlier)  # the output items of earlier rounds the client got
+        self.sequence = sequence  # the client's next sequence_number
+
+    def event(self, raw: bytes) -> list[bytes]:
+        self.raw += raw
+        name, data = _event(raw)
+        if not isinstance(data, dict):
+            return [raw]
+        kind = data.get("type", name)
+        if kind in ("response.created", "response.in_progress") and not self.first:
+            return []
+        if kind in FINAL_RESPONSE_EVENTS:
+            self.held.append((name, data, raw))
+            return []
+        index = data.get("output_index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            return self._forward(name, data, raw, False)  # created, error, anything new
+        given = data.get("item")
+        item: dict[str, Any] = given if isinstance(given, dict) else {}
+        at = self._number(index, is_recall_item(item), item.get("type") == "function_call")
+        if at is None:
+            return []
+        if at != index:
+            data = {**data, "output_index": at}
+        return self._forward(name, data, raw, at != index)
+
+    def _forward(self, name: str, data: dict[str, Any], raw: bytes, changed: bool) -> list[bytes]:
+        number = data.get("sequence_number")
+        if isinstance(number, int):
+            if number != self.sequence:
+                data, changed = {**data, "sequence_number": self.sequence}, True
+            self.sequence += 1
+        return [_encode(name, data) if changed else raw]
+
+    def next_round(self) -> StreamFilter:
+        reply = self.reply() or {}
+        kept = [c for c in reply.get("output") or () if isinstance(c, dict)
+                and not is_recall_item(c)]  # fmt: skip
+        return _ResponsesFilter(self.offset + len(self.index), False, self.earlier + kept,
+                                self.sequence)  # fmt: skip
+
+    def reply(self) -> dict[str, Any] | None:
+        return assemble_response(stream_payloads(bytes(self.raw)))
+
+    def tail(self, usages: Sequence[Mapping[str, Any]] = ()) -> list[bytes]:
+        total = summed(usages) if len(usages) > 1 else None
+        out = []
+        for name, data, raw in self.held:
+            response = data.get("response")
+            if not isinstance(response, dict) or (
+                total is None and not self.hidden and not self.earlier
+            ):
+                out += self._forward(name, data, raw, False)
+                continue
+            output = [c for c in response.get("output") or () if isinstance(c, dict)
+                      and not is_recall_item(c)]  # fmt: skip
+            new = {**response, "output": [*self.earlier, *output]}
+            if total is not None and isinstance(response.get("usage"), dict):
+                new["usage"] = {**response["usage"], **total}
+            out += self._forward(name, {**data, "response": new}, raw, True)
+        return out
+
+
 def stream_filter(wire: Wire) -> StreamFilter:
     """Return the first round's filter for a stream in ``wire``'s format."""
+    if wire is Wire.RESPONSES:
+        return _ResponsesFilter()
     return _MessagesFilter() if wire is Wire.MESSAGES else _ChatFilter()
