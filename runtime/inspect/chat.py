@@ -1,15 +1,18 @@
 """A model request or response read as chat: parameters, system, tools and messages of parts.
 
 Owns: ``read_request`` (request bytes -> ``ChatRequest``) and ``read_response`` (a stored
-response -> ``ChatMessage``), for Anthropic Messages and OpenAI chat shapes alike.
+response -> ``ChatMessage``), for Anthropic Messages, OpenAI Chat Completions and OpenAI
+Responses shapes alike (a Responses request's ``instructions`` is its system prompt and each
+``input`` item a message: a ``function_call`` an assistant's tool use, a
+``function_call_output`` a ``tool`` message, any other item an ``other`` part).
 
 Invariants:
 - Derived from the stored bytes alone and never changes them. Bytes that are not a JSON object
   come back as ``text`` with ``parsed`` False, so nothing is hidden.
 - Nothing is dropped: a content block of a type this module does not know is kept as an
   ``other`` part holding its compact JSON; tool inputs and arguments are kept verbatim.
-- Message ``index`` is the position in the request's ``messages`` list, so a page of messages
-  can be linked to and diffed against the raw JSON.
+- Message ``index`` is the position in the request's ``messages`` list (Responses: ``input``),
+  so a page of messages can be linked to and diffed against the raw JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 CACHE_CONTROL = "cache_control"
+_TEXT_TYPES = ("text", "input_text", "output_text")  # a Responses part is input_ or output_text
 
 
 class PartKind(StrEnum):
@@ -96,6 +100,8 @@ def read_request(raw: bytes) -> ChatRequest:
 
 
 def _read_object(data: dict[str, Any]) -> ChatRequest:
+    if "messages" not in data and "input" in data:
+        return _read_responses(data)
     params = tuple(
         (k, compact(v)) for k, v in data.items() if k not in ("tools", "system", "messages")
     )
@@ -104,6 +110,40 @@ def _read_object(data: dict[str, Any]) -> ChatRequest:
     tools = tuple(_tool(t) for t in _list(data.get("tools")))
     messages = tuple(_message(i, m) for i, m in enumerate(_list(data.get("messages"))))
     return ChatRequest(True, "", params, system_parts, tools, messages)
+
+
+def _read_responses(data: dict[str, Any]) -> ChatRequest:
+    params = tuple(
+        (k, compact(v)) for k, v in data.items() if k not in ("tools", "instructions", "input")
+    )
+    system = data.get("instructions")
+    system_parts = (Part(PartKind.TEXT, system),) if isinstance(system, str) else _parts(system)
+    tools = tuple(_tool(t) for t in _list(data.get("tools")))
+    given = data.get("input")
+    items = [{"role": "user", "content": given}] if isinstance(given, str) else _list(given)
+    messages = tuple(_item(i, item) for i, item in enumerate(items))
+    return ChatRequest(True, "", params, system_parts, tools, messages)
+
+
+def _item(index: int, item: Any) -> ChatMessage:
+    """One Responses input (or output) item as a message."""
+    if not isinstance(item, dict) or "role" in item:
+        return _message(index, item)
+    kind = item.get("type")
+    if kind == "function_call":
+        return ChatMessage(index, "assistant", (_call_part(item),))
+    if kind == "function_call_output":
+        output = item.get("output")
+        text = output if isinstance(output, str) else _result_text(output)
+        return ChatMessage(index, "tool", (Part(PartKind.TOOL_RESULT, text,
+                                                ref=str(item.get("call_id", ""))),))  # fmt: skip
+    return ChatMessage(index, "assistant", (Part(PartKind.OTHER, compact(item)),))
+
+
+def _call_part(item: Mapping[str, Any]) -> Part:
+    args = item.get("arguments")
+    return Part(PartKind.TOOL_USE, args if isinstance(args, str) else compact(args),
+                name=str(item.get("name", "?")), ref=str(item.get("call_id", "")))  # fmt: skip
 
 
 def _tool(tool: Any) -> ToolDef:
@@ -145,7 +185,7 @@ def _part(block: Any) -> Part:
     if not isinstance(block, dict):
         return Part(PartKind.OTHER, compact(block))
     kind, cached = block.get("type"), CACHE_CONTROL in block
-    if kind == "text":
+    if kind in _TEXT_TYPES:
         return Part(PartKind.TEXT, str(block.get("text", "")), cached=cached)
     if kind == "tool_use":
         return Part(PartKind.TOOL_USE, compact(block.get("input")), name=str(block.get("name", "")),
@@ -161,7 +201,9 @@ def _result_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     texts = [
-        b.get("text") for b in _list(content) if isinstance(b, dict) and b.get("type") == "text"
+        b.get("text")
+        for b in _list(content)
+        if isinstance(b, dict) and b.get("type") in _TEXT_TYPES
     ]
     if len(texts) == len(_list(content)) and all(isinstance(t, str) for t in texts):
         return "\n".join(texts)  # type: ignore[arg-type]
@@ -172,6 +214,17 @@ def read_response(response: Mapping[str, Any] | None) -> ChatMessage | None:
     """Return a stored response as one assistant message (Anthropic or OpenAI shape)."""
     if response is None:
         return None
+    output = response.get("output")
+    if isinstance(output, list) and "choices" not in response:  # a Responses response
+        parts = []
+        for item in output:
+            if isinstance(item, dict) and item.get("type") == "function_call":
+                parts.append(_call_part(item))
+            elif isinstance(item, dict) and item.get("type") == "message":
+                parts.extend(_parts(item.get("content")))
+            else:
+                parts.append(Part(PartKind.OTHER, compact(item)))
+        return ChatMessage(0, "assistant", tuple(parts))
     choices = response.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
         message = choices[0].get("message")  # a whole OpenAI completion

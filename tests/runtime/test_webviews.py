@@ -150,6 +150,36 @@ def test_chat_reading_of_anthropic_openai_and_non_json_requests() -> None:
     assert read_response(None) is None
 
 
+def test_chat_reading_of_a_responses_request_and_response() -> None:
+    request = read_request(json.dumps({
+        "model": "gpt-4o", "instructions": "be brief",
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"},
+                                               {"type": "input_image", "image_url": "x"}]},
+                  {"type": "reasoning", "id": "rs_1", "summary": []},
+                  {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                  {"type": "function_call_output", "call_id": "c1", "output": "done"},
+                  {"type": "message", "role": "assistant",
+                   "content": [{"type": "output_text", "text": "ok", "annotations": []}]}]}).encode())  # fmt: skip
+    assert request.params == (("model", '"gpt-4o"'),)
+    assert request.system[0].text == "be brief" and request.tools[0].name == "f"
+    assert [m.role for m in request.messages] == ["user", "assistant", "assistant", "tool",
+                                                  "assistant"]  # fmt: skip
+    kinds = [[p.kind for p in m.parts] for m in request.messages]
+    assert kinds == [[PartKind.TEXT, PartKind.OTHER], [PartKind.OTHER], [PartKind.TOOL_USE],
+                     [PartKind.TOOL_RESULT], [PartKind.TEXT]]  # fmt: skip
+    assert request.messages[3].parts[0].ref == "c1" and request.messages[3].parts[0].text == "done"
+    assert [m.index for m in request.messages] == [0, 1, 2, 3, 4]  # positions in ``input``
+    plain = read_request(json.dumps({"model": "gpt-4o", "input": "Hello"}).encode())
+    assert [(m.role, m.parts[0].text) for m in plain.messages] == [("user", "Hello")]
+    reply = read_response({"id": "r", "status": "completed", "output": [
+        {"type": "message", "role": "assistant",
+         "content": [{"type": "output_text", "text": "It rains.", "annotations": []}]},
+        {"type": "function_call", "call_id": "c2", "name": "f", "arguments": '{"a":1}'}]})  # fmt: skip
+    assert reply is not None and [p.kind for p in reply.parts] == [PartKind.TEXT, PartKind.TOOL_USE]
+    assert reply.parts[0].text == "It rains." and reply.parts[1].ref == "c2"
+
+
 def test_timeline_groups_replays_and_orders_sections(tmp_path: Path) -> None:
     store, traces = _stores(tmp_path)
     store.put_many("s", [NewBlock(BlockKind.USER_MESSAGE, "x")])

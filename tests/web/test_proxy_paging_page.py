@@ -89,3 +89,38 @@ def test_the_connect_page_says_the_proxy_pages(
 ) -> None:
     page = logged_in.get("/connect/").content.decode()
     assert "--page default</code>): 1 paged, 0 forwarded unpaged, 0 recall calls" in page
+
+
+def test_a_paged_responses_turn_shows_both_versions_and_what_was_paged_out(
+    logged_in: Client, store: Any, settings: Any
+) -> None:
+    import openai
+
+    from tests.fakes.openai_server import OpenAIServer, response_reply
+    from tests.proxy.test_paging_responses import responses_history, responses_tools
+
+    traces = store_access.get_traces()
+    recorder = Recorder(store, traces).start()
+    with OpenAIServer() as upstream:
+        upstream.enqueue(response_reply("first"))
+        options = ProxySettings(port=0, upstreams={Family.ANTHROPIC: "http://127.0.0.1:9",
+                                                   Family.OPENAI: upstream.base_url + "/v1"},
+                                page=PageSettings("default"))  # fmt: skip
+        with ProxyThread(options, recorder) as proxy, httpx2.Client() as http:
+            client = openai.OpenAI(api_key="k", base_url=proxy.base_url + "/v1", http_client=http)
+            client.responses.create(model="gpt-4o", instructions="You answer from data.",
+                                    tools=responses_tools(), input=responses_history())  # type: ignore[arg-type]  # fmt: skip
+            assert recorder.flush(30)
+        sent = upstream.requests[0].body
+    recorder.close()
+    [record] = traces.list(limit=None)
+    page = html.unescape(logged_in.get(f"/traces/{record.call_id}/").content.decode())
+    assert "Sent upstream (what the model saw)" in page
+    assert "The agent's original (before paging)" in page
+    assert 'id="paged-out"' in page and "stale" in page and "[Paged out: block " in page
+    assert logged_in.get(f"/traces/{record.call_id}/request").content == sent
+    for version in ("", "?version=client"):
+        chat = logged_in.get(f"/traces/{record.call_id}/messages/{version}", headers=HX)
+        shown = html.unescape(chat.content.decode())
+        assert chat.status_code == 200 and "Question 7?" in shown
+        assert ("[Paged out: block " in shown) is (version == "")
