@@ -2,7 +2,7 @@
 a tool-using conversation through the proxy; the re-page is a Chat Completions request that keeps
 the agent's settings, recorded with the hash of its exact bytes, and its replay through the
 OpenAI provider's client reaches the loopback upstream as those bytes. A captured Responses turn
-is refused for an OpenAI re-page, with the message that says so."""
+re-pages as a Responses API request, and replays to ``/v1/responses``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ import hashlib
 import json
 from typing import Any
 
-import pytest
-
-from runtime.errors import InvalidInput
 from runtime.providers import get_provider
 from runtime.replay.repage import repage
 from runtime.replay.resend import derived_kind, replay
@@ -68,17 +65,55 @@ def test_a_captured_chat_turn_re_pages_for_gpt_4o_and_replays_its_exact_bytes(
     assert sent.body == stored and sent.path == "/v1/chat/completions"
 
 
-def test_a_captured_responses_turn_is_refused_for_openai_and_re_pages_for_claude(
+RESPONSES_TOOLS = [{"type": "function", "name": "get_user", "description": "Look a user up.",
+                    "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}]  # fmt: skip
+RESPONSES_INPUT = [
+    {"role": "user", "content": "Who is mia?"},
+    {"type": "function_call", "call_id": "call_1", "name": "get_user", "arguments": '{"id": "mia"}'},
+    {"type": "function_call_output", "call_id": "call_1", "output": '{"name": "Mia Li"}'},
+    {"role": "user", "content": "Thanks. Her tier?"},
+]  # fmt: skip
+
+
+def test_a_captured_responses_turn_re_pages_for_gpt_4o_and_replays_to_the_responses_api(
     stack: Stack,
 ) -> None:
     stack.openai_up.enqueue(response_reply("Hello."))
-    stack.openai(max_retries=0).responses.create(model="gpt-4o", input="hi", instructions="Brief.")
+    stack.openai(max_retries=0).responses.create(  # type: ignore[call-overload]
+        model="gpt-4o", input=RESPONSES_INPUT, instructions="Brief.", tools=RESPONSES_TOOLS,
+        temperature=0.2, max_output_tokens=300,
+    )  # fmt: skip
     [captured] = stack.records()
-    with pytest.raises(InvalidInput, match="re-page for Responses API turns is not supported yet"):
-        repage(stack.store, stack.traces, captured.call_id, profile="gpt-4o", record=True)
-    moved = repage(stack.store, stack.traces, captured.call_id, profile="claude-sonnet-4-6")
-    assert json.loads(moved.body)["model"] == "claude-sonnet-4-6"
-    assert moved.body == moved.packed.body  # the packer's Messages request, unchanged
+    moved = repage(stack.store, stack.traces, captured.call_id, profile="gpt-4o", record=True)
+    new = moved.record
+    assert new is not None and derived_kind(new) == "repage" and new.provider is Provider.OPENAI
+    stored = stack.traces.request_bytes(new.prompt_hash)
+    assert stored == moved.body and new.prompt_hash == hashlib.sha256(stored).hexdigest()
+    request = json.loads(stored)
+    assert "messages" not in request and request["instructions"] == "Brief."
+    assert (request["model"], request["temperature"], request["max_output_tokens"]) == (
+        "gpt-4o", 0.2, 300)  # fmt: skip
+    assert request["tools"] == RESPONSES_TOOLS
+    assert [i.get("type", i.get("role")) for i in request["input"]] == [
+        "user", "function_call", "function_call_output", "user"]  # fmt: skip
+    assert request["input"][1]["arguments"] == '{"id":"mia"}'
+    assert request["input"][2] == {"type": "function_call_output", "call_id": "call_1",
+                                   "output": '{"name": "Mia Li"}'}  # fmt: skip
+    stack.openai_up.enqueue(response_reply("Gold."))
+    client = get_provider("openai").client(
+        api_key=API_KEY, base_url=stack.openai_up.base_url + "/v1", max_retries=0
+    )
+    try:
+        result = replay(stack.traces, new.call_id, client)
+    finally:
+        client.close()
+    assert result.ok and result.bytes_matched is True and result.new_text == "Gold."
+    sent = stack.openai_up.requests[-1]
+    assert sent.body == stored and sent.path == "/v1/responses"
+    # For a Claude model it is the packer's Messages request, as for any other turn.
+    claude = repage(stack.store, stack.traces, captured.call_id, profile="claude-sonnet-4-6")
+    assert json.loads(claude.body)["model"] == "claude-sonnet-4-6"
+    assert claude.body == claude.packed.body
 
 
 def test_each_captured_turn_re_pages_the_session_as_that_call_saw_it(stack: Stack) -> None:

@@ -18,7 +18,7 @@ from runtime.errors import InvalidInput
 from runtime.profiles.catalog import get_profile
 from runtime.providers import get_provider
 from runtime.providers.base import PackedTurn
-from runtime.providers.openai.render import chat_request
+from runtime.providers.openai.render import chat_request, responses_request
 from runtime.replay.fidelity import replay_capability
 from runtime.replay.repage import repage
 from runtime.replay.resend import derived_kind, replay
@@ -131,12 +131,46 @@ def test_the_bytes_are_canonical_json_and_the_same_in_another_process() -> None:
         assert other == body
 
 
-def test_a_responses_turn_is_refused_for_an_openai_re_page() -> None:
-    recorded = canonical_json({"model": "gpt-4o", "input": "hi", "instructions": "Be brief."})
-    with pytest.raises(InvalidInput, match="re-page for Responses API turns is not supported yet"):
-        get_provider("openai").repage_body(
-            PackedTurn(PACKED, b"", recorded, "t"), get_profile("gpt-4o")
-        )
+def test_a_responses_turn_re_pages_as_a_responses_request_keeping_its_settings() -> None:
+    recorded = canonical_json({
+        "model": "gpt-4o-mini", "input": "hi", "instructions": "Be brief.", "temperature": 0.3,
+        "previous_response_id": "resp_1", "conversation": "conv_1", "store": False,
+        "tool_choice": "auto", "max_output_tokens": 99,
+    })  # fmt: skip
+    body = get_provider("openai").repage_body(
+        PackedTurn(PACKED, b"", recorded, "t"), get_profile("gpt-4o")
+    )
+    assert body == canonical_json(json.loads(body))  # canonical bytes, as every re-page
+    request = json.loads(body)
+    assert "messages" not in request and "previous_response_id" not in request
+    assert "conversation" not in request  # the re-page carries the whole history itself
+    assert (request["model"], request["temperature"], request["store"]) == ("gpt-4o", 0.3, False)
+    assert request["max_output_tokens"] == 99 and request["tool_choice"] == "auto"
+    assert (
+        request["instructions"] == "You are an airline agent.\n\n## Facts\n\nfact: gold member\n\n"
+    )
+    assert request["tools"] == [{"type": "function", "name": "get_user",
+                                 "description": "Look a user up.",
+                                 "parameters": TOOL["input_schema"]}]  # fmt: skip
+    assert request["input"] == [
+        {"role": "user", "content": "Who is mia?"},
+        {"role": "assistant", "content": "Looking."},
+        {"type": "function_call", "call_id": "call_1", "name": "get_user",
+         "arguments": canonical_json({"id": "mia", "ä": 1}).decode()},
+        # call_2 has no result in the request and call_3 none after it: both dropped whole.
+        {"type": "function_call_output", "call_id": "call_1", "output": '{"name": "Mia Li"}'},
+        {"role": "user", "content": "And her flights?"},
+        {"role": "user", "content": "Answer the user."},
+    ]  # fmt: skip
+    plain = responses_request({**PACKED, "tools": []})
+    assert "tools" not in plain and "max_output_tokens" in plain
+    several = responses_request({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]})  # fmt: skip
+    assert several["input"] == [{"role": "user", "content": [
+        {"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}]}]  # fmt: skip
+    with pytest.raises(InvalidInput, match="re-page for an Anthropic model"):
+        responses_request({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {}}]}]})  # fmt: skip
 
 
 def test_an_imported_tau_bench_turn_re_pages_for_gpt_4o_and_replays_to_openai(

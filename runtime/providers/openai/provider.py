@@ -12,8 +12,8 @@ Invariants:
 - Its client re-sends stored request bytes unchanged (``sends_stored_requests``), so a captured
   OpenAI turn replays byte for byte to its own provider. The packer writes Messages requests
   (``takes_packed_requests`` is False): a re-page for an OpenAI model is written as a Chat
-  Completions request by ``repage_body`` (``runtime.providers.openai.render``), keeping the
-  recorded request's settings; a re-page of a Responses API turn for it is refused.
+  Completions request by ``repage_body`` (``runtime.providers.openai.render``), or as a
+  Responses API request when the turn was one, keeping the recorded request's settings.
 - Importing this module does not import the SDK.
 - ``prompt_tokens`` includes ``prompt_tokens_details.cached_tokens``; ``usage`` subtracts them so
   the counts add up as ``Usage`` says. OpenAI charges no cache write, so that count is 0.
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from runtime import limits
 from runtime.errors import Llm386Error, ModelCallFailed
 from runtime.providers.base import PackedTurn, Provider
-from runtime.providers.openai.render import chat_request, recorded_chat_request
+from runtime.providers.openai.render import chat_request, recorded_request, responses_request
 from runtime.providers.response import (
     MALFORMED,
     Attempt,
@@ -86,10 +86,13 @@ class OpenAIProvider(Provider):
     credentials_name = "OpenAI API key"
 
     def repage_body(self, turn: PackedTurn, profile: ModelProfile) -> bytes:
-        """Return the Chat Completions request of a re-page (see ``openai.render``)."""
-        original = recorded_chat_request(turn.recorded, turn.call_id)
+        """Return the Chat Completions (or, for a Responses API turn, the Responses) request of
+        a re-page (see ``openai.render``)."""
+        original = recorded_request(turn.recorded)
+        if original.responses:
+            return self.render(responses_request(turn.request, recorded=original.settings))
         request = chat_request(turn.request, system_role=profile.supports_system_role,
-                               recorded=original)  # fmt: skip
+                               recorded=original.settings)  # fmt: skip
         return self.render(request)
 
     def client(self, **settings: Any) -> OpenAIClient:

@@ -1,8 +1,9 @@
-"""Chat Completions requests from the packer's Messages requests: how a re-page reaches OpenAI.
+"""OpenAI requests from the packer's Messages requests: how a re-page reaches OpenAI.
 
 Owns: ``chat_request`` (a packed Anthropic Messages request, as a dict, written as an OpenAI
-Chat Completions request) and ``recorded_chat_request`` (the settings a turn's own stored
-request carries over to its re-page).
+Chat Completions request), ``responses_request`` (the same written as an OpenAI Responses API
+request, for a turn that was one) and ``recorded_request`` (the settings a turn's own stored
+request carries over to its re-page, and which of the two APIs it spoke).
 
 Invariants:
 - A pure function of its arguments: no clock, no set order, no hash seed. The provider's
@@ -25,45 +26,66 @@ Invariants:
   output reserve): the parameter OpenAI documents, and the only one its o-series take. Prompt
   caching is automatic on OpenAI, so the packer's ``cache_control`` marks are not sent.
 - Tool result ``is_error`` has no Chat Completions field: the content is sent as it is.
+- A Responses re-page follows the same rules with that API's shapes: the system text becomes
+  ``instructions`` (several system blocks joined by a blank line: the API takes one string);
+  each tool ``{"type": "function", name, description, parameters}``; the conversation becomes
+  ``input`` items in order: a user's or an assistant's text a message (one text a string,
+  several a list of ``input_text`` / ``output_text`` parts), a ``tool_use`` a ``function_call``
+  item (``call_id``, ``name``, ``arguments`` as a JSON string) and its ``tool_result`` a
+  ``function_call_output`` item. The recorded settings are kept but ``input``, ``instructions``,
+  ``model`` and ``tools`` (rewritten) and ``previous_response_id`` and ``conversation``
+  (dropped: the re-page carries the whole history itself). Without a recorded output limit,
+  ``max_output_tokens`` is the packed request's ``max_tokens``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from runtime import limits
 from runtime.blocks import canonical_json
 from runtime.errors import InvalidInput, Llm386Error
 
-__all__ = ["REWRITTEN", "chat_request", "recorded_chat_request"]
+__all__ = [
+    "REWRITTEN",
+    "RESPONSES_REWRITTEN",
+    "Recorded",
+    "chat_request",
+    "recorded_request",
+    "responses_request",
+]
 
 # Keys of a recorded request that a re-page writes afresh (the rest are kept).
 REWRITTEN = ("function_call", "functions", "messages", "model", "tools")
 OUTPUT_LIMITS = ("max_completion_tokens", "max_tokens")
 TOOL_SETTINGS = ("parallel_tool_calls", "tool_choice")  # meaningless without tools
+# A Responses request's: rewritten, or (the history OpenAI keeps) dropped.
+RESPONSES_REWRITTEN = ("conversation", "input", "instructions", "model", "previous_response_id",
+                       "tools")  # fmt: skip
 
 
-def recorded_chat_request(request_bytes: bytes | None, call_id: str) -> dict[str, Any]:
-    """Return a turn's stored Chat Completions request (``{}`` when there is none), or raise
-    InvalidInput for a Responses API request, which a re-page cannot write yet."""
+@dataclass(frozen=True)
+class Recorded:
+    """A turn's stored request as a re-page reads it: its settings, and whether it was a
+    Responses API request (``input``, no ``messages``)."""
+
+    settings: Mapping[str, Any]
+    responses: bool = False
+
+
+def recorded_request(request_bytes: bytes | None) -> Recorded:
+    """Return a turn's stored request (no settings when there is none, or it is not JSON)."""
     if not request_bytes:
-        return {}
+        return Recorded({})
     try:
         data = limits.loads(request_bytes, "the recorded request")
     except Llm386Error:
-        return {}  # not JSON: nothing to keep from it
+        return Recorded({})  # not JSON: nothing to keep from it
     if not isinstance(data, dict):
-        return {}
-    if "input" in data and "messages" not in data:
-        raise InvalidInput(
-            f"re-page for Responses API turns is not supported yet: trace {call_id} is a "
-            "Responses request (input, instructions), and llm386 writes re-pages for OpenAI "
-            "as Chat Completions requests, whose settings do not map one to one. Replay the "
-            "captured bytes instead, or re-page it for an Anthropic model "
-            f"(`llm386 repage {call_id} --model claude-sonnet-4-6 --record`)"
-        )
-    return data
+        return Recorded({})
+    return Recorded(data, "input" in data and "messages" not in data)
 
 
 def chat_request(
@@ -85,6 +107,49 @@ def chat_request(
     else:
         for key in TOOL_SETTINGS:
             out.pop(key, None)
+    return out
+
+
+def responses_request(
+    packed: Mapping[str, Any], *, recorded: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return the Responses API request for the packed Messages request ``packed``."""
+    out = {k: v for k, v in (recorded or {}).items() if k not in RESPONSES_REWRITTEN}
+    if "max_output_tokens" not in out and "max_tokens" in packed:
+        out["max_output_tokens"] = packed["max_tokens"]
+    system = packed.get("system")
+    if system:
+        texts = [system] if isinstance(system, str) else [block["text"] for block in system]
+        out["instructions"] = "\n\n".join(texts)
+    out["input"] = _items(_conversation(packed.get("messages") or ()))
+    out["model"] = packed["model"]
+    tools = [{"type": "function", **_tool(tool)["function"]} for tool in packed.get("tools") or ()]
+    if tools:
+        out["tools"] = tools
+    else:
+        for key in TOOL_SETTINGS:
+            out.pop(key, None)
+    return out
+
+
+def _items(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Return Chat Completions messages (as ``_conversation`` writes them) as Responses items."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role, content = message["role"], message.get("content")
+        if role == "tool":
+            out.append({"call_id": message["tool_call_id"], "output": content,
+                        "type": "function_call_output"})  # fmt: skip
+            continue
+        if content is not None:
+            part = "output_text" if role == "assistant" else "input_text"
+            if not isinstance(content, str):
+                content = [{"text": p["text"], "type": part} for p in content]
+            out.append({"content": content, "role": role})
+        for call in message.get("tool_calls") or ():
+            fn = call["function"]
+            out.append({"arguments": fn["arguments"], "call_id": call["id"], "name": fn["name"],
+                        "type": "function_call"})  # fmt: skip
     return out
 
 
