@@ -696,8 +696,23 @@ def proxy_paging(r: Mapping[str, Results]) -> list[str]:
         f"upstream received {num(d['upstream_input_tokens'])} ({cut:.1%} fewer). A paged call "
         f"took {d['paged_p50_ms']} ms at p50 against {d['plain_p50_ms']} ms unpaged "
         f"(+{d['added_p50_ms_paged_vs_unpaged']} ms).",
+        *_responses_api(d.get("responses_api")),
         "",
         *target_table(d["targets"]),
+    ]
+
+
+def _responses_api(d: Mapping[str, Any] | None) -> list[str]:
+    if not d:
+        return []
+    return [
+        "",
+        f"The same {num(d['calls'])} calls sent as Responses API calls (`input` items, function "
+        f"tools): the agent sent {num(d['client_input_tokens'])} input tokens, the upstream "
+        f"received {num(d['upstream_input_tokens'])} ({d['input_tokens_cut']:.1%} fewer); the "
+        f"upstream bytes of two fresh paged proxies were identical for "
+        f"{d['identical_upstream_bytes_across_fresh_proxies']:.0%} of the calls; a paged call took "
+        f"{d['paged_p50_ms']} ms at p50 against {d['plain_p50_ms']} ms unpaged.",
     ]
 
 
