@@ -64,6 +64,9 @@ def recall_calls(wire: Wire, reply: Mapping[str, Any]) -> list[ToolCall]:
 
 def only_recalls(wire: Wire, reply: Mapping[str, Any]) -> bool:
     """Whether the reply calls tools and every one of them is ``recall``."""
+    if wire is Wire.RESPONSES:  # a custom tool's or the computer's call is the client's too
+        calls_made = [c for c in _output(reply) if c.get("type") in CLIENT_CALL_ITEMS]
+        return bool(calls_made) and all(is_recall_item(c) for c in calls_made)
     calls = tool_calls(wire, reply)
     return bool(calls) and all(c.name == RECALL_TOOL_NAME for c in calls)
 
@@ -200,6 +203,11 @@ NO_ANSWER_ITEM = {"type": "message", "id": "msg_llm386_no_answer", "status": "co
 def _output(reply: Mapping[str, Any]) -> list[dict[str, Any]]:
     output = reply.get("output")
     return [c for c in output if isinstance(c, dict)] if isinstance(output, list) else []
+
+
+# Responses output items the client runs and answers (built-in tools' calls run at OpenAI's).
+CLIENT_CALL_ITEMS = ("function_call", "custom_tool_call", "computer_call", "local_shell_call",
+                     "shell_call", "apply_patch_call", "mcp_approval_request")  # fmt: skip
 
 
 def is_recall_item(item: Mapping[str, Any]) -> bool:

@@ -257,8 +257,8 @@ def _writable(out: dict[str, Any], path: Path, copied: set[Path]) -> dict[str, A
 def _stub_tool(wire: Wire, tool: dict[str, Any], stub: Mapping[str, Any]) -> None:
     if wire is Wire.RESPONSES:
         tool["description"], tool["parameters"] = stub["description"], stub["input_schema"]
-        if "strict" in tool:
-            tool["strict"] = False  # strict checking goes with the full schema, not a stub
+        # Strict checking goes with the full schema, not a stub; left out, it defaults to on.
+        tool["strict"] = False
         return
     if wire is Wire.CHAT:
         fn = {"name": stub["name"], "description": stub["description"],

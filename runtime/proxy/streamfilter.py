@@ -38,7 +38,7 @@ from runtime.providers.streams import (
     stream_payloads,
 )
 from runtime.proxy.apis import Wire
-from runtime.proxy.recall import is_recall_item, summed
+from runtime.proxy.recall import CLIENT_CALL_ITEMS, is_recall_item, summed
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r(?!\n)")
 
@@ -242,7 +242,7 @@ class _ResponsesFilter(StreamFilter):
             return self._forward(name, data, raw, False)  # created, error, anything new
         given = data.get("item")
         item: dict[str, Any] = given if isinstance(given, dict) else {}
-        at = self._number(index, is_recall_item(item), item.get("type") == "function_call")
+        at = self._number(index, is_recall_item(item), item.get("type") in CLIENT_CALL_ITEMS)
         if at is None:
             return []
         if at != index:

@@ -1,0 +1,98 @@
+"""Review findings for Responses API paging (commit 4a47285)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from runtime.paging.placeholders import RECALL_TOOL_NAME
+from runtime.proxy.apis import Wire
+from runtime.proxy.pager import PagedCall, PageSettings, ProxyPager
+from runtime.proxy.streamfilter import sse_split, stream_filter
+from tests.fakes.anthropic_server import Reply
+from tests.fakes.openai_server import response_reply
+from tests.proxy.conftest import Stack
+from tests.proxy.test_paging_responses import (
+    MODEL,
+    _ask,
+    _started,
+    responses_history,
+    responses_tools,
+)
+
+CUSTOM = {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_custom",
+          "name": "run_code", "input": "print(1)", "status": "completed"}  # fmt: skip
+RECALL = {"type": "function_call", "id": "fc_r", "call_id": "call_r", "name": RECALL_TOOL_NAME,
+          "arguments": "{}", "status": "completed"}  # fmt: skip
+
+
+def test_a_stub_of_a_tool_with_no_strict_key_is_sent_not_strict():
+    # Responses function tools default to strict validation when "strict" is left out; a stub's
+    # schema cannot pass it (docs/proxy.md: an unused tool becomes its stub with strict false).
+    tools = [{k: v for k, v in t.items() if k != "strict"} for t in responses_tools()]
+    data = {"model": MODEL, "tools": tools, "input": responses_history()}
+    call = ProxyPager(PageSettings("default", budget=2_000)).prepare(
+        Wire.RESPONSES, json.dumps(data).encode(), None
+    )
+    assert isinstance(call, PagedCall)
+    stubbed = [t for t in call.upstream["tools"] if "[stub of block" in t.get("description", "")]
+    assert stubbed and all(t.get("strict") is False for t in stubbed)
+
+
+def test_a_recall_beside_a_custom_tool_call_is_not_continued_json(paged: Stack):
+    # A custom tool's call is the client's to run, as a function call is: the proxy must hand
+    # the reply back (recall taken out), not answer only the recall and continue without it.
+    items, block = _started(paged)
+    body = json.loads(response_reply("x").body)
+    body["output"] = [copy.deepcopy(CUSTOM),
+                      {**RECALL, "arguments": json.dumps({"block_id": block})}]  # fmt: skip
+    paged.openai_up.enqueue(
+        Reply(200, json.dumps(body).encode(), (("content-type", "application/json"),)),
+        response_reply("should not be asked for"),
+    )
+    reply = _ask(paged, items)
+    assert len(paged.openai_up.requests) == 2  # no continuation
+    assert [o.type for o in reply.output] == ["custom_tool_call"]
+
+
+def _raw(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(
+        f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': n})}\n\n".encode()
+        for n, e in enumerate(events)
+    )
+
+
+def test_a_recall_beside_a_custom_tool_call_is_not_continued_stream():
+    order = [CUSTOM, RECALL]
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"id": "r", "output": []}}
+    ]
+    for index, item in enumerate(order):
+        events += [{"type": "response.output_item.added", "output_index": index, "item": item},
+                   {"type": "response.output_item.done", "output_index": index, "item": item}]  # fmt: skip
+    events.append({"type": "response.completed", "response": {"id": "r", "output": order}})
+    filt = stream_filter(Wire.RESPONSES)
+    for event in sse_split(bytearray(), _raw(events)):
+        filt.event(event)
+    assert not filt.recalled_only
+
+
+@pytest.mark.xfail(strict=True, reason="a hidden recall call leaves its reasoning item orphaned")
+def test_a_reasoning_item_the_hidden_recall_followed_does_not_reach_the_client(paged: Stack):
+    # OpenAI refuses an input whose reasoning item is not followed by the item it produced
+    # ("Item 'rs_..' of type 'reasoning' was provided without its required following item"):
+    # the client sends back what it got, so a reasoning item whose following item was a recall
+    # call the proxy took out must not be in the reply either.
+    items, block = _started(paged)
+    body = json.loads(response_reply("x").body)
+    body["output"] = [{"type": "reasoning", "id": "rs_1", "summary": []},
+                      {**RECALL, "arguments": json.dumps({"block_id": block})}]  # fmt: skip
+    paged.openai_up.enqueue(
+        Reply(200, json.dumps(body).encode(), (("content-type", "application/json"),)),
+        response_reply("Row 0-0."),
+    )
+    reply = _ask(paged, items)
+    assert "rs_1" not in [getattr(o, "id", None) for o in reply.output]  # fails: it is there
