@@ -118,9 +118,9 @@ def merged(wire: Wire, earlier: Sequence[Mapping[str, Any]], last: Mapping[str, 
         blocks = [copy.deepcopy(c) for r in earlier for c in _content(r)]
         out["content"] = [*blocks, *_content(out)]
         return out
-    if wire is Wire.RESPONSES:
-        items = [copy.deepcopy(c) for r in earlier for c in _output(r)]
-        out["output"] = [*items, *_output(out)]
+    if wire is Wire.RESPONSES:  # each round's reasoning for its recall calls only goes too
+        items = [copy.deepcopy(c) for r in earlier for c in without_orphans(_output(r))]
+        out["output"] = [*items, *without_orphans(_output(out))]
         return out
     choice = (out.get("choices") or [{}])[0]
     message = choice.get("message") if isinstance(choice, dict) else None
@@ -170,7 +170,7 @@ def without_recall(wire: Wire, reply: Mapping[str, Any]) -> dict[str, Any]:
         return out
     if wire is Wire.RESPONSES:
         given = _output(out)
-        output = [c for c in given if not is_recall_item(c)]
+        output = [c for c in without_orphans(given) if not is_recall_item(c)]
         if len(output) != len(given):  # a reply with no recall call (a failed one) stays as it is
             out["output"] = output or [copy.deepcopy(NO_ANSWER_ITEM)]
         return out
@@ -208,6 +208,25 @@ def _output(reply: Mapping[str, Any]) -> list[dict[str, Any]]:
 # Responses output items the client runs and answers (built-in tools' calls run at OpenAI's).
 CLIENT_CALL_ITEMS = ("function_call", "custom_tool_call", "computer_call", "local_shell_call",
                      "shell_call", "apply_patch_call", "mcp_approval_request")  # fmt: skip
+
+
+def without_orphans(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return one round's output items without the reasoning items that led only to recall
+    calls: OpenAI refuses an input whose reasoning item lacks the item it produced, and the
+    client sends back what it got, recall calls taken out. A reasoning item leads to the items
+    after it up to the next reasoning item."""
+    out = []
+    for n, item in enumerate(items):
+        if item.get("type") == "reasoning":
+            led = []
+            for after in items[n + 1 :]:
+                if after.get("type") == "reasoning":
+                    break
+                led.append(after)
+            if led and all(is_recall_item(c) for c in led):
+                continue
+        out.append(item)
+    return out
 
 
 def is_recall_item(item: Mapping[str, Any]) -> bool:

@@ -38,7 +38,7 @@ from runtime.providers.streams import (
     stream_payloads,
 )
 from runtime.proxy.apis import Wire
-from runtime.proxy.recall import CLIENT_CALL_ITEMS, is_recall_item, summed
+from runtime.proxy.recall import CLIENT_CALL_ITEMS, is_recall_item, summed, without_orphans
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r(?!\n)")
 
@@ -259,8 +259,8 @@ class _ResponsesFilter(StreamFilter):
 
     def next_round(self) -> StreamFilter:
         reply = self.reply() or {}
-        kept = [c for c in reply.get("output") or () if isinstance(c, dict)
-                and not is_recall_item(c)]  # fmt: skip
+        given = [c for c in reply.get("output") or () if isinstance(c, dict)]
+        kept = [c for c in without_orphans(given) if not is_recall_item(c)]
         return _ResponsesFilter(self.offset + len(self.index), False, self.earlier + kept,
                                 self.sequence)  # fmt: skip
 
@@ -277,8 +277,8 @@ class _ResponsesFilter(StreamFilter):
             ):
                 out += self._forward(name, data, raw, False)
                 continue
-            output = [c for c in response.get("output") or () if isinstance(c, dict)
-                      and not is_recall_item(c)]  # fmt: skip
+            given = [c for c in response.get("output") or () if isinstance(c, dict)]
+            output = [c for c in without_orphans(given) if not is_recall_item(c)]
             new = {**response, "output": [*self.earlier, *output]}
             if total is not None and isinstance(response.get("usage"), dict):
                 new["usage"] = {**response["usage"], **total}
