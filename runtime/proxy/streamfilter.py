@@ -91,6 +91,12 @@ class StreamFilter:
     def event(self, raw: bytes) -> list[bytes]:
         raise NotImplementedError
 
+    def _read(self, raw: bytes) -> tuple[str, Any, str]:
+        """Keep one upstream event for the round's reply; return its name, data and type."""
+        self.raw += raw
+        name, data = _event(raw)
+        return name, data, str(data.get("type", name)) if isinstance(data, dict) else name
+
     def reply(self) -> dict[str, Any] | None:
         raise NotImplementedError
 
@@ -129,11 +135,9 @@ class StreamFilter:
 
 class _MessagesFilter(StreamFilter):
     def event(self, raw: bytes) -> list[bytes]:
-        self.raw += raw
-        name, data = _event(raw)
+        name, data, kind = self._read(raw)
         if not isinstance(data, dict):
             return [raw]
-        kind = data.get("type", name)
         if kind == "message_start":
             return [raw] if self.first else []
         if kind in ("message_delta", "message_stop"):
@@ -227,11 +231,9 @@ class _ResponsesFilter(StreamFilter):
         self.sequence = sequence  # the client's next sequence_number
 
     def event(self, raw: bytes) -> list[bytes]:
-        self.raw += raw
-        name, data = _event(raw)
+        name, data, kind = self._read(raw)
         if not isinstance(data, dict):
             return [raw]
-        kind = data.get("type", name)
         if kind in ("response.created", "response.in_progress") and not self.first:
             return []
         if kind in FINAL_RESPONSE_EVENTS:

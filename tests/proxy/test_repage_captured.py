@@ -36,12 +36,7 @@ def test_a_captured_chat_turn_re_pages_for_gpt_4o_and_replays_its_exact_bytes(
     stack.openai(max_retries=0).chat.completions.create(  # type: ignore[call-overload]
         model="gpt-4o", messages=MESSAGES, tools=TOOLS, temperature=0.2, max_tokens=300
     )
-    [captured] = stack.records()
-    moved = repage(stack.store, stack.traces, captured.call_id, profile="gpt-4o", record=True)
-    new = moved.record
-    assert new is not None and derived_kind(new) == "repage" and new.provider is Provider.OPENAI
-    stored = stack.traces.request_bytes(new.prompt_hash)
-    assert stored == moved.body and new.prompt_hash == hashlib.sha256(stored).hexdigest()
+    captured, moved, new, stored = _repaged_for_gpt_4o(stack)
     request = json.loads(stored)
     assert (request["model"], request["temperature"], request["max_tokens"]) == ("gpt-4o", 0.2, 300)
     assert request["tools"] == TOOLS
@@ -52,17 +47,34 @@ def test_a_captured_chat_turn_re_pages_for_gpt_4o_and_replays_its_exact_bytes(
     assert request["messages"][3] == {"role": "tool", "tool_call_id": call["id"],
                                       "content": '{"name": "Mia Li"}'}  # fmt: skip
     assert "through llm386 proxy" in moved.explanation
-    stack.openai_up.enqueue(chat_reply("Gold."))
+    _replays_as_stored(stack, new.call_id, stored, chat_reply("Gold."), "/v1/chat/completions")
+
+
+def _repaged_for_gpt_4o(stack: Stack) -> tuple[Any, Any, Any, bytes]:
+    """Re-page the one captured turn for gpt-4o, recorded: (captured, re-page, its record,
+    the stored bytes), checked to be stored and hashed as sent."""
+    [captured] = stack.records()
+    moved = repage(stack.store, stack.traces, captured.call_id, profile="gpt-4o", record=True)
+    new = moved.record
+    assert new is not None and derived_kind(new) == "repage" and new.provider is Provider.OPENAI
+    stored = stack.traces.request_bytes(new.prompt_hash)
+    assert stored == moved.body and new.prompt_hash == hashlib.sha256(stored).hexdigest()
+    return captured, moved, new, stored
+
+
+def _replays_as_stored(stack: Stack, call_id: str, stored: bytes, reply: Any, path: str) -> None:
+    """Replay ``call_id`` through the OpenAI provider's client: the upstream gets ``stored``."""
+    stack.openai_up.enqueue(reply)
     client = get_provider("openai").client(
         api_key=API_KEY, base_url=stack.openai_up.base_url + "/v1", max_retries=0
     )
     try:
-        result = replay(stack.traces, new.call_id, client)
+        result = replay(stack.traces, call_id, client)
     finally:
         client.close()
     assert result.ok and result.bytes_matched is True and result.new_text == "Gold."
     sent = stack.openai_up.requests[-1]
-    assert sent.body == stored and sent.path == "/v1/chat/completions"
+    assert sent.body == stored and sent.path == path
 
 
 RESPONSES_TOOLS = [{"type": "function", "name": "get_user", "description": "Look a user up.",
@@ -83,12 +95,7 @@ def test_a_captured_responses_turn_re_pages_for_gpt_4o_and_replays_to_the_respon
         model="gpt-4o", input=RESPONSES_INPUT, instructions="Brief.", tools=RESPONSES_TOOLS,
         temperature=0.2, max_output_tokens=300,
     )  # fmt: skip
-    [captured] = stack.records()
-    moved = repage(stack.store, stack.traces, captured.call_id, profile="gpt-4o", record=True)
-    new = moved.record
-    assert new is not None and derived_kind(new) == "repage" and new.provider is Provider.OPENAI
-    stored = stack.traces.request_bytes(new.prompt_hash)
-    assert stored == moved.body and new.prompt_hash == hashlib.sha256(stored).hexdigest()
+    captured, moved, new, stored = _repaged_for_gpt_4o(stack)
     request = json.loads(stored)
     assert "messages" not in request and request["instructions"] == "Brief."
     assert (request["model"], request["temperature"], request["max_output_tokens"]) == (
@@ -99,17 +106,7 @@ def test_a_captured_responses_turn_re_pages_for_gpt_4o_and_replays_to_the_respon
     assert request["input"][1]["arguments"] == '{"id":"mia"}'
     assert request["input"][2] == {"type": "function_call_output", "call_id": "call_1",
                                    "output": '{"name": "Mia Li"}'}  # fmt: skip
-    stack.openai_up.enqueue(response_reply("Gold."))
-    client = get_provider("openai").client(
-        api_key=API_KEY, base_url=stack.openai_up.base_url + "/v1", max_retries=0
-    )
-    try:
-        result = replay(stack.traces, new.call_id, client)
-    finally:
-        client.close()
-    assert result.ok and result.bytes_matched is True and result.new_text == "Gold."
-    sent = stack.openai_up.requests[-1]
-    assert sent.body == stored and sent.path == "/v1/responses"
+    _replays_as_stored(stack, new.call_id, stored, response_reply("Gold."), "/v1/responses")
     # For a Claude model it is the packer's Messages request, as for any other turn.
     claude = repage(stack.store, stack.traces, captured.call_id, profile="claude-sonnet-4-6")
     assert json.loads(claude.body)["model"] == "claude-sonnet-4-6"

@@ -101,13 +101,17 @@ def chat_request(
     system = _system(packed.get("system"), "system" if system_role else "developer")
     out["messages"] = system + _conversation(packed.get("messages") or ())
     out["model"] = packed["model"]
-    tools = [_tool(tool) for tool in packed.get("tools") or ()]
+    _set_tools(out, [_tool(tool) for tool in packed.get("tools") or ()])
+    return out
+
+
+def _set_tools(out: dict[str, Any], tools: list[dict[str, Any]]) -> None:
+    """Put ``tools`` in the request, or, with none, drop the settings that need them."""
     if tools:
         out["tools"] = tools
     else:
         for key in TOOL_SETTINGS:
             out.pop(key, None)
-    return out
 
 
 def responses_request(
@@ -123,12 +127,9 @@ def responses_request(
         out["instructions"] = "\n\n".join(texts)
     out["input"] = _items(_conversation(packed.get("messages") or ()))
     out["model"] = packed["model"]
-    tools = [{"type": "function", **_tool(tool)["function"]} for tool in packed.get("tools") or ()]
-    if tools:
-        out["tools"] = tools
-    else:
-        for key in TOOL_SETTINGS:
-            out.pop(key, None)
+    _set_tools(
+        out, [{"type": "function", **_tool(t)["function"]} for t in packed.get("tools") or ()]
+    )
     return out
 
 
