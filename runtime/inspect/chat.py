@@ -216,15 +216,8 @@ def read_response(response: Mapping[str, Any] | None) -> ChatMessage | None:
         return None
     output = response.get("output")
     if isinstance(output, list) and "choices" not in response:  # a Responses response
-        parts = []
-        for item in output:
-            if isinstance(item, dict) and item.get("type") == "function_call":
-                parts.append(_call_part(item))
-            elif isinstance(item, dict) and item.get("type") == "message":
-                parts.extend(_parts(item.get("content")))
-            else:
-                parts.append(Part(PartKind.OTHER, compact(item)))
-        return ChatMessage(0, "assistant", tuple(parts))
+        parts = tuple(part for n, item in enumerate(output) for part in _item(n, item).parts)
+        return ChatMessage(0, "assistant", parts)
     choices = response.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
         message = choices[0].get("message")  # a whole OpenAI completion

@@ -2,9 +2,10 @@
 
 Owns: ``tool_calls`` (a Messages, Chat Completions or Responses reply's tool calls, as
 ``ToolCall``), ``continued`` (the request that carries on after the proxy answered the recall
-calls: the reply's assistant turn, or its output items, and one tool result per call appended), ``merged`` (a call's rounds as one
-reply, as a stream gives them) and ``without_recall`` (the reply as the client gets it: the
-recall calls taken out, the stop reason fixed when no call is left).
+calls: the reply's assistant turn, or its output items, and one tool result per call
+appended), ``merged`` (a call's rounds as one reply, as a stream gives them) and
+``without_recall`` (the reply as the client gets it: the recall calls taken out, the stop
+reason fixed when no call is left).
 
 Invariants:
 - The client never sees a call of a tool it did not offer: ``without_recall`` removes every

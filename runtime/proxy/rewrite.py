@@ -1,8 +1,8 @@
 """A client's request as entries for the pager, and the request the pager's plan makes of it.
 
 Owns: ``Site`` (one entry of a request and where it sits in the request's JSON), ``read_sites``
-(Messages, Chat Completions or Responses JSON -> sites, in request order), ``entries_of`` (sites -> the
-``Entry`` list ``paging.turn.page_turn`` reads) and ``paged_request`` (the JSON the upstream
+(Messages, Chat Completions or Responses JSON -> sites, in request order), ``entries_of``
+(sites -> the ``Entry`` list ``paging.turn.page_turn`` reads) and ``paged_request`` (the JSON the upstream
 gets: paged-out tool results and messages replaced by their placeholder, stubbed tools by their
 stub, and the ``recall`` tool added when the plan offers it).
 
@@ -12,7 +12,8 @@ Invariants:
   block id opens that block's page.
 - An entry's seq is its site's index: an eviction names the one place it rewrites.
 - Only a part's content changes: a tool result keeps its ``tool_use_id`` / ``tool_call_id`` /
-  ``call_id`` and ``is_error``, a Responses message keeps its ``id``, ``role`` and part type, any part keeps its ``cache_control``, every other field and the order of
+  ``call_id`` and ``is_error``, a Responses message keeps its ``id``, ``role`` and part type,
+  any part keeps its ``cache_control``, every other field and the order of
   messages, parts and tools stay as the client sent them. The client's JSON is never mutated.
 - A tool the proxy cannot stub (a server tool, which has no ``input_schema``) is read as a
   fixed part of the request, like the system prompt: the policy never pages it out.
