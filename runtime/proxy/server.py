@@ -136,12 +136,18 @@ class ProxyServer:
         )
 
     async def close(self) -> None:
+        # Stop accepting, then let a connection accepted just before this make its transport and
+        # start its handler while the server is still open. Python 3.11's server refuses (by an
+        # assertion that the accept task swallows) a transport made after ``Server.close()``: its
+        # socket would never be closed, only found by the garbage collector.
         if self._server is not None:
-            self._server.close()
-        # A connection accepted just before the close has its handler task scheduled but not
-        # started (cancelled unstarted, it would never close its socket): let those start.
+            loop = asyncio.get_running_loop()
+            for listening in self._server.sockets:
+                loop.remove_reader(listening.fileno())
         for _ in range(3):
             await asyncio.sleep(0)
+        if self._server is not None:
+            self._server.close()
         for writer in list(self._connections.values()):
             writer.close()  # an idle keep-alive connection's read ends; a busy one's write fails
         if self._connections:
