@@ -97,6 +97,16 @@ def forget_terms() -> None:
     _terms.clear()
 
 
+def index_term(word: str) -> str:
+    """Return the index term of one lower-cased word ("" for a stop word), from the cache."""
+    term = _terms.get(word)
+    if term is None:
+        if len(_terms) > TERM_CACHE_SIZE:
+            _terms.clear()
+        term = _terms[word] = _term(word)
+    return term
+
+
 def terms(text: str) -> list[str]:
     """Return the index terms of ``text`` in order (repeats kept: they are term frequencies)."""
     words = _WORD.findall(text.lower())

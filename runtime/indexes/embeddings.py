@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
-from runtime.indexes.bm25 import STOPWORDS, terms
+from runtime.indexes.bm25 import STOPWORDS, TERM_CACHE_SIZE, index_term, terms
 from runtime.storage.kv import Engine, EngineCache, EngineRef, Tables
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ _WORD = re.compile(r"\w+")
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
 _MIX2 = np.uint64(0xBF58476D1CE4E5B9)
 _MAX_CACHED = 200_000
+_BATCH = 2_048  # texts hashed together by embed_many: bounds its temporary arrays
 
 
 @runtime_checkable
@@ -53,6 +54,10 @@ class Embedder(Protocol):
     def embed(self, text: str) -> np.ndarray: ...
 
 
+# An embedder may also offer ``embed_many(texts) -> np.ndarray`` (a row per text, each equal to
+# ``embed``'s): the vector cache uses it to embed a cold session's blocks in batches.
+
+
 class HashingEmbedder:
     """Hashed character n-gram and word features in a fixed number of dimensions."""
 
@@ -62,6 +67,8 @@ class HashingEmbedder:
         if dimensions < 8:
             raise ValueError("an embedding needs at least 8 dimensions")
         self._dimensions = int(dimensions)
+        self._word_ids: dict[str, int] = {}  # embed_many's words, each a row of _word_terms
+        self._word_terms: list[tuple[int, float]] = []
 
     @property
     def key(self) -> str:
@@ -82,6 +89,75 @@ class HashingEmbedder:
         norm = float(np.sqrt(vector @ vector))
         return (vector / norm if norm else vector).astype(np.float32)
 
+    def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        """Return the vectors of ``texts``, one float32 row each: ``embed`` of each text, bit
+        for bit, with the n-grams of many texts hashed in one pass of array arithmetic.
+
+        Bit for bit because every feature adds an integer (+-1, +-2) to a float64 bucket: the
+        sums, and the sum of squares under the norm, are exact in any order."""
+        out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
+        for start in range(0, len(texts), _BATCH):
+            out[start : start + _BATCH] = self._embed_batch(texts[start : start + _BATCH])
+        return out
+
+    def _embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        dim, known = self._dimensions, self._word_ids
+        if len(known) > TERM_CACHE_SIZE:
+            known.clear()
+            self._word_terms.clear()
+        datas: list[bytes] = []
+        ids: list[int] = []
+        counts: list[int] = []
+        for text in texts:
+            words = _WORD.findall(text.lower())
+            for word in words:
+                if word not in known:
+                    known[word] = len(self._word_terms)
+                    self._word_terms.append(self._term_feature(word))
+            ids.extend(map(known.__getitem__, words))
+            counts.append(len(words))
+            kept = " ".join([w for w in words if w not in STOPWORDS])
+            datas.append((" " + kept + " ").encode("utf-8"))
+        cells = len(texts) * dim
+        table = np.asarray(self._word_terms, dtype=np.float64).reshape(-1, 2)
+        words_of = np.asarray(ids, dtype=np.int64)
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+        cell = rows * dim + table[words_of, 0].astype(np.int64)
+        sums = np.zeros(cells, dtype=np.float64)
+        sums += np.bincount(cell, table[words_of, 1], cells)  # the terms, at +-WORD_WEIGHT or 0
+        lengths = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
+        raw = np.frombuffer(b"".join(datas), dtype=np.uint8).astype(np.uint64)
+        owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        end = np.repeat(np.cumsum(lengths), lengths)  # where each byte's text ends
+        grams = np.zeros(raw.shape[0], dtype=np.uint64)  # the bytes of each n-gram, shifted
+        for j in range(max(NGRAMS)):
+            count = raw.shape[0] - j
+            if count <= 0:
+                break
+            grams = grams[:count]
+            grams |= raw[j:] << np.uint64(8 * (j + 1))
+            n = j + 1
+            if n not in NGRAMS:
+                continue
+            inside = np.arange(n, count + n, dtype=np.int64) <= end[:count]
+            mixed = _mix(grams[inside] | np.uint64(n))
+            buckets = _bucket(mixed >> np.uint64(33), dim)
+            signs = np.where((mixed >> np.uint64(7)) & np.uint64(1), 1.0, -1.0)
+            sums += np.bincount(owner[:count][inside] * dim + buckets, signs, cells)
+        vectors = sums.reshape(len(texts), dim)
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        np.divide(vectors, norms[:, None], out=vectors, where=norms[:, None] > 0)
+        return vectors.astype(np.float32)
+
+    def _term_feature(self, word: str) -> tuple[int, float]:
+        """Return the bucket and signed weight that a lower-cased word's index term adds (a
+        weight of 0 where it has none: a stop word)."""
+        term = index_term(word)
+        if not term:
+            return 0, 0.0
+        code = zlib.crc32(b"w\x00" + term.encode("utf-8"))
+        return code % self._dimensions, WORD_WEIGHT if code & 0x10000 else -WORD_WEIGHT
+
     def _add_ngrams(self, vector: np.ndarray, data: bytes) -> None:
         raw = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
         for n in NGRAMS:
@@ -97,6 +173,13 @@ class HashingEmbedder:
             vector += np.bincount(buckets.astype(np.int64), signs, self._dimensions)
 
 
+def _bucket(values: np.ndarray, dimensions: int) -> np.ndarray:
+    """Return ``values % dimensions`` as int64 (a mask where the dimensions are a power of 2)."""
+    if dimensions & (dimensions - 1) == 0:
+        return (values & np.uint64(dimensions - 1)).astype(np.int64)
+    return (values % np.uint64(dimensions)).astype(np.int64)
+
+
 def _mix(code: np.ndarray) -> np.ndarray:
     # splitmix64's finaliser: array arithmetic wraps modulo 2**64 by design.
     h = code * _MIX1
@@ -104,6 +187,15 @@ def _mix(code: np.ndarray) -> np.ndarray:
     h *= _MIX2
     h ^= h >> np.uint64(29)
     return h
+
+
+def embed_all(embedder: Embedder, texts: Sequence[str]) -> list[np.ndarray]:
+    """Return the vector of each text: in one batch where the embedder has ``embed_many`` (an
+    optional method: one call per text otherwise)."""
+    many = getattr(embedder, "embed_many", None)
+    if many is None or not texts:
+        return [embedder.embed(text) for text in texts]
+    return list(many(texts))
 
 
 VECTORS_TABLE = "ix_vec"
@@ -168,7 +260,7 @@ class VectorCache:
         stored = self._load(suffix, [ids[i] for i in missing])
         fresh = [i for i, raw in zip(missing, stored, strict=True) if raw is None]
         texts = bodies([ids[i] for i in fresh]) if fresh else []
-        made = {i: embedder.embed(text) for i, text in zip(fresh, texts, strict=True)}
+        made = dict(zip(fresh, embed_all(embedder, texts), strict=True))
         for i, raw in zip(missing, stored, strict=True):
             found[i] = made[i] if raw is None else np.frombuffer(raw, dtype=np.float32)
         self._save(suffix, [(ids[i], made[i]) for i in fresh])
@@ -249,8 +341,17 @@ class VectorTable:
     def add(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
         with self.lock:
             keep = self.row[seqs] < 0  # another thread may have added some meanwhile
-            seqs, vectors = seqs[keep], vectors[keep]
+            if not keep.all():
+                seqs, vectors = seqs[keep], vectors[keep]
             need = self.used + seqs.shape[0]
+            if self.used == 0 and need > self.matrix.shape[0]:
+                # The first fill (a cold session): take the rows as they are, one copy at most.
+                # Rows are never written in place, so a read-only matrix serves; the next add
+                # grows into a new one.
+                self.matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+                self.row[seqs] = np.arange(need)
+                self.used = need
+                return
             if need > self.matrix.shape[0]:
                 size = max(need, 2 * self.matrix.shape[0])
                 grown = np.zeros((size, self.matrix.shape[1]), np.float32)
