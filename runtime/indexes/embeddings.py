@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
+from runtime.indexes import vectorchunks
 from runtime.indexes.bm25 import STOPWORDS, TERM_CACHE_SIZE, index_term, terms
 from runtime.storage.kv import Engine, EngineCache, EngineRef, Tables
 
@@ -306,10 +307,19 @@ def vector_table(snap: Snapshot, embedder: Embedder, seqs: np.ndarray) -> Vector
         if table is None:
             table = snap.cache.extras[key] = VectorTable(embedder.dimensions)
     missing = table.missing(seqs)
-    if missing.shape[0]:
-        hexed = snap.records["id"][missing].tobytes().hex()
+    if not missing.shape[0]:
+        return table
+    parts, rest = vectorchunks.load(snap, embedder, missing)  # a large cold session's chunks
+    if rest.shape[0]:
+        hexed = snap.records["id"][rest].tobytes().hex()
         ids = [hexed[n : n + 64] for n in range(0, len(hexed), 64)]
-        table.add(missing, vector_cache(snap.reader.kv).vectors(embedder, ids, _bodies(snap)))
+        parts.append((rest, vector_cache(snap.reader.kv).vectors(embedder, ids, _bodies(snap))))
+    if len(parts) == 1:
+        table.add(*parts[0])
+    else:  # one add: the table's first fill takes the matrix as it is
+        table.add(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    if rest.shape[0]:
+        vectorchunks.save(snap, embedder, table, rest)
     return table
 
 
@@ -336,7 +346,10 @@ class VectorTable:
                 grown = np.full(max(int(seqs.max()) + 1, 2 * self.row.shape[0]), -1, np.int64)
                 grown[: self.row.shape[0]] = self.row
                 self.row = grown
-            return np.unique(seqs[self.row[seqs] < 0])
+            wanted = seqs[self.row[seqs] < 0]
+            if wanted.shape[0] > 1 and not bool(np.all(wanted[1:] > wanted[:-1])):
+                wanted = np.unique(wanted)  # already sorted and distinct: the usual case
+            return wanted
 
     def add(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
         with self.lock:

@@ -34,13 +34,15 @@ from runtime.indexes.sessionindex import (
     bump_changes,
 )
 from runtime.indexes.snapshot import index_for, reader_for
+from runtime.indexes.vectorchunks import SESSION_VECTORS_TABLE
 from runtime.storage.codec import json_load
 from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Tables
 from runtime.tracing.records import TraceStore
 
 DERIVED_TABLES = (
-    *DB_NAMES, *BLOCK_CACHE_DBS, ANN_TABLE, *blockuses.TABLES, *callpoints.TABLES
+    *DB_NAMES, *BLOCK_CACHE_DBS, ANN_TABLE, SESSION_VECTORS_TABLE, *blockuses.TABLES,
+    *callpoints.TABLES,
 )  # fmt: skip
 _BATCH = 500  # sessions listed at a time
 LONG_SESSION = 10_000  # entries: a session this long gets a progress line of its own

@@ -45,6 +45,7 @@ from runtime.indexes.sessionindex import (
     col_key,
     empty_chunk,
 )
+from runtime.indexes.vectorchunks import SESSION_VECTORS_TABLE
 from runtime.storage.codec import json_load
 from runtime.storage.interface import BlockStore
 from runtime.storage.kv import Engine, EngineRef, Tables
@@ -85,6 +86,7 @@ def _create_tables(kv: Engine) -> None:
         *DB_NAMES,
         *BLOCK_CACHE_DBS,
         ANN_TABLE,
+        SESSION_VECTORS_TABLE,
         STATE_DB,
         *blockuses.TABLES,
         *callpoints.TABLES,

@@ -23,6 +23,7 @@ ON_THE_SEAM = (
     "runtime/indexes/rebuild.py",
     "runtime/indexes/sessionindex.py",
     "runtime/indexes/snapshot.py",
+    "runtime/indexes/vectorchunks.py",
     "runtime/inspect/dashboard.py",
     "runtime/inspect/sessions.py",
     "runtime/packer/core.py",
