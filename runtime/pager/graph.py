@@ -79,8 +79,10 @@ class SessionGraph:
         table = self._cost_table()
         missing = seqs[table[seqs, 0] < 0]
         if missing.shape[0]:
-            ids = [self.snapshot.block_id(int(s)) for s in missing]
-            kinds = [self.snapshot.kind(int(s)) for s in missing]
+            records = self.snapshot.records[missing]
+            hexed = records["id"].tobytes().hex()
+            ids = [hexed[n : n + 64] for n in range(0, len(hexed), 64)]
+            kinds = [KIND_CODES[code] for code in records["kind"].tolist()]
             found = cost_cache(self.snapshot.reader.kv).costs(
                 self.tokenizer, ids, kinds, self._bodies
             )
