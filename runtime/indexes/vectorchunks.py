@@ -6,7 +6,8 @@ block, so the first page after opening a store of 100,000 blocks spent most of i
 vectors are all known is written once as one value, and a cold session table loads them in one
 read per chunk. The seqs past the last full chunk still come from ``ix_vec``.
 
-Layout: key = blake2b(session NUL embedder key) [16] + rgen + first seq (u64 big-endian each);
+Layout: key = blake2b("svec" NUL session) [16] + blake2b(embedder key) [8] + rgen + first seq
+(u64 big-endian each);
 value = ``_MAGIC`` + blake2b of the chunk's block ids [16] + ``CHUNK`` rows of ``dimensions``
 float32 (little-endian), a zero row for an absent seq.
 
@@ -16,6 +17,8 @@ Invariants:
   of the block ids it was made for, checked on every load. An entry that fails a check is ignored
   (its vectors come from ``ix_vec``) and written again; a write drops the session's entries of
   older ``rgen``s.
+- No vector outlives its block: any removal from a session deletes all of the session's entries
+  in the same transaction (``sessionindex.on_remove``); the next exact scan writes them again.
 - Derived: ``llm386 reindex`` drops the table; nothing is lost without it, only time.
 - The vectors are those of ``ix_vec`` bit for bit (copied, never recomputed differently), so a
   plan does not depend on which table its vectors came from.
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from runtime.indexes.sessionindex import ABSENT
+from runtime.indexes.sessionindex import ABSENT, VECTOR_CHUNKS_DB, vector_chunks_prefix
 from runtime.storage.kv import Tables
 
 if TYPE_CHECKING:
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llm386.vectors")
 
-SESSION_VECTORS_TABLE = "ix_svec"
+SESSION_VECTORS_TABLE = VECTOR_CHUNKS_DB
 CHUNK = 4_096  # seqs a value: 4 MB at 256 dimensions
 _MAGIC = b"llm386-svec/1\n"
 _KEY = struct.Struct(">QQ")  # rgen, first seq
@@ -136,7 +139,8 @@ def _ids_digest(snap: Snapshot, start: int) -> bytes:
 
 
 def _prefix(session: str, embedder: Embedder) -> bytes:
-    return hashlib.blake2b(f"{session}\x00{embedder.key}".encode(), digest_size=16).digest()
+    space = hashlib.blake2b(embedder.key.encode(), digest_size=8).digest()
+    return vector_chunks_prefix(session) + space
 
 
 def _readable(snap: Snapshot) -> bool:

@@ -11,6 +11,7 @@ import pytest
 from runtime import open_store
 from runtime.indexes import embeddings, vectorchunks
 from runtime.indexes.rebuild import reindex
+from runtime.indexes.sessionindex import vector_chunks_prefix
 from runtime.indexes.vectorchunks import SESSION_VECTORS_TABLE
 from runtime.pager.core import PageRequest, page
 from runtime.storage.lmdb import env as lmdbenv
@@ -113,12 +114,29 @@ def test_a_chunk_made_for_other_blocks_is_not_used(tmp_path):
     assert stored(store) == rows
 
 
-def test_a_removal_leaves_the_old_chunks_unused_and_the_next_write_drops_them(tmp_path):
+def test_a_removal_deletes_the_sessions_chunks_and_no_other(store):
+    fill(store, corpus(BLOCKS))
+    fill(store, corpus(BLOCKS, seed=9), session="t")
+    top(store, tasks(1)[0], EXACT)
+    top(store, tasks(1)[0], EXACT, session="t")
+    assert len(stored(store)) == 10
+    first = store.entries("s", limit=1)[0]
+    store.delete_block(first.block.id)  # a block deleted: no vector of it may be left
+    theirs = vector_chunks_prefix("t")
+    assert [k.startswith(theirs) for k, _ in stored(store)] == [True] * 5
+    top(store, tasks(1)[0], EXACT)  # the next exact scan stores the session's chunks again
+    assert len(stored(store)) == 10
+    store.purge_session("t")
+    assert [k.startswith(theirs) for k, _ in stored(store)] == [False] * 5
+
+
+def test_a_purged_and_refilled_session_gets_its_new_blocks_vectors(tmp_path):
     store, other = open_store(tmp_path / "store"), open_store(tmp_path / "other")
     fill(store, corpus(BLOCKS))
     top(store, tasks(1)[0], EXACT)
     old = {k for k, _ in stored(store)}
     store.purge_session("s")
+    assert stored(store) == []
     fill(store, corpus(BLOCKS, seed=8))  # the same seqs, other blocks
     fill(other, corpus(BLOCKS, seed=8))
     for task in tasks(3):
