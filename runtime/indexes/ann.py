@@ -16,9 +16,10 @@ Invariants:
 - Deterministic: a segment is built in one call, on one thread, from its seqs in ascending order,
   by a fresh faiss index (whose level generator has a fixed seed); the same vectors give the
   same graph, the same serialised bytes, and the same search answers in every process.
-- A stored segment is keyed by a digest of (session, embedder key), the session index's ``rgen``
-  (bumped by any removal or rebuild, so a graph never outlives the blocks it holds) and its seq
-  range. Its value carries a CRC-32 of its payload; an entry that fails the check or does not
+- A stored segment is keyed by a digest of the session, one of the embedder key, the session
+  index's ``rgen`` and its seq range. Any removal from the session deletes its graphs (in the
+  removal's transaction, ``sessionindex.on_remove``), so a graph never outlives the blocks it
+  holds; a rebuild bumps ``rgen``. Its value carries a CRC-32 of its payload; an entry that fails the check or does not
   load is logged on ``llm386.ann`` and rebuilt, never raised.
 - Search answers are candidates only: the retriever rescores them exactly and breaks ties by
   seq, so no float the graph computed reaches a prompt.
@@ -39,7 +40,7 @@ import faiss
 import numpy as np
 
 from runtime.indexes.embeddings import ANN_TABLE, Embedder, vector_table
-from runtime.indexes.sessionindex import ABSENT
+from runtime.indexes.sessionindex import ABSENT, session_cache_prefix
 from runtime.indexes.snapshot import Snapshot
 from runtime.storage.kv import Tables
 
@@ -171,7 +172,9 @@ def _save(t: Tables, prefix: bytes, key: bytes, value: bytes, wanted: set[bytes]
 
 
 def _prefix(session: str, embedder: Embedder) -> bytes:
-    return hashlib.blake2b(f"{session}\x00{embedder.key}".encode(), digest_size=16).digest()
+    # The session's digest first: the session index deletes a session's graphs on any removal.
+    space = hashlib.blake2b(embedder.key.encode(), digest_size=8).digest()
+    return session_cache_prefix(session) + space
 
 
 def build(snap: Snapshot, embedder: Embedder, start: int, stop: int) -> Segment:

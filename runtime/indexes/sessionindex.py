@@ -81,14 +81,15 @@ DB_NAMES = ("ix_meta", "ix_cols", "ix_terms", "ix_post", "ix_hist", "ix_calls")
 # Per-block caches kept by other modules (vectors, render costs): keyed by block id first, and
 # deleted here when the store deletes the block, so no derived data outlives its block.
 BLOCK_CACHE_DBS = ("ix_vec", "ix_units")
-# Per-session vector chunks (``runtime.indexes.vectorchunks``): keyed by the session's digest
-# first, and deleted here on any removal from the session, for the same reason.
-VECTOR_CHUNKS_DB = "ix_svec"
+# Per-session caches kept by other modules (the vector chunks of ``runtime.indexes.vectorchunks``,
+# the ANN graphs of ``runtime.indexes.ann``): keyed by ``session_cache_prefix`` first, and
+# deleted here on any removal from the session, for the same reason.
+SESSION_CACHE_DBS = ("ix_svec", "ix_ann")
 
 
-def vector_chunks_prefix(session: str) -> bytes:
-    """Return the key prefix of ``session``'s entries in ``VECTOR_CHUNKS_DB``."""
-    return hashlib.blake2b(b"svec\x00" + session.encode(), digest_size=16).digest()
+def session_cache_prefix(session: str) -> bytes:
+    """Return the key prefix of ``session``'s entries in the ``SESSION_CACHE_DBS``."""
+    return hashlib.blake2b(b"session\x00" + session.encode(), digest_size=16).digest()
 
 
 # The store-wide change counter (``changes``): bumped by every put, removal or edge the feed
@@ -229,7 +230,8 @@ class SessionIndex:
     def on_remove(self, t: Tables, entries: list[Entry]) -> None:
         for session, group in _by_session(entries):
             self._remove(t, session, group)
-            _delete_prefix(t, VECTOR_CHUNKS_DB, vector_chunks_prefix(session))
+            for name in SESSION_CACHE_DBS:
+                _delete_prefix(t, name, session_cache_prefix(session))
         for block_id in sorted({e.id for e in entries}):
             raw = bytes.fromhex(block_id)
             if t.get("blocks", raw) is None:

@@ -6,8 +6,8 @@ block, so the first page after opening a store of 100,000 blocks spent most of i
 vectors are all known is written once as one value, and a cold session table loads them in one
 read per chunk. The seqs past the last full chunk still come from ``ix_vec``.
 
-Layout: key = blake2b("svec" NUL session) [16] + blake2b(embedder key) [8] + rgen + first seq
-(u64 big-endian each);
+Layout: key = ``session_cache_prefix(session)`` [16] + blake2b(embedder key) [8] + rgen + first
+seq (u64 big-endian each);
 value = ``_MAGIC`` + blake2b of the chunk's block ids [16] + ``CHUNK`` rows of ``dimensions``
 float32 (little-endian), a zero row for an absent seq.
 
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from runtime.indexes.sessionindex import ABSENT, VECTOR_CHUNKS_DB, vector_chunks_prefix
+from runtime.indexes.sessionindex import ABSENT, SESSION_CACHE_DBS, session_cache_prefix
 from runtime.storage.kv import Tables
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llm386.vectors")
 
-SESSION_VECTORS_TABLE = VECTOR_CHUNKS_DB
+SESSION_VECTORS_TABLE = SESSION_CACHE_DBS[0]
 CHUNK = 4_096  # seqs a value: 4 MB at 256 dimensions
 _MAGIC = b"llm386-svec/1\n"
 _KEY = struct.Struct(">QQ")  # rgen, first seq
@@ -140,7 +140,7 @@ def _ids_digest(snap: Snapshot, start: int) -> bytes:
 
 def _prefix(session: str, embedder: Embedder) -> bytes:
     space = hashlib.blake2b(embedder.key.encode(), digest_size=8).digest()
-    return vector_chunks_prefix(session) + space
+    return session_cache_prefix(session) + space
 
 
 def _readable(snap: Snapshot) -> bool:

@@ -43,7 +43,18 @@ def _session_aggregates(t: Tables) -> None:
     rebuild_aggregates(t)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(2, "session-aggregates", _session_aggregates),)
+def _ann_keys_by_session(t: Tables) -> None:
+    # The ANN graphs are now keyed by the session's digest first, so a removal can delete them;
+    # graphs under the old keys cannot be told apart by session. They are derived: dropped here,
+    # each is rebuilt from the block vectors on the first page that needs it.
+    if "ix_ann" in t.table_names():
+        t.clear("ix_ann")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "session-aggregates", _session_aggregates),
+    Migration(3, "ann-keys-by-session", _ann_keys_by_session),
+)
 CURRENT_VERSION = MIGRATIONS[-1].version
 
 

@@ -17,6 +17,7 @@ from runtime.indexes import ann
 from runtime.indexes.bm25 import query_terms
 from runtime.indexes.embeddings import ANN_TABLE
 from runtime.indexes.rebuild import reindex
+from runtime.indexes.sessionindex import session_cache_prefix
 from runtime.indexes.snapshot import reader_for
 from runtime.pager.retrievers import EmbeddingRetriever, RetrievalQuery
 from tests.conftest import STORE_BACKENDS
@@ -183,4 +184,41 @@ def test_an_entry_with_a_valid_checksum_but_a_truncated_graph_is_rebuilt(store, 
     with caplog.at_level(logging.WARNING, logger="llm386.ann"):
         assert top(store, tasks(1)[0], ANN).seqs.tolist() == before
     assert "is damaged; rebuilding it" in caplog.text
+    store.close()
+
+
+def test_a_removal_deletes_the_sessions_graphs_and_no_other(store):
+    fill(store, corpus(600))
+    fill(store, corpus(600, seed=8), session="t")
+    top(store, tasks(1)[0], ANN)
+    top(store, tasks(1)[0], ANN, session="t")
+    theirs = session_cache_prefix("t")
+    assert sorted(k.startswith(theirs) for k, _ in stored_segments(store)) == [False, True]
+    first = store.entries("s", limit=1)[0]
+    store.delete_block(first.block.id)  # its vector is in the graph: the graph goes with it
+    assert [k.startswith(theirs) for k, _ in stored_segments(store)] == [True]
+    store.purge_session("t")
+    assert stored_segments(store) == []
+
+
+def test_a_store_with_graphs_under_the_old_keys_drops_them_when_it_upgrades(tmp_path):
+    from runtime.storage.migrations import current_version, migrate
+
+    store = open_store(tmp_path / "store")
+    fill(store, corpus(600))
+    before = top(store, tasks(1)[0], ANN).seqs.tolist()
+    old = [(k[:16] + k[24:], v) for k, v in stored_segments(store)]  # the layout of version 2
+
+    def downgrade(t):
+        t.clear(ANN_TABLE)
+        t.put_many(ANN_TABLE, old)
+        t.put("meta", b"schema", b"2")
+
+    store.kv.write(downgrade)
+    assert migrate(store.kv) == ["ann-keys-by-session"] and current_version(store.kv) == 3
+    assert stored_segments(store) == []
+    store.close()
+    store = open_store(tmp_path / "store")
+    assert top(store, tasks(1)[0], ANN).seqs.tolist() == before  # rebuilt, the same answers
+    assert len(stored_segments(store)) == 1
     store.close()

@@ -90,7 +90,7 @@ def test_upgraded_aggregates_keep_the_old_figures_and_equal_a_recount(v1: Path) 
 
 def test_migrating_twice_changes_nothing(v1: Path) -> None:
     store = LmdbStore(v1)
-    assert migrate(store.kv) == ["session-aggregates"]
+    assert migrate(store.kv) == ["session-aggregates", "ann-keys-by-session"]
     rows = _aggregate_rows(store)
     assert migrate(store.kv) == []
     assert _aggregate_rows(store) == rows

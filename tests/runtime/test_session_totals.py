@@ -105,7 +105,7 @@ def test_migrating_a_store_with_old_totals_counts_the_sent_figures(
 ) -> None:
     _three(traces)
     _store_old_totals(traces)
-    assert migrate(traces.kv) == ["session-aggregates"]
+    assert migrate(traces.kv) == ["session-aggregates", "ann-keys-by-session"]
     stats = traces.session_stats(["s1"])[0]
     assert (stats.input_tokens, stats.repages, stats.errors, stats.turn_numbers) == (100, 1, 1, 1)
     assert traces.verify().ok

@@ -11,7 +11,7 @@ import pytest
 from runtime import open_store
 from runtime.indexes import embeddings, vectorchunks
 from runtime.indexes.rebuild import reindex
-from runtime.indexes.sessionindex import vector_chunks_prefix
+from runtime.indexes.sessionindex import session_cache_prefix
 from runtime.indexes.vectorchunks import SESSION_VECTORS_TABLE
 from runtime.pager.core import PageRequest, page
 from runtime.storage.lmdb import env as lmdbenv
@@ -122,7 +122,7 @@ def test_a_removal_deletes_the_sessions_chunks_and_no_other(store):
     assert len(stored(store)) == 10
     first = store.entries("s", limit=1)[0]
     store.delete_block(first.block.id)  # a block deleted: no vector of it may be left
-    theirs = vector_chunks_prefix("t")
+    theirs = session_cache_prefix("t")
     assert [k.startswith(theirs) for k, _ in stored(store)] == [True] * 5
     top(store, tasks(1)[0], EXACT)  # the next exact scan stores the session's chunks again
     assert len(stored(store)) == 10
@@ -159,3 +159,10 @@ def test_a_session_shorter_than_a_chunk_stores_none(store):
     fill(store, corpus(CHUNK - 1))
     top(store, tasks(1)[0], EXACT)
     assert stored(store) == []
+
+
+def test_the_session_index_deletes_the_tables_these_modules_keep():
+    from runtime.indexes.embeddings import ANN_TABLE
+    from runtime.indexes.sessionindex import SESSION_CACHE_DBS
+
+    assert SESSION_CACHE_DBS == (SESSION_VECTORS_TABLE, ANN_TABLE)
