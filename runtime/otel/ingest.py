@@ -27,7 +27,8 @@ from typing import Any
 
 from runtime.blocks import Edge, NewBlock, canonical_json
 from runtime.errors import InvalidInput
-from runtime.otel.attrjson import AttributeJson
+from runtime.limits import InputRejected, check_value
+from runtime.otel.attrjson import LIMITS, AttributeJson
 from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
 from runtime.otel.plans import Plans
 from runtime.otel.rebuild import Rebuilder
@@ -97,11 +98,13 @@ def ingest_request(request: Any, store: KvBlockStore, traces: TraceStore) -> Ing
     refused: dict[str, str] = {}  # span key -> why
     parsed = AttributeJson()  # a conversation's spans repeat their messages: parse each once
     for span in spans:
-        if is_model_call(span):
-            try:
+        model = is_model_call(span)
+        try:
+            _check_values(span, model)
+            if model:
                 calls.append(model_call(span, parsed))
-            except SpanRefused as exc:
-                refused[span.key] = str(exc)
+        except SpanRefused as exc:
+            refused[span.key] = str(exc)
     kept = [s for s in spans if s.key not in refused]
     # Created in a write of its own: a table first opened in a write that then fails would
     # leave the engine holding a handle that died with it.
@@ -130,6 +133,27 @@ def _read_spans(request: Any) -> tuple[list[SpanData], list[str]]:
                     continue
                 spans.append(span_data(span, resource))
     return spans, errors
+
+
+def _check_values(span: SpanData, model: bool) -> None:
+    """Refuse a span with a value that has no JSON (NaN, infinities) or is over the limits
+    (nesting): any of its values if it is a model call (any may reach its turn), else those
+    its row keeps. Strings are not walked: the decoder checked them (and ``AttributeJson``
+    checks what they parse to)."""
+    values = span.attributes if model else span.row()["attributes"]
+    events = span.events if model else ()
+    named = [
+        *values.items(),
+        *((f"{e.name} {k}", v) for e in events for k, v in e.attributes.items()),
+    ]
+    for name, value in named:
+        if isinstance(value, str):
+            continue
+        try:
+            check_value(value, f"attribute {name}", LIMITS)
+        except InputRejected as exc:
+            where = f"span {span.span_id} ({span.name!r}, trace {span.trace_id})"
+            raise SpanRefused(f"{where}: {exc}") from None
 
 
 def _attrs(pairs: Any) -> dict[str, Any]:

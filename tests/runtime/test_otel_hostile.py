@@ -1,0 +1,103 @@
+"""Hostile OTLP exports sent to the real receiver over HTTP: each is refused with a message
+that says what was wrong (a 400, or partial success naming the refused spans), never a 500,
+and a refused span or request writes nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx2
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from runtime.otel.spans import SPANS, trace_spans
+from runtime.otel.wire import Status
+from tests.fakes import otlp
+
+PB, JS = "application/x-protobuf", "application/json"
+OTHER_TRACE = bytes.fromhex("0123456789abcdef0123456789abcdef")
+
+
+def _post(receiver, body, content_type=PB, **headers):
+    sent = {"content-type": content_type, **receiver.headers, **headers}
+    return httpx2.post(receiver.url, content=body, headers=sent)
+
+
+def _partial(response):
+    assert response.status_code == 200, response.content
+    return ExportTraceServiceResponse.FromString(response.content).partial_success
+
+
+def _refused(response):
+    assert response.status_code == 400, response.content
+    return Status.FromString(response.content).message
+
+
+def _stored_rows(receiver, trace):
+    receiver.store.kv.write(lambda t: t.count(SPANS))
+    return receiver.store.kv.read(lambda t: trace_spans(t, trace.hex()))
+
+
+def _chat(n, trace=OTHER_TRACE, **attrs):
+    base = {
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
+        "gen_ai.conversation.id": "hostile",
+        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]),
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "yo"}]}]),
+    }  # fmt: skip
+    return otlp.span(n, "chat", base | attrs, trace=trace)
+
+
+def _nan_array() -> AnyValue:
+    value = AnyValue()
+    value.array_value.values.add(double_value=1.0)
+    value.array_value.values.add(double_value=math.nan)
+    return value
+
+
+NON_FINITE = {
+    "a request setting": ("gen_ai.request.temperature", AnyValue(double_value=math.nan)),
+    "an unknown request setting": ("gen_ai.request.foo", AnyValue(double_value=math.inf)),
+    "a kept attribute": ("gen_ai.agent.score", _nan_array()),
+    "indexed content": ("gen_ai.prompt.0.content", AnyValue(double_value=-math.inf)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NON_FINITE))
+def test_a_span_with_a_non_finite_number_is_refused_and_the_others_kept(otlp_receiver, case):
+    key, value = NON_FINITE[case]
+    bad = _chat(9)
+    bad.attributes.add(key=key, value=value)
+    response = _post(otlp_receiver, otlp.body(otlp.request(bad, *otlp.agent_tree())))
+    partial = _partial(response)
+    assert partial.rejected_spans == 1
+    assert key in partial.error_message and "not a finite number" in partial.error_message
+    assert [s.session for s in otlp_receiver.store.sessions()] == ["conv-1"]
+    assert _stored_rows(otlp_receiver, OTHER_TRACE) == []
+
+
+def test_a_non_finite_number_in_an_otlp_json_body_is_refused(otlp_receiver):
+    bad = _chat(9)
+    bad.attributes.add(key="gen_ai.request.temperature", value=AnyValue(double_value=math.nan))
+    body = otlp.body(otlp.request(bad), "json")
+    assert b'"NaN"' in body  # how OTLP JSON writes a NaN double
+    response = _post(otlp_receiver, body, JS)
+    assert response.status_code == 400
+    assert "gen_ai.request.temperature" in json.loads(response.content)["message"]
+    assert otlp_receiver.store.sessions() == []
+
+
+def test_only_the_values_a_tool_span_keeps_must_be_finite(otlp_receiver):
+    kept = otlp.span(
+        7, "execute_tool f", {"gen_ai.operation.name": "execute_tool"}, trace=OTHER_TRACE
+    )
+    kept.attributes.add(key="http.score", value=AnyValue(double_value=math.nan))
+    bad = otlp.span(
+        8, "execute_tool g", {"gen_ai.operation.name": "execute_tool"}, trace=OTHER_TRACE
+    )
+    bad.attributes.add(key="gen_ai.tool.score", value=AnyValue(double_value=math.nan))
+    partial = _partial(_post(otlp_receiver, otlp.body(otlp.request(kept, bad))))
+    assert partial.rejected_spans == 1 and "gen_ai.tool.score" in partial.error_message
+    assert [r["span"] for r in _stored_rows(otlp_receiver, OTHER_TRACE)] == [otlp.span_id(7).hex()]
