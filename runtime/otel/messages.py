@@ -283,15 +283,30 @@ def _openai_message(m: Any, name: str, r: Reader) -> list[dict[str, Any]]:
     blocks = r.json(content, name) if isinstance(content, str) and content[:1] == "[" else None
     if isinstance(blocks, list) and all(isinstance(b, dict) and "type" in b for b in blocks):
         return _from_blocks(role, blocks, m, name, r)
-    calls = [_tool_call(c.get("id"), (c.get("function") or {}).get("name"),
-                        (c.get("function") or {}).get("arguments"), name, r)
-             for c in m.get("tool_calls") or () if isinstance(c, dict)]  # fmt: skip
+    calls = [_tool_call(c.get("id"), fn.get("name"), fn.get("arguments"), name, r)
+             for c, fn in _openai_calls(m.get("tool_calls"), name, r)]  # fmt: skip
     text = "" if content is None else r.text(content)
     if role == "assistant":
         return [_assistant(text, calls, name, r)]
     if role == "tool":
         return [_tool_result(m.get("tool_call_id"), text, name, r)]
     return [{"role": role, "content": text}] if text else []
+
+
+def _openai_calls(value: Any, name: str, r: Reader) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Return an OpenAI message's tool calls and their functions, each an object (or refuse)."""
+    if not value:
+        return []
+    if not isinstance(value, list):
+        raise r.fail(f"{name} has tool_calls that are {type(value).__name__}, not a list")
+    out = []
+    for i, call in enumerate(value):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(fn, dict | None):
+            raise r.fail(f"{name} has tool_calls[{i}] that is not an object with a function "
+                         "object (id, function: {name, arguments})")  # fmt: skip
+        out.append((call, fn or {}))
+    return out
 
 
 def _from_blocks(

@@ -101,3 +101,26 @@ def test_only_the_values_a_tool_span_keeps_must_be_finite(otlp_receiver):
     partial = _partial(_post(otlp_receiver, otlp.body(otlp.request(kept, bad))))
     assert partial.rejected_spans == 1 and "gen_ai.tool.score" in partial.error_message
     assert [r["span"] for r in _stored_rows(otlp_receiver, OTHER_TRACE)] == [otlp.span_id(7).hex()]
+
+
+def _event_chat(n, prompt):
+    events = [
+        ("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps(prompt)}),
+        ("gen_ai.content.completion",
+         {"gen_ai.completion": json.dumps([{"role": "assistant", "content": "ok"}])}),
+    ]  # fmt: skip
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"}
+    return otlp.span(n, "chat", attrs, trace=OTHER_TRACE, events=events)
+
+
+@pytest.mark.parametrize(
+    "tool_calls",
+    [5, "abc", {"id": "a"}, [{"id": "a", "function": "f"}], [{"id": "a", "function": [1]}]],
+)
+def test_openai_style_tool_calls_that_are_not_objects_are_refused(otlp_receiver, tool_calls):
+    prompt = [{"role": "user", "content": "hi"},
+              {"role": "assistant", "content": "calling", "tool_calls": tool_calls}]  # fmt: skip
+    response = _post(otlp_receiver, otlp.body(otlp.request(_event_chat(9, prompt))))
+    message = _refused(response)
+    assert "gen_ai.prompt[1]" in message and "tool_calls" in message
+    assert otlp_receiver.store.sessions() == []
