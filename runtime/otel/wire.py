@@ -12,7 +12,8 @@ Invariants:
   there is no hand-written decoder. JSON is first read by ``runtime.limits.loads``.
 - Sizes are checked before work: the body as sent (``max_body_bytes``) and, for gzip, the
   inflated size, inflated at most one byte past ``max_decoded_bytes`` (a gzip bomb is refused
-  after that much, never inflated whole).
+  after that much, never inflated whole). A gzip body of several members is read whole, as
+  ``gzip.decompress`` reads it (one limit for all); anything else after a member is refused.
 - Error bodies are ``google.rpc.Status`` messages (what OTLP/HTTP asks for), built from a
   descriptor at import, in protobuf or JSON as the request was.
 """
@@ -108,20 +109,27 @@ def _inflate(body: bytes, encoding: str | None, lim: OtlpLimits) -> bytes:
         raise OtlpRejected(
             415, f"Content-Encoding {coding!r} is not supported; send gzip or no encoding"
         )
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, lim.max_decoded_bytes + 1)
-    except zlib.error as exc:
-        raise OtlpRejected(400, f"the body is not valid gzip ({exc})") from None
-    if len(data) > lim.max_decoded_bytes:
-        raise OtlpRejected(
-            413,
-            f"the gzip body inflates to more than {lim.max_decoded_bytes:,} bytes; "
-            "export smaller batches",
-        )
-    if not inflater.eof:
-        raise OtlpRejected(400, "the gzip body is truncated (no end of stream)")
-    return data
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while True:  # one gzip member after another, as gzip.decompress reads them
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(rest, lim.max_decoded_bytes + 1 - size)
+        except zlib.error as exc:
+            raise OtlpRejected(400, f"the body is not valid gzip ({exc})") from None
+        size += len(data)
+        parts.append(data)
+        if size > lim.max_decoded_bytes:
+            raise OtlpRejected(
+                413,
+                f"the gzip body inflates to more than {lim.max_decoded_bytes:,} bytes; "
+                "export smaller batches",
+            )
+        if not inflater.eof:
+            raise OtlpRejected(400, "the gzip body is truncated (no end of stream)")
+        rest = inflater.unused_data.lstrip(b"\0")  # zeros may pad a member
+        if not rest:
+            return b"".join(parts)
 
 
 def _protobuf(data: bytes) -> ExportTraceServiceRequest:

@@ -4,6 +4,7 @@ and a refused span or request writes nothing."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 
@@ -124,3 +125,31 @@ def test_openai_style_tool_calls_that_are_not_objects_are_refused(otlp_receiver,
     message = _refused(response)
     assert "gen_ai.prompt[1]" in message and "tool_calls" in message
     assert otlp_receiver.store.sessions() == []
+
+
+def test_a_gzip_body_of_several_members_is_read_whole(otlp_receiver):
+    tree = otlp.agent_tree()  # a protobuf body cut between spans: each part is a request
+    first, second = (otlp.request(*part).SerializeToString() for part in (tree[:2], tree[2:]))
+    body = gzip.compress(first) + b"\0" * 4 + gzip.compress(second) + b"\0" * 4  # zeros pad
+    assert gzip.decompress(body) == first + second
+    response = _post(otlp_receiver, body, **{"content-encoding": "gzip"})
+    assert response.status_code == 200 and not _partial(response).rejected_spans
+    turns = otlp_receiver.traces.turns("conv-1")
+    assert len(turns) == 2 and len(_stored_rows(otlp_receiver, otlp.TRACE)) == 4
+
+
+@pytest.mark.parametrize("tail", [b"garbage", b"\x1f\x8b\x08\x00", b"\0" * 8 + b"x"])
+def test_bytes_after_the_gzip_stream_are_refused_not_ignored(otlp_receiver, tail):
+    body = gzip.compress(otlp.body(otlp.request(*otlp.agent_tree()))) + tail
+    message = _refused(_post(otlp_receiver, body, **{"content-encoding": "gzip"}))
+    assert "gzip" in message
+    assert otlp_receiver.store.sessions() == []
+
+
+def test_several_gzip_members_share_one_inflated_size_limit():
+    from runtime.otel.wire import OtlpLimits, OtlpRejected, decode_request
+
+    member = gzip.compress(b"\0" * 600)
+    with pytest.raises(OtlpRejected, match="inflates to more than 1,000 bytes") as refused:
+        decode_request(member * 2, PB, "gzip", OtlpLimits(max_decoded_bytes=1000))
+    assert refused.value.status == 413
