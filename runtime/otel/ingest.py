@@ -10,6 +10,8 @@ Invariants:
   they write nothing. A request is refused whole (``OtlpRejected``) only when it cannot be read.
 - Idempotent: a turn remembers its span (``record.config["otlp"]``); a span already recorded
   with the same request is skipped, and one recorded with a different request is refused.
+  Within a request a span sent twice is taken once, and a span id given to two different
+  spans refuses them all (which one is meant cannot be told).
 - A session's entries grow by what each turn adds: its blocks (tools, then messages, then
   the answer; built by the importer's ``_Builder``) are compared with the session's entries
   and only the part after their common prefix is appended, so a conversation sent one call
@@ -95,9 +97,11 @@ def ingest_request(request: Any, store: KvBlockStore, traces: TraceStore) -> Ing
     """Ingest a decoded ``ExportTraceServiceRequest`` in one write transaction."""
     spans, unreadable = _read_spans(request)
     calls: list[ModelCall] = []
-    refused: dict[str, str] = {}  # span key -> why
+    unique, refused = _distinct(spans)  # refused: span key -> why
     parsed = AttributeJson()  # a conversation's spans repeat their messages: parse each once
-    for span in spans:
+    for span in unique:
+        if span.key in refused:
+            continue
         model = is_model_call(span)
         try:
             _check_values(span, model)
@@ -105,14 +109,15 @@ def ingest_request(request: Any, store: KvBlockStore, traces: TraceStore) -> Ing
                 calls.append(model_call(span, parsed))
         except SpanRefused as exc:
             refused[span.key] = str(exc)
-    kept = [s for s in spans if s.key not in refused]
+    kept = [s for s in unique if s.key not in refused]
     # Created in a write of its own: a table first opened in a write that then fails would
     # leave the engine holding a handle that died with it.
     ensure_tables(store.kv, SPANS)
     outcome = store.atomic(lambda: _write(store, traces, kept, calls))
     refused |= outcome.refused
+    accepted = sum(1 for s in spans if s.key not in refused)
     return IngestResult(
-        accepted=len(spans) - len(refused), rejected=len(refused) + len(unreadable),
+        accepted=accepted, rejected=len(spans) - accepted + len(unreadable),
         turns_recorded=outcome.recorded, turns_skipped=outcome.skipped,
         sessions=tuple(sorted({c.session for c in calls if c.span.key not in refused})),
         errors=tuple(unreadable) + tuple(refused[k] for k in sorted(refused)),
@@ -133,6 +138,24 @@ def _read_spans(request: Any) -> tuple[list[SpanData], list[str]]:
                     continue
                 spans.append(span_data(span, resource))
     return spans, errors
+
+
+def _distinct(spans: Sequence[SpanData]) -> tuple[list[SpanData], dict[str, str]]:
+    """Return each span once (a copy sent again in the same request is the same span) and
+    why the spans whose id names two different spans in this request are all refused."""
+    by_key: dict[str, SpanData] = {}
+    counts: dict[str, int] = {}
+    for span in spans:
+        by_key.setdefault(span.key, span)
+        counts[span.key] = counts.get(span.key, 0) + 1
+    clashing = {span.key for span in spans if by_key[span.key] != span}
+    refused = {
+        key: f"span {by_key[key].span_id} (trace {by_key[key].trace_id}) appears "
+        f"{counts[key]} times in this request as different spans; none was kept: "
+        "give each span its own span id"
+        for key in sorted(clashing)
+    }
+    return list(by_key.values()), refused
 
 
 def _check_values(span: SpanData, model: bool) -> None:

@@ -153,3 +153,37 @@ def test_several_gzip_members_share_one_inflated_size_limit():
     with pytest.raises(OtlpRejected, match="inflates to more than 1,000 bytes") as refused:
         decode_request(member * 2, PB, "gzip", OtlpLimits(max_decoded_bytes=1000))
     assert refused.value.status == 413
+
+
+def _turn_spans(receiver, session):
+    return [receiver.traces.get(cid).config["otlp"]["span"] for _, cid in
+            receiver.traces.turns(session)]  # fmt: skip
+
+
+def test_two_different_spans_with_one_id_are_both_refused(otlp_receiver):
+    agent, first, tool, second = otlp.agent_tree()
+    clash = otlp.current_chat(2, turn=2)  # span 2 again, with other messages
+    response = _post(otlp_receiver, otlp.body(otlp.request(agent, first, clash, tool)))
+    partial = _partial(response)
+    assert partial.rejected_spans == 2 and "appears 2 times" in partial.error_message
+    assert otlp_receiver.store.sessions() == []  # neither copy became a turn
+    assert [r["span"] for r in _stored_rows(otlp_receiver, otlp.TRACE)] == [
+        otlp.span_id(1).hex(), otlp.span_id(3).hex()]  # fmt: skip
+
+
+def test_a_tool_span_reusing_a_chat_spans_id_cannot_replace_its_row(otlp_receiver):
+    agent, first, tool, second = otlp.agent_tree()
+    tool.span_id = first.span_id
+    partial = _partial(_post(otlp_receiver, otlp.body(otlp.request(agent, first, tool, second))))
+    assert partial.rejected_spans == 2 and "appears 2 times" in partial.error_message
+    assert _turn_spans(otlp_receiver, "conv-1") == [otlp.span_id(4).hex()]
+    rows = {r["span"]: r["name"] for r in _stored_rows(otlp_receiver, otlp.TRACE)}
+    assert rows == {otlp.span_id(1).hex(): agent.name, otlp.span_id(4).hex(): second.name}
+
+
+def test_a_span_sent_twice_in_one_request_is_taken_once(otlp_receiver):
+    tree = otlp.agent_tree()
+    response = _post(otlp_receiver, otlp.body(otlp.request(*tree, *tree)))
+    assert response.status_code == 200 and not _partial(response).rejected_spans
+    assert _turn_spans(otlp_receiver, "conv-1") == [otlp.span_id(2).hex(), otlp.span_id(4).hex()]
+    assert len(_stored_rows(otlp_receiver, otlp.TRACE)) == 4
