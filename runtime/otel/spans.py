@@ -12,6 +12,8 @@ Invariants:
 - ``span_tree`` for a turn is its span's ancestors, the span, and the spans that follow it
   under the same parent until the next model call (the tools its answer asked for), each
   with their descendants, in start order (ties by span id): the same tree on every read.
+  Parent ids that make a cycle (a span its own ancestor) are cut: each span of the cycle is
+  a root, so the tree is finite and holds every span once.
 """
 
 from __future__ import annotations
@@ -185,23 +187,46 @@ def span_tree(rows: Sequence[Mapping[str, Any]], span_id: str) -> list[SpanNode]
     by_id = {str(r["span"]): r for r in rows}
     if span_id not in by_id:
         return []
+    parents = _parents(by_id)
     children: dict[str | None, list[Mapping[str, Any]]] = {}
     for row in sorted(rows, key=_order):
-        parent = row["parent"] if row["parent"] in by_id else None
-        children.setdefault(parent, []).append(row)
-    chain = _ancestors(by_id, span_id)
-    own = _own_siblings(children.get(by_id[span_id]["parent"] if chain else None, []), span_id)
+        children.setdefault(parents[str(row["span"])], []).append(row)
+    chain = _ancestors(by_id, parents, span_id)
+    own = _own_siblings(children.get(parents[span_id], []), span_id)
     picked = chain + [r for r in own for r in _subtree(children, r)]
     origin = min(int(r["start"]) for r in picked)
-    return [_node(r, origin, depth, span_id) for r, depth in _depths(picked, by_id)]
+    return [_node(r, origin, depth, span_id) for r, depth in _depths(picked, parents)]
 
 
-def _ancestors(by_id: Mapping[str, Mapping[str, Any]], span_id: str) -> list[Mapping[str, Any]]:
+def _parents(by_id: Mapping[str, Mapping[str, Any]]) -> dict[str, str | None]:
+    """Each span's parent in the tree: None when it is not among the rows, or when the span
+    is its own ancestor (ids that make a cycle, which no tracer sends: every span of the
+    cycle becomes a root, so each span is in the tree once)."""
+    parents = {k: (str(r["parent"]) if r["parent"] in by_id else None) for k, r in by_id.items()}
+    done: set[str] = set()
+    for start in parents:
+        path: list[str] = []
+        on_path: set[str] = set()
+        at: str | None = start
+        while at is not None and at not in done and at not in on_path:
+            path.append(at)
+            on_path.add(at)
+            at = parents[at]
+        if at is not None and at in on_path:  # the walk came back to ``at``: a cycle from it
+            for span in path[path.index(at) :]:
+                parents[span] = None
+        done.update(path)
+    return parents
+
+
+def _ancestors(
+    by_id: Mapping[str, Mapping[str, Any]], parents: Mapping[str, str | None], span_id: str
+) -> list[Mapping[str, Any]]:
     chain: list[Mapping[str, Any]] = []
-    parent = by_id[span_id]["parent"]
-    while parent in by_id and len(chain) < 64:
+    parent = parents[span_id]
+    while parent is not None and len(chain) < 64:
         chain.insert(0, by_id[parent])
-        parent = by_id[parent]["parent"]
+        parent = parents[parent]
     return chain
 
 
@@ -228,14 +253,14 @@ def _subtree(
 
 
 def _depths(
-    picked: Sequence[Mapping[str, Any]], by_id: Mapping[str, Mapping[str, Any]]
+    picked: Sequence[Mapping[str, Any]], parents: Mapping[str, str | None]
 ) -> list[tuple[Mapping[str, Any], int]]:
     chosen = {str(r["span"]) for r in picked}
     out = []
     for row in picked:
-        depth, parent = 0, row["parent"]
+        depth, parent = 0, parents[str(row["span"])]
         while parent in chosen and depth < 64:
-            depth, parent = depth + 1, by_id[parent]["parent"]
+            depth, parent = depth + 1, parents[parent]
         out.append((row, depth))
     return out
 

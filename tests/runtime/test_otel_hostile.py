@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from runtime.otel.spans import SPANS, trace_spans
+from runtime.otel.spans import SPANS, trace_spans, turn_span_tree
 from runtime.otel.wire import Status
 from tests.fakes import otlp
 
@@ -187,3 +187,39 @@ def test_a_span_sent_twice_in_one_request_is_taken_once(otlp_receiver):
     assert response.status_code == 200 and not _partial(response).rejected_spans
     assert _turn_spans(otlp_receiver, "conv-1") == [otlp.span_id(2).hex(), otlp.span_id(4).hex()]
     assert len(_stored_rows(otlp_receiver, otlp.TRACE)) == 4
+
+
+def _tree_within(engine, config, seconds=10.0):
+    """turn_span_tree in a thread: a tree that never ends fails the test instead of hanging."""
+    import threading
+
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(turn_span_tree(engine, config)),
+                              daemon=True)  # fmt: skip
+    worker.start()
+    worker.join(seconds)
+    assert out, f"the span tree did not finish in {seconds} s"
+    return out[0]
+
+
+def test_a_span_that_is_its_own_parent_has_a_tree(otlp_receiver):
+    chat = otlp.current_chat(2, turn=1)
+    chat.parent_span_id = chat.span_id
+    assert _post(otlp_receiver, otlp.body(otlp.request(chat))).status_code == 200
+    ((_, call_id),) = otlp_receiver.traces.turns("conv-1")
+    config = otlp_receiver.traces.get(call_id).config
+    tree = _tree_within(otlp_receiver.store.kv, config)
+    assert [(n.span_id, n.depth, n.current) for n in tree] == [(otlp.span_id(2).hex(), 0, True)]
+
+
+def test_spans_whose_parents_make_a_cycle_have_a_tree(otlp_receiver):
+    agent, first, tool, second = otlp.agent_tree()
+    agent.parent_span_id = tool.span_id  # agent -> tool -> agent: neither has a root
+    assert (
+        _post(otlp_receiver, otlp.body(otlp.request(agent, first, tool, second))).status_code == 200
+    )
+    for _, call_id in otlp_receiver.traces.turns("conv-1"):
+        tree = _tree_within(otlp_receiver.store.kv, otlp_receiver.traces.get(call_id).config)
+        ids = [n.span_id for n in tree]
+        assert len(ids) == len(set(ids)) and [n.current for n in tree].count(True) == 1
+        assert all(n.depth < 4 for n in tree)
