@@ -9,7 +9,8 @@ Invariants:
   together or not at all. Spans refused (``SpanRefused``) are counted and named in the result;
   they write nothing. A request is refused whole (``OtlpRejected``) only when it cannot be read.
 - Idempotent: a turn remembers its span (``record.config["otlp"]``); a span already recorded
-  with the same request is skipped, and one recorded with a different request is refused.
+  with the same request is skipped, and one recorded with a different request, or into
+  another session (its stored row's conversation), is refused.
   Within a request a span sent twice is taken once, and a span id given to two different
   spans refuses them all (which one is meant cannot be told).
 - A session's entries grow by what each turn adds: its blocks (tools, then messages, then
@@ -34,7 +35,7 @@ from runtime.otel.attrjson import LIMITS, AttributeJson
 from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
 from runtime.otel.plans import Plans
 from runtime.otel.rebuild import Rebuilder
-from runtime.otel.spans import SPANS, SpanData, ensure_tables, put_spans, span_data
+from runtime.otel.spans import SPANS, SpanData, ensure_tables, get_span, put_spans, span_data
 from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
 from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.chunking import RequestParts
@@ -209,15 +210,34 @@ def _write(
     store: KvBlockStore, traces: TraceStore, spans: Sequence[SpanData], calls: Sequence[ModelCall]
 ) -> _Outcome:
     """Write the spans' rows and each session's new turns (in the caller's write)."""
-    outcome = _Outcome()
+    outcome = _Outcome(refused=_elsewhere(store, calls))
     by_session: dict[str, list[ModelCall]] = {}
     for call in sorted(calls, key=_call_order):
-        by_session.setdefault(call.session, []).append(call)
+        if call.span.key not in outcome.refused:
+            by_session.setdefault(call.session, []).append(call)
     for session in sorted(by_session):
         _session(store, traces, session, by_session[session], outcome)
     rows = [s for s in spans if s.key not in outcome.refused]
     store.kv.write(lambda t: put_spans(t, rows))
     return outcome
+
+
+def _elsewhere(store: KvBlockStore, calls: Sequence[ModelCall]) -> dict[str, str]:
+    """Why the calls whose span was ingested before into another session are refused (a span
+    is one call of one conversation: sent again with another, it would be a second turn)."""
+    rows = store.kv.read(lambda t: [get_span(t, c.span.trace_id, c.span.span_id) for c in calls])
+    refused: dict[str, str] = {}
+    for call, row in zip(calls, rows, strict=True):
+        if row is None:
+            continue
+        conversation = row["attributes"].get("gen_ai.conversation.id")
+        before = str(row["trace"] if conversation is None else conversation)
+        if before != call.session:
+            refused[call.span.key] = _where(call) + (
+                f" was ingested before into session {before!r}; nothing was changed "
+                "(a span's gen_ai.conversation.id must not change)"
+            )
+    return refused
 
 
 class _SessionState:

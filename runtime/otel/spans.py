@@ -150,6 +150,12 @@ def put_spans(t: Tables, spans: Sequence[SpanData]) -> None:
     t.put_many(SPANS, [(_key(s.trace_id, s.span_id), canonical_json(s.row())) for s in spans])
 
 
+def get_span(t: Tables, trace_id: str, span_id: str) -> dict[str, Any] | None:
+    """Return the stored row of one span, or None."""
+    value = t.get(SPANS, _key(trace_id, span_id))
+    return None if value is None else json_load(value)
+
+
 def trace_spans(t: Tables, trace_id: str) -> list[dict[str, Any]]:
     """Return the stored rows of one trace, in key order."""
     return [json_load(value) for _, value in t.scan(SPANS, _key(trace_id))]

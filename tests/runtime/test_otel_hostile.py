@@ -223,3 +223,16 @@ def test_spans_whose_parents_make_a_cycle_have_a_tree(otlp_receiver):
         ids = [n.span_id for n in tree]
         assert len(ids) == len(set(ids)) and [n.current for n in tree].count(True) == 1
         assert all(n.depth < 4 for n in tree)
+
+
+def test_a_span_sent_again_under_another_conversation_is_not_recorded_twice(otlp_receiver):
+    assert _post(otlp_receiver, otlp.body(otlp.request(*otlp.agent_tree()))).status_code == 200
+    moved = otlp.current_chat(2, turn=1, conversation="conv-2")  # span 2 again, relabelled
+    unlabelled = otlp.current_chat(4, turn=2, conversation=None)  # its session: the trace id
+    response = _post(otlp_receiver, otlp.body(otlp.request(moved, unlabelled)))
+    message = _refused(response)
+    assert "ingested before into session 'conv-1'" in message
+    assert [s.session for s in otlp_receiver.store.sessions()] == ["conv-1"]
+    assert _turn_spans(otlp_receiver, "conv-1") == [otlp.span_id(2).hex(), otlp.span_id(4).hex()]
+    rows = {r["span"]: r for r in _stored_rows(otlp_receiver, otlp.TRACE)}
+    assert rows[otlp.span_id(2).hex()]["attributes"]["gen_ai.conversation.id"] == "conv-1"
