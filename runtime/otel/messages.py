@@ -221,25 +221,35 @@ def _tool_result(call_id: Any, response: Any, name: str, r: Reader) -> dict[str,
 
 # -- the older forms -------------------------------------------------------------------------
 
-_INDEX = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(.+)$")
+_INDEX = re.compile(r"^gen_ai\.(prompt|completion)\.([0-9]+)\.(.+)$", re.ASCII)
+_CALL_INDEX = re.compile(r"^tool_calls\.([0-9]+)\.(id|name|arguments)$", re.ASCII)
+_MAX_INDEX_DIGITS = 9
 
 
-def _indexed_items(a: Mapping[str, Any], which: str) -> list[dict[str, Any]]:
+def _index(digits: str, key: str, r: Reader) -> int:
+    """An index of an indexed attribute (``int`` refuses past 4,300 digits: refused sooner)."""
+    if len(digits) > _MAX_INDEX_DIGITS:
+        raise r.fail(f"the attribute {key[:40]}... has an index of {len(digits):,} digits; "
+                     "indexed messages and tool calls count from 0")  # fmt: skip
+    return int(digits)
+
+
+def _indexed_items(a: Mapping[str, Any], which: str, r: Reader) -> list[dict[str, Any]]:
     items: dict[int, dict[str, Any]] = {}
     for key, value in a.items():
         match = _INDEX.match(key)
         if match and match.group(1) == which:
-            items.setdefault(int(match.group(2)), {})[match.group(3)] = value
+            items.setdefault(_index(match.group(2), key, r), {})[match.group(3)] = value
     return [items[i] for i in sorted(items)]
 
 
 def _indexed(a: Mapping[str, Any], r: Reader) -> Messages:
     messages: list[dict[str, Any]] = []
-    for i, item in enumerate(_indexed_items(a, "prompt")):
+    for i, item in enumerate(_indexed_items(a, "prompt", r)):
         messages.extend(_flat_message(item, f"gen_ai.prompt.{i}", r))
     done = [_flat_message(item, f"gen_ai.completion.{i}", r)
-            for i, item in enumerate(_indexed_items(a, "completion")[:1])]  # fmt: skip
-    raw = _indexed_items(a, "completion")[:1]
+            for i, item in enumerate(_indexed_items(a, "completion", r)[:1])]  # fmt: skip
+    raw = _indexed_items(a, "completion", r)[:1]
     return messages, _output(done, raw[0] if raw else {}, r)
 
 
@@ -257,9 +267,9 @@ def _flat_message(item: Mapping[str, Any], name: str, r: Reader) -> list[dict[st
 def _indexed_calls(item: Mapping[str, Any], name: str, r: Reader) -> list[dict[str, Any]]:
     calls: dict[int, dict[str, Any]] = {}
     for key, value in item.items():
-        match = re.match(r"^tool_calls\.(\d+)\.(id|name|arguments)$", key)
+        match = _CALL_INDEX.match(key)
         if match:
-            calls.setdefault(int(match.group(1)), {})[match.group(2)] = value
+            calls.setdefault(_index(match.group(1), f"{name}.{key}", r), {})[match.group(2)] = value
     return [_tool_call(c.get("id"), c.get("name"), r.json(c.get("arguments", "{}"), name), name, r)
             for _, c in sorted(calls.items())]  # fmt: skip
 

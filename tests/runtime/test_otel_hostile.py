@@ -236,3 +236,34 @@ def test_a_span_sent_again_under_another_conversation_is_not_recorded_twice(otlp
     assert _turn_spans(otlp_receiver, "conv-1") == [otlp.span_id(2).hex(), otlp.span_id(4).hex()]
     rows = {r["span"]: r for r in _stored_rows(otlp_receiver, otlp.TRACE)}
     assert rows[otlp.span_id(2).hex()]["attributes"]["gen_ai.conversation.id"] == "conv-1"
+
+
+def _indexed(n, **attrs):
+    base = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
+            "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "hi",
+            "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.content": "yo"}  # fmt: skip
+    return otlp.span(n, "chat", base | attrs, trace=OTHER_TRACE)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "gen_ai.prompt.{big}.role",
+        "gen_ai.completion.{big}.content",
+        "gen_ai.prompt.0.tool_calls.{big}.id",
+    ],  # fmt: skip
+)
+def test_an_indexed_attribute_with_a_huge_index_is_refused(otlp_receiver, key):
+    bad = _indexed(9, **{key.format(big="9" * 5000): "x"})
+    message = _refused(_post(otlp_receiver, otlp.body(otlp.request(bad))))
+    assert "index of 5,000 digits" in message
+    assert otlp_receiver.store.sessions() == []
+
+
+def test_only_ascii_digits_are_indexes(otlp_receiver):
+    arabic_one = "\u0661"  # a Unicode digit: not the index 1
+    span = _indexed(9, **{f"gen_ai.prompt.{arabic_one}.role": "user",
+                          f"gen_ai.prompt.{arabic_one}.content": "not a message"})  # fmt: skip
+    assert _post(otlp_receiver, otlp.body(otlp.request(span))).status_code == 200
+    bodies = [e.block.body for e in otlp_receiver.store.entries(OTHER_TRACE.hex())]
+    assert bodies == ["hi", "yo"]
