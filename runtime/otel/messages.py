@@ -290,7 +290,7 @@ def _openai_message(m: Any, name: str, r: Reader) -> list[dict[str, Any]]:
     role, content = m.get("role", "user"), m.get("content")
     if role not in ("system", "user", "assistant", "tool"):
         raise r.fail(f"{name} has role {role!r}; expected system, user, assistant or tool")
-    blocks = r.json(content, name) if isinstance(content, str) and content[:1] == "[" else None
+    blocks = _blocks_json(content, name, r)
     if isinstance(blocks, list) and all(isinstance(b, dict) and "type" in b for b in blocks):
         return _from_blocks(role, blocks, m, name, r)
     calls = [_tool_call(c.get("id"), fn.get("name"), fn.get("arguments"), name, r)
@@ -301,6 +301,17 @@ def _openai_message(m: Any, name: str, r: Reader) -> list[dict[str, Any]]:
     if role == "tool":
         return [_tool_result(m.get("tool_call_id"), text, name, r)]
     return [{"role": role, "content": text}] if text else []
+
+
+def _blocks_json(content: Any, name: str, r: Reader) -> Any:
+    """The JSON of content text that may be a list of content blocks, else None: text that
+    only begins with "[" (or is not valid JSON) is the message's text, not refused."""
+    if not isinstance(content, str) or content[:1] != "[":
+        return None
+    try:
+        return r.parsed.load(content, name)
+    except ValueError:
+        return None
 
 
 def _openai_calls(value: Any, name: str, r: Reader) -> list[tuple[dict[str, Any], dict[str, Any]]]:

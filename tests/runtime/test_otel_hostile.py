@@ -267,3 +267,16 @@ def test_only_ascii_digits_are_indexes(otlp_receiver):
     assert _post(otlp_receiver, otlp.body(otlp.request(span))).status_code == 200
     bodies = [e.block.body for e in otlp_receiver.store.entries(OTHER_TRACE.hex())]
     assert bodies == ["hi", "yo"]
+
+
+@pytest.mark.parametrize("text", ["[citation needed] is this true?", "[1, 2, 3] sorted?", "[x"])
+@pytest.mark.parametrize("convention", ["indexed", "events"])
+def test_message_text_that_begins_with_a_bracket_is_text(otlp_receiver, text, convention):
+    if convention == "indexed":
+        span = _indexed(9, **{"gen_ai.prompt.0.content": text})
+    else:
+        span = _event_chat(9, [{"role": "user", "content": text}])
+    response = _post(otlp_receiver, otlp.body(otlp.request(span)))
+    assert response.status_code == 200 and not _partial(response).rejected_spans
+    bodies = [e.block.body for e in otlp_receiver.store.entries(OTHER_TRACE.hex())]
+    assert bodies[0] == text
