@@ -270,8 +270,18 @@ def _indexed_calls(item: Mapping[str, Any], name: str, r: Reader) -> list[dict[s
         match = _CALL_INDEX.match(key)
         if match:
             calls.setdefault(_index(match.group(1), f"{name}.{key}", r), {})[match.group(2)] = value
-    return [_tool_call(c.get("id"), c.get("name"), r.json(c.get("arguments", "{}"), name), name, r)
+    return [_tool_call(c.get("id"), c.get("name"), _arguments(c.get("arguments", "{}"), name, r),
+                       name, r)
             for _, c in sorted(calls.items())]  # fmt: skip
+
+
+def _arguments(value: Any, name: str, r: Reader) -> Any:
+    """Indexed tool-call arguments: their JSON, or the text as the model wrote it when it is
+    not JSON (arguments cut off by max_tokens are still the call that was made)."""
+    try:
+        return r.json(value, name)
+    except SpanRefused:
+        return value
 
 
 def _events(prompt: Mapping[str, Any], done: Mapping[str, Any], r: Reader) -> Messages:

@@ -280,3 +280,17 @@ def test_message_text_that_begins_with_a_bracket_is_text(otlp_receiver, text, co
     assert response.status_code == 200 and not _partial(response).rejected_spans
     bodies = [e.block.body for e in otlp_receiver.store.entries(OTHER_TRACE.hex())]
     assert bodies[0] == text
+
+
+def test_indexed_tool_call_arguments_that_are_not_json_are_kept_as_sent(otlp_receiver):
+    cut = '{"city": "Par'  # the model's arguments, cut off by max_tokens
+    span = _indexed(9, **{"gen_ai.completion.0.content": "",
+                          "gen_ai.completion.0.finish_reason": "length",
+                          "gen_ai.completion.0.tool_calls.0.id": "call_1",
+                          "gen_ai.completion.0.tool_calls.0.name": "get_weather",
+                          "gen_ai.completion.0.tool_calls.0.arguments": cut})  # fmt: skip
+    response = _post(otlp_receiver, otlp.body(otlp.request(span)))
+    assert response.status_code == 200 and not _partial(response).rejected_spans
+    ((_, call_id),) = otlp_receiver.traces.turns(OTHER_TRACE.hex())
+    (call,) = otlp_receiver.traces.get(call_id).response["tool_calls"]
+    assert call["function"] == {"name": "get_weather", "arguments": cut}
