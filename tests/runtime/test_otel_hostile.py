@@ -7,9 +7,12 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 
 import httpx2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -294,3 +297,94 @@ def test_indexed_tool_call_arguments_that_are_not_json_are_kept_as_sent(otlp_rec
     ((_, call_id),) = otlp_receiver.traces.turns(OTHER_TRACE.hex())
     (call,) = otlp_receiver.traces.get(call_id).response["tool_calls"]
     assert call["function"] == {"name": "get_weather", "arguments": cut}
+
+
+# -- any mix of hostile attributes: an answer, never a dropped connection or a half-write ----
+
+_WORDS = st.sampled_from(
+    ["role", "parts", "type", "text", "content", "tool_call", "tool_call_response", "id",
+     "name", "arguments", "response", "user", "assistant", "system", "tool", "finish_reason",
+     "function", "tool_calls", "tool_call_id", "input", "tool_use", "tool_result",
+     "tool_use_id", "parameters", "input_schema", "["]
+)  # fmt: skip
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.integers(-(2**63), 2**63 - 1),
+                    st.floats(width=32), st.sampled_from([math.nan, -math.inf]), _WORDS,
+                    st.text(max_size=3))  # fmt: skip
+_TREES = st.recursive(
+    _LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_WORDS, inner, max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+_KEYS = st.sampled_from(
+    ["gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+     "gen_ai.tool.definitions", "gen_ai.prompt.0.role", "gen_ai.prompt.0.content",
+     "gen_ai.prompt.0.tool_calls.0.arguments", "gen_ai.prompt.0.tool_calls.0.id",
+     "gen_ai.completion.0.role", "gen_ai.completion.0.content",
+     "gen_ai.completion.0.tool_calls.0.name", "llm.request.functions.0.name",
+     "llm.request.functions.0.parameters", "gen_ai.response.finish_reasons",
+     "gen_ai.conversation.id", "gen_ai.usage.input_tokens", "gen_ai.request.temperature",
+     "gen_ai.request.stop_sequences", "gen_ai.response.model", "gen_ai.agent.name",
+     "llm386.turn"]
+)  # fmt: skip
+
+
+def _any(value) -> AnyValue:
+    out = AnyValue()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out.kvlist_value.values.add(key=key).value.CopyFrom(_any(item))
+    elif isinstance(value, list):
+        out.array_value.values.extend(_any(item) for item in value)
+    elif isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int):
+        out.int_value = value
+    elif isinstance(value, float):
+        out.double_value = value
+    elif isinstance(value, str):
+        out.string_value = value
+    return out
+
+
+def _json_text(value) -> AnyValue:
+    return AnyValue(string_value=json.dumps(value))  # NaN and Infinity as Python writes them
+
+
+_VALUES = _TREES.map(_json_text) | _TREES.map(_any)
+_SPECS = st.lists(
+    st.tuples(st.dictionaries(_KEYS, _VALUES, max_size=4), st.sampled_from(["", "chat"]),
+              st.integers(1, 3), st.lists(_VALUES, max_size=1), st.booleans()),
+    min_size=1, max_size=3,
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(specs=_SPECS, kind=st.sampled_from(["protobuf", "json"]))
+def test_any_hostile_span_gets_an_answer_and_a_refusal_writes_nothing(otlp_receiver, specs, kind):
+    trace = os.urandom(16)
+    spans = []
+    for attrs, operation, n, prompt, valid in specs:
+        events = [("gen_ai.content.prompt", {})] if prompt else []
+        base = _chat(n, trace).attributes if valid else ()  # a good chat, then hostile values
+        span = otlp.span(n, "chat", {"gen_ai.operation.name": operation, "gen_ai.request.model": "m"},
+                         trace=trace, events=events)  # fmt: skip
+        span.attributes.extend(kv for kv in base if kv.key not in attrs)
+        for key, value in attrs.items():
+            span.attributes.add(key=key).value.CopyFrom(value)
+        for event, value in zip(span.events, prompt, strict=False):
+            event.attributes.add(key="gen_ai.prompt").value.CopyFrom(value)
+        spans.append(span)
+    before = sorted(s.session for s in otlp_receiver.store.sessions())
+    response = _post(
+        otlp_receiver, otlp.body(otlp.request(*spans), kind), PB if kind == "protobuf" else JS
+    )
+    assert response.status_code in (200, 400), response.content
+    if kind == "json":
+        message = json.loads(response.content)
+    elif response.status_code == 200:
+        message = _partial(response)
+    else:
+        message = _refused(response)
+    assert message is not None
+    if response.status_code == 400:
+        assert sorted(s.session for s in otlp_receiver.store.sessions()) == before
+        assert _stored_rows(otlp_receiver, trace) == []
