@@ -159,12 +159,19 @@ def _distinct(spans: Sequence[SpanData]) -> tuple[list[SpanData], dict[str, str]
     return list(by_key.values()), refused
 
 
+_TURN_ATTRIBUTES = ("gen_ai.", "llm.", "llm386.", "resource.")
+
+
 def _check_values(span: SpanData, model: bool) -> None:
     """Refuse a span with a value that has no JSON (NaN, infinities) or is over the limits
-    (nesting): any of its values if it is a model call (any may reach its turn), else those
-    its row keeps. Strings are not walked: the decoder checked them (and ``AttributeJson``
-    checks what they parse to)."""
-    values = span.attributes if model else span.row()["attributes"]
+    (nesting): those its turn may be made of if it is a model call (its ``gen_ai.*``,
+    ``llm.*``, ``llm386.*`` and resource attributes and its events), else those its row
+    keeps. Strings are not walked: the decoder checked them (and ``AttributeJson`` checks
+    what they parse to)."""
+    if model:
+        values = {k: v for k, v in span.attributes.items() if k.startswith(_TURN_ATTRIBUTES)}
+    else:
+        values = span.row()["attributes"]
     events = span.events if model else ()
     named = [
         *values.items(),

@@ -93,6 +93,14 @@ def test_a_non_finite_number_in_an_otlp_json_body_is_refused(otlp_receiver):
     assert otlp_receiver.store.sessions() == []
 
 
+def test_a_non_finite_number_a_turn_is_not_made_of_refuses_nothing(otlp_receiver):
+    chat = _chat(9)
+    chat.attributes.add(key="http.retry_score", value=AnyValue(double_value=math.nan))
+    response = _post(otlp_receiver, otlp.body(otlp.request(chat)))
+    assert response.status_code == 200 and not _partial(response).rejected_spans
+    assert len(otlp_receiver.traces.turns("hostile")) == 1
+
+
 def test_only_the_values_a_tool_span_keeps_must_be_finite(otlp_receiver):
     kept = otlp.span(
         7, "execute_tool f", {"gen_ai.operation.name": "execute_tool"}, trace=OTHER_TRACE
