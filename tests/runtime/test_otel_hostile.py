@@ -318,10 +318,13 @@ _WORDS = st.sampled_from(
 _LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.integers(-(2**63), 2**63 - 1),
                     st.floats(width=32), st.sampled_from([math.nan, -math.inf]), _WORDS,
                     st.text(max_size=3))  # fmt: skip
-_TREES = st.recursive(
-    _LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_WORDS, inner, max_size=4),
-    max_leaves=20,
-)  # fmt: skip
+
+
+def _nested(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(inner, max_size=3) | st.dictionaries(_WORDS, inner, max_size=4)
+
+
+_TREES = st.recursive(_LEAVES, _nested, max_leaves=20)
 _KEYS = st.sampled_from(
     ["gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
      "gen_ai.tool.definitions", "gen_ai.prompt.0.role", "gen_ai.prompt.0.content",
