@@ -123,3 +123,39 @@ def test_triage_journey_filters_and_compares_with_the_last_good_turn(
     rows.first.locator("td.id a").click()
     expect(page).to_have_url(re.compile(rf"/traces/{b.call_ids[3]}/$"))
     assert browser.dialogs == [] and browser.page_errors == []
+
+
+# -- long unbroken words from traces and notes ---------------------------------------------------
+# What real traces and notes carry with no space to break at; each case fails on its own page.
+LONG_URL = (
+    "https://tracker.example.com/browse/PROJ-1234?focusedCommentId=987654321&page=com.atlassian"
+)
+LONG_TOOL = "mcp__github_enterprise__create_or_update_pull_request_review_thr"  # 64 characters
+
+
+def _flag_note_turn(store: BlockStore) -> str:
+    from llm386web.store_access import get_traces
+
+    traces = get_traces()
+    s = write_session(store, traces, "noted", conversation(1))
+    traces.flag(s.call_ids[0], f"regressed again, see {LONG_URL}")
+    return f"/traces/{s.call_ids[0]}/"
+
+
+LONG_PAGES = {
+    "flag note on the turn page": _flag_note_turn,
+}
+
+
+@pytest.mark.parametrize("case", sorted(LONG_PAGES))
+def test_long_unbroken_words_wrap_instead_of_widening_the_page_at_390_px(
+    browser: Any, browser_store: BlockStore, case: str
+) -> None:
+    url = LONG_PAGES[case](browser_store)
+    browser.login()
+    page = browser.page
+    page.set_viewport_size(PHONE)
+    page.goto(url)
+    page.wait_for_load_state("load")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], (case, url)
+    assert browser.page_errors == []
