@@ -11,7 +11,8 @@ import pytest
 from playwright.sync_api import expect
 
 from runtime import BlockStore
-from tests.web.tracefactory import conversation, write_session
+from runtime.blocks import BlockKind, NewBlock
+from tests.web.tracefactory import T0, conversation, write_session
 
 pytestmark = pytest.mark.browser
 
@@ -142,8 +143,27 @@ def _flag_note_turn(store: BlockStore) -> str:
     return f"/traces/{s.call_ids[0]}/"
 
 
+def _tool_call_messages(store: BlockStore) -> str:
+    from llm386web.store_access import get_traces
+    from runtime.blocks import canonical_json
+    from runtime.tracing.records import Provider, StoredTrace, new_record
+
+    use = {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": LONG_TOOL,
+           "input": {"url": LONG_URL}}  # fmt: skip
+    request = canonical_json({"max_tokens": 64, "model": "claude-sonnet-4-6", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Open the review thread."}]},
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"], "content": "ok"}]}]})  # fmt: skip
+    record = new_record(request, session="tools", turn=1, started_at=T0,
+                        provider=Provider.ANTHROPIC, model="claude-sonnet-4-6")  # fmt: skip
+    store.put("tools", NewBlock(BlockKind.USER_MESSAGE, "Open the review thread.", created_at=T0))
+    get_traces().record_many([StoredTrace(record, request)])
+    return f"/traces/{record.call_id}/messages/"
+
+
 LONG_PAGES = {
     "flag note on the turn page": _flag_note_turn,
+    "tool call name on the messages page": _tool_call_messages,
 }
 
 
