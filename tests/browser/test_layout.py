@@ -161,9 +161,14 @@ def _tool_call_messages(store: BlockStore) -> str:
     return f"/traces/{record.call_id}/messages/"
 
 
+def _unmatched_prompt_hash(store: BlockStore) -> str:
+    return "/search/?q=" + "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
 LONG_PAGES = {
     "flag note on the turn page": _flag_note_turn,
     "tool call name on the messages page": _tool_call_messages,
+    "prompt hash on the no-match search page": _unmatched_prompt_hash,
 }
 
 
