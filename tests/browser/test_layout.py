@@ -165,10 +165,25 @@ def _unmatched_prompt_hash(store: BlockStore) -> str:
     return "/search/?q=" + "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
+def _span_tree(store: BlockStore) -> str:
+    from llm386web.store_access import get_traces
+    from runtime.otel.ingest import ingest_request
+    from tests.fakes import otlp
+
+    spans = otlp.agent_tree()
+    spans[2] = otlp.span(3, f"execute_tool {LONG_TOOL}", {"gen_ai.operation.name": "execute_tool",
+                                                        "gen_ai.tool.name": LONG_TOOL},
+                         parent=1, start_ms=450, end_ms=900)  # fmt: skip
+    traces = get_traces()
+    ingest_request(otlp.request(*spans), store, traces)
+    return f"/traces/{traces.turns('conv-1')[0][1]}/"
+
+
 LONG_PAGES = {
     "flag note on the turn page": _flag_note_turn,
     "tool call name on the messages page": _tool_call_messages,
     "prompt hash on the no-match search page": _unmatched_prompt_hash,
+    "tool span name in a turn's span tree": _span_tree,
 }
 
 
