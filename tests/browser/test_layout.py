@@ -179,11 +179,29 @@ def _span_tree(store: BlockStore) -> str:
     return f"/traces/{traces.turns('conv-1')[0][1]}/"
 
 
+def _provider_error_turn(store: BlockStore) -> str:
+    from llm386web.store_access import get_traces
+    from runtime.tracing.records import Provider, StoredTrace, TraceError, new_record
+    from tests.web.tracefactory import anthropic_request
+
+    request = anthropic_request("You are a test.", ["Hello?"])
+    # OpenAI masks a wrong project key in its 401 with one star per hidden character.
+    wrong_key = (f"Incorrect API key provided: sk-proj-{'*' * 148}JkQA. You can find your API "
+                 "key at https://platform.openai.com/account/api-keys.")  # fmt: skip
+    record = new_record(request, session="wrong-key", turn=1, started_at=T0,
+                        provider=Provider.ANTHROPIC, model="claude-sonnet-4-6",
+                        error=TraceError("invalid_request_error", wrong_key, 401))  # fmt: skip
+    store.put("wrong-key", NewBlock(BlockKind.USER_MESSAGE, "Hello?", created_at=T0))
+    get_traces().record_many([StoredTrace(record, request)])
+    return f"/traces/{record.call_id}/"
+
+
 LONG_PAGES = {
     "flag note on the turn page": _flag_note_turn,
     "tool call name on the messages page": _tool_call_messages,
     "prompt hash on the no-match search page": _unmatched_prompt_hash,
     "tool span name in a turn's span tree": _span_tree,
+    "provider error message on the turn page": _provider_error_turn,
 }
 
 
