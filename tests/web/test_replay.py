@@ -209,7 +209,7 @@ def test_a_retired_turn_offers_the_repage_for_its_replacement_instead_of_replay(
 ) -> None:
     s = traced("old", conversation(1))
     page = logged_in.get(f"/traces/{s.call_ids[0]}/").content.decode()
-    assert f"sent to {retired_model}, which was retired on 2026-11-30" in page
+    assert f"sent to <bdi>{retired_model}</bdi>, which was retired on 2026-11-30" in page
     assert '<option value="claude-sonnet-4-6" selected>' in page
     assert 'value="anthropic"' not in page  # no replay buttons
 
@@ -245,7 +245,7 @@ def test_a_deprecated_turn_replays_with_the_warning_on_the_page(
     monkeypatch.setattr(tracefactory, "MODEL", "claude-opus-4-5")
     s = traced("dep", conversation(1))
     page = logged_in.get(f"/traces/{s.call_ids[0]}/").content.decode()
-    assert "claude-opus-4-5 is deprecated (end of life 2027-01-22)" in page
+    assert "<bdi>claude-opus-4-5</bdi> is deprecated (end of life 2027-01-22)" in page
     api.enqueue(text_reply("still answering"))
     response = logged_in.post(
         f"/traces/{s.call_ids[0]}/replay", {"target": "anthropic"}, headers=HX
