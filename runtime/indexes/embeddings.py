@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 import numpy as np
 
 from runtime.indexes import vectorchunks
-from runtime.indexes.bm25 import STOPWORDS, TERM_CACHE_SIZE, index_term, terms
+from runtime.indexes.bm25 import STOPWORDS, index_term, terms
 from runtime.storage.kv import Engine, EngineCache, EngineRef, Tables
 
 if TYPE_CHECKING:
@@ -68,8 +68,6 @@ class HashingEmbedder:
         if dimensions < 8:
             raise ValueError("an embedding needs at least 8 dimensions")
         self._dimensions = int(dimensions)
-        self._word_ids: dict[str, int] = {}  # embed_many's words, each a row of _word_terms
-        self._word_terms: list[tuple[int, float]] = []
 
     @property
     def key(self) -> str:
@@ -97,15 +95,13 @@ class HashingEmbedder:
         Bit for bit because every feature adds an integer (+-1, +-2) to a float64 bucket: the
         sums, and the sum of squares under the norm, are exact in any order."""
         out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
+        words = _WordFeatures()  # this call's own: an embedder may serve several threads
         for start in range(0, len(texts), _BATCH):
-            out[start : start + _BATCH] = self._embed_batch(texts[start : start + _BATCH])
+            out[start : start + _BATCH] = self._embed_batch(texts[start : start + _BATCH], words)
         return out
 
-    def _embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        dim, known = self._dimensions, self._word_ids
-        if len(known) > TERM_CACHE_SIZE:
-            known.clear()
-            self._word_terms.clear()
+    def _embed_batch(self, texts: Sequence[str], features: _WordFeatures) -> np.ndarray:
+        dim, known = self._dimensions, features.ids
         datas: list[bytes] = []
         ids: list[int] = []
         counts: list[int] = []
@@ -113,14 +109,14 @@ class HashingEmbedder:
             words = _WORD.findall(text.lower())
             for word in words:
                 if word not in known:
-                    known[word] = len(self._word_terms)
-                    self._word_terms.append(self._term_feature(word))
+                    known[word] = len(features.terms)
+                    features.terms.append(self._term_feature(word))
             ids.extend(map(known.__getitem__, words))
             counts.append(len(words))
             kept = " ".join([w for w in words if w not in STOPWORDS])
             datas.append((" " + kept + " ").encode("utf-8"))
         cells = len(texts) * dim
-        table = np.asarray(self._word_terms, dtype=np.float64).reshape(-1, 2)
+        table = np.asarray(features.terms, dtype=np.float64).reshape(-1, 2)
         words_of = np.asarray(ids, dtype=np.int64)
         rows = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
         cell = rows * dim + table[words_of, 0].astype(np.int64)
@@ -172,6 +168,15 @@ class HashingEmbedder:
             buckets = (mixed >> np.uint64(33)) % np.uint64(self._dimensions)
             signs = np.where((mixed >> np.uint64(7)) & np.uint64(1), 1.0, -1.0)
             vector += np.bincount(buckets.astype(np.int64), signs, self._dimensions)
+
+
+class _WordFeatures:
+    """The words one ``embed_many`` call has met: each word's row in ``terms``, which holds the
+    bucket and signed weight of its index term."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.terms: list[tuple[int, float]] = []
 
 
 def _bucket(values: np.ndarray, dimensions: int) -> np.ndarray:
