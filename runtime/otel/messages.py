@@ -247,9 +247,8 @@ def _indexed(a: Mapping[str, Any], r: Reader) -> Messages:
     messages: list[dict[str, Any]] = []
     for i, item in enumerate(_indexed_items(a, "prompt", r)):
         messages.extend(_flat_message(item, f"gen_ai.prompt.{i}", r))
-    done = [_flat_message(item, f"gen_ai.completion.{i}", r)
-            for i, item in enumerate(_indexed_items(a, "completion", r)[:1])]  # fmt: skip
     raw = _indexed_items(a, "completion", r)[:1]
+    done = [_flat_message(item, f"gen_ai.completion.{i}", r) for i, item in enumerate(raw)]
     return messages, _output(done, raw[0] if raw else {}, r)
 
 
