@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zlib
 
+import faiss
 import numpy as np
 import pytest
 
@@ -222,3 +223,28 @@ def test_a_store_with_graphs_under_the_old_keys_drops_them_when_it_upgrades(tmp_
     assert top(store, tasks(1)[0], ANN).seqs.tolist() == before  # rebuilt, the same answers
     assert len(stored_segments(store)) == 1
     store.close()
+
+
+@pytest.mark.parametrize("backend", STORE_BACKENDS)
+def test_a_stored_graph_is_read_in_place_and_answers_as_the_one_built(backend, request, tmp_path):
+    target = tmp_path / "store" if backend == "lmdb" else request.getfixturevalue(f"{backend}_url")
+    store = open_store(target)
+    fill(store, corpus(5 * CHUNK + 40))  # two segments (four chunks, one) and a tail
+    built = [top(store, t, ANN, limit=30) for t in tasks(6)]  # graphs built in this process
+    store.close()
+    store = open_store(target)  # a new engine: the graphs are read back from the store
+    try:
+        loaded = [top(store, t, ANN, limit=30) for t in tasks(6)]
+        snap = reader_for(store).snapshot(store, "s")
+        segments = ann.segments(snap, ANN.embedder, CHUNK)
+        assert len(segments) == 2
+        for seg in segments:  # the graph's vectors are the stored bytes, not a copy of them
+            storage = faiss.downcast_index(seg.graph.storage)
+            at = int(storage.get_xb())  # the address its vectors are read from
+            start = seg.buffer.ctypes.data
+            assert start <= at < start + seg.buffer.size
+        for a, b in zip(built, loaded, strict=True):
+            assert a.seqs.tolist() == b.seqs.tolist()
+            assert a.values.tobytes() == b.values.tobytes()  # the same scores, to the bit
+    finally:
+        store.close()
