@@ -24,8 +24,9 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -157,6 +158,18 @@ class PgServer:
 
     def drop_database(self, name: str) -> None:
         self.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    @contextmanager
+    def outage(self, url: str) -> Iterator[None]:
+        """While the block runs, the database of ``url`` takes no new connection and the ones it
+        had are ended: what a client sees of a server that is down."""
+        name = urlsplit(url).path.lstrip("/")
+        self.sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        self.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        try:
+            yield
+        finally:
+            self.sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
 
 
 def stop_abandoned_servers() -> None:

@@ -2,8 +2,9 @@
 export as GenAI spans to the collector ``[otel] export_url`` names.
 
 The receiver is the runtime's ``runtime.otel.receiver.handle`` behind a Django view: no
-session, no CSRF (an exporter has neither), its own bearer-token check. The tokens page shows
-a new token once, in the answer to the POST that made it, and never again.
+session, no CSRF (an exporter has neither), its own bearer-token check, and its own answer
+when the store cannot be opened (the receiver's 503 ``Status``, as when a write fails). The
+tokens page shows a new token once, in the answer to the POST that made it, and never again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from llm386web.conf import runtime_config, web_config
 from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
-from runtime.errors import InvalidInput
+from runtime.errors import InvalidInput, StoreError
 from runtime.otel import receiver, tokens
 from runtime.otel.export import ExportFailed, export_sessions
 from runtime.otel.wire import OtlpLimits
@@ -40,10 +41,17 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     limits = otlp_limits()
     # Read past the limit by one byte only: request.body would buffer any size first.
     body = request.read(limits.max_body_bytes + 1)
-    status, headers, out = receiver.handle(
-        request.method or "", receiver.PATH, request.headers, body,
-        store=get_store(), traces=get_traces(), limits=limits,
-    )  # fmt: skip
+    try:
+        store, traces = get_store(), get_traces()
+    except StoreError as exc:  # an exporter reads a Status, not the HTML error page
+        status, headers, out = receiver.store_failed(
+            exc, request.headers.get("Content-Type"), authorized=False
+        )
+    else:
+        status, headers, out = receiver.handle(
+            request.method or "", receiver.PATH, request.headers, body,
+            store=store, traces=traces, limits=limits,
+        )  # fmt: skip
     response = HttpResponse(out, status=status, content_type=headers.pop("Content-Type"))
     for name, value in headers.items():
         response[name] = value

@@ -1,6 +1,7 @@
 """The ``/v1/traces`` endpoint as one plain function, for the web app and the capture proxy.
 
-Owns: ``handle(method, path, headers, body, ...) -> (status, headers, body)`` and
+Owns: ``handle(method, path, headers, body, ...) -> (status, headers, body)``,
+``store_failed`` (the answer when the store cannot take or check a request) and
 ``bearer_token``.
 
 Invariants:
@@ -9,12 +10,19 @@ Invariants:
 - Answers are OTLP/HTTP's: 200 with an ``ExportTraceServiceResponse`` (partial success when
   some spans were refused), or a 4xx with a ``google.rpc.Status`` whose message says what was
   wrong, in protobuf or JSON as the request was.
+- A store that fails (read-only, full, its database down) is a 503 ``Status`` (gRPC
+  UNAVAILABLE, which OTLP/HTTP exporters retry), never a dropped connection or an HTML page:
+  a request is one write transaction, so nothing of it was stored and sending it again is
+  safe. The store's own message is given only to a holder of a valid token; before the token
+  is checked the answer says only what kind of failure it was.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
+from runtime.errors import StoreError
 from runtime.otel import tokens
 from runtime.otel.ingest import ingest
 from runtime.otel.wire import (
@@ -27,6 +35,7 @@ from runtime.otel.wire import (
 from runtime.storage.blockstore import KvBlockStore
 from runtime.tracing.records import TraceStore
 
+log = logging.getLogger("llm386.otel")
 PATH = "/v1/traces"
 Response = tuple[int, dict[str, str], bytes]
 
@@ -48,6 +57,18 @@ def _refuse(status: int, message: str, content_type: str | None) -> Response:
     return status, {"Content-Type": kind, **extra}, body
 
 
+def store_failed(exc: StoreError, content_type: str | None, *, authorized: bool) -> Response:
+    """Answer 503 for a store that could not check or take a request (see the invariants)."""
+    log.warning("OTLP request not stored: %s", exc)
+    what = str(exc) if authorized else f"{type(exc).__name__}; the server's log says why"
+    message = (
+        f"the store could not take these spans ({what}); nothing of this request was stored. "
+        "The exporter may send it again (OTLP exporters retry a 503); if it keeps failing, "
+        "fix the store (make it writable, free disk space, or start its database server)"
+    )
+    return _refuse(503, message, content_type)
+
+
 def handle(
     method: str, path: str, headers: Mapping[str, str], body: bytes, *,
     store: KvBlockStore, traces: TraceStore, limits: OtlpLimits = DEFAULT_OTLP_LIMITS,
@@ -58,7 +79,11 @@ def handle(
         return _refuse(404, f"no OTLP endpoint at {path}; traces go to {PATH}", content_type)
     if method.upper() != "POST":
         return _refuse(405, f"{PATH} takes POST, not {method}", content_type)
-    if tokens.check_token(store.kv, bearer_token(headers)) is None:
+    try:
+        holder = tokens.check_token(store.kv, bearer_token(headers))
+    except StoreError as exc:
+        return store_failed(exc, content_type, authorized=False)
+    if holder is None:
         return _refuse(
             401,
             "missing or unknown ingest token: send Authorization: Bearer <token> with a token "
@@ -70,6 +95,8 @@ def handle(
                         limits)  # fmt: skip
     except OtlpRejected as exc:
         return _refuse(exc.status, str(exc), content_type)
+    except StoreError as exc:
+        return store_failed(exc, content_type, authorized=True)
     if result.accepted == 0 and result.rejected:
         return _refuse(400, f"every span was refused: {result.message}", content_type)
     kind, out = export_response(result.rejected, result.message, content_type)

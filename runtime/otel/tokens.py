@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from runtime.blocks import canonical_json
-from runtime.errors import InvalidInput, NotFound, StoreError
+from runtime.errors import InvalidInput, NotFound, StoreError, StoreUnavailable
 from runtime.otel.spans import ensure_tables
 from runtime.storage.codec import json_load
 from runtime.storage.kv import Engine, Tables
@@ -102,5 +102,10 @@ def _rows(engine: Engine) -> list[tuple[bytes, bytes]]:
     ensure_tables(engine, TOKENS)
     try:
         return engine.read(lambda t: list(t.scan(TOKENS)))
-    except StoreError:
-        return []  # a read-only store never written with a token has no table: no tokens
+    except StoreError as exc:
+        # A read-only store never written with a token has no table: no tokens. Any other
+        # failure (the database is down) is the store's, not "no such token": an exporter
+        # told 401 would drop its spans instead of sending them again.
+        if engine.readonly and not isinstance(exc, StoreUnavailable):
+            return []
+        raise

@@ -34,6 +34,7 @@ from typing import Any, Protocol, TypeAlias
 import h11
 import httpx2
 
+from runtime.otel.wire import status_response
 from runtime.proxy import apis
 from runtime.proxy.apis import Api, Family
 from runtime.proxy.connection import ClientGone, Connection
@@ -222,7 +223,16 @@ class ProxyServer:
         assert self.otlp is not None
         headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in request.headers}
         # The receiver writes to the store: off the event loop, so forwarding never waits for it.
-        status, out_headers, out = await asyncio.to_thread(self.otlp, method, target, headers, body)
+        try:
+            status, out_headers, out = await asyncio.to_thread(
+                self.otlp, method, target, headers, body
+            )
+        except Exception:  # a bug in the receiver: answer it (its write was rolled back)
+            log.exception("the OTLP receiver failed on a request to %s", OTLP_PATH)
+            message = ("the receiver failed on this request (a bug; the proxy's log has the "
+                       "details); nothing of it was stored")  # fmt: skip
+            status, (made, out) = 500, status_response(500, message, headers.get("content-type"))
+            out_headers = {"Content-Type": made}
         kind = next((v for k, v in out_headers.items() if k.lower() == "content-type"), None)
         conn.respond_as(status, out, kind or "application/json")
 

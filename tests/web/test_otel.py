@@ -6,8 +6,10 @@ import gzip
 import re
 
 from django.urls import reverse
+from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from llm386web import store_access
 from llm386web.store_access import get_traces
 from runtime.otel import tokens
 from runtime.otel.wire import Status
@@ -49,6 +51,23 @@ def test_the_receiver_limit_is_a_setting(client, store, settings):
     token = tokens.create_token(store.kv, "ci")
     response = _send(client, otlp.body(otlp.request(*otlp.agent_tree())), token)
     assert response.status_code == 413 and b"over the limit of 50" in response.content
+
+
+def test_the_receiver_answers_a_store_that_cannot_be_opened_with_a_503_status(
+    client, settings, tmp_path
+):
+    not_a_store = tmp_path / "file"
+    not_a_store.write_text("not a store")
+    settings.LLM386 = {**settings.LLM386, "STORE_PATH": str(not_a_store)}
+    store_access.reset_stores()
+    body = otlp.body(otlp.request(*otlp.agent_tree()), "json")
+    response = client.post("/v1/traces", data=body, content_type="application/json",
+                           headers={"Authorization": "Bearer llm386_any"})  # fmt: skip
+    assert response.status_code == 503 and response["Content-Type"] == "application/json"
+    status = json_format.Parse(response.content, Status())
+    assert status.code == 14 and "StoreNotAStore" in status.message
+    assert "nothing of this request was stored" in status.message
+    assert str(not_a_store) not in status.message  # the token was not checked: no details
 
 
 def test_the_tokens_page_shows_a_new_token_once_then_only_its_name(logged_in, store):
