@@ -132,6 +132,9 @@ def _openai_error(kind: str, message: str) -> dict[str, object]:
     return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
 
 
+# The error type each provider gives a request body over its size limit (HTTP 413).
+TOO_LARGE = {Family.ANTHROPIC: "request_too_large", Family.OPENAI: "invalid_request_error"}
+
 # Each wire format's error object, and what starts the SSE event that carries one.
 _ERRORS = {Family.ANTHROPIC: _anthropic_error, Family.OPENAI: _openai_error}
 _ERROR_EVENT_HEAD = {Family.ANTHROPIC: b"event: error\ndata: ", Family.OPENAI: b"data: "}

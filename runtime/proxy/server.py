@@ -12,6 +12,9 @@ Invariants:
   bounded queue after the last byte is written. ``x-llm386-recorded: false`` goes on a response
   whose record cannot be taken; with ``fail_closed`` the call is refused instead (a 503 in the
   provider's error format) and nothing is forwarded.
+- A request body is held up to ``max_body_bytes`` (16 MiB) and no further: one over it is
+  answered 413 (refused by its Content-Length before its body is read, or as soon as a chunked
+  body passes the limit), nothing is forwarded, and the connection is closed.
 - Failures the proxy sees itself (upstream refused, timed out, died mid-stream) reach the
   client as an error in that provider's format: a 502/504 body before a response started, an
   SSE ``error`` event after a stream started. Logs name the route and outcome, never a header.
@@ -37,7 +40,7 @@ import httpx2
 from runtime.otel.wire import status_response
 from runtime.proxy import apis
 from runtime.proxy.apis import Api, Family
-from runtime.proxy.connection import ClientGone, Connection
+from runtime.proxy.connection import BodyTooLarge, ClientGone, Connection
 from runtime.proxy.exchange import Exchange, Outcome, unreachable
 from runtime.proxy.paged import PagedRelay
 from runtime.proxy.pager import PagedCall, PageSettings, ProxyPager, skipped_record
@@ -46,6 +49,7 @@ from runtime.tracing.records import now_ms
 log = logging.getLogger("llm386.proxy")
 STATUS_PATH = "/llm386/status"
 OTLP_PATH = "/v1/traces"  # OTLP/HTTP spans, served on this port too (runtime.otel.receiver)
+MAX_BODY_BYTES = 16 * 1024 * 1024  # as the OTLP receiver's and the store's block limit
 # (method, path, headers, body) -> (status, headers, body): the OTLP receiver, bound to a store.
 OtlpHandler: TypeAlias = Callable[
     [str, str, Mapping[str, str], bytes], tuple[int, Mapping[str, str], bytes]
@@ -74,6 +78,7 @@ class ProxySettings:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0  # a long generation can be quiet for minutes between events
     page: PageSettings | None = None  # --page: demand-page each call (runtime.proxy.pager)
+    max_body_bytes: int = MAX_BODY_BYTES  # a request body over it is refused with 413
 
     def upstream_url(self, api: Api, target: str) -> str:
         query = target.partition("?")[2]
@@ -187,18 +192,39 @@ class ProxyServer:
         if task is not None:
             self._connections[task] = writer
         try:
-            while (item := await conn.next_request()) is not None:
+            while (item := await conn.next_request(self.settings.max_body_bytes)) is not None:
                 await self._answer(conn, *item)
                 await conn.drain()
                 if conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
                     break
                 conn.h11.start_next_cycle()
+        except BodyTooLarge as exc:
+            with contextlib.suppress(ClientGone, ConnectionError, h11.ProtocolError):
+                await self._too_large(conn, exc)
         except (ClientGone, ConnectionError, h11.ProtocolError):
             pass  # the client went away or spoke something that is not HTTP/1.1
         finally:
             writer.close()
             if task is not None:
                 self._connections.pop(task, None)
+
+    async def _too_large(self, conn: Connection, exc: BodyTooLarge) -> None:
+        """Answer 413 (OTLP's Status on /v1/traces, else the provider's error), then close."""
+        target = exc.request.target.decode("latin-1")
+        path = target.split("?", 1)[0].rstrip("/")
+        log.error("refused a request to %s: %s", path, exc)
+        close = [("connection", "close")]
+        if self.otlp is not None and path == OTLP_PATH:
+            kind = next((v.decode("latin-1") for n, v in exc.request.headers
+                         if n == b"content-type"), None)  # fmt: skip
+            made, out = status_response(413, exc.message, kind)
+            conn.respond_as(413, out, made, close)
+        else:
+            family = apis.family_of(target)
+            out = apis.error_body(family, 413, apis.TOO_LARGE[family], exc.message)
+            conn.respond(413, out, close)
+        await conn.drain()
+        await conn.linger()
 
     async def _answer(self, conn: Connection, request: h11.Request, body: bytes) -> None:
         target = request.target.decode("latin-1")
