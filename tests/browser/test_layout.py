@@ -217,32 +217,3 @@ def test_long_unbroken_words_wrap_instead_of_widening_the_page_at_390_px(
     page.wait_for_load_state("load")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], (case, url)
     assert browser.page_errors == []
-
-
-def test_a_right_to_left_override_in_a_model_name_does_not_reverse_the_page_around_it(
-    browser: Any, browser_store: BlockStore
-) -> None:
-    from llm386web.store_access import get_traces
-    from runtime.otel.ingest import ingest_request
-    from tests.fakes import otlp
-
-    # A span's model attribute is the exporter's text: U+202E (RIGHT-TO-LEFT OVERRIDE) in it
-    # must not run on into the page's own sentence after it.
-    spans = [otlp.current_chat(2, turn=1, **{"gen_ai.request.model": "gpt\u202e-4o"})]
-    traces = get_traces()
-    ingest_request(otlp.request(*spans), browser_store, traces)
-    browser.login()
-    page = browser.page
-    page.goto(f"/traces/{traces.turns('conv-1')[0][1]}/")
-    it, holds = page.evaluate("""() => {
-      const walk = document.createTreeWalker(document.querySelector("main"), NodeFilter.SHOW_TEXT);
-      for (let n = walk.nextNode(); n; n = walk.nextNode()) {
-        const at = n.textContent.indexOf("it holds the messages");
-        if (at < 0) continue;
-        const x = (from, to) => { const r = document.createRange(); r.setStart(n, from);
-                                  r.setEnd(n, to); return r.getBoundingClientRect().x; };
-        return [x(at, at + 2), x(at + 3, at + 8)];
-      }
-      return [null, null]; }""")
-    assert it is not None and holds > it  # "it holds" reads left to right, not "sdloh ti"
-    assert browser.page_errors == []
