@@ -19,6 +19,9 @@ Invariants:
   refused or failed import leaves the store exactly as it was.
 - Import never merges: the session (or a call id) must not exist yet. ``as_session`` imports a
   copy under another name, with fresh call ids (parent links remapped).
+- An export is whole or not made: a record without its request bytes is found before the
+  first line is written (a web download's 200 has not been sent yet) and refuses the export,
+  naming its turn. A file never claims bytes it does not hold.
 - Edges to blocks outside the session cannot travel and are left out (the export counts them).
 """
 
@@ -45,7 +48,14 @@ from runtime.blocks import (
     check_session,
     content_hash,
 )
-from runtime.errors import InvalidInput, Llm386Error, MalformedFile, NotFound, SessionNotFound
+from runtime.errors import (
+    InvalidInput,
+    Llm386Error,
+    MalformedFile,
+    NotFound,
+    SessionNotFound,
+    StoreCorrupted,
+)
 from runtime.replay.fidelity import replay_capability
 from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.interface import BlockStore
@@ -134,7 +144,9 @@ def open_export(store: BlockStore, traces: TraceStore, session: str) -> ExportSt
     for entry in entries:
         blocks.setdefault(entry.id, entry.block)
     edges, outside = _session_edges(store, list(blocks))
-    call_ids = [cid for _, cid in traces.turns(session)]
+    turns = traces.turns(session)
+    _check_request_bytes(traces, session, turns)
+    call_ids = [cid for _, cid in turns]
     counts = {
         "blocks": len(blocks),
         "entries": len(entries),
@@ -151,6 +163,22 @@ def open_export(store: BlockStore, traces: TraceStore, session: str) -> ExportSt
     head += [_line({"type": "edge", **e.to_json()}) for e in edges]
     report = ExchangeReport(session, len(blocks), len(entries), len(edges), len(call_ids), outside)
     return ExportStream(head, call_ids, traces, report)
+
+
+def _check_request_bytes(traces: TraceStore, session: str, turns: list[tuple[int, str]]) -> None:
+    """Raise StoreCorrupted, naming the turn, if a record's request bytes are not in the store.
+
+    Checked before the first line is written: a web download has sent its 200 by the time the
+    trace lines are read, so a record found without its bytes then would cut the file off
+    short of its footer, and ``import-session`` would refuse it as damaged."""
+    for turn, cid in turns:
+        if traces.request_bytes(traces.get(cid).prompt_hash) is None:
+            raise StoreCorrupted(
+                f"turn {turn} of session {session} (call {cid}) has no stored request bytes, "
+                "so the session cannot be exported byte for byte and nothing was exported; "
+                "`llm386 verify` lists every record that lacks its bytes, and restoring the "
+                "store from a backup (or purging those turns) lets the export run"
+            )
 
 
 def export_lines(

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from runtime.transfer.exchange import FORMAT, parse_export
+from tests.web.tracefactory import conversation, write_session
 
 from .conftest import HOSTILE_BODIES
 
@@ -79,3 +80,19 @@ def test_hostile_content_stays_data(logged_in: Client, hostile: Any) -> None:
 
 def test_a_viewer_can_export(viewer: Client, hostile: Any) -> None:
     assert _export(viewer, "hostile-1")[0].status_code == 200
+
+
+def test_a_turn_without_its_request_bytes_is_named_before_the_download_starts(
+    logged_in: Client, store: Any, traces: Any
+) -> None:
+    from runtime.storage.tracerows import REQUESTS
+
+    session = write_session(store, traces, "lost-bytes", conversation(3))
+    lost = traces.get(session.call_ids[1])
+    store.kv.write(lambda t: t.delete(REQUESTS, bytes.fromhex(lost.prompt_hash)))
+    response, body = _export(logged_in, "lost-bytes")
+    # Not a 200 whose file stops short of its footer: an error page saying which turn and why.
+    assert response.status_code == 503 and not response.streaming
+    page = body.decode()
+    assert "turn 2 of session lost-bytes" in page and lost.call_id in page
+    assert "no stored request bytes" in page and "llm386 verify" in page
