@@ -5,7 +5,7 @@ small body), ``BodyTooLarge`` (a request over that limit) and ``ClientGone`` (th
 closed its connection while the response was being written).
 
 Invariants:
-- A request body is held up to ``max_body`` bytes and never more: one whose Content-Length
+- A request body is held up to its limit (``max_body`` of its request line) and never more: one whose Content-Length
   says more is refused before any of its body is read, and a chunked one is refused as soon
   as what arrived passes the limit. Memory per connection stays under the limit plus one read.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import h11
 
@@ -55,11 +56,15 @@ class Connection:
         self.reader, self.writer = reader, writer
         self.h11 = h11.Connection(h11.SERVER)
 
-    async def next_request(self, max_body: int) -> tuple[h11.Request, bytes] | None:
+    async def next_request(
+        self, max_body: Callable[[h11.Request], int]
+    ) -> tuple[h11.Request, bytes] | None:
         """Return the next request with its whole body, or None when the client is done.
 
-        Raise BodyTooLarge, with nothing more read, once the body is known to pass ``max_body``.
+        Raise BodyTooLarge, with nothing more read, once the body is known to pass its limit,
+        ``max_body(request)``.
         """
+        limit = 0
         request: h11.Request | None = None
         body = bytearray()
         while True:
@@ -70,14 +75,14 @@ class Connection:
                 if not data and request is None:
                     return None
             elif isinstance(event, h11.Request):
-                request = event
+                request, limit = event, max_body(event)
                 declared = _content_length(event)
-                if declared is not None and declared > max_body:
-                    raise BodyTooLarge(event, declared, max_body, declared=True)
+                if declared is not None and declared > limit:
+                    raise BodyTooLarge(event, declared, limit, declared=True)
             elif isinstance(event, h11.Data):
                 body += event.data
-                if len(body) > max_body and request is not None:
-                    raise BodyTooLarge(request, len(body), max_body, declared=False)
+                if len(body) > limit and request is not None:
+                    raise BodyTooLarge(request, len(body), limit, declared=False)
             elif isinstance(event, h11.EndOfMessage) and request is not None:
                 return request, bytes(body)
             elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:

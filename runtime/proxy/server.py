@@ -12,8 +12,9 @@ Invariants:
   bounded queue after the last byte is written. ``x-llm386-recorded: false`` goes on a response
   whose record cannot be taken; with ``fail_closed`` the call is refused instead (a 503 in the
   provider's error format) and nothing is forwarded.
-- A request body is held up to ``max_body_bytes`` (16 MiB) and no further: one over it is
-  answered 413 (refused by its Content-Length before its body is read, or as soon as a chunked
+- A request body is held up to a limit and no further (a provider call: ``max_body_bytes``,
+  64 MiB, above the providers' own request limits; ``/v1/traces``: ``max_otlp_body_bytes``, the
+  OTLP receiver's 16 MiB): one over it is answered 413 (refused by its Content-Length before its body is read, or as soon as a chunked
   body passes the limit), nothing is forwarded, and the connection is closed.
 - Failures the proxy sees itself (upstream refused, timed out, died mid-stream) reach the
   client as an error in that provider's format: a 502/504 body before a response started, an
@@ -37,7 +38,7 @@ from typing import Any, Protocol, TypeAlias
 import h11
 import httpx2
 
-from runtime.otel.wire import status_response
+from runtime.otel.wire import DEFAULT_OTLP_LIMITS, status_response
 from runtime.proxy import apis
 from runtime.proxy.apis import Api, Family
 from runtime.proxy.connection import BodyTooLarge, ClientGone, Connection
@@ -49,7 +50,9 @@ from runtime.tracing.records import now_ms
 log = logging.getLogger("llm386.proxy")
 STATUS_PATH = "/llm386/status"
 OTLP_PATH = "/v1/traces"  # OTLP/HTTP spans, served on this port too (runtime.otel.receiver)
-MAX_BODY_BYTES = 16 * 1024 * 1024  # as the OTLP receiver's and the store's block limit
+# A provider call's body: above what the providers take themselves (Anthropic's Messages API
+# 32 MB, OpenAI's 50 MB of images in a request), so the proxy never refuses a call they accept.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 # (method, path, headers, body) -> (status, headers, body): the OTLP receiver, bound to a store.
 OtlpHandler: TypeAlias = Callable[
     [str, str, Mapping[str, str], bytes], tuple[int, Mapping[str, str], bytes]
@@ -78,7 +81,8 @@ class ProxySettings:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0  # a long generation can be quiet for minutes between events
     page: PageSettings | None = None  # --page: demand-page each call (runtime.proxy.pager)
-    max_body_bytes: int = MAX_BODY_BYTES  # a request body over it is refused with 413
+    max_body_bytes: int = MAX_BODY_BYTES  # a provider call's body over it is refused with 413
+    max_otlp_body_bytes: int = DEFAULT_OTLP_LIMITS.max_body_bytes  # and an OTLP export's
 
     def upstream_url(self, api: Api, target: str) -> str:
         query = target.partition("?")[2]
@@ -192,7 +196,7 @@ class ProxyServer:
         if task is not None:
             self._connections[task] = writer
         try:
-            while (item := await conn.next_request(self.settings.max_body_bytes)) is not None:
+            while (item := await conn.next_request(self._body_limit)) is not None:
                 await self._answer(conn, *item)
                 await conn.drain()
                 if conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
@@ -208,10 +212,16 @@ class ProxyServer:
             if task is not None:
                 self._connections.pop(task, None)
 
+    def _body_limit(self, request: h11.Request) -> int:
+        """Return the most body bytes ``request`` may have (OTLP exports have their own)."""
+        if self.otlp is not None and _path(request.target.decode("latin-1")) == OTLP_PATH:
+            return self.settings.max_otlp_body_bytes
+        return self.settings.max_body_bytes
+
     async def _too_large(self, conn: Connection, exc: BodyTooLarge) -> None:
         """Answer 413 (OTLP's Status on /v1/traces, else the provider's error), then close."""
         target = exc.request.target.decode("latin-1")
-        path = target.split("?", 1)[0].rstrip("/")
+        path = _path(target)
         log.error("refused a request to %s: %s", path, exc)
         close = [("connection", "close")]
         if self.otlp is not None and path == OTLP_PATH:
@@ -233,7 +243,7 @@ class ProxyServer:
         if method == "GET" and target.split("?", 1)[0] == STATUS_PATH:
             status = json.dumps(self.status(), sort_keys=True).encode()
             conn.respond(200, status, [("cache-control", "no-store")])
-        elif self.otlp is not None and target.split("?", 1)[0].rstrip("/") == OTLP_PATH:
+        elif self.otlp is not None and _path(target) == OTLP_PATH:
             await self._otlp(conn, method, target, request, body)
         elif api is None or method != "POST":
             message = f"llm386 proxy: no route {method} {target.split('?', 1)[0]}"
@@ -495,3 +505,8 @@ def _finish_loop(loop: asyncio.AbstractEventLoop) -> None:
             loop.run_until_complete(asyncio.sleep(0))
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()
+
+
+def _path(target: str) -> str:
+    """Return a request target's path, without its query or a trailing slash."""
+    return target.split("?", 1)[0].rstrip("/")

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 
 from runtime import open_store
 from runtime.otel import receiver
-from runtime.otel.wire import Status
+from runtime.otel.wire import DEFAULT_OTLP_LIMITS, Status
 from runtime.proxy import Family, ProxySettings, ProxyThread, Recorder
 from runtime.proxy.server import MAX_BODY_BYTES
 from runtime.storage.tracestore import KvTraceStore
@@ -35,7 +35,9 @@ def proxy(tmp_path: Path) -> Iterator[tuple[ProxyThread, AnthropicServer]]:
     handler = partial(receiver.handle, store=store, traces=traces)
     with AnthropicServer() as up:
         upstreams = {Family.ANTHROPIC: up.base_url, Family.OPENAI: up.base_url}
-        settings = ProxySettings(port=0, upstreams=upstreams, max_body_bytes=LIMIT)
+        settings = ProxySettings(
+            port=0, upstreams=upstreams, max_body_bytes=LIMIT, max_otlp_body_bytes=LIMIT
+        )
         with ProxyThread(settings, recorder, otlp=handler) as running:
             yield running, up
     recorder.close()
@@ -61,8 +63,38 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
-def test_the_default_limit_is_16_mib() -> None:
-    assert ProxySettings().max_body_bytes == MAX_BODY_BYTES == 16 * 1024 * 1024
+def test_the_default_limits_are_64_mib_for_a_call_and_the_receivers_16_mib_for_spans() -> None:
+    # A provider call may be as large as the providers take (Anthropic 32 MB, OpenAI 50 MB of
+    # images): the proxy must not refuse a call they would accept.
+    assert ProxySettings().max_body_bytes == MAX_BODY_BYTES == 64 * 1024 * 1024
+    assert ProxySettings().max_otlp_body_bytes == DEFAULT_OTLP_LIMITS.max_body_bytes
+
+
+def test_a_provider_call_over_the_otlp_limit_is_forwarded(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "store")
+    traces = KvTraceStore(store)
+    recorder = Recorder(store, traces).start()
+    handler = partial(receiver.handle, store=store, traces=traces)
+    try:
+        with AnthropicServer() as up:
+            upstreams = {Family.ANTHROPIC: up.base_url, Family.OPENAI: up.base_url}
+            settings = ProxySettings(port=0, upstreams=upstreams, max_body_bytes=4 * LIMIT,
+                                     max_otlp_body_bytes=LIMIT)  # fmt: skip
+            with ProxyThread(settings, recorder, otlp=handler) as running:
+                host, port = running.server.address
+                big = "x" * (2 * LIMIT)  # over the spans' limit, under the calls'
+                request = {"model": "claude-sonnet-4-6", "max_tokens": 16,
+                           "messages": [{"role": "user", "content": big}]}  # fmt: skip
+                answer = httpx2.post(f"http://{host}:{port}/v1/messages", json=request, timeout=60,
+                                     headers={"x-api-key": "k", "anthropic-version": "2023-06-01"})  # fmt: skip
+                assert answer.status_code == 200, answer.text
+                assert up.request_count == 1
+                spans = httpx2.post(f"http://{host}:{port}/v1/traces", content=b"\0" * (2 * LIMIT),
+                                    headers={"content-type": "application/x-protobuf"}, timeout=60)  # fmt: skip
+                assert spans.status_code == 413
+    finally:
+        recorder.close()
+        store.close()
 
 
 def test_a_content_length_over_the_limit_is_refused_before_any_body_is_sent(proxy) -> None:
