@@ -8,7 +8,8 @@ a short suffix (and new tool call ids) so the store does not merge them: block s
 of real traffic. Tasks are real user messages.
 
 Figures: page, pack and page + pack p50/p99 (warm: after one page in the process), the first page
-after opening the store (cold), resident memory per 100,000 blocks, memory growth across 1,000
+after opening the store (cold: in this process, and in a new process that has just opened it; the
+target takes the slower), resident memory per 100,000 blocks, memory growth across 1,000
 pages, and BM25 top-10 over the session against rank_bm25.BM25Okapi on the same terms (scores
 are checked equal). Every block of the session is a candidate at every budget, so the log-log
 slope of page time against session size says how the cost grows (1.0 is linear).
@@ -28,6 +29,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -168,6 +171,38 @@ def cold_page(path: Path, profile: Any, question: str) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
+_NEW_PROCESS = """
+import sys, time
+from pathlib import Path
+from bench.bench_pager import SESSION, profile_with_budget
+from runtime import open_store
+from runtime.pager.core import PageRequest, page
+from runtime.profiles.catalog import get_profile
+from runtime.tokenizers import get_tokenizer
+
+path, label, question = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+profile = get_profile(label) if label != "16k" else profile_with_budget(16_000)
+get_tokenizer(profile.tokenizer)  # a server loads it once, at its first count
+store = open_store(path)
+started = time.perf_counter()
+page(store, PageRequest(SESSION, question, profile))
+print(round((time.perf_counter() - started) * 1000, 3))
+"""
+
+
+def cold_page_new_process(path: Path, label: str, question: str) -> float:
+    """Time the first page in a new process that has just opened the store: what a user of a
+    web server or a CLI started on it waits for. Its allocations and the store's map are all
+    untouched memory (the in-process figure above reuses pages the warm runs faulted in).
+    The interpreter's start, imports and the tokenizer's one load are not timed."""
+    lmdbenv.close_env(path)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", _NEW_PROCESS, str(path), label, question],
+                          capture_output=True, text=True, env=env, check=True, cwd=root)  # fmt: skip
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def bm25_against_rank_bm25(
     store: LmdbStore, blocks: Sequence[NewBlock], questions: Sequence[str]
 ) -> dict:
@@ -247,6 +282,9 @@ def run_size(size: int, sessions: Path, tools: Path, folder: Path) -> dict:
                            ("16k", profile_with_budget(16_000))):  # fmt: skip
         row[label] = latency(store, profile, questions, REPEAT.get(size, 50))
         row[label]["cold_first_page_ms"] = cold_page(path, profile, questions[0])
+        row[label]["cold_first_page_new_process_ms"] = cold_page_new_process(
+            path, label, questions[0]
+        )
         store = open_store(path)
     for q in questions:  # warm again after the cold pages, then read memory
         page(store, PageRequest(SESSION, q, get_profile("claude-sonnet-4-6")))
@@ -297,7 +335,9 @@ def goals(rows: Sequence[dict]) -> dict[str, Any]:
     goal("page_and_pack_100k_full_p50_ms", 100_000, 15.0,
          lambda r: r[full]["page_and_pack"]["p50_ms"])  # fmt: skip
     goal("cold_first_page_100k_ms", 100_000, 50.0,
-         lambda r: max(r[full]["cold_first_page_ms"], r[small]["cold_first_page_ms"]))  # fmt: skip
+         lambda r: max(r[label][key] for label in (full, small)
+                       for key in ("cold_first_page_ms", "cold_first_page_new_process_ms")
+                       if key in r[label]))  # fmt: skip
     goal("no_growth_across_1000_pages_mb", LEAK_SIZE, LEAK_TOLERANCE_MB,
          lambda r: r["growth"]["growth_mb"], ratio=False)  # fmt: skip
     for label in (small, full):
