@@ -163,6 +163,11 @@ class Selector:
         self.allocated = dict.fromkeys(Section, 0)
         self.optional_limit = limits.input_budget
         self.kept: dict[str, str] = {}  # block id -> block id kept (duplicates)
+        # Why the second pass omits what it cannot fit: the page is full, or, when unused room
+        # does not flow between sections, the block's own section is.
+        self.out_of_room = (
+            OmissionReason.GLOBAL_BUDGET if limits.flow_unused else OmissionReason.SECTION_BUDGET
+        )
 
     # -- entry point --------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -338,9 +343,7 @@ class Selector:
         return cheapest, summarised
 
     def _omit_rest(self, rest: Sequence[_Unit | Item]) -> None:
-        reason = OmissionReason.GLOBAL_BUDGET
-        if not self.limits.flow_unused:
-            reason = OmissionReason.SECTION_BUDGET
+        reason = self.out_of_room
         decided = self.decided
         for unit in rest:
             if isinstance(unit, _Unit):
@@ -358,10 +361,7 @@ class Selector:
         if self.limits.flow_unused and self._fits(unit):
             self._select(unit, self._reason(unit.lead))
         elif not self._substitute(unit):
-            reason = OmissionReason.GLOBAL_BUDGET
-            if not self.limits.flow_unused:
-                reason = OmissionReason.SECTION_BUDGET
-            self._omit(unit, reason)
+            self._omit(unit, self.out_of_room)
 
     def _second_pass_one(self, item: Item) -> None:
         """``_second_pass`` of a lone block, without making a unit unless it needs a summary."""
@@ -375,10 +375,7 @@ class Selector:
             return
         alone = _Unit([item])
         if not self._substitute(alone):
-            reason = OmissionReason.GLOBAL_BUDGET
-            if not self.limits.flow_unused:
-                reason = OmissionReason.SECTION_BUDGET
-            self._omit(alone, reason)
+            self._omit(alone, self.out_of_room)
 
     def _fits(self, unit: _Unit) -> bool:
         return self.total + self._cost(unit) <= self.optional_limit
