@@ -14,7 +14,7 @@ from django.urls import Resolver404
 from django.utils.cache import patch_vary_headers
 
 from llm386web.conf import web_config
-from runtime.errors import StoreError
+from runtime.errors import StoreCorrupted, StoreError
 from runtime.storage.open import safe_location
 
 from .common import is_fragment
@@ -36,7 +36,12 @@ def render_error(
 
 
 def store_unavailable(request: HttpRequest, exc: StoreError) -> HttpResponse:
-    """Say why the store cannot be opened and how to fix it, with 503."""
+    """Say why the store cannot be opened and how to fix it, with 503; or, for data that
+    fails verification (a record without its request bytes, a damaged chunk), say that, with
+    the error's own advice: pointing the app at another store is no fix for it."""
+    if isinstance(exc, StoreCorrupted):
+        log.error("stored data failed verification: %s", exc)
+        return render_error(request, 503, "Stored data is damaged or missing", str(exc))
     log.warning("store unavailable: %s", exc)
     return render_error(
         request,

@@ -94,5 +94,7 @@ def test_a_turn_without_its_request_bytes_is_named_before_the_download_starts(
     # Not a 200 whose file stops short of its footer: an error page saying which turn and why.
     assert response.status_code == 503 and not response.streaming
     page = body.decode()
+    assert "Stored data is damaged or missing" in page and "The store is unavailable" not in page
+    assert "LLM386_STORE" not in page  # no advice to point the app at another store
     assert "turn 2 of session lost-bytes" in page and lost.call_id in page
     assert "no stored request bytes" in page and "llm386 verify" in page
