@@ -137,6 +137,66 @@ def measure(tmp: Path, count: int | None, profile: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def measure_receiver(tmp: Path, count: int | None, exporters: int, workers: int) -> dict[str, Any]:
+    """Serve every session's request to ``exporters`` concurrent senders through the receiver
+    (``runtime.otel.receiver.handle``: token check, decode, write), its bodies prepared by
+    ``workers`` worker processes; return the rates over the wall time of all requests."""
+    import queue
+    import threading
+
+    from runtime import open_store
+    from runtime.otel import receiver, tokens
+    from runtime.otel.ingest import preparing_for
+    from runtime.otel.wire import PROTOBUF
+    from runtime.otel.workers import Preparer
+    from runtime.storage.tracestore import KvTraceStore
+    from runtime.tokenizers import get_tokenizer
+
+    requests = bodies(count)
+    store = open_store(tmp / "store-receiver")
+    names = preparing_for(store)["tokenizers"]
+    for name in names:
+        get_tokenizer(name)
+    traces = KvTraceStore(store)
+    headers = {"content-type": PROTOBUF,
+               "authorization": f"Bearer {tokens.create_token(store.kv, 'bench')}"}  # fmt: skip
+    preparer = Preparer(workers, names).start()  # started, tokenizers loaded: not timed
+    todo: queue.Queue[bytes] = queue.Queue()
+    for body, _, _ in requests:
+        todo.put(body)
+    failures: list[str] = []
+    done = [0]
+
+    def export() -> None:
+        while True:
+            try:
+                body = todo.get_nowait()
+            except queue.Empty:
+                return
+            status, _, out = receiver.handle("POST", receiver.PATH, headers, body, store=store,
+                                             traces=traces, preparer=preparer)  # fmt: skip
+            if status != 200:
+                failures.append(f"{status}: {out[:200]!r}")
+            done[0] += 1
+            if done[0] % 20 == 0:
+                print(f"  {done[0]}/{len(requests)} requests served", flush=True)
+
+    senders = [threading.Thread(target=export) for _ in range(exporters)]
+    start, cpu = time.perf_counter(), time.process_time()
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    preparer.close()
+    store.close()
+    assert not failures, failures[:3]
+    spans = sum(r[1] for r in requests)
+    return {"exporters": exporters, "prepare_workers": workers, "seconds": round(seconds, 2),
+            "spans_per_s": round(spans / seconds), "receiver_process_cpu_seconds": round(cpu, 2)}  # fmt: skip
+
+
 def machine_load(
     before: tuple[float, float, float], after: tuple[float, float, float], wall: float, cpu: float
 ) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class WebConfig:
     LOGIN_MAX_LOCKOUT_S: float
     OTLP_MAX_BODY_BYTES: int  # an OTLP export body as sent to /v1/traces
     OTLP_MAX_DECODED_BYTES: int  # after gzip
+    OTLP_WORKERS: int  # processes that read and rebuild OTLP bodies while the app writes them
 
 
 KNOWN_KEYS = tuple(f.name for f in fields(WebConfig))
@@ -104,6 +105,8 @@ def defaults() -> dict[str, Any]:
         # The OTLP receiver at /v1/traces refuses bigger bodies whole (runtime.otel.wire).
         "OTLP_MAX_BODY_BYTES": 16 * 1024 * 1024,
         "OTLP_MAX_DECODED_BYTES": 64 * 1024 * 1024,
+        # Started on the first export; 0: all of it in the request's thread (runtime.otel.workers).
+        "OTLP_WORKERS": 1,
     }
 
 

@@ -193,6 +193,7 @@ class ProxyConfig:
     timeout_seconds: float = _setting(600.0, _POSITIVE)
     page: str = _setting("", _PRESET)  # "": forward unchanged; else a paging.presets name
     page_budget: int = _setting(0, _NONNEG)  # 0: no budget; else input tokens per request
+    otlp_workers: int = _setting(1, _NONNEG)  # processes preparing /v1/traces bodies (0: none)
 
 
 @dataclass(frozen=True)

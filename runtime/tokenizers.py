@@ -21,7 +21,7 @@ import base64
 import binascii
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as _distribution_version
 from pathlib import Path
@@ -157,6 +157,15 @@ def counts_by_key(name: str, keys: Sequence[str], texts: Sequence[str]) -> list[
             _counts[(name, key)] = n
         out = [counted[key] if n is None else n for key, n in zip(keys, out, strict=True)]
     return [int(n) for n in out]  # type: ignore[arg-type]
+
+
+def remember_counts(name: str, counts: Mapping[str, int]) -> None:
+    """Remember counts ``counts_by_key`` made for tokenizer ``name`` in another process (a
+    worker that prepared a write), so this process does not count those texts again."""
+    if len(_counts) + len(counts) > COUNT_CACHE_SIZE:
+        _counts.clear()
+    for key, n in counts.items():
+        _counts[(name, key)] = n
 
 
 def forget_counts() -> None:

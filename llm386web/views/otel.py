@@ -9,6 +9,9 @@ tokens page shows a new token once, in the answer to the POST that made it, and 
 
 from __future__ import annotations
 
+import atexit
+import threading
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
@@ -23,9 +26,27 @@ from llm386web.store_access import get_store, get_traces
 from runtime.errors import InvalidInput, StoreError
 from runtime.otel import receiver, tokens
 from runtime.otel.export import ExportFailed, export_sessions
+from runtime.otel.ingest import preparing_for
 from runtime.otel.wire import OtlpLimits
+from runtime.otel.workers import Preparer
+from runtime.storage.blockstore import KvBlockStore
 
 from .common import render_page
+
+_preparers: dict[int, Preparer] = {}
+_preparers_lock = threading.Lock()
+
+
+def otlp_preparer(store: KvBlockStore) -> Preparer:
+    """The process's workers for OTLP bodies (``LLM386["OTLP_WORKERS"]`` of them, started on
+    the first export, stopped when the process exits)."""
+    workers = web_config().OTLP_WORKERS
+    with _preparers_lock:
+        found = _preparers.get(workers)
+        if found is None:
+            found = _preparers[workers] = Preparer(workers, preparing_for(store)["tokenizers"])
+            atexit.register(found.close)
+        return found
 
 
 def otlp_limits() -> OtlpLimits:
@@ -50,7 +71,7 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     else:
         status, headers, out = receiver.handle(
             request.method or "", receiver.PATH, request.headers, body,
-            store=store, traces=traces, limits=limits,
+            store=store, traces=traces, limits=limits, preparer=otlp_preparer(store),
         )  # fmt: skip
     response = HttpResponse(out, status=status, content_type=headers.pop("Content-Type"))
     for name, value in headers.items():

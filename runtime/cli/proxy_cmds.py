@@ -16,6 +16,8 @@ from runtime.cli.models_cmds import config_from
 from runtime.config import ProxyConfig
 from runtime.errors import InvalidInput
 from runtime.otel import receiver
+from runtime.otel.ingest import preparing_for
+from runtime.otel.workers import Preparer
 from runtime.paging.presets import DEFAULT_PRESET, preset_names
 from runtime.proxy import Family, ProxyServer, ProxySettings, Recorder
 from runtime.proxy.pager import PageSettings
@@ -24,7 +26,7 @@ from runtime.storage.tracestore import KvTraceStore
 
 _DEFAULTS = ProxyConfig()
 _FLAG_KEYS = ("host", "port", "anthropic_upstream", "openai_upstream", "timeout_seconds",
-              "queue_size", "fail_closed", "page", "page_budget")  # fmt: skip
+              "queue_size", "fail_closed", "page", "page_budget", "otlp_workers")  # fmt: skip
 _FLAG_NAMES = {"timeout_seconds": "timeout"}
 
 
@@ -66,11 +68,15 @@ def cmd_proxy(args: argparse.Namespace) -> Output:
     recorder = Recorder(store, traces, capacity=conf.queue_size,
                         process=store_path_from(args)).start()  # fmt: skip
     recorder.wait_ready()  # the first calls are then recorded as fast as the rest
-    otlp = partial(receiver.handle, store=store, traces=traces)
+    # /v1/traces bodies are read and rebuilt in worker processes (started on the first export);
+    # this process only writes them (runtime.otel.workers).
+    preparer = Preparer(conf.otlp_workers, preparing_for(store)["tokenizers"])
+    otlp = partial(receiver.handle, store=store, traces=traces, preparer=preparer)
     try:
         status = asyncio.run(_serve(settings, recorder, otlp))
     finally:
         recorder.close()
+        preparer.close()
     status.update(recorder.status())
     text = (f"llm386 proxy stopped: {status['calls']} calls, {status['recorded']} recorded, "
             f"{status['lost']} lost")  # fmt: skip
@@ -121,5 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--page-budget", type=int, metavar="TOKENS",
                         help="with --page: also page out under pressure to fit each request "
                         "in this many input tokens (default: no budget)")  # fmt: skip
+    parser.add_argument("--otlp-workers", type=int, metavar="N",
+                        help="processes that read and rebuild OTLP exports sent to /v1/traces "
+                        "while this one writes them (default 1; 0: all in the proxy's process)")  # fmt: skip
     parser.add_argument("--config", help="llm386.toml to read (default: ./llm386.toml if present)")
     parser.epilog = "Each flag wins over its key in the [proxy] section of llm386.toml."

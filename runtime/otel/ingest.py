@@ -25,8 +25,8 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 from runtime.blocks import Edge, NewBlock, canonical_json
 from runtime.errors import InvalidInput
@@ -35,10 +35,20 @@ from runtime.otel.attrjson import LIMITS, AttributeJson
 from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
 from runtime.otel.plans import Plans
 from runtime.otel.rebuild import Rebuilder
-from runtime.otel.spans import SPANS, SpanData, ensure_tables, get_span, put_spans, span_data
+from runtime.otel.spans import (
+    CONTENT_ATTRIBUTES,
+    SPANS,
+    SpanData,
+    ensure_tables,
+    get_span,
+    put_rows,
+    span_data,
+    span_row,
+)
 from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
 from runtime.storage.blockstore import KvBlockStore
 from runtime.storage.chunking import RequestParts
+from runtime.tokenizers import counts_by_key, remember_counts
 from runtime.tracing.records import (
     ChunkedTrace,
     Provider,
@@ -89,13 +99,63 @@ def ingest(
     limits: OtlpLimits = DEFAULT_OTLP_LIMITS,
 ) -> IngestResult:
     """Decode an OTLP/HTTP trace export and ingest it; raise OtlpRejected if it cannot be read."""
-    return ingest_request(
-        decode_request(body, content_type, content_encoding, limits), store, traces
-    )
+    return commit(prepare_body(body, content_type, content_encoding, limits,
+                               **preparing_for(store)), store, traces)  # fmt: skip
 
 
 def ingest_request(request: Any, store: KvBlockStore, traces: TraceStore) -> IngestResult:
     """Ingest a decoded ``ExportTraceServiceRequest`` in one write transaction."""
+    return commit(prepare(request, **preparing_for(store)), store, traces)
+
+
+# -- preparing: everything that needs no store ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A model call with its rebuilt request and the builder of its turn's blocks (or why
+    its blocks cannot be built)."""
+
+    call: ModelCall
+    request: RequestParts
+    builder: _Builder | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An export request read, mapped and rebuilt without the store: what ``commit`` writes.
+
+    Plain data (it crosses to and from a worker process, ``runtime.otel.workers``): the spans'
+    keys, the rows they keep, the model calls (their spans without message content) in call
+    order with their requests and blocks, the spans refused so far, and the token counts of
+    every block the calls make, per tokenizer."""
+
+    keys: tuple[str, ...]  # every readable span's key, as sent (copies included)
+    unreadable: tuple[str, ...]
+    rows: tuple[tuple[str, bytes, bytes], ...]  # (span key, row key, row) of each kept span
+    refused: Mapping[str, str]  # span key -> why
+    calls: tuple[_Built, ...]
+    counts: Mapping[str, Mapping[str, int]]  # tokenizer -> block id -> tokens
+
+
+def preparing_for(store: KvBlockStore) -> dict[str, Any]:
+    """What ``prepare`` needs of a store: its block size limit and the tokenizers it counts."""
+    return {"max_block_bytes": store.max_block_bytes,
+            "tokenizers": tuple(sorted({TOKENIZER, *store.tokenizers}))}  # fmt: skip
+
+
+def prepare_body(
+    body: bytes, content_type: str | None, content_encoding: str | None, limits: OtlpLimits,
+    *, max_block_bytes: int, tokenizers: Sequence[str],
+) -> Prepared:  # fmt: skip
+    """Decode a body and ``prepare`` it; raise OtlpRejected if it cannot be read."""
+    request = decode_request(body, content_type, content_encoding, limits)
+    return prepare(request, max_block_bytes=max_block_bytes, tokenizers=tokenizers)
+
+
+def prepare(request: Any, *, max_block_bytes: int, tokenizers: Sequence[str]) -> Prepared:
+    """Read a decoded ``ExportTraceServiceRequest`` into what ``commit`` writes (no store)."""
     spans, unreadable = _read_spans(request)
     calls: list[ModelCall] = []
     unique, refused = _distinct(spans)  # refused: span key -> why
@@ -110,18 +170,72 @@ def ingest_request(request: Any, store: KvBlockStore, traces: TraceStore) -> Ing
                 calls.append(model_call(span, parsed))
         except SpanRefused as exc:
             refused[span.key] = str(exc)
-    kept = [s for s in unique if s.key not in refused]
+    rows = tuple((s.key, *span_row(s)) for s in unique if s.key not in refused)
+    built = _build(calls, max_block_bytes)
+    return Prepared(
+        keys=tuple(s.key for s in spans), unreadable=tuple(unreadable), rows=rows,
+        refused=refused, calls=built, counts=_counts(built, tokenizers),
+    )  # fmt: skip
+
+
+def _build(calls: Sequence[ModelCall], max_block_bytes: int) -> tuple[_Built, ...]:
+    """Each call's request and blocks, in call order, a session's calls sharing a
+    ``Rebuilder`` (what a call gets never depends on which other calls it sees)."""
+    by_session: dict[str, list[ModelCall]] = {}
+    for call in sorted(calls, key=_call_order):
+        by_session.setdefault(call.session, []).append(call)
+    out: list[_Built] = []
+    for session in sorted(by_session):
+        rebuild = Rebuilder(max_block_bytes)  # this session in this request only
+        for call in by_session[session]:
+            request = rebuild.request(call)
+            try:
+                builder, error = rebuild.blocks(call), None
+            except (InvalidInput, KeyError) as exc:
+                builder, error = None, _where(call) + f": {exc}"
+            out.append(_Built(_lean(call), request, builder, error))
+    return tuple(out)
+
+
+def _lean(call: ModelCall) -> ModelCall:
+    """The call without its span's message attributes and events (its blocks hold them)."""
+    span = call.span
+    kept = {k: v for k, v in span.attributes.items() if not k.startswith(CONTENT_ATTRIBUTES)}
+    return replace(call, span=replace(span, attributes=kept, events=()))
+
+
+def _counts(built: Sequence[_Built], tokenizers: Sequence[str]) -> dict[str, dict[str, int]]:
+    """The token counts of every distinct block the calls make, per tokenizer."""
+    bodies: dict[str, str] = {}
+    for b in built:
+        if b.builder is not None:
+            for block_id, block in zip(b.builder.ids, b.builder.blocks, strict=True):
+                bodies.setdefault(block_id, cast(str, block.body))  # the builder's: checked
+    ids, texts = list(bodies), list(bodies.values())
+    return {name: dict(zip(ids, counts_by_key(name, ids, texts), strict=True))
+            for name in tokenizers}  # fmt: skip
+
+
+# -- committing: one write ------------------------------------------------------------------
+
+
+def commit(prepared: Prepared, store: KvBlockStore, traces: TraceStore) -> IngestResult:
+    """Write a prepared request in one write transaction: the spans' rows and each session's
+    new turns, checked against what the store holds (spans ingested before, foreign sessions)."""
+    for name, counts in prepared.counts.items():
+        remember_counts(name, counts)  # so the write counts no block again
     # Created in a write of its own: a table first opened in a write that then fails would
     # leave the engine holding a handle that died with it.
     ensure_tables(store.kv, SPANS)
-    outcome = store.atomic(lambda: _write(store, traces, kept, calls))
-    refused |= outcome.refused
-    accepted = sum(1 for s in spans if s.key not in refused)
+    outcome = store.atomic(lambda: _write(store, traces, prepared))
+    refused = {**prepared.refused, **outcome.refused}
+    accepted = sum(1 for k in prepared.keys if k not in refused)
+    sessions = {b.call.session for b in prepared.calls if b.call.span.key not in refused}
     return IngestResult(
-        accepted=accepted, rejected=len(spans) - accepted + len(unreadable),
+        accepted=accepted, rejected=len(prepared.keys) - accepted + len(prepared.unreadable),
         turns_recorded=outcome.recorded, turns_skipped=outcome.skipped,
-        sessions=tuple(sorted({c.session for c in calls if c.span.key not in refused})),
-        errors=tuple(unreadable) + tuple(refused[k] for k in sorted(refused)),
+        sessions=tuple(sorted(sessions)),
+        errors=prepared.unreadable + tuple(refused[k] for k in sorted(refused)),
     )  # fmt: skip
 
 
@@ -213,19 +327,17 @@ def _call_order(call: ModelCall) -> tuple[int, int, int, str]:
             call.span.span_id)  # fmt: skip
 
 
-def _write(
-    store: KvBlockStore, traces: TraceStore, spans: Sequence[SpanData], calls: Sequence[ModelCall]
-) -> _Outcome:
+def _write(store: KvBlockStore, traces: TraceStore, prepared: Prepared) -> _Outcome:
     """Write the spans' rows and each session's new turns (in the caller's write)."""
-    outcome = _Outcome(refused=_elsewhere(store, calls))
-    by_session: dict[str, list[ModelCall]] = {}
-    for call in sorted(calls, key=_call_order):
-        if call.span.key not in outcome.refused:
-            by_session.setdefault(call.session, []).append(call)
+    outcome = _Outcome(refused=_elsewhere(store, [b.call for b in prepared.calls]))
+    by_session: dict[str, list[_Built]] = {}
+    for built in prepared.calls:  # in call order
+        if built.call.span.key not in outcome.refused:
+            by_session.setdefault(built.call.session, []).append(built)
     for session in sorted(by_session):
         _session(store, traces, session, by_session[session], outcome)
-    rows = [s for s in spans if s.key not in outcome.refused]
-    store.kv.write(lambda t: put_spans(t, rows))
+    rows = [(k, v) for key, k, v in prepared.rows if key not in outcome.refused]
+    store.kv.write(lambda t: put_rows(t, rows))
     return outcome
 
 
@@ -265,7 +377,6 @@ class _SessionState:
         self.foreign = bool(refs or records) and not self.spans
         self.pending: list[NewBlock] = []
         self.edges: dict[Edge, None] = {}  # in order, each once
-        self.rebuild = Rebuilder(store.max_block_bytes)  # this session in this request only
         self.plans = Plans(session)
 
     def flush(self, store: KvBlockStore, session: str) -> None:
@@ -289,12 +400,12 @@ class _Planned:
 
 
 def _session(
-    store: KvBlockStore, traces: TraceStore, session: str, calls: Sequence[ModelCall],
+    store: KvBlockStore, traces: TraceStore, session: str, calls: Sequence[_Built],
     outcome: _Outcome,
 ) -> None:  # fmt: skip
     state = _SessionState(store, traces, session)
     if state.foreign:
-        for call in calls:
+        for call in (b.call for b in calls):
             outcome.refused[call.span.key] = _where(call) + (
                 f": session {session!r} holds turns that did not come from spans; "
                 "give gen_ai.conversation.id another value"
@@ -302,14 +413,14 @@ def _session(
         return
     new_session = not state.ids and not state.last_turn
     planned: list[_Planned] = []
-    for call in calls:
-        built = _plan_turn(store, state, call)
-        if isinstance(built, str):
-            outcome.refused[call.span.key] = built
-        elif built is None:
+    for built in calls:
+        turn = _plan_turn(state, built)
+        if isinstance(turn, str):
+            outcome.refused[built.call.span.key] = turn
+        elif turn is None:
             outcome.skipped += 1
         else:
-            planned.append(built)
+            planned.append(turn)
     if not planned:
         return
     state.flush(store, session)
@@ -317,7 +428,7 @@ def _session(
     traces.record_stream(lambda: (_stored(p, session, state, state.last_turn + i, tokens)
                                   for i, p in enumerate(planned, start=1)))  # fmt: skip
     if new_session:
-        store.set_session_meta(session, **_meta(calls[0]))
+        store.set_session_meta(session, **_meta(calls[0].call))
     outcome.recorded += len(planned)
 
 
@@ -325,19 +436,17 @@ def _where(call: ModelCall) -> str:
     return f"span {call.span.span_id} ({call.span.name!r}, trace {call.span.trace_id})"
 
 
-def _plan_turn(store: KvBlockStore, state: _SessionState, call: ModelCall) -> _Planned | str | None:
+def _plan_turn(state: _SessionState, built: _Built) -> _Planned | str | None:
     """Plan a call's turn (its new blocks pending), None if recorded already, or why refused."""
-    request = state.rebuild.request(call)
-    digest = request.prompt_hash
+    call, digest = built.call, built.request.prompt_hash
     key = call.span.key
     if key in state.spans:
         if state.spans[key] == digest:
             return None
         return _where(call) + " was ingested before with different messages; nothing was changed"
-    try:
-        builder = state.rebuild.blocks(call)
-    except (InvalidInput, KeyError) as exc:
-        return _where(call) + f": {exc}"
+    if built.builder is None:
+        return built.error
+    builder = built.builder
     common = 0
     for have, want in zip(state.ids, builder.ids, strict=False):
         if have != want:
@@ -348,7 +457,7 @@ def _plan_turn(store: KvBlockStore, state: _SessionState, call: ModelCall) -> _P
     state.pending += builder.blocks[common:]
     state.edges.update(dict.fromkeys(builder.edges))
     state.spans[key] = digest
-    return _Planned(call, request, builder, common, at)
+    return _Planned(call, built.request, builder, common, at)
 
 
 def _stored(

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 from runtime.errors import StoreError
 from runtime.otel import tokens
-from runtime.otel.ingest import ingest
+from runtime.otel.ingest import commit, prepare_body, preparing_for
 from runtime.otel.wire import (
     DEFAULT_OTLP_LIMITS,
     OtlpLimits,
@@ -32,6 +32,7 @@ from runtime.otel.wire import (
     export_response,
     status_response,
 )
+from runtime.otel.workers import Preparer
 from runtime.storage.blockstore import KvBlockStore
 from runtime.tracing.records import TraceStore
 
@@ -72,8 +73,12 @@ def store_failed(exc: StoreError, content_type: str | None, *, authorized: bool)
 def handle(
     method: str, path: str, headers: Mapping[str, str], body: bytes, *,
     store: KvBlockStore, traces: TraceStore, limits: OtlpLimits = DEFAULT_OTLP_LIMITS,
+    preparer: Preparer | None = None,
 ) -> Response:  # fmt: skip
-    """Serve one request to the OTLP/HTTP trace endpoint; return (status, headers, body)."""
+    """Serve one request to the OTLP/HTTP trace endpoint; return (status, headers, body).
+
+    With a ``preparer`` the body is read and rebuilt in its worker processes and only the
+    write happens here (``runtime.otel.workers``); without one, all of it in this thread."""
     content_type = _header(headers, "content-type")
     if path.split("?", 1)[0].rstrip("/") != PATH:
         return _refuse(404, f"no OTLP endpoint at {path}; traces go to {PATH}", content_type)
@@ -91,8 +96,10 @@ def handle(
             content_type,
         )
     try:
-        result = ingest(body, content_type, _header(headers, "content-encoding"), store, traces,
-                        limits)  # fmt: skip
+        prepare = prepare_body if preparer is None else preparer.prepare
+        prepared = prepare(body, content_type, _header(headers, "content-encoding"), limits,
+                           **preparing_for(store))  # fmt: skip
+        result = commit(prepared, store, traces)
     except OtlpRejected as exc:
         return _refuse(exc.status, str(exc), content_type)
     except StoreError as exc:

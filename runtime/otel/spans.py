@@ -32,7 +32,7 @@ from runtime.storage.kv import Engine, Tables
 SPANS = "otel_spans"
 # What a stored row keeps of the attributes: the prefixes, minus the content keys.
 _KEPT = ("gen_ai.", "llm386.")
-_CONTENT = (
+CONTENT_ATTRIBUTES = (
     "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
     "gen_ai.tool.definitions", "gen_ai.prompt", "gen_ai.completion",
     "gen_ai.tool.call.arguments", "gen_ai.tool.call.result",
@@ -78,7 +78,7 @@ class SpanData:
     def row(self) -> dict[str, Any]:
         """Return what the ``otel_spans`` table keeps of this span (no message content)."""
         kept = {k: v for k, v in sorted(self.attributes.items())
-                if k.startswith(_KEPT) and not k.startswith(_CONTENT)}  # fmt: skip
+                if k.startswith(_KEPT) and not k.startswith(CONTENT_ATTRIBUTES)}  # fmt: skip
         return {"trace": self.trace_id, "span": self.span_id, "parent": self.parent_id,
                 "name": self.name, "kind": self.kind, "start": self.start_ns,
                 "end": self.end_ns, "status": self.status, "status_message": self.status_message,
@@ -147,7 +147,17 @@ def _key(trace_id: str, span_id: str = "") -> bytes:
 
 def put_spans(t: Tables, spans: Sequence[SpanData]) -> None:
     """Store (or replace) the rows of ``spans`` in the caller's write."""
-    t.put_many(SPANS, [(_key(s.trace_id, s.span_id), canonical_json(s.row())) for s in spans])
+    put_rows(t, [span_row(s) for s in spans])
+
+
+def span_row(span: SpanData) -> tuple[bytes, bytes]:
+    """Return the key and the stored row of a span (``put_rows`` writes them)."""
+    return _key(span.trace_id, span.span_id), canonical_json(span.row())
+
+
+def put_rows(t: Tables, rows: Sequence[tuple[bytes, bytes]]) -> None:
+    """Store (or replace) span rows made by ``span_row`` in the caller's write."""
+    t.put_many(SPANS, list(rows))
 
 
 def get_span(t: Tables, trace_id: str, span_id: str) -> dict[str, Any] | None:

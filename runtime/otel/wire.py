@@ -69,6 +69,9 @@ class OtlpRejected(InvalidInput):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self) -> tuple[type[OtlpRejected], tuple[int, str]]:
+        return OtlpRejected, (self.status, str(self))  # raised again after a worker's refusal
+
 
 def media_type(content_type: str | None) -> str:
     """Return the media type of a Content-Type header, lower-cased, without parameters."""

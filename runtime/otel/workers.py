@@ -1,0 +1,104 @@
+"""Preparing OTLP exports in worker processes, so a receiver uses more than one core.
+
+Owns: ``Preparer`` (a pool of spawned processes that run ``ingest.prepare_body``: decoding,
+reading the spans, rebuilding each call's request and blocks, counting their tokens) and
+``DEFAULT_WORKERS``. The receiver's own process keeps the store and does only ``commit``, the
+one write; while it commits one request, a worker prepares the next, so concurrent exporters
+are served on two cores where one process would use one (Python runs one thread at a time).
+
+Invariants:
+- A worker holds no store and never writes: what it returns is what ``prepare_body`` returns
+  in the receiver's process, so a turn is the same bytes whoever prepared it.
+- A request the worker refuses (``OtlpRejected``) is refused as if it was prepared here. A
+  worker that dies (killed, out of memory) costs no request: that request is prepared in
+  this process and the pool is started anew for the next one (logged, once per death).
+- Workers are spawned, never forked: a fork of a process holding an open store (LMDB, a
+  database connection) would share its handles.
+- ``workers=0`` prepares in the calling thread: the same results, on one core.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from runtime.otel.ingest import Prepared, prepare_body
+from runtime.otel.wire import OtlpLimits
+
+log = logging.getLogger("llm386.otel")
+DEFAULT_WORKERS = 1  # with the receiver's own process: two cores busy
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def _warm(tokenizers: Sequence[str]) -> None:
+    """Load the tokenizers in a new worker, before its first request waits for them."""
+    from runtime.tokenizers import get_tokenizer
+
+    for name in tokenizers:
+        get_tokenizer(name)
+
+
+def _ready() -> bool:
+    return True
+
+
+class Preparer:
+    """``prepare_body`` in ``workers`` spawned processes (0: in the calling thread)."""
+
+    def __init__(self, workers: int = DEFAULT_WORKERS, tokenizers: Sequence[str] = ()) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, not {workers}")
+        self.workers, self.tokenizers = workers, tuple(tokenizers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.restarts = 0  # pools started again after a worker died
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=_SPAWN,
+                                                 initializer=_warm, initargs=(self.tokenizers,))  # fmt: skip
+            return self._pool
+
+    def start(self) -> Preparer:
+        """Start the workers now (and wait for them), not on the first request."""
+        if self.workers:
+            pool = self._executor()
+            for future in [pool.submit(_ready) for _ in range(self.workers)]:
+                future.result()
+        return self
+
+    def prepare(
+        self, body: bytes, content_type: str | None, content_encoding: str | None,
+        limits: OtlpLimits, *, max_block_bytes: int, tokenizers: Sequence[str],
+    ) -> Prepared:  # fmt: skip
+        """Return ``prepare_body(...)``, from a worker when there are workers."""
+        args = (body, content_type, content_encoding, limits)
+        names = tuple(tokenizers)
+        if self.workers:
+            pool = self._executor()
+            try:
+                return pool.submit(prepare_body, *args, max_block_bytes=max_block_bytes,
+                                   tokenizers=names).result()  # fmt: skip
+            except BrokenProcessPool:
+                self._replace(pool)
+        return prepare_body(*args, max_block_bytes=max_block_bytes, tokenizers=names)
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:  # the first thread to see it; the others see the new one
+                log.warning("an OTLP prepare worker died; this request was prepared in the "
+                            "receiver's process and the workers were started again")  # fmt: skip
+                self._pool = None
+                self.restarts += 1
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,122 @@
+"""OTLP bodies prepared in worker processes (runtime.otel.workers) while the receiver writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+
+import pytest
+
+from bench.bench_otel import bodies
+from runtime import KvTraceStore, open_store
+from runtime.otel import tokens
+from runtime.otel.ingest import ingest, preparing_for
+from runtime.otel.receiver import PATH, handle
+from runtime.otel.wire import PROTOBUF, Status
+from runtime.otel.workers import Preparer
+
+SESSIONS = 6
+
+
+@pytest.fixture(scope="module")
+def preparer():
+    workers = Preparer(1).start()
+    yield workers
+    workers.close()
+
+
+def _contents(store, traces):
+    """Every session's entries and its turns' records (but their random call ids) and bytes."""
+    out = {}
+    for info in store.sessions():
+        session = info.session
+        records = traces.get_many([call_id for _, call_id in traces.turns(session)])
+        turns = []
+        for record in records:
+            data = json.loads(record.encode())
+            data.pop("call_id")
+            turns.append((data, traces.request_bytes(record.prompt_hash)))
+        out[session] = ([ref.id for ref in store.entry_refs(session)], turns)
+    return out
+
+
+def _open(tmp_path, name):
+    store = open_store(tmp_path / name)
+    return store, KvTraceStore(store)
+
+
+def test_concurrent_exports_prepared_by_a_worker_store_what_one_exporter_stores(tmp_path, preparer):
+    requests = [body for body, _, _ in bodies(SESSIONS)]
+    serial = _open(tmp_path, "serial")
+    for body in requests:
+        assert ingest(body, PROTOBUF, None, *serial).rejected == 0
+    store, traces = _open(tmp_path, "workers")
+    headers = {"content-type": PROTOBUF,
+               "authorization": f"Bearer {tokens.create_token(store.kv, 'ci')}"}  # fmt: skip
+    answers: list[int] = []
+
+    def export(mine):
+        for body in mine:
+            status, _, _ = handle("POST", PATH, headers, body, store=store, traces=traces,
+                                  preparer=preparer)  # fmt: skip
+            answers.append(status)
+
+    senders = [threading.Thread(target=export, args=(requests[i::3],)) for i in range(3)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert answers == [200] * SESSIONS
+    assert _contents(store, traces) == _contents(*serial)
+    assert len(_contents(store, traces)) == SESSIONS
+
+
+def test_a_body_the_worker_refuses_is_refused_as_the_receiver_would(tmp_path, preparer):
+    store, traces = _open(tmp_path, "store")
+    headers = {"content-type": PROTOBUF,
+               "authorization": f"Bearer {tokens.create_token(store.kv, 'ci')}"}  # fmt: skip
+    restarts = preparer.restarts
+    for body in (b"\x0a\xff\xff\xff\xff\x0f", b"not protobuf at all"):
+        alone = handle("POST", PATH, headers, body, store=store, traces=traces)
+        status, _, out = handle("POST", PATH, headers, body, store=store, traces=traces,
+                                preparer=preparer)  # fmt: skip
+        assert status == alone[0] == 400
+        assert Status.FromString(out).message == Status.FromString(alone[2]).message
+    assert preparer.restarts == restarts  # refused by the worker, not prepared again here
+    assert store.sessions() == []
+
+
+def test_a_worker_that_dies_costs_no_request(tmp_path):
+    store, traces = _open(tmp_path, "store")
+    requests = [body for body, _, _ in bodies(2)]
+    workers = Preparer(1, preparing_for(store)["tokenizers"]).start()
+    try:
+        pids = list(workers._executor()._processes)  # the running worker's
+        os.kill(pids[0], signal.SIGKILL)
+        first = workers.prepare(requests[0], PROTOBUF, None, _limits(), **preparing_for(store))
+        assert workers.restarts == 1  # prepared here instead, and the pool started again
+        second = workers.prepare(requests[1], PROTOBUF, None, _limits(), **preparing_for(store))
+        assert list(workers._executor()._processes) != pids
+    finally:
+        workers.close()
+    for prepared in (first, second):
+        from runtime.otel.ingest import commit
+
+        assert commit(prepared, store, traces).turns_recorded > 0
+    reference = _open(tmp_path, "reference")
+    for body in requests:
+        ingest(body, PROTOBUF, None, *reference)
+    assert _contents(store, traces) == _contents(*reference)
+
+
+def test_workers_must_be_a_count():
+    with pytest.raises(ValueError, match="0 or more"):
+        Preparer(-1)
+
+
+def _limits():
+    from runtime.otel.wire import DEFAULT_OTLP_LIMITS
+
+    return DEFAULT_OTLP_LIMITS
