@@ -4,8 +4,15 @@ Each tau-bench airline session becomes the trace an instrumented agent would exp
 ``invoke_agent`` span over one ``chat`` span per assistant message (current GenAI conventions:
 the whole history so far in ``gen_ai.input.messages``, the tool definitions, usage) and one
 ``execute_tool`` span per tool call. Each trace is one ``ExportTraceServiceRequest`` (what
-the SDK's batch processor sends), ingested through ``runtime.otel.ingest.ingest`` as the
-receiver calls it: decode, map, one write. The figure is spans over wall time, all requests.
+the SDK's batch processor sends). Two ways, each into a fresh LMDB store:
+
+- the target's figure, 2 cores: ``EXPORTERS`` concurrent senders through the receiver
+  (``runtime.otel.receiver.handle``: token check, decode, write) with one prepare worker
+  process (``runtime.otel.workers``), as the web app and the proxy run it;
+- one exporter, one core: ``runtime.otel.ingest.ingest`` called for one request after the
+  other in this process (the figures of the earlier rounds).
+
+Each figure is spans over the wall time of all requests.
 
     python -m bench.bench_otel [out_dir] [--sessions N] [--profile]
 """
@@ -28,6 +35,8 @@ from bench.taudata import TAU_SESSIONS, TAU_TOOLS
 from tests.fakes import otlp
 
 TARGET_SPANS_PER_S = 2000
+EXPORTERS = 8  # agents exporting at once to one receiver
+WORKERS = 1  # prepare workers: with the receiver's process, 2 cores
 MS = 1_000_000  # ns
 
 
@@ -96,7 +105,7 @@ def measure(tmp: Path, count: int | None, profile: bool) -> dict[str, Any]:
     from runtime.otel.ingest import ingest
     from runtime.otel.wire import PROTOBUF
     from runtime.storage.tracestore import KvTraceStore
-    from runtime.tokenizers import get_tokenizer
+    from runtime.tokenizers import forget_counts, get_tokenizer
     from runtime.transfer.importer import TOKENIZER
 
     requests = bodies(count)
@@ -125,11 +134,17 @@ def measure(tmp: Path, count: int | None, profile: bool) -> dict[str, Any]:
         for order in ("tottime", "cumulative"):
             pstats.Stats(profiler).sort_stats(order).print_stats(40)
     spans, calls = sum(r[1] for r in requests), sum(r[2] for r in requests)
-    rate = spans / seconds
+    if profile:
+        return {"one_exporter_spans_per_s": round(spans / seconds)}
+    forget_counts()  # the receiver's run counts its blocks afresh, as a new server would
+    receiver = measure_receiver(tmp, count, EXPORTERS, WORKERS)
+    rate = receiver["spans_per_s"]
     return {
         "requests": len(requests), "spans": spans, "model_call_spans": calls, "turns": turns,
         "body_mb": round(sum(len(r[0]) for r in requests) / 1e6, 1),
-        "seconds": round(seconds, 2), "spans_per_s": round(rate), "model_calls_per_s": round(calls / seconds),
+        "spans_per_s": rate, "receiver": receiver,
+        "seconds": round(seconds, 2), "one_exporter_spans_per_s": round(spans / seconds),
+        "model_calls_per_s": round(calls / seconds),
         "cpu_seconds": round(cpu, 2), "spans_per_cpu_s": round(spans / cpu),
         "target_spans_per_s": TARGET_SPANS_PER_S, "met": rate >= TARGET_SPANS_PER_S,
         "cores": os.cpu_count(), **machine_load(load_before, load_after, seconds, cpu),

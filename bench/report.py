@@ -724,11 +724,15 @@ def _responses_api(d: Mapping[str, Any] | None) -> list[str]:
 
 def otel(r: Mapping[str, Results]) -> list[str]:
     d = r["otel"]
+    rx = d.get("receiver")
+    two = (f"spans ingested per second: {rx['exporters']} exporters at once, the receiver and "
+           f"{rx['prepare_workers']} prepare worker (2 cores)") if rx else "spans ingested per second"  # fmt: skip
     rows = [
-        ["spans ingested per second", num(d["spans_per_s"]), f"≥ {num(d['target_spans_per_s'])}",
-         met(bool(d["met"]))],
-        ["model-call spans (turns) per second", num(d["model_calls_per_s"]), "", ""],
-        ["spans per second of CPU time (one core)", num(d["spans_per_cpu_s"]), "", ""],
+        [two, num(d["spans_per_s"]), f"≥ {num(d['target_spans_per_s'])}", met(bool(d["met"]))],
+        ["spans per second: one exporter, one request after the other (1 core)",
+         num(d.get("one_exporter_spans_per_s", d["spans_per_s"])), "", ""],
+        ["model-call spans (turns) per second, one exporter", num(d["model_calls_per_s"]), "", ""],
+        ["spans per second of CPU time, one exporter", num(d["spans_per_cpu_s"]), "", ""],
     ]  # fmt: skip
     return [
         "## OpenTelemetry ingest",
@@ -738,9 +742,11 @@ def otel(r: Mapping[str, Results]) -> list[str]:
         f"{num(d['requests'])} tau-bench airline sessions as the traces an instrumented agent "
         f"exports: {num(d['spans'])} spans ({num(d['model_call_spans'])} `chat` spans carrying "
         f"the whole history so far, the rest agent and tool spans), {d['body_mb']} MB of "
-        "protobuf, one request per trace, ingested into a fresh LMDB store through "
-        f"`runtime.otel.ingest.ingest` in {d['seconds']} s, on 2 cores shared with other jobs"
-        f"{_load_note(d)}.",
+        "protobuf, one request per trace, each way into a fresh LMDB store: sent by "
+        "concurrent exporters to the receiver (`runtime.otel.receiver.handle`, bodies "
+        "prepared by a worker process while the receiver writes), and one after the other "
+        f"through `runtime.otel.ingest.ingest` ({d['seconds']} s), on 2 cores shared with "
+        f"other jobs{_load_note(d)}.",
         "",
         *table(["what", "measured", "target", "met"], rows),
     ]

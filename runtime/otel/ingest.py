@@ -24,6 +24,8 @@ Invariants:
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -47,7 +49,8 @@ from runtime.otel.spans import (
 )
 from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits, decode_request
 from runtime.storage.blockstore import KvBlockStore
-from runtime.storage.chunking import RequestParts
+from runtime.storage.chunking import Chunk, RequestParts
+from runtime.storage.tracechunks import pack_bytes
 from runtime.tokenizers import counts_by_key, remember_counts
 from runtime.tracing.records import (
     ChunkedTrace,
@@ -147,15 +150,21 @@ def preparing_for(store: KvBlockStore) -> dict[str, Any]:
 
 def prepare_body(
     body: bytes, content_type: str | None, content_encoding: str | None, limits: OtlpLimits,
-    *, max_block_bytes: int, tokenizers: Sequence[str],
+    *, max_block_bytes: int, tokenizers: Sequence[str], pack: bool = False,
 ) -> Prepared:  # fmt: skip
     """Decode a body and ``prepare`` it; raise OtlpRejected if it cannot be read."""
     request = decode_request(body, content_type, content_encoding, limits)
-    return prepare(request, max_block_bytes=max_block_bytes, tokenizers=tokenizers)
+    return prepare(request, max_block_bytes=max_block_bytes, tokenizers=tokenizers, pack=pack)
 
 
-def prepare(request: Any, *, max_block_bytes: int, tokenizers: Sequence[str]) -> Prepared:
-    """Read a decoded ``ExportTraceServiceRequest`` into what ``commit`` writes (no store)."""
+def prepare(
+    request: Any, *, max_block_bytes: int, tokenizers: Sequence[str], pack: bool = False
+) -> Prepared:
+    """Read a decoded ``ExportTraceServiceRequest`` into what ``commit`` writes (no store).
+
+    ``pack``: also compress every distinct chunk of the requests (``Chunk.packed``), so the
+    write stores them as they are. A worker process does (it has a core of its own); in the
+    writing process it is not worth it, since chunks stored before are not stored again."""
     spans, unreadable = _read_spans(request)
     calls: list[ModelCall] = []
     unique, refused = _distinct(spans)  # refused: span key -> why
@@ -172,6 +181,8 @@ def prepare(request: Any, *, max_block_bytes: int, tokenizers: Sequence[str]) ->
             refused[span.key] = str(exc)
     rows = tuple((s.key, *span_row(s)) for s in unique if s.key not in refused)
     built = _build(calls, max_block_bytes)
+    if pack:
+        built = _packed(built)
     return Prepared(
         keys=tuple(s.key for s in spans), unreadable=tuple(unreadable), rows=rows,
         refused=refused, calls=built, counts=_counts(built, tokenizers),
@@ -195,6 +206,21 @@ def _build(calls: Sequence[ModelCall], max_block_bytes: int) -> tuple[_Built, ..
                 builder, error = None, _where(call) + f": {exc}"
             out.append(_Built(_lean(call), request, builder, error))
     return tuple(out)
+
+
+def _packed(built: Sequence[_Built]) -> tuple[_Built, ...]:
+    """The calls with their requests' chunks compressed, each distinct chunk once."""
+    chunks: dict[bytes, Chunk] = {}
+    out = []
+    for b in built:
+        parts = tuple(chunks.get(c.digest) or chunks.setdefault(c.digest, _pack(c))
+                      for c in b.request.chunks)  # fmt: skip
+        out.append(replace(b, request=replace(b.request, chunks=parts)))
+    return tuple(out)
+
+
+def _pack(chunk: Chunk) -> Chunk:
+    return Chunk(chunk.digest, chunk.data, pack_bytes(chunk.data))
 
 
 def _lean(call: ModelCall) -> ModelCall:
@@ -221,13 +247,97 @@ def _counts(built: Sequence[_Built], tokenizers: Sequence[str]) -> dict[str, dic
 
 def commit(prepared: Prepared, store: KvBlockStore, traces: TraceStore) -> IngestResult:
     """Write a prepared request in one write transaction: the spans' rows and each session's
-    new turns, checked against what the store holds (spans ingested before, foreign sessions)."""
-    for name, counts in prepared.counts.items():
-        remember_counts(name, counts)  # so the write counts no block again
+    new turns, checked against what the store holds (spans ingested before, foreign sessions).
+
+    Requests committed at once from several threads share a transaction (``_Group``): the
+    first waits for none, and those that came while it wrote are written next, together, in
+    the order they came. Each gets the result a write of its own would have given it."""
+    with _groups_lock:
+        group = _groups.get(traces)
+        if group is None:
+            group = _groups[traces] = _Group()
+    return group.commit(prepared, store, traces)
+
+
+class _Slot:
+    """One request waiting in a group: its result, or what its write raised."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+        self.done = False
+        self.result: IngestResult | None = None
+        self.error: BaseException | None = None
+
+    def value(self) -> IngestResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class _Group:
+    """The requests waiting to be committed to one trace store, and whether one is writing."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Condition()
+        self.waiting: list[_Slot] = []
+        self.writing = False
+
+    def commit(self, prepared: Prepared, store: KvBlockStore, traces: TraceStore) -> IngestResult:
+        slot = _Slot(prepared)
+        with self.ready:
+            self.waiting.append(slot)
+            while self.writing and not slot.done:
+                self.ready.wait()
+            if slot.done:  # written by the thread that was writing
+                return slot.value()
+            self.writing = True
+            batch, self.waiting = self.waiting, []
+        try:
+            _commit_batch(batch, store, traces)
+        except BaseException as exc:  # noqa: BLE001 - every waiting request hears of it
+            for waiting in batch:
+                if not waiting.done:
+                    waiting.error, waiting.done = exc, True
+        finally:
+            with self.ready:
+                self.writing = False
+                self.ready.notify_all()
+        return slot.value()
+
+
+_groups: weakref.WeakKeyDictionary[TraceStore, _Group] = weakref.WeakKeyDictionary()
+_groups_lock = threading.Lock()
+
+
+def _commit_batch(batch: Sequence[_Slot], store: KvBlockStore, traces: TraceStore) -> None:
+    """Write a batch in one transaction; if that fails, each request in one of its own (so
+    one request the store refuses does not take the others with it)."""
+    for slot in batch:
+        for name, counts in slot.prepared.counts.items():
+            remember_counts(name, counts)  # so the write counts no block again
     # Created in a write of its own: a table first opened in a write that then fails would
     # leave the engine holding a handle that died with it.
     ensure_tables(store.kv, SPANS)
-    outcome = store.atomic(lambda: _write(store, traces, prepared))
+    if len(batch) > 1:
+        try:
+            outcomes = store.atomic(lambda: [_write(store, traces, s.prepared) for s in batch])
+        except Exception:  # noqa: BLE001 - written again one by one, each with its own error
+            pass
+        else:
+            for slot, outcome in zip(batch, outcomes, strict=True):
+                slot.result, slot.done = _result(slot.prepared, outcome), True
+            return
+    for slot in batch:
+        try:
+            one = store.atomic(lambda: _write(store, traces, slot.prepared))  # noqa: B023
+            slot.result = _result(slot.prepared, one)
+        except Exception as exc:  # noqa: BLE001 - raised in the thread that sent it
+            slot.error = exc
+        slot.done = True
+
+
+def _result(prepared: Prepared, outcome: _Outcome) -> IngestResult:
     refused = {**prepared.refused, **outcome.refused}
     accepted = sum(1 for k in prepared.keys if k not in refused)
     sessions = {b.call.session for b in prepared.calls if b.call.span.key not in refused}

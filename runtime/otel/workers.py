@@ -83,7 +83,7 @@ class Preparer:
             pool = self._executor()
             try:
                 return pool.submit(prepare_body, *args, max_block_bytes=max_block_bytes,
-                                   tokenizers=names).result()  # fmt: skip
+                                   tokenizers=names, pack=True).result()  # fmt: skip
             except BrokenProcessPool:
                 self._replace(pool)
         return prepare_body(*args, max_block_bytes=max_block_bytes, tokenizers=names)

@@ -43,10 +43,12 @@ GEAR = np.array(
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of request bytes and its SHA-256 (raw 32 bytes)."""
+    """A piece of request bytes and its SHA-256 (raw 32 bytes); ``packed``, when set, its
+    stored form (``tracechunks.pack_bytes``), made by a process that prepared the write."""
 
     digest: bytes
     data: bytes = field(repr=False)
+    packed: bytes | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, data: bytes) -> Chunk:

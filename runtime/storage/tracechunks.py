@@ -24,7 +24,13 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 
-from runtime.storage.chunking import RequestParts, group_digests, node_digest, split_digests
+from runtime.storage.chunking import (
+    Chunk,
+    RequestParts,
+    group_digests,
+    node_digest,
+    split_digests,
+)
 from runtime.storage.kv import Tables
 
 RAW, ZLIB, CHUNKED = b"\x00", b"\x01", b"\x02"
@@ -51,14 +57,15 @@ def _add_ref(t: Tables, key: bytes, delta: int) -> int:
     return count
 
 
-def _put_node(t: Tables, children: bytes, data: dict[bytes, bytes]) -> bytes:
+def _put_node(t: Tables, children: bytes, data: dict[bytes, Chunk]) -> bytes:
     """Store a node (and its new chunks) unless present; count one more use; return its digest."""
     digest = node_digest(children)
     if t.get(NODES, digest) is None:
         t.put(NODES, digest, children)
         for child in split_digests(children):
             if _add_ref(t, child, +1) == 1:
-                t.put(CHUNKS, child, pack_bytes(data[child]))
+                chunk = data[child]
+                t.put(CHUNKS, child, chunk.packed or pack_bytes(chunk.data))
     _add_ref(t, digest, +1)
     return digest
 
@@ -71,7 +78,7 @@ def put_request(t: Tables, table: str, parts: RequestParts) -> None:
 def put_chunked(t: Tables, table: str, key: bytes, parts: RequestParts) -> None:
     """Store ``parts`` as a row of node digests under ``key`` in ``table``, replacing any row."""
     old = t.get(table, key)
-    data = {c.digest: c.data for c in parts.chunks}
+    data = {c.digest: c for c in parts.chunks}
     groups = group_digests([c.digest for c in parts.chunks])
     nodes = [_put_node(t, children, data) for children in groups]
     t.put(table, key, CHUNKED + b"".join(nodes))
