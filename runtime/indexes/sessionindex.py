@@ -608,6 +608,19 @@ def forget_analyses() -> None:
     forget_terms()
 
 
+def analyses_of(blocks: Mapping[str, str]) -> dict[str, tuple[Counter[str], int]]:
+    """Return the term frequencies and length of each block body (by block id), as the index
+    analyses them: what a process that prepares a write hands to the one that writes it."""
+    return {block_id: _analysed(block_id, body) for block_id, body in blocks.items()}
+
+
+def remember_analyses(analyses: Mapping[str, tuple[Counter[str], int]]) -> None:
+    """Take up analyses ``analyses_of`` made in another process (see ``_analyses``)."""
+    if len(_analyses) + len(analyses) > ANALYSIS_CACHE_SIZE:
+        _analyses.clear()
+    _analyses.update(analyses)
+
+
 def _analysed(block_id: str, body: str) -> tuple[Counter[str], int]:
     found = _analyses.get(block_id)
     if found is None:

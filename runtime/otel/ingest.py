@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from runtime.blocks import Edge, NewBlock, canonical_json
 from runtime.errors import InvalidInput
+from runtime.indexes.sessionindex import analyses_of, remember_analyses
 from runtime.limits import InputRejected, check_value
 from runtime.otel.attrjson import LIMITS, AttributeJson
 from runtime.otel.genai import ModelCall, SpanRefused, is_model_call, model_call
@@ -140,6 +142,7 @@ class Prepared:
     refused: Mapping[str, str]  # span key -> why
     calls: tuple[_Built, ...]
     counts: Mapping[str, Mapping[str, int]]  # tokenizer -> block id -> tokens
+    analyses: Mapping[str, tuple[Counter[str], int]]  # block id -> the term index's analysis
 
 
 def preparing_for(store: KvBlockStore) -> dict[str, Any]:
@@ -183,9 +186,11 @@ def prepare(
     built = _build(calls, max_block_bytes)
     if pack:
         built = _packed(built)
+    bodies = _bodies(built)
     return Prepared(
         keys=tuple(s.key for s in spans), unreadable=tuple(unreadable), rows=rows,
-        refused=refused, calls=built, counts=_counts(built, tokenizers),
+        refused=refused, calls=built, counts=_counts(bodies, tokenizers),
+        analyses=analyses_of(bodies),
     )  # fmt: skip
 
 
@@ -230,13 +235,18 @@ def _lean(call: ModelCall) -> ModelCall:
     return replace(call, span=replace(span, attributes=kept, events=()))
 
 
-def _counts(built: Sequence[_Built], tokenizers: Sequence[str]) -> dict[str, dict[str, int]]:
-    """The token counts of every distinct block the calls make, per tokenizer."""
+def _bodies(built: Sequence[_Built]) -> dict[str, str]:
+    """Every distinct block the calls make: its body by its id."""
     bodies: dict[str, str] = {}
     for b in built:
         if b.builder is not None:
             for block_id, block in zip(b.builder.ids, b.builder.blocks, strict=True):
                 bodies.setdefault(block_id, cast(str, block.body))  # the builder's: checked
+    return bodies
+
+
+def _counts(bodies: Mapping[str, str], tokenizers: Sequence[str]) -> dict[str, dict[str, int]]:
+    """The token counts of the blocks, per tokenizer."""
     ids, texts = list(bodies), list(bodies.values())
     return {name: dict(zip(ids, counts_by_key(name, ids, texts), strict=True))
             for name in tokenizers}  # fmt: skip
@@ -315,7 +325,8 @@ def _commit_batch(batch: Sequence[_Slot], store: KvBlockStore, traces: TraceStor
     one request the store refuses does not take the others with it)."""
     for slot in batch:
         for name, counts in slot.prepared.counts.items():
-            remember_counts(name, counts)  # so the write counts no block again
+            remember_counts(name, counts)  # so the write counts and analyses no block again
+        remember_analyses(slot.prepared.analyses)
     # Created in a write of its own: a table first opened in a write that then fails would
     # leave the engine holding a handle that died with it.
     ensure_tables(store.kv, SPANS)

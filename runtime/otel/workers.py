@@ -13,7 +13,8 @@ Invariants:
   worker that dies (killed, out of memory) costs no request: that request is prepared in
   this process and the pool is started anew for the next one (logged, once per death).
 - Workers are spawned, never forked: a fork of a process holding an open store (LMDB, a
-  database connection) would share its handles.
+  database connection) would share its handles. A worker whose receiver died without
+  closing the pool (killed) ends within a second.
 - ``workers=0`` prepares in the calling thread: the same results, on one core.
 """
 
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,15 +34,27 @@ from runtime.otel.wire import OtlpLimits
 
 log = logging.getLogger("llm386.otel")
 DEFAULT_WORKERS = 1  # with the receiver's own process: two cores busy
+PARENT_CHECK_S = 0.5
 _SPAWN = multiprocessing.get_context("spawn")
 
 
 def _warm(tokenizers: Sequence[str]) -> None:
-    """Load the tokenizers in a new worker, before its first request waits for them."""
+    """Start a new worker: watch its parent, and load the tokenizers before its first request
+    waits for them."""
     from runtime.tokenizers import get_tokenizer
 
+    parent = os.getppid()
+    threading.Thread(target=_orphaned, args=(parent,), name="llm386-parent", daemon=True).start()
     for name in tokenizers:
         get_tokenizer(name)
+
+
+def _orphaned(parent: int) -> None:
+    """End this worker once the receiver that started it is gone (killed, never closed it):
+    the pool's queue would otherwise keep it waiting for work forever."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _ready() -> bool:

@@ -120,3 +120,67 @@ def _limits():
     from runtime.otel.wire import DEFAULT_OTLP_LIMITS
 
     return DEFAULT_OTLP_LIMITS
+
+
+def test_requests_written_together_get_what_their_own_writes_give_and_one_that_fails_alone(
+    tmp_path,
+):
+    from dataclasses import replace
+
+    from runtime.otel import ingest as ingesting
+
+    store, traces = _open(tmp_path, "store")
+    kw = preparing_for(store)
+    good = [
+        ingesting.prepare_body(body, PROTOBUF, None, _limits(), **kw) for body, _, _ in bodies(3)
+    ]
+    # A request whose write fails: a span row under a key the engine refuses (too long).
+    bad = replace(good[1], rows=((good[1].rows[0][0], b"k" * 4096, b"{}"),))
+    slots = [ingesting._Slot(p) for p in (good[0], bad, good[2])]
+    ingesting._commit_batch(slots, store, traces)
+    assert all(slot.done for slot in slots)
+    assert slots[1].error is not None and slots[1].result is None
+    assert [s.result.turns_recorded for s in (slots[0], slots[2])] == [
+        sum(1 for c in p.calls) for p in (good[0], good[2])
+    ]
+    reference = _open(tmp_path, "reference")
+    for body in (bodies(3)[0][0], bodies(3)[2][0]):
+        ingest(body, PROTOBUF, None, *reference)
+    assert _contents(store, traces) == _contents(*reference)  # the failed request left nothing
+    together = _open(tmp_path, "together")
+    slots = [ingesting._Slot(p) for p in good]
+    ingesting._commit_batch(slots, *together)  # one write for the three
+    assert [s.result for s in slots] == [ingest(b, PROTOBUF, None, *_open(tmp_path, f"alone{i}"))
+                                         for i, (b, _, _) in enumerate(bodies(3))]  # fmt: skip
+
+
+def test_a_worker_ends_when_its_receiver_is_killed(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys\n"
+        "from runtime.otel.workers import Preparer\n"
+        "if __name__ == '__main__':\n"
+        "    workers = Preparer(1).start()\n"
+        "    print(*workers._executor()._processes, flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    path = tmp_path / "receiver.py"
+    path.write_text(script)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    with subprocess.Popen([sys.executable, str(path)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True, env=env) as receiver:  # fmt: skip
+        worker = int(receiver.stdout.readline())
+        os.kill(worker, 0)  # running
+        receiver.kill()
+        receiver.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"worker {worker} outlived its killed receiver by 30 s")
