@@ -1,12 +1,15 @@
 """Ingesting OTLP trace exports: GenAI spans become sessions of blocks and "from spans" turns.
 
 Owns: ``ingest`` (a body as sent to ``/v1/traces``), ``ingest_request`` (a decoded
-``ExportTraceServiceRequest``) and ``IngestResult`` (accepted and rejected spans, and the OTLP
+``ExportTraceServiceRequest``), their two stages ``prepare`` / ``prepare_body`` (no store: a
+``Prepared``, plain data a worker process can send back, ``runtime.otel.workers``) and
+``commit`` (the write), and ``IngestResult`` (accepted and rejected spans, and the OTLP
 partial-success message).
 
 Invariants:
-- One write transaction per request: every accepted span's turn, blocks and span row land
-  together or not at all. Spans refused (``SpanRefused``) are counted and named in the result;
+- A request's write is all or nothing: every accepted span's turn, blocks and span row land
+  together or not at all. Requests that reach ``commit`` while another is written share the
+  next transaction, each with the result a write of its own would give (see ``commit``). Spans refused (``SpanRefused``) are counted and named in the result;
   they write nothing. A request is refused whole (``OtlpRejected``) only when it cannot be read.
 - Idempotent: a turn remembers its span (``record.config["otlp"]``); a span already recorded
   with the same request is skipped, and one recorded with a different request, or into

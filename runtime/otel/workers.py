@@ -8,7 +8,8 @@ are served on two cores where one process would use one (Python runs one thread 
 
 Invariants:
 - A worker holds no store and never writes: what it returns is what ``prepare_body`` returns
-  in the receiver's process, so a turn is the same bytes whoever prepared it.
+  in the receiver's process (its chunks compressed as well, ``pack``), so a turn is the same
+  bytes whoever prepared it.
 - A request the worker refuses (``OtlpRejected``) is refused as if it was prepared here. A
   worker that dies (killed, out of memory) costs no request: that request is prepared in
   this process and the pool is started anew for the next one (logged, once per death).
