@@ -194,6 +194,8 @@ class ProxyConfig:
     page: str = _setting("", _PRESET)  # "": forward unchanged; else a paging.presets name
     page_budget: int = _setting(0, _NONNEG)  # 0: no budget; else input tokens per request
     otlp_workers: int = _setting(1, _NONNEG)  # processes preparing /v1/traces bodies (0: none)
+    max_body_bytes: int = _setting(64 * 1024 * 1024, _POSITIVE)  # a provider call's body
+    max_otlp_body_bytes: int = _setting(16 * 1024 * 1024, _POSITIVE)  # an OTLP export's body
 
 
 @dataclass(frozen=True)

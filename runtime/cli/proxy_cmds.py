@@ -17,6 +17,7 @@ from runtime.config import ProxyConfig
 from runtime.errors import InvalidInput
 from runtime.otel import receiver
 from runtime.otel.ingest import preparing_for
+from runtime.otel.wire import DEFAULT_OTLP_LIMITS, OtlpLimits
 from runtime.otel.workers import Preparer
 from runtime.paging.presets import DEFAULT_PRESET, preset_names
 from runtime.proxy import Family, ProxyServer, ProxySettings, Recorder
@@ -26,7 +27,8 @@ from runtime.storage.tracestore import KvTraceStore
 
 _DEFAULTS = ProxyConfig()
 _FLAG_KEYS = ("host", "port", "anthropic_upstream", "openai_upstream", "timeout_seconds",
-              "queue_size", "fail_closed", "page", "page_budget", "otlp_workers")  # fmt: skip
+              "queue_size", "fail_closed", "page", "page_budget", "otlp_workers", "max_body_bytes",
+              "max_otlp_body_bytes")  # fmt: skip
 _FLAG_NAMES = {"timeout_seconds": "timeout"}
 
 
@@ -35,6 +37,14 @@ def page_settings(conf: ProxyConfig) -> PageSettings | None:
     if not conf.page:
         return None
     return PageSettings(conf.page, conf.page_budget or None)
+
+
+def otlp_limits(conf: ProxyConfig) -> OtlpLimits:
+    """The OTLP decoder's limits for the proxy's ``max_otlp_body_bytes`` (an uncompressed body
+    of that size must also pass the limit on inflated bytes)."""
+    decoded = max(DEFAULT_OTLP_LIMITS.max_decoded_bytes, conf.max_otlp_body_bytes)
+    return replace(DEFAULT_OTLP_LIMITS, max_body_bytes=conf.max_otlp_body_bytes,
+                   max_decoded_bytes=decoded)  # fmt: skip
 
 
 def proxy_config(args: argparse.Namespace) -> ProxyConfig:
@@ -57,6 +67,7 @@ def cmd_proxy(args: argparse.Namespace) -> Output:
         host=conf.host, port=conf.port, fail_closed=conf.fail_closed,
         upstreams={Family.ANTHROPIC: conf.anthropic_upstream, Family.OPENAI: conf.openai_upstream},
         read_timeout=conf.timeout_seconds, page=page_settings(conf),
+        max_body_bytes=conf.max_body_bytes, max_otlp_body_bytes=conf.max_otlp_body_bytes,
     )  # fmt: skip
     # The recorder's thread here only feeds the writer process; a short GIL switch interval
     # still lets the event loop in at once whenever that thread (or the OTLP receiver) runs.
@@ -71,7 +82,8 @@ def cmd_proxy(args: argparse.Namespace) -> Output:
     # /v1/traces bodies are read and rebuilt in worker processes (started on the first export);
     # this process only writes them (runtime.otel.workers).
     preparer = Preparer(conf.otlp_workers, preparing_for(store)["tokenizers"])
-    otlp = partial(receiver.handle, store=store, traces=traces, preparer=preparer)
+    otlp = partial(receiver.handle, store=store, traces=traces, preparer=preparer,
+                   limits=otlp_limits(conf))  # fmt: skip
     try:
         status = asyncio.run(_serve(settings, recorder, otlp))
     finally:
@@ -127,6 +139,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--page-budget", type=int, metavar="TOKENS",
                         help="with --page: also page out under pressure to fit each request "
                         "in this many input tokens (default: no budget)")  # fmt: skip
+    parser.add_argument("--max-body-bytes", type=int, metavar="BYTES",
+                        help="refuse (413) a provider call whose body is bigger "
+                        f"(default {_DEFAULTS.max_body_bytes:,})")  # fmt: skip
+    parser.add_argument("--max-otlp-body-bytes", type=int, metavar="BYTES",
+                        help="refuse (413) an OTLP export to /v1/traces whose body is bigger "
+                        f"(default {_DEFAULTS.max_otlp_body_bytes:,})")  # fmt: skip
     parser.add_argument("--otlp-workers", type=int, metavar="N",
                         help="processes that read and rebuild OTLP exports sent to /v1/traces "
                         "while this one writes them (default 1; 0: all in the proxy's process)")  # fmt: skip

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 
 from runtime.cli import build_parser, main
-from runtime.cli.proxy_cmds import page_settings, proxy_config
+from runtime.cli.proxy_cmds import otlp_limits, page_settings, proxy_config
 from runtime.config import ProxyConfig, load_config
 from runtime.errors import ConfigError, InvalidInput
 from runtime.proxy.pager import PageSettings
@@ -72,7 +72,9 @@ def test_each_flag_wins_over_its_key(tmp_path):
     [("port = 70000", "proxy.port"), ("queue_size = 0", "proxy.queue_size"),
      ('anthropic_upstream = "ftp://x"', "proxy.anthropic_upstream"),
      ('fail_closed = "yes"', "proxy.fail_closed"), ("api_key = 'sk-x'", "API keys never"),
-     ('page = "fastest"', "proxy.page"), ("page_budget = -1", "proxy.page_budget")],
+     ('page = "fastest"', "proxy.page"), ("page_budget = -1", "proxy.page_budget"),
+     ("otlp_workers = -1", "proxy.otlp_workers"), ("max_body_bytes = 0", "proxy.max_body_bytes"),
+     ("max_otlp_body_bytes = 0", "proxy.max_otlp_body_bytes")],
 )  # fmt: skip
 def test_a_wrong_proxy_value_names_its_key(tmp_path, text, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
@@ -83,8 +85,8 @@ def test_an_unknown_proxy_key_is_a_warning(tmp_path):
     config = load_config(_toml(tmp_path, "[proxy]\nport = 1\nupstream = 'x'\n"))
     assert config.warnings == (
         "unknown key proxy.upstream in llm386.toml (line 3); known: anthropic_upstream, "
-        "fail_closed, host, openai_upstream, page, page_budget, port, queue_size, "
-        "timeout_seconds",
+        "fail_closed, host, max_body_bytes, max_otlp_body_bytes, openai_upstream, otlp_workers, "
+        "page, page_budget, port, queue_size, timeout_seconds",
     )
 
 
@@ -150,3 +152,46 @@ def test_an_unknown_page_preset_flag_names_the_presets(tmp_path):
         InvalidInput, match="--page 'fastest': expected .*agent, cache-aware, default, paper"
     ):
         _args(_toml(tmp_path, "[proxy]\n"), "--page", "fastest")
+
+
+def test_body_limits_and_otlp_workers_are_read_from_the_file_and_the_flags_win(tmp_path):
+    path = _toml(tmp_path, "[proxy]\nmax_body_bytes = 1000\nmax_otlp_body_bytes = 2000\n"
+                           "otlp_workers = 0\n")  # fmt: skip
+    conf = _args(path)
+    assert (conf.max_body_bytes, conf.max_otlp_body_bytes, conf.otlp_workers) == (1000, 2000, 0)
+    conf = _args(
+        path, "--max-body-bytes", "10", "--max-otlp-body-bytes", "20", "--otlp-workers", "2"
+    )
+    assert (conf.max_body_bytes, conf.max_otlp_body_bytes, conf.otlp_workers) == (10, 20, 2)
+    limits = otlp_limits(conf)
+    assert limits.max_body_bytes == 20 and limits.max_decoded_bytes == 64 * 1024 * 1024
+    big = otlp_limits(ProxyConfig(max_otlp_body_bytes=100 * 1024 * 1024))
+    assert (
+        big.max_body_bytes == big.max_decoded_bytes == 100 * 1024 * 1024
+    )  # a raw body passes both
+
+
+def test_the_proxy_refuses_bodies_over_the_limits_its_flags_set(tmp_path):
+    port = _free_port()
+    with AnthropicServer() as up:
+        path = _toml(tmp_path, f'[proxy]\nanthropic_upstream = "{up.base_url}"\n')
+        cmd = [sys.executable, "-c", "from runtime.cli import main; raise SystemExit(main())",
+               "--store", str(tmp_path / "store"), "proxy", "--config", str(path), "--port",
+               str(port), "--max-body-bytes", "2000", "--max-otlp-body-bytes", "3000",
+               "--otlp-workers", "0"]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env)
+        try:
+            _status(f"http://127.0.0.1:{port}", proc)
+            call = httpx2.post(f"http://127.0.0.1:{port}/v1/messages", timeout=10,
+                               content=b'{"model":"x","messages":[],"pad":"' + b"a" * 2500 + b'"}')  # fmt: skip
+            small = httpx2.post(f"http://127.0.0.1:{port}/v1/traces", timeout=10, content=b"x" * 2500,
+                                headers={"content-type": "application/x-protobuf"})  # fmt: skip
+            spans = httpx2.post(f"http://127.0.0.1:{port}/v1/traces", timeout=10, content=b"x" * 3500,
+                                headers={"content-type": "application/x-protobuf"})  # fmt: skip
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=30)
+    assert call.status_code == 413 and not up.requests  # never forwarded
+    assert small.status_code == 401  # under the limit: read, and refused for want of a token
+    assert spans.status_code == 413
