@@ -1,7 +1,7 @@
 """Spans as llm386 keeps them: read from protobuf, stored as a trace's tree, shown with timings.
 
 Owns: ``SpanData`` (one span's ids, name, times, status and attributes as plain values),
-``span_data`` (from an OTLP ``Span``), the ``otel_spans`` table (``put_spans``,
+``span_data`` (from an OTLP ``Span``), the ``otel_spans`` table (``span_row``, ``put_rows``,
 ``trace_spans``) and ``SpanNode`` / ``span_tree`` (a turn's spans, indented, with durations).
 
 Invariants:
@@ -143,11 +143,6 @@ def ensure_tables(engine: Engine, *names: str) -> None:
 
 def _key(trace_id: str, span_id: str = "") -> bytes:
     return bytes.fromhex(trace_id) + bytes.fromhex(span_id)
-
-
-def put_spans(t: Tables, spans: Sequence[SpanData]) -> None:
-    """Store (or replace) the rows of ``spans`` in the caller's write."""
-    put_rows(t, [span_row(s) for s in spans])
 
 
 def span_row(span: SpanData) -> tuple[bytes, bytes]:
