@@ -5,6 +5,7 @@ llm386.E002  LLM386_HOME is not a writable folder
 llm386.E003  settings.LLM386 has keys the app does not know
 llm386.E004  the configured llm386.toml (CONFIG_PATH or LLM386_CONFIG) does not exist
 llm386.E005  the configured llm386.toml cannot be read or has a wrong value
+llm386.E006  a numeric LLM386 setting has a wrong type or is out of range
 llm386.W001  the configured llm386.toml has keys llm386 does not understand
 """
 
@@ -19,7 +20,7 @@ from runtime.errors import ConfigError, Llm386Error
 from runtime.storage.open import safe_location
 
 from . import store_access
-from .conf import KNOWN_KEYS, runtime_config, unknown_keys, web_config
+from .conf import KNOWN_KEYS, runtime_config, setting_problems, unknown_keys, web_config
 
 
 @register("llm386")
@@ -35,6 +36,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="llm386.E003",
             )
         )
+    problems += [Error(problem, hint="Set it to a value in that range, or remove it for the default.",
+                       id="llm386.E006") for problem in setting_problems()]  # fmt: skip
     config = web_config().CONFIG_PATH
     if config is not None and not config.is_file():
         problems.append(

@@ -14,6 +14,7 @@ only.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from django.conf import settings
 
 from runtime.config import Config, config_location, configured_store, load_config
-from runtime.errors import Llm386Error
+from runtime.errors import ConfigError, Llm386Error
 from runtime.providers.offline.model import OFFLINE_MODEL_NAME
 from runtime.storage.open import is_store_url
 
@@ -59,6 +60,52 @@ class WebConfig:
 
 
 KNOWN_KEYS = tuple(f.name for f in fields(WebConfig))
+
+
+@dataclass(frozen=True)
+class _Number:
+    """What a numeric setting may hold."""
+
+    low: float
+    high: float
+    whole: bool = False  # a count of something, not seconds
+    above: bool = False  # strictly above ``low`` (a timeout of 0 s waits for nothing)
+    optional: bool = False  # None: take the value from elsewhere (llm386.toml)
+
+    def problem(self, key: str, value: object) -> str | None:
+        if value is None and self.optional:
+            return None
+        kinds = (int,) if self.whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            what = "a whole number" if self.whole else "a number of seconds"
+            return f"LLM386[{key!r}] must be {what}, not {value!r}"
+        number = float(value)
+        low_ok = number > self.low if self.above else number >= self.low
+        if not (math.isfinite(number) and low_ok and number <= self.high):
+            floor = f"above {self.low:g}" if self.above else f"at least {self.low:g}"
+            return f"LLM386[{key!r}] must be {floor} and at most {self.high:g}, not {value!r}"
+        return None
+
+
+_SECONDS = _Number(0, 86_400, above=True)
+_BYTES = _Number(1, 2**40, whole=True)
+NUMBERS: dict[str, _Number] = {
+    "ANTHROPIC_TIMEOUT_S": _Number(0, 86_400, above=True, optional=True),
+    "ANTHROPIC_CONNECT_TIMEOUT_S": _SECONDS,
+    "OPENAI_TIMEOUT_S": _Number(0, 86_400, above=True, optional=True),
+    "OPENAI_CONNECT_TIMEOUT_S": _SECONDS,
+    "PROXY_STATUS_TIMEOUT_S": _SECONDS,
+    "REPLAY_TIMEOUT_S": _SECONDS,
+    "REPLAY_SHOW_PROGRESS_AFTER_S": _Number(0, 86_400),
+    "PAGE_SIZE": _Number(1, 100_000, whole=True),
+    "MAX_PAGE_SIZE": _Number(1, 100_000, whole=True),
+    "LOGIN_FAILURES_ALLOWED": _Number(1, 1_000_000, whole=True),
+    "LOGIN_LOCKOUT_S": _Number(0, 31_536_000),
+    "LOGIN_MAX_LOCKOUT_S": _Number(0, 31_536_000),
+    "OTLP_MAX_BODY_BYTES": _BYTES,
+    "OTLP_MAX_DECODED_BYTES": _BYTES,
+    "OTLP_WORKERS": _Number(0, 64, whole=True),
+}
 
 
 def _configured_store() -> str | None:
@@ -113,6 +160,23 @@ def defaults() -> dict[str, Any]:
 def unknown_keys() -> list[str]:
     """Return keys of settings.LLM386 that the app does not know, sorted."""
     return sorted(set(getattr(settings, "LLM386", {})) - set(KNOWN_KEYS))
+
+
+def setting_problems() -> list[str]:
+    """Return what is wrong with the numeric settings (llm386.E006 at start-up), in key order."""
+    config = web_config()
+    found = (NUMBERS[key].problem(key, getattr(config, key)) for key in NUMBERS)
+    return [problem for problem in found if problem is not None]
+
+
+def checked(config: WebConfig, key: str) -> Any:
+    """Return ``config``'s value of the numeric setting ``key``; ConfigError if it is wrong
+    (for servers that skip the start-up checks, such as a WSGI server's)."""
+    value = getattr(config, key)
+    problem = NUMBERS[key].problem(key, value)
+    if problem is not None:
+        raise ConfigError(f"{problem}: fix it in the settings' LLM386 and restart the app")
+    return value
 
 
 def web_config() -> WebConfig:

@@ -20,10 +20,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from llm386web.conf import runtime_config, web_config
+from llm386web.conf import checked, runtime_config, web_config
 from llm386web.roles import operator_required
 from llm386web.store_access import get_store, get_traces
-from runtime.errors import InvalidInput, StoreError
+from runtime.errors import ConfigError, InvalidInput, StoreError
 from runtime.otel import receiver, tokens
 from runtime.otel.export import ExportFailed, export_sessions
 from runtime.otel.ingest import preparing_for
@@ -40,7 +40,7 @@ _preparers_lock = threading.Lock()
 def otlp_preparer(store: KvBlockStore) -> Preparer:
     """The process's workers for OTLP bodies (``LLM386["OTLP_WORKERS"]`` of them, started on
     the first export, stopped when the process exits)."""
-    workers = web_config().OTLP_WORKERS
+    workers = checked(web_config(), "OTLP_WORKERS")
     with _preparers_lock:
         found = _preparers.get(workers)
         if found is None:
@@ -51,27 +51,29 @@ def otlp_preparer(store: KvBlockStore) -> Preparer:
 
 def otlp_limits() -> OtlpLimits:
     config = web_config()
-    return OtlpLimits(max_body_bytes=config.OTLP_MAX_BODY_BYTES,
-                      max_decoded_bytes=config.OTLP_MAX_DECODED_BYTES)  # fmt: skip
+    return OtlpLimits(max_body_bytes=checked(config, "OTLP_MAX_BODY_BYTES"),
+                      max_decoded_bytes=checked(config, "OTLP_MAX_DECODED_BYTES"))  # fmt: skip
 
 
 @csrf_exempt
 @login_not_required
 def otlp_traces(request: HttpRequest) -> HttpResponse:
     """Take an OTLP/HTTP trace export (protobuf or JSON, gzip) from a bearer-token holder."""
-    limits = otlp_limits()
-    # Read past the limit by one byte only: request.body would buffer any size first.
-    body = request.read(limits.max_body_bytes + 1)
+    content_type = request.headers.get("Content-Type")
     try:
+        limits = otlp_limits()
+        # Read past the limit by one byte only: request.body would buffer any size first.
+        body = request.read(limits.max_body_bytes + 1)
         store, traces = get_store(), get_traces()
+        preparer = otlp_preparer(store)
     except StoreError as exc:  # an exporter reads a Status, not the HTML error page
-        status, headers, out = receiver.store_failed(
-            exc, request.headers.get("Content-Type"), authorized=False
-        )
+        status, headers, out = receiver.store_failed(exc, content_type, authorized=False)
+    except ConfigError as exc:
+        status, headers, out = receiver.misconfigured(exc, content_type)
     else:
         status, headers, out = receiver.handle(
             request.method or "", receiver.PATH, request.headers, body,
-            store=store, traces=traces, limits=limits, preparer=otlp_preparer(store),
+            store=store, traces=traces, limits=limits, preparer=preparer,
         )  # fmt: skip
     response = HttpResponse(out, status=status, content_type=headers.pop("Content-Type"))
     for name, value in headers.items():

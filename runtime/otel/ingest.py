@@ -27,6 +27,7 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections import Counter
@@ -72,6 +73,9 @@ from runtime.transfer.importer import TOKENIZER, _Builder, tokenizer_info
 OTLP_KEY = "otlp"  # record.config key of a turn rebuilt from a span
 SOURCE = "otlp"  # session meta "source"
 _MESSAGE_LIMIT = 20  # refusals named in one partial-success message
+# Requests written in one shared transaction at most: bounds its size and each one's wait.
+MAX_SHARED_COMMIT = 16
+log = logging.getLogger("llm386.otel")
 
 
 @dataclass(frozen=True)
@@ -264,7 +268,14 @@ def commit(prepared: Prepared, store: KvBlockStore, traces: TraceStore) -> Inges
 
     Requests committed at once from several threads share a transaction (``_Group``): the
     first waits for none, and those that came while it wrote are written next, together, in
-    the order they came. Each gets the result a write of its own would have given it."""
+    the order they came, at most ``MAX_SHARED_COMMIT`` in one. Each gets the result a write of
+    its own would have given it. A thread already inside a write of the store writes in it,
+    alone: its write may still roll back, and waiting for another thread's would wait for the
+    lock it holds itself."""
+    if store.kv.writing():
+        slot = _Slot(prepared)
+        _commit_batch([slot], store, traces)
+        return slot.value()
     with _groups_lock:
         group = _groups.get(traces)
         if group is None:
@@ -300,23 +311,25 @@ class _Group:
         slot = _Slot(prepared)
         with self.ready:
             self.waiting.append(slot)
-            while self.writing and not slot.done:
-                self.ready.wait()
-            if slot.done:  # written by the thread that was writing
-                return slot.value()
-            self.writing = True
-            batch, self.waiting = self.waiting, []
-        try:
-            _commit_batch(batch, store, traces)
-        except BaseException as exc:  # noqa: BLE001 - every waiting request hears of it
-            for waiting in batch:
-                if not waiting.done:
-                    waiting.error, waiting.done = exc, True
-        finally:
+        while True:
             with self.ready:
-                self.writing = False
-                self.ready.notify_all()
-        return slot.value()
+                while self.writing and not slot.done:
+                    self.ready.wait()
+                if slot.done:  # written by the thread that was writing
+                    return slot.value()
+                self.writing = True  # this thread writes the next batch, its own or not
+                batch = self.waiting[:MAX_SHARED_COMMIT]
+                del self.waiting[:MAX_SHARED_COMMIT]
+            try:
+                _commit_batch(batch, store, traces)
+            except BaseException as exc:  # noqa: BLE001 - every waiting request hears of it
+                for waiting in batch:
+                    if not waiting.done:
+                        waiting.error, waiting.done = exc, True
+            finally:
+                with self.ready:
+                    self.writing = False
+                    self.ready.notify_all()
 
 
 _groups: weakref.WeakKeyDictionary[TraceStore, _Group] = weakref.WeakKeyDictionary()
@@ -336,8 +349,9 @@ def _commit_batch(batch: Sequence[_Slot], store: KvBlockStore, traces: TraceStor
     if len(batch) > 1:
         try:
             outcomes = store.atomic(lambda: [_write(store, traces, s.prepared) for s in batch])
-        except Exception:  # noqa: BLE001 - written again one by one, each with its own error
-            pass
+        except Exception as exc:  # noqa: BLE001 - written again one by one, each with its own error
+            log.warning("a shared write of %d OTLP requests failed (%s); writing each alone",
+                        len(batch), exc)  # fmt: skip
         else:
             for slot, outcome in zip(batch, outcomes, strict=True):
                 slot.result, slot.done = _result(slot.prepared, outcome), True

@@ -70,6 +70,12 @@ def store_failed(exc: StoreError, content_type: str | None, *, authorized: bool)
     return _refuse(503, message, content_type)
 
 
+def misconfigured(exc: Exception, content_type: str | None) -> Response:
+    """Answer 500 for a receiver whose settings are wrong: what to fix, which is no secret."""
+    log.error("OTLP request refused: %s", exc)
+    return _refuse(500, f"this receiver is misconfigured ({exc}); nothing was stored", content_type)
+
+
 def handle(
     method: str, path: str, headers: Mapping[str, str], body: bytes, *,
     store: KvBlockStore, traces: TraceStore, limits: OtlpLimits = DEFAULT_OTLP_LIMITS,

@@ -130,15 +130,22 @@ _ready_lock = threading.Lock()
 
 def ensure_tables(engine: Engine, *names: str) -> None:
     """Make sure ``names`` exist before a read uses them (an engine may create a table only in
-    a write: LMDB cannot open a new named database inside a read). Once per engine."""
+    a write: LMDB cannot open a new named database inside a read). Once per engine.
+
+    The write runs without holding this module's lock: a thread inside a write of the engine
+    may call this while another waits for that write's lock. Inside a write, nothing is marked
+    done (that write may yet roll back, and the table's creation with it)."""
     if engine.readonly:
         return  # a read of a table never written raises StoreError, which callers handle
     with _ready_lock:
-        done = _ready.setdefault(engine, set())
+        done = _ready.get(engine, set())
         missing = [name for name in names if name not in done]
-        if missing:
-            engine.write(lambda t: [t.count(name) for name in missing])
-            done.update(missing)
+    if missing:
+        ambient = engine.writing()
+        engine.write(lambda t: [t.count(name) for name in missing])
+        if not ambient:
+            with _ready_lock:
+                _ready.setdefault(engine, set()).update(missing)
 
 
 def _key(trace_id: str, span_id: str = "") -> bytes:

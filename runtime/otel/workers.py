@@ -16,6 +16,11 @@ Invariants:
 - Workers are spawned, never forked: a fork of a process holding an open store (LMDB, a
   database connection) would share its handles. A worker whose receiver died without
   closing the pool (killed) ends within a second.
+- A worker ignores SIGINT: Ctrl-C in the receiver's terminal reaches its whole process group,
+  and the receiver, not its workers, decides what an interrupt stops (it closes the pool).
+- What a worker raises reaches the receiver as an exception it can read: one that would not
+  survive the trip between processes (or is not an ``Exception``) comes back as
+  ``WorkerFailed`` with its type and message, never as a broken pool.
 - ``workers=0`` prepares in the calling thread: the same results, on one core.
 """
 
@@ -24,14 +29,17 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
+import signal
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from runtime.otel.ingest import Prepared, prepare_body
-from runtime.otel.wire import OtlpLimits
+from runtime.otel.wire import OtlpLimits, OtlpRejected
 
 log = logging.getLogger("llm386.otel")
 DEFAULT_WORKERS = 1  # with the receiver's own process: two cores busy
@@ -39,11 +47,17 @@ PARENT_CHECK_S = 0.5
 _SPAWN = multiprocessing.get_context("spawn")
 
 
+class WorkerFailed(RuntimeError):
+    """What a worker raised, as its type and message, when the exception itself could not be
+    sent back to the receiver."""
+
+
 def _warm(tokenizers: Sequence[str]) -> None:
-    """Start a new worker: watch its parent, and load the tokenizers before its first request
-    waits for them."""
+    """Start a new worker: ignore Ctrl-C (the receiver's to handle), watch its parent, and load
+    the tokenizers before its first request waits for them."""
     from runtime.tokenizers import get_tokenizer
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
     threading.Thread(target=_orphaned, args=(parent,), name="llm386-parent", daemon=True).start()
     for name in tokenizers:
@@ -59,6 +73,26 @@ def _orphaned(parent: int) -> None:
 
 
 def _ready() -> bool:
+    return True
+
+
+def _prepare(*args: Any, **kwargs: Any) -> Prepared:
+    """``prepare_body`` in a worker, raising only what the receiver can unpickle."""
+    try:
+        return prepare_body(*args, **kwargs)
+    except OtlpRejected:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - sent back, never lost with the pool
+        if isinstance(exc, Exception) and _survives_pickling(exc):
+            raise
+        raise WorkerFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+def _survives_pickling(exc: Exception) -> bool:
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - any failure means it cannot make the trip
+        return False
     return True
 
 
@@ -98,7 +132,7 @@ class Preparer:
         if self.workers:
             pool = self._executor()
             try:
-                return pool.submit(prepare_body, *args, max_block_bytes=max_block_bytes,
+                return pool.submit(_prepare, *args, max_block_bytes=max_block_bytes,
                                    tokenizers=names, pack=True).result()  # fmt: skip
             except BrokenProcessPool:
                 self._replace(pool)

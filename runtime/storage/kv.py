@@ -169,6 +169,11 @@ class Engine(abc.ABC):
         """Whether ``other``'s writes run inside this engine's ongoing write (one transaction)."""
         return other is self
 
+    @abc.abstractmethod
+    def writing(self) -> bool:
+        """Whether this thread is inside one of this engine's writes (a write it starts now
+        would run in that one, committed or rolled back with it)."""
+
 
 def prefix_end(prefix: bytes) -> bytes | None:
     """Return the smallest key greater than every key starting with ``prefix`` (None: no bound)."""

@@ -74,6 +74,9 @@ class CountingEngine(Engine):
     def write(self, fn: Callable[[Tables], T]) -> T:
         return self.inner.write(lambda t: fn(CountingTables(t, self.reads)))
 
+    def writing(self) -> bool:
+        return self.inner.writing()
+
 
 class Counted:
     """What KvTraceStore needs of a block store: its engine."""

@@ -278,6 +278,21 @@ def test_a_write_in_another_thread_does_not_join_this_threads_write(kv_engine):
     assert kv_engine.read(lambda t: list(t.keys("t"))) == [b"mine", b"theirs"]
 
 
+def test_writing_says_whether_this_thread_is_inside_a_write(kv_engine):
+    assert kv_engine.writing() is False
+    assert kv_engine.read(lambda t: kv_engine.writing()) is False
+
+    def outer(t: Tables):
+        return (
+            kv_engine.writing(),
+            _in_thread(kv_engine.writing),
+            kv_engine.write(lambda u: kv_engine.writing()),
+        )
+
+    assert kv_engine.write(outer) == (True, False, True)
+    assert kv_engine.writing() is False
+
+
 @pytest.mark.slow
 def test_writers_in_four_processes_lose_no_read_modify_write(kv_engine):
     rounds, workers = 150, 4

@@ -184,3 +184,153 @@ def test_a_worker_ends_when_its_receiver_is_killed(tmp_path):
             return
         time.sleep(0.1)
     pytest.fail(f"worker {worker} outlived its killed receiver by 30 s")
+
+
+def test_ctrl_c_in_the_receivers_terminal_does_not_stop_its_workers(tmp_path):
+    """SIGINT reaches the whole process group; a worker's KeyboardInterrupt must neither break
+    the pool (idle worker) nor come back to the receiver's thread (busy worker)."""
+    store, _ = _open(tmp_path, "store")
+    kw = preparing_for(store)
+    body = bodies(1)[0][0]
+    workers = Preparer(1, kw["tokenizers"]).start()
+    try:
+        (pid,) = list(workers._executor()._processes)
+        os.kill(pid, signal.SIGINT)  # idle, waiting for work
+        raised: list[BaseException] = []
+
+        def prepare_many():
+            try:
+                for _ in range(20):
+                    workers.prepare(body, PROTOBUF, None, _limits(), **kw)
+            except BaseException as exc:  # noqa: BLE001 - what the receiver's thread would see
+                raised.append(exc)
+
+        busy = threading.Thread(target=prepare_many)
+        busy.start()
+        for _ in range(10):  # while it prepares
+            os.kill(pid, signal.SIGINT)
+            busy.join(0.05)
+        busy.join()
+        assert raised == []
+        assert workers.restarts == 0
+        assert list(workers._executor()._processes) == [pid]
+    finally:
+        workers.close()
+
+
+def test_what_a_worker_raises_reaches_the_receiver_and_keeps_the_pool(tmp_path):
+    from runtime.errors import TokenizerError
+
+    workers = Preparer(1).start()
+    try:
+        with pytest.raises(TokenizerError, match="unknown tokenizer 'nope'"):
+            workers.prepare(bodies(1)[0][0], PROTOBUF, None, _limits(), max_block_bytes=1 << 20,
+                            tokenizers=("nope",))  # fmt: skip
+        assert workers.restarts == 0
+    finally:
+        workers.close()
+
+
+class _Unpicklable(Exception):
+    def __init__(self, a, b, c):  # pickle calls it again with one argument
+        super().__init__(f"{a} {b} {c}")
+
+
+def test_an_exception_that_cannot_cross_processes_comes_back_as_its_type_and_message(
+    monkeypatch,
+):
+    from runtime.otel import workers as module
+
+    def fails(*args, **kwargs):
+        raise _Unpicklable("three", "part", "message")
+
+    monkeypatch.setattr(module, "prepare_body", fails)
+    with pytest.raises(module.WorkerFailed, match="^_Unpicklable: three part message$"):
+        module._prepare(b"", PROTOBUF, None, _limits(), max_block_bytes=1, tokenizers=())
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "prepare_body", interrupted)
+    with pytest.raises(module.WorkerFailed, match="^KeyboardInterrupt: $"):
+        module._prepare(b"", PROTOBUF, None, _limits(), max_block_bytes=1, tokenizers=())
+
+
+def test_a_commit_inside_a_write_of_the_store_neither_waits_for_nor_joins_another_threads(
+    tmp_path,
+):
+    """Thread A holds the store's write and commits; thread B, already leading a shared commit,
+    waits for A's write lock. A must write in its own transaction, not wait for B's."""
+    import time
+
+    from runtime.otel import ingest as ingesting
+
+    store, traces = _open(tmp_path, "store")
+    kw = preparing_for(store)
+    first, second = (ingesting.prepare_body(body, PROTOBUF, None, _limits(), **kw)
+                     for body, _, _ in bodies(2))  # fmt: skip
+    results: dict[str, object] = {}
+
+    def leader():
+        results["b"] = ingesting.commit(second, store, traces)
+
+    def holder():
+        def outer():
+            b = threading.Thread(target=leader, daemon=True)
+            b.start()
+            deadline = time.monotonic() + 10
+            while not getattr(ingesting._groups.get(traces), "writing", False):
+                assert time.monotonic() < deadline, "the other commit never started"
+                time.sleep(0.01)
+            time.sleep(0.1)  # B now waits for this thread's write lock
+            results["a"] = ingesting.commit(first, store, traces)
+            return b
+
+        results["thread"] = store.atomic(outer)
+
+    a = threading.Thread(target=holder, daemon=True)
+    a.start()
+    a.join(30)
+    assert not a.is_alive(), "the commit inside a write waited for the commit waiting for it"
+    results["thread"].join(30)
+    assert results["a"].turns_recorded > 0 and results["b"].turns_recorded > 0
+    reference = _open(tmp_path, "reference")
+    for body, _, _ in bodies(2):
+        ingest(body, PROTOBUF, None, *reference)
+    assert _contents(store, traces) == _contents(*reference)
+
+
+def test_a_shared_commit_takes_at_most_its_limit_and_the_rest_are_written_next(
+    tmp_path,
+    monkeypatch,
+):
+    from runtime.otel import ingest as ingesting
+
+    monkeypatch.setattr(ingesting, "MAX_SHARED_COMMIT", 2)
+    store, traces = _open(tmp_path, "store")
+    kw = preparing_for(store)
+    prepared = [ingesting.prepare_body(b, PROTOBUF, None, _limits(), **kw) for b, _, _ in bodies(5)]
+    sizes: list[int] = []
+    real = ingesting._commit_batch
+
+    def counted(batch, *args):
+        sizes.append(len(batch))
+        return real(batch, *args)
+
+    monkeypatch.setattr(ingesting, "_commit_batch", counted)
+    group = ingesting._Group()
+    group.writing = True  # as if another thread wrote: the five queue up behind it
+    done: list[object] = []
+    threads = [threading.Thread(target=lambda p=p: done.append(group.commit(p, store, traces)))
+               for p in prepared]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    while len(group.waiting) < 5:
+        threading.Event().wait(0.01)
+    with group.ready:
+        group.writing = False
+        group.ready.notify_all()
+    for thread in threads:
+        thread.join(30)
+    assert len(done) == 5 and sorted(sizes) == [1, 2, 2]
+    assert len(_contents(store, traces)) == 5

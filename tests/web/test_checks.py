@@ -50,6 +50,32 @@ def test_unknown_settings_keys_are_error_e003(web_home: Path, settings: Any) -> 
     assert "STORE_PATH" in message.hint
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("OTLP_WORKERS", "2", "must be a whole number, not '2'"),
+        ("OTLP_WORKERS", -1, "must be at least 0 and at most 64, not -1"),
+        ("PAGE_SIZE", 0, "must be at least 1"),
+        ("REPLAY_TIMEOUT_S", 0, "must be above 0"),
+        ("REPLAY_TIMEOUT_S", float("nan"), "must be above 0"),
+        ("OTLP_MAX_BODY_BYTES", 10**30, "at most"),
+        ("LOGIN_LOCKOUT_S", True, "must be a number of seconds, not True"),
+    ],
+)
+def test_a_numeric_setting_of_the_wrong_type_or_range_is_error_e006(
+    web_home: Path, settings: Any, key: str, value: Any, says: str
+) -> None:
+    settings.LLM386 = {**settings.LLM386, key: value}
+    [message] = checks.run_checks(tags=["llm386"])
+    assert message.id == "llm386.E006"
+    assert message.msg.startswith(f"LLM386[{key!r}]") and says in message.msg
+
+
+def test_optional_timeouts_may_be_none(web_home: Path, settings: Any) -> None:
+    settings.LLM386 = {**settings.LLM386, "ANTHROPIC_TIMEOUT_S": None, "OPENAI_TIMEOUT_S": 2.5}
+    assert _llm386_ids() == []
+
+
 def test_a_missing_config_file_is_error_e004(web_home: Path, settings: Any) -> None:
     settings.LLM386 = {**settings.LLM386, "CONFIG_PATH": str(web_home / "missing.toml")}
     assert _llm386_ids() == ["llm386.E004"]

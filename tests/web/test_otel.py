@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 
+import pytest
 from django.urls import reverse
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -68,6 +69,19 @@ def test_the_receiver_answers_a_store_that_cannot_be_opened_with_a_503_status(
     assert status.code == 14 and "StoreNotAStore" in status.message
     assert "nothing of this request was stored" in status.message
     assert str(not_a_store) not in status.message  # the token was not checked: no details
+
+
+@pytest.mark.parametrize("workers", ["two", -1, 1.5, True, 10**30])
+def test_a_wrong_workers_setting_is_a_status_saying_what_to_fix_not_an_error_page(
+    client, store, settings, workers
+):
+    settings.LLM386 = {**settings.LLM386, "OTLP_WORKERS": workers}
+    token = tokens.create_token(store.kv, "ci")
+    response = _send(client, otlp.body(otlp.request(*otlp.agent_tree())), token)
+    assert response.status_code == 500 and response["Content-Type"] == PB
+    message = Status.FromString(response.content).message
+    assert "LLM386['OTLP_WORKERS'] must be" in message and "nothing was stored" in message
+    assert store.sessions() == []
 
 
 def test_the_tokens_page_shows_a_new_token_once_then_only_its_name(logged_in, store):

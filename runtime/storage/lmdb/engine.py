@@ -131,6 +131,9 @@ class LmdbEngine(Engine):
     def write(self, fn: Callable[[Tables], T]) -> T:
         return lmdbenv.write(self.env, lambda txn: fn(LmdbTables(self.env, txn, readonly=False)))
 
+    def writing(self) -> bool:
+        return self.env.current_write() is not None
+
     def shares_writes_with(self, other: object) -> bool:
         # Every engine of one path shares the process's one environment, and so its writes.
         return isinstance(other, LmdbEngine) and other.env is self.env

@@ -202,6 +202,9 @@ class PostgresEngine(Engine):
                 self._local.read = None
                 self._end(conn, tables)  # read only: nothing to commit
 
+    def writing(self) -> bool:
+        return getattr(self._local, "write", None) is not None
+
     def write(self, fn: Callable[[Tables], T]) -> T:
         if self.readonly:
             raise StoreReadOnly(
