@@ -164,7 +164,7 @@ def empty_chunk() -> np.ndarray:
 @dataclass(frozen=True)
 class _Doc:
     seq: int
-    tf: Counter[str]
+    tf: dict[str, int]  # a plain dict: it crosses from prepare workers (a Counter costs more)
     length: int
     fields: tuple[str, ...] = ()  # field terms: postings only, outside BM25's corpus
 
@@ -597,7 +597,7 @@ def _doc(entry: Entry) -> _Doc:
 # Term frequencies and length by block id: a block (one id, one body) is analysed once per
 # process however many sessions it joins (system prompts and tool schemas join every one).
 # The counters are shared: nothing changes a _Doc's ``tf``.
-_analyses: dict[str, tuple[Counter[str], int]] = {}
+_analyses: dict[str, tuple[dict[str, int], int]] = {}
 ANALYSIS_CACHE_SIZE = 4_096
 
 
@@ -608,24 +608,24 @@ def forget_analyses() -> None:
     forget_terms()
 
 
-def analyses_of(blocks: Mapping[str, str]) -> dict[str, tuple[Counter[str], int]]:
+def analyses_of(blocks: Mapping[str, str]) -> dict[str, tuple[dict[str, int], int]]:
     """Return the term frequencies and length of each block body (by block id), as the index
     analyses them: what a process that prepares a write hands to the one that writes it."""
     return {block_id: _analysed(block_id, body) for block_id, body in blocks.items()}
 
 
-def remember_analyses(analyses: Mapping[str, tuple[Counter[str], int]]) -> None:
+def remember_analyses(analyses: Mapping[str, tuple[dict[str, int], int]]) -> None:
     """Take up analyses ``analyses_of`` made in another process (see ``_analyses``)."""
     if len(_analyses) + len(analyses) > ANALYSIS_CACHE_SIZE:
         _analyses.clear()
     _analyses.update(analyses)
 
 
-def _analysed(block_id: str, body: str) -> tuple[Counter[str], int]:
+def _analysed(block_id: str, body: str) -> tuple[dict[str, int], int]:
     found = _analyses.get(block_id)
     if found is None:
         words = terms(body)
-        found = (Counter(words), len(words))
+        found = (dict(Counter(words)), len(words))
         if len(_analyses) >= ANALYSIS_CACHE_SIZE:
             _analyses.clear()
         _analyses[block_id] = found

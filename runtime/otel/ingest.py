@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -66,7 +65,6 @@ from runtime.tracing.records import (
     TraceRecord,
     TraceStore,
     new_record,
-    prompt_hash,
 )
 from runtime.transfer.importer import TOKENIZER, _Builder, tokenizer_info
 
@@ -128,10 +126,12 @@ class _Built:
     """A model call with its rebuilt request and the builder of its turn's blocks (or why
     its blocks cannot be built)."""
 
-    call: ModelCall
+    call: ModelCall  # lean: no messages, tools or content attributes (its blocks hold them)
     request: RequestParts
     builder: _Builder | None
     error: str | None
+    title: str  # the session's title, from the call's first user message
+    response: Chunk | None  # the answer's canonical JSON (packed too, when prepared in a worker)
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class Prepared:
     refused: Mapping[str, str]  # span key -> why
     calls: tuple[_Built, ...]
     counts: Mapping[str, Mapping[str, int]]  # tokenizer -> block id -> tokens
-    analyses: Mapping[str, tuple[Counter[str], int]]  # block id -> the term index's analysis
+    analyses: Mapping[str, tuple[dict[str, int], int]]  # block id -> the term index's analysis
 
 
 def preparing_for(store: KvBlockStore) -> dict[str, Any]:
@@ -216,18 +216,24 @@ def _build(calls: Sequence[ModelCall], max_block_bytes: int) -> tuple[_Built, ..
                 builder, error = rebuild.blocks(call), None
             except (InvalidInput, KeyError) as exc:
                 builder, error = None, _where(call) + f": {exc}"
-            out.append(_Built(_lean(call), request, builder, error))
+            out.append(_Built(_lean(call), request, builder, error, _title(call),
+                              _response(call)))  # fmt: skip
     return tuple(out)
 
 
+def _response(call: ModelCall) -> Chunk | None:
+    return Chunk.of(canonical_json(call.output)) if call.output else None
+
+
 def _packed(built: Sequence[_Built]) -> tuple[_Built, ...]:
-    """The calls with their requests' chunks compressed, each distinct chunk once."""
+    """The calls with their requests' chunks and answers compressed, each distinct chunk once."""
     chunks: dict[bytes, Chunk] = {}
     out = []
     for b in built:
         parts = tuple(chunks.get(c.digest) or chunks.setdefault(c.digest, _pack(c))
                       for c in b.request.chunks)  # fmt: skip
-        out.append(replace(b, request=replace(b.request, chunks=parts)))
+        response = None if b.response is None else _pack(b.response)
+        out.append(replace(b, request=replace(b.request, chunks=parts), response=response))
     return tuple(out)
 
 
@@ -236,10 +242,17 @@ def _pack(chunk: Chunk) -> Chunk:
 
 
 def _lean(call: ModelCall) -> ModelCall:
-    """The call without its span's message attributes and events (its blocks hold them)."""
+    """The call as the commit needs it: without its messages, tools, and span's message
+    attributes and events (its request and blocks hold them; they are most of what a worker
+    would send back)."""
     span = call.span
     kept = {k: v for k, v in span.attributes.items() if not k.startswith(CONTENT_ATTRIBUTES)}
-    return replace(call, span=replace(span, attributes=kept, events=()))
+    return replace(call, span=replace(span, attributes=kept, events=()), messages=(), tools=())
+
+
+def _title(call: ModelCall) -> str:
+    first = next((m.get("content") for m in call.messages if m.get("role") == "user"), "") or ""
+    return " ".join(str(first).split())[:80] or call.span.name
 
 
 def _bodies(built: Sequence[_Built]) -> dict[str, str]:
@@ -535,6 +548,7 @@ class _Planned:
     builder: _Builder
     common: int  # its first blocks are the session's first ``common`` entries
     at: int  # and the rest are appended at entry index ``at``
+    response: Chunk | None
 
 
 def _session(
@@ -566,7 +580,7 @@ def _session(
     traces.record_stream(lambda: (_stored(p, session, state, state.last_turn + i, tokens)
                                   for i, p in enumerate(planned, start=1)))  # fmt: skip
     if new_session:
-        store.set_session_meta(session, **_meta(calls[0].call))
+        store.set_session_meta(session, **_meta(calls[0]))
     outcome.recorded += len(planned)
 
 
@@ -595,7 +609,7 @@ def _plan_turn(state: _SessionState, built: _Built) -> _Planned | str | None:
     state.pending += builder.blocks[common:]
     state.edges.update(dict.fromkeys(builder.edges))
     state.spans[key] = digest
-    return _Planned(call, built.request, builder, common, at)
+    return _Planned(call, built.request, builder, common, at, built.response)
 
 
 def _stored(
@@ -608,9 +622,11 @@ def _stored(
     counts = [tokens[i] for i in p.builder.ids]
     kinds = [block.kind for block in p.builder.blocks]
     plan = state.plans.plan(p.builder.ids, kinds, seqs, counts, n_input)
-    record = _record(p.call, session, turn, p.request, plan, seqs, counts, n_input)
-    response = canonical_json(p.call.output) if p.call.output else None
-    return ChunkedTrace(record, p.request, response, encoded=state.plans.encode(record))
+    record = _record(p.call, session, turn, p.request, plan, seqs, counts, n_input, p.response)
+    answer = p.response
+    return ChunkedTrace(record, p.request, None if answer is None else answer.data,
+                        encoded=state.plans.encode(record),
+                        response_packed=None if answer is None else answer.packed)  # fmt: skip
 
 
 def _output_blocks(call: ModelCall) -> int:
@@ -622,7 +638,7 @@ def _output_blocks(call: ModelCall) -> int:
 
 def _record(
     call: ModelCall, session: str, turn: int, request: RequestParts, plan: dict[str, Any],
-    seqs: Sequence[int], tokens: Sequence[int], n_input: int,
+    seqs: Sequence[int], tokens: Sequence[int], n_input: int, answer: Chunk | None,
 ) -> TraceRecord:  # fmt: skip
     span = call.span
     error = (
@@ -639,7 +655,7 @@ def _record(
         upto_seq=(seqs[n_input - 1] + 1) if n_input else 0,
         plan=plan,
         estimated_input_tokens=sum(tokens[:n_input]), response=response,
-        response_hash=prompt_hash(canonical_json(response)) if response else None,
+        response_hash=answer.digest.hex() if answer is not None else None,
         estimated_output_tokens=sum(tokens[n_input:]), usage=call.usage,
         stop_reason=call.finish_reason, error=error,
     )  # fmt: skip
@@ -653,11 +669,10 @@ def _provenance(call: ModelCall) -> dict[str, Any]:
             "service": call.span.attributes.get("resource.service.name")}  # fmt: skip
 
 
-def _meta(call: ModelCall) -> dict[str, Any]:
-    first = next((m.get("content") for m in call.messages if m.get("role") == "user"), "") or ""
-    title = " ".join(str(first).split())[:80] or call.span.name
+def _meta(built: _Built) -> dict[str, Any]:
+    call = built.call
     return {"source": SOURCE, "model": call.model, "provider": call.provider_name,
-            "title": title, "trace": call.span.trace_id}  # fmt: skip
+            "title": built.title, "trace": call.span.trace_id}  # fmt: skip
 
 
 def spans_of(request: Any) -> Iterator[SpanData]:

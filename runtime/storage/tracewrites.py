@@ -124,7 +124,8 @@ def record_in(t: Tables, item: ChunkedTrace, aggregates: Aggregates | None = Non
     if not request_intact(t, rec.prompt_hash):
         put_request(t, REQUESTS, item.request)
     if item.response is not None:
-        t.put(RESPONSES, key, pack_bytes(item.response))
+        packed = item.response_packed or pack_bytes(item.response)
+        t.put(RESPONSES, key, packed)
     for table, row in index_rows(rec):
         t.put(table, row, b"")
     batch.add(rec)

@@ -419,6 +419,7 @@ class ChunkedTrace:
     response: bytes | None = None
     flag: Flag | None = None
     encoded: bytes | None = None  # ``record.encode()``, when the caller made it more cheaply
+    response_packed: bytes | None = None  # ``pack_bytes(response)``, made by the same caller
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -28,7 +29,8 @@ def preparer():
 
 
 def _contents(store, traces):
-    """Every session's entries and its turns' records (but their random call ids) and bytes."""
+    """Every session's entries and its turns' records (but their random call ids), request
+    bytes and answers' bytes."""
     out = {}
     for info in store.sessions():
         session = info.session
@@ -37,7 +39,9 @@ def _contents(store, traces):
         for record in records:
             data = json.loads(record.encode())
             data.pop("call_id")
-            turns.append((data, traces.request_bytes(record.prompt_hash)))
+            answer = traces.response_bytes(record.call_id)
+            assert answer is not None and record.response_hash == hashlib.sha256(answer).hexdigest()
+            turns.append((data, traces.request_bytes(record.prompt_hash), answer))
         out[session] = ([ref.id for ref in store.entry_refs(session)], turns)
     return out
 
