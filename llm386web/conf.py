@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -78,13 +79,25 @@ class _Number:
         kinds = (int,) if self.whole else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             what = "a whole number" if self.whole else "a number of seconds"
-            return f"LLM386[{key!r}] must be {what}, not {value!r}"
-        number = float(value)
+            return f"LLM386[{key!r}] must be {what}, not {_shown(value)}"
+        number = cast(float, value)  # an int of any size compares exactly, never as a float
         low_ok = number > self.low if self.above else number >= self.low
-        if not (math.isfinite(number) and low_ok and number <= self.high):
+        if not (low_ok and number <= self.high and not _nan(number)):
             floor = f"above {self.low:g}" if self.above else f"at least {self.low:g}"
-            return f"LLM386[{key!r}] must be {floor} and at most {self.high:g}, not {value!r}"
+            return f"LLM386[{key!r}] must be {floor} and at most {self.high:g}, not {_shown(value)}"
         return None
+
+
+def _nan(number: float) -> bool:
+    return isinstance(number, float) and math.isnan(number)
+
+
+def _shown(value: object) -> str:
+    """The value for a message, short: a huge whole number by its size (its digits might not
+    even print: Python refuses to print an int of over 4,300 digits)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"a whole number of {value.bit_length()} bits"
+    return reprlib.repr(value)
 
 
 _SECONDS = _Number(0, 86_400, above=True)

@@ -335,6 +335,25 @@ def _bodies(snap: Snapshot) -> Any:
     return bodies
 
 
+DOT_ROWS = 4_096  # rows multiplied at once by ``exact_dots``: bounds its float64 copy
+
+
+def exact_dots(rows: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Return each float32 row's dot product with ``target`` as float64, the same bits on any
+    machine: each product is exact in float64 (24-bit by 24-bit mantissas) and each row's sum
+    is numpy's pairwise summation, whose order is fixed. BLAS (``@``) and ``einsum`` choose
+    their kernels, and so their order of summation and their use of fused multiply-adds, by
+    the CPU: the same vectors scored differently in the last bits on another machine, and a
+    plan recording those scores was not the same bytes there."""
+    vector = np.asarray(target, dtype=np.float64)
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    for start in range(0, rows.shape[0], DOT_ROWS):
+        part = rows[start : start + DOT_ROWS].astype(np.float64)
+        part *= vector
+        part.sum(axis=1, out=out[start : start + DOT_ROWS])
+    return out
+
+
 class VectorTable:
     """Vectors of the seqs of one session seen so far: a row index by seq into a growing matrix
     (only seqs that were candidates take memory, not the whole session)."""
@@ -380,21 +399,21 @@ class VectorTable:
             self.used = need
 
     def scores(self, seqs: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Return the dot product of each of ``seqs``' vectors with ``target`` (float64)."""
+        """Return the dot product of each of ``seqs``' vectors with ``target`` (float64, the
+        same bits on every machine: ``exact_dots``)."""
         with self.lock:
             rows = self.row[seqs]
             if rows.shape[0] * 4 < self.used:
-                return (self.matrix[rows] @ target).astype(np.float64)
+                return exact_dots(self.matrix[rows], target)
             # Most of the table: one product over it beats copying the rows out first.
-            return (self.matrix[: self.used] @ target).astype(np.float64)[rows]
+            return exact_dots(self.matrix[: self.used], target)[rows]
 
     def dot(self, seqs: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Return the dot products of ``seqs``' vectors with ``target`` (float64), few seqs of
-        many: einsum's single-threaded loop, which on a busy machine beats BLAS' threaded
-        matrix-vector product by about 10x (bench_ann measures the retriever using it)."""
+        many, as ``scores`` does."""
         with self.lock:
             rows = self.matrix[self.row[seqs]]
-        return np.einsum("ij,j->i", rows, target).astype(np.float64)
+        return exact_dots(rows, target)
 
     def rows(self, seqs: np.ndarray) -> np.ndarray:
         """Return a copy of the vectors of ``seqs`` (all of them held), one row each."""

@@ -323,10 +323,13 @@ class SessionIndex:
             for term in doc.fields:
                 new.setdefault(term, []).extend((seq, 1))
         words = sorted(new)
-        dfs = self.dfs(t, session, words)
+        base = prefix(session)
+        # A session without terms yet (its first write, as most sessions from spans are) has
+        # no frequencies to read: one seek instead of one read a term.
+        held_terms = t.first("ix_terms", base) is not None
+        dfs = self.dfs(t, session, words) if held_terms else [0] * len(words)
         hist: dict[int, int] = {}  # the histogram's changes, written once for the batch
         chunk_bytes = POST_CHUNK * POSTING.itemsize
-        base = prefix(session)
         keys = [base + term.encode() for term in words]
         # The last chunk of each term that has one partly filled, read in one batch.
         partial = [_chunk_key(k, df // POST_CHUNK) for k, df in zip(keys, dfs, strict=True) if df % POST_CHUNK]  # fmt: skip

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from runtime.blocks import Edge, NewBlock, canonical_json
-from runtime.errors import InvalidInput
+from runtime.errors import InvalidInput, StoreError
 from runtime.indexes.sessionindex import analyses_of, remember_analyses
 from runtime.limits import InputRejected, check_value
 from runtime.otel.attrjson import LIMITS, AttributeJson
@@ -336,13 +336,37 @@ class _Group:
             try:
                 _commit_batch(batch, store, traces)
             except BaseException as exc:  # noqa: BLE001 - every waiting request hears of it
-                for waiting in batch:
-                    if not waiting.done:
-                        waiting.error, waiting.done = exc, True
+                _failed(batch, slot, exc)
+                if slot not in batch:  # an interrupt of this thread: it stops here, unwritten
+                    with self.ready:
+                        if slot in self.waiting:
+                            self.waiting.remove(slot)
+                    raise
             finally:
                 with self.ready:
                     self.writing = False
                     self.ready.notify_all()
+
+
+class CommitInterrupted(StoreError):
+    """The thread writing a shared commit was interrupted (Ctrl-C, exit) before it stored this
+    request: nothing of it was stored, and an exporter may send it again."""
+
+
+def _failed(batch: Sequence[_Slot], mine: _Slot, exc: BaseException) -> None:
+    """Give each unwritten request of ``batch`` the error; an interrupt (not an ``Exception``)
+    belongs to this thread alone, so the others hear that their write was cut short."""
+    for waiting in batch:
+        if waiting.done:
+            continue
+        if waiting is mine or isinstance(exc, Exception):
+            waiting.error = exc
+        else:
+            waiting.error = CommitInterrupted(
+                f"the write of these spans was interrupted ({type(exc).__name__}) before it "
+                "stored them; nothing of this request was stored"
+            )
+        waiting.done = True
 
 
 _groups: weakref.WeakKeyDictionary[TraceStore, _Group] = weakref.WeakKeyDictionary()

@@ -284,10 +284,22 @@ def _score(
         relevant = np.append(relevant, True)
     matrix = np.vstack(rows) if rows else np.zeros((0, seqs.shape[0]))
     weight = np.array(weights, dtype=np.float64)
-    merged = (weight @ matrix) / weight.sum() if weight.sum() > 0 else np.zeros(seqs.shape[0])
-    led = (weight[~relevant] @ matrix[~relevant]) > (weight[relevant] @ matrix[relevant])
+    total = float(sum(weights))
+    merged = _combine(weight, matrix) / total if total > 0 else np.zeros(seqs.shape[0])
+    led = _combine(weight[~relevant], matrix[~relevant]) > _combine(
+        weight[relevant], matrix[relevant]
+    )
     outside = _outside(outside_ids, outside_rows, names, weight)
     return Pool(seqs, tuple(names), matrix, merged, led, outside)
+
+
+def _combine(weight: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Return ``weight @ matrix`` (one weight a row), summed row after row in order: the same
+    bits on any machine (a BLAS product's order and fused multiply-adds depend on the CPU)."""
+    out = np.zeros(matrix.shape[1], dtype=np.float64)
+    for w, row in zip(weight, matrix, strict=True):
+        out += w * row
+    return out
 
 
 def _weighted(
@@ -301,12 +313,20 @@ def _weighted(
     return total / weight if weight > 0 else total
 
 
+def _sum_products(weights: Sequence[float], values: Sequence[float]) -> float:
+    out = 0.0
+    for w, v in zip(weights, values, strict=True):
+        out += w * v
+    return out
+
+
 def _outside(
     ids: Sequence[str], rows: Sequence[np.ndarray], names: Sequence[str], w: np.ndarray
 ) -> tuple[OutsideScore, ...]:
     out = []
     for i, block_id in enumerate(ids):
         values = [float(row[i]) for row in rows]
-        merged = float(w @ np.array(values)) / float(w.sum()) if w.sum() > 0 else 0.0
+        total = float(sum(w.tolist()))
+        merged = _sum_products(w.tolist(), values) / total if total > 0 else 0.0
         out.append(OutsideScore(block_id, tuple(sorted(zip(names, values, strict=True))), merged))
     return tuple(out)

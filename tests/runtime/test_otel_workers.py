@@ -338,3 +338,32 @@ def test_a_shared_commit_takes_at_most_its_limit_and_the_rest_are_written_next(
         thread.join(30)
     assert len(done) == 5 and sorted(sizes) == [1, 2, 2]
     assert len(_contents(store, traces)) == 5
+
+
+def test_an_interrupt_while_writing_other_threads_requests_stops_this_thread_not_theirs(
+    tmp_path, monkeypatch
+):
+    from runtime.otel import ingest as ingesting
+
+    monkeypatch.setattr(ingesting, "MAX_SHARED_COMMIT", 1)
+    store, traces = _open(tmp_path, "store")
+    kw = preparing_for(store)
+    first, second = (ingesting.prepare_body(b, PROTOBUF, None, _limits(), **kw)
+                     for b, _, _ in bodies(2))  # fmt: skip
+    other = ingesting._Slot(first)  # queued by another thread before this one's
+    real = ingesting._commit_batch
+
+    def interrupted(batch, *args):
+        if batch == [other]:
+            raise KeyboardInterrupt  # Ctrl-C reaches this thread while it writes `other`
+        return real(batch, *args)
+
+    monkeypatch.setattr(ingesting, "_commit_batch", interrupted)
+    group = ingesting._Group()
+    group.waiting.append(other)
+    with pytest.raises(KeyboardInterrupt):
+        group.commit(second, store, traces)
+    assert isinstance(other.error, ingesting.CommitInterrupted) and other.done
+    assert "nothing of this request was stored" in str(other.error)
+    assert group.waiting == [] and group.writing is False  # this thread's request left too
+    assert store.sessions() == []

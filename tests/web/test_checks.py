@@ -59,12 +59,17 @@ def test_unknown_settings_keys_are_error_e003(web_home: Path, settings: Any) -> 
         ("REPLAY_TIMEOUT_S", 0, "must be above 0"),
         ("REPLAY_TIMEOUT_S", float("nan"), "must be above 0"),
         ("OTLP_MAX_BODY_BYTES", 10**30, "at most"),
+        ("PAGE_SIZE", 10**400, "not a whole number of 1329 bits"),
+        pytest.param("PAGE_SIZE", "huge", "not a whole number of 16610 bits", id="5000-digits"),
+        ("REPLAY_TIMEOUT_S", float("inf"), "at most 86400, not inf"),
         ("LOGIN_LOCKOUT_S", True, "must be a number of seconds, not True"),
     ],
 )
 def test_a_numeric_setting_of_the_wrong_type_or_range_is_error_e006(
     web_home: Path, settings: Any, key: str, value: Any, says: str
 ) -> None:
+    if value == "huge":
+        value = 10**5000  # more digits than Python prints
     settings.LLM386 = {**settings.LLM386, key: value}
     [message] = checks.run_checks(tags=["llm386"])
     assert message.id == "llm386.E006"

@@ -71,7 +71,7 @@ def test_the_receiver_answers_a_store_that_cannot_be_opened_with_a_503_status(
     assert str(not_a_store) not in status.message  # the token was not checked: no details
 
 
-@pytest.mark.parametrize("workers", ["two", -1, 1.5, True, 10**30])
+@pytest.mark.parametrize("workers", ["two", -1, 1.5, True, 10**30, 10**400])
 def test_a_wrong_workers_setting_is_a_status_saying_what_to_fix_not_an_error_page(
     client, store, settings, workers
 ):
