@@ -306,6 +306,15 @@ def canonical_json(value: object) -> bytes:
         ) from None
 
 
+def without_key(value: object, key: str) -> object:
+    """Return JSON ``value`` without ``key`` in any of its objects, at any depth (never mutated)."""
+    if isinstance(value, dict):
+        return {k: without_key(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [without_key(v, key) for v in value]
+    return value
+
+
 # -- tool calls and results -------------------------------------------------------------------
 # A model turn that calls tools is stored as an optional assistant-message block (its text) and
 # one tool-call block per tool_use; each tool call has a tool-invocation edge to its tool-result.

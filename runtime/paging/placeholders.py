@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from enum import StrEnum
 
-from runtime.blocks import BlockKind, Entry, ToolCall, canonical_json
+from runtime.blocks import BlockKind, Entry, ToolCall, canonical_json, without_key
 
 RECALL_TOOL_NAME = "recall"
 RECALL_TOOL: Mapping[str, object] = {
@@ -112,14 +112,6 @@ def _first_sentence(text: str) -> str:
     return _one_line(line if cut < 0 else line[: cut + 1], 120)
 
 
-def _strip_descriptions(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _strip_descriptions(v) for k, v in value.items() if k != "description"}
-    if isinstance(value, list):
-        return [_strip_descriptions(v) for v in value]
-    return value
-
-
 def signature(schema: object) -> str:
     """Return a JSON schema as a one-line signature: {a: string, b?: [{c: integer}], d: "x"|"y"}."""
     if not isinstance(schema, dict):
@@ -151,7 +143,7 @@ def schema_stub(entry: Entry, style: StubStyle) -> tuple[str, str] | None:
     if style is StubStyle.COMPACT:
         desc = f"{first} Input: {signature(full_schema)} [stub of block {short}]"
     elif style is StubStyle.SIGNATURE:
-        desc, schema = f"{first} [stub of block {short}]", _strip_descriptions(full_schema)
+        desc, schema = f"{first} [stub of block {short}]", without_key(full_schema, "description")
     else:
         desc = f'{first} [stub of block {short}; recall(block_id="{short}") for its input]'
     stub = {"description": desc.strip(), "input_schema": schema, "name": data["name"]}

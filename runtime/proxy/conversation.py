@@ -40,6 +40,7 @@ from runtime.blocks import (
     ToolResult,
     canonical_json,
     content_hash,
+    without_key,
 )
 from runtime.proxy.apis import Wire
 
@@ -325,11 +326,7 @@ def _same(value: Any) -> Any:
 
 def uncached(value: Any) -> Any:
     """Return ``value`` without its ``cache_control`` marks, at any depth (never mutated)."""
-    if isinstance(value, dict):
-        return {k: uncached(v) for k, v in value.items() if k != "cache_control"}
-    if isinstance(value, list):
-        return [uncached(v) for v in value]
-    return value
+    return without_key(value, "cache_control")
 
 
 def text_of(content: Any) -> str:
