@@ -17,16 +17,19 @@ from runtime.tracing.records import Provider
 from tests.fakes.openai_server import chat_reply, response_reply
 from tests.proxy.conftest import API_KEY, Stack
 
-TOOLS = [{"type": "function", "function": {
-    "name": "get_user", "description": "Look a user up.",
-    "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}}]  # fmt: skip
+# One conversation, sent in each API's wire format: the same tool and the same two questions.
+GET_USER = {"name": "get_user", "description": "Look a user up.",
+            "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}  # fmt: skip
+ASK = {"role": "user", "content": "Who is mia?"}
+FOLLOW_UP = {"role": "user", "content": "Thanks. Her tier?"}
+TOOLS = [{"type": "function", "function": GET_USER}]
 MESSAGES = [
     {"role": "system", "content": "You are an airline agent."},
-    {"role": "user", "content": "Who is mia?"},
+    ASK,
     {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
      "function": {"name": "get_user", "arguments": '{"id": "mia"}'}}]},
     {"role": "tool", "tool_call_id": "call_1", "content": '{"name": "Mia Li"}'},
-    {"role": "user", "content": "Thanks. Her tier?"},
+    FOLLOW_UP,
 ]  # fmt: skip
 
 
@@ -77,13 +80,12 @@ def _replays_as_stored(stack: Stack, call_id: str, stored: bytes, reply: Any, pa
     assert sent.body == stored and sent.path == path
 
 
-RESPONSES_TOOLS = [{"type": "function", "name": "get_user", "description": "Look a user up.",
-                    "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}]  # fmt: skip
+RESPONSES_TOOLS = [{"type": "function", **GET_USER}]
 RESPONSES_INPUT = [
-    {"role": "user", "content": "Who is mia?"},
+    ASK,
     {"type": "function_call", "call_id": "call_1", "name": "get_user", "arguments": '{"id": "mia"}'},
     {"type": "function_call_output", "call_id": "call_1", "output": '{"name": "Mia Li"}'},
-    {"role": "user", "content": "Thanks. Her tier?"},
+    FOLLOW_UP,
 ]  # fmt: skip
 
 
@@ -115,7 +117,7 @@ def test_a_captured_responses_turn_re_pages_for_gpt_4o_and_replays_to_the_respon
 
 def test_each_captured_turn_re_pages_the_session_as_that_call_saw_it(stack: Stack) -> None:
     client = stack.openai(max_retries=0)
-    first = [{"role": "user", "content": "Who is mia?"}]
+    first = [ASK]
     later = [
         *first,
         {"role": "assistant", "content": "Mia Li."},
