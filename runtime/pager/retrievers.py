@@ -29,6 +29,8 @@ Invariants:
 
 from __future__ import annotations
 
+import decimal
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -168,6 +170,40 @@ class IndexedRetriever:
         return {"name": self.name}
 
 
+def halving(ages: np.ndarray, half_life: float) -> np.ndarray:
+    """Return ``0.5 ** (ages / half_life)`` for whole ages, the same bits on any machine.
+
+    numpy's ``power`` runs SVML's on AVX-512 CPUs and the C library's elsewhere, which differ
+    in the last bits; here it is powers of one ratio (decimal arithmetic, so correctly rounded
+    everywhere), multiplied in order, and for a whole ``half_life`` exact halvings (``ldexp``)
+    of the powers below it. Past ``half_life * 1_100`` entries it is 0, as the float would be."""
+    ages = np.asarray(ages, dtype=np.int64)
+    if ages.shape[0] == 0:
+        return np.zeros(0)
+    reach = min(int(ages.max()), math.ceil(half_life * 1_100))
+    whole = float(half_life).is_integer() and half_life <= reach
+    size = int(half_life) if whole else reach + 1
+    table = np.full(size, _halving_ratio(half_life))
+    table[0] = 1.0
+    np.multiply.accumulate(table, out=table)
+    out = np.zeros(ages.shape[0])
+    inside = ages <= reach
+    kept = ages[inside]
+    if whole:
+        steps, rest = np.divmod(kept, size)
+        out[inside] = np.ldexp(table[rest], -steps)
+    else:
+        out[inside] = table[kept]
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _halving_ratio(half_life: float) -> float:
+    with decimal.localcontext() as context:
+        context.prec = 40
+        return float(decimal.Decimal(0.5) ** (1 / decimal.Decimal(half_life)))
+
+
 @dataclass(frozen=True)
 class RecencyRetriever(IndexedRetriever):
     mode: RecencyMode = RecencyMode.HALF_LIFE
@@ -185,7 +221,7 @@ class RecencyRetriever(IndexedRetriever):
             age = (newest - seqs).astype(np.float64)
             if self.mode is RecencyMode.LINEAR:
                 return 1.0 - age / max(newest - oldest, 1)
-            return np.power(0.5, age / self.half_life)
+            return halving(newest - seqs, self.half_life)
 
         tail = present[-query.limit :][::-1].astype(np.int64)
         return Ranking(Scores(tail, score(tail)), score, every=self._every(query, score))

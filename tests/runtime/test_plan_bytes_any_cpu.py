@@ -54,3 +54,23 @@ def _plans_digest(tmp_path: Path, **env: str) -> str:
                     reason="the kernels named are x86-64's")  # fmt: skip
 def test_plans_are_the_same_bytes_with_the_oldest_vector_kernels(tmp_path):
     assert _plans_digest(tmp_path) == _plans_digest(tmp_path, **OLDEST)
+
+
+def test_recency_halving_is_decimal_powers_of_one_ratio():
+    """Recency's 0.5 ** (age / half_life) comes from no CPU-dispatched power function (numpy's
+    is SVML's on AVX-512 CPUs): it matches the decimal value closely and halves every
+    half_life entries."""
+    import decimal
+
+    import numpy as np
+
+    from runtime.pager.retrievers import halving
+
+    ages = np.array([0, 1, 7, 20, 40, 333, 5_000, 30_000, 10**9], dtype=np.int64)
+    got = halving(ages, 20.0)
+    with decimal.localcontext() as context:
+        context.prec = 50
+        want = [float(decimal.Decimal(0.5) ** (decimal.Decimal(int(a)) / 20)) for a in ages]
+    assert got[0] == 1.0 and got[3] == 0.5 and got[4] == 0.25 and got[-1] == 0.0
+    assert np.allclose(got, want, rtol=1e-11, atol=0)
+    assert halving(np.zeros(0, dtype=np.int64), 3.0).shape == (0,)
