@@ -337,7 +337,8 @@ class _Group:
                 _commit_batch(batch, store, traces)
             except BaseException as exc:  # noqa: BLE001 - every waiting request hears of it
                 _failed(batch, slot, exc)
-                if slot not in batch:  # an interrupt of this thread: it stops here, unwritten
+                if slot not in batch and not isinstance(exc, Exception):
+                    # An interrupt of this thread: it stops here, its own request unwritten.
                     with self.ready:
                         if slot in self.waiting:
                             self.waiting.remove(slot)

@@ -367,3 +367,27 @@ def test_an_interrupt_while_writing_other_threads_requests_stops_this_thread_not
     assert "nothing of this request was stored" in str(other.error)
     assert group.waiting == [] and group.writing is False  # this thread's request left too
     assert store.sessions() == []
+
+
+def test_a_failed_write_of_other_threads_requests_still_writes_this_threads(tmp_path, monkeypatch):
+    from runtime.otel import ingest as ingesting
+
+    monkeypatch.setattr(ingesting, "MAX_SHARED_COMMIT", 1)
+    store, traces = _open(tmp_path, "store")
+    kw = preparing_for(store)
+    first, second = (ingesting.prepare_body(b, PROTOBUF, None, _limits(), **kw)
+                     for b, _, _ in bodies(2))  # fmt: skip
+    other = ingesting._Slot(first)  # queued by another thread before this one's
+    real = ingesting._commit_batch
+
+    def failing(batch, *args):
+        if batch == [other]:
+            raise RuntimeError("the store refused that batch")
+        return real(batch, *args)
+
+    monkeypatch.setattr(ingesting, "_commit_batch", failing)
+    group = ingesting._Group()
+    group.waiting.append(other)
+    assert group.commit(second, store, traces).turns_recorded > 0  # its own, written next
+    assert isinstance(other.error, RuntimeError) and other.done
+    assert len(store.sessions()) == 1
