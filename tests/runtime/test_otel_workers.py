@@ -340,36 +340,9 @@ def test_a_shared_commit_takes_at_most_its_limit_and_the_rest_are_written_next(
     assert len(_contents(store, traces)) == 5
 
 
-def test_an_interrupt_while_writing_other_threads_requests_stops_this_thread_not_theirs(
-    tmp_path, monkeypatch
-):
-    from runtime.otel import ingest as ingesting
-
-    monkeypatch.setattr(ingesting, "MAX_SHARED_COMMIT", 1)
-    store, traces = _open(tmp_path, "store")
-    kw = preparing_for(store)
-    first, second = (ingesting.prepare_body(b, PROTOBUF, None, _limits(), **kw)
-                     for b, _, _ in bodies(2))  # fmt: skip
-    other = ingesting._Slot(first)  # queued by another thread before this one's
-    real = ingesting._commit_batch
-
-    def interrupted(batch, *args):
-        if batch == [other]:
-            raise KeyboardInterrupt  # Ctrl-C reaches this thread while it writes `other`
-        return real(batch, *args)
-
-    monkeypatch.setattr(ingesting, "_commit_batch", interrupted)
-    group = ingesting._Group()
-    group.waiting.append(other)
-    with pytest.raises(KeyboardInterrupt):
-        group.commit(second, store, traces)
-    assert isinstance(other.error, ingesting.CommitInterrupted) and other.done
-    assert "nothing of this request was stored" in str(other.error)
-    assert group.waiting == [] and group.writing is False  # this thread's request left too
-    assert store.sessions() == []
-
-
-def test_a_failed_write_of_other_threads_requests_still_writes_this_threads(tmp_path, monkeypatch):
+def _behind_a_failing_batch(tmp_path, monkeypatch, error):
+    """A group where another thread's request is queued first and its write raises ``error``;
+    return the store, its traces, the group, that request's slot and this thread's request."""
     from runtime.otel import ingest as ingesting
 
     monkeypatch.setattr(ingesting, "MAX_SHARED_COMMIT", 1)
@@ -382,12 +355,35 @@ def test_a_failed_write_of_other_threads_requests_still_writes_this_threads(tmp_
 
     def failing(batch, *args):
         if batch == [other]:
-            raise RuntimeError("the store refused that batch")
+            raise error  # reaches this thread while it writes `other`
         return real(batch, *args)
 
     monkeypatch.setattr(ingesting, "_commit_batch", failing)
     group = ingesting._Group()
     group.waiting.append(other)
-    assert group.commit(second, store, traces).turns_recorded > 0  # its own, written next
+    return store, traces, group, other, second
+
+
+def test_an_interrupt_while_writing_other_threads_requests_stops_this_thread_not_theirs(
+    tmp_path, monkeypatch
+):
+    from runtime.otel.ingest import CommitInterrupted
+
+    store, traces, group, other, mine = _behind_a_failing_batch(
+        tmp_path, monkeypatch, KeyboardInterrupt()
+    )
+    with pytest.raises(KeyboardInterrupt):
+        group.commit(mine, store, traces)
+    assert isinstance(other.error, CommitInterrupted) and other.done
+    assert "nothing of this request was stored" in str(other.error)
+    assert group.waiting == [] and group.writing is False  # this thread's request left too
+    assert store.sessions() == []
+
+
+def test_a_failed_write_of_other_threads_requests_still_writes_this_threads(tmp_path, monkeypatch):
+    store, traces, group, other, mine = _behind_a_failing_batch(
+        tmp_path, monkeypatch, RuntimeError("the store refused that batch")
+    )
+    assert group.commit(mine, store, traces).turns_recorded > 0  # its own, written next
     assert isinstance(other.error, RuntimeError) and other.done
     assert len(store.sessions()) == 1
