@@ -56,25 +56,35 @@ def _round(value: float) -> float:
     return round(value, 2)
 
 
+def _column(index: int, count: int) -> tuple[float, float]:
+    """Return the x and width of the bar of turn ``index`` of ``count``: one slot a turn across
+    WIDTH, GAP of it left empty (the tokens chart and the strips under it share these x)."""
+    slot = WIDTH / max(count, 1)
+    return _round(index * slot + slot * GAP / 2), _round(slot * (1 - GAP))
+
+
+def _scaled(extent: float, value: float, top: float) -> float:
+    """Return ``value``'s share of the axis ``extent`` whose end stands for ``top`` (unrounded)."""
+    return extent * value / top
+
+
 def stacked_bars(timeline: SessionTimeline) -> Chart:
     """Return one bar per turn of the page, its sections stacked bottom-up in canonical order."""
     totals = [sum(s.used for s in row.sections) for row in timeline.rows]
     top = max(totals, default=0) or 1
     plot = HEIGHT - MARK - 2
-    slot = WIDTH / max(len(timeline.rows), 1)
     bars = []
-    for row, total in zip(timeline.rows, totals, strict=True):
+    for i, (row, total) in enumerate(zip(timeline.rows, totals, strict=True)):
         y = plot
         segments = []
         for section in row.sections:
-            h = plot * section.used / top
+            h = _scaled(plot, section.used, top)
             y -= h
             segments.append(Segment(section.section, _round(y), _round(h), section.used))
-        x = len(bars) * slot + slot * GAP / 2
+        x, width = _column(i, len(timeline.rows))
         bars.append(
-            Bar(row.turn, row.call_id, _round(x), _round(slot * (1 - GAP)), total,
-                tuple(segments), row.flagged, row.errored)
-        )  # fmt: skip
+            Bar(row.turn, row.call_id, x, width, total, tuple(segments), row.flagged, row.errored)
+        )
     return Chart(
         WIDTH, HEIGHT, _round(plot + 1), tuple(bars), max(totals, default=0), timeline.sections
     )
@@ -114,15 +124,14 @@ def value_strip(timeline: SessionTimeline, unit: str) -> Strip:
     """Return the page's turns as bars of their list-price cost (``usd``) or latency (``ms``)."""
     values = [row.cost_usd if unit == "usd" else row.latency_ms for row in timeline.rows]
     top = max((v for v in values if v is not None), default=0.0)
-    slot = WIDTH / max(len(timeline.rows), 1)
     bars = []
     for i, (row, value) in enumerate(zip(timeline.rows, values, strict=True)):
         if value is None or top <= 0:
             continue
-        h = max(STRIP_HEIGHT * value / top, 0.5)  # a tiny value still shows
+        h = max(_scaled(STRIP_HEIGHT, value, top), 0.5)  # a tiny value still shows
         shown = f"${value:,.4f}" if unit == "usd" else f"{value:,.0f} ms"
         what = "list-price cost" if unit == "usd" else "latency"
-        bars.append(StripBar(row.turn, row.call_id, _round(i * slot + slot * GAP / 2),
-                             _round(STRIP_HEIGHT - h), _round(slot * (1 - GAP)), _round(h),
-                             f"Turn {row.turn}: {what} {shown}"))  # fmt: skip
+        x, width = _column(i, len(timeline.rows))
+        bars.append(StripBar(row.turn, row.call_id, x, _round(STRIP_HEIGHT - h), width,
+                             _round(h), f"Turn {row.turn}: {what} {shown}"))  # fmt: skip
     return Strip(WIDTH, STRIP_HEIGHT, tuple(bars), top, unit)
