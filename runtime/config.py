@@ -161,22 +161,35 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
-class AnthropicSettings:
-    """Anthropic Messages API client settings. The key comes from ``ANTHROPIC_API_KEY`` only."""
+class _ClientSettings:
+    """A provider client's table: where it sends, how long an attempt may take (seconds) and
+    how many retries follow the first attempt. Each provider's subclass sets ``base_url``'s
+    default; which environment variable wins over it is the provider's rule, not this one's."""
 
-    base_url: str = _setting("https://api.anthropic.com", _HTTP)
+    base_url: str
     timeout_seconds: float = _setting(60.0, _POSITIVE)
     max_retries: int = _setting(2, _NONNEG)
 
+    def client_options(self, base_url: str | None) -> dict[str, Any]:
+        """Return the client's keyword arguments, sending to ``base_url`` (None: the SDK's own
+        choice)."""
+        return {"base_url": base_url, "timeout": self.timeout_seconds,
+                "max_retries": self.max_retries}  # fmt: skip
+
 
 @dataclass(frozen=True)
-class OpenAISettings:
+class AnthropicSettings(_ClientSettings):
+    """Anthropic Messages API client settings. The key comes from ``ANTHROPIC_API_KEY`` only."""
+
+    base_url: str = _setting("https://api.anthropic.com", _HTTP)
+
+
+@dataclass(frozen=True)
+class OpenAISettings(_ClientSettings):
     """OpenAI Chat Completions client settings (any OpenAI-compatible server: its ``.../v1``).
     The key comes from ``OPENAI_API_KEY`` only; ``OPENAI_BASE_URL`` wins over ``base_url``."""
 
     base_url: str = _setting("https://api.openai.com/v1", _HTTP)
-    timeout_seconds: float = _setting(60.0, _POSITIVE)
-    max_retries: int = _setting(2, _NONNEG)
 
 
 @dataclass(frozen=True)
@@ -292,11 +305,7 @@ def anthropic_client_options(config: Config, environ: Mapping[str, str]) -> dict
     the file's ``[anthropic] base_url``.
     """
     settings = config.anthropic
-    return {
-        "base_url": None if environ.get(BASE_URL_ENV) else settings.base_url,
-        "timeout": settings.timeout_seconds,
-        "max_retries": settings.max_retries,
-    }
+    return settings.client_options(None if environ.get(BASE_URL_ENV) else settings.base_url)
 
 
 def load_config(path: Path | None) -> Config:

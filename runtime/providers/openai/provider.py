@@ -107,8 +107,7 @@ class OpenAIProvider(Provider):
     def client_options(self, config: Config, environ: Mapping[str, str]) -> dict[str, Any]:
         """Return the client's options from ``[openai]``; ``OPENAI_BASE_URL`` wins over it."""
         settings = config.openai
-        return {"base_url": environ.get(BASE_URL_ENV) or settings.base_url,
-                "timeout": settings.timeout_seconds, "max_retries": settings.max_retries}  # fmt: skip
+        return settings.client_options(environ.get(BASE_URL_ENV) or settings.base_url)
 
     def available(self) -> bool:
         return key_from_env() is not None
