@@ -34,17 +34,6 @@ DEFAULT_PRICE = "claude-sonnet-4-6"  # for models without a list price in pricin
 
 
 @dataclass(frozen=True)
-class CategoryRow:
-    category: str
-    full: int
-    packed: int
-
-    @property
-    def saved(self) -> int:
-        return self.full - self.packed
-
-
-@dataclass(frozen=True)
 class FaultRow:
     kind: str
     block_id: str
@@ -92,11 +81,15 @@ class TurnPaging:
     """One turn's demand paging, as the turn page shows it."""
 
     accounting: TurnAccounting
-    rows: tuple[CategoryRow, ...]
     faults: tuple[FaultRow, ...]  # the faults this request serves (found in the last answer)
     pinned: int
     recall: bool
     evictions: tuple[EvictionRow, ...] = ()
+
+    @property
+    def rows(self) -> tuple[CategoryTokens, ...]:
+        """The turn's tokens by category, one table row each (full, packed, saved)."""
+        return self.accounting.categories
 
     @property
     def saved_share(self) -> float:
@@ -113,7 +106,6 @@ def turn_paging(paging: Mapping[str, Any]) -> TurnPaging | None:
         accounting = TurnAccounting.from_json(data)
     except InvalidInput:
         return None  # a damaged slot is shown raw by the page, never guessed at
-    rows = tuple(CategoryRow(c.category.value, c.full, c.packed) for c in accounting.categories)
     faults = tuple(
         FaultRow(str(f.get("kind", "")), str(f.get("block_id", ""))[:12],
                  str(f.get("tool_name", "")), bool(f.get("refault")))
@@ -122,7 +114,7 @@ def turn_paging(paging: Mapping[str, Any]) -> TurnPaging | None:
     plan = paging.get("plan")
     recall = bool(plan.get("recall")) if isinstance(plan, Mapping) else False
     evictions = _evictions(plan.get("evictions", ()) if isinstance(plan, Mapping) else ())
-    return TurnPaging(accounting, rows, faults, len(paging.get("pinned", ())), recall, evictions)
+    return TurnPaging(accounting, faults, len(paging.get("pinned", ())), recall, evictions)
 
 
 def _evictions(raw: Any) -> tuple[EvictionRow, ...]:
@@ -160,8 +152,12 @@ class SessionPaging:
     """A session's demand paging: cumulative against full history, and cost."""
 
     accounting: SessionAccounting
-    rows: tuple[CategoryRow, ...]
     price_is_default: bool  # the session's model has no list price; DEFAULT_PRICE is used
+
+    @property
+    def rows(self) -> tuple[CategoryTokens, ...]:
+        """The session's cumulative tokens by category, one table row each."""
+        return self.accounting.categories
 
     @property
     def saved(self) -> int:
@@ -181,8 +177,7 @@ def session_paging(
         return None
     price, default = _price(model)
     accounting = SessionAccounting.of(session, turns, price)
-    rows = tuple(CategoryRow(c.category.value, c.full, c.packed) for c in accounting.categories)
-    return SessionPaging(accounting, rows, default)
+    return SessionPaging(accounting, default)
 
 
 def paging_from_totals(
@@ -202,8 +197,7 @@ def paging_from_totals(
         estimate_cost([(full, totals.cached_full)], price),
         estimate_cost([(packed, totals.cached_packed)], price), price,
     )  # fmt: skip
-    rows = tuple(CategoryRow(c.category.value, c.full, c.packed) for c in accounting.categories)
-    return SessionPaging(accounting, rows, default)
+    return SessionPaging(accounting, default)
 
 
 def _price(model: str) -> tuple[Price, bool]:

@@ -141,6 +141,10 @@ class CategoryTokens:
     full: int  # in the full-history request
     packed: int  # in the packed request (placeholders and stubs for what was evicted)
 
+    @property
+    def saved(self) -> int:
+        return self.full - self.packed
+
     def to_json(self) -> dict[str, object]:
         return {"category": self.category.value, "full": self.full, "packed": self.packed}
 
