@@ -400,20 +400,21 @@ class VectorTable:
 
     def scores(self, seqs: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Return the dot product of each of ``seqs``' vectors with ``target`` (float64, the
-        same bits on every machine: ``exact_dots``)."""
+        same bits on every machine: ``exact_dots``, row by row, so the same whichever rows are
+        multiplied with them).
+
+        The product runs outside the lock: rows below ``used`` are never written again (a
+        growing table moves to a new matrix), so the matrix and count read under it stay
+        valid."""
         with self.lock:
             rows = self.row[seqs]
-            if rows.shape[0] * 4 < self.used:
-                return exact_dots(self.matrix[rows], target)
-            # Most of the table: one product over it beats copying the rows out first.
-            return exact_dots(self.matrix[: self.used], target)[rows]
-
-    def dot(self, seqs: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Return the dot products of ``seqs``' vectors with ``target`` (float64), few seqs of
-        many, as ``scores`` does."""
-        with self.lock:
-            rows = self.matrix[self.row[seqs]]
-        return exact_dots(rows, target)
+            matrix, used = self.matrix, self.used
+            few = rows.shape[0] * 4 < used
+            picked = matrix[rows] if few else None  # a copy: a few rows of many
+        if picked is not None:
+            return exact_dots(picked, target)
+        # Most of the table: one product over it beats copying the rows out first.
+        return exact_dots(matrix[:used], target)[rows]
 
     def rows(self, seqs: np.ndarray) -> np.ndarray:
         """Return a copy of the vectors of ``seqs`` (all of them held), one row each."""

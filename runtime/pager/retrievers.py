@@ -308,7 +308,7 @@ class EmbeddingRetriever(IndexedRetriever):
             if seqs.shape[0] == 0:
                 return np.zeros(0)
             table = vector_table(snap, self.embedder, seqs)
-            raw = table.scores(seqs, target) if exact else table.dot(seqs, target)
+            raw = table.scores(seqs, target)
             return np.maximum(raw, 0.0)
 
         if exact:
@@ -317,7 +317,11 @@ class EmbeddingRetriever(IndexedRetriever):
         # The graphs' proposals and the unsearched tail, rescored exactly. A block neither found
         # nor in the tail scores 0 for this retriever, in the pool and in its reasons alike.
         found = ann.candidates(snap, self.embedder, target, query.limit, self.chunk)
-        found = np.union1d(found, every[every >= ann.covered(snap.upto, self.chunk)])
+        # Both ascending and disjoint (the graphs hold only seqs below ``covered``, the tail only
+        # seqs from it), so their union is their concatenation: no sort of a tail of up to a
+        # chunk's seqs on every page.
+        tail = every[np.searchsorted(every, ann.covered(snap.upto, self.chunk)) :]
+        found = np.concatenate([found, tail])
         known = Scores(found, score(found))
 
         def lookup_known(seqs: np.ndarray) -> np.ndarray:
