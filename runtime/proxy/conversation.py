@@ -12,6 +12,9 @@ Invariants:
 - Reading never changes the bytes and never fails on a well-formed JSON object: a part too big
   for a block is stored as a line naming its size and SHA-256 (the request bytes keep it whole),
   an empty part is left out, and content of an unknown shape is kept as its canonical JSON.
+  ``ConversationReader.read`` never fails on valid JSON that has no canonical blocks either (a
+  lone surrogate escape, ``1e400``, nesting deeper than Python parses): it has no conversation,
+  and the call is recorded as its bytes, like a body that is not JSON.
 - Prefix keys ignore ``cache_control`` (agents move their cache breakpoints from call to call)
   and nothing else: key ``i`` is a SHA-256 chain over the provider and messages ``0..i``.
 - ``ConversationReader.read`` returns exactly what ``read_conversation`` returns for the parsed
@@ -42,6 +45,7 @@ from runtime.blocks import (
     content_hash,
     without_key,
 )
+from runtime.errors import NotCanonicalJson
 from runtime.proxy.apis import Wire
 
 ROLE_KINDS = {"system": BlockKind.SYSTEM, "developer": BlockKind.SYSTEM,
@@ -184,7 +188,18 @@ class ConversationReader:
     def read(
         self, wire: Wire, body: bytes, *, cache_marks: bool = True
     ) -> tuple[dict[str, Any] | None, Conversation | None]:
-        """Return the parsed body (None if it is not a JSON object) and its conversation."""
+        """Return the parsed body (None if it is not a JSON object) and its conversation (None
+        when the body has no blocks to read: it is kept as its bytes only)."""
+        try:
+            return self._read(wire, body, cache_marks)
+        except RecursionError:  # nested deeper than Python's JSON parser goes
+            return None, None
+        except NotCanonicalJson:  # a lone surrogate or 1e400: valid JSON with no canonical form
+            return request_json(body), None
+
+    def _read(
+        self, wire: Wire, body: bytes, cache_marks: bool
+    ) -> tuple[dict[str, Any] | None, Conversation | None]:
         scanned = _scan(body, _READERS[wire].fields) if self.capacity else None
         if scanned is None:  # not a shape this reads in parts: read it whole, as ever
             data = request_json(body)

@@ -283,7 +283,7 @@ def error_reply(
 def _wants_stream(request: RecordedRequest) -> bool:
     try:
         data = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json parses
         return False
     return isinstance(data, dict) and data.get("stream") is True
 

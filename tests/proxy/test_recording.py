@@ -20,7 +20,7 @@ from runtime.proxy.turns import TurnWriter
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.transfer.exchange import export_session
 from tests.fakes.anthropic_server import AnthropicServer, error_reply, stream_reply
-from tests.proxy.conftest import API_KEY, Stack
+from tests.proxy.conftest import API_KEY, Stack, start_stack
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -131,3 +131,38 @@ def test_the_writer_loads_its_tokenizers_before_the_first_call(tmp_path: Path) -
                          capture_output=True, text=True, cwd=Path(__file__).parents[2])  # fmt: skip
     loaded, wanted = out.stdout.strip().split("] [")
     assert loaded.strip("[]") == wanted.strip("[]") and "cl100k_base" in loaded
+
+
+_SURROGATE = (
+    b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user","content":"\\ud800"}]}'
+)
+_TOOL_INPUT_1E400 = (
+    b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"assistant","content":'
+    b'[{"type":"tool_use","id":"t1","name":"calc","input":{"x":1e400}}]}]}'
+)
+_DEEP = (
+    b'{"model":"claude-sonnet-4-6","max_tokens":8,"metadata":'
+    + b"[" * 5000
+    + b"]" * 5000
+    + b',"messages":[{"role":"user","content":"hi"}]}'
+)
+
+
+@pytest.mark.parametrize("body", [_SURROGATE, _TOOL_INPUT_1E400, _DEEP],
+                         ids=["lone-surrogate", "1e400-in-a-tool-input", "deep-nesting"])  # fmt: skip
+def test_valid_json_with_no_blocks_to_read_is_recorded_and_fail_closed_keeps_serving(
+    tmp_path: Path, body: bytes
+) -> None:
+    # Well-formed JSON whose conversation has no canonical blocks (a lone surrogate escape, a
+    # number no float holds, nesting deeper than Python parses) was a write the store refused:
+    # the record was lost, recording went down, and a --fail-closed proxy refused every later
+    # call with 503, for good, since no write could then bring recording back.
+    for stack in start_stack(tmp_path / "store", fail_closed=True):
+        first = httpx2.post(stack.url + "/v1/messages", content=body,
+                            headers={"x-api-key": API_KEY})  # fmt: skip
+        assert first.status_code == 200
+        assert stack.recorder.flush(10)
+        assert _post(stack.url).status_code == 200  # not refused: recording is up
+        records = stack.records()
+        assert len(records) == 2 and stack.recorder.lost == 0
+        assert body in [stack.traces.request_bytes(r.prompt_hash) for r in records]  # as sent
