@@ -5,7 +5,9 @@ record needs it: message, usage, stop reason, error).
 
 Invariants:
 - Reading never raises on what an upstream sends: bytes that are not JSON, or a stream cut
-  short, give a Reply with what could be read (the raw bytes are stored regardless).
+  short, give a Reply with what could be read (the raw bytes are stored regardless). Nor does
+  it give a Reply the record cannot hold: a message with no canonical JSON reads as none, a
+  stop reason that is not a string as None, a count no 64-bit integer holds as no usage.
 - Usage follows ``TokenUsage``: the three input counts add up. OpenAI's ``prompt_tokens``
   includes its ``cached_tokens``, so it is split, as the importer does; so does the Responses
   API's ``input_tokens`` (its cached and cache-write tokens).
@@ -15,9 +17,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from runtime.blocks import canonical_json
+from runtime.errors import InvalidInput
+from runtime.limits import check_fields
 from runtime.providers.streams import (
     Payload,
     assemble_chat_completion,
@@ -49,7 +54,26 @@ def _json(text: str | bytes) -> Any:
 
 
 def read_reply(wire: Wire, body: bytes, *, streamed: bool) -> Reply:
-    """Return what ``body`` says: the message (assembled if streamed), usage, stop, error."""
+    """Return what ``body`` says: the message (assembled if streamed), usage, stop, error.
+
+    A body of a shape this cannot read (a count that is not a number, ``choices`` that is not a
+    list, nesting deeper than Python parses), or a message the record could not store as
+    canonical JSON (a lone surrogate escape, ``1e400``), reads as no message at all."""
+    try:
+        reply = _read_reply(wire, body, streamed)
+        if reply.message is not None:
+            canonical_json(reply.message)  # as the record stores it
+    except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError):
+        return Reply(None)
+    if reply.usage is not None:
+        try:
+            check_fields(reply.usage, "usage")
+        except InvalidInput:  # a count no 64-bit integer holds: the usage is not known
+            return replace(reply, usage=None)
+    return reply
+
+
+def _read_reply(wire: Wire, body: bytes, streamed: bool) -> Reply:
     if streamed:
         return _stream(wire, stream_payloads(body))
     data = _json(body)
@@ -121,19 +145,24 @@ def _stream(wire: Wire, payloads: list[Payload]) -> Reply:
 
 
 def _messages_reply(data: dict[str, Any]) -> Reply:
-    return Reply(data, anthropic_usage(data.get("usage")), data.get("stop_reason"))
+    return Reply(data, anthropic_usage(data.get("usage")), _text(data.get("stop_reason")))
 
 
 def _chat_reply(data: dict[str, Any]) -> Reply:
     choices = data.get("choices") or [{}]
     stop = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
-    return Reply(data, openai_usage(data.get("usage")), stop)
+    return Reply(data, openai_usage(data.get("usage")), _text(stop))
 
 
 def _responses_reply(data: dict[str, Any]) -> Reply:
     details = data.get("incomplete_details")
     reason = details.get("reason") if isinstance(details, dict) else None
-    return Reply(data, _responses_usage(data.get("usage")), reason or data.get("status"))
+    return Reply(data, _responses_usage(data.get("usage")), _text(reason or data.get("status")))
+
+
+def _text(value: Any) -> str | None:
+    """A stop reason as the record keeps it: a string, or None for anything else."""
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)

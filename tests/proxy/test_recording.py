@@ -19,7 +19,7 @@ from runtime.proxy import Family, ProxySettings, ProxyThread, Recorder
 from runtime.proxy.turns import TurnWriter
 from runtime.storage.lmdb.traces import LmdbTraceStore
 from runtime.transfer.exchange import export_session
-from tests.fakes.anthropic_server import AnthropicServer, error_reply, stream_reply
+from tests.fakes.anthropic_server import AnthropicServer, RawReply, error_reply, stream_reply
 from tests.proxy.conftest import API_KEY, Stack, start_stack
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -166,3 +166,37 @@ def test_valid_json_with_no_blocks_to_read_is_recorded_and_fail_closed_keeps_ser
         records = stack.records()
         assert len(records) == 2 and stack.recorder.lost == 0
         assert body in [stack.traces.request_bytes(r.prompt_hash) for r in records]  # as sent
+
+
+def _message_reply(**changes: object) -> bytes:
+    message = {"id": "msg_odd", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+               "content": [{"type": "text", "text": "TEXT"}], "stop_reason": "end_turn",
+               "usage": {"input_tokens": "IN", "output_tokens": 1}, **changes}  # fmt: skip
+    return json.dumps(message).encode()
+
+
+_ODD_REPLIES = {
+    "a-count-that-is-not-a-number": _message_reply().replace(b'"IN"', b'"many"'),
+    "a-count-of-1e400": _message_reply().replace(b'"IN"', b"1e400"),
+    "a-count-no-64-bit-integer-holds": _message_reply().replace(b'"IN"', b"9" * 40),
+    "a-stop-reason-that-is-an-object": _message_reply(stop_reason={"why": 1}),
+    "a-lone-surrogate-in-the-text": _message_reply().replace(b'"TEXT"', b'"\\ud800"'),
+    "deep-nesting": b'{"content":' + b"[" * 5000 + b"]" * 5000 + b"}",
+}
+
+
+@pytest.mark.parametrize("body", list(_ODD_REPLIES.values()), ids=list(_ODD_REPLIES))
+def test_an_upstream_reply_of_an_odd_shape_is_recorded_and_fail_closed_keeps_serving(
+    tmp_path: Path, body: bytes
+) -> None:
+    # Reading a reply raised (int("many"), int(inf), RecursionError) or gave a record the store
+    # refuses (a count over 64 bits, a stop reason that is not a string, a message with no
+    # canonical JSON): the record was lost and a --fail-closed proxy refused every later call.
+    for stack in start_stack(tmp_path / "store", fail_closed=True):
+        stack.anthropic_up.enqueue(RawReply(200, body))
+        assert _post(stack.url).content == body  # the client gets the bytes as they came
+        assert stack.recorder.flush(10)
+        assert _post(stack.url).status_code == 200  # not refused: recording is up
+        records = stack.records()
+        assert len(records) == 2 and stack.recorder.lost == 0
+        assert body in [stack.traces.response_bytes(r.call_id) for r in records]
