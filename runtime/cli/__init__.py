@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.buffer.write(out.raw)  # byte for byte: hashing stdout gives the prompt hash
             sys.stdout.buffer.flush()
         elif text:
-            print(text)
+            # A stored request may hold a lone surrogate (``"\\ud800"`` parses): print it escaped.
+            print(text.encode("utf-8", "backslashreplace").decode("utf-8"))
     except BrokenPipeError:  # `llm386 ... | head` closed the pipe: not an error
         sys.stderr.close()
     return 0

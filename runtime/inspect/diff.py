@@ -294,9 +294,10 @@ def _context(raw: bytes, at: int) -> str:
 
 
 def _unit_bytes(unit: CacheUnit) -> bytes:
-    # canonical_json refuses NaN; stored requests are untrusted and json.loads accepts it.
+    # canonical_json refuses NaN and lone surrogates; stored requests are untrusted and json.loads
+    # accepts both (a lone surrogate counts 3 bytes here, as it would as UTF-8 text).
     return json.dumps(unit.value, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")  # fmt: skip
+                      ensure_ascii=False).encode("utf-8", "surrogatepass")  # fmt: skip
 
 
 def cache_offsets(

@@ -200,3 +200,20 @@ def test_an_upstream_reply_of_an_odd_shape_is_recorded_and_fail_closed_keeps_ser
         records = stack.records()
         assert len(records) == 2 and stack.recorder.lost == 0
         assert body in [stack.traces.response_bytes(r.call_id) for r in records]
+
+
+def test_a_recorded_lone_surrogate_diffs_and_prints_escaped(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The cache comparison encoded each unit as strict UTF-8 and the CLI printed the text diff
+    # as it was: both raised UnicodeEncodeError, a traceback instead of the diff.
+    assert _post(stack.url).status_code == 200
+    reply = httpx2.post(stack.url + "/v1/messages", content=_SURROGATE,
+                        headers={"x-api-key": API_KEY})  # fmt: skip
+    assert reply.status_code == 200
+    a, b = stack.records()
+    store = ["--store", str(stack.store.path)]
+    assert cli_main([*store, "diff", a.call_id, b.call_id]) == 0
+    assert "+ \\ud800" in capsys.readouterr().out
+    assert cli_main([*store, "--json", "diff", a.call_id, b.call_id]) == 0
+    assert json.loads(capsys.readouterr().out)["cache"]["verdict"] == "no-breakpoint"
