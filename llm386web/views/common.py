@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import BadRequest, ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 
@@ -40,7 +40,10 @@ def render_page(
             "processors set; rename the view's context variable"
         )
     name = f"{template}#{fragment}" if is_fragment(request) else template
-    response = render(request, name, context, status=status)
+    content = render_to_string(name, context, request)
+    # A stored request may hold a lone surrogate (json.loads reads "\\ud800"), which UTF-8
+    # cannot encode: it is shown as that escape, which the playground's JSON parses back to it.
+    response = HttpResponse(content.encode("utf-8", "backslashreplace"), status=status)
     # The same URL answers with a page or a fragment: caches must key on HX-Request.
     patch_vary_headers(response, ["HX-Request"])
     return response
