@@ -65,7 +65,7 @@ def stream_error(payloads: Sequence[Payload]) -> int | None:
 def _json(text: str | bytes) -> Any:
     try:
         return json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # too deep: not read, as not JSON
         return None
 
 

@@ -62,7 +62,7 @@ def _event(raw: bytes) -> tuple[str, Any]:
             return name, "[DONE]"
         try:
             return name, json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json parses
             return name, None
     return "", None
 

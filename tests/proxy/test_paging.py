@@ -30,6 +30,7 @@ from runtime.tokenizers import get_tokenizer
 from runtime.tracing.records import TraceStatus
 from tests.fakes.anthropic_server import (
     Reply,
+    StreamReply,
     error_reply,
     sse,
     stream_reply,
@@ -246,6 +247,22 @@ def test_a_stream_without_recall_passes_its_events_through_unchanged(paged: Stac
     [record] = paged.records()
     expected = stream_reply("plain", tool=("toolu_c", "lookup_users", {})).events
     assert paged.traces.response_bytes(record.call_id) == b"".join(expected)
+
+
+def test_a_stream_event_nested_deeper_than_json_parses_passes_through(paged: Stack):
+    # The stream filter parsed each event with json.loads and caught only ValueError: an event
+    # nested too deep raised RecursionError, paging failed mid-call and the client's stream was
+    # cut off with no end (an incomplete chunked body), where an unpaged stream passes it on.
+    events = stream_reply("plain").events
+    deep = b"event: ping\ndata: " + b"[" * 5000 + b"]" * 5000 + b"\n\n"
+    sent = (events[0], deep, *events[1:])
+    paged.anthropic_up.enqueue(StreamReply(sent))
+    body = json.dumps({"model": MODEL, "max_tokens": 64, "stream": True, "tools": tools(),
+                       "messages": anthropic_history()})  # fmt: skip
+    reply = httpx2.post(paged.url + "/v1/messages", content=body, headers=HEADERS, timeout=30)
+    assert reply.status_code == 200 and reply.content == b"".join(sent)
+    [record] = paged.records()
+    assert paged.traces.response_bytes(record.call_id) == b"".join(sent)
 
 
 def chat_started(paged: Stack) -> tuple[Any, list[dict[str, Any]], str]:
