@@ -15,7 +15,8 @@ Invariants:
   (``sent_body``: what the model saw, byte for byte) and the bytes the client got.
 - Whatever the upstream answers other than a 200 JSON reply (an error in any round, a body that
   is not JSON) goes to the client as the upstream sent it: status, headers and body, which are
-  that API's own error. A transport failure is a 502/504 in the API's error format.
+  that API's own error. A transport failure is a 502/504 in the API's error format; a failure
+  after a stream began (the upstream's, or paging's own) ends it with an error event, recorded.
 - At most ``MAX_RECALL_ROUNDS`` continuations: then the last answer goes back without its
   recall calls.
 """
@@ -71,6 +72,7 @@ class PagedRelay:
         self.server, self.conn, self.api, self.ex, self.clock = server, conn, api, ex, clock
         self.call = call
         self.handed = False
+        self.stream: _StreamRelay | None = None  # a streamed call's relay, once it has begun
 
     async def relay(self, headers: apis.Headers, accepting: bool) -> None:
         try:
@@ -87,16 +89,26 @@ class PagedRelay:
                   type(exc).__name__)  # fmt: skip
         ex.outcome = Outcome.UPSTREAM_DIED
         ex.error = f"llm386 proxy: paging failed mid-call ({type(exc).__name__}: {str(exc)[:200]})"
+        stream = self.stream
+        if stream is not None and stream.started:  # no new status now: an error event ends it
+            event = apis.stream_error_event(family, "api_error", ex.error)
+            stream.chunks.append(event)  # what the client is sent is what is recorded
+            self._finish(b"".join(stream.chunks))
+            with contextlib.suppress(ClientGone, h11.LocalProtocolError):
+                self.conn.send(h11.Data(data=event))
+                self.conn.send(h11.EndOfMessage())
+            return
         started = self.handed
         self._finish(b"")
-        if not started:  # a stream already under way cannot take a new status: it just ends
+        if not started:
             with contextlib.suppress(ClientGone, h11.LocalProtocolError):
                 self.conn.respond(502, apis.error_body(family, 502, "api_error", ex.error), [])
 
     async def _relay(self, headers: apis.Headers, accepting: bool) -> None:
         out = apis.upstream_headers(headers)
         if self.call.stream:
-            await _StreamRelay(self, accepting).relay(out)
+            self.stream = _StreamRelay(self, accepting)
+            await self.stream.relay(out)
             return
         wire, call = self.api.wire, self.call
         rounds = 0

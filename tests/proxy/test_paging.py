@@ -265,6 +265,33 @@ def test_a_stream_event_nested_deeper_than_json_parses_passes_through(paged: Sta
     assert paged.traces.response_bytes(record.call_id) == b"".join(sent)
 
 
+def test_paging_that_fails_mid_stream_ends_the_stream_with_an_error_event_and_records_it(
+    paged: Stack,
+):
+    # A recall call whose input holds 1e400: json reads it, but the continuation that repeats
+    # it cannot be written as JSON, so paging fails after the stream began. The relay tried to
+    # answer a 502 on a response already under way, which h11 refused: the client's stream was
+    # cut off with no end (an incomplete chunked body) and the record kept no response bytes.
+    _ask(paged.anthropic(), anthropic_history())
+    block = _placeholder_id(paged.anthropic_up.requests[0].body)
+    recall_call = ("toolu_recall", "recall", {"block_id": block, "x": "HUGE"})
+    events = tuple(e.replace(b'\\"HUGE\\"', b"1e400") for e in
+                   stream_reply("Let me look.", tool=recall_call).events)  # fmt: skip
+    assert any(b"1e400" in e for e in events)
+    paged.anthropic_up.enqueue(StreamReply(events))
+    history = [*anthropic_history(), {"role": "assistant", "content": "ok"},
+               {"role": "user", "content": "Row 0?"}]  # fmt: skip
+    body = json.dumps({"model": MODEL, "max_tokens": 64, "stream": True, "tools": tools(),
+                       "messages": history})  # fmt: skip
+    reply = httpx2.post(paged.url + "/v1/messages", content=body, headers=HEADERS, timeout=30)
+    assert reply.status_code == 200  # the body is complete: reading it raised before
+    last = list(sse_split(bytearray(), reply.content))[-1]
+    assert last.startswith(b"event: error") and b"paging failed mid-call" in last
+    record = paged.records()[-1]
+    assert paged.traces.response_bytes(record.call_id) == reply.content
+    assert record.status is TraceStatus.ERROR
+
+
 def chat_started(paged: Stack) -> tuple[Any, list[dict[str, Any]], str]:
     """Send the long chat session once; return the client, the history and a paged-out block."""
     client = paged.openai()
