@@ -115,15 +115,17 @@ class PagedCall:
         answers = []
         for call in calls:
             target = call.input.get("block_id") if isinstance(call.input, dict) else None
+            # As the record can hold it: a model's lone surrogate ("\\ud800") shown escaped.
+            block_id = str(target).encode("utf-8", "backslashreplace").decode()
             try:
-                text = recall_content(self.entries, self.paged.plan, str(target))
+                text = recall_content(self.entries, self.paged.plan, block_id)
                 answers.append(Answer(call.call_id, text))
                 found = True
             except Llm386Error as exc:
                 answers.append(Answer(call.call_id, str(exc), is_error=True))
                 found = False
             self.recalls.append({"round": round_no, "call_id": call.call_id,
-                                 "block_id": str(target), "found": found})  # fmt: skip
+                                 "block_id": block_id, "found": found})  # fmt: skip
         return answers
 
 

@@ -564,3 +564,26 @@ def test_a_model_that_only_ever_recalls_gets_a_said_answer_not_an_empty_block():
             "tool_calls": [{"id": "r", "type": "function", "function": {"name": "recall", "arguments": "{}"}}]}}]}  # fmt: skip
     message = without_recall(Wire.CHAT, chat)["choices"][0]
     assert message["message"]["content"] == NO_ANSWER and message["finish_reason"] == "stop"
+
+
+def test_a_recall_of_a_lone_surrogate_id_is_recorded_and_fail_closed_keeps_serving(
+    tmp_path: Path,
+):
+    # The recall's block id went into the record's paging.proxy.recalls as the model gave it;
+    # a lone surrogate there has no canonical JSON, so the store refused the record: lost,
+    # recording down, and a --fail-closed proxy refused every later call with 503 for good.
+    for stack in start_stack(tmp_path / "store", page=PageSettings(), fail_closed=True):
+        _ask(stack.anthropic(), anthropic_history())
+        odd = tool_use_reply("toolu_recall", "recall", {"block_id": "ODD"})
+        stack.anthropic_up.enqueue(Reply(odd.status, odd.body.replace(b'"ODD"', b'"\\ud800"')))
+        history = [*anthropic_history(), {"role": "assistant", "content": "ok"},
+                   {"role": "user", "content": "Row 0?"}]  # fmt: skip
+        body = json.dumps({"model": MODEL, "max_tokens": 64, "tools": tools(), "messages": history})
+        reply = httpx2.post(stack.url + "/v1/messages", content=body, headers=HEADERS, timeout=30)
+        # The continuation repeats the call, which JSON cannot write: the call fails, said so.
+        assert reply.status_code == 502 and "paging failed" in reply.json()["error"]["message"]
+        assert stack.recorder.flush(10)
+        _ask(stack.anthropic(max_retries=0), anthropic_history())  # not refused: recording is up
+        records = stack.records()
+        assert len(records) == 3 and stack.recorder.lost == 0
+        assert records[1].paging["proxy"]["recalls"][0]["block_id"] == "\\ud800"
