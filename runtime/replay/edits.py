@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -174,11 +175,26 @@ _NOT_PARAMS = ("messages", "system", "tools")
 
 
 def parse_value(text: str) -> Any:
-    """Return a command-line value as JSON (``0``, ``0.7``, ``true``), else as the string."""
+    """Return a command-line value as JSON (``0``, ``0.7``, ``true``), else as the string.
+
+    A number JSON cannot carry (``NaN``, ``Infinity``, ``1e400``) or a value nested deeper than
+    Python parses is refused with what to give instead."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_finite, parse_constant=_finite)
+    except RecursionError:
+        raise InvalidInput(
+            f"a value nested {text.count('[') + text.count('{'):,} levels deep cannot be sent: "
+            "give a number, a string or a small JSON value"
+        ) from None
     except ValueError:
         return text
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidInput(f"{text} is not a number JSON can carry: give a finite number")
+    return value
 
 
 def _set_param(new: dict[str, Any], name: str, value: Any) -> Applied:

@@ -20,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -217,7 +218,8 @@ def _changed_request(request: Any, original: TraceRecord, change: Change) -> Any
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            or not math.isfinite(value)):  # fmt: skip
         raise InvalidInput(f"{value!r} is not a weight or budget: give a number of 0 or more")
     return float(value)
 

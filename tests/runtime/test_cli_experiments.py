@@ -74,3 +74,28 @@ def test_samples_need_a_confirmation_and_group_the_answers(run, turn):
 def test_a_bad_target_says_what_to_name(run, turn):
     code, _, err = run("replay", turn, "--offline", "--drop", "messages[9]")
     assert code == 2 and "has no messages[9]" in err
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [(["--set", "temperature=1e400"], "1e400 is not a number JSON can carry"),
+     (["--set", "temperature=NaN"], "NaN is not a number JSON can carry"),
+     (["--set", "temperature=" + "[" * 5000 + "]" * 5000], "levels deep cannot be sent"),
+     (["--weight", "bm25=Infinity"], "is not a number JSON can carry"),
+     (["--budget", "recent=1e400"], "is not a number JSON can carry")],
+    ids=["1e400", "NaN", "deep-nesting", "infinite-weight", "infinite-budget"],
+)  # fmt: skip
+def test_a_value_json_cannot_carry_is_refused_with_what_to_give(run, turn, args, says):
+    # json.loads reads NaN, Infinity and 1e400 (as inf): --set then failed as "no canonical
+    # JSON ... report it as a bug", a deep value raised RecursionError (a traceback), and an
+    # infinite --weight or --budget was taken and re-paged ("nothing changes").
+    code, out, err = run("replay", turn, "--offline", *args)
+    assert code == 2 and says in err and "Traceback" not in err and "bug" not in err
+
+
+def test_an_infinite_weight_given_in_code_is_refused():
+    from runtime.replay.experiment import _number
+
+    for value in (float("inf"), float("nan")):
+        with pytest.raises(Exception, match="is not a weight or budget"):
+            _number(value)
