@@ -51,10 +51,14 @@ class CallBasis:
 
     @classmethod
     def of_record(cls, record: TraceRecord, config: Mapping[str, Any]) -> CallBasis:
-        """Return the basis of ``record`` (for a replay of it) with ``config`` instead of its."""
+        """Return the basis of ``record`` (for a replay of it) with ``config`` instead of its.
+
+        The paging goes without its ``proxy`` slot: that says how the proxy made the original
+        call (the client's own bytes, kept under its call id; its recall rounds), not this one."""
+        paging = {k: v for k, v in record.paging.items() if k != "proxy"}
         return cls(
             record.session, record.turn, record.profile, config, record.task, record.upto_seq,
-            record.plan, record.tokenizer, record.estimated_input_tokens, dict(record.paging),
+            record.plan, record.tokenizer, record.estimated_input_tokens, paging,
         )  # fmt: skip
 
 

@@ -126,3 +126,26 @@ def test_a_captured_responses_turn_replays_byte_for_byte_to_its_own_route(
     assert replayed.body == captured.body == stack.sent.bodies[0]
     assert replayed.path == captured.path == "/v1/responses"
     assert replayed_result.record.stop_reason == "completed"
+
+
+def test_a_replayed_paged_turn_leaves_a_store_that_verifies(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The child took the original's paging whole, with paging.proxy.client_request naming the
+    # client's own bytes, which are kept under the original's call id only: `llm386 verify`
+    # then reported every replay (and sample) of a paged turn as client-request-damaged, not
+    # repairable, on a store with nothing wrong in it.
+    from runtime.proxy.pager import PageSettings
+    from runtime.storage.tracestore import KvTraceStore
+    from tests.proxy.conftest import start_stack
+    from tests.proxy.longsession import MODEL, anthropic_history, tools
+
+    for stack in start_stack(tmp_path / "store", page=PageSettings("default")):
+        stack.anthropic(max_retries=0).messages.create(
+            model=MODEL, max_tokens=64, tools=tools(), messages=anthropic_history()
+        )
+        [record] = stack.records()
+        assert record.paging["proxy"]["client_request"]
+        result = _replay_through_provider(stack, record, stack.anthropic_up.base_url)
+        assert result.ok and result.bytes_matched is True
+        assert KvTraceStore(stack.store).verify().problems == ()
+        assert "proxy" not in result.record.paging  # the plan it sent is the original's
+        assert result.record.paging["plan"] == record.paging["plan"]
