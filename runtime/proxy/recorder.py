@@ -30,13 +30,14 @@ import logging
 import multiprocessing
 import queue
 import threading
+import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from runtime.proxy.exchange import Exchange
 from runtime.proxy.turns import TurnWriter
-from runtime.proxy.writerproc import BatchResult, serve, warm, write_timed
+from runtime.proxy.writerproc import PROBE, BatchResult, probe, serve, warm, write_timed
 from runtime.storage.interface import BlockStore
 from runtime.storage.open import StoreTarget
 from runtime.tracing.records import TraceStore
@@ -44,6 +45,7 @@ from runtime.tracing.records import TraceStore
 log = logging.getLogger("llm386.proxy")
 _STOP = object()
 _SPAWN = multiprocessing.get_context("spawn")  # never fork a process holding an open store
+PROBE_SECONDS = 2.0  # while recording is down and nothing is queued: how often to try a write
 
 
 class Recorder:
@@ -71,6 +73,7 @@ class Recorder:
         self.cpu_seconds = 0.0  # the writer's CPU time for the batches it wrote
         self.healthy = True
         self.last_error: str | None = None
+        self._probed = 0.0  # time.monotonic() of the last probe
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llm386-recorder", daemon=True)
 
@@ -194,6 +197,33 @@ class Recorder:
             except queue.Empty:
                 if self.target is not None and not self._writer_up():
                     self._restart("stopped")
+                elif not self.healthy and time.monotonic() - self._probed >= PROBE_SECONDS:
+                    self._probe()
+
+    def _probe(self) -> None:
+        """See whether the store takes a write again, and if so, say recording is back.
+
+        Without it, a proxy running --fail-closed would stay down after any failed write (a
+        disk since freed, a database back up): it refuses every call, so no record comes to
+        show that writes work again."""
+        self._probed = time.monotonic()
+        if self._closed:
+            return
+        if self.writer is not None:
+            problem = probe(self.writer)
+        elif self._conn is None or not self._writer_up():
+            return  # no writer process: restarting it is _restart's business
+        else:
+            try:
+                self._conn.send(PROBE)
+                problem = self._conn.recv()
+            except (EOFError, OSError):  # it died: _next sees it and starts another
+                return
+        with self._lock:
+            if self._closed or self.healthy or problem is not None:
+                return
+            self.healthy, self.last_error = True, None
+        log.warning("recording is back: the store takes writes again")
 
     def _run(self) -> None:
         self._warm()

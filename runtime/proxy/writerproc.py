@@ -26,6 +26,7 @@ from typing import Any
 
 from runtime.errors import Llm386Error
 from runtime.proxy.exchange import Exchange
+from runtime.proxy.sessions import TABLE
 from runtime.proxy.turns import TurnWriter
 from runtime.storage.interface import BlockStore
 
@@ -69,6 +70,26 @@ def write_batch(writer: TurnWriter, batch: list[Exchange], result: BatchResult) 
     return result
 
 
+PROBE = "probe"  # asks the writer process whether the store takes writes again
+_PROBE_KEY = b"\0probe"  # put and deleted in one write: never seen by a reader
+
+
+def probe(writer: TurnWriter) -> str | None:
+    """Return why the store refuses a write now, or None when it takes one: a key of the
+    proxy's table is put and deleted in one store write, which commits (so a full disk or map,
+    a read-only store or a database that is down still refuses it) and leaves nothing behind."""
+
+    def touch(t: Any) -> None:
+        t.put(TABLE, _PROBE_KEY, b"")
+        t.delete(TABLE, _PROBE_KEY)
+
+    try:
+        writer.store.kv.write(touch)
+    except Exception as exc:  # what the store says is the answer, whatever its type
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return None
+
+
 def warm(store: BlockStore) -> str | None:
     """Load what every write needs (tokenizers, a model profile); return the problem, if any.
 
@@ -88,7 +109,7 @@ def warm(store: BlockStore) -> str | None:
 
 def serve(conn: Connection, target: Any) -> None:
     """The writer process: answer ("ready", problem) once warm, then each batch with its
-    ``BatchResult``; on None (or the parent gone), close the store and answer ("bye",)."""
+    ``BatchResult`` and each ``PROBE`` with ``probe``'s answer; on None (or the parent gone), close the store and answer ("bye",)."""
     from runtime import open_store
     from runtime.storage.tracestore import KvTraceStore
 
@@ -112,7 +133,7 @@ def serve(conn: Connection, target: Any) -> None:
                 return
             if batch is None:
                 break
-            conn.send(write_timed(writer, batch))
+            conn.send(probe(writer) if batch == PROBE else write_timed(writer, batch))
     finally:
         store.close()
     conn.send(("bye",))
