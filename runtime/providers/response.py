@@ -253,11 +253,12 @@ def parse_request(request_bytes: bytes) -> dict[str, Any]:
         request = limits.loads(request_bytes, "the request bytes")
     except InputRejected as exc:
         raise InvalidInput(
-            f"{exc.where}: {exc.reason}: send the bytes the packer rendered"
+            f"{exc.where}: {exc.reason}: these bytes cannot be read as a request, so they cannot "
+            "be sent, replayed or edited; `llm386 trace CALL_ID` shows the recorded one"
         ) from None
     if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
         raise InvalidInput(
-            "the request is not a Messages API object with a messages list: "
-            "send the bytes the packer rendered"
+            "the request is not a Messages API object with a messages list, so it cannot be "
+            "sent, replayed or edited; `llm386 trace CALL_ID` shows the recorded one"
         )
     return request

@@ -158,3 +158,21 @@ def test_a_call_costs_its_input_and_its_output_when_both_are_priced():
     no_output = Price("m", 1.0, 0.1, 1.25, "test", "2026-01")
     assert call_cost(usage, no_output) is None and input_cost(usage, no_output) is not None
     assert call_cost(None, sonnet) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"model":"m","messages":[{"role":"user","content":"\\ud800"}]}',
+     b'{"model":"m","max_tokens":1e400,"messages":[]}',
+     b'{"model":"m","messages":' + b"[" * 5000 + b"]" * 5000 + b"}",
+     b'{"model":"m"}', b"not json"],
+    ids=["lone-surrogate", "1e400", "deep", "no-messages", "not-json"],
+)  # fmt: skip
+def test_a_request_that_cannot_be_read_says_it_cannot_be_sent_and_where_to_look(raw: bytes) -> None:
+    from runtime.providers.response import parse_request
+
+    with pytest.raises(InvalidInput) as caught:
+        parse_request(raw)
+    message = str(caught.value)
+    assert "cannot be sent, replayed or edited" in message and "llm386 trace" in message
+    assert "packer" not in message  # a captured request never came from the packer
