@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runtime.blocks import Entry, ToolCall
-from runtime.errors import Llm386Error
+from runtime.errors import InvalidInput, Llm386Error, NotCanonicalJson
 from runtime.paging.accounting import TokenCounter
 from runtime.paging.eviction import EvictionConfig
 from runtime.paging.faults import PagingState, load_state, recall_content
@@ -57,6 +57,13 @@ from runtime.tokenizers import get_tokenizer
 DEFAULT_TOKENIZER = "o200k_base"  # for a model llm386 has no profile for
 MAX_RECALL_ROUNDS = 4  # continuations one client call may take before its reply goes back
 _SERVER_STATE = ("previous_response_id", "conversation")  # Responses history kept by OpenAI
+
+# Why a request is not paged when its JSON has values paging cannot write canonically; with
+# --fail-closed the call is refused with it (a 502 that quotes it), else sent unpaged.
+_UNREADABLE = (
+    "the request cannot be paged: it holds a value with no canonical JSON (NaN, Infinity, a "
+    "number too large for a float, a lone surrogate) or is nested too deeply"
+)
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,8 @@ class ProxyPager:
             return f"{wire.value} requests are not paged"
         try:
             data = json.loads(body)
+        except RecursionError:
+            raise InvalidInput(_UNREADABLE) from None
         except (ValueError, UnicodeDecodeError):
             return "the request body is not JSON"
         if not isinstance(data, dict):
@@ -159,7 +168,11 @@ class ProxyPager:
         n = data.get("n")
         if isinstance(n, int) and not isinstance(n, bool) and n > 1:
             return f"n={n} asks for several answers; only one can have its recall calls answered"
-        call = self._page(wire, data, session)
+        try:
+            call = self._page(wire, data, session)
+        except (NotCanonicalJson, RecursionError):
+            # The client's values, not a bug here: paging reads every message as canonical JSON.
+            raise InvalidInput(_UNREADABLE) from None
         try:
             call.body  # noqa: B018 - the paged request must be writable as JSON, else unpaged
         except ValueError as exc:

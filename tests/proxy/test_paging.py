@@ -459,12 +459,29 @@ def test_a_request_paging_cannot_read_is_forwarded_unpaged_when_failing_open(pag
     assert paged.proxy.server.status()["paging"]["unpaged"] == 1
 
 
-def test_a_request_paging_cannot_read_is_refused_when_failing_closed(tmp_path: Path):
+_HI = b'"messages":[{"role":"user","content":"hi"}]'
+UNREADABLE = {
+    "nan-in-a-tool-schema": NAN_TOOL,
+    "lone-surrogate": b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user",'
+                      b'"content":"\\ud800"}]}',
+    "1e400-in-a-tool-input": b'{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":'
+                             b'"assistant","content":[{"type":"tool_use","id":"t1","name":"c",'
+                             b'"input":{"x":1e400}}]},{"role":"user","content":"go"}]}',
+    "deep-nesting": b'{"model":"claude-sonnet-4-6","max_tokens":8,"system":[{"type":"text",'
+                    b'"text":"s","x":' + b"[" * 5000 + b"]" * 5000 + b"}]," + _HI + b"}",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("body", list(UNREADABLE.values()), ids=list(UNREADABLE))
+def test_a_request_paging_cannot_read_is_refused_when_failing_closed(tmp_path: Path, body: bytes):
     for stack in start_stack(tmp_path / "store", page=PageSettings(), fail_closed=True):
-        reply = httpx2.post(stack.url + "/v1/messages", content=NAN_TOOL, headers=HEADERS,
+        reply = httpx2.post(stack.url + "/v1/messages", content=body, headers=HEADERS,
                             timeout=30)  # fmt: skip
         assert reply.status_code == 502 and reply.json()["type"] == "error"
-        assert "paging failed" in reply.json()["error"]["message"]
+        message = reply.json()["error"]["message"]
+        # What was wrong with the request, not a call to report a bug in the proxy.
+        assert "paging failed" in message and "cannot be paged" in message, message
+        assert "no canonical JSON" in message and "report it as a bug" not in message
         assert stack.anthropic_up.requests == []
 
 
