@@ -26,12 +26,14 @@ import os
 import pstats
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.common import results_dir, write_result
-from bench.taudata import TAU_SESSIONS, TAU_TOOLS
+from bench.taudata import TAU_SESSIONS, TAU_TOOLS, transcripts
+from runtime.transfer.importer import call_arguments
+from runtime.transfer.transcripts import read_tools
 from tests.fakes import otlp
 
 TARGET_SPANS_PER_S = 2000
@@ -40,7 +42,7 @@ WORKERS = 1  # prepare workers: with the receiver's process, 2 cores
 MS = 1_000_000  # ns
 
 
-def _parts(message: dict[str, Any]) -> dict[str, Any]:
+def _parts(message: Mapping[str, Any]) -> dict[str, Any]:
     """Return a tau-bench (OpenAI chat) message as a GenAI convention message."""
     role, text = message["role"], message.get("content") or ""
     parts: list[dict[str, Any]] = [{"type": "text", "content": text}] if text else []
@@ -49,11 +51,11 @@ def _parts(message: dict[str, Any]) -> dict[str, Any]:
     for call in message.get("tool_calls") or ():
         fn = call["function"]
         parts.append({"type": "tool_call", "id": call["id"], "name": fn["name"],
-                      "arguments": json.loads(fn["arguments"] or "{}")})  # fmt: skip
+                      "arguments": call_arguments(fn["arguments"])})  # fmt: skip
     return {"role": role, "parts": parts}
 
 
-def trace_of(index: int, traj: Sequence[dict[str, Any]], tools: str) -> list[Any]:
+def trace_of(index: int, traj: Sequence[Mapping[str, Any]], tools: str) -> list[Any]:
     """Return the spans an instrumented agent would export for one tau-bench conversation."""
     trace = index.to_bytes(16, "big")
     system = [m for m in traj if m["role"] == "system"]
@@ -89,11 +91,10 @@ def trace_of(index: int, traj: Sequence[dict[str, Any]], tools: str) -> list[Any
 
 def bodies(count: int | None) -> list[tuple[bytes, int, int]]:
     """Return (protobuf body, spans, model-call spans) per tau-bench session."""
-    tools = json.dumps(json.loads(TAU_TOOLS.read_text()))
-    sessions = json.loads(TAU_SESSIONS.read_text())[:count]
+    tools = json.dumps([dict(t.openai) for t in read_tools(TAU_TOOLS.read_bytes(), TAU_TOOLS.name)])
     out = []
-    for i, item in enumerate(sessions, start=1):
-        spans = trace_of(i, item["traj"], tools)
+    for i, t in enumerate(transcripts(TAU_SESSIONS)[:count], start=1):
+        spans = trace_of(i, t.messages, tools)
         calls = sum(1 for s in spans if s.name.startswith("chat"))
         out.append((otlp.body(otlp.request(*spans, service="tau-airline")), len(spans), calls))
     return out

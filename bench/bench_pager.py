@@ -75,6 +75,9 @@ def grow(sessions_path: Path, tools_path: Path, size: int) -> tuple[list[NewBloc
     first = recorded[0]
     head = [b for b in first.blocks if b.kind in (BlockKind.SYSTEM, BlockKind.TOOL_SCHEMA)]
     blocks, edges, copy = list(head), [], 0
+    standing = (BlockKind.SYSTEM, BlockKind.TOOL_SCHEMA)
+    if not any(b.kind not in standing for s in recorded for b in s.blocks):
+        raise ValueError(f"{sessions_path}: no messages to grow a session from")
     while len(blocks) < size:
         for session in recorded:
             body = [
@@ -130,6 +133,8 @@ def build(path: Path, blocks: Sequence[NewBlock], edges: Sequence[Edge]) -> tupl
 
 def tasks(blocks: Sequence[NewBlock], count: int = 40) -> list[str]:
     users = [str(b.body) for b in blocks if b.kind == BlockKind.USER_MESSAGE]
+    if not users:
+        raise ValueError("the sessions have no user message to use as a task")
     step = max(1, len(users) // count)
     return [u[:300] for u in users[::step][:count]]
 

@@ -20,7 +20,6 @@ the paging benchmark's job.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -33,13 +32,14 @@ import httpx2
 import openai
 
 from bench.common import percentile, write_result
-from bench.taudata import TAU_SESSIONS, TAU_TOOLS
+from bench.taudata import TAU_SESSIONS, TAU_TOOLS, transcripts
 from runtime import open_store
 from runtime.progress import Progress
 from runtime.proxy import Family, ProxySettings, ProxyThread, Recorder
 from runtime.proxy.pager import PageSettings
 from runtime.storage.tracestore import KvTraceStore
 from runtime.tokenizers import get_tokenizer
+from runtime.transfer.transcripts import read_tools
 from tests.fakes.openai_server import OpenAIServer
 
 SESSIONS = int(os.environ.get("LLM386_BENCH_PROXY_PAGING_SESSIONS", "20"))
@@ -59,11 +59,11 @@ def _proxy(root: Path, upstream: str, page: PageSettings | None) -> Iterator[str
 
 def _calls(limit: int) -> list[list[dict[str, Any]]]:
     """Return each session's calls: the messages before each assistant turn."""
-    sessions = json.loads(TAU_SESSIONS.read_text())[:limit]
     calls = []
-    for s in sessions:
-        traj = s["traj"]
-        calls.append([traj[:i] for i, m in enumerate(traj) if m.get("role") == "assistant"])
+    for t in transcripts(TAU_SESSIONS)[:limit]:
+        traj = [dict(m) for m in t.messages]
+        # A request needs a message: an assistant message that opens a session is no call.
+        calls.append([traj[:i] for i, m in enumerate(traj) if m["role"] == "assistant" and i])
     return calls
 
 
@@ -134,7 +134,7 @@ def _play(sessions: list[list[list[dict[str, Any]]]], tools: Any, send: Any, lab
 
 
 def main(out_dir: Path) -> dict[str, Any]:
-    tools = json.loads(TAU_TOOLS.read_text())
+    tools = [dict(t.openai) for t in read_tools(TAU_TOOLS.read_bytes(), TAU_TOOLS.name)]
     sessions = _calls(SESSIONS)
     chat = _play(sessions, tools, _send, "Chat Completions")
     responses = _play(sessions, tools, _send_responses, "Responses")

@@ -138,13 +138,18 @@ def session_id(t: Transcript, prefix: str) -> str:
     return check_session(f"{prefix}-{t.index:04d}")
 
 
+def call_arguments(arguments: str) -> Any:
+    """Return a tool call's ``function.arguments`` as its JSON value; text that is not (safe)
+    JSON, such as ``""`` or a truncated object, is kept exactly as the model wrote it."""
+    try:
+        return limits.loads(arguments, "arguments")
+    except limits.InputRejected:
+        return arguments
+
+
 def _tool_call_body(call: Mapping[str, Any]) -> str:
     fn = call["function"]
-    try:
-        arguments: Any = limits.loads(fn["arguments"], "arguments")
-    except limits.InputRejected:
-        arguments = fn["arguments"]  # not (safe) JSON: kept exactly as the model wrote it
-    return ToolCall(call["id"], fn["name"], arguments).body()
+    return ToolCall(call["id"], fn["name"], call_arguments(fn["arguments"])).body()
 
 
 class _Requests:
