@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -17,8 +18,15 @@ SHIPPED_TAU = Path(__file__).resolve().parents[1] / "runtime" / "data" / "tau_be
 RESULTS = Path(__file__).parent / "results"
 
 
+DATA_ENV = "LLM386_BENCH_DATA"  # a folder of sessions.json and tools.json for every benchmark
+
+
 def tau_bench_dir() -> Path:
-    """Return ../shared/data/tau-bench-airline when present, else the copy the project ships."""
+    """Return the benchmarks' session folder: ``$LLM386_BENCH_DATA`` when set (any sessions in
+    the tau-bench file format), else ../shared/data/tau-bench-airline when present, else the
+    copy the project ships."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
     shared = SHARED / "tau-bench-airline"
     return shared if (shared / "sessions.json").exists() else SHIPPED_TAU
 

@@ -9,6 +9,7 @@ import pytest
 
 from bench import bench_otel, bench_proxy_paging
 from bench.bench_pager import grow, tasks
+from bench.common import DATA_ENV, tau_bench_dir
 from bench.taudata import tau_sessions
 from runtime.blocks import BlockKind, parse_tool_call
 from runtime.errors import MalformedFile
@@ -87,3 +88,10 @@ def test_proxy_calls_come_from_checked_sessions(data, monkeypatch):
     calls = bench_proxy_paging._calls(10)
     assert [len(c) for c in calls] == [2, 1, 1]  # an opening assistant message is no call
     assert all(messages for session in calls for messages in session)
+
+
+def test_one_variable_points_every_benchmark_at_another_folder(data, monkeypatch):
+    monkeypatch.setenv(DATA_ENV, str(data))
+    assert tau_bench_dir() == data
+    monkeypatch.delenv(DATA_ENV)
+    assert tau_bench_dir() != data
