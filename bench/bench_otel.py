@@ -33,7 +33,7 @@ from typing import Any
 from bench.common import results_dir, write_result
 from bench.taudata import TAU_SESSIONS, TAU_TOOLS, transcripts
 from runtime.transfer.importer import call_arguments
-from runtime.transfer.transcripts import read_tools
+from runtime.transfer.transcripts import message_text, read_tools
 from tests.fakes import otlp
 
 TARGET_SPANS_PER_S = 2000
@@ -44,7 +44,7 @@ MS = 1_000_000  # ns
 
 def _parts(message: Mapping[str, Any]) -> dict[str, Any]:
     """Return a tau-bench (OpenAI chat) message as a GenAI convention message."""
-    role, text = message["role"], message.get("content") or ""
+    role, text = message["role"], message_text(message)
     parts: list[dict[str, Any]] = [{"type": "text", "content": text}] if text else []
     if role == "tool":
         parts = [{"type": "tool_call_response", "id": message["tool_call_id"], "response": text}]
@@ -60,7 +60,7 @@ def trace_of(index: int, traj: Sequence[Mapping[str, Any]], tools: str) -> list[
     trace = index.to_bytes(16, "big")
     system = [m for m in traj if m["role"] == "system"]
     history = [_parts(m) for m in traj if m["role"] != "system"]
-    instructions = json.dumps([{"type": "text", "content": m["content"]} for m in system])
+    instructions = json.dumps([{"type": "text", "content": message_text(m)} for m in system])
     spans, n, clock = [], 2, 0
     for i, message in enumerate(history):
         if message["role"] != "assistant" or not message["parts"]:

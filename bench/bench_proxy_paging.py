@@ -39,7 +39,7 @@ from runtime.proxy import Family, ProxySettings, ProxyThread, Recorder
 from runtime.proxy.pager import PageSettings
 from runtime.storage.tracestore import KvTraceStore
 from runtime.tokenizers import get_tokenizer
-from runtime.transfer.transcripts import read_tools
+from runtime.transfer.transcripts import message_text, read_tools
 from tests.fakes.openai_server import OpenAIServer
 
 SESSIONS = int(os.environ.get("LLM386_BENCH_PROXY_PAGING_SESSIONS", "20"))
@@ -83,16 +83,16 @@ def _send_responses(
     client: openai.OpenAI, messages: list[dict[str, Any]], tools: Any, session: str
 ) -> float:
     """Send one call as the Responses API has it (see the module docstring)."""
-    system = [m["content"] for m in messages if m.get("role") == "system"]
+    system = [message_text(m) for m in messages if m.get("role") == "system"]
     items: list[dict[str, Any]] = []
     for m in messages:
         role = m.get("role")
         if role == "tool":
             items.append({"type": "function_call_output", "call_id": m["tool_call_id"],
-                          "output": m.get("content") or ""})  # fmt: skip
+                          "output": message_text(m)})  # fmt: skip
         elif role != "system":
-            if m.get("content"):
-                items.append({"role": role, "content": m["content"]})
+            if message_text(m):
+                items.append({"role": role, "content": message_text(m)})
             for call in m.get("tool_calls") or ():
                 fn = call["function"]
                 items.append({"type": "function_call", "call_id": call["id"], "name": fn["name"],

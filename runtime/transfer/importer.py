@@ -66,7 +66,13 @@ from runtime.tracing.records import (
     prompt_hash,
 )
 from runtime.transfer.failing import failing_turn
-from runtime.transfer.transcripts import ToolDefinition, Transcript, read_tools, read_transcripts
+from runtime.transfer.transcripts import (
+    ToolDefinition,
+    Transcript,
+    message_text,
+    read_tools,
+    read_transcripts,
+)
 
 TOKENIZER = "o200k_base"
 DEFAULT_MODEL = "gpt-4o"
@@ -204,12 +210,12 @@ class _Builder:
         return self.ids[-1]
 
     def message(self, message: Mapping[str, Any]) -> None:
-        role, content = message["role"], message.get("content")
+        role, content = message["role"], message_text(message)
         if role == "assistant":
             self._assistant(message)
         elif role == "tool":
             result_id = self.add(
-                BlockKind.TOOL_RESULT, ToolResult(message["tool_call_id"], content or "").body()
+                BlockKind.TOOL_RESULT, ToolResult(message["tool_call_id"], content).body()
             )
             # A checked transcript always made the call first; a span's history may begin
             # after it, and then the result has no call to link to.
@@ -220,7 +226,7 @@ class _Builder:
             self.add(BlockKind.SYSTEM if role == "system" else BlockKind.USER_MESSAGE, content)
 
     def _assistant(self, message: Mapping[str, Any]) -> None:
-        content = message.get("content")
+        content = message_text(message)
         text_id = self.add(BlockKind.ASSISTANT_MESSAGE, content) if content else None
         for call in message.get("tool_calls") or ():
             self.call_block[call["id"]] = call_block = self.add(
@@ -256,7 +262,7 @@ def prepare(
 
 
 def _meta(t: Transcript, session: str, model: str, opts: ImportOptions) -> dict[str, Any]:
-    first_user = next((m.get("content") for m in t.messages if m["role"] == "user"), "") or ""
+    first_user = next((message_text(m) for m in t.messages if m["role"] == "user"), "")
     label = f"task {t.task_id} trial {t.trial}" if t.task_id is not None else session
     meta: dict[str, Any] = {
         "model": model,

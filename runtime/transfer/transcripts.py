@@ -7,7 +7,8 @@ Invariants:
 - Nothing is guessed: invalid UTF-8, invalid JSON or a wrong shape raises ``MalformedFile`` naming
   the file, the line (and column) and what is wrong, for the first problem found.
 - Messages are kept exactly as they were (the dicts the model received); only their shape is
-  checked here. The tau-bench layout is ``{task_id, trial, reward, info, traj}``; ``messages`` is
+  checked here. ``content`` is a string, null, or a list of text parts (``message_text`` joins
+  them); a part of another type (an image, audio) is refused, as there is no block for it. The tau-bench layout is ``{task_id, trial, reward, info, traj}``; ``messages`` is
   accepted for ``traj``, and ``session`` names a session explicitly.
 """
 
@@ -159,8 +160,11 @@ def _check_message(where: _Where, number: int, message: Any) -> None:
     if role not in ROLES:
         raise where.fail(f'"role" is {role!r}; expected one of {", ".join(ROLES)}', number)
     content = message.get("content")
-    if content is not None and not isinstance(content, str):
-        raise where.fail(f'({role}) "content" must be a string or null', number)
+    if isinstance(content, list):
+        _check_parts(where, number, role, content)
+    elif content is not None and not isinstance(content, str):
+        raise where.fail(f'({role}) "content" must be a string or null, or a list of text parts',
+                         number)  # fmt: skip
     if role == "assistant":
         _check_tool_calls(where, number, message)
     elif role == "tool" and not (
@@ -169,6 +173,24 @@ def _check_message(where: _Where, number: int, message: Any) -> None:
         raise where.fail('(tool) "tool_call_id" is missing', number)
     if content is None and role != "assistant":
         raise where.fail(f'({role}) "content" is missing', number)
+
+
+def _check_parts(where: _Where, number: int, role: str, parts: Sequence[Any]) -> None:
+    """Content parts are imported when every one is text: an image or audio part has no block."""
+    for i, part in enumerate(parts):
+        if not (isinstance(part, dict) and part.get("type") == "text"
+                and isinstance(part.get("text"), str)):  # fmt: skip
+            found = part.get("type") if isinstance(part, dict) else _type(part)
+            raise where.fail(f'({role}) content[{i}] is {found!r}, not a text part '
+                             '{"type": "text", "text": ...}; only text is imported', number)  # fmt: skip
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """Return a checked message's text: its content, or its text parts joined; "" for null."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(part["text"] for part in content)
+    return content or ""
 
 
 def _check_tool_calls(where: _Where, number: int, message: Mapping[str, Any]) -> None:

@@ -65,10 +65,30 @@ def test_the_pager_benchmark_grows_a_session_from_any_agent(data):
     assert tasks(blocks)[0] == "ping twice 🚀"
 
 
+def test_content_as_text_parts_is_read_as_its_text(data, monkeypatch):
+    parts = [{"task_id": 1, "traj": [
+        {"role": "user", "content": [{"type": "text", "text": "Hello 👋 "},
+                                     {"type": "text", "text": "key 42?"}]},
+        {"role": "assistant", "content": [], "tool_calls": [_call("c0", "lookup", '{"k": 1}')]},
+        {"role": "tool", "tool_call_id": "c0", "content": [{"type": "text", "text": "四十二"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "It is 四十二"}]},
+    ]}]  # fmt: skip
+    (data / "sessions.json").write_text(json.dumps(parts))
+    (session,) = tau_sessions(data / "sessions.json", data / "tools.json")
+    bodies = [str(b.body) for b in session.blocks if b.kind != BlockKind.TOOL_SCHEMA]
+    assert bodies[0] == "Hello 👋 key 42?" and bodies[-1] == "It is 四十二"
+    assert json.loads(bodies[2])["content"] == "四十二"
+    assert len(session.edges) == 1
+    monkeypatch.setattr(bench_otel, "TAU_SESSIONS", data / "sessions.json")
+    monkeypatch.setattr(bench_otel, "TAU_TOOLS", data / "tools.json")
+    assert [calls for _b, _s, calls in bench_otel.bodies(None)] == [2]
+
+
 def test_sessions_the_importer_refuses_are_refused_with_its_message(data):
-    bad = [{"task_id": 1, "traj": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]}]
+    image = {"type": "image_url", "image_url": {"url": "data:,"}}
+    bad = [{"task_id": 1, "traj": [{"role": "user", "content": [image]}]}]
     (data / "sessions.json").write_text(json.dumps(bad))
-    with pytest.raises(MalformedFile, match="message 0"):
+    with pytest.raises(MalformedFile, match="message 0.*'image_url', not a text part"):
         tau_sessions(data / "sessions.json", data / "tools.json")
 
 
