@@ -57,6 +57,7 @@ def profile_size(
 
 def main(out_dir: Path, sizes: tuple[int, ...], pages: int, suffix: str = "") -> dict[str, Any]:
     rows = []
+    out_dir.mkdir(parents=True, exist_ok=True)  # the profiles are written before the result
     with tempfile.TemporaryDirectory() as tmp, Progress("profile pager", len(sizes)) as progress:
         for size in sizes:
             rows.append(profile_size(size, Path(tmp), out_dir, pages, suffix))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import bench_otel, bench_proxy_paging
+from bench import bench_otel, bench_proxy_paging, profile_pager
 from bench.bench_pager import grow, tasks
 from bench.common import DATA_ENV, tau_bench_dir
 from bench.taudata import tau_sessions
@@ -115,3 +115,13 @@ def test_one_variable_points_every_benchmark_at_another_folder(data, monkeypatch
     assert tau_bench_dir() == data
     monkeypatch.delenv(DATA_ENV)
     assert tau_bench_dir() != data
+
+
+def test_the_pager_profile_writes_into_a_new_folder(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(profile_pager, "TAU_SESSIONS", data / "sessions.json")
+    monkeypatch.setattr(profile_pager, "TAU_TOOLS", data / "tools.json")
+    out = tmp_path / "new" / "results"
+    result = profile_pager.main(out, (40,), 2)
+    assert (out / result["sizes"][0]["profile"]).is_file() and (
+        out / "pager_profile.json"
+    ).is_file()
