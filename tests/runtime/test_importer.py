@@ -186,6 +186,31 @@ def test_the_shipped_copy_is_the_shared_data_unchanged():
     assert "MIT" in (DEMO_DIR / "README.md").read_text()
 
 
+def test_content_as_text_parts_imports_as_the_joined_text_and_the_request_keeps_the_parts(env):
+    store, traces = env
+    parts = [{"type": "text", "text": "find my "}, {"type": "text", "text": "trip"}]
+    traj = [
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": parts},
+        {"role": "assistant", "content": [{"type": "text", "text": "Here it is."}]},
+    ]
+    import_transcripts(store, traces, json.dumps([{"session": "p1", "traj": traj}]).encode())
+    bodies = [(e.kind, store.get(e.id).body) for e in store.entries("p1")]
+    assert bodies == [(BlockKind.SYSTEM, "Be brief."), (BlockKind.USER_MESSAGE, "find my trip"),
+                      (BlockKind.ASSISTANT_MESSAGE, "Here it is.")]  # fmt: skip
+    (record,) = traces.list(limit=None)
+    assert json.loads(traces.request_bytes(record.prompt_hash))["messages"][1]["content"] == parts
+
+
+def test_a_content_part_that_is_not_text_is_refused_naming_its_type(env):
+    store, traces = env
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+    traj = [{"role": "user", "content": [image]}, {"role": "assistant", "content": "ok"}]
+    with pytest.raises(MalformedFile, match="image_url"):
+        import_transcripts(store, traces, json.dumps([{"session": "p2", "traj": traj}]).encode())
+    assert store.sessions() == []
+
+
 def test_json_lines_input_imports_one_session_per_line(env, tmp_path):
     store, traces = env
     lines = "\n".join(json.dumps(s) for s in SESSIONS[:2]) + "\n\n"
